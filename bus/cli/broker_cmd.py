@@ -1,0 +1,67 @@
+"""``lgsp broker start|stop|status`` and ``lgsp config show``."""
+
+from __future__ import annotations
+
+import click
+
+from bus import broker
+from bus.cli._common import echo_json, settings
+from bus.errors import BrokerUnavailableError
+
+
+@click.group("broker")
+def broker_group() -> None:
+    """Start, stop or check the Kafka broker."""
+
+
+@broker_group.command("start")
+def start() -> None:
+    """Start the embedded broker on a free loopback port (nothing if LGSP_KAFKA_BOOTSTRAP)."""
+    s = settings()
+    if s.kafka_bootstrap:
+        st = broker.status(s)
+        click.echo(f"external broker {st.bootstrap}: nothing to start")
+        if not st.answering:
+            raise BrokerUnavailableError(f"broker {st.bootstrap} does not answer")
+        return
+    st = broker.start_embedded(s)
+    click.echo(f"embedded broker {st.detail} at {st.bootstrap} (pid {st.pid})")
+
+
+@broker_group.command("stop")
+def stop() -> None:
+    """Stop the embedded broker (its topics are lost: it keeps data in memory)."""
+    s = settings()
+    if s.kafka_bootstrap:
+        click.echo("external broker: nothing to stop")
+        return
+    click.echo("stopped" if broker.stop_embedded(s) else "no embedded broker was running")
+
+
+@broker_group.command("status")
+def status_cmd() -> None:
+    """Which broker, where, and whether it answers."""
+    st = broker.status(settings())
+    if st.kind == "none":
+        raise BrokerUnavailableError(
+            "no broker: run 'lgsp broker start' or set LGSP_KAFKA_BOOTSTRAP"
+        )
+    pid = f" (pid {st.pid})" if st.pid else ""
+    state = "answers" if st.answering else f"does not answer {st.detail}".rstrip()
+    click.echo(f"{st.kind} broker at {st.bootstrap}{pid}: {state}")
+    if not st.answering:
+        raise SystemExit(3)
+
+
+@click.group("config")
+def config_group() -> None:
+    """Show the effective configuration."""
+
+
+@config_group.command("show")
+def show() -> None:
+    """Print the effective settings (lgsp.toml + LGSP_* env), secrets masked."""
+    echo_json(settings().masked())
+
+
+commands = [broker_group, config_group]

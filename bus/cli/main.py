@@ -1,0 +1,58 @@
+"""Entry point of ``lgsp``: discovers command modules, turns errors into one clear line."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+import sys
+import traceback
+
+import click
+
+import bus.cli
+from bus.errors import LgspError
+
+
+class _Root(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        debug = bool(ctx.params.get("debug"))
+        try:
+            return super().invoke(ctx)
+        except LgspError as exc:
+            if debug:
+                traceback.print_exc()
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.version_option(package_name="lgsp-bus")
+def cli(debug: bool) -> None:
+    """LGSP bus: Avro change events on Kafka between ward, district and city systems."""
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not debug:
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+
+
+def _discover() -> None:
+    for info in sorted(pkgutil.iter_modules(bus.cli.__path__), key=lambda m: m.name):
+        if info.name in {"main"} or info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"bus.cli.{info.name}")
+        for command in getattr(module, "commands", []):
+            cli.add_command(command)
+
+
+_discover()
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,92 @@
+"""Engines and sessions of the control database, migrated on first use."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Session
+
+from bus.config import Settings, mask_url
+from bus.errors import ConfigurationError, DatabaseUnavailableError
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every control-database table."""
+
+
+_engines: dict[str, Engine] = {}
+_lock = threading.Lock()
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the control database to the newest revision of every migration branch."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "heads")
+
+
+def open_engine(settings: Settings) -> Engine:
+    url = settings.control_database_url
+    with _lock:
+        engine = _engines.get(url)
+        if engine is not None:
+            return engine
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            engine = create_engine(url, pool_pre_ping=True, future=True)
+        except (SQLAlchemyError, ImportError, ValueError) as exc:
+            raise ConfigurationError(
+                f"database_url: cannot use {mask_url(url)} ({type(exc).__name__})"
+            ) from exc
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        try:
+            migrate(engine)
+        except OperationalError as exc:
+            raise DatabaseUnavailableError(
+                f"control database {mask_url(url)} does not answer"
+            ) from exc
+        _engines[url] = engine
+        return engine
+
+
+def dispose_engines() -> None:
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+@contextmanager
+def session_scope(settings: Settings) -> Iterator[Session]:
+    """A session that commits on success and rolls back on any error: nothing half-written."""
+    session = Session(open_engine(settings), expire_on_commit=False)
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
