@@ -1,4 +1,4 @@
-"""The state folder (``.lgsp/`` or ``LGSP_HOME``): where later commands find what earlier ones left."""
+"""The state folder (``.lgsp/`` or ``LGSP_HOME``): what later commands find of earlier ones."""
 
 from __future__ import annotations
 
