@@ -6,7 +6,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, NoBrokersAvailable, TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from bus import broker
 from bus.config import Settings
@@ -20,7 +20,7 @@ def client_options(settings: Settings) -> dict[str, Any]:
         "bootstrap_servers": broker.bootstrap(settings).split(","),
         "client_id": k.client_id,
         "request_timeout_ms": k.request_timeout_ms,
-        "api_version_auto_timeout_ms": k.api_timeout_ms,
+        "bootstrap_timeout_ms": k.api_timeout_ms,
         "security_protocol": k.security_protocol,
     }
     if k.sasl_mechanism:
@@ -53,7 +53,7 @@ def producer(settings: Settings, **overrides: Any) -> KafkaProducer:
     opts.update(overrides)
     try:
         return KafkaProducer(**opts)
-    except (NoBrokersAvailable, KafkaError, OSError) as exc:
+    except (KafkaError, OSError) as exc:
         raise _unavailable(settings, exc) from exc
 
 
@@ -70,14 +70,14 @@ def consumer(settings: Settings, group_id: str | None, **overrides: Any) -> Kafk
     opts.update(overrides)
     try:
         return KafkaConsumer(**opts)
-    except (NoBrokersAvailable, KafkaError, OSError) as exc:
+    except (KafkaError, OSError) as exc:
         raise _unavailable(settings, exc) from exc
 
 
 def admin(settings: Settings) -> KafkaAdminClient:
     try:
         return KafkaAdminClient(**client_options(settings))
-    except (NoBrokersAvailable, KafkaError, OSError) as exc:
+    except (KafkaError, OSError) as exc:
         raise _unavailable(settings, exc) from exc
 
 

@@ -1,0 +1,338 @@
+"""Consuming change events: bounded batch runs and continuous runs, with error-policy hooks.
+
+A bounded run reads every assigned partition from the group's committed offset up to the
+end it saw at start, hands decoded batches to the handler, commits after each handled batch,
+and returns. It uses ``assign()`` and the group's committed offsets, not group rebalancing.
+The end is found by reading until a partition is past the start end-offset and answers empty,
+or shows a record appended after the run started: the embedded broker reports a partition's
+end as the base offset of its last batch, Apache Kafka reports it exactly; both end the run.
+
+Error policy: ``(exc, record, logger) -> bool``; True means "handled, go on". The default
+parks the record in ``<topic>.dlq``; ``raise_policy`` stops the run instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from bus import kafka_clients
+from bus.config import Settings
+from bus.dlq import safe_message, send_dead_letter
+from bus.errors import BrokerUnavailableError, DataError
+from bus.registry import Registry, subject_for
+from bus.serde import AvroCodec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: dict[str, Any]
+    schema_id: int
+    timestamp_ms: int
+    raw: bytes
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+@dataclass
+class ConsumeReport:
+    read: int = 0
+    handled: int = 0
+    dlq: int = 0
+    batches: int = 0
+    lag: dict[str, int] = field(default_factory=dict)  # "topic[partition]" -> records left
+
+
+Handler = Callable[[list[Message]], None]
+ErrorPolicy = Callable[[Exception, Any, logging.Logger], bool]
+
+
+def raise_policy(exc: Exception, record: Any, logger: logging.Logger) -> bool:
+    logger.error("%s[%s]@%s: %s", record.topic, record.partition, record.offset, safe_message(exc))
+    return False
+
+
+class Consumer:
+    """Reads topics for a group id and decodes values with the registry."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        group_id: str,
+        *,
+        registry: Registry | None = None,
+        on_error: ErrorPolicy | None = None,
+        decode: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.group_id = group_id
+        self.registry = registry or Registry(settings)
+        self.codec = AvroCodec(self.registry)
+        self.decode_values = decode
+        self._consumer = kafka_clients.consumer(settings, group_id)
+        self._dlq_producer: Any = None
+        self._dlq_pending: list[Any] = []
+        self._allowed: dict[str, set[int]] = {}
+        self.on_error: ErrorPolicy = on_error or self.dlq_policy
+        self.dlq_count = 0
+
+    # ---- error policies ----------------------------------------------------------------
+    def dlq_policy(self, exc: Exception, record: Any, logger: logging.Logger) -> bool:
+        """Park the record in ``<topic>.dlq`` with headers naming origin and reason."""
+        if self._dlq_producer is None:
+            self._dlq_producer = kafka_clients.producer(self.settings)
+        kafka_clients.ensure_topics(self.settings, {f"{record.topic}.dlq": None})
+        self._dlq_pending.append(
+            send_dead_letter(
+                self._dlq_producer,
+                topic=record.topic,
+                key=record.key,
+                value=record.value,
+                exc=exc,
+                partition=record.partition,
+                offset=record.offset,
+            )
+        )
+        logger.warning(
+            "%s[%s]@%s parked in DLQ: %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            safe_message(exc),
+        )
+        self.dlq_count += 1
+        return True
+
+    def _flush_dlq(self) -> None:
+        if self._dlq_producer is None or not self._dlq_pending:
+            return
+        self._dlq_producer.flush()
+        for future in self._dlq_pending:
+            future.get(timeout=self.settings.kafka.request_timeout_ms / 1000)
+        self._dlq_pending.clear()
+
+    # ---- plumbing ----------------------------------------------------------------------
+    def close(self) -> None:
+        self._flush_dlq()
+        if self._dlq_producer is not None:
+            self._dlq_producer.close(timeout=5)
+        self._consumer.close(autocommit=False)
+
+    def __enter__(self) -> Consumer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def partitions(self, topics: list[str]) -> list[TopicPartition]:
+        tps = []
+        for topic in topics:
+            parts = self._consumer.partitions_for_topic(topic)
+            if not parts:
+                log.info("topic %s does not exist yet: nothing to read", topic)
+                continue
+            tps.extend(TopicPartition(topic, p) for p in sorted(parts))
+        return tps
+
+    def _allowed_ids(self, topic: str) -> set[int]:
+        ids = self._allowed.get(topic)
+        if ids is None:
+            ids = self.registry.subject_ids(subject_for(topic))
+            self._allowed[topic] = ids
+        return ids
+
+    def _decode(self, record: Any) -> Message:
+        if self.decode_values:
+            allowed = self._allowed_ids(record.topic)
+            if not allowed:
+                raise DataError(f"topic {record.topic} has no registered schema")
+            schema_id, value = self.codec.decode(record.value, allowed_ids=allowed)
+        else:
+            schema_id, value = -1, {}
+        key = record.key.decode("utf-8", "replace") if record.key is not None else None
+        return Message(
+            record.topic,
+            record.partition,
+            record.offset,
+            key,
+            value,
+            schema_id,
+            record.timestamp,
+            record.value,
+            list(record.headers or []),
+        )
+
+    def _position_at_start(self, tps: list[TopicPartition], from_beginning: bool) -> None:
+        self._consumer.assign(tps)
+        for tp in tps:
+            committed = None if from_beginning else self._consumer.committed(tp)
+            if committed is None:
+                self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, committed)
+
+    def _handle(
+        self, records: dict[TopicPartition, list[Any]], handler: Handler, report: ConsumeReport
+    ) -> dict[TopicPartition, int]:
+        batch: list[Message] = []
+        next_offsets: dict[TopicPartition, int] = {}
+        for tp, items in records.items():
+            for record in items:
+                report.read += 1
+                try:
+                    batch.append(self._decode(record))
+                except DataError as exc:
+                    if not self.on_error(exc, record, log):
+                        raise
+                next_offsets[tp] = record.offset + 1
+        if batch:
+            handler(batch)
+            report.handled += len(batch)
+        self._flush_dlq()
+        report.batches += 1
+        return next_offsets
+
+    def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if not offsets or self.group_id is None:
+            return
+        try:
+            self._consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
+        except KafkaError as exc:
+            raise BrokerUnavailableError(f"commit failed ({type(exc).__name__})") from exc
+
+    # ---- runs --------------------------------------------------------------------------
+    def run_bounded(
+        self,
+        topics: list[str],
+        handler: Handler,
+        *,
+        max_records: int | None = None,
+        from_beginning: bool = False,
+        commit: bool = True,
+        poll_ms: int = 300,
+    ) -> ConsumeReport:
+        """Read up to the end seen at start (or ``max_records``), commit, return."""
+        report = ConsumeReport()
+        tps = self.partitions(topics)
+        if not tps:
+            return report
+        started_ms = int(time.time() * 1000)
+        self._position_at_start(tps, from_beginning)
+        try:
+            ends = self._consumer.end_offsets(tps)
+        except KafkaError as exc:
+            raise BrokerUnavailableError(f"cannot read end offsets ({type(exc).__name__})") from exc
+        active = set(tps)
+        quiet: dict[TopicPartition, int] = dict.fromkeys(tps, 0)
+        batch_size = self.settings.batch_size
+        while active:
+            limit = batch_size
+            if max_records is not None:
+                limit = min(batch_size, max_records - report.read)
+                if limit <= 0:
+                    break
+            polled = self._consumer.poll(timeout_ms=poll_ms, max_records=limit)
+            taken: dict[TopicPartition, list[Any]] = {}
+            for tp, items in polled.items():
+                keep = []
+                for record in items:
+                    if record.offset >= ends.get(tp, 0) and record.timestamp >= started_ms:
+                        # appended after the run started: leave it for the next run
+                        self._consumer.seek(tp, record.offset)
+                        self._consumer.pause(tp)
+                        active.discard(tp)
+                        break
+                    keep.append(record)
+                if keep:
+                    taken[tp] = keep
+            if taken:
+                offsets = self._handle(taken, handler, report)
+                if commit:
+                    self._commit(offsets)
+            for tp in list(active):
+                quiet[tp] = 0 if tp in polled else quiet[tp] + 1
+                # two quiet polls past the start end-offset: nothing more was there at start
+                if quiet[tp] >= 2 and self._consumer.position(tp) >= ends.get(tp, 0):
+                    active.discard(tp)
+        for tp in tps:
+            position = self._consumer.position(tp)
+            report.lag[f"{tp.topic}[{tp.partition}]"] = max(0, ends.get(tp, 0) - position)
+        report.dlq = self.dlq_count
+        return report
+
+    def run_forever(
+        self,
+        topics: list[str],
+        handler: Handler,
+        *,
+        should_stop: Callable[[], bool] = lambda: False,
+        poll_ms: int = 1000,
+        refresh_s: float = 30.0,
+    ) -> ConsumeReport:
+        """Read continuously until ``should_stop()``; new partitions picked up every refresh."""
+        report = ConsumeReport()
+        tps: list[TopicPartition] = []
+        refreshed = 0.0
+        while not should_stop():
+            if time.monotonic() - refreshed > refresh_s:
+                current = self.partitions(topics)
+                if set(current) != set(tps):
+                    tps = current
+                    self._position_at_start(tps, from_beginning=False)
+                refreshed = time.monotonic()
+            if not tps:
+                time.sleep(poll_ms / 1000)
+                continue
+            polled = self._consumer.poll(timeout_ms=poll_ms, max_records=self.settings.batch_size)
+            if polled:
+                self._commit(self._handle(polled, handler, report))
+        report.dlq = self.dlq_count
+        return report
+
+
+def end_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], int]:
+    """The offset after the last record of every partition of ``topics``.
+
+    The broker's answer is a lower bound on the embedded broker (the base offset of the last
+    batch), so the last batch is read forward to find the real end; Apache Kafka's is exact.
+    """
+    consumer = kafka_clients.consumer(settings, None)
+    try:
+        tps = []
+        for topic in topics:
+            tps += [
+                TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
+            ]
+        if not tps:
+            return {}
+        hints = consumer.end_offsets(tps)
+        consumer.assign(tps)
+        result = {}
+        for tp in tps:
+            consumer.seek(tp, hints[tp])
+        ends = dict(hints)
+        for _ in range(3):
+            polled = consumer.poll(timeout_ms=300)
+            for tp, items in polled.items():
+                ends[tp] = max(ends[tp], items[-1].offset + 1)
+            if not polled:
+                break
+        for tp in tps:
+            result[(tp.topic, tp.partition)] = ends[tp]
+        return result
+    except KafkaError as exc:
+        raise BrokerUnavailableError(f"cannot read end offsets ({type(exc).__name__})") from exc
+    finally:
+        consumer.close(autocommit=False)

@@ -1,0 +1,140 @@
+"""Publishing change events: validated against the topic's schema, framed, acked by the broker.
+
+``Publisher.publish`` returns only after the broker acknowledged every record (acks=all,
+idempotent producer), so a caller may commit its source position afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka.errors import KafkaError
+
+from bus import kafka_clients
+from bus.config import Settings
+from bus.dlq import dlq_topic, send_dead_letter
+from bus.envelope import canonical_key
+from bus.errors import BrokerUnavailableError, DataError
+from bus.registry import RegisteredSchema, Registry, subject_for
+from bus.serde import AvroCodec
+from bus.serde.jsoncodec import dumps
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PublishReport:
+    sent: int = 0
+    dlq: int = 0
+    per_topic: dict[str, int] = field(default_factory=dict)
+
+
+class Publisher:
+    """One producer for many topics; use as a context manager or call ``close``."""
+
+    def __init__(
+        self, settings: Settings, registry: Registry | None = None, **producer_overrides: Any
+    ) -> None:
+        self.settings = settings
+        self.registry = registry or Registry(settings)
+        self.codec = AvroCodec(self.registry)
+        self._schemas: dict[str, RegisteredSchema] = {}
+        self._ready_topics: set[str] = set()
+        self._producer = kafka_clients.producer(settings, **producer_overrides)
+        self._pending: list[Any] = []
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._producer.close(timeout=10)
+
+    def schema_for(self, topic: str) -> RegisteredSchema:
+        found = self._schemas.get(topic)
+        if found is None:
+            found = self.registry.latest(subject_for(topic))
+            self._schemas[topic] = found
+        return found
+
+    def ensure_topic(self, topic: str, dataset: str | None = None) -> None:
+        if topic not in self._ready_topics:
+            kafka_clients.ensure_topics(self.settings, {topic: dataset, dlq_topic(topic): None})
+            self._ready_topics.add(topic)
+
+    def encode(self, topic: str, event: dict[str, Any]) -> tuple[bytes, bytes]:
+        """(key bytes, framed value) of an event; ``DataError`` if it does not match."""
+        schema = self.schema_for(topic)
+        value = self.codec.encode(schema.id, event)
+        key = event.get("key")
+        if isinstance(key, dict):
+            key = canonical_key(key)
+        return (str(key).encode() if key is not None else b""), value
+
+    def send_encoded(self, topic: str, key: bytes, value: bytes, event_id: str = "") -> None:
+        headers = [("lgsp.event_id", event_id.encode())] if event_id else None
+        try:
+            self._pending.append(
+                self._producer.send(topic, key=key or None, value=value, headers=headers)
+            )
+        except KafkaError as exc:
+            raise BrokerUnavailableError(f"cannot send to {topic} ({type(exc).__name__})") from exc
+
+    def publish(
+        self,
+        topic: str,
+        events: Iterable[dict[str, Any]],
+        *,
+        on_invalid: str = "raise",
+        dataset: str | None = None,
+    ) -> PublishReport:
+        """Send events and wait for the broker's acknowledgement of all of them.
+
+        ``on_invalid="raise"`` stops at the first event that does not match the schema (with
+        its index); ``"dlq"`` parks it in ``<topic>.dlq`` with the reason and goes on.
+        """
+        self.ensure_topic(topic, dataset)
+        report = PublishReport()
+        for index, event in enumerate(events):
+            try:
+                key, value = self.encode(topic, event)
+            except DataError as exc:
+                if on_invalid != "dlq":
+                    raise DataError(f"event {index}: {exc}") from None
+                self._pending.append(
+                    send_dead_letter(
+                        self._producer,
+                        topic=topic,
+                        key=str(event.get("key", "")).encode(),
+                        value=dumps(event).encode(),
+                        exc=exc,
+                        stage="publish",
+                    )
+                )
+                report.dlq += 1
+                continue
+            self.send_encoded(topic, key, value, str(event.get("event_id", "")))
+            report.sent += 1
+        self.flush()
+        report.per_topic[topic] = report.sent
+        return report
+
+    def flush(self) -> None:
+        """Block until every pending record is acknowledged; raise if any was not."""
+        pending, self._pending = self._pending, []
+        try:
+            self._producer.flush(timeout=self.settings.kafka.request_timeout_ms / 1000 * 4)
+        except KafkaError as exc:
+            raise BrokerUnavailableError(f"flush failed ({type(exc).__name__})") from exc
+        for future in pending:
+            try:
+                future.get(timeout=self.settings.kafka.request_timeout_ms / 1000)
+            except KafkaError as exc:
+                raise BrokerUnavailableError(
+                    f"the broker did not acknowledge a record ({type(exc).__name__})"
+                ) from exc
