@@ -1,0 +1,90 @@
+"""Shared fixtures: one real broker per test session, a fresh state folder per test.
+
+The broker is started through the same code as ``lgsp broker start`` (the embedded Tansu
+broker), unless ``LGSP_KAFKA_BOOTSTRAP`` names a cluster to test against instead.
+PostgreSQL and MariaDB are the machine's real services (``.ci/run`` starts them).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bus import broker
+from bus.config import Settings, reset_settings
+from bus.db.engine import dispose_engines
+
+PG_URL = os.environ.get("LGSP_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+MYSQL_URL = os.environ.get("LGSP_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+
+
+@pytest.fixture(scope="session")
+def broker_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    external = os.environ.get("LGSP_KAFKA_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    home = tmp_path_factory.mktemp("broker-home")
+    session_settings = Settings(home=home)
+    status = broker.start_embedded(session_settings)
+    assert status.bootstrap
+    try:
+        yield status.bootstrap
+    finally:
+        broker.stop_embedded(session_settings)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    path = tmp_path / "lgsp-home"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def settings(home: Path, broker_bootstrap: str) -> Iterator[Settings]:
+    """Settings with a fresh state folder and control DB, on the session's broker."""
+    yield Settings(home=home, kafka_bootstrap=broker_bootstrap)
+    dispose_engines()
+
+
+@pytest.fixture
+def offline_settings(home: Path) -> Iterator[Settings]:
+    """Settings without any broker (for control-DB-only tests)."""
+    yield Settings(home=home)
+    dispose_engines()
+
+
+@pytest.fixture
+def cli_env(
+    monkeypatch: pytest.MonkeyPatch, home: Path, broker_bootstrap: str
+) -> Iterator[dict[str, str]]:
+    """Environment for CLI tests: LGSP_HOME and the session broker, settings re-read."""
+    env = {"LGSP_HOME": str(home), "LGSP_KAFKA_BOOTSTRAP": broker_bootstrap}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("LGSP_DATABASE_URL", raising=False)
+    reset_settings()
+    yield env
+    reset_settings()
+    dispose_engines()
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique suffix for topic, table and group names."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    return PG_URL
+
+
+@pytest.fixture(scope="session")
+def mysql_url() -> str:
+    return MYSQL_URL
