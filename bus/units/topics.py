@@ -1,0 +1,94 @@
+"""Topic names: ``lgsp.<unit path>.<domain>.<dataset>``, e.g. ``lgsp.79.760.26734.tthc.dossier``.
+
+The unit path is the chain of unit codes from the city down, so that broker ACLs on a topic
+prefix can keep a ward from writing another ward's topics.
+"""
+
+from __future__ import annotations
+
+import re
+
+from bus.errors import InvalidNameError
+from bus.units.hierarchy import Hierarchy, Unit
+
+TOPIC_PREFIX = "lgsp"
+MAX_DATASET_NAME = 100
+MAX_TOPIC_NAME = 249  # Kafka's limit
+_PART = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= 60 else value[:57] + "...")
+
+
+def validate_dataset_name(name: object) -> str:
+    """Check ``<domain>.<name>``: two parts, lowercase ASCII letters, digits and ``_``,
+    each starting with a letter. Returns the name; raises ``InvalidNameError`` with the reason."""
+    if not isinstance(name, str):
+        raise InvalidNameError(f"dataset name: expected a string, got {type(name).__name__}")
+    what = f"dataset name {_shown(name)}"
+    if not name:
+        raise InvalidNameError("dataset name: must not be empty; expected '<domain>.<name>'")
+    if len(name) > MAX_DATASET_NAME:
+        raise InvalidNameError(f"{what}: longer than {MAX_DATASET_NAME} characters")
+    if not name.isascii():
+        raise InvalidNameError(
+            f"{what}: only ASCII letters a-z, digits and '_' are allowed (no accented letters)"
+        )
+    bad = sorted({ch for ch in name if not (ch.islower() or ch.isdigit() or ch in "._")})
+    if any(ch.isupper() for ch in bad):
+        raise InvalidNameError(f"{what}: must be lowercase")
+    if bad:
+        shown = " ".join(repr(ch) for ch in bad)
+        raise InvalidNameError(
+            f"{what}: character(s) {shown} not allowed; use a-z, 0-9, '_' and one '.'"
+        )
+    parts = name.split(".")
+    if len(parts) == 1:
+        raise InvalidNameError(f"{what}: missing the domain; expected '<domain>.<name>'")
+    if len(parts) > 2:
+        raise InvalidNameError(f"{what}: expected exactly one '.' between domain and name")
+    for label, part in zip(("domain", "name"), parts, strict=True):
+        if not part:
+            raise InvalidNameError(f"{what}: the {label} part is empty")
+        if not _PART.fullmatch(part):
+            raise InvalidNameError(f"{what}: the {label} part must start with a letter")
+    return name
+
+
+def topic_name(h: Hierarchy, unit: str | int, dataset: str) -> str:
+    """``lgsp.<path of unit>.<dataset>``; unknown unit or bad dataset name: a clear error."""
+    validate_dataset_name(dataset)
+    topic = f"{TOPIC_PREFIX}.{h.path(unit)}.{dataset}"
+    if len(topic) > MAX_TOPIC_NAME:
+        raise InvalidNameError(f"topic name longer than Kafka's {MAX_TOPIC_NAME} characters")
+    return topic
+
+
+def parse_topic(h: Hierarchy, topic: str) -> tuple[Unit, str]:
+    """The publishing unit and dataset of a topic name; refuses a wrong prefix, a bad dataset
+    name, an unknown unit, and a unit path that is not the unit's chain from the root."""
+    if not isinstance(topic, str):
+        raise InvalidNameError(f"topic name: expected a string, got {type(topic).__name__}")
+    what = f"topic {_shown(topic)}"
+    parts = topic.split(".")
+    if parts[0] != TOPIC_PREFIX:
+        raise InvalidNameError(f"{what}: must start with '{TOPIC_PREFIX}.'")
+    if len(parts) < 4:
+        raise InvalidNameError(f"{what}: expected '{TOPIC_PREFIX}.<unit path>.<domain>.<name>'")
+    codes, dataset = parts[1:-2], ".".join(parts[-2:])
+    try:
+        validate_dataset_name(dataset)
+    except InvalidNameError as exc:
+        raise InvalidNameError(f"{what}: {exc}") from exc
+    for code in codes:
+        if not code.isdigit():
+            raise InvalidNameError(f"{what}: unit path part {_shown(code)} is not a unit code")
+    unit = h.get(codes[-1])
+    expected = h.path(unit.code)
+    if ".".join(codes) != expected:
+        raise InvalidNameError(
+            f"{what}: unit path {'.'.join(codes)} does not match unit {unit.code}'s path "
+            f"{expected} in hierarchy {h.name!r}"
+        )
+    return unit, dataset
