@@ -1,0 +1,1 @@
+"""Reports computed from published datasets: working-day calendar and on-time dossier scoring."""
