@@ -19,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from fastavro.repository.base import SchemaRepositoryError
 from fastavro.schema import SchemaParseException, UnknownType, load_schema
 
 from bus.errors import SchemaError
@@ -142,6 +143,10 @@ def load_record_schema(path: Path) -> dict[str, Any]:
         return dict(load_schema(str(path), _write_hint=False))
     except FileNotFoundError as exc:
         raise SchemaError(f"schema file does not exist: {path}") from exc
+    except SchemaRepositoryError as exc:
+        cause = exc.__cause__
+        detail = f"{exc}: {cause}" if cause else str(exc)
+        raise SchemaError(f"{path.name}: not a valid Avro schema ({detail})") from exc
     except (SchemaParseException, UnknownType, ValueError, KeyError, TypeError) as exc:
         raise SchemaError(f"{path.name}: not a valid Avro schema ({exc})") from exc
 

@@ -21,6 +21,7 @@ from bus.errors import BrokerUnavailableError, DataError
 from bus.registry import RegisteredSchema, Registry, subject_for
 from bus.serde import AvroCodec
 from bus.serde.jsoncodec import dumps
+from bus.units import load_hierarchy, parse_topic
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,12 @@ class PublishReport:
     sent: int = 0
     dlq: int = 0
     per_topic: dict[str, int] = field(default_factory=dict)
+
+
+def validate_topic(settings: Settings, topic: str) -> None:
+    """Bus topics (``lgsp.<unit path>.<domain>.<name>``) must name a real unit chain."""
+    if topic.startswith("lgsp."):
+        parse_topic(load_hierarchy(settings.hierarchy), topic)
 
 
 class Publisher:
@@ -64,6 +71,7 @@ class Publisher:
 
     def ensure_topic(self, topic: str, dataset: str | None = None) -> None:
         if topic not in self._ready_topics:
+            validate_topic(self.settings, topic)
             kafka_clients.ensure_topics(self.settings, {topic: dataset, dlq_topic(topic): None})
             self._ready_topics.add(topic)
 

@@ -10,6 +10,7 @@ import click
 from bus.cli._common import echo_table, settings
 from bus.envelope import envelope_schema, load_record_schema
 from bus.errors import IncompatibleSchemaError
+from bus.publish import validate_topic
 from bus.registry import Registry
 
 
@@ -39,6 +40,8 @@ _raw = click.option(
 @_raw
 def register(subject: str, file: Path, raw: bool) -> None:
     """Register FILE (.avsc) as the next version of SUBJECT if compatible."""
+    if subject.endswith("-value"):
+        validate_topic(settings(), subject.removesuffix("-value"))
     reg = Registry(settings())
     result = reg.register(subject, _load(file, raw))
     click.echo(f"{subject}: version {result.version}, id {result.id}")

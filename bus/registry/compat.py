@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import avro.errors
 import avro.schema
 from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 
@@ -24,7 +25,7 @@ MODES = (
 def parse_avro(schema: dict[str, Any]) -> avro.schema.Schema:
     try:
         return avro.schema.parse(json.dumps(schema))
-    except (avro.schema.SchemaParseException, ValueError, TypeError, KeyError) as exc:
+    except (avro.errors.AvroException, ValueError, TypeError, KeyError) as exc:
         raise SchemaError(f"not a valid Avro schema ({exc})") from exc
 
 
@@ -36,6 +37,26 @@ def _problems(reader: avro.schema.Schema, writer: avro.schema.Schema, label: str
     where = ", ".join(sorted(result.locations))
     what = "; ".join(sorted(str(m) for m in result.messages))
     return [f"{label}: {', '.join(kinds)} at {where} ({what})"]
+
+
+def _inner_record(schema: dict[str, Any]) -> dict[str, Any] | None:
+    """The dataset record of an envelope schema, to explain a union-level refusal."""
+    for field in schema.get("fields", []) if isinstance(schema, dict) else []:
+        if field.get("name") in ("before", "after") and isinstance(field.get("type"), list):
+            for branch in field["type"]:
+                if isinstance(branch, dict) and branch.get("type") == "record":
+                    return branch
+    return None
+
+
+def _explain(reader: dict[str, Any], writer: dict[str, Any], label: str) -> list[str]:
+    """Problems of a pair; for envelopes, the record-level reasons (field names) as well."""
+    problems = _problems(parse_avro(reader), parse_avro(writer), label)
+    inner_r, inner_w = _inner_record(reader), _inner_record(writer)
+    if problems and inner_r is not None and inner_w is not None:
+        inner = _problems(parse_avro(inner_r), parse_avro(inner_w), f"{label} (record)")
+        problems = inner or problems
+    return problems
 
 
 def check_compatibility(
@@ -52,16 +73,11 @@ def check_compatibility(
     if mode == "NONE" or not history:
         return []
     against = history if mode.endswith("_TRANSITIVE") else history[-1:]
-    new_parsed = parse_avro(new)
+    parse_avro(new)
     problems: list[str] = []
     for version, old in against:
-        old_parsed = parse_avro(old)
         if mode.startswith(("BACKWARD", "FULL")):
-            problems += _problems(
-                new_parsed, old_parsed, f"new schema cannot read version {version}"
-            )
+            problems += _explain(new, old, f"new schema cannot read version {version}")
         if mode.startswith(("FORWARD", "FULL")):
-            problems += _problems(
-                old_parsed, new_parsed, f"version {version} cannot read new schema"
-            )
+            problems += _explain(old, new, f"version {version} cannot read new schema")
     return problems

@@ -34,7 +34,9 @@ def describe_validation_error(exc: ValidationError) -> str:
     """Field paths and expected types of every problem; the offending values are left out."""
     parts = []
     seen = set()
-    for err in getattr(exc, "errors", []) or []:
+    errors = list(getattr(exc, "errors", []) or [])
+    specific = [e for e in errors if getattr(e, "schema", None) != "null"]
+    for err in specific or errors:
         field = getattr(err, "field", "") or "(record)"
         if field in seen:
             continue

@@ -70,14 +70,14 @@ class JsonToAvro:
                 if "null" in schema:
                     return None
                 raise self._fail(path, "a value (the field is not nullable)")
-            errors = []
-            for branch in schema:
-                if branch == "null":
-                    continue
+            branches = [b for b in schema if b != "null"]
+            if len(branches) == 1:
+                return self._convert(value, branches[0], path)
+            for branch in branches:
                 try:
                     return self._convert(value, branch, path)
-                except DataError as exc:
-                    errors.append(str(exc))
+                except DataError:
+                    continue
             raise self._fail(path, " or ".join(self._label(b) for b in schema if b != "null"))
         kind = schema.get("type")
         if isinstance(kind, dict | list):

@@ -1,0 +1,229 @@
+"""Publish → broker → consume, DLQ, crash and rerun, bad inputs: against the real broker."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import multiprocessing
+import os
+import struct
+import time
+from pathlib import Path
+
+import pytest
+from kafka import KafkaProducer
+
+from bus import kafka_clients
+from bus.config import Settings
+from bus.consume import Consumer, Message, end_offsets
+from bus.dlq import H_ERROR, H_ERROR_CLASS, H_OFFSET, H_PARTITION, H_TOPIC
+from bus.dlq_ops import list_dead_letters, replay_dead_letters
+from bus.envelope import make_event
+from bus.errors import BrokerUnavailableError, DataError, UnknownUnitError
+from bus.publish import Publisher
+from bus.registry import Registry, subject_for
+from tests.helpers import record_schema, register_topic
+
+pytestmark = pytest.mark.integration
+
+VN = dt.timezone(dt.timedelta(hours=7))
+SOURCE = {"agency": "ubnd-phuong-tan-dinh", "unit": "26734", "system": "hoso"}
+
+
+def topic_for(unique: str) -> str:
+    return f"lgsp.79.760.26734.test.x{unique}"
+
+
+def person(i: int, name: str = "Nguyễn Thị Ánh Tuyết") -> dict:
+    return {
+        "id": i,
+        "name": f"{name} {i}",
+        "amount": decimal.Decimal("1234567.89") + i,
+        "born": None if i % 3 == 0 else dt.date(1990, 1, 1) + dt.timedelta(days=i),
+        "seen": dt.datetime(2026, 3, 1, 8, 30, tzinfo=VN) + dt.timedelta(minutes=i),
+    }
+
+
+def events(n: int, start: int = 0) -> list[dict]:
+    return [
+        make_event(
+            op="c", key={"id": i}, source=SOURCE, ts_ms=1_770_000_000_000 + i, after=person(i)
+        )
+        for i in range(start, start + n)
+    ]
+
+
+def collect(settings: Settings, topic: str, group: str) -> list[Message]:
+    seen: list[Message] = []
+    with Consumer(settings, group) as consumer:
+        consumer.run_bounded([topic], seen.extend)
+    return seen
+
+
+def test_publish_then_consume_typed_values(settings: Settings, unique: str) -> None:
+    topic = topic_for(unique)
+    register_topic(settings, topic)
+    with Publisher(settings) as pub:
+        report = pub.publish(topic, events(50))
+    assert report.sent == 50
+    seen = collect(settings, topic, f"g-{unique}")
+    assert len(seen) == 50
+    by_id = {m.value["after"]["id"]: m.value for m in seen}
+    assert by_id[7]["after"] == person(7)
+    assert by_id[3]["after"]["born"] is None
+    assert by_id[7]["after"]["seen"] == person(7)["seen"]
+    assert by_id[7]["source"]["agency"] == "ubnd-phuong-tan-dinh"
+    assert by_id[7]["key"] == '{"id":7}'
+    # a second bounded run of the same group reads nothing new
+    assert collect(settings, topic, f"g-{unique}") == []
+    ends = end_offsets(settings, [topic])
+    assert sum(ends.values()) == 50
+
+
+def test_bad_records_go_to_dlq_and_good_ones_arrive(settings: Settings, unique: str) -> None:
+    topic = topic_for(unique)
+    register_topic(settings, topic)
+    other = Registry(settings).register(
+        subject_for(topic + "other"),
+        {"type": "record", "name": "Other", "fields": [{"name": "x", "type": "int"}]},
+    )
+    with Publisher(settings) as pub:
+        pub.publish(topic, events(5))
+    raw = KafkaProducer(**kafka_clients.client_options(settings))
+    raw.send(topic, key=b'{"id":99}', value=b"\x00\x00\x00corrupt-079203001234")
+    raw.send(topic, key=b'{"id":98}', value=b"\x00" + struct.pack(">I", other.id) + b"\x02")
+    raw.flush()
+    raw.close()
+    with Publisher(settings) as pub:
+        pub.publish(topic, events(5, start=5))
+    seen = collect(settings, topic, f"g-{unique}")
+    assert sorted(m.value["after"]["id"] for m in seen) == list(range(10))
+    dead = list_dead_letters(settings, topic)
+    assert len(dead) == 2
+    classes = sorted(d.error_class for d in dead)
+    assert classes == ["DataError", "DataError"]
+    reasons = " ".join(d.error for d in dead)
+    assert "not a version of this topic" in reasons
+    assert "079203001234" not in reasons
+    for d in dead:
+        assert d.origin_topic == topic and d.origin_offset is not None
+        assert d.origin_partition is not None
+
+
+def test_dlq_headers_and_replay_after_fix(settings: Settings, unique: str) -> None:
+    topic = topic_for(unique)
+    register_topic(settings, topic)
+    # written with a compatible newer schema that was never registered for the topic
+    newer = record_schema(extra=[{"name": "ward", "type": "string", "default": ""}])
+    from bus.envelope import envelope_schema
+    from bus.serde import AvroCodec
+
+    env = envelope_schema(newer, settings.schemas_dir)
+    stray = Registry(settings).register(f"stray-{unique}-value", env)
+    codec = AvroCodec(Registry(settings))
+    event = events(1)[0]
+    event["after"]["ward"] = "26734"
+    value = codec.encode(stray.id, event)
+    raw = KafkaProducer(**kafka_clients.client_options(settings))
+    raw.send(topic, key=b'{"id":0}', value=value).get(10)
+    raw.close()
+    assert collect(settings, topic, f"g-{unique}") == []
+    consumer = kafka_clients.consumer(settings, None)
+    from kafka import TopicPartition
+
+    tps = [TopicPartition(topic + ".dlq", p) for p in consumer.partitions_for_topic(topic + ".dlq")]
+    consumer.assign(tps)
+    consumer.seek_to_beginning()
+    records = [r for batch in consumer.poll(timeout_ms=2000).values() for r in batch]
+    consumer.close()
+    assert len(records) == 1
+    headers = dict(records[0].headers)
+    assert headers[H_TOPIC] == topic.encode()
+    assert int(headers[H_PARTITION]) >= 0 and int(headers[H_OFFSET]) == 0
+    assert headers[H_ERROR_CLASS] == b"DataError"
+    assert b"not a version" in headers[H_ERROR]
+    assert records[0].value == value
+    # still failing: parked again, not lost
+    first = replay_dead_letters(settings, topic)
+    assert (first.replayed, first.still_failing) == (0, 1)
+    # the fix: register the newer schema for the topic; the replay now re-drives it
+    Registry(settings).register(subject_for(topic), env)
+    second = replay_dead_letters(settings, topic)
+    assert (second.replayed, second.still_failing) == (1, 0)
+    seen = collect(settings, topic, f"g-{unique}")
+    assert [m.value["after"]["ward"] for m in seen] == ["26734"]
+
+
+def _crashing_consumer(settings: Settings, topic: str, group: str, out: str, crash_at: int) -> None:
+    batches = 0
+
+    def handle(batch: list[Message]) -> None:
+        nonlocal batches
+        batches += 1
+        with open(out, "a", encoding="utf-8") as fh:
+            for m in batch:
+                fh.write(f"{m.value['after']['id']}\n")
+        if batches == crash_at:
+            os._exit(17)  # killed mid-run: this batch was handled but never committed
+
+    with Consumer(settings, group) as consumer:
+        consumer.run_bounded([topic], handle)
+
+
+def test_bounded_consume_killed_mid_batch_and_rerun(
+    settings: Settings, unique: str, tmp_path: Path
+) -> None:
+    topic = topic_for(unique)
+    register_topic(settings, topic)
+    with Publisher(settings) as pub:
+        pub.publish(topic, events(300))
+    small = settings.model_copy(update={"batch_size": 40})
+    out = tmp_path / "seen.txt"
+    proc = multiprocessing.get_context("fork").Process(
+        target=_crashing_consumer, args=(small, topic, f"g-{unique}", str(out), 3)
+    )
+    proc.start()
+    proc.join(60)
+    assert proc.exitcode == 17
+    first = out.read_text().split()
+    assert 0 < len(first) < 300
+    again = collect(small, topic, f"g-{unique}")
+    ids = first + [str(m.value["after"]["id"]) for m in again]
+    assert set(ids) == {str(i) for i in range(300)}, "nothing lost"
+    duplicates = len(ids) - 300
+    assert 0 < duplicates <= 40, "duplicates only from the uncommitted batch"
+
+
+def test_publish_refuses_unknown_unit(settings: Settings) -> None:
+    with pytest.raises(UnknownUnitError, match="99999"):
+        with Publisher(settings) as pub:
+            pub.publish("lgsp.79.760.99999.test.demo", [])
+
+
+def test_publish_refuses_record_not_matching(settings: Settings, unique: str) -> None:
+    topic = topic_for(unique)
+    register_topic(settings, topic)
+    bad = events(3)
+    bad[1]["after"]["amount"] = "not money"
+    with (
+        Publisher(settings) as pub,
+        pytest.raises(DataError, match="event 1: demo.Person.amount: expected bytes \\(decimal\\)"),
+    ):
+        pub.publish(topic, bad)
+
+
+def test_broker_down_is_one_clear_error(home: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    down = Settings(
+        home=home,
+        kafka_bootstrap=f"127.0.0.1:{port}",
+        kafka={"request_timeout_ms": 2000, "api_timeout_ms": 1500},
+    )
+    started = time.monotonic()
+    with pytest.raises(BrokerUnavailableError, match="does not answer"):
+        Publisher(down)
+    assert time.monotonic() - started < 10
