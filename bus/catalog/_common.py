@@ -1,0 +1,44 @@
+"""Small shared helpers of the catalogue: clocks and name rules."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import unicodedata
+
+VN = dt.timezone(dt.timedelta(hours=7), "ICT")
+AGENCY_NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
+MAX_AGENCY_NAME = 100
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def today_vn() -> dt.date:
+    """Today's date in Viet Nam (grant expiry dates are Vietnamese calendar days)."""
+    return dt.datetime.now(VN).date()
+
+
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """A stored time as an aware UTC datetime (SQLite returns naive ones)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+def agency_name_problem(name: object) -> str | None:
+    """Why ``name`` is not a valid agency name, or None."""
+    if not isinstance(name, str) or not name:
+        return "expected a non-empty agency name"
+    if len(name) > MAX_AGENCY_NAME:
+        return f"longer than {MAX_AGENCY_NAME} characters"
+    if not AGENCY_NAME.fullmatch(name):
+        return "expected lowercase letters, digits and single dashes, starting with a letter"
+    return None
+
+
+def fold(text: str) -> str:
+    """Lowercase text without Vietnamese accents (đ → d), for search and name matching."""
+    text = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D"))
+    return "".join(ch for ch in text if not unicodedata.combining(ch)).casefold()

@@ -1,0 +1,145 @@
+"""The access log: who read which dataset, for which purpose, how many records, and when.
+
+Every delivery under a grant, every refused delivery and every replay writes one entry.
+Other modules (the archive's replay) call ``record_access`` with the same keywords.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from bus.catalog._common import VN, as_utc, utcnow
+from bus.catalog.models import AccessEntry
+from bus.config import Settings
+from bus.db import session_scope
+from bus.envelope import to_jsonable
+from bus.errors import ConfigurationError
+
+ACTIONS = ("deliver", "refused", "replay", "read")
+_ACTION = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+
+@dataclass(frozen=True)
+class AccessRecord:
+    id: int
+    at: dt.datetime
+    principal: str
+    agency: str
+    dataset: str
+    purpose: str
+    action: str
+    records: int
+    grant_id: int | None
+    detail: dict[str, Any] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"at": self.at.isoformat()}
+
+
+def record_access(
+    settings: Settings,
+    *,
+    principal: str,
+    agency: str,
+    dataset: str,
+    purpose: str,
+    records: int,
+    action: str,
+    grant_id: int | None = None,
+    detail: dict[str, Any] | None = None,
+) -> int:
+    """Write one access-log entry and return its id.
+
+    ``action``: ``deliver`` (under a grant), ``refused`` (no live grant), ``replay`` (an
+    auditor's replay), ``read``, or another short lowercase word. ``detail`` is JSON
+    (topics, counts); never put record values in it.
+    """
+    if not isinstance(action, str) or not _ACTION.fullmatch(action):
+        raise ConfigurationError(
+            f"action: expected a short lowercase word such as {', '.join(ACTIONS)}"
+        )
+    if not isinstance(records, int) or records < 0:
+        raise ConfigurationError("records: expected a count of 0 or more")
+    for name, value in (("principal", principal), ("agency", agency), ("dataset", dataset)):
+        if not value or not str(value).strip():
+            raise ConfigurationError(f"{name}: expected a non-empty value")
+    with session_scope(settings) as s:
+        entry = AccessEntry(
+            at=utcnow(),
+            principal=str(principal),
+            agency=str(agency),
+            dataset=str(dataset),
+            purpose=str(purpose or ""),
+            action=action,
+            records=records,
+            grant_id=grant_id,
+            detail=to_jsonable(detail) if detail is not None else None,
+        )
+        s.add(entry)
+        s.flush()
+        return entry.id
+
+
+def parse_since(value: str | dt.date | dt.datetime) -> dt.datetime:
+    """A date (midnight, Viet Nam time) or an ISO date-time (no zone: Viet Nam time)."""
+    if isinstance(value, dt.datetime):
+        moment = value
+    elif isinstance(value, dt.date):
+        moment = dt.datetime.combine(value, dt.time())
+    else:
+        try:
+            moment = dt.datetime.fromisoformat(str(value).strip())
+        except ValueError:
+            raise ConfigurationError(
+                "--since: expected a date YYYY-MM-DD or a date-time YYYY-MM-DDTHH:MM"
+            ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=VN)
+    return moment.astimezone(dt.UTC)
+
+
+def query_access(
+    settings: Settings,
+    *,
+    agency: str | None = None,
+    dataset: str | None = None,
+    since: str | dt.date | dt.datetime | None = None,
+    action: str | None = None,
+    limit: int | None = None,
+) -> list[AccessRecord]:
+    """Entries, oldest first, filtered by agency, dataset, time and action."""
+    query = select(AccessEntry).order_by(AccessEntry.at, AccessEntry.id)
+    if agency:
+        query = query.where(AccessEntry.agency == agency)
+    if dataset:
+        query = query.where(AccessEntry.dataset == dataset)
+    if action:
+        query = query.where(AccessEntry.action == action)
+    cutoff = parse_since(since) if since is not None else None
+    with session_scope(settings) as s:
+        rows = s.scalars(query).all()
+        out = [
+            AccessRecord(
+                id=r.id,
+                at=as_utc(r.at),
+                principal=r.principal,
+                agency=r.agency,
+                dataset=r.dataset,
+                purpose=r.purpose,
+                action=r.action,
+                records=r.records,
+                grant_id=r.grant_id,
+                detail=r.detail,
+            )
+            for r in rows
+        ]
+    if cutoff is not None:  # compared in Python: SQLite keeps naive UTC times
+        out = [r for r in out if r.at >= cutoff]
+    if limit is not None:
+        out = out[-limit:]
+    return out

@@ -1,0 +1,584 @@
+"""The dataset catalogue: one authoritative publisher per dataset, owned attributes, search.
+
+A dataset file (``lgsp dataset publish FILE.yaml``) names the dataset, its publisher agency,
+the units that publish it, the record schema (``.avsc``), the PII fields, a description in
+Vietnamese and English, the legal basis and the update frequency. Publishing registers the
+envelope-wrapped schema under the subject of every publishing unit's topic.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from bus.catalog._common import agency_name_problem, as_utc, fold, utcnow
+from bus.catalog.agencies import ensure_agency
+from bus.catalog.models import Dataset
+from bus.config import Settings
+from bus.db import session_scope
+from bus.envelope import envelope_schema, load_record_schema
+from bus.errors import (
+    ConfigurationError,
+    IncompatibleSchemaError,
+    LgspError,
+    NotFoundError,
+)
+from bus.registry import Registry, subject_for
+from bus.units import load_hierarchy, topic_name, validate_dataset_name
+
+Frequency = Literal[
+    "continuous", "hourly", "daily", "weekly", "monthly", "quarterly", "yearly", "on-demand"
+]
+
+# Names that mean the same personal attribute (after folding accents and case).
+SYNONYMS: dict[str, str] = {
+    "dob": "birth_date",
+    "birthdate": "birth_date",
+    "birthday": "birth_date",
+    "date_of_birth": "birth_date",
+    "ngay_sinh": "birth_date",
+    "ngaysinh": "birth_date",
+    "cccd": "citizen_id",
+    "so_cccd": "citizen_id",
+    "cmnd": "citizen_id",
+    "so_dinh_danh": "citizen_id",
+    "ma_dinh_danh": "citizen_id",
+    "national_id": "citizen_id",
+    "personal_id": "citizen_id",
+    "ho_ten": "full_name",
+    "hoten": "full_name",
+    "ho_va_ten": "full_name",
+    "dia_chi": "address",
+    "diachi": "address",
+    "phone_number": "phone",
+    "so_dien_thoai": "phone",
+    "dien_thoai": "phone",
+    "sdt": "phone",
+    "mobile": "phone",
+}
+
+
+# ---- the dataset file ---------------------------------------------------------------------
+
+
+class Description(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    vi: str = Field(min_length=1)
+    en: str = Field(min_length=1)
+
+
+class DatasetFile(BaseModel):
+    """The YAML a publisher writes; every problem is reported at once."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, populate_by_name=True)
+
+    name: str
+    publisher: str
+    publisher_display: str | None = None
+    units: list[str] = Field(min_length=1)
+    schema_file: str = Field(alias="schema", min_length=1)
+    key: list[str] | None = None
+    pii: list[str] = Field(default_factory=list)
+    description: Description
+    legal_basis: str = Field(min_length=1)
+    frequency: Frequency
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        try:
+            return validate_dataset_name(value)
+        except LgspError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("publisher")
+    @classmethod
+    def _publisher(cls, value: str) -> str:
+        problem = agency_name_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("units", mode="before")
+    @classmethod
+    def _unit_codes_as_text(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+        return value
+
+    @field_validator("units")
+    @classmethod
+    def _units_distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("a unit appears twice")
+        return value
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A validated dataset file with its resolved record schema."""
+
+    name: str
+    publisher: str
+    publisher_display: str | None
+    units: list[str]
+    schema_file: str
+    record_schema: dict[str, Any]
+    fields: list[str]
+    pii: list[str]
+    key_fields: list[str]
+    description_vi: str
+    description_en: str
+    legal_basis: str
+    frequency: str
+
+
+def _error_lines(exc: ValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        lines.append(f"{loc}: {msg}")
+    return lines
+
+
+def resolve_schema_path(settings: Settings, value: str, base: Path | None) -> Path | None:
+    """The schema file: absolute, or relative to the dataset file, the working folder, or
+    ``schemas_dir`` (by file name)."""
+    path = Path(value)
+    if path.is_absolute():
+        return path if path.is_file() else None
+    candidates = [Path.cwd() / path, settings.schemas_dir / path, settings.schemas_dir / path.name]
+    if base is not None:
+        candidates.insert(0, base / path)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
+
+
+def schema_pii_fields(record_schema: dict[str, Any]) -> list[str]:
+    """Top-level fields tagged ``"pii": true`` in the record schema."""
+    return [f["name"] for f in record_schema.get("fields", []) if f.get("pii") is True]
+
+
+def parse_dataset(
+    settings: Settings, data: Any, *, base: Path | None = None, where: str = "dataset file"
+) -> DatasetSpec:
+    """Validate a dataset file's content: fields, units, schema, PII and key fields."""
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{where}: expected a mapping of keys (name, publisher, ...)")
+    problems: list[str] = []
+    model: DatasetFile | None = None
+    try:
+        model = DatasetFile.model_validate(data)
+    except ValidationError as exc:
+        problems += _error_lines(exc)
+    bad_locs = {p.split(":")[0].split(".")[0] for p in problems}
+
+    # units: checked against the configured hierarchy, each one
+    units = data.get("units")
+    if "units" not in bad_locs and isinstance(units, list):
+        hierarchy = load_hierarchy(settings.hierarchy)
+        for index, unit in enumerate(units):
+            if str(unit) not in hierarchy:
+                problems.append(
+                    f"units.{index}: unit {str(unit)!r} is not in the administrative "
+                    f"hierarchy {settings.hierarchy!r}"
+                )
+
+    # schema: found, valid, a record
+    record: dict[str, Any] | None = None
+    schema_value = data.get("schema")
+    if "schema" not in bad_locs and isinstance(schema_value, str):
+        found = resolve_schema_path(settings, schema_value.strip(), base)
+        if found is None:
+            problems.append(
+                f"schema: file {schema_value!r} not found (looked next to the dataset file, "
+                "in the working folder and in schemas_dir)"
+            )
+        else:
+            try:
+                record = load_record_schema(found)
+            except LgspError as exc:
+                problems.append(f"schema: {exc}")
+            else:
+                if record.get("type") != "record":
+                    problems.append("schema: expected an Avro record schema")
+                    record = None
+
+    fields: list[str] = []
+    pii: list[str] = []
+    keys: list[str] = []
+    if record is not None:
+        fields = [f["name"] for f in record.get("fields", [])]
+        for option in ("pii", "key"):
+            listed = data.get(option)
+            if option in bad_locs or not isinstance(listed, list):
+                continue
+            unknown = [str(n) for n in listed if n not in fields]
+            if unknown:
+                problems.append(
+                    f"{option}: {', '.join(unknown)} not a field of {record.get('name')} "
+                    f"(fields: {', '.join(fields)})"
+                )
+        listed_pii = [n for n in data.get("pii") or [] if n in fields]
+        pii = [f for f in fields if f in set(listed_pii) | set(schema_pii_fields(record))]
+        declared = data.get("key") or record.get("primary_key") or fields[:1]
+        keys = [str(k) for k in declared if k in fields] if isinstance(declared, list) else []
+        if not keys:
+            problems.append("key: expected the record's key fields (or 'primary_key' in schema)")
+
+    if problems or model is None or record is None:
+        raise ConfigurationError(f"{where}: " + "; ".join(problems or ["invalid"]))
+    return DatasetSpec(
+        name=model.name,
+        publisher=model.publisher,
+        publisher_display=model.publisher_display,
+        units=list(model.units),
+        schema_file=model.schema_file,
+        record_schema=record,
+        fields=fields,
+        pii=pii,
+        key_fields=keys,
+        description_vi=model.description.vi,
+        description_en=model.description.en,
+        legal_basis=model.legal_basis,
+        frequency=model.frequency,
+    )
+
+
+def load_dataset_file(settings: Settings, path: Path) -> DatasetSpec:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read dataset file {path} ({exc.strerror})") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigurationError(f"{path.name}: not valid YAML{at}") from None
+    return parse_dataset(settings, data, base=path.parent, where=path.name)
+
+
+# ---- attribute ownership ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A field that collects an attribute another dataset already owns."""
+
+    severity: str
+    dataset: str
+    field: str
+    owner_dataset: str
+    owner_agency: str
+    owner_field: str
+
+    @property
+    def message(self) -> str:
+        return (
+            f"{self.dataset}.{self.field}: attribute {self.owner_field!r} is owned by dataset "
+            f"{self.owner_dataset} (publisher {self.owner_agency}); reuse it through a grant "
+            "instead of collecting it again"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"message": self.message}
+
+
+def _tokens(name: str) -> list[str]:
+    name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)
+    return [t for t in re.split(r"[^a-z0-9]+", fold(name)) if t]
+
+
+def canonical_attribute(name: str) -> str:
+    """A field name folded, snake-cased and mapped through the synonyms (``NgaySinh`` →
+    ``birth_date``)."""
+    joined = "_".join(_tokens(name))
+    return SYNONYMS.get(joined, joined)
+
+
+def _candidates(name: str) -> list[str]:
+    """The field's canonical name, then those of its role-prefixed tails
+    (``applicant_birth_date`` → ``birth_date``)."""
+    tokens = _tokens(name)
+    out = []
+    for start in range(len(tokens)):
+        tail = "_".join(tokens[start:])
+        out.append(SYNONYMS.get(tail, tail))
+    return out
+
+
+def check_attribute_ownership(
+    settings: Settings, dataset_name: str, field_names: list[str]
+) -> list[Finding]:
+    """Fields of ``dataset_name`` (or of a connector's table feeding it) that collect a
+    personal attribute an earlier dataset owns. Key fields of the owner (identifiers such as
+    ``citizen_id``) are references, not collection, and are not flagged."""
+    with session_scope(settings) as s:
+        rows = s.scalars(select(Dataset).order_by(Dataset.created_at, Dataset.name)).all()
+        self_row = s.get(Dataset, dataset_name)
+        cutoff = as_utc(self_row.created_at) if self_row is not None else None
+        owners: dict[str, tuple[str, str, str]] = {}
+        for row in rows:
+            if row.name == dataset_name:
+                continue
+            if cutoff is not None and as_utc(row.created_at) > cutoff:
+                continue
+            for attr in row.pii:
+                if attr in row.key_fields:
+                    continue
+                owners.setdefault(canonical_attribute(attr), (row.name, row.publisher, attr))
+    findings = []
+    for name in field_names:
+        for candidate in _candidates(name):
+            owner = owners.get(candidate)
+            if owner is not None:
+                findings.append(Finding("warning", dataset_name, name, *owner))
+                break
+    return findings
+
+
+# ---- reading the catalogue ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    publisher: str
+    units: list[str]
+    schema_file: str
+    record_schema: dict[str, Any]
+    fields: list[str]
+    pii: list[str]
+    key_fields: list[str]
+    description_vi: str
+    description_en: str
+    legal_basis: str
+    frequency: str
+    findings: list[dict[str, Any]]
+    version: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    def field_docs(self) -> dict[str, str]:
+        return {f["name"]: str(f.get("doc", "")) for f in self.record_schema.get("fields", [])}
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("record_schema")
+        data["created_at"] = self.created_at.isoformat()
+        data["updated_at"] = self.updated_at.isoformat()
+        return data
+
+
+def _info(row: Dataset) -> DatasetInfo:
+    return DatasetInfo(
+        name=row.name,
+        publisher=row.publisher,
+        units=list(row.units),
+        schema_file=row.schema_file,
+        record_schema=dict(row.record_schema),
+        fields=list(row.fields),
+        pii=list(row.pii),
+        key_fields=list(row.key_fields),
+        description_vi=row.description_vi,
+        description_en=row.description_en,
+        legal_basis=row.legal_basis,
+        frequency=row.frequency,
+        findings=list(row.findings or []),
+        version=row.version,
+        created_at=as_utc(row.created_at),
+        updated_at=as_utc(row.updated_at),
+    )
+
+
+def get_dataset(settings: Settings, name: str, option: str = "dataset") -> DatasetInfo:
+    with session_scope(settings) as s:
+        row = s.get(Dataset, name)
+        if row is None:
+            raise NotFoundError(
+                f"{option}: dataset {name!r} is not in the catalogue "
+                "(see 'lgsp dataset list'; publish it with 'lgsp dataset publish FILE.yaml')"
+            )
+        return _info(row)
+
+
+def list_datasets(settings: Settings) -> list[DatasetInfo]:
+    with session_scope(settings) as s:
+        return [_info(r) for r in s.scalars(select(Dataset).order_by(Dataset.name)).all()]
+
+
+def dataset_topics(settings: Settings, info: DatasetInfo) -> list[str]:
+    """The topic of every publishing unit, in the configured hierarchy."""
+    hierarchy = load_hierarchy(settings.hierarchy)
+    return [topic_name(hierarchy, unit, info.name) for unit in info.units]
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    dataset: str
+    publisher: str
+    matches: list[str] = field(default_factory=list)
+
+
+def search_datasets(settings: Settings, word: str) -> list[SearchHit]:
+    """Datasets whose name, description, legal basis, field names or field docs contain
+    ``word`` (case and accents ignored)."""
+    needle = fold(word.strip())
+    if not needle:
+        raise ConfigurationError("search: expected a word or a field name")
+    hits = []
+    for info in list_datasets(settings):
+        matches = []
+        if needle in fold(info.name):
+            matches.append("name")
+        if needle in fold(info.description_vi) or needle in fold(info.description_en):
+            matches.append("description")
+        if needle in fold(info.legal_basis):
+            matches.append("legal_basis")
+        docs = info.field_docs()
+        wanted = canonical_attribute(word)
+        for name in info.fields:
+            if needle in fold(name) or (wanted and wanted in _candidates(name)):
+                matches.append(f"field {name}")
+            elif needle in fold(docs.get(name, "")):
+                matches.append(f"field {name} (doc)")
+        if matches:
+            hits.append(SearchHit(info.name, info.publisher, matches))
+    return hits
+
+
+# ---- publishing ---------------------------------------------------------------------------
+
+
+@dataclass
+class PublishResult:
+    dataset: str
+    status: str  # created | updated | unchanged
+    publisher: str
+    subjects: list[tuple[str, int, int]]  # (subject, version, schema id)
+    findings: list[Finding]
+    agency_added: bool = False
+
+
+def _same(row: Dataset, spec: DatasetSpec, findings: list[dict[str, Any]]) -> bool:
+    return (
+        list(row.units) == spec.units
+        and row.record_schema == spec.record_schema
+        and list(row.pii) == spec.pii
+        and list(row.key_fields) == spec.key_fields
+        and row.schema_file == spec.schema_file
+        and row.description_vi == spec.description_vi
+        and row.description_en == spec.description_en
+        and row.legal_basis == spec.legal_basis
+        and row.frequency == spec.frequency
+        and list(row.findings or []) == findings
+    )
+
+
+def owner_refusal(name: str, owner: str, agency: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"dataset {name} is already published by {owner}: one authoritative publisher per "
+        f"dataset, so {agency} cannot publish it; ask {owner} for a grant "
+        f"('lgsp grant add --dataset {name} --to {agency} ...')"
+    )
+
+
+def publish_spec(settings: Settings, spec: DatasetSpec, *, strict: bool = False) -> PublishResult:
+    """Register a dataset (or update it, for its own publisher). Nothing is stored when the
+    publisher differs, a schema is incompatible, or ``strict`` and an attribute is owned."""
+    with session_scope(settings) as s:
+        existing = s.get(Dataset, spec.name)
+        if existing is not None and existing.publisher != spec.publisher:
+            raise owner_refusal(spec.name, existing.publisher, spec.publisher)
+    findings = check_attribute_ownership(settings, spec.name, spec.fields)
+    if strict and findings:
+        raise ConfigurationError("refused (--strict): " + "; ".join(f.message for f in findings))
+    hierarchy = load_hierarchy(settings.hierarchy)
+    registry = Registry(settings)
+    envelope = envelope_schema(spec.record_schema, settings.schemas_dir)
+    subjects = [subject_for(topic_name(hierarchy, unit, spec.name)) for unit in spec.units]
+    problems = []
+    for subject in subjects:
+        problems += [f"{subject}: {p}" for p in registry.check(subject, envelope)]
+    if problems:
+        raise IncompatibleSchemaError("schema refused: " + " | ".join(problems))
+    registered = [registry.register(subject, envelope) for subject in subjects]
+    finding_dicts = [f.to_dict() for f in findings]
+    now = utcnow()
+    try:
+        with session_scope(settings) as s:
+            agency_added = ensure_agency(s, spec.publisher, spec.publisher_display)
+            row = s.get(Dataset, spec.name)
+            if row is not None and row.publisher != spec.publisher:
+                raise owner_refusal(spec.name, row.publisher, spec.publisher)
+            if row is None:
+                status = "created"
+                s.add(
+                    Dataset(
+                        name=spec.name,
+                        publisher=spec.publisher,
+                        units=spec.units,
+                        schema_file=spec.schema_file,
+                        record_schema=spec.record_schema,
+                        fields=spec.fields,
+                        pii=spec.pii,
+                        key_fields=spec.key_fields,
+                        description_vi=spec.description_vi,
+                        description_en=spec.description_en,
+                        legal_basis=spec.legal_basis,
+                        frequency=spec.frequency,
+                        findings=finding_dicts,
+                        version=1,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+            elif _same(row, spec, finding_dicts):
+                status = "unchanged"
+            else:
+                status = "updated"
+                row.units = spec.units
+                row.schema_file = spec.schema_file
+                row.record_schema = spec.record_schema
+                row.fields = spec.fields
+                row.pii = spec.pii
+                row.key_fields = spec.key_fields
+                row.description_vi = spec.description_vi
+                row.description_en = spec.description_en
+                row.legal_basis = spec.legal_basis
+                row.frequency = spec.frequency
+                row.findings = finding_dicts
+                row.version = row.version + 1
+                row.updated_at = now
+    except IntegrityError:  # another publisher got there first
+        with session_scope(settings) as s:
+            row = s.get(Dataset, spec.name)
+            if row is not None and row.publisher != spec.publisher:
+                raise owner_refusal(spec.name, row.publisher, spec.publisher) from None
+        raise
+    return PublishResult(
+        dataset=spec.name,
+        status=status,
+        publisher=spec.publisher,
+        subjects=[(r.subject, r.version, r.id) for r in registered],
+        findings=findings,
+        agency_added=agency_added,
+    )
+
+
+def publish_dataset(settings: Settings, path: Path, *, strict: bool = False) -> PublishResult:
+    """``lgsp dataset publish FILE.yaml``."""
+    return publish_spec(settings, load_dataset_file(settings, path), strict=strict)

@@ -1,0 +1,306 @@
+"""Grants: an agency may receive some fields of a dataset, for a purpose, on a legal basis,
+until an expiry date. At most one live grant per agency and dataset; revocation and expiry
+take effect at the next delivery run."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from bus.catalog._common import as_utc, fold, today_vn, utcnow
+from bus.catalog.errors import AccessDeniedError
+from bus.catalog.masking import GrantView, load_pii_key
+from bus.catalog.models import Agency, Dataset, Grant
+from bus.config import Settings
+from bus.db import session_scope
+from bus.errors import ConfigurationError, NotFoundError
+
+MAX_TEXT = 2000
+
+
+@dataclass(frozen=True)
+class GrantInfo:
+    id: int
+    dataset: str
+    agency: str
+    purpose: str
+    legal_basis: str
+    fields: list[str]
+    allow_pii: bool
+    expires: dt.date
+    created_at: dt.datetime
+    created_by: str
+    revoked_at: dt.datetime | None
+    revoked_by: str | None
+
+    def status(self, today: dt.date | None = None) -> str:
+        """``live``, ``revoked`` or ``expired`` (the grant holds through its expiry day)."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if (today or today_vn()) > self.expires:
+            return "expired"
+        return "live"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["expires"] = self.expires.isoformat()
+        data["created_at"] = self.created_at.isoformat()
+        data["revoked_at"] = self.revoked_at.isoformat() if self.revoked_at else None
+        data["status"] = self.status()
+        return data
+
+
+def _info(row: Grant) -> GrantInfo:
+    return GrantInfo(
+        id=row.id,
+        dataset=row.dataset,
+        agency=row.agency,
+        purpose=row.purpose,
+        legal_basis=row.legal_basis,
+        fields=list(row.fields),
+        allow_pii=bool(row.allow_pii),
+        expires=row.expires,
+        created_at=as_utc(row.created_at),
+        created_by=row.created_by,
+        revoked_at=as_utc(row.revoked_at) if row.revoked_at else None,
+        revoked_by=row.revoked_by,
+    )
+
+
+def parse_expiry(value: dt.date | str) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise ConfigurationError("--expires: expected a date YYYY-MM-DD") from None
+
+
+def parse_fields(value: str | Iterable[str]) -> list[str]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out: list[str] = []
+    for item in items:
+        name = str(item).strip()
+        if name and name not in out:
+            out.append(name)
+    return out
+
+
+def add_grant(
+    settings: Settings,
+    *,
+    dataset: str,
+    agency: str,
+    purpose: str,
+    legal_basis: str,
+    fields: str | Iterable[str],
+    allow_pii: bool = False,
+    expires: dt.date | str,
+    principal: str | None = None,
+) -> GrantInfo:
+    """Store a grant; every problem is reported at once and nothing is stored on any."""
+    purpose = (purpose or "").strip()
+    legal_basis = (legal_basis or "").strip()
+    wanted = parse_fields(fields)
+    problems: list[str] = []
+    missing = False
+    if not purpose:
+        problems.append("--purpose: expected the purpose of the processing, got nothing")
+    elif len(purpose) > MAX_TEXT:
+        problems.append(f"--purpose: longer than {MAX_TEXT} characters")
+    if not legal_basis:
+        problems.append("--legal-basis: expected the legal basis (law, decree), got nothing")
+    elif len(legal_basis) > MAX_TEXT:
+        problems.append(f"--legal-basis: longer than {MAX_TEXT} characters")
+    try:
+        expiry = parse_expiry(expires)
+    except ConfigurationError as exc:
+        problems.append(str(exc))
+        expiry = None
+    if expiry is not None and expiry < today_vn():
+        problems.append(
+            f"--expires: {expiry.isoformat()} is in the past; expected today or a later date"
+        )
+    if not wanted:
+        problems.append("--fields: expected a comma-separated list of the dataset's fields")
+    with session_scope(settings) as s:
+        ds = s.get(Dataset, dataset)
+        if ds is None:
+            missing = True
+            problems.append(
+                f"--dataset: dataset {dataset!r} is not in the catalogue (see 'lgsp dataset list')"
+            )
+        else:
+            unknown = [f for f in wanted if f not in ds.fields]
+            if unknown:
+                problems.append(
+                    f"--fields: {', '.join(unknown)} not a field of {dataset} "
+                    f"(fields: {', '.join(ds.fields)})"
+                )
+        if s.get(Agency, agency) is None:
+            missing = True
+            problems.append(
+                f"--to: agency {agency!r} is not in the catalogue; add it with "
+                f"'lgsp agency add {agency} --display \"...\"'"
+            )
+        if problems:
+            raise (NotFoundError if missing else ConfigurationError)("; ".join(problems))
+        assert ds is not None and expiry is not None
+        for row in s.scalars(
+            select(Grant).where(Grant.agency == agency, Grant.dataset == dataset)
+        ).all():
+            if _info(row).status() == "live":
+                raise ConfigurationError(
+                    f"agency {agency} already holds live grant {row.id} for {dataset}; "
+                    f"revoke it first ('lgsp grant revoke {row.id}')"
+                )
+        ordered = [f for f in ds.fields if f in wanted]
+        row = Grant(
+            dataset=dataset,
+            agency=agency,
+            purpose=purpose,
+            legal_basis=legal_basis,
+            fields=ordered,
+            allow_pii=bool(allow_pii),
+            expires=expiry,
+            created_at=utcnow(),
+            created_by=principal or settings.principal,
+            revoked_at=None,
+            revoked_by=None,
+        )
+        s.add(row)
+        s.flush()
+        return _info(row)
+
+
+def get_grant(settings: Settings, grant_id: int) -> GrantInfo:
+    with session_scope(settings) as s:
+        row = s.get(Grant, grant_id)
+        if row is None:
+            raise NotFoundError(f"grant {grant_id} does not exist (see 'lgsp grant list')")
+        return _info(row)
+
+
+def list_grants(
+    settings: Settings,
+    *,
+    agency: str | None = None,
+    dataset: str | None = None,
+    live_only: bool = False,
+) -> list[GrantInfo]:
+    query = select(Grant).order_by(Grant.id)
+    if agency:
+        query = query.where(Grant.agency == agency)
+    if dataset:
+        query = query.where(Grant.dataset == dataset)
+    with session_scope(settings) as s:
+        infos = [_info(r) for r in s.scalars(query).all()]
+    return [g for g in infos if g.status() == "live"] if live_only else infos
+
+
+def revoke_grant(
+    settings: Settings, grant_id: int, principal: str | None = None
+) -> tuple[GrantInfo, bool]:
+    """Revoke a grant; returns (grant, changed). Revoking twice changes nothing."""
+    with session_scope(settings) as s:
+        row = s.get(Grant, grant_id)
+        if row is None:
+            raise NotFoundError(f"grant {grant_id} does not exist (see 'lgsp grant list')")
+        if row.revoked_at is not None:
+            return _info(row), False
+        row.revoked_at = utcnow()
+        row.revoked_by = principal or settings.principal
+        s.flush()
+        return _info(row), True
+
+
+def _refusal(grant: GrantInfo) -> str:
+    where = f"grant {grant.id} (agency {grant.agency}, dataset {grant.dataset})"
+    if grant.status() == "revoked":
+        assert grant.revoked_at is not None
+        return f"{where} was revoked on {grant.revoked_at.date().isoformat()}"
+    return f"{where} expired on {grant.expires.isoformat()}"
+
+
+def _same_purpose(a: str, b: str) -> bool:
+    return " ".join(fold(a).split()) == " ".join(fold(b).split())
+
+
+def grant_view(settings: Settings, grant: GrantInfo) -> GrantView:
+    """The delivery view of a grant, with the dataset's current PII and key fields."""
+    with session_scope(settings) as s:
+        ds = s.get(Dataset, grant.dataset)
+        if ds is None:  # pragma: no cover - a foreign key keeps it
+            raise NotFoundError(f"dataset {grant.dataset!r} is not in the catalogue")
+        pii = frozenset(ds.pii)
+        keys = tuple(ds.key_fields)
+    return GrantView(
+        id=grant.id,
+        dataset=grant.dataset,
+        agency=grant.agency,
+        purpose=grant.purpose,
+        legal_basis=grant.legal_basis,
+        fields=tuple(grant.fields),
+        allow_pii=grant.allow_pii,
+        pii_fields=pii,
+        key_fields=keys,
+        expires=grant.expires,
+        token_key=load_pii_key(settings),
+    )
+
+
+def live_grant(
+    settings: Settings,
+    *,
+    grant_id: int | None = None,
+    agency: str | None = None,
+    dataset: str | None = None,
+    purpose: str | None = None,
+) -> GrantView:
+    """The live grant a delivery runs under, or ``AccessDeniedError`` saying why not."""
+    if grant_id is not None:
+        grant = get_grant(settings, grant_id)
+        if agency and grant.agency != agency:
+            raise AccessDeniedError(
+                f"grant {grant_id} belongs to agency {grant.agency}, not {agency}"
+            )
+        if dataset and grant.dataset != dataset:
+            raise AccessDeniedError(
+                f"grant {grant_id} is for dataset {grant.dataset}, not {dataset}"
+            )
+        if grant.status() != "live":
+            raise AccessDeniedError(_refusal(grant) + ": nothing delivered")
+    else:
+        if not agency or not dataset:
+            raise ConfigurationError("a delivery needs a grant id, or an agency and a dataset")
+        with session_scope(settings) as s:
+            if s.get(Dataset, dataset) is None:
+                raise NotFoundError(f"dataset {dataset!r} is not in the catalogue")
+            if s.get(Agency, agency) is None:
+                raise AccessDeniedError(
+                    f"agency {agency!r} is not in the catalogue and holds no grant: "
+                    "nothing delivered"
+                )
+        grants = list_grants(settings, agency=agency, dataset=dataset)
+        live = [g for g in grants if g.status() == "live"]
+        if not live:
+            if grants:
+                raise AccessDeniedError(_refusal(grants[-1]) + ": nothing delivered")
+            raise AccessDeniedError(
+                f"agency {agency} holds no grant for dataset {dataset}: nothing delivered; "
+                f"the publisher can grant access with 'lgsp grant add --dataset {dataset} "
+                f"--to {agency} --purpose ... --legal-basis ... --fields ... --expires ...'"
+            )
+        grant = live[-1]
+    if purpose is not None and purpose.strip() and not _same_purpose(purpose, grant.purpose):
+        raise AccessDeniedError(
+            f"grant {grant.id} allows the purpose {grant.purpose!r} only, not {purpose!r}: "
+            "nothing delivered"
+        )
+    return grant_view(settings, grant)
