@@ -1,0 +1,452 @@
+"""The archiver: appends every event of the dataset topics to the hash-chained archive.
+
+A run lists the dataset topics (``lgsp.<unit path>.<domain>.<name>``, DLQ topics excluded),
+decides where each partition continues from the archive itself (the broker's committed offsets
+are only a copy, written for lag monitoring), reads up to the end with the group
+``lgsp.archiver``, and appends in the same database transaction as the chain head update.
+Re-delivered offsets are skipped, so a crash between the archive commit and the broker commit
+neither duplicates nor skips an event. Records that do not decode go to ``<topic>.dlq`` by the
+bus's policy; ``lgsp dlq replay`` brings them back to the topic, where they are archived.
+
+Broker incarnations: the embedded broker forgets its topics on restart and offsets start again
+at 0. Before reading, the archiver looks at the broker's record at the archived head offset: the
+same bytes mean the same log; another record, a lower offset, or no record at all mean a new
+log, which is archived as the next ``epoch`` of the same chain.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+from sqlalchemy import Connection, select, tuple_
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from bus import kafka_clients
+from bus.archive.chain import (
+    canonical_bytes,
+    chain_hash,
+    genesis,
+    is_dataset_topic,
+    parse_dataset_topic,
+)
+from bus.archive.checkpoint import Checkpoint, create_checkpoint
+from bus.archive.models import ArchiveChain, ArchiveEntry
+from bus.archive.signing import SigningKey, load_signing_key
+from bus.config import Settings
+from bus.consume import Consumer, Message
+from bus.db import open_engine, session_scope
+from bus.db.models import Run
+from bus.errors import BrokerUnavailableError, DataError
+from bus.registry import Registry
+
+log = logging.getLogger(__name__)
+
+GROUP_ID = "lgsp.archiver"
+entry_t = ArchiveEntry.__table__
+chain_t = ArchiveChain.__table__
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where a partition continues: ``start`` None means the beginning of the log."""
+
+    topic: str
+    partition: int
+    epoch: int
+    start: int | None
+    note: str = ""
+
+
+@dataclass
+class ArchiveReport:
+    topics: list[str] = field(default_factory=list)
+    read: int = 0
+    appended: int = 0
+    skipped: int = 0
+    dlq: int = 0
+    new_epochs: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    checkpoint: Checkpoint | None = None
+    key_generated: str | None = None
+
+
+def list_dataset_topics(settings: Settings, pattern: str | None = None) -> list[str]:
+    """Dataset topics on the broker, optionally filtered by comma-separated glob patterns."""
+    client = kafka_clients.admin(settings)
+    try:
+        names = client.list_topics()
+    except KafkaError as exc:
+        raise BrokerUnavailableError(f"cannot list topics ({type(exc).__name__})") from exc
+    finally:
+        client.close()
+    globs = [p.strip() for p in (pattern or "").split(",") if p.strip()]
+    return sorted(
+        t
+        for t in names
+        if is_dataset_topic(t) and (not globs or any(fnmatch.fnmatchcase(t, g) for g in globs))
+    )
+
+
+def _event_fields(message: Message) -> dict[str, Any]:
+    value = message.value
+    try:
+        source = value.get("source") or {}
+        return {
+            "event_id": str(value["event_id"]),
+            "op": str(value["op"]),
+            "ts_ms": int(value["ts_ms"]),
+            "event_key": value.get("key"),
+            "source_unit": str(source.get("unit") or ""),
+        }
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(
+            f"{message.topic}[{message.partition}]@{message.offset}: not a change envelope "
+            f"({type(exc).__name__})"
+        ) from None
+
+
+def plan_positions(
+    settings: Settings, consumer: Any, tps: list[TopicPartition], polls: int = 6
+) -> dict[tuple[str, int], Plan]:
+    """Decide epoch and start offset of every partition from the archive's chain heads.
+
+    ``consumer`` is a kafka-python consumer; it is assigned ``tps`` and left positioned anywhere.
+    """
+    plans: dict[tuple[str, int], Plan] = {}
+    if not tps:
+        return plans
+    keys = [(tp.topic, tp.partition) for tp in tps]
+    with open_engine(settings).connect() as conn:
+        chains = {
+            (r.topic, int(r.kafka_partition)): r
+            for r in conn.execute(
+                select(chain_t).where(tuple_(chain_t.c.topic, chain_t.c.kafka_partition).in_(keys))
+            )
+        }
+        heads: dict[tuple[str, int], bytes] = {}
+        for key, chain in chains.items():
+            if int(chain.head_seq) == 0:
+                continue
+            payload = conn.scalar(
+                select(entry_t.c.payload).where(
+                    entry_t.c.topic == key[0],
+                    entry_t.c.kafka_partition == key[1],
+                    entry_t.c.seq == chain.head_seq,
+                )
+            )
+            heads[key] = bytes(payload) if payload is not None else b""
+    probe = [tp for tp in tps if (tp.topic, tp.partition) in heads]
+    found: dict[tuple[str, int], Any] = {}
+    if probe:
+        consumer.assign(probe)
+        for tp in probe:
+            consumer.seek(tp, int(chains[(tp.topic, tp.partition)].head_offset))
+        idle = 0
+        for _ in range(polls):
+            polled = consumer.poll(timeout_ms=300)
+            for tp, items in polled.items():
+                key = (tp.topic, tp.partition)
+                if items and key not in found:
+                    found[key] = items[0]
+                    consumer.pause(tp)
+            idle = 0 if polled else idle + 1
+            if len(found) == len(probe) or idle >= 2:
+                break
+    for tp in tps:
+        key = (tp.topic, tp.partition)
+        chain = chains.get(key)
+        if chain is None or key not in heads:
+            epoch = int(chain.epoch) if chain is not None else 0
+            plans[key] = Plan(tp.topic, tp.partition, epoch, None, "new chain")
+            continue
+        head = int(chain.head_offset)
+        epoch = int(chain.epoch)
+        record = found.get(key)
+        if record is None or record.offset < head:
+            plans[key] = Plan(tp.topic, tp.partition, epoch + 1, None, "new broker log")
+        elif record.offset == head:
+            if bytes(record.value or b"") == heads[key]:
+                plans[key] = Plan(tp.topic, tp.partition, epoch, head + 1)
+            else:
+                plans[key] = Plan(tp.topic, tp.partition, epoch + 1, None, "new broker log")
+        else:
+            plans[key] = Plan(
+                tp.topic,
+                tp.partition,
+                epoch,
+                head + 1,
+                f"offsets {head + 1}..{record.offset - 1} are no longer on the broker",
+            )
+    return plans
+
+
+class Archiver:
+    """Appends decoded messages to the archive; one instance per run or per process."""
+
+    def __init__(self, settings: Settings, *, registry: Registry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry or Registry(settings)
+        self.plans: dict[tuple[str, int], Plan] = {}
+        self._key: SigningKey | None = None
+        self.key_generated: str | None = None
+
+    # ---- signing -----------------------------------------------------------------------
+    def signing_key(self) -> SigningKey:
+        if self._key is None:
+            key = load_signing_key(self.settings, create=True)
+            assert key is not None
+            if key.generated:
+                self.key_generated = str(key.path)
+            self._key = key
+        return self._key
+
+    def checkpoint(self, *, force: bool = False) -> Checkpoint | None:
+        return create_checkpoint(self.settings, self.signing_key(), force=force)
+
+    # ---- appending ---------------------------------------------------------------------
+    def append(self, messages: Iterable[Message]) -> tuple[int, int]:
+        """Append in order per topic-partition; (appended, skipped as already archived)."""
+        groups: dict[tuple[str, int], list[Message]] = {}
+        for message in messages:
+            groups.setdefault((message.topic, message.partition), []).append(message)
+        if not groups:
+            return 0, 0
+        engine = open_engine(self.settings)
+        for attempt in range(5):
+            try:
+                with engine.begin() as conn:
+                    return self._append_groups(conn, groups)
+            except (IntegrityError, OperationalError):  # a concurrent archiver went first
+                if attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        return 0, 0  # pragma: no cover
+
+    def _append_groups(
+        self, conn: Connection, groups: dict[tuple[str, int], list[Message]]
+    ) -> tuple[int, int]:
+        appended = skipped = 0
+        now_ms = int(time.time() * 1000)
+        for (topic, partition), items in groups.items():
+            query = select(chain_t).where(
+                chain_t.c.topic == topic, chain_t.c.kafka_partition == partition
+            )
+            if conn.dialect.name != "sqlite":
+                query = query.with_for_update()
+            chain = conn.execute(query).first()
+            plan = self.plans.get((topic, partition))
+            parsed = parse_dataset_topic(topic)
+            if chain is None:
+                epoch = plan.epoch if plan else 0
+                seq, head_offset, prev = 0, -1, genesis(topic, partition)
+            else:
+                epoch = int(chain.epoch)
+                seq, head_offset, prev = (
+                    int(chain.head_seq),
+                    int(chain.head_offset),
+                    bytes(chain.head_hash),
+                )
+                if plan is not None and plan.epoch > epoch:
+                    epoch, head_offset = plan.epoch, -1
+            rows = []
+            for message in items:
+                if message.offset <= head_offset:
+                    skipped += 1
+                    continue
+                fields = _event_fields(message)
+                seq += 1
+                payload = bytes(message.raw)
+                prev = chain_hash(
+                    prev,
+                    seq,
+                    canonical_bytes(
+                        epoch=epoch,
+                        offset=message.offset,
+                        ts_ms=fields["ts_ms"],
+                        schema_id=message.schema_id,
+                        op=fields["op"],
+                        event_id=fields["event_id"],
+                        source_unit=fields["source_unit"],
+                        key=fields["event_key"],
+                        payload=payload,
+                    ),
+                )
+                head_offset = message.offset
+                rows.append(
+                    {
+                        "topic": topic,
+                        "kafka_partition": partition,
+                        "seq": seq,
+                        "epoch": epoch,
+                        "kafka_offset": message.offset,
+                        "dataset": parsed.dataset,
+                        "unit_path": parsed.unit_path,
+                        "schema_id": message.schema_id,
+                        "payload": payload,
+                        "entry_hash": prev,
+                        "archived_ms": now_ms,
+                        **fields,
+                    }
+                )
+            if not rows:
+                continue
+            conn.execute(entry_t.insert(), rows)
+            head = {
+                "epoch": epoch,
+                "head_seq": seq,
+                "head_offset": head_offset,
+                "head_hash": prev,
+                "updated_ms": now_ms,
+            }
+            if chain is None:
+                conn.execute(
+                    chain_t.insert().values(
+                        topic=topic,
+                        kafka_partition=partition,
+                        dataset=parsed.dataset,
+                        unit_path=parsed.unit_path,
+                        signed_seq=0,
+                        **head,
+                    )
+                )
+            else:
+                conn.execute(
+                    chain_t.update()
+                    .where(chain_t.c.topic == topic, chain_t.c.kafka_partition == partition)
+                    .values(**head)
+                )
+            appended += len(rows)
+        return appended, skipped
+
+    # ---- runs --------------------------------------------------------------------------
+    def prepare(self, topics: list[str]) -> list[str]:
+        """Plan every partition and write the start offsets as the group's committed offsets."""
+        notes: list[str] = []
+        probe = kafka_clients.consumer(self.settings, GROUP_ID)
+        try:
+            tps = [
+                TopicPartition(t, p)
+                for t in topics
+                for p in sorted(probe.partitions_for_topic(t) or [])
+            ]
+            self.plans = plan_positions(self.settings, probe, tps)
+            if not tps:
+                return notes
+            begins = probe.beginning_offsets(tps)
+            offsets = {}
+            for tp in tps:
+                plan = self.plans[(tp.topic, tp.partition)]
+                start = begins[tp] if plan.start is None else plan.start
+                offsets[tp] = OffsetAndMetadata(start, "", -1)
+                if plan.note and plan.note != "new chain":
+                    notes.append(f"{tp.topic}[{tp.partition}]: {plan.note} (epoch {plan.epoch})")
+            probe.commit(offsets)
+        except KafkaError as exc:
+            raise BrokerUnavailableError(
+                f"cannot position the archiver ({type(exc).__name__})"
+            ) from exc
+        finally:
+            probe.close(autocommit=False)
+        return notes
+
+    def run_once(self, pattern: str | None = None, *, sign: bool = True) -> ArchiveReport:
+        """One bounded run: archive every dataset topic (matching ``pattern``) up to its end."""
+        report = ArchiveReport(topics=list_dataset_topics(self.settings, pattern))
+        started = dt.datetime.now(dt.UTC)
+        if report.topics:
+            report.notes = self.prepare(report.topics)
+            report.new_epochs = [
+                f"{p.topic}[{p.partition}]"
+                for p in self.plans.values()
+                if p.note == "new broker log"
+            ]
+
+            def handle(batch: list[Message]) -> None:
+                added, skipped = self.append(batch)
+                report.appended += added
+                report.skipped += skipped
+
+            with Consumer(self.settings, GROUP_ID, registry=self.registry) as consumer:
+                consumed = consumer.run_bounded(report.topics, handle)
+            report.read = consumed.read
+            report.dlq = consumed.dlq
+        if sign:
+            report.checkpoint = self.checkpoint()
+        report.key_generated = self.key_generated
+        self._record_run(report, pattern, started)
+        return report
+
+    def follow(
+        self,
+        pattern: str | None = None,
+        *,
+        interval_s: float = 2.0,
+        checkpoint_every_s: float = 60.0,
+        should_stop: Callable[[], bool] | None = None,
+        on_report: Callable[[ArchiveReport], None] | None = None,
+    ) -> ArchiveReport:
+        """Bounded runs one after another until stopped (SIGINT/SIGTERM or ``should_stop``)."""
+        stop = threading.Event()
+        previous: dict[int, Any] = {}
+        if should_stop is None and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, lambda *_: stop.set())
+        stopping = should_stop or stop.is_set
+        total = ArchiveReport()
+        last_sign = time.monotonic()
+        try:
+            while not stopping():
+                due = time.monotonic() - last_sign >= checkpoint_every_s
+                report = self.run_once(pattern, sign=due)
+                if due:
+                    last_sign = time.monotonic()
+                total.topics = report.topics
+                total.read += report.read
+                total.appended += report.appended
+                total.skipped += report.skipped
+                total.dlq += report.dlq
+                total.notes += report.notes
+                total.checkpoint = report.checkpoint or total.checkpoint
+                if on_report is not None:
+                    on_report(report)
+                deadline = time.monotonic() + interval_s
+                while time.monotonic() < deadline and not stopping():
+                    time.sleep(0.1)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            total.checkpoint = self.checkpoint() or total.checkpoint
+            total.key_generated = self.key_generated
+        return total
+
+    def _record_run(self, report: ArchiveReport, pattern: str | None, started: dt.datetime) -> None:
+        with session_scope(self.settings) as s:
+            s.add(
+                Run(
+                    kind="archive",
+                    name=pattern or "*",
+                    started_at=started,
+                    finished_at=dt.datetime.now(dt.UTC),
+                    status="ok",
+                    rows_in=report.read,
+                    rows_out=report.appended,
+                    dlq=report.dlq,
+                    detail={
+                        "topics": len(report.topics),
+                        "skipped": report.skipped,
+                        "checkpoint": report.checkpoint.n if report.checkpoint else None,
+                        "notes": report.notes,
+                    },
+                )
+            )

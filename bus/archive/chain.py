@@ -1,0 +1,115 @@
+"""Canonical entry bytes and the hash chain of one topic-partition.
+
+Definition (version 1), all integers big-endian::
+
+    h_0 = SHA-256("LGSP-ARCHIVE-V1" 0x00 || topic (UTF-8) || 0x00 || partition (decimal ASCII))
+    h_n = SHA-256(h_{n-1} || seq (u64) || canonical_bytes(entry_n))
+
+    canonical_bytes = epoch (u32) || offset (i64) || ts_ms (i64) || schema_id (i32)
+                   || op (1 ASCII byte)
+                   || len(event_id) (u16) || len(source_unit) (u16)
+                   || len(key) (i32, -1 when the key is null) || len(payload) (u32)
+                   || event_id (UTF-8) || source_unit (UTF-8) || key (UTF-8) || payload
+
+``payload`` is the record value exactly as received from the broker (Confluent framing: magic
+byte, schema id, Avro binary), so the entry decodes later with the registry. Every column that
+replay selects on (event time, op, key, unit, event id, schema id, offset) is covered, so an edit
+of any of them breaks the chain. ``seq`` counts from 1 within the chain; ``epoch`` counts the
+broker incarnations of the topic (an embedded broker restart resets offsets to 0).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import struct
+from dataclasses import dataclass
+
+from bus.errors import InvalidNameError
+from bus.units.topics import TOPIC_PREFIX, validate_dataset_name
+
+HASH_SIZE = 32
+GENESIS_TAG = b"LGSP-ARCHIVE-V1\x00"
+SEQ = struct.Struct(">Q")
+HEAD = struct.Struct(">Iqqic" + "HHiI")
+_UNIT_PATH = re.compile(r"\d+(\.\d+)*")
+
+
+def genesis(topic: str, partition: int) -> bytes:
+    """h_0 of a chain: binds the chain to its topic and partition."""
+    return hashlib.sha256(
+        GENESIS_TAG + topic.encode() + b"\x00" + str(int(partition)).encode()
+    ).digest()
+
+
+def canonical_bytes(
+    *,
+    epoch: int,
+    offset: int,
+    ts_ms: int,
+    schema_id: int,
+    op: str,
+    event_id: str,
+    source_unit: str,
+    key: str | None,
+    payload: bytes,
+) -> bytes:
+    eid = event_id.encode()
+    unit = source_unit.encode()
+    kb = b"" if key is None else key.encode()
+    head = HEAD.pack(
+        epoch,
+        offset,
+        ts_ms,
+        schema_id,
+        op.encode(),
+        len(eid),
+        len(unit),
+        -1 if key is None else len(kb),
+        len(payload),
+    )
+    return head + eid + unit + kb + bytes(payload)
+
+
+def chain_hash(prev: bytes, seq: int, canonical: bytes) -> bytes:
+    """h_n from h_{n-1}, the position and the canonical bytes."""
+    return hashlib.sha256(prev + SEQ.pack(seq) + canonical).digest()
+
+
+@dataclass(frozen=True)
+class DatasetTopic:
+    """What a dataset topic name says: ``lgsp.<unit path>.<domain>.<name>``."""
+
+    topic: str
+    unit_path: str
+    dataset: str
+
+
+def parse_dataset_topic(topic: str) -> DatasetTopic:
+    """Unit path and dataset of a topic name; ``InvalidNameError`` for anything else.
+
+    The hierarchy is not consulted: the archive keeps every dataset topic it is given.
+    """
+    parts = topic.split(".")
+    if len(parts) < 4 or parts[0] != TOPIC_PREFIX or topic.endswith(".dlq"):
+        raise InvalidNameError(
+            f"topic {topic!r}: expected '{TOPIC_PREFIX}.<unit path>.<domain>.<name>'"
+        )
+    unit_path = ".".join(parts[1:-2])
+    if not _UNIT_PATH.fullmatch(unit_path):
+        raise InvalidNameError(f"topic {topic!r}: unit path {unit_path!r} is not a chain of codes")
+    dataset = validate_dataset_name(".".join(parts[-2:]))
+    return DatasetTopic(topic, unit_path, dataset)
+
+
+def is_dataset_topic(topic: str) -> bool:
+    try:
+        parse_dataset_topic(topic)
+    except InvalidNameError:
+        return False
+    return True
+
+
+def unit_within(unit_path: str, prefix: str) -> bool:
+    """Whether ``unit_path`` is ``prefix`` or below it (``79.760.26734`` within ``79.760``)."""
+    return unit_path == prefix or unit_path.startswith(prefix + ".")

@@ -1,0 +1,548 @@
+"""Verification of the archive: every chain recomputed, every checkpoint signature checked.
+
+What is reported, with the position (``seq``) in its chain:
+
+- a position missing from the sequence (an entry deleted);
+- an entry that does not link (its recomputed hash differs from the stored one): content
+  altered, stored hash altered, or (when neither explains it) an inserted or moved entry;
+- offsets that go backwards within an epoch (entries reordered);
+- dataset or unit columns that do not match the topic;
+- a chain head record that does not match the last entry;
+- a checkpoint that is missing from the numbering, does not link to the previous one, is not
+  signed by the verifying key, or whose signature does not verify;
+- a signed head that differs from the archive (the chain was rewritten) or is gone.
+
+Entries after the last checkpoint of their chain are not yet signed: a warning (an error with
+``strict``). Rows are streamed in chain order (``yield_per``); nothing is held in memory but the
+checkpoints' heads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import select
+
+from bus.archive.chain import HEAD, SEQ, genesis, parse_dataset_topic
+from bus.archive.checkpoint import ZERO_DIGEST, message_digest
+from bus.archive.models import ArchiveChain, ArchiveCheckpoint, ArchiveEntry
+from bus.archive.signing import key_id, load_signing_key, verify_signature
+from bus.config import Settings
+from bus.db import open_engine
+from bus.errors import ConfigurationError, InvalidNameError
+
+entry_t = ArchiveEntry.__table__
+chain_t = ArchiveChain.__table__
+checkpoint_t = ArchiveCheckpoint.__table__
+
+ROW_COLUMNS = (
+    "topic",
+    "kafka_partition",
+    "seq",
+    "epoch",
+    "kafka_offset",
+    "dataset",
+    "unit_path",
+    "event_id",
+    "op",
+    "ts_ms",
+    "event_key",
+    "source_unit",
+    "schema_id",
+    "payload",
+    "entry_hash",
+)
+Visitor = Callable[[tuple[Any, ...]], None]
+
+
+@dataclass
+class Problem:
+    topic: str | None
+    partition: int | None
+    seq: int | None
+    kind: str
+    detail: str
+
+    def __str__(self) -> str:
+        if self.topic is None:
+            return f"{self.kind}: {self.detail}"
+        where = f"{self.topic}[{self.partition}]"
+        if self.seq is not None:
+            where += f" position {self.seq}"
+        return f"{where}: {self.kind}: {self.detail}"
+
+
+@dataclass
+class ChainSummary:
+    topic: str
+    partition: int
+    dataset: str
+    unit_path: str
+    entries: int = 0
+    head_seq: int = 0
+    head_hash: str = ""
+    signed_seq: int = 0
+    checkpoint_n: int | None = None
+    first_ts_ms: int | None = None
+    last_ts_ms: int | None = None
+
+
+@dataclass
+class VerifyReport:
+    chains: list[ChainSummary] = field(default_factory=list)
+    entries: int = 0
+    checkpoints: int = 0
+    latest_checkpoint: int | None = None
+    latest_digest: str | None = None
+    key_ids: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    more_problems: int = 0
+    warnings: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def rate(self) -> float:
+        return self.entries / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+@dataclass
+class _Signed:
+    """Heads signed by valid checkpoints, per chain: seq -> [(hash hex, checkpoint n)]."""
+
+    heads: dict[tuple[str, int], dict[int, list[tuple[str, int]]]] = field(default_factory=dict)
+
+
+def verifying_keys(
+    settings: Settings, public_keys: Iterable[Ed25519PublicKey] | None
+) -> dict[str, Ed25519PublicKey]:
+    """Given public keys, else the public half of the configured signing key (never generated)."""
+    if public_keys is not None:
+        return {key_id(k): k for k in public_keys}
+    configured = load_signing_key(settings, create=False)
+    return {configured.key_id: configured.public} if configured is not None else {}
+
+
+class _Collector:
+    def __init__(self, report: VerifyReport, limit: int) -> None:
+        self.report = report
+        self.limit = limit
+
+    def add(self, problem: Problem) -> Problem:
+        if len(self.report.problems) < self.limit:
+            self.report.problems.append(problem)
+        else:
+            self.report.more_problems += 1
+        return problem
+
+
+def _check_checkpoints(
+    conn: Any,
+    keys: dict[str, Ed25519PublicKey],
+    topics: set[str] | None,
+    report: VerifyReport,
+    out: _Collector,
+) -> _Signed:
+    signed = _Signed()
+    prev_digest = ZERO_DIGEST
+    expected_n = 1
+    rows = conn.execute(select(checkpoint_t).order_by(checkpoint_t.c.n)).all()
+    if rows and not keys:
+        raise ConfigurationError(
+            "no key to check checkpoint signatures with: pass --public-key FILE "
+            "(written by 'lgsp archive export-key') or configure signing_key_file"
+        )
+    for row in rows:
+        n = int(row.n)
+        report.checkpoints += 1
+        if n != expected_n:
+            out.add(
+                Problem(
+                    None,
+                    None,
+                    None,
+                    "checkpoint missing",
+                    f"checkpoint {expected_n}..{n - 1} not found (removed)",
+                )
+            )
+        expected_n = n + 1
+        message = str(row.message)
+        try:
+            data = json.loads(message)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            out.add(Problem(None, None, None, f"checkpoint {n}", "message is not valid JSON"))
+            prev_digest = message_digest(message)
+            continue
+        if data.get("n") != n or data.get("key_id") != row.key_id:
+            out.add(Problem(None, None, None, f"checkpoint {n}", "row does not match its message"))
+        if data.get("prev") != prev_digest:
+            out.add(
+                Problem(
+                    None,
+                    None,
+                    None,
+                    f"checkpoint {n}",
+                    "does not link to the previous checkpoint (a checkpoint was removed "
+                    "or altered)",
+                )
+            )
+        prev_digest = message_digest(message)
+        key = keys.get(str(row.key_id))
+        if key is None:
+            out.add(
+                Problem(
+                    None,
+                    None,
+                    None,
+                    f"checkpoint {n}",
+                    f"signed by key id {row.key_id}, which is not a verifying key "
+                    f"({', '.join(sorted(keys)) or 'none'}): wrong signing key",
+                )
+            )
+            continue
+        if not verify_signature(key, bytes(row.signature), message.encode()):
+            out.add(
+                Problem(
+                    None,
+                    None,
+                    None,
+                    f"checkpoint {n}",
+                    f"signature does not verify with key id {row.key_id} (message or "
+                    "signature altered, or signed with another key)",
+                )
+            )
+            continue
+        report.latest_checkpoint = n
+        report.latest_digest = prev_digest
+        for topic, partition, seq, digest in data.get("heads", []):
+            if topics is not None and topic not in topics:
+                continue
+            signed.heads.setdefault((str(topic), int(partition)), {}).setdefault(
+                int(seq), []
+            ).append((str(digest), n))
+    return signed
+
+
+def _selected_topics(conn: Any, dataset: str | None, topics: set[str] | None) -> set[str] | None:
+    if topics is not None:
+        return set(topics)
+    if dataset is None:
+        return None
+    found = set(conn.scalars(select(chain_t.c.topic).where(chain_t.c.dataset == dataset)))
+    found |= set(
+        conn.scalars(select(entry_t.c.topic).where(entry_t.c.dataset == dataset).distinct())
+    )
+    return found
+
+
+def verify(
+    settings: Settings,
+    *,
+    dataset: str | None = None,
+    topics: Iterable[str] | None = None,
+    public_keys: Iterable[Ed25519PublicKey] | None = None,
+    visitor: Visitor | None = None,
+    strict: bool = False,
+    max_problems: int = 200,
+    yield_per: int = 20000,
+) -> VerifyReport:
+    """Recompute the chains of ``dataset`` (or of ``topics``, or all) and check checkpoints.
+
+    ``visitor`` sees every entry row (columns in ``ROW_COLUMNS`` order) in chain order.
+    """
+    started = time.perf_counter()
+    report = VerifyReport()
+    out = _Collector(report, max_problems)
+    keys = verifying_keys(settings, public_keys)
+    report.key_ids = sorted(keys)
+    engine = open_engine(settings)
+    with engine.connect() as conn:
+        chosen = _selected_topics(conn, dataset, set(topics) if topics is not None else None)
+        if dataset is not None and chosen is not None:
+            chosen |= {t for (t, _p) in _signed_topics(conn) if _dataset_of(t) == dataset}
+        signed = _check_checkpoints(conn, keys, chosen, report, out)
+        heads = {
+            (r.topic, int(r.kafka_partition)): r
+            for r in conn.execute(select(chain_t))
+            if chosen is None or r.topic in chosen
+        }
+        columns = [entry_t.c[name] for name in ROW_COLUMNS]
+        query = select(*columns).order_by(entry_t.c.topic, entry_t.c.kafka_partition, entry_t.c.seq)
+        if chosen is not None:
+            if not chosen:
+                query = query.where(entry_t.c.topic.in_([""]))
+            else:
+                query = query.where(entry_t.c.topic.in_(sorted(chosen)))
+        result = conn.execution_options(yield_per=yield_per).execute(query)
+        seen = _walk(result, signed, heads, report, out, visitor)
+    for key, row in heads.items():
+        if key not in seen:
+            out.add(
+                Problem(
+                    key[0],
+                    key[1],
+                    None,
+                    "chain missing",
+                    f"the chain head records position {row.head_seq} but the archive has no "
+                    "entries (deleted)",
+                )
+            )
+    for key, by_seq in signed.heads.items():
+        if key not in seen and key not in heads:
+            n = max(n for items in by_seq.values() for _, n in items)
+            out.add(
+                Problem(
+                    key[0],
+                    key[1],
+                    None,
+                    "chain missing",
+                    f"checkpoint {n} signed position {max(by_seq)} but the archive has no "
+                    "entries (deleted)",
+                )
+            )
+    for chain in report.chains:
+        if chain.head_seq > chain.signed_seq:
+            text = (
+                f"{chain.topic}[{chain.partition}] positions {chain.signed_seq + 1}.."
+                f"{chain.head_seq} are not yet covered by a signed checkpoint"
+            )
+            if strict:
+                out.add(Problem(chain.topic, chain.partition, None, "unsigned", text))
+            else:
+                report.warnings.append(text)
+    report.elapsed_s = time.perf_counter() - started
+    return report
+
+
+def _dataset_of(topic: str) -> str | None:
+    try:
+        return parse_dataset_topic(topic).dataset
+    except InvalidNameError:
+        return None
+
+
+def _signed_topics(conn: Any) -> set[tuple[str, int]]:
+    found: set[tuple[str, int]] = set()
+    for message in conn.scalars(select(checkpoint_t.c.message)):
+        try:
+            for topic, partition, *_ in json.loads(message).get("heads", []):
+                found.add((str(topic), int(partition)))
+        except (ValueError, TypeError, AttributeError):
+            continue
+    return found
+
+
+def _walk(
+    rows: Iterable[Any],
+    signed: _Signed,
+    heads: dict[tuple[str, int], Any],
+    report: VerifyReport,
+    out: _Collector,
+    visitor: Visitor | None,
+) -> set[tuple[str, int]]:
+    """The hot loop: one pass over the entries in (topic, partition, seq) order."""
+    sha256 = hashlib.sha256
+    pack_seq = SEQ.pack
+    pack_head = HEAD.pack
+    seen: set[tuple[str, int]] = set()
+    summary: ChainSummary | None = None
+    topic = None
+    partition = -1
+    prev = b""
+    expect = 1
+    last_epoch = -1
+    last_offset = -1
+    expected: dict[int, list[tuple[str, int]]] = {}
+    pending: tuple[Problem, bytes] | None = None
+    dataset = unit_path = ""
+    last_stored = b""
+    count = 0
+
+    def finish() -> None:
+        if summary is None:
+            return
+        summary.head_hash = last_stored.hex()
+        key = (summary.topic, summary.partition)
+        for seq, items in sorted(expected.items()):
+            if seq > summary.head_seq or seq not in checked:
+                for _digest, n in items:
+                    out.add(
+                        Problem(
+                            summary.topic,
+                            summary.partition,
+                            seq,
+                            "signed entry missing",
+                            f"checkpoint {n} signed this position but the archive ends at "
+                            f"position {summary.head_seq} or lacks it (entries deleted)",
+                        )
+                    )
+        head = heads.get(key)
+        if head is not None and (
+            int(head.head_seq) != summary.head_seq or bytes(head.head_hash) != last_stored
+        ):
+            out.add(
+                Problem(
+                    summary.topic,
+                    summary.partition,
+                    summary.head_seq,
+                    "head mismatch",
+                    f"the chain head records position {head.head_seq}; the archive ends at "
+                    f"position {summary.head_seq} (entries deleted or added at the end)",
+                )
+            )
+        report.chains.append(summary)
+
+    checked: set[int] = set()
+    for row in rows:
+        (
+            r_topic,
+            r_part,
+            seq,
+            epoch,
+            offset,
+            r_dataset,
+            r_unit,
+            event_id,
+            op,
+            ts_ms,
+            key,
+            source_unit,
+            schema_id,
+            payload,
+            stored,
+        ) = row
+        if r_part != partition or r_topic != topic:
+            finish()
+            topic, partition = r_topic, r_part
+            seen.add((topic, partition))
+            parsed = _dataset_of(topic)
+            dataset = parsed or ""
+            unit_path = ".".join(topic.split(".")[1:-2]) if parsed else ""
+            summary = ChainSummary(topic, partition, dataset, unit_path)
+            prev = genesis(topic, partition)
+            expect = 1
+            last_epoch = last_offset = -1
+            expected = signed.heads.get((topic, partition), {})
+            checked = set()
+            pending = None
+            if parsed is None:
+                out.add(Problem(topic, partition, None, "not a dataset topic", "bad topic name"))
+        assert summary is not None
+        count += 1
+        stored = bytes(stored)
+        if seq != expect:
+            if seq > expect:
+                span = f"{expect}" if seq == expect + 1 else f"{expect}..{seq - 1}"
+                out.add(Problem(topic, partition, expect, "missing", f"position(s) {span} deleted"))
+            else:
+                out.add(Problem(topic, partition, seq, "repeated position", "appears twice"))
+            expect = seq + 1
+            prev = stored
+            pending = None
+        else:
+            expect += 1
+            eid = event_id.encode()
+            unit = source_unit.encode()
+            kb = b"" if key is None else key.encode()
+            payload = bytes(payload)
+            seqb = pack_seq(seq)
+            tail = (
+                pack_head(
+                    epoch,
+                    offset,
+                    ts_ms,
+                    schema_id,
+                    op.encode(),
+                    len(eid),
+                    len(unit),
+                    -1 if key is None else len(kb),
+                    len(payload),
+                )
+                + eid
+                + unit
+                + kb
+                + payload
+            )
+            h = sha256(prev + seqb + tail).digest()
+            if pending is not None:
+                problem, alt = pending
+                pending = None
+                if h == stored:
+                    problem.detail = (
+                        "content altered (its data no longer matches the hash recorded when "
+                        "it was archived)"
+                    )
+                else:
+                    h_alt = sha256(alt + seqb + tail).digest()
+                    if h_alt == stored:
+                        problem.detail = "stored hash altered"
+                        h = h_alt
+            if h != stored:
+                problem = out.add(
+                    Problem(
+                        topic,
+                        partition,
+                        seq,
+                        "broken link",
+                        "does not match its hash (edited, inserted or moved entry)",
+                    )
+                )
+                pending = (problem, h)
+                prev = stored
+            else:
+                prev = h
+        if epoch < last_epoch or (epoch == last_epoch and offset <= last_offset):
+            out.add(
+                Problem(
+                    topic,
+                    partition,
+                    seq,
+                    "out of order",
+                    f"offset {epoch}:{offset} after {last_epoch}:{last_offset} (reordered)",
+                )
+            )
+        last_epoch, last_offset = epoch, offset
+        if r_dataset != dataset or r_unit != unit_path:
+            out.add(
+                Problem(topic, partition, seq, "columns altered", "dataset or unit_path differs")
+            )
+        if seq in expected:
+            checked.add(seq)
+            hexed = stored.hex()
+            for digest, n in expected[seq]:
+                if digest != hexed:
+                    out.add(
+                        Problem(
+                            topic,
+                            partition,
+                            seq,
+                            "differs from checkpoint",
+                            f"checkpoint {n} signed another hash for this position (the chain "
+                            "was rewritten)",
+                        )
+                    )
+                if n > (summary.checkpoint_n or 0) or seq > summary.signed_seq:
+                    summary.signed_seq = max(summary.signed_seq, seq)
+                    summary.checkpoint_n = max(summary.checkpoint_n or 0, n)
+        summary.entries += 1
+        summary.head_seq = seq
+        if summary.first_ts_ms is None:
+            summary.first_ts_ms = ts_ms
+        summary.last_ts_ms = ts_ms
+        last_stored = stored
+        if visitor is not None:
+            visitor(row)
+    finish()
+    report.entries = count
+    return seen
