@@ -84,12 +84,9 @@ class Publisher:
             key = canonical_key(key)
         return (str(key).encode() if key is not None else b""), value
 
-    def send_encoded(self, topic: str, key: bytes, value: bytes, event_id: str = "") -> None:
-        headers = [("lgsp.event_id", event_id.encode())] if event_id else None
+    def send_encoded(self, topic: str, key: bytes, value: bytes) -> None:
         try:
-            self._pending.append(
-                self._producer.send(topic, key=key or None, value=value, headers=headers)
-            )
+            self._pending.append(self._producer.send(topic, key=key or None, value=value))
         except KafkaError as exc:
             raise BrokerUnavailableError(f"cannot send to {topic} ({type(exc).__name__})") from exc
 
@@ -126,7 +123,7 @@ class Publisher:
                 )
                 report.dlq += 1
                 continue
-            self.send_encoded(topic, key, value, str(event.get("event_id", "")))
+            self.send_encoded(topic, key, value)
             report.sent += 1
         self.flush()
         report.per_topic[topic] = report.sent

@@ -10,6 +10,7 @@ from fastavro.validation import ValidationError, validate
 
 from bus.errors import DataError, NotFoundError
 from bus.registry import Registry
+from bus.serde.envelope_writer import EnvelopeWriter
 from bus.serde.framing import frame, unframe
 
 
@@ -50,6 +51,7 @@ class AvroCodec:
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
+        self._fast: dict[int, EnvelopeWriter | None] = {}
 
     def validate(self, schema_id: int, record: dict[str, Any]) -> None:
         parsed = self.registry.parsed_by_id(schema_id)
@@ -58,10 +60,23 @@ class AvroCodec:
         except ValidationError as exc:
             raise DataError(describe_validation_error(exc)) from None
 
-    def encode(self, schema_id: int, record: dict[str, Any], *, checked: bool = False) -> bytes:
-        """Framed bytes of ``record``; validated first unless the caller already did."""
-        if not checked:
-            self.validate(schema_id, record)
+    def encode(self, schema_id: int, record: dict[str, Any]) -> bytes:
+        """Framed bytes of ``record``, written by fastavro in strict mode.
+
+        The strict writer refuses missing and unknown fields, and fastavro validates every
+        union branch it writes (the envelope's ``before``/``after`` records are unions), so a
+        record that does not match never leaves; on failure the full validator runs once to
+        name every offending field.
+        """
+        fast = self._fast.get(schema_id, False)
+        if fast is False:
+            fast = EnvelopeWriter.for_schema(self.registry.schema_by_id(schema_id))
+            self._fast[schema_id] = fast
+        if fast is not None:
+            try:
+                return fast.write(record, frame(schema_id, b""))
+            except Exception:  # noqa: BLE001 - the general writer below reports the problem
+                pass
         buf = io.BytesIO()
         try:
             schemaless_writer(
@@ -71,7 +86,8 @@ class AvroCodec:
                 strict=True,
                 strict_allow_default=True,
             )
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            self.validate(schema_id, record)  # raises DataError naming the fields
             raise DataError(f"cannot encode record ({type(exc).__name__})") from None
         return frame(schema_id, buf.getvalue())
 
