@@ -75,7 +75,7 @@ class AvroCodec:
         if fast is not None:
             try:
                 return fast.write(record, frame(schema_id, b""))
-            except Exception:  # noqa: BLE001 - the general writer below reports the problem
+            except Exception:  # the general writer below names the problem
                 pass
         buf = io.BytesIO()
         try:
