@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bus.catalog import (
     check_attribute_ownership,
@@ -179,8 +180,6 @@ def test_strict_refuses_a_duplicate_attribute_and_stores_nothing(
 ) -> None:
     publish(offline_settings, tmp_path, "dancu.citizen")
     path = tmp_path / "household.yaml"
-    import yaml
-
     path.write_text(
         yaml.safe_dump(
             dataset_doc(
