@@ -1,0 +1,43 @@
+"""Control-database tables of registered connectors and their per-table positions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from bus.db.engine import Base
+
+
+class ConnectorRow(Base):
+    """A registered connector: its validated file (secrets kept as references) and topics."""
+
+    __tablename__ = "connector"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    type: Mapped[str] = mapped_column(String(63))
+    role: Mapped[str] = mapped_column(String(16))
+    agency: Mapped[str] = mapped_column(String(255))
+    unit: Mapped[str] = mapped_column(String(16))
+    config: Mapped[dict] = mapped_column(JSON)
+    topics: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ConnectorPosition(Base):
+    """Where a source table stopped (committed after the broker's acknowledgement), or the
+    state of a sink table; ``status`` is ``ok`` or ``stopped`` with the reason in ``error``."""
+
+    __tablename__ = "connector_position"
+
+    connector: Mapped[str] = mapped_column(
+        String(63), ForeignKey("connector.name", ondelete="CASCADE"), primary_key=True
+    )
+    table_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    position: Mapped[dict | None] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="ok")
+    error: Mapped[str | None] = mapped_column(Text)
+    rows_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,68 @@
+"""Configuration of the SQL connectors (PostgreSQL, MySQL/MariaDB, SQLite)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+
+from connectors.config import ConnectorConfig, Mode, Strict, TableConfig, secret_reference
+
+
+class SqlConnection(Strict):
+    """Where the database is; the URL's password must be a ``${ENV}`` or ``file:`` reference."""
+
+    url: SecretStr
+    connect_timeout_s: float = Field(10.0, gt=0, le=300)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value().strip()
+        if not raw:
+            raise ValueError("required")
+        if not raw.startswith("file:") and "://" not in raw:
+            raise ValueError("expected a SQLAlchemy URL such as postgresql://user@host:5432/db")
+        return secret_reference(SecretStr(raw), is_url=True)  # type: ignore[return-value]
+
+
+class SqlTable(TableConfig):
+    """A source table (``schema.table`` allowed) or a sink's target table."""
+
+    mode: Mode | None = None
+    cursor: str | None = Field(None, min_length=1)
+    deleted_flag: str | None = Field(None, min_length=1)
+    columns: list[str] | None = Field(None, min_length=1)
+    key: list[str] | None = Field(None, min_length=1)
+    create: bool = True
+    on_delete: Literal["delete", "mark"] = "delete"
+
+    @property
+    def effective_mode(self) -> str:
+        return self.mode or ("incremental" if self.cursor else "snapshot")
+
+
+class SqlConnectorConfig(ConnectorConfig):
+    connection: SqlConnection
+    tables: list[SqlTable] = Field(min_length=1)  # type: ignore[assignment]
+
+    def problems(self) -> list[str]:
+        out = super().problems()
+        for i, t in enumerate(self.tables):
+            where = f"tables[{i}]"
+            if self.role == "source":
+                if t.mode == "incremental" and not t.cursor:
+                    out.append(f"{where}.cursor: required when mode is incremental")
+                if not t.create:
+                    out.append(f"{where}.create: only for sinks")
+                if t.on_delete != "delete":
+                    out.append(f"{where}.on_delete: only for sinks")
+            else:
+                for key in ("mode", "cursor", "deleted_flag", "columns"):
+                    if getattr(t, key) is not None:
+                        out.append(f"{where}.{key}: only for sources")
+            if t.columns is not None:
+                for name in (t.cursor, t.deleted_flag, *(t.key or [])):
+                    if name and name not in t.columns:
+                        out.append(f"{where}.columns: must include {name!r}")
+        return out

@@ -1,0 +1,621 @@
+"""The SQL connector (SQLAlchemy 2): snapshot and incremental sources, upserting sinks.
+
+Source: reflection gives the columns, key and an Avro record schema. ``snapshot`` reads the
+table in primary-key order (op ``r``); ``incremental`` reads rows after the last position in
+(cursor, primary key) order, so that rows sharing a cursor value are never skipped. A
+soft-delete column turns a row into op ``d``. Rows are streamed (server-side cursor,
+``yield_per``); each batch carries the position after it, which the caller commits only once
+the broker has acknowledged the batch.
+
+Sink: upsert by primary key with the dialect's native statement, in one transaction per
+batch. Every row keeps the version it came from (``_lgsp_ts_ms``, ``_lgsp_event_id``), and an
+update applies only when the incoming version is not older, so replays and late arrivals
+leave the newest row. Identifiers always go through SQLAlchemy's quoting.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.exc import ArgumentError, NoSuchTableError, SQLAlchemyError
+
+from bus.config import mask_url
+from bus.envelope import stable_event_id, to_jsonable
+from bus.errors import LgspError, NotFoundError
+from connectors import positions
+from connectors.base import Batch, Column, Connector, Stream, WriteReport, now_ms
+from connectors.errors import (
+    AuthenticationError,
+    ColumnNotFoundError,
+    ConnectorConfigError,
+    ConnectorUnavailableError,
+    CursorTypeError,
+    MissingPrimaryKeyError,
+    TableNotFoundError,
+    UnsupportedTypeError,
+)
+from connectors.secrets import resolve
+from connectors.sql.config import SqlConnectorConfig, SqlTable
+from connectors.sql.sink import SinkTable, prepare_sink, write_batch
+from connectors.sql.types import (
+    SQL_LENGTH,
+    SQL_NAME,
+    AvroMapping,
+    avro_for,
+    field_names,
+    nullable_converter,
+    record_name,
+    ts_ms,
+)
+
+log = logging.getLogger(__name__)
+
+_FALSE = {"0", "", "n", "no", "f", "false"}
+
+
+def split_table(name: str) -> tuple[str | None, str]:
+    """``schema.table`` -> (schema, table); a name without a dot has no schema."""
+    schema, dot, table = name.partition(".")
+    return (schema, table) if dot and schema and table else (None, name)
+
+
+def is_deleted(value: Any) -> bool:
+    """A soft-delete flag is set when it is not NULL and not false/0/'N'."""
+    if value is None or value is False:
+        return False
+    if isinstance(value, int | float):
+        return value != 0
+    if isinstance(value, str):
+        return value.strip().lower() not in _FALSE
+    return True
+
+
+def keyset_after(columns: list[Any], values: list[Any]) -> sa.ColumnElement[bool]:
+    """Rows strictly after ``values`` in the order of ``columns`` (expanded, index friendly)."""
+    clauses = []
+    for i in range(len(columns)):
+        equal = [columns[j] == values[j] for j in range(i)]
+        clauses.append(sa.and_(*equal, columns[i] > values[i]))
+    return sa.or_(*clauses)
+
+
+class SqlConnector(Connector):
+    """Base of the dialect classes; they set the URL backends, driver and a few hooks."""
+
+    type_name = "sql"
+    config_model = SqlConnectorConfig
+    can_source = True
+    can_sink = True
+    supports_incremental = True
+    supports_soft_delete = True
+    supports_upsert = True
+    streams_rows = True
+
+    backends: ClassVar[tuple[str, ...]] = ()
+    default_driver: ClassVar[str] = ""
+    # MySQL and SQLite keep timestamps without a zone: a sink stores them as UTC
+    naive_utc_timestamps: ClassVar[bool] = False
+    sqlite_types: ClassVar[bool] = False
+
+    config: SqlConnectorConfig
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._engine: Engine | None = None
+        self._url: URL | None = None
+        self._tables: dict[str, sa.Table] = {}
+        self._sinks: dict[str, SinkTable] = {}
+
+    # ---- dialect hooks -------------------------------------------------------------------
+    def get_sqlalchemy_url(self) -> URL:
+        """The resolved URL (secrets substituted), with the default driver when none is set."""
+        raw = resolve(self.config.connection.url.get_secret_value(), "connection.url")
+        try:
+            url = sa.engine.make_url(raw)
+        except ArgumentError as exc:
+            raise ConnectorConfigError(
+                ["connection.url: not a SQLAlchemy URL (dialect://user@host:port/database)"],
+                name=self.name,
+            ) from exc
+        backend = url.get_backend_name()
+        if backend not in self.backends:
+            raise ConnectorConfigError(
+                [
+                    f"connection.url: type {self.config.type!r} expects a "
+                    f"{' or '.join(self.backends)} URL, got {backend!r}"
+                ],
+                name=self.name,
+            )
+        if "+" not in url.drivername and self.default_driver:
+            url = url.set(drivername=f"{url.drivername}+{self.default_driver}")
+        return url
+
+    def connect_args(self) -> dict[str, Any]:
+        return {}
+
+    def engine_options(self) -> dict[str, Any]:
+        return {"pool_pre_ping": True}
+
+    def avro_mapping(self, sql_type: Any) -> AvroMapping | None:
+        return avro_for(sql_type, sqlite=self.sqlite_types)
+
+    def order_expression(self, column: sa.Column[Any]) -> Any:
+        """The expression a keyset compares and stores (SQLite compares stored values)."""
+        return column
+
+    def error_kind(self, exc: BaseException) -> str | None:
+        """'auth', 'database' or 'unreachable' for a connection error, None when unsure."""
+        return None
+
+    def upsert_statement(
+        self, table: sa.Table, columns: list[str], key: list[str], version: str
+    ) -> Any:
+        """INSERT ... upsert by ``key``, updating ``columns`` only when ``version`` is newer."""
+        raise NotImplementedError
+
+    # ---- engine and errors ---------------------------------------------------------------
+    @property
+    def url(self) -> URL:
+        if self._url is None:
+            self._url = self.get_sqlalchemy_url()
+        return self._url
+
+    @property
+    def display_url(self) -> str:
+        return mask_url(self.url.render_as_string(hide_password=True))
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            try:
+                self._engine = sa.create_engine(
+                    self.url, connect_args=self.connect_args(), **self.engine_options()
+                )
+            except (ArgumentError, ImportError) as exc:
+                raise ConnectorConfigError(
+                    [f"connection.url: cannot use {self.display_url} ({type(exc).__name__})"],
+                    name=self.name,
+                ) from exc
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    def connection_error(self, exc: SQLAlchemyError) -> LgspError:
+        """A clear error for a failed connection, naming the host, never the password."""
+        kind = self.error_kind(exc)
+        url = self.url
+        host = f"{url.host or 'localhost'}:{url.port}" if url.port else (url.host or "localhost")
+        if kind == "auth":
+            return AuthenticationError(
+                f"connection.url: {host} refused the credentials of user {url.username!r}"
+            )
+        if kind == "database":
+            return NotFoundError(
+                f"connection.url: database {url.database!r} does not exist on {host}"
+            )
+        timeout = self.config.connection.connect_timeout_s
+        return ConnectorUnavailableError(
+            f"connection.url: cannot reach {host} within {timeout:g} s ({type(exc).__name__})"
+        )
+
+    def _connect(self) -> Connection:
+        try:
+            return self.engine.connect()
+        except SQLAlchemyError as exc:
+            raise self.connection_error(exc) from exc
+
+    # ---- check and discover --------------------------------------------------------------
+    def check(self) -> None:
+        started = time.monotonic()
+        with self._connect() as conn:
+            try:
+                conn.execute(sa.select(sa.literal(1))).scalar()
+            except SQLAlchemyError as exc:
+                raise self.connection_error(exc) from exc
+        log.debug("%s: connected in %.2f s", self.name, time.monotonic() - started)
+
+    def discover(self) -> list[Stream]:
+        streams: list[Stream] = []
+        problems: list[str] = []
+        causes: list[LgspError] = []
+        with self._connect() as conn:
+            for i, t in enumerate(self.config.tables):
+                try:
+                    streams.append(self._discover(conn, t))
+                except LgspError as exc:
+                    problems.append(f"tables[{i}] ({t.table}): {exc}")
+                    causes.append(exc)
+        if problems:
+            error = ConnectorConfigError(problems, name=self.name)
+            error.causes = causes  # type: ignore[attr-defined]
+            raise error
+        return streams
+
+    def discover_stream(self, table: str) -> Stream:
+        cfg = self.table_config(table)
+        with self._connect() as conn:
+            return self._discover(conn, cfg)  # type: ignore[arg-type]
+
+    def _reflect(self, conn: Connection, cfg: SqlTable) -> sa.Table | None:
+        schema, name = split_table(cfg.table)
+        try:
+            return sa.Table(name, sa.MetaData(), schema=schema, autoload_with=conn)
+        except NoSuchTableError:
+            return None
+
+    def _missing_table(self, conn: Connection, cfg: SqlTable) -> TableNotFoundError:
+        schema, name = split_table(cfg.table)
+        try:
+            known = sa.inspect(conn).get_table_names(schema=schema)
+        except SQLAlchemyError:
+            known = []
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        where = f" in schema {schema!r}" if schema else ""
+        return TableNotFoundError(f"table {cfg.table!r} does not exist{where}{hint}")
+
+    def _discover(self, conn: Connection, cfg: SqlTable) -> Stream:
+        table = self._reflect(conn, cfg)
+        if self.role == "sink":
+            return self._discover_sink(conn, cfg, table)
+        if table is None:
+            raise self._missing_table(conn, cfg)
+        self._tables[cfg.table] = table
+        return self._source_stream(cfg, table)
+
+    def _column(self, table: sa.Table, name: str, what: str) -> sa.Column[Any]:
+        if name not in table.c:
+            names = [c.name for c in table.columns]
+            close = difflib.get_close_matches(name, names, n=3)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise ColumnNotFoundError(
+                f"{what}: column {name!r} does not exist in table {table.name!r}{hint}"
+            )
+        return table.c[name]
+
+    def _source_stream(self, cfg: SqlTable, table: sa.Table) -> Stream:
+        warnings: list[str] = []
+        if cfg.columns:
+            selected = [self._column(table, c, "columns") for c in cfg.columns]
+        else:
+            selected = list(table.columns)
+        if cfg.key:
+            key = [self._column(table, k, "key").name for k in cfg.key]
+        else:
+            key = [c.name for c in table.primary_key.columns]
+        missing_key = [k for k in key if k not in {c.name for c in selected}]
+        if missing_key:
+            raise ColumnNotFoundError(f"columns: must include the key column {missing_key[0]!r}")
+        mappings: dict[str, AvroMapping] = {}
+        for col in selected:
+            mapping = self.avro_mapping(col.type)
+            if mapping is None:
+                raise UnsupportedTypeError(
+                    f"column {col.name!r} has type {col.type!r}, which has no Avro form here; "
+                    "leave it out with 'columns:'"
+                )
+            mappings[col.name] = mapping
+        if cfg.cursor:
+            cursor = self._column(table, cfg.cursor, "cursor")
+            if not mappings[cursor.name].orderable:
+                raise CursorTypeError(
+                    f"cursor: column {cursor.name!r} has type {cursor.type!r}, which cannot "
+                    "order changes; expected an integer, decimal, date or timestamp column"
+                )
+            if cursor.nullable:
+                warnings.append(
+                    f"cursor column {cursor.name!r} allows NULL: rows whose cursor is NULL "
+                    "are not read incrementally"
+                )
+        if cfg.deleted_flag:
+            self._column(table, cfg.deleted_flag, "deleted_flag")
+        if not key:
+            warnings.append(
+                f"table {cfg.table!r} has no primary key: read as an append-only source "
+                "(events carry an empty key; a sink cannot upsert them)"
+            )
+        names = field_names([c.name for c in selected])
+        columns = [
+            Column(
+                name=c.name,
+                field=names[c.name],
+                sql_type=str(c.type.compile(dialect=self.engine.dialect)),
+                avro_type=mappings[c.name].avro,
+                nullable=bool(c.nullable) and c.name not in key,
+                primary_key=c.name in key,
+            )
+            for c in selected
+        ]
+        schema = self._record_schema(cfg, columns, mappings, key, names)
+        return Stream(cfg.table, cfg.dataset, columns, key, schema, cfg, warnings)
+
+    def _record_schema(
+        self,
+        cfg: SqlTable,
+        columns: list[Column],
+        mappings: dict[str, AvroMapping],
+        key: list[str],
+        names: dict[str, str],
+    ) -> dict[str, Any]:
+        namespace, name = record_name(cfg.dataset)
+        fields = []
+        for col in columns:
+            field: dict[str, Any] = {"name": col.field}
+            if col.nullable:
+                field["type"] = ["null", col.avro_type]
+                field["default"] = None
+            else:
+                field["type"] = col.avro_type
+            if col.field != col.name:
+                field[SQL_NAME] = col.name
+            length = mappings[col.name].length
+            if length:
+                field[SQL_LENGTH] = length
+            fields.append(field)
+        record: dict[str, Any] = {
+            "type": "record",
+            "name": name,
+            "namespace": namespace,
+            "fields": fields,
+        }
+        if key:
+            record["primary_key"] = [names[k] for k in key]
+        return record
+
+    # ---- source --------------------------------------------------------------------------
+    def _source_table(self, stream: Stream) -> sa.Table:
+        table = self._tables.get(stream.name)
+        if table is None:
+            with self._connect() as conn:
+                table = self._reflect(conn, stream.config)  # type: ignore[arg-type]
+                if table is None:
+                    raise self._missing_table(conn, stream.config)  # type: ignore[arg-type]
+            self._tables[stream.name] = table
+        return table
+
+    def read_stream(self, stream: Stream, position: dict[str, Any] | None) -> Iterator[Batch]:
+        cfg: SqlTable = stream.config  # type: ignore[assignment]
+        table = self._source_table(stream)
+        mode = cfg.effective_mode
+        cursor_name = cfg.cursor
+        key = list(stream.primary_key)
+        order_names = ([cursor_name] if mode == "incremental" and cursor_name else []) + key
+        if mode == "incremental" and not cursor_name:  # pragma: no cover - config prevents it
+            raise ConnectorConfigError([f"{stream.name}: cursor required"])
+
+        record_cols = [table.c[c.name] for c in stream.columns]
+        index = {c.name: i for i, c in enumerate(stream.columns)}
+        selected: list[Any] = list(record_cols)
+        order_idx: list[int] = []
+        order_exprs: list[Any] = []
+        for name in order_names:
+            expr = self.order_expression(table.c[name])
+            order_exprs.append(expr)
+            if expr is table.c[name]:
+                order_idx.append(index[name])
+            else:
+                order_idx.append(len(selected))
+                selected.append(expr.label(f"_lgsp_k{len(order_idx)}"))
+
+        state = self._start_state(mode, position)
+        query = sa.select(*selected)
+        if order_exprs:
+            query = query.order_by(*order_exprs)
+        after = state.get("after")
+        if after is not None and order_exprs:
+            query = query.where(keyset_after(order_exprs, positions.load(after)))
+        if mode == "incremental":
+            query = query.where(table.c[cursor_name].is_not(None))
+
+        converters = [
+            (c.field, i, nullable_converter(self.avro_mapping(table.c[c.name].type).convert))  # type: ignore[union-attr]
+            for i, c in enumerate(stream.columns)
+        ]
+        key_idx = [(stream.columns[index[k]].field, index[k]) for k in key]
+        deleted_idx = index.get(cfg.deleted_flag) if cfg.deleted_flag else None
+        cursor_field = stream.columns[index[cursor_name]].field if cursor_name else None
+        ctx = _ReadContext(
+            stream=stream,
+            mode=mode,
+            initial=state.get("after") is None and mode == "incremental",
+            converters=converters,
+            key_idx=key_idx,
+            deleted_idx=deleted_idx,
+            cursor_field=cursor_field,
+            snapshot_ms=state.get("snapshot_ms"),
+        )
+        cut_on_change = not key and mode == "incremental"
+        batch_size = self.batch_size
+        with self._connect() as conn:
+            try:
+                result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(
+                    query
+                )
+            except SQLAlchemyError as exc:
+                raise self._read_error(exc, stream) from exc
+            try:
+                pending: list[Any] = []
+                for row in result:
+                    if len(pending) >= batch_size and (
+                        not cut_on_change or row[order_idx[0]] != pending[-1][order_idx[0]]
+                    ):
+                        yield self._batch(ctx, pending, order_idx, state, done=False)
+                        pending = []
+                    pending.append(row)
+                if pending or mode == "snapshot":
+                    yield self._batch(ctx, pending, order_idx, state, done=True)
+            except SQLAlchemyError as exc:
+                raise self._read_error(exc, stream) from exc
+            finally:
+                result.close()
+
+    def _read_error(self, exc: SQLAlchemyError, stream: Stream) -> LgspError:
+        if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+            return self.connection_error(exc)
+        return ConnectorConfigError(
+            [f"tables: reading {stream.name!r} failed ({type(exc).__name__})"], name=self.name
+        )
+
+    @staticmethod
+    def _start_state(mode: str, position: dict[str, Any] | None) -> dict[str, Any]:
+        if position and position.get("mode") == mode:
+            if mode == "incremental":
+                return dict(position)
+            if not position.get("done"):
+                return dict(position)
+        if mode == "snapshot":
+            return {"mode": "snapshot", "snapshot_ms": now_ms(), "after": None, "done": False}
+        return {"mode": "incremental", "after": None}
+
+    def _batch(
+        self,
+        ctx: _ReadContext,
+        rows: list[Any],
+        order_idx: list[int],
+        state: dict[str, Any],
+        *,
+        done: bool,
+    ) -> Batch:
+        events = [self._event(ctx, row) for row in rows]
+        if rows and order_idx:
+            last = rows[-1]
+            state["after"] = positions.dump([last[i] for i in order_idx])
+        if ctx.mode == "snapshot":
+            state["done"] = done
+            state["rows"] = int(state.get("rows", 0)) + len(rows)
+        new_state = dict(state)
+        return Batch(ctx.stream.name, events, new_state, ctx.stream.record_schema)
+
+    def _event(self, ctx: _ReadContext, row: Any) -> dict[str, Any]:
+        record = {}
+        for field, i, convert in ctx.converters:
+            value = row[i]
+            record[field] = convert(value) if convert is not None else value
+        key = {field: record[field] for field, _ in ctx.key_idx}
+        deleted = ctx.deleted_idx is not None and is_deleted(row[ctx.deleted_idx])
+        cursor = record[ctx.cursor_field] if ctx.cursor_field else None
+        stamp = ts_ms(cursor) if cursor is not None else None
+        if ctx.mode == "snapshot":
+            version: Any = ctx.snapshot_ms
+            op = "r"
+            ts = stamp if stamp is not None else int(ctx.snapshot_ms or 0)
+        else:
+            version = cursor
+            op = "r" if ctx.initial else "u"
+            ts = stamp if stamp is not None else ctx.read_ms
+        if deleted:
+            op = "d"
+        if key:
+            event_id = stable_event_id(self.name, ctx.stream.name, key, op, version)
+        else:
+            event_id = stable_event_id(self.name, ctx.stream.name, record, op, version)
+        position = None if cursor is None else str(to_jsonable(cursor))
+        return self.event(
+            stream=ctx.stream,
+            op=op,
+            key=key,
+            record=record,
+            ts_ms=ts,
+            position=position,
+            event_id=event_id,
+        )
+
+    # ---- sink ----------------------------------------------------------------------------
+    def _discover_sink(self, conn: Connection, cfg: SqlTable, table: sa.Table | None) -> Stream:
+        if table is None:
+            if not cfg.create:
+                raise self._missing_table(conn, cfg)
+            return Stream(cfg.table, cfg.dataset, [], list(cfg.key or []), {}, cfg, [], False)
+        key = list(cfg.key or [c.name for c in table.primary_key.columns])
+        if not key:
+            raise MissingPrimaryKeyError(
+                f"table {cfg.table!r} has no primary key: a sink upserts by primary key; "
+                "add one or name the key columns with 'key:'"
+            )
+        for k in key:
+            self._column(table, k, "key")
+        columns = [
+            Column(
+                c.name,
+                c.name,
+                str(c.type.compile(dialect=conn.dialect)),
+                None,
+                bool(c.nullable),
+                c.name in key,
+            )
+            for c in table.columns
+        ]
+        return Stream(cfg.table, cfg.dataset, columns, key, {}, cfg, [], True)
+
+    def plan_sink(self, table: str, record_schema: dict[str, Any]) -> list[str]:
+        """What the first write will do to the target table (nothing is changed)."""
+        cfg: SqlTable = self.table_config(table)  # type: ignore[assignment]
+        return prepare_sink(self, cfg, record_schema, dry_run=True).actions
+
+    def prepare(self, table: str, record_schema: dict[str, Any]) -> SinkTable:
+        """Create or extend the target table for ``record_schema`` (idempotent, cached)."""
+        sink = self._sinks.get(table)
+        if sink is None or sink.schema_fields != _field_names(record_schema):
+            cfg: SqlTable = self.table_config(table)  # type: ignore[assignment]
+            sink = prepare_sink(self, cfg, record_schema, dry_run=False)
+            self._sinks[table] = sink
+        return sink
+
+    def write(self, batch: Batch) -> WriteReport:
+        if self.role != "sink":
+            raise ConnectorConfigError([f"role: connector {self.name!r} is not a sink"])
+        sink = self._sinks.get(batch.stream)
+        if batch.schema is not None:
+            sink = self.prepare(batch.stream, batch.schema)
+        if sink is None:
+            raise ConnectorConfigError(
+                [f"tables: {batch.stream!r} has no record schema yet (pass Batch.schema)"]
+            )
+        return write_batch(self, sink, batch.events)
+
+
+class _ReadContext:
+    """Per-read constants of ``read_stream``."""
+
+    def __init__(
+        self,
+        *,
+        stream: Stream,
+        mode: str,
+        initial: bool,
+        converters: list[tuple[str, int, Any]],
+        key_idx: list[tuple[str, int]],
+        deleted_idx: int | None,
+        cursor_field: str | None,
+        snapshot_ms: int | None,
+    ) -> None:
+        self.stream = stream
+        self.mode = mode
+        self.initial = initial
+        self.converters = converters
+        self.key_idx = key_idx
+        self.deleted_idx = deleted_idx
+        self.cursor_field = cursor_field
+        self.snapshot_ms = snapshot_ms
+        self.read_ms = now_ms()
+
+
+def _field_names(record_schema: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(f["name"] for f in record_schema.get("fields", []))
+
+
+def sqlite_path(url: URL) -> Path | None:
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)

@@ -1,0 +1,313 @@
+"""SQL column types to Avro and back, value converters, and Avro-safe names.
+
+Source side: a reflected SQLAlchemy type becomes an Avro type and a converter from the
+driver's value to what fastavro expects (text NFC, decimals at their scale, timestamps with
+or without zone). Sink side: an Avro field becomes a column type for a new table and a
+converter to what the sink's driver accepts. Field names that Avro refuses (Vietnamese
+letters, spaces, quotes) are transliterated; the database name is kept in ``sqlName``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import re
+import unicodedata
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql
+from sqlalchemy.types import TypeEngine
+
+from bus.envelope import to_jsonable
+
+Converter = Callable[[Any], Any]
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+SQL_NAME = "sqlName"
+SQL_LENGTH = "sqlLength"
+
+
+@dataclass(frozen=True)
+class AvroMapping:
+    """How one column travels: its Avro type, a converter (or None) and whether it orders."""
+
+    avro: Any
+    convert: Converter | None
+    orderable: bool
+    length: int | None = None
+
+
+# ---- names ------------------------------------------------------------------------------------
+
+_NOT_NAME = re.compile(r"[^A-Za-z0-9_]+")
+
+
+def ascii_fold(text: str) -> str:
+    """Vietnamese (and other) letters without their marks: ``Họ tên`` -> ``Ho ten``."""
+    text = text.replace("đ", "d").replace("Đ", "D")
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def avro_name(name: str) -> str:
+    """A valid Avro name for ``name`` (letters folded, other characters to ``_``)."""
+    out = _NOT_NAME.sub("_", ascii_fold(name)).strip("_") or "col"
+    if out[0].isdigit():
+        out = "_" + out
+    return out
+
+
+def field_names(columns: Iterable[str]) -> dict[str, str]:
+    """Column name -> unique Avro field name."""
+    used: set[str] = set()
+    out: dict[str, str] = {}
+    for col in columns:
+        base = avro_name(col)
+        name, n = base, 2
+        while name.lower() in used:
+            name, n = f"{base}_{n}", n + 1
+        used.add(name.lower())
+        out[col] = name
+    return out
+
+
+def record_name(dataset: str) -> tuple[str, str]:
+    """(namespace, name) of a dataset's record: ``tthc.dossier`` -> (``tthc``, ``Dossier``)."""
+    domain, _, name = dataset.partition(".")
+    camel = "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
+    return domain, camel or "Record"
+
+
+# ---- source side: SQL -> Avro -------------------------------------------------------------
+
+
+def _nfc(value: Any) -> str:
+    if not isinstance(value, str):
+        value = str(value)
+    return value if value.isascii() else unicodedata.normalize("NFC", value)
+
+
+def _decimal(scale: int) -> Converter:
+    exp = decimal.Decimal(1).scaleb(-scale)
+
+    def convert(value: Any) -> decimal.Decimal:
+        if not isinstance(value, decimal.Decimal):
+            value = decimal.Decimal(str(value))
+        return value.quantize(exp, rounding=decimal.ROUND_HALF_EVEN)
+
+    return convert
+
+
+def _aware(value: Any) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+    return dt.datetime.combine(value, dt.time(), tzinfo=dt.UTC)
+
+
+def _naive(value: Any) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            return value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value
+    return dt.datetime.combine(value, dt.time())
+
+
+def _date(value: Any) -> dt.date:
+    return value.date() if isinstance(value, dt.datetime) else value
+
+
+def _time(value: Any) -> dt.time:
+    if isinstance(value, dt.timedelta):  # MySQL TIME
+        seconds = int(value.total_seconds()) % 86400
+        return dt.time(seconds // 3600, seconds % 3600 // 60, seconds % 60, value.microseconds)
+    return value
+
+
+def _bytes(value: Any) -> bytes:
+    return bytes(value)
+
+
+def _json(value: Any) -> str:
+    if isinstance(value, str):
+        return _nfc(value)
+    return json.dumps(to_jsonable(value), ensure_ascii=False, sort_keys=True)
+
+
+def _uuid(value: Any) -> str:
+    return str(value) if isinstance(value, uuid.UUID) else str(uuid.UUID(str(value)))
+
+
+_TEXTUAL = ("INET", "CIDR", "MACADDR", "MACADDR8", "CITEXT", "SET", "XML")
+_UNSUPPORTED = (sa.Interval, sa.ARRAY, postgresql.HSTORE, postgresql.TSVECTOR)
+
+
+def avro_for(sql_type: TypeEngine[Any], *, sqlite: bool = False) -> AvroMapping | None:
+    """The mapping of a reflected type, or None when it has no faithful Avro form."""
+    t = sql_type
+    if isinstance(t, _UNSUPPORTED) or isinstance(t, sa.types.NullType):
+        return None
+    if isinstance(t, mysql.TINYINT) and getattr(t, "display_width", None) == 1:
+        return AvroMapping("boolean", bool, False)
+    if isinstance(t, sa.Boolean) or (isinstance(t, mysql.BIT) and getattr(t, "length", 1) == 1):
+        return AvroMapping("boolean", bool, False)
+    if isinstance(t, sa.Integer):
+        unsigned = bool(getattr(t, "unsigned", False))
+        if isinstance(t, sa.BigInteger):
+            if unsigned:
+                return AvroMapping(
+                    {"type": "bytes", "logicalType": "decimal", "precision": 20, "scale": 0},
+                    _decimal(0),
+                    True,
+                )
+            return AvroMapping("long", int, True)
+        small = isinstance(t, sa.SmallInteger | mysql.TINYINT)
+        if sqlite or (unsigned and not small):
+            return AvroMapping("long", int, True)
+        return AvroMapping("int", int, True)
+    if isinstance(t, mysql.YEAR):
+        return AvroMapping("int", int, True)
+    if isinstance(t, sa.Float):
+        return AvroMapping("double", float, False)
+    if isinstance(t, sa.Numeric):
+        precision, scale = t.precision, t.scale
+        if precision is None:
+            return AvroMapping("string", lambda v: format(decimal.Decimal(str(v)), "f"), False)
+        scale = scale or 0
+        avro = {"type": "bytes", "logicalType": "decimal", "precision": precision, "scale": scale}
+        return AvroMapping(avro, _decimal(scale), True)
+    if isinstance(t, sa.DateTime):
+        if getattr(t, "timezone", False):
+            return AvroMapping({"type": "long", "logicalType": "timestamp-millis"}, _aware, True)
+        return AvroMapping({"type": "long", "logicalType": "local-timestamp-millis"}, _naive, True)
+    if isinstance(t, sa.Date):
+        return AvroMapping({"type": "int", "logicalType": "date"}, _date, True)
+    if isinstance(t, sa.Time):
+        return AvroMapping({"type": "int", "logicalType": "time-millis"}, _time, False)
+    if isinstance(t, sa.Uuid):
+        return AvroMapping({"type": "string", "logicalType": "uuid"}, _uuid, False)
+    if isinstance(t, sa.JSON):
+        return AvroMapping("string", _json, False)
+    if isinstance(t, sa.String):
+        length = getattr(t, "length", None)
+        return AvroMapping("string", _nfc, False, length)
+    if isinstance(t, sa.types._Binary):
+        return AvroMapping("bytes", _bytes, False)
+    if type(t).__name__.upper() in _TEXTUAL:
+        return AvroMapping("string", _nfc, False)
+    return None
+
+
+def nullable_converter(convert: Converter | None) -> Converter | None:
+    if convert is None:
+        return None
+
+    def wrapped(value: Any) -> Any:
+        return None if value is None else convert(value)
+
+    return wrapped
+
+
+def ts_ms(value: Any) -> int | None:
+    """Milliseconds since the epoch of a date or datetime (naive read as UTC), else None."""
+    if isinstance(value, dt.datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+        return int((aware - _EPOCH) / dt.timedelta(milliseconds=1))
+    if isinstance(value, dt.date):
+        midnight = dt.datetime.combine(value, dt.time(), tzinfo=dt.UTC)
+        return int((midnight - _EPOCH) / dt.timedelta(milliseconds=1))
+    return None
+
+
+# ---- sink side: Avro -> SQL ---------------------------------------------------------------
+
+
+def unwrap(avro_type: Any) -> tuple[Any, bool]:
+    """(the non-null branch, nullable) of a field type."""
+    if isinstance(avro_type, list):
+        branches = [b for b in avro_type if b != "null"]
+        nullable = len(branches) != len(avro_type)
+        return (branches[0] if len(branches) == 1 else branches), nullable
+    return avro_type, False
+
+
+def _mysql_dt(fsp: int) -> TypeEngine[Any]:
+    return sa.DateTime().with_variant(mysql.DATETIME(fsp=fsp), "mysql", "mariadb")
+
+
+def sql_type_for(field: dict[str, Any], *, is_key: bool) -> TypeEngine[Any]:
+    """A column type for a new sink table from an Avro field."""
+    avro, _ = unwrap(field["type"])
+    if isinstance(avro, list):  # a union of several types: kept as JSON text
+        return sa.Text()
+    kind = avro.get("type") if isinstance(avro, dict) else avro
+    logical = avro.get("logicalType") if isinstance(avro, dict) else None
+    if logical == "decimal":
+        return sa.Numeric(int(avro["precision"]), int(avro.get("scale", 0)))
+    if logical == "date":
+        return sa.Date()
+    if logical in ("time-millis", "time-micros"):
+        return sa.Time()
+    if logical in ("timestamp-millis", "timestamp-micros"):
+        fsp = 3 if logical.endswith("millis") else 6
+        return sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=fsp), "mysql", "mariadb")
+    if logical in ("local-timestamp-millis", "local-timestamp-micros"):
+        return _mysql_dt(3 if logical.endswith("millis") else 6)
+    if logical == "uuid":
+        return sa.String(36)
+    length = field.get(SQL_LENGTH)
+    simple: dict[str, TypeEngine[Any]] = {
+        "int": sa.Integer(),
+        "long": sa.BigInteger(),
+        "boolean": sa.Boolean(),
+        "float": sa.Float(),
+        "double": sa.Double(),
+        "bytes": sa.LargeBinary(),
+        "fixed": sa.LargeBinary(),
+    }
+    if kind in simple:
+        return simple[kind]
+    if kind == "string":
+        if length:
+            return sa.String(int(length))
+        return sa.String(255) if is_key else sa.Text()
+    if kind == "enum":
+        return sa.String(max([len(s) for s in avro.get("symbols", [])] + [32]))
+    return sa.Text()  # records, arrays, maps: JSON text
+
+
+def sink_converter(field: dict[str, Any], *, naive_utc: bool) -> Converter | None:
+    """Avro value -> value for the sink's driver (JSON text for nested, UTC for MySQL)."""
+    avro, _ = unwrap(field["type"])
+    kind = avro.get("type") if isinstance(avro, dict) else avro
+    logical = avro.get("logicalType") if isinstance(avro, dict) else None
+    if isinstance(avro, list) or kind in ("record", "array", "map"):
+        return nullable_converter(
+            lambda v: json.dumps(to_jsonable(v), ensure_ascii=False, sort_keys=True)
+        )
+    if logical in ("timestamp-millis", "timestamp-micros") and naive_utc:
+        return nullable_converter(_naive)
+    if logical == "uuid":
+        return nullable_converter(str)
+    return None
+
+
+def key_value(field: dict[str, Any], value: Any) -> Any:
+    """A primary-key value from the envelope's canonical key JSON back to its Python type."""
+    if value is None:
+        return None
+    avro, _ = unwrap(field["type"])
+    kind = avro.get("type") if isinstance(avro, dict) else avro
+    logical = avro.get("logicalType") if isinstance(avro, dict) else None
+    if logical == "decimal":
+        return decimal.Decimal(str(value))
+    if logical == "date":
+        return dt.date.fromisoformat(value)
+    if logical and "timestamp" in logical:
+        return dt.datetime.fromisoformat(value)
+    if kind in ("int", "long"):
+        return int(value)
+    return value
