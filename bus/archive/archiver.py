@@ -98,8 +98,8 @@ def list_dataset_topics(settings: Settings, pattern: str | None = None) -> list[
     )
 
 
-def _event_fields(message: Message) -> dict[str, Any]:
-    value = message.value
+def envelope_fields(value: dict[str, Any], where: str) -> dict[str, Any]:
+    """The archive columns taken from a decoded change envelope."""
     try:
         source = value.get("source") or {}
         return {
@@ -109,11 +109,8 @@ def _event_fields(message: Message) -> dict[str, Any]:
             "event_key": value.get("key"),
             "source_unit": str(source.get("unit") or ""),
         }
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(
-            f"{message.topic}[{message.partition}]@{message.offset}: not a change envelope "
-            f"({type(exc).__name__})"
-        ) from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DataError(f"{where}: not a change envelope ({type(exc).__name__})") from None
 
 
 def plan_positions(
@@ -264,7 +261,7 @@ class Archiver:
                 if message.offset <= head_offset:
                     skipped += 1
                     continue
-                fields = _event_fields(message)
+                fields = envelope_fields(message.value, f"{topic}[{partition}]@{message.offset}")
                 seq += 1
                 payload = bytes(message.raw)
                 prev = chain_hash(

@@ -1,0 +1,383 @@
+"""``lgsp archive run|status|export-key|log``, ``lgsp audit verify`` and ``lgsp replay``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+
+import click
+from sqlalchemy import func, select
+
+from bus.archive.access import list_access
+from bus.archive.archiver import Archiver, ArchiveReport
+from bus.archive.checkpoint import latest_checkpoint
+from bus.archive.models import ArchiveChain, ArchiveCheckpoint
+from bus.archive.replay import ReplayReport, parse_time, replay_as_of, replay_events
+from bus.archive.signing import load_public_key, load_signing_key, public_pem
+from bus.archive.verify import verify
+from bus.cli._common import echo_json, echo_table, settings
+from bus.db import session_scope
+from bus.errors import ConfigurationError, FatalError
+from bus.serde.jsoncodec import dumps
+
+
+def _ms(value: int | None) -> str:
+    if value is None:
+        return ""
+    return dt.datetime.fromtimestamp(value / 1000, dt.UTC).isoformat(timespec="seconds")
+
+
+def _echo_run(report: ArchiveReport) -> None:
+    click.echo(
+        f"archived {report.appended} new event(s) from {len(report.topics)} topic(s) "
+        f"(read {report.read}, already archived {report.skipped}, parked in DLQ {report.dlq})"
+    )
+    for note in report.notes:
+        click.echo(f"note: {note}")
+    if report.checkpoint is not None:
+        click.echo(
+            f"checkpoint {report.checkpoint.n} signed {len(report.checkpoint.heads)} chain "
+            f"head(s) with key id {report.checkpoint.key_id} (digest {report.checkpoint.digest})"
+        )
+
+
+def _echo_key_generated(path: str | None) -> None:
+    if path:
+        click.echo(
+            f"no signing key was configured: generated a new Ed25519 key at {path}; give "
+            "auditors its public key with 'lgsp archive export-key'",
+            err=True,
+        )
+
+
+@click.group("archive")
+def archive_group() -> None:
+    """The auditors' archive: every event of the dataset topics, hash-chained and signed."""
+
+
+@archive_group.command("run")
+@click.option("--topics", "pattern", default=None, help="Glob(s) of topics, comma-separated.")
+@click.option("--follow", is_flag=True, help="Keep archiving until interrupted.")
+@click.option("--interval", type=float, default=2.0, show_default=True, help="Seconds (follow).")
+@click.option(
+    "--checkpoint-every",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds between signed checkpoints (follow); bounded runs sign at the end.",
+)
+def archive_run(
+    pattern: str | None, follow: bool, interval: float, checkpoint_every: float
+) -> None:
+    """Append new events of the dataset topics (DLQ topics excluded) to the archive."""
+    archiver = Archiver(settings())
+    if follow:
+        click.echo("archiving until interrupted (Ctrl-C)")
+        total = archiver.follow(
+            pattern,
+            interval_s=interval,
+            checkpoint_every_s=checkpoint_every,
+            on_report=lambda r: _echo_run(r) if r.appended or r.notes else None,
+        )
+        click.echo(f"stopped: {total.appended} event(s) archived in this session")
+        if total.checkpoint is not None:
+            click.echo(f"last checkpoint {total.checkpoint.n} (digest {total.checkpoint.digest})")
+        _echo_key_generated(total.key_generated)
+        return
+    report = archiver.run_once(pattern)
+    _echo_run(report)
+    _echo_key_generated(report.key_generated)
+
+
+@archive_group.command("status")
+@click.option("--dataset", default=None, help="Only this dataset (domain.name).")
+def archive_status(dataset: str | None) -> None:
+    """Chains (per topic-partition) with their heads, and the latest checkpoint."""
+    s = settings()
+    with session_scope(s) as session:
+        query = select(ArchiveChain).order_by(ArchiveChain.topic, ArchiveChain.kafka_partition)
+        if dataset:
+            query = query.where(ArchiveChain.dataset == dataset)
+        chains = list(session.scalars(query))
+        count = session.scalar(select(func.count()).select_from(ArchiveCheckpoint)) or 0
+    echo_table(
+        ["TOPIC", "PART", "EPOCH", "ENTRIES", "LAST OFFSET", "SIGNED", "UPDATED"],
+        [
+            (
+                c.topic,
+                c.kafka_partition,
+                c.epoch,
+                c.head_seq,
+                c.head_offset,
+                c.signed_seq,
+                _ms(c.updated_ms),
+            )
+            for c in chains
+        ],
+    )
+    last = latest_checkpoint(s)
+    if last is None:
+        click.echo("no checkpoint yet")
+    else:
+        click.echo(
+            f"{count} checkpoint(s); latest {last.n} at {_ms(last.created_ms)} by key id "
+            f"{last.key_id}, digest {last.digest}"
+        )
+    key = load_signing_key(s, create=False)
+    click.echo(f"signing key: {key.origin}, key id {key.key_id}" if key else "signing key: none")
+
+
+@archive_group.command("export-key")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write to FILE.")
+def archive_export_key(out: Path | None) -> None:
+    """Print (or write) the public key that verifies the archive's checkpoints (PEM)."""
+    key = load_signing_key(settings(), create=True)
+    assert key is not None
+    pem = public_pem(key.public)
+    if key.generated:
+        _echo_key_generated(str(key.path))
+    if out is None:
+        click.echo(pem, nl=False)
+    else:
+        out.write_text(pem, encoding="ascii")
+        click.echo(f"public key (key id {key.key_id}) written to {out}")
+
+
+@archive_group.command("log")
+@click.option("--dataset", default=None, help="Only this dataset.")
+@click.option("--limit", type=int, default=50, show_default=True)
+def archive_log(dataset: str | None, limit: int) -> None:
+    """Who replayed what, when and why (newest first)."""
+    rows = list_access(settings(), dataset, limit)
+
+    def when(value: dt.datetime | None) -> str:
+        if value is None:
+            return ""
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value.isoformat(timespec="seconds")
+
+    echo_table(
+        ["AT", "WHO", "ACTION", "DATASET", "RANGE", "RECORDS", "OUTCOME", "PURPOSE"],
+        [
+            (
+                when(r.at),
+                r.principal,
+                r.action,
+                r.dataset,
+                f"as of {when(r.as_of)}" if r.as_of else f"{when(r.from_ts)}..{when(r.to_ts)}",
+                r.records,
+                r.outcome,
+                r.purpose,
+            )
+            for r in rows
+        ],
+    )
+
+
+@click.group("audit")
+def audit_group() -> None:
+    """Checks for auditors."""
+
+
+@audit_group.command("verify")
+@click.option("--dataset", default=None, help="Only the chains of this dataset.")
+@click.option(
+    "--public-key",
+    "public_keys",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Public key PEM(s) to check signatures with (default: the configured signing key).",
+)
+@click.option("--strict", is_flag=True, help="Entries not yet covered by a checkpoint fail.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def audit_verify(
+    dataset: str | None, public_keys: tuple[Path, ...], strict: bool, as_json: bool
+) -> None:
+    """Recompute every chain and check every checkpoint; exit 0 only when intact."""
+    keys = [load_public_key(p) for p in public_keys] if public_keys else None
+    report = verify(settings(), dataset=dataset, public_keys=keys, strict=strict)
+    if as_json:
+        echo_json(
+            {
+                "ok": report.ok,
+                "entries": report.entries,
+                "chains": [c.__dict__ for c in report.chains],
+                "checkpoints": report.checkpoints,
+                "latest_checkpoint": report.latest_checkpoint,
+                "latest_digest": report.latest_digest,
+                "key_ids": report.key_ids,
+                "problems": [str(p) for p in report.problems],
+                "more_problems": report.more_problems,
+                "warnings": report.warnings,
+                "entries_per_s": round(report.rate),
+            }
+        )
+    else:
+        scope = f"dataset {dataset}" if dataset else "the whole archive"
+        click.echo(
+            f"verified {report.entries} entries in {len(report.chains)} chain(s) of {scope} and "
+            f"{report.checkpoints} checkpoint(s) in {report.elapsed_s:.2f} s "
+            f"({report.rate:,.0f} entries/s); verifying key id(s): "
+            f"{', '.join(report.key_ids) or 'none'}"
+        )
+        if report.latest_checkpoint is not None:
+            click.echo(
+                f"latest valid checkpoint {report.latest_checkpoint}, digest {report.latest_digest}"
+            )
+        for chain in report.chains:
+            click.echo(
+                f"  {chain.topic}[{chain.partition}] head position {chain.head_seq} "
+                f"hash {chain.head_hash[:16]}… signed to position {chain.signed_seq}"
+            )
+        for warning in report.warnings:
+            click.echo(f"warning: {warning}")
+        for problem in report.problems:
+            click.echo(f"PROBLEM {problem}")
+        if report.more_problems:
+            click.echo(f"... and {report.more_problems} more problem(s)")
+    if not report.ok:
+        total = len(report.problems) + report.more_problems
+        raise FatalError(f"the archive is NOT intact: {total} problem(s)")
+    if not as_json:
+        click.echo("OK: the archive is intact")
+
+
+def _echo_replay(report: ReplayReport, err: bool = False) -> None:
+    def out(text: str) -> None:
+        click.echo(text, err=err)
+
+    if report.mode == "as-of":
+        out(
+            f"dataset {report.dataset} as of {report.as_of}"
+            + (f", unit {report.unit}" if report.unit else "")
+        )
+    else:
+        out(
+            f"dataset {report.dataset} events from {report.from_ts or 'the beginning'} to "
+            f"{report.to_ts or 'the end'}" + (f", unit {report.unit}" if report.unit else "")
+        )
+    out(
+        f"events read: {report.events_archive} from the archive, {report.events_broker} from the "
+        f"broker (not archived yet); {report.duplicates} roll-up copies counted once; "
+        f"{report.outside_unit} outside the unit; {report.undecodable} undecodable"
+    )
+    if report.mode == "as-of":
+        out(f"events up to the moment: {report.selected}")
+        out(f"keys: {report.keys} (deleted by then: {report.deleted_keys})")
+        out(f"table: {report.table} in {report.target}")
+        out(f"content hash: {report.content_hash}")
+    else:
+        out(f"events in range: {report.selected}")
+    out("verified chain heads relied on:")
+    for chain in report.chains:
+        signed = (
+            f"signed to position {chain.signed_seq} (checkpoint {chain.checkpoint_n})"
+            if chain.checkpoint_n
+            else "not yet signed"
+        )
+        out(
+            f"  {chain.topic}[{chain.partition}] position {chain.head_seq} hash "
+            f"{chain.head_hash} {signed}"
+        )
+    if not report.chains:
+        out("  (none: nothing of this dataset is archived yet)")
+    if report.checkpoint is not None:
+        out(f"latest valid checkpoint {report.checkpoint}, digest {report.checkpoint_digest}")
+    for note in report.notes:
+        out(f"note: {note}")
+
+
+@click.command("replay")
+@click.argument("dataset")
+@click.option(
+    "--as-of",
+    "as_of",
+    default=None,
+    help="Rebuild as of this time, e.g. 2026-03-01T00:00:00+07:00.",
+)
+@click.option("--into", "into", default=None, help="SQLAlchemy URL of the target database.")
+@click.option("--table", default=None, help="Target table (default replay_<domain>_<name>).")
+@click.option("--replace", is_flag=True, help="Drop and rebuild the target table if it exists.")
+@click.option("--from", "start", default=None, help="Events from this time (inclusive).")
+@click.option("--to", "end", default=None, help="Events before this time (exclusive).")
+@click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
+@click.option("--unit", default=None, help="Only events within this unit path, e.g. 79.760.")
+@click.option("--purpose", default=None, help="Why the history is read (required; logged).")
+@click.option(
+    "--public-key",
+    "public_keys",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Public key PEM(s) to verify checkpoints with.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the as-of report as JSON.")
+def replay(
+    dataset: str,
+    as_of: str | None,
+    into: str | None,
+    table: str | None,
+    replace: bool,
+    start: str | None,
+    end: str | None,
+    fmt: str,
+    unit: str | None,
+    purpose: str | None,
+    public_keys: tuple[Path, ...],
+    as_json: bool,
+) -> None:
+    """Rebuild DATASET as of a moment (--as-of, --into) or print its events (--from/--to).
+
+    Selection is by event time (the envelope's ts_ms). Times need a zone. Every replay is
+    access-logged with --purpose.
+    """
+    if not purpose or not purpose.strip():
+        raise ConfigurationError(
+            "--purpose: required; say why the history is read (it goes to the access log)"
+        )
+    keys = [load_public_key(p) for p in public_keys] if public_keys else None
+    s = settings()
+    if as_of is not None:
+        if start or end:
+            raise ConfigurationError("--as-of: cannot be combined with --from/--to")
+        if not into:
+            raise ConfigurationError(
+                "--into: required with --as-of (a SQLAlchemy URL, e.g. sqlite:///audit.db)"
+            )
+        moment = parse_time(as_of, "--as-of")
+        report = replay_as_of(
+            s,
+            dataset,
+            moment,
+            into=into,
+            purpose=purpose,
+            table=table,
+            unit=unit,
+            replace=replace,
+            public_keys=keys,
+        )
+        if as_json:
+            echo_json(report.as_dict())
+        else:
+            _echo_replay(report)
+        return
+    if into or table or replace:
+        raise ConfigurationError("--into/--table/--replace: only with --as-of")
+    if start is None and end is None:
+        raise ConfigurationError(
+            "replay: give --as-of TIME --into URL (rebuild a table) or --from/--to TIME "
+            "(print events), e.g. --as-of 2026-03-01T00:00:00+07:00"
+        )
+    begin = parse_time(start, "--from") if start else None
+    finish = parse_time(end, "--to") if end else None
+    report, events = replay_events(
+        s, dataset, purpose=purpose, start=begin, end=finish, unit=unit, public_keys=keys
+    )
+    for event in events:
+        click.echo(dumps(event))
+    _echo_replay(report, err=True)
+    sys.stdout.flush()
+
+
+commands = [archive_group, audit_group, replay]
