@@ -129,6 +129,21 @@ class Publisher:
         report.per_topic[topic] = report.sent
         return report
 
+    def park(self, message: Any, exc: BaseException, stage: str) -> None:
+        """Send a consumed record (``bus.consume.Message``) to its topic's DLQ; acked on flush."""
+        self._pending.append(
+            send_dead_letter(
+                self._producer,
+                topic=message.topic,
+                key=message.key.encode() if message.key is not None else None,
+                value=message.raw,
+                exc=exc,
+                partition=message.partition,
+                offset=message.offset,
+                stage=stage,
+            )
+        )
+
     def flush(self) -> None:
         """Block until every pending record is acknowledged; raise if any was not."""
         pending, self._pending = self._pending, []

@@ -38,8 +38,8 @@ def cli(debug: bool) -> None:
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if not debug:
-        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    # the Kafka client logs raw wire bytes (personal data) at DEBUG: never below INFO
+    logging.getLogger("kafka").setLevel(logging.INFO if debug else logging.CRITICAL)
 
 
 def _discover() -> None:

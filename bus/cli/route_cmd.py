@@ -1,0 +1,127 @@
+"""``lgsp route list|init|run|fan-down`` and ``lgsp runs``."""
+
+from __future__ import annotations
+
+import click
+
+from bus.cli._common import echo_json, echo_table, settings
+from bus.errors import BrokerUnavailableError
+from bus.routes import init_subjects, plan_routes, route_lag, run_fan_down, run_routes
+from bus.routes.plan import all_routes
+from bus.runs import list_runs
+
+
+@click.group("route")
+def route_group() -> None:
+    """Roll-up (ward → district → city) and fan-down routes of datasets."""
+
+
+def _datasets(dataset: str | None) -> list[str]:
+    if dataset:
+        return [dataset]
+    from bus.catalog import list_datasets
+
+    return [d.name for d in list_datasets(settings())]
+
+
+@route_group.command("list")
+@click.argument("dataset", required=False)
+@click.option("--no-lag", is_flag=True, help="Do not ask the broker for lag.")
+def route_list(dataset: str | None, no_lag: bool) -> None:
+    """Routes that follow from the hierarchy and the catalogue, with lag per child topic."""
+    s = settings()
+    rows = []
+    for name in _datasets(dataset):
+        routes = all_routes(s, name)
+        lag: dict[str, int] = {}
+        if not no_lag:
+            try:
+                lag = route_lag(s, routes)
+            except BrokerUnavailableError:
+                lag = {}
+        for r in routes:
+            rows.append(
+                (name, r.level, r.source_topic, r.target_topic, lag.get(r.source_topic, ""))
+            )
+    echo_table(["DATASET", "INTO", "FROM TOPIC", "TO TOPIC", "LAG"], rows)
+
+
+@route_group.command("init")
+@click.argument("dataset")
+def route_init(dataset: str) -> None:
+    """Register the dataset's schema for every topic on its roll-up path (idempotent)."""
+    subjects = init_subjects(settings(), dataset)
+    click.echo(f"{len(subjects)} subjects ready for {dataset}")
+
+
+@route_group.command("run")
+@click.argument("dataset")
+@click.option("--level", required=True, help="The level routed into (district, city) or all.")
+@click.option("--json", "as_json", is_flag=True)
+def route_run(dataset: str, level: str, as_json: bool) -> None:
+    """One bounded run of the routes into LEVEL (planned and checked first)."""
+    s = settings()
+    from bus.units import load_hierarchy
+
+    levels = load_hierarchy(s.hierarchy).levels[:-1][::-1] if level == "all" else [level]
+    for lvl in levels:
+        routes = plan_routes(s, dataset, lvl)
+        report = run_routes(s, dataset, lvl, routes)
+        if as_json:
+            echo_json(report.to_dict())
+        else:
+            lag = sum(report.lag.values())
+            click.echo(
+                f"{dataset} into {lvl}: {report.routes} routes, {report.rows_in} in, "
+                f"{report.rows_out} out, {report.dlq} DLQ, lag {lag}, {report.seconds:.1f}s"
+            )
+
+
+@route_group.command("fan-down")
+@click.argument("dataset")
+@click.option("--from", "source_unit", default="79", show_default=True)
+@click.option("--to-level", default="ward", show_default=True)
+@click.option("--unit-field", default="unit", show_default=True, help="'' to send to all.")
+def fan_down(dataset: str, source_unit: str, to_level: str, unit_field: str) -> None:
+    """Deliver a higher unit's dataset (e.g. city master data) to the topics below it."""
+    report = run_fan_down(
+        settings(),
+        dataset,
+        source_unit=source_unit,
+        to_level=to_level,
+        unit_field=unit_field or None,
+    )
+    click.echo(
+        f"{dataset} fan-down to {to_level}: {report.rows_in} in, {report.rows_out} out, "
+        f"{report.dlq} DLQ"
+    )
+
+
+@click.command("runs")
+@click.option("--kind", default=None, help="sync, route, fan-down, reconcile, archive ...")
+@click.option("--name", default=None)
+@click.option("--limit", type=int, default=30, show_default=True)
+def runs(kind: str | None, name: str | None, limit: int) -> None:
+    """Recent runs with rows in/out, DLQ count, lag and duration."""
+    rows = []
+    for r in list_runs(settings(), kind, name, limit):
+        lag = (r.detail or {}).get("lag")
+        lag_total = sum(lag.values()) if isinstance(lag, dict) else (lag or "")
+        rows.append(
+            (
+                r.id,
+                r.kind,
+                r.name,
+                r.started_at.isoformat(timespec="seconds") if r.started_at else "",
+                r.status,
+                r.rows_in,
+                r.rows_out,
+                r.dlq,
+                lag_total,
+                f"{r.seconds:.1f}s" if r.seconds is not None else "",
+            )
+        )
+    echo_table(["ID", "KIND", "NAME", "STARTED", "STATUS", "IN", "OUT", "DLQ", "LAG", "TIME"], rows)
+
+
+commands = [route_group, runs]

@@ -1,0 +1,234 @@
+"""Running routes: bounded, at-least-once on the wire, offsets committed after the parent acks.
+
+Each child topic is read by its own consumer group (``lgsp.route.<child topic>``); every
+event is decoded with the parent subject's schema as reader (so the parent validates it) and
+published to the parent topic unchanged in ``event_id``, ``source`` and ``ts_ms``. Sinks are
+idempotent by event version, so a batch forwarded twice after a crash changes nothing there.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from bus.config import Settings
+from bus.consume import Consumer, Message
+from bus.errors import ConfigurationError, DataError, LgspError
+from bus.publish import Publisher
+from bus.registry import Registry, subject_for
+from bus.routes.plan import Route, plan_routes
+from bus.runs import record_run
+from bus.units import load_hierarchy, topic_name
+
+
+@dataclass
+class RouteReport:
+    dataset: str
+    level: str
+    routes: int = 0
+    rows_in: int = 0
+    rows_out: int = 0
+    dlq: int = 0
+    lag: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "level": self.level,
+            "routes": self.routes,
+            "rows_in": self.rows_in,
+            "rows_out": self.rows_out,
+            "dlq": self.dlq,
+            "lag": self.lag,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+class _Forwarder:
+    """Re-encodes events for one target topic with its latest schema and publishes them."""
+
+    def __init__(self, settings: Settings, publisher: Publisher, target: str) -> None:
+        registry = publisher.registry
+        self.target = target
+        self.publisher = publisher
+        self.schema = registry.latest(subject_for(target))
+        self.reader = registry.parsed_by_id(self.schema.id)
+        self.codec = publisher.codec
+        self.sent = 0
+        self.dlq = 0
+
+    def __call__(self, batch: list[Message]) -> None:
+        events = []
+        for message in batch:
+            if message.schema_id == self.schema.id:
+                events.append(message.value)
+                continue
+            _, value = self.codec.decode(message.raw, reader=self.reader)
+            events.append(value)
+        report = self.publisher.publish(self.target, events, on_invalid="dlq")
+        self.sent += report.sent
+        self.dlq += report.dlq
+
+
+def _run(
+    settings: Settings,
+    pairs: list[tuple[str, str]],
+    *,
+    kind: str,
+    name: str,
+    report: RouteReport,
+) -> RouteReport:
+    started = dt.datetime.now(dt.UTC)
+    clock = time.monotonic()
+    status = "failed"
+    try:
+        with Publisher(settings) as publisher:
+            for source, target in pairs:
+                forward = _Forwarder(settings, publisher, target)
+                with Consumer(settings, f"lgsp.route.{source}", registry=publisher.registry) as c:
+                    result = c.run_bounded([source], forward)
+                report.rows_in += result.read
+                report.rows_out += forward.sent
+                report.dlq += result.dlq + forward.dlq
+                report.lag.update(result.lag)
+        status = "success"
+    finally:
+        report.seconds = time.monotonic() - clock
+        record_run(
+            settings,
+            kind=kind,
+            name=name,
+            started_at=started,
+            status=status,
+            rows_in=report.rows_in,
+            rows_out=report.rows_out,
+            dlq=report.dlq,
+            detail={"routes": report.routes, "lag": report.lag},
+        )
+    return report
+
+
+def run_routes(
+    settings: Settings, dataset: str, level: str, routes: list[Route] | None = None
+) -> RouteReport:
+    """One bounded run of every roll-up route into ``level`` (planned and checked first)."""
+    planned = routes if routes is not None else plan_routes(settings, dataset, level)
+    pairs = sorted({(r.source_topic, r.target_topic) for r in planned if r.level == level})
+    report = RouteReport(dataset, level, routes=len(pairs))
+    return _run(settings, pairs, kind="route", name=f"{dataset}:{level}", report=report)
+
+
+def run_fan_down(
+    settings: Settings,
+    dataset: str,
+    *,
+    source_unit: str,
+    to_level: str,
+    unit_field: str | None = "unit",
+) -> RouteReport:
+    """Deliver a higher unit's topic (e.g. city master data) to the topics of the units at
+    ``to_level`` below it: to the unit named by ``unit_field`` in each record, or to all of
+    them when the record has no such field."""
+    h = load_hierarchy(settings.hierarchy)
+    if to_level not in h.levels:
+        raise ConfigurationError(f"--to-level: expected one of {', '.join(h.levels)}")
+    source = topic_name(h, source_unit, dataset)
+    targets = {
+        u.code: topic_name(h, u.code, dataset)
+        for u in h.descendants(source_unit)
+        if u.level == to_level
+    }
+    if not targets:
+        raise ConfigurationError(f"unit {source_unit} has no {to_level} below it")
+    registry = Registry(settings)
+    # the subscribers: units at that level with a registered subject for the dataset
+    targets = {c: t for c, t in targets.items() if registry.subject_ids(subject_for(t))}
+    if not targets:
+        raise ConfigurationError(
+            f"fan-down {source}: no {to_level} below {source_unit} subscribes to {dataset} "
+            f"(register its schema under a subject such as "
+            f"{subject_for(topic_name(h, h.units(level=to_level, parent=None)[0].code, dataset))})"
+        )
+    below = {u.code for u in h.descendants(source_unit) if u.level == to_level}
+    report = RouteReport(dataset, f"fan-down:{to_level}", routes=len(targets))
+    started = dt.datetime.now(dt.UTC)
+    clock = time.monotonic()
+    status = "failed"
+    try:
+        with Publisher(settings, registry) as publisher:
+
+            def deliver(batch: list[Message]) -> None:
+                grouped: dict[str, list[dict]] = defaultdict(list)
+                for message in batch:
+                    record = message.value.get("after") or message.value.get("before") or {}
+                    unit = str(record.get(unit_field, "")) if unit_field else ""
+                    if unit_field and unit_field in record:
+                        if unit not in below:
+                            publisher.park(
+                                message,
+                                DataError(f"{unit_field}: not a {to_level} below {source_unit}"),
+                                stage="fan-down",
+                            )
+                            report.dlq += 1
+                            continue
+                        if unit in targets:  # units that do not subscribe get nothing
+                            grouped[targets[unit]].append(message.value)
+                    else:
+                        for topic in targets.values():
+                            grouped[topic].append(message.value)
+                for topic, events in grouped.items():
+                    result = publisher.publish(topic, events, on_invalid="dlq")
+                    report.rows_out += result.sent
+                    report.dlq += result.dlq
+
+            with Consumer(settings, f"lgsp.fandown.{source}", registry=registry) as consumer:
+                result = consumer.run_bounded([source], deliver)
+            report.rows_in = result.read
+            report.dlq += result.dlq
+            report.lag.update(result.lag)
+        status = "success"
+    except LgspError:
+        raise
+    finally:
+        report.seconds = time.monotonic() - clock
+        record_run(
+            settings,
+            kind="fan-down",
+            name=f"{dataset}:{source_unit}->{to_level}",
+            started_at=started,
+            status=status,
+            rows_in=report.rows_in,
+            rows_out=report.rows_out,
+            dlq=report.dlq,
+            detail={"lag": report.lag},
+        )
+    return report
+
+
+def route_lag(settings: Settings, routes: list[Route]) -> dict[str, int]:
+    """Records of each child topic not yet forwarded by its route's consumer group."""
+    from kafka import TopicPartition
+
+    from bus import kafka_clients
+    from bus.consume import end_offsets
+
+    sources = sorted({r.source_topic for r in routes})
+    ends = end_offsets(settings, sources)
+    lag: dict[str, int] = {}
+    for source in sources:
+        consumer = kafka_clients.consumer(settings, f"lgsp.route.{source}")
+        try:
+            total = 0
+            for (topic, partition), end in ends.items():
+                if topic != source:
+                    continue
+                committed = consumer.committed(TopicPartition(topic, partition)) or 0
+                total += max(0, end - committed)
+            lag[source] = total
+        finally:
+            consumer.close(autocommit=False)
+    return lag
