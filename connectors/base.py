@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from bus.envelope import make_event
@@ -119,6 +120,11 @@ class Connector(abc.ABC):
             extra.append(f"role: connector type {cls.type_name!r} cannot be a sink")
         return validate_model(cls.config_model, data, hierarchy=hierarchy, extra_errors=extra)
 
+    @classmethod
+    def normalize(cls, data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+        """A file's mapping with paths made absolute against the file's folder (default: as is)."""
+        return data
+
     @property
     def name(self) -> str:
         return self.config.name
@@ -168,6 +174,14 @@ class Connector(abc.ABC):
         state = state or {}
         for stream in self.discover():
             yield from self.read_stream(stream, state.get(stream.name))
+
+    def prepare(self, table: str, record_schema: dict[str, Any]) -> Any:
+        """Sinks: make the target ready for ``record_schema`` (default: nothing to do)."""
+        return None
+
+    def plan_sink(self, table: str, record_schema: dict[str, Any]) -> list[str]:
+        """Sinks: what ``prepare`` would change, without changing it (default: nothing)."""
+        return []
 
     def write(self, batch: Batch) -> WriteReport:
         """Apply a batch idempotently (upsert by key, newest version wins)."""

@@ -114,11 +114,14 @@ class ConnectorConfig(Strict):
 
     def stored(self) -> dict[str, Any]:
         """The form kept in the control database: secrets stay references (never resolved)."""
-        return _plain(self.model_dump(mode="python", exclude_none=True))
+        return _plain(
+            self.model_dump(mode="python", exclude_none=True, exclude_unset=True, by_alias=True)
+        )
 
     def masked(self) -> dict[str, Any]:
         """The form shown to people: every secret masked."""
-        return _plain(self.model_dump(mode="python", exclude_none=True), masked=True)
+        data = self.model_dump(mode="python", exclude_none=True, exclude_unset=True, by_alias=True)
+        return _plain(data, masked=True)
 
 
 def _plain(value: Any, *, masked: bool = False, key: str = "") -> Any:

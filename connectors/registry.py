@@ -69,6 +69,18 @@ def validate(data: dict[str, Any], *, hierarchy: Hierarchy | None = None) -> Con
     return cls.validate_config(data, hierarchy=hierarchy)
 
 
+def normalize(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """Paths in a file's mapping made absolute against ``base_dir`` (its type decides which)."""
+    type_name = data.get("type")
+    if not isinstance(type_name, str):
+        return data
+    try:
+        cls = connector_class(type_name)
+    except UnknownConnectorTypeError:
+        return data
+    return cls.normalize(data, base_dir)
+
+
 def build(
     data: dict[str, Any] | ConnectorConfig,
     *,
@@ -83,4 +95,5 @@ def build(
 
 def load(path: Path, *, hierarchy: Hierarchy | None = None, batch_size: int = 500) -> Connector:
     """A connector object from a YAML file."""
-    return build(read_file(path), hierarchy=hierarchy, batch_size=batch_size)
+    data = normalize(read_file(path), Path(path).resolve().parent)
+    return build(data, hierarchy=hierarchy, batch_size=batch_size)

@@ -535,7 +535,9 @@ class SqlConnector(Connector):
         if table is None:
             if not cfg.create:
                 raise self._missing_table(conn, cfg)
-            return Stream(cfg.table, cfg.dataset, [], list(cfg.key or []), {}, cfg, [], False)
+            warning = f"table {cfg.table!r} does not exist yet: the first run creates it"
+            key = list(cfg.key or [])
+            return Stream(cfg.table, cfg.dataset, [], key, {}, cfg, [warning], False)
         key = list(cfg.key or [c.name for c in table.primary_key.columns])
         if not key:
             raise MissingPrimaryKeyError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -93,12 +94,12 @@ class MySQLConnector(SqlConnector):
         inserted = stmt.inserted
         newer = version_condition(table, inserted[version])
         updates = [
-            (table.c[c], sa.case((newer, inserted[c]), else_=table.c[c]))
+            (c, sa.case((newer, inserted[c]), else_=table.c[c]))
             for c in columns
             if c not in key and c != version
         ]
         last = sa.case((newer, inserted[version]), else_=table.c[version])
-        updates.append((table.c[version], last))
+        updates.append((version, last))
         return stmt.on_duplicate_key_update(updates)
 
 
@@ -110,6 +111,20 @@ class SQLiteConnector(SqlConnector):
     backends = ("sqlite",)
     naive_utc_timestamps = True
     sqlite_types = True
+
+    @classmethod
+    def normalize(cls, data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+        """A relative SQLite path is relative to the connector file, stored absolute."""
+        connection = data.get("connection")
+        url = connection.get("url") if isinstance(connection, dict) else None
+        prefix = "sqlite:///"
+        if not isinstance(url, str) or not url.startswith(prefix):
+            return data
+        path = url[len(prefix) :]
+        if not path or path.startswith((":memory:", "/", "file:", "$")) or "?" in path:
+            return data
+        absolute = (base_dir / path).resolve()
+        return {**data, "connection": {**connection, "url": f"{prefix}{absolute}"}}
 
     def get_sqlalchemy_url(self) -> URL:
         url = super().get_sqlalchemy_url()

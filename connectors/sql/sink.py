@@ -109,6 +109,7 @@ def prepare_sink(
                         sql_type_for(f, is_key=columns[n] in key_columns),
                         primary_key=columns[n] in key_columns,
                         nullable=columns[n] not in key_columns,
+                        autoincrement=False,
                     )
                     for n, f in fields.items()
                 ]

@@ -1,0 +1,274 @@
+"""``lgsp connector add|list|show|check|remove|run|reset|types``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import yaml
+
+from bus.cli._common import echo_json, echo_table, settings
+from bus.connectors_db import ConnectorStore
+from bus.errors import FatalError
+from bus.sync import SyncReport, TableReport, connector_for
+from bus.sync import run as run_sync
+from connectors import registry as connector_types
+from connectors.config import read_file
+from connectors.registration import Registration, register
+
+
+@click.group("connector")
+def connector_group() -> None:
+    """Connectors: attach a departmental database or API to the bus from one YAML file."""
+
+
+_json = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+def _print_registration(result: Registration) -> None:
+    click.echo(
+        f"connector {result.name}: {result.type} {result.role}, agency {result.agency}, "
+        f"unit {result.unit}"
+    )
+    click.echo(f"connection {result.connection}: ok ({result.connect_seconds:.2f} s)")
+    if result.role == "source":
+        rows = [
+            (
+                t.table,
+                t.mode or "",
+                t.cursor or "",
+                ",".join(t.key) or "(none)",
+                len(t.columns),
+                t.topic,
+                t.schema,
+            )
+            for t in result.tables
+        ]
+        echo_table(["TABLE", "MODE", "CURSOR", "KEY", "COLUMNS", "PUBLISHES TO", "SCHEMA"], rows)
+    else:
+        rows = [
+            (t.table, ",".join(t.key) or "", t.topic, t.schema, "; ".join(t.actions) or "-")
+            for t in result.tables
+        ]
+        echo_table(["TABLE", "KEY", "READS", "SCHEMA", "FIRST RUN WILL"], rows)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+@connector_group.command("add")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Check everything, store nothing.")
+@click.option("--replace", is_flag=True, help="Update a connector of the same name.")
+@_json
+def add(file: Path, dry_run: bool, replace: bool, as_json: bool) -> None:
+    """Validate FILE, connect, discover tables, check schemas, show topics, and store it."""
+    result = register(
+        settings(),
+        read_file(file),
+        dry_run=dry_run,
+        replace=replace,
+        base_dir=file.resolve().parent,
+    )
+    if as_json:
+        echo_json(result.as_dict())
+        return
+    _print_registration(result)
+    if dry_run:
+        click.echo("dry run: nothing stored")
+    else:
+        verb = "updated" if result.replaced else "registered"
+        click.echo(f"{verb} connector {result.name}")
+
+
+@connector_group.command("list")
+@_json
+def list_cmd(as_json: bool) -> None:
+    """Registered connectors."""
+    items = ConnectorStore(settings()).list()
+    if as_json:
+        echo_json(
+            [
+                {
+                    "name": c.name,
+                    "type": c.type,
+                    "role": c.role,
+                    "agency": c.agency,
+                    "unit": c.unit,
+                    "topics": c.topics,
+                }
+                for c in items
+            ]
+        )
+        return
+    echo_table(
+        ["NAME", "TYPE", "ROLE", "AGENCY", "UNIT", "TABLES", "UPDATED"],
+        [
+            (
+                c.name,
+                c.type,
+                c.role,
+                c.agency,
+                c.unit,
+                len(c.topics),
+                c.updated_at.strftime("%Y-%m-%d %H:%M"),
+            )
+            for c in items
+        ],
+    )
+
+
+@connector_group.command("show")
+@click.argument("name")
+@_json
+def show(name: str, as_json: bool) -> None:
+    """A connector's file (secrets masked), topics and per-table positions."""
+    cfg = settings()
+    store = ConnectorStore(cfg)
+    stored = store.get(name)
+    config = connector_types.validate(stored.config)
+    positions = store.positions(name)
+    if as_json:
+        echo_json(
+            {
+                "config": config.masked(),
+                "topics": stored.topics,
+                "positions": {
+                    t: {
+                        "status": p.status,
+                        "error": p.error,
+                        "rows": p.rows_total,
+                        "position": p.position,
+                    }
+                    for t, p in positions.items()
+                },
+            }
+        )
+        return
+    click.echo(yaml.safe_dump(config.masked(), allow_unicode=True, sort_keys=False).rstrip())
+    click.echo("")
+    rows = []
+    for table, topic in stored.topics.items():
+        p = positions.get(table)
+        rows.append(
+            (
+                table,
+                topic,
+                p.status if p else "never run",
+                p.rows_total if p else 0,
+                p.updated_at.strftime("%Y-%m-%d %H:%M:%S") if p else "",
+                (p.error or "") if p else "",
+            )
+        )
+    echo_table(["TABLE", "TOPIC", "STATUS", "ROWS", "UPDATED", "ERROR"], rows)
+
+
+@connector_group.command("check")
+@click.argument("name")
+def check(name: str) -> None:
+    """Connect and discover the tables of a registered connector (changes nothing)."""
+    connector = connector_for(settings(), name)
+    with connector:
+        connector.check()
+        streams = connector.discover()
+    click.echo(f"connector {name}: connection ok, {len(streams)} table(s) found")
+    for stream in streams:
+        for warning in stream.warnings:
+            click.echo(f"warning: {warning}", err=True)
+
+
+@connector_group.command("remove")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def remove(name: str, yes: bool) -> None:
+    """Forget a connector and its positions (its topics and schemas stay)."""
+    store = ConnectorStore(settings())
+    store.get(name)
+    if not yes:
+        click.confirm(f"remove connector {name} and its positions?", abort=True)
+    store.remove(name)
+    click.echo(f"removed connector {name}")
+
+
+@connector_group.command("reset")
+@click.argument("name")
+@click.option("--table", "table", default=None, help="Only this table.")
+def reset(name: str, table: str | None) -> None:
+    """Forget positions so that the next run reads from the start."""
+    count = ConnectorStore(settings()).reset(name, table)
+    click.echo(f"connector {name}: {count} position(s) forgotten")
+
+
+class _Progress:
+    """One updating line per table on a terminal; nothing when output is not a terminal."""
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self.current: str | None = None
+
+    def __call__(self, tr: TableReport) -> None:
+        if not self.enabled:
+            return
+        if self.current not in (None, tr.table):
+            click.echo("", err=True)
+        self.current = tr.table
+        click.echo(
+            f"\r{tr.table}: {tr.rows} rows, {tr.batches} batches, {tr.dlq} DLQ", nl=False, err=True
+        )
+
+    def done(self) -> None:
+        if self.enabled and self.current is not None:
+            click.echo("", err=True)
+
+
+def _print_summary(report: SyncReport) -> None:
+    echo_table(
+        ["TABLE", "TOPIC", "ROWS", "BATCHES", "DLQ", "STATUS"],
+        [(t.table, t.topic, t.rows, t.batches, t.dlq, t.status) for t in report.tables],
+    )
+    click.echo(
+        f"{report.connector}: rows {report.rows}, batches {report.batches}, DLQ {report.dlq}, "
+        f"time {report.seconds:.2f} s (run {report.run_id})"
+    )
+    for t in report.tables:
+        for warning in t.warnings:
+            click.echo(f"warning: {t.table}: {warning}", err=True)
+
+
+@connector_group.command("run")
+@click.argument("name")
+@click.option("--table", "tables", multiple=True, help="Only these tables (repeatable).")
+@_json
+def run(name: str, tables: tuple[str, ...], as_json: bool) -> None:
+    """One sync run: a source publishes its changes, a sink applies its topics."""
+    progress = _Progress()
+    try:
+        report = run_sync(settings(), name, tables=list(tables) or None, progress=progress)
+    finally:
+        progress.done()
+    if as_json:
+        echo_json(report.as_dict())
+    else:
+        _print_summary(report)
+    if report.stopped:
+        reasons = "; ".join(f"{t.table}: {t.error}" for t in report.stopped)
+        raise FatalError(f"{len(report.stopped)} table(s) stopped: {reasons}")
+
+
+@connector_group.command("types")
+def types() -> None:
+    """Installed connector types and what they can do."""
+    rows = []
+    for name in connector_types.known_types():
+        cls = connector_types.connector_class(name)
+        roles = "/".join(r for r, ok in (("source", cls.can_source), ("sink", cls.can_sink)) if ok)
+        flags = [
+            flag
+            for flag in ("supports_incremental", "supports_soft_delete", "supports_upsert")
+            if getattr(cls, flag)
+        ]
+        rows.append((name, f"{cls.__module__}:{cls.__name__}", roles, ", ".join(flags)))
+    echo_table(["TYPE", "CLASS", "ROLES", "CAPABILITIES"], rows)
+
+
+commands = [connector_group]

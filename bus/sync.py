@@ -1,0 +1,359 @@
+"""One sync run of a registered connector: source -> topics, or topics -> sink.
+
+Source run, per table: discover, derive the record schema and register it (an incompatible
+change stops that table, the others go on), read from the committed position, publish each
+batch and wait for the broker's acknowledgement, and only then commit the position. A crash
+between the two replays at most that one batch, which the sinks' versioned upserts absorb.
+
+Sink run, per table: read the table's topic with the connector's consumer group (bounded to
+the end seen at start), write each batch (idempotent), and commit the offsets after the
+write; rows the database refuses go to ``<topic>.dlq``.
+
+Each run is recorded in the core ``run`` table (kind ``sync``) with its figures. The same
+function serves ``lgsp connector run`` and the Airflow tasks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from bus import kafka_clients
+from bus.config import Settings
+from bus.connectors_db import ConnectorStore
+from bus.consume import Consumer, Message
+from bus.db import session_scope
+from bus.db.models import Run
+from bus.dlq import dlq_topic, safe_message, send_dead_letter
+from bus.envelope import envelope_schema, record_schema_of
+from bus.errors import ConfigurationError, FatalError, LgspError, NotFoundError
+from bus.publish import Publisher
+from bus.registry import Registry, subject_for
+from bus.units import load_hierarchy
+from connectors import registry as connector_types
+from connectors.base import Batch, Connector
+from connectors.errors import TableStoppedError
+from connectors.registration import quiet_avro
+
+log = logging.getLogger(__name__)
+
+RUN_KIND = "sync"
+
+
+@dataclass
+class TableReport:
+    """Figures of one table in one run."""
+
+    table: str
+    topic: str
+    rows: int = 0
+    batches: int = 0
+    dlq: int = 0
+    deleted: int = 0
+    status: str = "ok"
+    error: str | None = None
+    schema_version: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SyncReport:
+    """Figures of one run (summed over its tables)."""
+
+    connector: str
+    role: str
+    run_id: int
+    tables: list[TableReport]
+    seconds: float = 0.0
+    status: str = "ok"
+
+    @property
+    def rows(self) -> int:
+        return sum(t.rows for t in self.tables)
+
+    @property
+    def batches(self) -> int:
+        return sum(t.batches for t in self.tables)
+
+    @property
+    def dlq(self) -> int:
+        return sum(t.dlq for t in self.tables)
+
+    @property
+    def stopped(self) -> list[TableReport]:
+        return [t for t in self.tables if t.status != "ok"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "connector": self.connector,
+            "role": self.role,
+            "run_id": self.run_id,
+            "status": self.status,
+            "rows": self.rows,
+            "batches": self.batches,
+            "dlq": self.dlq,
+            "seconds": round(self.seconds, 3),
+            "tables": [asdict(t) for t in self.tables],
+        }
+
+
+Progress = Callable[[TableReport], None]
+
+# errors that stop one table while the others go on; anything else stops the run
+TABLE_ERRORS = (ConfigurationError, FatalError)
+
+
+def connector_for(settings: Settings, name: str) -> Connector:
+    """The connector object of a registered connector (its stored file re-validated)."""
+    stored = ConnectorStore(settings).get(name)
+    return connector_types.build(
+        stored.config,
+        hierarchy=load_hierarchy(settings.hierarchy),
+        batch_size=settings.batch_size,
+    )
+
+
+def run(
+    settings: Settings,
+    name: str,
+    *,
+    tables: list[str] | None = None,
+    progress: Progress | None = None,
+) -> SyncReport:
+    """One sync run of connector ``name`` (all its tables, or ``tables``)."""
+    store = ConnectorStore(settings)
+    stored = store.get(name)
+    started = time.monotonic()
+    run_id = _start_run(settings, name)
+    report = SyncReport(name, stored.role, run_id, [])
+    try:
+        connector = connector_for(settings, name)
+        with connector, quiet_avro():
+            wanted = [t.table for t in connector.config.tables]
+            if tables:
+                unknown = [t for t in tables if t not in wanted]
+                if unknown:
+                    raise NotFoundError(
+                        f"--table: {unknown[0]!r} is not a table of connector {name!r}; "
+                        f"its tables: {', '.join(wanted)}"
+                    )
+                wanted = [t for t in wanted if t in tables]
+            connector.check()
+            if stored.role == "source":
+                _run_source(settings, store, connector, wanted, report, progress)
+            else:
+                _run_sink(settings, store, connector, wanted, report, progress)
+    except BaseException as exc:
+        report.seconds = time.monotonic() - started
+        report.status = "failed"
+        _finish_run(settings, report, error=_describe(exc))
+        raise
+    report.seconds = time.monotonic() - started
+    report.status = "partial" if report.stopped else "ok"
+    _finish_run(settings, report)
+    return report
+
+
+def _describe(exc: BaseException) -> str:
+    return safe_message(exc) if isinstance(exc, Exception) else type(exc).__name__
+
+
+# ---- source ---------------------------------------------------------------------------------
+
+
+def _run_source(
+    settings: Settings,
+    store: ConnectorStore,
+    connector: Connector,
+    tables: list[str],
+    report: SyncReport,
+    progress: Progress | None,
+) -> None:
+    hierarchy = load_hierarchy(settings.hierarchy)
+    topics = connector.config.topics(hierarchy)
+    registry = Registry(settings)
+    positions = store.positions(connector.name)
+    with Publisher(settings, registry) as publisher:
+        for table in tables:
+            cfg = connector.table_config(table)
+            tr = TableReport(table, topics[table])
+            report.tables.append(tr)
+            try:
+                stream = connector.discover_stream(table)
+                tr.warnings = list(stream.warnings)
+                envelope = envelope_schema(stream.record_schema, settings.schemas_dir)
+                try:
+                    tr.schema_version = registry.register(subject_for(tr.topic), envelope).version
+                except ConfigurationError as exc:
+                    raise TableStoppedError(table, str(exc)) from exc
+                held = positions.get(table)
+                position = held.position if held is not None else None
+                for batch in connector.read_stream(stream, position):
+                    if batch.events:
+                        sent = publisher.publish(
+                            tr.topic, batch.events, on_invalid="dlq", dataset=cfg.dataset
+                        )
+                        tr.dlq += sent.dlq
+                        tr.rows += len(batch.events)
+                        tr.deleted += sum(1 for e in batch.events if e["op"] == "d")
+                    # the broker acknowledged the batch: now the position may move
+                    store.save_position(connector.name, table, batch.state, rows=len(batch.events))
+                    tr.batches += 1
+                    if progress is not None:
+                        progress(tr)
+            except TABLE_ERRORS as exc:
+                _stop(store, connector.name, tr, exc)
+
+
+def _stop(store: ConnectorStore, name: str, tr: TableReport, exc: LgspError) -> None:
+    tr.status = "stopped"
+    tr.error = safe_message(exc)
+    log.error("%s: table %s stopped: %s", name, tr.table, tr.error)
+    store.set_status(name, tr.table, "stopped", tr.error)
+
+
+# ---- sink -----------------------------------------------------------------------------------
+
+
+def sink_group(name: str) -> str:
+    """The consumer group of a sink connector."""
+    return f"lgsp.sink.{name}"
+
+
+def _run_sink(
+    settings: Settings,
+    store: ConnectorStore,
+    connector: Connector,
+    tables: list[str],
+    report: SyncReport,
+    progress: Progress | None,
+) -> None:
+    hierarchy = load_hierarchy(settings.hierarchy)
+    topics = connector.config.topics(hierarchy)
+    registry = Registry(settings)
+    writer = _SinkWriter(settings, connector, registry)
+    try:
+        for table in tables:
+            tr = TableReport(table, topics[table])
+            report.tables.append(tr)
+            try:
+                subject = subject_for(tr.topic)
+                if not registry.versions(subject):
+                    tr.warnings.append(f"topic {tr.topic} has no schema yet: nothing to read")
+                    continue
+                latest = registry.latest(subject)
+                tr.schema_version = latest.version
+                connector.prepare(table, record_schema_of(latest.schema))
+                with Consumer(settings, sink_group(connector.name), registry=registry) as consumer:
+                    result = consumer.run_bounded(
+                        [tr.topic], lambda messages, tr=tr: writer.handle(tr, messages, progress)
+                    )
+                tr.dlq += result.dlq
+                store.save_position(connector.name, table, {"lag": result.lag}, rows=tr.rows)
+            except TABLE_ERRORS as exc:
+                _stop(store, connector.name, tr, exc)
+    finally:
+        writer.close()
+
+
+class _SinkWriter:
+    """Turns consumed messages into sink batches; refused rows go to the DLQ."""
+
+    def __init__(self, settings: Settings, connector: Connector, registry: Registry) -> None:
+        self.settings = settings
+        self.connector = connector
+        self.registry = registry
+        self._producer: Any = None
+        self._dlq_ready: set[str] = set()
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.close(timeout=5)
+
+    def handle(self, tr: TableReport, messages: list[Message], progress: Progress | None) -> None:
+        groups: list[tuple[int, list[Message]]] = []
+        for message in messages:
+            if groups and groups[-1][0] == message.schema_id:
+                groups[-1][1].append(message)
+            else:
+                groups.append((message.schema_id, [message]))
+        pending = []
+        for schema_id, items in groups:
+            schema = record_schema_of(self.registry.schema_by_id(schema_id))
+            batch = Batch(tr.table, [m.value for m in items], schema=schema)
+            result = self.connector.write(batch)
+            tr.rows += len(items) - len(result.rejected)
+            tr.deleted += result.deleted
+            for rejected in result.rejected:
+                pending.append(self._park(items[rejected.index], rejected.error))
+                tr.dlq += 1
+        if pending:
+            self._producer.flush()
+            for future in pending:
+                future.get(timeout=self.settings.kafka.request_timeout_ms / 1000)
+        tr.batches += 1
+        if progress is not None:
+            progress(tr)
+
+    def _park(self, message: Message, exc: Exception) -> Any:
+        if self._producer is None:
+            self._producer = kafka_clients.producer(self.settings)
+        if message.topic not in self._dlq_ready:
+            kafka_clients.ensure_topics(self.settings, {dlq_topic(message.topic): None})
+            self._dlq_ready.add(message.topic)
+        log.warning(
+            "%s[%s]@%s refused by the sink: %s",
+            message.topic,
+            message.partition,
+            message.offset,
+            safe_message(exc),
+        )
+        return send_dead_letter(
+            self._producer,
+            topic=message.topic,
+            key=message.key.encode() if message.key is not None else None,
+            value=message.raw,
+            exc=exc,
+            partition=message.partition,
+            offset=message.offset,
+            stage="sink",
+        )
+
+
+# ---- run history ----------------------------------------------------------------------------
+
+
+def _start_run(settings: Settings, name: str) -> int:
+    with session_scope(settings) as s:
+        row = Run(
+            kind=RUN_KIND,
+            name=name,
+            started_at=dt.datetime.now(dt.UTC),
+            status="running",
+            rows_in=0,
+            rows_out=0,
+            dlq=0,
+        )
+        s.add(row)
+        s.flush()
+        return int(row.id)
+
+
+def _finish_run(settings: Settings, report: SyncReport, error: str | None = None) -> None:
+    with session_scope(settings) as s:
+        row = s.get(Run, report.run_id)
+        if row is None:  # pragma: no cover - the row was written at the start
+            return
+        row.finished_at = dt.datetime.now(dt.UTC)
+        row.status = report.status
+        row.rows_in = report.rows + report.dlq
+        row.rows_out = report.rows
+        row.dlq = report.dlq
+        detail = report.as_dict()
+        if error:
+            detail["error"] = error
+        row.detail = detail
