@@ -1,0 +1,67 @@
+"""Writing the manifest the DAG file reads: registered connectors and catalogue datasets."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from bus.config import Settings
+from bus.orchestration.specs import MANIFEST, dag_specs
+from bus.state import home, write_json
+from bus.units import load_hierarchy
+
+
+def build_manifest(settings: Settings) -> dict[str, Any]:
+    from bus.catalog import list_datasets
+    from bus.connectors_db import ConnectorStore
+
+    connectors = []
+    for c in ConnectorStore(settings).list():
+        config = c.config
+        connectors.append(
+            {
+                "name": c.name,
+                "type": c.type,
+                "role": c.role,
+                "agency": c.agency,
+                "unit": c.unit,
+                "schedule": config.get("schedule"),
+                "tables": [t.get("table") for t in config.get("tables", [])],
+            }
+        )
+    levels = load_hierarchy(settings.hierarchy).levels
+    parent_levels = list(reversed(levels[:-1]))  # e.g. district, city
+    datasets = []
+    for d in list_datasets(settings):
+        unit_levels = {load_hierarchy(settings.hierarchy).get(u).level for u in d.units}
+        deepest = max(levels.index(lv) for lv in unit_levels)
+        into = [lv for lv in parent_levels if levels.index(lv) < deepest]
+        datasets.append({"name": d.name, "frequency": d.frequency, "levels": into})
+    return {
+        "version": 1,
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "hierarchy": settings.hierarchy,
+        "connectors": connectors,
+        "datasets": datasets,
+        "reconcile": reconcile_pairs(settings),
+        "archive": {"schedule": "*/15 * * * *"},
+    }
+
+
+def reconcile_pairs(settings: Settings) -> list[dict[str, Any]]:
+    """(source connector, table, sink connector) pairs that copy the same dataset."""
+    try:
+        from bus.reconcile import pairs_for_manifest
+    except ImportError:
+        return []
+    return pairs_for_manifest(settings)
+
+
+def write_manifest(settings: Settings) -> Path:
+    """Write ``manifest.json`` in the state folder (atomically); return its path."""
+    path = home(settings) / MANIFEST
+    manifest = build_manifest(settings)
+    dag_specs(manifest)  # refuse to write a manifest the DAG file could not turn into DAGs
+    write_json(path, manifest)
+    return path

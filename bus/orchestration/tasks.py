@@ -1,0 +1,96 @@
+"""What the DAG tasks run: the same functions as the CLI, with Airflow's retry semantics.
+
+A ``RetriableError`` (broker or database down) is raised as is, so Airflow retries the task;
+any other bus error fails the task at once (``AirflowFailException``): retrying a bad config
+or a tampered archive changes nothing. Every task is idempotent: sources continue from their
+committed positions, routes from their groups' committed offsets, sinks upsert by version.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from bus.config import get_settings, reset_settings
+from bus.errors import LgspError, RetriableError
+
+log = logging.getLogger("lgsp.tasks")
+
+
+def _guard(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    reset_settings()  # the task process's environment is the truth
+    try:
+        result = work()
+    except RetriableError as exc:
+        log.warning("retriable: %s", exc)
+        raise
+    except LgspError as exc:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+    log.info("result: %s", result)
+    return result
+
+
+def check_broker() -> dict[str, Any]:
+    """Fail fast (and retry) when the broker does not answer."""
+
+    def work() -> dict[str, Any]:
+        from bus import broker
+        from bus.errors import BrokerUnavailableError
+
+        settings = get_settings()
+        address = broker.bootstrap(settings)
+        if not broker.port_answers(address, timeout=settings.kafka.api_timeout_ms / 1000):
+            raise BrokerUnavailableError(f"broker {address} does not answer")
+        return {"broker": address}
+
+    return _guard(work)
+
+
+def sync(connector: str) -> dict[str, Any]:
+    def work() -> dict[str, Any]:
+        from bus import sync as sync_module
+
+        report = sync_module.run(get_settings(), connector)
+        return report.as_dict()
+
+    return _guard(work)
+
+
+def rollup(dataset: str, level: str) -> dict[str, Any]:
+    def work() -> dict[str, Any]:
+        from bus.routes import plan_routes, run_routes
+
+        settings = get_settings()
+        routes = plan_routes(settings, dataset, level)
+        return run_routes(settings, dataset, level, routes).to_dict()
+
+    return _guard(work)
+
+
+def reconcile(source: str, table: str, sink: str) -> dict[str, Any]:
+    def work() -> dict[str, Any]:
+        from bus.reconcile import run_reconcile
+
+        report = run_reconcile(get_settings(), source, table, sink)
+        return report.summary_dict() if hasattr(report, "summary_dict") else {"report": str(report)}
+
+    return _guard(work)
+
+
+def archive() -> dict[str, Any]:
+    def work() -> dict[str, Any]:
+        from bus.archive.archiver import Archiver
+
+        report = Archiver(get_settings()).run_once()
+        return {
+            "topics": len(report.topics),
+            "read": report.read,
+            "appended": report.appended,
+            "skipped": report.skipped,
+            "dlq": report.dlq,
+        }
+
+    return _guard(work)

@@ -1,0 +1,42 @@
+"""DAG specs from manifests, and the tasks' retry semantics (no services needed)."""
+
+from __future__ import annotations
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from bus.errors import BrokerUnavailableError, ConfigurationError
+from bus.orchestration import tasks
+from bus.orchestration.specs import dag_specs
+
+
+def test_specs_from_manifest() -> None:
+    specs = dag_specs(
+        {
+            "connectors": [
+                {"name": "a-b", "type": "sqlite", "role": "source", "agency": "x", "schedule": None}
+            ],
+            "datasets": [{"name": "tthc.dossier", "frequency": "daily", "levels": ["city"]}],
+        }
+    )
+    assert [(s.dag_id, s.schedule) for s in specs] == [
+        ("lgsp_sync__a_b", None),
+        ("lgsp_rollup__tthc_dossier__city", "@daily"),
+    ]
+    assert dag_specs({}) == []
+
+
+def test_retriable_errors_are_raised_for_airflow_to_retry() -> None:
+    def down() -> dict:
+        raise BrokerUnavailableError("broker 127.0.0.1:1 does not answer")
+
+    with pytest.raises(BrokerUnavailableError, match="does not answer"):
+        tasks._guard(down)
+
+
+def test_other_bus_errors_fail_without_retry() -> None:
+    def bad() -> dict:
+        raise ConfigurationError("tables[0].cursor: column 'x' does not exist")
+
+    with pytest.raises(AirflowFailException, match="ConfigurationError: tables"):
+        tasks._guard(bad)
