@@ -24,7 +24,9 @@ test: lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	LGSP_BENCH_FULL=1 $(BIN)/python -m pytest -m bench -s -p no:cacheprovider
+	rm -f bench/out/results.jsonl
+	LGSP_BENCH_FULL=1 $(BIN)/python -m pytest bench -m bench -s -p no:cacheprovider
+	$(BIN)/python -m bench.summary
 
 clean:
 	rm -rf $(VENV) .lgsp

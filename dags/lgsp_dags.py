@@ -18,7 +18,46 @@ DEFAULTS = {"retries": 3, "retry_delay": dt.timedelta(minutes=1), "owner": "lgsp
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
+def build_pipeline(spec: DagSpec) -> DAG:
+    """All sources in parallel, then the roll-up levels in order, then sinks, then archive."""
+    p = spec.params
+    with DAG(
+        dag_id=spec.dag_id,
+        schedule=spec.schedule,
+        start_date=START,
+        catchup=False,
+        max_active_runs=1,
+        description=spec.description,
+        tags=list(spec.tags),
+        default_args=DEFAULTS,
+    ) as dag:
+        head = task(task_id="check_broker")(tasks.check_broker)()
+        stage = [head]
+        sources = [task(task_id=f"sync__{name}")(tasks.sync)(name) for name in p["sources"]]
+        if sources:
+            for t in stage:
+                t >> sources
+            stage = sources
+        for dataset, level in p["rollups"]:
+            step = task(task_id=f"rollup__{dataset}__{level}")(tasks.rollup)(dataset, level)
+            for t in stage:
+                t >> step
+            stage = [step]
+        sinks = [task(task_id=f"sync__{name}")(tasks.sync)(name) for name in p["sinks"]]
+        if sinks:
+            for t in stage:
+                t >> sinks
+            stage = sinks
+        if p["archive"]:
+            step = task(task_id="archive")(tasks.archive)()
+            for t in stage:
+                t >> step
+    return dag
+
+
 def build(spec: DagSpec) -> DAG:
+    if spec.kind == "pipeline":
+        return build_pipeline(spec)
     with DAG(
         dag_id=spec.dag_id,
         schedule=spec.schedule,

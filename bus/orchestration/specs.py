@@ -91,6 +91,28 @@ def dag_specs(manifest: dict[str, Any]) -> list[DagSpec]:
                 tags=("lgsp", "reconcile"),
             )
         )
+    sources = [c["name"] for c in manifest.get("connectors", []) if c.get("role") == "source"]
+    sinks = [c["name"] for c in manifest.get("connectors", []) if c.get("role") == "sink"]
+    if sources or sinks:
+        specs.append(
+            DagSpec(
+                dag_id="lgsp_pipeline",
+                kind="pipeline",
+                schedule=manifest.get("pipeline_schedule"),
+                description="Every source, then each roll-up level, then every sink, then archive",
+                params={
+                    "sources": sources,
+                    "rollups": [
+                        [d["name"], level]
+                        for d in manifest.get("datasets", [])
+                        for level in d.get("levels", [])
+                    ],
+                    "sinks": sinks,
+                    "archive": bool(manifest.get("archive")),
+                },
+                tags=("lgsp", "pipeline"),
+            )
+        )
     if manifest.get("archive"):
         specs.append(
             DagSpec(
