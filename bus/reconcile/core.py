@@ -1,0 +1,666 @@
+"""Compare a table with its copy: segment checksums inside each database, rows only where needed.
+
+1. Schema check (primary keys, column sets, types) before any data is read.
+2. Level 0: each database computes ``count(*)`` and the sum of the row hashes per key segment
+   in one scan (both sides at once, in two threads).
+   - *range* segments when the first key column is an integer on both sides: segment ``b`` of
+     width ``W`` holds the keys ``lo + b*W <= k < lo + (b+1)*W``; deeper levels are index range
+     scans of the differing segments only (``W`` shrinks by the fan-out, a power of it).
+   - *hash* segments otherwise (text, UUID, composite keys...): segment ``b`` holds the keys
+     whose key hash ``mod M`` is ``b``; deeper levels use ``M * fanout``. Key hashes are the same
+     on every dialect, so collations never matter; each level is a scan of the key hash.
+3. Segments that differ are split until they hold at most ``leaf_rows`` rows; then each side
+   sends (key, row hash) of those segments only; keys whose hash or presence differ are fetched
+   as full rows and compared column by column in Python (NFC text, UTC times, plain decimals),
+   which also drops differences that only the SQL rendering saw (NFD text on MariaDB, floats).
+4. Re-check: after ``recheck_delay`` seconds the differing keys are read again on both sides;
+   only differences that persist are reported. Reads are plain autocommit ``SELECT``s:
+   no lock, no ``FOR UPDATE``, no long transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from bus.config import mask_url
+from bus.errors import ConfigurationError, DatabaseUnavailableError, FatalError
+from bus.reconcile.canonical import canon, fold
+from bus.reconcile.dialects import SqlDialect, dialect_for, make_engine
+from bus.reconcile.report import Masker, Report, RowDiff, SideInfo, masked_key
+from bus.reconcile.schema import (
+    DEFAULT_IGNORED,
+    ColumnInfo,
+    TableInfo,
+    compare_schemas,
+    reflect_table,
+)
+
+CanonKey = tuple[str | None, ...]
+Agg = dict[int, tuple[int, int]]
+
+
+@dataclass
+class Endpoint:
+    """One side: a database URL and a table (``schema.table`` allowed)."""
+
+    url: str
+    table: str
+    connector: str | None = None
+    key: list[str] | None = None
+    engine: Engine | None = None
+
+    @property
+    def masked_url(self) -> str:
+        return mask_url(self.url)
+
+
+@dataclass
+class Options:
+    """How to compare; the defaults suit tables from a few rows to tens of millions."""
+
+    hash: str = "auto"  # auto | portable | native
+    nfc_in_db: bool = False
+    nfc_retry_ratio: float = 0.05
+    parallel: int = 2
+    fanout: int = 16
+    leaf_rows: int = 16
+    segment_rows: int = 256
+    max_segments: int = 1 << 16
+    recheck: bool = True
+    recheck_delay: float = 2.0
+    max_listed: int = 1000
+    ignore_columns: tuple[str, ...] = DEFAULT_IGNORED
+    pii: tuple[str, ...] = ()
+    token: Callable[[Any], str] | None = None
+    before_recheck: Callable[[int], None] | None = None
+    chunk: int = 500
+
+    def validate(self) -> None:
+        if self.hash not in ("auto", "portable", "native"):
+            raise ConfigurationError("hash: expected auto, portable or native")
+        if self.fanout < 2:
+            raise ConfigurationError("fanout: expected at least 2")
+        if self.leaf_rows < 1 or self.segment_rows < 1:
+            raise ConfigurationError("leaf_rows, segment_rows: expected at least 1")
+        if self.recheck_delay < 0:
+            raise ConfigurationError("recheck_delay: expected 0 or more seconds")
+
+
+@dataclass
+class _Counters:
+    queries: int = 0
+    segment_rows: int = 0
+    hash_rows: int = 0
+    full_rows: int = 0
+
+
+class _Side:
+    """One table being compared: its SQL pieces and what it has read."""
+
+    def __init__(
+        self,
+        label: str,
+        endpoint: Endpoint,
+        engine: Engine,
+        dialect: SqlDialect,
+        info: TableInfo,
+        cols: list[ColumnInfo],
+        key: list[ColumnInfo],
+        *,
+        native: bool,
+        nfc: bool,
+    ) -> None:
+        self.label = label
+        self.endpoint = endpoint
+        self.engine = engine
+        self.dialect = dialect
+        self.info = info
+        self.cols = cols
+        self.key = key
+        self.kinds = [c.kind for c in cols]
+        self.key_kinds = [c.kind for c in key]
+        self.key_pos = [next(i for i, c in enumerate(cols) if c.name == k.name) for k in key]
+        self.tref = dialect.table_ref(info)
+        self.native = native
+        self.h = dialect.hash_expr(cols, native=native, nfc=nfc)
+        self.kh = dialect.hash_expr(key, native=native, nfc=nfc)
+        self.k0 = dialect.q(key[0].name)
+        self.key_sql = ", ".join(dialect.q(k.name) for k in key)
+        self.lite = sa.table(info.name, *[sa.column(c.name) for c in cols], schema=info.schema)
+        self.n = _Counters()
+
+    def query(self, sql: str) -> list[Sequence[Any]]:
+        self.n.queries += 1
+        try:
+            with self.engine.connect() as conn:
+                return list(conn.execute(sa.text(sql)).all())
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            raise DatabaseUnavailableError(
+                f"{self.label} database {self.endpoint.masked_url} failed a read "
+                f"({type(exc).__name__})"
+            ) from exc
+        except SQLAlchemyError as exc:
+            raise FatalError(
+                f"{self.label} table {self.info.display}: a reconciliation query failed "
+                f"({type(exc).__name__}: {str(getattr(exc, 'orig', exc)).splitlines()[0][:200]})"
+            ) from exc
+
+    def canon_key(self, values: Sequence[Any]) -> CanonKey:
+        return tuple(canon(v, k) for v, k in zip(values, self.key_kinds, strict=True))
+
+    def fetch_rows(
+        self, keys: list[tuple[Any, ...]], chunk: int
+    ) -> dict[CanonKey, tuple[Any, ...]]:
+        """Full rows (compared columns) of ``keys``, by canonical key."""
+        out: dict[CanonKey, tuple[Any, ...]] = {}
+        names = [c.name for c in self.cols]
+        key_cols = [self.lite.c[k.name] for k in self.key]
+        for start in range(0, len(keys), chunk):
+            part = keys[start : start + chunk]
+            if len(key_cols) == 1:
+                cond = key_cols[0].in_([k[0] for k in part])
+            else:
+                cond = sa.tuple_(*key_cols).in_([tuple(k) for k in part])
+            stmt = sa.select(*[self.lite.c[n] for n in names]).where(cond)
+            self.n.queries += 1
+            try:
+                with self.engine.connect() as conn:
+                    rows = conn.execute(stmt).all()
+            except SQLAlchemyError as exc:
+                raise DatabaseUnavailableError(
+                    f"{self.label} table {self.info.display}: cannot read rows "
+                    f"({type(exc).__name__})"
+                ) from exc
+            self.n.full_rows += len(rows)
+            for row in rows:
+                values = tuple(row)
+                out[self.canon_key([values[i] for i in self.key_pos])] = values
+        return out
+
+
+# ---- segment plans ---------------------------------------------------------------------------
+
+
+class _RangePlan:
+    """Segments by ranges of the first key column (an integer on both sides)."""
+
+    mode = "range"
+
+    def __init__(self, lo: int, hi: int, opts: Options) -> None:
+        self.lo = lo
+        self.fanout = opts.fanout
+        span = hi - lo + 1
+        # Sized as if the keys were dense: sparse keys only make segments smaller.
+        wanted = max(1, min(opts.max_segments, math.ceil(span / opts.segment_rows)))
+        per = max(1, math.ceil(span / wanted))
+        width = 1
+        while width < per:
+            width *= opts.fanout
+        self.segments0 = math.ceil(span / width)
+        self.widths = [width]
+        while self.widths[-1] > 1:
+            self.widths.append(self.widths[-1] // opts.fanout)
+
+    def can_split(self, level: int) -> bool:
+        return level + 1 < len(self.widths)
+
+    def _runs(self, indexes: Sequence[int]) -> list[tuple[int, int]]:
+        runs: list[tuple[int, int]] = []
+        for b in sorted(indexes):
+            if runs and runs[-1][1] == b - 1:
+                runs[-1] = (runs[-1][0], b)
+            else:
+                runs.append((b, b))
+        return runs
+
+    def filters(self, side: _Side, level: int, indexes: Sequence[int], chunk: int) -> list[str]:
+        width = self.widths[level]
+        runs = self._runs(indexes)
+        out = []
+        for start in range(0, len(runs), chunk):
+            parts = [
+                f"({side.k0} BETWEEN {self.lo + a * width} AND {self.lo + (b + 1) * width - 1})"
+                for a, b in runs[start : start + chunk]
+            ]
+            out.append(" OR ".join(parts))
+        return out
+
+    def bucket(self, side: _Side, level: int) -> str:
+        return side.dialect.bucket(side.k0, self.lo, self.widths[level])
+
+    def parts(self, side: _Side, count: int) -> list[str]:
+        """Level 0 cut into ``count`` contiguous key ranges (segment-aligned)."""
+        step = max(1, math.ceil(self.segments0 / count))
+        return [
+            f"({side.k0} BETWEEN {self.lo + a * self.widths[0]} AND "
+            f"{self.lo + min(a + step, self.segments0) * self.widths[0] - 1})"
+            for a in range(0, self.segments0, step)
+        ]
+
+
+class _HashPlan:
+    """Segments by the key hash modulo ``M`` (any key type; collation-free)."""
+
+    mode = "hash"
+    max_levels = 6
+
+    def __init__(self, rows: int, opts: Options) -> None:
+        m0 = max(1, min(opts.max_segments, math.ceil(rows / opts.leaf_rows)))
+        self.moduli = [m0 * opts.fanout**level for level in range(self.max_levels)]
+
+    def can_split(self, level: int) -> bool:
+        return level + 1 < len(self.moduli)
+
+    def filters(self, side: _Side, level: int, indexes: Sequence[int], chunk: int) -> list[str]:
+        expr = side.dialect.mod(side.kh, self.moduli[level])
+        ordered = sorted(indexes)
+        return [
+            f"{expr} IN ({', '.join(str(int(b)) for b in ordered[i : i + chunk * 2])})"
+            for i in range(0, len(ordered), chunk * 2)
+        ]
+
+    def bucket(self, side: _Side, level: int) -> str:
+        return side.dialect.mod(side.kh, self.moduli[level])
+
+
+Plan = _RangePlan | _HashPlan
+
+
+def _aggregate(side: _Side, plan: Plan, level: int, where: str | None) -> Agg:
+    bucket = plan.bucket(side, level)
+    sql = f"SELECT {bucket} AS b, COUNT(*) AS n, {side.dialect.hsum(side.h)} AS s FROM {side.tref}"  # noqa: S608 - quoted identifiers and integers only
+    sql += (f" WHERE {where}" if where else "") + " GROUP BY 1"
+    out: Agg = {}
+    for b, n, s in side.query(sql):
+        out[int(b)] = (int(n), fold(s))
+    side.n.segment_rows += len(out)
+    return out
+
+
+def _level(
+    pool: ThreadPoolExecutor,
+    src: _Side,
+    tgt: _Side,
+    plan: Plan,
+    level: int,
+    parents: Sequence[int] | None,
+    opts: Options,
+) -> tuple[Agg, Agg]:
+    """Both sides' aggregates of one level; level 0 is cut into ``parallel`` parts per side."""
+    jobs: list[tuple[_Side, str | None]] = []
+    for side in (src, tgt):
+        if parents is not None:
+            wheres: list[str | None] = list(plan.filters(side, level - 1, parents, opts.chunk))
+        elif isinstance(plan, _RangePlan) and opts.parallel > 1:
+            wheres = list(plan.parts(side, opts.parallel))
+        else:
+            wheres = [None]
+        jobs += [(side, w) for w in wheres]
+    futures = [(side, pool.submit(_aggregate, side, plan, level, w)) for side, w in jobs]
+    agg_s: Agg = {}
+    agg_t: Agg = {}
+    for side, future in futures:
+        (agg_s if side is src else agg_t).update(future.result())
+    return agg_s, agg_t
+
+
+def _leaf_rows(
+    side: _Side, plan: Plan, leaves: dict[int, list[int]], chunk: int
+) -> dict[CanonKey, tuple[tuple[Any, ...], int]]:
+    out: dict[CanonKey, tuple[tuple[Any, ...], int]] = {}
+    nkey = len(side.key)
+    for level, indexes in sorted(leaves.items()):
+        for where in plan.filters(side, level, indexes, chunk):
+            sql = f"SELECT {side.key_sql}, {side.h} AS h FROM {side.tref} WHERE {where}"  # noqa: S608 - quoted identifiers and integers only
+            rows = side.query(sql)
+            side.n.hash_rows += len(rows)
+            for row in rows:
+                native = tuple(row[:nkey])
+                out[side.canon_key(native)] = (native, int(row[nkey]))
+    return out
+
+
+# ---- the comparison --------------------------------------------------------------------------
+
+
+@dataclass
+class _State:
+    status: str  # missing | extra | different
+    columns: list[str] = field(default_factory=list)
+    source_row: tuple[Any, ...] | None = None
+    target_row: tuple[Any, ...] | None = None
+
+
+def _classify(
+    src: _Side,
+    tgt: _Side,
+    keys: list[CanonKey],
+    rows_s: dict[CanonKey, tuple[Any, ...]],
+    rows_t: dict[CanonKey, tuple[Any, ...]],
+) -> dict[CanonKey, _State]:
+    out: dict[CanonKey, _State] = {}
+    for ck in keys:
+        rs, rt = rows_s.get(ck), rows_t.get(ck)
+        if rs is None and rt is None:
+            continue
+        if rt is None:
+            out[ck] = _State("missing", source_row=rs)
+        elif rs is None:
+            out[ck] = _State("extra", target_row=rt)
+        else:
+            cols = [
+                c.name
+                for i, c in enumerate(src.cols)
+                if canon(rs[i], src.kinds[i]) != canon(rt[i], tgt.kinds[i])
+            ]
+            if cols:
+                out[ck] = _State("different", cols, rs, rt)
+    return out
+
+
+def _open(endpoint: Endpoint, label: str) -> tuple[Engine, bool]:
+    if endpoint.engine is not None:
+        return endpoint.engine, False
+    return make_engine(endpoint.url), True
+
+
+def reconcile(source: Endpoint, target: Endpoint, options: Options | None = None) -> Report:
+    """Compare ``source`` with its copy ``target``; see the module docstring for how."""
+    opts = options or Options()
+    opts.validate()
+    started = time.monotonic()
+    engines: list[Engine] = []
+    try:
+        src_engine, own = _open(source, "source")
+        if own:
+            engines.append(src_engine)
+        tgt_engine, own = _open(target, "target")
+        if own:
+            engines.append(tgt_engine)
+        src_dialect = _dialect(src_engine, source, "source")
+        tgt_dialect = _dialect(tgt_engine, target, "target")
+        src_info = reflect_table(src_engine, source.table, "source", source.key)
+        tgt_info = reflect_table(tgt_engine, target.table, "target", target.key or source.key)
+        report = Report(
+            source=SideInfo(
+                "source",
+                src_dialect.name,
+                src_info.display,
+                source.masked_url,
+                connector=source.connector,
+            ),
+            target=SideInfo(
+                "target",
+                tgt_dialect.name,
+                tgt_info.display,
+                target.masked_url,
+                connector=target.connector,
+            ),
+        )
+        check = compare_schemas(src_info, tgt_info, opts.ignore_columns)
+        report.schema = check.issues
+        report.key = check.key
+        report.columns = check.compared
+        report.ignored = {"source": check.ignored_source, "target": check.ignored_target}
+        if not check.comparable:
+            report.finished_at = dt.datetime.now(dt.UTC)
+            report.stats.seconds = time.monotonic() - started
+            return report
+        native = _native(opts.hash, src_dialect, tgt_dialect)
+        report.stats.hash = "native" if native else "portable"
+        report.stats.nfc_in_db = opts.nfc_in_db
+        if src_dialect.name == "sqlite" or tgt_dialect.name == "sqlite":
+            if len(check.compared) > SQLiteLimit.columns:
+                raise ConfigurationError(
+                    f"table: {len(check.compared)} columns; SQLite functions take at most "
+                    f"{SQLiteLimit.columns} (exclude some with ignore_columns)"
+                )
+        sides = []
+        for label, endpoint, engine, dialect, info in (
+            ("source", source, src_engine, src_dialect, src_info),
+            ("target", target, tgt_engine, tgt_dialect, tgt_info),
+        ):
+            cols = [info.columns[n] for n in check.compared]
+            key = [info.columns[n] for n in check.key]
+            sides.append(
+                _Side(
+                    label,
+                    endpoint,
+                    engine,
+                    dialect,
+                    info,
+                    cols,
+                    key,
+                    native=native,
+                    nfc=opts.nfc_in_db,
+                )
+            )
+        src, tgt = sides
+        workers = 2 * max(1, opts.parallel)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile") as pool:
+            _compare(report, src, tgt, opts, pool)
+        report.stats.queries = src.n.queries + tgt.n.queries
+        report.stats.segment_rows = src.n.segment_rows + tgt.n.segment_rows
+        report.stats.hash_rows_fetched = src.n.hash_rows + tgt.n.hash_rows
+        report.stats.full_rows_fetched = src.n.full_rows + tgt.n.full_rows
+        report.finished_at = dt.datetime.now(dt.UTC)
+        report.stats.seconds = time.monotonic() - started
+        return report
+    finally:
+        for engine in engines:
+            engine.dispose()
+
+
+class SQLiteLimit:
+    columns = 120
+
+
+def _dialect(engine: Engine, endpoint: Endpoint, label: str) -> SqlDialect:
+    try:
+        return dialect_for(engine)
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        raise DatabaseUnavailableError(
+            f"{label} database {endpoint.masked_url} does not answer ({type(exc).__name__})"
+        ) from exc
+
+
+def _native(mode: str, a: SqlDialect, b: SqlDialect) -> bool:
+    possible = a.name == b.name == "postgresql" and a.supports_native and b.supports_native
+    if mode == "native" and not possible:
+        raise ConfigurationError(
+            "hash: 'native' needs PostgreSQL 11+ on both sides; use 'portable' or 'auto'"
+        )
+    return possible and mode != "portable"
+
+
+def _both(
+    pool: ThreadPoolExecutor, fn: Callable[..., Any], a: Any, b: Any, *args: Any
+) -> tuple[Any, Any]:
+    fa = pool.submit(fn, a, *args)
+    fb = pool.submit(fn, b, *args)
+    return fa.result(), fb.result()
+
+
+def _bounds(side: _Side) -> tuple[int | None, int | None]:
+    rows = side.query(f"SELECT MIN({side.k0}), MAX({side.k0}) FROM {side.tref}")  # noqa: S608 - quoted identifiers only
+    lo, hi = rows[0]
+    return (None if lo is None else int(lo)), (None if hi is None else int(hi))
+
+
+def _count(side: _Side) -> int:
+    rows = side.query(f"SELECT COUNT(*) FROM {side.tref}")  # noqa: S608 - quoted identifiers only
+    return int(rows[0][0])
+
+
+def _plan(src: _Side, tgt: _Side, opts: Options, pool: ThreadPoolExecutor) -> Plan | None:
+    """Range segments for an integer first key column, hash segments otherwise."""
+    if src.key[0].kind == "int" and tgt.key[0].kind == "int":
+        (los, his), (lot, hit) = _both(pool, _bounds, src, tgt)
+        lows = [v for v in (los, lot) if v is not None]
+        if not lows:
+            return None
+        lo, hi = min(lows), max(v for v in (his, hit) if v is not None)
+        if hi - lo < (1 << 62):
+            return _RangePlan(lo, hi, opts)
+    ns, nt = _both(pool, _count, src, tgt)
+    if ns == 0 and nt == 0:
+        return None
+    return _HashPlan(max(ns, nt), opts)
+
+
+def _compare(
+    report: Report, src: _Side, tgt: _Side, opts: Options, pool: ThreadPoolExecutor
+) -> None:
+    plan = _plan(src, tgt, opts, pool)
+    if plan is None:
+        report.stats.mode = "empty"
+        return
+    stats = report.stats
+    stats.mode = plan.mode
+    # ---- checksum tree ----
+    leaves: dict[int, list[int]] = {}
+    level, parents = 0, None
+    while True:
+        agg_s, agg_t = _level(pool, src, tgt, plan, level, parents, opts)
+        if level == 0:
+            report.source.rows = sum(n for n, _ in agg_s.values())
+            report.target.rows = sum(n for n, _ in agg_t.values())
+            if _retry_with_nfc(src, tgt, agg_s, agg_t, opts):
+                report.stats.nfc_in_db = True
+                agg_s, agg_t = _level(pool, src, tgt, plan, level, parents, opts)
+        buckets = set(agg_s) | set(agg_t)
+        stats.levels = level + 1
+        stats.segments += len(buckets)
+        differing = sorted(b for b in buckets if agg_s.get(b) != agg_t.get(b))
+        stats.segments_differing += len(differing)
+        split: list[int] = []
+        for b in differing:
+            n = max(agg_s.get(b, (0, 0))[0], agg_t.get(b, (0, 0))[0])
+            if n <= opts.leaf_rows or not plan.can_split(level):
+                leaves.setdefault(level, []).append(b)
+            else:
+                split.append(b)
+        if not split:
+            break
+        level, parents = level + 1, split
+    if not leaves:
+        return
+    # ---- rows of the differing leaves: (key, row hash) ----
+    hs, ht = _both(pool, _leaf_rows, src, tgt, plan, leaves, opts.chunk)
+    candidates = [
+        ck
+        for ck in sorted(set(hs) | set(ht), key=_sort_key)
+        if ck not in hs or ck not in ht or hs[ck][1] != ht[ck][1]
+    ]
+    stats.candidates = len(candidates)
+    if not candidates:
+        return
+    native_s = {ck: v[0] for ck, v in hs.items()}
+    native_t = {ck: v[0] for ck, v in ht.items()}
+    states = _full_compare(src, tgt, candidates, native_s, native_t, opts, pool)
+    if states and opts.recheck:
+        if opts.before_recheck is not None:
+            opts.before_recheck(len(states))
+        stats.recheck_delay = opts.recheck_delay
+        time.sleep(opts.recheck_delay)
+        first = states
+        again = _full_compare(src, tgt, list(first), native_s, native_t, opts, pool)
+        report.transient = len(first) - len(again)
+        states = again
+    _fill(report, src, tgt, states, native_s, native_t, opts)
+
+
+def _retry_with_nfc(src: _Side, tgt: _Side, agg_s: Agg, agg_t: Agg, opts: Options) -> bool:
+    """Many differing level-0 segments and text columns: maybe one side holds NFD text.
+
+    NFC normalisation in SQL costs a scan about 1.7x on PostgreSQL, so it is off by default;
+    when more than ``nfc_retry_ratio`` of the segments differ, level 0 is computed again with
+    it, on the sides that can normalise (PostgreSQL 13+, SQLite; MariaDB cannot).
+    """
+    if opts.nfc_in_db or opts.nfc_retry_ratio >= 1:
+        return False
+    if not any(c.kind in ("text", "char") for c in src.cols):
+        return False
+    if not (src.dialect.can_nfc or tgt.dialect.can_nfc):
+        return False
+    buckets = set(agg_s) | set(agg_t)
+    differing = sum(1 for b in buckets if agg_s.get(b) != agg_t.get(b))
+    if not buckets or differing / len(buckets) <= opts.nfc_retry_ratio:
+        return False
+    for side in (src, tgt):
+        side.h = side.dialect.hash_expr(side.cols, native=side.native, nfc=True)
+    return True
+
+
+def _sort_key(ck: CanonKey) -> tuple[tuple[int, str], ...]:
+    return tuple((0, "") if v is None else (1, v.rjust(40) if _is_int(v) else v) for v in ck)
+
+
+def _is_int(text: str) -> bool:
+    return text.isdigit() or (text[:1] == "-" and text[1:].isdigit())
+
+
+def _full_compare(
+    src: _Side,
+    tgt: _Side,
+    keys: list[CanonKey],
+    native_s: dict[CanonKey, tuple[Any, ...]],
+    native_t: dict[CanonKey, tuple[Any, ...]],
+    opts: Options,
+    pool: ThreadPoolExecutor,
+) -> dict[CanonKey, _State]:
+    ks = [native_s.get(ck) or native_t[ck] for ck in keys]
+    kt = [native_t.get(ck) or native_s[ck] for ck in keys]
+    fs = pool.submit(src.fetch_rows, ks, opts.chunk)
+    ft = pool.submit(tgt.fetch_rows, kt, opts.chunk)
+    return _classify(src, tgt, keys, fs.result(), ft.result())
+
+
+def _fill(
+    report: Report,
+    src: _Side,
+    tgt: _Side,
+    states: dict[CanonKey, _State],
+    native_s: dict[CanonKey, tuple[Any, ...]],
+    native_t: dict[CanonKey, tuple[Any, ...]],
+    opts: Options,
+) -> None:
+    masker = Masker(opts.pii, opts.token)
+    key_names = [k.name for k in src.key]
+    upserts: list[tuple[str, tuple[Any, ...]]] = []
+    deletes: list[tuple[Any, ...]] = []
+    for ck, state in states.items():
+        report.counts[state.status] += 1
+        if state.status == "extra":
+            deletes.append(native_t.get(ck) or native_s[ck])
+        else:
+            upserts.append((state.status, native_s.get(ck) or native_t[ck]))
+        target_list = getattr(report, state.status)
+        if len(target_list) >= opts.max_listed:
+            continue
+        row = state.source_row if state.source_row is not None else state.target_row
+        side = src if state.source_row is not None else tgt
+        assert row is not None
+        key_values = tuple(row[i] for i in side.key_pos)
+        diff = RowDiff(state.status, masked_key(masker, key_names, side.key_kinds, key_values))
+        if state.status == "different":
+            assert state.source_row is not None and state.target_row is not None
+            diff.columns = state.columns
+            for name in state.columns:
+                i = report.columns.index(name)
+                diff.values[name] = {
+                    "source": masker.value(name, canon(state.source_row[i], src.kinds[i])),
+                    "target": masker.value(name, canon(state.target_row[i], tgt.kinds[i])),
+                }
+        target_list.append(diff)
+    report._repair_keys = {"upsert": upserts, "delete": deletes}

@@ -1,0 +1,304 @@
+"""SQL for the canonical row string, its hash and the segment aggregates, per dialect.
+
+Hashes:
+- ``portable`` (any pair): the first 60 bits of MD5 of the canonical string, computed with
+  ``md5()`` on PostgreSQL, ``MD5()`` + ``CONV`` on MariaDB and a registered Python function on
+  SQLite. The same row gives the same number everywhere.
+- ``native`` (only when both sides are PostgreSQL 11+): ``hashtextextended`` of the same
+  canonical string, about twice as cheap as ``md5()`` there.
+
+Sums of hashes are exact (NUMERIC on PostgreSQL, DECIMAL on MariaDB, a Python aggregate on
+SQLite) and folded to 64 bits in Python. Sessions are set to UTC so that time zones render alike.
+Every identifier is quoted by the dialect's own preparer; every number put into SQL text is an
+integer computed here, never a value from a table or a person.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Engine, event
+
+from bus.reconcile.canonical import HASH_BITS, row_string
+from bus.reconcile.schema import ColumnInfo, TableInfo
+
+_PG_CONCAT_MAX = 90
+
+
+class SqlDialect:
+    """Renders the reconciliation's SQL for one database."""
+
+    name = "generic"
+    supports_native = False
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.preparer = engine.dialect.identifier_preparer
+        self.version: tuple[int, ...] = ()
+        self.can_nfc = False
+
+    # ---- identifiers -----------------------------------------------------------------------
+    def q(self, name: str) -> str:
+        return self.preparer.quote(name)
+
+    def table_ref(self, table: TableInfo) -> str:
+        return self.preparer.format_table(table.sa_table)
+
+    # ---- canonical string and hashes -------------------------------------------------------
+    def part(self, col: ColumnInfo, nfc: bool) -> str:
+        raise NotImplementedError
+
+    def canon_string(self, cols: Sequence[ColumnInfo], nfc: bool) -> str:
+        raise NotImplementedError
+
+    def hash_expr(self, cols: Sequence[ColumnInfo], *, native: bool, nfc: bool) -> str:
+        raise NotImplementedError
+
+    def hsum(self, expr: str) -> str:
+        return f"SUM({expr})"
+
+    def bucket(self, key_expr: str, lo: int, width: int) -> str:
+        return f"(({key_expr} - ({lo})) / {int(width)})"
+
+    def mod(self, expr: str, modulus: int) -> str:
+        return f"(({expr}) % {int(modulus)})"
+
+
+class PostgresDialect(SqlDialect):
+    name = "postgresql"
+    supports_native = True
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        event.listen(engine, "connect", self._on_connect)
+        with engine.connect() as conn:
+            num = int(conn.exec_driver_sql("SHOW server_version_num").scalar() or 0)
+            encoding = str(conn.exec_driver_sql("SHOW server_encoding").scalar())
+        self.version = (num // 10000, num % 10000)
+        self.can_nfc = num >= 130000 and encoding.upper() in ("UTF8", "UTF-8")
+        self.has_trim_scale = num >= 130000
+        self.supports_native = num >= 110000
+
+    @staticmethod
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("SET TimeZone TO 'UTC'")
+        cur.execute("SET DateStyle TO 'ISO, YMD'")
+        cur.execute("SET extra_float_digits TO 1")
+        cur.close()
+        dbapi_conn.commit()
+
+    def part(self, col: ColumnInfo, nfc: bool) -> str:
+        q = self.q(col.name)
+        kind = col.kind
+        if kind == "int":
+            return q
+        if kind == "bool":
+            return f"{q}::int"
+        if kind == "decimal":
+            if self.has_trim_scale:
+                return f"trim_scale({q})"
+            trimmed = f"rtrim(rtrim({q}::text, '0'), '.')"
+            return f"CASE WHEN scale({q}) > 0 THEN {trimmed} ELSE {q}::text END"
+        if kind == "float":
+            return f"{q}::float8"
+        if kind == "date":
+            return q
+        if kind == "datetime":
+            return f"({q} AT TIME ZONE 'UTC')" if col.timezone else q
+        if kind == "time":
+            return q if "TIME ZONE" not in col.type_name.upper() else f"{q}::text"
+        if kind in ("text", "char"):
+            text = f"{q}::text"
+            if nfc and self.can_nfc:
+                text = (
+                    f"(CASE WHEN {text} IS NFC NORMALIZED THEN {text} "
+                    f"ELSE normalize({text}, NFC) END)"
+                )
+            return f"coalesce({text}, chr(30))"
+        if kind == "binary":
+            return f"coalesce(encode({q}, 'hex'), chr(30))"
+        return f"coalesce({q}::text, chr(30))"
+
+    def canon_string(self, cols: Sequence[ColumnInfo], nfc: bool) -> str:
+        args: list[str] = []
+        for i, col in enumerate(cols):
+            if i:
+                args.append("chr(31)")
+            args.append(self.part(col, nfc))
+        while len(args) > _PG_CONCAT_MAX:
+            args = [
+                "concat(" + ", ".join(args[i : i + _PG_CONCAT_MAX]) + ")"
+                for i in range(0, len(args), _PG_CONCAT_MAX)
+            ]
+        return "concat(" + ", ".join(args) + ")"
+
+    def hash_expr(self, cols: Sequence[ColumnInfo], *, native: bool, nfc: bool) -> str:
+        text = self.canon_string(cols, nfc)
+        if native:
+            return f"hashtextextended({text}, 0)"
+        return f"('x' || substr(md5({text}), 1, 15))::bit({HASH_BITS})::bigint"
+
+
+class MySQLDialect(SqlDialect):
+    name = "mysql"
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        event.listen(engine, "connect", self._on_connect)
+        with engine.connect() as conn:
+            raw = str(conn.exec_driver_sql("SELECT VERSION()").scalar())
+        self.version = tuple(int(p) for p in raw.split("-")[0].split(".")[:2] if p.isdigit())
+
+    @staticmethod
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("SET time_zone = '+00:00'")
+        cur.close()
+
+    @staticmethod
+    def _trim_fraction(expr: str) -> str:
+        return f"TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM {expr}))"
+
+    def part(self, col: ColumnInfo, nfc: bool) -> str:
+        q = self.q(col.name)
+        kind = col.kind
+        if kind in ("int", "bool", "date", "float"):
+            return f"COALESCE({q}, '')"
+        if kind == "decimal":
+            if col.scale:
+                return f"COALESCE({self._trim_fraction(q)}, '')"
+            return f"COALESCE({q}, '')"
+        if kind in ("datetime", "time"):
+            if col.fsp:
+                return f"COALESCE({self._trim_fraction(q)}, '')"
+            return f"COALESCE({q}, '')"
+        if kind in ("text", "char", "json"):
+            charset = (col.charset or "utf8mb4").lower()
+            text = (
+                q
+                if charset.startswith("utf8") or charset == "ascii"
+                else f"CONVERT({q} USING utf8mb4)"
+            )
+            return f"COALESCE({text}, CHAR(30))"
+        if kind == "binary":
+            return f"COALESCE(LOWER(HEX({q})), CHAR(30))"
+        return f"COALESCE(CAST({q} AS CHAR), CHAR(30))"
+
+    def canon_string(self, cols: Sequence[ColumnInfo], nfc: bool) -> str:
+        args: list[str] = []
+        for i, col in enumerate(cols):
+            if i:
+                args.append("CHAR(31)")
+            args.append(self.part(col, nfc))
+        return "CONCAT(" + ", ".join(args) + ")"
+
+    def hash_expr(self, cols: Sequence[ColumnInfo], *, native: bool, nfc: bool) -> str:
+        text = self.canon_string(cols, nfc)
+        return f"CAST(CONV(SUBSTR(MD5({text}), 1, 15), 16, 10) AS UNSIGNED)"
+
+    def bucket(self, key_expr: str, lo: int, width: int) -> str:
+        return f"(({key_expr} - ({lo})) DIV {int(width)})"
+
+
+class _HashSum:
+    """SQLite aggregate: the exact sum of 60-bit hashes, as text (SQLite's SUM would overflow)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    def step(self, value: Any) -> None:
+        if value is not None:
+            self.total += int(value)
+
+    def finalize(self) -> str:
+        return str(self.total)
+
+
+_SPEC_CACHE: dict[str, tuple[str, ...]] = {}
+_SPEC_LOCK = threading.Lock()
+
+
+def _kinds(spec: str) -> tuple[str, ...]:
+    kinds = _SPEC_CACHE.get(spec)
+    if kinds is None:
+        kinds = tuple(spec.split(","))
+        with _SPEC_LOCK:
+            _SPEC_CACHE[spec] = kinds
+    return kinds
+
+
+def _sqlite_rowhash(spec: str, *values: Any) -> int:
+    text = row_string(values, _kinds(spec))
+    return int(hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()[:15], 16)
+
+
+class SQLiteDialect(SqlDialect):
+    name = "sqlite"
+    max_columns = 120
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        event.listen(engine, "connect", self._on_connect)
+        self.can_nfc = True
+        import sqlite3
+
+        self.version = sqlite3.sqlite_version_info
+
+    @staticmethod
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.create_function("lgsp_rowhash", -1, _sqlite_rowhash, deterministic=True)
+        dbapi_conn.create_aggregate("lgsp_hsum", 1, _HashSum)
+
+    def part(self, col: ColumnInfo, nfc: bool) -> str:
+        return self.q(col.name)
+
+    def canon_string(self, cols: Sequence[ColumnInfo], nfc: bool) -> str:
+        raise NotImplementedError("SQLite renders the canonical string in Python")
+
+    def hash_expr(self, cols: Sequence[ColumnInfo], *, native: bool, nfc: bool) -> str:
+        spec = ",".join(c.kind for c in cols)
+        if not all(ch.isalpha() or ch == "," for ch in spec):
+            raise ValueError("column kinds must be plain words")
+        args = ", ".join(self.q(c.name) for c in cols)
+        return f"lgsp_rowhash('{spec}', {args})"
+
+    def hsum(self, expr: str) -> str:
+        return f"lgsp_hsum({expr})"
+
+    def bucket(self, key_expr: str, lo: int, width: int) -> str:
+        return f"CAST(({key_expr} - ({lo})) / {int(width)} AS INTEGER)"
+
+
+def dialect_for(engine: Engine) -> SqlDialect:
+    name = engine.dialect.name
+    if name == "postgresql":
+        return PostgresDialect(engine)
+    if name in ("mysql", "mariadb"):
+        return MySQLDialect(engine)
+    if name == "sqlite":
+        return SQLiteDialect(engine)
+    from bus.errors import ConfigurationError
+
+    raise ConfigurationError(
+        f"reconcile: dialect {name!r} is not supported (postgresql, mysql/mariadb, sqlite)"
+    )
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for reading: plain autocommit reads (no transaction held, no locks taken)."""
+    from bus.config import mask_url
+    from bus.errors import ConfigurationError
+
+    try:
+        engine = sa.create_engine(url, pool_pre_ping=True, isolation_level="AUTOCOMMIT")
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError, ValueError) as exc:
+        raise ConfigurationError(
+            f"url: cannot use {mask_url(url)} ({type(exc).__name__}: expected a SQLAlchemy URL "
+            "such as postgresql+psycopg://user@host/db, mysql+pymysql://..., sqlite:///file.db)"
+        ) from exc
+    return engine
