@@ -313,7 +313,7 @@ def _timeline(
     final: str | None
     if draw < 0.01:
         final, ratio = "withdrawn", rng.uniform(0.1, 0.9)
-    elif draw < 0.03:
+    elif draw < 0.02:
         final, ratio = None, None  # never finished: stuck in processing or waiting for papers
     else:
         kind = rng.random()
@@ -331,7 +331,7 @@ def _timeline(
     pause_len: dt.timedelta | None = None
     if rng.random() < proc.supplement_rate:
         pause_at = _seconds(horizon * rng.uniform(0.1, 0.7))
-        if work_end is None and rng.random() < 0.5:
+        if work_end is None and rng.random() < 0.6:
             pause_len = None  # the applicant never brought the papers
         else:
             pause_len = dt.timedelta(minutes=rng.randint(120, 10 * 8 * 60))

@@ -1,0 +1,138 @@
+"""``lgsp report sla``: on-time dossiers per ward, district or city, from the city-level data."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+
+import click
+
+from bus.cli._common import echo_table, settings
+from bus.errors import ConfigurationError
+from bus.report.cli_report import default_as_of, sla_report
+from bus.report.render import (
+    TABLE_HEADERS,
+    header_line,
+    skipped_line,
+    table_rows,
+    total_line,
+    write_chart,
+    write_csv,
+)
+from bus.report.workdays import default_calendar
+from bus.units import available_hierarchies
+
+
+def _as_of(value: str | None, month: str) -> dt.datetime:
+    tz = default_calendar().tz
+    if value is None:
+        return default_as_of(month, dt.datetime.now(tz), tz)
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"--as-of: expected an ISO 8601 date or time, got {value!r}"
+        ) from exc
+    if len(value) == 10:  # a bare date: the end of that day
+        parsed = parsed.replace(hour=23, minute=59, second=59, microsecond=999999)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=tz)
+
+
+@click.group("report")
+def report_group() -> None:
+    """Reports computed from the data the units publish."""
+
+
+@report_group.command("sla")
+@click.option(
+    "--level", required=True, help="Reporting level: ward, district or city (per hierarchy)."
+)
+@click.option("--month", required=True, help="The month, YYYY-MM.")
+@click.option("--unit", default=None, help="Only this unit and the units below it.")
+@click.option(
+    "--as-of",
+    "as_of",
+    default=None,
+    help="Score as of this time (ISO 8601; default the month's end, or now if earlier).",
+)
+@click.option("--csv", "as_csv", is_flag=True, help="CSV on stdout instead of a table.")
+@click.option(
+    "--chart",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also draw a bar chart of the on-time rate per unit (PNG).",
+)
+@click.option(
+    "--source",
+    type=click.Choice(["topic", "url"]),
+    default=None,
+    help="Read the city topic (default) or a SQL table (--url, --table).",
+)
+@click.option("--topic", default=None, help="The topic to read (default lgsp.<city>.tthc.dossier).")
+@click.option("--url", default=None, help="SQLAlchemy URL of a database holding dossier records.")
+@click.option("--table", default=None, help="With --url: the table of dossier records.")
+@click.option(
+    "--hierarchy",
+    type=click.Choice(available_hierarchies()),
+    default=None,
+    help="Administrative model (default: the configured one).",
+)
+@click.option("--by-field/--no-by-field", default=True, show_default=True)
+@click.option(
+    "--all-units/--units-with-data",
+    "all_units",
+    default=None,
+    help="List every unit of the level, zeros included (default: when directly under the scope).",
+)
+def sla_cmd(
+    level: str,
+    month: str,
+    unit: str | None,
+    as_of: str | None,
+    as_csv: bool,
+    chart: Path | None,
+    source: str | None,
+    topic: str | None,
+    url: str | None,
+    table: str | None,
+    hierarchy: str | None,
+    by_field: bool,
+    all_units: bool | None,
+) -> None:
+    """Received, resolved early / on time / late, open, overdue and on-time rate per unit
+    and field for one month, in working days, supplement-request pauses excluded
+    (Decision 766/QĐ-TTg)."""
+    if source == "url" and (url is None or table is None):
+        raise ConfigurationError("--source url: give --url and --table")
+    if source == "topic" and (url is not None or table is not None):
+        raise ConfigurationError("--source topic: --url and --table do not apply")
+    report = sla_report(
+        settings(),
+        level=level,
+        month=month,
+        as_of=_as_of(as_of, month),
+        unit=unit,
+        topic=topic,
+        url=url,
+        table=table,
+        hierarchy=hierarchy,
+        all_units=all_units,
+    )
+    skipped = skipped_line(report)
+    if as_csv:
+        write_csv(report, sys.stdout)
+        if skipped:
+            click.echo(skipped, err=True)
+    else:
+        click.echo(header_line(report))
+        echo_table(TABLE_HEADERS, table_rows(report, by_field=by_field))
+        click.echo(total_line(report))
+        if skipped:
+            click.echo(skipped)
+    if chart is not None:
+        write_chart(report, chart)
+        click.echo(f"chart written to {chart}", err=True)
+
+
+commands = [report_group]

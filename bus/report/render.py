@@ -1,0 +1,202 @@
+"""Showing an on-time report: an aligned table, CSV, and a bar chart of the on-time rate per unit.
+
+The chart needs matplotlib (the ``chart`` extra); it is imported only when a chart is drawn,
+with the Agg backend (no display) and DejaVu Sans, which has the Vietnamese glyphs.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from bus.errors import ConfigurationError
+from bus.report.cli_report import ALL_FIELDS, SlaReport
+
+CHART_INSTALL = "pip install 'lgsp-bus[chart]'"
+TABLE_HEADERS = (
+    "UNIT",
+    "NAME",
+    "FIELD",
+    "RECEIVED",
+    "RESOLVED",
+    "EARLY",
+    "ON TIME",
+    "LATE",
+    "OPEN",
+    "OVERDUE",
+    "ON-TIME RATE",
+)
+CSV_COLUMNS = (
+    "month",
+    "kind",
+    "level",
+    "unit",
+    "unit_name",
+    "field",
+    "received",
+    "resolved",
+    "resolved_early",
+    "resolved_on_time",
+    "resolved_late",
+    "open",
+    "overdue",
+    "withdrawn",
+    "on_time_rate",
+)
+LEVEL_LABELS = {"city": "thành phố", "district": "quận, huyện", "ward": "phường, xã"}
+
+
+class ChartUnavailableError(ConfigurationError, ImportError):
+    """matplotlib is not installed (the ``chart`` extra)."""
+
+
+def format_rate(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate * 100:.1f}%"
+
+
+def table_rows(report: SlaReport, *, by_field: bool = True) -> list[list[Any]]:
+    """Rows for :data:`TABLE_HEADERS`: each unit's total, then its fields (unless not by_field)."""
+    out = []
+    for row in report.rows:
+        if not by_field and row["field"] != ALL_FIELDS:
+            continue
+        out.append(
+            [
+                row["unit"],
+                row["unit_name"],
+                row["field"],
+                row["received"],
+                row["resolved"],
+                row["resolved_early"],
+                row["resolved_on_time"],
+                row["resolved_late"],
+                row["open"],
+                row["overdue"],
+                format_rate(row["on_time_rate"]),
+            ]
+        )
+    return out
+
+
+def total_line(report: SlaReport) -> str:
+    t = report.total
+    return (
+        f"total {t['unit']} {t['unit_name']}: received {t['received']}, resolved "
+        f"{t['resolved']} (early {t['resolved_early']}, on time {t['resolved_on_time']}, "
+        f"late {t['resolved_late']}), open {t['open']}, overdue {t['overdue']}, "
+        f"on-time rate {format_rate(t['on_time_rate'])}"
+    )
+
+
+def header_line(report: SlaReport) -> str:
+    return (
+        f"on-time dossiers, {report.level} level, {report.month}, as of "
+        f"{report.as_of.isoformat(timespec='seconds')} ({report.hierarchy}; {report.source}; "
+        f"{report.dossiers} dossiers read)"
+    )
+
+
+def skipped_line(report: SlaReport) -> str | None:
+    parts = [
+        f"{count} {what}"
+        for count, what in (
+            (report.unreadable, "undecodable events"),
+            (report.invalid, "invalid dossiers"),
+            (report.unknown_unit, "dossiers of units outside the hierarchy"),
+        )
+        if count
+    ]
+    return "skipped: " + ", ".join(parts) if parts else None
+
+
+def csv_rows(report: SlaReport) -> list[dict[str, Any]]:
+    """The CSV's rows: every unit row, and the scope total when it is not itself a unit row."""
+    rows = [{**row, "kind": "unit"} for row in report.rows]
+    if report.scope.level != report.level:
+        rows.append({**report.total, "kind": "total"})
+    return rows
+
+
+def write_csv(report: SlaReport, out: TextIO) -> int:
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    rows = csv_rows(report)
+    for row in rows:
+        rate = row["on_time_rate"]
+        writer.writerow({**row, "on_time_rate": "" if rate is None else f"{rate:.4f}"})
+    return len(rows)
+
+
+def _matplotlib() -> Any:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise ChartUnavailableError(f"--chart needs matplotlib: {CHART_INSTALL}") from exc
+    return Figure
+
+
+def chart_title(report: SlaReport) -> str:
+    year, month = report.month.split("-")
+    level = LEVEL_LABELS.get(report.level, report.level)
+    return f"Tỷ lệ hồ sơ giải quyết đúng hạn theo {level}, tháng {int(month)}/{year}"
+
+
+def write_chart(report: SlaReport, path: Path, *, rows: Sequence[dict[str, Any]] = ()) -> Path:
+    """A horizontal bar per unit: its on-time rate, with resolved counts; PNG at ``path``."""
+    figure_cls = _matplotlib()
+    from matplotlib import rcParams
+
+    units = list(rows) or report.unit_rows()
+    height = max(2.8, 0.42 * len(units) + 1.6)
+    with_font = {"font.family": "DejaVu Sans"}
+    saved = {k: rcParams[k] for k in with_font}
+    rcParams.update(with_font)
+    try:
+        fig = figure_cls(figsize=(9.5, height), dpi=110, layout="constrained")
+        ax = fig.add_subplot()
+        labels = [f"{r['unit_name']} ({r['unit']})" for r in units]
+        values = [(r["on_time_rate"] or 0.0) * 100 for r in units]
+        colours = [
+            "#b0b0b0"
+            if r["on_time_rate"] is None
+            else "#2e7d32"
+            if r["on_time_rate"] >= 0.95
+            else "#f9a825"
+            if r["on_time_rate"] >= 0.85
+            else "#c62828"
+            for r in units
+        ]
+        positions = list(range(len(units)))
+        ax.barh(positions, values, color=colours, height=0.65)
+        ax.set_yticks(positions, labels=labels)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 130)
+        ax.set_xticks([0, 20, 40, 60, 80, 100], labels=["0%", "20%", "40%", "60%", "80%", "100%"])
+        ax.axvline(100, color="#606060", linewidth=0.6)
+        ax.grid(axis="x", linestyle=":", linewidth=0.6)
+        ax.set_axisbelow(True)
+        for pos, row, value in zip(positions, units, values, strict=True):
+            if row["on_time_rate"] is None:
+                text = "chưa có hồ sơ giải quyết"
+            else:
+                in_time = row["resolved_early"] + row["resolved_on_time"]
+                text = f"{value:.1f}% ({in_time}/{row['resolved']})"
+            ax.text(value + 1, pos, text, va="center", fontsize=8.5)
+        ax.set_title(chart_title(report), fontsize=12, loc="left")
+        total = report.total
+        ax.set_xlabel(
+            f"{total['unit_name']}: {format_rate(total['on_time_rate'])} đúng hạn, "
+            f"tính đến {report.as_of.strftime('%H:%M %d/%m/%Y')}\n"
+            "Tính theo ngày làm việc, không tính thời gian chờ bổ sung hồ sơ "
+            "(Quyết định 766/QĐ-TTg)",
+            fontsize=8.5,
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, format="png")
+    except OSError as exc:
+        raise ConfigurationError(f"--chart: cannot write {path} ({exc.strerror})") from exc
+    finally:
+        rcParams.update(saved)
+    return path
