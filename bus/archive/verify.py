@@ -22,12 +22,13 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import select
+from sqlalchemy import Connection, Select, select
 
 from bus.archive.chain import HEAD, SEQ, genesis, parse_dataset_topic
 from bus.archive.checkpoint import ZERO_DIGEST, message_digest
@@ -284,8 +285,7 @@ def verify(
                 query = query.where(entry_t.c.topic.in_([""]))
             else:
                 query = query.where(entry_t.c.topic.in_(sorted(chosen)))
-        result = conn.execution_options(yield_per=yield_per).execute(query)
-        seen = _walk(result, signed, heads, report, out, visitor)
+        seen = _walk(_stream(conn, query, yield_per), signed, heads, report, out, visitor)
     for key, row in heads.items():
         if key not in seen:
             out.add(
@@ -343,6 +343,35 @@ def _signed_topics(conn: Any) -> set[tuple[str, int]]:
     return found
 
 
+def _stream(conn: Connection, query: Select[Any], yield_per: int) -> Iterator[Any]:
+    """Rows as plain tuples, streamed: the DB-API cursor directly where that streams (SQLite;
+    a server-side cursor on psycopg), else SQLAlchemy's ``yield_per``."""
+    dialect = conn.dialect
+    if dialect.name == "sqlite" or (dialect.name == "postgresql" and dialect.driver == "psycopg"):
+        sql = str(
+            query.compile(
+                dialect=dialect, compile_kwargs={"literal_binds": True, "render_postcompile": True}
+            )
+        )
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        if dialect.name == "sqlite":
+            cursor = raw.cursor()
+        else:
+            cursor = raw.cursor(name=f"lgsp_verify_{uuid.uuid4().hex[:12]}")  # type: ignore[call-arg]
+        try:
+            cursor.execute(sql)
+            while True:
+                batch = cursor.fetchmany(yield_per)
+                if not batch:
+                    return
+                yield from batch
+        finally:
+            cursor.close()
+    else:
+        yield from conn.execution_options(yield_per=yield_per).execute(query)
+
+
 def _walk(
     rows: Iterable[Any],
     signed: _Signed,
@@ -356,54 +385,58 @@ def _walk(
     pack_seq = SEQ.pack
     pack_head = HEAD.pack
     seen: set[tuple[str, int]] = set()
-    summary: ChainSummary | None = None
-    topic = None
+    chain: ChainSummary | None = None
+    topic: str | None = None
     partition = -1
     prev = b""
     expect = 1
-    last_epoch = -1
-    last_offset = -1
+    last_epoch = last_offset = -1
     expected: dict[int, list[tuple[str, int]]] = {}
+    checked: set[int] = set()
     pending: tuple[Problem, bytes] | None = None
     dataset = unit_path = ""
     last_stored = b""
+    first_ts: int | None = None
+    last_ts: int | None = None
+    entries = 0
     count = 0
 
     def finish() -> None:
-        if summary is None:
+        if chain is None:
             return
-        summary.head_hash = last_stored.hex()
-        key = (summary.topic, summary.partition)
+        chain.entries = entries
+        chain.head_seq = expect - 1
+        chain.head_hash = last_stored.hex()
+        chain.first_ts_ms, chain.last_ts_ms = first_ts, last_ts
         for seq, items in sorted(expected.items()):
-            if seq > summary.head_seq or seq not in checked:
+            if seq not in checked:
                 for _digest, n in items:
                     out.add(
                         Problem(
-                            summary.topic,
-                            summary.partition,
+                            chain.topic,
+                            chain.partition,
                             seq,
                             "signed entry missing",
                             f"checkpoint {n} signed this position but the archive ends at "
-                            f"position {summary.head_seq} or lacks it (entries deleted)",
+                            f"position {chain.head_seq} or lacks it (entries deleted)",
                         )
                     )
-        head = heads.get(key)
+        head = heads.get((chain.topic, chain.partition))
         if head is not None and (
-            int(head.head_seq) != summary.head_seq or bytes(head.head_hash) != last_stored
+            int(head.head_seq) != chain.head_seq or bytes(head.head_hash) != last_stored
         ):
             out.add(
                 Problem(
-                    summary.topic,
-                    summary.partition,
-                    summary.head_seq,
+                    chain.topic,
+                    chain.partition,
+                    chain.head_seq,
                     "head mismatch",
                     f"the chain head records position {head.head_seq}; the archive ends at "
-                    f"position {summary.head_seq} (entries deleted or added at the end)",
+                    f"position {chain.head_seq} (entries deleted or added at the end)",
                 )
             )
-        report.chains.append(summary)
+        report.chains.append(chain)
 
-    checked: set[int] = set()
     for row in rows:
         (
             r_topic,
@@ -429,18 +462,21 @@ def _walk(
             parsed = _dataset_of(topic)
             dataset = parsed or ""
             unit_path = ".".join(topic.split(".")[1:-2]) if parsed else ""
-            summary = ChainSummary(topic, partition, dataset, unit_path)
+            chain = ChainSummary(topic, partition, dataset, unit_path)
             prev = genesis(topic, partition)
             expect = 1
             last_epoch = last_offset = -1
             expected = signed.heads.get((topic, partition), {})
             checked = set()
             pending = None
+            first_ts = ts_ms
+            entries = 0
             if parsed is None:
                 out.add(Problem(topic, partition, None, "not a dataset topic", "bad topic name"))
-        assert summary is not None
         count += 1
-        stored = bytes(stored)
+        entries += 1
+        if type(stored) is not bytes:
+            stored = bytes(stored)
         if seq != expect:
             if seq > expect:
                 span = f"{expect}" if seq == expect + 1 else f"{expect}..{seq - 1}"
@@ -452,10 +488,16 @@ def _walk(
             pending = None
         else:
             expect += 1
+            if type(payload) is not bytes:
+                payload = bytes(payload)
             eid = event_id.encode()
             unit = source_unit.encode()
-            kb = b"" if key is None else key.encode()
-            payload = bytes(payload)
+            if key is None:
+                kb = b""
+                klen = -1
+            else:
+                kb = key.encode()
+                klen = len(kb)
             seqb = pack_seq(seq)
             tail = (
                 pack_head(
@@ -466,7 +508,7 @@ def _walk(
                     op.encode(),
                     len(eid),
                     len(unit),
-                    -1 if key is None else len(kb),
+                    klen,
                     len(payload),
                 )
                 + eid
@@ -502,7 +544,7 @@ def _walk(
                 prev = stored
             else:
                 prev = h
-        if epoch < last_epoch or (epoch == last_epoch and offset <= last_offset):
+        if epoch <= last_epoch and (epoch < last_epoch or offset <= last_offset):
             out.add(
                 Problem(
                     topic,
@@ -512,12 +554,14 @@ def _walk(
                     f"offset {epoch}:{offset} after {last_epoch}:{last_offset} (reordered)",
                 )
             )
-        last_epoch, last_offset = epoch, offset
+        last_epoch = epoch
+        last_offset = offset
         if r_dataset != dataset or r_unit != unit_path:
             out.add(
                 Problem(topic, partition, seq, "columns altered", "dataset or unit_path differs")
             )
         if seq in expected:
+            assert chain is not None
             checked.add(seq)
             hexed = stored.hex()
             for digest, n in expected[seq]:
@@ -532,15 +576,10 @@ def _walk(
                             "was rewritten)",
                         )
                     )
-                if n > (summary.checkpoint_n or 0) or seq > summary.signed_seq:
-                    summary.signed_seq = max(summary.signed_seq, seq)
-                    summary.checkpoint_n = max(summary.checkpoint_n or 0, n)
-        summary.entries += 1
-        summary.head_seq = seq
-        if summary.first_ts_ms is None:
-            summary.first_ts_ms = ts_ms
-        summary.last_ts_ms = ts_ms
+                chain.signed_seq = max(chain.signed_seq, seq)
+                chain.checkpoint_n = max(chain.checkpoint_n or 0, n)
         last_stored = stored
+        last_ts = ts_ms
         if visitor is not None:
             visitor(row)
     finish()
