@@ -28,7 +28,7 @@ from bus.connectors_db import ConnectorStore
 from bus.consume import Consumer, Message
 from bus.db import session_scope
 from bus.db.models import Run
-from bus.dlq import dlq_topic, safe_message, send_dead_letter
+from bus.dlq import dlq_topic, safe_message
 from bus.envelope import envelope_schema, record_schema_of
 from bus.errors import ConfigurationError, FatalError, LgspError, NotFoundError
 from bus.publish import Publisher
@@ -261,18 +261,18 @@ def _run_sink(
 
 
 class _SinkWriter:
-    """Turns consumed messages into sink batches; refused rows go to the DLQ."""
+    """Turns consumed messages into sink batches; rows the sink refuses go to the DLQ."""
 
     def __init__(self, settings: Settings, connector: Connector, registry: Registry) -> None:
         self.settings = settings
         self.connector = connector
         self.registry = registry
-        self._producer: Any = None
+        self._publisher: Publisher | None = None
         self._dlq_ready: set[str] = set()
 
     def close(self) -> None:
-        if self._producer is not None:
-            self._producer.close(timeout=5)
+        if self._publisher is not None:
+            self._publisher.close()
 
     def handle(self, tr: TableReport, messages: list[Message], progress: Progress | None) -> None:
         groups: list[tuple[int, list[Message]]] = []
@@ -281,27 +281,26 @@ class _SinkWriter:
                 groups[-1][1].append(message)
             else:
                 groups.append((message.schema_id, [message]))
-        pending = []
+        parked = 0
         for schema_id, items in groups:
             schema = record_schema_of(self.registry.schema_by_id(schema_id))
-            batch = Batch(tr.table, [m.value for m in items], schema=schema)
-            result = self.connector.write(batch)
+            result = self.connector.write(Batch(tr.table, [m.value for m in items], schema=schema))
             tr.rows += len(items) - len(result.rejected)
             tr.deleted += result.deleted
             for rejected in result.rejected:
-                pending.append(self._park(items[rejected.index], rejected.error))
-                tr.dlq += 1
-        if pending:
-            self._producer.flush()
-            for future in pending:
-                future.get(timeout=self.settings.kafka.request_timeout_ms / 1000)
+                self._park(items[rejected.index], rejected.error)
+                parked += 1
+        if parked:
+            assert self._publisher is not None
+            self._publisher.flush()  # parked records acknowledged before the offsets move
+            tr.dlq += parked
         tr.batches += 1
         if progress is not None:
             progress(tr)
 
-    def _park(self, message: Message, exc: Exception) -> Any:
-        if self._producer is None:
-            self._producer = kafka_clients.producer(self.settings)
+    def _park(self, message: Message, exc: Exception) -> None:
+        if self._publisher is None:
+            self._publisher = Publisher(self.settings, self.registry)
         if message.topic not in self._dlq_ready:
             kafka_clients.ensure_topics(self.settings, {dlq_topic(message.topic): None})
             self._dlq_ready.add(message.topic)
@@ -312,16 +311,7 @@ class _SinkWriter:
             message.offset,
             safe_message(exc),
         )
-        return send_dead_letter(
-            self._producer,
-            topic=message.topic,
-            key=message.key.encode() if message.key is not None else None,
-            value=message.raw,
-            exc=exc,
-            partition=message.partition,
-            offset=message.offset,
-            stage="sink",
-        )
+        self._publisher.park(message, exc, "sink")
 
 
 # ---- run history ----------------------------------------------------------------------------

@@ -9,6 +9,8 @@ model (``config_model``), validated when the object is built, every error at onc
 from __future__ import annotations
 
 import abc
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Iterator, Mapping
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from bus.envelope import make_event
+from bus.envelope import canonical_key, make_event
 from bus.units import Hierarchy
 from connectors.config import ConnectorConfig, TableConfig, validate_model
 from connectors.errors import ConnectorConfigError
@@ -188,6 +190,17 @@ class Connector(abc.ABC):
         raise NotImplementedError(f"connector type {self.type_name!r} cannot be a sink")
 
     # ---- helpers for sources -------------------------------------------------------------
+    def source_block(self, stream: Stream) -> dict[str, Any]:
+        """The ``source`` of this connector's events for ``stream`` (position left empty)."""
+        return {
+            "table": stream.name,
+            "connector": self.name,
+            "position": None,
+            "agency": self.config.agency,
+            "unit": self.config.unit,
+            "system": self.config.source_system,
+        }
+
     def event(
         self,
         *,
@@ -199,24 +212,36 @@ class Connector(abc.ABC):
         position: str | None,
         event_id: str,
     ) -> dict[str, Any]:
-        """A change event with this connector's ``source`` block."""
+        """A change event with this connector's ``source`` block (as ``make_event`` builds)."""
         deleted = op == "d"
+        source = self.source_block(stream)
+        source["position"] = position
         return make_event(
             op=op,
             key=key,
             ts_ms=ts_ms,
-            source={
-                "agency": self.config.agency,
-                "unit": self.config.unit,
-                "system": self.config.source_system,
-                "table": stream.name,
-                "connector": self.name,
-                "position": position,
-            },
+            source=source,
             before=record if deleted else None,
             after=None if deleted else record,
             event_id=event_id,
         )
+
+
+def key_json(key: dict[str, Any]) -> str:
+    """``canonical_key(key)``, with a fast path for the common one-field text or integer key."""
+    if len(key) == 1:
+        ((name, value),) = key.items()
+        kind = type(value)
+        if kind is int or (kind is str and value.isascii()):
+            return "{" + json.dumps(name, ensure_ascii=False) + ":" + json.dumps(value) + "}"
+    return canonical_key(key)
+
+
+def event_id_for(prefix: str, key_text: str, op: str, version: str) -> str:
+    """A stable event id: the same change (connector, table, key, op, version) gives the
+    same id on every retry or replay."""
+    text = f"{prefix}\x1f{key_text}\x1f{op}\x1f{version}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def now_ms() -> int:

@@ -27,10 +27,19 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import ArgumentError, NoSuchTableError, SQLAlchemyError
 
 from bus.config import mask_url
-from bus.envelope import stable_event_id, to_jsonable
+from bus.envelope import canonical_key, to_jsonable
 from bus.errors import LgspError, NotFoundError
 from connectors import positions
-from connectors.base import Batch, Column, Connector, Stream, WriteReport, now_ms
+from connectors.base import (
+    Batch,
+    Column,
+    Connector,
+    Stream,
+    WriteReport,
+    event_id_for,
+    key_json,
+    now_ms,
+)
 from connectors.errors import (
     AuthenticationError,
     ColumnNotFoundError,
@@ -50,7 +59,6 @@ from connectors.sql.types import (
     AvroMapping,
     avro_for,
     field_names,
-    nullable_converter,
     record_name,
     ts_ms,
 )
@@ -418,7 +426,7 @@ class SqlConnector(Connector):
             query = query.where(table.c[cursor_name].is_not(None))
 
         converters = [
-            (c.field, i, nullable_converter(self.avro_mapping(table.c[c.name].type).convert))  # type: ignore[union-attr]
+            (c.field, i, self.avro_mapping(table.c[c.name].type).convert)  # type: ignore[union-attr]
             for i, c in enumerate(stream.columns)
         ]
         key_idx = [(stream.columns[index[k]].field, index[k]) for k in key]
@@ -426,6 +434,8 @@ class SqlConnector(Connector):
         cursor_field = stream.columns[index[cursor_name]].field if cursor_name else None
         ctx = _ReadContext(
             stream=stream,
+            source=self.source_block(stream),
+            id_prefix=f"{self.name}\x1f{stream.name}",
             mode=mode,
             initial=state.get("after") is None and mode == "incremental",
             converters=converters,
@@ -486,7 +496,7 @@ class SqlConnector(Connector):
         *,
         done: bool,
     ) -> Batch:
-        events = [self._event(ctx, row) for row in rows]
+        events = self._events(ctx, rows)
         if rows and order_idx:
             last = rows[-1]
             state["after"] = positions.dump([last[i] for i in order_idx])
@@ -496,39 +506,58 @@ class SqlConnector(Connector):
         new_state = dict(state)
         return Batch(ctx.stream.name, events, new_state, ctx.stream.record_schema)
 
-    def _event(self, ctx: _ReadContext, row: Any) -> dict[str, Any]:
-        record = {}
-        for field, i, convert in ctx.converters:
-            value = row[i]
-            record[field] = convert(value) if convert is not None else value
-        key = {field: record[field] for field, _ in ctx.key_idx}
-        deleted = ctx.deleted_idx is not None and is_deleted(row[ctx.deleted_idx])
-        cursor = record[ctx.cursor_field] if ctx.cursor_field else None
-        stamp = ts_ms(cursor) if cursor is not None else None
-        if ctx.mode == "snapshot":
-            version: Any = ctx.snapshot_ms
-            op = "r"
-            ts = stamp if stamp is not None else int(ctx.snapshot_ms or 0)
-        else:
-            version = cursor
-            op = "r" if ctx.initial else "u"
-            ts = stamp if stamp is not None else ctx.read_ms
-        if deleted:
-            op = "d"
-        if key:
-            event_id = stable_event_id(self.name, ctx.stream.name, key, op, version)
-        else:
-            event_id = stable_event_id(self.name, ctx.stream.name, record, op, version)
-        position = None if cursor is None else str(to_jsonable(cursor))
-        return self.event(
-            stream=ctx.stream,
-            op=op,
-            key=key,
-            record=record,
-            ts_ms=ts,
-            position=position,
-            event_id=event_id,
-        )
+    def _events(self, ctx: _ReadContext, rows: list[Any]) -> list[dict[str, Any]]:
+        """Change events of ``rows`` (the hot loop of a read: kept flat on purpose)."""
+        out = []
+        converters = ctx.converters
+        key_fields = [f for f, _ in ctx.key_idx]
+        deleted_idx = ctx.deleted_idx
+        cursor_field = ctx.cursor_field
+        snapshot = ctx.mode == "snapshot"
+        base_op = "r" if snapshot or ctx.initial else "u"
+        prefix = ctx.id_prefix
+        source_base = ctx.source
+        for row in rows:
+            record = {}
+            for field, i, convert in converters:
+                value = row[i]
+                record[field] = value if value is None or convert is None else convert(value)
+            if key_fields:
+                identity = key_json({f: record[f] for f in key_fields})
+            else:
+                identity = canonical_key(record)
+            op = "d" if deleted_idx is not None and is_deleted(row[deleted_idx]) else base_op
+            position = None
+            stamp = None
+            if cursor_field is not None:
+                cursor = record[cursor_field]
+                if cursor is not None:
+                    if cursor != ctx.last_cursor or ctx.last_text is None:
+                        ctx.last_cursor = cursor
+                        ctx.last_text = str(to_jsonable(cursor))
+                        ctx.last_stamp = ts_ms(cursor)
+                    position, stamp = ctx.last_text, ctx.last_stamp
+            if snapshot:
+                version = ctx.snapshot_text
+                ts = stamp if stamp is not None else ctx.snapshot_ms
+            else:
+                version = position or ""
+                ts = stamp if stamp is not None else ctx.read_ms
+            source = dict(source_base)
+            source["position"] = position
+            deleted = op == "d"
+            out.append(
+                {
+                    "event_id": event_id_for(prefix, identity, op, version),
+                    "op": op,
+                    "ts_ms": ts,
+                    "source": source,
+                    "key": identity if key_fields else "{}",
+                    "before": record if deleted else None,
+                    "after": None if deleted else record,
+                }
+            )
+        return out
 
     # ---- sink ----------------------------------------------------------------------------
     def _discover_sink(self, conn: Connection, cfg: SqlTable, table: sa.Table | None) -> Stream:
@@ -587,12 +616,14 @@ class SqlConnector(Connector):
 
 
 class _ReadContext:
-    """Per-read constants of ``read_stream``."""
+    """Per-read constants of ``read_stream`` (and the last cursor value's rendering)."""
 
     def __init__(
         self,
         *,
         stream: Stream,
+        source: dict[str, Any],
+        id_prefix: str,
         mode: str,
         initial: bool,
         converters: list[tuple[str, int, Any]],
@@ -602,14 +633,20 @@ class _ReadContext:
         snapshot_ms: int | None,
     ) -> None:
         self.stream = stream
+        self.source = source
+        self.id_prefix = id_prefix
         self.mode = mode
         self.initial = initial
         self.converters = converters
         self.key_idx = key_idx
         self.deleted_idx = deleted_idx
         self.cursor_field = cursor_field
-        self.snapshot_ms = snapshot_ms
+        self.snapshot_ms = int(snapshot_ms or 0)
+        self.snapshot_text = str(self.snapshot_ms)
         self.read_ms = now_ms()
+        self.last_cursor: Any = None
+        self.last_text: str | None = None
+        self.last_stamp: int | None = None
 
 
 def _field_names(record_schema: dict[str, Any]) -> tuple[str, ...]:

@@ -163,13 +163,13 @@ def avro_for(sql_type: TypeEngine[Any], *, sqlite: bool = False) -> AvroMapping 
                     _decimal(0),
                     True,
                 )
-            return AvroMapping("long", int, True)
+            return AvroMapping("long", None, True)
         small = isinstance(t, sa.SmallInteger | mysql.TINYINT)
         if sqlite or (unsigned and not small):
-            return AvroMapping("long", int, True)
-        return AvroMapping("int", int, True)
+            return AvroMapping("long", None, True)
+        return AvroMapping("int", None, True)
     if isinstance(t, mysql.YEAR):
-        return AvroMapping("int", int, True)
+        return AvroMapping("int", None, True)
     if isinstance(t, sa.Float):
         return AvroMapping("double", float, False)
     if isinstance(t, sa.Numeric):
