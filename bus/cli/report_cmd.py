@@ -121,7 +121,7 @@ def sla_cmd(
     )
     skipped = skipped_line(report)
     if as_csv:
-        write_csv(report, sys.stdout)
+        write_csv(report, sys.stdout, by_field=by_field)
         if skipped:
             click.echo(skipped, err=True)
     else:

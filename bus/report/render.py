@@ -111,18 +111,20 @@ def skipped_line(report: SlaReport) -> str | None:
     return "skipped: " + ", ".join(parts) if parts else None
 
 
-def csv_rows(report: SlaReport) -> list[dict[str, Any]]:
-    """The CSV's rows: every unit row, and the scope total when it is not itself a unit row."""
-    rows = [{**row, "kind": "unit"} for row in report.rows]
+def csv_rows(report: SlaReport, *, by_field: bool = True) -> list[dict[str, Any]]:
+    """The CSV's rows: the unit rows, and the scope total when it is not itself a unit row."""
+    rows = [
+        {**row, "kind": "unit"} for row in report.rows if by_field or row["field"] == ALL_FIELDS
+    ]
     if report.scope.level != report.level:
         rows.append({**report.total, "kind": "total"})
     return rows
 
 
-def write_csv(report: SlaReport, out: TextIO) -> int:
+def write_csv(report: SlaReport, out: TextIO, *, by_field: bool = True) -> int:
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    rows = csv_rows(report)
+    rows = csv_rows(report, by_field=by_field)
     for row in rows:
         rate = row["on_time_rate"]
         writer.writerow({**row, "on_time_rate": "" if rate is None else f"{rate:.4f}"})
