@@ -47,7 +47,7 @@ from bus.config import Settings
 from bus.consume import Consumer, Message
 from bus.db import open_engine, session_scope
 from bus.db.models import Run
-from bus.errors import BrokerUnavailableError, DataError
+from bus.errors import BrokerUnavailableError, DataError, RetriableError
 from bus.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -357,8 +357,14 @@ class Archiver:
             probe.close(autocommit=False)
         return notes
 
-    def run_once(self, pattern: str | None = None, *, sign: bool = True) -> ArchiveReport:
-        """One bounded run: archive every dataset topic (matching ``pattern``) up to its end."""
+    def run_once(
+        self, pattern: str | None = None, *, sign: bool = True, record_idle: bool = True
+    ) -> ArchiveReport:
+        """One bounded run: archive every dataset topic (matching ``pattern``) up to its end.
+
+        The run goes to the run history (``run`` table, kind ``archive``); with
+        ``record_idle=False`` only when it archived, signed or noted something.
+        """
         report = ArchiveReport(topics=list_dataset_topics(self.settings, pattern))
         started = dt.datetime.now(dt.UTC)
         if report.topics:
@@ -381,7 +387,8 @@ class Archiver:
         if sign:
             report.checkpoint = self.checkpoint()
         report.key_generated = self.key_generated
-        self._record_run(report, pattern, started)
+        if record_idle or report.appended or report.checkpoint or report.notes or report.dlq:
+            self._record_run(report, pattern, started)
         return report
 
     def follow(
@@ -393,7 +400,11 @@ class Archiver:
         should_stop: Callable[[], bool] | None = None,
         on_report: Callable[[ArchiveReport], None] | None = None,
     ) -> ArchiveReport:
-        """Bounded runs one after another until stopped (SIGINT/SIGTERM or ``should_stop``)."""
+        """Bounded runs one after another until stopped (SIGINT/SIGTERM or ``should_stop``).
+
+        A broker or database that does not answer is waited for (backing off up to 30 s);
+        a signed checkpoint is written every ``checkpoint_every_s`` and when stopping.
+        """
         stop = threading.Event()
         previous: dict[int, Any] = {}
         if should_stop is None and threading.current_thread() is threading.main_thread():
@@ -403,9 +414,20 @@ class Archiver:
         total = ArchiveReport()
         last_sign = time.monotonic()
         try:
+            failures = 0
             while not stopping():
                 due = time.monotonic() - last_sign >= checkpoint_every_s
-                report = self.run_once(pattern, sign=due)
+                try:
+                    report = self.run_once(pattern, sign=due, record_idle=False)
+                except RetriableError as exc:  # broker or database away: wait and try again
+                    failures += 1
+                    wait = min(30.0, interval_s * 2**failures)
+                    log.warning("archive run failed (%s); retrying in %.0f s", exc, wait)
+                    deadline = time.monotonic() + wait
+                    while time.monotonic() < deadline and not stopping():
+                        time.sleep(0.1)
+                    continue
+                failures = 0
                 if due:
                     last_sign = time.monotonic()
                 total.topics = report.topics

@@ -104,7 +104,7 @@ def load_signing_key(settings: Settings, *, create: bool = False) -> SigningKey 
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(pem)
-    log.warning("no signing key configured: generated a new Ed25519 key at %s", path)
+    log.info("no signing key configured: generated a new Ed25519 key at %s", path)
     return SigningKey(private, "state folder", path, generated=True)
 
 
