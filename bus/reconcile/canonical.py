@@ -36,11 +36,9 @@ SEP = "\x1f"
 NULL_MARK = "\x1e"
 
 KINDS = ("int", "bool", "decimal", "float", "text", "char", "date", "datetime", "time")
-KINDS += ("binary", "json", "uuid", "other")
+KINDS += ("datetime_ms", "time_ms", "binary", "json", "uuid", "other")
 # Kinds whose non-NULL rendering may be empty: their NULL gets a marker.
 MARKED_KINDS = frozenset({"text", "char", "binary", "json", "uuid", "other"})
-NUMERIC_KINDS = frozenset({"int", "bool", "decimal", "float"})
-TEXT_KINDS = frozenset({"text", "char", "json", "uuid", "other"})
 
 HASH_BITS = 60
 MOD64 = 1 << 64
@@ -119,10 +117,32 @@ def _json_text(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def _truncate_ms(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.time):
+        return value.replace(microsecond=value.microsecond - value.microsecond % 1000)
+    if isinstance(value, dt.timedelta):
+        return value - dt.timedelta(microseconds=value.microseconds % 1000)
+    if isinstance(value, str):
+        parsed = _parse_datetime(value)
+        if parsed is not None:
+            return _truncate_ms(parsed)
+        try:
+            return _truncate_ms(dt.time.fromisoformat(value.strip()))
+        except ValueError:
+            return value
+    return value
+
+
 def canon(value: Any, kind: str) -> str | None:
-    """The canonical text of one value of a column of ``kind`` (None for NULL)."""
+    """The canonical text of one value of a column of ``kind`` (None for NULL).
+
+    ``datetime_ms`` and ``time_ms`` are ``datetime`` and ``time`` cut to milliseconds (the
+    precision of the bus's Avro timestamps), used when comparing a connector's copies.
+    """
     if value is None:
         return None
+    if kind in ("datetime_ms", "time_ms"):
+        return canon(_truncate_ms(value), kind[:-3])
     if kind in ("int", "bool"):
         if isinstance(value, bool):
             return "1" if value else "0"

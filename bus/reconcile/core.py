@@ -25,17 +25,16 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from bus.config import mask_url
 from bus.errors import ConfigurationError, DatabaseUnavailableError, FatalError
 from bus.reconcile.canonical import canon, fold
-from bus.reconcile.dialects import SqlDialect, dialect_for, make_engine
+from bus.reconcile.dialects import SqlDialect, dialect_for, display_url, make_engine
 from bus.reconcile.report import Masker, Report, RowDiff, SideInfo, masked_key
 from bus.reconcile.schema import (
     DEFAULT_IGNORED,
@@ -51,17 +50,27 @@ Agg = dict[int, tuple[int, int]]
 
 @dataclass
 class Endpoint:
-    """One side: a database URL and a table (``schema.table`` allowed)."""
+    """One side: a database URL and a table (``schema.table`` allowed).
 
-    url: str
+    ``columns`` limits the compared columns (a source connector's ``columns:``);
+    ``deleted_flag`` names a soft-delete column whose set rows count as absent (a source's
+    ``deleted_flag``, a sink's ``_lgsp_deleted``); ``where`` keeps only rows whose columns
+    equal the given values (e.g. the unit column of a city table that gathers many wards).
+    """
+
+    url: str | sa.URL
     table: str
     connector: str | None = None
     key: list[str] | None = None
+    columns: list[str] | None = None
+    deleted_flag: str | None = None
+    where: dict[str, Any] = field(default_factory=dict)
+    connect_args: dict[str, Any] = field(default_factory=dict)
     engine: Engine | None = None
 
     @property
     def masked_url(self) -> str:
-        return mask_url(self.url)
+        return display_url(self.url)
 
 
 @dataclass
@@ -84,8 +93,13 @@ class Options:
     token: Callable[[Any], str] | None = None
     before_recheck: Callable[[int], None] | None = None
     chunk: int = 500
+    time_precision: int = 6  # 6: microseconds; 3: milliseconds (the bus's Avro timestamps)
 
     def validate(self) -> None:
+        if self.time_precision not in (3, 6):
+            raise ConfigurationError("time_precision: expected 3 (milliseconds) or 6")
+        if self.parallel < 1:
+            raise ConfigurationError("parallel: expected at least 1")
         if self.hash not in ("auto", "portable", "native"):
             raise ConfigurationError("hash: expected auto, portable or native")
         if self.fanout < 2:
@@ -136,14 +150,32 @@ class _Side:
         self.kh = dialect.hash_expr(key, native=native, nfc=nfc)
         self.k0 = dialect.q(key[0].name)
         self.key_sql = ", ".join(dialect.q(k.name) for k in key)
-        self.lite = sa.table(info.name, *[sa.column(c.name) for c in cols], schema=info.schema)
+        extra = [c for c in (endpoint.deleted_flag, *endpoint.where) if c and c not in cols]
+        self.lite = sa.table(
+            info.name, *[sa.column(n) for n in [c.name for c in cols] + extra], schema=info.schema
+        )
+        conds: list[str] = []
+        self.params: dict[str, Any] = {}
+        if endpoint.deleted_flag:
+            conds.append(dialect.not_deleted(info.columns[endpoint.deleted_flag]))
+        for i, (name, value) in enumerate(endpoint.where.items()):
+            conds.append(f"{dialect.q(name)} = :rcw{i}")
+            self.params[f"rcw{i}"] = value
+        self.filter = " AND ".join(conds)
         self.n = _Counters()
+
+    def where(self, extra: str | None = None) -> str:
+        """`` WHERE ...`` with the side's row filter and ``extra`` (or nothing)."""
+        parts = [p for p in (self.filter, extra) if p]
+        if not parts:
+            return ""
+        return " WHERE " + " AND ".join(f"({p})" for p in parts)
 
     def query(self, sql: str) -> list[Sequence[Any]]:
         self.n.queries += 1
         try:
             with self.engine.connect() as conn:
-                return list(conn.execute(sa.text(sql)).all())
+                return list(conn.execute(sa.text(sql), self.params).all())
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
             raise DatabaseUnavailableError(
                 f"{self.label} database {self.endpoint.masked_url} failed a read "
@@ -172,6 +204,8 @@ class _Side:
             else:
                 cond = sa.tuple_(*key_cols).in_([tuple(k) for k in part])
             stmt = sa.select(*[self.lite.c[n] for n in names]).where(cond)
+            if self.filter:
+                stmt = stmt.where(sa.text(self.filter).bindparams(**self.params))
             self.n.queries += 1
             try:
                 with self.engine.connect() as conn:
@@ -279,7 +313,7 @@ Plan = _RangePlan | _HashPlan
 def _aggregate(side: _Side, plan: Plan, level: int, where: str | None) -> Agg:
     bucket = plan.bucket(side, level)
     sql = f"SELECT {bucket} AS b, COUNT(*) AS n, {side.dialect.hsum(side.h)} AS s FROM {side.tref}"  # noqa: S608 - quoted identifiers and integers only
-    sql += (f" WHERE {where}" if where else "") + " GROUP BY 1"
+    sql += side.where(where) + " GROUP BY 1"
     out: Agg = {}
     for b, n, s in side.query(sql):
         out[int(b)] = (int(n), fold(s))
@@ -321,7 +355,7 @@ def _leaf_rows(
     nkey = len(side.key)
     for level, indexes in sorted(leaves.items()):
         for where in plan.filters(side, level, indexes, chunk):
-            sql = f"SELECT {side.key_sql}, {side.h} AS h FROM {side.tref} WHERE {where}"  # noqa: S608 - quoted identifiers and integers only
+            sql = f"SELECT {side.key_sql}, {side.h} AS h FROM {side.tref}{side.where(where)}"  # noqa: S608 - quoted identifiers and integers only
             rows = side.query(sql)
             side.n.hash_rows += len(rows)
             for row in rows:
@@ -371,7 +405,7 @@ def _classify(
 def _open(endpoint: Endpoint, label: str) -> tuple[Engine, bool]:
     if endpoint.engine is not None:
         return endpoint.engine, False
-    return make_engine(endpoint.url), True
+    return make_engine(endpoint.url, endpoint.connect_args), True
 
 
 def reconcile(source: Endpoint, target: Endpoint, options: Options | None = None) -> Report:
@@ -407,7 +441,9 @@ def reconcile(source: Endpoint, target: Endpoint, options: Options | None = None
                 connector=target.connector,
             ),
         )
-        check = compare_schemas(src_info, tgt_info, opts.ignore_columns)
+        for endpoint, info in ((source, src_info), (target, tgt_info)):
+            _check_filter_columns(endpoint, info)
+        check = compare_schemas(src_info, tgt_info, opts.ignore_columns, only=source.columns)
         report.schema = check.issues
         report.key = check.key
         report.columns = check.compared
@@ -430,8 +466,8 @@ def reconcile(source: Endpoint, target: Endpoint, options: Options | None = None
             ("source", source, src_engine, src_dialect, src_info),
             ("target", target, tgt_engine, tgt_dialect, tgt_info),
         ):
-            cols = [info.columns[n] for n in check.compared]
-            key = [info.columns[n] for n in check.key]
+            cols = [_precise(info.columns[n], opts.time_precision) for n in check.compared]
+            key = [_precise(info.columns[n], opts.time_precision) for n in check.key]
             sides.append(
                 _Side(
                     label,
@@ -459,6 +495,23 @@ def reconcile(source: Endpoint, target: Endpoint, options: Options | None = None
     finally:
         for engine in engines:
             engine.dispose()
+
+
+def _check_filter_columns(endpoint: Endpoint, info: TableInfo) -> None:
+    for name in [*endpoint.where, *([endpoint.deleted_flag] if endpoint.deleted_flag else [])]:
+        if name not in info.columns:
+            raise ConfigurationError(
+                f"{info.label} table {info.display} has no column {name!r} (used as a row filter)"
+            )
+    for name in endpoint.columns or []:
+        if name not in info.columns:
+            raise ConfigurationError(f"columns: {info.label} table {info.display} has no {name!r}")
+
+
+def _precise(col: ColumnInfo, precision: int) -> ColumnInfo:
+    if precision == 3 and col.kind in ("datetime", "time"):
+        return replace(col, kind=col.kind + "_ms")
+    return col
 
 
 class SQLiteLimit:
@@ -492,13 +545,13 @@ def _both(
 
 
 def _bounds(side: _Side) -> tuple[int | None, int | None]:
-    rows = side.query(f"SELECT MIN({side.k0}), MAX({side.k0}) FROM {side.tref}")  # noqa: S608 - quoted identifiers only
+    rows = side.query(f"SELECT MIN({side.k0}), MAX({side.k0}) FROM {side.tref}{side.where()}")  # noqa: S608 - quoted identifiers only
     lo, hi = rows[0]
     return (None if lo is None else int(lo)), (None if hi is None else int(hi))
 
 
 def _count(side: _Side) -> int:
-    rows = side.query(f"SELECT COUNT(*) FROM {side.tref}")  # noqa: S608 - quoted identifiers only
+    rows = side.query(f"SELECT COUNT(*) FROM {side.tref}{side.where()}")  # noqa: S608 - quoted identifiers only
     return int(rows[0][0])
 
 

@@ -61,6 +61,13 @@ class SqlDialect:
     def hsum(self, expr: str) -> str:
         return f"SUM({expr})"
 
+    def not_deleted(self, col: ColumnInfo) -> str:
+        """Rows whose soft-delete flag is not set (NULL, false, 0, '', 'n', 'no', 'f')."""
+        q = self.q(col.name)
+        if col.kind in ("int", "bool", "decimal", "float"):
+            return f"({q} IS NULL OR {q} = 0)"
+        return f"({q} IS NULL OR LOWER(TRIM({q})) IN ('0', '', 'n', 'no', 'f', 'false'))"
+
     def bucket(self, key_expr: str, lo: int, width: int) -> str:
         return f"(({key_expr} - ({lo})) / {int(width)})"
 
@@ -108,10 +115,15 @@ class PostgresDialect(SqlDialect):
             return f"{q}::float8"
         if kind == "date":
             return q
-        if kind == "datetime":
-            return f"({q} AT TIME ZONE 'UTC')" if col.timezone else q
-        if kind == "time":
-            return q if "TIME ZONE" not in col.type_name.upper() else f"{q}::text"
+        if kind in ("datetime", "datetime_ms"):
+            value = f"({q} AT TIME ZONE 'UTC')" if col.timezone else q
+            return f"date_trunc('milliseconds', {value})" if kind == "datetime_ms" else value
+        if kind in ("time", "time_ms"):
+            if "TIME ZONE" in col.type_name.upper():
+                return f"{q}::text"
+            if kind == "time_ms":
+                return f"(date_trunc('milliseconds', DATE '2000-01-01' + {q}))::time"
+            return q
         if kind in ("text", "char"):
             text = f"{q}::text"
             if nfc and self.can_nfc:
@@ -123,6 +135,14 @@ class PostgresDialect(SqlDialect):
         if kind == "binary":
             return f"coalesce(encode({q}, 'hex'), chr(30))"
         return f"coalesce({q}::text, chr(30))"
+
+    def not_deleted(self, col: ColumnInfo) -> str:
+        q = self.q(col.name)
+        if col.kind == "bool":
+            return f"({q} IS NULL OR NOT {q})"
+        if col.kind in ("int", "decimal", "float"):
+            return f"({q} IS NULL OR {q} = 0)"
+        return f"({q} IS NULL OR lower(trim({q}::text)) IN ('0', '', 'n', 'no', 'f', 'false'))"
 
     def canon_string(self, cols: Sequence[ColumnInfo], nfc: bool) -> str:
         args: list[str] = []
@@ -173,10 +193,14 @@ class MySQLDialect(SqlDialect):
             if col.scale:
                 return f"COALESCE({self._trim_fraction(q)}, '')"
             return f"COALESCE({q}, '')"
-        if kind in ("datetime", "time"):
-            if col.fsp:
-                return f"COALESCE({self._trim_fraction(q)}, '')"
-            return f"COALESCE({q}, '')"
+        if kind in ("datetime", "time", "datetime_ms", "time_ms"):
+            if not col.fsp:
+                return f"COALESCE({q}, '')"
+            if kind.endswith("_ms") and col.fsp > 3:
+                text = f"CAST({q} AS CHAR)"
+                cut = f"SUBSTR({text}, 1, LOCATE('.', {text}) + 3)"
+                return f"COALESCE({self._trim_fraction(cut)}, '')"
+            return f"COALESCE({self._trim_fraction(q)}, '')"
         if kind in ("text", "char", "json"):
             charset = (col.charset or "utf8mb4").lower()
             text = (
@@ -257,12 +281,16 @@ class SQLiteDialect(SqlDialect):
     def part(self, col: ColumnInfo, nfc: bool) -> str:
         return self.q(col.name)
 
+    def not_deleted(self, col: ColumnInfo) -> str:
+        q = self.q(col.name)
+        return f"({q} IS NULL OR LOWER(TRIM({q})) IN ('0', '0.0', '', 'n', 'no', 'f', 'false'))"
+
     def canon_string(self, cols: Sequence[ColumnInfo], nfc: bool) -> str:
         raise NotImplementedError("SQLite renders the canonical string in Python")
 
     def hash_expr(self, cols: Sequence[ColumnInfo], *, native: bool, nfc: bool) -> str:
         spec = ",".join(c.kind for c in cols)
-        if not all(ch.isalpha() or ch == "," for ch in spec):
+        if not all(ch.isalpha() or ch in ",_" for ch in spec):
             raise ValueError("column kinds must be plain words")
         args = ", ".join(self.q(c.name) for c in cols)
         return f"lgsp_rowhash('{spec}', {args})"
@@ -289,16 +317,29 @@ def dialect_for(engine: Engine) -> SqlDialect:
     )
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for reading: plain autocommit reads (no transaction held, no locks taken)."""
+def display_url(url: str | sa.URL) -> str:
+    """A URL with its password hidden."""
     from bus.config import mask_url
+
+    if isinstance(url, sa.URL):
+        return url.render_as_string(hide_password=True)
+    return mask_url(url)
+
+
+def make_engine(url: str | sa.URL, connect_args: dict[str, Any] | None = None) -> Engine:
+    """An engine for reading: plain autocommit reads (no transaction held, no locks taken)."""
     from bus.errors import ConfigurationError
 
     try:
-        engine = sa.create_engine(url, pool_pre_ping=True, isolation_level="AUTOCOMMIT")
+        engine = sa.create_engine(
+            url,
+            pool_pre_ping=True,
+            isolation_level="AUTOCOMMIT",
+            connect_args=connect_args or {},
+        )
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError, ValueError) as exc:
         raise ConfigurationError(
-            f"url: cannot use {mask_url(url)} ({type(exc).__name__}: expected a SQLAlchemy URL "
-            "such as postgresql+psycopg://user@host/db, mysql+pymysql://..., sqlite:///file.db)"
+            f"url: cannot use {display_url(url)} ({type(exc).__name__}: expected a SQLAlchemy "
+            "URL such as postgresql+psycopg://user@host/db, mysql+pymysql://..., sqlite:///f.db)"
         ) from exc
     return engine

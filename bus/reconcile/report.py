@@ -131,6 +131,7 @@ class Report:
     finished_at: dt.datetime | None = None
     repair: dict[str, Any] | None = None
     report_id: int | None = None
+    warnings: list[str] = field(default_factory=list)
     # Unmasked keys for a repair: never serialised.
     _repair_keys: dict[str, list[Any]] = field(default_factory=dict, repr=False)
 
@@ -183,6 +184,23 @@ class Report:
             "stats": self.stats.to_dict(),
             "started_at": self.started_at.isoformat(),
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "repair": self.repair,
+            "report_id": self.report_id,
+            "warnings": self.warnings,
+        }
+
+    def summary_dict(self) -> dict[str, Any]:
+        """The figures without the row lists (for task logs and XComs)."""
+        return {
+            "agree": self.agree,
+            "summary": self.summary,
+            "counts": dict(self.counts),
+            "schema_errors": len(self.schema_errors),
+            "transient": self.transient,
+            "source_rows": self.source.rows,
+            "target_rows": self.target.rows,
+            "rows_fetched": self.stats.rows_fetched,
+            "seconds": round(self.stats.seconds, 3),
             "repair": self.repair,
             "report_id": self.report_id,
         }

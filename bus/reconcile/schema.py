@@ -218,11 +218,20 @@ def compare_schemas(
     source: TableInfo,
     target: TableInfo,
     ignore: tuple[str, ...] | list[str] = DEFAULT_IGNORED,
+    only: list[str] | None = None,
 ) -> SchemaCheck:
-    """Primary keys, column sets and types of the two tables, before any data is read."""
+    """Primary keys, column sets and types of the two tables, before any data is read.
+
+    ``only`` limits the source's columns (with its key) to those a connector publishes.
+    """
     check = SchemaCheck()
     check.ignored_source = _ignored(list(source.columns), ignore)
     check.ignored_target = _ignored(list(target.columns), ignore)
+    if only:
+        keep = set(only) | set(source.primary_key)
+        check.ignored_source += [
+            c for c in source.columns if c not in keep and c not in check.ignored_source
+        ]
     src_cols = [c for c in source.columns if c not in check.ignored_source]
     tgt_cols = [c for c in target.columns if c not in check.ignored_target]
     if not source.primary_key:

@@ -1,0 +1,256 @@
+"""Reconciliation by connector names: resolve both tables, compare, store, repair.
+
+``run_reconcile(settings, connector, table, against)`` is what ``lgsp reconcile`` and the
+reconciliation DAG call. The source is a registered source connector and one of its tables;
+the target is the table of the sink connector ``against`` that receives the same dataset.
+The sink's bookkeeping columns (``_lgsp_*``) are left out of the comparison, rows it marked
+deleted count as absent, and so do source rows whose ``deleted_flag`` is set. Timestamps are
+compared to the millisecond, the precision the bus's Avro records carry.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import Any
+
+import sqlalchemy as sa
+
+from bus.config import Settings
+from bus.errors import ConfigurationError, NotFoundError
+from bus.reconcile.core import Endpoint, Options, reconcile
+from bus.reconcile.report import Report
+from bus.reconcile.store import save_report
+
+log = logging.getLogger(__name__)
+
+SINK_DELETED = "_lgsp_deleted"
+
+
+@dataclass
+class ConnectorPair:
+    """Both sides of a connector reconciliation, and what a repair needs."""
+
+    source: Endpoint
+    target: Endpoint
+    source_name: str
+    sink_name: str
+    table: str
+    dataset: str
+    topic: str
+    pii: list[str]
+    warnings: list[str]
+
+
+def _connector(settings: Settings, name: str, role: str, option: str) -> Any:
+    from bus.connectors_db import ConnectorStore
+    from bus.sync import connector_for
+
+    stored = ConnectorStore(settings).get(name)
+    if stored.role != role:
+        raise ConfigurationError(f"{option}: connector {name!r} is a {stored.role}, not a {role}")
+    connector = connector_for(settings, name)
+    if not hasattr(connector, "url") or not hasattr(connector, "connect_args"):
+        raise ConfigurationError(
+            f"{option}: connector {name!r} has type {stored.type!r}; only SQL connectors "
+            "(postgresql, mysql, sqlite) can be reconciled"
+        )
+    return connector
+
+
+def _unit_path(settings: Settings, unit: str) -> str:
+    from bus.units import load_hierarchy
+
+    return load_hierarchy(settings.hierarchy).path(unit)
+
+
+def catalogue_pii(settings: Settings, dataset: str) -> list[str]:
+    """The dataset's PII fields from the catalogue (none when it is not catalogued)."""
+    try:
+        from bus.catalog import get_dataset
+    except ImportError:  # pragma: no cover - the catalogue ships with the bus
+        return []
+    try:
+        return list(get_dataset(settings, dataset).pii)
+    except NotFoundError:
+        return []
+
+
+def pii_token(settings: Settings) -> Any:
+    """``value -> tok_...`` with the bus's PII key (the catalogue's keyed tokens)."""
+    try:
+        from bus.catalog import load_pii_key, token
+    except ImportError:  # pragma: no cover
+        return None
+    key = load_pii_key(settings)
+    return lambda value: token(value, key)
+
+
+def resolve_pair(settings: Settings, connector: str, table: str, against: str) -> ConnectorPair:
+    """Both tables of ``connector``'s ``table`` and its copy in sink ``against``."""
+    source = _connector(settings, connector, "source", "CONNECTOR")
+    try:
+        src_cfg = source.table_config(table)
+    except ConfigurationError:
+        tables = ", ".join(t.table for t in source.config.tables)
+        raise NotFoundError(
+            f"TABLE: {table!r} is not a table of connector {connector!r}; its tables: {tables}"
+        ) from None
+    sink = _connector(settings, against, "sink", "--against")
+    dataset = src_cfg.dataset
+    matches = [t for t in sink.config.tables if t.dataset == dataset]
+    if not matches:
+        raise NotFoundError(
+            f"--against: sink {against!r} has no table for dataset {dataset!r} "
+            f"(its datasets: {', '.join(sorted({t.dataset for t in sink.config.tables}))})"
+        )
+    sink_cfg = matches[0]
+    warnings: list[str] = []
+    src_path = _unit_path(settings, source.config.unit)
+    sink_path = _unit_path(settings, sink.config.unit)
+    if sink_path != src_path:
+        if not src_path.startswith(sink_path + "."):
+            raise ConfigurationError(
+                f"--against: sink {against!r} reads unit {sink.config.unit} topics, which do not "
+                f"receive unit {source.config.unit}'s data ({dataset})"
+            )
+        warnings.append(
+            f"sink {against!r} gathers {dataset} of every unit under {sink.config.unit}: rows of "
+            "other units show as extra unless the target is filtered (target_where)"
+        )
+    topic = source.config.topics(_hierarchy(settings))[table]
+    pii = catalogue_pii(settings, dataset)
+    src = Endpoint(
+        source.url,
+        src_cfg.table,
+        connector=connector,
+        key=list(src_cfg.key) if getattr(src_cfg, "key", None) else None,
+        columns=list(src_cfg.columns) if getattr(src_cfg, "columns", None) else None,
+        deleted_flag=getattr(src_cfg, "deleted_flag", None),
+        connect_args=source.connect_args(),
+    )
+    tgt = Endpoint(
+        sink.url,
+        sink_cfg.table,
+        connector=against,
+        key=list(sink_cfg.key) if getattr(sink_cfg, "key", None) else None,
+        connect_args=sink.connect_args(),
+    )
+    source.close()
+    sink.close()
+    return ConnectorPair(src, tgt, connector, against, table, dataset, topic, pii, warnings)
+
+
+def _hierarchy(settings: Settings) -> Any:
+    from bus.units import load_hierarchy
+
+    return load_hierarchy(settings.hierarchy)
+
+
+def _sink_has_deleted_flag(endpoint: Endpoint) -> bool:
+    from bus.reconcile.dialects import make_engine
+    from bus.reconcile.schema import split_table_name
+
+    schema, name = split_table_name(endpoint.table)
+    engine = make_engine(endpoint.url, endpoint.connect_args)
+    try:
+        with engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            if not inspector.has_table(name, schema=schema):
+                return False
+            return any(c["name"] == SINK_DELETED for c in inspector.get_columns(name, schema))
+    except sa.exc.SQLAlchemyError:
+        return False
+    finally:
+        engine.dispose()
+
+
+def run_reconcile(
+    settings: Settings,
+    connector: str,
+    table: str,
+    against: str,
+    repair: bool = False,
+    *,
+    options: Options | None = None,
+    target_where: dict[str, Any] | None = None,
+    store: bool = True,
+) -> Report:
+    """Reconcile ``connector``'s ``table`` against sink ``against``; store the report; with
+    ``repair``, publish the repair events on the source's topic (a sink run then applies them).
+    """
+    pair = resolve_pair(settings, connector, table, against)
+    if _sink_has_deleted_flag(pair.target):
+        pair.target.deleted_flag = SINK_DELETED
+    if target_where:
+        pair.target.where = dict(target_where)
+    opts = options or Options(time_precision=3)
+    opts = replace(
+        opts,
+        pii=tuple(dict.fromkeys([*opts.pii, *pair.pii])),
+        token=opts.token or pii_token(settings),
+    )
+    report = reconcile(pair.source, pair.target, opts)
+    report.warnings.extend(pair.warnings)
+    if repair and (report.differences or report.schema_errors):
+        from bus.reconcile.repair import publish_repair
+
+        if report.differences:
+            report.repair = publish_repair(settings, report, pair)
+        else:
+            report.repair = {"published": 0, "note": "schema differences cannot be repaired"}
+    if store:
+        save_report(settings, report)
+    return report
+
+
+def run_urls(
+    settings: Settings | None,
+    source: Endpoint,
+    target: Endpoint,
+    options: Options | None = None,
+    *,
+    store: bool = True,
+) -> Report:
+    """Ad-hoc reconciliation of two URLs (no connectors); stored when settings are given."""
+    report = reconcile(source, target, options)
+    if store and settings is not None:
+        save_report(settings, report)
+    return report
+
+
+def pairs_for_manifest(settings: Settings) -> list[dict[str, Any]]:
+    """Every (source connector, table, sink) whose sink receives that table's dataset, for
+    the reconciliation DAGs (one per pair, daily by default)."""
+    from bus.connectors_db import ConnectorStore
+
+    connectors = ConnectorStore(settings).list()
+    sql_types = {"postgresql", "mysql", "mariadb", "sqlite"}
+    out: list[dict[str, Any]] = []
+    sinks = [c for c in connectors if c.role == "sink" and c.type in sql_types]
+    for src in connectors:
+        if src.role != "source" or src.type not in sql_types:
+            continue
+        try:
+            src_path = _unit_path(settings, src.unit)
+        except NotFoundError:
+            continue
+        for table in src.config.get("tables", []):
+            for sink in sinks:
+                try:
+                    sink_path = _unit_path(settings, sink.unit)
+                except NotFoundError:
+                    continue
+                if src_path != sink_path and not src_path.startswith(sink_path + "."):
+                    continue
+                if any(t.get("dataset") == table.get("dataset") for t in sink.config["tables"]):
+                    out.append(
+                        {
+                            "source": src.name,
+                            "table": table["table"],
+                            "sink": sink.name,
+                            "dataset": table.get("dataset"),
+                            "schedule": "@daily",
+                        }
+                    )
+    return out
