@@ -292,7 +292,7 @@ class HttpConnector(Connector):
             state = {"mode": "snapshot", "snapshot_ms": now_ms(), "done": False}
         else:
             state = {"mode": "incremental", "after": (position or {}).get("after")}
-        after = positions.load(state["after"]) if state.get("after") is not None else None
+        after = tuple(positions.load(state["after"])) if state.get("after") is not None else None
         initial = mode == "incremental" and after is None
         convert = JsonToAvro(stream.record_schema)
         names = [f["name"] for f in stream.record_schema["fields"]]

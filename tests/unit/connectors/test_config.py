@@ -1,0 +1,208 @@
+"""Connector files: every error at once, secrets as references, types by entry point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bus.errors import ConfigurationError, LgspError, NotFoundError
+from bus.units import load_hierarchy
+from connectors import registry
+from connectors.base import Connector
+from connectors.config import read_file
+from connectors.errors import (
+    ConnectorConfigError,
+    SecretReferenceError,
+    UnknownConnectorTypeError,
+)
+from connectors.secrets import literal_secret_problem, mask, resolve
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "connectors"
+
+
+def source(**overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": "tan-dinh-dossiers",
+        "type": "postgresql",
+        "role": "source",
+        "agency": "ubnd-phuong-tan-dinh",
+        "unit": "26734",
+        "connection": {"url": "postgresql+psycopg://app:${TANDINH_DB_PASSWORD}@db:5432/hoso"},
+        "schedule": "*/5 * * * *",
+        "tables": [
+            {
+                "table": "ho_so",
+                "dataset": "tthc.dossier",
+                "mode": "incremental",
+                "cursor": "updated_at",
+                "deleted_flag": "da_xoa",
+            }
+        ],
+    }
+    data.update(overrides)
+    return data
+
+
+def errors_of(data: dict[str, Any], **kwargs: Any) -> list[str]:
+    with pytest.raises(ConnectorConfigError) as caught:
+        registry.validate(data, **kwargs)
+    return caught.value.errors
+
+
+def test_the_design_example_is_valid() -> None:
+    config = registry.validate(source(), hierarchy=load_hierarchy("hcmc-2024"))
+    assert config.topics(load_hierarchy("hcmc-2024")) == {"ho_so": "lgsp.79.760.26734.tthc.dossier"}
+
+
+def test_every_error_is_reported_at_once_naming_its_field() -> None:
+    bad = source(
+        name="Tan Dinh!",
+        role="publisher",
+        unit="phuong",
+        schedule="every five minutes",
+        tables=[
+            {"table": "ho_so", "dataset": "Dossier", "mode": "sometimes", "curser": "x"},
+            {"table": "", "dataset": "tthc.ok"},
+        ],
+    )
+    errors = errors_of(bad)
+    fields = [e.split(":")[0] for e in errors]
+    for expected in (
+        "name",
+        "role",
+        "unit",
+        "schedule",
+        "tables[0].dataset",
+        "tables[0].mode",
+        "tables[0].curser",
+        "tables[1].table",
+    ):
+        assert expected in fields, (expected, errors)
+
+
+def test_cross_field_problems_are_reported_together() -> None:
+    tables = [
+        {"table": "a", "dataset": "tthc.one", "mode": "incremental"},
+        {"table": "a", "dataset": "tthc.one"},
+    ]
+    errors = errors_of(source(tables=tables))
+    assert any(e.startswith("tables[0].cursor: required") for e in errors)
+    assert any(e.startswith("tables[1].table") and "twice" in e for e in errors)
+    assert any(e.startswith("tables[1].dataset") for e in errors)
+
+
+def test_sink_only_and_source_only_keys() -> None:
+    sink = source(role="sink")
+    errors = errors_of(sink)
+    assert any(e.startswith("tables[0].cursor: only for sources") for e in errors)
+    errors = errors_of(source(tables=[{"table": "t", "dataset": "a.b", "on_delete": "mark"}]))
+    assert errors == ["tables[0].on_delete: only for sinks"]
+
+
+def test_unit_and_dataset_checked_against_the_hierarchy() -> None:
+    hierarchy = load_hierarchy("hcmc-2024")
+    errors = errors_of(source(unit="99999"), hierarchy=hierarchy)
+    assert len(errors) == 1 and errors[0].startswith("unit:") and "99999" in errors[0]
+
+
+def test_unknown_type_lists_the_known_ones_beside_other_errors() -> None:
+    with pytest.raises(ConnectorConfigError) as caught:
+        registry.validate(source(type="oracle", agency=""))
+    text = str(caught.value)
+    assert "unknown connector type 'oracle'" in text
+    for known in ("http", "mariadb", "mysql", "postgresql", "sqlite"):
+        assert known in text
+    assert any(e.startswith("agency") for e in caught.value.errors)
+
+
+def test_connector_class_lookup() -> None:
+    assert set(registry.known_types()) >= {"postgresql", "mysql", "mariadb", "sqlite", "http"}
+    for name in registry.known_types():
+        cls = registry.connector_class(name)
+        assert issubclass(cls, Connector)
+        assert cls.can_source
+    assert registry.connector_class("mariadb") is registry.connector_class("mysql")
+    with pytest.raises(UnknownConnectorTypeError) as caught:
+        registry.connector_class("oracle")
+    assert isinstance(caught.value, NotFoundError)
+    assert caught.value.known == registry.known_types()
+
+
+def test_literal_passwords_are_refused_and_never_echoed() -> None:
+    errors = errors_of(source(connection={"url": "postgresql://app:S3cret!@db/hoso"}))
+    assert errors[0].startswith("connection.url: ")
+    assert "S3cret" not in " ".join(errors)
+    assert literal_secret_problem("postgresql://app@db/x", is_url=True) is None
+    assert literal_secret_problem("postgresql://app:${PW}@db/x", is_url=True) is None
+    assert literal_secret_problem("file:/run/secrets/url", is_url=True) is None
+    assert literal_secret_problem("abc", is_url=False) is not None
+
+
+def test_secret_references_resolve_at_use(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LGSP_TEST_PW", "pa ss")
+    assert resolve("postgresql://app:${LGSP_TEST_PW}@db/x", "f") == "postgresql://app:pa ss@db/x"
+    secret = tmp_path / "url"
+    secret.write_text("sqlite:///x.db\n", encoding="utf-8")
+    assert resolve(f"file:{secret}", "f") == "sqlite:///x.db"
+    monkeypatch.delenv("LGSP_TEST_PW")
+    with pytest.raises(SecretReferenceError, match="connection.url: environment variable"):
+        resolve("postgresql://app:${LGSP_TEST_PW}@db/x", "connection.url")
+    with pytest.raises(SecretReferenceError, match="cannot be read"):
+        resolve(f"file:{tmp_path / 'missing'}", "connection.url")
+
+
+def test_stored_form_keeps_references_and_shown_form_masks() -> None:
+    config = registry.validate(source())
+    stored = config.stored()
+    assert stored["connection"]["url"] == (
+        "postgresql+psycopg://app:${TANDINH_DB_PASSWORD}@db:5432/hoso"
+    )
+    assert config.masked()["connection"]["url"] == "postgresql+psycopg://app:***@db:5432/hoso"
+    assert "TANDINH" not in repr(config)  # SecretStr hides it
+    assert mask("https://x.example/api", is_url=True) == "https://x.example/api"
+    assert mask("${TOKEN}", is_url=False) == "***"
+    # the stored form validates again to the same config
+    assert registry.validate(stored) == config
+
+
+def test_errors_are_configuration_errors() -> None:
+    with pytest.raises(ConfigurationError):
+        registry.validate(source(name=""))
+    assert issubclass(ConnectorConfigError, LgspError)
+
+
+def test_bad_files(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed\n", encoding="utf-8")
+    with pytest.raises(ConnectorConfigError, match="not valid YAML at line"):
+        read_file(broken)
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- a\n- b\n", encoding="utf-8")
+    with pytest.raises(ConnectorConfigError, match="expected a mapping"):
+        read_file(listing)
+    with pytest.raises(ConnectorConfigError, match="cannot read"):
+        read_file(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_example_files_are_valid(path: Path) -> None:
+    data = registry.normalize(read_file(path), path.parent)
+    config = registry.validate(data, hierarchy=load_hierarchy("hcmc-2024"))
+    assert config.name == data["name"]
+    assert config.topics(load_hierarchy("hcmc-2024"))
+
+
+def test_examples_cover_each_kind() -> None:
+    kinds = {(read_file(p)["type"], read_file(p)["role"]) for p in EXAMPLES.glob("*.yaml")}
+    assert {("postgresql", "source"), ("mariadb", "source"), ("sqlite", "source")} <= kinds
+    assert {("postgresql", "sink"), ("http", "source"), ("http", "sink")} <= kinds
+
+
+def test_sqlite_paths_are_relative_to_the_file(tmp_path: Path) -> None:
+    data = {"type": "sqlite", "connection": {"url": "sqlite:///data/x.db"}}
+    out = registry.normalize(data, tmp_path)
+    assert out["connection"]["url"] == f"sqlite:///{tmp_path / 'data' / 'x.db'}"
+    absolute = {"type": "sqlite", "connection": {"url": "sqlite:////abs/x.db"}}
+    assert registry.normalize(absolute, tmp_path) == absolute
