@@ -195,3 +195,33 @@ def test_missing_topic_is_a_clear_error(settings: Settings, unique: str) -> None
             as_of=END_OF_OCTOBER,
             topic=f"lgsp.79.tthc.none{unique}",
         )
+
+
+def test_generate_publish_report_with_the_cli(
+    settings: Settings, cli_env: dict[str, str], unique: str, tmp_path: Any
+) -> None:
+    topic = city_topic(settings, unique)
+    lines = tmp_path / "dossiers.jsonl"
+    runner = CliRunner()
+    steps = [
+        ["generate", "tthc.dossier", "--rows", "250", "--seed", "8", "--unit", "760"]
+        + ["--start", "2026-10-01", "--out", str(lines)],
+        ["publish", topic, "--file", str(lines), "--key", "dossier_id"],
+        ["report", "sla", "--level", "ward", "--unit", "760", "--month", "2026-10"]
+        + ["--as-of", "2026-10-31T23:59:59+07:00", "--topic", topic, "--csv", "--no-by-field"],
+    ]
+    outputs = []
+    for args in steps:
+        result = runner.invoke(cli, args, catch_exceptions=False)
+        assert result.exit_code == 0, (args, result.stderr)
+        outputs.append(result.stdout)
+    assert "published 250 events" in outputs[1]
+    rows = list(csv.DictReader(io.StringIO(outputs[2])))
+    total = rows[-1]
+    assert (total["kind"], total["unit"], total["received"]) == ("total", "760", "250")
+    records = list(generate("tthc.dossier", 250, 8, ["760"], dt.date(2026, 10, 1)))
+    direct = build_report(
+        records, hierarchy=H2024, level="ward", unit="760", month="2026-10", as_of=END_OF_OCTOBER
+    )
+    assert total["resolved"] == str(direct.total["resolved"])
+    assert total["overdue"] == str(direct.total["overdue"])
