@@ -19,6 +19,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	PATH=$(CURDIR)/$(BIN):$$PATH scripts/validate_compose.sh
 
 test: lint
 	$(BIN)/python -m pytest

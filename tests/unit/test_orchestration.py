@@ -22,7 +22,10 @@ def test_specs_from_manifest() -> None:
     assert [(s.dag_id, s.schedule) for s in specs] == [
         ("lgsp_sync__a_b", None),
         ("lgsp_rollup__tthc_dossier__city", "@daily"),
+        ("lgsp_pipeline", None),
     ]
+    pipeline = specs[-1].params
+    assert pipeline["sources"] == ["a-b"] and pipeline["rollups"] == [["tthc.dossier", "city"]]
     assert dag_specs({}) == []
 
 
