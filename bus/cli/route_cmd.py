@@ -58,8 +58,24 @@ def route_init(dataset: str) -> None:
 @click.argument("dataset")
 @click.option("--level", required=True, help="The level routed into (district, city) or all.")
 @click.option("--json", "as_json", is_flag=True)
-def route_run(dataset: str, level: str, as_json: bool) -> None:
-    """One bounded run of the routes into LEVEL (planned and checked first)."""
+@click.option("--follow", is_flag=True, help="Keep running: one bounded run every --interval.")
+@click.option("--interval", type=float, default=30, show_default=True)
+def route_run(dataset: str, level: str, as_json: bool, follow: bool, interval: float) -> None:
+    """One bounded run of the routes into LEVEL (planned and checked first).
+
+    DATASET may be 'all' (every dataset of the catalogue) and LEVEL 'all' (every parent level,
+    deepest first)."""
+    import time
+
+    while True:
+        for name in _datasets(None if dataset == "all" else dataset):
+            _route_once(name, level, as_json)
+        if not follow:
+            return
+        time.sleep(interval)
+
+
+def _route_once(dataset: str, level: str, as_json: bool) -> None:
     s = settings()
     from bus.units import load_hierarchy
 
