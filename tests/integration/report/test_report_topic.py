@@ -21,7 +21,7 @@ from bus.publish import Publisher
 from bus.registry import Registry, subject_for
 from bus.report.cli_report import build_report, sla_report
 from bus.units import load_hierarchy
-from tests.unit.report.test_sla_report import CASES, END_OF_OCTOBER, H2024
+from tests.unit.report.cases import CASES, END_OF_OCTOBER, H2024
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from bus.cli.main import cli
 from bus.generate import generate, load_table
 from bus.report.cli_report import build_report, read_table
 from bus.units import load_hierarchy
-from tests.unit.report.test_sla_report import END_OF_OCTOBER, H2024
+from tests.unit.report.cases import END_OF_OCTOBER, H2024
 
 pytestmark = pytest.mark.integration
 

@@ -26,7 +26,7 @@ from bus.report.render import (
     write_chart,
     write_csv,
 )
-from tests.unit.report.test_sla_report import CASES, END_OF_OCTOBER, H2024, QUAN3_WARD
+from tests.unit.report.cases import CASES, END_OF_OCTOBER, H2024, QUAN3_WARD
 
 PNG = b"\x89PNG\r\n\x1a\n"
 AS_OF = "2026-10-31T23:59:59+07:00"
