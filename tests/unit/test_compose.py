@@ -343,7 +343,14 @@ def test_airflow_3_with_celery_workers_and_the_bus_services() -> None:
         assert svc["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
     assert services["redis"]["image"].startswith("redis:")
     assert services["lgsp-archiver"]["command"][:3] == ["archive", "run", "--follow"]
-    assert services["lgsp-router"]["command"] == ["route", "run", "--follow"]
+    assert services["lgsp-router"]["command"] == [
+        "route",
+        "run",
+        "all",
+        "--level",
+        "all",
+        "--follow",
+    ]
     for name in ("lgsp-archiver", "lgsp-router"):
         deps = services[name]["depends_on"]
         assert deps["lgsp-migrate"]["condition"] == "service_completed_successfully"
@@ -394,3 +401,20 @@ def test_make_env_fills_every_secret(tmp_path: Path) -> None:
     assert oct(target.stat().st_mode & 0o777) == "0o600"
     again = subprocess.run(["bash", str(script), str(target)], capture_output=True, text=True)
     assert again.returncode != 0 and "exists" in again.stderr
+
+
+def test_bus_service_commands_are_real_lgsp_commands() -> None:
+    """Each lgsp service runs a command the CLI has, with options it accepts."""
+    from click.testing import CliRunner
+
+    from bus.cli.main import cli
+
+    services = _compose()["services"]
+    for name in ("lgsp-migrate", "lgsp-archiver", "lgsp-router"):
+        command = [c for c in services[name]["command"] if not c.startswith("${")]
+        args = [c for c in command if not c.startswith("$")]
+        # drop option values that are interpolated at run time
+        result = CliRunner().invoke(cli, [*args[:2], "--help"])
+        assert result.exit_code == 0, (name, result.output)
+        for option in (a for a in args if a.startswith("--")):
+            assert option in result.output, (name, option)
