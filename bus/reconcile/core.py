@@ -26,13 +26,14 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from bus.errors import ConfigurationError, DatabaseUnavailableError, FatalError
+from bus.errors import ConfigurationError, DatabaseUnavailableError, FatalError, NotFoundError
 from bus.reconcile.canonical import canon, fold
 from bus.reconcile.dialects import SqlDialect, dialect_for, display_url, make_engine
 from bus.reconcile.report import Masker, Report, RowDiff, SideInfo, masked_key
@@ -405,6 +406,15 @@ def _classify(
 def _open(endpoint: Endpoint, label: str) -> tuple[Engine, bool]:
     if endpoint.engine is not None:
         return endpoint.engine, False
+    try:
+        url = sa.engine.make_url(endpoint.url)
+    except sa.exc.ArgumentError as exc:
+        raise ConfigurationError(
+            f"{label} url: not a SQLAlchemy URL (dialect://user@host:port/database)"
+        ) from exc
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        if not Path(url.database).is_file():
+            raise NotFoundError(f"{label} url: the SQLite file {url.database} does not exist")
     return make_engine(endpoint.url, endpoint.connect_args), True
 
 

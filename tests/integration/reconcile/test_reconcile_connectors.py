@@ -102,9 +102,7 @@ def test_reconcile_repair_then_agree(
     assert stored is not None and stored["counts"]["missing"] == 2
 
 
-def test_pii_values_are_masked(
-    settings: Settings, dbs: Callable[[str], Db], unique: str
-) -> None:
+def test_pii_values_are_masked(settings: Settings, dbs: Callable[[str], Db], unique: str) -> None:
     src, s_name, tgt, t_name, source, sink = _setup(settings, dbs, unique, "postgresql", "sqlite")
     tgt.update(t_name, {"id": 3}, ho_ten="Tên Khác", cccd="079999999999")
     report = run_reconcile(settings, source, s_name, sink, options=Options(pii=("ho_ten", "cccd")))
