@@ -132,7 +132,7 @@ class _Side:
         cols: list[ColumnInfo],
         key: list[ColumnInfo],
         *,
-        native: bool,
+        native: str,
         nfc: bool,
     ) -> None:
         self.label = label
@@ -462,8 +462,10 @@ def reconcile(source: Endpoint, target: Endpoint, options: Options | None = None
             report.finished_at = dt.datetime.now(dt.UTC)
             report.stats.seconds = time.monotonic() - started
             return report
-        native = _native(opts.hash, src_dialect, tgt_dialect)
-        report.stats.hash = "native" if native else "portable"
+        native = _native(opts.hash, src_dialect, tgt_dialect, src_info, tgt_info, check.compared)
+        report.stats.hash = {"": "portable", "text": "native-text", "record": "native-record"}[
+            native
+        ]
         report.stats.nfc_in_db = opts.nfc_in_db
         if src_dialect.name == "sqlite" or tgt_dialect.name == "sqlite":
             if len(check.compared) > SQLiteLimit.columns:
@@ -537,13 +539,24 @@ def _dialect(engine: Engine, endpoint: Endpoint, label: str) -> SqlDialect:
         ) from exc
 
 
-def _native(mode: str, a: SqlDialect, b: SqlDialect) -> bool:
+def _native(
+    mode: str, a: SqlDialect, b: SqlDialect, src: TableInfo, tgt: TableInfo, names: list[str]
+) -> str:
+    """'' (portable MD5), 'text' (hashtextextended) or 'record' (hash_record_extended).
+
+    The native hashes need PostgreSQL on both sides (11+, and 14+ with the same column kinds
+    for ``hash_record_extended``, which hashes typed values without rendering them as text).
+    """
     possible = a.name == b.name == "postgresql" and a.supports_native and b.supports_native
     if mode == "native" and not possible:
         raise ConfigurationError(
             "hash: 'native' needs PostgreSQL 11+ on both sides; use 'portable' or 'auto'"
         )
-    return possible and mode != "portable"
+    if not possible or mode == "portable":
+        return ""
+    same_kinds = all(src.columns[n].kind == tgt.columns[n].kind for n in names)
+    records = getattr(a, "has_hash_record", False) and getattr(b, "has_hash_record", False)
+    return "record" if records and same_kinds else "text"
 
 
 def _both(

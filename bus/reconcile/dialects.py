@@ -55,7 +55,7 @@ class SqlDialect:
     def canon_string(self, cols: Sequence[ColumnInfo], nfc: bool) -> str:
         raise NotImplementedError
 
-    def hash_expr(self, cols: Sequence[ColumnInfo], *, native: bool, nfc: bool) -> str:
+    def hash_expr(self, cols: Sequence[ColumnInfo], *, native: str, nfc: bool) -> str:
         raise NotImplementedError
 
     def hsum(self, expr: str) -> str:
@@ -89,6 +89,7 @@ class PostgresDialect(SqlDialect):
         self.can_nfc = num >= 130000 and encoding.upper() in ("UTF8", "UTF-8")
         self.has_trim_scale = num >= 130000
         self.supports_native = num >= 110000
+        self.has_hash_record = num >= 140000
 
     @staticmethod
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -96,6 +97,10 @@ class PostgresDialect(SqlDialect):
         cur.execute("SET TimeZone TO 'UTC'")
         cur.execute("SET DateStyle TO 'ISO, YMD'")
         cur.execute("SET extra_float_digits TO 1")
+        # Segment aggregates have a few thousand groups, but the planner expects one per row
+        # and would sort (spilling to disk); hashing them in memory is 2x faster.
+        cur.execute("SET work_mem TO '64MB'")
+        cur.execute("SET enable_sort TO off")
         cur.close()
         dbapi_conn.commit()
 
@@ -157,11 +162,39 @@ class PostgresDialect(SqlDialect):
             ]
         return "concat(" + ", ".join(args) + ")"
 
-    def hash_expr(self, cols: Sequence[ColumnInfo], *, native: bool, nfc: bool) -> str:
+    def hash_expr(self, cols: Sequence[ColumnInfo], *, native: str, nfc: bool) -> str:
+        if native == "record":
+            return (
+                f"hash_record_extended(ROW({', '.join(self._hashable(c, nfc) for c in cols)}), 0)"
+            )
         text = self.canon_string(cols, nfc)
-        if native:
+        if native == "text":
             return f"hashtextextended({text}, 0)"
         return f"('x' || substr(md5({text}), 1, 15))::bit({HASH_BITS})::bigint"
+
+    def _hashable(self, col: ColumnInfo, nfc: bool) -> str:
+        """A column as ``hash_record_extended`` takes it: types with an extended hash as they
+        are (equal numerics hash alike whatever their scale; int2/4/8 hash alike), others as
+        text; time zones and millisecond cuts as in the canonical form."""
+        q = self.q(col.name)
+        kind = col.kind
+        if kind in ("int", "bool", "decimal", "float", "date", "binary", "uuid"):
+            return q
+        if kind in ("datetime", "datetime_ms"):
+            return f"date_trunc('milliseconds', {q})" if kind == "datetime_ms" else q
+        if kind in ("time", "time_ms") and "TIME ZONE" not in col.type_name.upper():
+            if kind == "time_ms":
+                return f"(date_trunc('milliseconds', DATE '2000-01-01' + {q}))::time"
+            return q
+        if kind in ("text", "char"):
+            text = f"{q}::text"
+            if nfc and self.can_nfc:
+                text = (
+                    f"(CASE WHEN {text} IS NFC NORMALIZED THEN {text} "
+                    f"ELSE normalize({text}, NFC) END)"
+                )
+            return text
+        return f"{q}::text"
 
 
 class MySQLDialect(SqlDialect):
@@ -221,7 +254,7 @@ class MySQLDialect(SqlDialect):
             args.append(self.part(col, nfc))
         return "CONCAT(" + ", ".join(args) + ")"
 
-    def hash_expr(self, cols: Sequence[ColumnInfo], *, native: bool, nfc: bool) -> str:
+    def hash_expr(self, cols: Sequence[ColumnInfo], *, native: str, nfc: bool) -> str:
         text = self.canon_string(cols, nfc)
         return f"CAST(CONV(SUBSTR(MD5({text}), 1, 15), 16, 10) AS UNSIGNED)"
 
@@ -288,7 +321,7 @@ class SQLiteDialect(SqlDialect):
     def canon_string(self, cols: Sequence[ColumnInfo], nfc: bool) -> str:
         raise NotImplementedError("SQLite renders the canonical string in Python")
 
-    def hash_expr(self, cols: Sequence[ColumnInfo], *, native: bool, nfc: bool) -> str:
+    def hash_expr(self, cols: Sequence[ColumnInfo], *, native: str, nfc: bool) -> str:
         spec = ",".join(c.kind for c in cols)
         if not all(ch.isalpha() or ch in ",_" for ch in spec):
             raise ValueError("column kinds must be plain words")

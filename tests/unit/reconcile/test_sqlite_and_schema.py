@@ -35,7 +35,7 @@ def test_sqlite_row_hash_is_the_python_hash(tmp_path: Path) -> None:
     )
     info = reflect_table(engine, "t", "source")
     cols = [info.columns[n] for n in sorted(info.columns)]
-    expr = dialect.hash_expr(cols, native=False, nfc=True)
+    expr = dialect.hash_expr(cols, native="", nfc=True)
     with engine.connect() as conn:
         got = dict(conn.execute(sa.text(f"SELECT id, {expr} FROM t")).all())  # noqa: S608
         total = conn.execute(sa.text(f"SELECT lgsp_hsum({expr}) FROM t")).scalar()  # noqa: S608
