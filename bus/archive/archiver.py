@@ -113,42 +113,66 @@ def envelope_fields(value: dict[str, Any], where: str) -> dict[str, Any]:
         raise DataError(f"{where}: not a change envelope ({type(exc).__name__})") from None
 
 
+@dataclass(frozen=True)
+class Head:
+    """The last archived entry of a chain: where the broker's log is compared."""
+
+    epoch: int
+    offset: int
+    payload: bytes
+
+
+def archived_heads(settings: Settings, keys: list[tuple[str, int]]) -> dict[tuple[str, int], Head]:
+    """The last entry of each chain in ``keys`` that has one (from the chain head records)."""
+    heads: dict[tuple[str, int], Head] = {}
+    if not keys:
+        return heads
+    with open_engine(settings).connect() as conn:
+        chains = conn.execute(
+            select(chain_t).where(tuple_(chain_t.c.topic, chain_t.c.kafka_partition).in_(keys))
+        ).all()
+        for chain in chains:
+            if int(chain.head_seq) == 0:
+                continue
+            payload = conn.scalar(
+                select(entry_t.c.payload).where(
+                    entry_t.c.topic == chain.topic,
+                    entry_t.c.kafka_partition == chain.kafka_partition,
+                    entry_t.c.seq == chain.head_seq,
+                )
+            )
+            heads[(chain.topic, int(chain.kafka_partition))] = Head(
+                int(chain.epoch), int(chain.head_offset), bytes(payload or b"")
+            )
+    return heads
+
+
 def plan_positions(
-    settings: Settings, consumer: Any, tps: list[TopicPartition], polls: int = 6
+    settings: Settings,
+    consumer: Any,
+    tps: list[TopicPartition],
+    *,
+    heads: dict[tuple[str, int], Head] | None = None,
+    polls: int = 6,
 ) -> dict[tuple[str, int], Plan]:
     """Decide epoch and start offset of every partition from the archive's chain heads.
 
-    ``consumer`` is a kafka-python consumer; it is assigned ``tps`` and left positioned anywhere.
+    ``heads`` defaults to the chain head records; a caller that read the archive in one
+    snapshot passes the heads it saw. ``consumer`` is a kafka-python consumer; it is assigned
+    the partitions it probes and left positioned anywhere.
     """
     plans: dict[tuple[str, int], Plan] = {}
     if not tps:
         return plans
     keys = [(tp.topic, tp.partition) for tp in tps]
-    with open_engine(settings).connect() as conn:
-        chains = {
-            (r.topic, int(r.kafka_partition)): r
-            for r in conn.execute(
-                select(chain_t).where(tuple_(chain_t.c.topic, chain_t.c.kafka_partition).in_(keys))
-            )
-        }
-        heads: dict[tuple[str, int], bytes] = {}
-        for key, chain in chains.items():
-            if int(chain.head_seq) == 0:
-                continue
-            payload = conn.scalar(
-                select(entry_t.c.payload).where(
-                    entry_t.c.topic == key[0],
-                    entry_t.c.kafka_partition == key[1],
-                    entry_t.c.seq == chain.head_seq,
-                )
-            )
-            heads[key] = bytes(payload) if payload is not None else b""
+    if heads is None:
+        heads = archived_heads(settings, keys)
     probe = [tp for tp in tps if (tp.topic, tp.partition) in heads]
     found: dict[tuple[str, int], Any] = {}
     if probe:
         consumer.assign(probe)
         for tp in probe:
-            consumer.seek(tp, int(chains[(tp.topic, tp.partition)].head_offset))
+            consumer.seek(tp, heads[(tp.topic, tp.partition)].offset)
         idle = 0
         for _ in range(polls):
             polled = consumer.poll(timeout_ms=300)
@@ -162,28 +186,25 @@ def plan_positions(
                 break
     for tp in tps:
         key = (tp.topic, tp.partition)
-        chain = chains.get(key)
-        if chain is None or key not in heads:
-            epoch = int(chain.epoch) if chain is not None else 0
-            plans[key] = Plan(tp.topic, tp.partition, epoch, None, "new chain")
+        head = heads.get(key)
+        if head is None:
+            plans[key] = Plan(tp.topic, tp.partition, 0, None, "new chain")
             continue
-        head = int(chain.head_offset)
-        epoch = int(chain.epoch)
         record = found.get(key)
-        if record is None or record.offset < head:
-            plans[key] = Plan(tp.topic, tp.partition, epoch + 1, None, "new broker log")
-        elif record.offset == head:
-            if bytes(record.value or b"") == heads[key]:
-                plans[key] = Plan(tp.topic, tp.partition, epoch, head + 1)
+        if record is None or record.offset < head.offset:
+            plans[key] = Plan(tp.topic, tp.partition, head.epoch + 1, None, "new broker log")
+        elif record.offset == head.offset:
+            if bytes(record.value or b"") == head.payload:
+                plans[key] = Plan(tp.topic, tp.partition, head.epoch, head.offset + 1)
             else:
-                plans[key] = Plan(tp.topic, tp.partition, epoch + 1, None, "new broker log")
+                plans[key] = Plan(tp.topic, tp.partition, head.epoch + 1, None, "new broker log")
         else:
             plans[key] = Plan(
                 tp.topic,
                 tp.partition,
-                epoch,
-                head + 1,
-                f"offsets {head + 1}..{record.offset - 1} are no longer on the broker",
+                head.epoch,
+                head.offset + 1,
+                f"offsets {head.offset + 1}..{record.offset - 1} are no longer on the broker",
             )
     return plans
 

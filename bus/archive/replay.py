@@ -37,7 +37,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, S
 
 from bus import kafka_clients
 from bus.archive.access import record_access
-from bus.archive.archiver import envelope_fields, list_dataset_topics, plan_positions
+from bus.archive.archiver import Head, envelope_fields, list_dataset_topics, plan_positions
 from bus.archive.chain import parse_dataset_topic, unit_within
 from bus.archive.models import ArchiveChain, ArchiveEntry
 from bus.archive.verify import VerifyReport, verify
@@ -305,15 +305,19 @@ def _read_archive(
     selector: _Selector,
     report: ReplayReport,
     public_keys: Any,
+    heads: dict[tuple[str, int], Head],
 ) -> VerifyReport:
+    """Verify the chains of ``topics`` and offer their entries; ``heads`` gets each chain's
+    last entry as seen in this one snapshot (where the broker read continues)."""
+
     def visit(row: tuple[Any, ...]) -> None:
         (
             topic,
-            _p,
+            partition,
             _seq,
-            _e,
-            _o,
-            _d,
+            epoch,
+            offset,
+            _dataset,
             unit_path,
             event_id,
             op,
@@ -322,11 +326,13 @@ def _read_archive(
             unit,
             sid,
             payload,
-            _h,
+            _hash,
         ) = row
+        payload = bytes(payload)
+        heads[(topic, partition)] = Head(epoch, offset, payload)
         selector.offer(
             unit_path,
-            Candidate(ts_ms, 0, op, key, unit, event_id, sid, bytes(payload), "archive"),
+            Candidate(ts_ms, 0, op, key, unit, event_id, sid, payload, "archive"),
         )
 
     checked = verify(settings, topics=topics, public_keys=public_keys, visitor=visit)
@@ -354,6 +360,7 @@ def _read_broker(
     selector: _Selector,
     report: ReplayReport,
     registry: Registry,
+    heads: dict[tuple[str, int], Head],
 ) -> None:
     """Events of ``topics`` that the archive does not hold yet, read without committing."""
     if not topics:
@@ -368,7 +375,7 @@ def _read_broker(
         ]
         if not tps:
             return
-        plans = plan_positions(settings, consumer, tps)
+        plans = plan_positions(settings, consumer, tps, heads=heads)
         ends = end_offsets(settings, sorted(topics))
         begins = consumer.beginning_offsets(tps)
         consumer.assign(tps)
@@ -444,8 +451,9 @@ def _collect(
 ) -> set[str]:
     archived, on_broker = _topics(settings, dataset, unit, report)
     report.topics = sorted(archived | on_broker)
-    _read_archive(settings, archived, selector, report, public_keys)
-    _read_broker(settings, on_broker, selector, report, registry)
+    heads: dict[tuple[str, int], Head] = {}
+    _read_archive(settings, archived, selector, report, public_keys, heads)
+    _read_broker(settings, on_broker, selector, report, registry, heads)
     if selector.first_ms is not None:
         report.first_event = from_ms(selector.first_ms)
     return archived | on_broker

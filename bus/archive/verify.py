@@ -269,6 +269,7 @@ def verify(
     report.key_ids = sorted(keys)
     engine = open_engine(settings)
     with engine.connect() as conn:
+        _snapshot(conn)
         chosen = _selected_topics(conn, dataset, set(topics) if topics is not None else None)
         if dataset is not None and chosen is not None:
             chosen |= {t for (t, _p) in _signed_topics(conn) if _dataset_of(t) == dataset}
@@ -323,6 +324,15 @@ def verify(
                 report.warnings.append(text)
     report.elapsed_s = time.perf_counter() - started
     return report
+
+
+def _snapshot(conn: Connection) -> None:
+    """Read everything in one snapshot, so that an archiver appending meanwhile does not look
+    like a changed head: REPEATABLE READ on PostgreSQL, one read transaction on SQLite."""
+    if conn.dialect.name == "postgresql":
+        conn.execution_options(isolation_level="REPEATABLE READ")
+    elif conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN")
 
 
 def _dataset_of(topic: str) -> str | None:

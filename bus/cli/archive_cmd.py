@@ -18,7 +18,7 @@ from bus.archive.signing import load_public_key, load_signing_key, public_pem
 from bus.archive.verify import verify
 from bus.cli._common import echo_json, echo_table, settings
 from bus.db import session_scope
-from bus.errors import ConfigurationError, FatalError
+from bus.errors import ConfigurationError, FatalError, NotFoundError
 from bus.serde.jsoncodec import dumps
 
 
@@ -198,6 +198,11 @@ def audit_verify(
     """Recompute every chain and check every checkpoint; exit 0 only when intact."""
     keys = [load_public_key(p) for p in public_keys] if public_keys else None
     report = verify(settings(), dataset=dataset, public_keys=keys, strict=strict)
+    if dataset is not None and report.ok and not report.chains:
+        raise NotFoundError(
+            f"--dataset: nothing of {dataset!r} is archived (no chain, no signed head); "
+            "see 'lgsp archive status'"
+        )
     if as_json:
         echo_json(
             {

@@ -61,6 +61,8 @@ def test_archive_verify_and_replay_commands(dataset: str, tmp_path: Path) -> Non
     assert code == 0 and "OK: the archive is intact" in out
     code, out, _ = run("audit", "verify", "--dataset", dataset, "--json")
     assert code == 0 and json.loads(out)["entries"] == len(CHANGES)
+    code, _, err = run("audit", "verify", "--dataset", "khong.co")
+    assert code == 2 and "nothing of 'khong.co' is archived" in err
 
     url = f"sqlite:///{tmp_path / 'audit.db'}"
     args = ["replay", dataset, "--as-of", "2026-03-01T09:00:00+07:00", "--into", url]

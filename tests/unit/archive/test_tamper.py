@@ -258,3 +258,25 @@ def test_many_problems_are_capped(archive: Archive) -> None:
     run_sql(archive, update(E).where(E.c.topic == TOPIC).values(entry_hash=b"\x01" * 32))
     report = verify(archive.settings, max_problems=10)
     assert len(report.problems) == 10 and report.more_problems > 0
+
+
+def test_verify_reads_one_snapshot_while_the_archiver_appends(
+    archive: Archive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An append between reading the chain heads and streaming the entries changes neither."""
+    import bus.archive.verify as verify_module
+
+    stream = verify_module._stream
+    appended = []
+
+    def append_then_stream(*args, **kwargs):  # type: ignore[no-untyped-def]
+        appended.append(Archiver(archive.settings).append(messages(7, start=35)))
+        return stream(*args, **kwargs)
+
+    monkeypatch.setattr(verify_module, "_stream", append_then_stream)
+    report = verify(archive.settings)
+    assert appended == [(7, 0)]
+    assert report.ok, report.problems  # no "head mismatch" from the concurrent append
+    assert report.entries == 65
+    monkeypatch.undo()
+    assert verify(archive.settings).entries == 72
