@@ -49,9 +49,9 @@ def record_access(
                 action=action,
                 dataset=dataset,
                 purpose=purpose,
-                as_of=as_of,
-                from_ts=from_ts,
-                to_ts=to_ts,
+                as_of=_utc(as_of),
+                from_ts=_utc(from_ts),
+                to_ts=_utc(to_ts),
                 unit=unit,
                 target=target,
                 records=records,
@@ -76,6 +76,15 @@ def record_access(
             "outcome": outcome,
         },
     )
+
+
+def _utc(moment: dt.datetime | None) -> dt.datetime | None:
+    """UTC, so that a database without zones (SQLite, MariaDB) keeps the right instant."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        raise ValueError("access log times must carry a zone")
+    return moment.astimezone(dt.UTC)
 
 
 def _catalog_record(settings: Settings, **fields: Any) -> None:

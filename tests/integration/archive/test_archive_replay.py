@@ -171,7 +171,12 @@ def test_every_replay_is_access_logged(settings: Settings, unique: str, tmp_path
         ("replay-events", "kiem-toan-vien-01", "đối soát", 3, "ok"),
         ("replay-as-of", "kiem-toan-vien-01", "thanh tra 12/2026", 3, "ok"),
     ]
-    assert log[1].as_of is not None and log[0].from_ts is not None
+
+    def utc(moment: dt.datetime) -> dt.datetime:  # SQLite gives back naive UTC
+        return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+    assert log[1].as_of is not None and utc(log[1].as_of) == at(3)
+    assert log[0].from_ts is not None and utc(log[0].from_ts) == at(0)
     try:
         from bus.catalog.access_log import query_access
     except ImportError:
