@@ -134,3 +134,37 @@ def test_bad_connector_input(settings: Settings, dbs: Callable[[str], Db], uniqu
             "schedule": "@daily",
         }
     ]
+
+
+def test_soft_deletes_and_tombstones_count_as_absent(
+    settings: Settings, dbs: Callable[[str], Db], unique: str
+) -> None:
+    """Source rows with the deleted flag set and sink rows marked deleted (on_delete: mark)
+    are absent on both sides; a tombstone the source still has live is a missing row."""
+    src, tgt = dbs("postgresql"), dbs("sqlite")
+    s_name = src.create(f"rc_src_{unique}")
+    t_name = f"rc_sink_{unique}"
+    tgt.made.append(t_name)
+    src.insert(s_name, [dossier(i) for i in range(1, 41)])
+    dataset = f"tthc.rc_{unique}"
+    source, sink = f"rc-src-{unique}", f"rc-sink-{unique}"
+    register(
+        settings, _connector(source, "source", src.url, s_name, dataset, deleted_flag="da_xoa")
+    )
+    register(settings, _connector(sink, "sink", tgt.url, t_name, dataset, on_delete="mark"))
+    sync.run(settings, source)
+    sync.run(settings, sink)
+    with tgt.engine.connect() as conn:
+        marked = conn.exec_driver_sql(
+            f"SELECT COUNT(*) FROM {t_name} WHERE _lgsp_deleted = 1"  # noqa: S608
+        ).scalar()
+    assert marked == 4  # ids 9, 18, 27, 36
+    report = run_reconcile(settings, source, s_name, sink)
+    assert report.agree, report.to_dict()
+    assert report.source.rows == report.target.rows == 36
+
+    src.update(s_name, {"id": 18}, da_xoa=False)  # undeleted at the source, not synced yet
+    report = run_reconcile(settings, source, s_name, sink, repair=True)
+    assert [d.key["id"] for d in report.missing] == ["18"]
+    sync.run(settings, sink)
+    assert run_reconcile(settings, source, s_name, sink).agree
