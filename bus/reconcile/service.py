@@ -120,6 +120,9 @@ def resolve_pair(settings: Settings, connector: str, table: str, against: str) -
         )
     topic = source.config.topics(_hierarchy(settings))[table]
     pii = catalogue_pii(settings, dataset)
+    if pii:  # catalogue names are Avro fields; the tables use the column names
+        by_field = {c.field: c.name for c in source.discover_stream(table).columns}
+        pii = [by_field.get(f, f) for f in pii]
     src = Endpoint(
         source.url,
         src_cfg.table,
