@@ -7,6 +7,7 @@ stop). Messages name fields, tables and columns, never row values.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 
 from bus.errors import (
@@ -22,16 +23,24 @@ from bus.errors import (
 class ConnectorConfigError(ConfigurationError):
     """A connector file with one or more invalid fields; ``errors`` lists every one."""
 
-    def __init__(self, errors: Sequence[str], *, name: str | None = None) -> None:
+    def __init__(
+        self,
+        errors: Sequence[str],
+        *,
+        name: str | None = None,
+        causes: Sequence[Exception] = (),
+    ) -> None:
         self.errors = list(errors)
         self.name = name
+        self.causes = list(causes)  # the specific error behind each line, when there is one
         where = f"connector {name!r}: " if name else ""
         count = len(self.errors)
         head = f"{where}{count} invalid field{'s' if count != 1 else ''}: "
         super().__init__(head + "; ".join(self.errors))
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.errors,), {"name": self.name})
+        rebuild = functools.partial(type(self), name=self.name, causes=self.causes)
+        return (rebuild, (self.errors,))
 
 
 class UnknownConnectorTypeError(NotFoundError):

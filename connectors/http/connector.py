@@ -233,13 +233,15 @@ class HttpConnector(Connector):
     def discover(self) -> list[Stream]:
         streams: list[Stream] = []
         problems: list[str] = []
+        causes: list[Exception] = []
         for i, table in enumerate(self.config.tables):
             try:
                 streams.append(self._discover(table))
             except LgspError as exc:
                 problems.append(f"tables[{i}] ({table.table}): {exc}")
+                causes.append(exc)
         if problems:
-            raise ConnectorConfigError(problems, name=self.name)
+            raise ConnectorConfigError(problems, name=self.name, causes=causes)
         return streams
 
     def discover_stream(self, table: str) -> Stream:

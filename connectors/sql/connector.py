@@ -244,9 +244,7 @@ class SqlConnector(Connector):
                     problems.append(f"tables[{i}] ({t.table}): {exc}")
                     causes.append(exc)
         if problems:
-            error = ConnectorConfigError(problems, name=self.name)
-            error.causes = causes  # type: ignore[attr-defined]
-            raise error
+            raise ConnectorConfigError(problems, name=self.name, causes=causes)
         return streams
 
     def discover_stream(self, table: str) -> Stream:

@@ -112,7 +112,7 @@ def test_unknown_tables_columns_and_cursor_types_all_at_once(
         )
         error = _register_fails(offline_settings, bad, ConnectorConfigError)
         assert expected in str(error)
-        assert isinstance(error.causes[0], CursorTypeError)  # type: ignore[attr-defined]
+        assert isinstance(error.causes[0], CursorTypeError)
 
     bad = config(
         kind, "source", url, [{"table": plain_table, "dataset": "tthc.x", "columns": ["id", "nam"]}]
@@ -160,7 +160,7 @@ def test_table_without_primary_key(
         # a sink: refused
         sink = config(kind, "sink", url, [{"table": name, "dataset": "tthc.log"}], name="a-sink")
         error = _register_fails(offline_settings, sink, ConnectorConfigError)
-        assert isinstance(error.causes[0], MissingPrimaryKeyError)  # type: ignore[attr-defined]
+        assert isinstance(error.causes[0], MissingPrimaryKeyError)
         assert "upserts by primary key" in str(error)
     finally:
         drop_tables(url, [name])

@@ -206,3 +206,27 @@ def test_sqlite_paths_are_relative_to_the_file(tmp_path: Path) -> None:
     assert out["connection"]["url"] == f"sqlite:///{tmp_path / 'data' / 'x.db'}"
     absolute = {"type": "sqlite", "connection": {"url": "sqlite:////abs/x.db"}}
     assert registry.normalize(absolute, tmp_path) == absolute
+
+
+def test_error_classes_by_recovery_and_picklable() -> None:
+    import pickle
+
+    from bus.errors import DatabaseUnavailableError, FatalError, RetriableError, SkippableError
+    from connectors import errors as e
+
+    assert issubclass(e.ConnectorConfigError, ConfigurationError)
+    assert issubclass(e.TableNotFoundError, NotFoundError)
+    assert issubclass(e.AuthenticationError, ConfigurationError)
+    assert issubclass(e.ConnectorUnavailableError, DatabaseUnavailableError)
+    assert issubclass(e.EndpointUnavailableError, RetriableError)
+    assert issubclass(e.RowRejectedError, SkippableError)
+    assert issubclass(e.TableStoppedError, FatalError)
+    samples = [
+        e.ConnectorConfigError(["a: b"], name="x", causes=[e.TableNotFoundError("t")]),
+        e.UnknownConnectorTypeError("oracle", ["sqlite"]),
+        e.HttpClientError("url: 400", 400),
+        e.TableStoppedError("t", "why"),
+    ]
+    for error in samples:
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error) and str(copy) == str(error)
