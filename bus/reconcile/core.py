@@ -621,8 +621,9 @@ def _compare(
         stats.segments_differing += len(differing)
         split: list[int] = []
         for b in differing:
-            n = max(agg_s.get(b, (0, 0))[0], agg_t.get(b, (0, 0))[0])
-            if n <= opts.leaf_rows or not plan.can_split(level):
+            ns, nt = agg_s.get(b, (0, 0))[0], agg_t.get(b, (0, 0))[0]
+            # a segment one side lacks entirely differs in every row: no use splitting it
+            if max(ns, nt) <= opts.leaf_rows or not ns or not nt or not plan.can_split(level):
                 leaves.setdefault(level, []).append(b)
             else:
                 split.append(b)
