@@ -328,3 +328,32 @@ def test_row_filters_and_column_subset(dbs: Callable[[str], Db], unique: str) ->
     assert report.agree, report.to_dict()
     assert report.source.rows == report.target.rows == 27
     assert "ghi_chu" not in report.columns
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mysql"])
+def test_no_lock_is_held_on_the_source(dbs: Callable[[str], Db], unique: str, kind: str) -> None:
+    """Between its reads a reconciliation holds nothing: another session can take an
+    exclusive lock on the source table at once (plain autocommit SELECTs, no FOR UPDATE)."""
+    src, s_name, tgt, t_name = _pair(dbs, kind, kind, unique)
+    tgt.update(t_name, {"id": 3}, ma_ho_so="changed")
+    locked: list[bool] = []
+
+    def lock_source(_pending: int) -> None:
+        with src.engine.connect() as conn:
+            if kind == "postgresql":
+                conn.exec_driver_sql("SET lock_timeout = '2s'")
+                conn.exec_driver_sql(f"LOCK TABLE {s_name} IN ACCESS EXCLUSIVE MODE")
+            else:
+                conn.exec_driver_sql("SET SESSION lock_wait_timeout = 2")
+                conn.exec_driver_sql(f"LOCK TABLES {s_name} WRITE")
+                conn.exec_driver_sql("UNLOCK TABLES")
+            conn.commit()
+        locked.append(True)
+
+    report = reconcile(
+        Endpoint(src.url, s_name),
+        Endpoint(tgt.url, t_name),
+        _opts(before_recheck=lock_source),
+    )
+    assert locked == [True]
+    assert report.counts["different"] == 1
