@@ -679,8 +679,11 @@ def _retry_with_nfc(src: _Side, tgt: _Side, agg_s: Agg, agg_t: Agg, opts: Option
     return True
 
 
-def _sort_key(ck: CanonKey) -> tuple[tuple[int, str], ...]:
-    return tuple((0, "") if v is None else (1, v.rjust(40) if _is_int(v) else v) for v in ck)
+def _sort_key(ck: CanonKey) -> tuple[tuple[int, int, str], ...]:
+    """Keys in a natural order for listing: integers by value, then text."""
+    return tuple(
+        (0, 0, "") if v is None else ((1, int(v), "") if _is_int(v) else (2, 0, v)) for v in ck
+    )
 
 
 def _is_int(text: str) -> bool:
