@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 DOSSIER_DATASET = "tthc.dossier"
 ALL_FIELDS = "all"
 REQUIRED_COLUMNS = ("dossier_id", "received_at", "due_at", "status")
-DELETED_COLUMNS = ("__deleted", "_deleted", "deleted", "is_deleted")
+DELETED_COLUMNS = ("_lgsp_deleted", "__deleted", "_deleted", "deleted", "is_deleted")
 _TICK = dt.timedelta(microseconds=1)
 
 
@@ -151,8 +151,9 @@ def _truthy(value: Any) -> bool:
 def read_table(url: str, table: str) -> Iterator[dict[str, Any]]:
     """Dossier records from a SQL table (``schema.table`` allowed), streamed.
 
-    ``status_history`` may be JSON text; rows flagged deleted (a ``__deleted``, ``_deleted``,
-    ``deleted`` or ``is_deleted`` column) are left out. Naive timestamps are read as UTC.
+    ``status_history`` may be JSON text; rows flagged deleted (the sink's ``_lgsp_deleted``,
+    or a ``__deleted``, ``_deleted``, ``deleted`` or ``is_deleted`` column) are left out.
+    Naive timestamps are read as UTC.
     """
     from bus.generate.sql import split_table_name
 
