@@ -227,3 +227,39 @@ def test_broker_down_is_one_clear_error(home: Path) -> None:
     with pytest.raises(BrokerUnavailableError, match="does not answer"):
         Publisher(down)
     assert time.monotonic() - started < 10
+
+
+def test_continuous_consume_sees_records_published_while_running(
+    settings: Settings, unique: str
+) -> None:
+    import threading
+
+    topic = topic_for(unique)
+    register_topic(settings, topic)
+    with Publisher(settings) as pub:
+        pub.publish(topic, events(5))
+    seen: list[Message] = []
+    done = threading.Event()
+
+    def handle(batch: list[Message]) -> None:
+        seen.extend(batch)
+        if len(seen) >= 12:
+            done.set()
+
+    def later() -> None:
+        time.sleep(1.0)
+        with Publisher(settings) as pub:
+            pub.publish(topic, events(7, start=5))
+
+    threading.Thread(target=later, daemon=True).start()
+    deadline = time.monotonic() + 30
+    with Consumer(settings, f"g-{unique}") as consumer:
+        consumer.run_forever(
+            [topic],
+            handle,
+            should_stop=lambda: done.is_set() or time.monotonic() > deadline,
+            poll_ms=200,
+        )
+    assert sorted(m.value["after"]["id"] for m in seen) == list(range(12))
+    # the offsets were committed: a bounded run of the same group has nothing left
+    assert collect(settings, topic, f"g-{unique}") == []
