@@ -1,7 +1,9 @@
-"""JSON values to the Python values fastavro expects, walking the schema (and back for output).
+"""JSON values to the Python values fastavro expects (and back for output).
 
+A schema is compiled once into one function per type, so converting a record walks no schema.
 Decimals come as strings or numbers, dates as ``YYYY-MM-DD``, timestamps as ISO 8601 with a
-zone (or epoch milliseconds), bytes as base64. Text is normalised to NFC. Errors name the field
+zone (or epoch milliseconds), bytes as base64. Text is normalised to NFC. With ``native=True``
+the values a database driver returns are taken too (see ``JsonToAvro``). Errors name the field
 path and what was expected, never the value.
 """
 
@@ -9,17 +11,31 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import datetime as dt
 import decimal
 import json
 import unicodedata
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from bus.envelope import to_jsonable
 from bus.errors import DataError
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_PRIMITIVE_TYPES = frozenset(
+    ("null", "boolean", "int", "long", "float", "double", "bytes", "string")
+)
+Converter = Callable[[Any], Any]
+
+
+def _relocate(exc: DataError, marker: str, actual: str) -> DataError:
+    """``exc`` with the path placeholder ``marker`` (an item or map value) made concrete."""
+    text = str(exc)
+    if text.startswith(marker):
+        text = actual + text[len(marker) :]
+    return DataError(text)
 
 
 def _names(schema: Any, out: dict[str, Any], namespace: str = "") -> None:
@@ -47,167 +63,436 @@ def _names(schema: Any, out: dict[str, Any], namespace: str = "") -> None:
 
 
 class JsonToAvro:
-    """Converts JSON records for one schema; build once, call per record."""
+    """Converts records for one schema; build once, call per record.
 
-    def __init__(self, schema: dict[str, Any]) -> None:
+    The schema is compiled once into one small function per type (no schema walk per value).
+    ``native=True`` also takes the Python values a database driver returns: ``Decimal`` for
+    integers and doubles, ``date`` and ``datetime`` (a naive one is UTC), ``time`` or
+    ``timedelta`` for times, 0/1 for booleans, ``bytearray``/``memoryview`` for bytes, tuples
+    for arrays. JSON values are taken in both modes.
+    """
+
+    def __init__(self, schema: Any, *, native: bool = False) -> None:
         self.schema = schema
+        self.native = native
         self.named: dict[str, Any] = {}
         _names(schema, self.named)
+        self._active: set[int] = set()  # records being compiled (a recursive type is lazy)
+        self._root = self.compile(schema)
 
     def __call__(self, value: Any) -> Any:
-        return self._convert(value, self.schema, "")
+        return self._root(value)
+
+    def field(self, name: str) -> Converter:
+        """The converter of one field of the (record) schema; errors start with its name."""
+        for field in self.schema.get("fields", []) if isinstance(self.schema, dict) else []:
+            if field["name"] == name:
+                return self.compile(field["type"], name)
+        raise KeyError(name)
+
+    def resolve(self, schema: Any) -> Any:
+        """A named type's definition (other types as they are)."""
+        while isinstance(schema, str) and schema in self.named:
+            schema = self.named[schema]
+        return schema
 
     def _fail(self, path: str, expected: str) -> DataError:
         return DataError(f"{path or '(record)'}: expected {expected}")
-
-    def _convert(self, value: Any, schema: Any, path: str) -> Any:
-        if isinstance(schema, str):
-            if schema in self.named:
-                return self._convert(value, self.named[schema], path)
-            return self._primitive(value, schema, None, path)
-        if isinstance(schema, list):
-            if value is None:
-                if "null" in schema:
-                    return None
-                raise self._fail(path, "a value (the field is not nullable)")
-            branches = [b for b in schema if b != "null"]
-            if len(branches) == 1:
-                return self._convert(value, branches[0], path)
-            for branch in branches:
-                try:
-                    return self._convert(value, branch, path)
-                except DataError:
-                    continue
-            raise self._fail(path, " or ".join(self._label(b) for b in schema if b != "null"))
-        kind = schema.get("type")
-        if isinstance(kind, dict | list):
-            return self._convert(value, kind, path)
-        if kind in ("record", "error"):
-            if not isinstance(value, dict):
-                raise self._fail(path, f"an object (record {schema.get('name')})")
-            known = {f["name"] for f in schema["fields"]}
-            extra = sorted(set(value) - known)
-            if extra:
-                where = f"{path}." if path else ""
-                raise DataError(f"{where}{extra[0]}: not a field of record {schema.get('name')}")
-            out = {}
-            for field in schema["fields"]:
-                sub = f"{path}.{field['name']}" if path else field["name"]
-                if field["name"] in value:
-                    out[field["name"]] = self._convert(value[field["name"]], field["type"], sub)
-                elif "default" in field:
-                    out[field["name"]] = field["default"]
-                else:
-                    raise self._fail(sub, f"a value ({self._label(field['type'])})")
-            return out
-        if kind == "enum":
-            if value not in schema["symbols"]:
-                raise self._fail(path, "one of " + ", ".join(schema["symbols"]))
-            return value
-        if kind == "array":
-            if not isinstance(value, list):
-                raise self._fail(path, "an array")
-            return [self._convert(v, schema["items"], f"{path}[{i}]") for i, v in enumerate(value)]
-        if kind == "map":
-            if not isinstance(value, dict):
-                raise self._fail(path, "an object (map)")
-            return {k: self._convert(v, schema["values"], f"{path}.{k}") for k, v in value.items()}
-        if kind == "fixed":
-            return self._bytes(value, path)
-        return self._primitive(value, kind, schema.get("logicalType"), path, schema)
 
     def _label(self, schema: Any) -> str:
         if isinstance(schema, dict):
             return str(schema.get("logicalType") or schema.get("name") or schema.get("type"))
         return str(schema)
 
-    def _bytes(self, value: Any, path: str) -> bytes:
-        if isinstance(value, bytes):
-            return value
-        if not isinstance(value, str):
-            raise self._fail(path, "base64 text")
+    # ---- compiling -----------------------------------------------------------------------
+    def compile(self, schema: Any, path: str = "") -> Converter:
+        """A converter for ``schema`` (a type within this converter's schema)."""
+        if isinstance(schema, str):
+            if schema in self.named:
+                return self.compile(self.named[schema], path)
+            return self._primitive(schema, None, path, None)
+        if isinstance(schema, list):
+            return self._union(schema, path)
+        kind = schema.get("type")
+        if isinstance(kind, dict | list):
+            return self.compile(kind, path)
+        if kind in ("record", "error"):
+            return self._record(schema, path)
+        if kind == "enum":
+            return self._enum(schema, path)
+        if kind == "array":
+            return self._array(schema, path)
+        if kind == "map":
+            return self._map(schema, path)
+        if kind == "fixed":
+            return self._bytes(path)
+        if isinstance(kind, str) and kind not in _PRIMITIVE_TYPES and kind in self.named:
+            return self.compile(self.named[kind], path)
+        return self._primitive(kind, schema.get("logicalType"), path, schema)
+
+    def _union(self, schema: list[Any], path: str) -> Converter:
+        nullable = "null" in schema
+        branches = [b for b in schema if b != "null"]
+        not_null = self._fail(path, "a value (the field is not nullable)")
+        if len(branches) == 1:
+            inner = self.compile(branches[0], path)
+            if nullable:
+                return lambda value: None if value is None else inner(value)
+
+            def required(value: Any) -> Any:
+                if value is None:
+                    raise DataError(str(not_null))
+                return inner(value)
+
+            return required
+        inners = [self.compile(b, path) for b in branches]
+        expected = " or ".join(self._label(b) for b in branches)
+
+        def first_match(value: Any) -> Any:
+            if value is None:
+                if nullable:
+                    return None
+                raise DataError(str(not_null))
+            for inner in inners:
+                try:
+                    return inner(value)
+                except DataError:
+                    continue
+            raise self._fail(path, expected)
+
+        return first_match
+
+    def _record(self, schema: dict[str, Any], path: str) -> Converter:
+        if id(schema) in self._active:  # recursive: compile one level more when reached
+            cell: list[Converter] = []
+
+            def lazy(value: Any) -> Any:
+                if not cell:
+                    cell.append(self._record(schema, path))
+                return cell[0](value)
+
+            return lazy
+        self._active.add(id(schema))
         try:
-            return base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            raise self._fail(path, "base64 text") from None
+            name = schema.get("name")
+            fields = []
+            for field in schema["fields"]:
+                sub = f"{path}.{field['name']}" if path else field["name"]
+                fields.append(
+                    (
+                        field["name"],
+                        self.compile(field["type"], sub),
+                        "default" in field,
+                        field.get("default"),
+                        f"{sub}: expected a value ({self._label(field['type'])})",
+                    )
+                )
+        finally:
+            self._active.discard(id(schema))
+        known = frozenset(f[0] for f in fields)
+        where = f"{path}." if path else ""
+        not_object = f"an object (record {name})"
+
+        def record(value: Any) -> dict[str, Any]:
+            if not isinstance(value, dict):
+                raise self._fail(path, not_object)
+            if not known.issuperset(value):
+                extra = sorted(set(value) - known)
+                raise DataError(f"{where}{extra[0]}: not a field of record {name}")
+            out = {}
+            for fname, convert, has_default, default, missing in fields:
+                if fname in value:
+                    out[fname] = convert(value[fname])
+                elif has_default:
+                    out[fname] = (
+                        copy.deepcopy(default) if isinstance(default, list | dict) else default
+                    )
+                else:
+                    raise DataError(missing)
+            return out
+
+        return record
+
+    def _enum(self, schema: dict[str, Any], path: str) -> Converter:
+        symbols = frozenset(schema["symbols"])
+        error = str(self._fail(path, "one of " + ", ".join(schema["symbols"])))
+
+        def enum(value: Any) -> Any:
+            if isinstance(value, str) and value in symbols:
+                return value
+            raise DataError(error)
+
+        return enum
+
+    def _array(self, schema: dict[str, Any], path: str) -> Converter:
+        marker = f"{path}[]"
+        item = self.compile(schema["items"], marker)
+        allowed = (list, tuple) if self.native else list
+
+        def array(value: Any) -> list[Any]:
+            if not isinstance(value, allowed):
+                raise self._fail(path, "an array")
+            out = []
+            for i, v in enumerate(value):
+                try:
+                    out.append(item(v))
+                except DataError as exc:
+                    raise _relocate(exc, marker, f"{path}[{i}]") from None
+            return out
+
+        return array
+
+    def _map(self, schema: dict[str, Any], path: str) -> Converter:
+        marker = f"{path}.\x00"
+        values = self.compile(schema["values"], marker)
+
+        def mapping(value: Any) -> dict[str, Any]:
+            if not isinstance(value, dict):
+                raise self._fail(path, "an object (map)")
+            out = {}
+            for k, v in value.items():
+                try:
+                    out[k] = values(v)
+                except DataError as exc:
+                    raise _relocate(exc, marker, f"{path}.{k}") from None
+            return out
+
+        return mapping
+
+    def _bytes(self, path: str) -> Converter:
+        error = str(self._fail(path, "base64 text"))
+        native = self.native
+
+        def to_bytes(value: Any) -> bytes:
+            if isinstance(value, bytes):
+                return value
+            if native and isinstance(value, bytearray | memoryview):
+                return bytes(value)
+            if not isinstance(value, str):
+                raise DataError(error)
+            try:
+                return base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                raise DataError(error) from None
+
+        return to_bytes
 
     def _primitive(
-        self,
-        value: Any,
-        kind: str,
-        logical: str | None,
-        path: str,
-        schema: dict[str, Any] | None = None,
-    ) -> Any:
-        if value is None:
-            if kind == "null":
-                return None
-            raise self._fail(path, f"a value ({logical or kind})")
+        self, kind: Any, logical: str | None, path: str, schema: dict[str, Any] | None
+    ) -> Converter:
+        """A converter of a primitive or logical type; ``None`` is refused (unless ``null``)."""
+        if kind == "null":
+            error = str(self._fail(path, "null"))
+
+            def null(value: Any) -> None:
+                if value is not None:
+                    raise DataError(error)
+
+            return null
+        fail = self._fail
+        absent = str(fail(path, f"a value ({logical or kind})"))
+        native = self.native
+        convert: Converter
         if logical == "decimal":
+            convert = self._decimal(schema or {}, path)
+        elif logical == "date":
+            convert = self._date(path)
+        elif logical in ("timestamp-millis", "timestamp-micros"):
+            convert = self._timestamp(path)
+        elif logical in ("local-timestamp-millis", "local-timestamp-micros"):
+            convert = self._local_timestamp(path)
+        elif logical == "uuid":
+            error = str(fail(path, "a UUID"))
+
+            def convert(value: Any) -> str:
+                try:
+                    return str(uuid.UUID(str(value)))
+                except ValueError:
+                    raise DataError(error) from None
+
+        elif logical in ("time-millis", "time-micros") and native:
+            convert = self._time(kind, path)
+        elif kind == "string":
+            error = str(fail(path, "text"))
+
+            def convert(value: Any) -> str:
+                if not isinstance(value, str):
+                    raise DataError(error)
+                return value if value.isascii() else unicodedata.normalize("NFC", value)
+
+        elif kind in ("int", "long"):
+            convert = self._integer(kind, path)
+        elif kind in ("float", "double"):
+            error = str(fail(path, "a number"))
+
+            def convert(value: Any) -> float:
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    if native and isinstance(value, decimal.Decimal):
+                        return float(value)
+                    raise DataError(error)
+                return float(value)
+
+        elif kind == "boolean":
+            error = str(fail(path, "true or false"))
+
+            def convert(value: Any) -> bool:
+                if isinstance(value, bool):
+                    return value
+                if native and type(value) is int and value in (0, 1):
+                    return value == 1
+                raise DataError(error)
+
+        elif kind == "bytes":
+            convert = self._bytes(path)
+        else:
+            error = str(fail(path, f"a value of type {kind}"))
+
+            def convert(value: Any) -> Any:
+                raise DataError(error)
+
+        inner = convert
+
+        def not_none(value: Any) -> Any:
+            if value is None:
+                raise DataError(absent)
+            return inner(value)
+
+        return not_none
+
+    def _decimal(self, schema: dict[str, Any], path: str) -> Converter:
+        scale = int(schema.get("scale", 0))
+        precision = int(schema.get("precision", 38))
+        exp = decimal.Decimal(1).scaleb(-scale)
+        not_number = str(self._fail(path, "a decimal number"))
+        too_fine = str(self._fail(path, f"a decimal with at most {scale} digits after the point"))
+        too_long = str(self._fail(path, f"a decimal of at most {precision} digits"))
+
+        def convert(value: Any) -> decimal.Decimal:
             try:
-                number = decimal.Decimal(str(value))
+                number = value if type(value) is decimal.Decimal else decimal.Decimal(str(value))
             except decimal.InvalidOperation:
-                raise self._fail(path, "a decimal number") from None
-            scale = int((schema or {}).get("scale", 0))
-            precision = int((schema or {}).get("precision", 38))
-            quantized = number.quantize(decimal.Decimal(1).scaleb(-scale))
-            if quantized != number:
-                raise self._fail(path, f"a decimal with at most {scale} digits after the point")
+                raise DataError(not_number) from None
+            try:
+                quantized = number.quantize(exp)
+                lossy = quantized != number
+            except decimal.InvalidOperation:
+                raise DataError(too_long) from None
+            if lossy:
+                raise DataError(too_fine)
             if len(quantized.as_tuple().digits) > precision:
-                raise self._fail(path, f"a decimal of at most {precision} digits")
+                raise DataError(too_long)
             return quantized
-        if logical == "date":
+
+        return convert
+
+    def _date(self, path: str) -> Converter:
+        error = str(self._fail(path, "a date YYYY-MM-DD"))
+        native = self.native
+
+        def convert(value: Any) -> dt.date:
             if isinstance(value, str):
                 try:
                     return dt.date.fromisoformat(value)
                 except ValueError:
-                    raise self._fail(path, "a date YYYY-MM-DD") from None
-            raise self._fail(path, "a date YYYY-MM-DD")
-        if logical in ("timestamp-millis", "timestamp-micros"):
+                    raise DataError(error) from None
+            if native and isinstance(value, dt.date):
+                return value.date() if isinstance(value, dt.datetime) else value
+            raise DataError(error)
+
+        return convert
+
+    def _timestamp(self, path: str) -> Converter:
+        bad = str(self._fail(path, "an ISO 8601 timestamp with zone"))
+        naive = str(self._fail(path, "an ISO 8601 timestamp with zone (e.g. +07:00)"))
+        native = self.native
+
+        def convert(value: Any) -> dt.datetime:
+            if isinstance(value, dt.datetime):
+                if value.tzinfo is not None:
+                    return value
+                if native:  # a database's timestamp without zone is UTC
+                    return value.replace(tzinfo=dt.UTC)
+                raise DataError(naive)
             if isinstance(value, int) and not isinstance(value, bool):
-                return _EPOCH + dt.timedelta(milliseconds=value)
+                try:
+                    return _EPOCH + dt.timedelta(milliseconds=value)
+                except OverflowError:
+                    raise DataError(bad) from None
+            if native and isinstance(value, dt.date):
+                return dt.datetime.combine(value, dt.time(), tzinfo=dt.UTC)
             try:
                 parsed = dt.datetime.fromisoformat(str(value))
             except ValueError:
-                raise self._fail(path, "an ISO 8601 timestamp with zone") from None
+                raise DataError(bad) from None
             if parsed.tzinfo is None:
-                raise self._fail(path, "an ISO 8601 timestamp with zone (e.g. +07:00)")
+                raise DataError(naive)
             return parsed
-        if logical in ("local-timestamp-millis", "local-timestamp-micros"):
+
+        return convert
+
+    def _local_timestamp(self, path: str) -> Converter:
+        error = str(self._fail(path, "an ISO 8601 timestamp without zone"))
+        native = self.native
+
+        def convert(value: Any) -> dt.datetime:
+            if native and isinstance(value, dt.date):
+                if not isinstance(value, dt.datetime):
+                    return dt.datetime.combine(value, dt.time())
+                if value.tzinfo is not None:
+                    return value.astimezone(dt.UTC).replace(tzinfo=None)
+                return value
             try:
                 parsed = dt.datetime.fromisoformat(str(value))
             except ValueError:
-                raise self._fail(path, "an ISO 8601 timestamp without zone") from None
+                raise DataError(error) from None
             return parsed.replace(tzinfo=None)
-        if logical == "uuid":
-            try:
-                return str(uuid.UUID(str(value)))
-            except ValueError:
-                raise self._fail(path, "a UUID") from None
-        if kind == "string":
-            if not isinstance(value, str):
-                raise self._fail(path, "text")
-            return unicodedata.normalize("NFC", value)
-        if kind in ("int", "long"):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise self._fail(path, f"an integer ({kind})")
-            limit = 2**31 if kind == "int" else 2**63
+
+        return convert
+
+    def _time(self, kind: str, path: str) -> Converter:
+        integer = self._integer(kind, path)
+        error = str(self._fail(path, "a time of day"))
+
+        def convert(value: Any) -> Any:
+            if isinstance(value, dt.time):
+                return value
+            if isinstance(value, dt.timedelta):  # MySQL TIME
+                seconds = int(value.total_seconds())
+                if not 0 <= seconds < 86400:
+                    raise DataError(error)
+                return dt.time(
+                    seconds // 3600, seconds % 3600 // 60, seconds % 60, value.microseconds
+                )
+            if isinstance(value, str):
+                try:
+                    return dt.time.fromisoformat(value)
+                except ValueError:
+                    raise DataError(error) from None
+            return integer(value)
+
+        return convert
+
+    def _integer(self, kind: str, path: str) -> Converter:
+        error = str(self._fail(path, f"an integer ({kind})"))
+        out_of_range = str(self._fail(path, f"an integer in the {kind} range"))
+        limit = 2**31 if kind == "int" else 2**63
+        native = self.native
+
+        def convert(value: Any) -> int:
+            if type(value) is not int:
+                if (
+                    native
+                    and isinstance(value, decimal.Decimal)
+                    and value == value.to_integral_value()
+                ):
+                    value = int(value)
+                elif isinstance(value, bool) or not isinstance(value, int):
+                    raise DataError(error)
             if not -limit <= value < limit:
-                raise self._fail(path, f"an integer in the {kind} range")
+                raise DataError(out_of_range)
             return value
-        if kind in ("float", "double"):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise self._fail(path, "a number")
-            return float(value)
-        if kind == "boolean":
-            if not isinstance(value, bool):
-                raise self._fail(path, "true or false")
-            return value
-        if kind == "bytes":
-            return self._bytes(value, path)
-        if kind == "null":
-            raise self._fail(path, "null")
-        raise self._fail(path, f"a value of type {kind}")
+
+        return convert
 
 
 def dumps(record: Any) -> str:
