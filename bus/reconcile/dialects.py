@@ -360,7 +360,10 @@ def display_url(url: str | sa.URL) -> str:
 
 
 def make_engine(url: str | sa.URL, connect_args: dict[str, Any] | None = None) -> Engine:
-    """An engine for reading: plain autocommit reads (no transaction held, no locks taken)."""
+    """An engine for reading: plain autocommit reads (no transaction held, no locks taken).
+
+    Its errors never quote the statement's parameters (row values, personal data).
+    """
     from bus.errors import ConfigurationError
 
     try:
@@ -368,6 +371,7 @@ def make_engine(url: str | sa.URL, connect_args: dict[str, Any] | None = None) -
             url,
             pool_pre_ping=True,
             isolation_level="AUTOCOMMIT",
+            hide_parameters=True,
             connect_args=connect_args or {},
         )
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError, ValueError) as exc:
