@@ -15,7 +15,6 @@ integer computed here, never a value from a table or a person.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Engine, event
 
-from bus.reconcile.canonical import HASH_BITS, row_string
+from bus.reconcile.canonical import HASH_BITS, md5_60, row_string
 from bus.reconcile.schema import ColumnInfo, TableInfo
 
 _PG_CONCAT_MAX = 90
@@ -104,6 +103,12 @@ class PostgresDialect(SqlDialect):
         cur.close()
         dbapi_conn.commit()
 
+    def _nfc(self, text: str, nfc: bool) -> str:
+        """``text`` NFC-normalised when asked and the server can (skipped when already NFC)."""
+        if not (nfc and self.can_nfc):
+            return text
+        return f"(CASE WHEN {text} IS NFC NORMALIZED THEN {text} ELSE normalize({text}, NFC) END)"
+
     def part(self, col: ColumnInfo, nfc: bool) -> str:
         q = self.q(col.name)
         kind = col.kind
@@ -130,12 +135,7 @@ class PostgresDialect(SqlDialect):
                 return f"(date_trunc('milliseconds', DATE '2000-01-01' + {q}))::time"
             return q
         if kind in ("text", "char"):
-            text = f"{q}::text"
-            if nfc and self.can_nfc:
-                text = (
-                    f"(CASE WHEN {text} IS NFC NORMALIZED THEN {text} "
-                    f"ELSE normalize({text}, NFC) END)"
-                )
+            text = self._nfc(f"{q}::text", nfc)
             return f"coalesce({text}, chr(30))"
         if kind == "binary":
             return f"coalesce(encode({q}, 'hex'), chr(30))"
@@ -187,13 +187,7 @@ class PostgresDialect(SqlDialect):
                 return f"(date_trunc('milliseconds', DATE '2000-01-01' + {q}))::time"
             return q
         if kind in ("text", "char"):
-            text = f"{q}::text"
-            if nfc and self.can_nfc:
-                text = (
-                    f"(CASE WHEN {text} IS NFC NORMALIZED THEN {text} "
-                    f"ELSE normalize({text}, NFC) END)"
-                )
-            return text
+            return self._nfc(f"{q}::text", nfc)
         return f"{q}::text"
 
 
@@ -290,8 +284,7 @@ def _kinds(spec: str) -> tuple[str, ...]:
 
 
 def _sqlite_rowhash(spec: str, *values: Any) -> int:
-    text = row_string(values, _kinds(spec))
-    return int(hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()[:15], 16)
+    return md5_60(row_string(values, _kinds(spec)))
 
 
 class SQLiteDialect(SqlDialect):
