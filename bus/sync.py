@@ -3,7 +3,9 @@
 Source run, per table: discover, derive the record schema and register it (an incompatible
 change stops that table, the others go on), read from the committed position, publish each
 batch and wait for the broker's acknowledgement, and only then commit the position. A crash
-between the two replays at most that one batch, which the sinks' versioned upserts absorb.
+between the two replays at most that one batch, which the sinks' versioned upserts absorb. A
+table whose dataset is in the catalogue publishes the catalogue's schema; its rows that do not
+fit it are parked in ``<topic>.dlq`` (stage ``source``) before the position moves past them.
 
 Sink run, per table: read the table's topic with the connector's consumer group (bounded to
 the end seen at start), write each batch (idempotent), and commit the offsets after the
@@ -33,9 +35,11 @@ from bus.envelope import envelope_schema, record_schema_of
 from bus.errors import ConfigurationError, FatalError, LgspError, NotFoundError
 from bus.publish import Publisher
 from bus.registry import Registry, subject_for
+from bus.serde.jsoncodec import dumps
 from bus.units import load_hierarchy
 from connectors import registry as connector_types
-from connectors.base import Batch, Connector
+from connectors.base import Batch, Connector, Invalid
+from connectors.contract import catalogue_lookup
 from connectors.errors import TableStoppedError
 from connectors.registration import quiet_avro
 
@@ -132,6 +136,8 @@ def run(
     report = SyncReport(name, stored.role, run_id, [])
     try:
         connector = connector_for(settings, name)
+        if stored.role == "source":  # a catalogued dataset's schema is the contract
+            connector.datasets = catalogue_lookup(settings)
         with connector, quiet_avro():
             wanted = [t.table for t in connector.config.tables]
             if tables:
@@ -200,6 +206,9 @@ def _run_source(
                         tr.dlq += sent.dlq
                         tr.rows += len(batch.events)
                         tr.deleted += sum(1 for e in batch.events if e["op"] == "d")
+                    if batch.invalid:
+                        tr.dlq += _park_invalid(publisher, tr.topic, cfg.dataset, batch.invalid)
+                        tr.rows += len(batch.invalid)
                     # the broker acknowledged the batch: now the position may move
                     store.save_position(connector.name, table, batch.state, rows=len(batch.events))
                     tr.batches += 1
@@ -207,6 +216,29 @@ def _run_source(
                         progress(tr)
             except TABLE_ERRORS as exc:
                 _stop(store, connector.name, tr, exc)
+
+
+@dataclass
+class _SourceRow:
+    """A source row that does not fit its dataset, shaped as ``Publisher.park`` takes it."""
+
+    topic: str
+    key: str | None
+    raw: bytes
+    partition: int | None = None
+    offset: int | None = None
+
+
+def _park_invalid(publisher: Publisher, topic: str, dataset: str, invalid: list[Invalid]) -> int:
+    """Park the rows a source could not convert in ``<topic>.dlq`` (acknowledged on return)."""
+    publisher.ensure_topic(topic, dataset)
+    for item in invalid:
+        key = item.event.get("key")
+        row = _SourceRow(topic, str(key) if key is not None else None, dumps(item.event).encode())
+        log.warning("%s: a row does not fit the dataset: %s", topic, safe_message(item.error))
+        publisher.park(row, item.error, "source")
+    publisher.flush()
+    return len(invalid)
 
 
 def _stop(store: ConnectorStore, name: str, tr: TableReport, exc: LgspError) -> None:

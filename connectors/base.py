@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from bus.envelope import canonical_key, make_event
+from bus.errors import DataError
 from bus.units import Hierarchy
 from connectors.config import ConnectorConfig, TableConfig, validate_model
+from connectors.contract import DatasetLookup
 from connectors.errors import ConnectorConfigError
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,8 @@ class Stream:
     config: TableConfig
     warnings: list[str] = field(default_factory=list)
     exists: bool = True
+    # how the table feeds its catalogued dataset (None: the schema is derived from the source)
+    contract: Any = None
 
     @property
     def key_fields(self) -> list[str]:
@@ -58,13 +62,28 @@ class Stream:
 
 
 @dataclass
+class Invalid:
+    """A source row that does not fit its dataset's record schema: the event as read (the
+    record holding the published columns' values as they are) and a reason naming the column
+    and field, never the value. The caller parks it in the topic's DLQ."""
+
+    event: dict[str, Any]
+    error: DataError
+
+
+@dataclass
 class Batch:
-    """Events of one stream: read from a source with the position after them, or to write."""
+    """Events of one stream: read from a source with the position after them, or to write.
+
+    ``invalid`` holds the rows of a source batch that could not be converted; the position
+    after the batch covers them too, so they must be parked before it is committed.
+    """
 
     stream: str
     events: list[dict[str, Any]]
     state: dict[str, Any] | None = None
     schema: dict[str, Any] | None = None
+    invalid: list[Invalid] = field(default_factory=list)
 
 
 @dataclass
@@ -95,6 +114,9 @@ class Connector(abc.ABC):
     supports_soft_delete: ClassVar[bool] = False
     supports_upsert: ClassVar[bool] = False
     streams_rows: ClassVar[bool] = False
+    # the catalogue's datasets, set by the registration and the sync run: a source whose
+    # dataset is catalogued conforms to it (connectors that do not look leave it unused)
+    datasets: DatasetLookup | None = None
 
     def __init__(
         self,

@@ -28,6 +28,7 @@ from bus.units import load_hierarchy
 from connectors import registry as connector_types
 from connectors.base import Connector, Stream
 from connectors.config import ConnectorConfig
+from connectors.contract import catalogue_lookup
 from connectors.errors import ConnectorConfigError, ConnectorExistsError
 
 
@@ -141,6 +142,8 @@ def _register(
         if clashes:
             raise ConnectorConfigError(clashes, name=config.name)
     connector = connector_types.build(config, hierarchy=hierarchy, batch_size=settings.batch_size)
+    if config.role == "source":  # a catalogued dataset's schema is the contract to conform to
+        connector.datasets = catalogue_lookup(settings)
     registry = Registry(settings)
     with connector:
         started = time.monotonic()
@@ -166,8 +169,9 @@ def _register(
         return result
     for plan in plans:
         if plan.table in envelopes:
+            unchanged = plan.schema.endswith("(unchanged)")
             version = registry.register(plan.subject, envelopes[plan.table]).version
-            plan.schema = f"version {version}"
+            plan.schema = f"version {version}" + (" (unchanged)" if unchanged else "")
     store.add(
         name=config.name,
         type=config.type,

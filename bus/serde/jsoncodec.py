@@ -293,13 +293,25 @@ class JsonToAvro:
         absent = str(fail(path, f"a value ({logical or kind})"))
         native = self.native
         convert: Converter
+        # the common types check for None themselves (one call per value, not two)
         if logical == "decimal":
-            convert = self._decimal(schema or {}, path)
-        elif logical == "date":
-            convert = self._date(path)
-        elif logical in ("timestamp-millis", "timestamp-micros"):
-            convert = self._timestamp(path)
-        elif logical in ("local-timestamp-millis", "local-timestamp-micros"):
+            return self._decimal(schema or {}, path, absent)
+        if logical == "date":
+            return self._date(path, absent)
+        if logical in ("timestamp-millis", "timestamp-micros"):
+            return self._timestamp(path, absent)
+        if kind in ("int", "long") and logical is None:
+            return self._integer(kind, path, absent)
+        if kind == "string" and logical is None:
+            error = str(fail(path, "text"))
+
+            def string(value: Any) -> str:
+                if isinstance(value, str):
+                    return value if value.isascii() else unicodedata.normalize("NFC", value)
+                raise DataError(absent if value is None else error)
+
+            return string
+        if logical in ("local-timestamp-millis", "local-timestamp-micros"):
             convert = self._local_timestamp(path)
         elif logical == "uuid":
             error = str(fail(path, "a UUID"))
@@ -312,7 +324,7 @@ class JsonToAvro:
 
         elif logical in ("time-millis", "time-micros") and native:
             convert = self._time(kind, path)
-        elif kind == "string":
+        elif kind == "string":  # an unknown logical type on text
             error = str(fail(path, "text"))
 
             def convert(value: Any) -> str:
@@ -321,7 +333,7 @@ class JsonToAvro:
                 return value if value.isascii() else unicodedata.normalize("NFC", value)
 
         elif kind in ("int", "long"):
-            convert = self._integer(kind, path)
+            convert = self._integer(kind, path, absent)
         elif kind in ("float", "double"):
             error = str(fail(path, "a number"))
 
@@ -359,7 +371,7 @@ class JsonToAvro:
 
         return not_none
 
-    def _decimal(self, schema: dict[str, Any], path: str) -> Converter:
+    def _decimal(self, schema: dict[str, Any], path: str, absent: str) -> Converter:
         scale = int(schema.get("scale", 0))
         precision = int(schema.get("precision", 38))
         exp = decimal.Decimal(1).scaleb(-scale)
@@ -371,7 +383,7 @@ class JsonToAvro:
             try:
                 number = value if type(value) is decimal.Decimal else decimal.Decimal(str(value))
             except decimal.InvalidOperation:
-                raise DataError(not_number) from None
+                raise DataError(absent if value is None else not_number) from None
             try:
                 quantized = number.quantize(exp)
                 lossy = quantized != number
@@ -385,7 +397,7 @@ class JsonToAvro:
 
         return convert
 
-    def _date(self, path: str) -> Converter:
+    def _date(self, path: str, absent: str) -> Converter:
         error = str(self._fail(path, "a date YYYY-MM-DD"))
         native = self.native
 
@@ -397,11 +409,11 @@ class JsonToAvro:
                     raise DataError(error) from None
             if native and isinstance(value, dt.date):
                 return value.date() if isinstance(value, dt.datetime) else value
-            raise DataError(error)
+            raise DataError(absent if value is None else error)
 
         return convert
 
-    def _timestamp(self, path: str) -> Converter:
+    def _timestamp(self, path: str, absent: str) -> Converter:
         bad = str(self._fail(path, "an ISO 8601 timestamp with zone"))
         naive = str(self._fail(path, "an ISO 8601 timestamp with zone (e.g. +07:00)"))
         native = self.native
@@ -413,11 +425,21 @@ class JsonToAvro:
                 if native:  # a database's timestamp without zone is UTC
                     return value.replace(tzinfo=dt.UTC)
                 raise DataError(naive)
+            if isinstance(value, str):
+                try:
+                    parsed = dt.datetime.fromisoformat(value)
+                except ValueError:
+                    raise DataError(bad) from None
+                if parsed.tzinfo is None:
+                    raise DataError(naive)
+                return parsed
             if isinstance(value, int) and not isinstance(value, bool):
                 try:
                     return _EPOCH + dt.timedelta(milliseconds=value)
                 except OverflowError:
                     raise DataError(bad) from None
+            if value is None:
+                raise DataError(absent)
             if native and isinstance(value, dt.date):
                 return dt.datetime.combine(value, dt.time(), tzinfo=dt.UTC)
             try:
@@ -450,7 +472,7 @@ class JsonToAvro:
         return convert
 
     def _time(self, kind: str, path: str) -> Converter:
-        integer = self._integer(kind, path)
+        integer = self._integer(kind, path, str(self._fail(path, f"a value ({kind})")))
         error = str(self._fail(path, "a time of day"))
 
         def convert(value: Any) -> Any:
@@ -472,7 +494,7 @@ class JsonToAvro:
 
         return convert
 
-    def _integer(self, kind: str, path: str) -> Converter:
+    def _integer(self, kind: str, path: str, absent: str) -> Converter:
         error = str(self._fail(path, f"an integer ({kind})"))
         out_of_range = str(self._fail(path, f"an integer in the {kind} range"))
         limit = 2**31 if kind == "int" else 2**63
@@ -487,7 +509,7 @@ class JsonToAvro:
                 ):
                     value = int(value)
                 elif isinstance(value, bool) or not isinstance(value, int):
-                    raise DataError(error)
+                    raise DataError(absent if value is None else error)
             if not -limit <= value < limit:
                 raise DataError(out_of_range)
             return value

@@ -1,6 +1,9 @@
 """The SQL connector (SQLAlchemy 2): snapshot and incremental sources, upserting sinks.
 
-Source: reflection gives the columns, key and an Avro record schema. ``snapshot`` reads the
+Source: reflection gives the columns, key and an Avro record schema; when the table's dataset
+is in the catalogue, the stream publishes the catalogue's record schema instead and each row
+is converted to it (``connectors.sql.contract``; a row that does not fit comes back in
+``Batch.invalid`` for the DLQ). ``snapshot`` reads the
 table in primary-key order (op ``r``); ``incremental`` reads rows after the last position in
 (cursor, primary key) order, so that rows sharing a cursor value are never skipped. A
 soft-delete column turns a row into op ``d``. Rows are streamed (server-side cursor,
@@ -28,18 +31,20 @@ from sqlalchemy.exc import ArgumentError, NoSuchTableError, SQLAlchemyError
 
 from bus.config import mask_url
 from bus.envelope import canonical_key, to_jsonable
-from bus.errors import LgspError, NotFoundError
+from bus.errors import DataError, LgspError, NotFoundError
 from connectors import positions
 from connectors.base import (
     Batch,
     Column,
     Connector,
+    Invalid,
     Stream,
     WriteReport,
     event_id_for,
     key_json,
     now_ms,
 )
+from connectors.contract import DatasetContract
 from connectors.errors import (
     AuthenticationError,
     ColumnNotFoundError,
@@ -52,6 +57,7 @@ from connectors.errors import (
 )
 from connectors.secrets import resolve
 from connectors.sql.config import SqlConnectorConfig, SqlTable
+from connectors.sql.contract import TableContract, conform
 from connectors.sql.sink import SinkTable, prepare_sink, write_batch
 from connectors.sql.types import (
     SQL_LENGTH,
@@ -290,6 +296,9 @@ class SqlConnector(Connector):
         return table.c[name]
 
     def _source_stream(self, cfg: SqlTable, table: sa.Table) -> Stream:
+        contract = self.datasets(cfg.dataset) if self.datasets is not None else None
+        if contract is not None:
+            return self._contract_stream(cfg, table, contract)
         warnings: list[str] = []
         if cfg.columns:
             selected = [self._column(table, c, "columns") for c in cfg.columns]
@@ -345,6 +354,63 @@ class SqlConnector(Connector):
         schema = self._record_schema(cfg, columns, mappings, key, names)
         return Stream(cfg.table, cfg.dataset, columns, key, schema, cfg, warnings)
 
+    def _source_key(self, cfg: SqlTable, table: sa.Table) -> list[str]:
+        if cfg.key:
+            return [self._column(table, k, "key").name for k in cfg.key]
+        return [c.name for c in table.primary_key.columns]
+
+    def _check_cursor(self, cfg: SqlTable, table: sa.Table, warnings: list[str]) -> None:
+        if cfg.cursor:
+            cursor = self._column(table, cfg.cursor, "cursor")
+            mapping = self.avro_mapping(cursor.type)
+            if mapping is None or not mapping.orderable:
+                raise CursorTypeError(
+                    f"cursor: column {cursor.name!r} has type {cursor.type!r}, which cannot "
+                    "order changes; expected an integer, decimal, date or timestamp column"
+                )
+            if cursor.nullable:
+                warnings.append(
+                    f"cursor column {cursor.name!r} allows NULL: rows whose cursor is NULL "
+                    "are not read incrementally"
+                )
+        if cfg.deleted_flag:
+            self._column(table, cfg.deleted_flag, "deleted_flag")
+
+    def _contract_stream(self, cfg: SqlTable, table: sa.Table, dataset: DatasetContract) -> Stream:
+        """A stream publishing the catalogued dataset's record schema (checked, planned)."""
+        if cfg.columns:
+            candidates = [self._column(table, c, "columns") for c in cfg.columns]
+        else:
+            candidates = list(table.columns)
+        key = self._source_key(cfg, table)
+        warnings: list[str] = []
+        self._check_cursor(cfg, table, warnings)
+        plan = conform(
+            cfg,
+            table,
+            candidates,
+            key,
+            dataset,
+            mapping=self.avro_mapping,
+            dialect=self.engine.dialect,
+        )
+        if dataset.units and self.config.unit not in dataset.units:
+            warnings.append(
+                f"unit {self.config.unit} is not one of dataset {dataset.name}'s publishing "
+                f"units ({', '.join(dataset.units)})"
+            )
+        warnings.extend(plan.warnings)
+        return Stream(
+            cfg.table,
+            cfg.dataset,
+            plan.columns,
+            key,
+            dataset.record_schema,
+            cfg,
+            warnings,
+            contract=plan,
+        )
+
     def _record_schema(
         self,
         cfg: SqlTable,
@@ -399,8 +465,11 @@ class SqlConnector(Connector):
         if mode == "incremental" and not cursor_name:  # pragma: no cover - config prevents it
             raise ConnectorConfigError([f"{stream.name}: cursor required"])
 
+        plan: TableContract | None = stream.contract
         record_cols = [table.c[c.name] for c in stream.columns]
-        index = {c.name: i for i, c in enumerate(stream.columns)}
+        if plan is not None:  # the cursor and soft-delete columns, read but not published
+            record_cols += [table.c[name] for name in plan.hidden]
+        index = {c.name: i for i, c in enumerate(record_cols)}
         selected: list[Any] = list(record_cols)
         order_idx: list[int] = []
         order_exprs: list[Any] = []
@@ -426,10 +495,17 @@ class SqlConnector(Connector):
         converters = [
             (c.field, i, self.avro_mapping(table.c[c.name].type).convert)  # type: ignore[union-attr]
             for i, c in enumerate(stream.columns)
+            if plan is None  # a catalogued dataset's fields convert through the plan
         ]
-        key_idx = [(stream.columns[index[k]].field, index[k]) for k in key]
+        by_column = {c.name: c.field for c in stream.columns}
+        key_idx = [(by_column[k], index[k]) for k in key]
         deleted_idx = index.get(cfg.deleted_flag) if cfg.deleted_flag else None
-        cursor_field = stream.columns[index[cursor_name]].field if cursor_name else None
+        cursor_idx = index[cursor_name] if cursor_name else None
+        cursor_convert = (
+            self.avro_mapping(table.c[cursor_name].type).convert  # type: ignore[union-attr]
+            if cursor_name
+            else None
+        )
         ctx = _ReadContext(
             stream=stream,
             source=self.source_block(stream),
@@ -439,8 +515,11 @@ class SqlConnector(Connector):
             converters=converters,
             key_idx=key_idx,
             deleted_idx=deleted_idx,
-            cursor_field=cursor_field,
+            cursor_idx=cursor_idx,
+            cursor_convert=cursor_convert,
             snapshot_ms=state.get("snapshot_ms"),
+            plan=plan,
+            items=plan.items(index) if plan is not None else None,
         )
         cut_on_change = not key and mode == "incremental"
         batch_size = self.batch_size
@@ -494,7 +573,7 @@ class SqlConnector(Connector):
         *,
         done: bool,
     ) -> Batch:
-        events = self._events(ctx, rows)
+        events, invalid = self._events(ctx, rows)
         if rows and order_idx:
             last = rows[-1]
             state["after"] = positions.dump([last[i] for i in order_idx])
@@ -502,24 +581,38 @@ class SqlConnector(Connector):
             state["done"] = done
             state["rows"] = int(state.get("rows", 0)) + len(rows)
         new_state = dict(state)
-        return Batch(ctx.stream.name, events, new_state, ctx.stream.record_schema)
+        return Batch(ctx.stream.name, events, new_state, ctx.stream.record_schema, invalid)
 
-    def _events(self, ctx: _ReadContext, rows: list[Any]) -> list[dict[str, Any]]:
-        """Change events of ``rows`` (the hot loop of a read: kept flat on purpose)."""
+    def _events(
+        self, ctx: _ReadContext, rows: list[Any]
+    ) -> tuple[list[dict[str, Any]], list[Invalid]]:
+        """Change events of ``rows``, and the rows that do not fit the dataset's schema (the
+        hot loop of a read: kept flat on purpose)."""
         out = []
+        invalid: list[Invalid] = []
         converters = ctx.converters
         key_fields = [f for f, _ in ctx.key_idx]
         deleted_idx = ctx.deleted_idx
-        cursor_field = ctx.cursor_field
+        cursor_idx = ctx.cursor_idx
+        cursor_convert = ctx.cursor_convert
         snapshot = ctx.mode == "snapshot"
         base_op = "r" if snapshot or ctx.initial else "u"
         prefix = ctx.id_prefix
         source_base = ctx.source
+        plan, items = ctx.plan, ctx.items
         for row in rows:
-            record = {}
-            for field, i, convert in converters:
-                value = row[i]
-                record[field] = value if value is None or convert is None else convert(value)
+            error: DataError | None = None
+            if plan is not None and items is not None:
+                try:
+                    record = plan.record(items, row)
+                except DataError as exc:
+                    error = exc
+                    record = {f: _dead_letter_value(v) for f, v in plan.raw(items, row).items()}
+            else:
+                record = {}
+                for field, i, convert in converters:
+                    value = row[i]
+                    record[field] = value if value is None or convert is None else convert(value)
             if key_fields:
                 identity = key_json({f: record[f] for f in key_fields})
             else:
@@ -527,13 +620,14 @@ class SqlConnector(Connector):
             op = "d" if deleted_idx is not None and is_deleted(row[deleted_idx]) else base_op
             position = None
             stamp = None
-            if cursor_field is not None:
-                cursor = record[cursor_field]
+            if cursor_idx is not None:
+                cursor = row[cursor_idx]
                 if cursor is not None:
                     if cursor != ctx.last_cursor or ctx.last_text is None:
                         ctx.last_cursor = cursor
-                        ctx.last_text = str(to_jsonable(cursor))
-                        ctx.last_stamp = ts_ms(cursor)
+                        value = cursor if cursor_convert is None else cursor_convert(cursor)
+                        ctx.last_text = str(to_jsonable(value))
+                        ctx.last_stamp = ts_ms(value)
                     position, stamp = ctx.last_text, ctx.last_stamp
             if snapshot:
                 version = ctx.snapshot_text
@@ -544,18 +638,20 @@ class SqlConnector(Connector):
             source = dict(source_base)
             source["position"] = position
             deleted = op == "d"
-            out.append(
-                {
-                    "event_id": event_id_for(prefix, identity, op, version),
-                    "op": op,
-                    "ts_ms": ts,
-                    "source": source,
-                    "key": identity if key_fields else "{}",
-                    "before": record if deleted else None,
-                    "after": None if deleted else record,
-                }
-            )
-        return out
+            event = {
+                "event_id": event_id_for(prefix, identity, op, version),
+                "op": op,
+                "ts_ms": ts,
+                "source": source,
+                "key": identity if key_fields else "{}",
+                "before": record if deleted else None,
+                "after": None if deleted else record,
+            }
+            if error is None:
+                out.append(event)
+            else:
+                invalid.append(Invalid(event, error))
+        return out, invalid
 
     # ---- sink ----------------------------------------------------------------------------
     def _discover_sink(self, conn: Connection, cfg: SqlTable, table: sa.Table | None) -> Stream:
@@ -627,8 +723,11 @@ class _ReadContext:
         converters: list[tuple[str, int, Any]],
         key_idx: list[tuple[str, int]],
         deleted_idx: int | None,
-        cursor_field: str | None,
+        cursor_idx: int | None,
+        cursor_convert: Any,
         snapshot_ms: int | None,
+        plan: TableContract | None = None,
+        items: list[tuple[str, int, Any]] | None = None,
     ) -> None:
         self.stream = stream
         self.source = source
@@ -638,13 +737,24 @@ class _ReadContext:
         self.converters = converters
         self.key_idx = key_idx
         self.deleted_idx = deleted_idx
-        self.cursor_field = cursor_field
+        self.cursor_idx = cursor_idx
+        self.cursor_convert = cursor_convert
+        self.plan = plan
+        self.items = items
         self.snapshot_ms = int(snapshot_ms or 0)
         self.snapshot_text = str(self.snapshot_ms)
         self.read_ms = now_ms()
         self.last_cursor: Any = None
         self.last_text: str | None = None
         self.last_stamp: int | None = None
+
+
+def _dead_letter_value(value: Any) -> Any:
+    """A row value for a dead letter's JSON (as ``dumps`` renders it; other types as text)."""
+    plain = to_jsonable(value)
+    if plain is None or isinstance(plain, str | int | float | bool | list | dict):
+        return plain
+    return str(plain)
 
 
 def _field_names(record_schema: dict[str, Any]) -> tuple[str, ...]:
