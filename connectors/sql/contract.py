@@ -4,7 +4,8 @@ At discovery every record field is matched to a column (the field's ``sqlName``,
 name, else the column whose Avro-safe name it is: ``Trạng thái`` -> ``Trang_thai``), the
 column's reflected type is checked against the field's type and the table's key against the
 dataset's key, every problem at once. A field without a column is filled with its default (or
-null) when it has one, else it is an error. Columns that are not fields are not published (the
+null) when it has one, else it is an error; a NULL in the column of a field that has a default
+but no null branch is that default. Columns that are not fields are not published (the
 cursor and soft-delete columns are still read, to order and flag rows).
 
 Each field gets one converter, built once per stream: the column's value (JSON text parsed for
@@ -257,6 +258,15 @@ def _constant(value: Any) -> Converter:
     return lambda _row_value: value
 
 
+def _or_default(convert: Converter, default: Any) -> Converter:
+    fill = _constant(default)
+
+    def or_default(value: Any) -> Any:
+        return fill(value) if value is None else convert(value)
+
+    return or_default
+
+
 def _parse_json(field_name: str, label: str) -> Converter:
     error = f"{field_name}: expected JSON text ({label})"
 
@@ -400,7 +410,8 @@ def conform(
                     f"of field {name!r}: such rows go to the DLQ"
                 )
         is_key = col_name in key
-        if col.nullable and not is_key and not nullable:
+        fills_null = "default" in f and not nullable  # NULL in the column: the default
+        if col.nullable and not is_key and not nullable and not fills_null:
             warnings.append(
                 f"column {col_name!r} allows NULL but field {name!r} of dataset {ds} does not: "
                 "rows where it is NULL go to the DLQ"
@@ -415,7 +426,11 @@ def conform(
             pre = str
         elif isinstance(col.type, sa.CHAR) and "enum" in kinds:
             pre = _rstrip
-        plan.append((name, col_name, _chain(pre, convert) if pre is not None else convert))
+        if pre is not None:
+            convert = _chain(pre, convert)
+        if fills_null:
+            convert = _or_default(convert, f["default"])
+        plan.append((name, col_name, convert))
         columns.append(
             Column(
                 name=col_name,
