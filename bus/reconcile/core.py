@@ -35,7 +35,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bus.errors import ConfigurationError, DatabaseUnavailableError, FatalError, NotFoundError
 from bus.reconcile.canonical import canon, fold
-from bus.reconcile.dialects import SqlDialect, dialect_for, display_url, make_engine
+from bus.reconcile.dialects import (
+    SqlDialect,
+    dialect_for,
+    display_url,
+    error_code,
+    make_engine,
+)
 from bus.reconcile.report import Masker, Report, RowDiff, SideInfo, masked_key
 from bus.reconcile.schema import (
     DEFAULT_IGNORED,
@@ -172,21 +178,27 @@ class _Side:
             return ""
         return " WHERE " + " AND ".join(f"({p})" for p in parts)
 
-    def query(self, sql: str) -> list[Sequence[Any]]:
+    def query(self, sql: str, phase: str) -> list[Sequence[Any]]:
+        """Rows of ``sql`` (with the side's filter parameters); ``phase`` names the step."""
         self.n.queries += 1
         try:
             with self.engine.connect() as conn:
                 return list(conn.execute(sa.text(sql), self.params).all())
-        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-            raise DatabaseUnavailableError(
-                f"{self.label} database {self.endpoint.masked_url} failed a read "
-                f"({type(exc).__name__})"
-            ) from exc
         except SQLAlchemyError as exc:
-            raise FatalError(
-                f"{self.label} table {self.info.display}: a reconciliation query failed "
-                f"({type(exc).__name__}: {str(getattr(exc, 'orig', exc)).splitlines()[0][:200]})"
-            ) from exc
+            raise self.error(exc, phase) from exc
+
+    def error(self, exc: SQLAlchemyError, phase: str) -> Exception:
+        """What a failed read raises: the error class and driver code, never its message
+        (database messages may quote row values)."""
+        if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+            return DatabaseUnavailableError(
+                f"{self.label} database {self.endpoint.masked_url} failed a read of table "
+                f"{self.info.display} ({phase}; {error_code(exc)})"
+            )
+        return FatalError(
+            f"{self.label} table {self.info.display}: a reconciliation query failed "
+            f"({phase}; {error_code(exc)})"
+        )
 
     def canon_key(self, values: Sequence[Any]) -> CanonKey:
         return tuple(canon(v, k) for v, k in zip(values, self.key_kinds, strict=True))
@@ -212,10 +224,7 @@ class _Side:
                 with self.engine.connect() as conn:
                     rows = conn.execute(stmt).all()
             except SQLAlchemyError as exc:
-                raise DatabaseUnavailableError(
-                    f"{self.label} table {self.info.display}: cannot read rows "
-                    f"({type(exc).__name__})"
-                ) from exc
+                raise self.error(exc, "full rows") from exc
             self.n.full_rows += len(rows)
             for row in rows:
                 values = tuple(row)
@@ -316,7 +325,7 @@ def _aggregate(side: _Side, plan: Plan, level: int, where: str | None) -> Agg:
     sql = f"SELECT {bucket} AS b, COUNT(*) AS n, {side.dialect.hsum(side.h)} AS s FROM {side.tref}"  # noqa: S608 - quoted identifiers and integers only
     sql += side.where(where) + " GROUP BY 1"
     out: Agg = {}
-    for b, n, s in side.query(sql):
+    for b, n, s in side.query(sql, f"segment checksums, level {level}"):
         out[int(b)] = (int(n), fold(s))
     side.n.segment_rows += len(out)
     return out
@@ -357,7 +366,7 @@ def _leaf_rows(
     for level, indexes in sorted(leaves.items()):
         for where in plan.filters(side, level, indexes, chunk):
             sql = f"SELECT {side.key_sql}, {side.h} AS h FROM {side.tref}{side.where(where)}"  # noqa: S608 - quoted identifiers and integers only
-            rows = side.query(sql)
+            rows = side.query(sql, f"row hashes, level {level}")
             side.n.hash_rows += len(rows)
             for row in rows:
                 native = tuple(row[:nkey])
@@ -568,13 +577,14 @@ def _both(
 
 
 def _bounds(side: _Side) -> tuple[int | None, int | None]:
-    rows = side.query(f"SELECT MIN({side.k0}), MAX({side.k0}) FROM {side.tref}{side.where()}")  # noqa: S608 - quoted identifiers only
+    sql = f"SELECT MIN({side.k0}), MAX({side.k0}) FROM {side.tref}{side.where()}"  # noqa: S608 - quoted identifiers only
+    rows = side.query(sql, "key bounds")
     lo, hi = rows[0]
     return (None if lo is None else int(lo)), (None if hi is None else int(hi))
 
 
 def _count(side: _Side) -> int:
-    rows = side.query(f"SELECT COUNT(*) FROM {side.tref}{side.where()}")  # noqa: S608 - quoted identifiers only
+    rows = side.query(f"SELECT COUNT(*) FROM {side.tref}{side.where()}", "row count")  # noqa: S608 - quoted identifiers only
     return int(rows[0][0])
 
 

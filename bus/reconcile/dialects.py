@@ -343,6 +343,25 @@ def dialect_for(engine: Engine) -> SqlDialect:
     )
 
 
+def error_code(exc: BaseException) -> str:
+    """The error class and the driver's code (SQLSTATE, MySQL number, SQLite name).
+
+    Never the driver's message: PostgreSQL and MariaDB messages may quote row values.
+    """
+    orig = getattr(exc, "orig", None) or exc
+    name = type(orig).__name__
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if isinstance(state, str) and state:
+        return f"{name}, SQLSTATE {state}"
+    sqlite_name = getattr(orig, "sqlite_errorname", None)
+    if isinstance(sqlite_name, str) and sqlite_name:
+        return f"{name}, {sqlite_name}"
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and not isinstance(args[0], bool):
+        return f"{name}, error {args[0]}"
+    return name
+
+
 def display_url(url: str | sa.URL) -> str:
     """A URL with its password hidden."""
     from bus.config import mask_url
