@@ -26,7 +26,7 @@ from bus.errors import ConfigurationError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 Hierarchy = Literal["hcmc-2024", "hcmc-2025"]
-CompatibilityMode = Literal[
+CompatibilityMode = Literal[  # bus.registry.compat.MODES is derived from this
     "NONE",
     "BACKWARD",
     "BACKWARD_TRANSITIVE",
@@ -145,9 +145,14 @@ class Settings(BaseSettings):
         return data
 
 
+_SECRET_QUERY = re.compile(r"(?i)([?&](?:password|passwd|pwd|token|secret|api_key)=)[^&]*")
+
+
 def mask_url(url: str) -> str:
-    """Hide the password of a URL such as ``postgresql://user:pw@host/db``."""
-    return re.sub(r"(://[^:/@]+:)[^@]*(@)", r"\1***\2", url)
+    """Hide the password of a URL such as ``postgresql://user:pw@host/db`` (also one that
+    contains ``@`` or ``/``) and secret-looking query values."""
+    masked = re.sub(r"(://[^:/@]+:).*@", r"\1***@", url, count=1)
+    return _SECRET_QUERY.sub(r"\1***", masked)
 
 
 def format_validation_error(exc: ValidationError, prefix: str = "") -> str:

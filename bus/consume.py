@@ -3,9 +3,10 @@
 A bounded run reads every assigned partition from the group's committed offset up to the
 end it saw at start, hands decoded batches to the handler, commits after each handled batch,
 and returns. It uses ``assign()`` and the group's committed offsets, not group rebalancing.
-The end is found by reading until a partition is past the start end-offset and answers empty,
-or shows a record appended after the run started: the embedded broker reports a partition's
-end as the base offset of its last batch, Apache Kafka reports it exactly; both end the run.
+The end of each partition is found exactly at start (``probe_ends``): the embedded broker
+reports a partition's end as the base offset of its last batch, so that batch is read forward
+until the broker has nothing more; Apache Kafka's answer is exact and the probe costs one
+quiet poll. Records appended after the start are left for the next run.
 
 Error policy: ``(exc, record, logger) -> bool``; True means "handled, go on". The default
 parks the record in ``<topic>.dlq``; ``raise_policy`` stops the run instead.
@@ -26,11 +27,14 @@ from kafka.structs import OffsetAndMetadata
 from bus import kafka_clients
 from bus.config import Settings
 from bus.dlq import safe_message, send_dead_letter
-from bus.errors import BrokerUnavailableError, DataError
+from bus.errors import BrokerUnavailableError, ConfigurationError, DataError
 from bus.registry import Registry, subject_for
 from bus.serde import AvroCodec
 
 log = logging.getLogger(__name__)
+PROBE_POLL_MS = 250
+PROBE_DEADLINE_S = 15.0
+IDLE_GIVE_UP_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -86,14 +90,18 @@ class Consumer:
         self._dlq_pending: list[Any] = []
         self._allowed: dict[str, set[int]] = {}
         self.on_error: ErrorPolicy = on_error or self.dlq_policy
+        self._dlq_ready: set[str] = set()
         self.dlq_count = 0
 
     # ---- error policies ----------------------------------------------------------------
     def dlq_policy(self, exc: Exception, record: Any, logger: logging.Logger) -> bool:
-        """Park the record in ``<topic>.dlq`` with headers naming origin and reason."""
+        """Park the record in ``<topic>.dlq`` with headers naming origin, reason and group."""
         if self._dlq_producer is None:
             self._dlq_producer = kafka_clients.producer(self.settings)
-        kafka_clients.ensure_topics(self.settings, {f"{record.topic}.dlq": None})
+        target = f"{record.topic}.dlq"
+        if target not in self._dlq_ready:
+            kafka_clients.ensure_topics(self.settings, {target: None})
+            self._dlq_ready.add(target)
         self._dlq_pending.append(
             send_dead_letter(
                 self._dlq_producer,
@@ -103,6 +111,7 @@ class Consumer:
                 exc=exc,
                 partition=record.partition,
                 offset=record.offset,
+                group=self.group_id,
             )
         )
         logger.warning(
@@ -118,17 +127,24 @@ class Consumer:
     def _flush_dlq(self) -> None:
         if self._dlq_producer is None or not self._dlq_pending:
             return
-        self._dlq_producer.flush()
-        for future in self._dlq_pending:
-            future.get(timeout=self.settings.kafka.request_timeout_ms / 1000)
+        try:
+            self._dlq_producer.flush()
+            for future in self._dlq_pending:
+                future.get(timeout=self.settings.kafka.request_timeout_ms / 1000)
+        except KafkaError as exc:
+            raise BrokerUnavailableError(
+                f"the broker did not acknowledge a dead letter ({type(exc).__name__})"
+            ) from exc
         self._dlq_pending.clear()
 
     # ---- plumbing ----------------------------------------------------------------------
     def close(self) -> None:
-        self._flush_dlq()
-        if self._dlq_producer is not None:
-            self._dlq_producer.close(timeout=5)
-        self._consumer.close(autocommit=False)
+        try:
+            self._flush_dlq()
+        finally:
+            if self._dlq_producer is not None:
+                self._dlq_producer.close(timeout=5)
+            self._consumer.close(autocommit=False)
 
     def __enter__(self) -> Consumer:
         return self
@@ -228,15 +244,13 @@ class Consumer:
         tps = self.partitions(topics)
         if not tps:
             return report
-        started_ms = int(time.time() * 1000)
+        ends = probe_ends(self._consumer, tps)
         self._position_at_start(tps, from_beginning)
-        try:
-            ends = self._consumer.end_offsets(tps)
-        except KafkaError as exc:
-            raise BrokerUnavailableError(f"cannot read end offsets ({type(exc).__name__})") from exc
-        active = set(tps)
-        quiet: dict[TopicPartition, int] = dict.fromkeys(tps, 0)
+        active = {tp for tp in tps if self._consumer.position(tp) < ends[tp]}
+        for tp in set(tps) - active:
+            self._consumer.pause(tp)
         batch_size = self.settings.batch_size
+        idle_since = time.monotonic()
         while active:
             limit = batch_size
             if max_records is not None:
@@ -246,31 +260,73 @@ class Consumer:
             polled = self._consumer.poll(timeout_ms=poll_ms, max_records=limit)
             taken: dict[TopicPartition, list[Any]] = {}
             for tp, items in polled.items():
-                keep = []
-                for record in items:
-                    if record.offset >= ends.get(tp, 0) and record.timestamp >= started_ms:
-                        # appended after the run started: leave it for the next run
-                        self._consumer.seek(tp, record.offset)
-                        self._consumer.pause(tp)
-                        active.discard(tp)
-                        break
-                    keep.append(record)
+                keep = [r for r in items if r.offset < ends[tp]]
                 if keep:
                     taken[tp] = keep
+                if len(keep) < len(items):  # appended after the start: the next run's
+                    self._consumer.seek(tp, ends[tp])
             if taken:
+                idle_since = time.monotonic()
                 offsets = self._handle(taken, handler, report)
                 if commit:
                     self._commit(offsets)
             for tp in list(active):
-                quiet[tp] = 0 if tp in polled else quiet[tp] + 1
-                # two quiet polls past the start end-offset: nothing more was there at start
-                if quiet[tp] >= 2 and self._consumer.position(tp) >= ends.get(tp, 0):
+                if self._consumer.position(tp) >= ends[tp]:
+                    self._consumer.pause(tp)
                     active.discard(tp)
+            if active and time.monotonic() - idle_since > IDLE_GIVE_UP_S:
+                log.warning(
+                    "no records for %.0f s below the start end-offsets of %s: stopping",
+                    IDLE_GIVE_UP_S,
+                    ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(active)),
+                )
+                break
         for tp in tps:
             position = self._consumer.position(tp)
-            report.lag[f"{tp.topic}[{tp.partition}]"] = max(0, ends.get(tp, 0) - position)
+            report.lag[f"{tp.topic}[{tp.partition}]"] = max(0, ends[tp] - position)
         report.dlq = self.dlq_count
         return report
+
+    def tail(
+        self,
+        topics: list[str],
+        emit: Callable[[Message], None],
+        *,
+        from_beginning: bool = False,
+        max_records: int | None = None,
+        idle_s: float | None = None,
+        poll_ms: int = 500,
+    ) -> int:
+        """Follow ``topics`` without committing (from the end, or the beginning); return how
+        many records were emitted. Undecodable records go to ``on_error`` as usual."""
+        tps = self.partitions(topics)
+        if not tps:
+            raise ConfigurationError(f"topic {', '.join(topics)} does not exist")
+        self._consumer.assign(tps)
+        if from_beginning:
+            self._consumer.seek_to_beginning()
+        else:
+            self._consumer.seek_to_end()
+        emitted = 0
+        last = time.monotonic()
+        while max_records is None or emitted < max_records:
+            limit = 500 if max_records is None else max_records - emitted
+            polled = self._consumer.poll(timeout_ms=poll_ms, max_records=limit)
+            if not polled:
+                if idle_s is not None and time.monotonic() - last > idle_s:
+                    break
+                continue
+            last = time.monotonic()
+            for items in polled.values():
+                for record in items:
+                    try:
+                        message = self._decode(record)
+                    except DataError as exc:
+                        self.on_error(exc, record, log)
+                        continue
+                    emit(message)
+                    emitted += 1
+        return emitted
 
     def run_forever(
         self,
@@ -302,37 +358,43 @@ class Consumer:
         return report
 
 
-def end_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], int]:
-    """The offset after the last record of every partition of ``topics``.
+def probe_ends(consumer: Any, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """The exact offset after the last record of each partition, read with ``consumer``.
 
     The broker's answer is a lower bound on the embedded broker (the base offset of the last
-    batch), so the last batch is read forward to find the real end; Apache Kafka's is exact.
+    batch): each partition is read forward from it until two polls in a row bring nothing.
+    Apache Kafka's answer is already exact, and the probe then costs two quiet polls. The
+    consumer's assignment and positions are left to the caller to set afterwards.
     """
+    if not tps:
+        return {}
+    try:
+        hints = consumer.end_offsets(tps)
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, hints[tp])
+        ends = {tp: hints[tp] for tp in tps}
+        quiet = 0
+        deadline = time.monotonic() + PROBE_DEADLINE_S
+        while quiet < 2 and time.monotonic() < deadline:
+            polled = consumer.poll(timeout_ms=PROBE_POLL_MS)
+            quiet = 0 if polled else quiet + 1
+            for tp, items in polled.items():
+                ends[tp] = max(ends[tp], items[-1].offset + 1)
+        return ends
+    except KafkaError as exc:
+        raise BrokerUnavailableError(f"cannot read end offsets ({type(exc).__name__})") from exc
+
+
+def end_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], int]:
+    """The offset after the last record of every partition of ``topics`` (exact)."""
     consumer = kafka_clients.consumer(settings, None)
     try:
         tps = []
         for topic in topics:
-            tps += [
-                TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
-            ]
-        if not tps:
-            return {}
-        hints = consumer.end_offsets(tps)
-        consumer.assign(tps)
-        result = {}
-        for tp in tps:
-            consumer.seek(tp, hints[tp])
-        ends = dict(hints)
-        for _ in range(3):
-            polled = consumer.poll(timeout_ms=300)
-            for tp, items in polled.items():
-                ends[tp] = max(ends[tp], items[-1].offset + 1)
-            if not polled:
-                break
-        for tp in tps:
-            result[(tp.topic, tp.partition)] = ends[tp]
-        return result
-    except KafkaError as exc:
-        raise BrokerUnavailableError(f"cannot read end offsets ({type(exc).__name__})") from exc
+            parts = consumer.partitions_for_topic(topic) or []
+            tps += [TopicPartition(topic, p) for p in sorted(parts)]
+        ends = probe_ends(consumer, tps)
+        return {(tp.topic, tp.partition): end for tp, end in ends.items()}
     finally:
         consumer.close(autocommit=False)

@@ -24,6 +24,7 @@ H_ERROR = "lgsp.dlq.error.message"
 H_STAGE = "lgsp.dlq.stage"
 H_TS = "lgsp.dlq.ts_ms"
 H_ATTEMPTS = "lgsp.dlq.attempts"
+H_GROUP = "lgsp.dlq.group"
 
 
 def dlq_topic(topic: str) -> str:
@@ -52,6 +53,7 @@ class DeadLetter:
     ts_ms: int
     attempts: int
     size: int
+    group: str = ""
 
 
 def headers_for(
@@ -62,8 +64,10 @@ def headers_for(
     exc: BaseException,
     stage: str,
     attempts: int = 1,
+    group: str | None = None,
 ) -> list[tuple[str, bytes]]:
     return [
+        (H_GROUP, (group or "").encode()),
         (H_TOPIC, topic.encode()),
         (H_PARTITION, str(-1 if partition is None else partition).encode()),
         (H_OFFSET, str(-1 if offset is None else offset).encode()),
@@ -98,6 +102,7 @@ def to_dead_letter(record: Any) -> DeadLetter:
         ts_ms=int(h.get(H_TS, "0") or 0),
         attempts=int(h.get(H_ATTEMPTS, "1") or 1),
         size=len(record.value or b""),
+        group=h.get(H_GROUP, ""),
     )
 
 
@@ -112,6 +117,7 @@ def send_dead_letter(
     offset: int | None = None,
     stage: str = "consume",
     attempts: int = 1,
+    group: str | None = None,
 ) -> Any:
     """Park one record; returns the send future."""
     return producer.send(
@@ -125,5 +131,6 @@ def send_dead_letter(
             exc=exc,
             stage=stage,
             attempts=attempts,
+            group=group,
         ),
     )

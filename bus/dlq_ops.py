@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,10 @@ from bus.config import Settings
 from bus.consume import Consumer, Message
 from bus.dlq import (
     H_ATTEMPTS,
+    H_OFFSET,
+    H_PARTITION,
+    H_STAGE,
+    H_TOPIC,
     DeadLetter,
     dlq_topic,
     parse_headers,
@@ -20,6 +25,7 @@ from bus.dlq import (
 from bus.errors import DataError
 from bus.registry import Registry, subject_for
 from bus.serde import AvroCodec
+from bus.serde.jsoncodec import JsonToAvro
 
 log = logging.getLogger(__name__)
 REPLAY_GROUP = "lgsp.dlq-replay"
@@ -51,11 +57,14 @@ class _Raw:
 class ReplayReport:
     replayed: int = 0
     still_failing: int = 0
+    duplicates: int = 0
 
 
 def replay_dead_letters(settings: Settings, topic: str) -> ReplayReport:
     """Re-drive the DLQ entries not replayed before: those that now decode against the origin
-    topic's subject go back to the origin topic; the others are parked again (attempts + 1)."""
+    topic's subject (or, parked at publish time as JSON, now match its current schema) go back
+    to the origin topic; the others are parked again (attempts + 1). A record parked by several
+    consumer groups is re-driven once."""
     registry = Registry(settings)
     codec = AvroCodec(registry)
     allowed = registry.subject_ids(subject_for(topic))
@@ -63,29 +72,51 @@ def replay_dead_letters(settings: Settings, topic: str) -> ReplayReport:
     producer = kafka_clients.producer(settings)
     futures: list[Any] = []
 
+    seen: set[tuple[str, str, str]] = set()
+
+    def value_for(message: Message, headers: dict[str, str]) -> bytes:
+        """The framed record to re-drive: as parked, or (parked at publish time, as JSON)
+        converted again with the topic's current schema."""
+        if headers.get(H_STAGE) != "publish":
+            codec.decode(message.raw, allowed_ids=allowed)
+            return message.raw
+        latest = registry.latest(subject_for(topic))
+        try:
+            event = json.loads(message.raw)
+        except (ValueError, TypeError):
+            raise DataError("the parked event is not JSON") from None
+        return codec.encode(latest.id, JsonToAvro(latest.schema)(event))
+
     def redrive(batch: list[Message]) -> None:
         for message in batch:
             headers = parse_headers(message.headers)
-            origin = headers.get("lgsp.dlq.origin.topic") or topic
+            origin = headers.get(H_TOPIC) or topic
+            where = (origin, headers.get(H_PARTITION, ""), headers.get(H_OFFSET, ""))
+            if where[2] not in ("", "-1") and where in seen:
+                report.duplicates += 1  # parked by several consumer groups: re-driven once
+                continue
+            seen.add(where)
+            key = message.key.encode() if message.key is not None else None
             try:
-                codec.decode(message.raw, allowed_ids=allowed)
+                value = value_for(message, headers)
             except DataError as exc:
                 attempts = int(headers.get(H_ATTEMPTS, "1") or 1) + 1
                 futures.append(
                     send_dead_letter(
                         producer,
                         topic=origin,
-                        key=message.key.encode() if message.key is not None else None,
+                        key=key,
                         value=message.raw,
                         exc=exc,
-                        stage="replay",
+                        partition=int(where[1]) if where[1].lstrip("-").isdigit() else None,
+                        offset=int(where[2]) if where[2].lstrip("-").isdigit() else None,
+                        stage=headers.get(H_STAGE, "replay"),
                         attempts=attempts,
                     )
                 )
                 report.still_failing += 1
                 continue
-            key = message.key.encode() if message.key is not None else None
-            futures.append(producer.send(origin, key=key, value=message.raw))
+            futures.append(producer.send(origin, key=key, value=value))
             report.replayed += 1
         producer.flush()
         for future in futures:

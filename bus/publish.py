@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, MessageSizeTooLargeError
 
 from bus import kafka_clients
 from bus.config import Settings
@@ -87,6 +87,11 @@ class Publisher:
     def send_encoded(self, topic: str, key: bytes, value: bytes) -> None:
         try:
             self._pending.append(self._producer.send(topic, key=key or None, value=value))
+        except MessageSizeTooLargeError:
+            raise DataError(
+                f"a record of {len(value)} bytes is larger than the producer accepts "
+                f"(max_request_size) for {topic}"
+            ) from None
         except KafkaError as exc:
             raise BrokerUnavailableError(f"cannot send to {topic} ({type(exc).__name__})") from exc
 
@@ -100,31 +105,37 @@ class Publisher:
     ) -> PublishReport:
         """Send events and wait for the broker's acknowledgement of all of them.
 
-        ``on_invalid="raise"`` stops at the first event that does not match the schema (with
-        its index); ``"dlq"`` parks it in ``<topic>.dlq`` with the reason and goes on.
+        Every event is encoded (and so validated) before the first is sent.
+        ``on_invalid="raise"`` refuses the whole call at the first event that does not match
+        the schema (with its index), sending nothing; ``"dlq"`` parks each such event in
+        ``<topic>.dlq`` with the reason and sends the others.
         """
         self.ensure_topic(topic, dataset)
         report = PublishReport()
-        for index, event in enumerate(events):
+        encoded: list[tuple[bytes, bytes]] = []
+        refused: list[tuple[dict[str, Any], DataError]] = []
+        for index, event in enumerate(events):  # every event is checked before any is sent
             try:
-                key, value = self.encode(topic, event)
+                encoded.append(self.encode(topic, event))
             except DataError as exc:
                 if on_invalid != "dlq":
                     raise DataError(f"event {index}: {exc}") from None
-                self._pending.append(
-                    send_dead_letter(
-                        self._producer,
-                        topic=topic,
-                        key=str(event.get("key", "")).encode(),
-                        value=dumps(event).encode(),
-                        exc=exc,
-                        stage="publish",
-                    )
-                )
-                report.dlq += 1
-                continue
+                refused.append((event, exc))
+        for key, value in encoded:
             self.send_encoded(topic, key, value)
-            report.sent += 1
+        for event, exc in refused:
+            key = event.get("key")
+            self._pending.append(
+                send_dead_letter(
+                    self._producer,
+                    topic=topic,
+                    key=(canonical_key(key) if isinstance(key, dict) else str(key or "")).encode(),
+                    value=dumps(event).encode(),
+                    exc=exc,
+                    stage="publish",
+                )
+            )
+        report.sent, report.dlq = len(encoded), len(refused)
         self.flush()
         report.per_topic[topic] = report.sent
         return report

@@ -27,6 +27,16 @@ class _Root(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:  # a bug or an unexpected library error: no message text,
+            if debug:  # which could carry data values, unless --debug asks for the traceback
+                traceback.print_exc()
+            click.echo(
+                f"error: unexpected {type(exc).__name__}; rerun with --debug for details",
+                err=True,
+            )
+            sys.exit(1)
 
 
 @click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})

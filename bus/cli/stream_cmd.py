@@ -116,39 +116,18 @@ def publish(topic: str, file: Path, key: str, agency: str) -> None:
 def tail(topic: str, from_beginning: bool, max_records: int | None, idle: float | None) -> None:
     """Print TOPIC's records as decoded JSON lines (undecodable ones are reported on stderr)."""
     s = settings()
-    printed = 0
 
     def report_bad(exc: Exception, record: Any, logger: logging.Logger) -> bool:
         click.echo(f"{record.topic}[{record.partition}]@{record.offset}: {exc}", err=True)
         return True
 
+    def emit(message: Message) -> None:
+        click.echo(dumps(message.value))
+
     with Consumer(s, None, on_error=report_bad) as consumer:  # type: ignore[arg-type]
-        tps = consumer.partitions([topic])
-        if not tps:
-            raise ConfigurationError(f"topic {topic} does not exist")
-        consumer._consumer.assign(tps)
-        if from_beginning:
-            consumer._consumer.seek_to_beginning()
-        else:
-            consumer._consumer.seek_to_end()
-        last = time.monotonic()
-        while max_records is None or printed < max_records:
-            limit = None if max_records is None else max_records - printed
-            polled = consumer._consumer.poll(timeout_ms=500, max_records=limit or 500)
-            if not polled:
-                if idle is not None and time.monotonic() - last > idle:
-                    break
-                continue
-            last = time.monotonic()
-            for _tp, items in polled.items():
-                for record in items:
-                    try:
-                        message: Message = consumer._decode(record)
-                    except DataError as exc:
-                        report_bad(exc, record, log)
-                        continue
-                    click.echo(dumps(message.value))
-                    printed += 1
+        consumer.tail(
+            [topic], emit, from_beginning=from_beginning, max_records=max_records, idle_s=idle
+        )
 
 
 @click.group("topic")

@@ -54,7 +54,7 @@ def open_engine(settings: Settings) -> Engine:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         try:
-            engine = create_engine(url, pool_pre_ping=True, future=True)
+            engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             raise ConfigurationError(
                 f"database_url: cannot use {mask_url(url)} ({type(exc).__name__})"

@@ -42,7 +42,7 @@ def manifest_path(home: str | os.PathLike[str] | None = None) -> Path:
     explicit = os.environ.get("LGSP_MANIFEST")
     if explicit:
         return Path(explicit)
-    base = Path(home or os.environ.get("LGSP_HOME", ".lgsp"))
+    base = Path(home or os.environ.get("LGSP_HOME", ".lgsp")).resolve()
     return base / MANIFEST
 
 

@@ -12,13 +12,21 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from bus.config import get_settings, reset_settings
 from bus.errors import LgspError, RetriableError
 
 log = logging.getLogger("lgsp.tasks")
 
 
+def get_settings() -> Any:
+    """The settings of the task process (imported here: DAG parsing never loads them)."""
+    from bus.config import get_settings as _get
+
+    return _get()
+
+
 def _guard(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    from bus.config import reset_settings
+
     reset_settings()  # the task process's environment is the truth
     try:
         result = work()
@@ -28,7 +36,7 @@ def _guard(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     except LgspError as exc:
         from airflow.sdk.exceptions import AirflowFailException
 
-        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from None
     log.info("result: %s", result)
     return result
 
@@ -80,7 +88,7 @@ def reconcile(source: str, table: str, sink: str) -> dict[str, Any]:
         from bus.reconcile import run_reconcile
 
         report = run_reconcile(get_settings(), source, table, sink)
-        return report.summary_dict() if hasattr(report, "summary_dict") else {"report": str(report)}
+        return report.summary_dict()
 
     return _guard(work)
 

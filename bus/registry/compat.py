@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import json
 import warnings
-from typing import Any
+from typing import Any, get_args
 
 import avro.errors
 import avro.schema
 from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 
+from bus.config import CompatibilityMode
 from bus.errors import SchemaError
 
-MODES = (
-    "NONE",
-    "BACKWARD",
-    "BACKWARD_TRANSITIVE",
-    "FORWARD",
-    "FORWARD_TRANSITIVE",
-    "FULL",
-    "FULL_TRANSITIVE",
-)
+MODES: tuple[str, ...] = get_args(CompatibilityMode)
 
 
 def parse_avro(schema: dict[str, Any]) -> avro.schema.Schema:

@@ -67,7 +67,12 @@ class _Forwarder:
             if message.schema_id == self.schema.id:
                 events.append(message.value)
                 continue
-            _, value = self.codec.decode(message.raw, reader=self.reader)
+            try:
+                _, value = self.codec.decode(message.raw, reader=self.reader)
+            except DataError as exc:  # the parent cannot read it: parked, the run goes on
+                self.publisher.park(message, exc, stage="route")
+                self.dlq += 1
+                continue
             events.append(value)
         report = self.publisher.publish(self.target, events, on_invalid="dlq")
         self.sent += report.sent

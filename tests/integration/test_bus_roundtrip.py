@@ -210,6 +210,7 @@ def test_publish_refuses_record_not_matching(settings: Settings, unique: str) ->
         pytest.raises(DataError, match="event 1: demo.Person.amount: expected bytes \\(decimal\\)"),
     ):
         pub.publish(topic, bad)
+    assert sum(end_offsets(settings, [topic]).values()) == 0, "nothing of the batch was sent"
 
 
 def test_broker_down_is_one_clear_error(home: Path) -> None:
@@ -263,3 +264,58 @@ def test_continuous_consume_sees_records_published_while_running(
     assert sorted(m.value["after"]["id"] for m in seen) == list(range(12))
     # the offsets were committed: a bounded run of the same group has nothing left
     assert collect(settings, topic, f"g-{unique}") == []
+
+
+def test_bounded_run_ends_at_the_start_end_even_while_records_arrive(
+    settings: Settings, unique: str
+) -> None:
+    topic = topic_for(unique)
+    register_topic(settings, topic)
+    with Publisher(settings) as pub:
+        pub.publish(topic, events(300))
+    small = settings.model_copy(update={"batch_size": 50})
+    seen: list[Message] = []
+
+    def handle(batch: list[Message]) -> None:
+        if not seen:  # while the run goes on, another system publishes more
+            with Publisher(settings) as pub:
+                pub.publish(topic, events(40, start=1000))
+        seen.extend(batch)
+
+    with Consumer(small, f"g-{unique}") as consumer:
+        report = consumer.run_bounded([topic], handle)
+    ids = sorted(m.value["after"]["id"] for m in seen)
+    assert ids == list(range(300)), "exactly what was there at the start, every partition"
+    assert report.read == 300 and set(report.lag.values()) == {0}
+    later = collect(settings, topic, f"g-{unique}")
+    assert sorted(m.value["after"]["id"] for m in later) == list(range(1000, 1040))
+
+
+def test_dlq_replay_of_publish_stage_json_and_of_records_parked_twice(
+    settings: Settings, unique: str
+) -> None:
+    from bus.envelope import envelope_schema
+
+    topic = topic_for(unique)
+    register_topic(settings, topic)
+    event = events(1)[0]
+    event["after"]["ward"] = "26734"  # a field the topic's schema does not have yet
+    with Publisher(settings) as pub:
+        report = pub.publish(topic, [event], on_invalid="dlq")
+    assert (report.sent, report.dlq) == (0, 1)
+    # a corrupt record, read by two consumer groups: each parks a copy
+    raw = KafkaProducer(**kafka_clients.client_options(settings))
+    raw.send(topic, key=b'{"id":5}', value=b"\x00\x00\x00\x00\x09junk").get(10)
+    raw.close()
+    assert collect(settings, topic, f"a-{unique}") == []
+    assert collect(settings, topic, f"b-{unique}") == []
+    dead = list_dead_letters(settings, topic)
+    assert sorted(d.stage for d in dead) == ["consume", "consume", "publish"]
+    assert {d.group for d in dead if d.stage == "consume"} == {f"a-{unique}", f"b-{unique}"}
+
+    newer = record_schema(extra=[{"name": "ward", "type": "string", "default": ""}])
+    Registry(settings).register(subject_for(topic), envelope_schema(newer, settings.schemas_dir))
+    result = replay_dead_letters(settings, topic)
+    assert (result.replayed, result.still_failing, result.duplicates) == (1, 1, 1)
+    seen = collect(settings, topic, f"c-{unique}")
+    assert [m.value["after"]["ward"] for m in seen] == ["26734"]

@@ -16,8 +16,10 @@ DAGBAG_SCRIPT = """
 import json, sys
 from airflow.dag_processing.dagbag import DagBag
 bag = DagBag(dag_folder=sys.argv[1])
+heavy = [m for m in ("kafka", "fastavro", "avro", "bus.db", "bus.config", "bus.registry")
+         if m in sys.modules]
 print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()},
-                  "dags": sorted(bag.dag_ids)}))
+                  "dags": sorted(bag.dag_ids), "heavy": heavy}))
 """
 
 
