@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from bus import kafka_clients
 from bus.archive.chain import (
+    DatasetTopic,
     canonical_bytes,
     chain_hash,
     genesis,
@@ -47,12 +48,19 @@ from bus.config import Settings
 from bus.consume import Consumer, Message
 from bus.db import open_engine, session_scope
 from bus.db.models import Run
-from bus.errors import BrokerUnavailableError, DataError, RetriableError
+from bus.errors import (
+    BrokerUnavailableError,
+    DatabaseUnavailableError,
+    DataError,
+    FatalError,
+    RetriableError,
+)
 from bus.registry import Registry
 
 log = logging.getLogger(__name__)
 
 GROUP_ID = "lgsp.archiver"
+APPEND_ATTEMPTS = 5
 entry_t = ArchiveEntry.__table__
 chain_t = ArchiveChain.__table__
 
@@ -111,6 +119,91 @@ def envelope_fields(value: dict[str, Any], where: str) -> dict[str, Any]:
         }
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise DataError(f"{where}: not a change envelope ({type(exc).__name__})") from None
+
+
+def entry_row(
+    parsed: DatasetTopic,
+    partition: int,
+    *,
+    seq: int,
+    epoch: int,
+    offset: int,
+    schema_id: int,
+    fields: dict[str, Any],
+    payload: bytes,
+    prev: bytes,
+    archived_ms: int,
+) -> dict[str, Any]:
+    """The archive row of one entry (``fields`` as from ``envelope_fields``), its
+    ``entry_hash`` chained on ``prev``, the hash of the entry before it."""
+    entry_hash = chain_hash(
+        prev,
+        seq,
+        canonical_bytes(
+            epoch=epoch,
+            offset=offset,
+            ts_ms=fields["ts_ms"],
+            schema_id=schema_id,
+            op=fields["op"],
+            event_id=fields["event_id"],
+            source_unit=fields["source_unit"],
+            key=fields["event_key"],
+            payload=payload,
+        ),
+    )
+    return {
+        "topic": parsed.topic,
+        "kafka_partition": partition,
+        "seq": seq,
+        "epoch": epoch,
+        "kafka_offset": offset,
+        "dataset": parsed.dataset,
+        "unit_path": parsed.unit_path,
+        "schema_id": schema_id,
+        "payload": payload,
+        "entry_hash": entry_hash,
+        "archived_ms": archived_ms,
+        **fields,
+    }
+
+
+def write_head(
+    conn: Connection,
+    parsed: DatasetTopic,
+    partition: int,
+    *,
+    new: bool,
+    epoch: int,
+    head_seq: int,
+    head_offset: int,
+    head_hash: bytes,
+    updated_ms: int,
+) -> None:
+    """Insert (``new``) or move the chain head record of a topic-partition."""
+    head = {
+        "epoch": epoch,
+        "head_seq": head_seq,
+        "head_offset": head_offset,
+        "head_hash": head_hash,
+        "updated_ms": updated_ms,
+    }
+    if new:
+        conn.execute(
+            chain_t.insert().values(
+                topic=parsed.topic,
+                kafka_partition=partition,
+                dataset=parsed.dataset,
+                unit_path=parsed.unit_path,
+                signed_seq=0,
+                **head,
+            )
+        )
+    else:
+        conn.execute(
+            chain_t.update()
+            .where(chain_t.c.topic == parsed.topic, chain_t.c.kafka_partition == partition)
+            .values(**head)
+        )
 
 
 @dataclass(frozen=True)
@@ -241,15 +334,28 @@ class Archiver:
         if not groups:
             return 0, 0
         engine = open_engine(self.settings)
-        for attempt in range(5):
+        failed = ""
+        for attempt in range(APPEND_ATTEMPTS):
             try:
                 with engine.begin() as conn:
                     return self._append_groups(conn, groups)
-            except (IntegrityError, OperationalError):  # a concurrent archiver went first
-                if attempt == 4:
-                    raise
+            except (IntegrityError, OperationalError) as exc:  # a concurrent archiver went first
+                failed = type(exc).__name__
+            if attempt < APPEND_ATTEMPTS - 1:
                 time.sleep(0.05 * (attempt + 1))
-        return 0, 0  # pragma: no cover
+        # Raised outside the handler, without the cause: the database error's text holds the
+        # statement's parameters (payloads, event keys such as citizen IDs).
+        chains = ", ".join(f"{t}[{p}]" for t, p in sorted(groups))
+        if failed == "IntegrityError":
+            raise FatalError(
+                f"archive: appending to {chains} failed {APPEND_ATTEMPTS} times on a uniqueness "
+                "conflict (IntegrityError): the archive rows no longer match the chain heads; "
+                "run 'lgsp audit verify'"
+            )
+        raise DatabaseUnavailableError(
+            f"archive: appending to {chains} failed {APPEND_ATTEMPTS} times: the control "
+            f"database did not take the write ({failed})"
+        )
 
     def _append_groups(
         self, conn: Connection, groups: dict[tuple[str, int], list[Message]]
@@ -284,66 +390,35 @@ class Archiver:
                     continue
                 fields = envelope_fields(message.value, f"{topic}[{partition}]@{message.offset}")
                 seq += 1
-                payload = bytes(message.raw)
-                prev = chain_hash(
-                    prev,
-                    seq,
-                    canonical_bytes(
-                        epoch=epoch,
-                        offset=message.offset,
-                        ts_ms=fields["ts_ms"],
-                        schema_id=message.schema_id,
-                        op=fields["op"],
-                        event_id=fields["event_id"],
-                        source_unit=fields["source_unit"],
-                        key=fields["event_key"],
-                        payload=payload,
-                    ),
+                row = entry_row(
+                    parsed,
+                    partition,
+                    seq=seq,
+                    epoch=epoch,
+                    offset=message.offset,
+                    schema_id=message.schema_id,
+                    fields=fields,
+                    payload=bytes(message.raw),
+                    prev=prev,
+                    archived_ms=now_ms,
                 )
+                prev = row["entry_hash"]
                 head_offset = message.offset
-                rows.append(
-                    {
-                        "topic": topic,
-                        "kafka_partition": partition,
-                        "seq": seq,
-                        "epoch": epoch,
-                        "kafka_offset": message.offset,
-                        "dataset": parsed.dataset,
-                        "unit_path": parsed.unit_path,
-                        "schema_id": message.schema_id,
-                        "payload": payload,
-                        "entry_hash": prev,
-                        "archived_ms": now_ms,
-                        **fields,
-                    }
-                )
+                rows.append(row)
             if not rows:
                 continue
             conn.execute(entry_t.insert(), rows)
-            head = {
-                "epoch": epoch,
-                "head_seq": seq,
-                "head_offset": head_offset,
-                "head_hash": prev,
-                "updated_ms": now_ms,
-            }
-            if chain is None:
-                conn.execute(
-                    chain_t.insert().values(
-                        topic=topic,
-                        kafka_partition=partition,
-                        dataset=parsed.dataset,
-                        unit_path=parsed.unit_path,
-                        signed_seq=0,
-                        **head,
-                    )
-                )
-            else:
-                conn.execute(
-                    chain_t.update()
-                    .where(chain_t.c.topic == topic, chain_t.c.kafka_partition == partition)
-                    .values(**head)
-                )
+            write_head(
+                conn,
+                parsed,
+                partition,
+                new=chain is None,
+                epoch=epoch,
+                head_seq=seq,
+                head_offset=head_offset,
+                head_hash=prev,
+                updated_ms=now_ms,
+            )
             appended += len(rows)
         return appended, skipped
 

@@ -602,7 +602,7 @@ def content_hash(rows: list[tuple[str | None, dict[str, Any]]]) -> str:
 
 def _target_engine(url: str) -> sa.Engine:
     try:
-        engine = sa.create_engine(url, future=True)
+        engine = sa.create_engine(url, hide_parameters=True)  # errors never quote row values
     except (ArgumentError, NoSuchModuleError, ValueError, ImportError) as exc:
         raise ConfigurationError(
             f"--into: not a usable SQLAlchemy URL ({type(exc).__name__}); expected e.g. "
