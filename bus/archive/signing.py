@@ -18,6 +18,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from bus.catalog._common import write_once
 from bus.config import Settings
 from bus.errors import ConfigurationError
 from bus.state import home
@@ -101,9 +102,8 @@ def load_signing_key(settings: Settings, *, create: bool = False) -> SigningKey 
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(pem)
+    if not write_once(path, pem):  # another process generated one at the same moment
+        return SigningKey(_private_from_pem(path.read_bytes(), str(path)), "state folder", path)
     log.info("no signing key configured: generated a new Ed25519 key at %s", path)
     return SigningKey(private, "state folder", path, generated=True)
 

@@ -1,12 +1,17 @@
-"""Small shared helpers of the catalogue: clocks and name rules."""
+"""Small shared helpers of the catalogue: clocks, name rules and write-once key files."""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
+import tempfile
 import unicodedata
+from pathlib import Path
 
-VN = dt.timezone(dt.timedelta(hours=7), "ICT")
+from bus.errors import ConfigurationError
+from bus.timeutil import VN
+
 AGENCY_NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 MAX_AGENCY_NAME = 100
 
@@ -18,13 +23,6 @@ def utcnow() -> dt.datetime:
 def today_vn() -> dt.date:
     """Today's date in Viet Nam (grant expiry dates are Vietnamese calendar days)."""
     return dt.datetime.now(VN).date()
-
-
-def as_utc(value: dt.datetime) -> dt.datetime:
-    """A stored time as an aware UTC datetime (SQLite returns naive ones)."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC)
 
 
 def agency_name_problem(name: object) -> str | None:
@@ -42,3 +40,28 @@ def fold(text: str) -> str:
     """Lowercase text without Vietnamese accents (đ → d), for search and name matching."""
     text = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D"))
     return "".join(ch for ch in text if not unicodedata.combining(ch)).casefold()
+
+
+def write_once(path: Path, data: bytes, mode: int = 0o600) -> bool:
+    """Create ``path`` holding ``data`` unless it exists; True if this call created it.
+
+    The data goes to a temporary file in the same folder first, which is then hard-linked to
+    ``path``: a reader never sees a partly written file, and of writers racing for the same
+    path exactly one wins (the others get False and read the winner's file).
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), mode)
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise ConfigurationError(f"cannot create {path.name} ({exc.strerror})") from exc
+        return True
+    finally:
+        os.unlink(tmp)

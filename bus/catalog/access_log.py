@@ -13,12 +13,13 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bus.catalog._common import VN, as_utc, utcnow
+from bus.catalog._common import utcnow
 from bus.catalog.models import AccessEntry
 from bus.config import Settings
 from bus.db import session_scope
 from bus.envelope import to_jsonable
 from bus.errors import ConfigurationError
+from bus.timeutil import VN, as_utc, parse_cli_time
 
 ACTIONS = ("deliver", "refused", "replay", "read")
 _ACTION = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -86,20 +87,13 @@ def record_access(
 
 
 def parse_since(value: str | dt.date | dt.datetime) -> dt.datetime:
-    """A date (midnight, Viet Nam time) or an ISO date-time (no zone: Viet Nam time)."""
+    """A date (its midnight) or an ISO date-time; without a zone it is Viet Nam time."""
     if isinstance(value, dt.datetime):
-        moment = value
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=VN)
     elif isinstance(value, dt.date):
-        moment = dt.datetime.combine(value, dt.time())
+        moment = dt.datetime.combine(value, dt.time(), tzinfo=VN)
     else:
-        try:
-            moment = dt.datetime.fromisoformat(str(value).strip())
-        except ValueError:
-            raise ConfigurationError(
-                "--since: expected a date YYYY-MM-DD or a date-time YYYY-MM-DDTHH:MM"
-            ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=VN)
+        moment = parse_cli_time(str(value), "--since", naive=VN)
     return moment.astimezone(dt.UTC)
 
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from bus.catalog._common import agency_name_problem, as_utc, fold, utcnow
+from bus.catalog._common import agency_name_problem, fold, utcnow
 from bus.catalog.agencies import ensure_agency
 from bus.catalog.models import Dataset
 from bus.config import Settings
@@ -32,6 +32,7 @@ from bus.errors import (
     NotFoundError,
 )
 from bus.registry import Registry, subject_for
+from bus.timeutil import as_utc
 from bus.units import load_hierarchy, topic_name, validate_dataset_name
 
 Frequency = Literal[

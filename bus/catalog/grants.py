@@ -11,13 +11,14 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bus.catalog._common import as_utc, fold, today_vn, utcnow
+from bus.catalog._common import fold, today_vn, utcnow
 from bus.catalog.errors import AccessDeniedError
 from bus.catalog.masking import GrantView, load_pii_key
 from bus.catalog.models import Agency, Dataset, Grant
 from bus.config import Settings
 from bus.db import session_scope
 from bus.errors import ConfigurationError, NotFoundError
+from bus.timeutil import as_utc
 
 MAX_TEXT = 2000
 

@@ -13,7 +13,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import unicodedata
 from collections.abc import Collection, Mapping
@@ -22,6 +21,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from bus.catalog._common import write_once
 from bus.config import Settings
 from bus.envelope import to_jsonable
 from bus.errors import ConfigurationError
@@ -46,14 +46,7 @@ def load_pii_key(settings: Settings) -> bytes:
         return value.encode("utf-8")
     path = key_file(settings)
     if not path.exists():
-        material = secrets.token_hex(_KEY_BYTES).encode("ascii")
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "wb") as out:
-                out.write(material)
+        write_once(path, secrets.token_hex(_KEY_BYTES).encode("ascii"))
     try:
         data = path.read_bytes().strip()
     except OSError as exc:

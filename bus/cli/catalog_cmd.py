@@ -294,7 +294,11 @@ def grant_acls(bootstrap_server: str, command_config: str | None, operator: str 
 @click.command("access-log")
 @click.option("--agency", default=None, help="Only this agency.")
 @click.option("--dataset", default=None, help="Only this dataset.")
-@click.option("--since", default=None, help="From this date or date-time (Viet Nam time).")
+@click.option(
+    "--since",
+    default=None,
+    help="From this date or ISO date-time; without a zone it is Viet Nam time (UTC+7).",
+)
 @click.option("--action", default=None, help="Only deliver, refused, replay, ...")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def access_log_cmd(

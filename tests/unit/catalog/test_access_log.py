@@ -59,5 +59,8 @@ def test_bad_entries_are_refused(offline_settings: Settings, change: dict, field
 def test_since_is_viet_nam_time_unless_zoned() -> None:
     assert parse_since("2025-07-01") == dt.datetime(2025, 6, 30, 17, 0, tzinfo=dt.UTC)
     assert parse_since("2025-07-01T08:00+00:00") == dt.datetime(2025, 7, 1, 8, tzinfo=dt.UTC)
+    assert parse_since("2025-07-01T08:00") == dt.datetime(2025, 7, 1, 1, tzinfo=dt.UTC)
+    assert parse_since(dt.date(2025, 7, 1)) == dt.datetime(2025, 6, 30, 17, tzinfo=dt.UTC)
+    assert parse_since(dt.datetime(2025, 7, 1, 8)) == dt.datetime(2025, 7, 1, 1, tzinfo=dt.UTC)
     with pytest.raises(ConfigurationError, match="--since"):
         parse_since("yesterday")
