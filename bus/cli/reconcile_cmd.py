@@ -51,8 +51,8 @@ def _common(func: Any) -> Any:
             "--pii",
             multiple=True,
             metavar="COLUMN",
-            help="A personal-data column whose values are masked (repeatable; the catalogue's "
-            "PII fields are added for connectors).",
+            help="A personal-data column whose values are masked (repeatable; added to the "
+            "catalogue's PII fields, and for urls to the columns named like personal data).",
         ),
         click.option(
             "--recheck-delay",
@@ -153,6 +153,8 @@ def _print(report: Report, as_json: bool) -> None:
             f"repair: {repair.get('published', 0)} event(s) published on "
             f"{repair.get('topic', '-')}; run '{repair.get('then', 'the sink')}' to apply them"
         )
+    if report.masked and report.differences:
+        click.echo(f"values masked: {', '.join(report.masked)}")
     if report.report_id is not None:
         click.echo(f"report {report.report_id} stored (lgsp reconcile show {report.report_id})")
     click.echo(report.summary)
@@ -231,6 +233,13 @@ def check_cmd(
 )
 @click.option("--milliseconds", is_flag=True, help="Compare timestamps to the millisecond only.")
 @click.option("--no-store", is_flag=True, help="Do not keep the report in the control database.")
+@click.option(
+    "--show-values",
+    is_flag=True,
+    help="Show the values of columns that are masked by default: those named like a PII "
+    "field of a catalogued dataset or like a personal identifier (ho_ten, cccd, dia_chi, "
+    "so_dien_thoai, ngay_sinh...). --pii columns stay masked.",
+)
 @_common
 def urls_cmd(
     source_url: str,
@@ -241,6 +250,7 @@ def urls_cmd(
     ignore: tuple[str, ...],
     milliseconds: bool,
     no_store: bool,
+    show_values: bool,
     as_json: bool,
     pii: tuple[str, ...],
     recheck_delay: float,
@@ -250,7 +260,9 @@ def urls_cmd(
 ) -> None:
     """Reconcile TABLE at SOURCE_URL with TARGET_TABLE (default: the same name) at TARGET_URL.
 
-    URLs are SQLAlchemy URLs; a password may be written as ${ENV_VAR}.
+    URLs are SQLAlchemy URLs; a password may be written as ${ENV_VAR}. Values of columns that
+    look like personal data are masked (in the output and the stored report) unless
+    --show-values.
     """
     from bus.reconcile.service import run_urls
     from connectors.secrets import resolve
@@ -261,7 +273,7 @@ def urls_cmd(
         opts.ignore_columns = tuple(ignore)
     source = Endpoint(resolve(source_url, "SOURCE_URL"), table, key=key)
     target = Endpoint(resolve(target_url, "TARGET_URL"), target_table or table, key=key)
-    report = run_urls(None if no_store else settings(), source, target, opts, store=not no_store)
+    report = run_urls(settings(), source, target, opts, store=not no_store, show_values=show_values)
     _finish(report, as_json)
 
 

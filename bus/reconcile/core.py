@@ -97,6 +97,7 @@ class Options:
     max_listed: int = 1000
     ignore_columns: tuple[str, ...] = DEFAULT_IGNORED
     pii: tuple[str, ...] = ()
+    pii_guess: bool = False  # also mask columns named like personal identifiers (ho_ten, cccd)
     token: Callable[[Any], str] | None = None
     before_recheck: Callable[[int], None] | None = None
     chunk: int = 500
@@ -467,6 +468,10 @@ def reconcile(source: Endpoint, target: Endpoint, options: Options | None = None
         report.key = check.key
         report.columns = check.compared
         report.ignored = {"source": check.ignored_source, "target": check.ignored_target}
+        masker = _masker(opts)
+        report.masked = [
+            n for n in dict.fromkeys([*check.key, *check.compared]) if masker.is_pii(n)
+        ]
         if not check.comparable:
             report.finished_at = dt.datetime.now(dt.UTC)
             report.stats.seconds = time.monotonic() - started
@@ -516,6 +521,10 @@ def reconcile(source: Endpoint, target: Endpoint, options: Options | None = None
     finally:
         for engine in engines:
             engine.dispose()
+
+
+def _masker(opts: Options) -> Masker:
+    return Masker(opts.pii, opts.token, guess=opts.pii_guess)
 
 
 def _check_filter_columns(endpoint: Endpoint, info: TableInfo) -> None:
@@ -725,7 +734,7 @@ def _fill(
     native_t: dict[CanonKey, tuple[Any, ...]],
     opts: Options,
 ) -> None:
-    masker = Masker(opts.pii, opts.token)
+    masker = _masker(opts)
     key_names = [k.name for k in src.key]
     upserts: list[tuple[str, tuple[Any, ...]]] = []
     deletes: list[tuple[Any, ...]] = []

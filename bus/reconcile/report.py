@@ -2,12 +2,17 @@
 
 Values of personal-data fields never leave this module in clear: a PII column's values are
 shown as ``***``, and a PII key column's values as a keyed token (``tok_...``) so that a
-person can still follow one row across reports without seeing the value.
+person can still follow one row across reports without seeing the value. Column names are
+compared without case, accents or separators (``Họ tên`` is ``ho_ten``); with ``guess``, names
+that look like personal identifiers (``PERSONAL_NAMES`` as a whole word: ``so_cccd``,
+``dia_chi_thuong_tru``, ``SoDienThoai``) are masked too.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,15 +24,61 @@ MASK = "***"
 MAX_VALUE_CHARS = 120
 
 
-class Masker:
-    """Masks values of PII fields (names compared case-insensitively)."""
+# Column names that hold personal identifiers, normalised (see ``normalise_name``).
+PERSONAL_NAMES = (
+    "citizen_id",
+    "cccd",
+    "cmnd",
+    "so_dinh_danh",
+    "phone",
+    "so_dien_thoai",
+    "full_name",
+    "ho_ten",
+    "address",
+    "dia_chi",
+    "birth_date",
+    "ngay_sinh",
+)
 
-    def __init__(self, pii: Iterable[str] = (), token: Callable[[Any], str] | None = None) -> None:
-        self.pii = {p.lower() for p in pii}
+
+def normalise_name(name: str) -> str:
+    """``name`` lowercased, without accents (đ -> d), words joined by ``_``:
+    ``Họ Tên`` -> ``ho_ten``, ``SoDienThoai`` -> ``so_dien_thoai``, ``CCCD`` -> ``cccd``."""
+    text = unicodedata.normalize("NFD", name.replace("đ", "d").replace("Đ", "D"))
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    text = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", text)
+    return re.sub(r"[^0-9a-z]+", "_", text.lower()).strip("_")
+
+
+_PERSONAL_PATTERNS = tuple(
+    dict.fromkeys(f"_{w}_" for word in PERSONAL_NAMES for w in (word, word.replace("_", "")))
+)
+
+
+def looks_personal(name: str) -> bool:
+    """Whether a column name contains one of ``PERSONAL_NAMES`` as whole words, with or
+    without the ``_`` between them (``ho_ten_nguoi_nop``, ``hoten``, ``NgaySinh``)."""
+    padded = f"_{normalise_name(name)}_"
+    return any(pattern in padded for pattern in _PERSONAL_PATTERNS)
+
+
+class Masker:
+    """Masks values of PII fields (names compared by ``normalise_name``); with ``guess``,
+    also of columns whose names look like personal identifiers (``looks_personal``)."""
+
+    def __init__(
+        self,
+        pii: Iterable[str] = (),
+        token: Callable[[Any], str] | None = None,
+        *,
+        guess: bool = False,
+    ) -> None:
+        self.pii = {normalise_name(p) for p in pii}
         self._token = token
+        self.guess = guess
 
     def is_pii(self, column: str) -> bool:
-        return column.lower() in self.pii
+        return normalise_name(column) in self.pii or (self.guess and looks_personal(column))
 
     def value(self, column: str, text: str | None) -> str | None:
         if text is None:
@@ -132,6 +183,7 @@ class Report:
     repair: dict[str, Any] | None = None
     report_id: int | None = None
     warnings: list[str] = field(default_factory=list)
+    masked: list[str] = field(default_factory=list)
     # Unmasked keys for a repair: never serialised.
     _repair_keys: dict[str, list[Any]] = field(default_factory=dict, repr=False)
 
@@ -187,6 +239,7 @@ class Report:
             "repair": self.repair,
             "report_id": self.report_id,
             "warnings": self.warnings,
+            "masked_columns": self.masked,
         }
 
     def summary_dict(self) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bus.config import Settings
-from bus.errors import ConfigurationError, NotFoundError
+from bus.errors import ConfigurationError, LgspError, NotFoundError
 from bus.reconcile.core import Endpoint, Options, reconcile
 from bus.reconcile.report import Report
 from bus.reconcile.store import save_report
@@ -207,6 +207,13 @@ def run_reconcile(
     return report
 
 
+def all_catalogue_pii(settings: Settings) -> list[str]:
+    """The PII fields of every catalogued dataset."""
+    from bus.catalog import list_datasets
+
+    return sorted({f for info in list_datasets(settings) for f in info.pii})
+
+
 def run_urls(
     settings: Settings | None,
     source: Endpoint,
@@ -214,9 +221,32 @@ def run_urls(
     options: Options | None = None,
     *,
     store: bool = True,
+    show_values: bool = False,
 ) -> Report:
-    """Ad-hoc reconciliation of two URLs (no connectors); stored when settings are given."""
-    report = reconcile(source, target, options)
+    """Ad-hoc reconciliation of two URLs (no connectors); stored when settings are given.
+
+    No dataset says which columns hold personal data, so unless ``show_values``, the values
+    of columns named like a PII field of any catalogued dataset, or like a personal
+    identifier (``ho_ten``, ``cccd``, ``so_dien_thoai``...), are masked, as are the
+    ``options.pii`` columns always; the stored report is the masked one.
+    """
+    opts = options or Options()
+    warnings: list[str] = []
+    if not show_values:
+        pii = list(opts.pii)
+        token = opts.token
+        if settings is not None:
+            try:
+                pii += all_catalogue_pii(settings)
+                token = token or pii_token(settings)
+            except (LgspError, sa.exc.SQLAlchemyError) as exc:
+                warnings.append(
+                    f"catalogue not readable ({type(exc).__name__}): personal-data columns "
+                    "recognised by their names only"
+                )
+        opts = replace(opts, pii=tuple(dict.fromkeys(pii)), pii_guess=True, token=token)
+    report = reconcile(source, target, opts)
+    report.warnings.extend(warnings)
     if store and settings is not None:
         save_report(settings, report)
     return report

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from bus import sync
@@ -116,3 +118,73 @@ def test_connector_repair_through_the_cli(
     assert json.loads(out)["agree"] is True
     code, out, _ = _run("reconcile", "history", sink, "--json")
     assert [e["agree"] for e in json.loads(out)] == [True, False]
+
+
+def _catalogue_with_pii(unique: str, tmp_path: Path, pii: list[str]) -> None:
+    """A catalogued dataset whose PII fields are ``pii`` (any dataset counts for urls)."""
+    from bus.catalog import publish_dataset
+
+    record = {
+        "type": "record",
+        "name": f"HoSo{unique}",
+        "namespace": "vn.hcm.test",
+        "fields": [{"name": "id", "type": "long"}]
+        + [{"name": p, "type": ["null", "string"], "default": None} for p in pii],
+    }
+    schema_file = tmp_path / f"vn.hcm.test.HoSo{unique}.avsc"
+    schema_file.write_text(json.dumps(record), encoding="utf-8")
+    dataset_file = tmp_path / "dataset.yaml"
+    spec = {
+        "name": f"tthc.rc_{unique}",
+        "publisher": "ubnd-phuong-tan-dinh",
+        "publisher_display": "UBND phường Tân Định",
+        "units": ["26734"],
+        "schema": str(schema_file),
+        "key": ["id"],
+        "pii": pii,
+        "description": {"vi": "Hồ sơ thử", "en": "Test dossiers"},
+        "legal_basis": "Nghị định 47/2020/NĐ-CP",
+        "frequency": "daily",
+    }
+    dataset_file.write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
+    publish_dataset(get_settings(), dataset_file)
+
+
+def test_urls_mask_personal_columns_unless_show_values(
+    cli_env: dict[str, str], dbs: Callable[[str], Db], unique: str, tmp_path: Path
+) -> None:
+    """Without a dataset, columns named like personal data (ho_ten, cccd) and like any
+    catalogued dataset's PII field (ghi_chu here) are masked, in the output and the store."""
+    _catalogue_with_pii(unique, tmp_path, ["ghi_chu"])
+    src, s_name, tgt, t_name = _tables(dbs, unique)
+    tgt.update(
+        t_name, {"id": 5}, cccd="079000000001", ho_ten="Tên Khác", ghi_chu="Bí mật", ma_ho_so="HS-x"
+    )
+    tgt.delete(t_name, {"id": 6})
+    base = ["reconcile", "urls", src.url, s_name, tgt.url, t_name, "--recheck-delay", "0"]
+    secrets = ("079000000001", "Tên Khác", "Bí mật", dossier(5)["ho_ten"], dossier(5)["cccd"])
+
+    code, out, _ = _run(*base)
+    assert code == 1, out
+    assert "cccd: '***' -> '***'" in out and "ho_ten: '***' -> '***'" in out
+    assert "ghi_chu: NULL -> '***'" in out  # id 5 has no note at the source
+    assert "ma_ho_so: 'HS-26734-000005' -> 'HS-x'" in out
+    assert "values masked: cccd, ghi_chu, ho_ten" in out
+    assert not [s for s in secrets if s in out]
+    report_id = out.split("lgsp reconcile show ")[1].split(")")[0]
+    code, stored, _ = _run("reconcile", "show", report_id, "--json")
+    assert code == 0 and json.loads(stored)["masked_columns"] == ["cccd", "ghi_chu", "ho_ten"]
+    assert not [s for s in secrets if s in stored]
+
+    # a personal-data key column: its values become keyed tokens, the same in every report
+    code, out, _ = _run(*base, "--key", "cccd", "--json", "--no-store")
+    data = json.loads(out)
+    assert code == 1 and data["report_id"] is None
+    assert {d["key"]["cccd"][:4] for d in data["missing"] + data["extra"]} == {"tok_"}
+    assert not [s for s in secrets if s in out]
+
+    code, out, _ = _run(*base, "--show-values", "--pii", "cccd")
+    assert code == 1
+    assert "cccd: '***' -> '***'" in out
+    assert f"ho_ten: '{dossier(5)['ho_ten']}' -> 'Tên Khác'" in out
+    assert "ghi_chu: NULL -> 'Bí mật'" in out
