@@ -24,7 +24,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import re
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +35,13 @@ import sqlalchemy as sa
 from kafka import TopicPartition
 from kafka.errors import KafkaError
 from sqlalchemy import select
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
 
 from bus import kafka_clients
 from bus.archive.access import record_access
@@ -51,6 +59,7 @@ from bus.errors import (
     DatabaseUnavailableError,
     DataError,
     FatalError,
+    LgspError,
     NotFoundError,
     UnknownUnitError,
 )
@@ -64,6 +73,7 @@ META_COLUMNS = ("_lgsp_key", "_lgsp_unit", "_lgsp_ts_ms", "_lgsp_event_id")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
+log = logging.getLogger(__name__)
 entry_t = ArchiveEntry.__table__
 chain_t = ArchiveChain.__table__
 
@@ -608,7 +618,16 @@ def _target_engine(url: str) -> sa.Engine:
             f"--into: not a usable SQLAlchemy URL ({type(exc).__name__}); expected e.g. "
             "sqlite:///audit.db or postgresql+psycopg://user@host/db"
         ) from exc
+    if engine.dialect.name == "sqlite" and engine.dialect.driver == "pysqlite":
+        # pysqlite commits DDL on its own; let SQLAlchemy's BEGIN cover it (the documented
+        # recipe), so that creating, filling and swapping the table are transactional
+        sa.event.listen(engine, "connect", _sqlite_manual_transactions)
+        sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
     return engine
+
+
+def _sqlite_manual_transactions(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None
 
 
 def check_target(url: str, schema_name: str | None, name: str, replace: bool) -> bool:
@@ -631,6 +650,69 @@ def check_target(url: str, schema_name: str | None, name: str, replace: bool) ->
     return exists
 
 
+def _target_table(name: str, schema_name: str | None, columns: list[_Column]) -> sa.Table:
+    return sa.Table(
+        name,
+        sa.MetaData(),
+        sa.Column("_lgsp_key", sa.Text, nullable=True),
+        sa.Column("_lgsp_unit", sa.String(64), nullable=False),
+        sa.Column("_lgsp_ts_ms", sa.BigInteger, nullable=False),
+        sa.Column("_lgsp_event_id", sa.String(200), nullable=False),
+        *[sa.Column(c.name, c.type, nullable=c.nullable) for c in columns],
+        schema=schema_name,
+    )
+
+
+def _side_name(name: str, role: str) -> str:
+    """A unique name beside ``name`` (at most 62 characters) for a table being swapped."""
+    return f"{name[:44]}_lgsp_{role}_{secrets.token_hex(4)}"
+
+
+def _write_error(exc: SQLAlchemyError, shown: str, kept: str) -> LgspError:
+    """The bus error of a failed write (the driver's text may quote values: only its class)."""
+    what = f"--into: writing table {shown} failed in the target database ({type(exc).__name__})"
+    if isinstance(exc, OperationalError | InterfaceError) or getattr(
+        exc, "connection_invalidated", False
+    ):
+        return DatabaseUnavailableError(f"{what}; {kept}")
+    return FatalError(f"{what}; {kept}")
+
+
+def _swap(engine: sa.Engine, schema_name: str | None, staging: str, name: str) -> None:
+    """Put the filled ``staging`` table in the place of ``name`` (dropping the old one, if
+    any) at once: one ``RENAME TABLE`` on MySQL/MariaDB, one transaction elsewhere."""
+    prep = engine.dialect.identifier_preparer
+
+    def qualified(table: str) -> str:
+        prefix = prep.quote_schema(schema_name) + "." if schema_name else ""
+        return prefix + prep.quote(table)
+
+    exists = sa.inspect(engine).has_table(name, schema=schema_name)
+    if engine.dialect.name == "mysql":  # DDL commits at once there: one atomic statement
+        old = _side_name(name, "old")
+        with engine.begin() as conn:
+            if exists:
+                conn.exec_driver_sql(
+                    f"RENAME TABLE {qualified(name)} TO {qualified(old)}, "
+                    f"{qualified(staging)} TO {qualified(name)}"
+                )
+            else:
+                conn.exec_driver_sql(f"RENAME TABLE {qualified(staging)} TO {qualified(name)}")
+        if exists:
+            try:
+                with engine.begin() as conn:
+                    conn.exec_driver_sql(f"DROP TABLE {qualified(old)}")
+            except SQLAlchemyError as exc:
+                log.warning(
+                    "replay: the replaced table is left as %s (%s)", old, type(exc).__name__
+                )
+        return
+    with engine.begin() as conn:  # transactional DDL: both or neither
+        if exists:
+            conn.exec_driver_sql(f"DROP TABLE {qualified(name)}")
+        conn.exec_driver_sql(f"ALTER TABLE {qualified(staging)} RENAME TO {prep.quote(name)}")
+
+
 def _write_table(
     url: str,
     schema_name: str | None,
@@ -640,22 +722,16 @@ def _write_table(
     records: list[dict[str, Any]],
     replace: bool,
 ) -> None:
+    """Write the rows into a new table under a temporary name, then swap it in: a failed
+    write leaves the existing table as it was, on every dialect."""
     engine = _target_engine(url)
     shown = f"{schema_name}.{name}" if schema_name else name
     try:
         dialect = engine.dialect.name
         columns = _columns(record_schema, dialect)
         exists = check_target(url, schema_name, name, replace)
-        table = sa.Table(
-            name,
-            sa.MetaData(),
-            sa.Column("_lgsp_key", sa.Text, nullable=True),
-            sa.Column("_lgsp_unit", sa.String(64), nullable=False),
-            sa.Column("_lgsp_ts_ms", sa.BigInteger, nullable=False),
-            sa.Column("_lgsp_event_id", sa.String(200), nullable=False),
-            *[sa.Column(c.name, c.type, nullable=c.nullable) for c in columns],
-            schema=schema_name,
-        )
+        kept = "the existing table is unchanged" if exists else "nothing was kept"
+        staging = _target_table(_side_name(name, "new"), schema_name, columns)
         values = []
         for candidate, record in zip(rows, records, strict=True):
             item = {
@@ -667,25 +743,19 @@ def _write_table(
             for column in columns:
                 item[column.name] = _adapt(record.get(column.name), column.kind, dialect)
             values.append(item)
-        created = False
         try:
             with engine.begin() as conn:
-                if exists:
-                    sa.Table(name, sa.MetaData(), schema=schema_name).drop(conn)
-                table.create(conn)
-                created = True
+                staging.create(conn)
                 for start in range(0, len(values), 5000):
-                    conn.execute(table.insert(), values[start : start + 5000])
+                    conn.execute(staging.insert(), values[start : start + 5000])
+            _swap(engine, schema_name, staging.name, name)
         except SQLAlchemyError as exc:
-            if created and dialect == "mysql":  # DDL is not transactional there
-                try:
-                    with engine.begin() as conn:
-                        table.drop(conn, checkfirst=True)
-                except SQLAlchemyError:
-                    pass
-            raise DataError(
-                f"--into: writing table {shown} failed ({type(exc).__name__}); nothing kept"
-            ) from exc
+            try:  # MySQL/MariaDB keep a created table whatever happens after
+                with engine.begin() as conn:
+                    staging.drop(conn, checkfirst=True)
+            except SQLAlchemyError:
+                log.warning("replay: could not drop the unfinished table %s", staging.name)
+            raise _write_error(exc, shown, kept) from exc
     finally:
         engine.dispose()
 
