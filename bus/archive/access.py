@@ -1,25 +1,22 @@
 """The replay access log: who replayed which dataset, when, why, over which range.
 
-Every replay writes one row to ``archive_replay_log``. When the catalogue's access log exists
-(``bus.catalog.access_log.record_access``), the same access is also reported there, so that one
-place lists every read of a dataset (``action="replay"``, agency ``lgsp-audit``, the range and
-target in ``detail``); a failure there is logged and does not undo the replay's
-own record.
+Every replay writes one row to ``archive_replay_log`` and, in the same transaction, one entry
+to the catalogue's access log (``action="replay"``, agency ``lgsp-audit``, the range and
+target in ``detail``), so that one place lists every read of a dataset: both are written or
+neither is.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
-from typing import Any
 
 from sqlalchemy import select
 
 from bus.archive.models import ArchiveReplayLog
+from bus.catalog.access_log import add_access
 from bus.config import Settings
 from bus.db import session_scope
-
-log = logging.getLogger(__name__)
+from bus.timeutil import as_utc
 
 AUDIT_AGENCY = "lgsp-audit"  # the catalogue's log wants an agency; replays are audit reads
 
@@ -40,7 +37,11 @@ def record_access(
     outcome: str = "ok",
     agency: str = AUDIT_AGENCY,
 ) -> None:
-    """Write the access to ``archive_replay_log`` and, if present, to the catalogue's log."""
+    """Write the access to ``archive_replay_log`` and the catalogue's log, in one transaction.
+
+    Times are stored in UTC, so that a database without zones (SQLite, MariaDB) keeps the
+    right instant.
+    """
     with session_scope(settings) as s:
         s.add(
             ArchiveReplayLog(
@@ -49,55 +50,33 @@ def record_access(
                 action=action,
                 dataset=dataset,
                 purpose=purpose,
-                as_of=_utc(as_of),
-                from_ts=_utc(from_ts),
-                to_ts=_utc(to_ts),
+                as_of=as_utc(as_of) if as_of else None,
+                from_ts=as_utc(from_ts) if from_ts else None,
+                to_ts=as_utc(to_ts) if to_ts else None,
                 unit=unit,
                 target=target,
                 records=records,
                 outcome=outcome[:200],
             )
         )
-    _catalog_record(
-        settings,
-        principal=principal,
-        agency=agency,
-        dataset=dataset,
-        purpose=purpose,
-        records=records,
-        action="replay",
-        detail={
-            "kind": action,
-            "as_of": as_of.isoformat() if as_of else None,
-            "from": from_ts.isoformat() if from_ts else None,
-            "to": to_ts.isoformat() if to_ts else None,
-            "unit": unit,
-            "target": target,
-            "outcome": outcome,
-        },
-    )
-
-
-def _utc(moment: dt.datetime | None) -> dt.datetime | None:
-    """UTC, so that a database without zones (SQLite, MariaDB) keeps the right instant."""
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        raise ValueError("access log times must carry a zone")
-    return moment.astimezone(dt.UTC)
-
-
-def _catalog_record(settings: Settings, **fields: Any) -> None:
-    try:
-        from bus.catalog.access_log import (
-            record_access as catalog_record_access,
+        add_access(
+            s,
+            principal=principal,
+            agency=agency,
+            dataset=dataset,
+            purpose=purpose,
+            records=records,
+            action="replay",
+            detail={
+                "kind": action,
+                "as_of": as_of.isoformat() if as_of else None,
+                "from": from_ts.isoformat() if from_ts else None,
+                "to": to_ts.isoformat() if to_ts else None,
+                "unit": unit,
+                "target": target,
+                "outcome": outcome,
+            },
         )
-    except ImportError:
-        return
-    try:
-        catalog_record_access(settings, **fields)
-    except Exception as exc:  # the catalogue is another module: keep our own record regardless
-        log.warning("the catalogue's access log did not take the replay (%s)", type(exc).__name__)
 
 
 def list_access(

@@ -8,10 +8,11 @@ Seams for other packages:
   ``apply_grant(event, grant) -> event`` (sink connectors acting for an agency);
 - ``deliver(settings, grant_or_agency, dataset, sink, ...)`` (a bounded delivery run);
 - ``record_access(settings, *, principal, agency, dataset, purpose, records, action, ...)``
-  (replays and any other read of a dataset).
+  (replays and any other read of a dataset); ``add_access(session, ...)`` adds the same
+  entry within the caller's transaction.
 """
 
-from bus.catalog.access_log import query_access, record_access
+from bus.catalog.access_log import add_access, query_access, record_access
 from bus.catalog.agencies import add_agency, list_agencies
 from bus.catalog.datasets import (
     DatasetInfo,
@@ -36,6 +37,7 @@ __all__ = [
     "GrantInfo",
     "GrantView",
     "JsonlSink",
+    "add_access",
     "add_agency",
     "add_grant",
     "apply_grant",

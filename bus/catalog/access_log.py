@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from bus.catalog._common import utcnow
 from bus.catalog.models import AccessEntry
@@ -60,6 +61,36 @@ def record_access(
     auditor's replay), ``read``, or another short lowercase word. ``detail`` is JSON
     (topics, counts); never put record values in it.
     """
+    with session_scope(settings) as s:
+        entry = add_access(
+            s,
+            principal=principal,
+            agency=agency,
+            dataset=dataset,
+            purpose=purpose,
+            records=records,
+            action=action,
+            grant_id=grant_id,
+            detail=detail,
+        )
+        s.flush()
+        return entry.id
+
+
+def add_access(
+    session: Session,
+    *,
+    principal: str,
+    agency: str,
+    dataset: str,
+    purpose: str,
+    records: int,
+    action: str,
+    grant_id: int | None = None,
+    detail: dict[str, Any] | None = None,
+) -> AccessEntry:
+    """Add one access-log entry to ``session`` (written with the caller's transaction);
+    the arguments as for ``record_access``."""
     if not isinstance(action, str) or not _ACTION.fullmatch(action):
         raise ConfigurationError(
             f"action: expected a short lowercase word such as {', '.join(ACTIONS)}"
@@ -69,21 +100,19 @@ def record_access(
     for name, value in (("principal", principal), ("agency", agency), ("dataset", dataset)):
         if not value or not str(value).strip():
             raise ConfigurationError(f"{name}: expected a non-empty value")
-    with session_scope(settings) as s:
-        entry = AccessEntry(
-            at=utcnow(),
-            principal=str(principal),
-            agency=str(agency),
-            dataset=str(dataset),
-            purpose=str(purpose or ""),
-            action=action,
-            records=records,
-            grant_id=grant_id,
-            detail=to_jsonable(detail) if detail is not None else None,
-        )
-        s.add(entry)
-        s.flush()
-        return entry.id
+    entry = AccessEntry(
+        at=utcnow(),
+        principal=str(principal),
+        agency=str(agency),
+        dataset=str(dataset),
+        purpose=str(purpose or ""),
+        action=action,
+        records=records,
+        grant_id=grant_id,
+        detail=to_jsonable(detail) if detail is not None else None,
+    )
+    session.add(entry)
+    return entry
 
 
 def parse_since(value: str | dt.date | dt.datetime) -> dt.datetime:
