@@ -28,6 +28,7 @@ import logging
 import re
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,13 +66,13 @@ from bus.errors import (
 )
 from bus.registry import RegisteredSchema, Registry, subject_for
 from bus.serde import AvroCodec
+from bus.timeutil import as_utc, from_epoch_ms, to_epoch_ms
 from bus.units.hierarchy import load_hierarchy
 from bus.units.topics import validate_dataset_name
 
 TIME_EXAMPLE = "2026-03-01T00:00:00+07:00"
 META_COLUMNS = ("_lgsp_key", "_lgsp_unit", "_lgsp_ts_ms", "_lgsp_event_id")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 log = logging.getLogger(__name__)
 entry_t = ArchiveEntry.__table__
@@ -79,31 +80,6 @@ chain_t = ArchiveChain.__table__
 
 
 # ---- inputs ------------------------------------------------------------------------------
-def parse_time(value: str, flag: str) -> dt.datetime:
-    """An ISO 8601 time with a zone; a time without zone is refused, never guessed."""
-    try:
-        parsed = dt.datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise ConfigurationError(
-            f"{flag}: expected an ISO 8601 time with a zone such as {TIME_EXAMPLE} "
-            f"(or ...Z for UTC), got {value!r}"
-        ) from None
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise ConfigurationError(
-            f"{flag}: {value!r} has no time zone; give one explicitly, e.g. {TIME_EXAMPLE} "
-            "for Vietnam time or a trailing Z for UTC"
-        )
-    return parsed
-
-
-def to_ms(moment: dt.datetime) -> int:
-    return (moment - _EPOCH) // dt.timedelta(milliseconds=1)
-
-
-def from_ms(ms: int) -> str:
-    return (_EPOCH + dt.timedelta(milliseconds=ms)).isoformat(timespec="milliseconds")
-
-
 def normalise_unit(settings: Settings, unit: str | None) -> str | None:
     """A unit path (``79.760``); a single code is expanded with the configured hierarchy."""
     if unit is None or unit == "":
@@ -465,7 +441,7 @@ def _collect(
     _read_archive(settings, archived, selector, report, public_keys, heads)
     _read_broker(settings, on_broker, selector, report, registry, heads)
     if selector.first_ms is not None:
-        report.first_event = from_ms(selector.first_ms)
+        report.first_event = from_epoch_ms(selector.first_ms).isoformat(timespec="milliseconds")
     return archived | on_broker
 
 
@@ -592,7 +568,7 @@ def _adapt(value: Any, kind: str, dialect: str) -> Any:
     if kind == "uuid":
         return str(value)
     if kind == "timestamp" and isinstance(value, dt.datetime):
-        value = value.astimezone(dt.UTC) if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        value = as_utc(value)
         if dialect != "postgresql":
             return value.replace(tzinfo=None)
         return value
@@ -760,6 +736,48 @@ def _write_table(
         engine.dispose()
 
 
+@dataclass
+class _Access:
+    records: int = 0
+
+
+@contextmanager
+def _access_logged(
+    settings: Settings, *, dataset: str, purpose: str, action: str, **fields: Any
+) -> Iterator[_Access]:
+    """Access-log the replay run in the block: ``ok`` with the block's ``records`` count, or
+    ``failed: <error class>`` with 0. When the replay failed and the log cannot be written
+    either, the replay's error is raised (the log's failure is logged)."""
+    access = _Access()
+    try:
+        yield access
+    except BaseException as exc:
+        try:
+            record_access(
+                settings,
+                principal=settings.principal,
+                dataset=dataset,
+                purpose=purpose,
+                records=0,
+                action=action,
+                outcome=f"failed: {type(exc).__name__}",
+                **fields,
+            )
+        except Exception as log_exc:
+            log.error("the failed replay was not access-logged (%s)", type(log_exc).__name__)
+        raise
+    record_access(
+        settings,
+        principal=settings.principal,
+        dataset=dataset,
+        purpose=purpose,
+        records=access.records,
+        action=action,
+        outcome="ok",
+        **fields,
+    )
+
+
 # ---- the two replays ---------------------------------------------------------------------
 def replay_as_of(
     settings: Settings,
@@ -784,10 +802,17 @@ def replay_as_of(
     report = ReplayReport(dataset, "as-of", as_of=as_of.isoformat(), unit=unit_path)
     report.table = f"{schema_name}.{name}" if schema_name else name
     report.target = mask_url(into)
-    outcome = "failed"
-    try:
+    with _access_logged(
+        settings,
+        dataset=dataset,
+        purpose=purpose,
+        action="replay-as-of",
+        as_of=as_of,
+        unit=unit_path,
+        target=f"{report.target} {report.table}",
+    ) as access:
         registry = Registry(settings)
-        selector = _Selector(settings, report, unit=unit_path, as_of_ms=to_ms(as_of))
+        selector = _Selector(settings, report, unit=unit_path, as_of_ms=to_epoch_ms(as_of))
         topics = _collect(settings, dataset, unit_path, report, selector, registry, public_keys)
         reader = _reader_schema(registry, topics, dataset)
         record_schema = record_schema_of(reader.schema)
@@ -816,24 +841,8 @@ def replay_as_of(
                 "the table is created empty"
             )
         _write_table(into, schema_name, name, record_schema, kept, records, replace)
-        outcome = "ok"
-        return report
-    except Exception as exc:
-        outcome = f"failed: {type(exc).__name__}"
-        raise
-    finally:
-        record_access(
-            settings,
-            principal=settings.principal,
-            dataset=dataset,
-            purpose=purpose,
-            records=report.keys if outcome == "ok" else 0,
-            action="replay-as-of",
-            as_of=as_of,
-            unit=unit_path,
-            target=f"{report.target} {report.table}",
-            outcome=outcome,
-        )
+        access.records = report.keys
+    return report
 
 
 def replay_events(
@@ -865,37 +874,28 @@ def replay_events(
         to_ts=end.isoformat() if end else None,
         unit=unit_path,
     )
-    outcome = "failed"
-    try:
+    with _access_logged(
+        settings,
+        dataset=dataset,
+        purpose=purpose,
+        action="replay-events",
+        from_ts=start,
+        to_ts=end,
+        unit=unit_path,
+    ) as access:
         registry = Registry(settings)
         selector = _Selector(
             settings,
             report,
             unit=unit_path,
-            from_ms=to_ms(start) if start else None,
-            to_ms=to_ms(end) if end else None,
+            from_ms=to_epoch_ms(start) if start else None,
+            to_ms=to_epoch_ms(end) if end else None,
         )
         _collect(settings, dataset, unit_path, report, selector, registry, public_keys)
         chosen = sorted(selector.events, key=lambda c: (c.ts_ms, c.order))
         if not chosen:
             report.notes.append("no event in the range")
-        outcome = "ok"
-    except Exception as exc:
-        outcome = f"failed: {type(exc).__name__}"
-        raise
-    finally:
-        record_access(
-            settings,
-            principal=settings.principal,
-            dataset=dataset,
-            purpose=purpose,
-            records=report.selected if outcome == "ok" else 0,
-            action="replay-events",
-            from_ts=start,
-            to_ts=end,
-            unit=unit_path,
-            outcome=outcome,
-        )
+        access.records = report.selected
     codec = AvroCodec(registry)
 
     def events() -> Iterator[dict[str, Any]]:

@@ -13,19 +13,20 @@ from bus.archive.access import list_access
 from bus.archive.archiver import Archiver, ArchiveReport
 from bus.archive.checkpoint import latest_checkpoint
 from bus.archive.models import ArchiveChain, ArchiveCheckpoint
-from bus.archive.replay import ReplayReport, parse_time, replay_as_of, replay_events
+from bus.archive.replay import ReplayReport, replay_as_of, replay_events
 from bus.archive.signing import load_public_key, load_signing_key, public_pem
 from bus.archive.verify import verify
 from bus.cli._common import echo_json, echo_table, settings
 from bus.db import session_scope
 from bus.errors import ConfigurationError, FatalError, NotFoundError
 from bus.serde.jsoncodec import dumps
+from bus.timeutil import as_utc, from_epoch_ms, parse_cli_time
 
 
 def _ms(value: int | None) -> str:
     if value is None:
         return ""
-    return dt.datetime.fromtimestamp(value / 1000, dt.UTC).isoformat(timespec="seconds")
+    return from_epoch_ms(value).isoformat(timespec="seconds")
 
 
 def _echo_run(report: ArchiveReport) -> None:
@@ -152,11 +153,7 @@ def archive_log(dataset: str | None, limit: int) -> None:
     rows = list_access(settings(), dataset, limit)
 
     def when(value: dt.datetime | None) -> str:
-        if value is None:
-            return ""
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.UTC)
-        return value.isoformat(timespec="seconds")
+        return "" if value is None else as_utc(value).isoformat(timespec="seconds")
 
     echo_table(
         ["AT", "WHO", "ACTION", "DATASET", "RANGE", "RECORDS", "OUTCOME", "PURPOSE"],
@@ -350,7 +347,7 @@ def replay(
             raise ConfigurationError(
                 "--into: required with --as-of (a SQLAlchemy URL, e.g. sqlite:///audit.db)"
             )
-        moment = parse_time(as_of, "--as-of")
+        moment = parse_cli_time(as_of, "--as-of")
         report = replay_as_of(
             s,
             dataset,
@@ -374,8 +371,8 @@ def replay(
             "replay: give --as-of TIME --into URL (rebuild a table) or --from/--to TIME "
             "(print events), e.g. --as-of 2026-03-01T00:00:00+07:00"
         )
-    begin = parse_time(start, "--from") if start else None
-    finish = parse_time(end, "--to") if end else None
+    begin = parse_cli_time(start, "--from") if start else None
+    finish = parse_cli_time(end, "--to") if end else None
     report, events = replay_events(
         s, dataset, purpose=purpose, start=begin, end=finish, unit=unit, public_keys=keys
     )

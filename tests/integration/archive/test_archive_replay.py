@@ -13,6 +13,7 @@ from bus.archive.access import list_access
 from bus.archive.archiver import Archiver
 from bus.archive.replay import content_hash, replay_as_of, replay_events
 from bus.archive.verify import verify
+from bus.catalog.access_log import query_access
 from bus.config import Settings
 from bus.errors import ConfigurationError, NotFoundError
 from bus.publish import Publisher
@@ -177,10 +178,6 @@ def test_every_replay_is_access_logged(settings: Settings, unique: str, tmp_path
 
     assert log[1].as_of is not None and utc(log[1].as_of) == at(3)
     assert log[0].from_ts is not None and utc(log[0].from_ts) == at(0)
-    try:
-        from bus.catalog.access_log import query_access
-    except ImportError:
-        return
     shared = query_access(settings, dataset=dataset, action="replay")
     assert [(e.principal, e.purpose, e.records) for e in shared] == [
         ("kiem-toan-vien-01", "thanh tra 12/2026", 3),
@@ -192,6 +189,16 @@ def test_unknown_dataset_and_replay_needs_purpose(settings: Settings, tmp_path: 
     url = f"sqlite:///{tmp_path / 'a.db'}"
     with pytest.raises(NotFoundError, match="no archive entries and no topic"):
         replay_as_of(settings, "nothing.here", at(0), into=url, purpose="x")
+    # a replay that failed is logged too, in both logs, with nothing read
+    [failed] = list_access(settings, "nothing.here")
+    assert (failed.action, failed.records, failed.outcome) == (
+        "replay-as-of",
+        0,
+        "failed: NotFoundError",
+    )
+    [shared] = query_access(settings, dataset="nothing.here")
+    assert shared.records == 0 and shared.detail is not None
+    assert shared.detail["outcome"] == "failed: NotFoundError"
     with pytest.raises(ConfigurationError, match="--purpose"):
         replay_as_of(settings, "nothing.here", at(0), into=url, purpose=" ")
     with pytest.raises(ConfigurationError, match="dataset name"):

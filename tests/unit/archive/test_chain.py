@@ -15,8 +15,9 @@ from bus.archive.chain import (
     parse_dataset_topic,
     unit_within,
 )
-from bus.archive.replay import content_hash, parse_time, table_name, to_ms
+from bus.archive.replay import content_hash, table_name
 from bus.errors import ConfigurationError, InvalidNameError
+from bus.timeutil import parse_cli_time, to_epoch_ms
 
 
 def test_hash_follows_the_written_definition() -> None:
@@ -90,8 +91,9 @@ def test_unit_within() -> None:
 
 
 def test_times_need_a_zone() -> None:
-    assert to_ms(parse_time("1970-01-01T07:00:00+07:00", "--as-of")) == 0
-    assert to_ms(parse_time("1970-01-01T00:00:01Z", "--as-of")) == 1000
+    parse_time = parse_cli_time  # what lgsp replay uses: a time without zone is refused
+    assert to_epoch_ms(parse_time("1970-01-01T07:00:00+07:00", "--as-of")) == 0
+    assert to_epoch_ms(parse_time("1970-01-01T00:00:01Z", "--as-of")) == 1000
     with pytest.raises(ConfigurationError) as err:
         parse_time("2026-03-01T00:00:00", "--as-of")
     assert "--as-of" in str(err.value) and "2026-03-01T00:00:00+07:00" in str(err.value)
