@@ -240,9 +240,10 @@ class TableContract:
         try:
             for name, i, convert in items:
                 out[name] = convert(row[i])
-        except DataError as exc:
+        except Exception as exc:  # a driver value no converter expected: its class only
+            reason = str(exc) if isinstance(exc, DataError) else f"{name}: {type(exc).__name__}"
             raise DataError(
-                f"table {self.table!r}, column {self.column_of(name)!r}: {exc}"
+                f"table {self.table!r}, column {self.column_of(name)!r}: {reason}"
             ) from None
         return out
 
@@ -271,9 +272,9 @@ def _parse_json(field_name: str, label: str) -> Converter:
     error = f"{field_name}: expected JSON text ({label})"
 
     def parse(value: Any) -> Any:
-        if isinstance(value, str | bytes | bytearray):
+        if isinstance(value, str | bytes | bytearray | memoryview):
             try:
-                return json.loads(value)
+                return json.loads(bytes(value) if isinstance(value, memoryview) else value)
             except ValueError:
                 raise DataError(error) from None
         return value
