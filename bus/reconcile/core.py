@@ -736,14 +736,14 @@ def _fill(
 ) -> None:
     masker = _masker(opts)
     key_names = [k.name for k in src.key]
-    upserts: list[tuple[str, tuple[Any, ...]]] = []
-    deletes: list[tuple[Any, ...]] = []
+    upserts: list[tuple[str, tuple[Any, ...], CanonKey]] = []
+    deletes: list[tuple[tuple[Any, ...], CanonKey]] = []
     for ck, state in states.items():
         report.counts[state.status] += 1
         if state.status == "extra":
-            deletes.append(native_t.get(ck) or native_s[ck])
+            deletes.append((native_t.get(ck) or native_s[ck], ck))
         else:
-            upserts.append((state.status, native_s.get(ck) or native_t[ck]))
+            upserts.append((state.status, native_s.get(ck) or native_t[ck], ck))
         target_list = getattr(report, state.status)
         if len(target_list) >= opts.max_listed:
             continue
@@ -762,4 +762,6 @@ def _fill(
                     "target": masker.value(name, canon(state.target_row[i], tgt.kinds[i])),
                 }
         target_list.append(diff)
-    report._repair_keys = {"upsert": upserts, "delete": deletes}
+    # native key values, with their canonical form and the target key's kinds, so that a
+    # repair can find each key's stored version in the copy
+    report._repair_keys = {"upsert": upserts, "delete": deletes, "target_kinds": tgt.key_kinds}

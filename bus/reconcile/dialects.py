@@ -362,6 +362,16 @@ def error_code(exc: BaseException) -> str:
     return name
 
 
+def read_error(exc: BaseException, what: str) -> Exception:
+    """The bus error for a failed read of ``what``: retriable when the database does not
+    answer, fatal otherwise; named by ``error_code`` only."""
+    from bus.errors import DatabaseUnavailableError, FatalError
+
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+        return DatabaseUnavailableError(f"{what}: the database failed the read ({error_code(exc)})")
+    return FatalError(f"{what}: the query failed ({error_code(exc)})")
+
+
 def display_url(url: str | sa.URL) -> str:
     """A URL with its password hidden."""
     from bus.config import mask_url

@@ -5,11 +5,19 @@ published on the source connector's topic (op ``c`` for a missing key, ``u`` for
 one; ``d`` when the row has gone from the source meanwhile or is soft-deleted), and for every
 key only the copy has, a delete (op ``d``). The events go through ``Publisher`` like any
 change, so they are archived, access-logged and routed; a sink run then fixes the copy.
-Event ids are stable: the same repair of the same row state gives the same ids.
+
+The sink applies an event only when its ``ts_ms`` is not older than the row's stored
+``_lgsp_ts_ms``, so each repair event is stamped ``stored + 1`` at least (a copy whose version
+ran ahead of the source still gets fixed), and otherwise as the connector stamps its own
+events: the row's cursor time when the table has a cursor, else the time of the read; a
+delete of a key the source lacks gets ``stored + 1`` exactly, so that a later real change of
+that key still applies. Event ids are stable: the same repair of the same row and copy state
+gives the same ids.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from typing import TYPE_CHECKING, Any
@@ -20,10 +28,14 @@ from bus.config import Settings
 from bus.envelope import envelope_schema, make_event, to_jsonable
 from bus.errors import ConfigurationError
 from bus.publish import Publisher
+from bus.reconcile.canonical import canon
+from bus.reconcile.dialects import read_error
 from bus.reconcile.report import Report
 from bus.registry import Registry, subject_for
+from bus.timeutil import to_epoch_ms
 
 if TYPE_CHECKING:
+    from bus.reconcile.core import CanonKey
     from bus.reconcile.service import ConnectorPair
 
 CHUNK = 500
@@ -36,6 +48,66 @@ def _version(record: dict[str, Any] | None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def _stamp_of(value: Any) -> int | None:
+    """A cursor value's time in epoch ms, as the SQL connector stamps its events."""
+    if isinstance(value, dt.datetime):
+        return to_epoch_ms(value)
+    if isinstance(value, dt.date):
+        return to_epoch_ms(dt.datetime.combine(value, dt.time()))
+    return None
+
+
+def repair_ts(cursor_ms: int | None, stored_ms: int | None, now: int, *, wall: bool) -> int:
+    """A repair event's ``ts_ms``: after the copy's stored version, and no older than the
+    row's cursor time (or, with ``wall`` and no cursor time, the time of the read)."""
+    times = []
+    if cursor_ms is not None:
+        times.append(cursor_ms)
+    elif wall:
+        times.append(now)
+    if stored_ms is not None:
+        times.append(stored_ms + 1)
+    return max(times) if times else now
+
+
+def stored_versions(
+    pair: ConnectorPair,
+    key_names: list[str],
+    kinds: list[str],
+    keys: list[tuple[tuple[Any, ...], CanonKey]],
+) -> dict[CanonKey, int | None]:
+    """The copy's ``_lgsp_ts_ms`` of each key it holds (tombstones included), by canonical
+    key; empty when the copy has no such column."""
+    from bus.reconcile.dialects import make_engine
+    from bus.reconcile.schema import split_table_name
+    from connectors.sql.sink import VERSION
+
+    target = pair.target
+    schema, name = split_table_name(target.table)
+    engine = make_engine(target.url, target.connect_args)
+    out: dict[CanonKey, int | None] = {}
+    try:
+        with engine.connect() as conn:
+            table = sa.Table(name, sa.MetaData(), schema=schema, autoload_with=conn)
+            if VERSION not in table.c or not keys:
+                return out
+            cols = [table.c[k] for k in key_names]
+            for start in range(0, len(keys), CHUNK):
+                part = [native for native, _ in keys[start : start + CHUNK]]
+                if len(cols) == 1:
+                    cond = cols[0].in_([k[0] for k in part])
+                else:
+                    cond = sa.tuple_(*cols).in_([tuple(k) for k in part])
+                for row in conn.execute(sa.select(*cols, table.c[VERSION]).where(cond)):
+                    ck = tuple(canon(v, k) for v, k in zip(row[:-1], kinds, strict=True))
+                    out[ck] = None if row[-1] is None else int(row[-1])
+    except sa.exc.SQLAlchemyError as exc:
+        raise read_error(exc, f"repair: versions of target table {target.table}") from exc
+    finally:
+        engine.dispose()
+    return out
+
+
 def publish_repair(settings: Settings, report: Report, pair: ConnectorPair) -> dict[str, Any]:
     """Publish the repair events of ``report``; returns what was sent where."""
     from bus.sync import connector_for
@@ -43,8 +115,14 @@ def publish_repair(settings: Settings, report: Report, pair: ConnectorPair) -> d
     from connectors.registration import quiet_avro
     from connectors.sql.connector import is_deleted, split_table
 
-    upserts: list[tuple[str, tuple[Any, ...]]] = report._repair_keys.get("upsert", [])
-    deletes: list[tuple[Any, ...]] = report._repair_keys.get("delete", [])
+    upserts: list[tuple[str, tuple[Any, ...], CanonKey]] = report._repair_keys.get("upsert", [])
+    deletes: list[tuple[tuple[Any, ...], CanonKey]] = report._repair_keys.get("delete", [])
+    stored = stored_versions(
+        pair,
+        list(report.key),
+        list(report._repair_keys.get("target_kinds", [])),
+        [(native, ck) for _, native, ck in upserts] + deletes,
+    )
     connector = connector_for(settings, pair.source_name)
     registry = Registry(settings)
     with connector, quiet_avro():
@@ -65,9 +143,17 @@ def publish_repair(settings: Settings, report: Report, pair: ConnectorPair) -> d
                 f"{pair.source_name!r}"
             )
         flag = getattr(stream.config, "deleted_flag", None)
+        cursor = getattr(stream.config, "cursor", None)
         selected = [table.c[c.name] for c in stream.columns]
-        if flag and flag not in fields:
-            selected.append(table.c[flag])
+        for extra in (flag, cursor):
+            if extra and extra not in fields and all(c.name != extra for c in selected):
+                selected.append(table.c[extra])
+        cursor_convert = connector.avro_mapping(table.c[cursor].type).convert if cursor else None
+
+        def cursor_ms(raw: Any) -> int | None:
+            if raw is None:
+                return None
+            return _stamp_of(raw if cursor_convert is None else cursor_convert(raw))
 
         def value(column: str, raw: Any) -> Any:
             fn = convert[column]
@@ -76,31 +162,36 @@ def publish_repair(settings: Settings, report: Report, pair: ConnectorPair) -> d
         def key_of(values: tuple[Any, ...]) -> dict[str, Any]:
             return {fields[k]: value(k, v) for k, v in zip(key_names, values, strict=True)}
 
-        current: dict[str, tuple[dict[str, Any], bool]] = {}
-        keys = [k for _, k in upserts]
+        # the source rows as they are now: record, soft-deleted, cursor time
+        current: dict[str, tuple[dict[str, Any], bool, int | None]] = {}
+        keys = [k for _, k, _ in upserts]
         cols = [table.c[k] for k in key_names]
-        with connector.engine.connect() as conn:
-            for start in range(0, len(keys), CHUNK):
-                part = keys[start : start + CHUNK]
-                if len(cols) == 1:
-                    cond = cols[0].in_([k[0] for k in part])
-                else:
-                    cond = sa.tuple_(*cols).in_([tuple(k) for k in part])
-                for row in conn.execute(sa.select(*selected).where(cond)).mappings():
-                    record = {fields[c]: value(c, row[c]) for c in fields}
-                    gone = bool(flag) and is_deleted(row[flag])
-                    current[key_json({fields[k]: record[fields[k]] for k in key_names})] = (
-                        record,
-                        gone,
-                    )
+        now = now_ms()
+        try:
+            with connector.engine.connect() as conn:
+                for start in range(0, len(keys), CHUNK):
+                    part = keys[start : start + CHUNK]
+                    if len(cols) == 1:
+                        cond = cols[0].in_([k[0] for k in part])
+                    else:
+                        cond = sa.tuple_(*cols).in_([tuple(k) for k in part])
+                    for row in conn.execute(sa.select(*selected).where(cond)).mappings():
+                        record = {fields[c]: value(c, row[c]) for c in fields}
+                        gone = bool(flag) and is_deleted(row[flag])
+                        text = key_json({fields[k]: record[fields[k]] for k in key_names})
+                        current[text] = (record, gone, cursor_ms(row[cursor]) if cursor else None)
+        except sa.exc.SQLAlchemyError as exc:
+            raise read_error(exc, f"repair: rows of source table {stream.name}") from exc
         source = connector.source_block(stream)
         prefix = f"{connector.name}\x1f{stream.name}\x1freconcile"
-        ts = now_ms()
         events: list[dict[str, Any]] = []
         counts = {"c": 0, "u": 0, "d": 0}
 
-        def add(op: str, key: dict[str, Any], record: dict[str, Any] | None) -> None:
+        def add(
+            op: str, key: dict[str, Any], record: dict[str, Any] | None, ts: int, seen: int | None
+        ) -> None:
             text = key_json(key)
+            version = f"{_version(record)}@{'-' if seen is None else seen}"
             events.append(
                 make_event(
                     op=op,
@@ -109,20 +200,27 @@ def publish_repair(settings: Settings, report: Report, pair: ConnectorPair) -> d
                     ts_ms=ts,
                     before=record if op == "d" else None,
                     after=None if op == "d" else record,
-                    event_id=event_id_for(prefix, text, op, _version(record)),
+                    event_id=event_id_for(prefix, text, op, version),
                 )
             )
             counts[op] += 1
 
-        for status, native in upserts:
+        for status, native, ck in upserts:
             key = key_of(native)
+            seen = stored.get(ck)
             found = current.get(key_json(key))
-            if found is None or found[1]:
-                add("d", key, found[0] if found else None)
+            if found is None:  # gone from the source meanwhile
+                add("d", key, None, repair_ts(None, seen, now, wall=False), seen)
+                continue
+            record, gone, cursor_time = found
+            ts = repair_ts(cursor_time, seen, now, wall=True)
+            if gone:
+                add("d", key, record, ts, seen)
             else:
-                add("c" if status == "missing" else "u", key, found[0])
-        for native in deletes:
-            add("d", key_of(native), None)
+                add("c" if status == "missing" else "u", key, record, ts, seen)
+        for native, ck in deletes:
+            seen = stored.get(ck)
+            add("d", key_of(native), None, repair_ts(None, seen, now, wall=False), seen)
     with Publisher(settings, registry) as publisher:
         sent = publisher.publish(pair.topic, events, on_invalid="dlq", dataset=pair.dataset)
     return {

@@ -17,6 +17,7 @@ from bus.errors import ConfigurationError, NotFoundError
 from bus.reconcile.core import Options
 from bus.reconcile.service import pairs_for_manifest, run_reconcile
 from bus.reconcile.store import get_report, history
+from bus.timeutil import to_epoch_ms
 from connectors.registration import register
 from tests.integration.reconcile.conftest import Db, dossier
 
@@ -216,3 +217,52 @@ def test_pii_names_come_from_the_catalogue(
     }
     stored = json.dumps(get_report(settings, report.report_id or 0), ensure_ascii=False)
     assert "079999999999" not in stored and "Tên Khác" not in stored
+
+
+def _versions(db: Db, table: str, ids: list[int]) -> dict[int, int]:
+    with db.engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            f"SELECT id, _lgsp_ts_ms FROM {table} WHERE id IN ({', '.join(map(str, ids))})"  # noqa: S608
+        ).all()
+    return {int(i): int(v) for i, v in rows}
+
+
+def test_repair_versions_suit_the_sink(
+    settings: Settings, dbs: Callable[[str], Db], unique: str
+) -> None:
+    """Repair events are stamped after the copy's stored version (a copy whose version ran
+    ahead is still fixed) and otherwise with the row's cursor time (so a later real change,
+    older than the time of the repair, still applies)."""
+    src, tgt = dbs("postgresql"), dbs("sqlite")
+    s_name = src.create(f"rc_src_{unique}")
+    t_name = f"rc_sink_{unique}"
+    tgt.made.append(t_name)
+    src.insert(s_name, [dossier(i) for i in range(1, 41)])
+    dataset = f"tthc.rc_{unique}"
+    source, sink = f"rc-src-{unique}", f"rc-sink-{unique}"
+    register(settings, _connector(source, "source", src.url, s_name, dataset, cursor="cap_nhat"))
+    register(settings, _connector(sink, "sink", tgt.url, t_name, dataset))
+    sync.run(settings, source)
+    sync.run(settings, sink)
+    cursor_ms = {i: to_epoch_ms(dossier(i)["cap_nhat"]) for i in (5, 7)}
+    assert _versions(tgt, t_name, [5, 7]) == cursor_ms
+
+    ahead = to_epoch_ms(dt.datetime.now(dt.UTC)) + 86_400_000  # a version from the future
+    tgt.update(t_name, {"id": 5}, ma_ho_so="HS-sai", _lgsp_ts_ms=ahead)
+    tgt.update(t_name, {"id": 7}, ma_ho_so="HS-sai")
+    tgt.insert(t_name, [{**_sink_row(900), "_lgsp_ts_ms": ahead + 5}])
+    report = run_reconcile(settings, source, s_name, sink, repair=True)
+    assert report.counts == {"missing": 0, "extra": 1, "different": 2}
+    sync.run(settings, sink)
+    after = run_reconcile(settings, source, s_name, sink)
+    assert after.agree, after.to_dict()
+    assert _versions(tgt, t_name, [5, 7]) == {5: ahead + 1, 7: cursor_ms[7] + 1}
+
+    # a real change after the repair, with a cursor time long before the repair: applied
+    later = dt.datetime(2024, 6, 2, tzinfo=dt.UTC)
+    src.update(s_name, {"id": 7}, ma_ho_so="HS-moi", cap_nhat=later)
+    sync.run(settings, source)
+    sync.run(settings, sink)
+    final = run_reconcile(settings, source, s_name, sink)
+    assert final.agree, final.to_dict()
+    assert _versions(tgt, t_name, [7]) == {7: to_epoch_ms(later)}

@@ -1,0 +1,30 @@
+"""Repair events' ``ts_ms``: after the copy's stored version, else as the connector stamps."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from bus.reconcile.repair import _stamp_of, repair_ts
+
+NOW = 1_800_000_000_000
+
+
+def test_upserts_follow_the_cursor_and_pass_the_stored_version() -> None:
+    assert repair_ts(1_000, None, NOW, wall=True) == 1_000  # missing key: the cursor time
+    assert repair_ts(1_000, 999, NOW, wall=True) == 1_000
+    assert repair_ts(1_000, 1_000, NOW, wall=True) == 1_001
+    assert repair_ts(1_000, NOW + 5, NOW, wall=True) == NOW + 6  # the copy ran ahead
+    assert repair_ts(None, None, NOW, wall=True) == NOW  # no cursor: the time of the read
+    assert repair_ts(None, NOW + 5, NOW, wall=True) == NOW + 6
+
+
+def test_deletes_of_extra_keys_are_one_after_the_stored_version() -> None:
+    assert repair_ts(None, 1_000, NOW, wall=False) == 1_001
+    assert repair_ts(None, None, NOW, wall=False) == NOW  # no version stored: any applies
+
+
+def test_cursor_values_become_epoch_ms_like_the_connector() -> None:
+    assert _stamp_of(dt.datetime(1970, 1, 1, 0, 0, 1, 500)) == 1_000  # naive means UTC
+    assert _stamp_of(dt.datetime(1970, 1, 1, 7, tzinfo=dt.timezone(dt.timedelta(hours=7)))) == 0
+    assert _stamp_of(dt.date(1970, 1, 2)) == 86_400_000
+    assert _stamp_of(42) is None  # an integer cursor: no time, the read's time is used
