@@ -30,7 +30,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, Select, select
 
-from bus.archive.chain import HEAD, SEQ, genesis, parse_dataset_topic
+from bus.archive.chain import SEQ, canonical_bytes, genesis, parse_dataset_topic
 from bus.archive.checkpoint import ZERO_DIGEST, message_digest
 from bus.archive.models import ArchiveChain, ArchiveCheckpoint, ArchiveEntry
 from bus.archive.signing import key_id, load_signing_key, verify_signature
@@ -393,7 +393,6 @@ def _walk(
     """The hot loop: one pass over the entries in (topic, partition, seq) order."""
     sha256 = hashlib.sha256
     pack_seq = SEQ.pack
-    pack_head = HEAD.pack
     seen: set[tuple[str, int]] = set()
     chain: ChainSummary | None = None
     topic: str | None = None
@@ -500,31 +499,9 @@ def _walk(
             expect += 1
             if type(payload) is not bytes:
                 payload = bytes(payload)
-            eid = event_id.encode()
-            unit = source_unit.encode()
-            if key is None:
-                kb = b""
-                klen = -1
-            else:
-                kb = key.encode()
-                klen = len(kb)
             seqb = pack_seq(seq)
-            tail = (
-                pack_head(
-                    epoch,
-                    offset,
-                    ts_ms,
-                    schema_id,
-                    op.encode(),
-                    len(eid),
-                    len(unit),
-                    klen,
-                    len(payload),
-                )
-                + eid
-                + unit
-                + kb
-                + payload
+            tail = canonical_bytes(
+                epoch, offset, ts_ms, schema_id, op, event_id, source_unit, key, payload
             )
             h = sha256(prev + seqb + tail).digest()
             if pending is not None:
