@@ -32,6 +32,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from bus.timeutil import as_utc
+
 SEP = "\x1f"
 NULL_MARK = "\x1e"
 
@@ -71,9 +73,8 @@ def _float_text(value: float) -> str:
 
 
 def _as_utc_naive(value: dt.datetime) -> dt.datetime:
-    if value.tzinfo is not None:
-        value = value.astimezone(dt.UTC).replace(tzinfo=None)
-    return value
+    """UTC without zone; a naive value is UTC already (kept as is: SQLite hashes every row)."""
+    return value if value.tzinfo is None else as_utc(value).replace(tzinfo=None)
 
 
 def _datetime_text(value: dt.datetime) -> str:

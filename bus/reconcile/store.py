@@ -12,6 +12,7 @@ from bus.config import Settings
 from bus.db import session_scope
 from bus.reconcile.models import ReconcileReport
 from bus.reconcile.report import Report
+from bus.timeutil import as_utc
 
 
 def save_report(settings: Settings, report: Report) -> int:
@@ -66,10 +67,6 @@ class HistoryEntry:
         return data
 
 
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
-
-
 def history(
     settings: Settings, connector: str | None = None, limit: int = 50
 ) -> list[HistoryEntry]:
@@ -86,7 +83,7 @@ def history(
         return [
             HistoryEntry(
                 r.id,
-                _utc(r.started_at),
+                as_utc(r.started_at),
                 r.connector,
                 r.source_table,
                 r.target_connector,
