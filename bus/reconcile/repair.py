@@ -29,7 +29,7 @@ from bus.envelope import envelope_schema, make_event, to_jsonable
 from bus.errors import ConfigurationError
 from bus.publish import Publisher
 from bus.reconcile.canonical import canon
-from bus.reconcile.dialects import read_error
+from bus.reconcile.dialects import make_engine, read_error
 from bus.reconcile.report import Report
 from bus.registry import Registry, subject_for
 from bus.timeutil import to_epoch_ms
@@ -78,7 +78,6 @@ def stored_versions(
 ) -> dict[CanonKey, int | None]:
     """The copy's ``_lgsp_ts_ms`` of each key it holds (tombstones included), by canonical
     key; empty when the copy has no such column."""
-    from bus.reconcile.dialects import make_engine
     from bus.reconcile.schema import split_table_name
     from connectors.sql.sink import VERSION
 
@@ -167,8 +166,9 @@ def publish_repair(settings: Settings, report: Report, pair: ConnectorPair) -> d
         keys = [k for _, k, _ in upserts]
         cols = [table.c[k] for k in key_names]
         now = now_ms()
+        reader = make_engine(pair.source.url, pair.source.connect_args)  # hides parameters
         try:
-            with connector.engine.connect() as conn:
+            with reader.connect() as conn:
                 for start in range(0, len(keys), CHUNK):
                     part = keys[start : start + CHUNK]
                     if len(cols) == 1:
@@ -182,6 +182,8 @@ def publish_repair(settings: Settings, report: Report, pair: ConnectorPair) -> d
                         current[text] = (record, gone, cursor_ms(row[cursor]) if cursor else None)
         except sa.exc.SQLAlchemyError as exc:
             raise read_error(exc, f"repair: rows of source table {stream.name}") from exc
+        finally:
+            reader.dispose()
         source = connector.source_block(stream)
         prefix = f"{connector.name}\x1f{stream.name}\x1freconcile"
         events: list[dict[str, Any]] = []
