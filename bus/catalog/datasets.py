@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 from dataclasses import asdict, dataclass, field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from bus.catalog._common import agency_name_problem, fold, utcnow
 from bus.catalog.agencies import ensure_agency
@@ -27,9 +29,12 @@ from bus.db import session_scope
 from bus.envelope import envelope_schema, load_record_schema
 from bus.errors import (
     ConfigurationError,
+    DatabaseUnavailableError,
+    FatalError,
     IncompatibleSchemaError,
     LgspError,
     NotFoundError,
+    RetriableError,
 )
 from bus.registry import Registry, subject_for
 from bus.timeutil import as_utc
@@ -125,12 +130,11 @@ class DatasetFile(BaseModel):
 
 
 @dataclass(frozen=True)
-class DatasetSpec:
-    """A validated dataset file with its resolved record schema."""
+class _DatasetFields:
+    """What a dataset file sets, as stored in its catalogue row."""
 
     name: str
     publisher: str
-    publisher_display: str | None
     units: list[str]
     schema_file: str
     record_schema: dict[str, Any]
@@ -141,6 +145,17 @@ class DatasetSpec:
     description_en: str
     legal_basis: str
     frequency: str
+
+
+# The row columns a publish writes from the file (name and publisher identify the row).
+FILE_COLUMNS = tuple(f.name for f in dataclass_fields(_DatasetFields))[2:]
+
+
+@dataclass(frozen=True)
+class DatasetSpec(_DatasetFields):
+    """A validated dataset file with its resolved record schema."""
+
+    publisher_display: str | None = None
 
 
 def _error_lines(exc: ValidationError) -> list[str]:
@@ -355,19 +370,9 @@ def check_attribute_ownership(
 
 
 @dataclass(frozen=True)
-class DatasetInfo:
-    name: str
-    publisher: str
-    units: list[str]
-    schema_file: str
-    record_schema: dict[str, Any]
-    fields: list[str]
-    pii: list[str]
-    key_fields: list[str]
-    description_vi: str
-    description_en: str
-    legal_basis: str
-    frequency: str
+class DatasetInfo(_DatasetFields):
+    """A dataset of the catalogue."""
+
     findings: list[dict[str, Any]]
     version: int
     created_at: dt.datetime
@@ -474,21 +479,6 @@ class PublishResult:
     agency_added: bool = False
 
 
-def _same(row: Dataset, spec: DatasetSpec, findings: list[dict[str, Any]]) -> bool:
-    return (
-        list(row.units) == spec.units
-        and row.record_schema == spec.record_schema
-        and list(row.pii) == spec.pii
-        and list(row.key_fields) == spec.key_fields
-        and row.schema_file == spec.schema_file
-        and row.description_vi == spec.description_vi
-        and row.description_en == spec.description_en
-        and row.legal_basis == spec.legal_basis
-        and row.frequency == spec.frequency
-        and list(row.findings or []) == findings
-    )
-
-
 def owner_refusal(name: str, owner: str, agency: str) -> ConfigurationError:
     return ConfigurationError(
         f"dataset {name} is already published by {owner}: one authoritative publisher per "
@@ -497,9 +487,126 @@ def owner_refusal(name: str, owner: str, agency: str) -> ConfigurationError:
     )
 
 
+@dataclass(frozen=True)
+class _RowWrite:
+    """What writing the catalogue row did: ``previous`` holds the columns an update replaced."""
+
+    status: str  # created | updated | unchanged
+    version: int
+    agency_added: bool
+    previous: dict[str, Any] | None = None
+
+
+ROW_ATTEMPTS = 3
+
+
+def _write_row(settings: Settings, spec: DatasetSpec, findings: list[dict[str, Any]]) -> _RowWrite:
+    """Create or update the dataset's catalogue row in one transaction. A concurrent publish
+    of the same dataset is met by trying again: then it is an update, or refused when the
+    other publish was by another agency."""
+    values: dict[str, Any] = {c: getattr(spec, c) for c in FILE_COLUMNS} | {"findings": findings}
+    last: Exception | None = None
+    for attempt in range(ROW_ATTEMPTS):
+        try:
+            with session_scope(settings) as s:
+                agency_added = ensure_agency(s, spec.publisher, spec.publisher_display)
+                row = s.get(Dataset, spec.name)
+                if row is not None and row.publisher != spec.publisher:
+                    raise owner_refusal(spec.name, row.publisher, spec.publisher)
+                now = utcnow()
+                if row is None:
+                    s.add(
+                        Dataset(
+                            name=spec.name,
+                            publisher=spec.publisher,
+                            version=1,
+                            created_at=now,
+                            updated_at=now,
+                            **values,
+                        )
+                    )
+                    return _RowWrite("created", 1, agency_added)
+                previous = {c: getattr(row, c) for c in values}
+                if previous | {"findings": list(row.findings or [])} == values:
+                    return _RowWrite("unchanged", row.version, agency_added)
+                previous |= {"version": row.version, "updated_at": row.updated_at}
+                for column, value in values.items():
+                    setattr(row, column, value)
+                row.version = row.version + 1
+                row.updated_at = now
+                return _RowWrite("updated", row.version, agency_added, previous)
+        except (IntegrityError, OperationalError) as exc:  # another publish got there first
+            last = exc
+        if attempt < ROW_ATTEMPTS - 1:
+            time.sleep(0.05 * (attempt + 1))
+    raise DatabaseUnavailableError(
+        f"dataset {spec.name}: the catalogue did not take its row after {ROW_ATTEMPTS} tries "
+        f"({type(last).__name__}; another publish of it at the same time?); nothing was "
+        "published, try again"
+    ) from last
+
+
+def _undo_row(settings: Settings, name: str, written: _RowWrite) -> str:
+    """Set the catalogue row back to before ``written``; says what became of it."""
+    if written.status == "unchanged":
+        return "the catalogue entry was already as in the file"
+    try:
+        with session_scope(settings) as s:
+            row = s.get(Dataset, name)
+            if row is None or row.version != written.version:
+                return "the catalogue entry was changed meanwhile by another publish; left as is"
+            if written.previous is None:
+                s.delete(row)
+                return "the catalogue entry was removed again"
+            for column, value in written.previous.items():
+                setattr(row, column, value)
+            return f"the catalogue entry was set back to version {row.version}"
+    except Exception as exc:  # the database failing again: say what is left
+        return (
+            f"the catalogue entry could NOT be set back ({type(exc).__name__}): it describes "
+            "a schema that is not registered under every subject until you publish again"
+        )
+
+
+def _registration_failed(
+    settings: Settings,
+    spec: DatasetSpec,
+    written: _RowWrite,
+    subject: str,
+    registered: list[str],
+    exc: Exception,
+) -> LgspError:
+    """The error of a publish whose schema registration failed after the row was written."""
+    undone = _undo_row(settings, spec.name, written)
+    reason = str(exc) if isinstance(exc, LgspError) else type(exc).__name__
+    left = (
+        f"; already registered (kept, reused by the next publish): {', '.join(registered)}"
+        if registered
+        else ""
+    )
+    message = (
+        f"dataset {spec.name}: registering the schema under {subject} failed ({reason}); "
+        f"{undone}{left}. Publish again to finish"
+    )
+    if isinstance(exc, IncompatibleSchemaError):
+        return IncompatibleSchemaError(message)
+    if isinstance(exc, RetriableError | OperationalError):
+        return DatabaseUnavailableError(message)
+    if isinstance(exc, ConfigurationError):
+        return ConfigurationError(message)
+    return FatalError(message)
+
+
 def publish_spec(settings: Settings, spec: DatasetSpec, *, strict: bool = False) -> PublishResult:
-    """Register a dataset (or update it, for its own publisher). Nothing is stored when the
-    publisher differs, a schema is incompatible, or ``strict`` and an attribute is owned."""
+    """Register a dataset (or update it, for its own publisher).
+
+    Everything is checked first: nothing is stored when the publisher differs, a schema is
+    incompatible, or ``strict`` and an attribute is owned. Then the catalogue row is written
+    (which claims the dataset for its publisher) and the envelope schema is registered under
+    the subject of every publishing unit's topic. When a registration fails, the row is set
+    back (removed, or its previous version restored) and the error names the subjects that
+    were registered already; publishing again finishes the job.
+    """
     with session_scope(settings) as s:
         existing = s.get(Dataset, spec.name)
         if existing is not None and existing.publisher != spec.publisher:
@@ -516,67 +623,21 @@ def publish_spec(settings: Settings, spec: DatasetSpec, *, strict: bool = False)
         problems += [f"{subject}: {p}" for p in registry.check(subject, envelope)]
     if problems:
         raise IncompatibleSchemaError("schema refused: " + " | ".join(problems))
-    registered = [registry.register(subject, envelope) for subject in subjects]
-    finding_dicts = [f.to_dict() for f in findings]
-    now = utcnow()
-    try:
-        with session_scope(settings) as s:
-            agency_added = ensure_agency(s, spec.publisher, spec.publisher_display)
-            row = s.get(Dataset, spec.name)
-            if row is not None and row.publisher != spec.publisher:
-                raise owner_refusal(spec.name, row.publisher, spec.publisher)
-            if row is None:
-                status = "created"
-                s.add(
-                    Dataset(
-                        name=spec.name,
-                        publisher=spec.publisher,
-                        units=spec.units,
-                        schema_file=spec.schema_file,
-                        record_schema=spec.record_schema,
-                        fields=spec.fields,
-                        pii=spec.pii,
-                        key_fields=spec.key_fields,
-                        description_vi=spec.description_vi,
-                        description_en=spec.description_en,
-                        legal_basis=spec.legal_basis,
-                        frequency=spec.frequency,
-                        findings=finding_dicts,
-                        version=1,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-            elif _same(row, spec, finding_dicts):
-                status = "unchanged"
-            else:
-                status = "updated"
-                row.units = spec.units
-                row.schema_file = spec.schema_file
-                row.record_schema = spec.record_schema
-                row.fields = spec.fields
-                row.pii = spec.pii
-                row.key_fields = spec.key_fields
-                row.description_vi = spec.description_vi
-                row.description_en = spec.description_en
-                row.legal_basis = spec.legal_basis
-                row.frequency = spec.frequency
-                row.findings = finding_dicts
-                row.version = row.version + 1
-                row.updated_at = now
-    except IntegrityError:  # another publisher got there first
-        with session_scope(settings) as s:
-            row = s.get(Dataset, spec.name)
-            if row is not None and row.publisher != spec.publisher:
-                raise owner_refusal(spec.name, row.publisher, spec.publisher) from None
-        raise
+    written = _write_row(settings, spec, [f.to_dict() for f in findings])
+    registered = []
+    for subject in subjects:
+        try:
+            registered.append(registry.register(subject, envelope))
+        except Exception as exc:
+            done = [r.subject for r in registered]
+            raise _registration_failed(settings, spec, written, subject, done, exc) from exc
     return PublishResult(
         dataset=spec.name,
-        status=status,
+        status=written.status,
         publisher=spec.publisher,
         subjects=[(r.subject, r.version, r.id) for r in registered],
         findings=findings,
-        agency_added=agency_added,
+        agency_added=written.agency_added,
     )
 
 

@@ -20,9 +20,12 @@ from bus.catalog import (
     record_access,
     revoke_grant,
 )
+from bus.catalog.datasets import PublishResult
 from bus.config import Settings
 from bus.db.engine import dispose_engines
+from bus.errors import ConfigurationError
 from tests.unit.catalog.support import FAR_FUTURE, publish
+from tests.unit.catalog.test_publish_failures import race
 
 pytestmark = pytest.mark.integration
 
@@ -79,3 +82,21 @@ def test_catalogue_on_postgresql(pg_settings: Settings, tmp_path: Path) -> None:
     assert [(e.action, e.records, e.detail) for e in entries] == [
         ("replay", 3, {"topics": ["lgsp.79.dancu.citizen"]})
     ]
+
+
+def test_racing_publishes_on_postgresql(pg_settings: Settings, tmp_path: Path) -> None:
+    """Concurrent inserts of one dataset (and its agency) meet on PostgreSQL's unique keys:
+    the loser publishes again as an update, or is refused when another agency won."""
+    for n in range(3):
+        name = f"dancu.race{n}"
+        results = race(pg_settings, tmp_path, ["cong-an-tp", "cong-an-tp", "ubnd-q1"], name)
+        owner = get_dataset(pg_settings, name).publisher
+        for result in results:
+            if isinstance(result, PublishResult):
+                assert result.publisher == owner
+            else:
+                assert isinstance(result, ConfigurationError), repr(result)
+                assert f"already published by {owner}" in str(result)
+        assert sum(isinstance(r, PublishResult) for r in results) == (
+            2 if owner == "cong-an-tp" else 1
+        )
