@@ -11,7 +11,7 @@ from bus.catalog._common import agency_name_problem, utcnow
 from bus.catalog.models import Agency
 from bus.config import Settings
 from bus.db import session_scope
-from bus.errors import InvalidNameError, NotFoundError
+from bus.errors import InvalidNameError
 
 
 @dataclass(frozen=True)
@@ -50,16 +50,6 @@ def ensure_agency(session: Session, name: str, display: str | None = None) -> bo
     session.add(Agency(name=name, display=display or name, created_at=utcnow()))
     session.flush()
     return True
-
-
-def require_agency(session: Session, name: str, option: str = "agency") -> Agency:
-    row = session.get(Agency, name)
-    if row is None:
-        raise NotFoundError(
-            f"{option}: agency {name!r} is not in the catalogue; add it with "
-            f"'lgsp agency add {name} --display \"...\"'"
-        )
-    return row
 
 
 def list_agencies(settings: Settings) -> list[AgencyInfo]:

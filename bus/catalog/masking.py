@@ -158,19 +158,11 @@ def apply_grant(event: dict[str, Any], grant: GrantView) -> dict[str, Any]:
     return out
 
 
-def mask_value_if_pii(name: str, value: Any, grant: GrantView) -> Any:
-    """One field's value as the grant delivers it (a helper for sinks mapping columns)."""
-    if name in grant.pii_fields and not grant.allow_pii and value is not None:
-        return token(value, grant.token_key)
-    return value
-
-
 __all__ = [
     "GrantView",
     "apply_grant",
     "consumer_group",
     "is_token",
     "load_pii_key",
-    "mask_value_if_pii",
     "token",
 ]
