@@ -114,11 +114,14 @@ TABLE_ERRORS = (ConfigurationError, FatalError)
 def connector_for(settings: Settings, name: str) -> Connector:
     """The connector object of a registered connector (its stored file re-validated)."""
     stored = ConnectorStore(settings).get(name)
-    return connector_types.build(
+    connector = connector_types.build(
         stored.config,
         hierarchy=load_hierarchy(settings.hierarchy),
         batch_size=settings.batch_size,
     )
+    if stored.role == "source":  # a catalogued dataset's schema is the contract
+        connector.datasets = catalogue_lookup(settings)
+    return connector
 
 
 def run(
@@ -136,8 +139,6 @@ def run(
     report = SyncReport(name, stored.role, run_id, [])
     try:
         connector = connector_for(settings, name)
-        if stored.role == "source":  # a catalogued dataset's schema is the contract
-            connector.datasets = catalogue_lookup(settings)
         with connector, quiet_avro():
             wanted = [t.table for t in connector.config.tables]
             if tables:

@@ -1,4 +1,4 @@
-"""``lgsp demo``: run the bus end to end on the embedded defaults."""
+"""``lgsp demo``: the whole bus on the embedded defaults, District 1's wards to the city."""
 
 from __future__ import annotations
 
@@ -6,30 +6,34 @@ import time
 
 import click
 
-from bus import broker
-from bus.cli._common import settings
+from bus.cli._common import echo_json, settings
 
 
 @click.command("demo")
-@click.option("--rows", type=int, default=20, show_default=True, help="Dossiers per ward.")
-def demo(rows: int) -> None:
-    """Start the embedded broker if needed, publish, consume, park a bad record, report."""
-    from bus.demo.core import run_core_demo
+@click.option("--rows", type=int, default=500, show_default=True, help="Dossiers per ward.")
+@click.option("--seed", type=int, default=2026, show_default=True)
+@click.option("--fresh", is_flag=True, help="Start over: empty the state folder first.")
+@click.option("--no-airflow", is_flag=True, help="Run the pipeline in-process, not as a DAG.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON at the end.")
+def demo(rows: int, seed: int, fresh: bool, no_airflow: bool, as_json: bool) -> None:
+    """Ten ward databases → ward topics → district → city → sinks, archive, grant, report."""
+    from bus.demo.city import result_dict, run_city_demo, summary_lines
 
-    s = settings()
     started = time.monotonic()
 
     def say(text: str) -> None:
-        click.echo(f"[{time.monotonic() - started:6.1f}s] {text}")
+        click.echo(f"[{time.monotonic() - started:6.1f}s] {text}", err=as_json)
 
-    if not s.kafka_bootstrap:
-        st = broker.start_embedded(s)
-        say(f"embedded broker {st.detail} at {st.bootstrap}")
-    result = run_core_demo(s, say, rows=rows)
-    say(
-        f"done: {result['published']} published, {result['consumed']} consumed, "
-        f"{result['dlq']} in DLQ"
+    result = run_city_demo(
+        settings(), say, rows_per_ward=rows, seed=seed, fresh=fresh, use_airflow=not no_airflow
     )
+    if as_json:
+        echo_json(result_dict(result))
+    else:
+        for line in summary_lines(result):
+            click.echo(line)
+    if not (result.archive_ok and result.agreeing == result.reconciled):
+        raise SystemExit(1)
 
 
 commands = [demo]

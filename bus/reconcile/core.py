@@ -492,7 +492,14 @@ def reconcile(source: Endpoint, target: Endpoint, options: Options | None = None
             ("source", source, src_engine, src_dialect, src_info),
             ("target", target, tgt_engine, tgt_dialect, tgt_info),
         ):
-            cols = [_precise(info.columns[n], opts.time_precision) for n in check.compared]
+            cols = [
+                _as_json_if_other_is(
+                    _precise(info.columns[n], opts.time_precision),
+                    src_info.columns[n],
+                    tgt_info.columns[n],
+                )
+                for n in check.compared
+            ]
             key = [_precise(info.columns[n], opts.time_precision) for n in check.key]
             sides.append(
                 _Side(
@@ -536,6 +543,14 @@ def _check_filter_columns(endpoint: Endpoint, info: TableInfo) -> None:
     for name in endpoint.columns or []:
         if name not in info.columns:
             raise ConfigurationError(f"columns: {info.label} table {info.display} has no {name!r}")
+
+
+def _as_json_if_other_is(col: ColumnInfo, a: ColumnInfo, b: ColumnInfo) -> ColumnInfo:
+    """A JSON column copied into a text column (a sink's nested values) is compared as JSON
+    on both sides: same document, same value, whatever the spacing or key order."""
+    if {a.kind, b.kind} in ({"json", "text"}, {"json", "char"}):
+        return replace(col, kind="json")
+    return col
 
 
 def _precise(col: ColumnInfo, precision: int) -> ColumnInfo:

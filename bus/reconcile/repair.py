@@ -131,9 +131,15 @@ def publish_repair(settings: Settings, report: Report, pair: ConnectorPair) -> d
         schema, name = split_table(stream.name)
         table = sa.Table(name, sa.MetaData(), schema=schema, autoload_with=connector.engine)
         fields = {c.name: c.field for c in stream.columns}
-        convert = {
-            c.name: connector.avro_mapping(table.c[c.name].type).convert for c in stream.columns
-        }
+        contract = getattr(stream, "contract", None)
+        defaults: dict[str, Any] = {}
+        if contract is not None:  # a catalogued dataset: rows converted as the sync does
+            convert = {c: conv for _f, c, conv in contract.fields if c is not None}
+            defaults = {f: conv(None) for f, c, conv in contract.fields if c is None}
+        else:
+            convert = {
+                c.name: connector.avro_mapping(table.c[c.name].type).convert for c in stream.columns
+            }
         key_names = list(report.key)
         unknown = [k for k in key_names if k not in fields]
         if unknown:
@@ -156,6 +162,8 @@ def publish_repair(settings: Settings, report: Report, pair: ConnectorPair) -> d
 
         def value(column: str, raw: Any) -> Any:
             fn = convert[column]
+            if contract is not None:
+                return fn(raw)
             return raw if raw is None or fn is None else fn(raw)
 
         def key_of(values: tuple[Any, ...]) -> dict[str, Any]:
@@ -176,7 +184,7 @@ def publish_repair(settings: Settings, report: Report, pair: ConnectorPair) -> d
                     else:
                         cond = sa.tuple_(*cols).in_([tuple(k) for k in part])
                     for row in conn.execute(sa.select(*selected).where(cond)).mappings():
-                        record = {fields[c]: value(c, row[c]) for c in fields}
+                        record = {fields[c]: value(c, row[c]) for c in fields} | defaults
                         gone = bool(flag) and is_deleted(row[flag])
                         text = key_json({fields[k]: record[fields[k]] for k in key_names})
                         current[text] = (record, gone, cursor_ms(row[cursor]) if cursor else None)

@@ -134,7 +134,7 @@ def _bytes(value: Any) -> bytes:
 def _json(value: Any) -> str:
     if isinstance(value, str):
         return _nfc(value)
-    return json.dumps(to_jsonable(value), ensure_ascii=False, sort_keys=True)
+    return json.dumps(to_jsonable(value), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 def _uuid(value: Any) -> str:
@@ -286,7 +286,9 @@ def sink_converter(field: dict[str, Any], *, naive_utc: bool) -> Converter | Non
     logical = avro.get("logicalType") if isinstance(avro, dict) else None
     if isinstance(avro, list) or kind in ("record", "array", "map"):
         return nullable_converter(
-            lambda v: json.dumps(to_jsonable(v), ensure_ascii=False, sort_keys=True)
+            lambda v: json.dumps(
+                to_jsonable(v), ensure_ascii=False, sort_keys=True, separators=(",", ":")
+            )
         )
     if logical in ("timestamp-millis", "timestamp-micros") and naive_utc:
         return nullable_converter(_naive)

@@ -1,0 +1,430 @@
+"""The city demo: District 1's ten wards publish dossiers that reach the district and the city.
+
+Steps (each idempotent, so a second run works without cleaning up; ``fresh`` starts over):
+broker → catalogue (dataset, agencies) → one SQLite database per ward with generated dossiers →
+connectors registered from ``examples/demo/connectors`` → roll-up subjects → one run of the
+``lgsp_pipeline`` DAG in Airflow (every ward source, ward→district→city roll-ups, the district
+and city sinks, the archive) → reconciliation of every ward against the city copy → archive
+verification → a PII-free grant to a second agency → the on-time report from the city copy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import yaml
+
+from bus import broker
+from bus.config import PROJECT_ROOT, Settings
+from bus.consume import end_offsets
+from bus.errors import FatalError, LgspError
+from bus.units import load_hierarchy, topic_name
+
+EXAMPLES = PROJECT_ROOT / "examples" / "demo"
+DATASET = "tthc.dossier"
+DISTRICT = "760"
+CITY = "79"
+SECOND_AGENCY = "so-noi-vu"
+SECOND_AGENCY_DISPLAY = "Sở Nội vụ Thành phố Hồ Chí Minh"
+MONTH = "2026-10"
+CCCD = re.compile(rb"(?<![0-9A-Za-z])\d{12}(?![0-9A-Za-z])")
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class DemoResult:
+    wards: list[str] = field(default_factory=list)
+    ward_rows: int = 0
+    topic_records: dict[str, int] = field(default_factory=dict)
+    sink_rows: dict[str, int] = field(default_factory=dict)
+    dlq: int = 0
+    dag_state: str = ""
+    reconciled: int = 0
+    agreeing: int = 0
+    archive_entries: int = 0
+    archive_ok: bool = False
+    delivered: int = 0
+    citizen_ids_leaked: int = 0
+    on_time: list[tuple[str, int, int, float | None]] = field(default_factory=list)
+    city_rate: float | None = None
+    chart: str = ""
+
+
+def ward_codes() -> list[str]:
+    doc = yaml.safe_load((EXAMPLES / "datasets" / "tthc.dossier.yaml").read_text("utf-8"))
+    return [str(u) for u in doc["units"]]
+
+
+def online_procedures(code: str) -> int:
+    doc = yaml.safe_load((EXAMPLES / "connectors" / f"ward-{code}.yaml").read_text("utf-8"))
+    match = re.search(r"\((\d+) thủ tục trực tuyến\)", doc.get("description", ""))
+    return int(match.group(1)) if match else 10
+
+
+def _fresh(settings: Settings, say: Say) -> None:
+    if not settings.kafka_bootstrap:
+        broker.stop_embedded(settings)
+    home = settings.home.resolve()
+    if home.is_dir():
+        for child in home.iterdir():
+            if child.is_dir():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    from bus.db.engine import dispose_engines
+
+    dispose_engines()
+    say(f"fresh start: emptied {home}")
+
+
+def _catalogue(settings: Settings, say: Say) -> None:
+    from bus.catalog import add_agency
+    from bus.catalog.datasets import publish_dataset
+
+    result = publish_dataset(settings, EXAMPLES / "datasets" / "tthc.dossier.yaml")
+    add_agency(settings, SECOND_AGENCY, SECOND_AGENCY_DISPLAY)
+    say(f"catalogue: dataset {DATASET} ({getattr(result, 'status', 'published')})")
+
+
+def _ward_databases(settings: Settings, demo_dir: Path, rows: int, seed: int, say: Say) -> int:
+    from bus.generate.sql import load_table
+
+    total = 0
+    created = 0
+    for i, code in enumerate(ward_codes()):
+        path = demo_dir / f"ward-{code}.db"
+        url = f"sqlite:///{path}"
+        if not path.exists():
+            load_table(
+                url,
+                "ho_so",
+                DATASET,
+                rows,
+                seed + i,
+                [code],
+                online_procedures=online_procedures(code),
+                hierarchy=settings.hierarchy,
+            )
+            created += 1
+        else:
+            _touch(url)
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            total += int(conn.execute(sa.text("SELECT count(*) FROM ho_so")).scalar_one())
+        engine.dispose()
+    say(
+        f"ward databases: {len(ward_codes())} ({created} created), {total} dossiers in all"
+        + ("" if created else "; a few open dossiers resolved since the last run")
+    )
+    return total
+
+
+def _touch(url: str) -> None:
+    """A little activity between runs: resolve the two oldest open dossiers."""
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT dossier_id, due_at FROM ho_so WHERE resolved_at IS NULL "
+                "AND status NOT IN ('withdrawn', 'rejected') ORDER BY received_at LIMIT 2"
+            )
+        ).all()
+        latest = conn.execute(sa.text("SELECT max(updated_at) FROM ho_so")).scalar_one()
+        stamp = dt.datetime.fromisoformat(str(latest)) + dt.timedelta(minutes=1)
+        for dossier_id, _due in rows:
+            conn.execute(
+                sa.text(
+                    "UPDATE ho_so SET status = 'resolved', resolved_at = :t, updated_at = :t "
+                    "WHERE dossier_id = :d"
+                ),
+                {"t": stamp, "d": dossier_id},
+            )
+    engine.dispose()
+
+
+def _connectors(settings: Settings, say: Say) -> list[str]:
+    from bus.connectors_db import ConnectorStore
+    from connectors.errors import ConnectorNotFoundError
+    from connectors.registration import register
+
+    store = ConnectorStore(settings)
+    names = []
+    added = 0
+    for path in sorted((EXAMPLES / "connectors").glob("*.yaml")):
+        data = yaml.safe_load(path.read_text("utf-8"))
+        names.append(data["name"])
+        try:
+            store.get(data["name"])
+            continue
+        except ConnectorNotFoundError:
+            pass
+        register(settings, data, base_dir=path.parent)
+        added += 1
+    say(f"connectors: {len(names)} registered from examples/demo/connectors ({added} new)")
+    return names
+
+
+def _broker_forgot(settings: Settings, names: list[str], say: Say) -> None:
+    """The embedded broker keeps topics in memory only: after a restart, replay the sources
+    from the start (the sinks' versioned upserts make the replay harmless)."""
+    from bus import kafka_clients
+    from bus.connectors_db import ConnectorStore
+
+    h = load_hierarchy(settings.hierarchy)
+    admin = kafka_clients.admin(settings)
+    try:
+        existing = set(admin.list_topics())
+    finally:
+        admin.close()
+    if topic_name(h, ward_codes()[0], DATASET) in existing:
+        return
+    store = ConnectorStore(settings)
+    reset = 0
+    for name in names:
+        if name.startswith("ward-"):
+            reset += store.reset(name)
+    if reset:
+        say("the broker's topics are new: the ward sources will publish from the start again")
+
+
+def _pipeline(settings: Settings, use_airflow: bool, say: Say) -> str:
+    from bus.orchestration.manifest import write_manifest
+
+    write_manifest(settings)
+    if use_airflow:
+        from bus.orchestration.local_airflow import dags_test, migrate
+
+        migrate(settings)
+        say("Airflow: running DAG lgsp_pipeline (sources, roll-ups, sinks, archive) ...")
+        result = dags_test(settings, "lgsp_pipeline")
+        output = result.stdout + result.stderr
+        state = "success" if result.returncode == 0 and "state=success" in output else "failed"
+        if state != "success":
+            tail = "\n".join(output.strip().splitlines()[-20:])
+            raise FatalError(f"DAG lgsp_pipeline failed:\n{tail}")
+        say("Airflow: DAG run lgsp_pipeline succeeded")
+        return state
+    from bus import sync
+    from bus.archive.archiver import Archiver
+    from bus.routes import plan_routes, run_routes
+
+    for code in ward_codes():
+        _check_sync(sync.run(settings, f"ward-{code}-dossiers"))
+    for level in ("district", "city"):
+        run_routes(settings, DATASET, level, plan_routes(settings, DATASET, level))
+    for sink in (DISTRICT, CITY):
+        _check_sync(sync.run(settings, f"sink-{sink}-dossiers"))
+    Archiver(settings).run_once()
+    say("pipeline run in-process (no Airflow)")
+    return "success"
+
+
+def _check_sync(report: Any) -> None:
+    if report.stopped:
+        reasons = "; ".join(f"{t.table}: {t.error}" for t in report.stopped)
+        raise FatalError(f"connector {report.connector}: table(s) stopped: {reasons}")
+
+
+def _counts(settings: Settings, demo_dir: Path, result: DemoResult) -> None:
+    h = load_hierarchy(settings.hierarchy)
+    topics = {
+        "wards": [topic_name(h, c, DATASET) for c in ward_codes()],
+        "district": [topic_name(h, DISTRICT, DATASET)],
+        "city": [topic_name(h, CITY, DATASET)],
+    }
+    for level, names in topics.items():
+        result.topic_records[level] = sum(end_offsets(settings, names).values())
+    dlq = [f"{t}.dlq" for names in topics.values() for t in names]
+    result.dlq = sum(end_offsets(settings, dlq).values())
+    for unit in (DISTRICT, CITY):
+        engine = sa.create_engine(f"sqlite:///{demo_dir / f'unit-{unit}.db'}")
+        with engine.connect() as conn:
+            result.sink_rows[unit] = int(
+                conn.execute(
+                    sa.text("SELECT count(*) FROM ho_so WHERE NOT coalesce(_lgsp_deleted, 0)")
+                ).scalar_one()
+            )
+        engine.dispose()
+
+
+def _reconcile(settings: Settings, result: DemoResult, say: Say) -> None:
+    from bus.reconcile.service import run_reconcile
+
+    for code in ward_codes():
+        report = run_reconcile(
+            settings,
+            f"ward-{code}-dossiers",
+            "ho_so",
+            f"sink-{CITY}-dossiers",
+            target_where={"receiving_unit": code},
+        )
+        result.reconciled += 1
+        result.agreeing += int(report.agree)
+    say(f"reconciliation: {result.agreeing}/{result.reconciled} wards agree with the city copy")
+
+
+def _archive(settings: Settings, result: DemoResult, say: Say) -> None:
+    from bus.archive.verify import verify
+
+    report = verify(settings, dataset=DATASET)
+    result.archive_entries = report.entries
+    result.archive_ok = report.ok
+    say(
+        f"archive: {report.entries} entries in {len(report.chains)} hash chains, "
+        f"{report.checkpoints} signed checkpoints, verify {'OK' if report.ok else 'FAILED'}"
+    )
+
+
+def _grant(settings: Settings, demo_dir: Path, result: DemoResult, say: Say) -> None:
+    from bus.catalog import JsonlSink, add_grant, deliver, get_dataset, list_grants
+
+    info = get_dataset(settings, DATASET)
+    live = [
+        g
+        for g in list_grants(settings)
+        if g.agency == SECOND_AGENCY and g.dataset == DATASET and g.status() == "live"
+    ]
+    if not live:
+        add_grant(
+            settings,
+            dataset=DATASET,
+            agency=SECOND_AGENCY,
+            purpose="Theo dõi tiến độ giải quyết hồ sơ (Quyết định 766/QĐ-TTg)",
+            legal_basis="Quyết định 766/QĐ-TTg; Nghị định 61/2018/NĐ-CP",
+            fields=[f for f in info.fields if f not in ("applicant_name",)],
+            allow_pii=False,
+            expires=dt.date(2027, 12, 31),
+        )
+    out = demo_dir / f"{SECOND_AGENCY}.jsonl"
+    out.unlink(missing_ok=True)
+    sink = JsonlSink(out)
+    try:
+        report = deliver(
+            settings,
+            SECOND_AGENCY,
+            DATASET,
+            sink,
+            purpose="Theo dõi tiến độ giải quyết hồ sơ (Quyết định 766/QĐ-TTg)",
+            from_beginning=True,
+        )
+    finally:
+        sink.close()
+    data = out.read_bytes()
+    result.delivered = report.delivered
+    result.citizen_ids_leaked = len(CCCD.findall(data))
+    say(
+        f"grant: {SECOND_AGENCY} received {report.delivered} dossier events without names, "
+        f"citizen IDs tokenised ({result.citizen_ids_leaked} 12-digit numbers in its copy)"
+    )
+
+
+def _report(settings: Settings, demo_dir: Path, result: DemoResult, say: Say) -> None:
+    from bus.report.cli_report import sla_report
+
+    as_of = dt.datetime(2026, 11, 1, tzinfo=dt.timezone(dt.timedelta(hours=7)))
+    report = sla_report(
+        settings,
+        level="ward",
+        month=MONTH,
+        as_of=as_of,
+        unit=DISTRICT,
+        url=f"sqlite:///{demo_dir / f'unit-{CITY}.db'}",
+        table="ho_so",
+    )
+    for row in report.unit_rows():
+        resolved = row["resolved_early"] + row["resolved_on_time"] + row["resolved_late"]
+        result.on_time.append((row["unit_name"], row["received"], resolved, row["on_time_rate"]))
+    result.city_rate = report.total.get("on_time_rate")
+    chart = demo_dir / f"on-time-{MONTH}.png"
+    try:
+        from bus.report.render import write_chart
+
+        write_chart(report, chart)
+        result.chart = str(chart)
+    except ImportError:  # matplotlib is the optional 'chart' extra
+        result.chart = ""
+    say(f"on-time report for {MONTH} read from the city's copy ({report.dossiers} dossiers)")
+
+
+def run_city_demo(
+    settings: Settings,
+    say: Say,
+    *,
+    rows_per_ward: int = 500,
+    seed: int = 2026,
+    fresh: bool = False,
+    use_airflow: bool = True,
+) -> DemoResult:
+    if fresh:
+        _fresh(settings, say)
+    result = DemoResult(wards=ward_codes())
+    if not settings.kafka_bootstrap:
+        status = broker.start_embedded(settings)
+        say(f"broker: embedded, {status.detail} at {status.bootstrap}")
+    demo_dir = (settings.home / "demo").resolve()
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["LGSP_DEMO_DIR"] = str(demo_dir)  # connector files refer to ${LGSP_DEMO_DIR}
+    try:
+        _catalogue(settings, say)
+        result.ward_rows = _ward_databases(settings, demo_dir, rows_per_ward, seed, say)
+        names = _connectors(settings, say)
+        from bus.routes import init_subjects
+
+        init_subjects(settings, DATASET)
+        _broker_forgot(settings, names, say)
+        result.dag_state = _pipeline(settings, use_airflow, say)
+        _counts(settings, demo_dir, result)
+        _reconcile(settings, result, say)
+        _archive(settings, result, say)
+        _grant(settings, demo_dir, result, say)
+        _report(settings, demo_dir, result, say)
+    except LgspError:
+        raise
+    return result
+
+
+def summary_lines(result: DemoResult) -> list[str]:
+    def rate(value: float | None) -> str:
+        return "-" if value is None else f"{value * 100:.1f}%"
+
+    lines = [
+        "",
+        "LGSP bus demo: District 1 (10 wards) -> District 1 -> Ho Chi Minh City",
+        f"  datasets       {DATASET} (publisher vp-ubnd-tp), granted PII-free to {SECOND_AGENCY}",
+        f"  ward databases {result.ward_rows} dossiers in {len(result.wards)} wards",
+        f"  topics         wards {result.topic_records.get('wards', 0)} events, district "
+        f"{result.topic_records.get('district', 0)}, city {result.topic_records.get('city', 0)}",
+        f"  sinks          district copy {result.sink_rows.get(DISTRICT, 0)} rows, "
+        f"city copy {result.sink_rows.get(CITY, 0)} rows",
+        f"  dead letters   {result.dlq}",
+        f"  airflow        lgsp_pipeline {result.dag_state}",
+        f"  reconciliation {result.agreeing}/{result.reconciled} wards agree with the city copy",
+        f"  archive        {result.archive_entries} entries, "
+        f"verify {'OK' if result.archive_ok else 'FAILED'}",
+        f"  grant          {result.delivered} events delivered, "
+        f"{result.citizen_ids_leaked} citizen IDs exposed",
+        f"  on time {MONTH} (working days, supplement pauses excluded):",
+    ]
+    for name, received, resolved, value in result.on_time:
+        lines.append(
+            f"    {name:<26} received {received:>4}  resolved {resolved:>4}  {rate(value):>6}"
+        )
+    lines.append(f"    {'District 1':<26} {'':>24}{rate(result.city_rate):>10}")
+    if result.chart:
+        lines.append(f"  chart          {result.chart}")
+    return lines
+
+
+def result_dict(result: DemoResult) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(result)

@@ -1,0 +1,79 @@
+"""The demo at small scale: ten ward databases to the city through one real DAG run."""
+
+from __future__ import annotations
+
+import pytest
+
+from bus.config import Settings
+from bus.demo.city import CITY, DISTRICT, run_city_demo, summary_lines
+
+pytestmark = pytest.mark.integration
+
+
+def test_demo_small_then_again(settings: Settings) -> None:
+    said: list[str] = []
+    first = run_city_demo(settings, said.append, rows_per_ward=20, seed=11)
+    assert first.dag_state == "success"
+    assert first.ward_rows == 200
+    # every ward event reached the district and the city topics once
+    assert first.topic_records["wards"] == 200
+    assert first.topic_records["district"] == 200
+    assert first.topic_records["city"] == 200
+    assert first.sink_rows == {DISTRICT: 200, CITY: 200}
+    assert first.dlq == 0
+    assert (first.reconciled, first.agreeing) == (10, 10)
+    assert first.archive_ok and first.archive_entries >= 600
+    assert first.delivered == 200 and first.citizen_ids_leaked == 0
+    assert len(first.on_time) == 10
+    assert any("Phường Tân Định" in line for line in summary_lines(first))
+
+    # a second run without cleaning up: a few dossiers changed in each ward, nothing duplicated
+    second = run_city_demo(settings, said.append, rows_per_ward=20, seed=11, use_airflow=False)
+    assert second.ward_rows == 200
+    assert second.sink_rows == {DISTRICT: 200, CITY: 200}
+    assert (second.reconciled, second.agreeing) == (10, 10)
+    assert second.topic_records["city"] > 200  # the updates travelled too
+    assert second.archive_ok
+
+
+def test_demo_copy_damaged_then_repaired(settings: Settings) -> None:
+    """Reconciliation finds damage in the city copy and repairs it through the bus."""
+    import os
+
+    import sqlalchemy as sa
+
+    from bus import sync
+    from bus.reconcile.service import run_reconcile
+
+    run_city_demo(settings, lambda _t: None, rows_per_ward=15, seed=5, use_airflow=False)
+    city = sa.create_engine(f"sqlite:///{settings.home.resolve() / 'demo' / 'unit-79.db'}")
+    with city.begin() as conn:
+        ids = [
+            r[0]
+            for r in conn.execute(
+                sa.text(
+                    "SELECT dossier_id FROM ho_so WHERE receiving_unit = '26734' "
+                    "ORDER BY dossier_id LIMIT 2"
+                )
+            )
+        ]
+        conn.execute(sa.text("DELETE FROM ho_so WHERE dossier_id = :d"), {"d": ids[0]})
+        conn.execute(
+            sa.text("UPDATE ho_so SET status = 'rejected' WHERE dossier_id = :d"), {"d": ids[1]}
+        )
+    city.dispose()
+    assert os.environ["LGSP_DEMO_DIR"]
+    kwargs = {"target_where": {"receiving_unit": "26734"}}
+    report = run_reconcile(settings, "ward-26734-dossiers", "ho_so", "sink-79-dossiers", **kwargs)
+    assert not report.agree
+    assert (len(report.missing), len(report.different)) == (1, 1)
+    run_reconcile(
+        settings, "ward-26734-dossiers", "ho_so", "sink-79-dossiers", repair=True, **kwargs
+    )
+    for level in ("district", "city"):
+        from bus.routes import run_routes
+
+        run_routes(settings, "tthc.dossier", level)
+    sync.run(settings, "sink-79-dossiers")
+    again = run_reconcile(settings, "ward-26734-dossiers", "ho_so", "sink-79-dossiers", **kwargs)
+    assert again.agree
