@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bus.config import Settings
+from bus.errors import ConfigurationError
 
 
 def home(settings: Settings) -> Path:
@@ -38,3 +39,28 @@ def read_json(path: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
+
+
+def write_once(path: Path, data: bytes, mode: int = 0o600) -> bool:
+    """Create ``path`` holding ``data`` unless it exists; True if this call created it.
+
+    The data goes to a temporary file in the same folder first, which is then hard-linked to
+    ``path``: a reader never sees a partly written file, and of writers racing for the same
+    path exactly one wins (the others get False and read the winner's file).
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), mode)
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise ConfigurationError(f"cannot create {path.name} ({exc.strerror})") from exc
+        return True
+    finally:
+        os.unlink(tmp)

@@ -42,9 +42,10 @@ def parse_cli_time(value: str, flag: str, *, naive: dt.tzinfo | None = None) -> 
     try:
         parsed = dt.datetime.fromisoformat(text)
     except ValueError:
+        example = "2026-03-01T00:00:00" if naive is not None else "2026-03-01T00:00:00+07:00"
+        zone = "" if naive is not None else " with zone"
         raise ConfigurationError(
-            f"{flag}: expected an ISO 8601 time with zone such as 2026-03-01T00:00:00+07:00, "
-            f"got {value!r}"
+            f"{flag}: expected an ISO 8601 date or time{zone} such as {example}, got {value!r}"
         ) from None
     if parsed.tzinfo is None:
         if naive is None:

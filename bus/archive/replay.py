@@ -66,6 +66,7 @@ from bus.errors import (
 )
 from bus.registry import RegisteredSchema, Registry, subject_for
 from bus.serde import AvroCodec
+from bus.serde.jsoncodec import named_types
 from bus.timeutil import as_utc, from_epoch_ms, to_epoch_ms
 from bus.units.hierarchy import load_hierarchy
 from bus.units.topics import validate_dataset_name
@@ -461,30 +462,6 @@ def _reader_schema(registry: Registry, topics: set[str], dataset: str) -> Regist
 
 
 # ---- the target table --------------------------------------------------------------------
-def _named_types(schema: Any, out: dict[str, Any], namespace: str = "") -> None:
-    if isinstance(schema, list):
-        for branch in schema:
-            _named_types(branch, out, namespace)
-    elif isinstance(schema, dict):
-        kind = schema.get("type")
-        if kind in ("record", "enum", "fixed"):
-            name = str(schema["name"])
-            ns = schema.get("namespace", namespace)
-            full = name if "." in name or not ns else f"{ns}.{name}"
-            out[full] = schema
-            out.setdefault(name.rpartition(".")[2], schema)
-            namespace = full.rpartition(".")[0]
-        if kind == "record":
-            for item in schema.get("fields", []):
-                _named_types(item["type"], out, namespace)
-        elif kind == "array":
-            _named_types(schema["items"], out, namespace)
-        elif kind == "map":
-            _named_types(schema["values"], out, namespace)
-        elif isinstance(kind, dict | list):
-            _named_types(kind, out, namespace)
-
-
 @dataclass(frozen=True)
 class _Column:
     name: str
@@ -545,7 +522,7 @@ def _sql_type(schema: Any, named: dict[str, Any], dialect: str) -> tuple[Any, st
 
 def _columns(record_schema: dict[str, Any], dialect: str) -> list[_Column]:
     named: dict[str, Any] = {}
-    _named_types(record_schema, named)
+    named_types(record_schema, named)
     columns = []
     for item in record_schema.get("fields", []):
         name = str(item["name"])

@@ -18,10 +18,9 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from bus.catalog._common import write_once
 from bus.config import Settings
 from bus.errors import ConfigurationError
-from bus.state import home
+from bus.state import home, write_once
 
 log = logging.getLogger(__name__)
 

@@ -21,11 +21,10 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from bus.catalog._common import write_once
 from bus.config import Settings
 from bus.envelope import to_jsonable
 from bus.errors import ConfigurationError
-from bus.state import home
+from bus.state import home, write_once
 
 TOKEN_PREFIX = "tok_"
 KEY_FILE = "pii.key"

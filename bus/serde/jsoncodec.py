@@ -38,10 +38,12 @@ def _relocate(exc: DataError, marker: str, actual: str) -> DataError:
     return DataError(text)
 
 
-def _names(schema: Any, out: dict[str, Any], namespace: str = "") -> None:
+def named_types(schema: Any, out: dict[str, Any], namespace: str = "") -> None:
+    """Collect every named type (record, enum, fixed) of ``schema`` into ``out`` by full and
+    short name."""
     if isinstance(schema, list):
         for branch in schema:
-            _names(branch, out, namespace)
+            named_types(branch, out, namespace)
     elif isinstance(schema, dict):
         kind = schema.get("type")
         if kind in ("record", "error", "enum", "fixed"):
@@ -53,13 +55,13 @@ def _names(schema: Any, out: dict[str, Any], namespace: str = "") -> None:
             namespace = full.rpartition(".")[0]
         if kind in ("record", "error"):
             for field in schema.get("fields", []):
-                _names(field["type"], out, namespace)
+                named_types(field["type"], out, namespace)
         elif kind == "array":
-            _names(schema["items"], out, namespace)
+            named_types(schema["items"], out, namespace)
         elif kind == "map":
-            _names(schema["values"], out, namespace)
+            named_types(schema["values"], out, namespace)
         elif isinstance(kind, dict | list):
-            _names(kind, out, namespace)
+            named_types(kind, out, namespace)
 
 
 class JsonToAvro:
@@ -76,7 +78,7 @@ class JsonToAvro:
         self.schema = schema
         self.native = native
         self.named: dict[str, Any] = {}
-        _names(schema, self.named)
+        named_types(schema, self.named)
         self._active: set[int] = set()  # records being compiled (a recursive type is lazy)
         self._root = self.compile(schema)
 

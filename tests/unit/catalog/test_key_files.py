@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bus.archive.signing import load_signing_key
-from bus.catalog._common import write_once
+from bus.state import write_once
 from bus.catalog.masking import key_file, load_pii_key
 from bus.config import Settings
 
