@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from bus.archive.signing import load_signing_key
-from bus.state import write_once
 from bus.catalog.masking import key_file, load_pii_key
 from bus.config import Settings
+from bus.state import write_once
 
 WORKERS = 6
 ROUNDS = 8
