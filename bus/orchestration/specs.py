@@ -83,7 +83,7 @@ def dag_specs(manifest: dict[str, Any]) -> list[DagSpec]:
     for r in manifest.get("reconcile", []):
         specs.append(
             DagSpec(
-                dag_id=f"lgsp_reconcile__{_safe(r['source'])}__{_safe(r['table'])}",
+                dag_id=f"lgsp_reconcile__{_safe(r['source'])}__{_safe(r['table'])}__{_safe(r['sink'])}",
                 kind="reconcile",
                 schedule=r.get("schedule") or "@daily",
                 description=f"Reconcile {r['source']}.{r['table']} against sink {r['sink']}",

@@ -43,7 +43,7 @@ def test_dagbag_has_one_sync_dag_per_connector(settings: Settings) -> None:
     assert sync == ["lgsp_sync__city_sink", "lgsp_sync__da_kao_hoso", "lgsp_sync__tan_dinh_hoso"]
     assert "lgsp_rollup__tthc_dossier__district" in bag["dags"]
     assert "lgsp_rollup__tthc_dossier__city" in bag["dags"]
-    assert "lgsp_reconcile__tan_dinh_hoso__ho_so" in bag["dags"]
+    assert "lgsp_reconcile__tan_dinh_hoso__ho_so__city_sink" in bag["dags"]
     assert "lgsp_archive" in bag["dags"]
 
     # a connector removed while its DAG exists disappears on the next parse, no import error
