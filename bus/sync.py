@@ -9,7 +9,9 @@ fit it are parked in ``<topic>.dlq`` (stage ``source``) before the position move
 
 Sink run, per table: read the table's topic with the connector's consumer group (bounded to
 the end seen at start), write each batch (idempotent), and commit the offsets after the
-write; rows the database refuses go to ``<topic>.dlq``.
+write; rows the database refuses for their values go to ``<topic>.dlq``. A refusal that is
+not about a row (permission, a dropped column), or a batch whose every row is refused, stops
+the table with no offset moved, so a broken target never empties a topic into the DLQ.
 
 Each run is recorded in the core ``run`` table (kind ``sync``) with its figures. The same
 function serves ``lgsp connector run`` and the Airflow tasks.
@@ -38,7 +40,7 @@ from bus.registry import Registry, subject_for
 from bus.serde.jsoncodec import dumps
 from bus.units import load_hierarchy
 from connectors import registry as connector_types
-from connectors.base import Batch, Connector, Invalid
+from connectors.base import Batch, Connector, Invalid, WriteReport
 from connectors.contract import catalogue_lookup
 from connectors.errors import TableStoppedError
 from connectors.registration import quiet_avro
@@ -293,6 +295,24 @@ def _run_sink(
         writer.close()
 
 
+def _refuse_all_rejected(table: str, result: WriteReport) -> None:
+    """A sink that refused every row of a batch (two or more) has a problem that is not about
+    the rows (a changed target, a wrong type): stop the table rather than park the topic."""
+    if len(result.rejected) < 2 or result.applied or result.deleted:
+        return
+    reasons: list[str] = []
+    for rejected in result.rejected:
+        reason = safe_message(rejected.error)
+        if reason not in reasons:
+            reasons.append(reason)
+    shown = "; ".join(reasons[:3]) + ("; ..." if len(reasons) > 3 else "")
+    raise TableStoppedError(
+        table,
+        f"the sink refused every row of a batch of {len(result.rejected)} ({shown}); nothing "
+        "was parked and the offsets did not move: check the target against the dataset",
+    )
+
+
 class _SinkWriter:
     """Turns consumed messages into sink batches; rows the sink refuses go to the DLQ."""
 
@@ -318,6 +338,7 @@ class _SinkWriter:
         for schema_id, items in groups:
             schema = record_schema_of(self.registry.schema_by_id(schema_id))
             result = self.connector.write(Batch(tr.table, [m.value for m in items], schema=schema))
+            _refuse_all_rejected(tr.table, result)
             tr.rows += len(items) - len(result.rejected)
             tr.deleted += result.deleted
             for rejected in result.rejected:

@@ -58,7 +58,7 @@ from connectors.errors import (
 from connectors.secrets import resolve
 from connectors.sql.config import SqlConnectorConfig, SqlTable
 from connectors.sql.contract import TableContract, conform
-from connectors.sql.sink import SinkTable, prepare_sink, write_batch
+from connectors.sql.sink import SinkTable, prepare_sink, version_condition, write_batch
 from connectors.sql.types import (
     SQL_LENGTH,
     SQL_NAME,
@@ -117,6 +117,8 @@ class SqlConnector(Connector):
     # MySQL and SQLite keep timestamps without a zone: a sink stores them as UTC
     naive_utc_timestamps: ClassVar[bool] = False
     sqlite_types: ClassVar[bool] = False
+    # the dialect's ``insert()`` with ``on_conflict_do_update`` (PostgreSQL, SQLite)
+    on_conflict_insert: ClassVar[Any] = None
 
     config: SqlConnectorConfig
 
@@ -168,11 +170,51 @@ class SqlConnector(Connector):
         """'auth', 'database' or 'unreachable' for a connection error, None when unsure."""
         return None
 
+    def is_row_error(self, exc: BaseException) -> bool:
+        """The database refused a row for its values (a constraint, a type, a range, a length),
+        not the statement: only such a row may be parked in the DLQ."""
+        return isinstance(exc, sa.exc.IntegrityError | sa.exc.DataError)
+
+    def is_transient(self, exc: BaseException) -> bool:
+        """The database is unreachable, restarting or busy: the same write may work later."""
+        if getattr(exc, "connection_invalidated", False):
+            return True
+        return isinstance(exc, sa.exc.InterfaceError | sa.exc.OperationalError)
+
+    def error_code(self, exc: BaseException) -> str | None:
+        """The driver's code of an error (``SQLSTATE 42501``, ``MySQL 1142``), if any."""
+        return None
+
+    # what common codes mean, in words (the driver's own text may quote values)
+    error_meanings: ClassVar[dict[str, str]] = {}
+
+    def describe_error(self, exc: BaseException) -> str:
+        """The error class, code and meaning; never the driver's text (it may hold values)."""
+        orig = getattr(exc, "orig", None) or exc
+        parts = [type(orig).__name__]
+        code = self.error_code(exc)
+        if code:
+            parts.append(code)
+            meaning = self.error_meanings.get(code)
+            if meaning:
+                parts.append(meaning)
+        return ", ".join(parts)
+
     def upsert_statement(
         self, table: sa.Table, columns: list[str], key: list[str], version: str
     ) -> Any:
-        """INSERT ... upsert by ``key``, updating ``columns`` only when ``version`` is newer."""
-        raise NotImplementedError
+        """INSERT ... upsert by ``key``, updating ``columns`` only when ``version`` is newer
+        (``INSERT ... ON CONFLICT DO UPDATE WHERE`` with the dialect's ``on_conflict_insert``;
+        a dialect without it overrides this method)."""
+        if self.on_conflict_insert is None:
+            raise NotImplementedError(f"{type(self).__name__} has no upsert statement")
+        stmt = self.on_conflict_insert(table)
+        excluded = stmt.excluded
+        return stmt.on_conflict_do_update(
+            index_elements=[table.c[k] for k in key],
+            set_={c: excluded[c] for c in columns if c not in key},
+            where=version_condition(table, excluded[version]),
+        )
 
     # ---- engine and errors ---------------------------------------------------------------
     @property
@@ -189,8 +231,11 @@ class SqlConnector(Connector):
     def engine(self) -> Engine:
         if self._engine is None:
             try:
+                # hide_parameters always: an error's text must never carry row values (a
+                # keyset read's parameters are primary keys, a sink batch holds personal data)
+                options = {**self.engine_options(), "hide_parameters": True}
                 self._engine = sa.create_engine(
-                    self.url, connect_args=self.connect_args(), **self.engine_options()
+                    self.url, connect_args=self.connect_args(), **options
                 )
             except (ArgumentError, ImportError) as exc:
                 raise ConnectorConfigError(

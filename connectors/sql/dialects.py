@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
@@ -13,6 +13,25 @@ from sqlalchemy.engine import URL
 from connectors.errors import ConnectorConfigError
 from connectors.sql.connector import SqlConnector, sqlite_path
 from connectors.sql.sink import version_condition
+
+# PostgreSQL: connection exception, insufficient resources, operator intervention, system
+# error, transaction rollback (deadlock, serialization); lock not available
+_PG_TRANSIENT_CLASSES = ("08", "53", "57", "58", "40")
+_PG_TRANSIENT_STATES = ("55P03",)
+# MySQL/MariaDB errors about a row's values: NOT NULL, duplicate key, out of range, truncated,
+# incorrect value, too long, foreign keys, invalid JSON, check constraints
+_MYSQL_ROW_ERRORS = frozenset(
+    {1048, 1062, 1216, 1217, 1264, 1265, 1292, 1366, 1406, 1451, 1452, 3140, 3819, 4025}
+)
+# too many connections, shutdown, lock wait timeout, deadlock, connection killed, timeouts
+_MYSQL_TRANSIENT = frozenset({1040, 1053, 1205, 1213, 1927, 3024})
+_SQLITE_TRANSIENT = (
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_CANTOPEN",
+    "SQLITE_IOERR",
+    "SQLITE_FULL",
+)
 
 
 def _orig(exc: BaseException) -> BaseException:
@@ -25,6 +44,7 @@ class PostgresConnector(SqlConnector):
     type_name = "postgresql"
     backends = ("postgresql",)
     default_driver = "psycopg"
+    on_conflict_insert = staticmethod(postgresql.insert)
 
     def connect_args(self) -> dict[str, Any]:
         # libpq counts whole seconds (at least 2)
@@ -40,20 +60,40 @@ class PostgresConnector(SqlConnector):
             return "auth"
         if state == "3D000" or ("database" in text and "does not exist" in text):
             return "database"
-        if state and state[:2] in ("22", "23"):
-            return "row"
         return "unreachable"
 
-    def upsert_statement(
-        self, table: sa.Table, columns: list[str], key: list[str], version: str
-    ) -> Any:
-        stmt = postgresql.insert(table)
-        excluded = stmt.excluded
-        return stmt.on_conflict_do_update(
-            index_elements=[table.c[k] for k in key],
-            set_={c: excluded[c] for c in columns if c not in key},
-            where=version_condition(table, excluded[version]),
-        )
+    def is_row_error(self, exc: BaseException) -> bool:
+        # class 22 (data exception) and 23 (integrity constraint violation)
+        state = getattr(_orig(exc), "sqlstate", None)
+        if state:
+            return state[:2] in ("22", "23")
+        return super().is_row_error(exc)
+
+    def is_transient(self, exc: BaseException) -> bool:
+        if getattr(exc, "connection_invalidated", False) or isinstance(exc, sa.exc.InterfaceError):
+            return True
+        state = getattr(_orig(exc), "sqlstate", None)
+        if state is None:  # no answer from the server: the connection failed
+            return isinstance(exc, sa.exc.OperationalError)
+        return state[:2] in _PG_TRANSIENT_CLASSES or state in _PG_TRANSIENT_STATES
+
+    def error_code(self, exc: BaseException) -> str | None:
+        state = getattr(_orig(exc), "sqlstate", None)
+        return f"SQLSTATE {state}" if state else None
+
+    error_meanings: ClassVar[dict[str, str]] = {
+        "SQLSTATE 42501": "permission denied",
+        "SQLSTATE 42703": "a column does not exist",
+        "SQLSTATE 42P01": "the table does not exist",
+        "SQLSTATE 42804": "a column's type does not match",
+        "SQLSTATE 25006": "the database is read-only",
+        "SQLSTATE 23505": "duplicate key",
+        "SQLSTATE 23502": "a NOT NULL column got NULL",
+        "SQLSTATE 23503": "foreign key violation",
+        "SQLSTATE 23514": "check constraint violation",
+        "SQLSTATE 22001": "value too long for the column",
+        "SQLSTATE 22003": "number out of range",
+    }
 
 
 class MySQLConnector(SqlConnector):
@@ -83,9 +123,45 @@ class MySQLConnector(SqlConnector):
             return "auth"
         if code == 1049:
             return "database"
-        if code in (1264, 1265, 1292, 1366, 1406, 1048, 1062, 1452, 3140):
-            return "row"
         return "unreachable"
+
+    @staticmethod
+    def _code(exc: BaseException) -> int | None:
+        args = getattr(_orig(exc), "args", ())
+        return args[0] if args and isinstance(args[0], int) else None
+
+    def is_row_error(self, exc: BaseException) -> bool:
+        return self._code(exc) in _MYSQL_ROW_ERRORS
+
+    def is_transient(self, exc: BaseException) -> bool:
+        if getattr(exc, "connection_invalidated", False) or isinstance(exc, sa.exc.InterfaceError):
+            return True
+        code = self._code(exc)
+        if code is None or code in _MYSQL_TRANSIENT:
+            return isinstance(exc, sa.exc.OperationalError | sa.exc.InternalError)
+        return 2000 <= code < 3000  # client errors: the connection failed
+
+    def error_code(self, exc: BaseException) -> str | None:
+        code = self._code(exc)
+        return f"MySQL {code}" if code is not None else None
+
+    error_meanings: ClassVar[dict[str, str]] = {
+        "MySQL 1142": "permission denied",
+        "MySQL 1143": "permission denied on a column",
+        "MySQL 1054": "a column does not exist",
+        "MySQL 1146": "the table does not exist",
+        "MySQL 1290": "the server is read-only",
+        "MySQL 1792": "the transaction is read-only",
+        "MySQL 1836": "the server is read-only",
+        "MySQL 1048": "a NOT NULL column got NULL",
+        "MySQL 1062": "duplicate key",
+        "MySQL 1264": "number out of range",
+        "MySQL 1265": "value truncated",
+        "MySQL 1292": "incorrect date or time value",
+        "MySQL 1366": "incorrect value for the column",
+        "MySQL 1406": "value too long for the column",
+        "MySQL 1452": "foreign key violation",
+    }
 
     def upsert_statement(
         self, table: sa.Table, columns: list[str], key: list[str], version: str
@@ -111,6 +187,7 @@ class SQLiteConnector(SqlConnector):
     backends = ("sqlite",)
     naive_utc_timestamps = True
     sqlite_types = True
+    on_conflict_insert = staticmethod(sqlite.insert)
 
     @classmethod
     def normalize(cls, data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
@@ -151,18 +228,38 @@ class SQLiteConnector(SqlConnector):
         return column
 
     def error_kind(self, exc: BaseException) -> str | None:
-        text = str(_orig(exc)).lower()
-        if "locked" in text or "unable to open" in text or "disk i/o" in text:
-            return "unreachable"
-        return "row"
+        return "unreachable" if self.is_transient(exc) else None
 
-    def upsert_statement(
-        self, table: sa.Table, columns: list[str], key: list[str], version: str
-    ) -> Any:
-        stmt = sqlite.insert(table)
-        excluded = stmt.excluded
-        return stmt.on_conflict_do_update(
-            index_elements=[table.c[k] for k in key],
-            set_={c: excluded[c] for c in columns if c not in key},
-            where=version_condition(table, excluded[version]),
-        )
+    def is_row_error(self, exc: BaseException) -> bool:
+        # constraint failures and datatype mismatches (IntegrityError), too big (DataError)
+        name = getattr(_orig(exc), "sqlite_errorname", None)
+        if name:
+            return name.startswith("SQLITE_CONSTRAINT") or name in (
+                "SQLITE_MISMATCH",
+                "SQLITE_TOOBIG",
+            )
+        return super().is_row_error(exc)
+
+    def is_transient(self, exc: BaseException) -> bool:
+        if getattr(exc, "connection_invalidated", False):
+            return True
+        orig = _orig(exc)
+        name = getattr(orig, "sqlite_errorname", None) or ""
+        if name.startswith(_SQLITE_TRANSIENT):
+            return True
+        text = str(orig).lower()
+        return "locked" in text or "unable to open" in text or "disk i/o" in text
+
+    def error_code(self, exc: BaseException) -> str | None:
+        return getattr(_orig(exc), "sqlite_errorname", None)
+
+    error_meanings: ClassVar[dict[str, str]] = {
+        "SQLITE_READONLY": "the database file is read-only",
+        "SQLITE_ERROR": "the statement does not fit the table (a dropped column or table?)",
+        "SQLITE_CONSTRAINT_NOTNULL": "a NOT NULL column got NULL",
+        "SQLITE_CONSTRAINT_PRIMARYKEY": "duplicate key",
+        "SQLITE_CONSTRAINT_UNIQUE": "duplicate key",
+        "SQLITE_CONSTRAINT_CHECK": "check constraint violation",
+        "SQLITE_CONSTRAINT_FOREIGNKEY": "foreign key violation",
+        "SQLITE_MISMATCH": "datatype mismatch",
+    }

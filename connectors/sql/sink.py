@@ -5,8 +5,12 @@ Every target row carries ``_lgsp_ts_ms`` (the change time of the event that wrot
 batch, then upserts with the dialect's native statement, updating a stored row only when the
 incoming version is not older; a delete removes the row (``on_delete: delete``) or marks it
 (``on_delete: mark``, a tombstone that also stops an older update arriving later). A batch
-is one transaction; when the database refuses it, rows are retried one at a time so that
-only the refused ones are reported (for the DLQ).
+is one transaction; when the database refuses it for a row's values (a constraint, a type,
+a range: ``SqlConnector.is_row_error``), rows are retried one at a time so that only the
+refused ones are reported (for the DLQ). Any other refusal (permission denied, a dropped
+column, a read-only database) stops the table without reporting a row, so the topic is never
+emptied into the DLQ; an unreachable database is retriable. An event that cannot be turned
+into a row is reported alone.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
+from bus.errors import LgspError
 from connectors.base import Rejected, WriteReport
 from connectors.errors import (
     ColumnNotFoundError,
@@ -27,6 +32,7 @@ from connectors.errors import (
     MissingPrimaryKeyError,
     RowRejectedError,
     TableNotFoundError,
+    TableStoppedError,
 )
 from connectors.sql.types import SQL_NAME, key_value, sink_converter, sql_type_for
 
@@ -205,23 +211,36 @@ def version_condition(table: sa.Table, incoming: Any) -> sa.ColumnElement[bool]:
 # ---- writing --------------------------------------------------------------------------------
 
 
+class _FieldError(Exception):
+    """A record field whose value cannot become a column value (the cause is chained)."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+        super().__init__(field)
+
+
 def _row(sink: SinkTable, event: dict[str, Any], record: dict[str, Any] | None) -> dict[str, Any]:
     row: dict[str, Any] = {}
     key = None
-    for name, f in sink.fields.items():
-        if record is not None and name in record:
-            value = record[name]
-        elif name in sink.key_fields:
-            if key is None:
-                key = json.loads(event["key"])
-            value = key_value(f, key.get(name))
-        else:
-            value = f.get("default")
-        convert = sink.converters[name]
-        if convert is not None and value is not None:
-            value = convert(value)
-        row[sink.columns[name]] = value
-    row[VERSION] = int(event["ts_ms"])
+    name = "key"
+    try:
+        for name, f in sink.fields.items():
+            if record is not None and name in record:
+                value = record[name]
+            elif name in sink.key_fields:
+                if key is None:
+                    key = json.loads(event["key"])
+                value = key_value(f, key.get(name))
+            else:
+                value = f.get("default")
+            convert = sink.converters[name]
+            if convert is not None and value is not None:
+                value = convert(value)
+            row[sink.columns[name]] = value
+        name = "ts_ms"
+        row[VERSION] = int(event["ts_ms"])
+    except Exception as exc:
+        raise _FieldError(name) from exc
     row[EVENT_ID] = str(event["event_id"])
     row[DELETED] = event["op"] == "d"
     return row
@@ -231,18 +250,23 @@ def _key_params(sink: SinkTable, event: dict[str, Any]) -> dict[str, Any]:
     record = event.get("before") or event.get("after")
     params: dict[str, Any] = {}
     key = None
-    for i, name in enumerate(sink.key_fields):
-        if record is not None and name in record:
-            value = record[name]
-        else:
-            if key is None:
-                key = json.loads(event["key"])
-            value = key_value(sink.fields[name], key.get(name))
-        convert = sink.converters[name]
-        params[f"_lgsp_k{i}"] = (
-            convert(value) if convert is not None and value is not None else value
-        )
-    params["_lgsp_v"] = int(event["ts_ms"])
+    name = "key"
+    try:
+        for i, name in enumerate(sink.key_fields):
+            if record is not None and name in record:
+                value = record[name]
+            else:
+                if key is None:
+                    key = json.loads(event["key"])
+                value = key_value(sink.fields[name], key.get(name))
+            convert = sink.converters[name]
+            params[f"_lgsp_k{i}"] = (
+                convert(value) if convert is not None and value is not None else value
+            )
+        name = "ts_ms"
+        params["_lgsp_v"] = int(event["ts_ms"])
+    except Exception as exc:
+        raise _FieldError(name) from exc
     return params
 
 
@@ -258,28 +282,39 @@ def newest_per_key(events: list[dict[str, Any]]) -> list[tuple[int, dict[str, An
     return sorted(((i, events[i]) for _, i in newest.values()), key=lambda p: p[0])
 
 
-def _split(
-    sink: SinkTable, chosen: list[tuple[int, dict[str, Any]]]
-) -> tuple[list[tuple[int, dict[str, Any]]], list[tuple[int, dict[str, Any]]]]:
-    upserts: list[tuple[int, dict[str, Any]]] = []
-    deletes: list[tuple[int, dict[str, Any]]] = []
+Item = tuple[int, dict[str, Any]]
+
+
+def _split(sink: SinkTable, chosen: list[Item]) -> tuple[list[Item], list[Item], list[Rejected]]:
+    """Rows to upsert, keys to delete, and the events that cannot become a row (for the DLQ:
+    one bad record never stops the others)."""
+    upserts: list[Item] = []
+    deletes: list[Item] = []
+    unusable: list[Rejected] = []
     for i, event in chosen:
-        if event["op"] == "d":
-            if sink.on_delete == "mark":
-                upserts.append((i, _row(sink, event, event.get("before"))))
+        try:
+            if event["op"] == "d":
+                if sink.on_delete == "mark":
+                    upserts.append((i, _row(sink, event, event.get("before"))))
+                else:
+                    deletes.append((i, _key_params(sink, event)))
             else:
-                deletes.append((i, _key_params(sink, event)))
-        else:
-            upserts.append((i, _row(sink, event, event.get("after"))))
-    return upserts, deletes
+                upserts.append((i, _row(sink, event, event.get("after"))))
+        except _FieldError as exc:
+            cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else "error"
+            unusable.append(
+                Rejected(
+                    i,
+                    RowRejectedError(
+                        f"sink table {sink.table.name!r}: field {exc.field!r} of the event cannot "
+                        f"be written to its column ({cause})"
+                    ),
+                )
+            )
+    return upserts, deletes, unusable
 
 
-def _apply(
-    conn: sa.Connection,
-    sink: SinkTable,
-    upserts: list[tuple[int, dict[str, Any]]],
-    deletes: list[tuple[int, dict[str, Any]]],
-) -> None:
+def _apply(conn: sa.Connection, sink: SinkTable, upserts: list[Item], deletes: list[Item]) -> None:
     for start in range(0, len(upserts), ROWS_PER_STATEMENT):
         conn.execute(sink.upsert, [row for _, row in upserts[start : start + ROWS_PER_STATEMENT]])
     for start in range(0, len(deletes), ROWS_PER_STATEMENT):
@@ -289,13 +324,17 @@ def _apply(
 def write_batch(
     connector: SqlConnector, sink: SinkTable, events: list[dict[str, Any]]
 ) -> WriteReport:
-    """Apply ``events`` in one transaction; refused rows are isolated and reported."""
+    """Apply ``events`` in one transaction; rows the database refuses for their values are
+    isolated and reported. Any other refusal (permission, a dropped column, a read-only
+    database) raises ``TableStoppedError``, an unreachable database ``ConnectorUnavailableError``:
+    then nothing is reported as rejected, so nothing is parked and no offset moves."""
     report = WriteReport()
     if not events:
         return report
     chosen = newest_per_key(events)
     report.superseded = len(events) - len(chosen)
-    upserts, deletes = _split(sink, chosen)
+    upserts, deletes, unusable = _split(sink, chosen)
+    report.rejected.extend(unusable)
     engine = connector.engine
     try:
         with engine.begin() as conn:
@@ -303,11 +342,9 @@ def write_batch(
         report.applied = len(upserts)
         report.deleted = len(deletes)
         return report
-    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-        if not _is_row_error(connector, exc):
-            raise _unavailable(connector, exc) from exc
-    except SQLAlchemyError:
-        pass
+    except SQLAlchemyError as exc:
+        if not connector.is_row_error(exc):
+            raise _write_error(connector, sink, exc) from exc
     # one row at a time, each in its own transaction, to find the refused ones
     for kind, items in (("upsert", upserts), ("delete", deletes)):
         for i, item in items:
@@ -317,32 +354,35 @@ def write_batch(
                         _apply(conn, sink, [(i, item)], [])
                     else:
                         _apply(conn, sink, [], [(i, item)])
-            except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-                if not _is_row_error(connector, exc):
-                    raise _unavailable(connector, exc) from exc
-                report.rejected.append(Rejected(i, _rejected(sink, exc)))
             except SQLAlchemyError as exc:
-                report.rejected.append(Rejected(i, _rejected(sink, exc)))
+                if not connector.is_row_error(exc):
+                    raise _write_error(connector, sink, exc) from exc
+                report.rejected.append(Rejected(i, _rejected(connector, sink, exc)))
             else:
                 if kind == "upsert":
                     report.applied += 1
                 else:
                     report.deleted += 1
+    report.rejected.sort(key=lambda r: r.index)
     return report
 
 
-def _is_row_error(connector: SqlConnector, exc: BaseException) -> bool:
-    """MySQL reports some bad values as OperationalError (e.g. 1366 incorrect value)."""
-    return connector.error_kind(exc) == "row"
+def _rejected(connector: SqlConnector, sink: SinkTable, exc: SQLAlchemyError) -> RowRejectedError:
+    return RowRejectedError(
+        f"sink table {sink.table.name!r} refused the row ({connector.describe_error(exc)})"
+    )
 
 
-def _rejected(sink: SinkTable, exc: SQLAlchemyError) -> RowRejectedError:
-    cause = type(getattr(exc, "orig", None) or exc).__name__
-    return RowRejectedError(f"sink table {sink.table.name!r} refused the row ({cause})")
-
-
-def _unavailable(connector: SqlConnector, exc: SQLAlchemyError) -> ConnectorUnavailableError:
-    error = connector.connection_error(exc)
-    if isinstance(error, ConnectorUnavailableError):
-        return error
-    return ConnectorUnavailableError(str(error))
+def _write_error(connector: SqlConnector, sink: SinkTable, exc: SQLAlchemyError) -> LgspError:
+    """A refusal that is not about one row: retriable when the database is unreachable or
+    busy, otherwise the table stops (fix the target, then rerun)."""
+    if connector.is_transient(exc):
+        error = connector.connection_error(exc)
+        if isinstance(error, ConnectorUnavailableError):
+            return error
+        return ConnectorUnavailableError(str(error))
+    return TableStoppedError(
+        sink.table.fullname,
+        f"the database refused the write ({connector.describe_error(exc)}); no row was "
+        "parked and the offsets did not move: fix the target table or its grants, then rerun",
+    )
