@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from connectors.config import ConnectorConfig, Mode, Strict, TableConfig, secret_reference
+from connectors.secrets import (
+    MASK,
+    header_problem,
+    http_url_problem,
+    is_secret_header,
+    is_secret_param,
+    mask_url,
+    param_problem,
+)
 
 
 class HttpConnection(Strict):
-    """The API's base URL, headers, bearer token (a reference), timeouts and retries."""
+    """The API's base URL, headers, bearer token (a reference), timeouts and retries. A password
+    or secret-looking query value in the URL, and a header whose name suggests a secret
+    (``Authorization``, ``*token*``, ``*key*``, ``Cookie``...) must be references."""
 
     url: str
     headers: dict[str, str] = Field(default_factory=dict)
@@ -26,6 +37,9 @@ class HttpConnection(Strict):
     def _url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://", "${")):
             raise ValueError("expected an http:// or https:// URL")
+        problem = http_url_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value.rstrip("/")
 
     @field_validator("token")
@@ -36,9 +50,9 @@ class HttpConnection(Strict):
     @field_validator("headers")
     @classmethod
     def _headers(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, text in value.items():
-            if name.lower() in ("authorization", "x-api-key", "cookie") and "${" not in text:
-                raise ValueError(f"header {name}: a literal secret; write it as ${{ENV_VAR}}")
+        problems = [p for p in (header_problem(n, t) for n, t in value.items()) if p]
+        if problems:
+            raise ValueError("; ".join(problems))
         return value
 
 
@@ -64,6 +78,14 @@ class HttpTable(TableConfig):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, populate_by_name=True)
 
+    @field_validator("params")
+    @classmethod
+    def _params(cls, value: dict[str, str]) -> dict[str, str]:
+        problems = [p for p in (param_problem(n, t) for n, t in value.items()) if p]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
     @property
     def effective_mode(self) -> str:
         return self.mode or ("incremental" if self.cursor else "snapshot")
@@ -72,6 +94,24 @@ class HttpTable(TableConfig):
 class HttpConnectorConfig(ConnectorConfig):
     connection: HttpConnection
     tables: list[HttpTable] = Field(min_length=1)  # type: ignore[assignment]
+
+    def masked(self) -> dict[str, Any]:
+        """The shown form: the URL's password and secret query values, secret-looking headers
+        and request parameters masked (even references: they name where secrets live)."""
+        data = super().masked()
+        connection = data.get("connection", {})
+        if isinstance(connection.get("url"), str):
+            connection["url"] = mask_url(connection["url"])
+        headers = connection.get("headers") or {}
+        for name in headers:
+            if is_secret_header(name):
+                headers[name] = MASK
+        for table in data.get("tables", []):
+            params = table.get("params") or {}
+            for name in params:
+                if is_secret_param(name):
+                    params[name] = MASK
+        return data
 
     def problems(self) -> list[str]:
         out = super().problems()

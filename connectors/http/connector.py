@@ -139,6 +139,11 @@ class HttpConnector(Connector):
             return base
         return f"{base}/{path.lstrip('/')}"
 
+    def params(self, table: HttpTable) -> dict[str, Any]:
+        """The table's request parameters with their ``${ENV}`` references resolved."""
+        where = f"tables[{self.config.tables.index(table)}].params"
+        return {name: resolve(value, f"{where}.{name}") for name, value in table.params.items()}
+
     @staticmethod
     def display(url: str) -> str:
         """A URL without its query string and user info (they may carry secrets)."""
@@ -212,7 +217,7 @@ class HttpConnector(Connector):
         table = self.config.tables[0]
         url = self.endpoint(table)
         if self.role == "source":
-            params = dict(table.params)
+            params = self.params(table)
             if table.page_size_param:
                 params[table.page_size_param] = 1
             self.request("GET", url, params=params)
@@ -299,7 +304,7 @@ class HttpConnector(Connector):
         convert = JsonToAvro(stream.record_schema)
         names = [f["name"] for f in stream.record_schema["fields"]]
         url = self.endpoint(table)
-        params: dict[str, Any] = dict(table.params)
+        params: dict[str, Any] = self.params(table)
         if table.page_size_param:
             params[table.page_size_param] = table.page_size
         if table.cursor_param and after is not None:

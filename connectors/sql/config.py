@@ -6,11 +6,13 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from connectors.config import ConnectorConfig, Mode, Strict, TableConfig, secret_reference
+from connectors.config import ConnectorConfig, Mode, Strict, TableConfig
+from connectors.secrets import sql_url_problem
 
 
 class SqlConnection(Strict):
-    """Where the database is; the URL's password must be a ``${ENV}`` or ``file:`` reference."""
+    """Where the database is; the URL's password and secret-looking query values must be
+    ``${ENV}`` references, or the whole URL a ``file:`` reference."""
 
     url: SecretStr
     connect_timeout_s: float = Field(10.0, gt=0, le=300)
@@ -23,7 +25,10 @@ class SqlConnection(Strict):
             raise ValueError("required")
         if not raw.startswith("file:") and "://" not in raw:
             raise ValueError("expected a SQLAlchemy URL such as postgresql://user@host:5432/db")
-        return secret_reference(SecretStr(raw), is_url=True)  # type: ignore[return-value]
+        problem = sql_url_problem(raw)
+        if problem:
+            raise ValueError(problem)
+        return SecretStr(raw)
 
 
 class SqlTable(TableConfig):

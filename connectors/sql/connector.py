@@ -29,7 +29,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import ArgumentError, NoSuchTableError, SQLAlchemyError
 
-from bus.config import mask_url
 from bus.envelope import canonical_key, to_jsonable
 from bus.errors import DataError, LgspError, NotFoundError
 from connectors import positions
@@ -55,7 +54,7 @@ from connectors.errors import (
     TableNotFoundError,
     UnsupportedTypeError,
 )
-from connectors.secrets import resolve
+from connectors.secrets import mask_url, resolve
 from connectors.sql.config import SqlConnectorConfig, SqlTable
 from connectors.sql.contract import TableContract, conform
 from connectors.sql.sink import SinkTable, prepare_sink, version_condition, write_batch
@@ -225,7 +224,7 @@ class SqlConnector(Connector):
 
     @property
     def display_url(self) -> str:
-        return mask_url(self.url.render_as_string(hide_password=True))
+        return mask_url(self.url.render_as_string(hide_password=True))  # and query secrets
 
     @property
     def engine(self) -> Engine:

@@ -230,3 +230,94 @@ def test_error_classes_by_recovery_and_picklable() -> None:
     for error in samples:
         copy = pickle.loads(pickle.dumps(error))
         assert type(copy) is type(error) and str(copy) == str(error)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app:S3cret/x@db/hoso",
+        "postgresql://app:S3cret#x@db/hoso",
+        "postgresql://app:S3cret?x@db/hoso",
+        "postgresql://app:S3cret@x@db/hoso",
+        "postgresql://app@db/hoso?sslmode=require&password=S3cret",
+        "postgresql://app@db/hoso?sslpassword=S3cret",
+        "mysql+pymysql://app@db/hoso?passwd=S3cret",
+        "postgresql://app@db:${PORT}/hoso?token=S3cret",
+    ],
+)
+def test_literal_secrets_anywhere_in_a_database_url_are_refused(url: str) -> None:
+    errors = errors_of(source(connection={"url": url}))
+    assert len(errors) == 1 and errors[0].startswith("connection.url: ")
+    assert "S3cret" not in errors[0]
+
+
+def test_database_url_references_are_accepted_and_masked() -> None:
+    url = "postgresql://app:${PW}@db:${PORT}/hoso?sslmode=require&password=${PW2}"
+    config = registry.validate(source(connection={"url": url}))
+    assert config.stored()["connection"]["url"] == url
+    shown = config.masked()["connection"]["url"]
+    assert shown == "postgresql://app:***@db:${PORT}/hoso?sslmode=require&password=***"
+    # a stored form written before the checks got stricter is still masked whole
+    assert mask("postgresql://u:p/q#r?s@db/x", is_url=True) == "postgresql://u:***@db/x"
+    assert mask("postgresql://u:p@q@db/x", is_url=True) == "postgresql://u:***@db/x"
+    assert mask("postgresql://db/x?token=abc&a=1", is_url=True) == "postgresql://db/x?token=***&a=1"
+
+
+def http(connection: dict[str, Any], **table: Any) -> dict[str, Any]:
+    return {
+        "name": "api",
+        "type": "http",
+        "role": "source",
+        "agency": "ubnd-phuong-ben-nghe",
+        "unit": "26740",
+        "connection": connection,
+        "tables": [{"table": "r", "dataset": "phananh.report", "schema": "r.avsc", **table}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("connection", "table", "field"),
+    [
+        ({"url": "https://app:S3cret@api.example/v1"}, {}, "connection.url"),
+        ({"url": "https://app:S3/cret@api.example/v1"}, {}, "connection.url"),
+        ({"url": "https://api.example/v1?api_key=S3cret"}, {}, "connection.url"),
+        ({"url": "${BASE}/v1?access_token=S3cret"}, {}, "connection.url"),
+        ({"url": "https://x.example", "headers": {"X-Auth-Token": "S3cret"}}, {}, "headers"),
+        ({"url": "https://x.example", "headers": {"Private-Key": "S3cret"}}, {}, "headers"),
+        ({"url": "https://x.example", "headers": {"Authorization": "Basic S3cret"}}, {}, "headers"),
+        ({"url": "https://x.example", "headers": {"Proxy-Authorization": "S3cret"}}, {}, "headers"),
+        ({"url": "https://x.example"}, {"params": {"apikey": "S3cret"}}, "params"),
+        ({"url": "https://x.example"}, {"params": {"signature": "S3cret"}}, "params"),
+    ],
+)
+def test_literal_secrets_of_an_http_connector_are_refused(
+    connection: dict[str, Any], table: dict[str, Any], field: str
+) -> None:
+    errors = errors_of(http(connection, **table))
+    assert len(errors) == 1 and field in errors[0].split(":")[0], errors
+    assert "S3cret" not in errors[0]
+
+
+def test_http_references_are_accepted_and_masked() -> None:
+    config = registry.validate(
+        http(
+            {
+                "url": "https://app:${API_PW}@api.example/v1?token=${API_TOKEN}&lang=vi",
+                "headers": {
+                    "Authorization": "Bearer ${API_TOKEN}",
+                    "X-Api-Key": "file:/run/secrets/key",
+                    "Accept-Language": "vi",
+                },
+            },
+            params={"api_key": "${API_KEY}", "status": "open"},
+        )
+    )
+    shown = config.masked()
+    assert shown["connection"]["url"] == "https://app:***@api.example/v1?token=***&lang=vi"
+    assert shown["connection"]["headers"] == {
+        "Authorization": "***",
+        "X-Api-Key": "***",
+        "Accept-Language": "vi",
+    }
+    assert shown["tables"][0]["params"] == {"api_key": "***", "status": "open"}
+    assert "${" in str(config.stored())  # the stored form keeps the references
