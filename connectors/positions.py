@@ -3,6 +3,10 @@
 ``dump`` turns datetimes, dates, times, decimals and bytes into tagged objects
 (``{"$dt": "2025-07-01T08:00:00.123456+00:00"}``); ``load`` restores them exactly, so that a
 keyset query resumes at the very row where the previous run stopped.
+
+A keyset position holds the last row's primary-key values, which may be personal data (a
+citizen ID): the control database keeps them, ``display``/``describe`` show only the cursor
+value and a short digest of the key.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+import hashlib
+import json
 from typing import Any
 
 
@@ -49,3 +55,81 @@ def load(value: Any) -> Any:
                 return base64.b64decode(raw)
         return {k: load(v) for k, v in value.items()}
     return value
+
+
+# ---- shown to people ------------------------------------------------------------------------
+
+_PLAIN = ("mode", "done", "rows", "snapshot_ms", "lag")
+HASH_CHARS = 8
+
+
+def key_digest(values: Any) -> str:
+    """``sha256:`` and the first 8 hex digits of a key's canonical JSON: enough to see that a
+    position moved, too short to find the key again (many 12-digit citizen IDs share one)."""
+    text = json.dumps(dump(values), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:HASH_CHARS]
+
+
+def _text(value: Any) -> Any:
+    value = load(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return format(value, "f")
+    if isinstance(value, bytes):
+        return key_digest(value)
+    return value
+
+
+def display(position: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A position as shown by ``lgsp connector show``: the keyset's key values (the last row's
+    primary key, possibly a citizen ID) replaced by ``key_digest``; an incremental position
+    keeps its cursor value. Values of keys this module does not know are digested too."""
+    if position is None:
+        return None
+    out: dict[str, Any] = {}
+    for name, value in position.items():
+        if name in _PLAIN and (value is None or isinstance(value, bool | int | float | str)):
+            out[name] = value
+        elif name == "lag" and isinstance(value, dict):  # a sink's lag per partition
+            out[name] = {str(k): v for k, v in value.items() if isinstance(v, int)}
+        elif name == "after":
+            out[name] = _after(position.get("mode"), value)
+        else:
+            out[name] = key_digest(value)
+    return out
+
+
+def _after(mode: Any, after: Any) -> Any:
+    if after is None:
+        return None
+    if not isinstance(after, list):
+        return {"key": key_digest(after)}
+    shown: dict[str, Any] = {}
+    key = after
+    if mode == "incremental" and after:
+        shown["cursor"] = _text(after[0])
+        key = after[1:]
+    if key:
+        shown["key"] = key_digest(key)
+    return shown
+
+
+def describe(position: dict[str, Any] | None) -> str:
+    """One line for a table: ``after 2025-07-01T08:00:00+00:00, key sha256:1a2b3c4d``."""
+    shown = display(position)
+    if not shown:
+        return ""
+    parts: list[str] = []
+    after = shown.get("after")
+    if shown.get("mode") == "snapshot":
+        parts.append("snapshot done" if shown.get("done") else "snapshot in progress")
+    if isinstance(after, dict):
+        if "cursor" in after:
+            parts.append(f"after {after['cursor']}")
+        if "key" in after:
+            parts.append(f"key {after['key']}")
+    if "lag" in shown:
+        lag = shown["lag"]
+        parts.append(f"lag {sum(lag.values()) if isinstance(lag, dict) else lag}")
+    return ", ".join(parts)

@@ -13,6 +13,7 @@ from bus.connectors_db import ConnectorStore
 from bus.errors import FatalError
 from bus.sync import SyncReport, TableReport, connector_for
 from bus.sync import run as run_sync
+from connectors import positions as connector_positions
 from connectors import registry as connector_types
 from connectors.config import read_file
 from connectors.registration import Registration, register
@@ -122,7 +123,13 @@ def list_cmd(as_json: bool) -> None:
 @click.argument("name")
 @_json
 def show(name: str, as_json: bool) -> None:
-    """A connector's file (secrets masked), topics and per-table positions."""
+    """A connector's file (secrets masked), topics and per-table positions.
+
+    A position shows its cursor value and a short digest of the last row's key
+    (``key sha256:1a2b3c4d``), never the key values themselves: they may be personal data
+    such as a citizen ID. The control database keeps the full position (table
+    ``connector_position``); ``lgsp connector reset`` forgets it.
+    """
     cfg = settings()
     store = ConnectorStore(cfg)
     stored = store.get(name)
@@ -138,7 +145,7 @@ def show(name: str, as_json: bool) -> None:
                         "status": p.status,
                         "error": p.error,
                         "rows": p.rows_total,
-                        "position": p.position,
+                        "position": connector_positions.display(p.position),
                     }
                     for t, p in positions.items()
                 },
@@ -156,11 +163,12 @@ def show(name: str, as_json: bool) -> None:
                 topic,
                 p.status if p else "never run",
                 p.rows_total if p else 0,
+                connector_positions.describe(p.position) if p else "",
                 p.updated_at.strftime("%Y-%m-%d %H:%M:%S") if p else "",
                 (p.error or "") if p else "",
             )
         )
-    echo_table(["TABLE", "TOPIC", "STATUS", "ROWS", "UPDATED", "ERROR"], rows)
+    echo_table(["TABLE", "TOPIC", "STATUS", "ROWS", "POSITION", "UPDATED", "ERROR"], rows)
 
 
 @connector_group.command("check")

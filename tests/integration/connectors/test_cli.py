@@ -223,3 +223,53 @@ def test_incompatible_change_stops_one_table_and_the_others_go_on(
     # registering a second connector for a changed table shows the problem before storing
     with pytest.raises(IncompatibleSchemaError):
         register(settings, data, replace=True)
+
+
+def test_show_prints_no_key_value_of_a_position(
+    cli_env: dict[str, str], tmp_path: Path, unique: str
+) -> None:
+    ids = [f"0792030045{i:02d}" for i in range(7)]
+    url = f"sqlite:///{tmp_path}/resident.db"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("CREATE TABLE resident (citizen_id TEXT PRIMARY KEY, updated_at TIMESTAMP)")
+        )
+        conn.execute(
+            sa.text("INSERT INTO resident VALUES (:id, '2025-07-01 08:00:00')"),
+            [{"id": i} for i in ids],
+        )
+    engine.dispose()
+    name = f"res-{unique}"
+    source = write(
+        tmp_path / "resident.yaml",
+        {
+            "name": name,
+            "type": "sqlite",
+            "role": "source",
+            "agency": "cong-an-tp",
+            "unit": "79",
+            "connection": {"url": url},
+            "batch_size": 3,
+            "tables": [
+                {"table": "resident", "dataset": f"dancu.r{unique}", "cursor": "updated_at"}
+            ],
+        },
+    )
+    assert lgsp("connector", "add", str(source))[0] == 0
+    code, _, err = lgsp("connector", "run", name)
+    assert code == 0, err
+    code, text, _ = lgsp("connector", "show", name)
+    assert code == 0 and "after 2025-07-01 08:00:00, key sha256:" in text  # SQLite keeps text
+    code, raw, _ = lgsp("connector", "show", name, "--json")
+    assert code == 0
+    import json
+
+    shown = json.loads(raw)["positions"]["resident"]["position"]
+    assert shown["after"]["cursor"] == "2025-07-01 08:00:00"
+    assert shown["after"]["key"].startswith("sha256:")
+    for value in ids:
+        assert value not in text and value not in raw
+    # the control database keeps the full position: the next run continues after it
+    code, out, err = lgsp("connector", "run", name)
+    assert code == 0 and f"{name}: rows 0," in out, err
