@@ -4,7 +4,9 @@ Source: polls a JSON endpoint page by page (``next_path`` links or tokens, ``off
 or cursor paging with ``cursor_param``), converts each record with the table's Avro schema,
 and keeps a (cursor, key) position: the endpoint is asked for records from the last cursor
 value on (inclusive) and records at or before the position are dropped, so ties are neither
-lost nor repeated. The endpoint must return records in ascending cursor order.
+lost nor repeated. The endpoint must return records in ascending cursor order. A record that
+is not a JSON object comes back in ``Batch.invalid`` (parked in the DLQ before the position
+moves), and the read goes on.
 
 Sink: posts events as JSON (a list per batch, or one per request) with an
 ``Idempotency-Key`` header; the receiver deduplicates by ``event_id``.
@@ -29,7 +31,16 @@ from bus.envelope import load_record_schema, stable_event_id, to_jsonable
 from bus.errors import DataError, LgspError, NotFoundError
 from bus.serde.jsoncodec import JsonToAvro
 from connectors import positions
-from connectors.base import Batch, Column, Connector, Rejected, Stream, WriteReport, now_ms
+from connectors.base import (
+    Batch,
+    Column,
+    Connector,
+    Invalid,
+    Rejected,
+    Stream,
+    WriteReport,
+    now_ms,
+)
 from connectors.errors import (
     AuthenticationError,
     ColumnNotFoundError,
@@ -311,6 +322,7 @@ class HttpConnector(Connector):
             params[table.cursor_param] = to_jsonable(after[0])
         offset = 0
         pending: list[dict[str, Any]] = []
+        invalid: list[Invalid] = []
         while True:
             if table.offset_param:
                 params[table.offset_param] = offset
@@ -323,20 +335,21 @@ class HttpConnector(Connector):
                 )
             fresh = 0
             for raw in records:
-                if not isinstance(raw, dict):
-                    raise DataError(f"{stream.name}: a record is not a JSON object")
-                event, order = self._event(stream, table, raw, names, convert, state, initial)
-                positioned = mode == "incremental" and None not in order
-                if positioned and after is not None and order <= after:
-                    continue
-                fresh += 1
-                pending.append(event)
-                if positioned:
-                    after = order
-                    state["after"] = positions.dump(list(order))
-                if len(pending) >= self.batch_size:
-                    yield Batch(stream.name, pending, dict(state), stream.record_schema)
-                    pending = []
+                if not isinstance(raw, dict):  # parked (Batch.invalid), the read goes on
+                    invalid.append(self._not_an_object(stream, raw, state, initial))
+                else:
+                    event, order = self._event(stream, table, raw, names, convert, state, initial)
+                    positioned = mode == "incremental" and None not in order
+                    if positioned and after is not None and order <= after:
+                        continue
+                    fresh += 1
+                    pending.append(event)
+                    if positioned:
+                        after = order
+                        state["after"] = positions.dump(list(order))
+                if len(pending) + len(invalid) >= self.batch_size:
+                    yield Batch(stream.name, pending, dict(state), stream.record_schema, invalid)
+                    pending, invalid = [], []
             next_link = dig(body, table.next_path) if table.next_path else None
             if next_link:
                 if table.next_param:
@@ -358,8 +371,34 @@ class HttpConnector(Connector):
             break
         if mode == "snapshot":
             state["done"] = True
-        if pending or mode == "snapshot":
-            yield Batch(stream.name, pending, dict(state), stream.record_schema)
+        if pending or invalid or mode == "snapshot":
+            yield Batch(stream.name, pending, dict(state), stream.record_schema, invalid)
+
+    def _not_an_object(
+        self, stream: Stream, raw: Any, state: dict[str, Any], initial: bool
+    ) -> Invalid:
+        """A record that is not a JSON object, as an event for the DLQ (its value in ``after``)
+        with a reason naming the endpoint and the JSON type, never the value."""
+        snapshot = stream.config.effective_mode == "snapshot"  # type: ignore[attr-defined]
+        op = "r" if snapshot or initial else "u"
+        source = self.source_block(stream)
+        event = {
+            "event_id": stable_event_id(self.name, stream.name, {"value": raw}, op, "invalid"),
+            "op": op,
+            "ts_ms": int(state.get("snapshot_ms") or now_ms()) if snapshot else now_ms(),
+            "source": source,
+            "key": None,
+            "before": None,
+            "after": raw,
+        }
+        kind = "null" if raw is None else type(raw).__name__
+        kind = {"str": "string", "int": "number", "float": "number", "bool": "boolean"}.get(
+            kind, kind
+        )
+        return Invalid(
+            event,
+            DataError(f"endpoint {stream.name!r}: a record is a JSON {kind}, not an object"),
+        )
 
     def _event(
         self,

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ from bus.sync import run
 from conftest import MYSQL_URL
 from connectors.registration import register
 from tests.integration.connectors.helpers import config, drop_tables
+from tests.unit.connectors.http_server import JsonHandler, serve
 
 pytestmark = pytest.mark.integration
 
@@ -84,45 +83,28 @@ class _Receiver:
     def __init__(self) -> None:
         self.posted: list[dict[str, Any]] = []
         self.reject: set[str] = set()
-        self.items: list[dict[str, Any]] = []
+        self.items: list[Any] = []
 
 
 @pytest.fixture
 def receiver() -> Iterator[tuple[_Receiver, str]]:
     state = _Receiver()
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def _send(self, status: int, body: Any) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
+    class Handler(JsonHandler):
         def do_GET(self) -> None:
-            self._send(200, {"data": state.items})
+            self.answer(200, {"data": state.items})
 
         def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            body = self.read_json()
             events = body if isinstance(body, list) else [body]
             if any(json.loads(e["key"])["id"] in state.reject for e in events):
-                self._send(422, {"error": "refused"})
+                self.answer(422, {"error": "refused"})
                 return
             state.posted.extend(events)
-            self._send(202, {})
+            self.answer(202, {})
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
-        yield state, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(Handler) as url:
+        yield state, url
 
 
 def test_sql_source_to_http_sink(
@@ -157,26 +139,7 @@ def test_http_source_to_sql_sink(
         {"id": 1, "title": "Đèn đường hỏng", "updated_at": "2025-07-01T08:00:00+07:00"},
         {"id": 2, "title": "Rác thải", "updated_at": "2025-07-01T09:00:00+07:00"},
     ]
-    schema = tmp_path / "kit.Report.avsc"
-    schema.write_text(
-        json.dumps(
-            {
-                "type": "record",
-                "name": "Report",
-                "namespace": "kit",
-                "primary_key": ["id"],
-                "fields": [
-                    {"name": "id", "type": "long"},
-                    {"name": "title", "type": "string"},
-                    {
-                        "name": "updated_at",
-                        "type": {"type": "long", "logicalType": "timestamp-millis"},
-                    },
-                ],
-            }
-        ),
-        encoding="utf-8",
-    )
+    schema = _report_schema(tmp_path)
     dataset = f"phananh.h{unique}"
     source = config(
         "http",
@@ -205,3 +168,56 @@ def test_http_source_to_sql_sink(
         rows = conn.execute(sa.text("SELECT id, title FROM copy ORDER BY id")).all()
     engine.dispose()
     assert [tuple(r) for r in rows] == [(1, "Đèn đường hỏng"), (2, "Rác thải")]
+
+
+def _report_schema(tmp_path: Path) -> Path:
+    schema = tmp_path / "kit.Report.avsc"
+    schema.write_text(
+        json.dumps(
+            {
+                "type": "record",
+                "name": "Report",
+                "namespace": "kit",
+                "primary_key": ["id"],
+                "fields": [
+                    {"name": "id", "type": "long"},
+                    {"name": "title", "type": "string"},
+                    {
+                        "name": "updated_at",
+                        "type": {"type": "long", "logicalType": "timestamp-millis"},
+                    },
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
+    return schema
+
+
+def test_an_http_record_that_is_not_an_object_is_parked_and_the_run_goes_on(
+    settings: Settings, tmp_path: Path, unique: str, receiver: tuple[_Receiver, str]
+) -> None:
+    state, base = receiver
+    state.items = [
+        {"id": 1, "title": "Đèn đường hỏng", "updated_at": "2025-07-01T08:00:00+07:00"},
+        "079203004512",
+        {"id": 2, "title": "Rác thải", "updated_at": "2025-07-01T09:00:00+07:00"},
+    ]
+    tables = [
+        {
+            "table": "reports",
+            "dataset": f"phananh.o{unique}",
+            "schema": str(_report_schema(tmp_path)),
+            "cursor": "updated_at",
+            "records_path": "data",
+        }
+    ]
+    source = config("http", "source", base, tables, name="api")
+    source["connection"] = {"url": base}
+    register(settings, source)
+    report = run(settings, "api")
+    assert (report.status, report.rows, report.dlq) == ("ok", 3, 1)
+    topic = ConnectorStore(settings).get("api").topics["reports"]
+    [parked] = list_dead_letters(settings, topic)
+    assert parked.stage == "source" and parked.error_class == "DataError"
+    assert "JSON string, not an object" in parked.error and "079203004512" not in parked.error
