@@ -13,15 +13,20 @@ write; rows the database refuses for their values go to ``<topic>.dlq``. A refus
 not about a row (permission, a dropped column), or a batch whose every row is refused, stops
 the table with no offset moved, so a broken target never empties a topic into the DLQ.
 
-Each run is recorded in the core ``run`` table (kind ``sync``) with its figures. The same
-function serves ``lgsp connector run`` and the Airflow tasks.
+Each run is recorded in the core ``run`` table (kind ``sync``) with its figures. One run of a
+connector at a time: ``run`` holds the connector's lock (``connector_lock``) throughout and a
+second run meanwhile raises ``ConnectorBusyError`` (retriable). The same function serves
+``lgsp connector run`` and the Airflow tasks.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import socket
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -42,12 +47,14 @@ from bus.units import load_hierarchy
 from connectors import registry as connector_types
 from connectors.base import Batch, Connector, Invalid, WriteReport
 from connectors.contract import catalogue_lookup
-from connectors.errors import TableStoppedError
+from connectors.errors import ConnectorBusyError, TableStoppedError
 from connectors.registration import quiet_avro
 
 log = logging.getLogger(__name__)
 
 RUN_KIND = "sync"
+# a run's lock lives this long unless the run extends it (after each batch, every third of it)
+LOCK_TTL_S = 15 * 60.0
 
 
 @dataclass
@@ -126,19 +133,80 @@ def connector_for(settings: Settings, name: str) -> Connector:
     return connector
 
 
+class _HeldLock:
+    """This run's hold on the connector's run lock, extended as batches go by."""
+
+    def __init__(self, store: ConnectorStore, name: str, ttl_s: float) -> None:
+        self.store = store
+        self.name = name
+        self.ttl_s = ttl_s
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        store.acquire_lock(name, self.owner, ttl_s)
+        self._refreshed = time.monotonic()
+
+    def refresh(self) -> None:
+        """Extend the lock (at most every third of its time to live). A run whose lock is gone
+        (taken over once expired, or removed by ``lgsp connector unlock``) stops before it
+        moves another position: another run may have moved it further meanwhile."""
+        if time.monotonic() - self._refreshed < self.ttl_s / 3:
+            return
+        if not self.store.refresh_lock(self.name, self.owner, self.ttl_s):
+            raise ConnectorBusyError(
+                f"connector {self.name!r}: this run lost its lock (it expired after a batch that "
+                f"took longer than {self.ttl_s:g} s and was taken over, or it was unlocked); "
+                "this run stops"
+            )
+        self._refreshed = time.monotonic()
+
+    def release(self) -> None:
+        try:
+            self.store.release_lock(self.name, self.owner)
+        except LgspError as exc:  # the run's own outcome matters more; the lock expires
+            log.warning("%s: cannot release the run lock: %s", self.name, safe_message(exc))
+
+
 def run(
     settings: Settings,
     name: str,
     *,
     tables: list[str] | None = None,
     progress: Progress | None = None,
+    lock_ttl_s: float = LOCK_TTL_S,
 ) -> SyncReport:
-    """One sync run of connector ``name`` (all its tables, or ``tables``)."""
+    """One sync run of connector ``name`` (all its tables, or ``tables``).
+
+    The connector's run lock is taken first: while another run of it holds the lock (the
+    connector's own DAG and a pipeline DAG may schedule it at once), this raises
+    ``ConnectorBusyError``, a ``RetriableError``, so Airflow tries again later. The lock is
+    extended after every batch and released at the end; a crashed run's lock expires after
+    ``lock_ttl_s`` seconds (or ``lgsp connector unlock``).
+    """
     store = ConnectorStore(settings)
     stored = store.get(name)
+    lock = _HeldLock(store, name, lock_ttl_s)
+    try:
+        return _run_locked(settings, store, stored.role, name, tables, lock, progress)
+    finally:
+        lock.release()
+
+
+def _run_locked(
+    settings: Settings,
+    store: ConnectorStore,
+    role: str,
+    name: str,
+    tables: list[str] | None,
+    lock: _HeldLock,
+    progress: Progress | None,
+) -> SyncReport:
+    def step(tr: TableReport) -> None:  # a sink batch: before its offsets are committed
+        lock.refresh()
+        if progress is not None:
+            progress(tr)
+
     started = time.monotonic()
     run_id = _start_run(settings, name)
-    report = SyncReport(name, stored.role, run_id, [])
+    report = SyncReport(name, role, run_id, [])
     try:
         connector = connector_for(settings, name)
         with connector, quiet_avro():
@@ -152,10 +220,10 @@ def run(
                     )
                 wanted = [t for t in wanted if t in tables]
             connector.check()
-            if stored.role == "source":
-                _run_source(settings, store, connector, wanted, report, progress)
+            if role == "source":
+                _run_source(settings, store, connector, wanted, report, progress, lock.refresh)
             else:
-                _run_sink(settings, store, connector, wanted, report, progress)
+                _run_sink(settings, store, connector, wanted, report, step)
     except BaseException as exc:
         report.seconds = time.monotonic() - started
         report.status = "failed"
@@ -181,6 +249,7 @@ def _run_source(
     tables: list[str],
     report: SyncReport,
     progress: Progress | None,
+    before_commit: Callable[[], None] = lambda: None,
 ) -> None:
     hierarchy = load_hierarchy(settings.hierarchy)
     topics = connector.config.topics(hierarchy)
@@ -212,7 +281,9 @@ def _run_source(
                     if batch.invalid:
                         tr.dlq += _park_invalid(publisher, tr.topic, cfg.dataset, batch.invalid)
                         tr.rows += len(batch.invalid)
-                    # the broker acknowledged the batch: now the position may move
+                    # the broker acknowledged the batch: now the position may move (if this
+                    # run still holds the connector's lock)
+                    before_commit()
                     store.save_position(connector.name, table, batch.state, rows=len(batch.events))
                     tr.batches += 1
                     if progress is not None:

@@ -97,6 +97,10 @@ class ConnectorUnavailableError(DatabaseUnavailableError):
     """The connector's system does not answer within its timeout."""
 
 
+class ConnectorBusyError(RetriableError):
+    """Another sync run of the same connector holds its run lock: try again later."""
+
+
 class EndpointUnavailableError(RetriableError):
     """An HTTP endpoint keeps failing (5xx or timeouts) after every retry."""
 

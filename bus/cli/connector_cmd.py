@@ -1,4 +1,4 @@
-"""``lgsp connector add|list|show|check|remove|run|reset|types``."""
+"""``lgsp connector add|list|show|check|remove|run|reset|unlock|types``."""
 
 from __future__ import annotations
 
@@ -135,11 +135,19 @@ def show(name: str, as_json: bool) -> None:
     stored = store.get(name)
     config = connector_types.validate(stored.config)
     positions = store.positions(name)
+    lock = store.lock(name)
     if as_json:
         echo_json(
             {
                 "config": config.masked(),
                 "topics": stored.topics,
+                "running": None
+                if lock is None
+                else {
+                    "owner": lock.owner,
+                    "since": lock.acquired_at.isoformat(),
+                    "lock_expires": lock.expires_at.isoformat(),
+                },
                 "positions": {
                     t: {
                         "status": p.status,
@@ -169,6 +177,35 @@ def show(name: str, as_json: bool) -> None:
             )
         )
     echo_table(["TABLE", "TOPIC", "STATUS", "ROWS", "POSITION", "UPDATED", "ERROR"], rows)
+    if lock is not None:
+        click.echo(
+            f"running since {lock.acquired_at:%Y-%m-%d %H:%M:%S} UTC ({lock.owner}); "
+            f"lock expires {lock.expires_at:%Y-%m-%d %H:%M:%S} UTC unless extended"
+        )
+
+
+@connector_group.command("unlock")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def unlock(name: str, yes: bool) -> None:
+    """Release the run lock a crashed run left behind (it also expires by itself).
+
+    Only for a run that is gone: a live run whose lock is removed stops at a later batch.
+    """
+    store = ConnectorStore(settings())
+    store.get(name)
+    held = store.lock(name)
+    if held is None:
+        click.echo(f"connector {name}: no run lock held")
+        return
+    if not yes:
+        click.confirm(
+            f"release the lock of connector {name} held by {held.owner} since "
+            f"{held.acquired_at:%Y-%m-%d %H:%M:%S} UTC?",
+            abort=True,
+        )
+    store.break_lock(name)
+    click.echo(f"connector {name}: run lock of {held.owner} released")
 
 
 @connector_group.command("check")

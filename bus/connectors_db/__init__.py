@@ -1,12 +1,14 @@
-"""Registered connectors and their positions (control-database tables and their store)."""
+"""Registered connectors, their positions and run locks (control-database tables, store)."""
 
-from bus.connectors_db.models import ConnectorPosition, ConnectorRow
-from bus.connectors_db.store import ConnectorStore, StoredConnector, TablePosition
+from bus.connectors_db.models import ConnectorLock, ConnectorPosition, ConnectorRow
+from bus.connectors_db.store import ConnectorStore, RunLock, StoredConnector, TablePosition
 
 __all__ = [
+    "ConnectorLock",
     "ConnectorPosition",
     "ConnectorRow",
     "ConnectorStore",
+    "RunLock",
     "StoredConnector",
     "TablePosition",
 ]

@@ -1,4 +1,4 @@
-"""Control-database tables of registered connectors and their per-table positions."""
+"""Control-database tables of registered connectors, their per-table positions and run locks."""
 
 from __future__ import annotations
 
@@ -41,3 +41,17 @@ class ConnectorPosition(Base):
     error: Mapped[str | None] = mapped_column(Text)
     rows_total: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ConnectorLock(Base):
+    """The run lock of a connector: held by one sync run (``owner``) until it is released or
+    ``expires_at`` passes (a crashed run); a running sync extends it as it goes."""
+
+    __tablename__ = "connector_lock"
+
+    connector: Mapped[str] = mapped_column(
+        String(63), ForeignKey("connector.name", ondelete="CASCADE"), primary_key=True
+    )
+    owner: Mapped[str] = mapped_column(String(255))
+    acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,7 +1,9 @@
-"""Registered connectors and their positions in the control database.
+"""Registered connectors, their positions and run locks in the control database.
 
 ``add`` stores a connector in one transaction (nothing half-registered); ``save_position``
-is called only after the broker acknowledged the batch the position follows.
+is called only after the broker acknowledged the batch the position follows, and only by the
+run that holds the connector's run lock (``acquire_lock``), so two runs never move one
+position (nor one back).
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from bus.config import Settings
-from bus.connectors_db.models import ConnectorPosition, ConnectorRow
+from bus.connectors_db.models import ConnectorLock, ConnectorPosition, ConnectorRow
 from bus.db import session_scope
-from connectors.errors import ConnectorExistsError, ConnectorNotFoundError
+from bus.timeutil import as_utc
+from connectors.errors import ConnectorBusyError, ConnectorExistsError, ConnectorNotFoundError
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,16 @@ class TablePosition:
     error: str | None
     rows_total: int
     updated_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class RunLock:
+    """Who holds a connector's run lock, since when, and until when (unless extended)."""
+
+    connector: str
+    owner: str
+    acquired_at: dt.datetime
+    expires_at: dt.datetime
 
 
 def _now() -> dt.datetime:
@@ -119,6 +133,7 @@ class ConnectorStore:
         self.get(name)
         with session_scope(self.settings) as s:
             s.execute(delete(ConnectorPosition).where(ConnectorPosition.connector == name))
+            s.execute(delete(ConnectorLock).where(ConnectorLock.connector == name))
             s.execute(delete(ConnectorRow).where(ConnectorRow.name == name))
 
     def publishers_of(self, topics: list[str]) -> dict[str, str]:
@@ -186,3 +201,78 @@ class ConnectorStore:
             if table is not None:
                 stmt = stmt.where(ConnectorPosition.table_name == table)
             return int(s.execute(stmt).rowcount or 0)
+
+    # ---- run lock ------------------------------------------------------------------------
+    def acquire_lock(self, name: str, owner: str, ttl_s: float) -> RunLock:
+        """Take the run lock of ``name`` for ``owner`` (``ttl_s`` seconds unless extended):
+        take over an expired lock or insert a new one, each in one statement, so that of two
+        concurrent runs exactly one gets it; the other gets ``ConnectorBusyError``."""
+        now = _now()
+        expires = now + dt.timedelta(seconds=ttl_s)
+        values = {"owner": owner, "acquired_at": now, "expires_at": expires}
+        with session_scope(self.settings) as s:
+            taken = s.execute(
+                update(ConnectorLock)
+                .where(ConnectorLock.connector == name, ConnectorLock.expires_at < now)
+                .values(**values)
+            ).rowcount
+        if not taken:
+            try:
+                with session_scope(self.settings) as s:
+                    s.execute(insert(ConnectorLock).values(connector=name, **values))
+            except IntegrityError:
+                held = self.lock(name)
+                if held is None:  # released in between: the caller may try again at once
+                    raise ConnectorBusyError(
+                        f"connector {name!r} was just running; try again"
+                    ) from None
+                raise ConnectorBusyError(
+                    f"connector {name!r} is already running "
+                    f"(since {held.acquired_at:%Y-%m-%d %H:%M:%S} UTC, by {held.owner}; "
+                    f"its lock expires at {held.expires_at:%Y-%m-%d %H:%M:%S} UTC unless "
+                    "that run extends it)"
+                ) from None
+        return RunLock(name, owner, now, expires)
+
+    def refresh_lock(self, name: str, owner: str, ttl_s: float) -> bool:
+        """Extend ``owner``'s lock of ``name``; False when ``owner`` no longer holds it."""
+        expires = _now() + dt.timedelta(seconds=ttl_s)
+        with session_scope(self.settings) as s:
+            updated = s.execute(
+                update(ConnectorLock)
+                .where(ConnectorLock.connector == name, ConnectorLock.owner == owner)
+                .values(expires_at=expires)
+            ).rowcount
+        return bool(updated)
+
+    def release_lock(self, name: str, owner: str) -> None:
+        """Release ``owner``'s lock of ``name`` (nothing when another run took it over)."""
+        with session_scope(self.settings) as s:
+            s.execute(
+                delete(ConnectorLock).where(
+                    ConnectorLock.connector == name, ConnectorLock.owner == owner
+                )
+            )
+
+    def lock(self, name: str) -> RunLock | None:
+        """The current holder of ``name``'s run lock (an expired one included), if any."""
+        with session_scope(self.settings) as s:
+            row = s.get(ConnectorLock, name)
+            if row is None:
+                return None
+            return RunLock(
+                row.connector, row.owner, as_utc(row.acquired_at), as_utc(row.expires_at)
+            )
+
+    def break_lock(self, name: str) -> RunLock | None:
+        """Remove ``name``'s run lock whoever holds it (after a crashed run); the old holder."""
+        self.get(name)
+        held = self.lock(name)
+        if held is not None:
+            with session_scope(self.settings) as s:
+                s.execute(
+                    delete(ConnectorLock).where(
+                        ConnectorLock.connector == name, ConnectorLock.owner == held.owner
+                    )
+                )
+        return held

@@ -1,0 +1,202 @@
+"""One sync run of a connector at a time: a second run meanwhile is refused as retriable; a
+crashed run's lock expires; a run that lost its lock stops before it moves a position."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from bus.config import Settings
+from bus.connectors_db import ConnectorStore
+from bus.db.engine import dispose_engines
+from bus.errors import RetriableError
+from bus.sync import SyncReport, TableReport, run
+from conftest import PG_URL
+from connectors.errors import ConnectorBusyError
+from connectors.registration import register
+from tests.integration.connectors.helpers import config
+
+pytestmark = pytest.mark.integration
+
+NAME = "test-connector"
+
+
+@pytest.fixture
+def source(settings: Settings, tmp_path: Path, unique: str) -> str:
+    """A registered SQLite source of six rows read two at a time."""
+    url = f"sqlite:///{tmp_path}/src.db"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("CREATE TABLE ma (id INTEGER PRIMARY KEY, code TEXT, ver INTEGER NOT NULL)")
+        )
+        conn.execute(
+            sa.text("INSERT INTO ma VALUES (:id, :code, :id)"),
+            [{"id": i, "code": f"C{i}"} for i in range(1, 7)],
+        )
+    engine.dispose()
+    tables = [{"table": "ma", "dataset": f"kho.l{unique}", "cursor": "ver"}]
+    data = config("sqlite", "source", url, tables)
+    register(settings, {**data, "batch_size": 2})
+    return NAME
+
+
+class Paused:
+    """A run in a thread that stops inside its first batch until ``go`` is set."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        self.inside = threading.Event()
+        self.go = threading.Event()
+        self.report: SyncReport | None = None
+        self.error: BaseException | None = None
+
+        def progress(tr: TableReport) -> None:
+            if not self.inside.is_set():
+                self.inside.set()
+                assert self.go.wait(30)
+
+        def work() -> None:
+            try:
+                self.report = run(settings, NAME, progress=progress, **kwargs)
+            except BaseException as exc:  # checked by the test
+                self.error = exc
+
+        self.thread = threading.Thread(target=work, daemon=True)
+        self.thread.start()
+        assert self.inside.wait(30)
+
+    def finish(self) -> None:
+        self.go.set()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+
+def test_a_second_run_meanwhile_is_refused_as_retriable(settings: Settings, source: str) -> None:
+    first = Paused(settings)
+    try:
+        with pytest.raises(ConnectorBusyError, match="is already running \\(since ") as caught:
+            run(settings, source)
+        assert isinstance(caught.value, RetriableError)
+        assert ConnectorStore(settings).lock(source) is not None
+    finally:
+        first.finish()
+    assert first.error is None and first.report is not None and first.report.rows == 6
+    assert ConnectorStore(settings).lock(source) is None  # released at the end
+    assert run(settings, source).rows == 0  # and the next run may go
+
+
+def test_a_crashed_runs_lock_expires(settings: Settings, source: str) -> None:
+    store = ConnectorStore(settings)
+    store.acquire_lock(source, "gone:1:dead", ttl_s=-1)  # a crashed run's, already expired
+    assert run(settings, source).rows == 6
+    store.acquire_lock(source, "gone:2:dead", ttl_s=600)
+    with pytest.raises(ConnectorBusyError, match="gone:2:dead"):
+        run(settings, source)
+    assert store.break_lock(source) is not None  # lgsp connector unlock
+    assert run(settings, source).rows == 0
+
+
+def test_a_run_that_lost_its_lock_stops_before_moving_the_position(
+    settings: Settings, source: str
+) -> None:
+    first = Paused(settings, lock_ttl_s=0.5)  # holds the lock, paused after its first batch
+    try:
+        time.sleep(0.7)  # its lock expires: another run takes it over and reads the rest
+        assert run(settings, source, lock_ttl_s=0.5).rows == 4
+        end = ConnectorStore(settings).positions(source)["ma"].position
+    finally:
+        first.finish()
+    assert isinstance(first.error, ConnectorBusyError) and "lost its lock" in str(first.error)
+    assert ConnectorStore(settings).positions(source)["ma"].position == end  # not moved back
+
+
+@pytest.fixture
+def pg_control(home: Path, unique: str) -> Iterator[Settings]:
+    """Settings whose control database is PostgreSQL (a schema of its own)."""
+    schema = f"lgsp_lock_{unique}"
+    engine = sa.create_engine(PG_URL)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    url = sa.engine.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    yield Settings(home=home, database_url=url.render_as_string(hide_password=False))
+    dispose_engines()
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    engine.dispose()
+
+
+@pytest.mark.parametrize("control", ["sqlite", "postgresql"])
+def test_of_concurrent_takers_exactly_one_gets_the_lock(
+    control: str, offline_settings: Settings, request: pytest.FixtureRequest
+) -> None:
+    settings = offline_settings if control == "sqlite" else request.getfixturevalue("pg_control")
+    store = ConnectorStore(settings)
+    store.add(
+        name="locked",
+        type="sqlite",
+        role="source",
+        agency="a",
+        unit="79",
+        config={},
+        topics={},
+    )
+    for round_ in range(3):  # a new lock, then twice the take-over of an expired one
+        if round_:
+            store.break_lock("locked")
+            store.acquire_lock("locked", "crashed", ttl_s=-1)
+        owners = [f"t{round_}-{i}" for i in range(8)]
+        won, refused = _race(store, owners)
+        assert len(won) == 1 and len(refused) == len(owners) - 1, (round_, won, refused)
+        held = store.lock("locked")
+        assert held is not None and held.owner == won[0]
+
+
+def _race(store: ConnectorStore, owners: list[str]) -> tuple[list[str], list[str]]:
+    barrier = threading.Barrier(len(owners))
+    won: list[str] = []
+    refused: list[str] = []
+
+    def take(owner: str) -> None:
+        barrier.wait(10)
+        try:
+            store.acquire_lock("locked", owner, ttl_s=60)
+        except ConnectorBusyError:
+            refused.append(owner)
+        else:
+            won.append(owner)
+
+    threads = [threading.Thread(target=take, args=(owner,)) for owner in owners]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return won, refused
+
+
+def test_cli_shows_refuses_and_unlocks(
+    cli_env: dict[str, str], settings: Settings, source: str
+) -> None:
+    from click.testing import CliRunner
+
+    from bus.cli.main import cli
+
+    def lgsp(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+        return result.exit_code, result.stdout + result.stderr
+
+    ConnectorStore(settings).acquire_lock(source, "host-a:4242:cafe", ttl_s=600)
+    code, out = lgsp("connector", "show", source)
+    assert code == 0 and "running since" in out and "host-a:4242:cafe" in out
+    code, out = lgsp("connector", "run", source)
+    assert code == RetriableError.exit_code and "is already running" in out
+    code, out = lgsp("connector", "unlock", source, "--yes")
+    assert code == 0 and "run lock of host-a:4242:cafe released" in out
+    code, out = lgsp("connector", "run", source)
+    assert code == 0 and "rows 6" in out
+    assert lgsp("connector", "unlock", source, "--yes")[1].strip().endswith("no run lock held")
