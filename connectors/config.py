@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from bus.errors import InvalidNameError
 from bus.units import Hierarchy, topic_name, validate_dataset_name
@@ -22,6 +30,11 @@ from connectors.secrets import literal_secret_problem, mask
 
 NAME_PATTERN = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$"
 MAX_NAME = 63
+
+_UNIT_NUMBER = (
+    'a unit code is text: quote it in YAML (unit: "26734"); written as a number it loses '
+    "its leading zeros and matches no single code of the hierarchy"
+)
 
 Role = Literal["source", "sink"]
 Mode = Literal["snapshot", "incremental"]
@@ -71,8 +84,19 @@ class ConnectorConfig(Strict):
 
     @field_validator("unit", mode="before")
     @classmethod
-    def _unit_text(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    def _unit_text(cls, value: Any, info: ValidationInfo) -> Any:
+        """A unit code is text of digits with a fixed width per level (``"01"``, ``"00001"``);
+        a YAML number has lost its leading zeros, so it is taken only when exactly one code of
+        the hierarchy has that value, and refused otherwise."""
+        if not isinstance(value, int) or isinstance(value, bool):
+            return value
+        hierarchy = (info.context or {}).get("hierarchy")
+        if hierarchy is None:
+            raise ValueError(_UNIT_NUMBER)
+        matches = [u.code for u in hierarchy if u.code.isdigit() and int(u.code) == value]
+        if len(matches) != 1:
+            raise ValueError(_UNIT_NUMBER)
+        return matches[0]
 
     @field_validator("schedule")
     @classmethod
@@ -195,7 +219,7 @@ def validate_model(
     errors = list(extra_errors or [])
     name = data.get("name") if isinstance(data.get("name"), str) else None
     try:
-        config = model.model_validate(dict(data))
+        config = model.model_validate(dict(data), context={"hierarchy": hierarchy})
     except ValidationError as exc:
         errors.extend(validation_messages(exc))
         raise ConnectorConfigError(errors, name=name) from None

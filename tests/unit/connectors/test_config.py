@@ -321,3 +321,28 @@ def test_http_references_are_accepted_and_masked() -> None:
     }
     assert shown["tables"][0]["params"] == {"api_key": "***", "status": "open"}
     assert "${" in str(config.stored())  # the stored form keeps the references
+
+
+def test_a_unit_code_written_as_a_number() -> None:
+    from bus.units.hierarchy import Hierarchy, Unit
+
+    hcmc = load_hierarchy("hcmc-2024")
+    config = registry.validate(source(unit=26734), hierarchy=hcmc)
+    assert config.unit == "26734"  # the one code of that value
+    errors = errors_of(source(unit=26734))  # no hierarchy to look it up in
+    assert errors[0].startswith("unit: a unit code is text: quote it in YAML")
+    hanoi = Hierarchy(
+        "hanoi",
+        ["city", "district", "ward"],
+        [
+            Unit("01", "Hà Nội", "city", None),
+            Unit("001", "Ba Đình", "district", "01"),
+            Unit("00004", "Trúc Bạch", "ward", "001"),
+        ],
+    )
+    # 4 stands for one code only: the leading zeros come back
+    assert registry.validate(source(unit=4), hierarchy=hanoi).unit == "00004"
+    # 1 matches both "01" and "001": refused, the quoted code is needed
+    errors = errors_of(source(unit=1), hierarchy=hanoi)
+    assert errors[0].startswith("unit: a unit code is text")
+    assert registry.validate(source(unit="01"), hierarchy=hanoi).unit == "01"
