@@ -265,8 +265,7 @@ def _reconcile(settings: Settings, result: DemoResult, say: Say) -> None:
             f"ward-{code}-dossiers",
             "ho_so",
             f"sink-{CITY}-dossiers",
-            target_where={"receiving_unit": code},
-        )
+        )  # the city copy holds every ward: compared by its _lgsp_unit column
         result.reconciled += 1
         result.agreeing += int(report.agree)
     say(f"reconciliation: {result.agreeing}/{result.reconciled} wards agree with the city copy")

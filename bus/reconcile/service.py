@@ -25,6 +25,7 @@ from bus.reconcile.store import save_report
 log = logging.getLogger(__name__)
 
 SINK_DELETED = "_lgsp_deleted"
+SINK_UNIT = "_lgsp_unit"  # the publishing unit of each row (the event's source.unit)
 
 
 @dataclass
@@ -40,6 +41,7 @@ class ConnectorPair:
     topic: str
     pii: list[str]
     warnings: list[str]
+    origin_unit: str | None = None  # the source's unit, when the sink gathers many units
 
 
 def _connector(settings: Settings, name: str, role: str, option: str) -> Any:
@@ -106,6 +108,7 @@ def resolve_pair(settings: Settings, connector: str, table: str, against: str) -
         )
     sink_cfg = matches[0]
     warnings: list[str] = []
+    origin_unit: str | None = None
     src_path = _unit_path(settings, source.config.unit)
     sink_path = _unit_path(settings, sink.config.unit)
     if sink_path != src_path:
@@ -114,10 +117,9 @@ def resolve_pair(settings: Settings, connector: str, table: str, against: str) -
                 f"--against: sink {against!r} reads unit {sink.config.unit} topics, which do not "
                 f"receive unit {source.config.unit}'s data ({dataset})"
             )
-        warnings.append(
-            f"sink {against!r} gathers {dataset} of every unit under {sink.config.unit}: rows of "
-            "other units show as extra unless the target is filtered (target_where)"
-        )
+        origin_unit = source.config.unit
+    else:
+        origin_unit = None
     topic = source.config.topics(_hierarchy(settings))[table]
     pii = catalogue_pii(settings, dataset)
     if pii:  # catalogue names are Avro fields; the tables use the column names
@@ -141,7 +143,9 @@ def resolve_pair(settings: Settings, connector: str, table: str, against: str) -
     )
     source.close()
     sink.close()
-    return ConnectorPair(src, tgt, connector, against, table, dataset, topic, pii, warnings)
+    return ConnectorPair(
+        src, tgt, connector, against, table, dataset, topic, pii, warnings, origin_unit
+    )
 
 
 def _hierarchy(settings: Settings) -> Any:
@@ -150,7 +154,8 @@ def _hierarchy(settings: Settings) -> Any:
     return load_hierarchy(settings.hierarchy)
 
 
-def _sink_has_deleted_flag(endpoint: Endpoint) -> bool:
+def _sink_columns(endpoint: Endpoint) -> set[str]:
+    """The target table's column names (empty when it does not exist or cannot be read)."""
     from bus.reconcile.dialects import make_engine
     from bus.reconcile.schema import split_table_name
 
@@ -160,10 +165,10 @@ def _sink_has_deleted_flag(endpoint: Endpoint) -> bool:
         with engine.connect() as conn:
             inspector = sa.inspect(conn)
             if not inspector.has_table(name, schema=schema):
-                return False
-            return any(c["name"] == SINK_DELETED for c in inspector.get_columns(name, schema))
+                return set()
+            return {c["name"] for c in inspector.get_columns(name, schema)}
     except sa.exc.SQLAlchemyError:
-        return False
+        return set()
     finally:
         engine.dispose()
 
@@ -183,10 +188,20 @@ def run_reconcile(
     ``repair``, publish the repair events on the source's topic (a sink run then applies them).
     """
     pair = resolve_pair(settings, connector, table, against)
-    if _sink_has_deleted_flag(pair.target):
+    sink_columns = _sink_columns(pair.target)
+    if SINK_DELETED in sink_columns:
         pair.target.deleted_flag = SINK_DELETED
     if target_where:
         pair.target.where = dict(target_where)
+    elif pair.origin_unit is not None:
+        if SINK_UNIT in sink_columns:  # compare only the rows this source's unit published
+            pair.target.where = {SINK_UNIT: pair.origin_unit}
+        else:
+            pair.warnings.append(
+                f"sink {pair.sink_name!r} gathers {pair.dataset} of many units and its table has "
+                f"no {SINK_UNIT} column: rows of other units show as extra unless the target "
+                "is filtered (target_where)"
+            )
     opts = options or Options(time_precision=3)
     opts = replace(
         opts,

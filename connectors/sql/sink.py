@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 VERSION = "_lgsp_ts_ms"
 EVENT_ID = "_lgsp_event_id"
 DELETED = "_lgsp_deleted"
-META = (VERSION, EVENT_ID, DELETED)
+UNIT = "_lgsp_unit"  # the unit that published the row (source.unit): a city copy by ward
+META = (VERSION, EVENT_ID, DELETED, UNIT)
 ROWS_PER_STATEMENT = 1000
 
 
@@ -54,6 +55,7 @@ def meta_columns() -> list[sa.Column[Any]]:
         sa.Column(VERSION, sa.BigInteger, nullable=True),
         sa.Column(EVENT_ID, sa.String(64), nullable=True),
         sa.Column(DELETED, sa.Boolean, nullable=True),
+        sa.Column(UNIT, sa.String(16), nullable=True),
     ]
 
 
@@ -243,6 +245,7 @@ def _row(sink: SinkTable, event: dict[str, Any], record: dict[str, Any] | None) 
         raise _FieldError(name) from exc
     row[EVENT_ID] = str(event["event_id"])
     row[DELETED] = event["op"] == "d"
+    row[UNIT] = str((event.get("source") or {}).get("unit") or "") or None
     return row
 
 

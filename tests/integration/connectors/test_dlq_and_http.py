@@ -69,7 +69,7 @@ def test_rows_the_sink_refuses_go_to_the_dlq(
             columns = [c.name for c in table.columns]
         engine.dispose()
         assert codes == ["A1", "C3"]
-        assert columns[-3:] == ["_lgsp_ts_ms", "_lgsp_event_id", "_lgsp_deleted"]  # added
+        assert columns[-4:] == ["_lgsp_ts_ms", "_lgsp_event_id", "_lgsp_deleted", "_lgsp_unit"]
         topic = ConnectorStore(settings).get("s").topics["ma"]
         [parked] = list_dead_letters(settings, topic)
         assert parked.stage == "sink" and parked.error_class == "RowRejectedError"

@@ -50,6 +50,7 @@ def _target(url: str, name: str, width: int = 20) -> None:
             sa.Column("_lgsp_ts_ms", sa.BigInteger),
             sa.Column("_lgsp_event_id", sa.String(64)),
             sa.Column("_lgsp_deleted", sa.Boolean),
+            sa.Column("_lgsp_unit", sa.String(16)),
         ).create(conn)
     engine.dispose()
 
