@@ -14,7 +14,14 @@ from airflow.sdk import DAG, task
 from bus.orchestration import tasks
 from bus.orchestration.specs import DagSpec, dag_specs, manifest_path, read_manifest
 
-DEFAULTS = {"retries": 3, "retry_delay": dt.timedelta(minutes=1), "owner": "lgsp"}
+# retriable errors only (broker or database down, a connector already running): backing off
+DEFAULTS = {
+    "retries": 5,
+    "retry_delay": dt.timedelta(seconds=30),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": dt.timedelta(minutes=10),
+    "owner": "lgsp",
+}
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
