@@ -34,3 +34,19 @@ def record(name: str, figures: dict[str, Any], target: str = "") -> None:
 
 def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM, Linux). ``getrusage``'s ru_maxrss is not
+    used: it keeps the parent's high-water mark across fork and exec, so a child of a big
+    pytest process would report the parent's memory."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ import pytest
 import sqlalchemy as sa
 from kafka import KafkaProducer
 
-from bench._report import machine, record, size
+from bench._report import machine, peak_rss_mb, record, size
 from bus import kafka_clients
 from bus.config import Settings
 from bus.envelope import envelope_schema, make_event
@@ -87,7 +86,7 @@ def child() -> None:
                 "rows": done,
                 "started": started,
                 "finished": time.time(),
-                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "peak_rss_mb": peak_rss_mb(),
             }
         )
     )
