@@ -25,10 +25,8 @@ DEFAULTS = {
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
-def build_pipeline(spec: DagSpec) -> DAG:
-    """All sources in parallel, then the roll-up levels in order, then sinks, then archive."""
-    p = spec.params
-    with DAG(
+def _dag(spec: DagSpec) -> DAG:
+    return DAG(
         dag_id=spec.dag_id,
         schedule=spec.schedule,
         start_date=START,
@@ -37,44 +35,38 @@ def build_pipeline(spec: DagSpec) -> DAG:
         description=spec.description,
         tags=list(spec.tags),
         default_args=DEFAULTS,
-    ) as dag:
-        head = task(task_id="check_broker")(tasks.check_broker)()
-        stage = [head]
-        sources = [task(task_id=f"sync__{name}")(tasks.sync)(name) for name in p["sources"]]
-        if sources:
-            for t in stage:
-                t >> sources
-            stage = sources
+    )
+
+
+def _then(stage: list, nxt: list) -> list:
+    """Make every task of ``nxt`` wait for every task of ``stage``; return the new stage."""
+    if nxt:
+        for t in stage:
+            t >> nxt
+        return nxt
+    return stage
+
+
+def build_pipeline(spec: DagSpec) -> DAG:
+    """All sources in parallel, then the roll-up levels in order, then sinks, then archive."""
+    p = spec.params
+    with _dag(spec) as dag:
+        stage = [task(task_id="check_broker")(tasks.check_broker)()]
+        sync = [task(task_id=f"sync__{name}")(tasks.sync)(name) for name in p["sources"]]
+        stage = _then(stage, sync)
         for dataset, level in p["rollups"]:
             step = task(task_id=f"rollup__{dataset}__{level}")(tasks.rollup)(dataset, level)
-            for t in stage:
-                t >> step
-            stage = [step]
-        sinks = [task(task_id=f"sync__{name}")(tasks.sync)(name) for name in p["sinks"]]
-        if sinks:
-            for t in stage:
-                t >> sinks
-            stage = sinks
+            stage = _then(stage, [step])
+        stage = _then(stage, [task(task_id=f"sync__{n}")(tasks.sync)(n) for n in p["sinks"]])
         if p["archive"]:
-            step = task(task_id="archive")(tasks.archive)()
-            for t in stage:
-                t >> step
+            _then(stage, [task(task_id="archive")(tasks.archive)()])
     return dag
 
 
 def build(spec: DagSpec) -> DAG:
     if spec.kind == "pipeline":
         return build_pipeline(spec)
-    with DAG(
-        dag_id=spec.dag_id,
-        schedule=spec.schedule,
-        start_date=START,
-        catchup=False,
-        max_active_runs=1,
-        description=spec.description,
-        tags=list(spec.tags),
-        default_args=DEFAULTS,
-    ) as dag:
+    with _dag(spec) as dag:
         p = spec.params
 
         @task(task_id="check_broker")
