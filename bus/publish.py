@@ -77,9 +77,11 @@ class Publisher:
 
     def encode(self, topic: str, event: dict[str, Any]) -> tuple[bytes, bytes]:
         """(key bytes, framed value) of an event; ``DataError`` if it does not match."""
-        schema = self.schema_for(topic)
+        schema = self._schemas.get(topic) or self.schema_for(topic)
         value = self.codec.encode(schema.id, event)
         key = event.get("key")
+        if type(key) is str:
+            return key.encode(), value
         if isinstance(key, dict):
             key = canonical_key(key)
         return (str(key).encode() if key is not None else b""), value
@@ -87,6 +89,21 @@ class Publisher:
     def send_encoded(self, topic: str, key: bytes, value: bytes) -> None:
         try:
             self._pending.append(self._producer.send(topic, key=key or None, value=value))
+        except MessageSizeTooLargeError:
+            raise DataError(
+                f"a record of {len(value)} bytes is larger than the producer accepts "
+                f"(max_request_size) for {topic}"
+            ) from None
+        except KafkaError as exc:
+            raise BrokerUnavailableError(f"cannot send to {topic} ({type(exc).__name__})") from exc
+
+    def _send_all(self, topic: str, encoded: list[tuple[bytes, bytes]]) -> None:
+        """``send_encoded`` for many records, with the lookups done once."""
+        send, add = self._producer.send, self._pending.append
+        value = b""
+        try:
+            for key, value in encoded:
+                add(send(topic, key=key or None, value=value))
         except MessageSizeTooLargeError:
             raise DataError(
                 f"a record of {len(value)} bytes is larger than the producer accepts "
@@ -114,15 +131,15 @@ class Publisher:
         report = PublishReport()
         encoded: list[tuple[bytes, bytes]] = []
         refused: list[tuple[dict[str, Any], DataError]] = []
+        encode, add = self.encode, encoded.append
         for index, event in enumerate(events):  # every event is checked before any is sent
             try:
-                encoded.append(self.encode(topic, event))
+                add(encode(topic, event))
             except DataError as exc:
                 if on_invalid != "dlq":
                     raise DataError(f"event {index}: {exc}") from None
                 refused.append((event, exc))
-        for key, value in encoded:
-            self.send_encoded(topic, key, value)
+        self._send_all(topic, encoded)
         for event, exc in refused:
             key = event.get("key")
             self._pending.append(

@@ -51,7 +51,7 @@ class AvroCodec:
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        self._fast: dict[int, EnvelopeWriter | None] = {}
+        self._fast: dict[int, tuple[EnvelopeWriter, bytes] | None] = {}
 
     def validate(self, schema_id: int, record: dict[str, Any]) -> None:
         parsed = self.registry.parsed_by_id(schema_id)
@@ -68,13 +68,15 @@ class AvroCodec:
         record that does not match never leaves; on failure the full validator runs once to
         name every offending field.
         """
-        fast = self._fast.get(schema_id, False)
-        if fast is False:
-            fast = EnvelopeWriter.for_schema(self.registry.schema_by_id(schema_id))
+        try:
+            fast = self._fast[schema_id]
+        except KeyError:
+            writer = EnvelopeWriter.for_schema(self.registry.schema_by_id(schema_id))
+            fast = None if writer is None else (writer, frame(schema_id, b""))
             self._fast[schema_id] = fast
         if fast is not None:
             try:
-                return fast.write(record, frame(schema_id, b""))
+                return fast[0].write(record, fast[1])
             except Exception:  # the general writer below names the problem
                 pass
         buf = io.BytesIO()

@@ -18,21 +18,20 @@ from fastavro import parse_schema, schemaless_writer
 _FIELDS = ("event_id", "op", "ts_ms", "source", "key", "before", "after")
 
 
+#: The one-byte varints (0..127), so small lengths and indexes need no loop.
+_SMALL = tuple(bytes((i,)) for i in range(128))
+
+
 def _zigzag(value: int) -> bytes:
     n = (value << 1) ^ (value >> 63)
+    if 0 <= n < 0x80:
+        return _SMALL[n]
     out = bytearray()
     while n & ~0x7F:
         out.append((n & 0x7F) | 0x80)
         n >>= 7
     out.append(n)
     return bytes(out)
-
-
-def _string(value: str) -> bytes:
-    if type(value) is not str:
-        raise TypeError("expected a string")
-    data = value.encode("utf-8")
-    return _zigzag(len(data)) + data
 
 
 class EnvelopeWriter:
@@ -67,11 +66,8 @@ class EnvelopeWriter:
         full = record["name"] if "." in record["name"] else record.get("namespace", "")
         if after[1] not in (record["name"], full, f"{record.get('namespace')}.{record['name']}"):
             return None
-        return cls(
-            parse_schema(source, _write_hint=False),
-            parse_schema(record, _write_hint=False),
-            list(op["symbols"]),
-        )
+        # parsed with fastavro's hint: a schema without it is parsed again on every write
+        return cls(parse_schema(source), parse_schema(record), list(op["symbols"]))
 
     def _source_bytes(self, source: dict[str, Any]) -> bytes:
         key = tuple(source.items())
@@ -92,20 +88,26 @@ class EnvelopeWriter:
         ts_ms = event["ts_ms"]
         if type(ts_ms) is not int:
             raise TypeError("ts_ms: expected an integer")
-        record = self._record
+        event_id, key = event["event_id"], event["key"]
+        if type(event_id) is not str or type(key) is not str:
+            raise TypeError("event_id, key: expected a string")
+        event_id, key = event_id.encode("utf-8"), key.encode("utf-8")
         buf = io.BytesIO()
         buf.write(
             b"".join(
                 (
                     prefix,
-                    _string(event["event_id"]),
+                    _zigzag(len(event_id)),
+                    event_id,
                     self._ops[event["op"]],
                     _zigzag(ts_ms),
                     self._source_bytes(event["source"]),
-                    _string(event["key"]),
+                    _zigzag(len(key)),
+                    key,
                 )
             )
         )
+        record = self._record
         before, after = event["before"], event["after"]
         if before is None:
             buf.write(b"\x00")
