@@ -15,7 +15,16 @@ from bus.cli._common import echo_json, settings
 @click.option("--fresh", is_flag=True, help="Start over: empty the state folder first.")
 @click.option("--no-airflow", is_flag=True, help="Run the pipeline in-process, not as a DAG.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON at the end.")
-def demo(rows: int, seed: int, fresh: bool, no_airflow: bool, as_json: bool) -> None:
+@click.option(
+    "--db-server",
+    default=None,
+    metavar="URL",
+    help="Put the ward, district and city databases on this PostgreSQL or MariaDB server "
+    "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432); SQLite files when not given.",
+)
+def demo(
+    rows: int, seed: int, fresh: bool, no_airflow: bool, as_json: bool, db_server: str | None
+) -> None:
     """Ten ward databases → ward topics → district → city → sinks, archive, grant, report."""
     from bus.demo.city import result_dict, run_city_demo, summary_lines
 
@@ -25,7 +34,13 @@ def demo(rows: int, seed: int, fresh: bool, no_airflow: bool, as_json: bool) -> 
         click.echo(f"[{time.monotonic() - started:6.1f}s] {text}", err=as_json)
 
     result = run_city_demo(
-        settings(), say, rows_per_ward=rows, seed=seed, fresh=fresh, use_airflow=not no_airflow
+        settings(),
+        say,
+        rows_per_ward=rows,
+        seed=seed,
+        fresh=fresh,
+        use_airflow=not no_airflow,
+        db_server=db_server,
     )
     if as_json:
         echo_json(result_dict(result))

@@ -25,7 +25,7 @@ import yaml
 from bus import broker
 from bus.config import PROJECT_ROOT, Settings
 from bus.consume import end_offsets
-from bus.errors import FatalError, LgspError
+from bus.errors import ConfigurationError, FatalError, LgspError
 from bus.units import load_hierarchy, topic_name
 
 EXAMPLES = PROJECT_ROOT / "examples" / "demo"
@@ -59,6 +59,94 @@ class DemoResult:
     chart: str = ""
 
 
+@dataclass(frozen=True)
+class Databases:
+    """Where the demo's departmental databases live: SQLite files in the state folder (the
+    default), or databases ``lgsp_demo_<name>`` on a PostgreSQL or MariaDB server."""
+
+    demo_dir: Path
+    server: str | None = None  # e.g. postgresql+psycopg://postgres@127.0.0.1:5432
+
+    @property
+    def kind(self) -> str:
+        if self.server is None:
+            return "sqlite"
+        scheme = self.server.split(":", 1)[0]
+        if scheme.startswith("postgresql"):
+            return "postgresql"
+        if scheme.startswith(("mysql", "mariadb")):
+            return "mysql"
+        raise ConfigurationError(
+            f"--db-server: expected a postgresql+psycopg:// or mysql+pymysql:// URL, got {scheme}"
+        )
+
+    def database(self, name: str) -> str:
+        return "lgsp_demo_" + name.replace("-", "_")
+
+    def url(self, name: str) -> str:
+        if self.server is None:
+            return f"sqlite:///{self.demo_dir / f'{name}.db'}"
+        return f"{self.server.rstrip('/')}/{self.database(name)}"
+
+    def _admin(self) -> sa.Engine:
+        assert self.server is not None
+        default = "postgres" if self.kind == "postgresql" else ""
+        return sa.create_engine(
+            f"{self.server.rstrip('/')}/{default}", isolation_level="AUTOCOMMIT"
+        )
+
+    def has_table(self, name: str) -> bool:
+        """Whether database ``name`` exists with its ``ho_so`` table (created if missing)."""
+        if self.server is None:
+            return (self.demo_dir / f"{name}.db").exists()
+        admin = self._admin()
+        try:
+            with admin.connect() as conn:
+                if self.kind == "postgresql":
+                    found = conn.execute(
+                        sa.text("SELECT 1 FROM pg_database WHERE datname = :d"),
+                        {"d": self.database(name)},
+                    ).first()
+                    if found is None:
+                        conn.execute(sa.text(f'CREATE DATABASE "{self.database(name)}"'))
+                else:
+                    conn.execute(sa.text(f"CREATE DATABASE IF NOT EXISTS `{self.database(name)}`"))
+        finally:
+            admin.dispose()
+        engine = sa.create_engine(self.url(name))
+        try:
+            return sa.inspect(engine).has_table("ho_so")
+        finally:
+            engine.dispose()
+
+    def drop_all(self, names: list[str]) -> None:
+        if self.server is None:
+            return
+        admin = self._admin()
+        try:
+            with admin.connect() as conn:
+                for name in names:
+                    if self.kind == "postgresql":
+                        conn.execute(
+                            sa.text(f'DROP DATABASE IF EXISTS "{self.database(name)}" WITH (FORCE)')
+                        )
+                    else:
+                        conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{self.database(name)}`"))
+        finally:
+            admin.dispose()
+
+    def connector(self, data: dict[str, Any]) -> dict[str, Any]:
+        """A demo connector file pointed at these databases (unchanged for SQLite)."""
+        if self.server is None:
+            return data
+        name = Path(str(data["connection"]["url"]).rsplit("/", 1)[-1]).stem
+        return {**data, "type": self.kind, "connection": {"url": self.url(name)}}
+
+
+def database_names() -> list[str]:
+    return [f"ward-{c}" for c in ward_codes()] + [f"unit-{DISTRICT}", f"unit-{CITY}"]
+
+
 def ward_codes() -> list[str]:
     doc = yaml.safe_load((EXAMPLES / "datasets" / "tthc.dossier.yaml").read_text("utf-8"))
     return [str(u) for u in doc["units"]]
@@ -70,7 +158,8 @@ def online_procedures(code: str) -> int:
     return int(match.group(1)) if match else 10
 
 
-def _fresh(settings: Settings, say: Say) -> None:
+def _fresh(settings: Settings, dbs: Databases, say: Say) -> None:
+    dbs.drop_all(database_names())
     if not settings.kafka_bootstrap:
         broker.stop_embedded(settings)
     home = settings.home.resolve()
@@ -95,15 +184,14 @@ def _catalogue(settings: Settings, say: Say) -> None:
     say(f"catalogue: dataset {DATASET} ({getattr(result, 'status', 'published')})")
 
 
-def _ward_databases(settings: Settings, demo_dir: Path, rows: int, seed: int, say: Say) -> int:
+def _ward_databases(settings: Settings, dbs: Databases, rows: int, seed: int, say: Say) -> int:
     from bus.generate.sql import load_table
 
     total = 0
     created = 0
     for i, code in enumerate(ward_codes()):
-        path = demo_dir / f"ward-{code}.db"
-        url = f"sqlite:///{path}"
-        if not path.exists():
+        url = dbs.url(f"ward-{code}")
+        if not dbs.has_table(f"ward-{code}"):
             load_table(
                 url,
                 "ho_so",
@@ -122,7 +210,8 @@ def _ward_databases(settings: Settings, demo_dir: Path, rows: int, seed: int, sa
             total += int(conn.execute(sa.text("SELECT count(*) FROM ho_so")).scalar_one())
         engine.dispose()
     say(
-        f"ward databases: {len(ward_codes())} ({created} created), {total} dossiers in all"
+        f"ward databases ({dbs.kind}): {len(ward_codes())} ({created} created), "
+        f"{total} dossiers in all"
         + ("" if created else "; a few open dossiers resolved since the last run")
     )
     return total
@@ -151,7 +240,7 @@ def _touch(url: str) -> None:
     engine.dispose()
 
 
-def _connectors(settings: Settings, say: Say) -> list[str]:
+def _connectors(settings: Settings, dbs: Databases, say: Say) -> list[str]:
     from bus.connectors_db import ConnectorStore
     from connectors.errors import ConnectorNotFoundError
     from connectors.registration import register
@@ -167,7 +256,9 @@ def _connectors(settings: Settings, say: Say) -> list[str]:
             continue
         except ConnectorNotFoundError:
             pass
-        register(settings, data, base_dir=path.parent)
+        if data.get("role") == "sink":
+            dbs.has_table(Path(str(data["connection"]["url"])).stem)  # the database exists
+        register(settings, dbs.connector(data), base_dir=path.parent)
         added += 1
     say(f"connectors: {len(names)} registered from examples/demo/connectors ({added} new)")
     return names
@@ -225,7 +316,7 @@ def _pipeline(settings: Settings, use_airflow: bool, say: Say) -> str:
         _check_sync(sync.run(settings, f"sink-{sink}-dossiers"))
     Archiver(settings).run_once()
     say("pipeline run in-process (no Airflow)")
-    return "success"
+    return "in-process"
 
 
 def _check_sync(report: Any) -> None:
@@ -234,7 +325,7 @@ def _check_sync(report: Any) -> None:
         raise FatalError(f"connector {report.connector}: table(s) stopped: {reasons}")
 
 
-def _counts(settings: Settings, demo_dir: Path, result: DemoResult) -> None:
+def _counts(settings: Settings, dbs: Databases, result: DemoResult) -> None:
     h = load_hierarchy(settings.hierarchy)
     topics = {
         "wards": [topic_name(h, c, DATASET) for c in ward_codes()],
@@ -246,14 +337,15 @@ def _counts(settings: Settings, demo_dir: Path, result: DemoResult) -> None:
     dlq = [f"{t}.dlq" for names in topics.values() for t in names]
     result.dlq = sum(end_offsets(settings, dlq).values())
     for unit in (DISTRICT, CITY):
-        engine = sa.create_engine(f"sqlite:///{demo_dir / f'unit-{unit}.db'}")
-        with engine.connect() as conn:
-            result.sink_rows[unit] = int(
-                conn.execute(
-                    sa.text("SELECT count(*) FROM ho_so WHERE NOT coalesce(_lgsp_deleted, 0)")
-                ).scalar_one()
-            )
-        engine.dispose()
+        engine = sa.create_engine(dbs.url(f"unit-{unit}"))
+        try:
+            table = sa.Table("ho_so", sa.MetaData(), autoload_with=engine)
+            live = sa.or_(table.c._lgsp_deleted.is_(None), table.c._lgsp_deleted == sa.false())
+            with engine.connect() as conn:
+                count = sa.select(sa.func.count()).select_from(table).where(live)
+                result.sink_rows[unit] = int(conn.execute(count).scalar_one())
+        finally:
+            engine.dispose()
 
 
 def _reconcile(settings: Settings, result: DemoResult, say: Say) -> None:
@@ -326,7 +418,9 @@ def _grant(settings: Settings, demo_dir: Path, result: DemoResult, say: Say) -> 
     )
 
 
-def _report(settings: Settings, demo_dir: Path, result: DemoResult, say: Say) -> None:
+def _report(
+    settings: Settings, dbs: Databases, demo_dir: Path, result: DemoResult, say: Say
+) -> None:
     from bus.report.cli_report import sla_report
 
     as_of = dt.datetime(2026, 11, 1, tzinfo=dt.timezone(dt.timedelta(hours=7)))
@@ -336,7 +430,7 @@ def _report(settings: Settings, demo_dir: Path, result: DemoResult, say: Say) ->
         month=MONTH,
         as_of=as_of,
         unit=DISTRICT,
-        url=f"sqlite:///{demo_dir / f'unit-{CITY}.db'}",
+        url=dbs.url(f"unit-{CITY}"),
         table="ho_so",
     )
     for row in report.unit_rows():
@@ -362,30 +456,33 @@ def run_city_demo(
     seed: int = 2026,
     fresh: bool = False,
     use_airflow: bool = True,
+    db_server: str | None = None,
 ) -> DemoResult:
+    demo_dir = (settings.home / "demo").resolve()
+    dbs = Databases(demo_dir, db_server)
+    dbs.kind  # noqa: B018 - refuse a bad --db-server before anything is done
     if fresh:
-        _fresh(settings, say)
+        _fresh(settings, dbs, say)
     result = DemoResult(wards=ward_codes())
     if not settings.kafka_bootstrap:
         status = broker.start_embedded(settings)
         say(f"broker: embedded, {status.detail} at {status.bootstrap}")
-    demo_dir = (settings.home / "demo").resolve()
     demo_dir.mkdir(parents=True, exist_ok=True)
     os.environ["LGSP_DEMO_DIR"] = str(demo_dir)  # connector files refer to ${LGSP_DEMO_DIR}
     try:
         _catalogue(settings, say)
-        result.ward_rows = _ward_databases(settings, demo_dir, rows_per_ward, seed, say)
-        names = _connectors(settings, say)
+        result.ward_rows = _ward_databases(settings, dbs, rows_per_ward, seed, say)
+        names = _connectors(settings, dbs, say)
         from bus.routes import init_subjects
 
         init_subjects(settings, DATASET)
         _broker_forgot(settings, names, say)
         result.dag_state = _pipeline(settings, use_airflow, say)
-        _counts(settings, demo_dir, result)
+        _counts(settings, dbs, result)
         _reconcile(settings, result, say)
         _archive(settings, result, say)
         _grant(settings, demo_dir, result, say)
-        _report(settings, demo_dir, result, say)
+        _report(settings, dbs, demo_dir, result, say)
     except LgspError:
         raise
     return result
@@ -405,7 +502,12 @@ def summary_lines(result: DemoResult) -> list[str]:
         f"  sinks          district copy {result.sink_rows.get(DISTRICT, 0)} rows, "
         f"city copy {result.sink_rows.get(CITY, 0)} rows",
         f"  dead letters   {result.dlq}",
-        f"  airflow        lgsp_pipeline {result.dag_state}",
+        "  airflow        "
+        + (
+            "not used: the pipeline ran in-process (--no-airflow)"
+            if result.dag_state == "in-process"
+            else f"DAG run lgsp_pipeline {result.dag_state}"
+        ),
         f"  reconciliation {result.agreeing}/{result.reconciled} wards agree with the city copy",
         f"  archive        {result.archive_entries} entries, "
         f"verify {'OK' if result.archive_ok else 'FAILED'}",

@@ -97,6 +97,7 @@ class Options:
     max_listed: int = 1000
     ignore_columns: tuple[str, ...] = DEFAULT_IGNORED
     pii: tuple[str, ...] = ()
+    json_columns: tuple[str, ...] = ()  # compared as JSON documents on both sides
     pii_guess: bool = False  # also mask columns named like personal identifiers (ho_ten, cccd)
     token: Callable[[Any], str] | None = None
     before_recheck: Callable[[int], None] | None = None
@@ -497,6 +498,7 @@ def reconcile(source: Endpoint, target: Endpoint, options: Options | None = None
                     _precise(info.columns[n], opts.time_precision),
                     src_info.columns[n],
                     tgt_info.columns[n],
+                    opts.json_columns,
                 )
                 for n in check.compared
             ]
@@ -545,10 +547,15 @@ def _check_filter_columns(endpoint: Endpoint, info: TableInfo) -> None:
             raise ConfigurationError(f"columns: {info.label} table {info.display} has no {name!r}")
 
 
-def _as_json_if_other_is(col: ColumnInfo, a: ColumnInfo, b: ColumnInfo) -> ColumnInfo:
-    """A JSON column copied into a text column (a sink's nested values) is compared as JSON
-    on both sides: same document, same value, whatever the spacing or key order."""
+def _as_json_if_other_is(
+    col: ColumnInfo, a: ColumnInfo, b: ColumnInfo, json_columns: tuple[str, ...] = ()
+) -> ColumnInfo:
+    """A JSON column copied into a text column (a sink's nested values), or a column named in
+    ``json_columns``, is compared as JSON on both sides: same document, same value, whatever
+    the spacing or key order."""
     if {a.kind, b.kind} in ({"json", "text"}, {"json", "char"}):
+        return replace(col, kind="json")
+    if col.name in json_columns and col.kind in ("json", "text", "char"):
         return replace(col, kind="json")
     return col
 

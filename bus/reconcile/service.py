@@ -11,7 +11,7 @@ compared to the millisecond, the precision the bus's Avro records carry.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -42,6 +42,7 @@ class ConnectorPair:
     pii: list[str]
     warnings: list[str]
     origin_unit: str | None = None  # the source's unit, when the sink gathers many units
+    json_columns: list[str] = field(default_factory=list)
 
 
 def _connector(settings: Settings, name: str, role: str, option: str) -> Any:
@@ -122,9 +123,12 @@ def resolve_pair(settings: Settings, connector: str, table: str, against: str) -
         origin_unit = None
     topic = source.config.topics(_hierarchy(settings))[table]
     pii = catalogue_pii(settings, dataset)
+    stream = source.discover_stream(table)
+    by_field = {c.field: c.name for c in stream.columns}
     if pii:  # catalogue names are Avro fields; the tables use the column names
-        by_field = {c.field: c.name for c in source.discover_stream(table).columns}
         pii = [by_field.get(f, f) for f in pii]
+    # nested fields travel as JSON: compared as JSON documents, whatever a database stores
+    json_columns = [by_field.get(f, f) for f in _nested_fields(stream.record_schema)]
     src = Endpoint(
         source.url,
         src_cfg.table,
@@ -144,8 +148,30 @@ def resolve_pair(settings: Settings, connector: str, table: str, against: str) -
     source.close()
     sink.close()
     return ConnectorPair(
-        src, tgt, connector, against, table, dataset, topic, pii, warnings, origin_unit
+        src,
+        tgt,
+        connector,
+        against,
+        table,
+        dataset,
+        topic,
+        pii,
+        warnings,
+        origin_unit,
+        json_columns,
     )
+
+
+def _nested_fields(record_schema: dict[str, Any]) -> list[str]:
+    """Fields whose values are records, arrays or maps (possibly nullable)."""
+    out = []
+    for item in record_schema.get("fields", []):
+        kinds = item["type"] if isinstance(item["type"], list) else [item["type"]]
+        for kind in kinds:
+            if isinstance(kind, dict) and kind.get("type") in ("record", "array", "map"):
+                out.append(item["name"])
+                break
+    return out
 
 
 def _hierarchy(settings: Settings) -> Any:
@@ -205,6 +231,7 @@ def run_reconcile(
     opts = options or Options(time_precision=3)
     opts = replace(
         opts,
+        json_columns=tuple(dict.fromkeys([*opts.json_columns, *pair.json_columns])),
         pii=tuple(dict.fromkeys([*opts.pii, *pair.pii])),
         token=opts.token or pii_token(settings),
     )

@@ -77,3 +77,24 @@ def test_demo_copy_damaged_then_repaired(settings: Settings) -> None:
     sync.run(settings, "sink-79-dossiers")
     again = run_reconcile(settings, "ward-26734-dossiers", "ho_so", "sink-79-dossiers", **kwargs)
     assert again.agree
+
+
+@pytest.mark.parametrize("server", ["pg", "mysql"])
+def test_demo_on_a_database_server(
+    settings: Settings, server: str, pg_url: str, mysql_url: str
+) -> None:
+    """The ward, district and city databases on PostgreSQL or MariaDB (--db-server)."""
+    url = (pg_url if server == "pg" else mysql_url).rsplit("/", 1)[0]
+    result = run_city_demo(
+        settings,
+        lambda _t: None,
+        rows_per_ward=8,
+        seed=3,
+        use_airflow=False,
+        db_server=url,
+        fresh=True,
+    )
+    assert result.ward_rows == 80
+    assert result.sink_rows == {DISTRICT: 80, CITY: 80}
+    assert (result.reconciled, result.agreeing) == (10, 10)
+    assert result.archive_ok and result.citizen_ids_leaked == 0
