@@ -364,20 +364,7 @@ class SqlConnector(Connector):
                     "leave it out with 'columns:'"
                 )
             mappings[col.name] = mapping
-        if cfg.cursor:
-            cursor = self._column(table, cfg.cursor, "cursor")
-            if not mappings[cursor.name].orderable:
-                raise CursorTypeError(
-                    f"cursor: column {cursor.name!r} has type {cursor.type!r}, which cannot "
-                    "order changes; expected an integer, decimal, date or timestamp column"
-                )
-            if cursor.nullable:
-                warnings.append(
-                    f"cursor column {cursor.name!r} allows NULL: rows whose cursor is NULL "
-                    "are not read incrementally"
-                )
-        if cfg.deleted_flag:
-            self._column(table, cfg.deleted_flag, "deleted_flag")
+        self._check_cursor(cfg, table, warnings)
         if not key:
             warnings.append(
                 f"table {cfg.table!r} has no primary key: read as an append-only source "
