@@ -23,8 +23,7 @@ from pydantic import (
     field_validator,
 )
 
-from bus.errors import InvalidNameError
-from bus.units import Hierarchy, topic_name, validate_dataset_name
+from bus.units import DatasetName, Hierarchy, topic_name
 from connectors.errors import ConnectorConfigError
 from connectors.secrets import literal_secret_problem, mask
 
@@ -50,15 +49,7 @@ class TableConfig(Strict):
     """One table (source) or target (sink) and the dataset whose topic it feeds or reads."""
 
     table: str = Field(min_length=1, max_length=255)
-    dataset: str
-
-    @field_validator("dataset")
-    @classmethod
-    def _dataset(cls, value: str) -> str:
-        try:
-            return validate_dataset_name(value)
-        except InvalidNameError as exc:
-            raise ValueError(str(exc)) from None
+    dataset: DatasetName
 
 
 class LenientTable(TableConfig):

@@ -38,7 +38,7 @@ from bus.errors import (
 )
 from bus.registry import Registry, subject_for
 from bus.timeutil import as_utc
-from bus.units import load_hierarchy, topic_name, validate_dataset_name
+from bus.units import DatasetName, load_hierarchy, topic_name
 
 Frequency = Literal[
     "continuous", "hourly", "daily", "weekly", "monthly", "quarterly", "yearly", "on-demand"
@@ -87,7 +87,7 @@ class DatasetFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, populate_by_name=True)
 
-    name: str
+    name: DatasetName
     publisher: str
     publisher_display: str | None = None
     units: list[str] = Field(min_length=1)
@@ -97,14 +97,6 @@ class DatasetFile(BaseModel):
     description: Description
     legal_basis: str = Field(min_length=1)
     frequency: Frequency
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        try:
-            return validate_dataset_name(value)
-        except LgspError as exc:
-            raise ValueError(str(exc)) from None
 
     @field_validator("publisher")
     @classmethod

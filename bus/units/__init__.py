@@ -8,10 +8,11 @@ from bus.units.hierarchy import (
     hierarchy_from_file,
     load_hierarchy,
 )
-from bus.units.topics import parse_topic, topic_name, validate_dataset_name
+from bus.units.topics import DatasetName, parse_topic, topic_name, validate_dataset_name
 
 __all__ = [
     "CodeMapping",
+    "DatasetName",
     "Hierarchy",
     "Unit",
     "available_hierarchies",

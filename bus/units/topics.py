@@ -7,6 +7,9 @@ prefix can keep a ward from writing another ward's topics.
 from __future__ import annotations
 
 import re
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 from bus.errors import InvalidNameError
 from bus.units.hierarchy import Hierarchy, Unit
@@ -54,6 +57,17 @@ def validate_dataset_name(name: object) -> str:
         if not _PART.fullmatch(part):
             raise InvalidNameError(f"{what}: the {label} part must start with a letter")
     return name
+
+
+def _dataset_name_field(value: str) -> str:
+    try:
+        return validate_dataset_name(value)
+    except InvalidNameError as exc:  # pydantic reports it with the field's location
+        raise ValueError(str(exc)) from None
+
+
+DatasetName = Annotated[str, AfterValidator(_dataset_name_field)]
+"""A pydantic field type: a dataset name checked by :func:`validate_dataset_name`."""
 
 
 def topic_name(h: Hierarchy, unit: str | int, dataset: str) -> str:
