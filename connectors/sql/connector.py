@@ -215,6 +215,11 @@ class SqlConnector(Connector):
             where=version_condition(table, excluded[version]),
         )
 
+    def bulk_upsert(self, table: sa.Table, columns: list[str], key: list[str], version: str) -> Any:
+        """A faster path for many rows with the same effect as ``upsert_statement`` (an object
+        with ``write(conn, rows)``), or None where the dialect has none."""
+        return None
+
     # ---- engine and errors ---------------------------------------------------------------
     @property
     def url(self) -> URL:

@@ -11,6 +11,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL
 
 from connectors.errors import ConnectorConfigError
+from connectors.sql.bulk import CopyUpsert
 from connectors.sql.connector import SqlConnector, sqlite_path
 from connectors.sql.sink import version_condition
 
@@ -45,6 +46,11 @@ class PostgresConnector(SqlConnector):
     backends = ("postgresql",)
     default_driver = "psycopg"
     on_conflict_insert = staticmethod(postgresql.insert)
+
+    def bulk_upsert(
+        self, table: sa.Table, columns: list[str], key: list[str], version: str
+    ) -> CopyUpsert:
+        return CopyUpsert(table, columns, key, version_condition, version, self.engine.dialect)
 
     def connect_args(self) -> dict[str, Any]:
         # libpq counts whole seconds (at least 2)

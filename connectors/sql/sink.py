@@ -48,6 +48,7 @@ DELETED = "_lgsp_deleted"
 UNIT = "_lgsp_unit"  # the unit that published the row (source.unit): a city copy by ward
 META = (VERSION, EVENT_ID, DELETED, UNIT)
 ROWS_PER_STATEMENT = 1000
+BULK_MIN_ROWS = 2  # from this many upserts on, a dialect's bulk path (if any) is used
 
 
 def meta_columns() -> list[sa.Column[Any]]:
@@ -73,6 +74,7 @@ class SinkTable:
     schema_fields: tuple[str, ...]
     actions: list[str] = field(default_factory=list)
     upsert: Any = None
+    bulk: Any = None  # a dialect's bulk upsert (``write(conn, rows)``), or None
     delete: Any = None
 
 
@@ -180,6 +182,7 @@ def prepare_sink(
     if not dry_run:
         data_columns = [columns[n] for n in fields] + list(META)
         sink.upsert = connector.upsert_statement(table, data_columns, key_columns, VERSION)
+        sink.bulk = connector.bulk_upsert(table, data_columns, key_columns, VERSION)
         sink.delete = _delete_statement(table, key_columns)
     return sink
 
@@ -318,6 +321,9 @@ def _split(sink: SinkTable, chosen: list[Item]) -> tuple[list[Item], list[Item],
 
 
 def _apply(conn: sa.Connection, sink: SinkTable, upserts: list[Item], deletes: list[Item]) -> None:
+    if sink.bulk is not None and len(upserts) >= BULK_MIN_ROWS:
+        sink.bulk.write(conn, [row for _, row in upserts])
+        upserts = []
     for start in range(0, len(upserts), ROWS_PER_STATEMENT):
         conn.execute(sink.upsert, [row for _, row in upserts[start : start + ROWS_PER_STATEMENT]])
     for start in range(0, len(deletes), ROWS_PER_STATEMENT):

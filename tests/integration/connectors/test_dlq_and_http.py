@@ -14,7 +14,7 @@ from bus.config import Settings
 from bus.connectors_db import ConnectorStore
 from bus.dlq_ops import list_dead_letters
 from bus.sync import run
-from conftest import MYSQL_URL
+from conftest import MYSQL_URL, PG_URL
 from connectors.registration import register
 from tests.integration.connectors.helpers import config, drop_tables
 from tests.unit.connectors.http_server import JsonHandler, serve
@@ -35,12 +35,17 @@ def _sqlite_source(path: Path, rows: list[tuple[int, str]]) -> str:
     return url
 
 
+@pytest.mark.parametrize(
+    ("kind", "sink_url"), [("mariadb", MYSQL_URL), ("postgresql", PG_URL)], ids=["mariadb", "pg"]
+)
 def test_rows_the_sink_refuses_go_to_the_dlq(
-    settings: Settings, tmp_path: Path, unique: str
+    settings: Settings, tmp_path: Path, unique: str, kind: str, sink_url: str
 ) -> None:
+    """On PostgreSQL the batch goes through the COPY path; the refused row is found all the
+    same."""
     url = _sqlite_source(tmp_path / "src.db", [(1, "A1"), (2, "much-too-long"), (3, "C3")])
     target = f"dlq_dst_{unique}"
-    engine = sa.create_engine(MYSQL_URL)
+    engine = sa.create_engine(sink_url)
     with engine.begin() as conn:  # an existing target whose column is too short for one row
         sa.Table(
             target,
@@ -57,12 +62,12 @@ def test_rows_the_sink_refuses_go_to_the_dlq(
         )
         register(
             settings,
-            config("mariadb", "sink", MYSQL_URL, [{"table": target, "dataset": dataset}], name="d"),
+            config(kind, "sink", sink_url, [{"table": target, "dataset": dataset}], name="d"),
         )
         run(settings, "s")
         report = run(settings, "d")
         assert (report.rows, report.dlq) == (2, 1)
-        engine = sa.create_engine(MYSQL_URL)
+        engine = sa.create_engine(sink_url)
         with engine.connect() as conn:
             table = sa.Table(target, sa.MetaData(), autoload_with=conn)
             codes = conn.execute(sa.select(table.c.code).order_by(table.c.id)).scalars().all()
@@ -76,7 +81,7 @@ def test_rows_the_sink_refuses_go_to_the_dlq(
         assert "much-too-long" not in parked.error  # the value is never in the reason
         assert run(settings, "d").rows == 0  # the offsets moved past the parked row
     finally:
-        drop_tables(MYSQL_URL, [target])
+        drop_tables(sink_url, [target])
 
 
 class _Receiver:

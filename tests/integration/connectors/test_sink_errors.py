@@ -113,17 +113,20 @@ def test_permission_denied_stops_the_table_parks_nothing_and_keeps_the_offsets(
         drop_tables(PG_URL, [target])
 
 
+@pytest.mark.parametrize(
+    ("kind", "sink_url"), [("mariadb", MYSQL_URL), ("postgresql", PG_URL)], ids=["mariadb", "pg"]
+)
 def test_a_batch_whose_every_row_is_refused_stops_instead_of_parking_the_topic(
-    settings: Settings, tmp_path: Path, unique: str
+    settings: Settings, tmp_path: Path, unique: str, kind: str, sink_url: str
 ) -> None:
     target = f"narrow_dst_{unique}"
-    _target(MYSQL_URL, target, width=2)  # every code is longer than the column
+    _target(sink_url, target, width=2)  # every code is longer than the column
     url = _sqlite_source(tmp_path / "src.db", ["AAA", "BBB", "CCC", "DDD"])
     dataset = f"kho.n{unique}"
     try:
         register(settings, config("sqlite", "source", url, [{"table": "ma", "dataset": dataset}]))
         tables = [{"table": target, "dataset": dataset}]
-        register(settings, config("mariadb", "sink", MYSQL_URL, tables, name="d"))
+        register(settings, config(kind, "sink", sink_url, tables, name="d"))
         run(settings, "test-connector")
         report = run(settings, "d")
         [table] = report.tables
@@ -132,9 +135,9 @@ def test_a_batch_whose_every_row_is_refused_stops_instead_of_parking_the_topic(
         assert "AAA" not in str(table.error)
         topic = ConnectorStore(settings).get("d").topics[target]
         assert list_dead_letters(settings, topic) == []
-        assert _codes(MYSQL_URL, target) == []
+        assert _codes(sink_url, target) == []
     finally:
-        drop_tables(MYSQL_URL, [target])
+        drop_tables(sink_url, [target])
 
 
 RECORD: dict[str, Any] = {
