@@ -361,26 +361,41 @@ class Consumer:
 def probe_ends(consumer: Any, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
     """The exact offset after the last record of each partition, read with ``consumer``.
 
-    The broker's answer is a lower bound on the embedded broker (the base offset of the last
-    batch): each partition is read forward from it until two polls in a row bring nothing.
-    Apache Kafka's answer is already exact, and the probe then costs two quiet polls. The
-    consumer's assignment and positions are left to the caller to set afterwards.
+    The embedded broker answers ``ListOffsets`` with a lower bound (the base offset of the last
+    batch), but its fetch responses carry the exact high watermark, as Apache Kafka's do: each
+    partition is fetched once from the listed offset and its end is the high watermark of that
+    fetch (never below the offsets seen). One fetch per partition, whatever a concurrent
+    producer appends meanwhile. The consumer's assignment and positions are left to the caller
+    to set afterwards.
     """
     if not tps:
         return {}
     try:
         hints = consumer.end_offsets(tps)
+        if consumer.assignment():
+            consumer.unsubscribe()  # forget high watermarks seen before this probe
         consumer.assign(tps)
         for tp in tps:
             consumer.seek(tp, hints[tp])
         ends = {tp: hints[tp] for tp in tps}
-        quiet = 0
+        pending = set(tps)
         deadline = time.monotonic() + PROBE_DEADLINE_S
-        while quiet < 2 and time.monotonic() < deadline:
+        while pending and time.monotonic() < deadline:
             polled = consumer.poll(timeout_ms=PROBE_POLL_MS)
-            quiet = 0 if polled else quiet + 1
             for tp, items in polled.items():
                 ends[tp] = max(ends[tp], items[-1].offset + 1)
+            for tp in list(pending):
+                highwater = consumer.highwater(tp)
+                if highwater is not None:
+                    ends[tp] = max(ends[tp], highwater)
+                    pending.discard(tp)
+        if pending:
+            log.warning(
+                "no fetch answer with a high watermark for %s within %.0f s: ending at the "
+                "offsets seen",
+                ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(pending)),
+                PROBE_DEADLINE_S,
+            )
         return ends
     except KafkaError as exc:
         raise BrokerUnavailableError(f"cannot read end offsets ({type(exc).__name__})") from exc

@@ -7,6 +7,7 @@ import decimal
 import multiprocessing
 import os
 import struct
+import threading
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from kafka import KafkaProducer
 
 from bus import kafka_clients
 from bus.config import Settings
-from bus.consume import Consumer, Message, end_offsets
+from bus.consume import PROBE_DEADLINE_S, Consumer, Message, end_offsets
 from bus.dlq import H_ERROR, H_ERROR_CLASS, H_OFFSET, H_PARTITION, H_TOPIC
 from bus.dlq_ops import list_dead_letters, replay_dead_letters
 from bus.envelope import make_event
@@ -289,6 +290,45 @@ def test_bounded_run_ends_at_the_start_end_even_while_records_arrive(
     assert report.read == 300 and set(report.lag.values()) == {0}
     later = collect(settings, topic, f"g-{unique}")
     assert sorted(m.value["after"]["id"] for m in later) == list(range(1000, 1040))
+
+
+def test_end_offsets_do_not_chase_a_producer_that_keeps_publishing(
+    settings: Settings, unique: str
+) -> None:
+    """The end is read from one fetch's high watermark: a probe taken while another system
+    keeps publishing returns the end of that moment (at least what was there before it), not
+    whatever the producer manages to append until it stops."""
+    topic = topic_for(unique)
+    register_topic(settings, topic)
+    with Publisher(settings) as pub:
+        pub.publish(topic, events(200))
+    stop = threading.Event()
+    published = [200]
+
+    def keep_publishing() -> None:
+        with Publisher(settings) as pub:
+            deadline = time.monotonic() + 20
+            while not stop.is_set() and time.monotonic() < deadline:
+                pub.publish(topic, events(20, start=published[0]))
+                published[0] += 20
+
+    worker = threading.Thread(target=keep_publishing)
+    worker.start()
+    try:
+        time.sleep(1.0)
+        before = published[0]
+        started = time.monotonic()
+        probed = sum(end_offsets(settings, [topic]).values())
+        took = time.monotonic() - started
+        after = published[0]
+    finally:
+        stop.set()
+        worker.join()
+    assert before <= probed <= after + 20
+    # a probe that read on until the partition went quiet would run into its deadline here
+    assert took < PROBE_DEADLINE_S / 3, f"the probe chased the producer for {took:.1f} s"
+    assert probed < published[0], "the probe returned while the producer was still publishing"
+    assert sum(end_offsets(settings, [topic]).values()) == published[0]
 
 
 def test_dlq_replay_of_publish_stage_json_and_of_records_parked_twice(
