@@ -249,13 +249,21 @@ class Connector(abc.ABC):
         )
 
 
+_KEY_NAMES: dict[str, str] = {}
+
+
 def key_json(key: dict[str, Any]) -> str:
     """``canonical_key(key)``, with a fast path for the common one-field text or integer key."""
     if len(key) == 1:
         ((name, value),) = key.items()
         kind = type(value)
         if kind is int or (kind is str and value.isascii()):
-            return "{" + json.dumps(name, ensure_ascii=False) + ":" + json.dumps(value) + "}"
+            quoted = _KEY_NAMES.get(name)
+            if quoted is None:
+                quoted = _KEY_NAMES.setdefault(name, json.dumps(name, ensure_ascii=False))
+            if kind is str and value.isalnum():  # nothing to escape
+                return f'{{{quoted}:"{value}"}}'
+            return "{" + quoted + ":" + json.dumps(value) + "}"
     return canonical_key(key)
 
 

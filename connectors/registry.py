@@ -7,6 +7,7 @@ with the list of known ones.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -27,10 +28,16 @@ BUILTIN = {
 }
 
 
+@functools.cache
+def _installed() -> tuple[tuple[str, str], ...]:
+    """The group's entry points, read once per process (a scan of every installed package's
+    metadata costs tens of milliseconds, and every sync run looks its connector up)."""
+    return tuple((ep.name, ep.value) for ep in entry_points(group=GROUP))
+
+
 def _targets() -> dict[str, str]:
     found = dict(BUILTIN)
-    for ep in entry_points(group=GROUP):
-        found[ep.name] = ep.value
+    found.update(_installed())
     return found
 
 

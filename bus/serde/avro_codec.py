@@ -11,7 +11,7 @@ from fastavro.validation import ValidationError, validate
 from bus.errors import DataError, NotFoundError
 from bus.registry import Registry
 from bus.serde.envelope_writer import EnvelopeWriter
-from bus.serde.framing import frame, unframe
+from bus.serde.framing import HEADER_SIZE, frame, framed_schema_id
 
 
 def _expected(schema: Any) -> str:
@@ -97,20 +97,20 @@ class AvroCodec:
         self, data: bytes | None, *, allowed_ids: set[int] | None = None, reader: Any = None
     ) -> tuple[int, dict[str, Any]]:
         """(schema id, record) of framed bytes; ``DataError`` for anything that does not fit."""
-        schema_id, payload = unframe(data)
+        schema_id = framed_schema_id(data)
         if allowed_ids is not None and schema_id not in allowed_ids:
             raise DataError(f"schema id {schema_id} is not a version of this topic's subject")
         try:
             writer = self.registry.parsed_by_id(schema_id)
         except NotFoundError as exc:
             raise DataError(f"unknown schema id {schema_id}") from exc
-        stream = io.BytesIO(payload)
+        stream = io.BytesIO(data)  # read after the header: no copy of the payload
+        stream.seek(HEADER_SIZE)
         try:
             record = schemaless_reader(stream, writer, reader)
         except Exception as exc:  # fastavro raises many kinds on corrupt input
             raise DataError(f"cannot decode Avro payload ({type(exc).__name__})") from None
-        if stream.tell() != len(payload):
-            raise DataError(
-                f"cannot decode Avro payload ({len(payload) - stream.tell()} trailing bytes)"
-            )
+        left = len(data) - stream.tell()  # type: ignore[arg-type]
+        if left:
+            raise DataError(f"cannot decode Avro payload ({left} trailing bytes)")
         return schema_id, record

@@ -34,14 +34,26 @@ def _zigzag(value: int) -> bytes:
     return bytes(out)
 
 
+def _remember(cache: dict[tuple, bytes], key: tuple, value: bytes) -> None:
+    if len(cache) > 4096:
+        cache.clear()
+    cache[key] = value
+
+
 class EnvelopeWriter:
     """Writes events of one envelope schema; ``for_schema`` returns None for other shapes."""
 
-    def __init__(self, source: Any, record: Any, symbols: list[str]) -> None:
+    def __init__(
+        self, source: Any, record: Any, symbols: list[str], *, position_last: bool = False
+    ) -> None:
         self._source = source
         self._record = record
         self._ops = {s: _zigzag(i) for i, s in enumerate(symbols)}
         self._sources: dict[tuple, bytes] = {}
+        self._heads: dict[tuple, bytes] = {}
+        # the source's last field is ``position: ["null", "string"]``: it changes with nearly
+        # every event, so the rest of the source is cached and the position written by hand
+        self._position_last = position_last
 
     @classmethod
     def for_schema(cls, schema: dict[str, Any]) -> EnvelopeWriter | None:
@@ -66,20 +78,41 @@ class EnvelopeWriter:
         full = record["name"] if "." in record["name"] else record.get("namespace", "")
         if after[1] not in (record["name"], full, f"{record.get('namespace')}.{record['name']}"):
             return None
+        last = source.get("fields", [{}])[-1]
+        position_last = last.get("name") == "position" and last.get("type") == ["null", "string"]
         # parsed with fastavro's hint: a schema without it is parsed again on every write
-        return cls(parse_schema(source), parse_schema(record), list(op["symbols"]))
+        return cls(
+            parse_schema(source),
+            parse_schema(record),
+            list(op["symbols"]),
+            position_last=position_last,
+        )
 
     def _source_bytes(self, source: dict[str, Any]) -> bytes:
+        if self._position_last:
+            position = source.get("position")
+            if position is None or type(position) is str:
+                key = tuple(kv for kv in source.items() if kv[0] != "position")
+                head = self._heads.get(key)
+                if head is None:
+                    # the bytes with a null position end with that union's branch (0x00)
+                    head = self._encode_source({**dict(key), "position": None})[:-1]
+                    _remember(self._heads, key, head)
+                if position is None:
+                    return head + b"\x00"
+                text = position.encode("utf-8")
+                return b"".join((head, b"\x02", _zigzag(len(text)), text))
         key = tuple(source.items())
         cached = self._sources.get(key)
         if cached is None:
-            buf = io.BytesIO()
-            schemaless_writer(buf, self._source, source, strict=True, strict_allow_default=True)
-            cached = buf.getvalue()
-            if len(self._sources) > 4096:
-                self._sources.clear()
-            self._sources[key] = cached
+            cached = self._encode_source(source)
+            _remember(self._sources, key, cached)
         return cached
+
+    def _encode_source(self, source: dict[str, Any]) -> bytes:
+        buf = io.BytesIO()
+        schemaless_writer(buf, self._source, source, strict=True, strict_allow_default=True)
+        return buf.getvalue()
 
     def write(self, event: dict[str, Any], prefix: bytes = b"") -> bytes:
         """``prefix`` (the wire header) followed by the Avro binary of ``event``."""

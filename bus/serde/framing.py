@@ -14,8 +14,18 @@ def frame(schema_id: int, payload: bytes) -> bytes:
     return _HEADER.pack(MAGIC, schema_id) + payload
 
 
+HEADER_SIZE = _HEADER.size
+
+
 def unframe(data: bytes | None) -> tuple[int, memoryview]:
     """(schema id, Avro payload); ``DataError`` when the bytes are not framed."""
+    schema_id = framed_schema_id(data)
+    return schema_id, memoryview(data)[HEADER_SIZE:]  # type: ignore[arg-type]
+
+
+def framed_schema_id(data: bytes | None) -> int:
+    """The schema id of framed bytes (the payload starts at ``HEADER_SIZE``); ``DataError``
+    when the bytes are not framed."""
     if data is None:
         raise DataError("not framed: the message has no value (tombstone)")
     if len(data) < _HEADER.size:
@@ -23,4 +33,4 @@ def unframe(data: bytes | None) -> tuple[int, memoryview]:
     magic, schema_id = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise DataError(f"not framed: magic byte {magic}, expected {MAGIC}")
-    return schema_id, memoryview(data)[_HEADER.size :]
+    return int(schema_id)

@@ -15,6 +15,7 @@ bind them.
 from __future__ import annotations
 
 import hashlib
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -66,20 +67,21 @@ class CopyUpsert:
 
     def _tuples(self, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
         """Rows as tuples in column order, processed; the last of equal keys kept."""
-        columns, processors = self.columns, self.processors
-        out: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-        key_idx = self.key_idx
-        if any(p is not None for p in processors):
-            for row in rows:
-                values = tuple(
-                    v if p is None or v is None else p(v)
-                    for v, p in zip((row[c] for c in columns), processors, strict=True)
-                )
-                out[tuple(values[i] for i in key_idx)] = values
-        else:
-            for row in rows:
-                values = tuple(row[c] for c in columns)
-                out[tuple(values[i] for i in key_idx)] = values
+        values_of = operator.itemgetter(*self.columns)
+        key_of = operator.itemgetter(*self.key_idx)
+        out: dict[Any, tuple[Any, ...]] = {}
+        processed = [(i, p) for i, p in enumerate(self.processors) if p is not None]
+        for row in rows:
+            values = values_of(row)
+            if len(self.columns) == 1:
+                values = (values,)
+            if processed:
+                changed = list(values)
+                for i, process in processed:
+                    if changed[i] is not None:
+                        changed[i] = process(changed[i])
+                values = tuple(changed)
+            out[key_of(values)] = values
         return list(out.values())
 
     def write(self, conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:

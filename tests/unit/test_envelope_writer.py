@@ -34,7 +34,13 @@ def _random_event(rng: random.Random) -> dict:
         }
 
     op = rng.choice("cudr")
-    source = {"agency": "a", "unit": "26734", "system": "s", "position": rng.choice([None, "p1"])}
+    # positions of every kind: none, short, Vietnamese, longer than one varint byte can count
+    position = rng.choice([None, "p1", "", "2026-03-01T08:30:00.123+07:00", "Đ" * 70, "x" * 300])
+    source = {"agency": "a", "unit": "26734", "system": "s", "position": position}
+    if rng.random() < 0.3:
+        source = {"agency": "a", "unit": "26734", "system": "s", "table": "t", "connector": "c"}
+        if rng.random() < 0.5:  # the position first, as the SQL source's events have it
+            source = {"position": position, **source}
     return make_event(
         op=op,
         key={"id": rng.randint(0, 10)},
