@@ -2,7 +2,8 @@
 
 N rows (citizen_id, full_name, birth_date, ward, residence_type, updated_at) are generated in
 the source table; a registered PostgreSQL source (incremental on updated_at) and a registered
-PostgreSQL sink run at the same time in two processes, as a scheduler would run them. Figures:
+PostgreSQL sink run at the same time in two processes: the source one bounded run, the sink one
+followed run (``lgsp connector run --follow``) that ends when every row is written. Figures:
 rows/s end to end (from the source's start to the sink's last commit), each process's peak
 RSS, and, in the same run and before it, the raw kafka-python produce rate of N pre-encoded
 records of the same schema with the bus's producer settings; their ratio. A first pipeline of
@@ -65,7 +66,7 @@ DIGEST = (
 
 def child() -> None:
     """One side of the pipeline in its own process; prints its figures as one JSON line."""
-    from bus.sync import run
+    from bus.sync import Follow, run
 
     settings = Settings()
     name, rows = os.environ["BENCH_CONNECTOR"], int(os.environ["BENCH_ROWS"])
@@ -73,13 +74,14 @@ def child() -> None:
     done = 0
     if os.environ["BENCH_ROLE"] == "source":
         done = run(settings, name).rows
-    else:
-        deadline = time.monotonic() + 1800
-        while done < rows and time.monotonic() < deadline:
-            got = run(settings, name).rows
-            done += got
-            if got == 0:
-                time.sleep(0.1)
+    else:  # one followed run (``lgsp connector run --follow``) until every row is written
+        written = [0]
+
+        def progress(tr: Any) -> None:
+            written[0] = tr.rows
+
+        follow = Follow(should_stop=lambda: written[0] >= rows, idle_exit_s=120)
+        done = run(settings, name, progress=progress, follow=follow).rows
     print(
         json.dumps(
             {

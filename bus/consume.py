@@ -342,7 +342,9 @@ class Consumer:
         tps: list[TopicPartition] = []
         refreshed = 0.0
         while not should_stop():
-            if time.monotonic() - refreshed > refresh_s:
+            # a topic that does not exist yet is looked for again every second
+            missing = len({tp.topic for tp in tps}) < len(set(topics))
+            if time.monotonic() - refreshed > (min(refresh_s, 1.0) if missing else refresh_s):
                 current = self.partitions(topics)
                 if set(current) != set(tps):
                     tps = current

@@ -28,7 +28,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from bus import kafka_clients
@@ -116,6 +116,29 @@ class SyncReport:
 
 Progress = Callable[[TableReport], None]
 
+
+@dataclass
+class Follow:
+    """Keep a run going (``lgsp connector run --follow``): a sink consumes continuously, a
+    source reads again every ``poll_s`` once it has caught up. The run ends when
+    ``should_stop()`` says so (a signal, a row count) or after ``idle_exit_s`` seconds without
+    a row; what was written is committed as it goes, as in a bounded run."""
+
+    should_stop: Callable[[], bool] = lambda: False
+    idle_exit_s: float | None = None
+    poll_s: float = 1.0
+    _last_row: float = field(default_factory=time.monotonic)
+
+    def saw_rows(self) -> None:
+        self._last_row = time.monotonic()
+
+    def done(self) -> bool:
+        if self.should_stop():
+            return True
+        idle = time.monotonic() - self._last_row
+        return self.idle_exit_s is not None and idle > self.idle_exit_s
+
+
 # errors that stop one table while the others go on; anything else stops the run
 TABLE_ERRORS = (ConfigurationError, FatalError)
 
@@ -172,8 +195,10 @@ def run(
     tables: list[str] | None = None,
     progress: Progress | None = None,
     lock_ttl_s: float = LOCK_TTL_S,
+    follow: Follow | None = None,
 ) -> SyncReport:
-    """One sync run of connector ``name`` (all its tables, or ``tables``).
+    """One sync run of connector ``name`` (all its tables, or ``tables``); with ``follow``, a
+    run that goes on until ``follow`` ends it (see ``Follow``).
 
     The connector's run lock is taken first: while another run of it holds the lock (the
     connector's own DAG and a pipeline DAG may schedule it at once), this raises
@@ -185,7 +210,7 @@ def run(
     stored = store.get(name)
     lock = _HeldLock(store, name, lock_ttl_s)
     try:
-        return _run_locked(settings, store, stored.role, name, tables, lock, progress)
+        return _run_locked(settings, store, stored.role, name, tables, lock, progress, follow)
     finally:
         lock.release()
 
@@ -198,12 +223,21 @@ def _run_locked(
     tables: list[str] | None,
     lock: _HeldLock,
     progress: Progress | None,
+    follow: Follow | None = None,
 ) -> SyncReport:
     def step(tr: TableReport) -> None:  # a sink batch: before its offsets are committed
         lock.refresh()
         if progress is not None:
             progress(tr)
 
+    if follow is not None:  # an idle follow keeps its lock too (and stops if it lost it)
+        asked_to_stop = follow.should_stop
+
+        def should_stop() -> bool:
+            lock.refresh()
+            return asked_to_stop()
+
+        follow = replace(follow, should_stop=should_stop)
     started = time.monotonic()
     run_id = _start_run(settings, name)
     report = SyncReport(name, role, run_id, [])
@@ -220,10 +254,12 @@ def _run_locked(
                     )
                 wanted = [t for t in wanted if t in tables]
             connector.check()
-            if role == "source":
+            if role == "source" and follow is None:
                 _run_source(settings, store, connector, wanted, report, progress, lock.refresh)
+            elif role == "source":
+                _follow_source(settings, store, connector, wanted, report, progress, lock, follow)
             else:
-                _run_sink(settings, store, connector, wanted, report, step)
+                _run_sink(settings, store, connector, wanted, report, step, follow)
     except BaseException as exc:
         report.seconds = time.monotonic() - started
         report.status = "failed"
@@ -292,6 +328,47 @@ def _run_source(
                 _stop(store, connector.name, tr, exc)
 
 
+def _follow_source(
+    settings: Settings,
+    store: ConnectorStore,
+    connector: Connector,
+    tables: list[str],
+    report: SyncReport,
+    progress: Progress | None,
+    lock: _HeldLock,
+    follow: Follow,
+) -> None:
+    """Source passes one after another, summed into ``report``; a pass that found nothing
+    waits ``follow.poll_s``. A stopped table is left out of later passes."""
+    totals: dict[str, TableReport] = {}
+    while True:
+        wanted = [t for t in tables if t not in totals or totals[t].status == "ok"]
+        if not wanted:
+            break
+        one = SyncReport(report.connector, report.role, report.run_id, [])
+        _run_source(settings, store, connector, wanted, one, progress, lock.refresh)
+        for tr in one.tables:
+            total = totals.get(tr.table)
+            if total is None:
+                totals[tr.table] = tr
+                report.tables.append(tr)
+                continue
+            total.rows += tr.rows
+            total.batches += tr.batches
+            total.dlq += tr.dlq
+            total.deleted += tr.deleted
+            total.status, total.error = tr.status, tr.error
+            total.schema_version = tr.schema_version or total.schema_version
+        if one.rows:
+            follow.saw_rows()
+        lock.refresh()
+        deadline = time.monotonic() + (0 if one.rows else follow.poll_s)
+        while not follow.done() and time.monotonic() < deadline:
+            time.sleep(min(0.2, follow.poll_s))
+        if follow.done():
+            break
+
+
 @dataclass
 class _SourceRow:
     """A source row that does not fit its dataset, shaped as ``Publisher.park`` takes it."""
@@ -337,11 +414,13 @@ def _run_sink(
     tables: list[str],
     report: SyncReport,
     progress: Progress | None,
+    follow: Follow | None = None,
 ) -> None:
     hierarchy = load_hierarchy(settings.hierarchy)
     topics = connector.config.topics(hierarchy)
     registry = Registry(settings)
     writer = _SinkWriter(settings, connector, registry)
+    followed: dict[str, TableReport] = {}
     try:
         for table in tables:
             tr = TableReport(table, topics[table])
@@ -354,6 +433,9 @@ def _run_sink(
                 latest = registry.latest(subject)
                 tr.schema_version = latest.version
                 connector.prepare(table, record_schema_of(latest.schema))
+                if follow is not None:
+                    followed[tr.topic] = tr
+                    continue
                 with Consumer(settings, sink_group(connector.name), registry=registry) as consumer:
                     result = consumer.run_bounded(
                         [tr.topic], lambda messages, tr=tr: writer.handle(tr, messages, progress)
@@ -362,8 +444,54 @@ def _run_sink(
                 store.save_position(connector.name, table, {"lag": result.lag}, rows=tr.rows)
             except TABLE_ERRORS as exc:
                 _stop(store, connector.name, tr, exc)
+        if followed and follow is not None:
+            _follow_sink(settings, store, connector, registry, writer, followed, progress, follow)
     finally:
         writer.close()
+
+
+class _TableFailed(Exception):
+    """A followed table stopped: the follow ends (the run is reported partial)."""
+
+
+def _follow_sink(
+    settings: Settings,
+    store: ConnectorStore,
+    connector: Connector,
+    registry: Registry,
+    writer: _SinkWriter,
+    followed: dict[str, TableReport],
+    progress: Progress | None,
+    follow: Follow,
+) -> None:
+    """One consumer over every table's topic, until ``follow`` ends it; offsets committed
+    after each written batch, as in a bounded run."""
+
+    def handle(messages: list[Message]) -> None:
+        by_topic: dict[str, list[Message]] = {}
+        for message in messages:
+            by_topic.setdefault(message.topic, []).append(message)
+        for topic, items in by_topic.items():
+            tr = followed[topic]
+            try:
+                writer.handle(tr, items, progress)
+            except TABLE_ERRORS as exc:
+                _stop(store, connector.name, tr, exc)
+                raise _TableFailed from exc
+        follow.saw_rows()
+
+    with Consumer(settings, sink_group(connector.name), registry=registry) as consumer:
+        try:
+            result = consumer.run_forever(
+                list(followed), handle, should_stop=follow.done, poll_ms=500
+            )
+        except _TableFailed:
+            return
+    dlq = result.dlq
+    for tr in followed.values():
+        tr.dlq += dlq  # undecodable records are counted per consumer, not per table
+        dlq = 0
+        store.save_position(connector.name, tr.table, {"follow": True}, rows=tr.rows)
 
 
 def _refuse_all_rejected(table: str, result: WriteReport) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import yaml
 from bus.cli._common import echo_json, echo_table, settings
 from bus.connectors_db import ConnectorStore
 from bus.errors import FatalError
-from bus.sync import SyncReport, TableReport, connector_for
+from bus.sync import Follow, SyncReport, TableReport, connector_for
 from bus.sync import run as run_sync
 from connectors import positions as connector_positions
 from connectors import registry as connector_types
@@ -283,14 +284,55 @@ def _print_summary(report: SyncReport) -> None:
 @connector_group.command("run")
 @click.argument("name")
 @click.option("--table", "tables", multiple=True, help="Only these tables (repeatable).")
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Keep going: a sink consumes continuously, a source reads again once caught up; "
+    "stops on Ctrl-C or SIGTERM after the batch in hand.",
+)
+@click.option(
+    "--idle-exit",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="With --follow: stop after this many seconds without a row.",
+)
+@click.option(
+    "--poll",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --follow: how long a caught-up source waits before reading again.",
+)
 @_json
-def run(name: str, tables: tuple[str, ...], as_json: bool) -> None:
+def run(
+    name: str,
+    tables: tuple[str, ...],
+    follow: bool,
+    idle_exit: float | None,
+    poll: float,
+    as_json: bool,
+) -> None:
     """One sync run: a source publishes its changes, a sink applies its topics."""
+    if idle_exit is not None and not follow:
+        raise click.UsageError("--idle-exit: only with --follow")
     progress = _Progress()
+    stop = _StopFlag() if follow else None
     try:
-        report = run_sync(settings(), name, tables=list(tables) or None, progress=progress)
+        report = run_sync(
+            settings(),
+            name,
+            tables=list(tables) or None,
+            progress=progress,
+            follow=Follow(should_stop=stop.is_set, idle_exit_s=idle_exit, poll_s=poll)
+            if stop is not None
+            else None,
+        )
     finally:
         progress.done()
+        if stop is not None:
+            stop.restore()
     if as_json:
         echo_json(report.as_dict())
     else:
@@ -314,6 +356,26 @@ def types() -> None:
         ]
         rows.append((name, f"{cls.__module__}:{cls.__name__}", roles, ", ".join(flags)))
     echo_table(["TYPE", "CLASS", "ROLES", "CAPABILITIES"], rows)
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM ask a followed run to stop after the batch in hand."""
+
+    def __init__(self) -> None:
+        self._set = False
+        self._previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 commands = [connector_group]

@@ -1,0 +1,163 @@
+"""``lgsp connector run --follow``: a sink that consumes continuously and a source that reads
+again once caught up, against the real broker and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from bus.cli.main import cli
+from bus.config import Settings
+from bus.sync import Follow, SyncReport, run
+from conftest import PG_URL
+from connectors.registration import register
+from tests.integration.connectors.helpers import config, drop_tables
+
+pytestmark = pytest.mark.integration
+
+
+def _source_table(name: str) -> sa.Table:
+    return sa.Table(
+        name,
+        sa.MetaData(),
+        sa.Column("ma", sa.String(20), primary_key=True),
+        sa.Column("ten", sa.String(100), nullable=False),
+        sa.Column("cap_nhat", sa.DateTime(timezone=True), nullable=False),
+    )
+
+
+def _insert(table: sa.Table, start: int, count: int) -> None:
+    engine = sa.create_engine(PG_URL)
+    with engine.begin() as conn:
+        conn.execute(
+            table.insert(),
+            [
+                {
+                    "ma": f"HS{i:04d}",
+                    "ten": f"Lê Thị Hồng Gấm {i}",
+                    "cap_nhat": dt.datetime(2025, 7, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=i),
+                }
+                for i in range(start, start + count)
+            ],
+        )
+    engine.dispose()
+
+
+def _count(name: str) -> int:
+    engine = sa.create_engine(PG_URL)
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table(name):
+                return 0
+            counted = sa.select(sa.func.count()).select_from(sa.table(name))
+            return int(conn.execute(counted).scalar() or 0)
+    finally:
+        engine.dispose()
+
+
+def _wait_for(check: object, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def pair(settings: Settings, unique: str) -> Iterator[tuple[sa.Table, str]]:
+    """A registered PostgreSQL source (5 rows) and sink; (source table, sink table name)."""
+    src, dst = f"follow_src_{unique}", f"follow_dst_{unique}"
+    table = _source_table(src)
+    engine = sa.create_engine(PG_URL)
+    table.metadata.create_all(engine)
+    engine.dispose()
+    _insert(table, 0, 5)
+    dataset = f"tthc.f{unique}"
+    source = [{"table": src, "dataset": dataset, "cursor": "cap_nhat"}]
+    register(settings, config("postgresql", "source", PG_URL, source, name="s", batch_size=2))
+    sink = [{"table": dst, "dataset": dataset}]
+    register(settings, config("postgresql", "sink", PG_URL, sink, name="d"))
+    try:
+        yield table, dst
+    finally:
+        drop_tables(PG_URL, [src, dst])
+
+
+def _in_thread(target: object) -> tuple[threading.Thread, list[SyncReport]]:
+    out: list[SyncReport] = []
+    thread = threading.Thread(target=lambda: out.append(target()))  # type: ignore[operator]
+    thread.start()
+    return thread, out
+
+
+def test_a_followed_sink_applies_what_is_published_while_it_runs(
+    settings: Settings, pair: tuple[sa.Table, str]
+) -> None:
+    table, dst = pair
+    # the sink follows before the source has ever published: its topic does not exist yet
+    thread, out = _in_thread(lambda: run(settings, "d", follow=Follow(idle_exit_s=8)))
+    try:
+        time.sleep(1.0)
+        assert run(settings, "s").rows == 5
+        # found within seconds (not at the next 30 s partition refresh)
+        _wait_for(lambda: _count(dst) == 5, "the first 5 rows in the sink", timeout=15)
+        _insert(table, 5, 3)  # published while the sink is following
+        assert run(settings, "s").rows == 3
+        _wait_for(lambda: _count(dst) == 8, "the 3 rows published later")
+    finally:
+        thread.join(timeout=60)
+    assert not thread.is_alive(), "the follow did not end after --idle-exit"
+    [report] = out
+    assert (report.status, report.rows) == ("ok", 8)
+    assert run(settings, "d").rows == 0, "the follow committed its offsets"
+
+
+def test_a_followed_source_publishes_rows_added_after_it_caught_up(
+    settings: Settings, pair: tuple[sa.Table, str]
+) -> None:
+    table, _ = pair
+    follow = Follow(idle_exit_s=3, poll_s=0.2)
+    thread, out = _in_thread(lambda: run(settings, "s", follow=follow))
+    try:
+        time.sleep(1.0)
+        _insert(table, 5, 4)
+    finally:
+        thread.join(timeout=60)
+    assert not thread.is_alive()
+    [report] = out
+    [tr] = report.tables
+    assert (report.status, tr.rows) == ("ok", 9)
+    assert tr.batches >= 5  # batches of 2: 3 for the first 5 rows, 2 for the 4 added
+    assert run(settings, "s").rows == 0, "the positions moved with every pass"
+
+
+def test_idle_exit_needs_follow(cli_env: dict[str, str]) -> None:
+    result = CliRunner().invoke(cli, ["connector", "run", "any", "--idle-exit", "1"])
+    assert result.exit_code == 2
+    assert "--idle-exit: only with --follow" in result.stderr
+
+
+def test_follow_from_the_command_line(cli_env: dict[str, str], unique: str) -> None:
+    settings = Settings()
+    src = f"follow_cli_{unique}"
+    table = _source_table(src)
+    engine = sa.create_engine(PG_URL)
+    table.metadata.create_all(engine)
+    engine.dispose()
+    _insert(table, 0, 3)
+    tables = [{"table": src, "dataset": f"tthc.g{unique}", "cursor": "cap_nhat"}]
+    try:
+        register(settings, config("postgresql", "source", PG_URL, tables, name="cli-src"))
+        args = ["connector", "run", "cli-src", "--follow", "--idle-exit", "1", "--poll", "0.2"]
+        result = CliRunner().invoke(cli, [*args, "--json"])
+        assert result.exit_code == 0, result.stderr
+        assert '"rows": 3' in result.stdout
+    finally:
+        drop_tables(PG_URL, [src])
