@@ -15,12 +15,15 @@ bind them.
 from __future__ import annotations
 
 import hashlib
+import logging
 import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+
+log = logging.getLogger(__name__)
 
 
 class CopyUpsert:
@@ -45,10 +48,18 @@ class CopyUpsert:
         stage = prep.quote(self.stage_name)
         target = prep.format_table(table)
         cols = ", ".join(prep.quote(c) for c in self.columns)
+        # A ``timestamp`` (without time zone) column is staged as ``timestamptz``: the INSERT
+        # then converts values in the session's time zone, as a bound parameter would be.
+        staged_cols = ", ".join(
+            f"CAST({prep.quote(c)} AS TIMESTAMP WITH TIME ZONE) AS {prep.quote(c)}"
+            if isinstance(table.c[c].type, sa.DateTime) and not table.c[c].type.timezone
+            else prep.quote(c)
+            for c in self.columns
+        )
         # every identifier quoted by the dialect; no value is ever put into the SQL text
         self.create_sql = (
             f"CREATE TEMPORARY TABLE {stage} ON COMMIT DROP AS "  # noqa: S608
-            f"SELECT {cols} FROM {target} WITH NO DATA"
+            f"SELECT {staged_cols} FROM {target} WITH NO DATA"
         )
         self.copy_sql = f"COPY {stage} ({cols}) FROM STDIN"
         staged = sa.table(self.stage_name, *[sa.column(c) for c in self.columns])
@@ -62,33 +73,51 @@ class CopyUpsert:
             where=condition(table, excluded[version]),
         )
         self.processors: list[Callable[[Any], Any] | None] = [
-            table.c[c].type.bind_processor(dialect) for c in self.columns
+            table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in self.columns
         ]
+        # types that bind None as a value (JSON ``null``, unless ``none_as_null``)
+        self.none_too = [
+            bool(getattr(table.c[c].type, "should_evaluate_none", False)) for c in self.columns
+        ]
+        self.version_idx = self.columns.index(version)
+        self.usable = True  # False once the database refused the temporary stage
 
     def _tuples(self, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        """Rows as tuples in column order, processed; the last of equal keys kept."""
+        """Rows as tuples in column order, processed; of rows with equal keys the newest
+        version is kept (the later one among equals), as statements run in order would."""
         values_of = operator.itemgetter(*self.columns)
         key_of = operator.itemgetter(*self.key_idx)
+        version = self.version_idx
         out: dict[Any, tuple[Any, ...]] = {}
-        processed = [(i, p) for i, p in enumerate(self.processors) if p is not None]
+        processed = [
+            (i, p, none)
+            for i, (p, none) in enumerate(zip(self.processors, self.none_too, strict=True))
+            if p
+        ]
+        single = len(self.columns) == 1
         for row in rows:
-            values = values_of(row)
-            if len(self.columns) == 1:
-                values = (values,)
+            values = (values_of(row),) if single else values_of(row)
             if processed:
                 changed = list(values)
-                for i, process in processed:
-                    if changed[i] is not None:
+                for i, process, none in processed:
+                    if none or changed[i] is not None:
                         changed[i] = process(changed[i])
                 values = tuple(changed)
-            out[key_of(values)] = values
+            key = key_of(values)
+            seen = out.get(key)
+            if seen is not None and _older(values[version], seen[version]):
+                continue
+            out[key] = values
         return list(out.values())
 
-    def write(self, conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
-        """Upsert ``rows`` inside ``conn``'s current transaction."""
+    def write(self, conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> bool:
+        """Upsert ``rows`` inside ``conn``'s current transaction; False (nothing done) when the
+        database refuses a temporary table (no TEMPORARY privilege): the caller then writes
+        them with its row statement, and this object is not used again."""
         if not rows:
-            return
-        conn.exec_driver_sql(self.create_sql)
+            return True
+        if not self._create_stage(conn):
+            return False
         dbapi_error = conn.dialect.loaded_dbapi.Error
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
@@ -102,3 +131,31 @@ class CopyUpsert:
         finally:
             cursor.close()
         conn.execute(self.upsert)
+        return True
+
+    def _create_stage(self, conn: sa.Connection) -> bool:
+        savepoint = conn.begin_nested()
+        try:
+            conn.exec_driver_sql(self.create_sql)
+        except sa.exc.DBAPIError as exc:
+            savepoint.rollback()
+            if getattr(exc.orig, "sqlstate", None) == _PERMISSION_DENIED:
+                log.warning(
+                    "no TEMPORARY privilege on the sink database: batches are written row by "
+                    "row (grant TEMPORARY for the faster COPY path)"
+                )
+                self.usable = False
+                return False
+            raise
+        savepoint.commit()
+        return True
+
+
+_PERMISSION_DENIED = "42501"
+
+
+def _older(incoming: Any, kept: Any) -> bool:
+    """The incoming version is older than the kept one (None counts as oldest)."""
+    if incoming is None:
+        return kept is not None
+    return kept is not None and incoming < kept

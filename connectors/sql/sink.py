@@ -321,9 +321,10 @@ def _split(sink: SinkTable, chosen: list[Item]) -> tuple[list[Item], list[Item],
 
 
 def _apply(conn: sa.Connection, sink: SinkTable, upserts: list[Item], deletes: list[Item]) -> None:
-    if sink.bulk is not None and len(upserts) >= BULK_MIN_ROWS:
-        sink.bulk.write(conn, [row for _, row in upserts])
-        upserts = []
+    bulk = sink.bulk
+    if bulk is not None and bulk.usable and len(upserts) >= BULK_MIN_ROWS:
+        if bulk.write(conn, [row for _, row in upserts]):
+            upserts = []
     for start in range(0, len(upserts), ROWS_PER_STATEMENT):
         conn.execute(sink.upsert, [row for _, row in upserts[start : start + ROWS_PER_STATEMENT]])
     for start in range(0, len(deletes), ROWS_PER_STATEMENT):
