@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,7 +59,9 @@ class ConsumeReport:
     lag: dict[str, int] = field(default_factory=dict)  # "topic[partition]" -> records left
 
 
-Handler = Callable[[list[Message]], None]
+# A handler may return topics whose records of this batch must not be committed (a sink
+# table that stopped): their offsets stay where they were, for the next run.
+Handler = Callable[[list[Message]], Iterable[str] | None]
 ErrorPolicy = Callable[[Exception, Any, logging.Logger], bool]
 
 
@@ -214,8 +216,11 @@ class Consumer:
                         raise
                 next_offsets[tp] = record.offset + 1
         if batch:
-            handler(batch)
+            keep_back = handler(batch)
             report.handled += len(batch)
+            if keep_back:
+                held = set(keep_back)
+                next_offsets = {tp: o for tp, o in next_offsets.items() if tp.topic not in held}
         self._flush_dlq()
         report.batches += 1
         return next_offsets

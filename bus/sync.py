@@ -339,10 +339,19 @@ def _follow_source(
     follow: Follow,
 ) -> None:
     """Source passes one after another, summed into ``report``; a pass that found nothing
-    waits ``follow.poll_s``. A stopped table is left out of later passes."""
+    waits ``follow.poll_s``. A stopped table is left out of later passes, and so is a table in
+    snapshot mode once read (a snapshot has no "new rows since": it would be read again and
+    again)."""
     totals: dict[str, TableReport] = {}
+    snapshots = {
+        t for t in tables if getattr(connector.table_config(t), "effective_mode", "") == "snapshot"
+    }
     while True:
-        wanted = [t for t in tables if t not in totals or totals[t].status == "ok"]
+        wanted = [
+            t
+            for t in tables
+            if t not in totals or (totals[t].status == "ok" and t not in snapshots)
+        ]
         if not wanted:
             break
         one = SyncReport(report.connector, report.role, report.run_id, [])
@@ -420,7 +429,7 @@ def _run_sink(
     topics = connector.config.topics(hierarchy)
     registry = Registry(settings)
     writer = _SinkWriter(settings, connector, registry)
-    followed: dict[str, TableReport] = {}
+    followed: dict[str, list[TableReport]] = {}
     try:
         for table in tables:
             tr = TableReport(table, topics[table])
@@ -428,13 +437,17 @@ def _run_sink(
             try:
                 subject = subject_for(tr.topic)
                 if not registry.versions(subject):
-                    tr.warnings.append(f"topic {tr.topic} has no schema yet: nothing to read")
+                    note = "followed runs do not wait for it" if follow is not None else ""
+                    tr.warnings.append(
+                        f"topic {tr.topic} has no schema yet: nothing to read"
+                        + (f" ({note})" if note else "")
+                    )
                     continue
                 latest = registry.latest(subject)
                 tr.schema_version = latest.version
                 connector.prepare(table, record_schema_of(latest.schema))
                 if follow is not None:
-                    followed[tr.topic] = tr
+                    followed.setdefault(tr.topic, []).append(tr)
                     continue
                 with Consumer(settings, sink_group(connector.name), registry=registry) as consumer:
                     result = consumer.run_bounded(
@@ -450,48 +463,50 @@ def _run_sink(
         writer.close()
 
 
-class _TableFailed(Exception):
-    """A followed table stopped: the follow ends (the run is reported partial)."""
-
-
 def _follow_sink(
     settings: Settings,
     store: ConnectorStore,
     connector: Connector,
     registry: Registry,
     writer: _SinkWriter,
-    followed: dict[str, TableReport],
+    followed: dict[str, list[TableReport]],
     progress: Progress | None,
     follow: Follow,
 ) -> None:
     """One consumer over every table's topic, until ``follow`` ends it; offsets committed
-    after each written batch, as in a bounded run."""
+    after each written batch, as in a bounded run. A table that stops is left behind (its
+    offsets no longer move) while the others go on; the follow ends when none is left."""
+    stopped: set[str] = set()
 
-    def handle(messages: list[Message]) -> None:
+    def handle(messages: list[Message]) -> set[str]:
         by_topic: dict[str, list[Message]] = {}
         for message in messages:
             by_topic.setdefault(message.topic, []).append(message)
         for topic, items in by_topic.items():
-            tr = followed[topic]
-            try:
-                writer.handle(tr, items, progress)
-            except TABLE_ERRORS as exc:
-                _stop(store, connector.name, tr, exc)
-                raise _TableFailed from exc
+            if topic in stopped:
+                continue
+            for tr in followed[topic]:
+                try:
+                    writer.handle(tr, items, progress)
+                except TABLE_ERRORS as exc:
+                    _stop(store, connector.name, tr, exc)
+                    stopped.add(topic)  # a topic read by two tables stops for both
+                    break
         follow.saw_rows()
+        return stopped
+
+    def should_stop() -> bool:
+        return follow.done() or stopped >= set(followed)
 
     with Consumer(settings, sink_group(connector.name), registry=registry) as consumer:
-        try:
-            result = consumer.run_forever(
-                list(followed), handle, should_stop=follow.done, poll_ms=500
-            )
-        except _TableFailed:
-            return
+        result = consumer.run_forever(list(followed), handle, should_stop=should_stop, poll_ms=500)
     dlq = result.dlq
-    for tr in followed.values():
-        tr.dlq += dlq  # undecodable records are counted per consumer, not per table
-        dlq = 0
-        store.save_position(connector.name, tr.table, {"follow": True}, rows=tr.rows)
+    for tables in followed.values():
+        for tr in tables:
+            tr.dlq += dlq  # undecodable records are counted per consumer, not per table
+            dlq = 0
+            if tr.status == "ok":
+                store.save_position(connector.name, tr.table, {"follow": True}, rows=tr.rows)
 
 
 def _refuse_all_rejected(table: str, result: WriteReport) -> None:

@@ -300,10 +300,9 @@ def _print_summary(report: SyncReport) -> None:
 @click.option(
     "--poll",
     type=click.FloatRange(min=0.1),
-    default=5.0,
-    show_default=True,
+    default=None,
     metavar="SECONDS",
-    help="With --follow: how long a caught-up source waits before reading again.",
+    help="With --follow: how long a caught-up source waits before reading again [5].",
 )
 @_json
 def run(
@@ -311,12 +310,13 @@ def run(
     tables: tuple[str, ...],
     follow: bool,
     idle_exit: float | None,
-    poll: float,
+    poll: float | None,
     as_json: bool,
 ) -> None:
     """One sync run: a source publishes its changes, a sink applies its topics."""
-    if idle_exit is not None and not follow:
-        raise click.UsageError("--idle-exit: only with --follow")
+    for flag, value in (("--idle-exit", idle_exit), ("--poll", poll)):
+        if value is not None and not follow:
+            raise click.UsageError(f"{flag}: only with --follow")
     progress = _Progress()
     stop = _StopFlag() if follow else None
     try:
@@ -325,7 +325,7 @@ def run(
             name,
             tables=list(tables) or None,
             progress=progress,
-            follow=Follow(should_stop=stop.is_set, idle_exit_s=idle_exit, poll_s=poll)
+            follow=Follow(should_stop=stop.is_set, idle_exit_s=idle_exit, poll_s=poll or 5.0)
             if stop is not None
             else None,
         )
@@ -368,6 +368,8 @@ class _StopFlag:
         }
 
     def _on_signal(self, signum: int, _frame: object) -> None:
+        if self._set:  # asked twice: stop now
+            raise KeyboardInterrupt
         self._set = True
 
     def is_set(self) -> bool:

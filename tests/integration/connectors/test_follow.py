@@ -7,6 +7,7 @@ import datetime as dt
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -161,3 +162,63 @@ def test_follow_from_the_command_line(cli_env: dict[str, str], unique: str) -> N
         assert '"rows": 3' in result.stdout
     finally:
         drop_tables(PG_URL, [src])
+
+
+def _sqlite_tables(path: Path, tables: dict[str, list[str]]) -> str:
+    url = f"sqlite:///{path}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for name, codes in tables.items():
+            conn.execute(sa.text(f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, code TEXT)"))
+            conn.execute(
+                sa.text(f"INSERT INTO {name} (id, code) VALUES (:id, :code)"),  # noqa: S608
+                [{"id": i, "code": c} for i, c in enumerate(codes, start=1)],
+            )
+    engine.dispose()
+    return url
+
+
+def test_a_followed_table_that_stops_keeps_its_offsets_while_the_others_go_on(
+    settings: Settings, tmp_path: Path, unique: str
+) -> None:
+    url = _sqlite_tables(tmp_path / "src.db", {"ma": ["A1", "B2", "C3"], "mb": ["XXX", "YYY"]})
+    good, narrow = f"fw_good_{unique}", f"fw_narrow_{unique}"
+    engine = sa.create_engine(PG_URL)
+    with engine.begin() as conn:  # every code of "mb" is too long for this target
+        conn.execute(sa.text(f"CREATE TABLE {narrow} (id BIGINT PRIMARY KEY, code VARCHAR(2))"))
+    engine.dispose()
+    da, db = f"kho.fa{unique}", f"kho.fb{unique}"
+    tables = [{"table": "ma", "dataset": da}, {"table": "mb", "dataset": db}]
+    try:
+        register(settings, config("sqlite", "source", url, tables, name="s"))
+        sinks = [{"table": good, "dataset": da}, {"table": narrow, "dataset": db}]
+        register(settings, config("postgresql", "sink", PG_URL, sinks, name="d"))
+        assert run(settings, "s").rows == 5
+        report = run(settings, "d", follow=Follow(idle_exit_s=3))
+        status = {t.table: t.status for t in report.tables}
+        assert status == {good: "ok", narrow: "stopped"}
+        assert _count(good) == 3 and _count(narrow) == 0
+        engine = sa.create_engine(PG_URL)
+        with engine.begin() as conn:  # fixed: the stopped table's records are still there
+            conn.execute(sa.text(f"ALTER TABLE {narrow} ALTER COLUMN code TYPE VARCHAR(10)"))
+        engine.dispose()
+        again = run(settings, "d")
+        assert {t.table: t.rows for t in again.tables} == {good: 0, narrow: 2}
+        assert _count(narrow) == 2
+    finally:
+        drop_tables(PG_URL, [good, narrow])
+
+
+def test_a_snapshot_table_is_read_once_by_a_followed_source(
+    settings: Settings, tmp_path: Path
+) -> None:
+    url = _sqlite_tables(tmp_path / "src.db", {"ma": ["A1", "B2", "C3"]})
+    register(settings, config("sqlite", "source", url, [{"table": "ma", "dataset": "kho.snap"}]))
+    report = run(settings, "test-connector", follow=Follow(idle_exit_s=1.5, poll_s=0.2))
+    assert (report.status, report.rows) == ("ok", 3)
+
+
+def test_poll_needs_follow(cli_env: dict[str, str]) -> None:
+    result = CliRunner().invoke(cli, ["connector", "run", "any", "--poll", "2"])
+    assert result.exit_code == 2
+    assert "--poll: only with --follow" in result.stderr
