@@ -89,24 +89,27 @@ class EnvelopeWriter:
         )
 
     def _source_bytes(self, source: dict[str, Any]) -> bytes:
+        key = tuple(source.items())
+        cached = self._sources.get(key)
+        if cached is not None:  # a source seen before (publishers with a fixed source)
+            return cached
         if self._position_last:
             position = source.get("position")
             if position is None or type(position) is str:
-                key = tuple(kv for kv in source.items() if kv[0] != "position")
-                head = self._heads.get(key)
+                rest = tuple(kv for kv in key if kv[0] != "position")
+                head = self._heads.get(rest)
                 if head is None:
                     # the bytes with a null position end with that union's branch (0x00)
-                    head = self._encode_source({**dict(key), "position": None})[:-1]
-                    _remember(self._heads, key, head)
+                    head = self._encode_source({**dict(rest), "position": None})[:-1]
+                    _remember(self._heads, rest, head)
                 if position is None:
-                    return head + b"\x00"
+                    cached = head + b"\x00"
+                    _remember(self._sources, key, cached)
+                    return cached
                 text = position.encode("utf-8")
                 return b"".join((head, b"\x02", _zigzag(len(text)), text))
-        key = tuple(source.items())
-        cached = self._sources.get(key)
-        if cached is None:
-            cached = self._encode_source(source)
-            _remember(self._sources, key, cached)
+        cached = self._encode_source(source)
+        _remember(self._sources, key, cached)
         return cached
 
     def _encode_source(self, source: dict[str, Any]) -> bytes:
