@@ -98,6 +98,16 @@ class SyncReport:
     def dlq(self) -> int:
         return sum(t.dlq for t in self.tables)
 
+    def table(self, name: str, topic: str) -> TableReport:
+        """The figures of table ``name`` (added on first use; a followed source's passes
+        add up in them)."""
+        for tr in self.tables:
+            if tr.table == name:
+                return tr
+        tr = TableReport(name, topic)
+        self.tables.append(tr)
+        return tr
+
     @property
     def stopped(self) -> list[TableReport]:
         return [t for t in self.tables if t.status != "ok"]
@@ -314,8 +324,7 @@ def _run_source(
     with Publisher(settings, registry) as publisher:
         for table in tables:
             cfg = connector.table_config(table)
-            tr = TableReport(table, topics[table])
-            report.tables.append(tr)
+            tr = report.table(table, topics[table])
             try:
                 stream = connector.discover_stream(table)
                 tr.warnings = list(stream.warnings)
@@ -362,36 +371,24 @@ def _follow_source(
     waits ``follow.poll_s``. A stopped table is left out of later passes, and so is a table in
     snapshot mode once read (a snapshot has no "new rows since": it would be read again and
     again)."""
-    totals: dict[str, TableReport] = {}
     snapshots = {
         t for t in tables if getattr(connector.table_config(t), "effective_mode", "") == "snapshot"
     }
+    read: set[str] = set()
     while True:
+        status = {tr.table: tr.status for tr in report.tables}
         wanted = [
-            t
-            for t in tables
-            if t not in totals or (totals[t].status == "ok" and t not in snapshots)
+            t for t in tables if status.get(t, "ok") == "ok" and not (t in snapshots and t in read)
         ]
         if not wanted:
             break
-        one = SyncReport(report.connector, report.role, report.run_id, [])
-        _run_source(settings, store, connector, wanted, one, progress, lock.refresh)
-        for tr in one.tables:
-            total = totals.get(tr.table)
-            if total is None:
-                totals[tr.table] = tr
-                report.tables.append(tr)
-                continue
-            total.rows += tr.rows
-            total.batches += tr.batches
-            total.dlq += tr.dlq
-            total.deleted += tr.deleted
-            total.status, total.error = tr.status, tr.error
-            total.schema_version = tr.schema_version or total.schema_version
-        if one.rows:
+        before = report.rows
+        _run_source(settings, store, connector, wanted, report, progress, lock.refresh)
+        read.update(wanted)
+        found = report.rows > before
+        if found:
             follow.saw_rows()
-        lock.refresh()
-        deadline = time.monotonic() + (0 if one.rows else follow.poll_s)
+        deadline = time.monotonic() + (0 if found else follow.poll_s)
         while not follow.done() and time.monotonic() < deadline:
             time.sleep(min(0.2, follow.poll_s))
         if follow.done():
@@ -452,8 +449,7 @@ def _run_sink(
     followed: dict[str, list[TableReport]] = {}
     try:
         for table in tables:
-            tr = TableReport(table, topics[table])
-            report.tables.append(tr)
+            tr = report.table(table, topics[table])
             try:
                 subject = subject_for(tr.topic)
                 if not registry.versions(subject):
