@@ -86,19 +86,8 @@ class Publisher:
             key = canonical_key(key)
         return (str(key).encode() if key is not None else b""), value
 
-    def send_encoded(self, topic: str, key: bytes, value: bytes) -> None:
-        try:
-            self._pending.append(self._producer.send(topic, key=key or None, value=value))
-        except MessageSizeTooLargeError:
-            raise DataError(
-                f"a record of {len(value)} bytes is larger than the producer accepts "
-                f"(max_request_size) for {topic}"
-            ) from None
-        except KafkaError as exc:
-            raise BrokerUnavailableError(f"cannot send to {topic} ({type(exc).__name__})") from exc
-
     def _send_all(self, topic: str, encoded: list[tuple[bytes, bytes]]) -> None:
-        """``send_encoded`` for many records, with the lookups done once."""
+        """Send encoded records (acknowledged on ``flush``), with the lookups done once."""
         send, add = self._producer.send, self._pending.append
         value = b""
         try:
