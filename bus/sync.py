@@ -138,7 +138,7 @@ class Follow:
 
     should_stop: Callable[[], bool] = lambda: False
     idle_exit_s: float | None = None
-    poll_s: float = 1.0
+    poll_s: float = 5.0
     _last_row: float = field(default_factory=time.monotonic)
 
     def saw_rows(self) -> None:

@@ -302,7 +302,8 @@ def _print_summary(report: SyncReport) -> None:
     type=click.FloatRange(min=0.1),
     default=None,
     metavar="SECONDS",
-    help="With --follow: how long a caught-up source waits before reading again [5].",
+    help="With --follow: how long a caught-up source waits before reading again "
+    f"[default: {Follow.poll_s:g}].",
 )
 @_json
 def run(
@@ -325,9 +326,7 @@ def run(
             name,
             tables=list(tables) or None,
             progress=progress,
-            follow=Follow(should_stop=stop.is_set, idle_exit_s=idle_exit, poll_s=poll or 5.0)
-            if stop is not None
-            else None,
+            follow=_follow(stop, idle_exit, poll) if stop is not None else None,
         )
     finally:
         progress.done()
@@ -356,6 +355,13 @@ def types() -> None:
         ]
         rows.append((name, f"{cls.__module__}:{cls.__name__}", roles, ", ".join(flags)))
     echo_table(["TYPE", "CLASS", "ROLES", "CAPABILITIES"], rows)
+
+
+def _follow(stop: _StopFlag, idle_exit: float | None, poll: float | None) -> Follow:
+    follow = Follow(should_stop=stop.is_set, idle_exit_s=idle_exit)
+    if poll is not None:
+        follow.poll_s = poll
+    return follow
 
 
 class _StopFlag:
