@@ -17,11 +17,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+
+from connectors.sql.sink import VERSION, on_conflict_update
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +36,9 @@ class CopyUpsert:
         table: sa.Table,
         columns: list[str],
         key: list[str],
-        condition: Callable[[sa.Table, Any], sa.ColumnElement[bool]],
-        version: str,
         dialect: sa.Dialect,
     ) -> None:
         self.columns = list(columns)
-        self.key_idx = [self.columns.index(k) for k in key]
         digest = hashlib.sha1("\x1f".join([table.fullname, *columns]).encode("utf-8")).hexdigest()[
             :12
         ]
@@ -66,41 +65,37 @@ class CopyUpsert:
         insert = postgresql.insert(table).from_select(
             self.columns, sa.select(*[staged.c[c] for c in self.columns])
         )
-        excluded = insert.excluded
-        self.upsert = insert.on_conflict_do_update(
-            index_elements=[table.c[k] for k in key],
-            set_={c: excluded[c] for c in self.columns if c not in key},
-            where=condition(table, excluded[version]),
-        )
-        self.processors: list[Callable[[Any], Any] | None] = [
-            table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in self.columns
+        self.upsert = on_conflict_update(insert, table, self.columns, key)
+        # per column: the type's bind processor (JSON, enums) and whether it binds None as a
+        # value too (JSON ``null``, unless ``none_as_null``), as SQLAlchemy would bind them
+        self._processed = [
+            (i, process, bool(getattr(table.c[c].type, "should_evaluate_none", False)))
+            for i, c in enumerate(self.columns)
+            if (process := table.c[c].type.dialect_impl(dialect).bind_processor(dialect))
         ]
-        # types that bind None as a value (JSON ``null``, unless ``none_as_null``)
-        self.none_too = [
-            bool(getattr(table.c[c].type, "should_evaluate_none", False)) for c in self.columns
-        ]
-        self.version_idx = self.columns.index(version)
+        self._values_of = operator.itemgetter(*self.columns)
+        self._key_of = operator.itemgetter(*(self.columns.index(k) for k in key))
+        self._version = self.columns.index(VERSION)
         self.usable = True  # False once the database refused the temporary stage
 
     def _tuples(self, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        """Rows as tuples in column order, processed; of rows with equal keys the newest
-        version is kept (the later one among equals), as statements run in order would."""
-        values_of = operator.itemgetter(*self.columns)
-        key_of = operator.itemgetter(*self.key_idx)
-        version = self.version_idx
-        out: dict[Any, tuple[Any, ...]] = {}
-        processed = [
-            (i, p, none)
-            for i, (p, none) in enumerate(zip(self.processors, self.none_too, strict=True))
-            if p
-        ]
+        """Rows as tuples in column order, processed. Of rows with equal sink keys the newest
+        version is kept (the later one among equals), as statements run in order would: the
+        batch holds one event per event key, but a sink may key its table by other columns."""
+        values_of, key_of, version, processed = (
+            self._values_of,
+            self._key_of,
+            self._version,
+            self._processed,
+        )
         single = len(self.columns) == 1
+        out: dict[Any, tuple[Any, ...]] = {}
         for row in rows:
             values = (values_of(row),) if single else values_of(row)
             if processed:
                 changed = list(values)
-                for i, process, none in processed:
-                    if none or changed[i] is not None:
+                for i, process, none_too in processed:
+                    if none_too or changed[i] is not None:
                         changed[i] = process(changed[i])
                 values = tuple(changed)
             key = key_of(values)
@@ -116,7 +111,7 @@ class CopyUpsert:
         them with its row statement, and this object is not used again."""
         if not rows:
             return True
-        if not self._create_stage(conn):
+        if not self.usable or not self._create_stage(conn):
             return False
         dbapi_error = conn.dialect.loaded_dbapi.Error
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]

@@ -57,7 +57,7 @@ from connectors.errors import (
 from connectors.secrets import mask_url, resolve
 from connectors.sql.config import SqlConnectorConfig, SqlTable
 from connectors.sql.contract import TableContract, conform
-from connectors.sql.sink import SinkTable, prepare_sink, version_condition, write_batch
+from connectors.sql.sink import SinkTable, on_conflict_update, prepare_sink, write_batch
 from connectors.sql.types import (
     SQL_LENGTH,
     SQL_NAME,
@@ -199,23 +199,15 @@ class SqlConnector(Connector):
                 parts.append(meaning)
         return ", ".join(parts)
 
-    def upsert_statement(
-        self, table: sa.Table, columns: list[str], key: list[str], version: str
-    ) -> Any:
-        """INSERT ... upsert by ``key``, updating ``columns`` only when ``version`` is newer
-        (``INSERT ... ON CONFLICT DO UPDATE WHERE`` with the dialect's ``on_conflict_insert``;
-        a dialect without it overrides this method)."""
+    def upsert_statement(self, table: sa.Table, columns: list[str], key: list[str]) -> Any:
+        """INSERT ... upsert by ``key``, updating ``columns`` only when the incoming version is
+        not older (``INSERT ... ON CONFLICT DO UPDATE WHERE`` with the dialect's
+        ``on_conflict_insert``; a dialect without it overrides this method)."""
         if self.on_conflict_insert is None:
             raise NotImplementedError(f"{type(self).__name__} has no upsert statement")
-        stmt = self.on_conflict_insert(table)
-        excluded = stmt.excluded
-        return stmt.on_conflict_do_update(
-            index_elements=[table.c[k] for k in key],
-            set_={c: excluded[c] for c in columns if c not in key},
-            where=version_condition(table, excluded[version]),
-        )
+        return on_conflict_update(self.on_conflict_insert(table), table, columns, key)
 
-    def bulk_upsert(self, table: sa.Table, columns: list[str], key: list[str], version: str) -> Any:
+    def bulk_upsert(self, table: sa.Table, columns: list[str], key: list[str]) -> Any:
         """A faster path for many rows with the same effect as ``upsert_statement`` (an object
         with ``write(conn, rows)``), or None where the dialect has none."""
         return None

@@ -13,7 +13,7 @@ from sqlalchemy.engine import URL
 from connectors.errors import ConnectorConfigError
 from connectors.sql.bulk import CopyUpsert
 from connectors.sql.connector import SqlConnector, sqlite_path
-from connectors.sql.sink import version_condition
+from connectors.sql.sink import VERSION, version_condition
 
 # PostgreSQL: connection exception, insufficient resources, operator intervention, system
 # error, transaction rollback (deadlock, serialization); lock not available
@@ -47,10 +47,8 @@ class PostgresConnector(SqlConnector):
     default_driver = "psycopg"
     on_conflict_insert = staticmethod(postgresql.insert)
 
-    def bulk_upsert(
-        self, table: sa.Table, columns: list[str], key: list[str], version: str
-    ) -> CopyUpsert:
-        return CopyUpsert(table, columns, key, version_condition, version, self.engine.dialect)
+    def bulk_upsert(self, table: sa.Table, columns: list[str], key: list[str]) -> CopyUpsert:
+        return CopyUpsert(table, columns, key, self.engine.dialect)
 
     def connect_args(self) -> dict[str, Any]:
         # libpq counts whole seconds (at least 2)
@@ -169,19 +167,17 @@ class MySQLConnector(SqlConnector):
         "MySQL 1452": "foreign key violation",
     }
 
-    def upsert_statement(
-        self, table: sa.Table, columns: list[str], key: list[str], version: str
-    ) -> Any:
+    def upsert_statement(self, table: sa.Table, columns: list[str], key: list[str]) -> Any:
         stmt = mysql.insert(table)
         inserted = stmt.inserted
-        newer = version_condition(table, inserted[version])
+        newer = version_condition(table, inserted[VERSION])
         updates = [
             (c, sa.case((newer, inserted[c]), else_=table.c[c]))
             for c in columns
-            if c not in key and c != version
+            if c not in key and c != VERSION
         ]
-        last = sa.case((newer, inserted[version]), else_=table.c[version])
-        updates.append((version, last))
+        last = sa.case((newer, inserted[VERSION]), else_=table.c[VERSION])
+        updates.append((VERSION, last))
         return stmt.on_duplicate_key_update(updates)
 
 

@@ -181,8 +181,8 @@ def prepare_sink(
     )
     if not dry_run:
         data_columns = [columns[n] for n in fields] + list(META)
-        sink.upsert = connector.upsert_statement(table, data_columns, key_columns, VERSION)
-        sink.bulk = connector.bulk_upsert(table, data_columns, key_columns, VERSION)
+        sink.upsert = connector.upsert_statement(table, data_columns, key_columns)
+        sink.bulk = connector.bulk_upsert(table, data_columns, key_columns)
         sink.delete = _delete_statement(table, key_columns)
     return sink
 
@@ -211,6 +211,17 @@ def version_condition(table: sa.Table, incoming: Any) -> sa.ColumnElement[bool]:
     """The stored row is older than or as old as the incoming one (or has no version)."""
     stored = table.c[VERSION]
     return sa.or_(stored.is_(None), stored <= incoming)
+
+
+def on_conflict_update(stmt: Any, table: sa.Table, columns: list[str], key: list[str]) -> Any:
+    """``stmt`` (an ``INSERT`` with ``ON CONFLICT``: PostgreSQL, SQLite) upserting by ``key``:
+    ``columns`` are updated only when the incoming version is not older."""
+    excluded = stmt.excluded
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c[k] for k in key],
+        set_={c: excluded[c] for c in columns if c not in key},
+        where=version_condition(table, excluded[VERSION]),
+    )
 
 
 # ---- writing --------------------------------------------------------------------------------
@@ -321,9 +332,8 @@ def _split(sink: SinkTable, chosen: list[Item]) -> tuple[list[Item], list[Item],
 
 
 def _apply(conn: sa.Connection, sink: SinkTable, upserts: list[Item], deletes: list[Item]) -> None:
-    bulk = sink.bulk
-    if bulk is not None and bulk.usable and len(upserts) >= BULK_MIN_ROWS:
-        if bulk.write(conn, [row for _, row in upserts]):
+    if sink.bulk is not None and len(upserts) >= BULK_MIN_ROWS:
+        if sink.bulk.write(conn, [row for _, row in upserts]):
             upserts = []
     for start in range(0, len(upserts), ROWS_PER_STATEMENT):
         conn.execute(sink.upsert, [row for _, row in upserts[start : start + ROWS_PER_STATEMENT]])

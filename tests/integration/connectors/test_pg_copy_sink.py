@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql
 
 from conftest import PG_URL
 from connectors.sql.bulk import CopyUpsert
-from connectors.sql.sink import VERSION, version_condition
+from connectors.sql.sink import VERSION, on_conflict_update
 
 pytestmark = pytest.mark.integration
 
@@ -75,12 +75,8 @@ def _contents(engine: sa.Engine, table: sa.Table) -> list[tuple[Any, ...]]:
 
 
 def _row_statement(table: sa.Table) -> Any:
-    stmt = postgresql.insert(table)
-    return stmt.on_conflict_do_update(
-        index_elements=[table.c.id],
-        set_={c: stmt.excluded[c] for c in COLUMNS if c != "id"},
-        where=version_condition(table, stmt.excluded[VERSION]),
-    )
+    """The sink's row-at-a-time statement."""
+    return on_conflict_update(postgresql.insert(table), table, COLUMNS, ["id"])
 
 
 def test_copy_path_stores_what_the_row_statements_store(engine: sa.Engine) -> None:
@@ -88,9 +84,7 @@ def test_copy_path_stores_what_the_row_statements_store(engine: sa.Engine) -> No
     bulk_table, row_table = _tables(engine, name, name.replace("_a_", "_b_"))
     try:
         with engine.begin() as conn:
-            bulk = CopyUpsert(
-                bulk_table, COLUMNS, ["id"], version_condition, VERSION, engine.dialect
-            )
+            bulk = CopyUpsert(bulk_table, COLUMNS, ["id"], engine.dialect)
             assert bulk.write(conn, ROWS)
         statement = _row_statement(row_table)
         with engine.begin() as conn:
@@ -146,7 +140,7 @@ def test_without_the_temporary_privilege_rows_are_written_one_by_one(no_temp_url
     engine = sa.create_engine(no_temp_url)
     try:
         table = sa.Table("copy_nt", sa.MetaData(), autoload_with=engine)
-        bulk = CopyUpsert(table, COLUMNS, ["id"], version_condition, VERSION, engine.dialect)
+        bulk = CopyUpsert(table, COLUMNS, ["id"], engine.dialect)
         with engine.begin() as conn:
             assert not bulk.write(conn, ROWS)  # refused: nothing done, the caller goes on
             assert not bulk.usable
