@@ -48,7 +48,7 @@ from bus.serde.jsoncodec import dumps
 from bus.units import load_hierarchy
 from connectors import registry as connector_types
 from connectors.base import Batch, Connector, Invalid, WriteReport
-from connectors.contract import catalogue_lookup
+from connectors.contract import attach_catalogue
 from connectors.errors import ConnectorBusyError, TableStoppedError
 from connectors.registration import quiet_avro
 
@@ -163,9 +163,7 @@ def connector_for(settings: Settings, name: str) -> Connector:
         hierarchy=load_hierarchy(settings.hierarchy),
         batch_size=settings.batch_size,
     )
-    if stored.role == "source":  # a catalogued dataset's schema is the contract
-        connector.datasets = catalogue_lookup(settings)
-    return connector
+    return attach_catalogue(connector, settings)
 
 
 class _HeldLock:

@@ -11,21 +11,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bus.config import Settings
 from bus.errors import NotFoundError
 
+if TYPE_CHECKING:
+    from connectors.base import Connector
+
 
 @dataclass(frozen=True)
 class DatasetContract:
-    """What the catalogue says about a dataset: record schema, key fields, units, PII."""
+    """What the catalogue says about a dataset that a source needs: record schema, key fields,
+    the units that may publish it."""
 
     name: str
     record_schema: dict[str, Any]
     key_fields: list[str]
     units: list[str] = field(default_factory=list)
-    pii: list[str] = field(default_factory=list)
 
 
 DatasetLookup = Callable[[str], DatasetContract | None]
@@ -46,9 +49,15 @@ def catalogue_lookup(settings: Settings) -> DatasetLookup:
             else:
                 record = info.record_schema
                 keys = list(info.key_fields or record.get("primary_key") or [])
-                cache[name] = DatasetContract(
-                    info.name, record, keys, list(info.units), list(info.pii)
-                )
+                cache[name] = DatasetContract(info.name, record, keys, list(info.units))
         return cache[name]
 
     return lookup
+
+
+def attach_catalogue(connector: Connector, settings: Settings) -> Connector:
+    """A source connector that looks its datasets up in the catalogue: a catalogued dataset's
+    schema is the contract its tables conform to (sinks take the topic's schema as it is)."""
+    if connector.role == "source":
+        connector.datasets = catalogue_lookup(settings)
+    return connector

@@ -28,7 +28,7 @@ from bus.units import load_hierarchy
 from connectors import registry as connector_types
 from connectors.base import Connector, Stream
 from connectors.config import ConnectorConfig
-from connectors.contract import catalogue_lookup
+from connectors.contract import attach_catalogue
 from connectors.errors import ConnectorConfigError, ConnectorExistsError
 
 
@@ -142,8 +142,7 @@ def _register(
         if clashes:
             raise ConnectorConfigError(clashes, name=config.name)
     connector = connector_types.build(config, hierarchy=hierarchy, batch_size=settings.batch_size)
-    if config.role == "source":  # a catalogued dataset's schema is the contract to conform to
-        connector.datasets = catalogue_lookup(settings)
+    attach_catalogue(connector, settings)
     registry = Registry(settings)
     with connector:
         started = time.monotonic()

@@ -217,7 +217,6 @@ class TableContract:
     """How one source table feeds its catalogued dataset."""
 
     table: str
-    dataset: DatasetContract
     columns: list[Column]  # the published columns, in field order
     hidden: list[str]  # read but not published: the cursor and soft-delete columns
     fields: list[tuple[str, str | None, Converter]]  # (field, column or None: default, convert)
@@ -472,4 +471,4 @@ def conform(
         warnings.append(f"column {col_name!r} is not part of dataset {ds}: not published{role}")
     if problems:
         raise ContractError(problems)
-    return TableContract(cfg.table, contract, columns, hidden, plan, warnings)
+    return TableContract(cfg.table, columns, hidden, plan, warnings)
