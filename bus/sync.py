@@ -112,6 +112,15 @@ class SyncReport:
     def stopped(self) -> list[TableReport]:
         return [t for t in self.tables if t.status != "ok"]
 
+    def raise_if_stopped(self) -> None:
+        """``FatalError`` naming every stopped table and why (a run that went on around them
+        still counts as failed for whoever asked for it)."""
+        if self.stopped:
+            reasons = "; ".join(f"{t.table}: {t.error}" for t in self.stopped)
+            raise FatalError(
+                f"connector {self.connector}: {len(self.stopped)} table(s) stopped: {reasons}"
+            )
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "connector": self.connector,

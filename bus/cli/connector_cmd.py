@@ -11,7 +11,6 @@ import yaml
 
 from bus.cli._common import echo_json, echo_table, settings
 from bus.connectors_db import ConnectorStore
-from bus.errors import FatalError
 from bus.sync import Follow, SyncReport, TableReport, connector_for
 from bus.sync import run as run_sync
 from connectors import positions as connector_positions
@@ -336,9 +335,7 @@ def run(
         echo_json(report.as_dict())
     else:
         _print_summary(report)
-    if report.stopped:
-        reasons = "; ".join(f"{t.table}: {t.error}" for t in report.stopped)
-        raise FatalError(f"{len(report.stopped)} table(s) stopped: {reasons}")
+    report.raise_if_stopped()
 
 
 @connector_group.command("types")

@@ -309,20 +309,14 @@ def _pipeline(settings: Settings, use_airflow: bool, say: Say) -> str:
     from bus.routes import plan_routes, run_routes
 
     for code in ward_codes():
-        _check_sync(sync.run(settings, f"ward-{code}-dossiers"))
+        sync.run(settings, f"ward-{code}-dossiers").raise_if_stopped()
     for level in ("district", "city"):
         run_routes(settings, DATASET, level, plan_routes(settings, DATASET, level))
     for sink in (DISTRICT, CITY):
-        _check_sync(sync.run(settings, f"sink-{sink}-dossiers"))
+        sync.run(settings, f"sink-{sink}-dossiers").raise_if_stopped()
     Archiver(settings).run_once()
     say("pipeline run in-process (no Airflow)")
     return "in-process"
-
-
-def _check_sync(report: Any) -> None:
-    if report.stopped:
-        reasons = "; ".join(f"{t.table}: {t.error}" for t in report.stopped)
-        raise FatalError(f"connector {report.connector}: table(s) stopped: {reasons}")
 
 
 def _counts(settings: Settings, dbs: Databases, result: DemoResult) -> None:

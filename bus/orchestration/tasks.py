@@ -62,11 +62,7 @@ def sync(connector: str) -> dict[str, Any]:
         from bus import sync as sync_module
 
         report = sync_module.run(get_settings(), connector)
-        if report.stopped:
-            from bus.errors import FatalError
-
-            reasons = "; ".join(f"{t.table}: {t.error}" for t in report.stopped)
-            raise FatalError(f"connector {connector}: table(s) stopped: {reasons}")
+        report.raise_if_stopped()
         return report.as_dict()
 
     return _guard(work)
