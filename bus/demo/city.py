@@ -25,7 +25,7 @@ import yaml
 from bus import broker
 from bus.config import PROJECT_ROOT, Settings
 from bus.consume import end_offsets
-from bus.errors import ConfigurationError, FatalError, LgspError
+from bus.errors import ConfigurationError, FatalError
 from bus.units import load_hierarchy, topic_name
 
 EXAMPLES = PROJECT_ROOT / "examples" / "demo"
@@ -462,7 +462,9 @@ def run_city_demo(
         status = broker.start_embedded(settings)
         say(f"broker: embedded, {status.detail} at {status.bootstrap}")
     demo_dir.mkdir(parents=True, exist_ok=True)
-    os.environ["LGSP_DEMO_DIR"] = str(demo_dir)  # connector files refer to ${LGSP_DEMO_DIR}
+    # connector files refer to ${LGSP_DEMO_DIR}; the Airflow run inherits it; set for the run
+    previous = os.environ.get("LGSP_DEMO_DIR")
+    os.environ["LGSP_DEMO_DIR"] = str(demo_dir)
     try:
         _catalogue(settings, say)
         result.ward_rows = _ward_databases(settings, dbs, rows_per_ward, seed, say)
@@ -477,8 +479,11 @@ def run_city_demo(
         _archive(settings, result, say)
         _grant(settings, demo_dir, result, say)
         _report(settings, dbs, demo_dir, result, say)
-    except LgspError:
-        raise
+    finally:
+        if previous is None:
+            os.environ.pop("LGSP_DEMO_DIR", None)
+        else:
+            os.environ["LGSP_DEMO_DIR"] = previous
     return result
 
 

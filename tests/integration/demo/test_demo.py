@@ -14,16 +14,17 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def settings(home: Path) -> Iterator[Settings]:
+def settings(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """Each demo run gets its own embedded broker: the demo's topic and group names are fixed,
-    so runs must not see each other's records or committed offsets."""
+    so runs must not see each other's records or committed offsets. The broker's state lives
+    outside the demo's home, which ``fresh=True`` empties (its pid file with it)."""
     import os
 
     from bus import broker
     from bus.db.engine import dispose_engines
 
     external = os.environ.get("LGSP_KAFKA_BOOTSTRAP")
-    own = Settings(home=home / "broker")
+    own = Settings(home=tmp_path_factory.mktemp("demo-broker"))
     bootstrap = external or broker.start_embedded(own).bootstrap
     try:
         yield Settings(home=home, kafka_bootstrap=bootstrap)
@@ -59,10 +60,10 @@ def test_demo_small_then_again(settings: Settings) -> None:
     assert second.archive_ok
 
 
-def test_demo_copy_damaged_then_repaired(settings: Settings) -> None:
+def test_demo_copy_damaged_then_repaired(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Reconciliation finds damage in the city copy and repairs it through the bus."""
-    import os
-
     import sqlalchemy as sa
 
     from bus import sync
@@ -85,20 +86,19 @@ def test_demo_copy_damaged_then_repaired(settings: Settings) -> None:
             sa.text("UPDATE ho_so SET status = 'rejected' WHERE dossier_id = :d"), {"d": ids[1]}
         )
     city.dispose()
-    assert os.environ["LGSP_DEMO_DIR"]
-    kwargs: dict = {}  # the city copy is filtered by its _lgsp_unit column automatically
-    report = run_reconcile(settings, "ward-26734-dossiers", "ho_so", "sink-79-dossiers", **kwargs)
+    # the demo's connector files refer to ${LGSP_DEMO_DIR}, as an operator's shell would set it
+    monkeypatch.setenv("LGSP_DEMO_DIR", str(settings.home.resolve() / "demo"))
+    # the city copy is filtered by its _lgsp_unit column automatically
+    report = run_reconcile(settings, "ward-26734-dossiers", "ho_so", "sink-79-dossiers")
     assert not report.agree
     assert (len(report.missing), len(report.different)) == (1, 1)
-    run_reconcile(
-        settings, "ward-26734-dossiers", "ho_so", "sink-79-dossiers", repair=True, **kwargs
-    )
+    run_reconcile(settings, "ward-26734-dossiers", "ho_so", "sink-79-dossiers", repair=True)
     for level in ("district", "city"):
         from bus.routes import run_routes
 
         run_routes(settings, "tthc.dossier", level)
     sync.run(settings, "sink-79-dossiers")
-    again = run_reconcile(settings, "ward-26734-dossiers", "ho_so", "sink-79-dossiers", **kwargs)
+    again = run_reconcile(settings, "ward-26734-dossiers", "ho_so", "sink-79-dossiers")
     assert again.agree
 
 
