@@ -124,18 +124,23 @@ def test_a_followed_source_publishes_rows_added_after_it_caught_up(
     settings: Settings, pair: tuple[sa.Table, str]
 ) -> None:
     table, _ = pair
+    published: list[int] = []  # rows published so far, after each batch
     follow = Follow(idle_exit_s=3, poll_s=0.2)
-    thread, out = _in_thread(lambda: run(settings, "s", follow=follow))
+    thread, out = _in_thread(
+        lambda: run(settings, "s", follow=follow, progress=lambda tr: published.append(tr.rows))
+    )
     try:
-        time.sleep(1.0)
+        _wait_for(lambda: published[-1:] == [5], "the first pass to publish the 5 rows")
+        time.sleep(0.5)  # caught up: the source now waits between passes
         _insert(table, 5, 4)
+        _wait_for(lambda: published[-1:] == [9], "a later pass to publish the 4 rows added")
     finally:
         thread.join(timeout=60)
     assert not thread.is_alive()
     [report] = out
     [tr] = report.tables
     assert (report.status, tr.rows) == ("ok", 9)
-    assert tr.batches >= 5  # batches of 2: 3 for the first 5 rows, 2 for the 4 added
+    assert published == [2, 4, 5, 7, 9]  # batches of 2: a pass over 5 rows, one over 4
     assert run(settings, "s").rows == 0, "the positions moved with every pass"
 
 
