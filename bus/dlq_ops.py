@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -74,18 +75,24 @@ def replay_dead_letters(settings: Settings, topic: str) -> ReplayReport:
 
     seen: set[tuple[str, str, str]] = set()
 
+    @functools.cache
+    def current_schema() -> tuple[int, JsonToAvro]:
+        """The topic's current schema id and its JSON converter (looked up once per replay)."""
+        latest = registry.latest(subject_for(topic))
+        return latest.id, JsonToAvro(latest.schema)
+
     def value_for(message: Message, headers: dict[str, str]) -> bytes:
         """The framed record to re-drive: as parked, or (parked at publish time, as JSON)
         converted again with the topic's current schema."""
         if headers.get(H_STAGE) != "publish":
             codec.decode(message.raw, allowed_ids=allowed)
             return message.raw
-        latest = registry.latest(subject_for(topic))
         try:
             event = json.loads(message.raw)
         except (ValueError, TypeError):
             raise DataError("the parked event is not JSON") from None
-        return codec.encode(latest.id, JsonToAvro(latest.schema)(event))
+        schema_id, convert = current_schema()
+        return codec.encode(schema_id, convert(event))
 
     def redrive(batch: list[Message]) -> None:
         for message in batch:
