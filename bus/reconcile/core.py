@@ -40,6 +40,7 @@ from bus.reconcile.dialects import (
     dialect_for,
     display_url,
     error_code,
+    keys_in,
     make_engine,
 )
 from bus.reconcile.report import Masker, Report, RowDiff, SideInfo, masked_key
@@ -212,12 +213,7 @@ class _Side:
         out: dict[CanonKey, tuple[Any, ...]] = {}
         names = [c.name for c in self.cols]
         key_cols = [self.lite.c[k.name] for k in self.key]
-        for start in range(0, len(keys), chunk):
-            part = keys[start : start + chunk]
-            if len(key_cols) == 1:
-                cond = key_cols[0].in_([k[0] for k in part])
-            else:
-                cond = sa.tuple_(*key_cols).in_([tuple(k) for k in part])
+        for cond in keys_in(key_cols, keys, chunk):
             stmt = sa.select(*[self.lite.c[n] for n in names]).where(cond)
             if self.filter:
                 stmt = stmt.where(sa.text(self.filter).bindparams(**self.params))

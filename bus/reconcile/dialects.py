@@ -16,7 +16,7 @@ integer computed here, never a value from a table or a person.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -340,6 +340,18 @@ class SQLiteDialect(SqlDialect):
 
     def bucket(self, key_expr: str, lo: int, width: int) -> str:
         return f"CAST(({key_expr} - ({lo})) / {int(width)} AS INTEGER)"
+
+
+def keys_in(
+    cols: Sequence[Any], keys: Sequence[Sequence[Any]], chunk: int
+) -> Iterator[sa.ColumnElement[bool]]:
+    """``cols IN (...)`` over ``keys`` (tuples in ``cols`` order), ``chunk`` keys at a time."""
+    for start in range(0, len(keys), chunk):
+        part = keys[start : start + chunk]
+        if len(cols) == 1:
+            yield cols[0].in_([k[0] for k in part])
+        else:
+            yield sa.tuple_(*cols).in_([tuple(k) for k in part])
 
 
 def dialect_for(engine: Engine) -> SqlDialect:

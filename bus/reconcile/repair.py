@@ -17,7 +17,6 @@ gives the same ids.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 from typing import TYPE_CHECKING, Any
@@ -29,10 +28,9 @@ from bus.envelope import envelope_schema, make_event, to_jsonable
 from bus.errors import ConfigurationError
 from bus.publish import Publisher
 from bus.reconcile.canonical import canon
-from bus.reconcile.dialects import make_engine, read_error
+from bus.reconcile.dialects import keys_in, make_engine, read_error
 from bus.reconcile.report import Report
 from bus.registry import Registry, subject_for
-from bus.timeutil import to_epoch_ms
 
 if TYPE_CHECKING:
     from bus.reconcile.core import CanonKey
@@ -46,15 +44,6 @@ def _version(record: dict[str, Any] | None) -> str:
         return "absent"
     text = json.dumps(to_jsonable(record), sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def _stamp_of(value: Any) -> int | None:
-    """A cursor value's time in epoch ms, as the SQL connector stamps its events."""
-    if isinstance(value, dt.datetime):
-        return to_epoch_ms(value)
-    if isinstance(value, dt.date):
-        return to_epoch_ms(dt.datetime.combine(value, dt.time()))
-    return None
 
 
 def repair_ts(cursor_ms: int | None, stored_ms: int | None, now: int, *, wall: bool) -> int:
@@ -91,12 +80,7 @@ def stored_versions(
             if VERSION not in table.c or not keys:
                 return out
             cols = [table.c[k] for k in key_names]
-            for start in range(0, len(keys), CHUNK):
-                part = [native for native, _ in keys[start : start + CHUNK]]
-                if len(cols) == 1:
-                    cond = cols[0].in_([k[0] for k in part])
-                else:
-                    cond = sa.tuple_(*cols).in_([tuple(k) for k in part])
+            for cond in keys_in(cols, [native for native, _ in keys], CHUNK):
                 for row in conn.execute(sa.select(*cols, table.c[VERSION]).where(cond)):
                     ck = tuple(canon(v, k) for v, k in zip(row[:-1], kinds, strict=True))
                     out[ck] = None if row[-1] is None else int(row[-1])
@@ -113,6 +97,7 @@ def publish_repair(settings: Settings, report: Report, pair: ConnectorPair) -> d
     from connectors.base import event_id_for, key_json, now_ms
     from connectors.registration import quiet_avro
     from connectors.sql.connector import is_deleted, split_table
+    from connectors.sql.types import ts_ms
 
     upserts: list[tuple[str, tuple[Any, ...], CanonKey]] = report._repair_keys.get("upsert", [])
     deletes: list[tuple[tuple[Any, ...], CanonKey]] = report._repair_keys.get("delete", [])
@@ -158,7 +143,7 @@ def publish_repair(settings: Settings, report: Report, pair: ConnectorPair) -> d
         def cursor_ms(raw: Any) -> int | None:
             if raw is None:
                 return None
-            return _stamp_of(raw if cursor_convert is None else cursor_convert(raw))
+            return ts_ms(raw if cursor_convert is None else cursor_convert(raw))
 
         def value(column: str, raw: Any) -> Any:
             fn = convert[column]
@@ -174,15 +159,9 @@ def publish_repair(settings: Settings, report: Report, pair: ConnectorPair) -> d
         keys = [k for _, k, _ in upserts]
         cols = [table.c[k] for k in key_names]
         now = now_ms()
-        reader = make_engine(pair.source.url, pair.source.connect_args)  # hides parameters
         try:
-            with reader.connect() as conn:
-                for start in range(0, len(keys), CHUNK):
-                    part = keys[start : start + CHUNK]
-                    if len(cols) == 1:
-                        cond = cols[0].in_([k[0] for k in part])
-                    else:
-                        cond = sa.tuple_(*cols).in_([tuple(k) for k in part])
+            with connector.engine.connect() as conn:  # its errors hide parameters too
+                for cond in keys_in(cols, keys, CHUNK):
                     for row in conn.execute(sa.select(*selected).where(cond)).mappings():
                         record = {fields[c]: value(c, row[c]) for c in fields} | defaults
                         gone = bool(flag) and is_deleted(row[flag])
@@ -190,8 +169,6 @@ def publish_repair(settings: Settings, report: Report, pair: ConnectorPair) -> d
                         current[text] = (record, gone, cursor_ms(row[cursor]) if cursor else None)
         except sa.exc.SQLAlchemyError as exc:
             raise read_error(exc, f"repair: rows of source table {stream.name}") from exc
-        finally:
-            reader.dispose()
         source = connector.source_block(stream)
         prefix = f"{connector.name}\x1f{stream.name}\x1freconcile"
         events: list[dict[str, Any]] = []

@@ -24,9 +24,9 @@ from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.types import TypeEngine
 
 from bus.envelope import to_jsonable
+from bus.timeutil import to_epoch_ms
 
 Converter = Callable[[Any], Any]
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 SQL_NAME = "sqlName"
 SQL_LENGTH = "sqlLength"
 
@@ -214,11 +214,9 @@ def nullable_converter(convert: Converter | None) -> Converter | None:
 def ts_ms(value: Any) -> int | None:
     """Milliseconds since the epoch of a date or datetime (naive read as UTC), else None."""
     if isinstance(value, dt.datetime):
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
-        return int((aware - _EPOCH) / dt.timedelta(milliseconds=1))
+        return to_epoch_ms(value)
     if isinstance(value, dt.date):
-        midnight = dt.datetime.combine(value, dt.time(), tzinfo=dt.UTC)
-        return int((midnight - _EPOCH) / dt.timedelta(milliseconds=1))
+        return to_epoch_ms(dt.datetime.combine(value, dt.time()))
     return None
 
 

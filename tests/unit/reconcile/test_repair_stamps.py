@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from bus.reconcile.repair import _stamp_of, repair_ts
+from bus.reconcile.repair import repair_ts
+from connectors.sql.types import ts_ms
 
 NOW = 1_800_000_000_000
 
@@ -23,8 +24,12 @@ def test_deletes_of_extra_keys_are_one_after_the_stored_version() -> None:
     assert repair_ts(None, None, NOW, wall=False) == NOW  # no version stored: any applies
 
 
-def test_cursor_values_become_epoch_ms_like_the_connector() -> None:
-    assert _stamp_of(dt.datetime(1970, 1, 1, 0, 0, 1, 500)) == 1_000  # naive means UTC
-    assert _stamp_of(dt.datetime(1970, 1, 1, 7, tzinfo=dt.timezone(dt.timedelta(hours=7)))) == 0
-    assert _stamp_of(dt.date(1970, 1, 2)) == 86_400_000
-    assert _stamp_of(42) is None  # an integer cursor: no time, the read's time is used
+def test_cursor_values_become_epoch_ms_as_the_connector_stamps_them() -> None:
+    # repair stamps cursor values with the connector's own ts_ms
+    assert ts_ms(dt.datetime(1970, 1, 1, 0, 0, 1, 500)) == 1_000  # naive means UTC
+    assert ts_ms(dt.datetime(1970, 1, 1, 7, tzinfo=dt.timezone(dt.timedelta(hours=7)))) == 0
+    assert ts_ms(dt.date(1970, 1, 2)) == 86_400_000
+    assert ts_ms(42) is None
+    assert (
+        ts_ms(dt.datetime(1969, 12, 31, 23, 59, 59, 999_500)) == -1
+    )  # floored, before 1970  # an integer cursor: no time, the read's time is used
