@@ -322,46 +322,60 @@ def _run_source(
     tables: list[str],
     report: SyncReport,
     progress: Progress | None,
-    before_commit: Callable[[], None] = lambda: None,
+    before_commit: Callable[[], None],
 ) -> None:
-    hierarchy = load_hierarchy(settings.hierarchy)
-    topics = connector.config.topics(hierarchy)
-    registry = Registry(settings)
+    with Publisher(settings, Registry(settings)) as publisher:
+        _source_pass(settings, store, connector, tables, report, progress, before_commit, publisher)
+
+
+def _source_pass(
+    settings: Settings,
+    store: ConnectorStore,
+    connector: Connector,
+    tables: list[str],
+    report: SyncReport,
+    progress: Progress | None,
+    before_commit: Callable[[], None],
+    publisher: Publisher,
+) -> None:
+    """Each table read from its committed position, published and acknowledged batch by
+    batch, the position moving after each."""
+    topics = connector.config.topics(load_hierarchy(settings.hierarchy))
+    registry = publisher.registry
     positions = store.positions(connector.name)
-    with Publisher(settings, registry) as publisher:
-        for table in tables:
-            cfg = connector.table_config(table)
-            tr = report.table(table, topics[table])
+    for table in tables:
+        cfg = connector.table_config(table)
+        tr = report.table(table, topics[table])
+        try:
+            stream = connector.discover_stream(table)
+            tr.warnings = list(stream.warnings)
+            envelope = envelope_schema(stream.record_schema, settings.schemas_dir)
             try:
-                stream = connector.discover_stream(table)
-                tr.warnings = list(stream.warnings)
-                envelope = envelope_schema(stream.record_schema, settings.schemas_dir)
-                try:
-                    tr.schema_version = registry.register(subject_for(tr.topic), envelope).version
-                except ConfigurationError as exc:
-                    raise TableStoppedError(table, str(exc)) from exc
-                held = positions.get(table)
-                position = held.position if held is not None else None
-                for batch in connector.read_stream(stream, position):
-                    if batch.events:
-                        sent = publisher.publish(
-                            tr.topic, batch.events, on_invalid="dlq", dataset=cfg.dataset
-                        )
-                        tr.dlq += sent.dlq
-                        tr.rows += len(batch.events)
-                        tr.deleted += sum(1 for e in batch.events if e["op"] == "d")
-                    if batch.invalid:
-                        tr.dlq += _park_invalid(publisher, tr.topic, cfg.dataset, batch.invalid)
-                        tr.rows += len(batch.invalid)
-                    # the broker acknowledged the batch: now the position may move (if this
-                    # run still holds the connector's lock)
-                    before_commit()
-                    store.save_position(connector.name, table, batch.state, rows=len(batch.events))
-                    tr.batches += 1
-                    if progress is not None:
-                        progress(tr)
-            except TABLE_ERRORS as exc:
-                _stop(store, connector.name, tr, exc)
+                tr.schema_version = registry.register(subject_for(tr.topic), envelope).version
+            except ConfigurationError as exc:
+                raise TableStoppedError(table, str(exc)) from exc
+            held = positions.get(table)
+            position = held.position if held is not None else None
+            for batch in connector.read_stream(stream, position):
+                if batch.events:
+                    sent = publisher.publish(
+                        tr.topic, batch.events, on_invalid="dlq", dataset=cfg.dataset
+                    )
+                    tr.dlq += sent.dlq
+                    tr.rows += len(batch.events)
+                    tr.deleted += sum(1 for e in batch.events if e["op"] == "d")
+                if batch.invalid:
+                    tr.dlq += _park_invalid(publisher, tr.topic, cfg.dataset, batch.invalid)
+                    tr.rows += len(batch.invalid)
+                # the broker acknowledged the batch: now the position may move (if this
+                # run still holds the connector's lock)
+                before_commit()
+                store.save_position(connector.name, table, batch.state, rows=len(batch.events))
+                tr.batches += 1
+                if progress is not None:
+                    progress(tr)
+        except TABLE_ERRORS as exc:
+            _stop(store, connector.name, tr, exc)
 
 
 def _follow_source(
@@ -382,24 +396,29 @@ def _follow_source(
         t for t in tables if getattr(connector.table_config(t), "effective_mode", "") == "snapshot"
     }
     read: set[str] = set()
-    while True:
-        status = {tr.table: tr.status for tr in report.tables}
-        wanted = [
-            t for t in tables if status.get(t, "ok") == "ok" and not (t in snapshots and t in read)
-        ]
-        if not wanted:
-            break
-        before = report.rows
-        _run_source(settings, store, connector, wanted, report, progress, lock.refresh)
-        read.update(wanted)
-        found = report.rows > before
-        if found:
-            follow.saw_rows()
-        deadline = time.monotonic() + (0 if found else follow.poll_s)
-        while not follow.done() and time.monotonic() < deadline:
-            time.sleep(min(0.2, follow.poll_s))
-        if follow.done():
-            break
+    with Publisher(settings, Registry(settings)) as publisher:  # one producer for all passes
+        while True:
+            status = {tr.table: tr.status for tr in report.tables}
+            wanted = [
+                t
+                for t in tables
+                if status.get(t, "ok") == "ok" and not (t in snapshots and t in read)
+            ]
+            if not wanted:
+                break
+            before = report.rows
+            _source_pass(
+                settings, store, connector, wanted, report, progress, lock.refresh, publisher
+            )
+            read.update(wanted)
+            found = report.rows > before
+            if found:
+                follow.saw_rows()
+            deadline = time.monotonic() + (0 if found else follow.poll_s)
+            while not follow.done() and time.monotonic() < deadline:
+                time.sleep(min(0.2, follow.poll_s))
+            if follow.done():
+                break
 
 
 @dataclass
