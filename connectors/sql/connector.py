@@ -341,14 +341,8 @@ class SqlConnector(Connector):
         if contract is not None:
             return self._contract_stream(cfg, table, contract)
         warnings: list[str] = []
-        if cfg.columns:
-            selected = [self._column(table, c, "columns") for c in cfg.columns]
-        else:
-            selected = list(table.columns)
-        if cfg.key:
-            key = [self._column(table, k, "key").name for k in cfg.key]
-        else:
-            key = [c.name for c in table.primary_key.columns]
+        selected = self._selected(cfg, table)
+        key = self._source_key(cfg, table)
         missing_key = [k for k in key if k not in {c.name for c in selected}]
         if missing_key:
             raise ColumnNotFoundError(f"columns: must include the key column {missing_key[0]!r}")
@@ -382,6 +376,12 @@ class SqlConnector(Connector):
         schema = self._record_schema(cfg, columns, mappings, key, names)
         return Stream(cfg.table, cfg.dataset, columns, key, schema, cfg, warnings)
 
+    def _selected(self, cfg: SqlTable, table: sa.Table) -> list[sa.Column[Any]]:
+        """The columns ``columns:`` names (each checked), or all of the table's."""
+        if cfg.columns:
+            return [self._column(table, c, "columns") for c in cfg.columns]
+        return list(table.columns)
+
     def _source_key(self, cfg: SqlTable, table: sa.Table) -> list[str]:
         if cfg.key:
             return [self._column(table, k, "key").name for k in cfg.key]
@@ -406,10 +406,7 @@ class SqlConnector(Connector):
 
     def _contract_stream(self, cfg: SqlTable, table: sa.Table, dataset: DatasetContract) -> Stream:
         """A stream publishing the catalogued dataset's record schema (checked, planned)."""
-        if cfg.columns:
-            candidates = [self._column(table, c, "columns") for c in cfg.columns]
-        else:
-            candidates = list(table.columns)
+        candidates = self._selected(cfg, table)
         key = self._source_key(cfg, table)
         warnings: list[str] = []
         self._check_cursor(cfg, table, warnings)

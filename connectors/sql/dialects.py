@@ -229,9 +229,6 @@ class SQLiteConnector(SqlConnector):
             return sa.type_coerce(column, sa.types.NullType())
         return column
 
-    def error_kind(self, exc: BaseException) -> str | None:
-        return "unreachable" if self.is_transient(exc) else None
-
     def is_row_error(self, exc: BaseException) -> bool:
         # constraint failures and datatype mismatches (IntegrityError), too big (DataError)
         name = getattr(_orig(exc), "sqlite_errorname", None)
