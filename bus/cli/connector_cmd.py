@@ -204,7 +204,7 @@ def unlock(name: str, yes: bool) -> None:
             f"{held.acquired_at:%Y-%m-%d %H:%M:%S} UTC?",
             abort=True,
         )
-    store.break_lock(name)
+    store.release_lock(name, held.owner)  # the holder shown, not one that came since
     click.echo(f"connector {name}: run lock of {held.owner} released")
 
 

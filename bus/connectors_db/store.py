@@ -269,10 +269,5 @@ class ConnectorStore:
         self.get(name)
         held = self.lock(name)
         if held is not None:
-            with session_scope(self.settings) as s:
-                s.execute(
-                    delete(ConnectorLock).where(
-                        ConnectorLock.connector == name, ConnectorLock.owner == held.owner
-                    )
-                )
+            self.release_lock(name, held.owner)
         return held
