@@ -33,6 +33,16 @@ class PublishReport:
     per_topic: dict[str, int] = field(default_factory=dict)
 
 
+def event_key(event: dict[str, Any]) -> bytes:
+    """The record key of an event: its canonical key text."""
+    key = event.get("key")
+    if type(key) is str:
+        return key.encode()
+    if isinstance(key, dict):
+        key = canonical_key(key)
+    return str(key).encode() if key is not None else b""
+
+
 def validate_topic(settings: Settings, topic: str) -> None:
     """Bus topics (``lgsp.<unit path>.<domain>.<name>``) must name a real unit chain."""
     if topic.startswith("lgsp."):
@@ -78,13 +88,7 @@ class Publisher:
     def encode(self, topic: str, event: dict[str, Any]) -> tuple[bytes, bytes]:
         """(key bytes, framed value) of an event; ``DataError`` if it does not match."""
         schema = self._schemas.get(topic) or self.schema_for(topic)
-        value = self.codec.encode(schema.id, event)
-        key = event.get("key")
-        if type(key) is str:
-            return key.encode(), value
-        if isinstance(key, dict):
-            key = canonical_key(key)
-        return (str(key).encode() if key is not None else b""), value
+        return event_key(event), self.codec.encode(schema.id, event)
 
     def _send_all(self, topic: str, encoded: list[tuple[bytes, bytes]]) -> None:
         """Send encoded records (acknowledged on ``flush``), with the lookups done once."""
@@ -130,21 +134,25 @@ class Publisher:
                 refused.append((event, exc))
         self._send_all(topic, encoded)
         for event, exc in refused:
-            key = event.get("key")
-            self._pending.append(
-                send_dead_letter(
-                    self._producer,
-                    topic=topic,
-                    key=(canonical_key(key) if isinstance(key, dict) else str(key or "")).encode(),
-                    value=dumps(event).encode(),
-                    exc=exc,
-                    stage="publish",
-                )
-            )
+            self.park_event(topic, event, exc, "publish")
         report.sent, report.dlq = len(encoded), len(refused)
         self.flush()
         report.per_topic[topic] = report.sent
         return report
+
+    def park_event(self, topic: str, event: dict[str, Any], exc: BaseException, stage: str) -> None:
+        """Send an event that cannot be published, as JSON, to ``<topic>.dlq``; acked on
+        flush. A DLQ replay converts it again once the schema fits."""
+        self._pending.append(
+            send_dead_letter(
+                self._producer,
+                topic=topic,
+                key=event_key(event),
+                value=dumps(event).encode(),
+                exc=exc,
+                stage=stage,
+            )
+        )
 
     def park(self, message: Any, exc: BaseException, stage: str) -> None:
         """Send a consumed record (``bus.consume.Message``) to its topic's DLQ; acked on flush."""

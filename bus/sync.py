@@ -44,7 +44,6 @@ from bus.envelope import envelope_schema, record_schema_of
 from bus.errors import ConfigurationError, FatalError, LgspError, NotFoundError
 from bus.publish import Publisher
 from bus.registry import Registry, subject_for
-from bus.serde.jsoncodec import dumps
 from bus.units import load_hierarchy
 from connectors import registry as connector_types
 from connectors.base import Batch, Connector, Invalid, WriteReport
@@ -421,25 +420,12 @@ def _follow_source(
                 break
 
 
-@dataclass
-class _SourceRow:
-    """A source row that does not fit its dataset, shaped as ``Publisher.park`` takes it."""
-
-    topic: str
-    key: str | None
-    raw: bytes
-    partition: int | None = None
-    offset: int | None = None
-
-
 def _park_invalid(publisher: Publisher, topic: str, dataset: str, invalid: list[Invalid]) -> int:
     """Park the rows a source could not convert in ``<topic>.dlq`` (acknowledged on return)."""
     publisher.ensure_topic(topic, dataset)
     for item in invalid:
-        key = item.event.get("key")
-        row = _SourceRow(topic, str(key) if key is not None else None, dumps(item.event).encode())
         log.warning("%s: a row does not fit the dataset: %s", topic, safe_message(item.error))
-        publisher.park(row, item.error, "source")
+        publisher.park_event(topic, item.event, item.error, "source")
     publisher.flush()
     return len(invalid)
 
