@@ -11,6 +11,7 @@ verification → a PII-free grant to a second agency → the on-time report from
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import re
 import shutil
@@ -148,8 +149,14 @@ def database_names() -> list[str]:
 
 
 def ward_codes() -> list[str]:
+    """The demo's wards: the publishing units of its dataset file (read once)."""
+    return list(_ward_codes())
+
+
+@functools.cache
+def _ward_codes() -> tuple[str, ...]:
     doc = yaml.safe_load((EXAMPLES / "datasets" / "tthc.dossier.yaml").read_text("utf-8"))
-    return [str(u) for u in doc["units"]]
+    return tuple(str(u) for u in doc["units"])
 
 
 def online_procedures(code: str) -> int:

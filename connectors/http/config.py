@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +18,16 @@ from connectors.secrets import (
     mask_url,
     param_problem,
 )
+
+
+def _refuse_secrets(
+    value: dict[str, str], problem: Callable[[str, str], str | None]
+) -> dict[str, str]:
+    """``value`` as it is, or every literal secret among its entries refused at once."""
+    problems = [p for p in (problem(n, t) for n, t in value.items()) if p]
+    if problems:
+        raise ValueError("; ".join(problems))
+    return value
 
 
 class HttpConnection(Strict):
@@ -50,10 +61,7 @@ class HttpConnection(Strict):
     @field_validator("headers")
     @classmethod
     def _headers(cls, value: dict[str, str]) -> dict[str, str]:
-        problems = [p for p in (header_problem(n, t) for n, t in value.items()) if p]
-        if problems:
-            raise ValueError("; ".join(problems))
-        return value
+        return _refuse_secrets(value, header_problem)
 
 
 class HttpTable(TableConfig):
@@ -81,10 +89,7 @@ class HttpTable(TableConfig):
     @field_validator("params")
     @classmethod
     def _params(cls, value: dict[str, str]) -> dict[str, str]:
-        problems = [p for p in (param_problem(n, t) for n, t in value.items()) if p]
-        if problems:
-            raise ValueError("; ".join(problems))
-        return value
+        return _refuse_secrets(value, param_problem)
 
     @property
     def effective_mode(self) -> str:
