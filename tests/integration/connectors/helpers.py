@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -39,3 +40,21 @@ def drop_tables(url: str, names: Iterable[str]) -> None:
                 conn.execute(sa.text(f"DROP TABLE IF EXISTS {quote(name)}"))
     finally:
         engine.dispose()
+
+
+def sqlite_codes(path: Path, tables: dict[str, list[str]]) -> str:
+    """A SQLite file whose tables are ``(id INTEGER PRIMARY KEY, code TEXT NOT NULL)``, with
+    ``codes`` in order under ids from 1; its URL."""
+    url = f"sqlite:///{path}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for name, codes in tables.items():
+            conn.execute(
+                sa.text(f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, code TEXT NOT NULL)")
+            )
+            conn.execute(
+                sa.text(f"INSERT INTO {name} (id, code) VALUES (:id, :code)"),  # noqa: S608
+                [{"id": i, "code": c} for i, c in enumerate(codes, start=1)],
+            )
+    engine.dispose()
+    return url

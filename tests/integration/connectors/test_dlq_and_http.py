@@ -16,23 +16,10 @@ from bus.dlq_ops import list_dead_letters
 from bus.sync import run
 from conftest import MYSQL_URL, PG_URL
 from connectors.registration import register
-from tests.integration.connectors.helpers import config, drop_tables
+from tests.integration.connectors.helpers import config, drop_tables, sqlite_codes
 from tests.unit.connectors.http_server import JsonHandler, serve
 
 pytestmark = pytest.mark.integration
-
-
-def _sqlite_source(path: Path, rows: list[tuple[int, str]]) -> str:
-    url = f"sqlite:///{path}"
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("CREATE TABLE ma (id INTEGER PRIMARY KEY, code TEXT NOT NULL)"))
-        conn.execute(
-            sa.text("INSERT INTO ma (id, code) VALUES (:id, :code)"),
-            [{"id": i, "code": c} for i, c in rows],
-        )
-    engine.dispose()
-    return url
 
 
 @pytest.mark.parametrize(
@@ -43,7 +30,7 @@ def test_rows_the_sink_refuses_go_to_the_dlq(
 ) -> None:
     """On PostgreSQL the batch goes through the COPY path; the refused row is found all the
     same."""
-    url = _sqlite_source(tmp_path / "src.db", [(1, "A1"), (2, "much-too-long"), (3, "C3")])
+    url = sqlite_codes(tmp_path / "src.db", {"ma": ["A1", "much-too-long", "C3"]})
     target = f"dlq_dst_{unique}"
     engine = sa.create_engine(sink_url)
     with engine.begin() as conn:  # an existing target whose column is too short for one row
@@ -117,7 +104,7 @@ def test_sql_source_to_http_sink(
 ) -> None:
     state, base = receiver
     state.reject = {2}
-    url = _sqlite_source(tmp_path / "src.db", [(1, "A"), (2, "B"), (3, "C")])
+    url = sqlite_codes(tmp_path / "src.db", {"ma": ["A", "B", "C"]})
     dataset = f"kho.h{unique}"
     register(settings, config("sqlite", "source", url, [{"table": "ma", "dataset": dataset}]))
     sink = config(

@@ -18,7 +18,7 @@ from bus.config import Settings
 from bus.sync import Follow, SyncReport, run
 from conftest import PG_URL
 from connectors.registration import register
-from tests.integration.connectors.helpers import config, drop_tables
+from tests.integration.connectors.helpers import config, drop_tables, sqlite_codes
 
 pytestmark = pytest.mark.integration
 
@@ -169,24 +169,10 @@ def test_follow_from_the_command_line(cli_env: dict[str, str], unique: str) -> N
         drop_tables(PG_URL, [src])
 
 
-def _sqlite_tables(path: Path, tables: dict[str, list[str]]) -> str:
-    url = f"sqlite:///{path}"
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        for name, codes in tables.items():
-            conn.execute(sa.text(f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, code TEXT)"))
-            conn.execute(
-                sa.text(f"INSERT INTO {name} (id, code) VALUES (:id, :code)"),  # noqa: S608
-                [{"id": i, "code": c} for i, c in enumerate(codes, start=1)],
-            )
-    engine.dispose()
-    return url
-
-
 def test_a_followed_table_that_stops_keeps_its_offsets_while_the_others_go_on(
     settings: Settings, tmp_path: Path, unique: str
 ) -> None:
-    url = _sqlite_tables(tmp_path / "src.db", {"ma": ["A1", "B2", "C3"], "mb": ["XXX", "YYY"]})
+    url = sqlite_codes(tmp_path / "src.db", {"ma": ["A1", "B2", "C3"], "mb": ["XXX", "YYY"]})
     good, narrow = f"fw_good_{unique}", f"fw_narrow_{unique}"
     engine = sa.create_engine(PG_URL)
     with engine.begin() as conn:  # every code of "mb" is too long for this target
@@ -217,7 +203,7 @@ def test_a_followed_table_that_stops_keeps_its_offsets_while_the_others_go_on(
 def test_a_snapshot_table_is_read_once_by_a_followed_source(
     settings: Settings, tmp_path: Path
 ) -> None:
-    url = _sqlite_tables(tmp_path / "src.db", {"ma": ["A1", "B2", "C3"]})
+    url = sqlite_codes(tmp_path / "src.db", {"ma": ["A1", "B2", "C3"]})
     register(settings, config("sqlite", "source", url, [{"table": "ma", "dataset": "kho.snap"}]))
     report = run(settings, "test-connector", follow=Follow(idle_exit_s=1.5, poll_s=0.2))
     assert (report.status, report.rows) == ("ok", 3)

@@ -21,22 +21,9 @@ from connectors.base import Batch
 from connectors.errors import TableStoppedError
 from connectors.registration import register
 from connectors.registry import build
-from tests.integration.connectors.helpers import config, drop_tables
+from tests.integration.connectors.helpers import config, drop_tables, sqlite_codes
 
 pytestmark = pytest.mark.integration
-
-
-def _sqlite_source(path: Path, codes: list[str]) -> str:
-    url = f"sqlite:///{path}"
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("CREATE TABLE ma (id INTEGER PRIMARY KEY, code TEXT NOT NULL)"))
-        conn.execute(
-            sa.text("INSERT INTO ma (id, code) VALUES (:id, :code)"),
-            [{"id": i, "code": c} for i, c in enumerate(codes, start=1)],
-        )
-    engine.dispose()
-    return url
 
 
 def _target(url: str, name: str, width: int = 20) -> None:
@@ -88,7 +75,7 @@ def test_permission_denied_stops_the_table_parks_nothing_and_keeps_the_offsets(
     engine = sa.create_engine(PG_URL)
     with engine.begin() as conn:
         conn.execute(sa.text(f'GRANT SELECT ON "{target}" TO "{pg_role}"'))
-    url = _sqlite_source(tmp_path / "src.db", ["A1", "B2", "C3"])
+    url = sqlite_codes(tmp_path / "src.db", {"ma": ["A1", "B2", "C3"]})
     dataset = f"kho.p{unique}"
     sink_url = sa.engine.make_url(PG_URL).set(username=pg_role).render_as_string(False)
     try:
@@ -121,7 +108,7 @@ def test_a_batch_whose_every_row_is_refused_stops_instead_of_parking_the_topic(
 ) -> None:
     target = f"narrow_dst_{unique}"
     _target(sink_url, target, width=2)  # every code is longer than the column
-    url = _sqlite_source(tmp_path / "src.db", ["AAA", "BBB", "CCC", "DDD"])
+    url = sqlite_codes(tmp_path / "src.db", {"ma": ["AAA", "BBB", "CCC", "DDD"]})
     dataset = f"kho.n{unique}"
     try:
         register(settings, config("sqlite", "source", url, [{"table": "ma", "dataset": dataset}]))
