@@ -12,6 +12,7 @@ from sqlalchemy import select
 from bus.config import Settings
 from bus.db import session_scope
 from bus.db.models import Run
+from bus.timeutil import as_utc
 
 log = logging.getLogger("lgsp.runs")
 
@@ -82,9 +83,7 @@ def record_run(
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
+    return None if value is None else as_utc(value)
 
 
 def list_runs(

@@ -22,8 +22,8 @@ from typing import Any
 
 from bus.envelope import to_jsonable
 from bus.errors import DataError
+from bus.timeutil import from_epoch_ms
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _PRIMITIVE_TYPES = frozenset(
     ("null", "boolean", "int", "long", "float", "double", "bytes", "string")
 )
@@ -437,7 +437,7 @@ class JsonToAvro:
                 return parsed
             if isinstance(value, int) and not isinstance(value, bool):
                 try:
-                    return _EPOCH + dt.timedelta(milliseconds=value)
+                    return from_epoch_ms(value)
                 except OverflowError:
                     raise DataError(bad) from None
             if value is None:
