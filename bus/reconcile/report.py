@@ -76,9 +76,14 @@ class Masker:
         self.pii = {normalise_name(p) for p in pii}
         self._token = token
         self.guess = guess
+        self._known: dict[str, bool] = {}  # per column name: asked for every value listed
 
     def is_pii(self, column: str) -> bool:
-        return normalise_name(column) in self.pii or (self.guess and looks_personal(column))
+        known = self._known.get(column)
+        if known is None:
+            known = normalise_name(column) in self.pii or (self.guess and looks_personal(column))
+            self._known[column] = known
+        return known
 
     def value(self, column: str, text: str | None) -> str | None:
         if text is None:
