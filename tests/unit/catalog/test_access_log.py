@@ -10,6 +10,7 @@ from bus.catalog import query_access, record_access
 from bus.catalog.access_log import parse_since
 from bus.config import Settings
 from bus.errors import ConfigurationError
+from bus.timeutil import VN
 
 
 def entry(settings: Settings, **change: object) -> int:
@@ -37,7 +38,9 @@ def test_record_and_filter(offline_settings: Settings) -> None:
     assert len(query_access(offline_settings, dataset="dancu.resident")) == 2
     assert len(query_access(offline_settings, action="deliver")) == 1
     assert len(query_access(offline_settings, since="2000-01-01")) == 3
-    tomorrow = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).date()
+    # a date means its midnight in Viet Nam: tomorrow there (UTC's tomorrow starts 7 h later,
+    # so from 17:00 UTC it would still include today's entries)
+    tomorrow = (dt.datetime.now(VN) + dt.timedelta(days=1)).date()
     assert query_access(offline_settings, since=tomorrow.isoformat()) == []
 
 
