@@ -46,7 +46,7 @@ from bus.archive.models import ArchiveChain, ArchiveEntry
 from bus.archive.signing import SigningKey, load_signing_key
 from bus.config import Settings
 from bus.consume import Consumer, Message
-from bus.db import open_engine, session_scope
+from bus.db import open_engine, retry_conflicts, session_scope
 from bus.db.models import Run
 from bus.errors import (
     BrokerUnavailableError,
@@ -334,15 +334,15 @@ class Archiver:
         if not groups:
             return 0, 0
         engine = open_engine(self.settings)
-        failed = ""
-        for attempt in range(APPEND_ATTEMPTS):
-            try:
-                with engine.begin() as conn:
-                    return self._append_groups(conn, groups)
-            except (IntegrityError, OperationalError) as exc:  # a concurrent archiver went first
-                failed = type(exc).__name__
-            if attempt < APPEND_ATTEMPTS - 1:
-                time.sleep(0.05 * (attempt + 1))
+
+        def append() -> tuple[int, int]:
+            with engine.begin() as conn:
+                return self._append_groups(conn, groups)
+
+        try:
+            return retry_conflicts(append, APPEND_ATTEMPTS)  # a concurrent archiver went first
+        except (IntegrityError, OperationalError) as exc:
+            failed = type(exc).__name__
         # Raised outside the handler, without the cause: the database error's text holds the
         # statement's parameters (payloads, event keys such as citizen IDs).
         chains = ", ".join(f"{t}[{p}]" for t, p in sorted(groups))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import time
 from dataclasses import asdict, dataclass, field
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
@@ -25,7 +24,7 @@ from bus.catalog._common import agency_name_problem, fold, utcnow
 from bus.catalog.agencies import ensure_agency
 from bus.catalog.models import Dataset
 from bus.config import Settings
-from bus.db import session_scope
+from bus.db import retry_conflicts, session_scope
 from bus.envelope import envelope_schema, load_record_schema
 from bus.errors import (
     ConfigurationError,
@@ -497,45 +496,44 @@ def _write_row(settings: Settings, spec: DatasetSpec, findings: list[dict[str, A
     of the same dataset is met by trying again: then it is an update, or refused when the
     other publish was by another agency."""
     values: dict[str, Any] = {c: getattr(spec, c) for c in FILE_COLUMNS} | {"findings": findings}
-    last: Exception | None = None
-    for attempt in range(ROW_ATTEMPTS):
-        try:
-            with session_scope(settings) as s:
-                agency_added = ensure_agency(s, spec.publisher, spec.publisher_display)
-                row = s.get(Dataset, spec.name)
-                if row is not None and row.publisher != spec.publisher:
-                    raise owner_refusal(spec.name, row.publisher, spec.publisher)
-                now = utcnow()
-                if row is None:
-                    s.add(
-                        Dataset(
-                            name=spec.name,
-                            publisher=spec.publisher,
-                            version=1,
-                            created_at=now,
-                            updated_at=now,
-                            **values,
-                        )
+
+    def write() -> _RowWrite:
+        with session_scope(settings) as s:
+            agency_added = ensure_agency(s, spec.publisher, spec.publisher_display)
+            row = s.get(Dataset, spec.name)
+            if row is not None and row.publisher != spec.publisher:
+                raise owner_refusal(spec.name, row.publisher, spec.publisher)
+            now = utcnow()
+            if row is None:
+                s.add(
+                    Dataset(
+                        name=spec.name,
+                        publisher=spec.publisher,
+                        version=1,
+                        created_at=now,
+                        updated_at=now,
+                        **values,
                     )
-                    return _RowWrite("created", 1, agency_added)
-                previous = {c: getattr(row, c) for c in values}
-                if previous | {"findings": list(row.findings or [])} == values:
-                    return _RowWrite("unchanged", row.version, agency_added)
-                previous |= {"version": row.version, "updated_at": row.updated_at}
-                for column, value in values.items():
-                    setattr(row, column, value)
-                row.version = row.version + 1
-                row.updated_at = now
-                return _RowWrite("updated", row.version, agency_added, previous)
-        except (IntegrityError, OperationalError) as exc:  # another publish got there first
-            last = exc
-        if attempt < ROW_ATTEMPTS - 1:
-            time.sleep(0.05 * (attempt + 1))
-    raise DatabaseUnavailableError(
-        f"dataset {spec.name}: the catalogue did not take its row after {ROW_ATTEMPTS} tries "
-        f"({type(last).__name__}; another publish of it at the same time?); nothing was "
-        "published, try again"
-    ) from last
+                )
+                return _RowWrite("created", 1, agency_added)
+            previous = {c: getattr(row, c) for c in values}
+            if previous | {"findings": list(row.findings or [])} == values:
+                return _RowWrite("unchanged", row.version, agency_added)
+            previous |= {"version": row.version, "updated_at": row.updated_at}
+            for column, value in values.items():
+                setattr(row, column, value)
+            row.version = row.version + 1
+            row.updated_at = now
+            return _RowWrite("updated", row.version, agency_added, previous)
+
+    try:  # another publish of the dataset may get there first
+        return retry_conflicts(write, ROW_ATTEMPTS)
+    except (IntegrityError, OperationalError) as exc:
+        raise DatabaseUnavailableError(
+            f"dataset {spec.name}: the catalogue did not take its row after {ROW_ATTEMPTS} tries "
+            f"({type(exc).__name__}; another publish of it at the same time?); nothing was "
+            "published, try again"
+        ) from exc
 
 
 def _undo_row(settings: Settings, name: str, written: _RowWrite) -> str:

@@ -6,6 +6,6 @@ time a process opens a URL. Feature modules define their tables on ``Base`` in t
 ``models`` module and ship their own migration, branching from ``0001_core``.
 """
 
-from bus.db.engine import Base, open_engine, session_scope
+from bus.db.engine import Base, open_engine, retry_conflicts, session_scope
 
-__all__ = ["Base", "open_engine", "session_scope"]
+__all__ = ["Base", "open_engine", "retry_conflicts", "session_scope"]

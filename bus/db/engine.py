@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session
 
 from bus.config import Settings, mask_url
@@ -90,3 +92,20 @@ def session_scope(settings: Settings) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+T = TypeVar("T")
+
+
+def retry_conflicts(work: Callable[[], T], attempts: int) -> T:
+    """``work()`` (one transaction), tried again after a short pause while the database refuses
+    it for a concurrent writer (``IntegrityError``, ``OperationalError``); the last refusal is
+    raised after ``attempts`` tries."""
+    for attempt in range(attempts):
+        try:
+            return work()
+        except (IntegrityError, OperationalError):
+            if attempt == attempts - 1:
+                raise
+        time.sleep(0.05 * (attempt + 1))
+    raise ValueError("attempts: expected at least 1")
