@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -78,12 +78,17 @@ def _references_only(value: str, *, scheme: bool) -> bool:
     return rest == "" or _SCHEME_WORD.match(rest) is not None
 
 
+def _literal_param(name: str, value: str) -> bool:
+    """A secret-looking parameter whose value is not a ``${ENV_VAR}``."""
+    return is_secret_param(name) and bool(value) and ENV_REF.fullmatch(value.strip()) is None
+
+
 def _query_problems(query: list[tuple[str, str]]) -> list[str]:
-    out = []
-    for name, value in query:
-        if is_secret_param(name) and value and ENV_REF.fullmatch(value.strip()) is None:
-            out.append(f"the URL's query parameter {name!r} is a literal secret; {_URL_HINT}")
-    return out
+    return [
+        f"the URL's query parameter {name!r} is a literal secret; {_URL_HINT}"
+        for name, value in query
+        if _literal_param(name, value)
+    ]
 
 
 def _is_http(value: str) -> bool:
@@ -113,17 +118,22 @@ def sql_url_problem(value: str) -> str | None:
     return problems[0] if problems else None
 
 
+def _host_part_ok(parts: SplitResult) -> bool:
+    """The URL's ``user:password@host:port`` part can be read (one '@', a numeric port)."""
+    try:
+        parts.port  # noqa: B018 - raises on a malformed host:port
+    except ValueError:
+        return False
+    return not (parts.netloc.endswith(":") or parts.netloc.count("@") > 1)
+
+
 def http_url_problem(value: str) -> str | None:
     """Why an HTTP URL holds a literal secret (or has a malformed host part), or None."""
     text = value.strip()
     if text.startswith(FILE_PREFIX):
         return None
     parts = urlsplit(text)
-    try:
-        parts.port  # noqa: B018 - raises on a malformed host:port
-    except ValueError:
-        return "expected host[:port] after the scheme (percent-encode ':' '/' '?' '#' '@')"
-    if parts.netloc.endswith(":") or (parts.netloc and parts.netloc.count("@") > 1):
+    if not _host_part_ok(parts):
         return "expected host[:port] after the scheme (percent-encode ':' '/' '?' '#' '@')"
     if parts.password and ENV_REF.fullmatch(parts.password) is None:
         return f"the URL contains a literal password; {_URL_HINT}"
@@ -153,7 +163,7 @@ def header_problem(name: str, value: str) -> str | None:
 def param_problem(name: str, value: str) -> str | None:
     """Why a request parameter holds a literal secret (a secret-looking name needs a
     ``${ENV_VAR}``)."""
-    if is_secret_param(name) and value and ENV_REF.fullmatch(value.strip()) is None:
+    if _literal_param(name, value):
         return f"parameter {name!r}: a literal secret; write it as ${{ENV_VAR}}"
     return None
 
@@ -215,13 +225,9 @@ def mask_url(value: str) -> str:
 
 def _mask_http(text: str) -> str | None:
     parts = urlsplit(text)
-    try:
-        parts.port  # noqa: B018 - raises on a malformed host:port
-    except ValueError:
+    if not _host_part_ok(parts):
         return None
     netloc = parts.netloc
-    if netloc.count("@") > 1 or netloc.endswith(":"):
-        return None
     if parts.password is not None:
         userinfo, _, host = netloc.rpartition("@")
         netloc = f"{userinfo.partition(':')[0]}:{MASK}@{host}"
