@@ -7,13 +7,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from bus import sync
 from bus.cli.main import cli
 from bus.config import get_settings
 from tests.integration.reconcile.conftest import Db, dossier
+from tests.integration.reconcile.support import publish_ward_dataset
 from tests.integration.reconcile.test_reconcile_connectors import _connector
 
 pytestmark = pytest.mark.integration
@@ -122,8 +122,6 @@ def test_connector_repair_through_the_cli(
 
 def _catalogue_with_pii(unique: str, tmp_path: Path, pii: list[str]) -> None:
     """A catalogued dataset whose PII fields are ``pii`` (any dataset counts for urls)."""
-    from bus.catalog import publish_dataset
-
     record = {
         "type": "record",
         "name": f"HoSo{unique}",
@@ -131,23 +129,7 @@ def _catalogue_with_pii(unique: str, tmp_path: Path, pii: list[str]) -> None:
         "fields": [{"name": "id", "type": "long"}]
         + [{"name": p, "type": ["null", "string"], "default": None} for p in pii],
     }
-    schema_file = tmp_path / f"vn.hcm.test.HoSo{unique}.avsc"
-    schema_file.write_text(json.dumps(record), encoding="utf-8")
-    dataset_file = tmp_path / "dataset.yaml"
-    spec = {
-        "name": f"tthc.rc_{unique}",
-        "publisher": "ubnd-phuong-tan-dinh",
-        "publisher_display": "UBND phường Tân Định",
-        "units": ["26734"],
-        "schema": str(schema_file),
-        "key": ["id"],
-        "pii": pii,
-        "description": {"vi": "Hồ sơ thử", "en": "Test dossiers"},
-        "legal_basis": "Nghị định 47/2020/NĐ-CP",
-        "frequency": "daily",
-    }
-    dataset_file.write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
-    publish_dataset(get_settings(), dataset_file)
+    publish_ward_dataset(get_settings(), tmp_path, unique, record, pii)
 
 
 def test_urls_mask_personal_columns_unless_show_values(

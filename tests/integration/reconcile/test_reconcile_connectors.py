@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from bus import sync
 from bus.config import Settings
@@ -20,6 +19,7 @@ from bus.reconcile.store import get_report, history
 from bus.timeutil import to_epoch_ms
 from connectors.registration import register
 from tests.integration.reconcile.conftest import Db, dossier
+from tests.integration.reconcile.support import publish_ward_dataset
 
 pytestmark = pytest.mark.integration
 
@@ -177,7 +177,6 @@ def test_soft_deletes_and_tombstones_count_as_absent(
 def test_pii_names_come_from_the_catalogue(
     settings: Settings, dbs: Callable[[str], Db], unique: str, tmp_path: Path
 ) -> None:
-    from bus.catalog import publish_dataset
     from bus.connectors_db import ConnectorStore
     from bus.envelope import record_schema_of
     from bus.registry import Registry, subject_for
@@ -186,28 +185,7 @@ def test_pii_names_come_from_the_catalogue(
     # the dataset's schema is the record the source connector registered on its topic
     topic = next(iter(ConnectorStore(settings).get(source).topics.values()))
     record = record_schema_of(Registry(settings).latest(subject_for(topic)).schema)
-    schema_file = tmp_path / f"{record['namespace']}.{record['name']}.avsc"
-    schema_file.write_text(json.dumps(record), encoding="utf-8")
-    dataset_file = tmp_path / "dataset.yaml"
-    dataset_file.write_text(
-        yaml.safe_dump(
-            {
-                "name": f"tthc.rc_{unique}",
-                "publisher": "ubnd-phuong-tan-dinh",
-                "publisher_display": "UBND phường Tân Định",
-                "units": ["26734"],
-                "schema": str(schema_file),
-                "key": ["id"],
-                "pii": ["ho_ten", "cccd"],
-                "description": {"vi": "Hồ sơ thử", "en": "Test dossiers"},
-                "legal_basis": "Nghị định 47/2020/NĐ-CP",
-                "frequency": "daily",
-            },
-            allow_unicode=True,
-        ),
-        encoding="utf-8",
-    )
-    publish_dataset(settings, dataset_file)
+    publish_ward_dataset(settings, tmp_path, unique, record, ["ho_ten", "cccd"])
     tgt.update(t_name, {"id": 3}, ho_ten="Tên Khác", cccd="079999999999", ma_ho_so="HS-khac")
     report = run_reconcile(settings, source, s_name, sink)
     assert report.different[0].values == {
