@@ -119,8 +119,6 @@ def resolve_pair(settings: Settings, connector: str, table: str, against: str) -
                 f"receive unit {source.config.unit}'s data ({dataset})"
             )
         origin_unit = source.config.unit
-    else:
-        origin_unit = None
     topic = source.config.topics(_hierarchy(settings))[table]
     pii = catalogue_pii(settings, dataset)
     stream = source.discover_stream(table)
