@@ -88,10 +88,13 @@ class Batch:
 
 @dataclass
 class Rejected:
-    """One event a sink refused, with a message naming the table and the reason class."""
+    """One event a sink refused, with a message naming the table and the reason class.
+    ``certain``: the value itself cannot be stored by the target's database whatever the
+    table's definition (a NaN in MariaDB), so such refusals never count as a broken target."""
 
     index: int
     error: Exception
+    certain: bool = False
 
 
 @dataclass

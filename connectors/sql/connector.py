@@ -635,9 +635,16 @@ class SqlConnector(Connector):
                     record = {f: _dead_letter_value(v) for f, v in plan.raw(items, row).items()}
             else:
                 record = {}
-                for field, i, convert in converters:
-                    value = row[i]
-                    record[field] = value if value is None or convert is None else convert(value)
+                field = ""
+                try:
+                    for field, i, convert in converters:
+                        value = row[i]
+                        record[field] = (
+                            value if value is None or convert is None else convert(value)
+                        )
+                except Exception as exc:  # a value the record schema cannot represent
+                    error = _unrepresentable(ctx, field, exc)
+                    record = {f: _dead_letter_value(row[i]) for f, i, _ in converters}
             if key_fields:
                 identity = key_json({f: record[f] for f in key_fields})
             else:
@@ -772,6 +779,14 @@ class _ReadContext:
         self.last_cursor: Any = None
         self.last_text: str | None = None
         self.last_stamp: int | None = None
+
+
+def _unrepresentable(ctx: _ReadContext, field: str, exc: Exception) -> DataError:
+    """The reason a row's value has no form in its record schema: table and column, the
+    converter's own words when it gave some, else the error class (never the value)."""
+    column = next((c.name for c in ctx.stream.columns if c.field == field), field)
+    reason = str(exc) if isinstance(exc, DataError) else type(exc).__name__
+    return DataError(f"table {ctx.stream.name!r}, column {column!r}: {reason}")
 
 
 def _dead_letter_value(value: Any) -> Any:

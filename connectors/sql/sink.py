@@ -35,6 +35,7 @@ from connectors.errors import (
     TableStoppedError,
 )
 from connectors.sql.types import SQL_NAME, key_value, sink_converter, sql_type_for
+from connectors.sql.values import Check, Problem, column_check
 
 if TYPE_CHECKING:
     from connectors.sql.config import SqlTable
@@ -70,6 +71,7 @@ class SinkTable:
     columns: dict[str, str]  # field -> column
     fields: dict[str, dict[str, Any]]
     converters: dict[str, Callable[[Any], Any] | None]
+    checks: dict[str, Check]  # field -> what its column cannot store (connectors.sql.values)
     on_delete: str
     schema_fields: tuple[str, ...]
     actions: list[str] = field(default_factory=list)
@@ -175,6 +177,7 @@ def prepare_sink(
         columns=columns,
         fields=fields,
         converters={n: sink_converter(f, naive_utc=naive) for n, f in fields.items()},
+        checks=_checks(engine.dialect.name, table, columns),
         on_delete=cfg.on_delete,
         schema_fields=tuple(fields),
         actions=actions,
@@ -185,6 +188,14 @@ def prepare_sink(
         sink.bulk = connector.bulk_upsert(table, data_columns, key_columns)
         sink.delete = _delete_statement(table, key_columns)
     return sink
+
+
+def _checks(dialect: str, table: sa.Table, columns: dict[str, str]) -> dict[str, Check]:
+    out: dict[str, Check] = {}
+    for name, column in columns.items():
+        if column in table.c and (check := column_check(dialect, table.c[column])) is not None:
+            out[name] = check
+    return out
 
 
 def _add_columns(
@@ -228,11 +239,22 @@ def on_conflict_update(stmt: Any, table: sa.Table, columns: list[str], key: list
 
 
 class _FieldError(Exception):
-    """A record field whose value cannot become a column value (the cause is chained)."""
+    """A record field whose value cannot become a column value (the cause is chained), or
+    that its column cannot store (``problem``)."""
 
-    def __init__(self, field: str) -> None:
+    def __init__(self, field: str, problem: Problem | None = None) -> None:
         self.field = field
+        self.problem = problem
         super().__init__(field)
+
+
+def _checked(sink: SinkTable, name: str, value: Any) -> Any:
+    check = sink.checks.get(name)
+    if check is not None and value is not None:
+        problem = check(value)
+        if problem is not None:
+            raise _FieldError(name, problem)
+    return value
 
 
 def _row(sink: SinkTable, event: dict[str, Any], record: dict[str, Any] | None) -> dict[str, Any]:
@@ -252,9 +274,11 @@ def _row(sink: SinkTable, event: dict[str, Any], record: dict[str, Any] | None) 
             convert = sink.converters[name]
             if convert is not None and value is not None:
                 value = convert(value)
-            row[sink.columns[name]] = value
+            row[sink.columns[name]] = _checked(sink, name, value)
         name = "ts_ms"
         row[VERSION] = int(event["ts_ms"])
+    except _FieldError:
+        raise
     except Exception as exc:
         raise _FieldError(name) from exc
     row[EVENT_ID] = str(event["event_id"])
@@ -277,11 +301,13 @@ def _key_params(sink: SinkTable, event: dict[str, Any]) -> dict[str, Any]:
                     key = json.loads(event["key"])
                 value = key_value(sink.fields[name], key.get(name))
             convert = sink.converters[name]
-            params[f"_lgsp_k{i}"] = (
-                convert(value) if convert is not None and value is not None else value
+            params[f"_lgsp_k{i}"] = _checked(
+                sink, name, convert(value) if convert is not None and value is not None else value
             )
         name = "ts_ms"
         params["_lgsp_v"] = int(event["ts_ms"])
+    except _FieldError:
+        raise
     except Exception as exc:
         raise _FieldError(name) from exc
     return params
@@ -318,17 +344,28 @@ def _split(sink: SinkTable, chosen: list[Item]) -> tuple[list[Item], list[Item],
             else:
                 upserts.append((i, _row(sink, event, event.get("after"))))
         except _FieldError as exc:
-            cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else "error"
-            unusable.append(
-                Rejected(
-                    i,
-                    RowRejectedError(
-                        f"sink table {sink.table.name!r}: field {exc.field!r} of the event cannot "
-                        f"be written to its column ({cause})"
-                    ),
-                )
-            )
+            unusable.append(_unusable(sink, i, exc))
     return upserts, deletes, unusable
+
+
+def _unusable(sink: SinkTable, index: int, exc: _FieldError) -> Rejected:
+    if exc.problem is not None:
+        column = sink.columns.get(exc.field, exc.field)
+        return Rejected(
+            index,
+            RowRejectedError(
+                f"sink table {sink.table.name!r}, column {column!r}: {exc.problem.text}"
+            ),
+            certain=exc.problem.certain,
+        )
+    cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else "error"
+    return Rejected(
+        index,
+        RowRejectedError(
+            f"sink table {sink.table.name!r}: field {exc.field!r} of the event cannot "
+            f"be written to its column ({cause})"
+        ),
+    )
 
 
 def _apply(conn: sa.Connection, sink: SinkTable, upserts: list[Item], deletes: list[Item]) -> None:

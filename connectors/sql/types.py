@@ -24,6 +24,7 @@ from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.types import TypeEngine
 
 from bus.envelope import to_jsonable
+from bus.errors import DataError
 from bus.timeutil import to_epoch_ms
 
 Converter = Callable[[Any], Any]
@@ -97,18 +98,32 @@ def _decimal(scale: int) -> Converter:
     def convert(value: Any) -> decimal.Decimal:
         if not isinstance(value, decimal.Decimal):
             value = decimal.Decimal(str(value))
+        if not value.is_finite():  # PostgreSQL numeric 'NaN', 'Infinity'
+            raise DataError("NaN or Infinity, which an Avro decimal cannot hold")
         return value.quantize(exp, rounding=decimal.ROUND_HALF_EVEN)
 
     return convert
 
 
+# what a MariaDB/MySQL driver returns for a zero or invalid date ('0000-00-00', '2024-00-10')
+_NOT_A_DATE = "a zero or invalid date (as MariaDB/MySQL allow), which no date type can hold"
+
+
+def _date_like(value: Any) -> Any:
+    if isinstance(value, dt.date):
+        return value
+    raise DataError(_NOT_A_DATE)
+
+
 def _aware(value: Any) -> dt.datetime:
+    value = _date_like(value)
     if isinstance(value, dt.datetime):
         return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
     return dt.datetime.combine(value, dt.time(), tzinfo=dt.UTC)
 
 
 def _naive(value: Any) -> dt.datetime:
+    value = _date_like(value)
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
             return value.astimezone(dt.UTC).replace(tzinfo=None)
@@ -117,6 +132,7 @@ def _naive(value: Any) -> dt.datetime:
 
 
 def _date(value: Any) -> dt.date:
+    value = _date_like(value)
     return value.date() if isinstance(value, dt.datetime) else value
 
 
