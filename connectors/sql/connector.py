@@ -155,6 +155,10 @@ class SqlConnector(Connector):
     def connect_args(self) -> dict[str, Any]:
         return {}
 
+    def prepare_source_connection(self, dbapi_connection: Any, _record: Any = None) -> None:
+        """Set up a new driver connection of a source (how values the driver refuses to
+        load are read, so that one such row is refused alone)."""
+
     def engine_options(self) -> dict[str, Any]:
         return {"pool_pre_ping": True}
 
@@ -233,6 +237,8 @@ class SqlConnector(Connector):
                 self._engine = sa.create_engine(
                     self.url, connect_args=self.connect_args(), **options
                 )
+                if self.role == "source":
+                    sa.event.listen(self._engine, "connect", self.prepare_source_connection)
             except (ArgumentError, ImportError) as exc:
                 raise ConnectorConfigError(
                     [f"connection.url: cannot use {self.display_url} ({type(exc).__name__})"],

@@ -105,14 +105,20 @@ def _decimal(scale: int) -> Converter:
     return convert
 
 
-# what a MariaDB/MySQL driver returns for a zero or invalid date ('0000-00-00', '2024-00-10')
+class OutOfRangeDate(str):
+    """A date or timestamp the database holds but Python's cannot (PostgreSQL ``infinity``,
+    a date BC or after 9999), as the server wrote it: read as this marker, refused per row."""
+
+
+# a MariaDB/MySQL driver returns a zero or invalid date ('0000-00-00', '2024-00-10') as text
 _NOT_A_DATE = "a zero or invalid date (as MariaDB/MySQL allow), which no date type can hold"
+_OUT_OF_RANGE = "a date outside the years 1 to 9999 (infinity, BC), which Avro dates cannot hold"
 
 
 def _date_like(value: Any) -> Any:
     if isinstance(value, dt.date):
         return value
-    raise DataError(_NOT_A_DATE)
+    raise DataError(_OUT_OF_RANGE if isinstance(value, OutOfRangeDate) else _NOT_A_DATE)
 
 
 def _aware(value: Any) -> dt.datetime:
