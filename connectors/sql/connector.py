@@ -57,7 +57,13 @@ from connectors.errors import (
 from connectors.secrets import mask_url, resolve
 from connectors.sql.config import SqlConnectorConfig, SqlTable
 from connectors.sql.contract import TableContract, conform
-from connectors.sql.sink import SinkTable, on_conflict_update, prepare_sink, write_batch
+from connectors.sql.sink import (
+    SinkTable,
+    check_exact_text,
+    on_conflict_update,
+    prepare_sink,
+    write_batch,
+)
 from connectors.sql.types import (
     SQL_LENGTH,
     SQL_NAME,
@@ -116,6 +122,8 @@ class SqlConnector(Connector):
     # MySQL and SQLite keep timestamps without a zone: a sink stores them as UTC
     naive_utc_timestamps: ClassVar[bool] = False
     sqlite_types: ClassVar[bool] = False
+    # text compares by a collation (MariaDB/MySQL): created byte-exact, keys checked
+    collated_text: ClassVar[bool] = False
     # the dialect's ``insert()`` with ``on_conflict_do_update`` (PostgreSQL, SQLite)
     on_conflict_insert: ClassVar[Any] = None
 
@@ -707,6 +715,7 @@ class SqlConnector(Connector):
             )
         for k in key:
             self._column(table, k, "key")
+        check_exact_text(self, conn, table, key, created=False)
         columns = [
             Column(
                 c.name,

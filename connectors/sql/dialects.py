@@ -139,6 +139,7 @@ class MySQLConnector(SqlConnector):
     backends = ("mysql", "mariadb")
     default_driver = "pymysql"
     naive_utc_timestamps = True
+    collated_text = True
 
     def get_sqlalchemy_url(self) -> URL:
         url = super().get_sqlalchemy_url()

@@ -29,11 +29,13 @@ from connectors.base import Rejected, WriteReport
 from connectors.errors import (
     ColumnNotFoundError,
     ConnectorUnavailableError,
+    KeyCollationError,
     MissingPrimaryKeyError,
     RowRejectedError,
     TableNotFoundError,
     TableStoppedError,
 )
+from connectors.sql import collation
 from connectors.sql.types import SQL_NAME, key_value, sink_converter, sql_type_for
 from connectors.sql.values import Check, Problem, column_check
 
@@ -52,12 +54,13 @@ ROWS_PER_STATEMENT = 1000
 BULK_MIN_ROWS = 2  # from this many upserts on, a dialect's bulk path (if any) is used
 
 
-def meta_columns() -> list[sa.Column[Any]]:
+def meta_columns(exact: Callable[[Any], Any] = lambda t: t) -> list[sa.Column[Any]]:
+    """The version columns; ``exact`` makes their text types byte-exact (MariaDB/MySQL)."""
     return [
         sa.Column(VERSION, sa.BigInteger, nullable=True),
-        sa.Column(EVENT_ID, sa.String(64), nullable=True),
+        sa.Column(EVENT_ID, exact(sa.String(64)), nullable=True),
         sa.Column(DELETED, sa.Boolean, nullable=True),
-        sa.Column(UNIT, sa.String(16), nullable=True),
+        sa.Column(UNIT, exact(sa.String(16)), nullable=True),
     ]
 
 
@@ -98,6 +101,7 @@ def prepare_sink(
     engine = connector.engine
     try:
         with engine.begin() as conn:
+            exact = _text_type(connector, conn)
             table = connector._reflect(conn, cfg)
             if table is None:
                 if not cfg.create:
@@ -118,7 +122,7 @@ def prepare_sink(
                 cols = [
                     sa.Column(
                         columns[n],
-                        sql_type_for(f, is_key=columns[n] in key_columns),
+                        exact(sql_type_for(f, is_key=columns[n] in key_columns)),
                         primary_key=columns[n] in key_columns,
                         nullable=columns[n] not in key_columns,
                         autoincrement=False,
@@ -129,14 +133,14 @@ def prepare_sink(
                     name,
                     sa.MetaData(),
                     *cols,
-                    *meta_columns(),
+                    *meta_columns(exact),
                     schema=schema,
-                    mysql_charset="utf8mb4",
-                    mysql_collate="utf8mb4_bin",
                 )
                 actions.append(f"create table {cfg.table!r} ({len(cols)} columns + 3 version)")
                 if not dry_run:
                     table.create(conn)
+                    texts = [c.name for c in table.c if isinstance(c.type, sa.String)]
+                    check_exact_text(connector, conn, table, texts, created=True)
             else:
                 key_columns = list(cfg.key or [c.name for c in table.primary_key.columns])
                 if not key_columns:
@@ -149,11 +153,12 @@ def prepare_sink(
                             f"key: column {k!r} of {cfg.table!r} is not a field of dataset "
                             f"{cfg.dataset!r}"
                         )
+                check_exact_text(connector, conn, table, key_columns, created=False)
                 new_cols = [
-                    sa.Column(columns[n], sql_type_for(f, is_key=False), nullable=True)
+                    sa.Column(columns[n], exact(sql_type_for(f, is_key=False)), nullable=True)
                     for n, f in fields.items()
                     if columns[n] not in table.c
-                ] + [c for c in meta_columns() if c.name not in table.c]
+                ] + [c for c in meta_columns(exact) if c.name not in table.c]
                 if new_cols:
                     actions.append(
                         f"add columns {', '.join(repr(c.name) for c in new_cols)} to {cfg.table!r}"
@@ -188,6 +193,44 @@ def prepare_sink(
         sink.bulk = connector.bulk_upsert(table, data_columns, key_columns)
         sink.delete = _delete_statement(table, key_columns)
     return sink
+
+
+def _text_type(connector: SqlConnector, conn: sa.Connection) -> Callable[[Any], Any]:
+    """How a text column type to create is made byte-exact on this database."""
+    if not connector.collated_text:
+        return lambda sql_type: sql_type
+    exact = collation.exact_collation(conn)
+    return lambda sql_type: collation.exact_type(sql_type, exact)
+
+
+def check_exact_text(
+    connector: SqlConnector,
+    conn: sa.Connection,
+    table: sa.Table,
+    columns: list[str],
+    *,
+    created: bool,
+) -> None:
+    """Refuse ``columns`` of ``table`` whose collation makes distinct text equal (the key
+    columns of an existing table; every text column of one just created, read back)."""
+    if not connector.collated_text:
+        return
+    found = collation.merging_columns(conn, table, columns)
+    if not found:
+        return
+    column, coll = found[0]
+    if created:
+        raise KeyCollationError(
+            f"table {table.name!r} was created but column {column!r} got collation {coll!r}, "
+            f"not the byte-exact {collation.EXACT[0]!r} asked for; check the server's "
+            "character set settings"
+        )
+    raise KeyCollationError(
+        f"table {table.name!r}: key column {column!r} has collation {coll!r}, which treats "
+        f"keys that differ only by {collation.merges(coll)} as equal, so distinct source keys "
+        f"would merge into one row; make it byte-exact first, e.g. ALTER TABLE ... MODIFY "
+        f"{column} VARCHAR(n) CHARACTER SET utf8mb4 COLLATE {collation.EXACT[0]}"
+    )
 
 
 def _checks(dialect: str, table: sa.Table, columns: dict[str, str]) -> dict[str, Check]:
