@@ -141,6 +141,8 @@ def prepare_sink(
                     table.create(conn)
                     texts = [c.name for c in table.c if isinstance(c.type, sa.String)]
                     check_exact_text(connector, conn, table, texts, created=True)
+                    table = connector._reflect(conn, cfg)  # the types as the server made them
+                    assert table is not None
             else:
                 key_columns = list(cfg.key or [c.name for c in table.primary_key.columns])
                 if not key_columns:
