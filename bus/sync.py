@@ -458,6 +458,7 @@ def _run_sink(
     topics = connector.config.topics(hierarchy)
     registry = Registry(settings)
     writer = _SinkWriter(settings, connector, registry)
+    positions = store.positions(connector.name)
     followed: dict[str, list[TableReport]] = {}
     try:
         for table in tables:
@@ -473,7 +474,12 @@ def _run_sink(
                     continue
                 latest = registry.latest(subject)
                 tr.schema_version = latest.version
-                connector.prepare(table, record_schema_of(latest.schema))
+                held = positions.get(table)
+                connector.prepare(
+                    table,
+                    record_schema_of(latest.schema),
+                    existing=held is not None and held.position is not None,
+                )
                 if follow is not None:
                     followed.setdefault(tr.topic, []).append(tr)
                     continue

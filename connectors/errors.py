@@ -86,10 +86,6 @@ class KeyCollationError(ConfigurationError):
     trailing spaces): distinct source rows would merge into one."""
 
 
-class SchemaNotStorableError(ConfigurationError):
-    """A record schema a SQL sink cannot map to columns (a recursive record)."""
-
-
 class UnsupportedTypeError(ConfigurationError):
     """A column type the connector cannot map to Avro."""
 

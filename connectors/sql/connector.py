@@ -734,12 +734,17 @@ class SqlConnector(Connector):
         cfg: SqlTable = self.table_config(table)  # type: ignore[assignment]
         return prepare_sink(self, cfg, record_schema, dry_run=True).actions
 
-    def prepare(self, table: str, record_schema: dict[str, Any]) -> SinkTable:
-        """Create or extend the target table for ``record_schema`` (idempotent, cached)."""
+    def prepare(
+        self, table: str, record_schema: dict[str, Any], *, existing: bool = False
+    ) -> SinkTable:
+        """Create or extend the target table for ``record_schema`` (idempotent, cached).
+        ``existing``: the sink has prepared it before (a run committed offsets for it), so a
+        missing table is an error, never created again empty."""
         sink = self._sinks.get(table)
         if sink is None or sink.schema_fields != _field_names(record_schema):
             cfg: SqlTable = self.table_config(table)  # type: ignore[assignment]
-            sink = prepare_sink(self, cfg, record_schema, dry_run=False)
+            existing = existing or sink is not None
+            sink = prepare_sink(self, cfg, record_schema, dry_run=False, existing=existing)
             self._sinks[table] = sink
         return sink
 

@@ -88,9 +88,16 @@ def _column_of(f: dict[str, Any]) -> str:
 
 
 def prepare_sink(
-    connector: SqlConnector, cfg: SqlTable, record_schema: dict[str, Any], *, dry_run: bool
+    connector: SqlConnector,
+    cfg: SqlTable,
+    record_schema: dict[str, Any],
+    *,
+    dry_run: bool,
+    existing: bool = False,
 ) -> SinkTable:
-    """Plan (``dry_run``) or make the target table ready for ``record_schema``."""
+    """Plan (``dry_run``) or make the target table ready for ``record_schema``. A table the
+    sink wrote before (``existing``) that is gone stops the table: created again empty, it
+    would silently lose every row written before."""
     from connectors.sql.connector import split_table
 
     fields = {f["name"]: f for f in record_schema.get("fields", [])}
@@ -104,6 +111,15 @@ def prepare_sink(
             exact = _text_type(connector, conn)
             table = connector._reflect(conn, cfg)
             if table is None:
+                if existing:
+                    raise TableStoppedError(
+                        cfg.table,
+                        "the target table is gone after the sink's first run (dropped or "
+                        "renamed?); it is not created again empty, which would lose the rows "
+                        "written before, and the offsets did not move: restore it and rerun, "
+                        f"or start it empty on purpose with 'lgsp connector reset "
+                        f"{connector.name} --table {cfg.table}'",
+                    )
                 if not cfg.create:
                     raise connector._missing_table(conn, cfg)
                 key_columns = list(cfg.key or [])

@@ -305,16 +305,23 @@ def sink_converter(field: dict[str, Any], *, naive_utc: bool) -> Converter | Non
     kind = avro.get("type") if isinstance(avro, dict) else avro
     logical = avro.get("logicalType") if isinstance(avro, dict) else None
     if isinstance(avro, list) or kind in ("record", "array", "map"):
-        return nullable_converter(
-            lambda v: json.dumps(
-                to_jsonable(v), ensure_ascii=False, sort_keys=True, separators=(",", ":")
-            )
-        )
+        return nullable_converter(_json_text)
+    if isinstance(kind, str) and kind not in _PRIMITIVES:
+        # a named type used again (a record that refers to itself, a shared enum): its
+        # records as JSON text, like a nested record; enum symbols and fixed bytes as they are
+        return nullable_converter(lambda v: _json_text(v) if isinstance(v, dict | list) else v)
     if logical in ("timestamp-millis", "timestamp-micros") and naive_utc:
         return nullable_converter(_naive)
     if logical == "uuid":
         return nullable_converter(str)
     return None
+
+
+_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(to_jsonable(value), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 def key_value(field: dict[str, Any], value: Any) -> Any:
