@@ -458,6 +458,7 @@ def _run_sink(
     topics = connector.config.topics(hierarchy)
     registry = Registry(settings)
     writer = _SinkWriter(settings, connector, registry)
+    positions = store.positions(connector.name)
     followed: dict[str, list[TableReport]] = {}
     try:
         for table in tables:
@@ -473,7 +474,12 @@ def _run_sink(
                     continue
                 latest = registry.latest(subject)
                 tr.schema_version = latest.version
-                connector.prepare(table, record_schema_of(latest.schema))
+                held = positions.get(table)
+                connector.prepare(
+                    table,
+                    record_schema_of(latest.schema),
+                    existing=held is not None and held.position is not None,
+                )
                 if follow is not None:
                     followed.setdefault(tr.topic, []).append(tr)
                     continue
@@ -539,18 +545,20 @@ def _follow_sink(
 
 def _refuse_all_rejected(table: str, result: WriteReport) -> None:
     """A sink that refused every row of a batch (two or more) has a problem that is not about
-    the rows (a changed target, a wrong type): stop the table rather than park the topic."""
-    if len(result.rejected) < 2 or result.applied or result.deleted:
+    the rows (a changed target, a wrong type): stop the table rather than park the topic.
+    Values the target's database can never store (``Rejected.certain``) do not count."""
+    doubtful = [r for r in result.rejected if not r.certain]
+    if len(doubtful) < 2 or result.applied or result.deleted:
         return
     reasons: list[str] = []
-    for rejected in result.rejected:
+    for rejected in doubtful:
         reason = safe_message(rejected.error)
         if reason not in reasons:
             reasons.append(reason)
     shown = "; ".join(reasons[:3]) + ("; ..." if len(reasons) > 3 else "")
     raise TableStoppedError(
         table,
-        f"the sink refused every row of a batch of {len(result.rejected)} ({shown}); nothing "
+        f"the sink refused every row of a batch of {len(doubtful)} ({shown}); nothing "
         "was parked and the offsets did not move: check the target against the dataset",
     )
 

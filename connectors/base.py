@@ -88,10 +88,13 @@ class Batch:
 
 @dataclass
 class Rejected:
-    """One event a sink refused, with a message naming the table and the reason class."""
+    """One event a sink refused, with a message naming the table and the reason class.
+    ``certain``: the value itself cannot be stored by the target's database whatever the
+    table's definition (a NaN in MariaDB), so such refusals never count as a broken target."""
 
     index: int
     error: Exception
+    certain: bool = False
 
 
 @dataclass
@@ -199,8 +202,9 @@ class Connector(abc.ABC):
         for stream in self.discover():
             yield from self.read_stream(stream, state.get(stream.name))
 
-    def prepare(self, table: str, record_schema: dict[str, Any]) -> Any:
-        """Sinks: make the target ready for ``record_schema`` (default: nothing to do)."""
+    def prepare(self, table: str, record_schema: dict[str, Any], *, existing: bool = False) -> Any:
+        """Sinks: make the target ready for ``record_schema`` (default: nothing to do).
+        ``existing``: an earlier run wrote to it, so it must not be created again."""
         return None
 
     def plan_sink(self, table: str, record_schema: dict[str, Any]) -> list[str]:

@@ -81,6 +81,11 @@ class MissingPrimaryKeyError(ConfigurationError):
     """A table without a primary key where one is required (sinks upsert by it)."""
 
 
+class KeyCollationError(ConfigurationError):
+    """A sink key column whose collation treats distinct keys as equal (case, accents,
+    trailing spaces): distinct source rows would merge into one."""
+
+
 class UnsupportedTypeError(ConfigurationError):
     """A column type the connector cannot map to Avro."""
 

@@ -57,7 +57,13 @@ from connectors.errors import (
 from connectors.secrets import mask_url, resolve
 from connectors.sql.config import SqlConnectorConfig, SqlTable
 from connectors.sql.contract import TableContract, conform
-from connectors.sql.sink import SinkTable, on_conflict_update, prepare_sink, write_batch
+from connectors.sql.sink import (
+    SinkTable,
+    check_exact_text,
+    on_conflict_update,
+    prepare_sink,
+    write_batch,
+)
 from connectors.sql.types import (
     SQL_LENGTH,
     SQL_NAME,
@@ -116,6 +122,8 @@ class SqlConnector(Connector):
     # MySQL and SQLite keep timestamps without a zone: a sink stores them as UTC
     naive_utc_timestamps: ClassVar[bool] = False
     sqlite_types: ClassVar[bool] = False
+    # text compares by a collation (MariaDB/MySQL): created byte-exact, keys checked
+    collated_text: ClassVar[bool] = False
     # the dialect's ``insert()`` with ``on_conflict_do_update`` (PostgreSQL, SQLite)
     on_conflict_insert: ClassVar[Any] = None
 
@@ -154,6 +162,10 @@ class SqlConnector(Connector):
 
     def connect_args(self) -> dict[str, Any]:
         return {}
+
+    def prepare_source_connection(self, dbapi_connection: Any, _record: Any = None) -> None:
+        """Set up a new driver connection of a source (how values the driver refuses to
+        load are read, so that one such row is refused alone)."""
 
     def engine_options(self) -> dict[str, Any]:
         return {"pool_pre_ping": True}
@@ -233,6 +245,8 @@ class SqlConnector(Connector):
                 self._engine = sa.create_engine(
                     self.url, connect_args=self.connect_args(), **options
                 )
+                if self.role == "source":
+                    sa.event.listen(self._engine, "connect", self.prepare_source_connection)
             except (ArgumentError, ImportError) as exc:
                 raise ConnectorConfigError(
                     [f"connection.url: cannot use {self.display_url} ({type(exc).__name__})"],
@@ -635,9 +649,16 @@ class SqlConnector(Connector):
                     record = {f: _dead_letter_value(v) for f, v in plan.raw(items, row).items()}
             else:
                 record = {}
-                for field, i, convert in converters:
-                    value = row[i]
-                    record[field] = value if value is None or convert is None else convert(value)
+                field = ""
+                try:
+                    for field, i, convert in converters:
+                        value = row[i]
+                        record[field] = (
+                            value if value is None or convert is None else convert(value)
+                        )
+                except Exception as exc:  # a value the record schema cannot represent
+                    error = _unrepresentable(ctx, field, exc)
+                    record = {f: _dead_letter_value(row[i]) for f, i, _ in converters}
             if key_fields:
                 identity = key_json({f: record[f] for f in key_fields})
             else:
@@ -694,6 +715,7 @@ class SqlConnector(Connector):
             )
         for k in key:
             self._column(table, k, "key")
+        check_exact_text(self, conn, table, key, created=False)
         columns = [
             Column(
                 c.name,
@@ -712,12 +734,17 @@ class SqlConnector(Connector):
         cfg: SqlTable = self.table_config(table)  # type: ignore[assignment]
         return prepare_sink(self, cfg, record_schema, dry_run=True).actions
 
-    def prepare(self, table: str, record_schema: dict[str, Any]) -> SinkTable:
-        """Create or extend the target table for ``record_schema`` (idempotent, cached)."""
+    def prepare(
+        self, table: str, record_schema: dict[str, Any], *, existing: bool = False
+    ) -> SinkTable:
+        """Create or extend the target table for ``record_schema`` (idempotent, cached).
+        ``existing``: the sink has prepared it before (a run committed offsets for it), so a
+        missing table is an error, never created again empty."""
         sink = self._sinks.get(table)
         if sink is None or sink.schema_fields != _field_names(record_schema):
             cfg: SqlTable = self.table_config(table)  # type: ignore[assignment]
-            sink = prepare_sink(self, cfg, record_schema, dry_run=False)
+            existing = existing or sink is not None
+            sink = prepare_sink(self, cfg, record_schema, dry_run=False, existing=existing)
             self._sinks[table] = sink
         return sink
 
@@ -772,6 +799,14 @@ class _ReadContext:
         self.last_cursor: Any = None
         self.last_text: str | None = None
         self.last_stamp: int | None = None
+
+
+def _unrepresentable(ctx: _ReadContext, field: str, exc: Exception) -> DataError:
+    """The reason a row's value has no form in its record schema: table and column, the
+    converter's own words when it gave some, else the error class (never the value)."""
+    column = next((c.name for c in ctx.stream.columns if c.field == field), field)
+    reason = str(exc) if isinstance(exc, DataError) else type(exc).__name__
+    return DataError(f"table {ctx.stream.name!r}, column {column!r}: {reason}")
 
 
 def _dead_letter_value(value: Any) -> Any:

@@ -14,6 +14,7 @@ from connectors.errors import ConnectorConfigError
 from connectors.sql.bulk import CopyUpsert
 from connectors.sql.connector import SqlConnector, sqlite_path
 from connectors.sql.sink import VERSION, version_condition
+from connectors.sql.types import OutOfRangeDate
 
 # PostgreSQL: connection exception, insufficient resources, operator intervention, system
 # error, transaction rollback (deadlock, serialization); lock not available
@@ -49,6 +50,13 @@ class PostgresConnector(SqlConnector):
 
     def bulk_upsert(self, table: sa.Table, columns: list[str], key: list[str]) -> CopyUpsert:
         return CopyUpsert(table, columns, key, self.engine.dialect)
+
+    def prepare_source_connection(self, dbapi_connection: Any, _record: Any = None) -> None:
+        # a date or timestamp psycopg cannot load (infinity, BC, after 9999) would fail the
+        # whole read: it is read as a marker instead, and that row goes to the DLQ
+        adapters = dbapi_connection.adapters
+        for name in ("date", "timestamp", "timestamptz"):
+            adapters.register_loader(name, _tolerant_loader(adapters, name))
 
     def connect_args(self) -> dict[str, Any]:
         # libpq counts whole seconds (at least 2)
@@ -100,6 +108,29 @@ class PostgresConnector(SqlConnector):
     }
 
 
+def _tolerant_loader(adapters: Any, name: str) -> type[Any]:
+    """A text loader of the PostgreSQL type ``name`` that gives an ``OutOfRangeDate`` where the
+    driver's own loader (kept for speed) refuses the value."""
+    import psycopg
+    from psycopg.adapt import Loader
+
+    oid = adapters.types[name].oid
+    native = adapters.get_loader(oid, psycopg.pq.Format.TEXT)
+
+    class TolerantLoader(Loader):
+        def __init__(self, oid: int, context: Any = None) -> None:
+            super().__init__(oid, context)
+            self._load = native(oid, context).load
+
+        def load(self, data: Any) -> Any:
+            try:
+                return self._load(data)
+            except psycopg.DataError:
+                return OutOfRangeDate(bytes(data).decode("ascii", "replace"))
+
+    return TolerantLoader
+
+
 class MySQLConnector(SqlConnector):
     """MySQL and MariaDB through PyMySQL; upsert with ``ON DUPLICATE KEY UPDATE`` guarded
     per column by the version (the version column itself is assigned last)."""
@@ -108,6 +139,7 @@ class MySQLConnector(SqlConnector):
     backends = ("mysql", "mariadb")
     default_driver = "pymysql"
     naive_utc_timestamps = True
+    collated_text = True
 
     def get_sqlalchemy_url(self) -> URL:
         url = super().get_sqlalchemy_url()

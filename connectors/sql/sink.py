@@ -29,12 +29,15 @@ from connectors.base import Rejected, WriteReport
 from connectors.errors import (
     ColumnNotFoundError,
     ConnectorUnavailableError,
+    KeyCollationError,
     MissingPrimaryKeyError,
     RowRejectedError,
     TableNotFoundError,
     TableStoppedError,
 )
+from connectors.sql import collation
 from connectors.sql.types import SQL_NAME, key_value, sink_converter, sql_type_for
+from connectors.sql.values import Check, Problem, column_check
 
 if TYPE_CHECKING:
     from connectors.sql.config import SqlTable
@@ -51,12 +54,13 @@ ROWS_PER_STATEMENT = 1000
 BULK_MIN_ROWS = 2  # from this many upserts on, a dialect's bulk path (if any) is used
 
 
-def meta_columns() -> list[sa.Column[Any]]:
+def meta_columns(exact: Callable[[Any], Any] = lambda t: t) -> list[sa.Column[Any]]:
+    """The version columns; ``exact`` makes their text types byte-exact (MariaDB/MySQL)."""
     return [
         sa.Column(VERSION, sa.BigInteger, nullable=True),
-        sa.Column(EVENT_ID, sa.String(64), nullable=True),
+        sa.Column(EVENT_ID, exact(sa.String(64)), nullable=True),
         sa.Column(DELETED, sa.Boolean, nullable=True),
-        sa.Column(UNIT, sa.String(16), nullable=True),
+        sa.Column(UNIT, exact(sa.String(16)), nullable=True),
     ]
 
 
@@ -70,6 +74,7 @@ class SinkTable:
     columns: dict[str, str]  # field -> column
     fields: dict[str, dict[str, Any]]
     converters: dict[str, Callable[[Any], Any] | None]
+    checks: dict[str, Check]  # field -> what its column cannot store (connectors.sql.values)
     on_delete: str
     schema_fields: tuple[str, ...]
     actions: list[str] = field(default_factory=list)
@@ -83,9 +88,16 @@ def _column_of(f: dict[str, Any]) -> str:
 
 
 def prepare_sink(
-    connector: SqlConnector, cfg: SqlTable, record_schema: dict[str, Any], *, dry_run: bool
+    connector: SqlConnector,
+    cfg: SqlTable,
+    record_schema: dict[str, Any],
+    *,
+    dry_run: bool,
+    existing: bool = False,
 ) -> SinkTable:
-    """Plan (``dry_run``) or make the target table ready for ``record_schema``."""
+    """Plan (``dry_run``) or make the target table ready for ``record_schema``. A table the
+    sink wrote before (``existing``) that is gone stops the table: created again empty, it
+    would silently lose every row written before."""
     from connectors.sql.connector import split_table
 
     fields = {f["name"]: f for f in record_schema.get("fields", [])}
@@ -96,8 +108,18 @@ def prepare_sink(
     engine = connector.engine
     try:
         with engine.begin() as conn:
+            exact = _text_type(connector, conn)
             table = connector._reflect(conn, cfg)
             if table is None:
+                if existing:
+                    raise TableStoppedError(
+                        cfg.table,
+                        "the target table is gone after the sink's first run (dropped or "
+                        "renamed?); it is not created again empty, which would lose the rows "
+                        "written before, and the offsets did not move: restore it and rerun, "
+                        f"or start it empty on purpose with 'lgsp connector reset "
+                        f"{connector.name} --table {cfg.table}'",
+                    )
                 if not cfg.create:
                     raise connector._missing_table(conn, cfg)
                 key_columns = list(cfg.key or [])
@@ -116,7 +138,7 @@ def prepare_sink(
                 cols = [
                     sa.Column(
                         columns[n],
-                        sql_type_for(f, is_key=columns[n] in key_columns),
+                        exact(sql_type_for(f, is_key=columns[n] in key_columns)),
                         primary_key=columns[n] in key_columns,
                         nullable=columns[n] not in key_columns,
                         autoincrement=False,
@@ -127,14 +149,16 @@ def prepare_sink(
                     name,
                     sa.MetaData(),
                     *cols,
-                    *meta_columns(),
+                    *meta_columns(exact),
                     schema=schema,
-                    mysql_charset="utf8mb4",
-                    mysql_collate="utf8mb4_bin",
                 )
                 actions.append(f"create table {cfg.table!r} ({len(cols)} columns + 3 version)")
                 if not dry_run:
                     table.create(conn)
+                    texts = [c.name for c in table.c if isinstance(c.type, sa.String)]
+                    check_exact_text(connector, conn, table, texts, created=True)
+                    table = connector._reflect(conn, cfg)  # the types as the server made them
+                    assert table is not None
             else:
                 key_columns = list(cfg.key or [c.name for c in table.primary_key.columns])
                 if not key_columns:
@@ -147,11 +171,12 @@ def prepare_sink(
                             f"key: column {k!r} of {cfg.table!r} is not a field of dataset "
                             f"{cfg.dataset!r}"
                         )
+                check_exact_text(connector, conn, table, key_columns, created=False)
                 new_cols = [
-                    sa.Column(columns[n], sql_type_for(f, is_key=False), nullable=True)
+                    sa.Column(columns[n], exact(sql_type_for(f, is_key=False)), nullable=True)
                     for n, f in fields.items()
                     if columns[n] not in table.c
-                ] + [c for c in meta_columns() if c.name not in table.c]
+                ] + [c for c in meta_columns(exact) if c.name not in table.c]
                 if new_cols:
                     actions.append(
                         f"add columns {', '.join(repr(c.name) for c in new_cols)} to {cfg.table!r}"
@@ -175,6 +200,7 @@ def prepare_sink(
         columns=columns,
         fields=fields,
         converters={n: sink_converter(f, naive_utc=naive) for n, f in fields.items()},
+        checks=_checks(engine.dialect.name, table, columns),
         on_delete=cfg.on_delete,
         schema_fields=tuple(fields),
         actions=actions,
@@ -185,6 +211,52 @@ def prepare_sink(
         sink.bulk = connector.bulk_upsert(table, data_columns, key_columns)
         sink.delete = _delete_statement(table, key_columns)
     return sink
+
+
+def _text_type(connector: SqlConnector, conn: sa.Connection) -> Callable[[Any], Any]:
+    """How a text column type to create is made byte-exact on this database."""
+    if not connector.collated_text:
+        return lambda sql_type: sql_type
+    exact = collation.exact_collation(conn)
+    return lambda sql_type: collation.exact_type(sql_type, exact)
+
+
+def check_exact_text(
+    connector: SqlConnector,
+    conn: sa.Connection,
+    table: sa.Table,
+    columns: list[str],
+    *,
+    created: bool,
+) -> None:
+    """Refuse ``columns`` of ``table`` whose collation makes distinct text equal (the key
+    columns of an existing table; every text column of one just created, read back)."""
+    if not connector.collated_text:
+        return
+    found = collation.merging_columns(conn, table, columns)
+    if not found:
+        return
+    column, coll = found[0]
+    if created:
+        raise KeyCollationError(
+            f"table {table.name!r} was created but column {column!r} got collation {coll!r}, "
+            f"not the byte-exact {collation.EXACT[0]!r} asked for; check the server's "
+            "character set settings"
+        )
+    raise KeyCollationError(
+        f"table {table.name!r}: key column {column!r} has collation {coll!r}, which treats "
+        f"keys that differ only by {collation.merges(coll)} as equal, so distinct source keys "
+        f"would merge into one row; make it byte-exact first, e.g. ALTER TABLE ... MODIFY "
+        f"{column} VARCHAR(n) CHARACTER SET utf8mb4 COLLATE {collation.EXACT[0]}"
+    )
+
+
+def _checks(dialect: str, table: sa.Table, columns: dict[str, str]) -> dict[str, Check]:
+    out: dict[str, Check] = {}
+    for name, column in columns.items():
+        if column in table.c and (check := column_check(dialect, table.c[column])) is not None:
+            out[name] = check
+    return out
 
 
 def _add_columns(
@@ -228,11 +300,22 @@ def on_conflict_update(stmt: Any, table: sa.Table, columns: list[str], key: list
 
 
 class _FieldError(Exception):
-    """A record field whose value cannot become a column value (the cause is chained)."""
+    """A record field whose value cannot become a column value (the cause is chained), or
+    that its column cannot store (``problem``)."""
 
-    def __init__(self, field: str) -> None:
+    def __init__(self, field: str, problem: Problem | None = None) -> None:
         self.field = field
+        self.problem = problem
         super().__init__(field)
+
+
+def _checked(sink: SinkTable, name: str, value: Any) -> Any:
+    check = sink.checks.get(name)
+    if check is not None and value is not None:
+        problem = check(value)
+        if problem is not None:
+            raise _FieldError(name, problem)
+    return value
 
 
 def _row(sink: SinkTable, event: dict[str, Any], record: dict[str, Any] | None) -> dict[str, Any]:
@@ -252,9 +335,11 @@ def _row(sink: SinkTable, event: dict[str, Any], record: dict[str, Any] | None) 
             convert = sink.converters[name]
             if convert is not None and value is not None:
                 value = convert(value)
-            row[sink.columns[name]] = value
+            row[sink.columns[name]] = _checked(sink, name, value)
         name = "ts_ms"
         row[VERSION] = int(event["ts_ms"])
+    except _FieldError:
+        raise
     except Exception as exc:
         raise _FieldError(name) from exc
     row[EVENT_ID] = str(event["event_id"])
@@ -277,11 +362,13 @@ def _key_params(sink: SinkTable, event: dict[str, Any]) -> dict[str, Any]:
                     key = json.loads(event["key"])
                 value = key_value(sink.fields[name], key.get(name))
             convert = sink.converters[name]
-            params[f"_lgsp_k{i}"] = (
-                convert(value) if convert is not None and value is not None else value
+            params[f"_lgsp_k{i}"] = _checked(
+                sink, name, convert(value) if convert is not None and value is not None else value
             )
         name = "ts_ms"
         params["_lgsp_v"] = int(event["ts_ms"])
+    except _FieldError:
+        raise
     except Exception as exc:
         raise _FieldError(name) from exc
     return params
@@ -318,17 +405,28 @@ def _split(sink: SinkTable, chosen: list[Item]) -> tuple[list[Item], list[Item],
             else:
                 upserts.append((i, _row(sink, event, event.get("after"))))
         except _FieldError as exc:
-            cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else "error"
-            unusable.append(
-                Rejected(
-                    i,
-                    RowRejectedError(
-                        f"sink table {sink.table.name!r}: field {exc.field!r} of the event cannot "
-                        f"be written to its column ({cause})"
-                    ),
-                )
-            )
+            unusable.append(_unusable(sink, i, exc))
     return upserts, deletes, unusable
+
+
+def _unusable(sink: SinkTable, index: int, exc: _FieldError) -> Rejected:
+    if exc.problem is not None:
+        column = sink.columns.get(exc.field, exc.field)
+        return Rejected(
+            index,
+            RowRejectedError(
+                f"sink table {sink.table.name!r}, column {column!r}: {exc.problem.text}"
+            ),
+            certain=exc.problem.certain,
+        )
+    cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else "error"
+    return Rejected(
+        index,
+        RowRejectedError(
+            f"sink table {sink.table.name!r}: field {exc.field!r} of the event cannot "
+            f"be written to its column ({cause})"
+        ),
+    )
 
 
 def _apply(conn: sa.Connection, sink: SinkTable, upserts: list[Item], deletes: list[Item]) -> None:

@@ -24,6 +24,7 @@ from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.types import TypeEngine
 
 from bus.envelope import to_jsonable
+from bus.errors import DataError
 from bus.timeutil import to_epoch_ms
 
 Converter = Callable[[Any], Any]
@@ -97,18 +98,38 @@ def _decimal(scale: int) -> Converter:
     def convert(value: Any) -> decimal.Decimal:
         if not isinstance(value, decimal.Decimal):
             value = decimal.Decimal(str(value))
+        if not value.is_finite():  # PostgreSQL numeric 'NaN', 'Infinity'
+            raise DataError("NaN or Infinity, which an Avro decimal cannot hold")
         return value.quantize(exp, rounding=decimal.ROUND_HALF_EVEN)
 
     return convert
 
 
+class OutOfRangeDate(str):
+    """A date or timestamp the database holds but Python's cannot (PostgreSQL ``infinity``,
+    a date BC or after 9999), as the server wrote it: read as this marker, refused per row."""
+
+
+# a MariaDB/MySQL driver returns a zero or invalid date ('0000-00-00', '2024-00-10') as text
+_NOT_A_DATE = "a zero or invalid date (as MariaDB/MySQL allow), which no date type can hold"
+_OUT_OF_RANGE = "a date outside the years 1 to 9999 (infinity, BC), which Avro dates cannot hold"
+
+
+def _date_like(value: Any) -> Any:
+    if isinstance(value, dt.date):
+        return value
+    raise DataError(_OUT_OF_RANGE if isinstance(value, OutOfRangeDate) else _NOT_A_DATE)
+
+
 def _aware(value: Any) -> dt.datetime:
+    value = _date_like(value)
     if isinstance(value, dt.datetime):
         return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
     return dt.datetime.combine(value, dt.time(), tzinfo=dt.UTC)
 
 
 def _naive(value: Any) -> dt.datetime:
+    value = _date_like(value)
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
             return value.astimezone(dt.UTC).replace(tzinfo=None)
@@ -117,6 +138,7 @@ def _naive(value: Any) -> dt.datetime:
 
 
 def _date(value: Any) -> dt.date:
+    value = _date_like(value)
     return value.date() if isinstance(value, dt.datetime) else value
 
 
@@ -283,16 +305,23 @@ def sink_converter(field: dict[str, Any], *, naive_utc: bool) -> Converter | Non
     kind = avro.get("type") if isinstance(avro, dict) else avro
     logical = avro.get("logicalType") if isinstance(avro, dict) else None
     if isinstance(avro, list) or kind in ("record", "array", "map"):
-        return nullable_converter(
-            lambda v: json.dumps(
-                to_jsonable(v), ensure_ascii=False, sort_keys=True, separators=(",", ":")
-            )
-        )
+        return nullable_converter(_json_text)
+    if isinstance(kind, str) and kind not in _PRIMITIVES:
+        # a named type used again (a record that refers to itself, a shared enum): its
+        # records as JSON text, like a nested record; enum symbols and fixed bytes as they are
+        return nullable_converter(lambda v: _json_text(v) if isinstance(v, dict | list) else v)
     if logical in ("timestamp-millis", "timestamp-micros") and naive_utc:
         return nullable_converter(_naive)
     if logical == "uuid":
         return nullable_converter(str)
     return None
+
+
+_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(to_jsonable(value), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 def key_value(field: dict[str, Any], value: Any) -> Any:

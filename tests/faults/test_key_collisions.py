@@ -1,0 +1,197 @@
+"""Keys that differ only by letter case, Vietnamese tone marks, a trailing space or full-width
+digits stay distinct through every SQL sink dialect: N distinct source keys give N sink rows
+with the same bytes, and ``reconcile`` agrees, then reports a removed row. A MariaDB target
+whose key column merges such keys is refused at registration, naming the column.
+
+NFC and NFD spellings of one text are one key on the bus (the envelope's canonical key and
+every text value are NFC): an NFD source key arrives in its NFC bytes.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from bus import sync
+from bus.config import Settings
+from bus.reconcile.service import run_reconcile
+from conftest import MYSQL_URL, PG_URL
+from connectors.errors import ConnectorConfigError
+from connectors.registration import register
+from tests.integration.connectors.helpers import config, drop_tables
+
+pytestmark = pytest.mark.integration
+
+KEYS = [
+    "Hà Nội",
+    "Ha Noi",
+    "Hả Nội",  # another tone mark on the same letters
+    "HS-001",
+    "hs-001",
+    "x",
+    "x ",
+    "１２３",  # full-width digits
+    "123",
+    unicodedata.normalize("NFD", "Quận 1"),  # arrives as NFC
+]
+EXPECTED = {unicodedata.normalize("NFC", k) for k in KEYS}
+
+SINKS = [("postgresql", PG_URL), ("mariadb", MYSQL_URL), ("sqlite", None)]
+
+
+def _source(path: Path) -> str:
+    url = f"sqlite:///{path}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE places (ma TEXT PRIMARY KEY, n INTEGER NOT NULL)"))
+        conn.execute(
+            sa.text("INSERT INTO places (ma, n) VALUES (:ma, :n)"),
+            [{"ma": k, "n": i} for i, k in enumerate(KEYS)],
+        )
+    engine.dispose()
+    return url
+
+
+def _rows(url: str, table: str) -> dict[bytes, int]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            t = sa.Table(table, sa.MetaData(), autoload_with=conn)
+            rows = conn.execute(sa.select(t.c.ma, t.c.n)).all()
+    finally:
+        engine.dispose()
+    return {(ma if isinstance(ma, bytes) else ma.encode("utf-8")): n for ma, n in rows}
+
+
+@pytest.fixture
+def sink_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    yield request.param or f"sqlite:///{tmp_path / 'sink.db'}"
+
+
+@pytest.mark.parametrize(
+    ("kind", "sink_url"), SINKS, ids=[k for k, _ in SINKS], indirect=["sink_url"]
+)
+def test_distinct_keys_stay_distinct_and_reconcile_agrees(
+    settings: Settings, tmp_path: Path, unique: str, kind: str, sink_url: str
+) -> None:
+    src_url = _source(tmp_path / "src.db")
+    target = f"keys_dst_{unique}"
+    dataset = f"kho.k{unique}"
+    source, sink = f"ks{unique}", f"kd{unique}"
+    try:
+        register(
+            settings,
+            config(
+                "sqlite", "source", src_url, [{"table": "places", "dataset": dataset}], name=source
+            ),
+        )
+        register(
+            settings,
+            config(kind, "sink", sink_url, [{"table": target, "dataset": dataset}], name=sink),
+        )
+        assert sync.run(settings, source).rows == len(KEYS)
+        report = sync.run(settings, sink)
+        assert (report.status, report.rows, report.dlq) == ("ok", len(KEYS), 0)
+        stored = _rows(sink_url, target)
+        assert set(stored) == {k.encode("utf-8") for k in EXPECTED}
+        assert len(stored) == len(KEYS)
+        by_key = {unicodedata.normalize("NFC", k).encode("utf-8"): i for i, k in enumerate(KEYS)}
+        assert stored == by_key  # every row kept its own value
+
+        first = run_reconcile(settings, source, "places", sink)
+        assert first.agree, first.to_dict()
+        assert first.source.rows == first.target.rows == len(KEYS)
+
+        engine = sa.create_engine(sink_url)
+        with engine.begin() as conn:  # one of a colliding pair removed behind the bus's back
+            t = sa.Table(target, sa.MetaData(), autoload_with=conn)
+            gone = conn.execute(sa.delete(t).where(t.c.n == KEYS.index("hs-001")))
+            assert gone.rowcount == 1
+        engine.dispose()
+        second = run_reconcile(settings, source, "places", sink)
+        assert not second.agree
+        assert second.target.rows == len(KEYS) - 1
+        assert second.to_dict()["counts"]["missing"] == 1, second.to_dict()
+    finally:
+        if kind != "sqlite":
+            drop_tables(sink_url, [target])
+
+
+@pytest.mark.parametrize(
+    ("collation", "merged"),
+    [("utf8mb4_general_ci", "letter case"), ("utf8mb4_bin", "trailing spaces")],
+)
+def test_a_mariadb_key_column_that_merges_keys_is_refused_at_registration(
+    settings: Settings, unique: str, collation: str, merged: str
+) -> None:
+    target = f"ci_dst_{unique}"
+    engine = sa.create_engine(MYSQL_URL)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                f"CREATE TABLE {target} (ma VARCHAR(40) CHARACTER SET utf8mb4 "
+                f"COLLATE {collation} PRIMARY KEY, n INT)"
+            )
+        )
+    engine.dispose()
+    try:
+        tables: list[dict[str, Any]] = [{"table": target, "dataset": f"kho.c{unique}"}]
+        with pytest.raises(ConnectorConfigError) as caught:
+            register(settings, config("mariadb", "sink", MYSQL_URL, tables, name=f"c{unique}"))
+        text = str(caught.value)
+        assert "key column 'ma'" in text and collation in text and merged in text
+    finally:
+        drop_tables(MYSQL_URL, [target])
+
+
+def test_a_created_mariadb_table_is_byte_exact_even_with_a_mariadb_url(
+    settings: Settings, tmp_path: Path, unique: str
+) -> None:
+    """A ``mariadb://`` URL drops SQLAlchemy's ``mysql_*`` table options: the collation is
+    set per column and read back from ``information_schema``."""
+    src_url = _source(tmp_path / "src.db")
+    target = f"mdb_dst_{unique}"
+    dataset = f"kho.m{unique}"
+    url = MYSQL_URL.replace("mysql+pymysql", "mariadb+pymysql")
+    try:
+        register(
+            settings,
+            config(
+                "sqlite",
+                "source",
+                src_url,
+                [{"table": "places", "dataset": dataset}],
+                name=f"ms{unique}",
+            ),
+        )
+        register(
+            settings,
+            config(
+                "mariadb", "sink", url, [{"table": target, "dataset": dataset}], name=f"md{unique}"
+            ),
+        )
+        sync.run(settings, f"ms{unique}")
+        assert sync.run(settings, f"md{unique}").rows == len(KEYS)
+        assert len(_rows(MYSQL_URL, target)) == len(KEYS)
+        engine = sa.create_engine(MYSQL_URL)
+        with engine.connect() as conn:
+            found = dict(
+                conn.execute(
+                    sa.text(
+                        "SELECT column_name, collation_name FROM information_schema.columns "
+                        "WHERE table_schema = DATABASE() AND table_name = :t "
+                        "AND collation_name IS NOT NULL"
+                    ),
+                    {"t": target},
+                ).all()
+            )
+        engine.dispose()
+        assert found["ma"] == "utf8mb4_nopad_bin"
+        assert set(found.values()) == {"utf8mb4_nopad_bin"}
+    finally:
+        drop_tables(MYSQL_URL, [target])
