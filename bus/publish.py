@@ -65,6 +65,8 @@ class Publisher:
         self._producer = kafka_clients.producer(settings, **producer_overrides)
         self._pending: list[Any] = []
         self.acked: broker_guard.TopicEnds = {}  # what the last flush saw acknowledged
+        # topics the broker guard passed for this publisher (a run that checked them adds them)
+        self.guarded: set[str] = set()
 
     def __enter__(self) -> Publisher:
         return self
@@ -87,7 +89,9 @@ class Publisher:
         guard (a topic the bus published to must not be silently created again)."""
         if topic not in self._ready_topics:
             validate_topic(self.settings, topic)
-            broker_guard.check(self.settings, [topic])
+            if topic not in self.guarded:
+                broker_guard.check(self.settings, [topic])
+                self.guarded.add(topic)
             kafka_clients.ensure_topics(self.settings, {topic: dataset, dlq_topic(topic): None})
             self._ready_topics.add(topic)
 

@@ -326,6 +326,9 @@ def _run_source(
     before_commit: Callable[[], None],
 ) -> None:
     with Publisher(settings, Registry(settings)) as publisher:
+        publisher.guarded.update(
+            connector.config.topics(load_hierarchy(settings.hierarchy)).values()
+        )
         _source_pass(settings, store, connector, tables, report, progress, before_commit, publisher)
 
 
@@ -409,6 +412,7 @@ def _follow_source(
     topics = connector.config.topics(load_hierarchy(settings.hierarchy))
     guard = broker_guard.Periodic(settings, [topics[t] for t in tables])
     with Publisher(settings, Registry(settings)) as publisher:  # one producer for all passes
+        publisher.guarded.update(guard.topics)  # checked at the run's start, then by guard()
         while True:
             guard()
             status = {tr.table: tr.status for tr in report.tables}
