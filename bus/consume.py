@@ -24,7 +24,7 @@ from kafka import TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from bus import kafka_clients
+from bus import broker_guard, kafka_clients
 from bus.config import Settings
 from bus.dlq import safe_message, send_dead_letter
 from bus.errors import BrokerUnavailableError, ConfigurationError, DataError
@@ -232,6 +232,11 @@ class Consumer:
             self._consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
         except KafkaError as exc:
             raise BrokerUnavailableError(f"commit failed ({type(exc).__name__})") from exc
+        broker_guard.record_ends(
+            self.settings,
+            broker_guard.group_holder(self.group_id),
+            {(tp.topic, tp.partition): o for tp, o in offsets.items()},
+        )
 
     # ---- runs --------------------------------------------------------------------------
     def run_bounded(
@@ -246,10 +251,18 @@ class Consumer:
     ) -> ConsumeReport:
         """Read up to the end seen at start (or ``max_records``), commit, return."""
         report = ConsumeReport()
+        seen = broker_guard.known(self.settings, topics)  # before the broker is asked
         tps = self.partitions(topics)
+        ends = probe_ends(self._consumer, tps)
+        broker_guard.judge(
+            self.settings,
+            seen,
+            broker_guard.cluster_id_of(self._consumer),
+            {tp.topic for tp in tps},
+            {(tp.topic, tp.partition): end for tp, end in ends.items()},
+        )
         if not tps:
             return report
-        ends = probe_ends(self._consumer, tps)
         self._position_at_start(tps, from_beginning)
         active = {tp for tp in tps if self._consumer.position(tp) < ends[tp]}
         for tp in set(tps) - active:
@@ -346,7 +359,10 @@ class Consumer:
         report = ConsumeReport()
         tps: list[TopicPartition] = []
         refreshed = 0.0
+        broker_guard.check(self.settings, topics)
+        guard = broker_guard.Periodic(self.settings, topics, refresh_s)
         while not should_stop():
+            guard()
             # a topic that does not exist yet is looked for again every second
             missing = len({tp.topic for tp in tps}) < len(set(topics))
             if time.monotonic() - refreshed > (min(refresh_s, 1.0) if missing else refresh_s):

@@ -13,7 +13,7 @@ from typing import Any
 
 from kafka.errors import KafkaError, MessageSizeTooLargeError
 
-from bus import kafka_clients
+from bus import broker_guard, kafka_clients
 from bus.config import Settings
 from bus.dlq import dlq_topic, send_dead_letter
 from bus.envelope import canonical_key
@@ -31,6 +31,8 @@ class PublishReport:
     sent: int = 0
     dlq: int = 0
     per_topic: dict[str, int] = field(default_factory=dict)
+    # partition -> the offset after the last record of this call the broker acknowledged
+    ends: dict[int, int] = field(default_factory=dict)
 
 
 def event_key(event: dict[str, Any]) -> bytes:
@@ -62,6 +64,9 @@ class Publisher:
         self._ready_topics: set[str] = set()
         self._producer = kafka_clients.producer(settings, **producer_overrides)
         self._pending: list[Any] = []
+        self.acked: broker_guard.TopicEnds = {}  # what the last flush saw acknowledged
+        # topics the broker guard passed for this publisher (a run that checked them adds them)
+        self.guarded: set[str] = set()
 
     def __enter__(self) -> Publisher:
         return self
@@ -80,8 +85,13 @@ class Publisher:
         return found
 
     def ensure_topic(self, topic: str, dataset: str | None = None) -> None:
+        """Create the topic and its DLQ if missing, once per publisher; first the broker
+        guard (a topic the bus published to must not be silently created again)."""
         if topic not in self._ready_topics:
             validate_topic(self.settings, topic)
+            if topic not in self.guarded:
+                broker_guard.check(self.settings, [topic])
+                self.guarded.add(topic)
             kafka_clients.ensure_topics(self.settings, {topic: dataset, dlq_topic(topic): None})
             self._ready_topics.add(topic)
 
@@ -138,6 +148,7 @@ class Publisher:
         report.sent, report.dlq = len(encoded), len(refused)
         self.flush()
         report.per_topic[topic] = report.sent
+        report.ends = {p: end for (t, p), end in self.acked.items() if t == topic}
         return report
 
     def park_event(self, topic: str, event: dict[str, Any], exc: BaseException, stage: str) -> None:
@@ -172,14 +183,20 @@ class Publisher:
     def flush(self) -> None:
         """Block until every pending record is acknowledged; raise if any was not."""
         pending, self._pending = self._pending, []
+        self.acked = {}
         try:
             self._producer.flush(timeout=self.settings.kafka.request_timeout_ms / 1000 * 4)
         except KafkaError as exc:
             raise BrokerUnavailableError(f"flush failed ({type(exc).__name__})") from exc
+        acked = self.acked
         for future in pending:
             try:
-                future.get(timeout=self.settings.kafka.request_timeout_ms / 1000)
+                meta = future.get(timeout=self.settings.kafka.request_timeout_ms / 1000)
             except KafkaError as exc:
                 raise BrokerUnavailableError(
                     f"the broker did not acknowledge a record ({type(exc).__name__})"
                 ) from exc
+            tp = (meta.topic, meta.partition)
+            if meta.offset >= acked.get(tp, 0):
+                acked[tp] = meta.offset + 1
+        broker_guard.record_ends(self.settings, broker_guard.PUBLISH, acked)

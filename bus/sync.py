@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from bus import kafka_clients
+from bus import broker_guard, kafka_clients
 from bus.config import Settings
 from bus.connectors_db import ConnectorStore
 from bus.consume import Consumer, Message
@@ -290,6 +290,8 @@ def _run_locked(
                     )
                 wanted = [t for t in wanted if t in tables]
             connector.check()
+            topics = connector.config.topics(load_hierarchy(settings.hierarchy))
+            broker_guard.check(settings, [topics[t] for t in wanted])
             if role == "source" and follow is None:
                 _run_source(settings, store, connector, wanted, report, progress, lock.refresh)
             elif role == "source":
@@ -324,6 +326,9 @@ def _run_source(
     before_commit: Callable[[], None],
 ) -> None:
     with Publisher(settings, Registry(settings)) as publisher:
+        publisher.guarded.update(
+            connector.config.topics(load_hierarchy(settings.hierarchy)).values()
+        )
         _source_pass(settings, store, connector, tables, report, progress, before_commit, publisher)
 
 
@@ -356,10 +361,12 @@ def _source_pass(
             held = positions.get(table)
             position = held.position if held is not None else None
             for batch in connector.read_stream(stream, position):
+                ends: dict[int, int] = {}
                 if batch.events:
                     sent = publisher.publish(
                         tr.topic, batch.events, on_invalid="dlq", dataset=cfg.dataset
                     )
+                    ends = sent.ends
                     tr.dlq += sent.dlq
                     tr.rows += len(batch.events)
                     tr.deleted += sum(1 for e in batch.events if e["op"] == "d")
@@ -369,7 +376,14 @@ def _source_pass(
                 # the broker acknowledged the batch: now the position may move (if this
                 # run still holds the connector's lock)
                 before_commit()
-                store.save_position(connector.name, table, batch.state, rows=len(batch.events))
+                store.save_position(
+                    connector.name,
+                    table,
+                    batch.state,
+                    rows=len(batch.events),
+                    topic=tr.topic,
+                    ends=ends,
+                )
                 tr.batches += 1
                 if progress is not None:
                     progress(tr)
@@ -395,8 +409,12 @@ def _follow_source(
         t for t in tables if getattr(connector.table_config(t), "effective_mode", "") == "snapshot"
     }
     read: set[str] = set()
+    topics = connector.config.topics(load_hierarchy(settings.hierarchy))
+    guard = broker_guard.Periodic(settings, [topics[t] for t in tables])
     with Publisher(settings, Registry(settings)) as publisher:  # one producer for all passes
+        publisher.guarded.update(guard.topics)  # checked at the run's start, then by guard()
         while True:
+            guard()
             status = {tr.table: tr.status for tr in report.tables}
             wanted = [
                 t

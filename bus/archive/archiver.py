@@ -32,7 +32,7 @@ from kafka.structs import OffsetAndMetadata
 from sqlalchemy import Connection, select, tuple_
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from bus import kafka_clients
+from bus import broker_guard, kafka_clients
 from bus.archive.chain import (
     DatasetTopic,
     canonical_bytes,
@@ -461,6 +461,7 @@ class Archiver:
         The run goes to the run history (``run`` table, kind ``archive``); with
         ``record_idle=False`` only when it archived, signed or noted something.
         """
+        broker_guard.check(self.settings)  # every topic the bus knows of, before planning
         report = ArchiveReport(topics=list_dataset_topics(self.settings, pattern))
         started = dt.datetime.now(dt.UTC)
         if report.topics:

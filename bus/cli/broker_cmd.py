@@ -1,10 +1,10 @@
-"""``lgsp broker start|stop|status`` and ``lgsp config show``."""
+"""``lgsp broker start|stop|status|restore`` and ``lgsp config show``."""
 
 from __future__ import annotations
 
 import click
 
-from bus import broker
+from bus import broker, broker_restore
 from bus.cli._common import echo_json, settings
 from bus.errors import BrokerUnavailableError
 
@@ -51,6 +51,33 @@ def status_cmd() -> None:
     click.echo(f"{st.kind} broker at {st.bootstrap}{pid}: {state}")
     if not st.answering:
         raise SystemExit(3)
+
+
+@broker_group.command("restore")
+@click.option("--dry-run", is_flag=True, help="Report what would be done; change nothing.")
+def restore_cmd(dry_run: bool) -> None:
+    """Re-publish the archived events into a broker that lost its topics, move source
+    positions and consumer groups back to match, and record the broker's new identity."""
+    report = broker_restore.restore(settings(), dry_run=dry_run)
+    would = "would restore" if dry_run else "restored"
+    click.echo(
+        f"{would} {report.events} event(s) in {len(report.lost)} partition(s) of "
+        f"{len(report.topics)} topic(s); {len(report.positions)} source position(s) moved "
+        f"back; {len(report.groups)} consumer group(s) reset"
+        + ("" if dry_run else f"; broker cluster id {report.cluster_id} recorded")
+    )
+    for plan in report.lost:
+        count = plan.archived - plan.send_from if dry_run else plan.sent
+        lined = "" if (plan.contiguous if dry_run else plan.lined_up) else ", offsets shifted"
+        click.echo(f"  {plan.topic}[{plan.partition}]: {count} event(s){lined}")
+    for line in report.positions:
+        click.echo(f"  position {line}")
+    for group, count in sorted(report.groups.items()):
+        click.echo(f"  group {group}: {count} partition(s)")
+    for line in report.unrestorable:
+        click.echo(f"  lost for good: {line}")
+    if report.positions and not dry_run:
+        click.echo("next: run the source connectors again, then the sinks")
 
 
 @click.group("config")

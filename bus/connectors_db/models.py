@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bus.db.engine import Base
@@ -55,3 +55,21 @@ class ConnectorLock(Base):
     owner: Mapped[str] = mapped_column(String(255))
     acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ConnectorPositionMark(Base):
+    """A source table's position together with the offsets (per partition of its topic, the
+    most the table's batches reached so far) the broker acknowledged for the rows before it.
+    ``lgsp broker restore`` moves a position back to the newest mark the archive covers."""
+
+    __tablename__ = "connector_position_mark"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    connector: Mapped[str] = mapped_column(
+        String(63), ForeignKey("connector.name", ondelete="CASCADE")
+    )
+    table_name: Mapped[str] = mapped_column(String(255))
+    topic: Mapped[str] = mapped_column(String(249))
+    position: Mapped[dict | None] = mapped_column(JSON)
+    ends: Mapped[dict] = mapped_column(JSON)
+    saved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -4,6 +4,10 @@
 is called only after the broker acknowledged the batch the position follows, and only by the
 run that holds the connector's run lock (``acquire_lock``), so two runs never move one
 position (nor one back).
+
+A source position is saved with the offsets the broker acknowledged for the rows before it (a
+``connector_position_mark``, the last ``MARKS_KEPT`` per table): ``lgsp broker restore`` moves
+a position back to the newest mark the archive covers after the broker lost its topics.
 """
 
 from __future__ import annotations
@@ -16,7 +20,12 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bus.config import Settings
-from bus.connectors_db.models import ConnectorLock, ConnectorPosition, ConnectorRow
+from bus.connectors_db.models import (
+    ConnectorLock,
+    ConnectorPosition,
+    ConnectorPositionMark,
+    ConnectorRow,
+)
 from bus.db import session_scope
 from bus.timeutil import as_utc
 from connectors.errors import ConnectorBusyError, ConnectorExistsError, ConnectorNotFoundError
@@ -43,6 +52,20 @@ class TablePosition:
     error: str | None
     rows_total: int
     updated_at: dt.datetime
+
+
+MARKS_KEPT = 500
+
+
+@dataclass(frozen=True)
+class PositionMark:
+    """A saved source position and the end offset per partition of ``topic`` it stands on."""
+
+    id: int
+    table: str
+    topic: str
+    position: dict[str, Any] | None
+    ends: dict[int, int]
 
 
 @dataclass(frozen=True)
@@ -167,9 +190,18 @@ class ConnectorStore:
             }
 
     def save_position(
-        self, name: str, table: str, position: dict[str, Any] | None, *, rows: int = 0
+        self,
+        name: str,
+        table: str,
+        position: dict[str, Any] | None,
+        *,
+        rows: int = 0,
+        topic: str | None = None,
+        ends: dict[int, int] | None = None,
     ) -> None:
-        """Commit a table's position (after the broker acknowledged what precedes it)."""
+        """Commit a table's position (after the broker acknowledged what precedes it). A
+        source passes its ``topic`` and the acknowledged ``ends`` of the batch: they are
+        marked with the position, on top of the table's previous mark."""
         with session_scope(self.settings) as s:
             row = s.get(ConnectorPosition, (name, table))
             if row is None:
@@ -180,6 +212,92 @@ class ConnectorStore:
             row.error = None
             row.rows_total = int(row.rows_total or 0) + rows
             row.updated_at = _now()
+            if topic is not None:
+                self._mark(s, name, table, topic, position, ends or {})
+
+    def _mark(
+        self,
+        s: Any,
+        name: str,
+        table: str,
+        topic: str,
+        position: dict[str, Any] | None,
+        ends: dict[int, int],
+    ) -> None:
+        where = (ConnectorPositionMark.connector == name, ConnectorPositionMark.table_name == table)
+        last = s.scalars(
+            select(ConnectorPositionMark)
+            .where(*where)
+            .order_by(ConnectorPositionMark.id.desc())
+            .limit(1)
+        ).first()
+        before = last.ends if last is not None and last.topic == topic else {}
+        reached = {int(p): int(e) for p, e in before.items()}
+        for partition, end in ends.items():
+            reached[partition] = max(reached.get(partition, 0), end)
+        s.add(
+            ConnectorPositionMark(
+                connector=name,
+                table_name=table,
+                topic=topic,
+                position=position,
+                ends={str(p): e for p, e in sorted(reached.items())},
+                saved_at=_now(),
+            )
+        )
+        s.flush()
+        old = s.scalars(
+            select(ConnectorPositionMark.id)
+            .where(*where)
+            .order_by(ConnectorPositionMark.id.desc())
+            .offset(MARKS_KEPT)
+            .limit(1)
+        ).first()
+        if old is not None:
+            s.execute(delete(ConnectorPositionMark).where(*where, ConnectorPositionMark.id <= old))
+
+    def marks(self, name: str, table: str) -> list[PositionMark]:
+        """The position marks of a source table, newest first."""
+        with session_scope(self.settings) as s:
+            rows = s.scalars(
+                select(ConnectorPositionMark)
+                .where(
+                    ConnectorPositionMark.connector == name,
+                    ConnectorPositionMark.table_name == table,
+                )
+                .order_by(ConnectorPositionMark.id.desc())
+            ).all()
+            return [
+                PositionMark(
+                    r.id,
+                    r.table_name,
+                    r.topic,
+                    dict(r.position) if r.position is not None else None,
+                    {int(p): int(e) for p, e in r.ends.items()},
+                )
+                for r in rows
+            ]
+
+    def rewind(self, name: str, table: str, topic: str, position: dict[str, Any] | None) -> None:
+        """Set a source table's position after the broker lost its topic (``lgsp broker
+        restore``): its marks are replaced by one that stands on nothing of the lost log."""
+        with session_scope(self.settings) as s:
+            s.execute(
+                delete(ConnectorPositionMark).where(
+                    ConnectorPositionMark.connector == name,
+                    ConnectorPositionMark.table_name == table,
+                )
+            )
+            row = s.get(ConnectorPosition, (name, table))
+            if row is None:
+                row = ConnectorPosition(connector=name, table_name=table, rows_total=0)
+                s.add(row)
+            row.position = position
+            row.status = "ok"
+            row.error = None
+            row.updated_at = _now()
+            s.flush()
+            self._mark(s, name, table, topic, position, {})
 
     def set_status(self, name: str, table: str, status: str, error: str | None = None) -> None:
         with session_scope(self.settings) as s:

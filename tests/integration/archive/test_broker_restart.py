@@ -1,4 +1,5 @@
-"""The archive, not the broker, is the history: replay after the embedded broker restarted."""
+"""The archive, not the broker, is the history: replay after the embedded broker restarted,
+and ``restore`` puts the archived log back so that the chain goes on in the same epoch."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from bus.archive.archiver import Archiver
 from bus.archive.models import ArchiveEntry
 from bus.archive.replay import content_hash, replay_as_of
 from bus.archive.verify import verify
+from bus.broker_guard import BrokerDataLostError
+from bus.broker_restore import restore
 from bus.config import Settings
 from bus.db import open_engine
 from bus.db.engine import dispose_engines
@@ -52,24 +55,30 @@ def test_replay_after_the_broker_restarted(tmp_path: Path, unique: str) -> None:
         assert report.events_archive == len(before.events) and report.events_broker == 0
         assert any("broker does not answer" in n for n in report.notes)
 
-        # a new broker knows nothing; the topic comes back with offsets from 0 again
+        # a new broker knows nothing: the bus refuses to publish into it until it is restored
         broker.start_embedded(settings)
         assert topic not in topics_on_broker(settings)
-        register_topic(settings, topic)
+        with (
+            pytest.raises(BrokerDataLostError, match="lgsp broker restore"),
+            Publisher(settings) as pub,
+        ):
+            pub.publish(topic, after)
+        restored = restore(settings)
+        assert restored.events == len(before.events) and all(p.lined_up for p in restored.lost)
         with Publisher(settings) as pub:
             pub.publish(topic, after)
-        # not archived yet: the archive plus the broker's new log
+        # not archived yet: the archive plus the broker's log
         report = replay_as_of(settings, dataset, at(200), into=url, table="t2", purpose="p")
         assert report.content_hash == content_hash(list(everything.snapshot(at(200)).items()))
         assert report.events_broker == len(after)
 
-        run = Archiver(settings).run_once(topic)
-        assert run.appended == len(after) and run.new_epochs
+        run = Archiver(settings).run_once(topic)  # the restored log continues the chain
+        assert run.appended == len(after) and not run.new_epochs
         checked = verify(settings, dataset=dataset)
         assert checked.ok and checked.entries == len(everything.events)
         with open_engine(settings).connect() as conn:
             epochs = set(conn.scalars(select(ArchiveEntry.epoch).distinct()))
-        assert epochs == {0, 1}
+        assert epochs == {0}
         for minute in (30, 60, 200):
             report = replay_as_of(
                 settings, dataset, at(minute), into=url, table=f"m{minute}", purpose="p"

@@ -1,0 +1,264 @@
+"""The broker guard: no run goes on against a broker that lost what the bus published.
+
+The control database keeps what the bus last saw of the broker: its cluster id (the embedded
+broker gets a new one at every start, as it forgets its topics) and, per topic-partition, the
+end offset each holder knows the broker reached: ``publish`` (acknowledged sends, so also what
+a source position stands on) and ``group:<id>`` (committed offsets of sinks, routes, the
+archiver, deliveries). The rule, in ``judge``: the broker lost data when
+
+- its cluster id changed while the bus knows of published records, or
+- a topic the bus knows holds records is missing, or
+- a partition ends below an offset the bus knows it reached.
+
+Then the run stops with ``BrokerDataLostError`` (a ``FatalError``: retrying does not help)
+naming ``lgsp broker restore``. What the bus knows is read before the broker is asked, so a
+concurrent publisher can never make an intact broker look short.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import TopicPartition
+from kafka.errors import KafkaError
+from sqlalchemy import BigInteger, DateTime, Integer, String, case, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from bus import kafka_clients
+from bus.config import Settings
+from bus.db import retry_conflicts, session_scope
+from bus.db.engine import Base
+from bus.errors import BrokerUnavailableError, FatalError
+
+PUBLISH = "publish"
+RECOVERY = "run 'lgsp broker restore' (see what it would do with --dry-run)"
+TopicEnds = dict[tuple[str, int], int]
+
+
+class BrokerDataLostError(FatalError):
+    """The broker no longer holds records the bus published or read."""
+
+
+class BrokerIdentity(Base):
+    """The cluster id of the broker the bus last worked with (one row, ``id`` 1)."""
+
+    __tablename__ = "broker_identity"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    cluster_id: Mapped[str] = mapped_column(String(255))
+    recorded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class BrokerOffset(Base):
+    """The end offset ``holder`` knows a topic-partition reached on the broker."""
+
+    __tablename__ = "broker_offset"
+
+    topic: Mapped[str] = mapped_column(String(249), primary_key=True)
+    kafka_partition: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    holder: Mapped[str] = mapped_column(String(255), primary_key=True)
+    end_offset: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+def group_holder(group_id: str) -> str:
+    return f"group:{group_id}"
+
+
+@dataclass(frozen=True)
+class Known:
+    """A snapshot of what the bus knows, taken before the broker is asked."""
+
+    cluster_id: str | None
+    published_anything: bool
+    ends: TopicEnds = field(default_factory=dict)  # the highest end over every holder
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def known(settings: Settings, topics: Iterable[str] | None = None) -> Known:
+    """What the bus knows of ``topics`` (all topics with ``None``)."""
+    wanted = None if topics is None else sorted(set(topics))
+    with session_scope(settings) as s:
+        identity = s.get(BrokerIdentity, 1)
+        anything = s.scalar(select(func.max(BrokerOffset.end_offset))) or 0
+        query = select(
+            BrokerOffset.topic, BrokerOffset.kafka_partition, func.max(BrokerOffset.end_offset)
+        ).group_by(BrokerOffset.topic, BrokerOffset.kafka_partition)
+        if wanted is not None:
+            query = query.where(BrokerOffset.topic.in_(wanted))
+        ends = {(t, int(p)): int(e) for t, p, e in s.execute(query) if int(e) > 0}
+    return Known(identity.cluster_id if identity else None, anything > 0, ends)
+
+
+def cluster_id_of(client: Any) -> str | None:
+    """The cluster id in a kafka-python client's metadata (None if the broker gives none)."""
+    cluster = getattr(getattr(client, "_client", None), "cluster", None)
+    value = getattr(cluster, "cluster_id", None)
+    return str(value) if value else None
+
+
+def judge(
+    settings: Settings,
+    seen: Known,
+    cluster_id: str | None,
+    present: set[str],
+    ends: TopicEnds,
+) -> None:
+    """The rule: raise ``BrokerDataLostError`` if the broker (``cluster_id``, the ``present``
+    topics, their exact ``ends``) lost anything of ``seen``; otherwise record the cluster id
+    when the bus had none (or knew of nothing published)."""
+    problems: list[str] = []
+    changed = seen.cluster_id is not None and cluster_id is not None
+    changed = changed and cluster_id != seen.cluster_id
+    if changed and seen.published_anything:
+        problems.append(f"the cluster id is {cluster_id}, it was {seen.cluster_id}")
+    for (topic, partition), end in sorted(seen.ends.items()):
+        if topic not in present:
+            problems.append(f"topic {topic} is missing (the bus saw it reach offset {end})")
+        elif ends.get((topic, partition), 0) < end:
+            problems.append(
+                f"{topic}[{partition}] ends at offset {ends.get((topic, partition), 0)}, "
+                f"the bus saw it reach {end}"
+            )
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise BrokerDataLostError(
+            f"the broker lost data the bus published: {problems[0]}{more}; {RECOVERY}"
+        )
+    if cluster_id is not None and cluster_id != seen.cluster_id:
+        record_identity(settings, cluster_id)
+
+
+def probe(settings: Settings, topics: Iterable[str]) -> tuple[str | None, set[str], TopicEnds]:
+    """The broker's cluster id, which of ``topics`` exist, and their exact end offsets."""
+    from bus.consume import probe_ends  # consume hooks this module in
+
+    consumer = kafka_clients.consumer(settings, None)
+    try:
+        present = set(consumer.topics()) & set(topics)
+        tps = [
+            TopicPartition(t, p)
+            for t in sorted(present)
+            for p in sorted(consumer.partitions_for_topic(t) or [])
+        ]
+        ends = {(tp.topic, tp.partition): end for tp, end in probe_ends(consumer, tps).items()}
+        return cluster_id_of(consumer), present, ends
+    except KafkaError as exc:
+        raise BrokerUnavailableError(
+            f"cannot check the broker's topics ({type(exc).__name__})"
+        ) from exc
+    finally:
+        consumer.close(autocommit=False)
+
+
+def check(settings: Settings, topics: Iterable[str] | None = None) -> None:
+    """Stop with ``BrokerDataLostError`` if the broker lost what the bus knows of ``topics``
+    (every topic it knows of with ``None``); the start of every run calls this."""
+    seen = known(settings, topics)
+    names = {t for t, _ in seen.ends} | set(topics or [])
+    cluster_id, present, ends = probe(settings, names)
+    judge(settings, seen, cluster_id, present, ends)
+
+
+class Periodic:
+    """``check`` at most every ``every_s`` seconds: for followed runs, on each poll cycle."""
+
+    def __init__(self, settings: Settings, topics: Iterable[str], every_s: float = 30.0) -> None:
+        self.settings = settings
+        self.topics = list(topics)
+        self.every_s = every_s
+        self._last = time.monotonic()
+
+    def __call__(self) -> None:
+        if time.monotonic() - self._last >= self.every_s:
+            check(self.settings, self.topics)
+            self._last = time.monotonic()
+
+
+# ---- what the bus saw ------------------------------------------------------------------------
+
+
+def record_identity(settings: Settings, cluster_id: str) -> None:
+    def write() -> None:
+        with session_scope(settings) as s:
+            row = s.get(BrokerIdentity, 1)
+            if row is None:
+                s.add(BrokerIdentity(id=1, cluster_id=cluster_id, recorded_at=_now()))
+            else:
+                row.cluster_id, row.recorded_at = cluster_id, _now()
+
+    retry_conflicts(write, 3)
+
+
+def record_ends(settings: Settings, holder: str, ends: TopicEnds) -> None:
+    """Raise ``holder``'s known end of each topic-partition to ``ends`` (never lower it)."""
+    if not ends:
+        return
+
+    def write() -> None:
+        with session_scope(settings) as s:
+            for (topic, partition), end in sorted(ends.items()):
+                row = (
+                    BrokerOffset.topic == topic,
+                    BrokerOffset.kafka_partition == partition,
+                    BrokerOffset.holder == holder,
+                )
+                higher = case((BrokerOffset.end_offset < end, end), else_=BrokerOffset.end_offset)
+                moved = s.execute(
+                    update(BrokerOffset).where(*row).values(end_offset=higher, updated_at=_now())
+                ).rowcount
+                if not moved:
+                    s.add(
+                        BrokerOffset(
+                            topic=topic,
+                            kafka_partition=partition,
+                            holder=holder,
+                            end_offset=end,
+                            updated_at=_now(),
+                        )
+                    )
+                    s.flush()
+
+    try:
+        retry_conflicts(write, 5)
+    except IntegrityError as exc:  # five concurrent first inserts in a row: not plausible
+        raise BrokerUnavailableError(
+            f"cannot record the broker offsets of {holder} ({type(exc).__name__})"
+        ) from None
+
+
+def holder_ends(settings: Settings) -> dict[str, TopicEnds]:
+    """``{holder: {(topic, partition): end}}`` of every record."""
+    out: dict[str, TopicEnds] = {}
+    with session_scope(settings) as s:
+        for row in s.scalars(select(BrokerOffset)):
+            out.setdefault(row.holder, {})[(row.topic, int(row.kafka_partition))] = int(
+                row.end_offset
+            )
+    return out
+
+
+def replace_ends(settings: Settings, holders: dict[str, TopicEnds]) -> None:
+    """Set the known ends to exactly ``holders`` (after ``lgsp broker restore``)."""
+    with session_scope(settings) as s:
+        s.execute(delete(BrokerOffset))
+        now = _now()
+        for holder, ends in holders.items():
+            for (topic, partition), end in ends.items():
+                s.add(
+                    BrokerOffset(
+                        topic=topic,
+                        kafka_partition=partition,
+                        holder=holder,
+                        end_offset=end,
+                        updated_at=now,
+                    )
+                )

@@ -1,0 +1,217 @@
+"""A broker that lost what the bus published is noticed by every run and restored from the
+archive: a PostgreSQL source, a SQLite sink, the archive, and a broker of the test's own (the
+embedded broker keeps topics in memory: ``lgsp broker stop; lgsp broker start`` empties it)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import yaml
+from click.testing import CliRunner
+
+from bus import broker
+from bus.cli.main import cli
+from bus.config import Settings, reset_settings
+from bus.db.engine import dispose_engines
+from conftest import PG_URL
+from tests.integration.connectors.helpers import drop_tables
+
+pytestmark = pytest.mark.integration
+
+UNIT = "26734"
+FIRST, LATER = 30, 20  # rows archived before the loss, rows published after the archive run
+
+
+def lgsp(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A state folder with an embedded broker of its own (not the session's)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("LGSP_HOME", str(home))
+    monkeypatch.delenv("LGSP_KAFKA_BOOTSTRAP", raising=False)
+    monkeypatch.delenv("LGSP_DATABASE_URL", raising=False)
+    reset_settings()
+    try:
+        assert lgsp("broker", "start")[0] == 0
+        yield home
+    finally:
+        broker.stop_embedded(Settings(home=home))
+        reset_settings()
+        dispose_engines()
+
+
+def _rows(n: int, start: int = 0) -> list[dict[str, Any]]:
+    base = dt.datetime(2025, 7, 1, tzinfo=dt.UTC)
+    return [
+        {
+            "ma_ho_so": f"HS{i:04d}",
+            "nguoi_nop": f"Nguyễn Văn {i}",
+            "so_tien": i * 1000 + 7,
+            "cap_nhat": base + dt.timedelta(minutes=i),
+        }
+        for i in range(start, start + n)
+    ]
+
+
+class Pipeline:
+    """A PostgreSQL source table, its connector, a SQLite sink connector, run by the CLI."""
+
+    def __init__(self, home: Path, unique: str) -> None:
+        self.table = f"loss_src_{unique}"
+        self.source = f"src-{unique}"
+        self.sink = f"dst-{unique}"
+        self.dataset = f"tthc.loss{unique}"
+        self.topic = f"lgsp.79.760.{UNIT}.{self.dataset}"
+        self.sink_url = f"sqlite:///{home / 'sink.db'}"
+        self.src = sa.Table(
+            self.table,
+            sa.MetaData(),
+            sa.Column("ma_ho_so", sa.String(20), primary_key=True),
+            sa.Column("nguoi_nop", sa.String(100), nullable=False),
+            sa.Column("so_tien", sa.BigInteger, nullable=False),
+            sa.Column("cap_nhat", sa.DateTime(timezone=True), nullable=False),
+        )
+        engine = sa.create_engine(PG_URL)
+        self.src.metadata.create_all(engine)
+        engine.dispose()
+        for name, role, url, table in (
+            (self.source, "source", PG_URL, {"cursor": "cap_nhat"}),
+            (self.sink, "sink", self.sink_url, {}),
+        ):
+            path = home / f"{role}.yaml"
+            data = {
+                "name": name,
+                "type": "postgresql" if role == "source" else "sqlite",
+                "role": role,
+                "agency": "ubnd-phuong-tan-dinh",
+                "unit": UNIT,
+                "connection": {"url": url},
+                "batch_size": 10,
+                "tables": [{"table": self.table, "dataset": self.dataset, **table}],
+            }
+            path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+            code, _, err = lgsp("connector", "add", str(path))
+            assert code == 0, err
+
+    def insert(self, rows: list[dict[str, Any]]) -> None:
+        engine = sa.create_engine(PG_URL)
+        with engine.begin() as conn:
+            conn.execute(self.src.insert(), rows)
+        engine.dispose()
+
+    def run(self, name: str) -> tuple[int, str, str]:
+        return lgsp("connector", "run", name)
+
+    def ok(self, *args: str) -> str:
+        code, out, err = lgsp(*args)
+        assert code == 0, err
+        return out
+
+    def source_rows(self) -> list[tuple[Any, ...]]:
+        engine = sa.create_engine(PG_URL)
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(self.src).order_by(self.src.c.ma_ho_so)).all()
+        engine.dispose()
+        return [(r[0], r[1], r[2], r[3].astimezone(dt.UTC)) for r in rows]
+
+    def sink_rows(self) -> list[tuple[Any, ...]]:
+        engine = sa.create_engine(self.sink_url)
+        columns = ", ".join(c.name for c in self.src.columns)
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(f"SELECT {columns} FROM {self.table} ORDER BY ma_ho_so")  # noqa: S608
+            ).all()
+        engine.dispose()
+        return [(r[0], r[1], int(r[2]), _utc(r[3])) for r in rows]
+
+    def drop(self) -> None:
+        drop_tables(PG_URL, [self.table])
+
+
+def _utc(value: Any) -> dt.datetime:
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def pipeline(own_broker: Path, unique: str) -> Iterator[Pipeline]:
+    p = Pipeline(own_broker, unique)
+    try:
+        yield p
+    finally:
+        p.drop()
+
+
+def _archived_then_more(p: Pipeline) -> None:
+    """FIRST rows published, sunk and archived; LATER rows published (not archived) and sunk."""
+    p.insert(_rows(FIRST))
+    p.ok("connector", "run", p.source)
+    p.ok("connector", "run", p.sink)
+    p.ok("archive", "run")
+    p.insert(_rows(LATER, start=FIRST))
+    p.ok("connector", "run", p.source)
+
+
+def _refused(result: tuple[int, str, str]) -> None:
+    code, out, err = result
+    assert code == 4, (code, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: the broker lost data"), err
+    assert "lgsp broker restore" in lines[0]
+
+
+def _restore_and_catch_up(p: Pipeline) -> None:
+    code, out, err = lgsp("broker", "restore", "--dry-run")
+    assert code == 0, err
+    assert out.startswith(f"would restore {FIRST} event(s) in ") and "of 1 topic(s)" in out
+    _refused(p.run(p.sink))  # a dry run changes nothing
+    out = p.ok("broker", "restore")
+    assert f"restored {FIRST} event(s)" in out and "1 source position(s) moved back" in out
+    again = p.ok("broker", "restore")  # idempotent
+    assert again.startswith("restored 0 event(s) in 0 partition(s)"), again
+    assert "0 source position(s)" in again and "0 consumer group(s)" in again
+    p.ok("connector", "run", p.source)  # publishes again what never reached the archive
+    p.ok("connector", "run", p.sink)
+    assert p.sink_rows() == p.source_rows()
+    assert len(p.source_rows()) == FIRST + LATER
+    p.ok("archive", "run")
+    p.ok("audit", "verify")
+
+
+def test_a_restarted_broker_stops_every_run_until_restored(pipeline: Pipeline) -> None:
+    p = pipeline
+    _archived_then_more(p)
+    p.ok("broker", "stop")
+    p.ok("broker", "start")
+    _refused(p.run(p.sink))  # the old code: "rows 0", exit 0
+    _refused(p.run(p.source))
+    _refused(lgsp("archive", "run"))
+    _restore_and_catch_up(p)
+
+
+def test_a_topic_deleted_and_recreated_is_noticed(pipeline: Pipeline) -> None:
+    from bus import kafka_clients
+    from bus.config import get_settings
+
+    p = pipeline
+    _archived_then_more(p)
+    client = kafka_clients.admin(get_settings())
+    try:
+        client.delete_topics([p.topic])
+    finally:
+        client.close()
+    kafka_clients.ensure_topics(get_settings(), {p.topic: p.dataset})
+    _refused(p.run(p.sink))
+    _refused(p.run(p.source))
+    _restore_and_catch_up(p)
