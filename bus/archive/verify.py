@@ -21,8 +21,9 @@ Verification fails closed: every chain head must be covered by a signed checkpoi
 after the last signed position of their chain (an "unsigned tail": appended since the last
 checkpoint, or left when checkpoints were removed) are a problem unless the caller accepts
 them (``allow_unsigned_tail``), in which case they are a warning that counts them. ``strict``
-turns every warning into a problem (an unsigned tail, no exported file compared, a file that
-lags the database, signatures checked with the configured key rather than a published one).
+turns every warning into a problem (no exported file compared, a file that lags the database)
+and also fails when the signatures were checked with the configured key rather than a
+published one.
 Rows are streamed in chain order (``yield_per``); nothing is held in memory but the
 checkpoints' heads.
 """
@@ -166,7 +167,8 @@ def _need_keys(records: list[CheckpointRecord], keys: dict[str, Ed25519PublicKey
     if records and not keys:
         raise ConfigurationError(
             "no key to check checkpoint signatures with: pass --public-key FILE "
-            "(written by 'lgsp archive export-key') or configure signing_key_file"
+            "(written by 'lgsp archive export-key') or configure signing_key_file or "
+            "signing_public_key_file"
         )
 
 
@@ -401,6 +403,12 @@ def verify(
             _check_exported(
                 exported, bad_lines, exported_path, records, keys, chosen, signed, report, out
             )
+        elif records:
+            report.warnings.append(
+                "no exported checkpoints compared (--checkpoints FILE; the archiver's "
+                "checkpoint_export_file does not exist): a checkpoint deleted together with the "
+                "entries it signed cannot be seen"
+            )
         heads = {
             (r.topic, int(r.kafka_partition)): r
             for r in conn.execute(select(chain_t))
@@ -441,7 +449,7 @@ def verify(
             )
     _check_signed_tails(report, out, accept=allow_unsigned_tail)
     if strict:
-        _warnings_fail(report, out, public_keys is not None, exported_path)
+        _warnings_fail(report, out, published_key=public_keys is not None)
     report.elapsed_s = time.perf_counter() - started
     return report
 
@@ -486,19 +494,12 @@ def _check_signed_tails(report: VerifyReport, out: _Collector, *, accept: bool) 
             )
 
 
-def _warnings_fail(
-    report: VerifyReport, out: _Collector, published_key: bool, exported: Path | None
-) -> None:
-    """``strict``: every warning is a problem, and so is what an auditor should not rely on."""
+def _warnings_fail(report: VerifyReport, out: _Collector, *, published_key: bool) -> None:
+    """``strict``: every warning is a problem, and so is a key that was not published."""
     if not published_key:
         report.warnings.append(
             "signatures were checked with the configured signing key, not with a published "
             "public key (--public-key)"
-        )
-    if exported is None:
-        report.warnings.append(
-            "no exported checkpoints were compared (--checkpoints FILE, or the archiver's "
-            "checkpoint_export_file)"
         )
     for warning in report.warnings:
         out.add(Problem(None, None, None, "strict", warning))

@@ -58,3 +58,16 @@ def test_a_failed_append_is_caught_up_by_the_next_checkpoint(
 def test_a_missing_checkpoints_file_is_a_clear_error(offline_settings: Settings) -> None:
     with pytest.raises(ConfigurationError, match="--checkpoints: cannot read"):
         verify(offline_settings, checkpoints_file=offline_settings.home / "nothing.jsonl")
+
+
+def test_without_an_export_file_verify_warns_and_strict_fails(offline_settings: Settings) -> None:
+    archiver = Archiver(offline_settings)
+    archiver.append(messages(10))
+    archiver.checkpoint()
+    export_path(offline_settings).unlink()
+    report = verify(offline_settings)
+    assert report.ok and report.checkpoints_file is None
+    assert [w for w in report.warnings if w.startswith("no exported checkpoints compared")]
+    public = archiver.signing_key().public
+    strict = verify(offline_settings, public_keys=[public], strict=True)
+    assert [p.kind for p in strict.problems] == ["strict"]
