@@ -210,6 +210,9 @@ def _check_sequence(
     for record in records:
         n = record.n
         label = f"{where} {n}"
+        if n < expected_n:  # only a file can repeat a number (the table's key is n)
+            out.add(Problem(None, None, None, label, "appears again or out of order"))
+            continue
         if n != expected_n:
             span = f"{expected_n}" if n == expected_n + 1 else f"{expected_n}..{n - 1}"
             out.add(Problem(None, None, None, f"{where} missing", f"{where} {span} not found"))

@@ -164,11 +164,12 @@ def test_a_chain_rewritten_and_re_signed_with_a_stolen_key_fails_against_the_exp
 def test_an_edited_export_file_fails(archive: Archive, offsite: tuple[Path, Path]) -> None:
     _key, shipped = offsite
     lines = shipped.read_text().splitlines()
-    shipped.write_text("\n".join([lines[0], lines[2], "not json"]) + "\n")
+    shipped.write_text("\n".join([lines[0], lines[2], lines[2], "not json"]) + "\n")
     code, out, _ = run("audit", "verify", "--checkpoints", str(shipped))
     assert code == 4
     assert "exported checkpoint missing: exported checkpoint 2 not found" in out
-    assert "line 3: not JSON (file edited)" in out
+    assert "exported checkpoint 3: appears again or out of order" in out
+    assert "line 4: not JSON (file edited)" in out
 
 
 def test_an_export_file_behind_the_database_warns_and_fails_strict(
