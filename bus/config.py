@@ -103,6 +103,19 @@ class Settings(BaseSettings):
     signing_key_file: Path | None = Field(
         None, description="Ed25519 private key (PEM) that signs archive checkpoints"
     )
+    signing_command: str | None = Field(
+        None,
+        description="command that signs a checkpoint kept off this host (KMS, HSM, signing "
+        "host): reads the message on stdin, prints the Ed25519 signature (base64, hex or raw)",
+    )
+    signing_public_key_file: Path | None = Field(
+        None, description="public key (PEM) of signing_command's key; required with it"
+    )
+    checkpoint_export_file: Path | None = Field(
+        None,
+        description="append-only JSON-lines copy of every signed checkpoint; default "
+        "archive-checkpoints.jsonl in home (ship it off the archive's host)",
+    )
     principal: str = Field("lgsp-operator", description="who is acting, for the access log")
     batch_size: int = Field(500, ge=1, description="records per produce/consume batch")
 

@@ -8,6 +8,12 @@ A checkpoint is the canonical JSON (sorted keys, no spaces, UTF-8) of::
 signed with Ed25519. ``heads`` lists the chains whose head moved since the previous
 checkpoint, so every chain's signed heads are spread over the checkpoint sequence; the
 ``prev`` link makes a removed or altered checkpoint visible.
+
+Every checkpoint is also appended, after its transaction committed, to the export file
+(``settings.checkpoint_export_file``, default ``archive-checkpoints.jsonl`` in the state folder;
+format in ``bus.archive.checkpoint_file``). Appending catches up on whatever the file lacks, so a
+failed append is repaired by the next checkpoint; a file whose last checkpoint the database no
+longer holds unchanged stops the archiver (the archive or the file was altered).
 """
 
 from __future__ import annotations
@@ -16,18 +22,23 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError
 
+from bus.archive.checkpoint_file import CheckpointRecord, ExportedFile
 from bus.archive.models import ArchiveChain, ArchiveCheckpoint
 from bus.archive.signing import SigningKey
 from bus.config import Settings
 from bus.db import open_engine
+from bus.errors import FatalError
+from bus.state import home
 
 VERSION = 1
 ZERO_DIGEST = "0" * 64
+EXPORT_NAME = "archive-checkpoints.jsonl"
 
 chain_t = ArchiveChain.__table__
 checkpoint_t = ArchiveCheckpoint.__table__
@@ -62,10 +73,17 @@ def _last(conn: Connection) -> tuple[int, str]:
 def create_checkpoint(
     settings: Settings, key: SigningKey, *, force: bool = False
 ) -> Checkpoint | None:
-    """Sign the heads that moved since the last checkpoint; None when nothing moved.
+    """Sign the heads that moved since the last checkpoint (None when nothing moved), then
+    bring the export file up to date.
 
     ``force`` signs every chain head even when none moved (a fresh statement for auditors).
     """
+    checkpoint = _sign_heads(settings, key, force=force)
+    export_checkpoints(settings)
+    return checkpoint
+
+
+def _sign_heads(settings: Settings, key: SigningKey, *, force: bool) -> Checkpoint | None:
     engine = open_engine(settings)
     for attempt in range(3):
         try:
@@ -132,3 +150,55 @@ def latest_checkpoint(settings: Settings) -> Checkpoint | None:
     return Checkpoint(
         int(row.n), int(row.created_ms), row.key_id, heads, message_digest(row.message)
     )
+
+
+def export_path(settings: Settings) -> Path:
+    """Where the archiver appends its checkpoints."""
+    if settings.checkpoint_export_file is not None:
+        return settings.checkpoint_export_file.expanduser()
+    return home(settings) / EXPORT_NAME
+
+
+def checkpoint_records(
+    conn: Connection, after: int = 0, limit: int | None = None
+) -> list[CheckpointRecord]:
+    """The database's checkpoints numbered above ``after``, in order (at most ``limit``)."""
+    query = select(checkpoint_t).where(checkpoint_t.c.n > after).order_by(checkpoint_t.c.n)
+    if limit is not None:
+        query = query.limit(limit)
+    return [
+        CheckpointRecord(int(r.n), str(r.key_id), str(r.message), bytes(r.signature))
+        for r in conn.execute(query)
+    ]
+
+
+def export_checkpoints(settings: Settings, path: Path | None = None) -> int:
+    """Append to ``path`` (default ``export_path``) every checkpoint of the database that the
+    file lacks; how many were appended.
+
+    The file's last checkpoint must be in the database unchanged: otherwise the database lost
+    or rewrote an exported checkpoint (or the file was edited), nothing is appended, and
+    ``FatalError`` says so.
+    """
+    target = path or export_path(settings)
+    with ExportedFile(target) as exported:
+        try:
+            last = exported.last()
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise FatalError(
+                f"checkpoint export {target}: its last line is not a checkpoint ({exc}); the "
+                "file was cut or edited: nothing appended"
+            ) from None
+        after = 0 if last is None else last.n
+        with open_engine(settings).connect() as conn:
+            if last is not None:
+                found = checkpoint_records(conn, after - 1, limit=1)
+                if found != [last]:
+                    how = "changed" if found and found[0].n == last.n else "missing"
+                    raise FatalError(
+                        f"checkpoint export {target}: checkpoint {last.n} is {how} in the "
+                        "database: the archive was altered; nothing appended. Run 'lgsp audit "
+                        f"verify --checkpoints {target}'"
+                    )
+            missing = checkpoint_records(conn, after)
+        return exported.append(missing)

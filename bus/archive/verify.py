@@ -10,10 +10,21 @@ What is reported, with the position (``seq``) in its chain:
 - a chain head record that does not match the last entry;
 - a checkpoint that is missing from the numbering, does not link to the previous one, is not
   signed by the verifying key, or whose signature does not verify;
-- a signed head that differs from the archive (the chain was rewritten) or is gone.
+- a signed head that differs from the archive (the chain was rewritten) or is gone;
+- with an exported checkpoints file (``bus.archive.checkpoint_file``): an exported checkpoint
+  that the database lacks or holds changed, a file line that is not a validly signed
+  checkpoint, a file that does not run 1, 2, 3... with each line linking to the one before.
+  The heads of exported checkpoints count as signed heads, so a chain rewritten below one of
+  them fails even when the database's checkpoints were replaced.
 
-Entries after the last checkpoint of their chain are not yet signed: a warning (an error with
-``strict``). Rows are streamed in chain order (``yield_per``); nothing is held in memory but the
+Verification fails closed: every chain head must be covered by a signed checkpoint. Entries
+after the last signed position of their chain (an "unsigned tail": appended since the last
+checkpoint, or left when checkpoints were removed) are a problem unless the caller accepts
+them (``allow_unsigned_tail``), in which case they are a warning that counts them. ``strict``
+turns every warning into a problem (no exported file compared, a file that lags the database)
+and also fails when the signatures were checked with the configured key rather than a
+published one.
+Rows are streamed in chain order (``yield_per``); nothing is held in memory but the
 checkpoints' heads.
 """
 
@@ -25,13 +36,15 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, Select, select
 
 from bus.archive.chain import SEQ, canonical_bytes, genesis, parse_dataset_topic
-from bus.archive.checkpoint import ZERO_DIGEST, message_digest
+from bus.archive.checkpoint import ZERO_DIGEST, checkpoint_records, export_path, message_digest
+from bus.archive.checkpoint_file import CheckpointRecord, read_exported
 from bus.archive.models import ArchiveChain, ArchiveCheckpoint, ArchiveEntry
 from bus.archive.signing import key_id, load_signing_key, verify_signature
 from bus.config import Settings
@@ -105,6 +118,10 @@ class VerifyReport:
     problems: list[Problem] = field(default_factory=list)
     more_problems: int = 0
     warnings: list[str] = field(default_factory=list)
+    unsigned_entries: int = 0
+    unsigned_accepted: bool = False
+    checkpoints_file: str | None = None
+    exported_checkpoints: int = 0
     elapsed_s: float = 0.0
 
     @property
@@ -146,93 +163,184 @@ class _Collector:
         return problem
 
 
-def _check_checkpoints(
-    conn: Any,
-    keys: dict[str, Ed25519PublicKey],
-    topics: set[str] | None,
-    report: VerifyReport,
-    out: _Collector,
-) -> _Signed:
-    signed = _Signed()
-    prev_digest = ZERO_DIGEST
-    expected_n = 1
-    rows = conn.execute(select(checkpoint_t).order_by(checkpoint_t.c.n)).all()
-    if rows and not keys:
+def _need_keys(records: list[CheckpointRecord], keys: dict[str, Ed25519PublicKey]) -> None:
+    if records and not keys:
         raise ConfigurationError(
             "no key to check checkpoint signatures with: pass --public-key FILE "
-            "(written by 'lgsp archive export-key') or configure signing_key_file"
+            "(written by 'lgsp archive export-key') or configure signing_key_file or "
+            "signing_public_key_file"
         )
-    for row in rows:
-        n = int(row.n)
-        report.checkpoints += 1
-        if n != expected_n:
-            out.add(
-                Problem(
-                    None,
-                    None,
-                    None,
-                    "checkpoint missing",
-                    f"checkpoint {expected_n}..{n - 1} not found (removed)",
-                )
-            )
-        expected_n = n + 1
-        message = str(row.message)
-        try:
-            data = json.loads(message)
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            out.add(Problem(None, None, None, f"checkpoint {n}", "message is not valid JSON"))
-            prev_digest = message_digest(message)
+
+
+def _signed_heads(
+    record: CheckpointRecord, data: dict[str, Any], topics: set[str] | None, signed: _Signed
+) -> None:
+    for topic, partition, seq, digest in data.get("heads", []):
+        if topics is not None and topic not in topics:
             continue
-        if data.get("n") != n or data.get("key_id") != row.key_id:
-            out.add(Problem(None, None, None, f"checkpoint {n}", "row does not match its message"))
+        signed.heads.setdefault((str(topic), int(partition)), {}).setdefault(int(seq), []).append(
+            (str(digest), record.n)
+        )
+
+
+def _message(record: CheckpointRecord) -> dict[str, Any] | None:
+    try:
+        data = json.loads(record.message)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _check_sequence(
+    records: list[CheckpointRecord],
+    keys: dict[str, Ed25519PublicKey],
+    out: _Collector,
+    where: str,
+    *,
+    signatures: Callable[[CheckpointRecord], bool] = lambda _r: True,
+) -> dict[int, dict[str, Any]]:
+    """Numbering 1, 2, 3..., the ``prev`` links and (where ``signatures`` says so) the
+    signatures of a sequence of checkpoints; the messages of the valid ones, by number.
+
+    ``where`` prefixes the problems ("checkpoint", "exported checkpoint").
+    """
+    valid: dict[int, dict[str, Any]] = {}
+    prev_digest = ZERO_DIGEST
+    expected_n = 1
+    for record in records:
+        n = record.n
+        label = f"{where} {n}"
+        if n < expected_n:  # only a file can repeat a number (the table's key is n)
+            out.add(Problem(None, None, None, label, "appears again or out of order"))
+            continue
+        if n != expected_n:
+            span = f"{expected_n}" if n == expected_n + 1 else f"{expected_n}..{n - 1}"
+            out.add(Problem(None, None, None, f"{where} missing", f"{where} {span} not found"))
+        expected_n = n + 1
+        data = _message(record)
+        if data is None:
+            out.add(Problem(None, None, None, label, "message is not valid JSON"))
+            prev_digest = message_digest(record.message)
+            continue
+        if data.get("n") != n or data.get("key_id") != record.key_id:
+            out.add(Problem(None, None, None, label, "row does not match its message"))
         if data.get("prev") != prev_digest:
             out.add(
                 Problem(
                     None,
                     None,
                     None,
-                    f"checkpoint {n}",
+                    label,
                     "does not link to the previous checkpoint (a checkpoint was removed "
                     "or altered)",
                 )
             )
-        prev_digest = message_digest(message)
-        key = keys.get(str(row.key_id))
+        prev_digest = message_digest(record.message)
+        if not signatures(record):
+            valid[n] = data
+            continue
+        key = keys.get(record.key_id)
         if key is None:
             out.add(
                 Problem(
                     None,
                     None,
                     None,
-                    f"checkpoint {n}",
-                    f"signed by key id {row.key_id}, which is not a verifying key "
+                    label,
+                    f"signed by key id {record.key_id}, which is not a verifying key "
                     f"({', '.join(sorted(keys)) or 'none'}): wrong signing key",
                 )
             )
             continue
-        if not verify_signature(key, bytes(row.signature), message.encode()):
+        if not verify_signature(key, record.signature, record.message.encode()):
             out.add(
                 Problem(
                     None,
                     None,
                     None,
-                    f"checkpoint {n}",
-                    f"signature does not verify with key id {row.key_id} (message or "
+                    label,
+                    f"signature does not verify with key id {record.key_id} (message or "
                     "signature altered, or signed with another key)",
                 )
             )
             continue
+        valid[n] = data
+    return valid
+
+
+def _check_checkpoints(
+    records: list[CheckpointRecord],
+    keys: dict[str, Ed25519PublicKey],
+    topics: set[str] | None,
+    report: VerifyReport,
+    out: _Collector,
+) -> _Signed:
+    """The database's checkpoints: the heads their valid ones sign."""
+    _need_keys(records, keys)
+    signed = _Signed()
+    report.checkpoints = len(records)
+    by_n = {r.n: r for r in records}
+    for n, data in _check_sequence(records, keys, out, "checkpoint").items():
         report.latest_checkpoint = n
-        report.latest_digest = prev_digest
-        for topic, partition, seq, digest in data.get("heads", []):
-            if topics is not None and topic not in topics:
-                continue
-            signed.heads.setdefault((str(topic), int(partition)), {}).setdefault(
-                int(seq), []
-            ).append((str(digest), n))
+        report.latest_digest = message_digest(by_n[n].message)
+        _signed_heads(by_n[n], data, topics, signed)
     return signed
+
+
+def _check_exported(
+    exported: list[CheckpointRecord],
+    bad_lines: list[str],
+    path: Path,
+    records: list[CheckpointRecord],
+    keys: dict[str, Ed25519PublicKey],
+    topics: set[str] | None,
+    signed: _Signed,
+    report: VerifyReport,
+    out: _Collector,
+) -> None:
+    """The exported copy against the database: every exported checkpoint must still be there
+    unchanged; those that are not still count, by their signed heads, against the chains."""
+    _need_keys(exported, keys)
+    report.checkpoints_file = str(path)
+    report.exported_checkpoints = len(exported)
+    name = path.name
+    for bad in bad_lines:
+        out.add(Problem(None, None, None, f"exported checkpoints {name}", f"{bad} (file edited)"))
+    in_db = {r.n: r for r in records}
+    by_n = {r.n: r for r in exported}
+    # a line identical to the database row was checked with it; the others are checked here
+    differs = {r.n for r in exported if in_db.get(r.n) != r}
+    valid = _check_sequence(
+        exported, keys, out, "exported checkpoint", signatures=lambda r: r.n in differs
+    )
+    for n in sorted(differs):
+        detail = (
+            "is in the exported file but not in the database (removed)"
+            if n not in in_db
+            else "differs in the database from the exported copy (rewritten or re-signed)"
+        )
+        out.add(Problem(None, None, None, f"checkpoint {n}", detail))
+        if n in valid:
+            _signed_heads(by_n[n], valid[n], topics, signed)
+    last_exported = max(by_n, default=0)
+    lagging = [n for n in in_db if n > last_exported]
+    if lagging:
+        report.warnings.append(
+            f"{name} lacks checkpoint(s) {min(lagging)}..{max(lagging)} of the database (an "
+            "older copy, or the export failed): those are checked against the database only"
+        )
+
+
+def _signed_topics(records: Iterable[CheckpointRecord]) -> set[tuple[str, int]]:
+    found: set[tuple[str, int]] = set()
+    for record in records:
+        data = _message(record)
+        try:
+            for topic, partition, *_ in (data or {}).get("heads", []):
+                found.add((str(topic), int(partition)))
+        except (ValueError, TypeError):
+            continue
+    return found
 
 
 def _selected_topics(conn: Any, dataset: str | None, topics: set[str] | None) -> set[str] | None:
@@ -253,6 +361,8 @@ def verify(
     dataset: str | None = None,
     topics: Iterable[str] | None = None,
     public_keys: Iterable[Ed25519PublicKey] | None = None,
+    checkpoints_file: Path | None = None,
+    allow_unsigned_tail: bool = False,
     visitor: Visitor | None = None,
     strict: bool = False,
     max_problems: int = 200,
@@ -260,20 +370,48 @@ def verify(
 ) -> VerifyReport:
     """Recompute the chains of ``dataset`` (or of ``topics``, or all) and check checkpoints.
 
-    ``visitor`` sees every entry row (columns in ``ROW_COLUMNS`` order) in chain order.
+    ``checkpoints_file`` is an exported copy of the checkpoints; by default the archiver's own
+    export file when it exists. ``visitor`` sees every entry row (columns in ``ROW_COLUMNS``
+    order) in chain order.
     """
+    if strict and allow_unsigned_tail:
+        raise ConfigurationError(
+            "--strict, --allow-unsigned-tail: strict makes every warning fail, an unsigned "
+            "tail included; give one of them"
+        )
     started = time.perf_counter()
     report = VerifyReport()
     out = _Collector(report, max_problems)
     keys = verifying_keys(settings, public_keys)
     report.key_ids = sorted(keys)
+    exported_path = checkpoints_file
+    if exported_path is None and export_path(settings).is_file():
+        exported_path = export_path(settings)
+    # read before the database: the archiver commits a checkpoint before it exports it, so
+    # every exported checkpoint is already in the snapshot read below
+    exported, bad_lines = (
+        read_exported(exported_path, "--checkpoints") if exported_path is not None else ([], [])
+    )
     engine = open_engine(settings)
     with engine.connect() as conn:
         _snapshot(conn)
+        records = checkpoint_records(conn)
         chosen = _selected_topics(conn, dataset, set(topics) if topics is not None else None)
         if dataset is not None and chosen is not None:
-            chosen |= {t for (t, _p) in _signed_topics(conn) if _dataset_of(t) == dataset}
-        signed = _check_checkpoints(conn, keys, chosen, report, out)
+            chosen |= {
+                t for (t, _p) in _signed_topics(records + exported) if _dataset_of(t) == dataset
+            }
+        signed = _check_checkpoints(records, keys, chosen, report, out)
+        if exported_path is not None:
+            _check_exported(
+                exported, bad_lines, exported_path, records, keys, chosen, signed, report, out
+            )
+        elif records:
+            report.warnings.append(
+                "no exported checkpoints compared (--checkpoints FILE; the archiver's "
+                "checkpoint_export_file does not exist): a checkpoint deleted together with the "
+                "entries it signed cannot be seen"
+            )
         heads = {
             (r.topic, int(r.kafka_partition)): r
             for r in conn.execute(select(chain_t))
@@ -312,18 +450,63 @@ def verify(
                     "entries (deleted)",
                 )
             )
-    for chain in report.chains:
-        if chain.head_seq > chain.signed_seq:
-            text = (
-                f"{chain.topic}[{chain.partition}] positions {chain.signed_seq + 1}.."
-                f"{chain.head_seq} are not yet covered by a signed checkpoint"
-            )
-            if strict:
-                out.add(Problem(chain.topic, chain.partition, None, "unsigned", text))
-            else:
-                report.warnings.append(text)
+    _check_signed_tails(report, out, accept=allow_unsigned_tail)
+    if strict:
+        _warnings_fail(report, out, published_key=public_keys is not None)
     report.elapsed_s = time.perf_counter() - started
     return report
+
+
+def _check_signed_tails(report: VerifyReport, out: _Collector, *, accept: bool) -> None:
+    """Every chain head covered by a signed checkpoint, or (``accept``) a counted warning."""
+    report.unsigned_accepted = accept
+    if report.entries and report.latest_checkpoint is None and not accept:
+        out.add(
+            Problem(
+                None,
+                None,
+                None,
+                "no checkpoint",
+                f"the archive holds {report.entries} entries and no valid signed checkpoint "
+                "(checkpoints removed, or never signed): nothing proves these entries",
+            )
+        )
+    for chain in report.chains:
+        if chain.head_seq <= chain.signed_seq:
+            continue
+        count = chain.head_seq - chain.signed_seq
+        report.unsigned_entries += count
+        where = f"positions {chain.signed_seq + 1}..{chain.head_seq} ({count} entries)"
+        if accept:
+            report.warnings.append(
+                f"{chain.topic}[{chain.partition}] {where} are not covered by a signed "
+                "checkpoint (accepted with --allow-unsigned-tail)"
+            )
+        else:
+            out.add(
+                Problem(
+                    chain.topic,
+                    chain.partition,
+                    None,
+                    "unsigned tail",
+                    f"{where} are not covered by a signed checkpoint: appended since the last "
+                    "checkpoint, or checkpoints were removed and the chain rewritten; if they are "
+                    "genuine, sign them with 'lgsp archive run' or accept them with "
+                    "--allow-unsigned-tail",
+                )
+            )
+
+
+def _warnings_fail(report: VerifyReport, out: _Collector, *, published_key: bool) -> None:
+    """``strict``: every warning is a problem, and so is a key that was not published."""
+    if not published_key:
+        report.warnings.append(
+            "signatures were checked with the configured signing key, not with a published "
+            "public key (--public-key)"
+        )
+    for warning in report.warnings:
+        out.add(Problem(None, None, None, "strict", warning))
+    report.warnings = []
 
 
 def _snapshot(conn: Connection) -> None:
@@ -340,17 +523,6 @@ def _dataset_of(topic: str) -> str | None:
         return parse_dataset_topic(topic).dataset
     except InvalidNameError:
         return None
-
-
-def _signed_topics(conn: Any) -> set[tuple[str, int]]:
-    found: set[tuple[str, int]] = set()
-    for message in conn.scalars(select(checkpoint_t.c.message)):
-        try:
-            for topic, partition, *_ in json.loads(message).get("heads", []):
-                found.add((str(topic), int(partition)))
-        except (ValueError, TypeError, AttributeError):
-            continue
-    return found
 
 
 def _stream(conn: Connection, query: Select[Any], yield_per: int) -> Iterator[Any]:

@@ -1,4 +1,5 @@
-"""``lgsp archive run|status|export-key|log``, ``lgsp audit verify`` and ``lgsp replay``."""
+"""``lgsp archive run|status|export-key|export-checkpoints|log``, ``lgsp audit verify`` and
+``lgsp replay``."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from sqlalchemy import func, select
 
 from bus.archive.access import list_access
 from bus.archive.archiver import Archiver, ArchiveReport
-from bus.archive.checkpoint import latest_checkpoint
+from bus.archive.checkpoint import export_checkpoints, export_path, latest_checkpoint
 from bus.archive.models import ArchiveChain, ArchiveCheckpoint
 from bus.archive.replay import ReplayReport, replay_as_of, replay_events
 from bus.archive.signing import load_public_key, load_signing_key, public_pem
-from bus.archive.verify import verify
+from bus.archive.verify import VerifyReport, verify
 from bus.cli._common import echo_json, echo_table, settings
 from bus.db import session_scope
 from bus.errors import ConfigurationError, FatalError, NotFoundError
@@ -127,6 +128,7 @@ def archive_status(dataset: str | None) -> None:
         )
     key = load_signing_key(s, create=False)
     click.echo(f"signing key: {key.origin}, key id {key.key_id}" if key else "signing key: none")
+    click.echo(f"checkpoints exported to: {export_path(s)}")
 
 
 @archive_group.command("export-key")
@@ -143,6 +145,19 @@ def archive_export_key(out: Path | None) -> None:
     else:
         out.write_text(pem, encoding="ascii")
         click.echo(f"public key (key id {key.key_id}) written to {out}")
+
+
+@archive_group.command("export-checkpoints")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+def archive_export_checkpoints(file: Path) -> None:
+    """Append to FILE the signed checkpoints it lacks (JSON lines; created if absent).
+
+    The archiver does this itself on every checkpoint (checkpoint_export_file); use this to
+    start a copy elsewhere or bring one up to date. A FILE whose last checkpoint the database
+    no longer holds unchanged is refused: the archive was altered.
+    """
+    added = export_checkpoints(settings(), file)
+    click.echo(f"appended {added} checkpoint(s) to {file}")
 
 
 @archive_group.command("log")
@@ -187,14 +202,48 @@ def audit_group() -> None:
     type=click.Path(path_type=Path),
     help="Public key PEM(s) to check signatures with (default: the configured signing key).",
 )
-@click.option("--strict", is_flag=True, help="Entries not yet covered by a checkpoint fail.")
+@click.option(
+    "--checkpoints",
+    "checkpoints_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Exported checkpoints (JSON lines) to check the database against "
+    "(default: the archiver's checkpoint_export_file, when it exists).",
+)
+@click.option(
+    "--allow-unsigned-tail",
+    is_flag=True,
+    help="Accept entries after the last signed checkpoint (reported, counted); "
+    "without it they fail.",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Every warning fails: also requires --public-key and an exported checkpoints file "
+    "that is up to date.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def audit_verify(
-    dataset: str | None, public_keys: tuple[Path, ...], strict: bool, as_json: bool
+    dataset: str | None,
+    public_keys: tuple[Path, ...],
+    checkpoints_file: Path | None,
+    allow_unsigned_tail: bool,
+    strict: bool,
+    as_json: bool,
 ) -> None:
-    """Recompute every chain and check every checkpoint; exit 0 only when intact."""
+    """Recompute every chain and check every checkpoint; exit 0 only when intact.
+
+    Fails closed: every chain head must be covered by a signed checkpoint.
+    """
     keys = [load_public_key(p) for p in public_keys] if public_keys else None
-    report = verify(settings(), dataset=dataset, public_keys=keys, strict=strict)
+    report = verify(
+        settings(),
+        dataset=dataset,
+        public_keys=keys,
+        checkpoints_file=checkpoints_file,
+        allow_unsigned_tail=allow_unsigned_tail,
+        strict=strict,
+    )
     if dataset is not None and report.ok and not report.chains:
         raise NotFoundError(
             f"--dataset: nothing of {dataset!r} is archived (no chain, no signed head); "
@@ -209,6 +258,10 @@ def audit_verify(
                 "checkpoints": report.checkpoints,
                 "latest_checkpoint": report.latest_checkpoint,
                 "latest_digest": report.latest_digest,
+                "checkpoints_file": report.checkpoints_file,
+                "exported_checkpoints": report.exported_checkpoints,
+                "unsigned_entries": report.unsigned_entries,
+                "unsigned_accepted": report.unsigned_accepted,
                 "key_ids": report.key_ids,
                 "problems": [str(p) for p in report.problems],
                 "more_problems": report.more_problems,
@@ -217,33 +270,51 @@ def audit_verify(
             }
         )
     else:
-        scope = f"dataset {dataset}" if dataset else "the whole archive"
-        click.echo(
-            f"verified {report.entries} entries in {len(report.chains)} chain(s) of {scope} and "
-            f"{report.checkpoints} checkpoint(s) in {report.elapsed_s:.2f} s "
-            f"({report.rate:,.0f} entries/s); verifying key id(s): "
-            f"{', '.join(report.key_ids) or 'none'}"
-        )
-        if report.latest_checkpoint is not None:
-            click.echo(
-                f"latest valid checkpoint {report.latest_checkpoint}, digest {report.latest_digest}"
-            )
-        for chain in report.chains:
-            click.echo(
-                f"  {chain.topic}[{chain.partition}] head position {chain.head_seq} "
-                f"hash {chain.head_hash[:16]}… signed to position {chain.signed_seq}"
-            )
-        for warning in report.warnings:
-            click.echo(f"warning: {warning}")
-        for problem in report.problems:
-            click.echo(f"PROBLEM {problem}")
-        if report.more_problems:
-            click.echo(f"... and {report.more_problems} more problem(s)")
+        _echo_verify(report, dataset)
     if not report.ok:
         total = len(report.problems) + report.more_problems
         raise FatalError(f"the archive is NOT intact: {total} problem(s)")
     if not as_json:
-        click.echo("OK: the archive is intact")
+        if report.unsigned_entries:
+            click.echo(
+                f"OK, EXCEPT AN UNSIGNED TAIL: the archive is intact up to its signed "
+                f"checkpoints; {report.unsigned_entries} entries after them are not signed "
+                "(accepted with --allow-unsigned-tail)"
+            )
+        else:
+            click.echo("OK: the archive is intact")
+
+
+def _echo_verify(report: VerifyReport, dataset: str | None) -> None:
+    scope = f"dataset {dataset}" if dataset else "the whole archive"
+    click.echo(
+        f"verified {report.entries} entries in {len(report.chains)} chain(s) of {scope} and "
+        f"{report.checkpoints} checkpoint(s) in {report.elapsed_s:.2f} s "
+        f"({report.rate:,.0f} entries/s); verifying key id(s): "
+        f"{', '.join(report.key_ids) or 'none'}"
+    )
+    if report.checkpoints_file is not None:
+        click.echo(
+            f"compared with {report.exported_checkpoints} exported checkpoint(s) in "
+            f"{report.checkpoints_file}"
+        )
+    else:
+        click.echo("no exported checkpoints compared (--checkpoints FILE)")
+    if report.latest_checkpoint is not None:
+        click.echo(
+            f"latest valid checkpoint {report.latest_checkpoint}, digest {report.latest_digest}"
+        )
+    for chain in report.chains:
+        click.echo(
+            f"  {chain.topic}[{chain.partition}] head position {chain.head_seq} "
+            f"hash {chain.head_hash[:16]}… signed to position {chain.signed_seq}"
+        )
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}")
+    for problem in report.problems:
+        click.echo(f"PROBLEM {problem}")
+    if report.more_problems:
+        click.echo(f"... and {report.more_problems} more problem(s)")
 
 
 def _echo_replay(report: ReplayReport, err: bool = False) -> None:

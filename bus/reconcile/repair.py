@@ -8,11 +8,15 @@ change, so they are archived, access-logged and routed; a sink run then fixes th
 
 The sink applies an event only when its ``ts_ms`` is not older than the row's stored
 ``_lgsp_ts_ms``, so each repair event is stamped ``stored + 1`` at least (a copy whose version
-ran ahead of the source still gets fixed), and otherwise as the connector stamps its own
-events: the row's cursor time when the table has a cursor, else the time of the read; a
-delete of a key the source lacks gets ``stored + 1`` exactly, so that a later real change of
-that key still applies. Event ids are stable: the same repair of the same row and copy state
-gives the same ids.
+ran ahead of the source still gets fixed), and otherwise with the time of the change as far as
+the repair knows it: the row's cursor time when the table has a cursor, else the time the repair
+observed the row (its own clock). A delete (a key the source lacks, or a row gone meanwhile) has
+no cursor time: the row was there at its last version and gone when the repair looked, so the
+delete carries the repair's time, never the row's old version + 1, and ``lgsp replay --as-of``
+a moment in between still shows the row. A real change of that key stamped before the repair
+but committed after it loses against the delete on a sink that keeps tombstones; the next
+reconciliation finds the key missing and repairs it. Event ids are stable: the same repair of
+the same row and copy state gives the same ids.
 """
 
 from __future__ import annotations
@@ -46,17 +50,12 @@ def _version(record: dict[str, Any] | None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def repair_ts(cursor_ms: int | None, stored_ms: int | None, now: int, *, wall: bool) -> int:
-    """A repair event's ``ts_ms``: after the copy's stored version, and no older than the
-    row's cursor time (or, with ``wall`` and no cursor time, the time of the read)."""
-    times = []
-    if cursor_ms is not None:
-        times.append(cursor_ms)
-    elif wall:
-        times.append(now)
-    if stored_ms is not None:
-        times.append(stored_ms + 1)
-    return max(times) if times else now
+def repair_ts(cursor_ms: int | None, stored_ms: int | None, observed_ms: int) -> int:
+    """A repair event's ``ts_ms``: the row's cursor time, else ``observed_ms`` (when the repair
+    saw the row, or saw it gone); and after the copy's stored version, so that the sink
+    applies it."""
+    base = cursor_ms if cursor_ms is not None else observed_ms
+    return base if stored_ms is None else max(base, stored_ms + 1)
 
 
 def stored_versions(
@@ -197,17 +196,17 @@ def publish_repair(settings: Settings, report: Report, pair: ConnectorPair) -> d
             seen = stored.get(ck)
             found = current.get(key_json(key))
             if found is None:  # gone from the source meanwhile
-                add("d", key, None, repair_ts(None, seen, now, wall=False), seen)
+                add("d", key, None, repair_ts(None, seen, now), seen)
                 continue
             record, gone, cursor_time = found
-            ts = repair_ts(cursor_time, seen, now, wall=True)
+            ts = repair_ts(cursor_time, seen, now)
             if gone:
                 add("d", key, record, ts, seen)
             else:
                 add("c" if status == "missing" else "u", key, record, ts, seen)
         for native, ck in deletes:
             seen = stored.get(ck)
-            add("d", key_of(native), None, repair_ts(None, seen, now, wall=False), seen)
+            add("d", key_of(native), None, repair_ts(None, seen, now), seen)
     with Publisher(settings, registry) as publisher:
         sent = publisher.publish(pair.topic, events, on_invalid="dlq", dataset=pair.dataset)
     return {

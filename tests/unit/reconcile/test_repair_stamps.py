@@ -1,4 +1,5 @@
-"""Repair events' ``ts_ms``: after the copy's stored version, else as the connector stamps."""
+"""Repair events' ``ts_ms``: after the copy's stored version, else the change's own time as
+far as the repair knows it (cursor time, or when the repair observed the row)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,19 @@ NOW = 1_800_000_000_000
 
 
 def test_upserts_follow_the_cursor_and_pass_the_stored_version() -> None:
-    assert repair_ts(1_000, None, NOW, wall=True) == 1_000  # missing key: the cursor time
-    assert repair_ts(1_000, 999, NOW, wall=True) == 1_000
-    assert repair_ts(1_000, 1_000, NOW, wall=True) == 1_001
-    assert repair_ts(1_000, NOW + 5, NOW, wall=True) == NOW + 6  # the copy ran ahead
-    assert repair_ts(None, None, NOW, wall=True) == NOW  # no cursor: the time of the read
-    assert repair_ts(None, NOW + 5, NOW, wall=True) == NOW + 6
+    assert repair_ts(1_000, None, NOW) == 1_000  # missing key: the cursor time
+    assert repair_ts(1_000, 999, NOW) == 1_000
+    assert repair_ts(1_000, 1_000, NOW) == 1_001
+    assert repair_ts(1_000, NOW + 5, NOW) == NOW + 6  # the copy ran ahead
+    assert repair_ts(None, None, NOW) == NOW  # no cursor: the time of the read
+    assert repair_ts(None, NOW + 5, NOW) == NOW + 6
 
 
-def test_deletes_of_extra_keys_are_one_after_the_stored_version() -> None:
-    assert repair_ts(None, 1_000, NOW, wall=False) == 1_001
-    assert repair_ts(None, None, NOW, wall=False) == NOW  # no version stored: any applies
+def test_deletes_carry_the_time_the_repair_observed_them() -> None:
+    """Not the row's old version + 1: the row still existed until the repair saw it gone."""
+    assert repair_ts(None, 1_000, NOW) == NOW
+    assert repair_ts(None, None, NOW) == NOW
+    assert repair_ts(None, NOW + 5, NOW) == NOW + 6  # still after a copy that ran ahead
 
 
 def test_cursor_values_become_epoch_ms_as_the_connector_stamps_them() -> None:

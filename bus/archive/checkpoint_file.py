@@ -1,0 +1,163 @@
+"""The exported checkpoints: an append-only JSON-lines file, one signed checkpoint a line.
+
+Each line is the canonical JSON of::
+
+    {"n": N, "key_id": ..., "message": <the signed message, verbatim>,
+     "signature": <base64 of the Ed25519 signature>}
+
+The archiver appends every checkpoint it writes to the database (``export_checkpoints`` in
+``bus.archive.checkpoint``), so the file is a second copy of the signed chain heads that can be
+shipped off the archive's host (log shipping, WORM storage, an auditor's mailbox). ``lgsp audit
+verify`` reads it back and checks that the database still holds every exported checkpoint
+unchanged and that the chains still match the heads they sign: a checkpoint deleted from the
+database, or a chain rewritten below an exported checkpoint, fails verification.
+
+Writers take an exclusive ``flock`` on the file, so two archivers signing at the same moment
+append whole lines in order. Only this module knows the line format.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import fcntl
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from bus.errors import ConfigurationError
+
+TAIL_CHUNK = 65536
+
+
+@dataclass(frozen=True)
+class CheckpointRecord:
+    """A signed checkpoint as stored: a database row or an exported line."""
+
+    n: int
+    key_id: str
+    message: str
+    signature: bytes
+
+    def line(self) -> str:
+        return json.dumps(
+            {
+                "n": self.n,
+                "key_id": self.key_id,
+                "message": self.message,
+                "signature": base64.b64encode(self.signature).decode("ascii"),
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+
+
+def parse_line(text: str) -> CheckpointRecord:
+    """One exported line; ``ValueError`` saying what is wrong with it."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise ValueError("not JSON") from None
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    n, kid, message, signature = (data.get(k) for k in ("n", "key_id", "message", "signature"))
+    if type(n) is not int or not isinstance(kid, str) or not isinstance(message, str):
+        raise ValueError("expected n (integer), key_id and message (strings)")
+    try:
+        raw = base64.b64decode(str(signature), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("signature is not base64") from None
+    return CheckpointRecord(n, kid, message, raw)
+
+
+def read_exported(path: Path, where: str) -> tuple[list[CheckpointRecord], list[str]]:
+    """The checkpoints of an exported file and the lines that are not checkpoints
+    (``"line 7: not JSON"``). ``where`` names the option or setting, for the error."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigurationError(f"{where}: cannot read {path} ({exc.strerror})") from exc
+    except UnicodeDecodeError:
+        raise ConfigurationError(
+            f"{where}: {path} is not UTF-8 text (expected JSON lines of checkpoints)"
+        ) from None
+    records: list[CheckpointRecord] = []
+    bad: list[str] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(parse_line(line))
+        except ValueError as exc:
+            bad.append(f"line {number}: {exc}")
+    return records, bad
+
+
+def _last_line(handle: IO[bytes]) -> bytes:
+    """The last non-empty line of an open file, read from its end."""
+    end = handle.seek(0, os.SEEK_END)
+    buffer = b""
+    position = end
+    while position > 0:
+        step = min(TAIL_CHUNK, position)
+        position -= step
+        handle.seek(position)
+        buffer = handle.read(step) + buffer
+        lines = buffer.rstrip(b"\n").split(b"\n")
+        if len(lines) > 1 or position == 0:
+            return lines[-1]
+    return b""
+
+
+class ExportedFile:
+    """The export file opened for appending under an exclusive lock (a context manager)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle: IO[bytes] | None = None
+
+    def __enter__(self) -> ExportedFile:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self.path, "a+b")  # closed in __exit__
+            fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX)
+        except OSError as exc:
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None
+            raise ConfigurationError(
+                f"checkpoint_export_file: cannot open {self.path} for appending ({exc.strerror})"
+            ) from exc
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._handle is not None
+        self._handle.close()  # releases the lock
+        self._handle = None
+
+    def last(self) -> CheckpointRecord | None:
+        """The last exported checkpoint; ``ValueError`` when the last line is not one."""
+        assert self._handle is not None
+        line = _last_line(self._handle)
+        return parse_line(line.decode("utf-8")) if line.strip() else None
+
+    def append(self, records: Iterable[CheckpointRecord]) -> int:
+        """Append whole lines and flush them to disk; how many were written."""
+        assert self._handle is not None
+        data = "".join(record.line() + "\n" for record in records).encode("utf-8")
+        if not data:
+            return 0
+        try:
+            self._handle.seek(0, os.SEEK_END)
+            self._handle.write(data)
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        except OSError as exc:
+            raise ConfigurationError(
+                f"checkpoint_export_file: cannot append to {self.path} ({exc.strerror})"
+            ) from exc
+        return data.count(b"\n")

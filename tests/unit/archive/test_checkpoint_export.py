@@ -1,0 +1,73 @@
+"""The archiver's export of its checkpoints: one line per checkpoint, identical to the database,
+caught up after a failed append, never appended over a checkpoint the database lost."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bus.archive.archiver import Archiver
+from bus.archive.checkpoint import checkpoint_records, export_checkpoints, export_path
+from bus.archive.checkpoint_file import read_exported
+from bus.archive.verify import verify
+from bus.config import Settings
+from bus.db import open_engine
+from bus.errors import ConfigurationError
+from tests.unit.archive._synthetic import messages
+
+
+def records(settings: Settings) -> list:
+    with open_engine(settings).connect() as conn:
+        return checkpoint_records(conn)
+
+
+def test_every_checkpoint_is_exported_as_stored(offline_settings: Settings) -> None:
+    archiver = Archiver(offline_settings)
+    for start in (0, 10, 20):
+        archiver.append(messages(10, start=start))
+        archiver.checkpoint()
+    exported, bad = read_exported(export_path(offline_settings), "test")
+    assert bad == [] and [r.n for r in exported] == [1, 2, 3]
+    assert exported == records(offline_settings)
+    assert export_checkpoints(offline_settings) == 0  # nothing lacking: nothing appended
+    assert len(export_path(offline_settings).read_text().splitlines()) == 3
+
+
+def test_a_failed_append_is_caught_up_by_the_next_checkpoint(
+    offline_settings: Settings, tmp_path: Path
+) -> None:
+    target = tmp_path / "shipped" / "checkpoints.jsonl"
+    settings = offline_settings.model_copy(update={"checkpoint_export_file": target})
+    archiver = Archiver(settings)
+    archiver.append(messages(10))
+    target.mkdir(parents=True)  # the file cannot be opened: a directory stands in its place
+    with pytest.raises(ConfigurationError, match="checkpoint_export_file: cannot open"):
+        archiver.checkpoint()
+    assert [r.n for r in records(settings)] == [1]  # signed in the database all the same
+    shutil.rmtree(target)
+    archiver.append(messages(5, start=10))
+    assert archiver.checkpoint() is not None
+    exported, _ = read_exported(target, "test")
+    assert [r.n for r in exported] == [1, 2] and exported == records(settings)
+    report = verify(settings)
+    assert report.ok and report.checkpoints_file == str(target)
+
+
+def test_a_missing_checkpoints_file_is_a_clear_error(offline_settings: Settings) -> None:
+    with pytest.raises(ConfigurationError, match="--checkpoints: cannot read"):
+        verify(offline_settings, checkpoints_file=offline_settings.home / "nothing.jsonl")
+
+
+def test_without_an_export_file_verify_warns_and_strict_fails(offline_settings: Settings) -> None:
+    archiver = Archiver(offline_settings)
+    archiver.append(messages(10))
+    archiver.checkpoint()
+    export_path(offline_settings).unlink()
+    report = verify(offline_settings)
+    assert report.ok and report.checkpoints_file is None
+    assert [w for w in report.warnings if w.startswith("no exported checkpoints compared")]
+    public = archiver.signing_key().public
+    strict = verify(offline_settings, public_keys=[public], strict=True)
+    assert [p.kind for p in strict.problems] == ["strict"]
