@@ -154,3 +154,19 @@ def test_a_stopped_table_is_said_once(
     assert proc.stderr.strip() == (
         "error: connector test-connector: 1 table(s) stopped: ma: table 'ma' does not exist"
     )
+
+
+def test_airflow_test_of_an_unknown_dag_lists_the_known_ones(
+    monkeypatch: pytest.MonkeyPatch, home: Path
+) -> None:
+    monkeypatch.setenv("LGSP_HOME", str(home))
+    reset_settings()
+    try:
+        code, out, err = run("airflow", "test", "NO_SUCH_DAG")
+    finally:
+        reset_settings()
+    assert code == ExitCode.INPUT, err
+    assert err.strip() == (
+        "error: DAG 'NO_SUCH_DAG' is not one of the project's; known: lgsp_archive"
+    )
+    assert "Traceback" not in out + err
