@@ -11,17 +11,30 @@ Messages never carry personal data: they name fields and expectations, not value
 
 from __future__ import annotations
 
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """What ``lgsp`` exits with; each error class below names its code (README: Command line)."""
+
+    OK = 0
+    FAILED = 1  # the command ran and the answer is no (copies differ, a DAG run failed), or a bug
+    INPUT = 2  # fix the input (a file, a flag, a setting, a record) and rerun
+    RETRY = 3  # a service does not answer: retrying later may work
+    STOPPED = 4  # the run had to stop (a tampered archive, a stopped table)
+    BROKEN_PIPE = 128 + 13  # the reader of the output went away (``| head``), as Unix tools
+
 
 class LgspError(Exception):
     """Root of every error the bus raises on purpose."""
 
-    exit_code = 1
+    exit_code = ExitCode.FAILED
 
 
 class ConfigurationError(LgspError):
     """Bad configuration or bad input given by a person: fix and rerun."""
 
-    exit_code = 2
+    exit_code = ExitCode.INPUT
 
 
 class NotFoundError(ConfigurationError):
@@ -47,7 +60,7 @@ class IncompatibleSchemaError(ConfigurationError):
 class RetriableError(LgspError):
     """A transient failure: the same call may succeed later."""
 
-    exit_code = 3
+    exit_code = ExitCode.RETRY
 
 
 class BrokerUnavailableError(RetriableError):
@@ -59,7 +72,10 @@ class DatabaseUnavailableError(RetriableError):
 
 
 class SkippableError(LgspError):
-    """One record cannot be processed; it is parked and the run goes on."""
+    """One record cannot be processed; it is parked and the run goes on. When it reaches the
+    command line (``lgsp publish``), the input is what to fix."""
+
+    exit_code = ExitCode.INPUT
 
 
 class DataError(SkippableError):
@@ -69,4 +85,4 @@ class DataError(SkippableError):
 class FatalError(LgspError):
     """The run must stop."""
 
-    exit_code = 4
+    exit_code = ExitCode.STOPPED

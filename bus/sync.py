@@ -24,10 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import logging
-import os
-import socket
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -36,6 +33,7 @@ from typing import Any
 from bus import broker_guard, kafka_clients
 from bus.config import Settings
 from bus.connectors_db import ConnectorStore
+from bus.connectors_db.store import lock_owner
 from bus.consume import Consumer, Message
 from bus.db import session_scope
 from bus.db.models import Run
@@ -181,8 +179,16 @@ class _HeldLock:
         self.store = store
         self.name = name
         self.ttl_s = ttl_s
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        store.acquire_lock(name, self.owner, ttl_s)
+        self.owner = lock_owner()
+        taken = store.acquire_lock(name, self.owner, ttl_s)
+        if taken.took_over is not None:
+            log.warning(
+                "%s: took over the run lock of a crashed run (%s, since %s UTC): its process "
+                "is gone",
+                name,
+                taken.took_over.owner,
+                f"{taken.took_over.acquired_at:%Y-%m-%d %H:%M:%S}",
+            )
         self._refreshed = time.monotonic()
 
     def refresh(self) -> None:
@@ -449,9 +455,11 @@ def _park_invalid(publisher: Publisher, topic: str, dataset: str, invalid: list[
 
 
 def _stop(store: ConnectorStore, name: str, tr: TableReport, exc: LgspError) -> None:
+    """Mark a table stopped with the reason alone: the run's outcome says "stopped" once,
+    naming the table (``SyncReport.raise_if_stopped``), so the log line is only for --debug."""
     tr.status = "stopped"
-    tr.error = safe_message(exc)
-    log.error("%s: table %s stopped: %s", name, tr.table, tr.error)
+    tr.error = exc.reason[:500] if isinstance(exc, TableStoppedError) else safe_message(exc)
+    log.info("%s: table %s stopped: %s", name, tr.table, tr.error)
     store.set_status(name, tr.table, "stopped", tr.error)
 
 

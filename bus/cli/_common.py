@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import click
 
 from bus.config import Settings, get_settings
+from bus.errors import ConfigurationError
 
 
 def settings() -> Settings:
@@ -28,3 +30,15 @@ def echo_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False)).rstrip())
     for row in body:
         click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)).rstrip())
+
+
+def confirm(question: str, *, yes: bool) -> None:
+    """Ask ``question`` on the terminal unless ``yes`` (``--yes``); a "no" aborts the command.
+    Without a terminal (CI, cron, a pipe) there is nobody to ask: refuse, naming ``--yes``."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise ConfigurationError(
+            f"{question.rstrip('?')}: no terminal to confirm on; pass --yes to confirm"
+        )
+    click.confirm(question, abort=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import yaml
 
-from bus.cli._common import echo_json, echo_table, settings
+from bus.cli._common import confirm, echo_json, echo_table, settings
 from bus.connectors_db import ConnectorStore
 from bus.sync import Follow, SyncReport, TableReport, connector_for
 from bus.sync import run as run_sync
@@ -198,12 +198,11 @@ def unlock(name: str, yes: bool) -> None:
     if held is None:
         click.echo(f"connector {name}: no run lock held")
         return
-    if not yes:
-        click.confirm(
-            f"release the lock of connector {name} held by {held.owner} since "
-            f"{held.acquired_at:%Y-%m-%d %H:%M:%S} UTC?",
-            abort=True,
-        )
+    confirm(
+        f"release the lock of connector {name} held by {held.owner} since "
+        f"{held.acquired_at:%Y-%m-%d %H:%M:%S} UTC?",
+        yes=yes,
+    )
     store.release_lock(name, held.owner)  # the holder shown, not one that came since
     click.echo(f"connector {name}: run lock of {held.owner} released")
 
@@ -229,8 +228,7 @@ def remove(name: str, yes: bool) -> None:
     """Forget a connector and its positions (its topics and schemas stay)."""
     store = ConnectorStore(settings())
     store.get(name)
-    if not yes:
-        click.confirm(f"remove connector {name} and its positions?", abort=True)
+    confirm(f"remove connector {name} and its positions?", yes=yes)
     store.remove(name)
     click.echo(f"removed connector {name}")
 

@@ -7,6 +7,7 @@ import time
 import click
 
 from bus.cli._common import echo_json, settings
+from bus.errors import ExitCode
 
 
 @click.command("demo")
@@ -48,7 +49,7 @@ def demo(
         for line in summary_lines(result):
             click.echo(line)
     if not (result.archive_ok and result.agreeing == result.reconciled):
-        raise SystemExit(1)
+        raise SystemExit(ExitCode.FAILED)
 
 
 commands = [demo]

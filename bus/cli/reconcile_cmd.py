@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from bus.cli._common import echo_json, echo_table, settings
-from bus.errors import ConfigurationError, NotFoundError
+from bus.errors import ConfigurationError, ExitCode, NotFoundError
 from bus.reconcile.core import Endpoint, Options
 from bus.reconcile.report import Report
 
@@ -162,7 +162,7 @@ def _print(report: Report, as_json: bool) -> None:
 
 def _finish(report: Report, as_json: bool) -> None:
     _print(report, as_json)
-    sys.exit(0 if report.agree else 1)
+    sys.exit(ExitCode.OK if report.agree else ExitCode.FAILED)
 
 
 @reconcile_group.command("check")

@@ -8,17 +8,21 @@ import logging
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
+from kafka import KafkaProducer
+from kafka.record.default_records import DefaultRecordBatchBuilder
 
 from bus import kafka_clients
 from bus.cli._common import echo_table, settings
+from bus.config import Settings
 from bus.consume import Consumer, Message, end_offsets
 from bus.dlq_ops import list_dead_letters, replay_dead_letters
 from bus.envelope import canonical_key, record_schema_of
-from bus.errors import ConfigurationError, DataError
+from bus.errors import ConfigurationError, DataError, ExitCode
 from bus.publish import Publisher
 from bus.serde.jsoncodec import JsonToAvro, dumps
 
@@ -30,10 +34,29 @@ def _unit_of(topic: str) -> str:
     return parts[-3] if len(parts) >= 4 else ""
 
 
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of each line of a UTF-8 file (``-``: stdin); a line that is not
+    UTF-8 stops with its number and the byte offset of the first bad byte."""
+    try:
+        handle = sys.stdin.buffer if str(path) == "-" else path.open("rb")
+    except OSError as exc:
+        raise ConfigurationError(f"--file: cannot read {path} ({exc.strerror})") from exc
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                yield number, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(
+                    f"line {number}: not valid UTF-8 (byte {exc.start + 1} of the line: "
+                    f"{exc.reason})"
+                ) from None
+
+
 def read_events(
     path: Path, topic: str, envelope: dict[str, Any], key_fields: list[str], agency: str
-) -> list[dict[str, Any]]:
-    """Every line as an Avro-ready envelope; the first bad line stops with its number."""
+) -> list[tuple[int, dict[str, Any]]]:
+    """Every line as ``(line number, Avro-ready envelope)``; the first bad line stops with its
+    number."""
     to_avro = JsonToAvro(envelope)
     record_schema = record_schema_of(envelope)
     fields = [f["name"] for f in record_schema["fields"]]
@@ -43,44 +66,68 @@ def read_events(
         raise ConfigurationError(f"--key: {unknown[0]!r} is not a field of the record")
     now_ms = int(time.time() * 1000)
     events = []
-    try:
-        handle = sys.stdin if str(path) == "-" else path.open(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigurationError(f"--file: cannot read {path} ({exc.strerror})") from exc
-    with handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    f"line {number}: not JSON ({exc.msg} at column {exc.colno})"
-                ) from None
-            if not isinstance(data, dict):
-                raise DataError(f"line {number}: expected a JSON object")
-            if "op" not in data or ("after" not in data and "before" not in data):
-                record = data
-                missing = [k for k in keys if k not in record]
-                if missing:
-                    raise DataError(f"line {number}: {missing[0]}: expected a value (key field)")
-                data = {
-                    "event_id": str(uuid.uuid4()),
-                    "op": "c",
-                    "ts_ms": now_ms,
-                    "source": {"agency": agency, "unit": _unit_of(topic), "system": "lgsp-cli"},
-                    "key": canonical_key({k: record[k] for k in keys}),
-                    "before": None,
-                    "after": record,
-                }
-            else:
-                data.setdefault("event_id", str(uuid.uuid4()))
-                data.setdefault("ts_ms", now_ms)
-            try:
-                events.append(to_avro(data))
-            except DataError as exc:
-                raise DataError(f"line {number}: {exc}") from None
+    for number, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"line {number}: not JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(data, dict):
+            raise DataError(f"line {number}: expected a JSON object")
+        if "op" not in data or ("after" not in data and "before" not in data):
+            record = data
+            missing = [k for k in keys if k not in record]
+            if missing:
+                raise DataError(f"line {number}: {missing[0]}: expected a value (key field)")
+            data = {
+                "event_id": str(uuid.uuid4()),
+                "op": "c",
+                "ts_ms": now_ms,
+                "source": {"agency": agency, "unit": _unit_of(topic), "system": "lgsp-cli"},
+                "key": canonical_key({k: record[k] for k in keys}),
+                "before": None,
+                "after": record,
+            }
+        else:
+            data.setdefault("event_id", str(uuid.uuid4()))
+            data.setdefault("ts_ms", now_ms)
+        try:
+            events.append((number, to_avro(data)))
+        except DataError as exc:
+            raise DataError(f"line {number}: {exc}") from None
     return events
+
+
+def max_record_bytes(settings: Settings, topic: str) -> tuple[int, str]:
+    """The largest record ``topic`` takes, and what sets it: the producer's
+    ``max_request_size``, or the topic's ``max.message.bytes`` when the broker reports a
+    smaller one (Kafka's default for both is about 1 MiB)."""
+    limit = int(KafkaProducer.DEFAULT_CONFIG["max_request_size"])
+    what = "the producer's max_request_size"
+    broker = kafka_clients.describe_topic_configs(settings, topic).get("max.message.bytes", "")
+    if broker.isdigit() and int(broker) < limit:
+        limit, what = int(broker), "the topic's max.message.bytes on the broker"
+    return limit, what
+
+
+def check_records(
+    publisher: Publisher, topic: str, events: list[tuple[int, dict[str, Any]]]
+) -> None:
+    """``DataError`` naming the first line that does not match the topic's schema or whose
+    record, encoded as it will be sent, is larger than the broker takes."""
+    limit, what = max_record_bytes(publisher.settings, topic)
+    for number, event in events:
+        try:
+            key, value = publisher.encode(topic, event)
+        except DataError as exc:
+            raise DataError(f"line {number}: {exc}") from None
+        size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, [])
+        if size > limit:
+            raise DataError(
+                f"line {number}: the record is {size} bytes once encoded; at most {limit} "
+                f"bytes fit ({what})"
+            )
 
 
 @click.command("publish")
@@ -93,18 +140,16 @@ def read_events(
 def publish(topic: str, file: Path, key: str, agency: str) -> None:
     """Publish JSON lines (envelopes, or bare records wrapped as op c) to TOPIC.
 
-    Every line is checked against the topic's schema first: one bad line and nothing is sent.
+    Every line is checked first (UTF-8, JSON, the topic's schema, the broker's record size
+    limit): one bad line and nothing is sent.
     """
     s = settings()
     with Publisher(s) as pub:
         schema = pub.schema_for(topic)
         events = read_events(file, topic, schema.schema, [k for k in key.split(",") if k], agency)
-        for index, event in enumerate(events, start=1):
-            try:
-                pub.codec.validate(schema.id, event)
-            except DataError as exc:
-                raise DataError(f"line {index}: {exc}") from None
-        report = pub.publish(topic, events)
+        pub.ensure_topic(topic)
+        check_records(pub, topic, events)
+        report = pub.publish(topic, [event for _, event in events])
     click.echo(f"published {report.sent} events to {topic} (schema id {schema.id})")
 
 
@@ -185,7 +230,7 @@ def dlq_replay(topic: str) -> None:
     report = replay_dead_letters(settings(), topic)
     click.echo(f"replayed {report.replayed}, still failing {report.still_failing} (parked again)")
     if report.still_failing:
-        raise SystemExit(1)
+        raise SystemExit(ExitCode.FAILED)
 
 
 commands = [publish, tail, topic_group, dlq_group]

@@ -13,12 +13,16 @@ a position back to the newest mark the archive covers after the broker lost its 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from bus import processes
 from bus.config import Settings
 from bus.connectors_db.models import (
     ConnectorLock,
@@ -76,6 +80,32 @@ class RunLock:
     owner: str
     acquired_at: dt.datetime
     expires_at: dt.datetime
+    took_over: RunLock | None = None  # the lock of a crashed run this one replaced
+
+
+def lock_owner() -> str:
+    """This process's name as a lock holder: ``host:pid:start:scope:run``. The pid's start
+    time and the pid scope (``bus.processes.pid_scope``) let a later run of the same host tell
+    that the holder crashed, even after its pid was reused."""
+    pid = os.getpid()
+    started = processes.start_ticks(pid)
+    return (
+        f"{socket.gethostname()}:{pid}:{started if started is not None else '-'}:"
+        f"{processes.pid_scope()}:{uuid.uuid4().hex[:8]}"
+    )
+
+
+def holder_crashed(owner: str) -> bool:
+    """True when ``owner`` (a ``lock_owner()``) is a process of this host, boot and pid
+    namespace that is no longer running. A holder elsewhere, or one whose name does not say,
+    counts as running: its lock expires instead."""
+    parts = owner.split(":")
+    if len(parts) != 5 or not parts[1].isdigit():
+        return False
+    host, pid, started, scope, _run = parts
+    if host != socket.gethostname() or scope != processes.pid_scope():
+        return False
+    return not processes.process_alive(int(pid), int(started) if started.isdigit() else None)
 
 
 def _now() -> dt.datetime:
@@ -323,8 +353,10 @@ class ConnectorStore:
     # ---- run lock ------------------------------------------------------------------------
     def acquire_lock(self, name: str, owner: str, ttl_s: float) -> RunLock:
         """Take the run lock of ``name`` for ``owner`` (``ttl_s`` seconds unless extended):
-        take over an expired lock or insert a new one, each in one statement, so that of two
-        concurrent runs exactly one gets it; the other gets ``ConnectorBusyError``."""
+        take over an expired lock, or the lock of a crashed run of this host at once
+        (``holder_crashed``; the result's ``took_over`` names it), or insert a new one, each
+        in one statement, so that of concurrent runs exactly one gets it; the others get
+        ``ConnectorBusyError``."""
         now = _now()
         expires = now + dt.timedelta(seconds=ttl_s)
         values = {"owner": owner, "acquired_at": now, "expires_at": expires}
@@ -334,23 +366,37 @@ class ConnectorStore:
                 .where(ConnectorLock.connector == name, ConnectorLock.expires_at < now)
                 .values(**values)
             ).rowcount
-        if not taken:
-            try:
-                with session_scope(self.settings) as s:
-                    s.execute(insert(ConnectorLock).values(connector=name, **values))
-            except IntegrityError:
-                held = self.lock(name)
-                if held is None:  # released in between: the caller may try again at once
-                    raise ConnectorBusyError(
-                        f"connector {name!r} was just running; try again"
-                    ) from None
+        if taken:
+            return RunLock(name, owner, now, expires)
+        try:
+            with session_scope(self.settings) as s:
+                s.execute(insert(ConnectorLock).values(connector=name, **values))
+        except IntegrityError:
+            held = self.lock(name)
+            if held is None:  # released in between: the caller may try again at once
                 raise ConnectorBusyError(
-                    f"connector {name!r} is already running "
-                    f"(since {held.acquired_at:%Y-%m-%d %H:%M:%S} UTC, by {held.owner}; "
-                    f"its lock expires at {held.expires_at:%Y-%m-%d %H:%M:%S} UTC unless "
-                    "that run extends it)"
+                    f"connector {name!r} was just running; try again"
                 ) from None
+            if holder_crashed(held.owner) and self._take_over(name, held.owner, values):
+                return RunLock(name, owner, now, expires, took_over=held)
+            raise ConnectorBusyError(
+                f"connector {name!r} is already running "
+                f"(since {held.acquired_at:%Y-%m-%d %H:%M:%S} UTC, by {held.owner}; "
+                f"its lock expires at {held.expires_at:%Y-%m-%d %H:%M:%S} UTC unless "
+                "that run extends it)"
+            ) from None
         return RunLock(name, owner, now, expires)
+
+    def _take_over(self, name: str, holder: str, values: dict[str, Any]) -> bool:
+        """Replace ``holder``'s lock if it still holds it (one statement: one taker wins)."""
+        with session_scope(self.settings) as s:
+            return bool(
+                s.execute(
+                    update(ConnectorLock)
+                    .where(ConnectorLock.connector == name, ConnectorLock.owner == holder)
+                    .values(**values)
+                ).rowcount
+            )
 
     def refresh_lock(self, name: str, owner: str, ttl_s: float) -> bool:
         """Extend ``owner``'s lock of ``name``; False when ``owner`` no longer holds it."""

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from bus import processes
+from bus.broker import port_answers
 from bus.config import Settings
-from bus.errors import ConfigurationError
-from bus.state import home
+from bus.errors import ConfigurationError, FatalError
+from bus.state import home, read_json, write_json
 
 
 def airflow_home(settings: Settings) -> Path:
@@ -87,18 +94,112 @@ def dags_test(settings: Settings, dag_id: str, timeout: float = 600) -> subproce
     )
 
 
+STANDALONE_STATE = "standalone.json"
+UI_ADDRESS = "127.0.0.1:8080"
+
+
+@dataclass(frozen=True)
+class Standalone:
+    """What ``lgsp airflow status`` shows: the recorded standalone and what is left of it."""
+
+    pid: int
+    members: list[int]  # live processes of its session (scheduler, api-server, workers, ...)
+    answering: bool  # the UI port accepts connections
+
+    @property
+    def running(self) -> bool:
+        return bool(self.members)
+
+
+def _state_path(settings: Settings) -> Path:
+    return airflow_home(settings) / STANDALONE_STATE
+
+
+def _members(state: dict[str, Any]) -> list[int]:
+    """The live processes of the recorded standalone's session; none when its leader's pid
+    now names another process (then its session, and everything in it, ended long ago)."""
+    pid = int(state["pid"])
+    if processes.pid_alive(pid) and not processes.process_alive(pid, state.get("started")):
+        return []
+    return processes.session_members(pid)
+
+
+def standalone_status(settings: Settings) -> Standalone | None:
+    """The standalone this state folder started (``None`` if none is recorded)."""
+    state = read_json(_state_path(settings))
+    if state is None:
+        return None
+    members = _members(state)
+    return Standalone(int(state["pid"]), members, bool(members) and port_answers(UI_ADDRESS))
+
+
 def standalone(settings: Settings) -> subprocess.Popen:
-    """Start ``airflow standalone`` (api-server, scheduler, dag-processor, triggerer)."""
+    """Start ``airflow standalone`` (api-server, scheduler, dag-processor, triggerer) in a
+    session of its own, recorded in the state folder so that ``stop_standalone`` ends all of
+    it (``ConfigurationError`` while the recorded one runs)."""
+    current = standalone_status(settings)
+    if current is not None and current.running:
+        raise ConfigurationError(
+            f"airflow standalone already runs (pid {current.pid}): lgsp airflow stop first"
+        )
     migrate(settings)
+    return start_session(settings, [airflow_bin(), "standalone"], airflow_env(settings))
+
+
+def start_session(settings: Settings, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """Start ``argv`` in a session of its own (its pid is the session id, which its children
+    keep), logging to ``standalone.log`` and recorded as the standalone of this state folder."""
+    airflow_home(settings).mkdir(parents=True, exist_ok=True)
     log = (airflow_home(settings) / "standalone.log").open("ab")
-    return subprocess.Popen(
-        [airflow_bin(), "standalone"],
-        env=airflow_env(settings),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
+    with log:
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    started = processes.start_ticks(proc.pid)
+    write_json(_state_path(settings), {"pid": proc.pid, "started": started, "at": time.time()})
+    return proc
+
+
+def stop_standalone(settings: Settings, wait_s: float = 30.0) -> Standalone | None:
+    """End every process of the recorded standalone's session: SIGTERM (standalone stops its
+    components), then SIGKILL for what is left after ``wait_s``. Returns what was found
+    (``None`` if nothing is recorded); ``FatalError`` if a process of it survives."""
+    path = _state_path(settings)
+    state = read_json(path)
+    if state is None:
+        return None
+    found = Standalone(int(state["pid"]), _members(state), False)
+    for sig, wait in ((signal.SIGTERM, wait_s), (signal.SIGKILL, 5.0)):
+        left = _signal_session(state, sig, wait)
+        if not left:
+            path.unlink(missing_ok=True)
+            return found
+    raise FatalError(
+        f"airflow standalone (session {found.pid}): processes {', '.join(map(str, left))} "
+        "survived SIGKILL"
     )
+
+
+def _signal_session(state: dict[str, Any], sig: signal.Signals, wait_s: float) -> list[int]:
+    """Send ``sig`` to the session's process group and to each member (one may have made a
+    group of its own); the members still alive after ``wait_s`` seconds."""
+    members = _members(state)
+    if members:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(int(state["pid"]), sig)
+    for pid in members:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+    deadline = time.monotonic() + wait_s
+    while members and time.monotonic() < deadline:
+        time.sleep(0.2)
+        members = _members(state)
+    return members
 
 
 def login(settings: Settings) -> tuple[str, str] | None:

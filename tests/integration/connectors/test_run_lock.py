@@ -3,6 +3,9 @@ crashed run's lock expires; a run that lost its lock stops before it moves a pos
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -200,3 +203,73 @@ def test_cli_shows_refuses_and_unlocks(
     code, out = lgsp("connector", "run", source)
     assert code == 0 and "rows 6" in out
     assert lgsp("connector", "unlock", source, "--yes")[1].strip().endswith("no run lock held")
+
+
+def _lgsp(env: dict[str, str], *args: str, **popen: Any) -> subprocess.Popen:
+    """``lgsp ARGS`` as a process of its own (killable like a real run)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", "from bus.cli.main import main; main()", *args],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+
+
+def test_a_killed_runs_lock_is_taken_over_at_once(
+    cli_env: dict[str, str], settings: Settings, source: str
+) -> None:
+    """A run killed with SIGKILL leaves its lock; the next run on the same host sees that its
+    holder's process is gone and takes the lock over at once, saying so (not in 15 minutes)."""
+    store = ConnectorStore(settings)
+    holder = _lgsp(cli_env, "connector", "run", source, "--follow", "--poll", "30")
+    try:
+        deadline = time.monotonic() + 60
+        while store.lock(source) is None:
+            assert holder.poll() is None, holder.communicate()
+            assert time.monotonic() < deadline, "the followed run never took its lock"
+            time.sleep(0.2)
+        held = store.lock(source)
+        assert held is not None and f":{holder.pid}:" in held.owner
+    finally:
+        holder.kill()  # SIGKILL: no cleanup, the lock stays
+        holder.communicate(timeout=30)
+    assert store.lock(source) is not None
+    started = time.monotonic()
+    after = _lgsp(cli_env, "connector", "run", source)
+    out, err = after.communicate(timeout=120)
+    assert after.returncode == 0, err
+    assert "took over the run lock of a crashed run" in err and held.owner in err
+    assert "test-connector: rows" in out
+    assert time.monotonic() - started < 60
+    assert store.lock(source) is None  # and released at its end
+    assert run(settings, source).rows == 0  # between them the two runs read every row
+
+
+def test_a_live_holders_lock_is_not_taken_over(settings: Settings, source: str) -> None:
+    """The holder's process is alive (this test's): the lock stays its, refused as busy."""
+    from bus.connectors_db.store import lock_owner
+
+    store = ConnectorStore(settings)
+    store.acquire_lock(source, lock_owner(), ttl_s=600)
+    with pytest.raises(ConnectorBusyError, match="is already running"):
+        run(settings, source)
+
+
+def test_unlock_without_a_terminal_asks_for_yes(
+    cli_env: dict[str, str], settings: Settings, source: str
+) -> None:
+    """Run from CI or cron (stdin not a terminal), unlock refuses naming --yes, exit 2, and
+    keeps the lock; with --yes it releases it."""
+    ConnectorStore(settings).acquire_lock(source, "host-b:4242:cafe", ttl_s=600)
+    proc = _lgsp(cli_env, "connector", "unlock", source, stdin=subprocess.DEVNULL)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    assert err.strip().splitlines() == [err.strip()] and "--yes" in err
+    assert "unexpected" not in err
+    assert ConnectorStore(settings).lock(source) is not None
+    proc = _lgsp(cli_env, "connector", "unlock", source, "--yes", stdin=subprocess.DEVNULL)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "released" in out and ConnectorStore(settings).lock(source) is None
