@@ -21,6 +21,7 @@ from pathlib import Path
 
 from bus.config import Settings
 from bus.errors import BrokerUnavailableError, ConfigurationError
+from bus.processes import pid_alive
 from bus.state import home, read_json, write_json
 
 STATE_FILE = "broker.json"
@@ -39,20 +40,6 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of ours is not alive
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().split(") ", 1)[1][:1] != "Z"
-    except OSError:
-        return True
 
 
 def port_answers(bootstrap: str, timeout: float = 2.0) -> bool:
@@ -76,7 +63,7 @@ def bootstrap(settings: Settings) -> str:
     if settings.kafka_bootstrap:
         return settings.kafka_bootstrap
     state = read_json(_state_path(settings))
-    if not state or not _pid_alive(int(state["pid"])):
+    if not state or not pid_alive(int(state["pid"])):
         raise BrokerUnavailableError(
             "no broker: run 'lgsp broker start' (embedded) or set LGSP_KAFKA_BOOTSTRAP"
         )
@@ -101,7 +88,7 @@ def start_embedded(settings: Settings, wait_s: float = 20.0) -> BrokerStatus:
         )
     path = _state_path(settings)
     state = read_json(path)
-    if state and _pid_alive(int(state["pid"])) and port_answers(state["bootstrap"]):
+    if state and pid_alive(int(state["pid"])) and port_answers(state["bootstrap"]):
         return BrokerStatus("embedded", state["bootstrap"], True, int(state["pid"]), "already up")
     port = _free_port()
     address = f"127.0.0.1:{port}"
@@ -156,12 +143,12 @@ def stop_embedded(settings: Settings, wait_s: float = 10.0) -> bool:
         return False
     pid = int(state["pid"])
     stopped = False
-    if _pid_alive(pid):
+    if pid_alive(pid):
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline and _pid_alive(pid):
+        while time.monotonic() < deadline and pid_alive(pid):
             time.sleep(0.1)
-        if _pid_alive(pid):
+        if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
         stopped = True
     path.unlink(missing_ok=True)
@@ -176,6 +163,6 @@ def status(settings: Settings) -> BrokerStatus:
     if not state:
         return BrokerStatus("none", None, False, detail="no broker started")
     pid = int(state["pid"])
-    if not _pid_alive(pid):
+    if not pid_alive(pid):
         return BrokerStatus("embedded", state["bootstrap"], False, pid, "process is gone")
     return BrokerStatus("embedded", state["bootstrap"], port_answers(state["bootstrap"]), pid)
