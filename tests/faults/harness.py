@@ -40,6 +40,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import func, select
+from sqlalchemy.dialects import mysql
 
 from bus.archive.models import ArchiveEntry
 from bus.archive.verify import verify
@@ -187,6 +188,19 @@ class Processes:
         self.outcomes.append(outcome)
         return outcome
 
+    def wait_until_running(self, connector: str, running: Running, timeout: float = 60) -> None:
+        """Wait until ``running`` holds the run lock of ``connector`` (past its start-up: a
+        followed run handles SIGTERM from then on)."""
+        store = ConnectorStore(self.settings)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            held = store.lock(connector)
+            if held is not None and int(held.owner.split(":")[1]) == running.proc.pid:
+                return
+            assert running.alive(), running.wait().describe()
+            time.sleep(0.05)
+        raise AssertionError(f"lgsp {' '.join(running.args)} took no lock in {timeout} s")
+
     def release_dead_lock(self, connector: str) -> None:
         """What the operator does after a crash (``lgsp connector unlock``): release the run
         lock of a killed run, in process (a CLI start costs a second of CPU)."""
@@ -302,7 +316,12 @@ LIVE = [c for c in COLUMNS if c != "da_xoa"]  # the sink deletes a soft-deleted 
 NAMES = ["Nguyễn Văn An", "Trần Thị Bích Ngọc", "Lê Đức Thọ", "Huỳnh Tấn Phát", "Đặng Thị Ánh"]
 
 
-def source_table(name: str) -> sa.Table:
+def source_table(name: str, *, seconds_cursor: bool = False) -> sa.Table:
+    """The source table; on MariaDB its cursor keeps microseconds (``DATETIME(6)``) unless
+    ``seconds_cursor`` (MariaDB's default ``DATETIME``: the cursor-polling hole)."""
+    cursor = sa.DateTime(timezone=True)
+    if not seconds_cursor:
+        cursor = cursor.with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
     return sa.Table(
         name,
         sa.MetaData(),
@@ -310,7 +329,7 @@ def source_table(name: str) -> sa.Table:
         sa.Column("ho_ten", sa.String(100), nullable=False),
         sa.Column("so_tien", sa.Numeric(14, 2)),
         sa.Column("ngay_sinh", sa.Date),
-        sa.Column("cap_nhat", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("cap_nhat", cursor, nullable=False),
         sa.Column("da_xoa", sa.Boolean, nullable=False),
         mysql_charset="utf8mb4",
     )
@@ -331,6 +350,7 @@ class Pipeline:
     folder: Path
     route: bool = True
     batch_size: int = 25
+    seconds_cursor: bool = False
     clock: dt.datetime = field(
         default_factory=lambda: dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.UTC)
     )
@@ -340,7 +360,7 @@ class Pipeline:
         self.dataset = f"faults.f{self.unique}"
         self.src_table, self.dst_table = f"fs_{self.unique}", f"fd_{self.unique}"
         self.source, self.sink = f"fsrc-{self.unique}", f"fdst-{self.unique}"
-        self.table = source_table(self.src_table)
+        self.table = source_table(self.src_table, seconds_cursor=self.seconds_cursor)
         engine = sa.create_engine(self.src_url)
         self.table.metadata.create_all(engine)
         engine.dispose()
@@ -465,7 +485,9 @@ class Pipeline:
                 f"{self.dataset}:district",
             )
         out["sink"] = (("connector", "run", self.sink, "--json"), self.sink)
-        out["archive"] = (("archive", "run"), "")
+        # only this scenario's topics: the session's broker holds other tests' topics, whose
+        # schemas this state folder's registry does not know
+        out["archive"] = (("archive", "run", "--topics", f"*.{self.dataset}"), "")
         return out
 
     def after_kill(self, stage: str) -> None:
@@ -534,7 +556,7 @@ class Pipeline:
         assert expected, "the scenario wrote no rows"
         assert_same_rows(expected, self.sink_state(), "sink table against source table")
         assert self.dead_letters() == [], "rows were parked although none was bad"
-        self.procs.ok("audit", "verify")
+        self.procs.ok("audit", "verify", "--dataset", self.dataset)
         self.assert_runs_truthful()
 
     def assert_runs_truthful(self) -> None:
@@ -592,3 +614,119 @@ def restart_broker(pipe: Pipeline) -> None:  # pragma: no cover - hook
 
 def recover_broker(pipe: Pipeline) -> None:  # pragma: no cover - hook
     raise NotImplementedError("lgsp broker restore: see BROKER RESTART HOOK")
+
+
+# ---- a database account of the test's own, for faults aimed at one client -------------------
+
+
+@dataclass
+class Account:
+    """A login of its own (PostgreSQL: a role with its own schema; MariaDB: a user with its
+    own database), so that faults hit only this test's sessions and tables."""
+
+    kind: str
+    name: str
+    admin_url: str
+
+    @property
+    def url(self) -> str:
+        if self.kind == "postgresql":
+            return f"postgresql+psycopg://{self.name}@127.0.0.1:5432/test"
+        return f"mysql+pymysql://{self.name}@127.0.0.1:3306/{self.name}"
+
+    def admin(self, *statements: str, **params: Any) -> list[Any]:
+        engine = sa.create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                out: list[Any] = []
+                for statement in statements:
+                    result = conn.execute(sa.text(statement), params)
+                    out = list(result) if result.returns_rows else []
+                return out
+        finally:
+            engine.dispose()
+
+    def create(self) -> None:
+        n = self.name
+        if self.kind == "postgresql":
+            self.admin(
+                f"CREATE ROLE {n} LOGIN",
+                f"CREATE SCHEMA {n} AUTHORIZATION {n}",
+                f"ALTER ROLE {n} SET search_path = {n}",
+                f"GRANT TEMPORARY ON DATABASE test TO {n}",  # the COPY path of the sink
+            )
+        else:
+            self.admin(
+                f"CREATE DATABASE {n} CHARACTER SET utf8mb4",
+                f"CREATE USER '{n}'@'%'",
+                f"GRANT ALL ON {n}.* TO '{n}'@'%'",
+            )
+
+    def remove(self) -> None:
+        n = self.name
+        self.terminate_sessions()
+        if self.kind == "postgresql":
+            self.admin(
+                f"DROP SCHEMA IF EXISTS {n} CASCADE",
+                f"REVOKE TEMPORARY ON DATABASE test FROM {n}",
+                f"DROP ROLE IF EXISTS {n}",
+            )
+        else:
+            self.admin(f"DROP USER IF EXISTS '{n}'@'%'", f"DROP DATABASE IF EXISTS {n}")
+
+    def terminate_sessions(self) -> int:
+        """End every server session of this login (``pg_terminate_backend``, ``KILL``)."""
+        if self.kind == "postgresql":
+            rows = self.admin(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = :u",
+                u=self.name,
+            )
+            return sum(1 for (ok,) in rows if ok)
+        ids = self.admin(
+            "SELECT id FROM information_schema.processlist WHERE user = :u", u=self.name
+        )
+        killed = 0
+        for (session,) in ids:
+            with contextlib.suppress(sa.exc.DBAPIError):  # it ended meanwhile
+                self.admin(f"KILL {int(session)}")
+                killed += 1
+        return killed
+
+    def revoke_writes(self, table: str) -> None:
+        if self.kind == "postgresql":
+            self.admin(f"REVOKE INSERT, UPDATE ON {self.name}.{table} FROM {self.name}")
+        else:  # the grant is on the database: revoke it there
+            self.admin(f"REVOKE INSERT, UPDATE ON {self.name}.* FROM '{self.name}'@'%'")
+
+    def grant_writes(self, table: str) -> None:
+        if self.kind == "postgresql":
+            self.admin(f"GRANT INSERT, UPDATE ON {self.name}.{table} TO {self.name}")
+        else:
+            self.admin(f"GRANT INSERT, UPDATE ON {self.name}.* TO '{self.name}'@'%'")
+
+    @contextlib.contextmanager
+    def table_locked(self, table: str) -> Iterator[None]:
+        """Hold an exclusive lock on ``table`` from a second (admin) connection."""
+        engine = sa.create_engine(self.admin_url)
+        try:
+            with engine.connect() as conn:
+                if self.kind == "postgresql":
+                    conn.execute(sa.text(f"LOCK TABLE {self.name}.{table} IN ACCESS EXCLUSIVE MODE"))
+                    yield
+                    conn.rollback()
+                else:
+                    conn.execute(sa.text(f"LOCK TABLES {self.name}.{table} WRITE"))
+                    yield
+                    conn.execute(sa.text("UNLOCK TABLES"))
+        finally:
+            engine.dispose()
+
+
+@contextlib.contextmanager
+def account(kind: str, admin_url: str, unique: str) -> Iterator[Account]:
+    made = Account(kind, f"lgspf_{unique}", admin_url)
+    made.create()
+    try:
+        yield made
+    finally:
+        made.remove()

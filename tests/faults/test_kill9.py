@@ -15,7 +15,7 @@ import pytest
 
 from bus.config import Settings
 from conftest import MYSQL_URL, PG_URL
-from tests.faults.harness import fault_count, fault_rng, pipeline
+from tests.faults.harness import Running, fault_count, fault_rng, pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -69,7 +69,14 @@ def test_kill9_followed_source_and_sink_while_rows_change(
             "source": ("connector", "run", pipe.source, *follow),
             "sink": ("connector", "run", pipe.sink, "--follow"),
         }
-        running = {stage: pipe.procs.start(*a) for stage, a in args.items()}
+        names = {"source": pipe.source, "sink": pipe.sink}
+
+        def start(stage: str) -> Running:
+            proc = pipe.procs.start(*args[stage])
+            pipe.procs.wait_until_running(names[stage], proc)
+            return proc
+
+        running = {stage: start(stage) for stage in args}
         for _ in range(fault_count()):
             until = time.monotonic() + rng.uniform(0.5, 3.0)
             while time.monotonic() < until:
@@ -80,7 +87,7 @@ def test_kill9_followed_source_and_sink_while_rows_change(
             assert outcome.killed, outcome.describe()  # a followed run does not end by itself
             pipe.procs.outcomes.append(outcome)
             pipe.after_kill(victim)
-            running[victim] = pipe.procs.start(*args[victim])
+            running[victim] = start(victim)
         for stage, proc in running.items():
             outcome = proc.stop()
             assert outcome.rc == 0, outcome.describe()  # SIGTERM: the batch in hand, then exit
