@@ -6,7 +6,8 @@ target table locked by another session, its INSERT/UPDATE privileges revoked the
 back. A source table is dropped under a running source and restored. A run that exits 0 must
 have done all its work (``Pipeline.check_completed``); one that failed must say so in the run
 history; after the faults every stage runs to the end and ``Pipeline.assert_invariant``
-holds (sink = source on every column, no dead letter, archive complete and verified).
+holds (sink = source on every column, no dead letter; the archive is left to the kill -9
+scenarios, which verify it).
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ def sink_setup(
     kind = request.param
     with (
         account(kind, ADMIN[kind], unique) as login,
-        pipeline(settings, tmp_path, unique, OTHER[kind], login.url, route=False) as pipe,
+        pipeline(
+            settings, tmp_path, unique, OTHER[kind], login.url, route=False, archive=False
+        ) as pipe,
     ):
         yield pipe, login
 
@@ -71,7 +74,7 @@ def test_sink_backends_terminated_mid_run(sink_setup: tuple[Pipeline, Account]) 
     pipe.change(rng, inserts=100, updates=0, deletes=0)
     pipe.run_all()
     terminated = 0
-    for _ in range(max(2, fault_count() // 2)):
+    for _ in range(max(2, fault_count() // 3)):
         pipe.change(rng, inserts=rng.randrange(100, 250), updates=20, deletes=5)
         pipe.check_completed("source", pipe.procs.run(*pipe.stages["source"][0]))
         running = pipe.procs.start(*_sink(pipe))
@@ -123,7 +126,9 @@ def test_source_table_dropped_and_restored_under_a_run(
     settings: Settings, tmp_path: Path, unique: str, kind: str
 ) -> None:
     rng = fault_rng(f"drop the {kind} source table")
-    with pipeline(settings, tmp_path, unique, ADMIN[kind], OTHER[kind], route=False) as pipe:
+    with pipeline(
+        settings, tmp_path, unique, ADMIN[kind], OTHER[kind], route=False, archive=False
+    ) as pipe:
         pipe.change(rng, inserts=50, updates=0, deletes=0)
         pipe.run_all()
         pipe.change(rng, inserts=400, updates=10, deletes=3)
@@ -161,7 +166,14 @@ def test_a_seconds_cursor_misses_a_later_change_within_the_same_second(
     settings: Settings, tmp_path: Path, unique: str
 ) -> None:
     with pipeline(
-        settings, tmp_path, unique, MYSQL_URL, PG_URL, route=False, seconds_cursor=True
+        settings,
+        tmp_path,
+        unique,
+        MYSQL_URL,
+        PG_URL,
+        route=False,
+        archive=False,
+        seconds_cursor=True,
     ) as pipe:
         rng = random.Random(13)
         pipe.change(rng, inserts=5, updates=0, deletes=0)  # all within one second
