@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 from bus.config import Settings
 from bus.connectors_db import ConnectorStore
 from bus.consume import Consumer
+from bus.errors import LgspError
 from bus.sync import run
 from conftest import MYSQL_URL, PG_URL
 from connectors.registration import register
@@ -28,9 +30,10 @@ class Source:
     """A source table ``(id, note, changed)`` and a source connector on it."""
 
     def __init__(
-        self, settings: Settings, kind: str, unique: str, *, lookback: Any, changed: Any
+        self, settings: Settings, url: str, unique: str, *, lookback: Any, changed: Any
     ) -> None:
-        self.settings, self.url = settings, URLS[kind]
+        self.settings, self.url = settings, url
+        kind = url.split(":")[0].split("+")[0]
         self.name, self.table_name = f"poll-{unique}", f"poll_{unique}"
         self.table = sa.Table(
             self.table_name,
@@ -69,11 +72,12 @@ class Source:
 
 
 @pytest.fixture
-def source_factory(settings: Settings, unique: str) -> Iterator[Any]:
+def source_factory(settings: Settings, unique: str, tmp_path: Path) -> Iterator[Any]:
     made: list[Source] = []
 
     def make(kind: str, lookback: Any, changed: Any) -> Source:
-        src = Source(settings, kind, f"{unique}{len(made)}", lookback=lookback, changed=changed)
+        url = f"sqlite:///{tmp_path}/poll.db" if kind == "sqlite" else URLS[kind]
+        src = Source(settings, url, f"{unique}{len(made)}", lookback=lookback, changed=changed)
         made.append(src)
         return src
 
@@ -125,9 +129,9 @@ def test_late_commit_with_transaction_time_stamps_on_postgresql(source_factory: 
     late = src.engine.connect()
     try:
         late.begin()
-        late.execute(sa.text(f"INSERT INTO {src.table_name} VALUES (1, 'late', now())"))
+        late.execute(src.table.insert().values(id=1, note="late", changed=sa.func.now()))
         with src.engine.begin() as conn:
-            conn.execute(sa.text(f"INSERT INTO {src.table_name} VALUES (2, 'early', now())"))
+            conn.execute(src.table.insert().values(id=2, note="early", changed=sa.func.now()))
         assert src.run() == 1
         late.commit()
     finally:
@@ -137,13 +141,15 @@ def test_late_commit_with_transaction_time_stamps_on_postgresql(source_factory: 
     assert src.published_ids() == [1, 2]
 
 
-@pytest.mark.parametrize(("lookback", "reads"), [(0, 0), (None, 1)], ids=["none", "default"])
-def test_same_second_lower_key_on_mariadb_datetime(
-    source_factory: Any, lookback: Any, reads: int
-) -> None:
+@pytest.mark.parametrize(
+    ("kind", "lookback", "reads"),
+    [("mariadb", 0, 0), ("mariadb", None, 1), ("sqlite", None, 1)],
+    ids=["mariadb-none", "mariadb-default", "sqlite-default"],
+)
+def test_same_second_lower_key(source_factory: Any, kind: str, lookback: Any, reads: int) -> None:
     """MariaDB ``DATETIME`` keeps whole seconds: a row of the same second with a lower key,
-    committed after the poll, sorts before the position."""
-    src = source_factory("mariadb", lookback, sa.DateTime)
+    committed after the poll, sorts before the position (SQLite: the stored text)."""
+    src = source_factory(kind, lookback, sa.DateTime)
     with src.engine.begin() as conn:
         src.insert(conn, 5, T0)
     assert src.run() == 1
@@ -152,3 +158,22 @@ def test_same_second_lower_key_on_mariadb_datetime(
     assert src.run() == reads
     assert src.run() == 0
     assert src.published_ids() == ([3, 5] if reads else [5])
+
+
+def test_numeric_cursor_refuses_a_lookback(settings: Settings, unique: str) -> None:
+    name = f"seq_{unique}"
+    engine = sa.create_engine(PG_URL)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE TABLE {name} (id int PRIMARY KEY, version bigint NOT NULL)"))
+    engine.dispose()
+    entry = {"table": name, "dataset": f"poll.s{unique}", "cursor": "version", "lookback": "5m"}
+    try:
+        with pytest.raises(LgspError, match="lookback: cursor column 'version' is a number"):
+            register(settings, config("postgresql", "source", PG_URL, [entry], name=f"s-{unique}"))
+        del entry["lookback"]  # accepted without, with a warning about the limit
+        done = register(
+            settings, config("postgresql", "source", PG_URL, [entry], name=f"s-{unique}")
+        )
+        assert any("is a number" in w for w in done.warnings)
+    finally:
+        drop_tables(PG_URL, [name])
