@@ -58,7 +58,7 @@ from connectors.errors import (
 from connectors.secrets import mask_url, resolve
 from connectors.sql.config import SqlConnectorConfig, SqlTable
 from connectors.sql.contract import TableContract, conform
-from connectors.sql.lookback import Window, cursor_floor, row_digest
+from connectors.sql.lookback import Window, cursor_floor
 from connectors.sql.sink import SinkTable, on_conflict_update, prepare_sink, write_batch
 from connectors.sql.types import (
     SQL_LENGTH,
@@ -612,10 +612,11 @@ class SqlConnector(Connector):
                 raise self._read_error(exc, stream) from exc
             try:
                 pending: list[Any] = []
-                seen: tuple[Any, str] | None = None
+                seen: tuple[int, bytes] | None = None
+                width = len(stream.columns)
                 for row in result:
                     if window is not None:  # a lookback: skip what was published before
-                        seen = _window_key(row, order_idx, ctx.deleted_idx, len(stream.columns))
+                        seen = _window_key(window, row, order_idx, ctx.deleted_idx, width)
                         if window.published(*seen):
                             continue
                     if len(pending) >= batch_size and (
@@ -851,13 +852,13 @@ _TIME_CURSORS |= {"timestamp-micros", "local-timestamp-micros"}
 
 
 def _window_key(
-    row: Any, order_idx: list[int], deleted_idx: int | None, width: int
-) -> tuple[Any, str]:
-    """(cursor value, digest) of a row for the lookback window: its key, or for a table
+    window: Window, row: Any, order_idx: list[int], deleted_idx: int | None, width: int
+) -> tuple[int, bytes]:
+    """A row's place in the lookback window: its cursor value and key, or for a table
     without a key all its published values, and its soft-delete flag."""
     values = [row[i] for i in (order_idx[1:] or range(width))]
     deleted = deleted_idx is not None and is_deleted(row[deleted_idx])
-    return row[order_idx[0]], row_digest(values, deleted)
+    return window.key(row[order_idx[0]], values, deleted)
 
 
 def _whole_seconds(sql_type: Any) -> bool:

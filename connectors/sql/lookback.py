@@ -7,22 +7,24 @@ whole seconds (MariaDB ``DATETIME``), a row of the same second with a lower key.
 lookback of ``L`` seconds a read starts at ``cursor >= last - L`` instead.
 
 The rows of that window were mostly published already. ``Window`` remembers, in the
-position, a 64-bit digest of (key, soft-delete flag) of every row published with a cursor in
-the window, grouped by cursor value; a row found again with the same cursor value and digest
-is not published again. A digest that was forgotten (the window moved, the cap was reached,
-a run crashed before its last batch) only makes a row be published again, which the sink's
-version rule makes a no-op; a row is skipped only when this very (cursor, key) was
-acknowledged by the broker before.
+position, a 64-bit digest of (cursor value, key, soft-delete flag) of every row published
+with a cursor in the window, grouped by second (about 11 bytes a row); a row found again with
+the same digest is not published again. A digest that was forgotten (the window moved past
+it, the cap was reached) only makes a row be published again, which the sink's version rule
+makes a no-op; a row is skipped only when this very (cursor, key) was acknowledged by the
+broker before (the digests move with the position of the batch that published them).
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import json
 import re
 from typing import Any
 
+from bus.timeutil import to_epoch_ms
 from connectors import positions
 
 MAX_LOOKBACK_S = 7 * 86_400
@@ -85,63 +87,81 @@ def _text_floor(text: str, delta: dt.timedelta) -> str:
     return head + ("." + rest[:digits] if digits else "") + zone
 
 
-def row_digest(values: list[Any], deleted: bool) -> str:
-    """16 hex digits identifying a row among the rows of one cursor value (collisions need
-    two rows with the same cursor value): ``values`` are its key, or, for a table without a
-    key, all its values (two equal rows are one event anyway)."""
+def bucket_of(cursor: Any) -> int:
+    """The whole second (since the epoch, naive as UTC) a cursor value falls in: the window
+    keeps its digests by second, so that its size follows the rows, not their cursor values."""
+    if isinstance(cursor, str):
+        cursor = dt.datetime.fromisoformat(cursor)
+    if not isinstance(cursor, dt.datetime):
+        cursor = dt.datetime.combine(cursor, dt.time())
+    return to_epoch_ms(cursor) // 1000
+
+
+def row_digest(cursor: Any, values: list[Any], deleted: bool) -> bytes:
+    """8 bytes identifying (cursor value, key, soft-delete flag) among the rows of one second
+    (a collision needs two rows of the same second): ``values`` are the row's key, or, for a
+    table without a key, all its values (two equal rows are one event anyway)."""
     text = json.dumps(
-        [positions.dump(values), deleted],
+        positions.dump([cursor, values, deleted]),
         separators=(",", ":"),
         ensure_ascii=False,
         default=str,
     )
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return hashlib.sha256(text.encode()).digest()[:8]
 
 
 class Window:
-    """The rows published with a cursor in ``[last - lookback, last]`` (digests by cursor)."""
+    """The rows published with a cursor in ``[last - lookback, last]``: their digests, by
+    second, kept in the position as ``{"<epoch second>": "<base64 of the digests>"}``."""
 
     def __init__(self, seconds: int, saved: Any) -> None:
         self.seconds = seconds
-        self.seen: dict[Any, set[str]] = {}
-        for cursor, digests in saved if isinstance(saved, list) else []:
-            self.seen[positions.load(cursor)] = set(digests)
+        self.seen: dict[int, set[bytes]] = {}
+        self._text: dict[int, str] = {}  # each second's saved form, until it changes
+        for second, text in saved.items() if isinstance(saved, dict) else []:
+            raw = base64.b64decode(text)
+            self.seen[int(second)] = {raw[i : i + 8] for i in range(0, len(raw), 8)}
+            self._text[int(second)] = text
         self.size = sum(len(d) for d in self.seen.values())
         self.skipped = 0
-        self.top: Any = None
 
-    def published(self, cursor: Any, digest: str) -> bool:
+    def key(self, cursor: Any, values: list[Any], deleted: bool) -> tuple[int, bytes]:
+        return bucket_of(cursor), row_digest(cursor, values, deleted)
+
+    def published(self, second: int, digest: bytes) -> bool:
         """Whether this row was published before with this cursor value."""
-        group = self.seen.get(cursor)
+        group = self.seen.get(second)
         if group is not None and digest in group:
             self.skipped += 1
             return True
         return False
 
-    def add(self, cursor: Any, digest: str) -> None:
+    def add(self, second: int, digest: bytes) -> None:
         """Remember a row about to be published (with the batch that carries it)."""
-        group = self.seen.get(cursor)
-        if group is None:
-            group = self.seen[cursor] = set()
+        group = self.seen.setdefault(second, set())
         if digest not in group:
             group.add(digest)
+            self._text.pop(second, None)
             self.size += 1
-        if self.top is None or cursor > self.top:
-            self.top = cursor
-        if self.size > MAX_SEEN:
-            self.prune(self.top)
+            if self.size > MAX_SEEN:
+                self._forget(max(self.seen))
 
-    def prune(self, last: Any) -> None:
-        """Forget the cursor values below ``last``'s floor, then the oldest beyond the cap."""
-        if last is None:
-            return
-        floor = cursor_floor(last, self.seconds)
-        for cursor in sorted(self.seen):
-            if cursor >= floor and self.size <= MAX_SEEN:
+    def _forget(self, floor: int) -> None:
+        """Forget the seconds below ``floor``, then the oldest while over the cap."""
+        for second in sorted(self.seen):
+            if second >= floor and self.size <= MAX_SEEN:
                 break
-            self.size -= len(self.seen.pop(cursor))
+            self.size -= len(self.seen.pop(second))
+            self._text.pop(second, None)
 
-    def dump(self, last: Any) -> list[list[Any]]:
-        """The window as the position keeps it, pruned to ``last``'s floor."""
-        self.prune(last)
-        return [[positions.dump(c), sorted(d)] for c, d in sorted(self.seen.items())]
+    def dump(self, last: Any) -> dict[str, str]:
+        """The window as the position keeps it, without the seconds below ``last``'s floor."""
+        self._forget(bucket_of(cursor_floor(last, self.seconds)))
+        out: dict[str, str] = {}
+        for second in sorted(self.seen):
+            text = self._text.get(second)
+            if text is None:
+                raw = b"".join(sorted(self.seen[second]))
+                text = self._text[second] = base64.b64encode(raw).decode("ascii")
+            out[str(second)] = text
+        return out

@@ -66,13 +66,17 @@ def test_window_forgets_below_the_floor_and_beyond_the_cap(
 ) -> None:
     t0 = dt.datetime(2025, 7, 1, 8)
     window = Window(60, None)
-    for i in range(5):
-        window.add(t0 + dt.timedelta(seconds=30 * i), f"d{i}")
+    keys = [window.key(t0 + dt.timedelta(seconds=30 * i), [i], False) for i in range(5)]
+    for key in keys:
+        window.add(*key)
     saved = window.dump(t0 + dt.timedelta(seconds=120))  # floor 60 s: rows 0 and 1 forgotten
-    assert [digests for _, digests in saved] == [["d2"], ["d3"], ["d4"]]
+    assert len(saved) == 3 and all(len(text) == 12 for text in saved.values())  # 8 bytes each
     again = Window(60, saved)
-    assert again.published(t0 + dt.timedelta(seconds=60), "d2")
-    assert not again.published(t0 + dt.timedelta(seconds=60), "d3")  # another cursor value
+    assert [again.published(*k) for k in keys] == [False, False, True, True, True]
+    # another cursor value, another key, a soft-delete: another row
+    assert not again.published(*again.key(t0 + dt.timedelta(seconds=61), [2], False))
+    assert not again.published(*again.key(t0 + dt.timedelta(seconds=60), [3], False))
+    assert not again.published(*again.key(t0 + dt.timedelta(seconds=60), [2], True))
     monkeypatch.setattr(lookback, "MAX_SEEN", 2)
-    again.add(t0 + dt.timedelta(seconds=120), "d5")  # over the cap: the oldest go first
-    assert again.size <= 2 and not again.published(t0 + dt.timedelta(seconds=60), "d2")
+    again.add(*again.key(t0 + dt.timedelta(seconds=150), [5], False))  # over the cap
+    assert again.size <= 2 and not again.published(*keys[2])  # the oldest went first
