@@ -294,7 +294,8 @@ def run_urls(
 
 def pairs_for_manifest(settings: Settings) -> list[dict[str, Any]]:
     """Every (source connector, table, sink) whose sink receives that table's dataset, for
-    the reconciliation DAGs (one per pair, daily by default)."""
+    the reconciliation DAGs (one per pair, daily by default; with repair when the source's
+    table says ``reconcile: repair``)."""
     from bus.connectors_db import ConnectorStore
 
     connectors = ConnectorStore(settings).list()
@@ -324,6 +325,7 @@ def pairs_for_manifest(settings: Settings) -> list[dict[str, Any]]:
                             "sink": sink.name,
                             "dataset": table.get("dataset"),
                             "schedule": "@daily",
+                            "repair": table.get("reconcile") == "repair",
                         }
                     )
     return out

@@ -45,6 +45,9 @@ class SqlTable(TableConfig):
     # seconds an incremental read reaches back below the last cursor value (None: the
     # dialect's default; 0: none); written as 300, "90s", "5m", "1h"
     lookback: int | None = None
+    # what the table's scheduled reconciliation DAG does with differences: report them, or
+    # repair them (publish the missing rows and the hard deletes polling cannot see)
+    reconcile: Literal["report", "repair"] = "report"
 
     @field_validator("lookback", mode="before")
     @classmethod
@@ -77,6 +80,8 @@ class SqlConnectorConfig(ConnectorConfig):
                 for key in ("mode", "cursor", "deleted_flag", "columns", "lookback"):
                     if getattr(t, key) is not None:
                         out.append(f"{where}.{key}: only for sources")
+                if t.reconcile != "report":
+                    out.append(f"{where}.reconcile: only for sources")
             if t.columns is not None:
                 for name in (t.cursor, t.deleted_flag, *(t.key or [])):
                     if name and name not in t.columns:

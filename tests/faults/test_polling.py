@@ -177,3 +177,64 @@ def test_numeric_cursor_refuses_a_lookback(settings: Settings, unique: str) -> N
         assert any("is a number" in w for w in done.warnings)
     finally:
         drop_tables(PG_URL, [name])
+
+
+def test_hard_deletes_noted_at_add_and_closed_by_a_repairing_reconcile_dag(
+    settings: Settings, cli_env: dict[str, str], unique: str, tmp_path: Path
+) -> None:
+    """Polling never sees a DELETE: ``connector add`` says so for a table without a
+    soft-delete flag, and the reconcile DAG of a table with ``reconcile: repair`` publishes
+    the delete, which the sink's next run applies."""
+    import yaml
+    from click.testing import CliRunner
+
+    from bus.cli.main import cli
+    from bus.orchestration import tasks
+    from bus.orchestration.manifest import build_manifest
+    from bus.orchestration.specs import dag_specs
+
+    src_table, dst_table, dataset = f"hd_src_{unique}", f"hd_dst_{unique}", f"poll.h{unique}"
+    engine = sa.create_engine(PG_URL)
+    table = sa.Table(
+        src_table,
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("changed", sa.DateTime, nullable=False),
+    )
+    table.create(engine)
+    try:
+        with engine.begin() as conn:
+            conn.execute(table.insert(), [{"id": i, "changed": T0} for i in (1, 2, 3)])
+        entry = {"table": src_table, "dataset": dataset, "cursor": "changed"}
+        source = config("postgresql", "source", PG_URL, [{**entry, "reconcile": "repair"}])
+        source["name"] = f"hd-src-{unique}"
+        sink = config("postgresql", "sink", PG_URL, [{"table": dst_table, "dataset": dataset}])
+        sink["name"] = f"hd-dst-{unique}"
+        for data in (source, sink):
+            path = tmp_path / f"{data['name']}.yaml"
+            path.write_text(yaml.safe_dump(data), encoding="utf-8")
+            out = CliRunner().invoke(cli, ["connector", "add", str(path)])
+            assert out.exit_code == 0, out.output
+            noted = f"note: {src_table}: rows deleted from the table (DELETE) are invisible"
+            assert (noted in out.output) == (data is source)
+        assert run(settings, source["name"]).rows == 3
+        run(settings, sink["name"])
+        with engine.begin() as conn:
+            conn.execute(table.delete().where(table.c.id == 2))
+        assert run(settings, source["name"]).rows == 0  # the delete is not seen
+
+        [spec] = [
+            s
+            for s in dag_specs(build_manifest(settings))
+            if s.kind == "reconcile" and s.params["source"] == source["name"]
+        ]
+        assert spec.params["repair"] is True and "repair" in spec.tags
+        result = tasks.reconcile(**spec.params)
+        assert result["agree"] is False and result["repair"]["ops"] == {"c": 0, "u": 0, "d": 1}
+        run(settings, sink["name"])
+        with engine.connect() as conn:
+            ids = conn.execute(sa.text(f"SELECT id FROM {dst_table} ORDER BY id")).scalars()  # noqa: S608
+            assert list(ids) == [1, 3]
+    finally:
+        engine.dispose()
+        drop_tables(PG_URL, [src_table, dst_table])
