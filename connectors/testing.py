@@ -266,7 +266,8 @@ def conformance_suite(make_harness: Callable[[Path, str], Harness]) -> type:
                 "null",
                 {"type": "bytes", "logicalType": "decimal", "precision": 12, "scale": 2},
             ]
-            assert fields["changed_at"]["logicalType"] == "local-timestamp-millis"
+            # micros where the column keeps more than milliseconds
+            assert fields["changed_at"]["logicalType"].startswith("local-timestamp-")
             assert fields["label"] == ["null", "string"]
             assert schema["primary_key"] == ["id"]
             parse_schema(envelope_schema(schema, SCHEMAS_DIR))

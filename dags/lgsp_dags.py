@@ -89,7 +89,7 @@ def build(spec: DagSpec) -> DAG:
 
             @task(task_id="reconcile")
             def run() -> dict:
-                return tasks.reconcile(p["source"], p["table"], p["sink"])
+                return tasks.reconcile(p["source"], p["table"], p["sink"], p.get("repair", False))
 
         else:
 

@@ -24,6 +24,12 @@ def connector_group() -> None:
     """Connectors: attach a departmental database or API to the bus from one YAML file."""
 
 
+HARD_DELETES = (
+    "rows deleted from the table (DELETE) are invisible to polling: their copies stay in "
+    "every sink; give it a soft-delete column (deleted_flag), or set 'reconcile: repair' on "
+    "the table so that its scheduled reconciliation publishes the deletes"
+)
+
 _json = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 
 
@@ -47,6 +53,9 @@ def _print_registration(result: Registration) -> None:
             for t in result.tables
         ]
         echo_table(["TABLE", "MODE", "CURSOR", "KEY", "COLUMNS", "PUBLISHES TO", "SCHEMA"], rows)
+        for t in result.tables:
+            if not t.deleted_flag:
+                click.echo(f"note: {t.table}: {HARD_DELETES}", err=True)
     else:
         rows = [
             (t.table, ",".join(t.key) or "", t.topic, t.schema, "; ".join(t.actions) or "-")

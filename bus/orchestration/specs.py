@@ -81,14 +81,17 @@ def dag_specs(manifest: dict[str, Any]) -> list[DagSpec]:
                 )
             )
     for r in manifest.get("reconcile", []):
+        repair = bool(r.get("repair"))
         specs.append(
             DagSpec(
                 dag_id=f"lgsp_reconcile__{_safe(r['source'])}__{_safe(r['table'])}__{_safe(r['sink'])}",
                 kind="reconcile",
                 schedule=r.get("schedule") or "@daily",
-                description=f"Reconcile {r['source']}.{r['table']} against sink {r['sink']}",
-                params={"source": r["source"], "table": r["table"], "sink": r["sink"]},
-                tags=("lgsp", "reconcile"),
+                description=f"Reconcile {r['source']}.{r['table']} against sink {r['sink']}"
+                + (", repairing differences" if repair else ""),
+                params={"source": r["source"], "table": r["table"], "sink": r["sink"]}
+                | ({"repair": True} if repair else {}),
+                tags=("lgsp", "reconcile", *(("repair",) if repair else ())),
             )
         )
     sources = [c["name"] for c in manifest.get("connectors", []) if c.get("role") == "source"]

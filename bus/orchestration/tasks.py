@@ -79,11 +79,14 @@ def rollup(dataset: str, level: str) -> dict[str, Any]:
     return _guard(work)
 
 
-def reconcile(source: str, table: str, sink: str) -> dict[str, Any]:
+def reconcile(source: str, table: str, sink: str, repair: bool = False) -> dict[str, Any]:
+    """Compare a source table with a sink's copy; with ``repair``, publish what makes the copy
+    right (missing rows, hard deletes), which the sink's next run applies."""
+
     def work() -> dict[str, Any]:
         from bus.reconcile import run_reconcile
 
-        report = run_reconcile(get_settings(), source, table, sink)
+        report = run_reconcile(get_settings(), source, table, sink, repair=repair)
         return report.summary_dict()
 
     return _guard(work)

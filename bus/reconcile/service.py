@@ -5,7 +5,10 @@ reconciliation DAG call. The source is a registered source connector and one of 
 the target is the table of the sink connector ``against`` that receives the same dataset.
 The sink's bookkeeping columns (``_lgsp_*``) are left out of the comparison, rows it marked
 deleted count as absent, and so do source rows whose ``deleted_flag`` is set. Timestamps are
-compared to the millisecond, the precision the bus's Avro records carry.
+compared to the microsecond: where the dataset's schema carries milliseconds
+(``timestamp-millis``), a source value with microseconds arrives cut, and that row is reported
+as different (a precision loss is a difference, never hidden), with a warning naming the
+fields.
 """
 
 from __future__ import annotations
@@ -226,7 +229,7 @@ def run_reconcile(
                 f"no {SINK_UNIT} column: rows of other units show as extra unless the target "
                 "is filtered (target_where)"
             )
-    opts = options or Options(time_precision=3)
+    opts = options or Options(time_precision=6)
     opts = replace(
         opts,
         json_columns=tuple(dict.fromkeys([*opts.json_columns, *pair.json_columns])),
@@ -235,6 +238,8 @@ def run_reconcile(
     )
     report = reconcile(pair.source, pair.target, opts)
     report.warnings.extend(pair.warnings)
+    if report.counts["different"] and opts.time_precision == 6:
+        report.warnings.extend(_millisecond_fields(settings, pair.topic))
     if repair and (report.differences or report.schema_errors):
         from bus.reconcile.repair import publish_repair
 
@@ -245,6 +250,32 @@ def run_reconcile(
     if store:
         save_report(settings, report)
     return report
+
+
+def _millisecond_fields(settings: Settings, topic: str) -> list[str]:
+    """A warning for the dataset's timestamp fields that carry milliseconds only."""
+    from bus.envelope import record_schema_of
+    from bus.registry import Registry, subject_for
+
+    try:
+        record = record_schema_of(Registry(settings).latest(subject_for(topic)).schema)
+    except (LgspError, KeyError, TypeError):
+        return []
+    names = []
+    for f in record.get("fields", []):
+        branches = f["type"] if isinstance(f["type"], list) else [f["type"]]
+        if any(
+            isinstance(b, dict) and "timestamp-millis" in str(b.get("logicalType"))
+            for b in branches
+        ):
+            names.append(f["name"])
+    if not names:
+        return []
+    return [
+        f"field(s) {', '.join(names)} of {topic} carry milliseconds: source values with "
+        "microseconds arrive cut, and such rows are reported as different (a repair publishes "
+        "the same milliseconds again and cannot fix them)"
+    ]
 
 
 def all_catalogue_pii(settings: Settings) -> list[str]:
@@ -294,7 +325,8 @@ def run_urls(
 
 def pairs_for_manifest(settings: Settings) -> list[dict[str, Any]]:
     """Every (source connector, table, sink) whose sink receives that table's dataset, for
-    the reconciliation DAGs (one per pair, daily by default)."""
+    the reconciliation DAGs (one per pair, daily by default; with repair when the source's
+    table says ``reconcile: repair``)."""
     from bus.connectors_db import ConnectorStore
 
     connectors = ConnectorStore(settings).list()
@@ -324,6 +356,7 @@ def pairs_for_manifest(settings: Settings) -> list[dict[str, Any]]:
                             "sink": sink.name,
                             "dataset": table.get("dataset"),
                             "schedule": "@daily",
+                            "repair": table.get("reconcile") == "repair",
                         }
                     )
     return out

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
 from connectors.config import ConnectorConfig, Mode, Strict, TableConfig
 from connectors.secrets import sql_url_problem
+from connectors.sql.lookback import parse_duration
 
 
 class SqlConnection(Strict):
@@ -41,6 +42,17 @@ class SqlTable(TableConfig):
     key: list[str] | None = Field(None, min_length=1)
     create: bool = True
     on_delete: Literal["delete", "mark"] = "delete"
+    # seconds an incremental read reaches back below the last cursor value (None: the
+    # dialect's default; 0: none); written as 300, "90s", "5m", "1h"
+    lookback: int | None = None
+    # what the table's scheduled reconciliation DAG does with differences: report them, or
+    # repair them (publish the missing rows and the hard deletes polling cannot see)
+    reconcile: Literal["report", "repair"] = "report"
+
+    @field_validator("lookback", mode="before")
+    @classmethod
+    def _lookback(cls, value: Any) -> int | None:
+        return None if value is None else parse_duration(value)
 
     @property
     def effective_mode(self) -> str:
@@ -62,10 +74,14 @@ class SqlConnectorConfig(ConnectorConfig):
                     out.append(f"{where}.create: only for sinks")
                 if t.on_delete != "delete":
                     out.append(f"{where}.on_delete: only for sinks")
+                if t.lookback is not None and t.effective_mode != "incremental":
+                    out.append(f"{where}.lookback: only for incremental tables (with a cursor)")
             else:
-                for key in ("mode", "cursor", "deleted_flag", "columns"):
+                for key in ("mode", "cursor", "deleted_flag", "columns", "lookback"):
                     if getattr(t, key) is not None:
                         out.append(f"{where}.{key}: only for sources")
+                if t.reconcile != "report":
+                    out.append(f"{where}.reconcile: only for sources")
             if t.columns is not None:
                 for name in (t.cursor, t.deleted_flag, *(t.key or [])):
                     if name and name not in t.columns:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import ArgumentError, NoSuchTableError, SQLAlchemyError
 
@@ -57,6 +58,7 @@ from connectors.errors import (
 from connectors.secrets import mask_url, resolve
 from connectors.sql.config import SqlConnectorConfig, SqlTable
 from connectors.sql.contract import TableContract, conform
+from connectors.sql.lookback import Window, cursor_floor
 from connectors.sql.sink import (
     SinkTable,
     check_exact_text,
@@ -126,6 +128,9 @@ class SqlConnector(Connector):
     collated_text: ClassVar[bool] = False
     # the dialect's ``insert()`` with ``on_conflict_do_update`` (PostgreSQL, SQLite)
     on_conflict_insert: ClassVar[Any] = None
+    # seconds an incremental read over a date/timestamp cursor reaches back by default
+    # (a table's ``lookback`` overrides it; README "Limits of polling" says why these values)
+    default_lookback_s: ClassVar[int] = 300
 
     config: SqlConnectorConfig
 
@@ -415,8 +420,42 @@ class SqlConnector(Connector):
                     f"cursor column {cursor.name!r} allows NULL: rows whose cursor is NULL "
                     "are not read incrementally"
                 )
+            self._check_lookback(cfg, cursor, mapping, warnings)
         if cfg.deleted_flag:
             self._column(table, cfg.deleted_flag, "deleted_flag")
+
+    @staticmethod
+    def _is_time(mapping: AvroMapping | None) -> bool:
+        avro = mapping.avro if mapping is not None else None
+        return isinstance(avro, dict) and avro.get("logicalType") in _TIME_CURSORS
+
+    def lookback_s(self, cfg: SqlTable, cursor: sa.Column[Any]) -> int:
+        """The seconds an incremental read reaches back below the last cursor value: the
+        table's ``lookback``, else the dialect's default; 0 for a numeric cursor."""
+        if not self._is_time(self.avro_mapping(cursor.type)):
+            return 0
+        return self.default_lookback_s if cfg.lookback is None else cfg.lookback
+
+    def _check_lookback(
+        self, cfg: SqlTable, cursor: sa.Column[Any], mapping: AvroMapping, warnings: list[str]
+    ) -> None:
+        if not self._is_time(mapping):
+            if cfg.lookback:
+                raise CursorTypeError(
+                    f"lookback: cursor column {cursor.name!r} is a number, and a lookback is a "
+                    "time window: it needs a date or timestamp cursor (remove lookback, or use "
+                    "a timestamp cursor)"
+                )
+            warnings.append(
+                f"cursor column {cursor.name!r} is a number: a row given a lower value than "
+                "one already read (a sequence value taken by a transaction that commits later) "
+                "is never read; schedule a reconciliation with repair to catch it"
+            )
+        elif self.lookback_s(cfg, cursor) == 0 and _whole_seconds(cursor.type):
+            warnings.append(
+                f"cursor column {cursor.name!r} holds whole seconds (or days) and lookback is 0: "
+                "a row committed later with the same value and a lower key is never read"
+            )
 
     def _contract_stream(self, cfg: SqlTable, table: sa.Table, dataset: DatasetContract) -> Stream:
         """A stream publishing the catalogued dataset's record schema (checked, planned)."""
@@ -525,9 +564,23 @@ class SqlConnector(Connector):
         query = sa.select(*selected)
         if order_exprs:
             query = query.order_by(*order_exprs)
+        lookback = self.lookback_s(cfg, table.c[cursor_name]) if cursor_name else 0
+        window = Window(lookback, state.get("seen")) if mode == "incremental" and lookback else None
+        if window is None:
+            state.pop("seen", None)
         after = state.get("after")
-        if after is not None and order_exprs:
-            query = query.where(keyset_after(order_exprs, positions.load(after)))
+        last = positions.load(after) if after is not None else None
+        if last is not None and order_exprs:
+            if window is not None:  # re-read the window; ``Window`` drops what was published
+                try:
+                    floor = cursor_floor(last[0], lookback)
+                except ValueError as exc:
+                    raise CursorTypeError(
+                        f"lookback: {stream.name}: {exc}; set lookback: 0"
+                    ) from exc
+                query = query.where(order_exprs[0] >= floor)
+            else:
+                query = query.where(keyset_after(order_exprs, last))
         if mode == "incremental":
             query = query.where(table.c[cursor_name].is_not(None))
 
@@ -559,6 +612,8 @@ class SqlConnector(Connector):
             snapshot_ms=state.get("snapshot_ms"),
             plan=plan,
             items=plan.items(index) if plan is not None else None,
+            window=window,
+            last=last,
         )
         cut_on_change = not key and mode == "incremental"
         batch_size = self.batch_size
@@ -571,12 +626,20 @@ class SqlConnector(Connector):
                 raise self._read_error(exc, stream) from exc
             try:
                 pending: list[Any] = []
+                seen: tuple[int, bytes] | None = None
+                width = len(stream.columns)
                 for row in result:
+                    if window is not None:  # a lookback: skip what was published before
+                        seen = _window_key(window, row, order_idx, ctx.deleted_idx, width)
+                        if window.published(*seen):
+                            continue
                     if len(pending) >= batch_size and (
                         not cut_on_change or row[order_idx[0]] != pending[-1][order_idx[0]]
                     ):
                         yield self._batch(ctx, pending, order_idx, state, done=False)
                         pending = []
+                    if seen is not None:  # only now: the batch before does not hold it
+                        window.add(*seen)  # type: ignore[union-attr]
                     pending.append(row)
                 if pending or mode == "snapshot":
                     yield self._batch(ctx, pending, order_idx, state, done=True)
@@ -612,10 +675,16 @@ class SqlConnector(Connector):
         *,
         done: bool,
     ) -> Batch:
-        events, invalid = self._events(ctx, rows)
         if rows and order_idx:
-            last = rows[-1]
-            state["after"] = positions.dump([last[i] for i in order_idx])
+            values = [rows[-1][i] for i in order_idx]
+            # with a lookback, rows at or below the last position are read again: the
+            # position only moves forward (the window's floor depends on the cursor alone)
+            if ctx.window is None or ctx.last is None or values[0] >= ctx.last[0]:
+                state["after"] = positions.dump(values)
+                ctx.last = values
+        if ctx.window is not None and ctx.last is not None:  # moves with the position
+            state["seen"] = ctx.window.dump(ctx.last[0])
+        events, invalid = self._events(ctx, rows)
         if ctx.mode == "snapshot":
             state["done"] = done
             state["rows"] = int(state.get("rows", 0)) + len(rows)
@@ -780,6 +849,8 @@ class _ReadContext:
         snapshot_ms: int | None,
         plan: TableContract | None = None,
         items: list[tuple[str, int, Any]] | None = None,
+        window: Window | None = None,
+        last: list[Any] | None = None,
     ) -> None:
         self.stream = stream
         self.source = source
@@ -793,6 +864,8 @@ class _ReadContext:
         self.cursor_convert = cursor_convert
         self.plan = plan
         self.items = items
+        self.window = window
+        self.last = last  # the position's order values (cursor first), as they move
         self.snapshot_ms = int(snapshot_ms or 0)
         self.snapshot_text = str(self.snapshot_ms)
         self.read_ms = now_ms()
@@ -807,6 +880,27 @@ def _unrepresentable(ctx: _ReadContext, field: str, exc: Exception) -> DataError
     column = next((c.name for c in ctx.stream.columns if c.field == field), field)
     reason = str(exc) if isinstance(exc, DataError) else type(exc).__name__
     return DataError(f"table {ctx.stream.name!r}, column {column!r}: {reason}")
+
+
+_TIME_CURSORS = frozenset({"timestamp-millis", "local-timestamp-millis", "date"})
+_TIME_CURSORS |= {"timestamp-micros", "local-timestamp-micros"}
+
+
+def _window_key(
+    window: Window, row: Any, order_idx: list[int], deleted_idx: int | None, width: int
+) -> tuple[int, bytes]:
+    """A row's place in the lookback window: its cursor value and key, or for a table
+    without a key all its published values, and its soft-delete flag."""
+    values = [row[i] for i in (order_idx[1:] or range(width))]
+    deleted = deleted_idx is not None and is_deleted(row[deleted_idx])
+    return window.key(row[order_idx[0]], values, deleted)
+
+
+def _whole_seconds(sql_type: Any) -> bool:
+    """A MySQL/MariaDB ``DATETIME``/``TIMESTAMP`` without fractional seconds, or a date."""
+    if isinstance(sql_type, sa.Date) and not isinstance(sql_type, sa.DateTime):
+        return True
+    return isinstance(sql_type, mysql.DATETIME | mysql.TIMESTAMP) and not sql_type.fsp
 
 
 def _dead_letter_value(value: Any) -> Any:

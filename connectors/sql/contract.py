@@ -118,6 +118,8 @@ def column_kind(sql_type: TypeEngine[Any], mapping: AvroMapping | None) -> tuple
         return "decimal", None  # NUMERIC without precision: checked per value
     if logical in ("timestamp-millis", "local-timestamp-millis"):
         return "timestamp", None
+    if logical in ("timestamp-micros", "local-timestamp-micros"):
+        return "timestamp", None
     if logical in ("date", "uuid"):
         return logical, None
     if logical == "time-millis":

@@ -221,6 +221,8 @@ class SQLiteConnector(SqlConnector):
     backends = ("sqlite",)
     naive_utc_timestamps = True
     sqlite_types = True
+    # one writer at a time: a stamp taken before the write lock waits at most the busy timeout
+    default_lookback_s = 60
     on_conflict_insert = staticmethod(sqlite.insert)
 
     @classmethod

@@ -202,9 +202,10 @@ def avro_for(sql_type: TypeEngine[Any], *, sqlite: bool = False) -> AvroMapping 
         avro = {"type": "bytes", "logicalType": "decimal", "precision": precision, "scale": scale}
         return AvroMapping(avro, _decimal(scale), True)
     if isinstance(t, sa.DateTime):
+        unit = "micros" if fraction_digits(t) > 3 else "millis"
         if getattr(t, "timezone", False):
-            return AvroMapping({"type": "long", "logicalType": "timestamp-millis"}, _aware, True)
-        return AvroMapping({"type": "long", "logicalType": "local-timestamp-millis"}, _naive, True)
+            return AvroMapping({"type": "long", "logicalType": f"timestamp-{unit}"}, _aware, True)
+        return AvroMapping({"type": "long", "logicalType": f"local-timestamp-{unit}"}, _naive, True)
     if isinstance(t, sa.Date):
         return AvroMapping({"type": "int", "logicalType": "date"}, _date, True)
     if isinstance(t, sa.Time):
@@ -221,6 +222,15 @@ def avro_for(sql_type: TypeEngine[Any], *, sqlite: bool = False) -> AvroMapping 
     if type(t).__name__.upper() in _TEXTUAL:
         return AvroMapping("string", _nfc, False)
     return None
+
+
+def fraction_digits(sql_type: TypeEngine[Any]) -> int:
+    """Digits of a second a timestamp column keeps: MySQL/MariaDB ``fsp`` (0 by default),
+    PostgreSQL ``precision`` (6 by default), 6 elsewhere (SQLite keeps what it is given)."""
+    if isinstance(sql_type, mysql.DATETIME | mysql.TIMESTAMP):
+        return int(sql_type.fsp or 0)
+    precision = getattr(sql_type, "precision", None)
+    return 6 if precision is None else int(precision)
 
 
 def nullable_converter(convert: Converter | None) -> Converter | None:

@@ -162,13 +162,7 @@ def test_source_table_dropped_and_restored_under_a_run(
         pipe.assert_invariant()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13 hole 4 (cursor lookback, another helper's part): a MariaDB DATETIME "
-    "cursor has seconds; a row updated later within the second of the last position, with a "
-    "lower key, is never read and the source run still exits 0",
-)
-def test_a_seconds_cursor_misses_a_later_change_within_the_same_second(
+def test_a_seconds_cursor_catches_a_later_change_within_the_same_second(
     settings: Settings, tmp_path: Path, unique: str
 ) -> None:
     with pipeline(

@@ -29,6 +29,14 @@ def test_specs_from_manifest() -> None:
     assert dag_specs({}) == []
 
 
+def test_reconcile_specs_carry_the_repair_option() -> None:
+    pair = {"source": "s", "table": "t", "sink": "k", "schedule": "@daily"}
+    plain, repairing = dag_specs({"reconcile": [pair, {**pair, "sink": "k2", "repair": True}]})
+    assert plain.params == {"source": "s", "table": "t", "sink": "k"}
+    assert repairing.params == {"source": "s", "table": "t", "sink": "k2", "repair": True}
+    assert "repair" in repairing.tags and repairing.description.endswith("repairing differences")
+
+
 def test_retriable_errors_are_raised_for_airflow_to_retry() -> None:
     def down() -> dict:
         raise BrokerUnavailableError("broker 127.0.0.1:1 does not answer")

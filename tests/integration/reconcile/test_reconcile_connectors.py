@@ -136,6 +136,7 @@ def test_bad_connector_input(settings: Settings, dbs: Callable[[str], Db], uniqu
             "sink": sink,
             "dataset": f"tthc.rc_{unique}",
             "schedule": "@daily",
+            "repair": False,
         }
     ]
 
