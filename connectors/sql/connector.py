@@ -626,7 +626,7 @@ class SqlConnector(Connector):
                 raise self._read_error(exc, stream) from exc
             try:
                 pending: list[Any] = []
-                seen: tuple[int, bytes] | None = None
+                seen: tuple[int, bytes, bytes] | None = None
                 width = len(stream.columns)
                 for row in result:
                     if window is not None:  # a lookback: skip what was published before
@@ -888,12 +888,13 @@ _TIME_CURSORS |= {"timestamp-micros", "local-timestamp-micros"}
 
 def _window_key(
     window: Window, row: Any, order_idx: list[int], deleted_idx: int | None, width: int
-) -> tuple[int, bytes]:
-    """A row's place in the lookback window: its cursor value and key, or for a table
-    without a key all its published values, and its soft-delete flag."""
-    values = [row[i] for i in (order_idx[1:] or range(width))]
+) -> tuple[int, bytes, bytes]:
+    """A row's place in the lookback window: its cursor value, its key (for a table without a
+    key, all its published values) and its whole published state with the soft-delete flag."""
+    values = [row[i] for i in range(width)]
+    key = [row[i] for i in order_idx[1:]] or values
     deleted = deleted_idx is not None and is_deleted(row[deleted_idx])
-    return window.key(row[order_idx[0]], values, deleted)
+    return window.key(row[order_idx[0]], key, values, deleted)
 
 
 def _whole_seconds(sql_type: Any) -> bool:

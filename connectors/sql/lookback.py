@@ -7,12 +7,15 @@ whole seconds (MariaDB ``DATETIME``), a row of the same second with a lower key.
 lookback of ``L`` seconds a read starts at ``cursor >= last - L`` instead.
 
 The rows of that window were mostly published already. ``Window`` remembers, in the
-position, a 64-bit digest of (cursor value, key, soft-delete flag) of every row published
-with a cursor in the window, grouped by second (about 11 bytes a row); a row found again with
-the same digest is not published again. A digest that was forgotten (the window moved past
-it, the cap was reached) only makes a row be published again, which the sink's version rule
-makes a no-op; a row is skipped only when this very (cursor, key) was acknowledged by the
-broker before (the digests move with the position of the batch that published them).
+position, for every row published with a cursor in the window, grouped by second, a 64-bit
+digest of its key and a 64-bit digest of the whole row as published (its cursor value, every
+published column, its soft-delete flag): about 22 bytes a row. A row read again is skipped only
+when the LAST state published for its key in that second is exactly this one; any other
+state (an update within the same second of a whole-second cursor, a change back to an earlier
+state) is published again. A digest that was forgotten (the window moved past it, the cap was
+reached) only makes a row be published again, which the sink's version rule makes a no-op;
+the digests move with the position of the batch that published them, so a row is skipped
+only when this very state was acknowledged by the broker before.
 """
 
 from __future__ import annotations
@@ -97,52 +100,54 @@ def bucket_of(cursor: Any) -> int:
     return to_epoch_ms(cursor) // 1000
 
 
-def row_digest(cursor: Any, values: list[Any], deleted: bool) -> bytes:
-    """8 bytes identifying (cursor value, key, soft-delete flag) among the rows of one second
-    (a collision needs two rows of the same second): ``values`` are the row's key, or, for a
-    table without a key, all its values (two equal rows are one event anyway)."""
-    text = json.dumps(
-        positions.dump([cursor, values, deleted]),
-        separators=(",", ":"),
-        ensure_ascii=False,
-        default=str,
-    )
+def digest(value: Any) -> bytes:
+    """8 bytes identifying a list of column values (a collision needs two rows of the same
+    second and key with different states whose SHA-256 prefixes agree)."""
+    text = json.dumps(positions.dump(value), separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode()).digest()[:8]
 
 
 class Window:
-    """The rows published with a cursor in ``[last - lookback, last]``: their digests, by
-    second, kept in the position as ``{"<epoch second>": "<base64 of the digests>"}``."""
+    """The rows published with a cursor in ``[last - lookback, last]``: per second, the digest
+    of each key and of the last state published for it, kept in the position as
+    ``{"<epoch second>": "<base64 of key digest + state digest pairs>"}``."""
 
     def __init__(self, seconds: int, saved: Any) -> None:
         self.seconds = seconds
-        self.seen: dict[int, set[bytes]] = {}
+        self.seen: dict[int, dict[bytes, bytes]] = {}
         self._text: dict[int, str] = {}  # each second's saved form, until it changes
         for second, text in saved.items() if isinstance(saved, dict) else []:
             raw = base64.b64decode(text)
-            self.seen[int(second)] = {raw[i : i + 8] for i in range(0, len(raw), 8)}
+            if len(raw) % 16:  # not this layout: forget it (its rows are re-published)
+                continue
+            pairs = (raw[i : i + 16] for i in range(0, len(raw), 16))
+            self.seen[int(second)] = {pair[:8]: pair[8:] for pair in pairs}
             self._text[int(second)] = text
         self.size = sum(len(d) for d in self.seen.values())
         self.skipped = 0
 
-    def key(self, cursor: Any, values: list[Any], deleted: bool) -> tuple[int, bytes]:
-        return bucket_of(cursor), row_digest(cursor, values, deleted)
+    def key(
+        self, cursor: Any, key: list[Any], row: list[Any], deleted: bool
+    ) -> tuple[int, bytes, bytes]:
+        """(second, key digest, state digest) of a row read in the window."""
+        return bucket_of(cursor), digest(key), digest([cursor, row, deleted])
 
-    def published(self, second: int, digest: bytes) -> bool:
-        """Whether this row was published before with this cursor value."""
+    def published(self, second: int, key: bytes, state: bytes) -> bool:
+        """Whether this very state is the last one published for this key in this second."""
         group = self.seen.get(second)
-        if group is not None and digest in group:
+        if group is not None and group.get(key) == state:
             self.skipped += 1
             return True
         return False
 
-    def add(self, second: int, digest: bytes) -> None:
-        """Remember a row about to be published (with the batch that carries it)."""
-        group = self.seen.setdefault(second, set())
-        if digest not in group:
-            group.add(digest)
+    def add(self, second: int, key: bytes, state: bytes) -> None:
+        """Remember a row's state about to be published (with the batch that carries it)."""
+        group = self.seen.setdefault(second, {})
+        if group.get(key) != state:
+            if key not in group:
+                self.size += 1
+            group[key] = state
             self._text.pop(second, None)
-            self.size += 1
             if self.size > MAX_SEEN:
                 self._forget(max(self.seen))
 
@@ -161,7 +166,7 @@ class Window:
         for second in sorted(self.seen):
             text = self._text.get(second)
             if text is None:
-                raw = b"".join(sorted(self.seen[second]))
+                raw = b"".join(k + v for k, v in sorted(self.seen[second].items()))
                 text = self._text[second] = base64.b64encode(raw).decode("ascii")
             out[str(second)] = text
         return out

@@ -66,17 +66,37 @@ def test_window_forgets_below_the_floor_and_beyond_the_cap(
 ) -> None:
     t0 = dt.datetime(2025, 7, 1, 8)
     window = Window(60, None)
-    keys = [window.key(t0 + dt.timedelta(seconds=30 * i), [i], False) for i in range(5)]
+
+    def state(seconds: int, key: int, name: str = "a", deleted: bool = False) -> tuple:
+        return window.key(t0 + dt.timedelta(seconds=seconds), [key], [key, name], deleted)
+
+    keys = [state(30 * i, i) for i in range(5)]
     for key in keys:
         window.add(*key)
     saved = window.dump(t0 + dt.timedelta(seconds=120))  # floor 60 s: rows 0 and 1 forgotten
-    assert len(saved) == 3 and all(len(text) == 12 for text in saved.values())  # 8 bytes each
+    assert len(saved) == 3 and all(len(text) == 24 for text in saved.values())  # 16 bytes each
     again = Window(60, saved)
     assert [again.published(*k) for k in keys] == [False, False, True, True, True]
-    # another cursor value, another key, a soft-delete: another row
-    assert not again.published(*again.key(t0 + dt.timedelta(seconds=61), [2], False))
-    assert not again.published(*again.key(t0 + dt.timedelta(seconds=60), [3], False))
-    assert not again.published(*again.key(t0 + dt.timedelta(seconds=60), [2], True))
+    # another cursor value, another key, another value, a soft-delete: another state
+    assert not again.published(*state(61, 2))
+    assert not again.published(*state(60, 3))
+    assert not again.published(*state(60, 2, "b"))
+    assert not again.published(*state(60, 2, deleted=True))
     monkeypatch.setattr(lookback, "MAX_SEEN", 2)
-    again.add(*again.key(t0 + dt.timedelta(seconds=150), [5], False))  # over the cap
+    again.add(*state(150, 5))  # over the cap
     assert again.size <= 2 and not again.published(*keys[2])  # the oldest went first
+
+
+def test_window_skips_only_the_last_state_published_for_a_key() -> None:
+    """An update within the same second of a whole-second cursor is a new state, and so is a
+    change back to an earlier one (A, then B, then A again: the second A is published)."""
+    t0 = dt.datetime(2025, 7, 1, 8)
+    window = Window(60, None)
+    a = window.key(t0, [1], [1, "A"], False)
+    b = window.key(t0, [1], [1, "B"], False)
+    window.add(*a)
+    assert window.published(*a) and not window.published(*b)
+    window.add(*b)
+    assert window.published(*b) and not window.published(*a)
+    again = Window(60, window.dump(t0))
+    assert again.published(*b) and not again.published(*a) and again.size == 1
