@@ -321,6 +321,11 @@ def test_end_offsets_do_not_chase_a_producer_that_keeps_publishing(
         probed = sum(end_offsets(settings, [topic]).values())
         took = time.monotonic() - started
         after = published[0]
+        # the producer goes on after the probe (on a busy machine its thread may wait a
+        # moment for its turn: give it up to 5 s, it stops only at its 20 s deadline)
+        waited = time.monotonic() + 5
+        while published[0] <= probed and time.monotonic() < waited:
+            time.sleep(0.05)
     finally:
         stop.set()
         worker.join()
