@@ -18,6 +18,7 @@ leave the newest row. Identifiers always go through SQLAlchemy's quoting.
 
 from __future__ import annotations
 
+import base64
 import difflib
 import logging
 import time
@@ -31,6 +32,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchTableError, SQLAlchemyError
 
 from bus.envelope import canonical_key, to_jsonable
 from bus.errors import DataError, LgspError, NotFoundError
+from bus.text import NotUtf8
 from connectors import positions
 from connectors.base import (
     Batch,
@@ -170,8 +172,10 @@ class SqlConnector(Connector):
     def engine_options(self) -> dict[str, Any]:
         return {"pool_pre_ping": True}
 
-    def avro_mapping(self, sql_type: Any) -> AvroMapping | None:
-        return avro_for(sql_type, sqlite=self.sqlite_types)
+    def avro_mapping(self, sql_type: Any, *, key: bool = False) -> AvroMapping | None:
+        """How a column of ``sql_type`` travels; ``key``: a primary-key column (its text is
+        carried byte-exactly)."""
+        return avro_for(sql_type, sqlite=self.sqlite_types, key=key)
 
     def order_expression(self, column: sa.Column[Any]) -> Any:
         """The expression a keyset compares and stores (SQLite compares stored values)."""
@@ -532,7 +536,7 @@ class SqlConnector(Connector):
             query = query.where(table.c[cursor_name].is_not(None))
 
         converters = [
-            (c.field, i, self.avro_mapping(table.c[c.name].type).convert)  # type: ignore[union-attr]
+            (c.field, i, self.avro_mapping(table.c[c.name].type, key=c.primary_key).convert)  # type: ignore[union-attr]
             for i, c in enumerate(stream.columns)
             if plan is None  # a catalogued dataset's fields convert through the plan
         ]
@@ -615,7 +619,7 @@ class SqlConnector(Connector):
         events, invalid = self._events(ctx, rows)
         if rows and order_idx:
             last = rows[-1]
-            state["after"] = positions.dump([last[i] for i in order_idx])
+            state["after"] = positions.dump([_resumable(last[i]) for i in order_idx])
         if ctx.mode == "snapshot":
             state["done"] = done
             state["rows"] = int(state.get("rows", 0)) + len(rows)
@@ -809,8 +813,18 @@ def _unrepresentable(ctx: _ReadContext, field: str, exc: Exception) -> DataError
     return DataError(f"table {ctx.stream.name!r}, column {column!r}: {reason}")
 
 
+def _resumable(value: Any) -> Any:
+    """An order value as a keyset position: text that is not UTF-8 (which no parameter can
+    carry) as its valid prefix, which sorts before it: the next read starts at that row again
+    (read twice, parked twice) rather than after rows it never read."""
+    return value.prefix if type(value) is NotUtf8 else value
+
+
 def _dead_letter_value(value: Any) -> Any:
-    """A row value for a dead letter's JSON (as ``dumps`` renders it; other types as text)."""
+    """A row value for a dead letter's JSON (as ``dumps`` renders it; other types as text;
+    text that is not UTF-8 as its bytes in base64, never altered)."""
+    if type(value) is NotUtf8:
+        return {"$not_utf8": base64.b64encode(value.raw).decode("ascii")}
     plain = to_jsonable(value)
     if plain is None or isinstance(plain, str | int | float | bool | list | dict):
         return plain
