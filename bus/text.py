@@ -24,21 +24,13 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 class NotUtf8(str):
     """Text a driver read but could not decode as UTF-8: the text with U+FFFD in place of the
-    bad bytes (printable, never published). ``raw`` is the stored bytes; ``prefix`` the valid
-    text before the first bad byte, which sorts before them (a keyset can resume there)."""
+    bad bytes (printable, never published); ``raw`` is the stored bytes."""
 
     raw: bytes
-    prefix: str
 
     def __new__(cls, raw: bytes) -> NotUtf8:
         self = super().__new__(cls, raw.decode("utf-8", "replace"))
         self.raw = raw
-        try:
-            raw.decode("utf-8")
-            cut = len(raw)
-        except UnicodeDecodeError as exc:
-            cut = exc.start
-        self.prefix = raw[:cut].decode("utf-8")
         return self
 
 

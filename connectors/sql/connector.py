@@ -181,6 +181,11 @@ class SqlConnector(Connector):
         """The expression a keyset compares and stores (SQLite compares stored values)."""
         return column
 
+    def position_value(self, expr: Any, value: Any) -> Any:
+        """A stored keyset value as the parameter compared with ``expr`` (as it is, but for
+        dialects that store text which is not UTF-8)."""
+        return value
+
     def error_kind(self, exc: BaseException) -> str | None:
         """'auth', 'database' or 'unreachable' for a connection error, None when unsure."""
         return None
@@ -531,7 +536,11 @@ class SqlConnector(Connector):
             query = query.order_by(*order_exprs)
         after = state.get("after")
         if after is not None and order_exprs:
-            query = query.where(keyset_after(order_exprs, positions.load(after)))
+            resume = [
+                self.position_value(expr, value)
+                for expr, value in zip(order_exprs, positions.load(after), strict=True)
+            ]
+            query = query.where(keyset_after(order_exprs, resume))
         if mode == "incremental":
             query = query.where(table.c[cursor_name].is_not(None))
 
@@ -814,10 +823,9 @@ def _unrepresentable(ctx: _ReadContext, field: str, exc: Exception) -> DataError
 
 
 def _resumable(value: Any) -> Any:
-    """An order value as a keyset position: text that is not UTF-8 (which no parameter can
-    carry) as its valid prefix, which sorts before it: the next read starts at that row again
-    (read twice, parked twice) rather than after rows it never read."""
-    return value.prefix if type(value) is NotUtf8 else value
+    """An order value as a keyset position: text that is not UTF-8 as its stored bytes (see
+    ``position_value``), so that the next read resumes right after that row."""
+    return value.raw if type(value) is NotUtf8 else value
 
 
 def _dead_letter_value(value: Any) -> Any:

@@ -261,6 +261,13 @@ class SQLiteConnector(SqlConnector):
         # it is read as a marker instead, and that row goes to the DLQ
         dbapi_connection.text_factory = decode_utf8
 
+    def position_value(self, expr: Any, value: Any) -> Any:
+        # a text key that is not UTF-8 is kept as its bytes; SQLite compares text bytewise,
+        # and CAST(bytes AS TEXT) is that text again, bytes unchanged
+        if isinstance(value, bytes) and isinstance(getattr(expr, "type", None), sa.String):
+            return sa.cast(sa.literal(value, sa.LargeBinary()), sa.Text())
+        return value
+
     def order_expression(self, column: sa.Column[Any]) -> Any:
         # dates, timestamps and decimals are stored as text or real: compare stored values
         if isinstance(column.type, sa.Date | sa.DateTime | sa.Time | sa.Numeric):
