@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from bus import sync
 from bus.config import Settings
+from bus.reconcile.core import Endpoint, Options, reconcile
 from bus.reconcile.service import run_reconcile
 from conftest import MYSQL_URL, PG_URL
 from connectors.errors import ConnectorConfigError
@@ -192,3 +193,95 @@ def test_a_created_mariadb_table_is_byte_exact_even_with_a_mariadb_url(
         assert set(found.values()) == {"utf8mb4_nopad_bin"}
     finally:
         drop_tables(MYSQL_URL, [target])
+
+
+# ---- reconcile compares keys byte-exactly, whatever the tables' collations --------------
+
+QUAN = unicodedata.normalize("NFC", "Quận 1")
+QUAN_NFD = unicodedata.normalize("NFD", "Quận 1")
+
+
+def _table(url: str, name: str, rows: list[tuple[str, str]], text_type: str = "TEXT") -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        key_type = "VARCHAR(40)" if text_type == "TEXT" and "mysql" in url else text_type
+        conn.execute(sa.text(f"CREATE TABLE {name} (ma {key_type} PRIMARY KEY, v {text_type})"))
+        conn.execute(
+            sa.text(f"INSERT INTO {name} (ma, v) VALUES (:ma, :v)"),  # noqa: S608
+            [{"ma": ma, "v": v} for ma, v in rows],
+        )
+    engine.dispose()
+
+
+@pytest.mark.parametrize("nfc_in_db", [False, True], ids=["plain", "nfc-in-db"])
+@pytest.mark.parametrize("target", ["postgresql", "sqlite"])
+def test_a_key_in_nfd_on_one_side_and_nfc_on_the_other_is_a_difference(
+    tmp_path: Path, unique: str, target: str, nfc_in_db: bool
+) -> None:
+    """The same name, NFD in the source and NFC in the copy, is two keys: reconcile reports
+    one missing and one extra, also when it normalises text in SQL (``nfc_in_db``), where
+    the key's hash and the row's hash would otherwise be equal on both sides."""
+    src_url = f"sqlite:///{tmp_path / 'src.db'}"
+    tgt_url = PG_URL if target == "postgresql" else f"sqlite:///{tmp_path / 'tgt.db'}"
+    name = f"nfd_{unique}"
+    _table(src_url, name, [("a", "một"), (QUAN_NFD, "hai"), ("b", QUAN_NFD)])
+    _table(tgt_url, name, [("a", "một"), (QUAN, "hai"), ("b", QUAN)])  # values: NFC is equal
+    try:
+        report = reconcile(
+            Endpoint(src_url, name),
+            Endpoint(tgt_url, name),
+            Options(nfc_in_db=nfc_in_db, recheck=False),
+        )
+        assert not report.agree
+        assert report.to_dict()["counts"] == {"missing": 1, "extra": 1, "different": 0}
+    finally:
+        if target == "postgresql":
+            drop_tables(PG_URL, [name])
+
+
+@pytest.fixture
+def ci_target(request: pytest.FixtureRequest, unique: str) -> Iterator[tuple[str, str]]:
+    """A target whose key and text columns ignore letter case: a MariaDB table with
+    ``utf8mb4_general_ci`` (as tables made before the sink's check were), or a PostgreSQL
+    table with a nondeterministic ICU collation; (url, text type)."""
+    if request.param == "mariadb":
+        yield MYSQL_URL, "VARCHAR(40) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
+        return
+    collation = f"ci_{unique}"
+    engine = sa.create_engine(PG_URL)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                f"CREATE COLLATION {collation} (provider = icu, "
+                "locale = 'und-u-ks-level2', deterministic = false)"
+            )
+        )
+    try:
+        yield PG_URL, f'TEXT COLLATE "{collation}"'
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP COLLATION IF EXISTS {collation}"))
+        engine.dispose()
+
+
+@pytest.mark.parametrize("ci_target", ["mariadb", "postgresql"], indirect=True)
+def test_reconcile_sees_what_a_case_insensitive_target_merged(
+    unique: str, ci_target: tuple[str, str]
+) -> None:
+    """The copy merged ``HS-001``/``hs-001`` (its key ignores case) and holds a value that
+    differs from the source's only by case: neither is hidden by the target's collation
+    (PostgreSQL's native hashes hash by the column's collation: hashed under ``"C"``)."""
+    tgt_url, text_type = ci_target
+    name = f"ci_{unique}"
+    _table(PG_URL, f"src_{name}", [("HS-001", "Hà Nội"), ("hs-001", "b"), ("x", "Quận")])
+    _table(tgt_url, name, [("HS-001", "b"), ("x", "quận")], text_type)
+    try:
+        report = reconcile(
+            Endpoint(PG_URL, f"src_{name}"), Endpoint(tgt_url, name), Options(recheck=False)
+        )
+        assert not report.agree
+        # HS-001 holds hs-001's value, hs-001 is gone, x's value differs by case
+        assert report.to_dict()["counts"] == {"missing": 1, "extra": 0, "different": 2}
+    finally:
+        drop_tables(tgt_url, [name])
+        drop_tables(PG_URL, [f"src_{name}"])
