@@ -201,11 +201,12 @@ QUAN = unicodedata.normalize("NFC", "Quận 1")
 QUAN_NFD = unicodedata.normalize("NFD", "Quận 1")
 
 
-def _table(url: str, name: str, rows: list[tuple[str, str]], text_type: str = "TEXT") -> None:
+def _table(
+    url: str, name: str, rows: list[tuple[str, str]], key: str = "VARCHAR(40)", value: str = "TEXT"
+) -> None:
     engine = sa.create_engine(url)
     with engine.begin() as conn:
-        key_type = "VARCHAR(40)" if text_type == "TEXT" and "mysql" in url else text_type
-        conn.execute(sa.text(f"CREATE TABLE {name} (ma {key_type} PRIMARY KEY, v {text_type})"))
+        conn.execute(sa.text(f"CREATE TABLE {name} (ma {key} PRIMARY KEY, v {value})"))
         conn.execute(
             sa.text(f"INSERT INTO {name} (ma, v) VALUES (:ma, :v)"),  # noqa: S608
             [{"ma": ma, "v": v} for ma, v in rows],
@@ -269,12 +270,15 @@ def test_reconcile_sees_what_a_case_insensitive_target_merged(
     unique: str, ci_target: tuple[str, str]
 ) -> None:
     """The copy merged ``HS-001``/``hs-001`` (its key ignores case) and holds a value that
-    differs from the source's only by case: neither is hidden by the target's collation
-    (PostgreSQL's native hashes hash by the column's collation: hashed under ``"C"``)."""
+    differs from the source's only by case: neither is hidden by the collations (PostgreSQL's
+    native hashes hash text by its column's collation, here case-blind on both sides: text
+    is hashed under ``"C"``)."""
     tgt_url, text_type = ci_target
     name = f"ci_{unique}"
-    _table(PG_URL, f"src_{name}", [("HS-001", "Hà Nội"), ("hs-001", "b"), ("x", "Quận")])
-    _table(tgt_url, name, [("HS-001", "b"), ("x", "quận")], text_type)
+    value = text_type if tgt_url == PG_URL else "TEXT"  # a source value column alike
+    source_rows = [("HS-001", "Hà Nội"), ("hs-001", "b"), ("x", "Quận")]
+    _table(PG_URL, f"src_{name}", source_rows, value=value)
+    _table(tgt_url, name, [("HS-001", "b"), ("x", "quận")], text_type, text_type)
     try:
         report = reconcile(
             Endpoint(PG_URL, f"src_{name}"), Endpoint(tgt_url, name), Options(recheck=False)
