@@ -269,23 +269,43 @@ def ci_target(request: pytest.FixtureRequest, unique: str) -> Iterator[tuple[str
 def test_reconcile_sees_what_a_case_insensitive_target_merged(
     unique: str, ci_target: tuple[str, str]
 ) -> None:
-    """The copy merged ``HS-001``/``hs-001`` (its key ignores case) and holds a value that
-    differs from the source's only by case: neither is hidden by the collations (PostgreSQL's
-    native hashes hash text by its column's collation, here case-blind on both sides: text
-    is hashed under ``"C"``)."""
+    """The copy merged ``HS-001``/``hs-001`` (its key ignores case): reconcile reports the
+    lost key and the overwritten row; keys are matched byte-exactly in Python, never by the
+    target's collation."""
     tgt_url, text_type = ci_target
     name = f"ci_{unique}"
-    value = text_type if tgt_url == PG_URL else "TEXT"  # a source value column alike
-    source_rows = [("HS-001", "Hà Nội"), ("hs-001", "b"), ("x", "Quận")]
-    _table(PG_URL, f"src_{name}", source_rows, value=value)
-    _table(tgt_url, name, [("HS-001", "b"), ("x", "quận")], text_type, text_type)
+    _table(PG_URL, f"src_{name}", [("HS-001", "Hà Nội"), ("hs-001", "b"), ("x", "c")])
+    _table(tgt_url, name, [("HS-001", "b"), ("x", "c")], text_type, text_type)
     try:
         report = reconcile(
             Endpoint(PG_URL, f"src_{name}"), Endpoint(tgt_url, name), Options(recheck=False)
         )
         assert not report.agree
-        # HS-001 holds hs-001's value, hs-001 is gone, x's value differs by case
-        assert report.to_dict()["counts"] == {"missing": 1, "extra": 0, "different": 2}
+        # HS-001 holds hs-001's value, hs-001 is gone
+        assert report.to_dict()["counts"] == {"missing": 1, "extra": 0, "different": 1}
     finally:
         drop_tables(tgt_url, [name])
         drop_tables(PG_URL, [f"src_{name}"])
+
+
+@pytest.mark.parametrize("ci_target", ["postgresql"], indirect=True)
+def test_case_blind_collations_on_both_sides_hide_no_case_difference(
+    unique: str, ci_target: tuple[str, str]
+) -> None:
+    """Both PostgreSQL tables keep text under a nondeterministic (case-blind) collation;
+    PostgreSQL's native hashes hash text by its collation, so ``Quận``/``quận`` and
+    ``HS-001``/``hs-001`` hashed alike: text is hashed under ``"C"``, and the differences
+    are reported."""
+    _, text_type = ci_target
+    name = f"cb_{unique}"
+    _table(PG_URL, f"src_{name}", [("HS-001", "Quận"), ("k", "a")], text_type, text_type)
+    _table(PG_URL, name, [("hs-001", "Quận"), ("k", "A")], text_type, text_type)
+    try:
+        report = reconcile(
+            Endpoint(PG_URL, f"src_{name}"), Endpoint(PG_URL, name), Options(recheck=False)
+        )
+        assert report.stats.hash == "native-record"
+        assert not report.agree
+        assert report.to_dict()["counts"] == {"missing": 1, "extra": 1, "different": 1}
+    finally:
+        drop_tables(PG_URL, [name, f"src_{name}"])
