@@ -17,8 +17,12 @@ import sqlalchemy as sa
 
 from bus import sync
 from bus.config import Settings
+from bus.envelope import make_event
+from bus.errors import DataError
+from bus.publish import event_key
 from bus.reconcile.core import Endpoint, Options, reconcile
 from bus.reconcile.service import run_reconcile
+from bus.serde.jsoncodec import JsonToAvro
 from conftest import MYSQL_URL, PG_URL
 from connectors.errors import ConnectorConfigError
 from connectors.registration import register
@@ -309,3 +313,30 @@ def test_case_blind_collations_on_both_sides_hide_no_case_difference(
         assert report.to_dict()["counts"] == {"missing": 1, "extra": 1, "different": 1}
     finally:
         drop_tables(PG_URL, [name, f"src_{name}"])
+
+
+def test_published_records_keep_key_text_exact_and_refuse_text_that_is_not_utf8() -> None:
+    """``lgsp publish``, the HTTP source and a catalogued SQL source convert through
+    ``JsonToAvro``: key fields keep their bytes (NFD stays NFD: its own key, partition and
+    event id), other text becomes NFC, and a lone surrogate (JSON ``"\\udc80"``) is refused
+    naming the field."""
+    schema = {
+        "type": "record",
+        "name": "Place",
+        "namespace": "kho",
+        "primary_key": ["ma"],
+        "fields": [{"name": "ma", "type": "string"}, {"name": "ten", "type": "string"}],
+    }
+    convert = JsonToAvro(schema)
+    record = convert({"ma": QUAN_NFD, "ten": QUAN_NFD})
+    assert record == {"ma": QUAN_NFD, "ten": QUAN}
+    nfd = make_event(op="c", key={"ma": record["ma"]}, source={}, ts_ms=1, after=record)
+    nfc = make_event(op="c", key={"ma": QUAN}, source={}, ts_ms=1, after=record)
+    assert event_key(nfd) == b'{"ma":"%s"}' % QUAN_NFD.encode() != event_key(nfc)
+    assert nfd["event_id"] != nfc["event_id"]
+    assert (
+        make_event(op="c", key={"ma": QUAN_NFD}, source={}, ts_ms=1)["event_id"]
+        == (nfd["event_id"])
+    )
+    with pytest.raises(DataError, match=r"^ten: text that is not valid UTF-8"):
+        convert({"ma": "a", "ten": "x\udc80"})
