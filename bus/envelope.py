@@ -2,7 +2,7 @@
 
 An event: ``event_id`` (stable across retries), ``op`` (c/u/d/r), ``ts_ms`` (change time at the
 source), ``source`` {agency, unit, system, table, connector, position}, ``key`` (canonical JSON
-of the primary key), ``before`` and ``after`` (the dataset's record, or null).
+of the primary key, its text byte-exact), ``before`` and ``after`` (the dataset's record, or null).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import datetime as dt
 import decimal
 import hashlib
 import json
-import unicodedata
 import uuid
 from functools import lru_cache
 from pathlib import Path
@@ -42,9 +41,7 @@ def _plain(value: Any) -> Any:
         return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, uuid.UUID):
         return str(value)
-    if isinstance(value, str):
-        return unicodedata.normalize("NFC", value)
-    return value
+    return value  # text as it is: a key's bytes identify it (``bus.text``)
 
 
 def to_jsonable(value: Any) -> Any:
@@ -57,7 +54,8 @@ def to_jsonable(value: Any) -> Any:
 
 
 def canonical_key(key: dict[str, Any]) -> str:
-    """The key as canonical JSON: sorted fields, NFC text, UTC timestamps, plain decimals."""
+    """The key as canonical JSON: sorted fields, UTC timestamps, plain decimals, and text
+    exactly as the source holds it (never normalised: NFC and NFD spellings are two keys)."""
     return json.dumps(
         {k: _plain(v) for k, v in key.items()},
         sort_keys=True,

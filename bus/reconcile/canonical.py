@@ -10,7 +10,9 @@ joined by ``\\x1f`` (unit separator). Renderings, by column kind:
 - ``date``: ``YYYY-MM-DD``; ``datetime``: UTC, ``YYYY-MM-DD HH:MM:SS`` then ``.ffffff`` with
   trailing zeros removed (none when the microseconds are zero); naive values are taken as UTC.
 - ``time``: ``HH:MM:SS`` with the same fraction rule.
-- ``text``: NFC-normalised (``char``: trailing spaces removed); ``binary``: lowercase hex;
+- ``text``: NFC-normalised (``char``: trailing spaces removed); ``key_text``/``key_char``, the
+  text of a primary key: the same without NFC, so that keys compare byte-exactly (an NFC and an
+  NFD spelling are two keys, as on the bus); ``binary``: lowercase hex;
   ``json``: compact JSON with sorted keys; ``uuid``: lowercase.
 
 NULL renders as the empty string for kinds that never render empty (numbers, dates, times,
@@ -38,9 +40,11 @@ SEP = "\x1f"
 NULL_MARK = "\x1e"
 
 KINDS = ("int", "bool", "decimal", "float", "text", "char", "date", "datetime", "time")
-KINDS += ("datetime_ms", "time_ms", "binary", "json", "uuid", "other")
+KINDS += ("datetime_ms", "time_ms", "binary", "json", "uuid", "other", "key_text", "key_char")
+# A primary key's text kinds: compared byte-exactly (no NFC)
+KEY_KINDS = {"text": "key_text", "char": "key_char"}
 # Kinds whose non-NULL rendering may be empty: their NULL gets a marker.
-MARKED_KINDS = frozenset({"text", "char", "binary", "json", "uuid", "other"})
+MARKED_KINDS = frozenset({"text", "char", "binary", "json", "uuid", "other", *KEY_KINDS.values()})
 
 HASH_BITS = 60
 MOD64 = 1 << 64
@@ -181,11 +185,13 @@ def canon(value: Any, kind: str) -> str | None:
             return _float_text(float(str(value)))
         except ValueError:
             return str(value)
-    if kind in ("text", "char"):
+    if kind in ("text", "char", "key_text", "key_char"):
         if isinstance(value, bytes | bytearray | memoryview):
             value = bytes(value).decode("utf-8", "replace")
-        text = unicodedata.normalize("NFC", value if isinstance(value, str) else str(value))
-        return text.rstrip(" ") if kind == "char" else text
+        text = value if isinstance(value, str) else str(value)
+        if not kind.startswith("key_"):
+            text = unicodedata.normalize("NFC", text)
+        return text.rstrip(" ") if kind.endswith("char") else text
     if kind == "date":
         if isinstance(value, dt.datetime):
             return _as_utc_naive(value).date().isoformat()

@@ -13,6 +13,9 @@
    sends (key, row hash) of those segments only; keys whose hash or presence differ are fetched
    as full rows and compared column by column in Python (NFC text, UTC times, plain decimals),
    which also drops differences that only the SQL rendering saw (NFD text on MariaDB, floats).
+   Key text is compared byte-exactly everywhere (never NFC, in SQL under a binary collation):
+   two keys that differ only by case or normalisation are two rows on each side, and a
+   target whose key column merged them shows the rows it lost.
 4. Re-check: after ``recheck_delay`` seconds the differing keys are read again on both sides;
    only differences that persist are reported. Reads are plain autocommit ``SELECT``s:
    no lock, no ``FOR UPDATE``, no long transaction.
@@ -34,7 +37,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from bus.errors import ConfigurationError, DatabaseUnavailableError, FatalError, NotFoundError
-from bus.reconcile.canonical import canon, fold
+from bus.reconcile.canonical import KEY_KINDS, canon, fold
 from bus.reconcile.dialects import (
     SqlDialect,
     dialect_for,
@@ -498,7 +501,9 @@ def reconcile(source: Endpoint, target: Endpoint, options: Options | None = None
                 )
                 for n in check.compared
             ]
-            key = [_precise(info.columns[n], opts.time_precision) for n in check.key]
+            key = [_exact_key(_precise(info.columns[n], opts.time_precision)) for n in check.key]
+            exact = {k.name: k for k in key}
+            cols = [exact.get(c.name, c) for c in cols]
             sides.append(
                 _Side(
                     label,
@@ -554,6 +559,13 @@ def _as_json_if_other_is(
     if col.name in json_columns and col.kind in ("json", "text", "char"):
         return replace(col, kind="json")
     return col
+
+
+def _exact_key(col: ColumnInfo) -> ColumnInfo:
+    """A key column: its text compared byte-exactly, never NFC-normalised (in SQL and in
+    Python), so that two keys differing only by normalisation stay two keys on both sides."""
+    kind = KEY_KINDS.get(col.kind)
+    return replace(col, kind=kind) if kind else col
 
 
 def _precise(col: ColumnInfo, precision: int) -> ColumnInfo:

@@ -109,6 +109,13 @@ class PostgresDialect(SqlDialect):
             return text
         return f"(CASE WHEN {text} IS NFC NORMALIZED THEN {text} ELSE normalize({text}, NFC) END)"
 
+    def _text(self, col: ColumnInfo, nfc: bool) -> str:
+        """A text column under the binary collation ``"C"``: a column's own collation may be
+        nondeterministic (case- or accent-insensitive ICU), and the native hashes hash by it;
+        NFC only for non-key text."""
+        text = f'({self.q(col.name)}::text COLLATE "C")'
+        return text if col.kind.startswith("key_") else self._nfc(text, nfc)
+
     def part(self, col: ColumnInfo, nfc: bool) -> str:
         q = self.q(col.name)
         kind = col.kind
@@ -134,9 +141,8 @@ class PostgresDialect(SqlDialect):
             if kind == "time_ms":
                 return f"(date_trunc('milliseconds', DATE '2000-01-01' + {q}))::time"
             return q
-        if kind in ("text", "char"):
-            text = self._nfc(f"{q}::text", nfc)
-            return f"coalesce({text}, chr(30))"
+        if kind in ("text", "char", "key_text", "key_char"):
+            return f"coalesce({self._text(col, nfc)}, chr(30))"
         if kind == "binary":
             return f"coalesce(encode({q}, 'hex'), chr(30))"
         return f"coalesce({q}::text, chr(30))"
@@ -200,8 +206,8 @@ class PostgresDialect(SqlDialect):
             if kind == "time_ms":
                 return f"(date_trunc('milliseconds', DATE '2000-01-01' + {q}))::time"
             return q
-        if kind in ("text", "char"):
-            return self._nfc(f"{q}::text", nfc)
+        if kind in ("text", "char", "key_text", "key_char"):
+            return self._text(col, nfc)
         return f"{q}::text"
 
 
@@ -242,7 +248,7 @@ class MySQLDialect(SqlDialect):
                 cut = f"SUBSTR({text}, 1, LOCATE('.', {text}) + 3)"
                 return f"COALESCE({self._trim_fraction(cut)}, '')"
             return f"COALESCE({self._trim_fraction(q)}, '')"
-        if kind in ("text", "char", "json"):
+        if kind in ("text", "char", "json", "key_text", "key_char"):
             charset = (col.charset or "utf8mb4").lower()
             text = (
                 q

@@ -122,7 +122,8 @@ def publish_repair(settings: Settings, report: Report, pair: ConnectorPair) -> d
             defaults = {f: conv(None) for f, c, conv in contract.fields if c is None}
         else:
             convert = {
-                c.name: connector.avro_mapping(table.c[c.name].type).convert for c in stream.columns
+                c.name: connector.avro_mapping(table.c[c.name].type, key=c.primary_key).convert
+                for c in stream.columns
             }
         key_names = list(report.key)
         unknown = [k for k in key_names if k not in fields]

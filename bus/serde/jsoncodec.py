@@ -2,7 +2,9 @@
 
 A schema is compiled once into one function per type, so converting a record walks no schema.
 Decimals come as strings or numbers, dates as ``YYYY-MM-DD``, timestamps as ISO 8601 with a
-zone (or epoch milliseconds), bytes as base64. Text is normalised to NFC. With ``native=True``
+zone (or epoch milliseconds), bytes as base64. Text is normalised to NFC, except in the
+fields of the record's primary key, carried byte-exactly (``bus.text``); text that is not valid
+UTF-8 is refused. With ``native=True``
 the values a database driver returns are taken too (see ``JsonToAvro``). Errors name the field
 path and what was expected, never the value.
 """
@@ -15,13 +17,15 @@ import copy
 import datetime as dt
 import decimal
 import json
-import unicodedata
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 from bus.envelope import to_jsonable
 from bus.errors import DataError
+from bus.text import NOT_UTF8
+from bus.text import exact as exact_text
+from bus.text import nfc as nfc_text
 from bus.timeutil import from_epoch_ms
 
 _PRIMITIVE_TYPES = frozenset(
@@ -74,9 +78,15 @@ class JsonToAvro:
     for arrays. JSON values are taken in both modes.
     """
 
-    def __init__(self, schema: Any, *, native: bool = False) -> None:
+    def __init__(
+        self, schema: Any, *, native: bool = False, key_fields: list[str] | None = None
+    ) -> None:
         self.schema = schema
         self.native = native
+        if key_fields is None and isinstance(schema, dict):
+            key_fields = schema.get("primary_key")
+        # the top record's key fields: their text is exact, not NFC
+        self.key_fields = frozenset(key_fields or ())
         self.named: dict[str, Any] = {}
         named_types(schema, self.named)
         self._active: set[int] = set()  # records being compiled (a recursive type is lazy)
@@ -89,7 +99,7 @@ class JsonToAvro:
         """The converter of one field of the (record) schema; errors start with its name."""
         for field in self.schema.get("fields", []) if isinstance(self.schema, dict) else []:
             if field["name"] == name:
-                return self.compile(field["type"], name)
+                return self.compile(field["type"], name, exact=name in self.key_fields)
         raise KeyError(name)
 
     def resolve(self, schema: Any) -> Any:
@@ -107,17 +117,18 @@ class JsonToAvro:
         return str(schema)
 
     # ---- compiling -----------------------------------------------------------------------
-    def compile(self, schema: Any, path: str = "") -> Converter:
-        """A converter for ``schema`` (a type within this converter's schema)."""
+    def compile(self, schema: Any, path: str = "", *, exact: bool = False) -> Converter:
+        """A converter for ``schema`` (a type within this converter's schema); ``exact``: text
+        is kept as it is (a key field), not normalised to NFC."""
         if isinstance(schema, str):
             if schema in self.named:
-                return self.compile(self.named[schema], path)
-            return self._primitive(schema, None, path, None)
+                return self.compile(self.named[schema], path, exact=exact)
+            return self._primitive(schema, None, path, None, exact)
         if isinstance(schema, list):
-            return self._union(schema, path)
+            return self._union(schema, path, exact)
         kind = schema.get("type")
         if isinstance(kind, dict | list):
-            return self.compile(kind, path)
+            return self.compile(kind, path, exact=exact)
         if kind in ("record", "error"):
             return self._record(schema, path)
         if kind == "enum":
@@ -129,15 +140,15 @@ class JsonToAvro:
         if kind == "fixed":
             return self._bytes(path)
         if isinstance(kind, str) and kind not in _PRIMITIVE_TYPES and kind in self.named:
-            return self.compile(self.named[kind], path)
-        return self._primitive(kind, schema.get("logicalType"), path, schema)
+            return self.compile(self.named[kind], path, exact=exact)
+        return self._primitive(kind, schema.get("logicalType"), path, schema, exact)
 
-    def _union(self, schema: list[Any], path: str) -> Converter:
+    def _union(self, schema: list[Any], path: str, exact: bool = False) -> Converter:
         nullable = "null" in schema
         branches = [b for b in schema if b != "null"]
         not_null = self._fail(path, "a value (the field is not nullable)")
         if len(branches) == 1:
-            inner = self.compile(branches[0], path)
+            inner = self.compile(branches[0], path, exact=exact)
             if nullable:
                 return lambda value: None if value is None else inner(value)
 
@@ -147,7 +158,7 @@ class JsonToAvro:
                 return inner(value)
 
             return required
-        inners = [self.compile(b, path) for b in branches]
+        inners = [self.compile(b, path, exact=exact) for b in branches]
         expected = " or ".join(self._label(b) for b in branches)
 
         def first_match(value: Any) -> Any:
@@ -183,7 +194,9 @@ class JsonToAvro:
                 fields.append(
                     (
                         field["name"],
-                        self.compile(field["type"], sub),
+                        self.compile(
+                            field["type"], sub, exact=not path and field["name"] in self.key_fields
+                        ),
                         "default" in field,
                         field.get("default"),
                         f"{sub}: expected a value ({self._label(field['type'])})",
@@ -280,7 +293,12 @@ class JsonToAvro:
         return to_bytes
 
     def _primitive(
-        self, kind: Any, logical: str | None, path: str, schema: dict[str, Any] | None
+        self,
+        kind: Any,
+        logical: str | None,
+        path: str,
+        schema: dict[str, Any] | None,
+        exact: bool = False,
     ) -> Converter:
         """A converter of a primitive or logical type; ``None`` is refused (unless ``null``)."""
         if kind == "null":
@@ -304,12 +322,19 @@ class JsonToAvro:
             return self._timestamp(path, absent)
         if kind in ("int", "long") and logical is None:
             return self._integer(kind, path, absent)
+        text = exact_text if exact else nfc_text
         if kind == "string" and logical is None:
             error = str(fail(path, "text"))
+            not_utf8 = f"{path or '(record)'}: {NOT_UTF8}"
 
             def string(value: Any) -> str:
                 if isinstance(value, str):
-                    return value if value.isascii() else unicodedata.normalize("NFC", value)
+                    if value.isascii():
+                        return value
+                    try:
+                        return text(value)
+                    except DataError:
+                        raise DataError(not_utf8) from None
                 raise DataError(absent if value is None else error)
 
             return string
@@ -328,11 +353,15 @@ class JsonToAvro:
             convert = self._time(kind, path)
         elif kind == "string":  # an unknown logical type on text
             error = str(fail(path, "text"))
+            not_utf8 = f"{path or '(record)'}: {NOT_UTF8}"
 
             def convert(value: Any) -> str:
                 if not isinstance(value, str):
                     raise DataError(error)
-                return value if value.isascii() else unicodedata.normalize("NFC", value)
+                try:
+                    return text(value)
+                except DataError:
+                    raise DataError(not_utf8) from None
 
         elif kind in ("int", "long"):
             convert = self._integer(kind, path, absent)

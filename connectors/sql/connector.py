@@ -18,6 +18,7 @@ leave the newest row. Identifiers always go through SQLAlchemy's quoting.
 
 from __future__ import annotations
 
+import base64
 import difflib
 import logging
 import time
@@ -32,6 +33,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchTableError, SQLAlchemyError
 
 from bus.envelope import canonical_key, to_jsonable
 from bus.errors import DataError, LgspError, NotFoundError
+from bus.text import NotUtf8
 from connectors import positions
 from connectors.base import (
     Batch,
@@ -175,12 +177,19 @@ class SqlConnector(Connector):
     def engine_options(self) -> dict[str, Any]:
         return {"pool_pre_ping": True}
 
-    def avro_mapping(self, sql_type: Any) -> AvroMapping | None:
-        return avro_for(sql_type, sqlite=self.sqlite_types)
+    def avro_mapping(self, sql_type: Any, *, key: bool = False) -> AvroMapping | None:
+        """How a column of ``sql_type`` travels; ``key``: a primary-key column (its text is
+        carried byte-exactly)."""
+        return avro_for(sql_type, sqlite=self.sqlite_types, key=key)
 
     def order_expression(self, column: sa.Column[Any]) -> Any:
         """The expression a keyset compares and stores (SQLite compares stored values)."""
         return column
+
+    def position_value(self, expr: Any, value: Any) -> Any:
+        """A stored keyset value as the parameter compared with ``expr`` (as it is, but for
+        dialects that store text which is not UTF-8)."""
+        return value
 
     def error_kind(self, exc: BaseException) -> str | None:
         """'auth', 'database' or 'unreachable' for a connection error, None when unsure."""
@@ -580,12 +589,16 @@ class SqlConnector(Connector):
                     ) from exc
                 query = query.where(order_exprs[0] >= floor)
             else:
-                query = query.where(keyset_after(order_exprs, last))
+                resume = [
+                    self.position_value(expr, value)
+                    for expr, value in zip(order_exprs, last, strict=True)
+                ]
+                query = query.where(keyset_after(order_exprs, resume))
         if mode == "incremental":
             query = query.where(table.c[cursor_name].is_not(None))
 
         converters = [
-            (c.field, i, self.avro_mapping(table.c[c.name].type).convert)  # type: ignore[union-attr]
+            (c.field, i, self.avro_mapping(table.c[c.name].type, key=c.primary_key).convert)  # type: ignore[union-attr]
             for i, c in enumerate(stream.columns)
             if plan is None  # a catalogued dataset's fields convert through the plan
         ]
@@ -680,7 +693,7 @@ class SqlConnector(Connector):
             # with a lookback, rows at or below the last position are read again: the
             # position only moves forward (the window's floor depends on the cursor alone)
             if ctx.window is None or ctx.last is None or values[0] >= ctx.last[0]:
-                state["after"] = positions.dump(values)
+                state["after"] = positions.dump([_resumable(v) for v in values])
                 ctx.last = values
         if ctx.window is not None and ctx.last is not None:  # moves with the position
             state["seen"] = ctx.window.dump(ctx.last[0])
@@ -904,8 +917,17 @@ def _whole_seconds(sql_type: Any) -> bool:
     return isinstance(sql_type, mysql.DATETIME | mysql.TIMESTAMP) and not sql_type.fsp
 
 
+def _resumable(value: Any) -> Any:
+    """An order value as a keyset position: text that is not UTF-8 as its stored bytes (see
+    ``position_value``), so that the next read resumes right after that row."""
+    return value.raw if type(value) is NotUtf8 else value
+
+
 def _dead_letter_value(value: Any) -> Any:
-    """A row value for a dead letter's JSON (as ``dumps`` renders it; other types as text)."""
+    """A row value for a dead letter's JSON (as ``dumps`` renders it; other types as text;
+    text that is not UTF-8 as its bytes in base64, never altered)."""
+    if type(value) is NotUtf8:
+        return {"$not_utf8": base64.b64encode(value.raw).decode("ascii")}
     plain = to_jsonable(value)
     if plain is None or isinstance(plain, str | int | float | bool | list | dict):
         return plain

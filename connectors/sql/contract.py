@@ -350,7 +350,7 @@ def conform(
 ) -> TableContract:
     """Check ``table`` against ``contract`` and plan its conversion (every problem at once)."""
     record = contract.record_schema
-    codec = JsonToAvro(record, native=True)
+    codec = JsonToAvro(record, native=True, key_fields=list(contract.key_fields))
     where = f"table {cfg.table!r}"
     ds = contract.name
     fields = list(record.get("fields", []))

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL
 
+from bus.text import decode_utf8
 from connectors.errors import ConnectorConfigError
 from connectors.sql.bulk import CopyUpsert
 from connectors.sql.connector import SqlConnector, sqlite_path
@@ -256,6 +257,18 @@ class SQLiteConnector(SqlConnector):
 
     def connect_args(self) -> dict[str, Any]:
         return {"timeout": self.config.connection.connect_timeout_s}
+
+    def prepare_source_connection(self, dbapi_connection: Any, _record: Any = None) -> None:
+        # SQLite stores any bytes as TEXT; text that is not UTF-8 would fail the whole read:
+        # it is read as a marker instead, and that row goes to the DLQ
+        dbapi_connection.text_factory = decode_utf8
+
+    def position_value(self, expr: Any, value: Any) -> Any:
+        # a text key that is not UTF-8 is kept as its bytes; SQLite compares text bytewise,
+        # and CAST(bytes AS TEXT) is that text again, bytes unchanged
+        if isinstance(value, bytes) and isinstance(getattr(expr, "type", None), sa.String):
+            return sa.cast(sa.literal(value, sa.LargeBinary()), sa.Text())
+        return value
 
     def order_expression(self, column: sa.Column[Any]) -> Any:
         # dates, timestamps and decimals are stored as text or real: compare stored values

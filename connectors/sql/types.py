@@ -1,7 +1,8 @@
 """SQL column types to Avro and back, value converters, and Avro-safe names.
 
 Source side: a reflected SQLAlchemy type becomes an Avro type and a converter from the
-driver's value to what fastavro expects (text NFC, decimals at their scale, timestamps with
+driver's value to what fastavro expects (key text byte-exact, other text NFC, see
+``bus.text``; decimals at their scale, timestamps with
 or without zone). Sink side: an Avro field becomes a column type for a new table and a
 converter to what the sink's driver accepts. Field names that Avro refuses (Vietnamese
 letters, spaces, quotes) are transliterated; the database name is kept in ``sqlName``.
@@ -25,6 +26,8 @@ from sqlalchemy.types import TypeEngine
 
 from bus.envelope import to_jsonable
 from bus.errors import DataError
+from bus.text import exact as exact_text
+from bus.text import nfc as nfc_text
 from bus.timeutil import to_epoch_ms
 
 Converter = Callable[[Any], Any]
@@ -87,9 +90,13 @@ def record_name(dataset: str) -> tuple[str, str]:
 
 
 def _nfc(value: Any) -> str:
-    if not isinstance(value, str):
-        value = str(value)
-    return value if value.isascii() else unicodedata.normalize("NFC", value)
+    """Text other than a key's: NFC (``bus.text``)."""
+    return nfc_text(value if isinstance(value, str) else str(value))
+
+
+def _exact(value: Any) -> str:
+    """A key column's text: exactly as stored (``bus.text``)."""
+    return exact_text(value if isinstance(value, str) else str(value))
 
 
 def _decimal(scale: int) -> Converter:
@@ -154,9 +161,11 @@ def _bytes(value: Any) -> bytes:
 
 
 def _json(value: Any) -> str:
-    if isinstance(value, str):
-        return _nfc(value)
-    return json.dumps(to_jsonable(value), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    if not isinstance(value, str):
+        value = json.dumps(
+            to_jsonable(value), ensure_ascii=False, sort_keys=True, separators=(",", ":")
+        )
+    return _nfc(value)
 
 
 def _uuid(value: Any) -> str:
@@ -167,9 +176,13 @@ _TEXTUAL = ("INET", "CIDR", "MACADDR", "MACADDR8", "CITEXT", "SET", "XML")
 _UNSUPPORTED = (sa.Interval, sa.ARRAY, postgresql.HSTORE, postgresql.TSVECTOR)
 
 
-def avro_for(sql_type: TypeEngine[Any], *, sqlite: bool = False) -> AvroMapping | None:
-    """The mapping of a reflected type, or None when it has no faithful Avro form."""
+def avro_for(
+    sql_type: TypeEngine[Any], *, sqlite: bool = False, key: bool = False
+) -> AvroMapping | None:
+    """The mapping of a reflected type, or None when it has no faithful Avro form; ``key``: a
+    primary-key column, whose text is carried byte-exactly (other text becomes NFC)."""
     t = sql_type
+    text_convert = _exact if key else _nfc
     if isinstance(t, _UNSUPPORTED) or isinstance(t, sa.types.NullType):
         return None
     if isinstance(t, mysql.TINYINT) and getattr(t, "display_width", None) == 1:
@@ -216,11 +229,11 @@ def avro_for(sql_type: TypeEngine[Any], *, sqlite: bool = False) -> AvroMapping 
         return AvroMapping("string", _json, False)
     if isinstance(t, sa.String):
         length = getattr(t, "length", None)
-        return AvroMapping("string", _nfc, False, length)
+        return AvroMapping("string", text_convert, False, length)
     if isinstance(t, sa.types._Binary):
         return AvroMapping("bytes", _bytes, False)
     if type(t).__name__.upper() in _TEXTUAL:
-        return AvroMapping("string", _nfc, False)
+        return AvroMapping("string", text_convert, False)
     return None
 
 

@@ -280,3 +280,66 @@ def test_out_of_range_decimals_and_too_long_text_name_their_column(url: str, uni
     finally:
         connector.close()
         drop_tables(url, [target])
+
+
+def test_sqlite_text_that_is_not_utf8_parks_its_row_alone(
+    settings: Settings, tmp_path: Path, unique: str
+) -> None:
+    """SQLite stores any bytes as TEXT, and Python's sqlite3 fails the whole read on bytes
+    that are not UTF-8: such a value (a value or a key) parks its row with a reason naming
+    the column, and the read goes on; the next run resumes exactly after a bad key."""
+    src_url = f"sqlite:///{tmp_path / 'src.db'}"
+    engine = sa.create_engine(src_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE legacy (ma TEXT PRIMARY KEY, n INT NOT NULL, t TEXT)"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO legacy VALUES ('a', 1, 'một'), ('b', 2, CAST(X'C3' AS TEXT)), "
+                "('c', 3, 'ba'), (CAST(X'6180' AS TEXT), 4, 'bốn')"
+            )
+        )
+    engine.dispose()
+    sink_url = f"sqlite:///{tmp_path / 'sink.db'}"
+    dataset = f"kho.u{unique}"
+    source, target = f"us{unique}", f"ud{unique}"
+    table = {"table": "legacy", "dataset": dataset, "cursor": "n"}
+    register(settings, config("sqlite", "source", src_url, [table], name=source))
+    register(
+        settings,
+        config("sqlite", "sink", sink_url, [{"table": "copy", "dataset": dataset}], name=target),
+    )
+    first = sync.run(settings, source)
+    assert (first.status, first.rows, first.dlq) == ("ok", 4, 2)
+    topic = ConnectorStore(settings).get(source).topics["legacy"]
+    reasons = _reasons(settings, topic, "source")
+    assert reasons == [
+        f"table 'legacy', column {c!r}: text that is not valid UTF-8, which Avro text cannot hold"
+        for c in ("ma", "t")
+    ]
+    report = sync.run(settings, target)
+    assert (report.status, report.rows, report.dlq) == ("ok", 2, 0)
+
+    # the position is the bad key 'a\x80' (cursor 4); 'aé' (a, C3 A9), committed later with
+    # the same cursor, sorts after its bytes but before its U+FFFD rendering (a, EF BF BD)
+    engine = sa.create_engine(src_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO legacy VALUES ('aé', 4, 'năm'), ('z', 5, 'sáu')"))
+    engine.dispose()
+    assert sync.run(settings, source).status == "ok"
+    assert sync.run(settings, target).status == "ok"
+    assert _sink_rows_by_key(sink_url, "copy") == {
+        "a": (1, "một"),
+        "c": (3, "ba"),
+        "aé": (4, "năm"),
+        "z": (5, "sáu"),
+    }
+
+
+def _sink_rows_by_key(url: str, table: str) -> dict[str, tuple[int, str]]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text(f"SELECT ma, n, t FROM {table}")).all()  # noqa: S608
+    finally:
+        engine.dispose()
+    return {ma: (n, t) for ma, n, t in rows}
