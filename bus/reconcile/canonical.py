@@ -16,7 +16,11 @@ joined by ``\\x1f`` (unit separator). Renderings, by column kind:
   ``json``: compact JSON with sorted keys; ``uuid``: lowercase.
 
 NULL renders as the empty string for kinds that never render empty (numbers, dates, times,
-booleans) and as ``\\x1e`` for the others, so that NULL and ``''`` stay different.
+booleans) and as ``\\x1e`` for the others, so that NULL and ``''`` stay different. In text
+(``text``, ``char``, their key kinds and ``other``) the three control characters the form uses
+are escaped (``\\x1d`` -> ``\\x1d0``, ``\\x1f`` -> ``\\x1d1``, ``\\x1e`` -> ``\\x1d2``), so that
+no two different rows share a canonical string (``['a\\x1fb', 'c']`` and ``['a', 'b\\x1fc']``
+would, unescaped).
 
 The SQL renderings in ``bus.reconcile.dialects`` follow these rules as far as each database
 can; where one cannot (NFC on MariaDB, float and JSON text on some pairs), a segment checksum
@@ -38,6 +42,7 @@ from bus.timeutil import as_utc
 
 SEP = "\x1f"
 NULL_MARK = "\x1e"
+ESC = "\x1d"
 
 KINDS = ("int", "bool", "decimal", "float", "text", "char", "date", "datetime", "time")
 KINDS += ("datetime_ms", "time_ms", "binary", "json", "uuid", "other", "key_text", "key_char")
@@ -45,6 +50,8 @@ KINDS += ("datetime_ms", "time_ms", "binary", "json", "uuid", "other", "key_text
 KEY_KINDS = {"text": "key_text", "char": "key_char"}
 # Kinds whose non-NULL rendering may be empty: their NULL gets a marker.
 MARKED_KINDS = frozenset({"text", "char", "binary", "json", "uuid", "other", *KEY_KINDS.values()})
+# Kinds whose rendering may hold any character: the form's control characters are escaped.
+ESCAPED_KINDS = frozenset({"text", "char", "other", *KEY_KINDS.values()})
 
 HASH_BITS = 60
 MOD64 = 1 << 64
@@ -235,12 +242,19 @@ def canon(value: Any, kind: str) -> str | None:
     return str(value)
 
 
+def escape(text: str) -> str:
+    """``text`` with the canonical form's separator, NULL marker and escape escaped."""
+    if ESC in text or SEP in text or NULL_MARK in text:
+        return text.replace(ESC, ESC + "0").replace(SEP, ESC + "1").replace(NULL_MARK, ESC + "2")
+    return text
+
+
 def render(value: Any, kind: str) -> str:
     """One column's part of the canonical string (NULL as ``''`` or the marker)."""
     text = canon(value, kind)
     if text is None:
         return NULL_MARK if kind in MARKED_KINDS else ""
-    return text
+    return escape(text) if kind in ESCAPED_KINDS else text
 
 
 def row_string(values: Sequence[Any], kinds: Sequence[str]) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Engine, event
 
-from bus.reconcile.canonical import HASH_BITS, MARKED_KINDS, md5_60, row_string
+from bus.reconcile.canonical import ESCAPED_KINDS, HASH_BITS, MARKED_KINDS, md5_60, row_string
 from bus.reconcile.schema import ColumnInfo, TableInfo
 
 _PG_CONCAT_MAX = 90
@@ -142,10 +142,19 @@ class PostgresDialect(SqlDialect):
                 return f"(date_trunc('milliseconds', DATE '2000-01-01' + {q}))::time"
             return q
         if kind in ("text", "char", "key_text", "key_char"):
-            return f"coalesce({self._text(col, nfc)}, chr(30))"
+            return f"coalesce({self._escape(self._text(col, nfc))}, chr(30))"
         if kind == "binary":
             return f"coalesce(encode({q}, 'hex'), chr(30))"
+        if kind in ESCAPED_KINDS:
+            return f"coalesce({self._escape(f'{q}::text')}, chr(30))"
         return f"coalesce({q}::text, chr(30))"
+
+    @staticmethod
+    def _escape(text: str) -> str:
+        """``canonical.escape`` in SQL."""
+        text = f"replace({text}, chr(29), chr(29) || '0')"
+        text = f"replace({text}, chr(31), chr(29) || '1')"
+        return f"replace({text}, chr(30), chr(29) || '2')"
 
     def not_deleted(self, col: ColumnInfo) -> str:
         q = self.q(col.name)
@@ -255,10 +264,18 @@ class MySQLDialect(SqlDialect):
                 if charset.startswith("utf8") or charset == "ascii"
                 else f"CONVERT({q} USING utf8mb4)"
             )
-            return f"COALESCE({text}, CHAR(30))"
+            return f"COALESCE({self._escape(text) if kind in ESCAPED_KINDS else text}, CHAR(30))"
         if kind == "binary":
             return f"COALESCE(LOWER(HEX({q})), CHAR(30))"
-        return f"COALESCE(CAST({q} AS CHAR), CHAR(30))"
+        return f"COALESCE({self._escape(f'CAST({q} AS CHAR)')}, CHAR(30))"
+
+    @staticmethod
+    def _escape(text: str) -> str:
+        """``canonical.escape`` in SQL."""
+        esc = "CHAR(29 USING utf8mb4)"
+        text = f"REPLACE({text}, {esc}, CONCAT({esc}, '0'))"
+        text = f"REPLACE({text}, CHAR(31 USING utf8mb4), CONCAT({esc}, '1'))"
+        return f"REPLACE({text}, CHAR(30 USING utf8mb4), CONCAT({esc}, '2'))"
 
     def canon_string(self, cols: Sequence[ColumnInfo], nfc: bool) -> str:
         args: list[str] = []

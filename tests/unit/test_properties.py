@@ -115,3 +115,23 @@ def test_different_rows_hash_differently(a: dt.datetime, b: dt.datetime, s: str,
     assert (one == two) == same
     assert (md5_60(one) == md5_60(two)) == same
     assert row_string([None, ""], kinds) != row_string([None, None], kinds)  # '' is not NULL
+
+
+CONTROL_TEXT = st.text(st.sampled_from(["a", "b", "\x1d", "\x1e", "\x1f", "0", "1", "2"]))
+
+
+@EXAMPLES
+@given(
+    st.lists(st.none() | CONTROL_TEXT, min_size=2, max_size=2),
+    st.lists(st.none() | CONTROL_TEXT, min_size=2, max_size=2),
+)
+def test_text_with_the_forms_control_characters_never_makes_two_rows_one(
+    one: list[str | None], two: list[str | None]
+) -> None:
+    """The canonical string is injective on text columns, whatever characters they hold:
+    ``['a\\x1fb', 'c']`` and ``['a', 'b\\x1fc']`` (unescaped: one string) stay two."""
+    for kinds in (["text", "text"], ["key_text", "other"]):
+        assert (row_string(one, kinds) == row_string(two, kinds)) == (one == two)
+    assert row_string(["a\x1fb", "c"], ["text", "text"]) != row_string(
+        ["a", "b\x1fc"], ["text", "text"]
+    )

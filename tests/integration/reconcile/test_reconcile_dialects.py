@@ -357,3 +357,26 @@ def test_no_lock_is_held_on_the_source(dbs: Callable[[str], Db], unique: str, ki
     )
     assert locked == [True]
     assert report.counts["different"] == 1
+
+
+CONTROL_PAIRS = [("postgresql", "postgresql"), ("postgresql", "mysql"), ("mysql", "sqlite")]
+
+
+@pytest.mark.parametrize(("a", "b"), CONTROL_PAIRS, ids=[f"{a}-vs-{b}" for a, b in CONTROL_PAIRS])
+def test_text_holding_the_forms_control_characters(
+    dbs: Callable[[str], Db], unique: str, a: str, b: str
+) -> None:
+    """Text may hold the canonical form's own separator, NULL marker and escape: each
+    database's SQL rendering escapes them as the Python form does (equal copies agree without
+    fetching a row), and a value moved across the separator into the next column
+    (``ghi_chu``, ``ho_ten`` are neighbours in the form) is a difference, not a collision."""
+    src, s_name, tgt, t_name = _pair(dbs, a, b, unique)
+    for db, name in ((src, s_name), (tgt, t_name)):
+        db.update(name, {"id": 3}, ghi_chu="a\x1fb\x1ec\x1d1", ho_ten="\x1e")
+        db.update(name, {"id": 4}, ghi_chu="x\x1fy", ho_ten="z")
+    agree = reconcile(Endpoint(src.url, s_name), Endpoint(tgt.url, t_name), _opts())
+    assert agree.agree, agree.to_dict()
+    assert agree.stats.rows_fetched == 0
+    tgt.update(t_name, {"id": 4}, ghi_chu="x", ho_ten="y\x1fz")
+    report = reconcile(Endpoint(src.url, s_name), Endpoint(tgt.url, t_name), _opts())
+    assert [(d.key["id"], d.columns) for d in report.different] == [("4", ["ghi_chu", "ho_ten"])]
