@@ -394,7 +394,7 @@ def _source_pass(
                 if progress is not None:
                     progress(tr)
         except TABLE_ERRORS as exc:
-            _stop(store, connector.name, tr, exc)
+            _stop(store, connector.name, tr, exc, progress)
 
 
 def _follow_source(
@@ -454,13 +454,18 @@ def _park_invalid(publisher: Publisher, topic: str, dataset: str, invalid: list[
     return len(invalid)
 
 
-def _stop(store: ConnectorStore, name: str, tr: TableReport, exc: LgspError) -> None:
+def _stop(
+    store: ConnectorStore, name: str, tr: TableReport, exc: LgspError, progress: Progress | None
+) -> None:
     """Mark a table stopped with the reason alone: the run's outcome says "stopped" once,
-    naming the table (``SyncReport.raise_if_stopped``), so the log line is only for --debug."""
+    naming the table (``SyncReport.raise_if_stopped``), so the log line is only for --debug;
+    ``progress`` is told at once (a followed run may go on for hours around the table)."""
     tr.status = "stopped"
     tr.error = exc.reason[:500] if isinstance(exc, TableStoppedError) else safe_message(exc)
     log.info("%s: table %s stopped: %s", name, tr.table, tr.error)
     store.set_status(name, tr.table, "stopped", tr.error)
+    if progress is not None:
+        progress(tr)
 
 
 # ---- sink -----------------------------------------------------------------------------------
@@ -516,7 +521,7 @@ def _run_sink(
                 tr.dlq += result.dlq
                 store.save_position(connector.name, table, {"lag": result.lag}, rows=tr.rows)
             except TABLE_ERRORS as exc:
-                _stop(store, connector.name, tr, exc)
+                _stop(store, connector.name, tr, exc, progress)
         if followed and follow is not None:
             _follow_sink(settings, store, connector, registry, writer, followed, progress, follow)
     finally:
@@ -549,7 +554,7 @@ def _follow_sink(
                 try:
                     writer.handle(tr, items, progress)
                 except TABLE_ERRORS as exc:
-                    _stop(store, connector.name, tr, exc)
+                    _stop(store, connector.name, tr, exc, progress)
                     stopped.add(topic)  # a topic read by two tables stops for both
                     break
         follow.saw_rows()

@@ -252,13 +252,26 @@ def reset(name: str, table: str | None) -> None:
 
 
 class _Progress:
-    """One updating line per table on a terminal; nothing when output is not a terminal."""
+    """One updating line per table on a terminal; nothing when output is not a terminal. A
+    followed run says at once when a table stops (the others go on; the run's end says it
+    again), a bounded run only at its end."""
 
-    def __init__(self) -> None:
+    def __init__(self, follow: bool = False) -> None:
         self.enabled = sys.stderr.isatty()
         self.current: str | None = None
+        self.follow = follow
+        self.announced: set[str] = set()
 
     def __call__(self, tr: TableReport) -> None:
+        if self.follow and tr.status == "stopped" and tr.table not in self.announced:
+            self.announced.add(tr.table)
+            self.done()
+            self.current = None
+            click.echo(
+                f"warning: table {tr.table} stopped: {tr.error} (the other tables go on)",
+                err=True,
+            )
+            return
         if not self.enabled:
             return
         if self.current not in (None, tr.table):
@@ -324,7 +337,7 @@ def run(
     for flag, value in (("--idle-exit", idle_exit), ("--poll", poll)):
         if value is not None and not follow:
             raise click.UsageError(f"{flag}: only with --follow")
-    progress = _Progress()
+    progress = _Progress(follow)
     stop = _StopFlag() if follow else None
     try:
         report = run_sync(

@@ -44,3 +44,18 @@ def test_unexpected_errors_are_one_line_without_their_text() -> None:
         assert "079203001234" not in result.output + result.stderr
     finally:
         cli.commands.pop("explode-test")
+
+
+def test_a_followed_run_says_at_once_that_a_table_stopped(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bus.cli.connector_cmd import _Progress
+    from bus.sync import TableReport
+
+    stopped = TableReport("ho_so", "lgsp.79.tthc.dossier", status="stopped", error="no INSERT")
+    followed, bounded = _Progress(follow=True), _Progress(follow=False)
+    followed(stopped)
+    followed(stopped)  # once
+    bounded(stopped)  # the bounded run's end says it
+    err = capsys.readouterr().err
+    assert err.count("warning: table ho_so stopped: no INSERT") == 1

@@ -185,9 +185,16 @@ def test_a_followed_table_that_stops_keeps_its_offsets_while_the_others_go_on(
         sinks = [{"table": good, "dataset": da}, {"table": narrow, "dataset": db}]
         register(settings, config("postgresql", "sink", PG_URL, sinks, name="d"))
         assert run(settings, "s").rows == 5
-        report = run(settings, "d", follow=Follow(idle_exit_s=3))
+        told: list[tuple[str, str]] = []
+        report = run(
+            settings,
+            "d",
+            follow=Follow(idle_exit_s=3),
+            progress=lambda tr: told.append((tr.table, tr.status)),
+        )
         status = {t.table: t.status for t in report.tables}
         assert status == {good: "ok", narrow: "stopped"}
+        assert told.count((narrow, "stopped")) == 1  # said while the run went on
         assert _count(good) == 3 and _count(narrow) == 0
         engine = sa.create_engine(PG_URL)
         with engine.begin() as conn:  # fixed: the stopped table's records are still there
