@@ -5,8 +5,8 @@ subprocess (a source, a route, a sink, the archiver; bounded or ``--follow``), a
 PostgreSQL, MariaDB and SQLite tables and the session's broker. A fault is applied at a random
 moment drawn from one seeded RNG: the seed is printed and can be set with ``LGSP_FAULT_SEED``,
 so a failure is replayed exactly (same faults in the same order; timing still varies with the
-machine's load). ``LGSP_FAULT_KILLS`` sets how many faults a scenario applies (default 5, 30
-with ``LGSP_BENCH_FULL=1``, which also adds dialect pairs).
+machine's load). ``LGSP_FAULT_KILLS`` sets how many faults a scenario applies (default 3,
+2 with broker restarts; 30 with ``LGSP_BENCH_FULL=1``, which also adds dialect pairs).
 
 After a scenario, ``Pipeline.assert_invariant`` checks what must hold whatever happened:
 
@@ -76,11 +76,12 @@ def full_size() -> bool:
     return bool(os.environ.get("LGSP_BENCH_FULL"))
 
 
-def fault_count() -> int:
-    """How many faults a scenario applies."""
+def fault_count(default: int = 3) -> int:
+    """How many faults a scenario applies: ``LGSP_FAULT_KILLS``, else 30 with
+    ``LGSP_BENCH_FULL=1``, else ``default`` (sized for ``make test``)."""
     if os.environ.get(KILLS_ENV):
         return int(os.environ[KILLS_ENV])
-    return 30 if full_size() else 5
+    return 30 if full_size() else default
 
 
 # ---- processes ------------------------------------------------------------------------------
@@ -738,6 +739,20 @@ class Account:
                 self.admin(f"KILL {int(session)}")
                 killed += 1
         return killed
+
+    def waiting_on_lock(self) -> bool:
+        """Whether a session of this login waits for a lock (on the server's own account)."""
+        if self.kind == "postgresql":
+            query = (
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = :u "
+                "AND wait_event_type = 'Lock'"
+            )
+        else:
+            query = (
+                "SELECT count(*) FROM information_schema.processlist WHERE user = :u "
+                "AND state LIKE 'Waiting for%lock%'"
+            )
+        return bool(self.admin(query, u=self.name)[0][0])
 
     def revoke_writes(self, table: str) -> None:
         if self.kind == "postgresql":

@@ -101,7 +101,7 @@ def test_kill9_and_broker_restarts(tmp_path: Path, unique: str) -> None:
     between a kill -9 of a stage and a broker restart (at least one of each)."""
     rng = fault_rng("kill -9 and broker restarts mariadb -> route -> postgresql")
     faults = ["restart", "kill"]
-    faults += [rng.choice(faults) for _ in range(max(0, fault_count() - len(faults)))]
+    faults += [rng.choice(faults) for _ in range(max(0, fault_count(2) - len(faults)))]
     rng.shuffle(faults)
     with (
         own_broker(tmp_path) as settings,
