@@ -6,7 +6,7 @@ PostgreSQL, MariaDB and SQLite tables and the session's broker. A fault is appli
 moment drawn from one seeded RNG: the seed is printed and can be set with ``LGSP_FAULT_SEED``,
 so a failure is replayed exactly (same faults in the same order; timing still varies with the
 machine's load). ``LGSP_FAULT_KILLS`` sets how many faults a scenario applies (default 3,
-2 with broker restarts; 30 with ``LGSP_BENCH_FULL=1``, which also adds dialect pairs).
+2 in the followed scenario; 30 with ``LGSP_BENCH_FULL=1``, which also adds dialect pairs).
 
 After a scenario, ``Pipeline.assert_invariant`` checks what must hold whatever happened:
 

@@ -119,7 +119,7 @@ def test_sink_sessions_terminated_table_locked_privileges_revoked(
     rng = fault_rng(f"{login.kind} sink faults")
     pipe.change(rng, inserts=60, updates=0, deletes=0)
     pipe.run_all()
-    faults = [_terminate_sessions, _lock_table, _revoke_writes, _terminate_sessions]
+    faults = [_terminate_sessions, _lock_table, _revoke_writes]
     faults += [rng.choice(faults) for _ in range(fault_count() - len(faults))]
     rng.shuffle(faults)
     terminated = 0

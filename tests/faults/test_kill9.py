@@ -81,34 +81,21 @@ def _restart_round(pipe: Pipeline, rng: random.Random) -> None:
 
 
 @pytest.mark.parametrize(("src", "dst"), PAIRS, ids=[f"{s}-route-{d}" for s, d in PAIRS])
-def test_kill9_bounded_runs_of_every_stage(
-    settings: Settings, tmp_path: Path, unique: str, src: str, dst: str
+def test_kill9_and_broker_restarts_between_bounded_runs(
+    tmp_path: Path, unique: str, src: str, dst: str
 ) -> None:
-    rng = fault_rng(f"kill -9 {src} -> route -> {dst}")
-    with pipeline(settings, tmp_path, unique, _url(src, tmp_path), _url(dst, tmp_path)) as pipe:
-        pipe.change(rng, inserts=120, updates=0, deletes=0)
-        pipe.run_all()  # the typical duration of each stage, and a first state
-        kills = 0
-        for _ in range(fault_count()):
-            pipe.change(rng, inserts=rng.randrange(40, 160), updates=20, deletes=5)
-            kills += _kill_round(pipe, rng)
-        print(f"{kills} process(es) killed -9 mid-run")
-        pipe.assert_invariant()
-
-
-def test_kill9_and_broker_restarts(tmp_path: Path, unique: str) -> None:
-    """The rounds above on a broker of the test's own (never the session's), each fault drawn
-    between a kill -9 of a stage and a broker restart (at least one of each)."""
-    rng = fault_rng("kill -9 and broker restarts mariadb -> route -> postgresql")
+    """Rounds of bounded runs on a broker of the test's own (never the session's), each with
+    one fault drawn between a kill -9 of a stage and a broker restart (at least one of each)."""
+    rng = fault_rng(f"kill -9 and broker restarts {src} -> route -> {dst}")
     faults = ["restart", "kill"]
-    faults += [rng.choice(faults) for _ in range(max(0, fault_count(2) - len(faults)))]
+    faults += [rng.choice(faults) for _ in range(max(0, fault_count() - len(faults)))]
     rng.shuffle(faults)
     with (
         own_broker(tmp_path) as settings,
-        pipeline(settings, tmp_path, unique, MYSQL_URL, PG_URL) as pipe,
+        pipeline(settings, tmp_path, unique, _url(src, tmp_path), _url(dst, tmp_path)) as pipe,
     ):
         pipe.change(rng, inserts=120, updates=0, deletes=0)
-        pipe.run_all()
+        pipe.run_all()  # the typical duration of each stage, and a first state
         kills = 0
         for fault in faults:
             pipe.change(rng, inserts=rng.randrange(40, 160), updates=20, deletes=5)
@@ -141,7 +128,7 @@ def test_kill9_followed_source_and_sink_while_rows_change(
             return proc
 
         running = {stage: start(stage) for stage in args}
-        for _ in range(fault_count()):
+        for _ in range(fault_count(2)):
             until = time.monotonic() + rng.uniform(0.5, 3.0)
             while time.monotonic() < until:
                 pipe.change(rng, inserts=rng.randrange(1, 15), updates=3, deletes=1)
