@@ -29,7 +29,8 @@ from bus.config import Settings
 from bus.dlq import safe_message, send_dead_letter
 from bus.errors import BrokerUnavailableError, ConfigurationError, DataError
 from bus.registry import Registry, subject_for
-from bus.serde import AvroCodec
+from bus.serde import AvroCodec, UnknownSchemaError
+from bus.serde.framing import framed_schema_id
 
 log = logging.getLogger(__name__)
 PROBE_POLL_MS = 250
@@ -68,6 +69,13 @@ ErrorPolicy = Callable[[Exception, Any, logging.Logger], bool]
 def raise_policy(exc: Exception, record: Any, logger: logging.Logger) -> bool:
     logger.error("%s[%s]@%s: %s", record.topic, record.partition, record.offset, safe_message(exc))
     return False
+
+
+def _framed_id(value: bytes | None) -> int | None:
+    try:
+        return framed_schema_id(value)
+    except DataError:
+        return None
 
 
 class Consumer:
@@ -175,7 +183,9 @@ class Consumer:
         if self.decode_values:
             allowed = self._allowed_ids(record.topic)
             if not allowed:
-                raise DataError(f"topic {record.topic} has no registered schema")
+                raise UnknownSchemaError(
+                    f"topic {record.topic} has no registered schema", _framed_id(record.value)
+                )
             schema_id, value = self.codec.decode(record.value, allowed_ids=allowed)
         else:
             schema_id, value = -1, {}

@@ -6,7 +6,12 @@ are only a copy, written for lag monitoring), reads up to the end with the group
 ``lgsp.archiver``, and appends in the same database transaction as the chain head update.
 Re-delivered offsets are skipped, so a crash between the archive commit and the broker commit
 neither duplicates nor skips an event. Records that do not decode go to ``<topic>.dlq`` by the
-bus's policy; ``lgsp dlq replay`` brings them back to the topic, where they are archived.
+bus's policy; ``lgsp dlq replay`` brings them back to the topic, where they are archived. A
+record framed with a schema id the registry does not hold for its topic's subject is not
+parked: replay could never decode it and another bus's topic on a shared cluster is no business
+of this archive. The run stops there (``UnknownSchemaError`` named by topic, partition, offset
+and schema id, exit 4): the batches before the one holding it are archived and committed,
+nothing from that batch on.
 
 Broker incarnations: the embedded broker forgets its topics on restart and offsets start again
 at 0. Before reading, the archiver looks at the broker's record at the archived head offset: the
@@ -45,7 +50,7 @@ from bus.archive.checkpoint import Checkpoint, create_checkpoint
 from bus.archive.models import ArchiveChain, ArchiveEntry
 from bus.archive.signing import SigningKey, load_signing_key
 from bus.config import Settings
-from bus.consume import Consumer, Message
+from bus.consume import Consumer, ErrorPolicy, Message
 from bus.db import open_engine, retry_conflicts, session_scope
 from bus.db.models import Run
 from bus.errors import (
@@ -55,7 +60,8 @@ from bus.errors import (
     FatalError,
     RetriableError,
 )
-from bus.registry import Registry
+from bus.registry import Registry, subject_for
+from bus.serde import UnknownSchemaError
 
 log = logging.getLogger(__name__)
 
@@ -302,6 +308,32 @@ def plan_positions(
     return plans
 
 
+def stop_on_unknown_schema(park: ErrorPolicy) -> ErrorPolicy:
+    """The archiver's error policy: a record of an unknown schema stops the run (``FatalError``
+    naming where it is); any other record that does not decode is parked by ``park``."""
+
+    def policy(exc: Exception, record: Any, logger: logging.Logger) -> bool:
+        if not isinstance(exc, UnknownSchemaError):
+            return park(exc, record, logger)
+        subject = subject_for(record.topic)
+        if exc.schema_id is None:
+            what = f"is not framed and this bus's registry holds no schema for {subject}"
+        else:
+            what = (
+                f"has schema id {exc.schema_id}, which this bus's registry does not hold for "
+                f"{subject}"
+            )
+        raise FatalError(
+            f"archive: {record.topic}[{record.partition}]@{record.offset} {what}: the archive "
+            "could not decode it, so nothing from that offset on was archived. Register "
+            "the schema "
+            f"('lgsp schema register {subject} FILE.avsc') or, if the topic belongs to another "
+            "bus, leave it out ('lgsp archive run --topics PATTERN'), then rerun"
+        )
+
+    return policy
+
+
 class Archiver:
     """Appends decoded messages to the archive; one instance per run or per process."""
 
@@ -478,6 +510,7 @@ class Archiver:
                 report.skipped += skipped
 
             with Consumer(self.settings, GROUP_ID, registry=self.registry) as consumer:
+                consumer.on_error = stop_on_unknown_schema(consumer.dlq_policy)
                 consumed = consumer.run_bounded(report.topics, handle)
             report.read = consumed.read
             report.dlq = consumed.dlq

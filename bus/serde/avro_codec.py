@@ -14,6 +14,15 @@ from bus.serde.envelope_writer import EnvelopeWriter
 from bus.serde.framing import HEADER_SIZE, frame, framed_schema_id
 
 
+class UnknownSchemaError(DataError):
+    """A record framed with a schema id the registry does not hold for the topic's subject
+    (``schema_id`` None when the bytes are not framed at all)."""
+
+    def __init__(self, message: str, schema_id: int | None) -> None:
+        super().__init__(message)
+        self.schema_id = schema_id
+
+
 def _expected(schema: Any) -> str:
     if isinstance(schema, dict):
         logical = schema.get("logicalType")
@@ -99,11 +108,13 @@ class AvroCodec:
         """(schema id, record) of framed bytes; ``DataError`` for anything that does not fit."""
         schema_id = framed_schema_id(data)
         if allowed_ids is not None and schema_id not in allowed_ids:
-            raise DataError(f"schema id {schema_id} is not a version of this topic's subject")
+            raise UnknownSchemaError(
+                f"schema id {schema_id} is not a version of this topic's subject", schema_id
+            )
         try:
             writer = self.registry.parsed_by_id(schema_id)
-        except NotFoundError as exc:
-            raise DataError(f"unknown schema id {schema_id}") from exc
+        except NotFoundError:
+            raise UnknownSchemaError(f"unknown schema id {schema_id}", schema_id) from None
         stream = io.BytesIO(data)  # read after the header: no copy of the payload
         stream.seek(HEADER_SIZE)
         try:

@@ -5,8 +5,8 @@ subprocess (a source, a route, a sink, the archiver; bounded or ``--follow``), a
 PostgreSQL, MariaDB and SQLite tables and the session's broker. A fault is applied at a random
 moment drawn from one seeded RNG: the seed is printed and can be set with ``LGSP_FAULT_SEED``,
 so a failure is replayed exactly (same faults in the same order; timing still varies with the
-machine's load). ``LGSP_FAULT_KILLS`` sets how many faults a scenario applies (default 5, 30
-with ``LGSP_BENCH_FULL=1``, which also adds dialect pairs).
+machine's load). ``LGSP_FAULT_KILLS`` sets how many faults a scenario applies (default 3,
+2 in the followed scenario; 30 with ``LGSP_BENCH_FULL=1``, which also adds dialect pairs).
 
 After a scenario, ``Pipeline.assert_invariant`` checks what must hold whatever happened:
 
@@ -33,7 +33,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,12 +42,14 @@ import sqlalchemy as sa
 from sqlalchemy import func, select
 from sqlalchemy.dialects import mysql
 
+from bus import broker
 from bus.archive.models import ArchiveEntry
 from bus.archive.verify import verify
 from bus.config import Settings
 from bus.connectors_db import ConnectorStore
 from bus.consume import Consumer, Message, end_offsets
 from bus.db import session_scope
+from bus.db.engine import dispose_engines
 from bus.dlq_ops import list_dead_letters
 from bus.runs import list_runs
 from connectors.registration import register
@@ -74,11 +76,12 @@ def full_size() -> bool:
     return bool(os.environ.get("LGSP_BENCH_FULL"))
 
 
-def fault_count() -> int:
-    """How many faults a scenario applies."""
+def fault_count(default: int = 3) -> int:
+    """How many faults a scenario applies: ``LGSP_FAULT_KILLS``, else 30 with
+    ``LGSP_BENCH_FULL=1``, else ``default`` (sized for ``make test``)."""
     if os.environ.get(KILLS_ENV):
         return int(os.environ[KILLS_ENV])
-    return 30 if full_size() else 5
+    return 30 if full_size() else default
 
 
 # ---- processes ------------------------------------------------------------------------------
@@ -158,12 +161,11 @@ class Processes:
     def __init__(self, settings: Settings, logs: Path) -> None:
         self.settings = settings
         self.logs = logs
-        self.env = {
-            **os.environ,
-            "LGSP_HOME": str(settings.home),
-            "LGSP_KAFKA_BOOTSTRAP": str(settings.kafka_bootstrap),
-        }
+        self.env = {**os.environ, "LGSP_HOME": str(settings.home)}
         self.env.pop("LGSP_DATABASE_URL", None)
+        self.env.pop("LGSP_KAFKA_BOOTSTRAP", None)
+        if settings.kafka_bootstrap:  # else the state folder's own embedded broker
+            self.env["LGSP_KAFKA_BOOTSTRAP"] = str(settings.kafka_bootstrap)
         self.outcomes: list[Outcome] = []
         self._typical: dict[str, float] = {}
 
@@ -174,7 +176,8 @@ class Processes:
         """Run to the end; the outcome is kept (and returned whatever its exit code)."""
         outcome = self.start(*args).wait(timeout)
         self.outcomes.append(outcome)
-        self._typical[args[0]] = max(outcome.seconds, 1.0)
+        if outcome.rc == 0:
+            self._typical[args[0]] = max(outcome.seconds, 1.0)
         return outcome
 
     def ok(self, *args: str, timeout: float = 120) -> Outcome:
@@ -358,6 +361,9 @@ class Pipeline:
     archive: bool = True
     clock: dt.datetime = field(default_factory=lambda: dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.UTC))
     next_id: int = 1
+    # (start, end) of each time the broker had lost data (``restart_broker`` to
+    # ``recover_broker``): no run may report success within one
+    broker_lost: list[tuple[dt.datetime, dt.datetime | None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.dataset = f"faults.f{self.unique}"
@@ -565,11 +571,15 @@ class Pipeline:
         self.assert_runs_truthful()
 
     def assert_runs_truthful(self) -> None:
-        """No run in the history reports success with an error recorded (a process that
-        exited non-zero is checked where it ends: ``check_completed``, the scenarios)."""
+        """No run in the history reports success with an error recorded, or started while the
+        broker had lost data (a process that exited non-zero is checked where it ends:
+        ``check_completed``, the scenarios)."""
         for info in list_runs(self.settings, limit=10_000):
             if info.status in ("ok", "success"):
                 assert not (info.detail or {}).get("error"), info
+                for start, end in self.broker_lost:
+                    lost = start <= info.started_at and (end is None or info.started_at < end)
+                    assert not lost, f"a run reported success on a broker that lost data: {info}"
 
 
 def _kind(url: str) -> str:
@@ -602,23 +612,56 @@ def pipeline(
         drop(dst_url, made.dst_table)
 
 
-# ---- hooks for faults owned elsewhere -------------------------------------------------------
+# ---- broker restart -------------------------------------------------------------------------
 
-# BROKER RESTART HOOK: a broker that lost its data (the embedded broker restarted, a topic
-# deleted and recreated on a cluster) is detected by every run and recovered with
-# ``lgsp broker restore`` (issue 13, hole 3, built separately). A scenario for it plugs in
-# here: ``restart_broker`` restarts the session's broker between two stages and
-# ``recover_broker`` runs the recovery command; ``Pipeline.assert_invariant`` then applies
-# unchanged. Until that command exists these raise, so nothing silently passes.
-BrokerAction = Callable[[Pipeline], None]
+# The embedded broker keeps topics in memory: a restart loses them. Every run must then refuse
+# (exit 4, one line naming ``lgsp broker restore``) until the operator runs that command, which
+# re-publishes the archived events and moves source positions and consumer offsets back; the
+# source rerun publishes again what never reached the archive (issue 13, hole 3). Only a
+# pipeline on a broker of its own (``own_broker``) may be restarted, never the session's.
 
-
-def restart_broker(pipe: Pipeline) -> None:  # pragma: no cover - hook
-    raise NotImplementedError("broker restart scenario: see BROKER RESTART HOOK")
+BROKER_LOST = "error: the broker lost data"
 
 
-def recover_broker(pipe: Pipeline) -> None:  # pragma: no cover - hook
-    raise NotImplementedError("lgsp broker restore: see BROKER RESTART HOOK")
+@contextlib.contextmanager
+def own_broker(tmp_path: Path) -> Iterator[Settings]:
+    """Settings of a state folder with an embedded broker of its own, found by the state
+    folder (``broker.json``), not by ``LGSP_KAFKA_BOOTSTRAP``: restarts move its port."""
+    home = tmp_path / "own-broker-home"
+    home.mkdir()
+    settings = Settings(home=home)
+    broker.start_embedded(settings)
+    try:
+        yield settings
+    finally:
+        broker.stop_embedded(settings)
+        dispose_engines()
+
+
+def restart_broker(pipe: Pipeline) -> None:
+    """``lgsp broker stop; lgsp broker start`` of the pipeline's own embedded broker."""
+    assert pipe.settings.kafka_bootstrap is None, "only a broker of the test's own is restarted"
+    stopped = pipe.procs.ok("broker", "stop")
+    assert stopped.out.strip() == "stopped", stopped.describe()
+    pipe.broker_lost.append((dt.datetime.now(dt.UTC), None))
+    pipe.procs.ok("broker", "start")
+
+
+def assert_refused(outcome: Outcome) -> None:
+    """A run on a broker that lost data: exit 4 and one line naming the recovery command."""
+    lines = outcome.err.strip().splitlines()
+    assert outcome.rc == 4, outcome.describe()
+    assert len(lines) == 1 and lines[0].startswith(BROKER_LOST), outcome.describe()
+    assert "lgsp broker restore" in lines[0], outcome.describe()
+
+
+def recover_broker(pipe: Pipeline) -> None:
+    """``lgsp broker restore`` (then the broker guard lets runs go again)."""
+    restored = pipe.procs.ok("broker", "restore")
+    assert restored.out.startswith("restored "), restored.describe()
+    start, end = pipe.broker_lost[-1]
+    assert end is None, "recover_broker without restart_broker"
+    pipe.broker_lost[-1] = (start, dt.datetime.now(dt.UTC))
 
 
 # ---- a database account of the test's own, for faults aimed at one client -------------------
@@ -696,6 +739,20 @@ class Account:
                 self.admin(f"KILL {int(session)}")
                 killed += 1
         return killed
+
+    def waiting_on_lock(self) -> bool:
+        """Whether a session of this login waits for a lock (on the server's own account)."""
+        if self.kind == "postgresql":
+            query = (
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = :u "
+                "AND wait_event_type = 'Lock'"
+            )
+        else:
+            query = (
+                "SELECT count(*) FROM information_schema.processlist WHERE user = :u "
+                "AND state LIKE 'Waiting for%lock%'"
+            )
+        return bool(self.admin(query, u=self.name)[0][0])
 
     def revoke_writes(self, table: str) -> None:
         if self.kind == "postgresql":

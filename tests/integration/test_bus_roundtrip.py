@@ -102,7 +102,7 @@ def test_bad_records_go_to_dlq_and_good_ones_arrive(settings: Settings, unique: 
     dead = list_dead_letters(settings, topic)
     assert len(dead) == 2
     classes = sorted(d.error_class for d in dead)
-    assert classes == ["DataError", "DataError"]
+    assert classes == ["UnknownSchemaError", "UnknownSchemaError"]  # DataError subclasses
     reasons = " ".join(d.error for d in dead)
     assert "not a version of this topic" in reasons
     assert "079203001234" not in reasons
@@ -141,7 +141,7 @@ def test_dlq_headers_and_replay_after_fix(settings: Settings, unique: str) -> No
     headers = dict(records[0].headers)
     assert headers[H_TOPIC] == topic.encode()
     assert int(headers[H_PARTITION]) >= 0 and int(headers[H_OFFSET]) == 0
-    assert headers[H_ERROR_CLASS] == b"DataError"
+    assert headers[H_ERROR_CLASS] == b"UnknownSchemaError"  # a DataError
     assert b"not a version" in headers[H_ERROR]
     assert records[0].value == value
     # still failing: parked again, not lost
