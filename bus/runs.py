@@ -37,36 +37,54 @@ class RunInfo:
         return (self.finished_at - self.started_at).total_seconds()
 
 
+def start_run(settings: Settings, *, kind: str, name: str) -> int:
+    """Store a run that has begun (status ``running``); ``record_run(run_id=...)`` ends it."""
+    with session_scope(settings) as s:
+        row = Run(
+            kind=kind,
+            name=name,
+            started_at=dt.datetime.now(dt.UTC),
+            status="running",
+            rows_in=0,
+            rows_out=0,
+            dlq=0,
+        )
+        s.add(row)
+        s.flush()
+        return int(row.id)
+
+
 def record_run(
     settings: Settings,
     *,
     kind: str,
     name: str,
-    started_at: dt.datetime,
+    started_at: dt.datetime | None = None,
     status: str,
     rows_in: int = 0,
     rows_out: int = 0,
     dlq: int = 0,
     detail: dict[str, Any] | None = None,
     finished_at: dt.datetime | None = None,
+    run_id: int | None = None,
 ) -> int:
-    """Store one finished run and log its figures (the task log shows them in Airflow)."""
+    """Store one finished run (or finish run ``run_id`` from ``start_run``) and log its
+    figures (the task log shows them in Airflow)."""
     finished = finished_at or dt.datetime.now(dt.UTC)
     with session_scope(settings) as s:
-        row = Run(
-            kind=kind,
-            name=name,
-            started_at=started_at,
-            finished_at=finished,
-            status=status,
-            rows_in=rows_in,
-            rows_out=rows_out,
-            dlq=dlq,
-            detail=detail,
-        )
-        s.add(row)
+        row = None if run_id is None else s.get(Run, run_id)
+        if row is None:
+            row = Run(kind=kind, name=name, started_at=started_at or finished)
+            s.add(row)
+        row.finished_at = finished
+        row.status = status
+        row.rows_in = rows_in
+        row.rows_out = rows_out
+        row.dlq = dlq
+        row.detail = detail
         s.flush()
-        run_id = row.id
+        run_id = int(row.id)
+        begun = as_utc(row.started_at)
     log.info(
         "run %s %s:%s %s in=%d out=%d dlq=%d %.1fs %s",
         run_id,
@@ -76,7 +94,7 @@ def record_run(
         rows_in,
         rows_out,
         dlq,
-        (finished - started_at).total_seconds(),
+        (finished - begun).total_seconds(),
         detail or "",
     )
     return run_id

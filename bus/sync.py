@@ -21,28 +21,27 @@ second run meanwhile raises ``ConnectorBusyError`` (retriable). The same functio
 
 from __future__ import annotations
 
-import datetime as dt
 import gc
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from bus import broker_guard, kafka_clients
+from bus import broker_guard, kafka_clients, longrun
 from bus.config import Settings
 from bus.connectors_db import ConnectorStore
 from bus.connectors_db.store import lock_owner
 from bus.consume import Consumer, Message
-from bus.db import session_scope
-from bus.db.models import Run
+from bus.context import Context
 from bus.dlq import dlq_topic, safe_message
 from bus.envelope import envelope_schema, record_schema_of
 from bus.errors import ConfigurationError, FatalError, LgspError, NotFoundError
+from bus.longrun import Follow
 from bus.publish import Publisher
 from bus.registry import Registry, subject_for
-from bus.units import load_hierarchy
+from bus.runs import record_run, start_run
 from connectors import registry as connector_types
 from connectors.base import Batch, Connector, Invalid, WriteReport
 from connectors.contract import attach_catalogue
@@ -135,41 +134,18 @@ class SyncReport:
 Progress = Callable[[TableReport], None]
 
 
-@dataclass
-class Follow:
-    """Keep a run going (``lgsp connector run --follow``): a sink consumes continuously, a
-    source reads again every ``poll_s`` once it has caught up. The run ends when
-    ``should_stop()`` says so (a signal, a row count) or after ``idle_exit_s`` seconds without
-    a row; what was written is committed as it goes, as in a bounded run."""
-
-    should_stop: Callable[[], bool] = lambda: False
-    idle_exit_s: float | None = None
-    poll_s: float = 5.0
-    _last_row: float = field(default_factory=time.monotonic)
-
-    def saw_rows(self) -> None:
-        self._last_row = time.monotonic()
-
-    def done(self) -> bool:
-        if self.should_stop():
-            return True
-        idle = time.monotonic() - self._last_row
-        return self.idle_exit_s is not None and idle > self.idle_exit_s
-
-
 # errors that stop one table while the others go on; anything else stops the run
 TABLE_ERRORS = (ConfigurationError, FatalError)
 
 
-def connector_for(settings: Settings, name: str) -> Connector:
+def connector_for(settings: Context | Settings, name: str) -> Connector:
     """The connector object of a registered connector (its stored file re-validated)."""
-    stored = ConnectorStore(settings).get(name)
+    ctx = Context.of(settings)
+    stored = ctx.connectors.get(name)
     connector = connector_types.build(
-        stored.config,
-        hierarchy=load_hierarchy(settings.hierarchy),
-        batch_size=settings.batch_size,
+        stored.config, hierarchy=ctx.hierarchy, batch_size=ctx.settings.batch_size
     )
-    return attach_catalogue(connector, settings)
+    return attach_catalogue(connector, ctx.settings)
 
 
 class _HeldLock:
@@ -213,7 +189,7 @@ class _HeldLock:
 
 
 def run(
-    settings: Settings,
+    settings: Context | Settings,
     name: str,
     *,
     tables: list[str] | None = None,
@@ -222,7 +198,7 @@ def run(
     follow: Follow | None = None,
 ) -> SyncReport:
     """One sync run of connector ``name`` (all its tables, or ``tables``); with ``follow``, a
-    run that goes on until ``follow`` ends it (see ``Follow``).
+    run that goes on until ``follow`` ends it (see ``bus.longrun.Follow``).
 
     The connector's run lock is taken first: while another run of it holds the lock (the
     connector's own DAG and a pipeline DAG may schedule it at once), this raises
@@ -230,12 +206,12 @@ def run(
     extended after every batch and released at the end; a crashed run's lock expires after
     ``lock_ttl_s`` seconds (or ``lgsp connector unlock``).
     """
-    store = ConnectorStore(settings)
-    stored = store.get(name)
-    lock = _HeldLock(store, name, lock_ttl_s)
+    ctx = Context.of(settings)
+    stored = ctx.connectors.get(name)
+    lock = _HeldLock(ctx.connectors, name, lock_ttl_s)
     try:
         with _fewer_gc_passes():
-            return _run_locked(settings, store, stored.role, name, tables, lock, progress, follow)
+            return SyncRun(ctx, name, stored.role, lock, progress, follow).execute(tables)
     finally:
         lock.release()
 
@@ -257,191 +233,297 @@ def _fewer_gc_passes() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _run_locked(
-    settings: Settings,
-    store: ConnectorStore,
-    role: str,
-    name: str,
-    tables: list[str] | None,
-    lock: _HeldLock,
-    progress: Progress | None,
-    follow: Follow | None = None,
-) -> SyncReport:
-    def step(tr: TableReport) -> None:  # a sink batch: before its offsets are committed
-        lock.refresh()
-        if progress is not None:
-            progress(tr)
-
-    if follow is not None:  # an idle follow keeps its lock too (and stops if it lost it)
-        asked_to_stop = follow.should_stop
-
-        def should_stop() -> bool:
-            lock.refresh()
-            return asked_to_stop()
-
-        follow = replace(follow, should_stop=should_stop)
-    started = time.monotonic()
-    run_id = _start_run(settings, name)
-    report = SyncReport(name, role, run_id, [])
-    try:
-        connector = connector_for(settings, name)
-        with connector, quiet_avro():
-            wanted = [t.table for t in connector.config.tables]
-            if tables:
-                unknown = [t for t in tables if t not in wanted]
-                if unknown:
-                    raise NotFoundError(
-                        f"--table: {unknown[0]!r} is not a table of connector {name!r}; "
-                        f"its tables: {', '.join(wanted)}"
-                    )
-                wanted = [t for t in wanted if t in tables]
-            connector.check()
-            topics = connector.config.topics(load_hierarchy(settings.hierarchy))
-            broker_guard.check(settings, [topics[t] for t in wanted])
-            if role == "source" and follow is None:
-                _run_source(settings, store, connector, wanted, report, progress, lock.refresh)
-            elif role == "source":
-                _follow_source(settings, store, connector, wanted, report, progress, lock, follow)
-            else:
-                _run_sink(settings, store, connector, wanted, report, step, follow)
-    except BaseException as exc:
-        report.seconds = time.monotonic() - started
-        report.status = "failed"
-        _finish_run(settings, report, error=_describe(exc))
-        raise
-    report.seconds = time.monotonic() - started
-    report.status = "partial" if report.stopped else "ok"
-    _finish_run(settings, report)
-    return report
-
-
 def _describe(exc: BaseException) -> str:
     return safe_message(exc) if isinstance(exc, Exception) else type(exc).__name__
 
 
-# ---- source ---------------------------------------------------------------------------------
+class SyncRun:
+    """The state of one run of one connector, held while it goes: the process context, the
+    connector (open during ``execute``), its topics, the report, the run lock, who is told of
+    progress and, for a followed run, the ``Follow`` that ends it."""
 
+    connector: Connector
+    topics: dict[str, str]
 
-def _run_source(
-    settings: Settings,
-    store: ConnectorStore,
-    connector: Connector,
-    tables: list[str],
-    report: SyncReport,
-    progress: Progress | None,
-    before_commit: Callable[[], None],
-) -> None:
-    with Publisher(settings, Registry(settings)) as publisher:
-        publisher.guarded.update(
-            connector.config.topics(load_hierarchy(settings.hierarchy)).values()
-        )
-        _source_pass(settings, store, connector, tables, report, progress, before_commit, publisher)
+    def __init__(
+        self,
+        ctx: Context,
+        name: str,
+        role: str,
+        lock: _HeldLock,
+        progress: Progress | None = None,
+        follow: Follow | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.store = ctx.connectors
+        self.name = name
+        self.lock = lock
+        self.progress = progress
+        if follow is not None:  # an idle follow keeps its lock too (and stops if it lost it)
+            asked_to_stop = follow.should_stop
 
+            def should_stop() -> bool:
+                lock.refresh()
+                return asked_to_stop()
 
-def _source_pass(
-    settings: Settings,
-    store: ConnectorStore,
-    connector: Connector,
-    tables: list[str],
-    report: SyncReport,
-    progress: Progress | None,
-    before_commit: Callable[[], None],
-    publisher: Publisher,
-) -> None:
-    """Each table read from its committed position, published and acknowledged batch by
-    batch, the position moving after each."""
-    topics = connector.config.topics(load_hierarchy(settings.hierarchy))
-    registry = publisher.registry
-    positions = store.positions(connector.name)
-    for table in tables:
-        cfg = connector.table_config(table)
-        tr = report.table(table, topics[table])
+            follow = replace(follow, should_stop=should_stop)
+        self.follow = follow
+        self.report = SyncReport(name, role, 0, [])
+
+    def execute(self, tables: list[str] | None) -> SyncReport:
+        """The run, recorded in the ``run`` table whatever its outcome."""
+        report, settings = self.report, self.ctx.settings
+        started = time.monotonic()
+        report.run_id = start_run(settings, kind=RUN_KIND, name=self.name)
         try:
-            stream = connector.discover_stream(table)
-            tr.warnings = list(stream.warnings)
-            envelope = envelope_schema(stream.record_schema, settings.schemas_dir)
-            try:
-                tr.schema_version = registry.register(subject_for(tr.topic), envelope).version
-            except ConfigurationError as exc:
-                raise TableStoppedError(table, str(exc)) from exc
-            held = positions.get(table)
-            position = held.position if held is not None else None
-            for batch in connector.read_stream(stream, position):
-                ends: dict[int, int] = {}
-                if batch.events:
-                    sent = publisher.publish(
-                        tr.topic, batch.events, on_invalid="dlq", dataset=cfg.dataset
-                    )
-                    ends = sent.ends
-                    tr.dlq += sent.dlq
-                    tr.rows += len(batch.events)
-                    tr.deleted += sum(1 for e in batch.events if e["op"] == "d")
-                if batch.invalid:
-                    tr.dlq += _park_invalid(publisher, tr.topic, cfg.dataset, batch.invalid)
-                    tr.rows += len(batch.invalid)
-                # the broker acknowledged the batch: now the position may move (if this
-                # run still holds the connector's lock)
-                before_commit()
-                store.save_position(
-                    connector.name,
-                    table,
-                    batch.state,
-                    rows=len(batch.events),
-                    topic=tr.topic,
-                    ends=ends,
-                )
-                tr.batches += 1
-                if progress is not None:
-                    progress(tr)
-        except TABLE_ERRORS as exc:
-            _stop(store, connector.name, tr, exc, progress)
+            self.connector = connector_for(self.ctx, self.name)
+            with self.connector, quiet_avro():
+                wanted = self._wanted(tables)
+                self.connector.check()
+                self.topics = self.connector.config.topics(self.ctx.hierarchy)
+                broker_guard.check(settings, [self.topics[t] for t in wanted])
+                if report.role == "source" and self.follow is None:
+                    self._run_source(wanted)
+                elif report.role == "source":
+                    self._follow_source(wanted, self.follow)
+                else:
+                    self._run_sink(wanted)
+        except BaseException as exc:
+            report.seconds = time.monotonic() - started
+            report.status = "failed"
+            self._record(error=_describe(exc))
+            raise
+        report.seconds = time.monotonic() - started
+        report.status = "partial" if report.stopped else "ok"
+        self._record()
+        return report
 
-
-def _follow_source(
-    settings: Settings,
-    store: ConnectorStore,
-    connector: Connector,
-    tables: list[str],
-    report: SyncReport,
-    progress: Progress | None,
-    lock: _HeldLock,
-    follow: Follow,
-) -> None:
-    """Source passes one after another, summed into ``report``; a pass that found nothing
-    waits ``follow.poll_s``. A stopped table is left out of later passes, and so is a table in
-    snapshot mode once read (a snapshot has no "new rows since": it would be read again and
-    again)."""
-    snapshots = {
-        t for t in tables if getattr(connector.table_config(t), "effective_mode", "") == "snapshot"
-    }
-    read: set[str] = set()
-    topics = connector.config.topics(load_hierarchy(settings.hierarchy))
-    guard = broker_guard.Periodic(settings, [topics[t] for t in tables])
-    with Publisher(settings, Registry(settings)) as publisher:  # one producer for all passes
-        publisher.guarded.update(guard.topics)  # checked at the run's start, then by guard()
-        while True:
-            guard()
-            status = {tr.table: tr.status for tr in report.tables}
-            wanted = [
-                t
-                for t in tables
-                if status.get(t, "ok") == "ok" and not (t in snapshots and t in read)
-            ]
-            if not wanted:
-                break
-            before = report.rows
-            _source_pass(
-                settings, store, connector, wanted, report, progress, lock.refresh, publisher
+    def _wanted(self, tables: list[str] | None) -> list[str]:
+        wanted = [t.table for t in self.connector.config.tables]
+        if not tables:
+            return wanted
+        unknown = [t for t in tables if t not in wanted]
+        if unknown:
+            raise NotFoundError(
+                f"--table: {unknown[0]!r} is not a table of connector {self.name!r}; "
+                f"its tables: {', '.join(wanted)}"
             )
-            read.update(wanted)
-            found = report.rows > before
-            if found:
-                follow.saw_rows()
-            deadline = time.monotonic() + (0 if found else follow.poll_s)
-            while not follow.done() and time.monotonic() < deadline:
-                time.sleep(min(0.2, follow.poll_s))
-            if follow.done():
-                break
+        return [t for t in wanted if t in tables]
+
+    def _record(self, error: str | None = None) -> None:
+        report = self.report
+        detail = report.as_dict()
+        if error:
+            detail["error"] = error
+        record_run(
+            self.ctx.settings,
+            kind=RUN_KIND,
+            name=self.name,
+            status=report.status,
+            rows_in=report.rows + report.dlq,
+            rows_out=report.rows,
+            dlq=report.dlq,
+            detail=detail,
+            run_id=report.run_id,
+        )
+
+    def _told(self, tr: TableReport) -> None:
+        if self.progress is not None:
+            self.progress(tr)
+
+    def _sink_step(self, tr: TableReport) -> None:
+        """A sink batch written: before its offsets are committed."""
+        self.lock.refresh()
+        self._told(tr)
+
+    def _stop(self, tr: TableReport, exc: LgspError, told: Progress) -> None:
+        """Mark a table stopped with the reason alone: the run's outcome says "stopped" once,
+        naming the table (``SyncReport.raise_if_stopped``), so the log line is only for
+        --debug; ``told`` at once (a followed run may go on for hours around the table)."""
+        tr.status = "stopped"
+        tr.error = exc.reason[:500] if isinstance(exc, TableStoppedError) else safe_message(exc)
+        log.info("%s: table %s stopped: %s", self.name, tr.table, tr.error)
+        self.store.set_status(self.name, tr.table, "stopped", tr.error)
+        told(tr)
+
+    # ---- source -----------------------------------------------------------------------------
+
+    def _publisher(self, topics: Iterable[str]) -> Publisher:
+        publisher = Publisher(self.ctx.settings, self.ctx.registry)
+        publisher.guarded.update(topics)  # checked at the run's start (then by a Periodic)
+        return publisher
+
+    def _run_source(self, tables: list[str]) -> None:
+        with self._publisher(self.topics.values()) as publisher:
+            self._source_pass(tables, publisher)
+
+    def _source_pass(self, tables: list[str], publisher: Publisher) -> None:
+        """Each table read from its committed position, published and acknowledged batch by
+        batch, the position moving after each."""
+        connector, store = self.connector, self.store
+        positions = store.positions(self.name)
+        for table in tables:
+            cfg = connector.table_config(table)
+            tr = self.report.table(table, self.topics[table])
+            try:
+                stream = connector.discover_stream(table)
+                tr.warnings = list(stream.warnings)
+                envelope = envelope_schema(stream.record_schema, self.ctx.settings.schemas_dir)
+                try:
+                    tr.schema_version = publisher.registry.register(
+                        subject_for(tr.topic), envelope
+                    ).version
+                except ConfigurationError as exc:
+                    raise TableStoppedError(table, str(exc)) from exc
+                held = positions.get(table)
+                position = held.position if held is not None else None
+                for batch in connector.read_stream(stream, position):
+                    ends: dict[int, int] = {}
+                    if batch.events:
+                        sent = publisher.publish(
+                            tr.topic, batch.events, on_invalid="dlq", dataset=cfg.dataset
+                        )
+                        ends = sent.ends
+                        tr.dlq += sent.dlq
+                        tr.rows += len(batch.events)
+                        tr.deleted += sum(1 for e in batch.events if e["op"] == "d")
+                    if batch.invalid:
+                        tr.dlq += _park_invalid(publisher, tr.topic, cfg.dataset, batch.invalid)
+                        tr.rows += len(batch.invalid)
+                    # the broker acknowledged the batch: now the position may move (if this
+                    # run still holds the connector's lock)
+                    self.lock.refresh()
+                    store.save_position(
+                        self.name,
+                        table,
+                        batch.state,
+                        rows=len(batch.events),
+                        topic=tr.topic,
+                        ends=ends,
+                    )
+                    tr.batches += 1
+                    self._told(tr)
+            except TABLE_ERRORS as exc:
+                self._stop(tr, exc, self._told)
+
+    def _follow_source(self, tables: list[str], follow: Follow) -> None:
+        """Source passes one after another, summed into the report; a pass that found nothing
+        waits ``follow.poll_s``. A stopped table is left out of later passes, and so is a
+        table in snapshot mode once read (a snapshot has no "new rows since": it would be
+        read again and again)."""
+        snapshots = {
+            t
+            for t in tables
+            if getattr(self.connector.table_config(t), "effective_mode", "") == "snapshot"
+        }
+        read: set[str] = set()
+        guard = broker_guard.Periodic(self.ctx.settings, [self.topics[t] for t in tables])
+        report = self.report
+        with self._publisher(guard.topics) as publisher:  # one producer for all passes
+
+            def one_pass() -> bool | None:
+                guard()
+                status = {tr.table: tr.status for tr in report.tables}
+                wanted = [
+                    t
+                    for t in tables
+                    if status.get(t, "ok") == "ok" and not (t in snapshots and t in read)
+                ]
+                if not wanted:
+                    return None
+                before = report.rows
+                self._source_pass(wanted, publisher)
+                read.update(wanted)
+                return report.rows > before
+
+            longrun.follow(one_pass, follow)
+
+    # ---- sink -------------------------------------------------------------------------------
+
+    def _run_sink(self, tables: list[str]) -> None:
+        registry, store, follow = self.ctx.registry, self.store, self.follow
+        writer = _SinkWriter(self.ctx.settings, self.connector, registry)
+        positions = store.positions(self.name)
+        followed: dict[str, list[TableReport]] = {}
+        try:
+            for table in tables:
+                tr = self.report.table(table, self.topics[table])
+                try:
+                    subject = subject_for(tr.topic)
+                    if not registry.versions(subject):
+                        note = "followed runs do not wait for it" if follow is not None else ""
+                        tr.warnings.append(
+                            f"topic {tr.topic} has no schema yet: nothing to read"
+                            + (f" ({note})" if note else "")
+                        )
+                        continue
+                    latest = registry.latest(subject)
+                    tr.schema_version = latest.version
+                    held = positions.get(table)
+                    self.connector.prepare(
+                        table,
+                        record_schema_of(latest.schema),
+                        existing=held is not None and held.position is not None,
+                    )
+                    if follow is not None:
+                        followed.setdefault(tr.topic, []).append(tr)
+                        continue
+                    with self._consumer() as consumer:
+                        result = consumer.run_bounded(
+                            [tr.topic],
+                            lambda messages, tr=tr: writer.handle(tr, messages, self._sink_step),
+                        )
+                    tr.dlq += result.dlq
+                    store.save_position(self.name, table, {"lag": result.lag}, rows=tr.rows)
+                except TABLE_ERRORS as exc:
+                    self._stop(tr, exc, self._sink_step)
+            if followed and follow is not None:
+                self._follow_sink(writer, followed, follow)
+        finally:
+            writer.close()
+
+    def _consumer(self) -> Consumer:
+        return Consumer(self.ctx.settings, sink_group(self.name), registry=self.ctx.registry)
+
+    def _follow_sink(
+        self, writer: _SinkWriter, followed: dict[str, list[TableReport]], follow: Follow
+    ) -> None:
+        """One consumer over every table's topic, until ``follow`` ends it; offsets committed
+        after each written batch, as in a bounded run. A table that stops is left behind (its
+        offsets no longer move) while the others go on; the follow ends when none is left."""
+        stopped: set[str] = set()
+
+        def handle(messages: list[Message]) -> set[str]:
+            by_topic: dict[str, list[Message]] = {}
+            for message in messages:
+                by_topic.setdefault(message.topic, []).append(message)
+            for topic, items in by_topic.items():
+                if topic in stopped:
+                    continue
+                for tr in followed[topic]:
+                    try:
+                        writer.handle(tr, items, self._sink_step)
+                    except TABLE_ERRORS as exc:
+                        self._stop(tr, exc, self._sink_step)
+                        stopped.add(topic)  # a topic read by two tables stops for both
+                        break
+            follow.saw_rows()
+            return stopped
+
+        def should_stop() -> bool:
+            return follow.done() or stopped >= set(followed)
+
+        with self._consumer() as consumer:
+            result = consumer.run_forever(
+                list(followed), handle, should_stop=should_stop, poll_ms=500
+            )
+        dlq = result.dlq
+        for tables in followed.values():
+            for tr in tables:
+                tr.dlq += dlq  # undecodable records are counted per consumer, not per table
+                dlq = 0
+                if tr.status == "ok":
+                    self.store.save_position(self.name, tr.table, {"follow": True}, rows=tr.rows)
 
 
 def _park_invalid(publisher: Publisher, topic: str, dataset: str, invalid: list[Invalid]) -> int:
@@ -454,124 +536,12 @@ def _park_invalid(publisher: Publisher, topic: str, dataset: str, invalid: list[
     return len(invalid)
 
 
-def _stop(
-    store: ConnectorStore, name: str, tr: TableReport, exc: LgspError, progress: Progress | None
-) -> None:
-    """Mark a table stopped with the reason alone: the run's outcome says "stopped" once,
-    naming the table (``SyncReport.raise_if_stopped``), so the log line is only for --debug;
-    ``progress`` is told at once (a followed run may go on for hours around the table)."""
-    tr.status = "stopped"
-    tr.error = exc.reason[:500] if isinstance(exc, TableStoppedError) else safe_message(exc)
-    log.info("%s: table %s stopped: %s", name, tr.table, tr.error)
-    store.set_status(name, tr.table, "stopped", tr.error)
-    if progress is not None:
-        progress(tr)
-
-
 # ---- sink -----------------------------------------------------------------------------------
 
 
 def sink_group(name: str) -> str:
     """The consumer group of a sink connector."""
     return f"lgsp.sink.{name}"
-
-
-def _run_sink(
-    settings: Settings,
-    store: ConnectorStore,
-    connector: Connector,
-    tables: list[str],
-    report: SyncReport,
-    progress: Progress | None,
-    follow: Follow | None = None,
-) -> None:
-    hierarchy = load_hierarchy(settings.hierarchy)
-    topics = connector.config.topics(hierarchy)
-    registry = Registry(settings)
-    writer = _SinkWriter(settings, connector, registry)
-    positions = store.positions(connector.name)
-    followed: dict[str, list[TableReport]] = {}
-    try:
-        for table in tables:
-            tr = report.table(table, topics[table])
-            try:
-                subject = subject_for(tr.topic)
-                if not registry.versions(subject):
-                    note = "followed runs do not wait for it" if follow is not None else ""
-                    tr.warnings.append(
-                        f"topic {tr.topic} has no schema yet: nothing to read"
-                        + (f" ({note})" if note else "")
-                    )
-                    continue
-                latest = registry.latest(subject)
-                tr.schema_version = latest.version
-                held = positions.get(table)
-                connector.prepare(
-                    table,
-                    record_schema_of(latest.schema),
-                    existing=held is not None and held.position is not None,
-                )
-                if follow is not None:
-                    followed.setdefault(tr.topic, []).append(tr)
-                    continue
-                with Consumer(settings, sink_group(connector.name), registry=registry) as consumer:
-                    result = consumer.run_bounded(
-                        [tr.topic], lambda messages, tr=tr: writer.handle(tr, messages, progress)
-                    )
-                tr.dlq += result.dlq
-                store.save_position(connector.name, table, {"lag": result.lag}, rows=tr.rows)
-            except TABLE_ERRORS as exc:
-                _stop(store, connector.name, tr, exc, progress)
-        if followed and follow is not None:
-            _follow_sink(settings, store, connector, registry, writer, followed, progress, follow)
-    finally:
-        writer.close()
-
-
-def _follow_sink(
-    settings: Settings,
-    store: ConnectorStore,
-    connector: Connector,
-    registry: Registry,
-    writer: _SinkWriter,
-    followed: dict[str, list[TableReport]],
-    progress: Progress | None,
-    follow: Follow,
-) -> None:
-    """One consumer over every table's topic, until ``follow`` ends it; offsets committed
-    after each written batch, as in a bounded run. A table that stops is left behind (its
-    offsets no longer move) while the others go on; the follow ends when none is left."""
-    stopped: set[str] = set()
-
-    def handle(messages: list[Message]) -> set[str]:
-        by_topic: dict[str, list[Message]] = {}
-        for message in messages:
-            by_topic.setdefault(message.topic, []).append(message)
-        for topic, items in by_topic.items():
-            if topic in stopped:
-                continue
-            for tr in followed[topic]:
-                try:
-                    writer.handle(tr, items, progress)
-                except TABLE_ERRORS as exc:
-                    _stop(store, connector.name, tr, exc, progress)
-                    stopped.add(topic)  # a topic read by two tables stops for both
-                    break
-        follow.saw_rows()
-        return stopped
-
-    def should_stop() -> bool:
-        return follow.done() or stopped >= set(followed)
-
-    with Consumer(settings, sink_group(connector.name), registry=registry) as consumer:
-        result = consumer.run_forever(list(followed), handle, should_stop=should_stop, poll_ms=500)
-    dlq = result.dlq
-    for tables in followed.values():
-        for tr in tables:
-            tr.dlq += dlq  # undecodable records are counted per consumer, not per table
-            dlq = 0
-            if tr.status == "ok":
-                store.save_position(connector.name, tr.table, {"follow": True}, rows=tr.rows)
 
 
 def _refuse_all_rejected(table: str, result: WriteReport) -> None:
@@ -647,38 +617,3 @@ class _SinkWriter:
             safe_message(exc),
         )
         self._publisher.park(message, exc, "sink")
-
-
-# ---- run history ----------------------------------------------------------------------------
-
-
-def _start_run(settings: Settings, name: str) -> int:
-    with session_scope(settings) as s:
-        row = Run(
-            kind=RUN_KIND,
-            name=name,
-            started_at=dt.datetime.now(dt.UTC),
-            status="running",
-            rows_in=0,
-            rows_out=0,
-            dlq=0,
-        )
-        s.add(row)
-        s.flush()
-        return int(row.id)
-
-
-def _finish_run(settings: Settings, report: SyncReport, error: str | None = None) -> None:
-    with session_scope(settings) as s:
-        row = s.get(Run, report.run_id)
-        if row is None:  # pragma: no cover - the row was written at the start
-            return
-        row.finished_at = dt.datetime.now(dt.UTC)
-        row.status = report.status
-        row.rows_in = report.rows + report.dlq
-        row.rows_out = report.rows
-        row.dlq = report.dlq
-        detail = report.as_dict()
-        if error:
-            detail["error"] = error
-        row.detail = detail

@@ -12,7 +12,13 @@ import datetime as dt
 from airflow.sdk import DAG, task
 
 from bus.orchestration import tasks
-from bus.orchestration.specs import DagSpec, dag_specs, manifest_path, read_manifest
+from bus.orchestration.specs import (
+    DagSpec,
+    dag_specs,
+    manifest_path,
+    pipeline_stages,
+    read_manifest,
+)
 
 # retriable errors only (broker or database down, a connector already running): backing off
 DEFAULTS = {
@@ -49,17 +55,11 @@ def _then(stage: list, nxt: list) -> list:
 
 def build_pipeline(spec: DagSpec) -> DAG:
     """All sources in parallel, then the roll-up levels in order, then sinks, then archive."""
-    p = spec.params
     with _dag(spec) as dag:
-        stage = [task(task_id="check_broker")(tasks.check_broker)()]
-        sync = [task(task_id=f"sync__{name}")(tasks.sync)(name) for name in p["sources"]]
-        stage = _then(stage, sync)
-        for dataset, level in p["rollups"]:
-            step = task(task_id=f"rollup__{dataset}__{level}")(tasks.rollup)(dataset, level)
-            stage = _then(stage, [step])
-        stage = _then(stage, [task(task_id=f"sync__{n}")(tasks.sync)(n) for n in p["sinks"]])
-        if p["archive"]:
-            _then(stage, [task(task_id="archive")(tasks.archive)()])
+        stage: list = []
+        for steps in pipeline_stages(spec):
+            made = [task(task_id=s.task_id)(getattr(tasks, s.task))(*s.args) for s in steps]
+            stage = _then(stage, made)
     return dag
 
 

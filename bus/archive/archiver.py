@@ -24,10 +24,9 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import logging
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +36,7 @@ from kafka.structs import OffsetAndMetadata
 from sqlalchemy import Connection, select, tuple_
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from bus import broker_guard, kafka_clients
+from bus import broker_guard, kafka_clients, longrun
 from bus.archive.chain import (
     DatasetTopic,
     canonical_bytes,
@@ -51,8 +50,8 @@ from bus.archive.models import ArchiveChain, ArchiveEntry
 from bus.archive.signing import SigningKey, load_signing_key
 from bus.config import Settings
 from bus.consume import Consumer, ErrorPolicy, Message
-from bus.db import open_engine, retry_conflicts, session_scope
-from bus.db.models import Run
+from bus.context import Context
+from bus.db import open_engine, retry_conflicts
 from bus.errors import (
     BrokerUnavailableError,
     DatabaseUnavailableError,
@@ -60,7 +59,9 @@ from bus.errors import (
     FatalError,
     RetriableError,
 )
+from bus.longrun import Follow, stop_signals, uninterrupted
 from bus.registry import Registry, subject_for
+from bus.runs import record_run
 from bus.serde import UnknownSchemaError
 
 log = logging.getLogger(__name__)
@@ -337,9 +338,10 @@ def stop_on_unknown_schema(park: ErrorPolicy) -> ErrorPolicy:
 class Archiver:
     """Appends decoded messages to the archive; one instance per run or per process."""
 
-    def __init__(self, settings: Settings, *, registry: Registry | None = None) -> None:
-        self.settings = settings
-        self.registry = registry or Registry(settings)
+    def __init__(self, settings: Context | Settings, *, registry: Registry | None = None) -> None:
+        ctx = Context.of(settings)
+        self.settings = ctx.settings
+        self.registry = registry or ctx.registry
         self.plans: dict[tuple[str, int], Plan] = {}
         self._key: SigningKey | None = None
         self.key_generated: str | None = None
@@ -355,7 +357,9 @@ class Archiver:
         return self._key
 
     def checkpoint(self, *, force: bool = False) -> Checkpoint | None:
-        return create_checkpoint(self.settings, self.signing_key(), force=force)
+        """Sign the archive's state now (a second stop signal waits until it is written)."""
+        with uninterrupted():
+            return create_checkpoint(self.settings, self.signing_key(), force=force)
 
     # ---- appending ---------------------------------------------------------------------
     def append(self, messages: Iterable[Message]) -> tuple[int, int]:
@@ -530,72 +534,59 @@ class Archiver:
         should_stop: Callable[[], bool] | None = None,
         on_report: Callable[[ArchiveReport], None] | None = None,
     ) -> ArchiveReport:
-        """Bounded runs one after another until stopped (SIGINT/SIGTERM or ``should_stop``).
+        """Bounded runs one after another until stopped (``should_stop``, or else the first
+        SIGINT/SIGTERM: see ``bus.longrun``).
 
         A broker or database that does not answer is waited for (backing off up to 30 s);
-        a signed checkpoint is written every ``checkpoint_every_s`` and when stopping.
+        a signed checkpoint is written every ``checkpoint_every_s`` and when stopping. A
+        second signal aborts the run in hand (its transaction rolls back; the next run skips
+        what was archived) but never a checkpoint: each is written ``uninterrupted()``, and
+        the last one is written on the way out, stopped or aborted, before the signal
+        handlers are given back.
         """
-        stop = threading.Event()
-        previous: dict[int, Any] = {}
-        if should_stop is None and threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                previous[sig] = signal.signal(sig, lambda *_: stop.set())
-        stopping = should_stop or stop.is_set
         total = ArchiveReport()
         last_sign = time.monotonic()
-        try:
-            failures = 0
-            while not stopping():
-                due = time.monotonic() - last_sign >= checkpoint_every_s
-                try:
-                    report = self.run_once(pattern, sign=due, record_idle=False)
-                except RetriableError as exc:  # broker or database away: wait and try again
-                    failures += 1
-                    wait = min(30.0, interval_s * 2**failures)
-                    log.warning("archive run failed (%s); retrying in %.0f s", exc, wait)
-                    deadline = time.monotonic() + wait
-                    while time.monotonic() < deadline and not stopping():
-                        time.sleep(0.1)
-                    continue
-                failures = 0
-                if due:
-                    last_sign = time.monotonic()
-                total.topics = report.topics
-                total.read += report.read
-                total.appended += report.appended
-                total.skipped += report.skipped
-                total.dlq += report.dlq
-                total.notes += report.notes
-                total.checkpoint = report.checkpoint or total.checkpoint
-                if on_report is not None:
-                    on_report(report)
-                deadline = time.monotonic() + interval_s
-                while time.monotonic() < deadline and not stopping():
-                    time.sleep(0.1)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            total.checkpoint = self.checkpoint() or total.checkpoint
-            total.key_generated = self.key_generated
+
+        def one_run() -> bool:
+            nonlocal last_sign
+            due = time.monotonic() - last_sign >= checkpoint_every_s
+            report = self.run_once(pattern, sign=due, record_idle=False)
+            if due:
+                last_sign = time.monotonic()
+            total.topics = report.topics
+            total.read += report.read
+            total.appended += report.appended
+            total.skipped += report.skipped
+            total.dlq += report.dlq
+            total.notes += report.notes
+            total.checkpoint = report.checkpoint or total.checkpoint
+            if on_report is not None:
+                on_report(report)
+            return False  # every run reads to the end: the next waits interval_s
+
+        with stop_signals() if should_stop is None else nullcontext(should_stop) as stop:
+            try:
+                policy = Follow(should_stop=stop, poll_s=interval_s)
+                longrun.follow(one_run, policy, retry=(RetriableError,), what="archive run")
+            finally:
+                total.checkpoint = self.checkpoint() or total.checkpoint
+                total.key_generated = self.key_generated
         return total
 
     def _record_run(self, report: ArchiveReport, pattern: str | None, started: dt.datetime) -> None:
-        with session_scope(self.settings) as s:
-            s.add(
-                Run(
-                    kind="archive",
-                    name=pattern or "*",
-                    started_at=started,
-                    finished_at=dt.datetime.now(dt.UTC),
-                    status="ok",
-                    rows_in=report.read,
-                    rows_out=report.appended,
-                    dlq=report.dlq,
-                    detail={
-                        "topics": len(report.topics),
-                        "skipped": report.skipped,
-                        "checkpoint": report.checkpoint.n if report.checkpoint else None,
-                        "notes": report.notes,
-                    },
-                )
-            )
+        record_run(
+            self.settings,
+            kind="archive",
+            name=pattern or "*",
+            started_at=started,
+            status="ok",
+            rows_in=report.read,
+            rows_out=report.appended,
+            dlq=report.dlq,
+            detail={
+                "topics": len(report.topics),
+                "skipped": report.skipped,
+                "checkpoint": report.checkpoint.n if report.checkpoint else None,
+                "notes": report.notes,
+            },
+        )

@@ -5,16 +5,26 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from bus.config import Settings, get_settings
 from bus.errors import ConfigurationError
 
+if TYPE_CHECKING:
+    from bus.context import Context
+
 
 def settings() -> Settings:
     return get_settings()
+
+
+def context() -> Context:
+    """The command's process context (settings, hierarchy, registry, connector store)."""
+    from bus.context import Context
+
+    return Context.load(get_settings())
 
 
 def echo_json(data: Any) -> None:

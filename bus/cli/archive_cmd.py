@@ -17,7 +17,7 @@ from bus.archive.models import ArchiveChain, ArchiveCheckpoint
 from bus.archive.replay import ReplayReport, replay_as_of, replay_events
 from bus.archive.signing import load_public_key, load_signing_key, public_pem
 from bus.archive.verify import VerifyReport, verify
-from bus.cli._common import echo_json, echo_table, settings
+from bus.cli._common import context, echo_json, echo_table, settings
 from bus.db import session_scope
 from bus.errors import ConfigurationError, FatalError, NotFoundError
 from bus.serde.jsoncodec import dumps
@@ -73,7 +73,7 @@ def archive_run(
     pattern: str | None, follow: bool, interval: float, checkpoint_every: float
 ) -> None:
     """Append new events of the dataset topics (DLQ topics excluded) to the archive."""
-    archiver = Archiver(settings())
+    archiver = Archiver(context())
     if follow:
         click.echo("archiving until interrupted (Ctrl-C)")
         total = archiver.follow(

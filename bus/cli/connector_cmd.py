@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import signal
 import sys
+from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
 import yaml
 
-from bus.cli._common import confirm, echo_json, echo_table, settings
-from bus.connectors_db import ConnectorStore
-from bus.sync import Follow, SyncReport, TableReport, connector_for
+from bus.cli._common import confirm, context, echo_json, echo_table, settings
+from bus.longrun import Follow, stop_signals
+from bus.sync import SyncReport, TableReport, connector_for
 from bus.sync import run as run_sync
 from connectors import positions as connector_positions
 from connectors import registry as connector_types
@@ -95,7 +96,7 @@ def add(file: Path, dry_run: bool, replace: bool, as_json: bool) -> None:
 @_json
 def list_cmd(as_json: bool) -> None:
     """Registered connectors."""
-    items = ConnectorStore(settings()).list()
+    items = context().connectors.list()
     if as_json:
         echo_json(
             [
@@ -139,8 +140,7 @@ def show(name: str, as_json: bool) -> None:
     such as a citizen ID. The control database keeps the full position (table
     ``connector_position``); ``lgsp connector reset`` forgets it.
     """
-    cfg = settings()
-    store = ConnectorStore(cfg)
+    store = context().connectors
     stored = store.get(name)
     config = connector_types.validate(stored.config)
     positions = store.positions(name)
@@ -201,7 +201,7 @@ def unlock(name: str, yes: bool) -> None:
 
     Only for a run that is gone: a live run whose lock is removed stops at a later batch.
     """
-    store = ConnectorStore(settings())
+    store = context().connectors
     store.get(name)
     held = store.lock(name)
     if held is None:
@@ -220,7 +220,7 @@ def unlock(name: str, yes: bool) -> None:
 @click.argument("name")
 def check(name: str) -> None:
     """Connect and discover the tables of a registered connector (changes nothing)."""
-    connector = connector_for(settings(), name)
+    connector = connector_for(context(), name)
     with connector:
         connector.check()
         streams = connector.discover()
@@ -235,7 +235,7 @@ def check(name: str) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def remove(name: str, yes: bool) -> None:
     """Forget a connector and its positions (its topics and schemas stay)."""
-    store = ConnectorStore(settings())
+    store = context().connectors
     store.get(name)
     confirm(f"remove connector {name} and its positions?", yes=yes)
     store.remove(name)
@@ -247,7 +247,7 @@ def remove(name: str, yes: bool) -> None:
 @click.option("--table", "table", default=None, help="Only this table.")
 def reset(name: str, table: str | None) -> None:
     """Forget positions so that the next run reads from the start."""
-    count = ConnectorStore(settings()).reset(name, table)
+    count = context().connectors.reset(name, table)
     click.echo(f"connector {name}: {count} position(s) forgotten")
 
 
@@ -338,19 +338,17 @@ def run(
         if value is not None and not follow:
             raise click.UsageError(f"{flag}: only with --follow")
     progress = _Progress(follow)
-    stop = _StopFlag() if follow else None
     try:
-        report = run_sync(
-            settings(),
-            name,
-            tables=list(tables) or None,
-            progress=progress,
-            follow=_follow(stop, idle_exit, poll) if stop is not None else None,
-        )
+        with stop_signals() if follow else nullcontext(None) as stop:
+            report = run_sync(
+                context(),
+                name,
+                tables=list(tables) or None,
+                progress=progress,
+                follow=_follow(stop, idle_exit, poll) if stop is not None else None,
+            )
     finally:
         progress.done()
-        if stop is not None:
-            stop.restore()
     if as_json:
         echo_json(report.as_dict())
     else:
@@ -374,33 +372,11 @@ def types() -> None:
     echo_table(["TYPE", "CLASS", "ROLES", "CAPABILITIES"], rows)
 
 
-def _follow(stop: _StopFlag, idle_exit: float | None, poll: float | None) -> Follow:
-    follow = Follow(should_stop=stop.is_set, idle_exit_s=idle_exit)
+def _follow(stop: Callable[[], bool], idle_exit: float | None, poll: float | None) -> Follow:
+    follow = Follow(should_stop=stop, idle_exit_s=idle_exit)
     if poll is not None:
         follow.poll_s = poll
     return follow
-
-
-class _StopFlag:
-    """SIGINT/SIGTERM ask a followed run to stop after the batch in hand."""
-
-    def __init__(self) -> None:
-        self._set = False
-        self._previous = {
-            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
-        }
-
-    def _on_signal(self, signum: int, _frame: object) -> None:
-        if self._set:  # asked twice: stop now
-            raise KeyboardInterrupt
-        self._set = True
-
-    def is_set(self) -> bool:
-        return self._set
-
-    def restore(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 commands = [connector_group]

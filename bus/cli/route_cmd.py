@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from bus.cli._common import echo_json, echo_table, settings
-from bus.errors import BrokerUnavailableError
+from bus.cli._common import context, echo_json, echo_table, settings
+from bus.errors import BrokerUnavailableError, RetriableError
 from bus.routes import init_subjects, plan_routes, route_lag, run_fan_down, run_routes
 from bus.routes.plan import all_routes
 from bus.runs import list_runs
@@ -29,14 +29,14 @@ def _datasets(dataset: str | None) -> list[str]:
 @click.option("--no-lag", is_flag=True, help="Do not ask the broker for lag.")
 def route_list(dataset: str | None, no_lag: bool) -> None:
     """Routes that follow from the hierarchy and the catalogue, with lag per child topic."""
-    s = settings()
+    ctx = context()
     rows = []
     for name in _datasets(dataset):
-        routes = all_routes(s, name)
+        routes = all_routes(ctx, name)
         lag: dict[str, int] = {}
         if not no_lag:
             try:
-                lag = route_lag(s, routes)
+                lag = route_lag(ctx.settings, routes)
             except BrokerUnavailableError:
                 lag = {}
         for r in routes:
@@ -50,7 +50,7 @@ def route_list(dataset: str | None, no_lag: bool) -> None:
 @click.argument("dataset")
 def route_init(dataset: str) -> None:
     """Register the dataset's schema for every topic on its roll-up path (idempotent)."""
-    subjects = init_subjects(settings(), dataset)
+    subjects = init_subjects(context(), dataset)
     click.echo(f"{len(subjects)} subjects ready for {dataset}")
 
 
@@ -64,25 +64,31 @@ def route_run(dataset: str, level: str, as_json: bool, follow: bool, interval: f
     """One bounded run of the routes into LEVEL (planned and checked first).
 
     DATASET may be 'all' (every dataset of the catalogue) and LEVEL 'all' (every parent level,
-    deepest first)."""
-    import time
+    deepest first). With --follow, a broker or database away is waited for (backing off up
+    to 30 s); the first Ctrl-C or SIGTERM stops after the run in hand, the second at once."""
 
-    while True:
+    def once() -> bool:
         for name in _datasets(None if dataset == "all" else dataset):
             _route_once(name, level, as_json)
-        if not follow:
-            return
-        time.sleep(interval)
+        return False  # every run reads to the end: the next waits --interval
+
+    if not follow:
+        once()
+        return
+    from bus.longrun import Follow, stop_signals
+    from bus.longrun import follow as follow_runs
+
+    with stop_signals() as stop:
+        policy = Follow(should_stop=stop, poll_s=interval)
+        follow_runs(once, policy, retry=(RetriableError,), what="route run")
 
 
 def _route_once(dataset: str, level: str, as_json: bool) -> None:
-    s = settings()
-    from bus.units import load_hierarchy
-
-    levels = load_hierarchy(s.hierarchy).levels[:-1][::-1] if level == "all" else [level]
+    ctx = context()
+    levels = ctx.hierarchy.levels[:-1][::-1] if level == "all" else [level]
     for lvl in levels:
-        routes = plan_routes(s, dataset, lvl)
-        report = run_routes(s, dataset, lvl, routes)
+        routes = plan_routes(ctx, dataset, lvl)
+        report = run_routes(ctx, dataset, lvl, routes)
         if as_json:
             echo_json(report.to_dict())
         else:
@@ -101,7 +107,7 @@ def _route_once(dataset: str, level: str, as_json: bool) -> None:
 def fan_down(dataset: str, source_unit: str, to_level: str, unit_field: str) -> None:
     """Deliver a higher unit's dataset (e.g. city master data) to the topics below it."""
     report = run_fan_down(
-        settings(),
+        context(),
         dataset,
         source_unit=source_unit,
         to_level=to_level,

@@ -297,7 +297,7 @@ def _broker_forgot(settings: Settings, names: list[str], say: Say) -> None:
 def _pipeline(settings: Settings, use_airflow: bool, say: Say) -> str:
     from bus.orchestration.manifest import write_manifest
 
-    write_manifest(settings)
+    manifest = write_manifest(settings)
     if use_airflow:
         from bus.orchestration.local_airflow import dags_test, migrate
 
@@ -311,17 +311,16 @@ def _pipeline(settings: Settings, use_airflow: bool, say: Say) -> str:
             raise FatalError(f"DAG lgsp_pipeline failed:\n{tail}")
         say("Airflow: DAG run lgsp_pipeline succeeded")
         return state
-    from bus import sync
-    from bus.archive.archiver import Archiver
-    from bus.routes import plan_routes, run_routes
+    from bus.context import Context
+    from bus.orchestration.specs import dag_specs, pipeline_stages, read_manifest
+    from bus.orchestration.tasks import run_step
 
-    for code in ward_codes():
-        sync.run(settings, f"ward-{code}-dossiers").raise_if_stopped()
-    for level in ("district", "city"):
-        run_routes(settings, DATASET, level, plan_routes(settings, DATASET, level))
-    for sink in (DISTRICT, CITY):
-        sync.run(settings, f"sink-{sink}-dossiers").raise_if_stopped()
-    Archiver(settings).run_once()
+    # the lgsp_pipeline DAG's own steps, run here one after another
+    spec = next(s for s in dag_specs(read_manifest(manifest)) if s.dag_id == "lgsp_pipeline")
+    ctx = Context.load(settings)
+    for stage in pipeline_stages(spec):
+        for step in stage:
+            run_step(ctx, step)
     say("pipeline run in-process (no Airflow)")
     return "in-process"
 

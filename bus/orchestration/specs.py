@@ -33,6 +33,34 @@ class DagSpec:
     tags: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Step:
+    """One task of the pipeline: ``task`` names a function of ``bus.orchestration.tasks``."""
+
+    task_id: str
+    task: str
+    args: tuple[Any, ...] = ()
+
+
+def pipeline_stages(spec: DagSpec) -> list[list[Step]]:
+    """The ``lgsp_pipeline`` DAG's stages in order (each waits for the one before; the steps
+    of a stage are independent): broker check, every source, each roll-up level, every sink,
+    then the archive. The DAG file and the demo's in-process pipeline both run these."""
+    p = spec.params
+    stages = [
+        [Step("check_broker", "check_broker")],
+        [Step(f"sync__{name}", "sync", (name,)) for name in p["sources"]],
+    ]
+    stages += [
+        [Step(f"rollup__{dataset}__{level}", "rollup", (dataset, level))]
+        for dataset, level in p["rollups"]
+    ]
+    stages.append([Step(f"sync__{name}", "sync", (name,)) for name in p["sinks"]])
+    if p["archive"]:
+        stages.append([Step("archive", "archive")])
+    return stages
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", name)
 

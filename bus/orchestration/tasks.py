@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bus.errors import LgspError, RetriableError
+
+if TYPE_CHECKING:
+    from bus.context import Context
+    from bus.orchestration.specs import Step
 
 log = logging.getLogger("lgsp.tasks")
 
@@ -41,68 +45,97 @@ def _guard(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def context() -> Context:
+    """The task process's context (imported here: DAG parsing never loads it)."""
+    from bus.context import Context
+
+    return Context.load(get_settings())
+
+
+# ---- the work of each task, without Airflow (the demo's in-process pipeline runs these) ----
+
+
+def _check_broker(ctx: Context) -> dict[str, Any]:
+    """Fail fast (and retry) when the broker does not answer."""
+    from bus import broker
+    from bus.errors import BrokerUnavailableError
+
+    address = broker.bootstrap(ctx.settings)
+    if not broker.port_answers(address, timeout=ctx.settings.kafka.api_timeout_ms / 1000):
+        raise BrokerUnavailableError(f"broker {address} does not answer")
+    return {"broker": address}
+
+
+def _sync(ctx: Context, connector: str) -> dict[str, Any]:
+    from bus import sync as sync_module
+
+    report = sync_module.run(ctx, connector)
+    report.raise_if_stopped()
+    return report.as_dict()
+
+
+def _rollup(ctx: Context, dataset: str, level: str) -> dict[str, Any]:
+    from bus.routes import plan_routes, run_routes
+
+    return run_routes(ctx, dataset, level, plan_routes(ctx, dataset, level)).to_dict()
+
+
+def _reconcile(
+    ctx: Context, source: str, table: str, sink: str, repair: bool = False
+) -> dict[str, Any]:
+    from bus.reconcile import run_reconcile
+
+    return run_reconcile(ctx.settings, source, table, sink, repair=repair).summary_dict()
+
+
+def _archive(ctx: Context) -> dict[str, Any]:
+    from bus.archive.archiver import Archiver
+
+    report = Archiver(ctx).run_once()
+    return {
+        "topics": len(report.topics),
+        "read": report.read,
+        "appended": report.appended,
+        "skipped": report.skipped,
+        "dlq": report.dlq,
+    }
+
+
+WORK: dict[str, Callable[..., dict[str, Any]]] = {
+    "check_broker": _check_broker,
+    "sync": _sync,
+    "rollup": _rollup,
+    "reconcile": _reconcile,
+    "archive": _archive,
+}
+
+
+def run_step(ctx: Context, step: Step) -> dict[str, Any]:
+    """The work of one pipeline step (``specs.pipeline_stages``) in this process."""
+    return WORK[step.task](ctx, *step.args)
+
+
+# ---- the Airflow tasks --------------------------------------------------------------------
+
+
 def check_broker() -> dict[str, Any]:
     """Fail fast (and retry) when the broker does not answer."""
-
-    def work() -> dict[str, Any]:
-        from bus import broker
-        from bus.errors import BrokerUnavailableError
-
-        settings = get_settings()
-        address = broker.bootstrap(settings)
-        if not broker.port_answers(address, timeout=settings.kafka.api_timeout_ms / 1000):
-            raise BrokerUnavailableError(f"broker {address} does not answer")
-        return {"broker": address}
-
-    return _guard(work)
+    return _guard(lambda: _check_broker(context()))
 
 
 def sync(connector: str) -> dict[str, Any]:
-    def work() -> dict[str, Any]:
-        from bus import sync as sync_module
-
-        report = sync_module.run(get_settings(), connector)
-        report.raise_if_stopped()
-        return report.as_dict()
-
-    return _guard(work)
+    return _guard(lambda: _sync(context(), connector))
 
 
 def rollup(dataset: str, level: str) -> dict[str, Any]:
-    def work() -> dict[str, Any]:
-        from bus.routes import plan_routes, run_routes
-
-        settings = get_settings()
-        routes = plan_routes(settings, dataset, level)
-        return run_routes(settings, dataset, level, routes).to_dict()
-
-    return _guard(work)
+    return _guard(lambda: _rollup(context(), dataset, level))
 
 
 def reconcile(source: str, table: str, sink: str, repair: bool = False) -> dict[str, Any]:
     """Compare a source table with a sink's copy; with ``repair``, publish what makes the copy
     right (missing rows, hard deletes), which the sink's next run applies."""
-
-    def work() -> dict[str, Any]:
-        from bus.reconcile import run_reconcile
-
-        report = run_reconcile(get_settings(), source, table, sink, repair=repair)
-        return report.summary_dict()
-
-    return _guard(work)
+    return _guard(lambda: _reconcile(context(), source, table, sink, repair))
 
 
 def archive() -> dict[str, Any]:
-    def work() -> dict[str, Any]:
-        from bus.archive.archiver import Archiver
-
-        report = Archiver(get_settings()).run_once()
-        return {
-            "topics": len(report.topics),
-            "read": report.read,
-            "appended": report.appended,
-            "skipped": report.skipped,
-            "dlq": report.dlq,
-        }
-
-    return _guard(work)
+    return _guard(lambda: _archive(context()))

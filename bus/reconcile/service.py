@@ -49,13 +49,14 @@ class ConnectorPair:
 
 
 def _connector(settings: Settings, name: str, role: str, option: str) -> Any:
-    from bus.connectors_db import ConnectorStore
+    from bus.context import Context
     from bus.sync import connector_for
 
-    stored = ConnectorStore(settings).get(name)
+    ctx = Context.load(settings)
+    stored = ctx.connectors.get(name)
     if stored.role != role:
         raise ConfigurationError(f"{option}: connector {name!r} is a {stored.role}, not a {role}")
-    connector = connector_for(settings, name)
+    connector = connector_for(ctx, name)
     if not hasattr(connector, "url") or not hasattr(connector, "connect_args"):
         raise ConfigurationError(
             f"{option}: connector {name!r} has type {stored.type!r}; only SQL connectors "
@@ -65,9 +66,7 @@ def _connector(settings: Settings, name: str, role: str, option: str) -> Any:
 
 
 def _unit_path(settings: Settings, unit: str) -> str:
-    from bus.units import load_hierarchy
-
-    return load_hierarchy(settings.hierarchy).path(unit)
+    return _hierarchy(settings).path(unit)
 
 
 def catalogue_pii(settings: Settings, dataset: str) -> list[str]:
@@ -176,9 +175,9 @@ def _nested_fields(record_schema: dict[str, Any]) -> list[str]:
 
 
 def _hierarchy(settings: Settings) -> Any:
-    from bus.units import load_hierarchy
+    from bus.context import Context
 
-    return load_hierarchy(settings.hierarchy)
+    return Context.load(settings).hierarchy
 
 
 def _sink_columns(endpoint: Endpoint) -> set[str]:
@@ -254,11 +253,13 @@ def run_reconcile(
 
 def _millisecond_fields(settings: Settings, topic: str) -> list[str]:
     """A warning for the dataset's timestamp fields that carry milliseconds only."""
+    from bus.context import Context
     from bus.envelope import record_schema_of
-    from bus.registry import Registry, subject_for
+    from bus.registry import subject_for
 
     try:
-        record = record_schema_of(Registry(settings).latest(subject_for(topic)).schema)
+        registry = Context.load(settings).registry
+        record = record_schema_of(registry.latest(subject_for(topic)).schema)
     except (LgspError, KeyError, TypeError):
         return []
     names = []
@@ -327,9 +328,9 @@ def pairs_for_manifest(settings: Settings) -> list[dict[str, Any]]:
     """Every (source connector, table, sink) whose sink receives that table's dataset, for
     the reconciliation DAGs (one per pair, daily by default; with repair when the source's
     table says ``reconcile: repair``)."""
-    from bus.connectors_db import ConnectorStore
+    from bus.context import Context
 
-    connectors = ConnectorStore(settings).list()
+    connectors = Context.load(settings).connectors.list()
     sql_types = {"postgresql", "mysql", "mariadb", "sqlite"}
     out: list[dict[str, Any]] = []
     sinks = [c for c in connectors if c.role == "sink" and c.type in sql_types]

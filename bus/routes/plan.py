@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bus.config import Settings
+from bus.context import Context
 from bus.envelope import envelope_schema
 from bus.errors import ConfigurationError, IncompatibleSchemaError, NotFoundError
-from bus.registry import Registry, check_compatibility, subject_for
-from bus.units import Hierarchy, load_hierarchy, topic_name
+from bus.registry import check_compatibility, subject_for
+from bus.units import Hierarchy, topic_name
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,13 @@ def _units_at_or_below(h: Hierarchy, units: list[str]) -> dict[str, set[str]]:
     return carriers
 
 
-def all_routes(settings: Settings, dataset: str, units: list[str] | None = None) -> list[Route]:
+def all_routes(
+    settings: Context | Settings, dataset: str, units: list[str] | None = None
+) -> list[Route]:
     """Every roll-up route of a dataset (no checks), child level first."""
-    h = load_hierarchy(settings.hierarchy)
-    publishing = units if units is not None else _publishing_units(settings, dataset)
+    ctx = Context.of(settings)
+    h = ctx.hierarchy
+    publishing = units if units is not None else _publishing_units(ctx.settings, dataset)
     carriers = _units_at_or_below(h, publishing)
     routes = []
     for level in reversed(h.levels):
@@ -73,17 +77,21 @@ def all_routes(settings: Settings, dataset: str, units: list[str] | None = None)
 
 
 def plan_routes(
-    settings: Settings, dataset: str, level: str | None = None, units: list[str] | None = None
+    settings: Context | Settings,
+    dataset: str,
+    level: str | None = None,
+    units: list[str] | None = None,
 ) -> list[Route]:
     """The routes into ``level`` (all levels when None), each checked against the registry."""
-    h = load_hierarchy(settings.hierarchy)
+    ctx = Context.of(settings)
+    h = ctx.hierarchy
     if level is not None and level not in h.levels[:-1]:
         targets = ", ".join(h.levels[:-1])
         raise ConfigurationError(
             f"--level: expected one of {targets} (a parent level), got {level!r}"
         )
-    routes = [r for r in all_routes(settings, dataset, units) if level in (None, r.level)]
-    registry = Registry(settings)
+    routes = [r for r in all_routes(ctx, dataset, units) if level in (None, r.level)]
+    registry = ctx.registry
     checked: set[tuple[str, str]] = set()
     for route in routes:
         pair = (route.source_topic, route.target_topic)
@@ -111,16 +119,19 @@ def plan_routes(
     return routes
 
 
-def init_subjects(settings: Settings, dataset: str, record_schema: dict | None = None) -> list[str]:
+def init_subjects(
+    settings: Context | Settings, dataset: str, record_schema: dict | None = None
+) -> list[str]:
     """Register the dataset's envelope schema for every topic that carries it (idempotent)."""
+    ctx = Context.of(settings)
     if record_schema is None:
         from bus.catalog import get_dataset
 
-        record_schema = get_dataset(settings, dataset).record_schema
-    schema = envelope_schema(record_schema, settings.schemas_dir)
-    registry = Registry(settings)
-    topics = {r.source_topic for r in all_routes(settings, dataset)}
-    topics |= {r.target_topic for r in all_routes(settings, dataset)}
+        record_schema = get_dataset(ctx.settings, dataset).record_schema
+    schema = envelope_schema(record_schema, ctx.settings.schemas_dir)
+    registry = ctx.registry
+    routes = all_routes(ctx, dataset)
+    topics = {r.source_topic for r in routes} | {r.target_topic for r in routes}
     done = []
     for topic in sorted(topics):
         registry.register(subject_for(topic), schema)

@@ -16,12 +16,13 @@ from typing import Any
 
 from bus.config import Settings
 from bus.consume import Consumer, Message
+from bus.context import Context
 from bus.errors import ConfigurationError, DataError, LgspError
 from bus.publish import Publisher
-from bus.registry import Registry, subject_for
+from bus.registry import subject_for
 from bus.routes.plan import Route, plan_routes
 from bus.runs import record_run
-from bus.units import load_hierarchy, topic_name
+from bus.units import topic_name
 
 
 @dataclass
@@ -51,7 +52,7 @@ class RouteReport:
 class _Forwarder:
     """Re-encodes events for one target topic with its latest schema and publishes them."""
 
-    def __init__(self, settings: Settings, publisher: Publisher, target: str) -> None:
+    def __init__(self, publisher: Publisher, target: str) -> None:
         registry = publisher.registry
         self.target = target
         self.publisher = publisher
@@ -80,7 +81,7 @@ class _Forwarder:
 
 
 def _run(
-    settings: Settings,
+    ctx: Context,
     pairs: list[tuple[str, str]],
     *,
     kind: str,
@@ -91,10 +92,10 @@ def _run(
     clock = time.monotonic()
     status = "failed"
     try:
-        with Publisher(settings) as publisher:
+        with Publisher(ctx.settings, ctx.registry) as publisher:
             for source, target in pairs:
-                forward = _Forwarder(settings, publisher, target)
-                with Consumer(settings, f"lgsp.route.{source}", registry=publisher.registry) as c:
+                forward = _Forwarder(publisher, target)
+                with Consumer(ctx.settings, f"lgsp.route.{source}", registry=ctx.registry) as c:
                     result = c.run_bounded([source], forward)
                 report.rows_in += result.read
                 report.rows_out += forward.sent
@@ -104,7 +105,7 @@ def _run(
     finally:
         report.seconds = time.monotonic() - clock
         record_run(
-            settings,
+            ctx.settings,
             kind=kind,
             name=name,
             started_at=started,
@@ -118,17 +119,18 @@ def _run(
 
 
 def run_routes(
-    settings: Settings, dataset: str, level: str, routes: list[Route] | None = None
+    settings: Context | Settings, dataset: str, level: str, routes: list[Route] | None = None
 ) -> RouteReport:
     """One bounded run of every roll-up route into ``level`` (planned and checked first)."""
-    planned = routes if routes is not None else plan_routes(settings, dataset, level)
+    ctx = Context.of(settings)
+    planned = routes if routes is not None else plan_routes(ctx, dataset, level)
     pairs = sorted({(r.source_topic, r.target_topic) for r in planned if r.level == level})
     report = RouteReport(dataset, level, routes=len(pairs))
-    return _run(settings, pairs, kind="route", name=f"{dataset}:{level}", report=report)
+    return _run(ctx, pairs, kind="route", name=f"{dataset}:{level}", report=report)
 
 
 def run_fan_down(
-    settings: Settings,
+    settings: Context | Settings,
     dataset: str,
     *,
     source_unit: str,
@@ -138,7 +140,8 @@ def run_fan_down(
     """Deliver a higher unit's topic (e.g. city master data) to the topics of the units at
     ``to_level`` below it: to the unit named by ``unit_field`` in each record, or to all of
     them when the record has no such field."""
-    h = load_hierarchy(settings.hierarchy)
+    ctx = Context.of(settings)
+    settings, h = ctx.settings, ctx.hierarchy
     if to_level not in h.levels:
         raise ConfigurationError(f"--to-level: expected one of {', '.join(h.levels)}")
     source = topic_name(h, source_unit, dataset)
@@ -149,7 +152,7 @@ def run_fan_down(
     }
     if not targets:
         raise ConfigurationError(f"unit {source_unit} has no {to_level} below it")
-    registry = Registry(settings)
+    registry = ctx.registry
     # the subscribers: units at that level with a registered subject for the dataset
     targets = {c: t for c, t in targets.items() if registry.subject_ids(subject_for(t))}
     if not targets:

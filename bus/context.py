@@ -1,0 +1,70 @@
+"""The process context: what every run reads from its settings, built once.
+
+Settings, the administrative hierarchy, the schema registry and the connector store are built
+where a process starts work (a CLI command, an Airflow task, the demo) and handed on as one
+``Context``, instead of each function rebuilding them from ``Settings``.
+
+``Context.load(settings)`` returns the same context for the same ``Settings`` object while it
+stays among the last few loaded (the registry's cache of schemas by id is then shared by every
+run of the process; an id names one schema for good). Another ``Settings`` object (another
+control database) gets its own context.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from bus.config import Settings, get_settings
+from bus.connectors_db import ConnectorStore
+from bus.registry import Registry
+from bus.units import Hierarchy, load_hierarchy
+
+_KEEP = 8  # contexts kept per process (one per Settings object in use)
+_cache: OrderedDict[int, Context] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Context:
+    """Settings and what is built from them once per process."""
+
+    settings: Settings
+    hierarchy: Hierarchy
+    registry: Registry
+    connectors: ConnectorStore
+
+    @classmethod
+    def build(cls, settings: Settings) -> Context:
+        """A new context (nothing shared with any other)."""
+        return cls(
+            settings=settings,
+            hierarchy=load_hierarchy(settings.hierarchy),
+            registry=Registry(settings),
+            connectors=ConnectorStore(settings),
+        )
+
+    @classmethod
+    def load(cls, settings: Settings | None = None) -> Context:
+        """The context of ``settings`` (default: the process's settings), built on first use.
+
+        Keyed by the object itself: the cached context holds it, so its id cannot be reused by
+        another ``Settings`` while the entry lives."""
+        settings = get_settings() if settings is None else settings
+        with _cache_lock:
+            ctx = _cache.get(id(settings))
+            if ctx is not None and ctx.settings is settings:
+                _cache.move_to_end(id(settings))
+                return ctx
+            ctx = cls.build(settings)
+            _cache[id(settings)] = ctx
+            while len(_cache) > _KEEP:
+                _cache.popitem(last=False)
+            return ctx
+
+    @classmethod
+    def of(cls, given: Context | Settings) -> Context:
+        """``given`` itself, or the context of the settings given (for callers that still pass
+        ``Settings``)."""
+        return given if isinstance(given, Context) else cls.load(given)
