@@ -422,7 +422,7 @@ def _grant(settings: Settings, demo_dir: Path, result: DemoResult, say: Say) -> 
 def _report(
     settings: Settings, dbs: Databases, demo_dir: Path, result: DemoResult, say: Say
 ) -> None:
-    from bus.report.cli_report import sla_report
+    from bus.report.service import sla_report
 
     as_of = dt.datetime(2026, 11, 1, tzinfo=dt.timezone(dt.timedelta(hours=7)))
     report = sla_report(
