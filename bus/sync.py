@@ -43,7 +43,7 @@ from bus.errors import ConfigurationError, FatalError, LgspError, NotFoundError
 from bus.publish import Publisher
 from bus.registry import Registry, subject_for
 from bus.units import load_hierarchy
-from connectors import registry as connector_types
+from connectors import plugins as connector_types
 from connectors.base import Batch, Connector, Invalid, WriteReport
 from connectors.contract import attach_catalogue
 from connectors.errors import ConnectorBusyError, TableStoppedError

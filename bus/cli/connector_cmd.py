@@ -13,8 +13,8 @@ from bus.cli._common import confirm, echo_json, echo_table, settings
 from bus.connectors_db import ConnectorStore
 from bus.sync import Follow, SyncReport, TableReport, connector_for
 from bus.sync import run as run_sync
+from connectors import plugins as connector_types
 from connectors import positions as connector_positions
-from connectors import registry as connector_types
 from connectors.config import read_file
 from connectors.registration import Registration, register
 
