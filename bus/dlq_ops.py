@@ -55,13 +55,15 @@ class _Raw:
 
 
 @dataclass
-class ReplayReport:
+class DeadLetterReplayReport:
+    """What one re-drive of a DLQ topic did (``lgsp stream dlq replay``)."""
+
     replayed: int = 0
     still_failing: int = 0
     duplicates: int = 0
 
 
-def replay_dead_letters(settings: Settings, topic: str) -> ReplayReport:
+def replay_dead_letters(settings: Settings, topic: str) -> DeadLetterReplayReport:
     """Re-drive the DLQ entries not replayed before: those that now decode against the origin
     topic's subject (or, parked at publish time as JSON, now match its current schema) go back
     to the origin topic; the others are parked again (attempts + 1). A record parked by several
@@ -69,7 +71,7 @@ def replay_dead_letters(settings: Settings, topic: str) -> ReplayReport:
     registry = Registry(settings)
     codec = AvroCodec(registry)
     allowed = registry.subject_ids(subject_for(topic))
-    report = ReplayReport()
+    report = DeadLetterReplayReport()
     producer = kafka_clients.producer(settings)
     futures: list[Any] = []
 
