@@ -118,7 +118,7 @@ class SyncReport:
                 f"connector {self.connector}: {len(self.stopped)} table(s) stopped: {reasons}"
             )
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "connector": self.connector,
             "role": self.role,
@@ -678,7 +678,7 @@ def _finish_run(settings: Settings, report: SyncReport, error: str | None = None
         row.rows_in = report.rows + report.dlq
         row.rows_out = report.rows
         row.dlq = report.dlq
-        detail = report.as_dict()
+        detail = report.to_dict()
         if error:
             detail["error"] = error
         row.detail = detail

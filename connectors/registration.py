@@ -69,7 +69,7 @@ class Registration:
     def warnings(self) -> list[str]:
         return [w for t in self.tables for w in t.warnings]
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "type": self.type,

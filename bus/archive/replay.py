@@ -163,7 +163,7 @@ class ReplayReport:
     checkpoint_digest: str | None = None
     notes: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
         data["chains"] = [c.__dict__ for c in self.chains]
         return data

@@ -81,7 +81,7 @@ def add(file: Path, dry_run: bool, replace: bool, as_json: bool) -> None:
         base_dir=file.resolve().parent,
     )
     if as_json:
-        echo_json(result.as_dict())
+        echo_json(result.to_dict())
         return
     _print_registration(result)
     if dry_run:
@@ -352,7 +352,7 @@ def run(
         if stop is not None:
             stop.restore()
     if as_json:
-        echo_json(report.as_dict())
+        echo_json(report.to_dict())
     else:
         _print_summary(report)
     report.raise_if_stopped()

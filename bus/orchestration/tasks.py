@@ -63,7 +63,7 @@ def sync(connector: str) -> dict[str, Any]:
 
         report = sync_module.run(get_settings(), connector)
         report.raise_if_stopped()
-        return report.as_dict()
+        return report.to_dict()
 
     return _guard(work)
 
