@@ -8,7 +8,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from bus import kafka_clients
 from bus.config import Settings
 from bus.consume import Consumer, Message
 from bus.dlq import (
@@ -24,6 +23,7 @@ from bus.dlq import (
     to_dead_letter,
 )
 from bus.errors import DataError
+from bus.kafka import clients
 from bus.registry import Registry, subject_for
 from bus.serde import AvroCodec
 from bus.serde.jsoncodec import JsonToAvro
@@ -72,7 +72,7 @@ def replay_dead_letters(settings: Settings, topic: str) -> DeadLetterReplayRepor
     codec = AvroCodec(registry)
     allowed = registry.subject_ids(subject_for(topic))
     report = DeadLetterReplayReport()
-    producer = kafka_clients.producer(settings)
+    producer = clients.producer(settings)
     futures: list[Any] = []
 
     seen: set[tuple[str, str, str]] = set()

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from bus import broker_guard, kafka_clients
+from bus import broker_guard
 from bus.config import Settings
 from bus.connectors_db import ConnectorStore
 from bus.connectors_db.store import lock_owner
@@ -40,6 +40,7 @@ from bus.db.models import Run
 from bus.dlq import dlq_topic, safe_message
 from bus.envelope import envelope_schema, record_schema_of
 from bus.errors import ConfigurationError, FatalError, LgspError, NotFoundError
+from bus.kafka.topics import ensure_topics
 from bus.publish import Publisher
 from bus.registry import Registry, subject_for
 from bus.units import load_hierarchy
@@ -637,7 +638,7 @@ class _SinkWriter:
         if self._publisher is None:
             self._publisher = Publisher(self.settings, self.registry)
         if message.topic not in self._dlq_ready:
-            kafka_clients.ensure_topics(self.settings, {dlq_topic(message.topic): None})
+            ensure_topics(self.settings, {dlq_topic(message.topic): None})
             self._dlq_ready.add(message.topic)
         log.warning(
             "%s[%s]@%s refused by the sink: %s",

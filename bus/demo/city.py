@@ -274,11 +274,11 @@ def _connectors(settings: Settings, dbs: Databases, say: Say) -> list[str]:
 def _broker_forgot(settings: Settings, names: list[str], say: Say) -> None:
     """The embedded broker keeps topics in memory only: after a restart, replay the sources
     from the start (the sinks' versioned upserts make the replay harmless)."""
-    from bus import kafka_clients
     from bus.connectors_db import ConnectorStore
+    from bus.kafka import clients
 
     h = load_hierarchy(settings.hierarchy)
-    admin = kafka_clients.admin(settings)
+    admin = clients.admin(settings)
     try:
         existing = set(admin.list_topics())
     finally:
