@@ -1,9 +1,5 @@
-"""Connection options of every Kafka client, from ``Settings.kafka``: one place for address,
-timeouts and security (SASL PLAIN, SCRAM-SHA-256/512, and TLS).
-
-Settings that cannot work together are refused naming the field (kafka-python would ignore
-them); a TLS file that cannot be read names its field too.
-"""
+"""Connection options of every Kafka client from ``Settings.kafka``: one place for address,
+timeouts and security (SASL PLAIN, SCRAM-SHA-256/512; TLS)."""
 
 from __future__ import annotations
 
