@@ -29,9 +29,9 @@ import sqlalchemy as sa
 from kafka import KafkaProducer
 
 from bench._report import machine, peak_rss_mb, record, size
-from bus import kafka_clients
 from bus.config import Settings
 from bus.envelope import envelope_schema, make_event
+from bus.kafka.options import client_options
 from bus.publish import Publisher
 from bus.registry import Registry, subject_for
 from connectors.registration import register
@@ -223,7 +223,7 @@ def _raw_rate(settings: Settings, unique: str, rows: int) -> float:
             for i in range(pool)
         ]
     producer = KafkaProducer(
-        **kafka_clients.client_options(settings),
+        **client_options(settings),
         acks="all",
         enable_idempotence=True,
         linger_ms=settings.kafka.linger_ms,

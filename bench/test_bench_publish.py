@@ -10,9 +10,9 @@ import pytest
 from kafka import KafkaProducer
 
 from bench._report import record, size
-from bus import kafka_clients
 from bus.config import Settings
 from bus.envelope import make_event
+from bus.kafka.options import client_options
 from bus.publish import Publisher
 from tests.helpers import register_topic
 
@@ -49,7 +49,7 @@ def test_publish_rate_vs_raw(settings: Settings, unique: str) -> None:
         register_topic(settings, topic)
     events = _events(n)
 
-    opts = kafka_clients.client_options(settings)
+    opts = client_options(settings)
     raw = KafkaProducer(
         **opts,
         acks="all",

@@ -29,11 +29,11 @@ from sqlalchemy import BigInteger, DateTime, Integer, String, case, delete, func
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bus import kafka_clients
 from bus.config import Settings
 from bus.db import retry_conflicts, session_scope
 from bus.db.engine import Base
 from bus.errors import BrokerUnavailableError, FatalError
+from bus.kafka import clients
 
 PUBLISH = "publish"
 RECOVERY = "run 'lgsp broker restore' (see what it would do with --dry-run)"
@@ -141,7 +141,7 @@ def probe(settings: Settings, topics: Iterable[str]) -> tuple[str | None, set[st
     """The broker's cluster id, which of ``topics`` exist, and their exact end offsets."""
     from bus.consume import probe_ends  # consume hooks this module in
 
-    consumer = kafka_clients.consumer(settings, None)
+    consumer = clients.consumer(settings, None)
     try:
         present = set(consumer.topics()) & set(topics)
         tps = [

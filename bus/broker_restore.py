@@ -32,13 +32,15 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy import func, select
 
-from bus import broker_guard, kafka_clients
+from bus import broker_guard
 from bus.archive.models import ArchiveChain, ArchiveEntry
 from bus.config import Settings
 from bus.connectors_db import ConnectorStore
 from bus.db import open_engine
 from bus.dlq import dlq_topic
 from bus.errors import BrokerUnavailableError, FatalError
+from bus.kafka import clients
+from bus.kafka.topics import ensure_topics
 
 SEND_CHUNK = 5000
 TP = tuple[str, int]
@@ -149,7 +151,7 @@ def _archived_value(settings: Settings, plan: PartitionPlan, index: int) -> byte
 def _classify(
     settings: Settings, plans: list[PartitionPlan], present: set[str], known: dict[TP, int]
 ) -> None:
-    consumer = kafka_clients.consumer(settings, None)
+    consumer = clients.consumer(settings, None)
     try:
         for plan in plans:
             end = plan.on_broker if plan.topic in present else 0
@@ -176,11 +178,11 @@ def _send(settings: Settings, plans: list[PartitionPlan]) -> None:
     lost = [p for p in plans if p.state == "lost"]
     if not lost:
         return
-    kafka_clients.ensure_topics(
+    ensure_topics(
         settings,
         {**{p.topic: p.dataset for p in lost}, **{dlq_topic(p.topic): None for p in lost}},
     )
-    producer = kafka_clients.producer(settings)
+    producer = clients.producer(settings)
     try:
         for plan in lost:
             count = len(producer.partitions_for(plan.topic) or [])
@@ -288,7 +290,7 @@ def _reset_groups(
         report.groups[group] = len(moved)
         if report.dry_run:
             continue
-        consumer = kafka_clients.consumer(settings, group)
+        consumer = clients.consumer(settings, group)
         try:
             consumer.assign(list(moved))
             consumer.commit(moved)

@@ -24,10 +24,12 @@ from kafka import TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from bus import broker_guard, kafka_clients
+from bus import broker_guard
 from bus.config import Settings
 from bus.dlq import safe_message, send_dead_letter
 from bus.errors import BrokerUnavailableError, ConfigurationError, DataError
+from bus.kafka import clients
+from bus.kafka.topics import ensure_topics
 from bus.registry import Registry, subject_for
 from bus.serde import AvroCodec, UnknownSchemaError
 from bus.serde.framing import framed_schema_id
@@ -95,7 +97,7 @@ class Consumer:
         self.registry = registry or Registry(settings)
         self.codec = AvroCodec(self.registry)
         self.decode_values = decode
-        self._consumer = kafka_clients.consumer(settings, group_id)
+        self._consumer = clients.consumer(settings, group_id)
         self._dlq_producer: Any = None
         self._dlq_pending: list[Any] = []
         self._allowed: dict[str, set[int]] = {}
@@ -107,10 +109,10 @@ class Consumer:
     def dlq_policy(self, exc: Exception, record: Any, logger: logging.Logger) -> bool:
         """Park the record in ``<topic>.dlq`` with headers naming origin, reason and group."""
         if self._dlq_producer is None:
-            self._dlq_producer = kafka_clients.producer(self.settings)
+            self._dlq_producer = clients.producer(self.settings)
         target = f"{record.topic}.dlq"
         if target not in self._dlq_ready:
-            kafka_clients.ensure_topics(self.settings, {target: None})
+            ensure_topics(self.settings, {target: None})
             self._dlq_ready.add(target)
         self._dlq_pending.append(
             send_dead_letter(
@@ -436,7 +438,7 @@ def probe_ends(consumer: Any, tps: list[TopicPartition]) -> dict[TopicPartition,
 
 def end_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], int]:
     """The offset after the last record of every partition of ``topics`` (exact)."""
-    consumer = kafka_clients.consumer(settings, None)
+    consumer = clients.consumer(settings, None)
     try:
         tps = []
         for topic in topics:

@@ -8,7 +8,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from bus import kafka_clients
 from bus.config import Settings
 from bus.consume import Consumer, Message
 from bus.dlq import (
@@ -24,6 +23,7 @@ from bus.dlq import (
     to_dead_letter,
 )
 from bus.errors import DataError
+from bus.kafka import clients
 from bus.registry import Registry, subject_for
 from bus.serde import AvroCodec
 from bus.serde.jsoncodec import JsonToAvro
@@ -55,13 +55,15 @@ class _Raw:
 
 
 @dataclass
-class ReplayReport:
+class DeadLetterReplayReport:
+    """What one re-drive of a DLQ topic did (``lgsp stream dlq replay``)."""
+
     replayed: int = 0
     still_failing: int = 0
     duplicates: int = 0
 
 
-def replay_dead_letters(settings: Settings, topic: str) -> ReplayReport:
+def replay_dead_letters(settings: Settings, topic: str) -> DeadLetterReplayReport:
     """Re-drive the DLQ entries not replayed before: those that now decode against the origin
     topic's subject (or, parked at publish time as JSON, now match its current schema) go back
     to the origin topic; the others are parked again (attempts + 1). A record parked by several
@@ -69,8 +71,8 @@ def replay_dead_letters(settings: Settings, topic: str) -> ReplayReport:
     registry = Registry(settings)
     codec = AvroCodec(registry)
     allowed = registry.subject_ids(subject_for(topic))
-    report = ReplayReport()
-    producer = kafka_clients.producer(settings)
+    report = DeadLetterReplayReport()
+    producer = clients.producer(settings)
     futures: list[Any] = []
 
     seen: set[tuple[str, str, str]] = set()

@@ -13,11 +13,13 @@ from typing import Any
 
 from kafka.errors import KafkaError, MessageSizeTooLargeError
 
-from bus import broker_guard, kafka_clients
+from bus import broker_guard
 from bus.config import Settings
 from bus.dlq import dlq_topic, send_dead_letter
 from bus.envelope import canonical_key
 from bus.errors import BrokerUnavailableError, DataError
+from bus.kafka import clients
+from bus.kafka.topics import ensure_topics
 from bus.registry import RegisteredSchema, Registry, subject_for
 from bus.serde import AvroCodec
 from bus.serde.jsoncodec import dumps
@@ -62,7 +64,7 @@ class Publisher:
         self.codec = AvroCodec(self.registry)
         self._schemas: dict[str, RegisteredSchema] = {}
         self._ready_topics: set[str] = set()
-        self._producer = kafka_clients.producer(settings, **producer_overrides)
+        self._producer = clients.producer(settings, **producer_overrides)
         self._pending: list[Any] = []
         self.acked: broker_guard.TopicEnds = {}  # what the last flush saw acknowledged
         # topics the broker guard passed for this publisher (a run that checked them adds them)
@@ -92,7 +94,7 @@ class Publisher:
             if topic not in self.guarded:
                 broker_guard.check(self.settings, [topic])
                 self.guarded.add(topic)
-            kafka_clients.ensure_topics(self.settings, {topic: dataset, dlq_topic(topic): None})
+            ensure_topics(self.settings, {topic: dataset, dlq_topic(topic): None})
             self._ready_topics.add(topic)
 
     def encode(self, topic: str, event: dict[str, Any]) -> tuple[bytes, bytes]:

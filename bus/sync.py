@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from bus import broker_guard, kafka_clients, longrun
+from bus import broker_guard, longrun
 from bus.config import Settings
 from bus.connectors_db import ConnectorStore
 from bus.connectors_db.store import lock_owner
@@ -42,7 +42,7 @@ from bus.longrun import Follow
 from bus.publish import Publisher
 from bus.registry import Registry, subject_for
 from bus.runs import record_run, start_run
-from connectors import registry as connector_types
+from connectors import plugins as connector_types
 from connectors.base import Batch, Connector, Invalid, WriteReport
 from connectors.contract import attach_catalogue
 from connectors.errors import ConnectorBusyError, TableStoppedError
@@ -117,7 +117,7 @@ class SyncReport:
                 f"connector {self.connector}: {len(self.stopped)} table(s) stopped: {reasons}"
             )
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "connector": self.connector,
             "role": self.role,
@@ -312,7 +312,7 @@ class SyncRun:
 
     def _record(self, error: str | None = None) -> None:
         report = self.report
-        detail = report.as_dict()
+        detail = report.to_dict()
         if error:
             detail["error"] = error
         record_run(
@@ -607,7 +607,7 @@ class _SinkWriter:
         if self._publisher is None:
             self._publisher = Publisher(self.settings, self.registry)
         if message.topic not in self._dlq_ready:
-            kafka_clients.ensure_topics(self.settings, {dlq_topic(message.topic): None})
+            ensure_topics(self.settings, {dlq_topic(message.topic): None})
             self._dlq_ready.add(message.topic)
         log.warning(
             "%s[%s]@%s refused by the sink: %s",

@@ -25,7 +25,7 @@ from bus.envelope import envelope_schema, record_schema_of
 from bus.errors import IncompatibleSchemaError, LgspError, NotFoundError
 from bus.registry import Registry, subject_for
 from bus.units import load_hierarchy
-from connectors import registry as connector_types
+from connectors import plugins as connector_types
 from connectors.base import Connector, Stream
 from connectors.config import ConnectorConfig
 from connectors.contract import attach_catalogue
@@ -69,7 +69,7 @@ class Registration:
     def warnings(self) -> list[str]:
         return [w for t in self.tables for w in t.warnings]
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "type": self.type,

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from fastavro import parse_schema
 
 from bus.envelope import envelope_schema
-from connectors import registry as connector_types
+from connectors import plugins as connector_types
 from connectors.base import Batch, Connector, Stream
 from connectors.errors import ConnectorConfigError
 

@@ -36,7 +36,7 @@ from kafka.structs import OffsetAndMetadata
 from sqlalchemy import Connection, select, tuple_
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from bus import broker_guard, kafka_clients, longrun
+from bus import broker_guard, longrun
 from bus.archive.chain import (
     DatasetTopic,
     canonical_bytes,
@@ -98,7 +98,7 @@ class ArchiveReport:
 
 def list_dataset_topics(settings: Settings, pattern: str | None = None) -> list[str]:
     """Dataset topics on the broker, optionally filtered by comma-separated glob patterns."""
-    client = kafka_clients.admin(settings)
+    client = clients.admin(settings)
     try:
         names = client.list_topics()
     except KafkaError as exc:
@@ -462,7 +462,7 @@ class Archiver:
     def prepare(self, topics: list[str]) -> list[str]:
         """Plan every partition and write the start offsets as the group's committed offsets."""
         notes: list[str] = []
-        probe = kafka_clients.consumer(self.settings, GROUP_ID)
+        probe = clients.consumer(self.settings, GROUP_ID)
         try:
             tps = [
                 TopicPartition(t, p)

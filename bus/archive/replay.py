@@ -46,7 +46,6 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
-from bus import kafka_clients
 from bus.archive.access import record_access
 from bus.archive.archiver import Head, envelope_fields, list_dataset_topics, plan_positions
 from bus.archive.chain import parse_dataset_topic, unit_within
@@ -66,6 +65,7 @@ from bus.errors import (
     NotFoundError,
     UnknownUnitError,
 )
+from bus.kafka import clients
 from bus.registry import RegisteredSchema, Registry, subject_for
 from bus.serde import AvroCodec
 from bus.serde.jsoncodec import named_types
@@ -163,7 +163,7 @@ class ReplayReport:
     checkpoint_digest: str | None = None
     notes: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
         data["chains"] = [c.__dict__ for c in self.chains]
         return data
@@ -357,7 +357,7 @@ def _read_broker(
     if not topics:
         return
     codec = AvroCodec(registry)
-    consumer = kafka_clients.consumer(settings, None)
+    consumer = clients.consumer(settings, None)
     try:
         tps = [
             TopicPartition(t, p)

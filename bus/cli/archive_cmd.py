@@ -431,7 +431,7 @@ def replay(
             public_keys=keys,
         )
         if as_json:
-            echo_json(report.as_dict())
+            echo_json(report.to_dict())
         else:
             _echo_replay(report)
         return

@@ -14,8 +14,8 @@ from bus.cli._common import confirm, context, echo_json, echo_table, settings
 from bus.longrun import Follow, stop_signals
 from bus.sync import SyncReport, TableReport, connector_for
 from bus.sync import run as run_sync
+from connectors import plugins as connector_types
 from connectors import positions as connector_positions
-from connectors import registry as connector_types
 from connectors.config import read_file
 from connectors.registration import Registration, register
 
@@ -82,7 +82,7 @@ def add(file: Path, dry_run: bool, replace: bool, as_json: bool) -> None:
         base_dir=file.resolve().parent,
     )
     if as_json:
-        echo_json(result.as_dict())
+        echo_json(result.to_dict())
         return
     _print_registration(result)
     if dry_run:
@@ -350,7 +350,7 @@ def run(
     finally:
         progress.done()
     if as_json:
-        echo_json(report.as_dict())
+        echo_json(report.to_dict())
     else:
         _print_summary(report)
     report.raise_if_stopped()

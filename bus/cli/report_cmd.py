@@ -10,7 +10,6 @@ import click
 
 from bus.cli._common import echo_table, settings
 from bus.errors import ConfigurationError
-from bus.report.cli_report import default_as_of, sla_report
 from bus.report.render import (
     TABLE_HEADERS,
     header_line,
@@ -20,6 +19,7 @@ from bus.report.render import (
     write_chart,
     write_csv,
 )
+from bus.report.service import default_as_of, sla_report
 from bus.report.workdays import default_calendar
 from bus.units import available_hierarchies
 

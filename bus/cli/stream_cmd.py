@@ -16,13 +16,14 @@ import click
 from kafka import KafkaProducer
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
-from bus import kafka_clients
 from bus.cli._common import echo_table, settings
 from bus.config import Settings
 from bus.consume import Consumer, Message, end_offsets
 from bus.dlq_ops import list_dead_letters, replay_dead_letters
 from bus.envelope import canonical_key, record_schema_of
 from bus.errors import ConfigurationError, DataError, ExitCode
+from bus.kafka import clients
+from bus.kafka.topics import describe_topic_configs
 from bus.publish import Publisher
 from bus.serde.jsoncodec import JsonToAvro, dumps
 
@@ -105,7 +106,7 @@ def max_record_bytes(settings: Settings, topic: str) -> tuple[int, str]:
     smaller one (Kafka's default for both is about 1 MiB)."""
     limit = int(KafkaProducer.DEFAULT_CONFIG["max_request_size"])
     what = "the producer's max_request_size"
-    broker = kafka_clients.describe_topic_configs(settings, topic).get("max.message.bytes", "")
+    broker = describe_topic_configs(settings, topic).get("max.message.bytes", "")
     if broker.isdigit() and int(broker) < limit:
         limit, what = int(broker), "the topic's max.message.bytes on the broker"
     return limit, what
@@ -184,7 +185,7 @@ def topic_group() -> None:
 def topic_list() -> None:
     """Topics with their partitions and end offsets."""
     s = settings()
-    client = kafka_clients.admin(s)
+    client = clients.admin(s)
     try:
         names = sorted(t for t in client.list_topics() if not t.startswith("__"))
     finally:

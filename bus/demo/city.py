@@ -274,11 +274,11 @@ def _connectors(settings: Settings, dbs: Databases, say: Say) -> list[str]:
 def _broker_forgot(settings: Settings, names: list[str], say: Say) -> None:
     """The embedded broker keeps topics in memory only: after a restart, replay the sources
     from the start (the sinks' versioned upserts make the replay harmless)."""
-    from bus import kafka_clients
     from bus.connectors_db import ConnectorStore
+    from bus.kafka import clients
 
     h = load_hierarchy(settings.hierarchy)
-    admin = kafka_clients.admin(settings)
+    admin = clients.admin(settings)
     try:
         existing = set(admin.list_topics())
     finally:
@@ -421,7 +421,7 @@ def _grant(settings: Settings, demo_dir: Path, result: DemoResult, say: Say) -> 
 def _report(
     settings: Settings, dbs: Databases, demo_dir: Path, result: DemoResult, say: Say
 ) -> None:
-    from bus.report.cli_report import sla_report
+    from bus.report.service import sla_report
 
     as_of = dt.datetime(2026, 11, 1, tzinfo=dt.timezone(dt.timedelta(hours=7)))
     report = sla_report(

@@ -71,7 +71,7 @@ def _sync(ctx: Context, connector: str) -> dict[str, Any]:
 
     report = sync_module.run(ctx, connector)
     report.raise_if_stopped()
-    return report.as_dict()
+    return report.to_dict()
 
 
 def _rollup(ctx: Context, dataset: str, level: str) -> dict[str, Any]:

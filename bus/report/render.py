@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bus.errors import ConfigurationError
-from bus.report.cli_report import ALL_FIELDS, SlaReport
+from bus.report.service import ALL_FIELDS, SlaReport
 
 CHART_INSTALL = "pip install 'lgsp-bus[chart]'"
 TABLE_HEADERS = (

@@ -221,14 +221,14 @@ def route_lag(settings: Settings, routes: list[Route]) -> dict[str, int]:
     """Records of each child topic not yet forwarded by its route's consumer group."""
     from kafka import TopicPartition
 
-    from bus import kafka_clients
     from bus.consume import end_offsets
+    from bus.kafka import clients
 
     sources = sorted({r.source_topic for r in routes})
     ends = end_offsets(settings, sources)
     lag: dict[str, int] = {}
     for source in sources:
-        consumer = kafka_clients.consumer(settings, f"lgsp.route.{source}")
+        consumer = clients.consumer(settings, f"lgsp.route.{source}")
         try:
             total = 0
             for (topic, partition), end in ends.items():

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from bus import kafka_clients
+from bus.kafka.topics import ensure_topics
 from bus.archive.models import ArchiveEntry
 from bus.cli.main import cli
 from bus.config import Settings
@@ -90,7 +90,7 @@ def test_a_record_of_an_unknown_schema_id_stops_the_run_after_what_came_before(
     topic = f"lgsp.79.760.26734.m{unique}.dossier"
     single = settings.topics.model_copy(update={"partitions": 1})
     one = settings.model_copy(update={"topics": single})
-    kafka_clients.ensure_topics(one, {topic: None})
+    ensure_topics(one, {topic: None})
     ours = register_topic(settings, topic)
     register_topic(other_bus, f"lgsp.79.760.26734.m{unique}.first", record_schema("First"))
     theirs = register_topic(other_bus, topic)  # the same schema under another id

@@ -201,17 +201,18 @@ def test_a_restarted_broker_stops_every_run_until_restored(pipeline: Pipeline) -
 
 
 def test_a_topic_deleted_and_recreated_is_noticed(pipeline: Pipeline) -> None:
-    from bus import kafka_clients
     from bus.config import get_settings
+    from bus.kafka import clients
+    from bus.kafka.topics import ensure_topics
 
     p = pipeline
     _archived_then_more(p)
-    client = kafka_clients.admin(get_settings())
+    client = clients.admin(get_settings())
     try:
         client.delete_topics([p.topic])
     finally:
         client.close()
-    kafka_clients.ensure_topics(get_settings(), {p.topic: p.dataset})
+    ensure_topics(get_settings(), {p.topic: p.dataset})
     _refused(p.run(p.sink))
     _refused(p.run(p.source))
     _restore_and_catch_up(p)

@@ -20,8 +20,8 @@ from bus.config import Settings
 from bus.connectors_db import ConnectorStore
 from bus.dlq_ops import list_dead_letters
 from conftest import MYSQL_URL, PG_URL
+from connectors.plugins import build
 from connectors.registration import register
-from connectors.registry import build
 from tests.integration.connectors.helpers import config, drop_tables
 
 pytestmark = pytest.mark.integration

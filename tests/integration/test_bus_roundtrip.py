@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from bus import kafka_clients
 from bus.config import Settings
 from bus.consume import PROBE_DEADLINE_S, Consumer, Message, end_offsets
 from bus.dlq import H_ERROR, H_ERROR_CLASS, H_OFFSET, H_PARTITION, H_TOPIC
 from bus.dlq_ops import list_dead_letters, replay_dead_letters
 from bus.envelope import make_event
 from bus.errors import BrokerUnavailableError, DataError, UnknownUnitError
+from bus.kafka import clients
+from bus.kafka.options import client_options
 from bus.publish import Publisher
 from bus.registry import Registry, subject_for
 from tests.helpers import record_schema, register_topic
@@ -90,7 +91,7 @@ def test_bad_records_go_to_dlq_and_good_ones_arrive(settings: Settings, unique: 
     )
     with Publisher(settings) as pub:
         pub.publish(topic, events(5))
-    raw = KafkaProducer(**kafka_clients.client_options(settings))
+    raw = KafkaProducer(**client_options(settings))
     raw.send(topic, key=b'{"id":99}', value=b"\x00\x00\x00corrupt-079203001234")
     raw.send(topic, key=b'{"id":98}', value=b"\x00" + struct.pack(">I", other.id) + b"\x02")
     raw.flush()
@@ -125,11 +126,11 @@ def test_dlq_headers_and_replay_after_fix(settings: Settings, unique: str) -> No
     event = events(1)[0]
     event["after"]["ward"] = "26734"
     value = codec.encode(stray.id, event)
-    raw = KafkaProducer(**kafka_clients.client_options(settings))
+    raw = KafkaProducer(**client_options(settings))
     raw.send(topic, key=b'{"id":0}', value=value).get(10)
     raw.close()
     assert collect(settings, topic, f"g-{unique}") == []
-    consumer = kafka_clients.consumer(settings, None)
+    consumer = clients.consumer(settings, None)
     from kafka import TopicPartition
 
     tps = [TopicPartition(topic + ".dlq", p) for p in consumer.partitions_for_topic(topic + ".dlq")]
@@ -349,7 +350,7 @@ def test_dlq_replay_of_publish_stage_json_and_of_records_parked_twice(
         report = pub.publish(topic, [event], on_invalid="dlq")
     assert (report.sent, report.dlq) == (0, 1)
     # a corrupt record, read by two consumer groups: each parks a copy
-    raw = KafkaProducer(**kafka_clients.client_options(settings))
+    raw = KafkaProducer(**client_options(settings))
     raw.send(topic, key=b'{"id":5}', value=b"\x00\x00\x00\x00\x09junk").get(10)
     raw.close()
     assert collect(settings, topic, f"a-{unique}") == []

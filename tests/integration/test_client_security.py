@@ -26,9 +26,12 @@ from pathlib import Path
 
 import pytest
 
-from bus import broker, kafka_clients
+from bus import broker
 from bus.config import PROJECT_ROOT, KafkaSettings, Settings, TopicSettings
 from bus.errors import BrokerUnavailableError, ConfigurationError
+from bus.kafka import clients
+from bus.kafka.options import bootstrap_timeout_ms, client_options
+from bus.kafka.topics import describe_topic_configs, ensure_topics, topic_config
 
 PASSWORD = "n0t-the-Right-pw-7f3a"
 TIMEOUT_MS = 2000
@@ -172,11 +175,11 @@ def test_topics_get_configured_partitions_replication_and_configs(embedded: Sett
             )
         }
     )
-    created = kafka_clients.ensure_topics(settings, {archive: "tthc.dossier", dlq: None})
+    created = ensure_topics(settings, {archive: "tthc.dossier", dlq: None})
     assert sorted(created) == sorted([archive, dlq])
-    assert kafka_clients.ensure_topics(settings, {archive: "tthc.dossier", dlq: None}) == []
+    assert ensure_topics(settings, {archive: "tthc.dossier", dlq: None}) == []
 
-    client = kafka_clients.admin(settings)
+    client = clients.admin(settings)
     try:
         described = {t["name"]: t for t in client.describe_topics([archive, dlq])}
     finally:
@@ -185,23 +188,23 @@ def test_topics_get_configured_partitions_replication_and_configs(embedded: Sett
     assert len(described[dlq]["partitions"]) == 2
     assert all(len(p["replica_nodes"]) == 3 for p in described[archive]["partitions"])
 
-    archive_cfg = kafka_clients.describe_topic_configs(settings, archive)
+    archive_cfg = describe_topic_configs(settings, archive)
     assert archive_cfg["retention.ms"] == "-1"
     assert archive_cfg["min.insync.replicas"] == "2"
     assert archive_cfg["unclean.leader.election.enable"] == "false"
-    assert kafka_clients.describe_topic_configs(settings, dlq)["retention.ms"] == "604800000"
+    assert describe_topic_configs(settings, dlq)["retention.ms"] == "604800000"
 
 
 @pytest.mark.integration
 def test_plaintext_clients_work_against_embedded_broker(embedded: Settings) -> None:
     topic = f"lgsp.test.{uuid.uuid4().hex[:8]}.plain"
-    kafka_clients.ensure_topics(embedded, {topic: None})
-    prod = kafka_clients.producer(embedded)
+    ensure_topics(embedded, {topic: None})
+    prod = clients.producer(embedded)
     try:
         prod.send(topic, b"v").get(timeout=10)
     finally:
         prod.close(timeout=5)
-    cons = kafka_clients.consumer(embedded, None, consumer_timeout_ms=3000)
+    cons = clients.consumer(embedded, None, consumer_timeout_ms=3000)
     try:
         assert topic in cons.topics()
     finally:
@@ -218,10 +221,10 @@ def test_bootstrap_that_does_not_answer_fails_within_timeout(tmp_path: Path, kin
     address = f"127.0.0.1:{_free_port()}"
     settings = Settings(home=tmp_path, kafka_bootstrap=address, kafka=_kafka())
     calls = {
-        "admin": lambda: kafka_clients.admin(settings),
-        "producer": lambda: kafka_clients.producer(settings),
-        "consumer": lambda: kafka_clients.consumer(settings, "g"),
-        "ensure_topics": lambda: kafka_clients.ensure_topics(settings, {"lgsp.x.y": None}),
+        "admin": lambda: clients.admin(settings),
+        "producer": lambda: clients.producer(settings),
+        "consumer": lambda: clients.consumer(settings, "g"),
+        "ensure_topics": lambda: ensure_topics(settings, {"lgsp.x.y": None}),
     }
     started = time.monotonic()
     with pytest.raises(BrokerUnavailableError) as info:
@@ -238,10 +241,10 @@ def test_api_timeout_bounds_the_bootstrap_below_the_request_timeout(tmp_path: Pa
     address = f"127.0.0.1:{_free_port()}"
     kafka = KafkaSettings(request_timeout_ms=30000, api_timeout_ms=1000)
     settings = Settings(home=tmp_path, kafka_bootstrap=address, kafka=kafka)
-    assert kafka_clients.bootstrap_timeout_ms(settings) == 1000
+    assert bootstrap_timeout_ms(settings) == 1000
     started = time.monotonic()
     with pytest.raises(BrokerUnavailableError, match="within 1000 ms"):
-        kafka_clients.admin(settings)
+        clients.admin(settings)
     assert time.monotonic() - started < 2.0
 
 
@@ -256,7 +259,7 @@ def test_sasl_against_broker_without_sasl_names_the_mechanism(
     settings = Settings(home=tmp_path, kafka_bootstrap=embedded_address, kafka=_sasl())
     started = time.monotonic()
     with pytest.raises(ConfigurationError) as info:
-        kafka_clients.admin(settings)
+        clients.admin(settings)
     assert time.monotonic() - started < BOUND_S
     text = _one_line(info.value)
     assert "kafka.sasl_mechanism" in text and "SCRAM-SHA-512" in text
@@ -270,9 +273,9 @@ def test_wrong_scram_credentials_name_the_user_not_the_password(
 ) -> None:
     settings = Settings(home=tmp_path, kafka_bootstrap=tansu_with_auth, kafka=_sasl())
     build = {
-        "admin": lambda: kafka_clients.admin(settings),
-        "producer": lambda: kafka_clients.producer(settings),
-        "consumer": lambda: kafka_clients.consumer(settings, "g"),
+        "admin": lambda: clients.admin(settings),
+        "producer": lambda: clients.producer(settings),
+        "consumer": lambda: clients.consumer(settings, "g"),
     }[kind]
     started = time.monotonic()
     with pytest.raises(ConfigurationError) as info:
@@ -291,7 +294,7 @@ def test_plaintext_against_sasl_broker_points_at_security_protocol(
     settings = Settings(home=tmp_path, kafka_bootstrap=tansu_with_auth, kafka=_kafka())
     started = time.monotonic()
     with pytest.raises(BrokerUnavailableError) as info:
-        kafka_clients.admin(settings)
+        clients.admin(settings)
     assert time.monotonic() - started < BOUND_S
     assert "kafka.security_protocol" in _one_line(info.value)
 
@@ -305,7 +308,7 @@ def test_unsupported_mechanism_on_sasl_broker(tmp_path: Path, tansu_with_auth: s
         kafka=_sasl().model_copy(update={"sasl_mechanism": "PLAIN"}),
     )
     with pytest.raises(ConfigurationError) as info:
-        kafka_clients.admin(settings)
+        clients.admin(settings)
     assert "kafka.sasl_mechanism PLAIN" in _one_line(info.value)
 
 
@@ -325,7 +328,7 @@ def test_tls_client_on_plaintext_port_fails_within_timeout(
     )
     started = time.monotonic()
     with pytest.raises(ConfigurationError) as info:
-        kafka_clients.producer(settings)
+        clients.producer(settings)
     assert time.monotonic() - started < BOUND_S
     assert "TLS handshake" in _one_line(info.value)
 
@@ -389,7 +392,7 @@ def test_tls_certificate_from_another_ca_names_ssl_cafile(
         kafka=_kafka(security_protocol="SSL", ssl_cafile=other_ca),
     )
     with pytest.raises(ConfigurationError) as info:
-        kafka_clients.admin(settings)
+        clients.admin(settings)
     text = _one_line(info.value)
     assert "TLS certificate" in text and "kafka.ssl_cafile" in text
 
@@ -405,7 +408,7 @@ def test_tls_with_the_right_ca_passes_the_handshake(tmp_path: Path, tls_server: 
     )
     started = time.monotonic()
     with pytest.raises(BrokerUnavailableError) as info:  # the TLS peer is not a Kafka broker
-        kafka_clients.admin(settings)
+        clients.admin(settings)
     assert time.monotonic() - started < BOUND_S
     assert tls_server.handshakes >= 1
     assert "did not answer Kafka requests" in _one_line(info.value)
@@ -452,7 +455,7 @@ def test_inconsistent_security_settings_name_the_field(
 ) -> None:
     settings = Settings(home=tmp_path, kafka_bootstrap="127.0.0.1:9", kafka=KafkaSettings(**kafka))
     with pytest.raises(ConfigurationError, match=field.replace("*", r"\*")):
-        kafka_clients.client_options(settings)
+        client_options(settings)
 
 
 def test_tls_file_set_without_tls_protocol(tmp_path: Path) -> None:
@@ -461,7 +464,7 @@ def test_tls_file_set_without_tls_protocol(tmp_path: Path) -> None:
         home=tmp_path, kafka_bootstrap="127.0.0.1:9", kafka=KafkaSettings(ssl_cafile=ca)
     )
     with pytest.raises(ConfigurationError, match="kafka.ssl_cafile"):
-        kafka_clients.client_options(settings)
+        client_options(settings)
 
 
 def test_tls_file_that_is_not_pem_names_the_field(tmp_path: Path) -> None:
@@ -473,7 +476,7 @@ def test_tls_file_that_is_not_pem_names_the_field(tmp_path: Path) -> None:
         kafka=KafkaSettings(security_protocol="SSL", ssl_cafile=bogus),
     )
     with pytest.raises(ConfigurationError, match="kafka.ssl_cafile"):
-        kafka_clients.client_options(settings)
+        client_options(settings)
 
 
 def test_client_options_carry_sasl_and_tls_and_settings_mask_the_password(
@@ -492,7 +495,7 @@ def test_client_options_carry_sasl_and_tls_and_settings_mask_the_password(
             request_timeout_ms=4000,
         ),
     )
-    opts = kafka_clients.client_options(settings)
+    opts = client_options(settings)
     assert opts["bootstrap_servers"] == ["k1:9094", "k2:9094"]
     assert opts["security_protocol"] == "SASL_SSL"
     assert opts["sasl_mechanism"] == "SCRAM-SHA-512"
@@ -517,7 +520,7 @@ def test_topic_settings_that_cannot_work(
 ) -> None:
     settings = Settings(home=tmp_path, topics=TopicSettings(**topics))  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match=field):
-        kafka_clients.topic_config(settings, "a.b")
+        topic_config(settings, "a.b")
 
 
 def test_production_topic_config(tmp_path: Path) -> None:
@@ -531,7 +534,7 @@ def test_production_topic_config(tmp_path: Path) -> None:
             per_dataset_retention_ms={"dancu.resident": -1},
         ),
     )
-    assert kafka_clients.topic_config(settings, "dancu.resident") == (
+    assert topic_config(settings, "dancu.resident") == (
         12,
         3,
         {
@@ -540,7 +543,7 @@ def test_production_topic_config(tmp_path: Path) -> None:
             "retention.ms": "-1",
         },
     )
-    assert kafka_clients.topic_config(settings, None) == (
+    assert topic_config(settings, None) == (
         6,
         3,
         {"unclean.leader.election.enable": "false", "min.insync.replicas": "2"},

@@ -8,7 +8,7 @@ from kafka.cluster import ClusterMetadata
 from kafka.partitioner.default import DefaultPartitioner
 from kafka.partitioner.default import murmur2 as reference
 
-from bus.kafka_clients import KeyPartitioner, murmur2
+from bus.kafka.partitioner import KeyPartitioner, murmur2
 
 
 def test_murmur2_equals_kafka_python() -> None:

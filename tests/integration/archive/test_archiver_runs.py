@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from bus import kafka_clients
 from bus.archive.archiver import Archiver, list_dataset_topics
 from bus.archive.verify import verify
 from bus.config import Settings
 from bus.consume import Message
+from bus.kafka.topics import ensure_topics
 from bus.publish import Publisher
 from tests.helpers import register_topic
 from tests.integration.archive._scenario import CHANGES, Source
@@ -70,7 +70,7 @@ def test_only_dataset_topics_are_archived(settings: Settings, unique: str) -> No
     register_topic(settings, topic)
     with Publisher(settings) as pub:
         pub.ensure_topic(topic)  # creates <topic>.dlq as well
-    kafka_clients.ensure_topics(settings, {f"lgsp.x{unique}.odd": None})
+    ensure_topics(settings, {f"lgsp.x{unique}.odd": None})
     found = list_dataset_topics(settings, f"*{unique}*")
     assert found == [topic]
     assert list_dataset_topics(settings, f"lgsp.79.*.d{unique}.*,lgsp.nothing.*") == [topic]

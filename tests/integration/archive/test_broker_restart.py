@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bus import broker, kafka_clients
+from bus import broker
 from bus.archive.archiver import Archiver
 from bus.archive.models import ArchiveEntry
 from bus.archive.replay import content_hash, replay_as_of
@@ -18,6 +18,7 @@ from bus.broker_restore import restore
 from bus.config import Settings
 from bus.db import open_engine
 from bus.db.engine import dispose_engines
+from bus.kafka import clients
 from bus.publish import Publisher
 from tests.helpers import register_topic
 from tests.integration.archive._scenario import CHANGES, Source, at
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.integration
 
 
 def topics_on_broker(settings: Settings) -> list[str]:
-    client = kafka_clients.admin(settings)
+    client = clients.admin(settings)
     try:
         return list(client.list_topics())
     finally:

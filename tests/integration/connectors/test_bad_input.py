@@ -26,8 +26,8 @@ from connectors.errors import (
     MissingPrimaryKeyError,
     TableNotFoundError,
 )
+from connectors.plugins import build
 from connectors.registration import register
-from connectors.registry import build
 from tests.integration.connectors.helpers import config, drop_tables
 
 pytestmark = pytest.mark.integration

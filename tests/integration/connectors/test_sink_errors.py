@@ -19,8 +19,8 @@ from bus.sync import run
 from conftest import MYSQL_URL, PG_URL
 from connectors.base import Batch
 from connectors.errors import TableStoppedError
+from connectors.plugins import build
 from connectors.registration import register
-from connectors.registry import build
 from tests.integration.connectors.helpers import config, drop_tables, sqlite_codes
 
 pytestmark = pytest.mark.integration

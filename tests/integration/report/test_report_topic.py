@@ -19,7 +19,7 @@ from bus.errors import NotFoundError
 from bus.generate import DATASETS, generate
 from bus.publish import Publisher
 from bus.registry import Registry, subject_for
-from bus.report.cli_report import build_report, sla_report
+from bus.report.service import build_report, sla_report
 from bus.units import load_hierarchy
 from tests.unit.report.cases import CASES, END_OF_OCTOBER, H2024
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from bus.cli.main import cli
 from bus.generate import generate, load_table
-from bus.report.cli_report import build_report, read_table
+from bus.report.service import build_report, read_table
 from bus.units import load_hierarchy
 from tests.unit.report.cases import END_OF_OCTOBER, H2024
 

@@ -9,7 +9,7 @@ import pytest
 
 from bus.errors import ConfigurationError, LgspError, NotFoundError
 from bus.units import load_hierarchy
-from connectors import registry
+from connectors import plugins
 from connectors.base import Connector
 from connectors.config import read_file
 from connectors.errors import (
@@ -47,12 +47,12 @@ def source(**overrides: Any) -> dict[str, Any]:
 
 def errors_of(data: dict[str, Any], **kwargs: Any) -> list[str]:
     with pytest.raises(ConnectorConfigError) as caught:
-        registry.validate(data, **kwargs)
+        plugins.validate(data, **kwargs)
     return caught.value.errors
 
 
 def test_the_design_example_is_valid() -> None:
-    config = registry.validate(source(), hierarchy=load_hierarchy("hcmc-2024"))
+    config = plugins.validate(source(), hierarchy=load_hierarchy("hcmc-2024"))
     assert config.topics(load_hierarchy("hcmc-2024")) == {"ho_so": "lgsp.79.760.26734.tthc.dossier"}
 
 
@@ -109,7 +109,7 @@ def test_unit_and_dataset_checked_against_the_hierarchy() -> None:
 
 def test_unknown_type_lists_the_known_ones_beside_other_errors() -> None:
     with pytest.raises(ConnectorConfigError) as caught:
-        registry.validate(source(type="oracle", agency=""))
+        plugins.validate(source(type="oracle", agency=""))
     text = str(caught.value)
     assert "unknown connector type 'oracle'" in text
     for known in ("http", "mariadb", "mysql", "postgresql", "sqlite"):
@@ -118,16 +118,16 @@ def test_unknown_type_lists_the_known_ones_beside_other_errors() -> None:
 
 
 def test_connector_class_lookup() -> None:
-    assert set(registry.known_types()) >= {"postgresql", "mysql", "mariadb", "sqlite", "http"}
-    for name in registry.known_types():
-        cls = registry.connector_class(name)
+    assert set(plugins.known_types()) >= {"postgresql", "mysql", "mariadb", "sqlite", "http"}
+    for name in plugins.known_types():
+        cls = plugins.connector_class(name)
         assert issubclass(cls, Connector)
         assert cls.can_source
-    assert registry.connector_class("mariadb") is registry.connector_class("mysql")
+    assert plugins.connector_class("mariadb") is plugins.connector_class("mysql")
     with pytest.raises(UnknownConnectorTypeError) as caught:
-        registry.connector_class("oracle")
+        plugins.connector_class("oracle")
     assert isinstance(caught.value, NotFoundError)
-    assert caught.value.known == registry.known_types()
+    assert caught.value.known == plugins.known_types()
 
 
 def test_literal_passwords_are_refused_and_never_echoed() -> None:
@@ -154,7 +154,7 @@ def test_secret_references_resolve_at_use(monkeypatch: pytest.MonkeyPatch, tmp_p
 
 
 def test_stored_form_keeps_references_and_shown_form_masks() -> None:
-    config = registry.validate(source())
+    config = plugins.validate(source())
     stored = config.stored()
     assert stored["connection"]["url"] == (
         "postgresql+psycopg://app:${TANDINH_DB_PASSWORD}@db:5432/hoso"
@@ -164,12 +164,12 @@ def test_stored_form_keeps_references_and_shown_form_masks() -> None:
     assert mask("https://x.example/api", is_url=True) == "https://x.example/api"
     assert mask("${TOKEN}", is_url=False) == "***"
     # the stored form validates again to the same config
-    assert registry.validate(stored) == config
+    assert plugins.validate(stored) == config
 
 
 def test_errors_are_configuration_errors() -> None:
     with pytest.raises(ConfigurationError):
-        registry.validate(source(name=""))
+        plugins.validate(source(name=""))
     assert issubclass(ConnectorConfigError, LgspError)
 
 
@@ -188,8 +188,8 @@ def test_bad_files(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
 def test_example_files_are_valid(path: Path) -> None:
-    data = registry.normalize(read_file(path), path.parent)
-    config = registry.validate(data, hierarchy=load_hierarchy("hcmc-2024"))
+    data = plugins.normalize(read_file(path), path.parent)
+    config = plugins.validate(data, hierarchy=load_hierarchy("hcmc-2024"))
     assert config.name == data["name"]
     assert config.topics(load_hierarchy("hcmc-2024"))
 
@@ -202,10 +202,10 @@ def test_examples_cover_each_kind() -> None:
 
 def test_sqlite_paths_are_relative_to_the_file(tmp_path: Path) -> None:
     data = {"type": "sqlite", "connection": {"url": "sqlite:///data/x.db"}}
-    out = registry.normalize(data, tmp_path)
+    out = plugins.normalize(data, tmp_path)
     assert out["connection"]["url"] == f"sqlite:///{tmp_path / 'data' / 'x.db'}"
     absolute = {"type": "sqlite", "connection": {"url": "sqlite:////abs/x.db"}}
-    assert registry.normalize(absolute, tmp_path) == absolute
+    assert plugins.normalize(absolute, tmp_path) == absolute
 
 
 def test_error_classes_by_recovery_and_picklable() -> None:
@@ -253,7 +253,7 @@ def test_literal_secrets_anywhere_in_a_database_url_are_refused(url: str) -> Non
 
 def test_database_url_references_are_accepted_and_masked() -> None:
     url = "postgresql://app:${PW}@db:${PORT}/hoso?sslmode=require&password=${PW2}"
-    config = registry.validate(source(connection={"url": url}))
+    config = plugins.validate(source(connection={"url": url}))
     assert config.stored()["connection"]["url"] == url
     shown = config.masked()["connection"]["url"]
     assert shown == "postgresql://app:***@db:${PORT}/hoso?sslmode=require&password=***"
@@ -299,7 +299,7 @@ def test_literal_secrets_of_an_http_connector_are_refused(
 
 
 def test_http_references_are_accepted_and_masked() -> None:
-    config = registry.validate(
+    config = plugins.validate(
         http(
             {
                 "url": "https://app:${API_PW}@api.example/v1?token=${API_TOKEN}&lang=vi",
@@ -327,7 +327,7 @@ def test_a_unit_code_written_as_a_number() -> None:
     from bus.units.hierarchy import Hierarchy, Unit
 
     hcmc = load_hierarchy("hcmc-2024")
-    config = registry.validate(source(unit=26734), hierarchy=hcmc)
+    config = plugins.validate(source(unit=26734), hierarchy=hcmc)
     assert config.unit == "26734"  # the one code of that value
     errors = errors_of(source(unit=26734))  # no hierarchy to look it up in
     assert errors[0].startswith("unit: a unit code is text: quote it in YAML")
@@ -341,8 +341,8 @@ def test_a_unit_code_written_as_a_number() -> None:
         ],
     )
     # 4 stands for one code only: the leading zeros come back
-    assert registry.validate(source(unit=4), hierarchy=hanoi).unit == "00004"
+    assert plugins.validate(source(unit=4), hierarchy=hanoi).unit == "00004"
     # 1 matches both "01" and "001": refused, the quoted code is needed
     errors = errors_of(source(unit=1), hierarchy=hanoi)
     assert errors[0].startswith("unit: a unit code is text")
-    assert registry.validate(source(unit="01"), hierarchy=hanoi).unit == "01"
+    assert plugins.validate(source(unit="01"), hierarchy=hanoi).unit == "01"

@@ -16,7 +16,7 @@ from sqlalchemy.dialects import mysql, postgresql
 from bus.envelope import load_record_schema
 from bus.errors import DataError
 from bus.serde.jsoncodec import JsonToAvro
-from connectors import registry as connector_types
+from connectors import plugins as connector_types
 from connectors.contract import DatasetContract
 from connectors.sql.config import SqlTable
 from connectors.sql.contract import ContractError, TableContract, conform, match_columns

@@ -20,7 +20,7 @@ from connectors.errors import (
     EndpointUnavailableError,
     HttpClientError,
 )
-from connectors.registry import build
+from connectors.plugins import build
 from tests.unit.connectors.http_server import JsonHandler, serve
 
 STAMP = "2025-07-01T08:00:00+07:00"

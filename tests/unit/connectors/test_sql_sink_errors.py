@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from bus.errors import RetriableError
 from connectors.base import Batch, Connector
 from connectors.errors import RowRejectedError, TableStoppedError
-from connectors.registry import build
+from connectors.plugins import build
 
 SECRET_CODE = "079123456789"  # a citizen-ID-like value that must never appear in an error
 

@@ -179,7 +179,7 @@ def test_key_json_matches_canonical_key() -> None:
 
 
 def test_event_shape_equals_make_event() -> None:
-    from connectors.registry import build
+    from connectors.plugins import build
 
     connector = build(
         {

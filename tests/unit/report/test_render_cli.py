@@ -17,7 +17,6 @@ from bus.cli.main import cli
 from bus.config import reset_settings
 from bus.envelope import load_record_schema
 from bus.generate import DATASETS, load_records
-from bus.report.cli_report import build_report, read_table
 from bus.report.render import (
     CSV_COLUMNS,
     TABLE_HEADERS,
@@ -26,6 +25,7 @@ from bus.report.render import (
     write_chart,
     write_csv,
 )
+from bus.report.service import build_report, read_table
 from tests.unit.report.cases import CASES, END_OF_OCTOBER, H2024, QUAN3_WARD
 
 PNG = b"\x89PNG\r\n\x1a\n"

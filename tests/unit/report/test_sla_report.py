@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bus.errors import ConfigurationError, UnknownUnitError
-from bus.report.cli_report import (
+from bus.report.service import (
     ALL_FIELDS,
     LatestDossiers,
     build_report,

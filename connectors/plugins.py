@@ -1,4 +1,4 @@
-"""Connector types by name, from the entry-point group ``lgsp.connectors``.
+"""Connector types (the plugins) by name, from the entry-point group ``lgsp.connectors``.
 
 The built-in types are also known without an installed distribution (a source checkout);
 an installed plugin registers its own type through the same group. An unknown name is refused
