@@ -38,6 +38,7 @@ from bus.context import Context
 from bus.dlq import dlq_topic, safe_message
 from bus.envelope import envelope_schema, record_schema_of
 from bus.errors import ConfigurationError, FatalError, LgspError, NotFoundError
+from bus.kafka.topics import ensure_topics
 from bus.longrun import Follow
 from bus.publish import Publisher
 from bus.registry import Registry, subject_for

@@ -59,6 +59,7 @@ from bus.errors import (
     FatalError,
     RetriableError,
 )
+from bus.kafka import clients
 from bus.longrun import Follow, stop_signals, uninterrupted
 from bus.registry import Registry, subject_for
 from bus.runs import record_run
