@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from bus.config import Settings
@@ -31,3 +33,11 @@ def record_schema(name: str = "Person", namespace: str = "demo", extra: list | N
 def register_topic(settings: Settings, topic: str, schema: dict | None = None) -> int:
     env = envelope_schema(schema or record_schema(), settings.schemas_dir)
     return Registry(settings).register(subject_for(topic), env).id
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    """Return as soon as ``predicate()`` is true; fail naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
+        time.sleep(0.05)

@@ -6,7 +6,8 @@ Seams for other packages:
   (connectors: warn when a table collects an attribute another dataset owns);
 - ``live_grant(settings, grant_id=... | agency=..., dataset=...) -> GrantView`` and
   ``apply_grant(event, grant) -> event`` (sink connectors acting for an agency);
-- ``deliver(settings, grant_or_agency, dataset, sink, ...)`` (a bounded delivery run);
+- ``bus.catalog.delivery.deliver(settings, grant_or_agency, dataset, sink, ...)`` (a bounded
+  delivery run; a module of its own as it needs the Kafka client);
 - ``record_access(settings, *, principal, agency, dataset, purpose, records, action, ...)``
   (replays and any other read of a dataset); ``add_access(session, ...)`` adds the same
   entry within the caller's transaction.
@@ -24,7 +25,6 @@ from bus.catalog.datasets import (
     publish_dataset,
     search_datasets,
 )
-from bus.catalog.delivery import DeliveryReport, JsonlSink, deliver
 from bus.catalog.errors import AccessDeniedError
 from bus.catalog.grants import GrantInfo, add_grant, list_grants, live_grant, revoke_grant
 from bus.catalog.masking import GrantView, apply_grant, load_pii_key, token
@@ -32,18 +32,15 @@ from bus.catalog.masking import GrantView, apply_grant, load_pii_key, token
 __all__ = [
     "AccessDeniedError",
     "DatasetInfo",
-    "DeliveryReport",
     "Finding",
     "GrantInfo",
     "GrantView",
-    "JsonlSink",
     "add_access",
     "add_agency",
     "add_grant",
     "apply_grant",
     "check_attribute_ownership",
     "dataset_topics",
-    "deliver",
     "get_dataset",
     "list_agencies",
     "list_datasets",

@@ -1,2 +1,2 @@
-"""The ``lgsp`` command line. Each module here adds its commands through a ``commands`` list;
-``main`` discovers them, so a new command group is one new module."""
+"""The ``lgsp`` command line. ``main.COMMANDS`` names each top-level command's module, which is
+imported only when that command runs, so a new command group is one new module and one line."""

@@ -125,6 +125,3 @@ def stop_cmd(wait: float) -> None:
         click.echo("airflow standalone: was not running")
         return
     click.echo(f"stopped airflow standalone (pid {found.pid}, {len(found.members)} processes)")
-
-
-commands = [airflow_group]

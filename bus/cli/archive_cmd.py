@@ -451,6 +451,3 @@ def replay(
         click.echo(dumps(event))
     _echo_replay(report, err=True)
     sys.stdout.flush()
-
-
-commands = [archive_group, audit_group, replay]

@@ -89,6 +89,3 @@ def config_group() -> None:
 def show() -> None:
     """Print the effective settings (lgsp.toml + LGSP_* env), secrets masked."""
     echo_json(settings().masked())
-
-
-commands = [broker_group, config_group]

@@ -11,7 +11,6 @@ from bus.catalog import (
     add_agency,
     add_grant,
     dataset_topics,
-    deliver,
     get_dataset,
     list_agencies,
     list_datasets,
@@ -22,7 +21,6 @@ from bus.catalog import (
     search_datasets,
 )
 from bus.catalog.acls import DEFAULT_BOOTSTRAP, acl_rules, render_acl_commands
-from bus.catalog.delivery import JsonlSink
 from bus.catalog.errors import AccessDeniedError
 from bus.catalog.grants import get_grant
 from bus.cli._common import echo_json, echo_table, settings
@@ -351,6 +349,8 @@ def subscribe_cmd(
     Fields outside the grant are dropped, PII fields become tokens unless the grant allows
     PII; events go to --out (appended) or standard output; the run is access-logged.
     """
+    from bus.catalog.delivery import JsonlSink, deliver  # the Kafka client: only here
+
     if grant_id is None and not agency:
         raise click.UsageError("give --agency (or --grant ID)")
     s = settings()
@@ -381,6 +381,3 @@ def subscribe_cmd(
     )
     if report.skipped:
         click.echo(f"warning: {report.skipped} undecodable records skipped", err=True)
-
-
-commands = [dataset_group, agency_group, grant_group, access_log_cmd, subscribe_cmd]

@@ -377,6 +377,3 @@ def _follow(stop: Callable[[], bool], idle_exit: float | None, poll: float | Non
     if poll is not None:
         follow.poll_s = poll
     return follow
-
-
-commands = [connector_group]

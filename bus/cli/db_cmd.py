@@ -21,6 +21,3 @@ def upgrade() -> None:
     s = settings()
     open_engine(s)
     click.echo(f"control database {mask_url(s.control_database_url)} is up to date")
-
-
-commands = [db_group]

@@ -50,6 +50,3 @@ def demo(
             click.echo(line)
     if not (result.archive_ok and result.agreeing == result.reconciled):
         raise SystemExit(ExitCode.FAILED)
-
-
-commands = [demo]

@@ -147,6 +147,3 @@ def generate_cmd(
     if where:
         seconds = time.perf_counter() - began
         click.echo(f"generated {count} {dataset} rows into {where} in {seconds:.1f} s", err=True)
-
-
-commands = [generate_cmd]

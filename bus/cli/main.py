@@ -1,4 +1,5 @@
-"""Entry point of ``lgsp``: discovers command modules, turns errors into one clear line."""
+"""Entry point of ``lgsp``: loads a command's module only when it runs, turns errors into one
+clear line."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import importlib
 import io
 import logging
 import os
-import pkgutil
 import select
 import sys
 import traceback
@@ -14,11 +14,113 @@ from typing import NoReturn
 
 import click
 
-import bus.cli
 from bus.errors import ExitCode, LgspError
+
+# Every top-level command: name -> ("module:attribute" under bus.cli, the first paragraph of its
+# help). ``lgsp --help`` lists them from here, so it and ``--version`` import no command module
+# (nor SQLAlchemy, Kafka, Airflow); a command's module is imported when the command runs.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "access-log": (
+        "catalog_cmd:access_log_cmd",
+        "Who read which dataset, for which purpose, how many records, and when.",
+    ),
+    "agency": ("catalog_cmd:agency_group", "The agency register (publishers and grant holders)."),
+    "airflow": (
+        "airflow_cmd:airflow_group",
+        "Airflow 3 with the project's DAGs (one per connector, dataset level, reconciliation).",
+    ),
+    "archive": (
+        "archive_cmd:archive_group",
+        "The auditors' archive: every event of the dataset topics, hash-chained and signed.",
+    ),
+    "audit": ("archive_cmd:audit_group", "Checks for auditors."),
+    "broker": ("broker_cmd:broker_group", "Start, stop or check the Kafka broker."),
+    "config": ("broker_cmd:config_group", "Show the effective configuration."),
+    "connector": (
+        "connector_cmd:connector_group",
+        "Connectors: attach a departmental database or API to the bus from one YAML file.",
+    ),
+    "dataset": (
+        "catalog_cmd:dataset_group",
+        "The dataset catalogue: one authoritative publisher per dataset.",
+    ),
+    "db": (
+        "db_cmd:db_group",
+        "The control database (registry, connectors, catalogue, archive, runs).",
+    ),
+    "demo": (
+        "demo_cmd:demo",
+        "Ten ward databases → ward topics → district → city → sinks, archive, grant, report.",
+    ),
+    "dlq": (
+        "stream_cmd:dlq_group",
+        "Dead letters: records parked because they could not be decoded or did not match.",
+    ),
+    "generate": (
+        "generate_cmd:generate_cmd",
+        "Generate ROWS records of DATASET that validate against its Avro schema.",
+    ),
+    "grant": (
+        "catalog_cmd:grant_group",
+        "Grants: which agency may receive which fields of a dataset, why, until when.",
+    ),
+    "publish": (
+        "stream_cmd:publish",
+        "Publish JSON lines (envelopes, or bare records wrapped as op c) to TOPIC.",
+    ),
+    "reconcile": (
+        "reconcile_cmd:reconcile_group",
+        "Compare a table with its copy (checksums per key segment inside each database), list"
+        " what is missing, extra or different, and repair through the bus.",
+    ),
+    "replay": (
+        "archive_cmd:replay",
+        "Rebuild DATASET as of a moment (--as-of, --into) or print its events (--from/--to).",
+    ),
+    "report": ("report_cmd:report_group", "Reports computed from the data the units publish."),
+    "route": (
+        "route_cmd:route_group",
+        "Roll-up (ward → district → city) and fan-down routes of datasets.",
+    ),
+    "runs": ("route_cmd:runs", "Recent runs with rows in/out, DLQ count, lag and duration."),
+    "schema": (
+        "schema_cmd:schema_group",
+        "Schema registry: subjects <topic>-value, versions, compatibility.",
+    ),
+    "subscribe": (
+        "catalog_cmd:subscribe_cmd",
+        "Deliver DATASET's new events to an agency under its live grant (one bounded run).",
+    ),
+    "tail": (
+        "stream_cmd:tail",
+        "Print TOPIC's records as decoded JSON lines (undecodable ones are reported on stderr).",
+    ),
+    "topic": ("stream_cmd:topic_group", "Topics on the broker."),
+    "units": (
+        "units_cmd:units_group",
+        "Administrative units (city, district, ward) and topic names.",
+    ),
+}
 
 
 class _Root(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module, attribute = COMMANDS[cmd_name][0].split(":")
+            command = getattr(importlib.import_module(f"bus.cli.{module}"), attribute)
+            self.add_command(command, cmd_name)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from the table, for the commands not loaded yet."""
+        listed = {name: click.Command(name, help=text) for name, (_, text) in COMMANDS.items()}
+        click.Group.format_commands(
+            click.Group(commands={**listed, **self.commands}), ctx, formatter
+        )
+
     def invoke(self, ctx: click.Context) -> object:
         debug = bool(ctx.params.get("debug"))
         try:
@@ -102,18 +204,6 @@ def cli(debug: bool) -> None:
     )
     # the Kafka client logs raw wire bytes (personal data) at DEBUG: never below INFO
     logging.getLogger("kafka").setLevel(logging.INFO if debug else logging.CRITICAL)
-
-
-def _discover() -> None:
-    for info in sorted(pkgutil.iter_modules(bus.cli.__path__), key=lambda m: m.name):
-        if info.name in {"main"} or info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"bus.cli.{info.name}")
-        for command in getattr(module, "commands", []):
-            cli.add_command(command)
-
-
-_discover()
 
 
 def main() -> None:

@@ -334,6 +334,3 @@ def show_cmd(report_id: int, as_json: bool) -> None:
                 cols = f"  [{', '.join(item['columns'])}]" if item.get("columns") else ""
                 click.echo(f"  {_key_text(item['key'])}{cols}")
     click.echo(data.get("summary", ""))
-
-
-commands = [reconcile_group]

@@ -133,6 +133,3 @@ def sla_cmd(
     if chart is not None:
         write_chart(report, chart)
         click.echo(f"chart written to {chart}", err=True)
-
-
-commands = [report_group]

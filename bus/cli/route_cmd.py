@@ -144,6 +144,3 @@ def runs(kind: str | None, name: str | None, limit: int) -> None:
             )
         )
     echo_table(["ID", "KIND", "NAME", "STARTED", "STATUS", "IN", "OUT", "DLQ", "LAG", "TIME"], rows)
-
-
-commands = [route_group, runs]

@@ -85,6 +85,3 @@ def compat(subject: str, mode: str | None) -> None:
     if mode:
         reg.set_compatibility(subject, mode)
     click.echo(f"{subject}: {reg.compatibility(subject)}")
-
-
-commands = [schema_group]

@@ -232,6 +232,3 @@ def dlq_replay(topic: str) -> None:
     click.echo(f"replayed {report.replayed}, still failing {report.still_failing} (parked again)")
     if report.still_failing:
         raise SystemExit(ExitCode.FAILED)
-
-
-commands = [publish, tail, topic_group, dlq_group]

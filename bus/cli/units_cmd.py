@@ -92,6 +92,3 @@ def show_cmd(code: str, as_json: bool, hierarchy_name: str | None) -> None:
 def topic_cmd(unit: str, dataset: str, hierarchy_name: str | None) -> None:
     """Print the topic name of DATASET (domain.name) published by UNIT."""
     click.echo(topic_name(_hierarchy(hierarchy_name), unit, dataset))
-
-
-commands = [units_group]

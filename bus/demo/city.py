@@ -376,7 +376,8 @@ def _archive(settings: Settings, result: DemoResult, say: Say) -> None:
 
 
 def _grant(settings: Settings, demo_dir: Path, result: DemoResult, say: Say) -> None:
-    from bus.catalog import JsonlSink, add_grant, deliver, get_dataset, list_grants
+    from bus.catalog import add_grant, get_dataset, list_grants
+    from bus.catalog.delivery import JsonlSink, deliver
 
     info = get_dataset(settings, DATASET)
     live = [

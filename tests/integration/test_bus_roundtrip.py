@@ -24,7 +24,7 @@ from bus.kafka import clients
 from bus.kafka.options import client_options
 from bus.publish import Publisher
 from bus.registry import Registry, subject_for
-from tests.helpers import record_schema, register_topic
+from tests.helpers import record_schema, register_topic, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -249,8 +249,8 @@ def test_continuous_consume_sees_records_published_while_running(
         if len(seen) >= 12:
             done.set()
 
-    def later() -> None:
-        time.sleep(1.0)
+    def later() -> None:  # once the running consumer has read the first 5
+        wait_until(lambda: len(seen) >= 5, 30, "first 5 records read by the consumer")
         with Publisher(settings) as pub:
             pub.publish(topic, events(7, start=5))
 
@@ -316,7 +316,7 @@ def test_end_offsets_do_not_chase_a_producer_that_keeps_publishing(
     worker = threading.Thread(target=keep_publishing)
     worker.start()
     try:
-        time.sleep(1.0)
+        wait_until(lambda: published[0] > 200, 20, "batch from the publishing thread")
         before = published[0]
         started = time.monotonic()
         probed = sum(end_offsets(settings, [topic]).values())

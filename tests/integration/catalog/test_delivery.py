@@ -15,14 +15,13 @@ from pydantic import SecretStr
 
 from bus.catalog import (
     AccessDeniedError,
-    JsonlSink,
     add_agency,
     add_grant,
-    deliver,
     query_access,
     revoke_grant,
 )
 from bus.catalog._common import today_vn
+from bus.catalog.delivery import JsonlSink, deliver
 from bus.catalog.models import Grant
 from bus.cli.main import cli
 from bus.config import Settings

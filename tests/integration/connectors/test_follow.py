@@ -18,6 +18,7 @@ from bus.config import Settings
 from bus.sync import Follow, SyncReport, run
 from conftest import PG_URL
 from connectors.registration import register
+from tests.helpers import wait_until
 from tests.integration.connectors.helpers import config, drop_tables, sqlite_codes
 
 pytestmark = pytest.mark.integration
@@ -62,15 +63,6 @@ def _count(name: str) -> int:
         engine.dispose()
 
 
-def _wait_for(check: object, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 def pair(settings: Settings, unique: str) -> Iterator[tuple[sa.Table, str]]:
     """A registered PostgreSQL source (5 rows) and sink; (source table, sink table name)."""
@@ -103,15 +95,22 @@ def test_a_followed_sink_applies_what_is_published_while_it_runs(
 ) -> None:
     table, dst = pair
     # the sink follows before the source has ever published: its topic does not exist yet
-    thread, out = _in_thread(lambda: run(settings, "d", follow=Follow(idle_exit_s=8)))
+    following = threading.Event()
+
+    def asked_to_stop() -> bool:  # asked by the sink's consume loop, once it runs
+        following.set()
+        return False
+
+    follow = Follow(should_stop=asked_to_stop, idle_exit_s=8)
+    thread, out = _in_thread(lambda: run(settings, "d", follow=follow))
     try:
-        time.sleep(1.0)
+        wait_until(following.is_set, 30, "followed sink consuming")
         assert run(settings, "s").rows == 5
         # found within seconds (not at the next 30 s partition refresh)
-        _wait_for(lambda: _count(dst) == 5, "the first 5 rows in the sink", timeout=15)
+        wait_until(lambda: _count(dst) == 5, 15, "first 5 rows in the sink")
         _insert(table, 5, 3)  # published while the sink is following
         assert run(settings, "s").rows == 3
-        _wait_for(lambda: _count(dst) == 8, "the 3 rows published later")
+        wait_until(lambda: _count(dst) == 8, 60, "3 rows published later in the sink")
     finally:
         thread.join(timeout=60)
     assert not thread.is_alive(), "the follow did not end after --idle-exit"
@@ -130,10 +129,10 @@ def test_a_followed_source_publishes_rows_added_after_it_caught_up(
         lambda: run(settings, "s", follow=follow, progress=lambda tr: published.append(tr.rows))
     )
     try:
-        _wait_for(lambda: published[-1:] == [5], "the first pass to publish the 5 rows")
+        wait_until(lambda: published[-1:] == [5], 60, "first pass publishing the 5 rows")
         time.sleep(0.5)  # caught up: the source now waits between passes
         _insert(table, 5, 4)
-        _wait_for(lambda: published[-1:] == [9], "a later pass to publish the 4 rows added")
+        wait_until(lambda: published[-1:] == [9], 60, "later pass publishing the 4 rows added")
     finally:
         thread.join(timeout=60)
     assert not thread.is_alive()

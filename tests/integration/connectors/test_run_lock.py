@@ -3,6 +3,7 @@ crashed run's lock expires; a run that lost its lock stops before it moves a pos
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from bus.sync import SyncReport, TableReport, run
 from conftest import PG_URL
 from connectors.errors import ConnectorBusyError
 from connectors.registration import register
+from tests.helpers import wait_until
 from tests.integration.connectors.helpers import config
 
 pytestmark = pytest.mark.integration
@@ -110,7 +112,10 @@ def test_a_run_that_lost_its_lock_stops_before_moving_the_position(
 ) -> None:
     first = Paused(settings, lock_ttl_s=0.5)  # holds the lock, paused after its first batch
     try:
-        time.sleep(0.7)  # its lock expires: another run takes it over and reads the rest
+        held = ConnectorStore(settings).lock(source)
+        assert held is not None
+        # its lock expires: another run takes it over and reads the rest
+        wait_until(lambda: dt.datetime.now(dt.UTC) > held.expires_at, 10, "expiry of its lock")
         assert run(settings, source, lock_ttl_s=0.5).rows == 4
         end = ConnectorStore(settings).positions(source)["ma"].position
     finally:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import unicodedata
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from fastavro import parse_schema
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from bus.envelope import canonical_key, make_event
+from bus.config import PROJECT_ROOT
+from bus.envelope import canonical_key, envelope_schema, make_event
 from connectors import positions
 from connectors.base import Stream, event_id_for, key_json
+from connectors.plugins import build
 from connectors.sql.connector import is_deleted, keyset_after, split_table
 from connectors.sql.types import (
     avro_for,
@@ -237,9 +240,22 @@ def test_sink_types_from_avro() -> None:
     assert key_value({"name": "i", "type": "long"}, 7) == 7
 
 
-def test_derived_record_schema_parses() -> None:
-    fields = [
-        {"name": "ho_ten", "type": ["null", "string"], "default": None, "sqlName": "họ tên"},
-        {"name": "id", "type": "long"},
+def test_a_record_schema_derived_from_a_table_is_valid_avro(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'src.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text('CREATE TABLE "hồ sơ" (id INTEGER PRIMARY KEY, "họ tên" TEXT)'))
+    engine.dispose()
+    tables = [{"table": "hồ sơ", "dataset": "tthc.ho_so"}]
+    connector = build(
+        {"name": "src", "type": "sqlite", "role": "source", "agency": "a", "unit": "26734"}
+        | {"connection": {"url": url}, "tables": tables}
+    )
+    with connector:
+        [stream] = connector.discover()
+    schema = stream.record_schema
+    assert [(f["name"], f.get("sqlName")) for f in schema["fields"]] == [
+        ("id", None),
+        ("ho_ten", "họ tên"),
     ]
-    parse_schema({"type": "record", "name": "X", "namespace": "a", "fields": fields})
+    parse_schema(envelope_schema(schema, PROJECT_ROOT / "schemas"))
