@@ -95,8 +95,8 @@ def publish_repair(settings: Settings, report: Report, pair: ConnectorPair) -> d
     from bus.sync import connector_for
     from connectors.base import event_id_for, key_json, now_ms
     from connectors.registration import quiet_avro
-    from connectors.sql.connector import is_deleted, split_table
-    from connectors.sql.types import ts_ms
+    from connectors.soft_delete import is_deleted
+    from connectors.sql.types import split_table, ts_ms
 
     upserts: list[tuple[str, tuple[Any, ...], CanonKey]] = report._repair_keys.get("upsert", [])
     deletes: list[tuple[tuple[Any, ...], CanonKey]] = report._repair_keys.get("delete", [])

@@ -14,16 +14,10 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from bus.envelope import canonical_key, make_event
 from connectors import positions
 from connectors.base import Stream, event_id_for, key_json
-from connectors.sql.connector import is_deleted, keyset_after, split_table
-from connectors.sql.types import (
-    avro_for,
-    avro_name,
-    field_names,
-    key_value,
-    record_name,
-    sql_type_for,
-    ts_ms,
-)
+from connectors.soft_delete import is_deleted
+from connectors.sql.connector import keyset_after
+from connectors.sql.typemap import TypeMapper, key_value
+from connectors.sql.types import avro_for, avro_name, field_names, record_name, split_table, ts_ms
 
 
 @pytest.mark.parametrize(
@@ -214,7 +208,7 @@ def test_event_shape_equals_make_event() -> None:
 
 def test_sink_types_from_avro() -> None:
     def compiled(field: dict, dialect: object, is_key: bool = False) -> str:
-        return str(sql_type_for(field, is_key=is_key).compile(dialect=dialect))
+        return str(TypeMapper().column_type(field, key=is_key).compile(dialect=dialect))
 
     dec = {
         "name": "a",
