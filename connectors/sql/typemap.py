@@ -8,8 +8,7 @@ through it, so one Avro schema gives one table shape everywhere:
   (``connectors.sql.collation``); ``enum``: ``VARCHAR`` of its longest symbol, at least 32;
   ``uuid``: ``VARCHAR(36)``.
 - a union of several types, a record, an array or a map: JSON text in a ``TEXT`` column.
-- ``decimal``: ``NUMERIC(p, s)``; on SQLite (whose NUMERIC keeps 15 digits) the plain text of
-  the decimal.
+- ``decimal``: ``NUMERIC(p, s)`` (SQLite's NUMERIC keeps about 15 significant digits).
 - ``timestamp-*``: ``TIMESTAMP WITH TIME ZONE`` where the database has one, else the UTC wall
   time (MariaDB ``DATETIME(3)``/``DATETIME(6)`` for millis/micros); ``local-timestamp-*``:
   ``TIMESTAMP`` as it is; ``date``, ``time-*``: ``DATE``, ``TIME``.
@@ -92,8 +91,6 @@ class TypeMapper:
     subclasses set what their database cannot do (capability flags) and make text exact."""
 
     dialects: ClassVar[tuple[str, ...]] = ()
-    # the database's NUMERIC keeps every digit of an Avro decimal
-    exact_decimals: ClassVar[bool] = True
     # no zone-aware timestamp type: a timestamp is stored as its UTC wall time
     naive_timestamps: ClassVar[bool] = False
     # text compares by a collation: created byte-exact, keys checked (MariaDB/MySQL)
@@ -128,8 +125,6 @@ class TypeMapper:
         if isinstance(avro, list) or kind in _JSON_KINDS:
             return sa.Text()
         if logical == "decimal":
-            if not self.exact_decimals:
-                return sa.Text()
             return sa.Numeric(int(avro["precision"]), int(avro.get("scale", 0)))
         if logical == "date":
             return sa.Date()
@@ -159,8 +154,6 @@ class TypeMapper:
         avro, kind, logical = self._resolve(field)
         if isinstance(avro, list) or kind in _JSON_KINDS:
             return nullable_converter(json_text)
-        if logical == "decimal" and not self.exact_decimals:
-            return nullable_converter(lambda v: format(v, "f"))
         if logical in ("timestamp-millis", "timestamp-micros") and self.naive_timestamps:
             return nullable_converter(to_naive_utc)
         if logical == "uuid":
@@ -203,7 +196,6 @@ class MariaDbTypes(TypeMapper):
 
 class SqliteTypes(TypeMapper):
     dialects = ("sqlite",)
-    exact_decimals = False
     naive_timestamps = True
 
 
