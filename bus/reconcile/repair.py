@@ -66,11 +66,11 @@ def stored_versions(
 ) -> dict[CanonKey, int | None]:
     """The copy's ``_lgsp_ts_ms`` of each key it holds (tombstones included), by canonical
     key; empty when the copy has no such column."""
-    from bus.reconcile.schema import split_table_name
     from connectors.sql.sink import VERSION
+    from connectors.sql.types import split_table
 
     target = pair.target
-    schema, name = split_table_name(target.table)
+    schema, name = split_table(target.table, "table")
     engine = make_engine(target.url, target.connect_args)
     out: dict[CanonKey, int | None] = {}
     try:

@@ -24,7 +24,7 @@ from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.types import TypeEngine
 
 from bus.envelope import to_jsonable
-from bus.errors import ConfigurationError, DataError
+from bus.errors import DataError, InvalidNameError
 from bus.text import exact as exact_text
 from bus.text import nfc as nfc_text
 from bus.timeutil import to_epoch_ms
@@ -92,7 +92,7 @@ def split_table(name: Any, field: str = "table", *, plain: bool = False) -> tupl
     """``table`` or ``schema.table`` -> (schema or None, table). ``plain``: each part a plain
     identifier (letters, digits and '_', not starting with a digit, at most 63 characters),
     as a table this bus creates under a person's chosen name must be; otherwise any name the
-    database holds, quoted when used. A bad name is a ``ConfigurationError`` naming ``field``."""
+    database holds, quoted when used. A bad name is an ``InvalidNameError`` naming ``field``."""
     parts = name.split(".") if isinstance(name, str) else []
     if not 1 <= len(parts) <= 2 or not all(
         _PLAIN.fullmatch(p) if plain else p.strip() == p != "" for p in parts
@@ -103,7 +103,7 @@ def split_table(name: Any, field: str = "table", *, plain: bool = False) -> tupl
             if plain
             else ", each part without surrounding spaces"
         )
-        raise ConfigurationError(f"{field}: expected 'table' or 'schema.table'{rule}, got {name!r}")
+        raise InvalidNameError(f"{field}: expected 'table' or 'schema.table'{rule}, got {name!r}")
     return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
 
 

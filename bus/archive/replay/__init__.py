@@ -43,11 +43,11 @@ from bus.serde import AvroCodec
 from bus.timeutil import to_epoch_ms
 from bus.units.hierarchy import load_hierarchy
 from bus.units.topics import validate_dataset_name
+from connectors.sql.types import split_table
 
 __all__ = ["ReplayReport", "content_hash", "replay_as_of", "replay_events", "table_name"]
 
 TIME_EXAMPLE = "2026-03-01T00:00:00+07:00"
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +74,7 @@ def table_name(dataset: str, name: str | None) -> tuple[str | None, str]:
     """(schema, table) of ``--table``; default ``replay_<domain>_<name>``."""
     if name is None:
         return None, "replay_" + dataset.replace(".", "_")
-    parts = name.split(".")
-    if len(parts) > 2 or not all(_IDENT.fullmatch(p) for p in parts):
-        raise ConfigurationError(
-            "--table: expected NAME or SCHEMA.NAME of letters, digits and '_' (starting with a "
-            "letter or '_', at most 63 characters each)"
-        )
-    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+    return split_table(name, "--table", plain=True)
 
 
 @dataclass

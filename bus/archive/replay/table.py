@@ -3,10 +3,8 @@ then swapped in place of the old one (a failed write leaves the old table as it 
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import secrets
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,109 +18,17 @@ from sqlalchemy.exc import (
 
 from bus.archive.replay.selection import Candidate
 from bus.config import mask_url
-from bus.envelope import to_jsonable
 from bus.errors import (
     ConfigurationError,
     DatabaseUnavailableError,
     FatalError,
     LgspError,
 )
-from bus.serde.jsoncodec import named_types
-from bus.timeutil import as_utc
+from connectors.sql.typemap import column_name, type_mapper
 
 META_COLUMNS = ("_lgsp_key", "_lgsp_unit", "_lgsp_ts_ms", "_lgsp_event_id")
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class _Column:
-    name: str
-    type: Any
-    nullable: bool
-    kind: str  # how values are adapted: plain, json, timestamp, decimal_text, uuid
-
-
-def _sql_type(schema: Any, named: dict[str, Any], dialect: str) -> tuple[Any, str]:
-    if isinstance(schema, str) and schema in named:
-        schema = named[schema]
-    if isinstance(schema, list):
-        branches = [b for b in schema if b != "null"]
-        if len(branches) == 1:
-            return _sql_type(branches[0], named, dialect)
-        return sa.JSON(), "json"
-    if isinstance(schema, dict):
-        kind = schema.get("type")
-        logical = schema.get("logicalType")
-        if isinstance(kind, dict | list):
-            return _sql_type(kind, named, dialect)
-        if logical == "decimal" and kind in ("bytes", "fixed"):
-            if dialect == "sqlite":
-                return sa.Text(), "decimal_text"
-            return sa.Numeric(
-                int(schema.get("precision", 38)), int(schema.get("scale", 0))
-            ), "plain"
-        if logical == "date":
-            return sa.Date(), "plain"
-        if logical in ("time-millis", "time-micros"):
-            return sa.Time(), "plain"
-        if logical in ("timestamp-millis", "timestamp-micros"):
-            return sa.DateTime(timezone=True), "timestamp"
-        if logical in ("local-timestamp-millis", "local-timestamp-micros"):
-            return sa.DateTime(), "plain"
-        if logical == "uuid":
-            return sa.String(36), "uuid"
-        if kind == "enum":
-            return sa.String(max((len(s) for s in schema.get("symbols", [])), default=1)), "plain"
-        if kind == "fixed":
-            return sa.LargeBinary(), "plain"
-        if kind in ("record", "array", "map"):
-            return sa.JSON(), "json"
-        return _sql_type(kind, named, dialect)
-    primitive = {
-        "boolean": sa.Boolean(),
-        "int": sa.Integer(),
-        "long": sa.BigInteger(),
-        "float": sa.Float(),
-        "double": sa.Double(),
-        "bytes": sa.LargeBinary(),
-        "string": sa.Text(),
-    }
-    if schema in primitive:
-        return primitive[schema], "plain"
-    raise ConfigurationError(f"record schema: type {schema!r} has no SQL column type")
-
-
-def _columns(record_schema: dict[str, Any], dialect: str) -> list[_Column]:
-    named: dict[str, Any] = {}
-    named_types(record_schema, named)
-    columns = []
-    for item in record_schema.get("fields", []):
-        name = str(item["name"])
-        if name in META_COLUMNS:
-            raise ConfigurationError(f"record field {name!r} clashes with a replay column")
-        ftype = item["type"]
-        nullable = isinstance(ftype, list) and "null" in ftype
-        sql_type, kind = _sql_type(ftype, named, dialect)
-        columns.append(_Column(name, sql_type, nullable, kind))
-    return columns
-
-
-def _adapt(value: Any, kind: str, dialect: str) -> Any:
-    if value is None:
-        return None
-    if kind == "json":
-        return to_jsonable(value)
-    if kind == "decimal_text":
-        return format(value, "f")
-    if kind == "uuid":
-        return str(value)
-    if kind == "timestamp" and isinstance(value, dt.datetime):
-        value = as_utc(value)
-        if dialect != "postgresql":
-            return value.replace(tzinfo=None)
-        return value
-    return value
 
 
 def _target_engine(url: str) -> sa.Engine:
@@ -165,7 +71,7 @@ def check_target(url: str, schema_name: str | None, name: str, replace: bool) ->
     return exists
 
 
-def _target_table(name: str, schema_name: str | None, columns: list[_Column]) -> sa.Table:
+def _target_table(name: str, schema_name: str | None, columns: list[sa.Column[Any]]) -> sa.Table:
     return sa.Table(
         name,
         sa.MetaData(),
@@ -173,7 +79,7 @@ def _target_table(name: str, schema_name: str | None, columns: list[_Column]) ->
         sa.Column("_lgsp_unit", sa.String(64), nullable=False),
         sa.Column("_lgsp_ts_ms", sa.BigInteger, nullable=False),
         sa.Column("_lgsp_event_id", sa.String(200), nullable=False),
-        *[sa.Column(c.name, c.type, nullable=c.nullable) for c in columns],
+        *columns,
         schema=schema_name,
     )
 
@@ -242,11 +148,19 @@ def write_table(
     engine = _target_engine(url)
     shown = f"{schema_name}.{name}" if schema_name else name
     try:
-        dialect = engine.dialect.name
-        columns = _columns(record_schema, dialect)
+        fields = record_schema.get("fields", [])
+        for f in fields:
+            if column_name(f) in META_COLUMNS:
+                raise ConfigurationError(f"record field {f['name']!r} clashes with a replay column")
         exists = check_target(url, schema_name, name, replace)
         kept = "the existing table is unchanged" if exists else "nothing was kept"
-        staging = _target_table(_side_name(name, "new"), schema_name, columns)
+        with engine.connect() as conn:
+            mapper = type_mapper(conn, record_schema)
+        key = [column_name(f) for f in fields if f["name"] in record_schema.get("primary_key", [])]
+        staging = _target_table(
+            _side_name(name, "new"), schema_name, mapper.columns(record_schema, key)
+        )
+        converters = [(f["name"], column_name(f), mapper.converter(f)) for f in fields]
         values = []
         for candidate, record in zip(rows, records, strict=True):
             item = {
@@ -255,8 +169,9 @@ def write_table(
                 "_lgsp_ts_ms": candidate.ts_ms,
                 "_lgsp_event_id": candidate.event_id,
             }
-            for column in columns:
-                item[column.name] = _adapt(record.get(column.name), column.kind, dialect)
+            for field_name, column, convert in converters:
+                value = record.get(field_name)
+                item[column] = value if convert is None else convert(value)
             values.append(item)
         try:
             with engine.begin() as conn:

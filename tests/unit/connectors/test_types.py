@@ -12,6 +12,7 @@ from fastavro import parse_schema
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from bus.envelope import canonical_key, make_event
+from bus.errors import ConfigurationError
 from connectors import positions
 from connectors.base import Stream, event_id_for, key_json
 from connectors.soft_delete import is_deleted
@@ -237,3 +238,17 @@ def test_derived_record_schema_parses() -> None:
         {"name": "id", "type": "long"},
     ]
     parse_schema({"type": "record", "name": "X", "namespace": "a", "fields": fields})
+
+
+def test_one_schema_table_parser() -> None:
+    from bus.archive.replay import table_name
+    from bus.reconcile.schema import reflect_table
+
+    assert split_table("Hồ sơ") == (None, "Hồ sơ")
+    for bad in ("a.b.c", "a.", ".b", "", " a"):
+        with pytest.raises(ConfigurationError, match="^table: expected 'table' or 'schema.table'"):
+            split_table(bad)
+    with pytest.raises(ConfigurationError, match="^--table: .* letters, digits and '_'"):
+        table_name("tthc.dossier", "Hồ sơ")
+    with pytest.raises(ConfigurationError, match="^table: "):
+        reflect_table(sa.create_engine("sqlite://"), "a.b.c", "source")
