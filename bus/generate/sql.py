@@ -37,7 +37,8 @@ def table_for(
     mapper = type_mapper(conn, schema)
     fields = schema["fields"]
     keys = [column_name(f) for f in fields if f["name"] in (schema.get("primary_key") or [])]
-    table = sa.Table(name, sa.MetaData(), *mapper.columns(schema, keys), schema=db_schema)
+    columns = mapper.columns(schema, keys, evolving=False)
+    table = sa.Table(name, sa.MetaData(), *columns, schema=db_schema)
     if "updated_at" in table.c:
         sa.Index(f"ix_{name[:50]}_updated_at", table.c.updated_at)
     return table, [(f["name"], column_name(f), mapper.converter(f)) for f in fields]

@@ -130,7 +130,7 @@ def prepare_sink(
                         raise ColumnNotFoundError(
                             f"key: {k!r} is not a field of dataset {cfg.dataset!r}"
                         )
-                cols = mapper.columns(record_schema, key_columns)
+                cols = mapper.columns(record_schema, key_columns, evolving=True)
                 meta = meta_columns(mapper.exact)
                 table = sa.Table(name, sa.MetaData(), *cols, *meta, schema=schema)
                 actions.append(f"create table {cfg.table!r} ({len(cols)} columns + 3 version)")
@@ -155,7 +155,7 @@ def prepare_sink(
                 check_exact_text(conn, table, key_columns, created=False)
                 new_cols = [
                     c
-                    for c in [mapper.column(f, key=False) for f in fields.values()]
+                    for c in [mapper.column(f, key=False, evolving=True) for f in fields.values()]
                     + meta_columns(mapper.exact)
                     if c.name not in table.c
                 ]

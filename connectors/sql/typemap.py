@@ -8,11 +8,13 @@ through it, so one Avro schema gives one table shape everywhere:
   (``connectors.sql.collation``); ``enum``: ``VARCHAR`` of its longest symbol, at least 32;
   ``uuid``: ``VARCHAR(36)``.
 - a union of several types, a record, an array or a map: JSON text in a ``TEXT`` column.
-- ``decimal``: ``NUMERIC(p, s)`` (SQLite's NUMERIC keeps about 15 significant digits).
+- ``decimal``: ``NUMERIC(p, s)``. SQLite's NUMERIC keeps about 15 significant digits: an
+  exact copy (``exact_copy``: replay's audit table) keeps the decimal's text there instead.
 - ``timestamp-*``: ``TIMESTAMP WITH TIME ZONE`` where the database has one, else the UTC wall
   time (MariaDB ``DATETIME(3)``/``DATETIME(6)`` for millis/micros); ``local-timestamp-*``:
   ``TIMESTAMP`` as it is; ``date``, ``time-*``: ``DATE``, ``TIME``.
-- a key column is ``NOT NULL`` and in the primary key; every other column is nullable (a sink
+- a key column is ``NOT NULL`` and in the primary key; another column is nullable when its
+  field is (a union with ``null``), or always for a table that evolves (``evolving``: a sink
   keeps tombstones and rows written under older schema versions).
 
 A named type used again by name is resolved against the record schema's own definitions.
@@ -91,12 +93,17 @@ class TypeMapper:
     subclasses set what their database cannot do (capability flags) and make text exact."""
 
     dialects: ClassVar[tuple[str, ...]] = ()
+    # NUMERIC keeps every digit of a decimal
+    exact_numeric: ClassVar[bool] = True
     # no zone-aware timestamp type: a timestamp is stored as its UTC wall time
     naive_timestamps: ClassVar[bool] = False
     # text compares by a collation: created byte-exact, keys checked (MariaDB/MySQL)
     collated_text: ClassVar[bool] = False
 
-    def __init__(self, record_schema: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, record_schema: dict[str, Any] | None = None, *, exact_copy: bool = False
+    ) -> None:
+        self.decimal_text = exact_copy and not self.exact_numeric
         self.named: dict[str, Any] = {}
         if record_schema is not None:
             named_types(record_schema, self.named)
@@ -125,6 +132,8 @@ class TypeMapper:
         if isinstance(avro, list) or kind in _JSON_KINDS:
             return sa.Text()
         if logical == "decimal":
+            if self.decimal_text:
+                return sa.Text()
             return sa.Numeric(int(avro["precision"]), int(avro.get("scale", 0)))
         if logical == "date":
             return sa.Date()
@@ -154,25 +163,32 @@ class TypeMapper:
         avro, kind, logical = self._resolve(field)
         if isinstance(avro, list) or kind in _JSON_KINDS:
             return nullable_converter(json_text)
+        if logical == "decimal" and self.decimal_text:
+            return nullable_converter(lambda v: format(v, "f"))
         if logical in ("timestamp-millis", "timestamp-micros") and self.naive_timestamps:
             return nullable_converter(to_naive_utc)
         if logical == "uuid":
             return nullable_converter(str)
         return None
 
-    def column(self, field: dict[str, Any], *, key: bool) -> sa.Column[Any]:
+    def column(self, field: dict[str, Any], *, key: bool, evolving: bool) -> sa.Column[Any]:
         """The column for ``field``: NOT NULL and in the primary key when ``key``."""
         return sa.Column(
             column_name(field),
             self.column_type(field, key=key),
             primary_key=key,
-            nullable=not key,
+            nullable=not key and (evolving or unwrap(field["type"])[1]),
             autoincrement=False,
         )
 
-    def columns(self, record_schema: dict[str, Any], key: list[str]) -> list[sa.Column[Any]]:
+    def columns(
+        self, record_schema: dict[str, Any], key: list[str], *, evolving: bool
+    ) -> list[sa.Column[Any]]:
         """The columns of a new table for ``record_schema``, ``key`` the key's column names."""
-        return [self.column(f, key=column_name(f) in key) for f in record_schema.get("fields", [])]
+        return [
+            self.column(f, key=column_name(f) in key, evolving=evolving)
+            for f in record_schema.get("fields", [])
+        ]
 
 
 class PostgresTypes(TypeMapper):
@@ -185,9 +201,13 @@ class MariaDbTypes(TypeMapper):
     collated_text = True
 
     def __init__(
-        self, record_schema: dict[str, Any] | None = None, *, text_collation: str | None = None
+        self,
+        record_schema: dict[str, Any] | None = None,
+        *,
+        exact_copy: bool = False,
+        text_collation: str | None = None,
     ) -> None:
-        super().__init__(record_schema)
+        super().__init__(record_schema, exact_copy=exact_copy)
         self.text_collation = text_collation
 
     def exact(self, sql_type: TypeEngine[Any]) -> TypeEngine[Any]:
@@ -196,15 +216,19 @@ class MariaDbTypes(TypeMapper):
 
 class SqliteTypes(TypeMapper):
     dialects = ("sqlite",)
+    exact_numeric = False
     naive_timestamps = True
 
 
-def type_mapper(conn: sa.Connection, record_schema: dict[str, Any] | None = None) -> TypeMapper:
+def type_mapper(
+    conn: sa.Connection, record_schema: dict[str, Any] | None = None, *, exact_copy: bool = False
+) -> TypeMapper:
     """The mapper of ``conn``'s database (MariaDB/MySQL: with the server's exact collation)."""
     name = conn.dialect.name
     if name in MariaDbTypes.dialects:
-        return MariaDbTypes(record_schema, text_collation=collation.exact_collation(conn))
+        exact = collation.exact_collation(conn)
+        return MariaDbTypes(record_schema, exact_copy=exact_copy, text_collation=exact)
     for cls in (PostgresTypes, SqliteTypes):
         if name in cls.dialects:
-            return cls(record_schema)
-    return TypeMapper(record_schema)
+            return cls(record_schema, exact_copy=exact_copy)
+    return TypeMapper(record_schema, exact_copy=exact_copy)

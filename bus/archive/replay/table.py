@@ -155,10 +155,10 @@ def write_table(
         exists = check_target(url, schema_name, name, replace)
         kept = "the existing table is unchanged" if exists else "nothing was kept"
         with engine.connect() as conn:
-            mapper = type_mapper(conn, record_schema)
+            mapper = type_mapper(conn, record_schema, exact_copy=True)
         key = [column_name(f) for f in fields if f["name"] in record_schema.get("primary_key", [])]
         staging = _target_table(
-            _side_name(name, "new"), schema_name, mapper.columns(record_schema, key)
+            _side_name(name, "new"), schema_name, mapper.columns(record_schema, key, evolving=False)
         )
         converters = [(f["name"], column_name(f), mapper.converter(f)) for f in fields]
         values = []
