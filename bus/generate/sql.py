@@ -4,131 +4,44 @@
 the record's ``primary_key`` as the primary key, an index on ``updated_at`` for incremental
 reads) and inserts the rows in batches with executemany, in one transaction.
 
-Column types: timestamps are ``TIMESTAMP WITH TIME ZONE`` on PostgreSQL and UTC wall time in
-``DATETIME(3)`` / SQLite text elsewhere; decimals ``NUMERIC(p, s)``; dates ``DATE``; enums
-``VARCHAR(32)``; arrays and records (a dossier's status history) ``JSON`` holding JSON values
-(timestamps as ISO 8601 strings in UTC).
+Columns are made as the SQL sink makes them from the same schema (``connectors.sql.typemap``):
+e.g. timestamps ``TIMESTAMP WITH TIME ZONE`` on PostgreSQL and UTC wall time in ``DATETIME(3)``
+on MariaDB; arrays and records (a dossier's status history) JSON text (timestamps as ISO 8601
+strings in UTC).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
 from sqlalchemy.exc import SQLAlchemyError
 
-from bus.envelope import load_record_schema, to_jsonable
-from bus.errors import ConfigurationError, DatabaseUnavailableError, InvalidNameError
+from bus.envelope import load_record_schema
+from bus.errors import ConfigurationError, DatabaseUnavailableError
 from bus.generate.datasets import DEFAULT_END, DEFAULT_START, dataset_spec, generate
 from bus.units import Hierarchy
+from connectors.sql.typemap import Converter, column_name, type_mapper
+from connectors.sql.types import split_table
 
 IfExists = Literal["fail", "replace", "append"]
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-_PRIMITIVES = {
-    "string": lambda key: sa.String(64 if key else 255),
-    "int": lambda key: sa.Integer(),
-    "long": lambda key: sa.BigInteger(),
-    "boolean": lambda key: sa.Boolean(),
-    "float": lambda key: sa.Float(),
-    "double": lambda key: sa.Float(),
-}
-
-
-def _timestamp() -> sa.types.TypeEngine[Any]:
-    return sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=3), "mysql", "mariadb")
-
-
-def split_table_name(name: str) -> tuple[str | None, str]:
-    """``schema.table`` or ``table``, each part a plain SQL identifier."""
-    if not isinstance(name, str):
-        raise InvalidNameError("table: expected a name")
-    parts = name.split(".")
-    if len(parts) > 2 or not all(_IDENT.fullmatch(p) for p in parts):
-        raise InvalidNameError(
-            "table: expected 'table' or 'schema.table' made of letters, digits and '_' "
-            "(starting with a letter or '_', at most 63 characters each)"
-        )
-    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
-
-
-def _column_type(
-    avro_type: Any, key: bool
-) -> tuple[sa.types.TypeEngine[Any], bool, Callable[[Any], Any] | None]:
-    """(SQL type, nullable, kind of conversion) for one Avro field type."""
-    nullable = False
-    if isinstance(avro_type, list):
-        branches = [b for b in avro_type if b != "null"]
-        nullable = len(branches) < len(avro_type)
-        avro_type = branches[0] if len(branches) == 1 else {"type": "array"}
-    if isinstance(avro_type, str):
-        make = _PRIMITIVES.get(avro_type)
-        return (make(key) if make else sa.String(255)), nullable, None
-    kind = avro_type.get("type")
-    logical = avro_type.get("logicalType")
-    if logical in ("timestamp-millis", "timestamp-micros"):
-        return _timestamp(), nullable, _as_timestamp
-    if logical == "date":
-        return sa.Date(), nullable, None
-    if logical == "decimal":
-        return (
-            sa.Numeric(int(avro_type.get("precision", 38)), int(avro_type.get("scale", 0))),
-            nullable,
-            None,
-        )
-    if kind == "enum":
-        return sa.String(32), nullable, None
-    if kind in ("array", "map", "record"):
-        return sa.JSON(), nullable, to_jsonable
-    if isinstance(kind, str) and kind in _PRIMITIVES:
-        return _PRIMITIVES[kind](key), nullable, None
-    return sa.String(255), nullable, None
-
-
-def _as_timestamp(value: Any) -> Any:
-    return value  # replaced per dialect in _converters
 
 
 def table_for(
-    metadata: sa.MetaData, table_name: str, schema: dict[str, Any]
-) -> tuple[sa.Table, dict[str, Callable[[Any], Any] | None]]:
-    """The SQL table for a record schema, and the per-column value conversions."""
-    db_schema, name = split_table_name(table_name)
-    keys = list(schema.get("primary_key") or [])
-    columns: list[sa.Column[Any]] = []
-    converters: dict[str, Callable[[Any], Any] | None] = {}
-    for avro_field in schema["fields"]:
-        fname = avro_field["name"]
-        sql_type, nullable, convert = _column_type(avro_field["type"], fname in keys)
-        columns.append(
-            sa.Column(fname, sql_type, primary_key=fname in keys, nullable=nullable),
-        )
-        converters[fname] = convert
-    table = sa.Table(name, metadata, *columns, schema=db_schema)
-    if "updated_at" in converters:
+    conn: sa.Connection, table_name: str, schema: dict[str, Any]
+) -> tuple[sa.Table, list[tuple[str, str, Converter | None]]]:
+    """The SQL table for a record schema, and (field, column, conversion) of each field."""
+    db_schema, name = split_table(table_name, "table", plain=True)
+    mapper = type_mapper(conn, schema)
+    fields = schema["fields"]
+    keys = [column_name(f) for f in fields if f["name"] in (schema.get("primary_key") or [])]
+    columns = mapper.columns(schema, keys, evolving=False)
+    table = sa.Table(name, sa.MetaData(), *columns, schema=db_schema)
+    if "updated_at" in table.c:
         sa.Index(f"ix_{name[:50]}_updated_at", table.c.updated_at)
-    return table, converters
-
-
-def _converters_for(
-    dialect: str, converters: dict[str, Callable[[Any], Any] | None]
-) -> list[tuple[str, Callable[[Any], Any]]]:
-    def naive_utc(value: Any) -> Any:
-        if isinstance(value, dt.datetime) and value.tzinfo is not None:
-            return value.astimezone(dt.UTC).replace(tzinfo=None)
-        return value
-
-    out: list[tuple[str, Callable[[Any], Any]]] = []
-    for name, convert in converters.items():
-        if convert is _as_timestamp:
-            if dialect != "postgresql":
-                out.append((name, naive_utc))
-        elif convert is not None:
-            out.append((name, convert))
-    return out
+    return table, [(f["name"], column_name(f), mapper.converter(f)) for f in fields]
 
 
 def load_records(
@@ -145,10 +58,9 @@ def load_records(
         raise ConfigurationError("if_exists: expected fail, replace or append")
     if batch_size < 1:
         raise ConfigurationError("batch_size: expected 1 or more")
-    metadata = sa.MetaData()
-    table, converters = table_for(metadata, table_name, schema)
-    convert = _converters_for(engine.dialect.name, converters)
     try:
+        with engine.connect() as conn:
+            table, converters = table_for(conn, table_name, schema)
         exists = sa.inspect(engine).has_table(table.name, schema=table.schema)
         if exists and if_exists == "fail":
             raise ConfigurationError(
@@ -157,15 +69,17 @@ def load_records(
         with engine.begin() as conn:
             if exists and if_exists == "replace":
                 table.drop(conn)
-            metadata.create_all(conn, checkfirst=True)
+            table.metadata.create_all(conn, checkfirst=True)
         count = 0
         with engine.begin() as conn:
             batch: list[dict[str, Any]] = []
             for record in records:
-                row = dict(record)
-                for name, fn in convert:
-                    row[name] = fn(row[name])
-                batch.append(row)
+                batch.append(
+                    {
+                        column: record.get(name) if fn is None else fn(record.get(name))
+                        for name, column, fn in converters
+                    }
+                )
                 if len(batch) >= batch_size:
                     conn.execute(table.insert(), batch)
                     count += len(batch)

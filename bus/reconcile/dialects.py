@@ -24,8 +24,10 @@ from sqlalchemy import Engine, event
 
 from bus.reconcile.canonical import ESCAPED_KINDS, HASH_BITS, MARKED_KINDS, md5_60, row_string
 from bus.reconcile.schema import ColumnInfo, TableInfo
+from connectors.soft_delete import NOT_SET
 
 _PG_CONCAT_MAX = 90
+_NOT_SET = ", ".join(f"'{value}'" for value in NOT_SET)  # plain ASCII words, no quote
 
 
 class SqlDialect:
@@ -61,11 +63,11 @@ class SqlDialect:
         return f"SUM({expr})"
 
     def not_deleted(self, col: ColumnInfo) -> str:
-        """Rows whose soft-delete flag is not set (NULL, false, 0, '', 'n', 'no', 'f')."""
+        """Rows whose soft-delete flag is not set: ``connectors.soft_delete`` in SQL."""
         q = self.q(col.name)
         if col.kind in ("int", "bool", "decimal", "float"):
             return f"({q} IS NULL OR {q} = 0)"
-        return f"({q} IS NULL OR LOWER(TRIM({q})) IN ('0', '', 'n', 'no', 'f', 'false'))"
+        return f"({q} IS NULL OR LOWER(TRIM({q})) IN ({_NOT_SET}))"
 
     def bucket(self, key_expr: str, lo: int, width: int) -> str:
         return f"(({key_expr} - ({lo})) / {int(width)})"
@@ -162,7 +164,7 @@ class PostgresDialect(SqlDialect):
             return f"({q} IS NULL OR NOT {q})"
         if col.kind in ("int", "decimal", "float"):
             return f"({q} IS NULL OR {q} = 0)"
-        return f"({q} IS NULL OR lower(trim({q}::text)) IN ('0', '', 'n', 'no', 'f', 'false'))"
+        return f"({q} IS NULL OR lower(trim({q}::text)) IN ({_NOT_SET}))"
 
     def _text_part(self, col: ColumnInfo, nfc: bool) -> str:
         """``part`` as text that is never NULL (NULL renders as ``''``, as ``concat`` does)."""
@@ -345,8 +347,11 @@ class SQLiteDialect(SqlDialect):
         return self.q(col.name)
 
     def not_deleted(self, col: ColumnInfo) -> str:
-        q = self.q(col.name)
-        return f"({q} IS NULL OR LOWER(TRIM({q})) IN ('0', '0.0', '', 'n', 'no', 'f', 'false'))"
+        q = self.q(col.name)  # a SQLite value has its own type, whatever the column's
+        return (
+            f"({q} IS NULL OR (typeof({q}) IN ('integer', 'real') AND {q} = 0)"
+            f" OR (typeof({q}) = 'text' AND LOWER(TRIM({q})) IN ({_NOT_SET})))"
+        )
 
     def canon_string(self, cols: Sequence[ColumnInfo], nfc: bool) -> str:
         raise NotImplementedError("SQLite renders the canonical string in Python")

@@ -66,11 +66,11 @@ def stored_versions(
 ) -> dict[CanonKey, int | None]:
     """The copy's ``_lgsp_ts_ms`` of each key it holds (tombstones included), by canonical
     key; empty when the copy has no such column."""
-    from bus.reconcile.schema import split_table_name
     from connectors.sql.sink import VERSION
+    from connectors.sql.types import split_table
 
     target = pair.target
-    schema, name = split_table_name(target.table)
+    schema, name = split_table(target.table, "table")
     engine = make_engine(target.url, target.connect_args)
     out: dict[CanonKey, int | None] = {}
     try:
@@ -95,8 +95,8 @@ def publish_repair(settings: Settings, report: Report, pair: ConnectorPair) -> d
     from bus.sync import connector_for
     from connectors.base import event_id_for, key_json, now_ms
     from connectors.registration import quiet_avro
-    from connectors.sql.connector import is_deleted, split_table
-    from connectors.sql.types import ts_ms
+    from connectors.soft_delete import is_deleted
+    from connectors.sql.types import split_table, ts_ms
 
     upserts: list[tuple[str, tuple[Any, ...], CanonKey]] = report._repair_keys.get("upsert", [])
     deletes: list[tuple[tuple[Any, ...], CanonKey]] = report._repair_keys.get("delete", [])

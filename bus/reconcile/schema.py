@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
 
 from bus.errors import ConfigurationError, DatabaseUnavailableError, NotFoundError
+from connectors.sql.types import split_table
 
 DEFAULT_IGNORED = ("_lgsp_*",)
 
@@ -84,16 +85,6 @@ class SchemaCheck:
         return not any(i.kind == "primary_key" for i in self.issues)
 
 
-def split_table_name(spec: str) -> tuple[str | None, str]:
-    if not isinstance(spec, str) or not spec.strip():
-        raise ConfigurationError("table: expected a table name (schema.table allowed)")
-    spec = spec.strip()
-    if spec.count(".") > 1:
-        raise ConfigurationError(f"table {spec!r}: expected 'table' or 'schema.table'")
-    schema, _, name = spec.rpartition(".")
-    return (schema or None), name
-
-
 def kind_of(col_type: sa.types.TypeEngine[Any]) -> str:
     """The canonical kind of a reflected SQLAlchemy type."""
     if isinstance(col_type, sa.Boolean):
@@ -150,7 +141,7 @@ def reflect_table(
     engine: Engine, spec: str, label: str, key_override: list[str] | None = None
 ) -> TableInfo:
     """Columns, kinds and primary key of ``spec``; ``NotFoundError`` when it does not exist."""
-    schema, name = split_table_name(spec)
+    schema, name = split_table(spec, "table")
     try:
         with engine.connect() as conn:
             inspector = sa.inspect(conn)

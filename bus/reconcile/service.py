@@ -183,9 +183,9 @@ def _hierarchy(settings: Settings) -> Any:
 def _sink_columns(endpoint: Endpoint) -> set[str]:
     """The target table's column names (empty when it does not exist or cannot be read)."""
     from bus.reconcile.dialects import make_engine
-    from bus.reconcile.schema import split_table_name
+    from connectors.sql.types import split_table
 
-    schema, name = split_table_name(endpoint.table)
+    schema, name = split_table(endpoint.table, "table")
     engine = make_engine(endpoint.url, endpoint.connect_args)
     try:
         with engine.connect() as conn:

@@ -142,22 +142,18 @@ def read_topic(settings: Settings, topic: str) -> LatestDossiers:
     return latest
 
 
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "t", "yes", "y")
-    return bool(value)
-
-
 def read_table(url: str, table: str) -> Iterator[dict[str, Any]]:
     """Dossier records from a SQL table (``schema.table`` allowed), streamed.
 
     ``status_history`` may be JSON text; rows flagged deleted (the sink's ``_lgsp_deleted``,
-    or a ``__deleted``, ``_deleted``, ``deleted`` or ``is_deleted`` column) are left out.
+    or a ``__deleted``, ``_deleted``, ``deleted`` or ``is_deleted`` column, by the connectors'
+    rule ``connectors.soft_delete``) are left out.
     Naive timestamps are read as UTC.
     """
-    from bus.generate.sql import split_table_name
+    from connectors.soft_delete import is_deleted
+    from connectors.sql.types import split_table
 
-    db_schema, name = split_table_name(table)
+    db_schema, name = split_table(table, "table", plain=True)
     try:
         engine = sa.create_engine(url)
     except (sa.exc.ArgumentError, ImportError) as exc:
@@ -178,7 +174,7 @@ def read_table(url: str, table: str) -> Iterator[dict[str, Any]]:
             result = conn.execution_options(yield_per=2000).execute(sa.select(reflected))
             for row in result.mappings():
                 record = dict(row)
-                if any(_truthy(record.get(c)) for c in deleted):
+                if any(is_deleted(record.get(c)) for c in deleted):
                     continue
                 history = record.get("status_history")
                 if isinstance(history, str | bytes):

@@ -52,8 +52,9 @@ from connectors.errors import (
 )
 from connectors.http.config import HttpConnectorConfig, HttpTable
 from connectors.secrets import resolve
-from connectors.sql.connector import is_deleted
-from connectors.sql.types import ts_ms, unwrap
+from connectors.soft_delete import is_deleted
+from connectors.sql.typemap import unwrap
+from connectors.sql.types import ts_ms
 
 log = logging.getLogger(__name__)
 

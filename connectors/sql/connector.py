@@ -58,6 +58,7 @@ from connectors.errors import (
     UnsupportedTypeError,
 )
 from connectors.secrets import mask_url, resolve
+from connectors.soft_delete import is_deleted
 from connectors.sql.config import SqlConnectorConfig, SqlTable
 from connectors.sql.contract import TableContract, conform
 from connectors.sql.lookback import Window, cursor_floor
@@ -75,29 +76,11 @@ from connectors.sql.types import (
     avro_for,
     field_names,
     record_name,
+    split_table,
     ts_ms,
 )
 
 log = logging.getLogger(__name__)
-
-_FALSE = {"0", "", "n", "no", "f", "false"}
-
-
-def split_table(name: str) -> tuple[str | None, str]:
-    """``schema.table`` -> (schema, table); a name without a dot has no schema."""
-    schema, dot, table = name.partition(".")
-    return (schema, table) if dot and schema and table else (None, name)
-
-
-def is_deleted(value: Any) -> bool:
-    """A soft-delete flag is set when it is not NULL and not false/0/'N'."""
-    if value is None or value is False:
-        return False
-    if isinstance(value, int | float):
-        return value != 0
-    if isinstance(value, str):
-        return value.strip().lower() not in _FALSE
-    return True
 
 
 def keyset_after(columns: list[Any], values: list[Any]) -> sa.ColumnElement[bool]:
@@ -123,11 +106,7 @@ class SqlConnector(Connector):
 
     backends: ClassVar[tuple[str, ...]] = ()
     default_driver: ClassVar[str] = ""
-    # MySQL and SQLite keep timestamps without a zone: a sink stores them as UTC
-    naive_utc_timestamps: ClassVar[bool] = False
     sqlite_types: ClassVar[bool] = False
-    # text compares by a collation (MariaDB/MySQL): created byte-exact, keys checked
-    collated_text: ClassVar[bool] = False
     # the dialect's ``insert()`` with ``on_conflict_do_update`` (PostgreSQL, SQLite)
     on_conflict_insert: ClassVar[Any] = None
     # seconds an incremental read over a date/timestamp cursor reaches back by default
@@ -797,7 +776,7 @@ class SqlConnector(Connector):
             )
         for k in key:
             self._column(table, k, "key")
-        check_exact_text(self, conn, table, key, created=False)
+        check_exact_text(conn, table, key, created=False)
         columns = [
             Column(
                 c.name,

@@ -139,8 +139,6 @@ class MySQLConnector(SqlConnector):
     type_name = "mysql"
     backends = ("mysql", "mariadb")
     default_driver = "pymysql"
-    naive_utc_timestamps = True
-    collated_text = True
 
     def get_sqlalchemy_url(self) -> URL:
         url = super().get_sqlalchemy_url()
@@ -220,7 +218,6 @@ class SQLiteConnector(SqlConnector):
 
     type_name = "sqlite"
     backends = ("sqlite",)
-    naive_utc_timestamps = True
     sqlite_types = True
     # one writer at a time: a stamp taken before the write lock waits at most the busy timeout
     default_lookback_s = 60

@@ -36,7 +36,8 @@ from connectors.errors import (
     TableStoppedError,
 )
 from connectors.sql import collation
-from connectors.sql.types import SQL_NAME, key_value, sink_converter, sql_type_for
+from connectors.sql.typemap import MariaDbTypes, column_name, key_value, type_mapper
+from connectors.sql.types import split_table
 from connectors.sql.values import Check, Problem, column_check
 
 if TYPE_CHECKING:
@@ -83,10 +84,6 @@ class SinkTable:
     delete: Any = None
 
 
-def _column_of(f: dict[str, Any]) -> str:
-    return str(f.get(SQL_NAME, f["name"]))
-
-
 def prepare_sink(
     connector: SqlConnector,
     cfg: SqlTable,
@@ -98,17 +95,15 @@ def prepare_sink(
     """Plan (``dry_run``) or make the target table ready for ``record_schema``. A table the
     sink wrote before (``existing``) that is gone stops the table: created again empty, it
     would silently lose every row written before."""
-    from connectors.sql.connector import split_table
-
     fields = {f["name"]: f for f in record_schema.get("fields", [])}
-    columns = {name: _column_of(f) for name, f in fields.items()}
+    columns = {name: column_name(f) for name, f in fields.items()}
     by_column = {c: n for n, c in columns.items()}
     schema, name = split_table(cfg.table)
     actions: list[str] = []
     engine = connector.engine
     try:
         with engine.begin() as conn:
-            exact = _text_type(connector, conn)
+            mapper = type_mapper(conn, record_schema)
             table = connector._reflect(conn, cfg)
             if table is None:
                 if existing:
@@ -135,28 +130,14 @@ def prepare_sink(
                         raise ColumnNotFoundError(
                             f"key: {k!r} is not a field of dataset {cfg.dataset!r}"
                         )
-                cols = [
-                    sa.Column(
-                        columns[n],
-                        exact(sql_type_for(f, is_key=columns[n] in key_columns)),
-                        primary_key=columns[n] in key_columns,
-                        nullable=columns[n] not in key_columns,
-                        autoincrement=False,
-                    )
-                    for n, f in fields.items()
-                ]
-                table = sa.Table(
-                    name,
-                    sa.MetaData(),
-                    *cols,
-                    *meta_columns(exact),
-                    schema=schema,
-                )
+                cols = mapper.columns(record_schema, key_columns, evolving=True)
+                meta = meta_columns(mapper.exact)
+                table = sa.Table(name, sa.MetaData(), *cols, *meta, schema=schema)
                 actions.append(f"create table {cfg.table!r} ({len(cols)} columns + 3 version)")
                 if not dry_run:
                     table.create(conn)
                     texts = [c.name for c in table.c if isinstance(c.type, sa.String)]
-                    check_exact_text(connector, conn, table, texts, created=True)
+                    check_exact_text(conn, table, texts, created=True)
                     table = connector._reflect(conn, cfg)  # the types as the server made them
                     assert table is not None
             else:
@@ -171,12 +152,13 @@ def prepare_sink(
                             f"key: column {k!r} of {cfg.table!r} is not a field of dataset "
                             f"{cfg.dataset!r}"
                         )
-                check_exact_text(connector, conn, table, key_columns, created=False)
+                check_exact_text(conn, table, key_columns, created=False)
                 new_cols = [
-                    sa.Column(columns[n], exact(sql_type_for(f, is_key=False)), nullable=True)
-                    for n, f in fields.items()
-                    if columns[n] not in table.c
-                ] + [c for c in meta_columns(exact) if c.name not in table.c]
+                    c
+                    for c in [mapper.column(f, key=False, evolving=True) for f in fields.values()]
+                    + meta_columns(mapper.exact)
+                    if c.name not in table.c
+                ]
                 if new_cols:
                     actions.append(
                         f"add columns {', '.join(repr(c.name) for c in new_cols)} to {cfg.table!r}"
@@ -191,7 +173,6 @@ def prepare_sink(
         raise TableNotFoundError(
             f"table {cfg.table!r}: cannot prepare the sink table ({type(exc).__name__})"
         ) from exc
-    naive = connector.naive_utc_timestamps
     key_fields = [by_column[k] for k in key_columns]
     sink = SinkTable(
         table=table,
@@ -199,7 +180,7 @@ def prepare_sink(
         key_fields=key_fields,
         columns=columns,
         fields=fields,
-        converters={n: sink_converter(f, naive_utc=naive) for n, f in fields.items()},
+        converters={n: mapper.converter(f) for n, f in fields.items()},
         checks=_checks(engine.dialect.name, table, columns),
         on_delete=cfg.on_delete,
         schema_fields=tuple(fields),
@@ -213,25 +194,12 @@ def prepare_sink(
     return sink
 
 
-def _text_type(connector: SqlConnector, conn: sa.Connection) -> Callable[[Any], Any]:
-    """How a text column type to create is made byte-exact on this database."""
-    if not connector.collated_text:
-        return lambda sql_type: sql_type
-    exact = collation.exact_collation(conn)
-    return lambda sql_type: collation.exact_type(sql_type, exact)
-
-
 def check_exact_text(
-    connector: SqlConnector,
-    conn: sa.Connection,
-    table: sa.Table,
-    columns: list[str],
-    *,
-    created: bool,
+    conn: sa.Connection, table: sa.Table, columns: list[str], *, created: bool
 ) -> None:
     """Refuse ``columns`` of ``table`` whose collation makes distinct text equal (the key
     columns of an existing table; every text column of one just created, read back)."""
-    if not connector.collated_text:
+    if conn.dialect.name not in MariaDbTypes.dialects:
         return
     found = collation.merging_columns(conn, table, columns)
     if not found:

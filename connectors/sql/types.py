@@ -1,11 +1,10 @@
-"""SQL column types to Avro and back, value converters, and Avro-safe names.
+"""SQL column types to Avro, value converters, Avro-safe names and ``schema.table`` names.
 
-Source side: a reflected SQLAlchemy type becomes an Avro type and a converter from the
-driver's value to what fastavro expects (key text byte-exact, other text NFC, see
-``bus.text``; decimals at their scale, timestamps with
-or without zone). Sink side: an Avro field becomes a column type for a new table and a
-converter to what the sink's driver accepts. Field names that Avro refuses (Vietnamese
-letters, spaces, quotes) are transliterated; the database name is kept in ``sqlName``.
+A reflected SQLAlchemy type becomes an Avro type and a converter from the driver's value to
+what fastavro expects (key text byte-exact, other text NFC, see ``bus.text``; decimals at
+their scale, timestamps with or without zone). The other way, Avro to a new column, is
+``connectors.sql.typemap``. Field names that Avro refuses (Vietnamese letters, spaces,
+quotes) are transliterated; the database name is kept in ``sqlName``.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.types import TypeEngine
 
 from bus.envelope import to_jsonable
-from bus.errors import DataError
+from bus.errors import DataError, InvalidNameError
 from bus.text import exact as exact_text
 from bus.text import nfc as nfc_text
 from bus.timeutil import to_epoch_ms
@@ -86,7 +85,29 @@ def record_name(dataset: str) -> tuple[str, str]:
     return domain, camel or "Record"
 
 
-# ---- source side: SQL -> Avro -------------------------------------------------------------
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+def split_table(name: Any, field: str = "table", *, plain: bool = False) -> tuple[str | None, str]:
+    """``table`` or ``schema.table`` -> (schema or None, table). ``plain``: each part a plain
+    identifier (letters, digits and '_', not starting with a digit, at most 63 characters),
+    as a table this bus creates under a person's chosen name must be; otherwise any name the
+    database holds, quoted when used. A bad name is an ``InvalidNameError`` naming ``field``."""
+    parts = name.split(".") if isinstance(name, str) else []
+    if not 1 <= len(parts) <= 2 or not all(
+        _PLAIN.fullmatch(p) if plain else p.strip() == p != "" for p in parts
+    ):
+        rule = (
+            " made of letters, digits and '_' (starting with a letter or '_', at most 63 "
+            "characters each)"
+            if plain
+            else ", each part without surrounding spaces"
+        )
+        raise InvalidNameError(f"{field}: expected 'table' or 'schema.table'{rule}, got {name!r}")
+    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+
+
+# ---- SQL -> Avro -------------------------------------------------------------
 
 
 def _nfc(value: Any) -> str:
@@ -135,7 +156,7 @@ def _aware(value: Any) -> dt.datetime:
     return dt.datetime.combine(value, dt.time(), tzinfo=dt.UTC)
 
 
-def _naive(value: Any) -> dt.datetime:
+def to_naive_utc(value: Any) -> dt.datetime:
     value = _date_like(value)
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
@@ -218,7 +239,9 @@ def avro_for(
         unit = "micros" if fraction_digits(t) > 3 else "millis"
         if getattr(t, "timezone", False):
             return AvroMapping({"type": "long", "logicalType": f"timestamp-{unit}"}, _aware, True)
-        return AvroMapping({"type": "long", "logicalType": f"local-timestamp-{unit}"}, _naive, True)
+        return AvroMapping(
+            {"type": "long", "logicalType": f"local-timestamp-{unit}"}, to_naive_utc, True
+        )
     if isinstance(t, sa.Date):
         return AvroMapping({"type": "int", "logicalType": "date"}, _date, True)
     if isinstance(t, sa.Time):
@@ -263,103 +286,3 @@ def ts_ms(value: Any) -> int | None:
     if isinstance(value, dt.date):
         return to_epoch_ms(dt.datetime.combine(value, dt.time()))
     return None
-
-
-# ---- sink side: Avro -> SQL ---------------------------------------------------------------
-
-
-def unwrap(avro_type: Any) -> tuple[Any, bool]:
-    """(the non-null branch, nullable) of a field type."""
-    if isinstance(avro_type, list):
-        branches = [b for b in avro_type if b != "null"]
-        nullable = len(branches) != len(avro_type)
-        return (branches[0] if len(branches) == 1 else branches), nullable
-    return avro_type, False
-
-
-def _mysql_dt(fsp: int) -> TypeEngine[Any]:
-    return sa.DateTime().with_variant(mysql.DATETIME(fsp=fsp), "mysql", "mariadb")
-
-
-def sql_type_for(field: dict[str, Any], *, is_key: bool) -> TypeEngine[Any]:
-    """A column type for a new sink table from an Avro field."""
-    avro, _ = unwrap(field["type"])
-    if isinstance(avro, list):  # a union of several types: kept as JSON text
-        return sa.Text()
-    kind = avro.get("type") if isinstance(avro, dict) else avro
-    logical = avro.get("logicalType") if isinstance(avro, dict) else None
-    if logical == "decimal":
-        return sa.Numeric(int(avro["precision"]), int(avro.get("scale", 0)))
-    if logical == "date":
-        return sa.Date()
-    if logical in ("time-millis", "time-micros"):
-        return sa.Time()
-    if logical in ("timestamp-millis", "timestamp-micros"):
-        fsp = 3 if logical.endswith("millis") else 6
-        return sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=fsp), "mysql", "mariadb")
-    if logical in ("local-timestamp-millis", "local-timestamp-micros"):
-        return _mysql_dt(3 if logical.endswith("millis") else 6)
-    if logical == "uuid":
-        return sa.String(36)
-    length = field.get(SQL_LENGTH)
-    simple: dict[str, TypeEngine[Any]] = {
-        "int": sa.Integer(),
-        "long": sa.BigInteger(),
-        "boolean": sa.Boolean(),
-        "float": sa.Float(),
-        "double": sa.Double(),
-        "bytes": sa.LargeBinary(),
-        "fixed": sa.LargeBinary(),
-    }
-    if kind in simple:
-        return simple[kind]
-    if kind == "string":
-        if length:
-            return sa.String(int(length))
-        return sa.String(255) if is_key else sa.Text()
-    if kind == "enum":
-        return sa.String(max([len(s) for s in avro.get("symbols", [])] + [32]))
-    return sa.Text()  # records, arrays, maps: JSON text
-
-
-def sink_converter(field: dict[str, Any], *, naive_utc: bool) -> Converter | None:
-    """Avro value -> value for the sink's driver (JSON text for nested, UTC for MySQL)."""
-    avro, _ = unwrap(field["type"])
-    kind = avro.get("type") if isinstance(avro, dict) else avro
-    logical = avro.get("logicalType") if isinstance(avro, dict) else None
-    if isinstance(avro, list) or kind in ("record", "array", "map"):
-        return nullable_converter(_json_text)
-    if isinstance(kind, str) and kind not in _PRIMITIVES:
-        # a named type used again (a record that refers to itself, a shared enum): its
-        # records as JSON text, like a nested record; enum symbols and fixed bytes as they are
-        return nullable_converter(lambda v: _json_text(v) if isinstance(v, dict | list) else v)
-    if logical in ("timestamp-millis", "timestamp-micros") and naive_utc:
-        return nullable_converter(_naive)
-    if logical == "uuid":
-        return nullable_converter(str)
-    return None
-
-
-_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
-
-
-def _json_text(value: Any) -> str:
-    return json.dumps(to_jsonable(value), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-
-
-def key_value(field: dict[str, Any], value: Any) -> Any:
-    """A primary-key value from the envelope's canonical key JSON back to its Python type."""
-    if value is None:
-        return None
-    avro, _ = unwrap(field["type"])
-    kind = avro.get("type") if isinstance(avro, dict) else avro
-    logical = avro.get("logicalType") if isinstance(avro, dict) else None
-    if logical == "decimal":
-        return decimal.Decimal(str(value))
-    if logical == "date":
-        return dt.date.fromisoformat(value)
-    if logical and "timestamp" in logical:
-        return dt.datetime.fromisoformat(value)
-    if kind in ("int", "long"):
-        return int(value)
-    return value

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from bus.archive.replay import Candidate, _write_table
+from bus.archive.replay.selection import Candidate
+from bus.archive.replay.table import write_table
 from bus.errors import DataError, FatalError
 
 pytestmark = pytest.mark.integration
@@ -69,15 +70,15 @@ def _state(url: str, table: str) -> tuple[list[int], list[str]]:
 
 def test_replace_swaps_and_a_failed_write_keeps_the_old_table(target: tuple[str, str]) -> None:
     url, table = target
-    _write_table(url, None, table, SCHEMA, *_rows(1), replace=False)
+    write_table(url, None, table, SCHEMA, *_rows(1), replace=False)
     assert _state(url, table) == ([1], [table])
 
-    _write_table(url, None, table, SCHEMA, *_rows(2, 3), replace=True)
+    write_table(url, None, table, SCHEMA, *_rows(2, 3), replace=True)
     assert _state(url, table) == ([2, 3], [table])
 
     # the second row breaks NOT NULL: the write fails after the new table was created
     with pytest.raises(FatalError) as err:
-        _write_table(url, None, table, SCHEMA, *_rows(4, None), replace=True)
+        write_table(url, None, table, SCHEMA, *_rows(4, None), replace=True)
     assert not isinstance(err.value, DataError)
     text = str(err.value)
     assert table in text and "unchanged" in text and CITIZEN_ID not in text
@@ -87,5 +88,5 @@ def test_replace_swaps_and_a_failed_write_keeps_the_old_table(target: tuple[str,
 def test_a_failed_first_write_leaves_no_table(target: tuple[str, str]) -> None:
     url, table = target
     with pytest.raises(FatalError, match="nothing was kept"):
-        _write_table(url, None, table, SCHEMA, *_rows(None), replace=False)
+        write_table(url, None, table, SCHEMA, *_rows(None), replace=False)
     assert _state(url, table) == ([], [])

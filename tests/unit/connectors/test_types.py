@@ -14,19 +14,14 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from bus.config import PROJECT_ROOT
 from bus.envelope import canonical_key, envelope_schema, make_event
+from bus.errors import ConfigurationError
 from connectors import positions
 from connectors.base import Stream, event_id_for, key_json
 from connectors.plugins import build
-from connectors.sql.connector import is_deleted, keyset_after, split_table
-from connectors.sql.types import (
-    avro_for,
-    avro_name,
-    field_names,
-    key_value,
-    record_name,
-    sql_type_for,
-    ts_ms,
-)
+from connectors.soft_delete import is_deleted
+from connectors.sql.connector import keyset_after
+from connectors.sql.typemap import TypeMapper, key_value
+from connectors.sql.types import avro_for, avro_name, field_names, record_name, split_table, ts_ms
 
 
 @pytest.mark.parametrize(
@@ -217,7 +212,7 @@ def test_event_shape_equals_make_event() -> None:
 
 def test_sink_types_from_avro() -> None:
     def compiled(field: dict, dialect: object, is_key: bool = False) -> str:
-        return str(sql_type_for(field, is_key=is_key).compile(dialect=dialect))
+        return str(TypeMapper().column_type(field, key=is_key).compile(dialect=dialect))
 
     dec = {
         "name": "a",
@@ -259,3 +254,17 @@ def test_a_record_schema_derived_from_a_table_is_valid_avro(tmp_path: Path) -> N
         ("ho_ten", "họ tên"),
     ]
     parse_schema(envelope_schema(schema, PROJECT_ROOT / "schemas"))
+
+
+def test_one_schema_table_parser() -> None:
+    from bus.archive.replay import table_name
+    from bus.reconcile.schema import reflect_table
+
+    assert split_table("Hồ sơ") == (None, "Hồ sơ")
+    for bad in ("a.b.c", "a.", ".b", "", " a"):
+        with pytest.raises(ConfigurationError, match="^table: expected 'table' or 'schema.table'"):
+            split_table(bad)
+    with pytest.raises(ConfigurationError, match="^--table: .* letters, digits and '_'"):
+        table_name("tthc.dossier", "Hồ sơ")
+    with pytest.raises(ConfigurationError, match="^table: "):
+        reflect_table(sa.create_engine("sqlite://"), "a.b.c", "source")

@@ -1,0 +1,254 @@
+"""Reading a dataset's events for a replay: its topics, the verified archive, then the broker
+from where the archive ends (``collect``), and the reader schema."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kafka import TopicPartition
+from kafka.errors import KafkaError
+from sqlalchemy import select
+
+from bus.archive.archiver import Head, envelope_fields, list_dataset_topics, plan_positions
+from bus.archive.chain import parse_dataset_topic, unit_within
+from bus.archive.models import ArchiveChain, ArchiveEntry
+from bus.archive.replay.selection import Candidate, ChainUsed, ReplayReport, Selector
+from bus.archive.verify import VerifyReport, verify
+from bus.config import Settings
+from bus.consume import end_offsets
+from bus.db import open_engine
+from bus.errors import (
+    BrokerUnavailableError,
+    DataError,
+    FatalError,
+    NotFoundError,
+)
+from bus.kafka import clients
+from bus.registry import RegisteredSchema, Registry, subject_for
+from bus.serde import AvroCodec
+from bus.timeutil import from_epoch_ms
+
+log = logging.getLogger(__name__)
+entry_t = ArchiveEntry.__table__
+chain_t = ArchiveChain.__table__
+
+
+def _archive_topics(settings: Settings, dataset: str) -> set[str]:
+    with open_engine(settings).connect() as conn:
+        found = set(conn.scalars(select(chain_t.c.topic).where(chain_t.c.dataset == dataset)))
+        found |= set(
+            conn.scalars(select(entry_t.c.topic).where(entry_t.c.dataset == dataset).distinct())
+        )
+    return found
+
+
+def _unit_relevant(topic: str, unit: str | None) -> bool:
+    """A topic whose unit is within ``unit`` (all its events) or above it (some of them)."""
+    if unit is None:
+        return True
+    path = parse_dataset_topic(topic).unit_path
+    return unit_within(path, unit) or unit_within(unit, path)
+
+
+def _topics(
+    settings: Settings, dataset: str, unit: str | None, report: ReplayReport
+) -> tuple[set[str], set[str]]:
+    """(topics in the archive, topics on the broker) of the dataset, filtered by unit."""
+    archived = {t for t in _archive_topics(settings, dataset) if _unit_relevant(t, unit)}
+    on_broker: set[str] = set()
+    try:
+        on_broker = {
+            t
+            for t in list_dataset_topics(settings)
+            if parse_dataset_topic(t).dataset == dataset and _unit_relevant(t, unit)
+        }
+    except BrokerUnavailableError:
+        report.notes.append(
+            "the broker does not answer: replayed from the archive only (events published "
+            "after the last archive run are not included)"
+        )
+    if not archived and not on_broker:
+        where = f" within unit {unit}" if unit else ""
+        raise NotFoundError(
+            f"dataset {dataset!r}: no archive entries and no topic "
+            f"lgsp.<unit path>.{dataset}{where} on the broker"
+        )
+    return archived, on_broker
+
+
+def _read_archive(
+    settings: Settings,
+    topics: set[str],
+    selector: Selector,
+    report: ReplayReport,
+    public_keys: Any,
+    heads: dict[tuple[str, int], Head],
+) -> VerifyReport:
+    """Verify the chains of ``topics`` and offer their entries; ``heads`` gets each chain's
+    last entry as seen in this one snapshot (where the broker read continues)."""
+
+    def visit(row: tuple[Any, ...]) -> None:
+        (
+            topic,
+            partition,
+            _seq,
+            epoch,
+            offset,
+            _dataset,
+            unit_path,
+            event_id,
+            op,
+            ts_ms,
+            key,
+            unit,
+            sid,
+            payload,
+            _hash,
+        ) = row
+        payload = bytes(payload)
+        heads[(topic, partition)] = Head(epoch, offset, payload)
+        selector.offer(
+            unit_path,
+            Candidate(ts_ms, 0, op, key, unit, event_id, sid, payload, "archive"),
+        )
+
+    checked = verify(
+        settings, topics=topics, public_keys=public_keys, visitor=visit, allow_unsigned_tail=True
+    )
+    if not checked.ok:
+        shown = "; ".join(str(p) for p in checked.problems[:3])
+        raise FatalError(
+            f"the archive of {report.dataset} failed verification ({len(checked.problems)} "
+            f"problem(s), e.g. {shown}); nothing was replayed. Run 'lgsp audit verify "
+            f"--dataset {report.dataset}' for the full list"
+        )
+    report.chains = [
+        ChainUsed(c.topic, c.partition, c.head_seq, c.head_hash, c.signed_seq, c.checkpoint_n)
+        for c in checked.chains
+    ]
+    report.checkpoint = checked.latest_checkpoint
+    report.checkpoint_digest = checked.latest_digest
+    for warning in checked.warnings:
+        report.notes.append(warning)
+    return checked
+
+
+def _read_broker(
+    settings: Settings,
+    topics: set[str],
+    selector: Selector,
+    report: ReplayReport,
+    registry: Registry,
+    heads: dict[tuple[str, int], Head],
+) -> None:
+    """Events of ``topics`` that the archive does not hold yet, read without committing."""
+    if not topics:
+        return
+    codec = AvroCodec(registry)
+    consumer = clients.consumer(settings, None)
+    try:
+        tps = [
+            TopicPartition(t, p)
+            for t in sorted(topics)
+            for p in sorted(consumer.partitions_for_topic(t) or [])
+        ]
+        if not tps:
+            return
+        plans = plan_positions(settings, consumer, tps, heads=heads)
+        ends = end_offsets(settings, sorted(topics))
+        begins = consumer.beginning_offsets(tps)
+        consumer.assign(tps)
+        consumer.resume(*tps)
+        active: dict[TopicPartition, int] = {}
+        for tp in tps:
+            plan = plans[(tp.topic, tp.partition)]
+            start = begins[tp] if plan.start is None else plan.start
+            end = ends.get((tp.topic, tp.partition), 0)
+            if plan.note == "new broker log":
+                report.notes.append(
+                    f"{tp.topic}[{tp.partition}]: the broker holds a new log not archived yet "
+                    "(read from the broker)"
+                )
+            if start < end:
+                consumer.seek(tp, start)
+                active[tp] = end
+        allowed = {t: registry.subject_ids(subject_for(t)) for t in topics}
+        idle = 0
+        while active and idle < 10:
+            polled = consumer.poll(timeout_ms=300, max_records=settings.batch_size)
+            idle = 0 if polled else idle + 1
+            for tp, records in polled.items():
+                end = active.get(tp)
+                if end is None:
+                    continue
+                unit_path = parse_dataset_topic(tp.topic).unit_path
+                for record in records:
+                    if record.offset >= end:
+                        break
+                    where = f"{tp.topic}[{tp.partition}]@{record.offset}"
+                    try:
+                        schema_id, value = codec.decode(record.value, allowed_ids=allowed[tp.topic])
+                        fields = envelope_fields(value, where)
+                    except DataError:
+                        report.undecodable += 1
+                        continue
+                    selector.offer(
+                        unit_path,
+                        Candidate(
+                            fields["ts_ms"],
+                            0,
+                            fields["op"],
+                            fields["event_key"],
+                            fields["source_unit"],
+                            fields["event_id"],
+                            schema_id,
+                            bytes(record.value),
+                            "broker",
+                        ),
+                    )
+                if consumer.position(tp) >= end:
+                    active.pop(tp, None)
+                    consumer.pause(tp)
+        if active:
+            report.notes.append(
+                f"the broker stopped answering before the end of {len(active)} partition(s)"
+            )
+    except KafkaError as exc:
+        raise BrokerUnavailableError(f"cannot read the broker ({type(exc).__name__})") from exc
+    finally:
+        consumer.close(autocommit=False)
+
+
+def collect(
+    settings: Settings,
+    dataset: str,
+    unit: str | None,
+    report: ReplayReport,
+    selector: Selector,
+    registry: Registry,
+    public_keys: Any,
+) -> set[str]:
+    archived, on_broker = _topics(settings, dataset, unit, report)
+    report.topics = sorted(archived | on_broker)
+    heads: dict[tuple[str, int], Head] = {}
+    _read_archive(settings, archived, selector, report, public_keys, heads)
+    _read_broker(settings, on_broker, selector, report, registry, heads)
+    if selector.first_ms is not None:
+        report.first_event = from_epoch_ms(selector.first_ms).isoformat(timespec="milliseconds")
+    return archived | on_broker
+
+
+def reader_schema(registry: Registry, topics: set[str], dataset: str) -> RegisteredSchema:
+    """The newest registered envelope schema among the dataset's topics."""
+    best: RegisteredSchema | None = None
+    for topic in sorted(topics):
+        try:
+            found = registry.latest(subject_for(topic))
+        except NotFoundError:
+            continue
+        if best is None or found.id > best.id:
+            best = found
+    if best is None:
+        raise NotFoundError(f"dataset {dataset!r}: no schema registered for any of its topics")
+    return best
