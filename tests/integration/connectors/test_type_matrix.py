@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from connectors.registry import build
 
 from bus.archive.replay.table import write_table
 from bus.generate.sql import load_records
+from connectors.plugins import build
 from tests.integration.connectors.helpers import config, drop_tables
 
 pytestmark = pytest.mark.integration
