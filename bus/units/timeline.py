@@ -257,22 +257,27 @@ def hierarchy_name_in_force(settings: Settings, today: date | None = None) -> st
 def refuse_replaced_unit(
     settings: Settings, code: str, topics: Mapping[str, str] | None = None
 ) -> None:
-    """After a cut-over, a source of a unit of the old hierarchy is refused, naming what
-    replaced it. ``topics``: a registered connector's stored topics (their unit path tells
-    which hierarchy it was registered in, since codes are reused across hierarchies)."""
+    """After a cut-over, a source of a unit the reform ended is refused, naming what replaced
+    it. ``topics``: a registered connector's stored topics; their unit path tells which
+    hierarchy it was registered in (codes are reused across hierarchies)."""
     today = date.today()
-    for cut in cutovers(settings):
-        if cut.effective > today:
+    cuts = [c for c in cutovers(settings) if c.effective <= today]
+    if not cuts:
+        return
+    timeline = load_timeline(settings)
+    for cut in cuts:
+        old_h = timeline.hierarchy(cut.from_hierarchy)
+        if code not in old_h:
             continue
-        old_h = load_hierarchy(cut.from_hierarchy)
-        registered_old = (
-            any(_topic_in(old_h, t) for t in topics.values())
-            if topics
-            else (code in old_h and code not in load_hierarchy(cut.to_hierarchy))
-        )
-        if not registered_old or code not in old_h:
+        if topics:
+            registered_old = all(_topic_in(old_h, t) for t in topics.values())
+        else:
+            registered_old = code not in timeline.hierarchy(cut.to_hierarchy)
+        ended = [
+            c for c in timeline.changes_of(code, old_h.name, until=cut.effective) if c.ends_old
+        ]
+        if not registered_old or not ended:
             continue
-        timeline = load_timeline(settings)
         after = timeline.became(code, cut.from_hierarchy, cut.effective)
         names = ", ".join(f"{s.unit.code} ({s.unit.name})" for s in after)
         raise ConfigurationError(

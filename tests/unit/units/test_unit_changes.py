@@ -111,9 +111,7 @@ def test_operator_mapping_stored_and_followed(offline_settings: Settings, tmp_pa
     [later] = t.became("26734", "hcmc-2024", date(2027, 1, 1))
     assert later.unit.code == "26740" and [c.kind for c in later.via] == ["merge", "merge"]
     rec = {"street": "Lê Lợi"}
-    assert [s.unit.code for s in t.became("26743", "hcmc-2025", date(2027, 1, 1), rec)] == [
-        "26740"
-    ]
+    assert [s.unit.code for s in t.became("26743", "hcmc-2025", date(2027, 1, 1), rec)] == ["26740"]
     assert [s.unit.code for s in t.became("26743", "hcmc-2025", date(2027, 1, 1), {})] == ["26758"]
     with pytest.raises(ChangeFileError, match="already stored"):
         add_change_file(offline_settings, path)
