@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from bus.config import Settings
 from bus.context import Context
@@ -94,3 +95,36 @@ def test_rekey_conserves_counts_for_every_ward_of_d1_and_binh_tan(
     with pytest.raises(ConfigurationError, match=r"26737 .*, 26740 \(Phường Sài Gòn\)"):
         refuse_replaced_unit(settings, "26737", {"t": f"lgsp.79.760.26737.{name}"})
     refuse_replaced_unit(settings, "26737", {"t": f"lgsp.79.26737.{name}"})  # the new ward
+
+
+def test_replay_before_and_after_the_cutover_both_verify(
+    settings: Settings, tmp_path: Path, unique: str
+) -> None:
+    from bus.archive.archiver import Archiver
+    from bus.archive.replay import replay_as_of
+    from bus.archive.verify import verify
+
+    wards = ["26734", "26737", "26746"]  # a merge and two splits
+    name = f"t.ra{unique}"
+    dataset(settings, tmp_path, name, wards)
+    for w in wards:
+        publish_ward(settings, name, w, 2)
+    run_reform(Context.build(settings), [name], EFFECTIVE)
+    Archiver(settings).run_once(f"lgsp.*.{name}")
+    assert verify(settings, dataset=name).ok
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    vn = dt.timezone(dt.timedelta(hours=7))
+    units = {}
+    for label, moment in (
+        ("before", dt.datetime(2025, 6, 30, 23, 59, tzinfo=vn)),
+        ("after", dt.datetime(2025, 7, 2, tzinfo=vn)),
+    ):
+        report = replay_as_of(settings, name, moment, into=url, table=label, purpose="reform")
+        assert report.keys == 6
+        query = sa.select(sa.column("unit")).select_from(sa.table(label))
+        with sa.create_engine(url).connect() as conn:
+            units[label] = sorted(conn.execute(query).scalars())
+    assert units["before"] == sorted(w for w in wards for _ in range(2))
+    # 26734 -> 26737 (merge); 26737 -> default 26740; 26746 -> default 26743
+    assert units["after"] == ["26737", "26737", "26740", "26740", "26743", "26743"]
+    assert verify(settings, dataset=name).ok
