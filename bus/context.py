@@ -20,6 +20,7 @@ from bus.config import Settings, get_settings
 from bus.connectors_db import ConnectorStore
 from bus.registry import Registry
 from bus.units import Hierarchy, load_hierarchy
+from bus.units.timeline import hierarchy_name_in_force
 
 _KEEP = 8  # contexts kept per process (one per Settings object in use)
 _cache: OrderedDict[int, Context] = OrderedDict()
@@ -40,7 +41,7 @@ class Context:
         """A new context (nothing shared with any other)."""
         return cls(
             settings=settings,
-            hierarchy=load_hierarchy(settings.hierarchy),
+            hierarchy=load_hierarchy(hierarchy_name_in_force(settings)),
             registry=Registry(settings),
             connectors=ConnectorStore(settings),
         )

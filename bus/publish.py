@@ -23,7 +23,7 @@ from bus.kafka.topics import ensure_topics
 from bus.registry import RegisteredSchema, Registry, subject_for
 from bus.serde import AvroCodec
 from bus.serde.jsoncodec import dumps
-from bus.units import load_hierarchy, parse_topic
+from bus.units.topics import parse_topic_dated
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def event_key(event: dict[str, Any]) -> bytes:
 def validate_topic(settings: Settings, topic: str) -> None:
     """Bus topics (``lgsp.<unit path>.<domain>.<name>``) must name a real unit chain."""
     if topic.startswith("lgsp."):
-        parse_topic(load_hierarchy(settings.hierarchy), topic)
+        parse_topic_dated(settings.hierarchy, topic)
 
 
 class Publisher:

@@ -43,6 +43,7 @@ from bus.longrun import Follow
 from bus.publish import Publisher
 from bus.registry import Registry, subject_for
 from bus.runs import record_run, start_run
+from bus.units.timeline import refuse_replaced_unit
 from connectors import plugins as connector_types
 from connectors.base import Batch, Connector, Invalid, WriteReport
 from connectors.contract import attach_catalogue
@@ -143,6 +144,7 @@ def connector_for(settings: Context | Settings, name: str) -> Connector:
     """The connector object of a registered connector (its stored file re-validated)."""
     ctx = Context.of(settings)
     stored = ctx.connectors.get(name)
+    refuse_replaced_unit(ctx.settings, stored.unit, stored.topics)
     connector = connector_types.build(
         stored.config, hierarchy=ctx.hierarchy, batch_size=ctx.settings.batch_size
     )

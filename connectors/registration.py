@@ -25,6 +25,7 @@ from bus.envelope import envelope_schema, record_schema_of
 from bus.errors import IncompatibleSchemaError, LgspError, NotFoundError
 from bus.registry import Registry, subject_for
 from bus.units import load_hierarchy
+from bus.units.timeline import hierarchy_name_in_force
 from connectors import plugins as connector_types
 from connectors.base import Connector, Stream
 from connectors.config import ConnectorConfig
@@ -119,7 +120,7 @@ def _register(
     replace: bool,
     base_dir: Path | None,
 ) -> Registration:
-    hierarchy = load_hierarchy(settings.hierarchy)
+    hierarchy = load_hierarchy(hierarchy_name_in_force(settings))
     if base_dir is not None:
         data = connector_types.normalize(data, base_dir)
     config = connector_types.validate(data, hierarchy=hierarchy)

@@ -1,6 +1,8 @@
-"""``lgsp route list|init|run|fan-down`` and ``lgsp runs``."""
+"""``lgsp route list|plan|init|run|reform|fan-down`` and ``lgsp runs``."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 import click
 
@@ -44,6 +46,56 @@ def route_list(dataset: str | None, no_lag: bool) -> None:
                 (name, r.level, r.source_topic, r.target_topic, lag.get(r.source_topic, ""))
             )
     echo_table(["DATASET", "INTO", "FROM TOPIC", "TO TOPIC", "LAG"], rows)
+
+
+@route_group.command("plan")
+@click.argument("dataset")
+def route_plan(dataset: str) -> None:
+    """The roll-up routes of DATASET in every hierarchy (era): before a reform ward ->
+    district -> city, after it ward -> city (a level that no longer exists is skipped)."""
+    from bus.units.timeline import load_timeline
+
+    ctx = context()
+    timeline = load_timeline(ctx.settings)
+    names = timeline.era_names
+    eras = names[names.index(ctx.settings.hierarchy) :]
+    rows = []
+    for r in all_routes(ctx, dataset, eras=eras):
+        root = timeline.hierarchy(r.era).root
+        since = root.valid_from.isoformat() if root.valid_from else "…"
+        until = root.valid_to.isoformat() if root.valid_to else "…"
+        rows.append((r.era, f"{since} to {until}", r.level, r.source_topic, r.target_topic))
+    echo_table(["ERA", "IN FORCE", "INTO", "FROM TOPIC", "TO TOPIC"], rows)
+
+
+@route_group.command("reform")
+@click.argument("dataset", default="all")
+@click.option(
+    "--effective",
+    required=True,
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="The reform's effective date (YYYY-MM-DD), e.g. 2025-07-01.",
+)
+@click.option("--json", "as_json", is_flag=True)
+def route_reform(dataset: str, effective: dt.datetime, as_json: bool) -> None:
+    """Re-key DATASET (or all) at a reform: each old unit's current state is published into
+    the topic of the unit that replaced it, with the new unit code; then the cut-over is
+    recorded and sources of old units are refused."""
+    from bus.routes.reform import run_reform
+
+    report = run_reform(
+        context(), _datasets(None if dataset == "all" else dataset), effective.date()
+    )
+    if as_json:
+        echo_json(report.to_dict())
+        return
+    click.echo(
+        f"reform {report.from_hierarchy} -> {report.to_hierarchy} on {report.effective}: "
+        f"{report.rows_in} events read, {report.rows_out} records re-keyed into "
+        f"{len(report.per_target)} topics"
+    )
+    for topic, n in sorted(report.per_target.items()):
+        click.echo(f"  {topic}: {n}")
 
 
 @route_group.command("init")

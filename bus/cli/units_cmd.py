@@ -1,14 +1,18 @@
-"""``lgsp units list|show|topic``: the administrative hierarchy and the topic names it gives."""
+"""``lgsp units list|show|history|topic|mapping``: the dated hierarchy and its topic names."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from bus.cli._common import echo_json, echo_table, settings
 from bus.units import Hierarchy, load_hierarchy, topic_name
+from bus.units.changes import UnitChange
+from bus.units.timeline import Successor, Timeline, add_change_file, load_timeline
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,9 +58,16 @@ def list_cmd(
 
 @units_group.command("show")
 @click.argument("code")
+@click.option(
+    "--on",
+    "on",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Also say what the unit is on this date (YYYY-MM-DD), after merges and splits.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_hierarchy_option
-def show_cmd(code: str, as_json: bool, hierarchy_name: str | None) -> None:
+def show_cmd(code: str, on: dt.datetime | None, as_json: bool, hierarchy_name: str | None) -> None:
     """Show one unit: level, parent, path, validity and number of children."""
     h = _hierarchy(hierarchy_name)
     unit = h.get(code)
@@ -67,6 +78,12 @@ def show_cmd(code: str, as_json: bool, hierarchy_name: str | None) -> None:
         "parent_name": parent.name if parent else None,
         "children": len(h.children(code)),
     }
+    became = []
+    if on is not None:
+        timeline = load_timeline(settings())
+        became = timeline.became(unit.code, h.name, on.date())
+        info["on"] = on.date().isoformat()
+        info["became"] = [_successor(timeline, s) for s in became]
     if as_json:
         echo_json(info)
         return
@@ -83,6 +100,100 @@ def show_cmd(code: str, as_json: bool, hierarchy_name: str | None) -> None:
     ]
     for key, value in rows:
         click.echo(f"{key + ':':<11} {value}")
+    for s in info.get("became", []):
+        how = "; ".join(f"{c['kind']} on {c['effective']} ({c['source']})" for c in s["via"])
+        click.echo(
+            f"on {info['on']}:  {s['code']} {s['name']} [{s['hierarchy']}, path {s['path']}]"
+            + (f" <- {how}" if how else " (unchanged)")
+        )
+
+
+def _successor(timeline: Timeline, s: Successor) -> dict[str, Any]:
+    return {
+        "code": s.unit.code,
+        "name": s.unit.name,
+        "hierarchy": s.hierarchy,
+        "path": timeline.hierarchy(s.hierarchy).path(s.unit.code),
+        "via": [c.to_dict() for c in s.via],
+    }
+
+
+@units_group.command("history")
+@click.argument("code")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def history_cmd(code: str, as_json: bool) -> None:
+    """Every dated change naming CODE as old or new unit (packaged and operators' mappings)."""
+    timeline = load_timeline(settings())
+    changes = timeline.history(code)
+    if as_json:
+        echo_json([c.to_dict() for c in changes])
+        return
+    if not changes:
+        click.echo(f"no change names unit {code}")
+        return
+
+    def named(h: str, c: str) -> str:
+        return f"{c} {timeline.hierarchy(h).get(c).name}"
+
+    echo_table(
+        ["EFFECTIVE", "KIND", "OLD", "NEW", "RULE", "MAPPING"],
+        [
+            (
+                c.effective.isoformat(),
+                c.kind,
+                f"{named(c.from_hierarchy, c.old)} [{c.from_hierarchy}]",
+                ", ".join(named(c.to_hierarchy, n) for n in c.new) + f" [{c.to_hierarchy}]",
+                _rule_text(c),
+                c.source,
+            )
+            for c in changes
+        ],
+    )
+
+
+def _rule_text(c: UnitChange) -> str:
+    if c.rule is None:
+        return ""
+    by = ", ".join(f"{c.rule.field}={v}->{n}" for v, n in c.rule.values.items())
+    return (by + "; " if by else "") + f"default {c.rule.default}"
+
+
+@units_group.group("mapping")
+def mapping_group() -> None:
+    """Operators' dated unit mappings (merge, split, rename, move)."""
+
+
+@mapping_group.command("add")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def mapping_add(path: Path) -> None:
+    """Validate a mapping file and store it; any bad entry refuses the whole file."""
+    changes = add_change_file(settings(), path)
+    click.echo(f"{len(changes)} change(s) stored from {path.name}")
+
+
+@mapping_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def mapping_list(as_json: bool) -> None:
+    """Every known change: the packaged mappings and the stored ones."""
+    changes = load_timeline(settings()).changes
+    if as_json:
+        echo_json([c.to_dict() for c in changes])
+        return
+    echo_table(
+        ["EFFECTIVE", "KIND", "OLD", "NEW", "FROM", "TO", "MAPPING"],
+        [
+            (
+                c.effective.isoformat(),
+                c.kind,
+                c.old,
+                ",".join(c.new),
+                c.from_hierarchy,
+                c.to_hierarchy,
+                c.source,
+            )
+            for c in changes
+        ],
+    )
 
 
 @units_group.command("topic")

@@ -15,7 +15,7 @@ from bus.context import Context
 from bus.envelope import envelope_schema
 from bus.errors import ConfigurationError, IncompatibleSchemaError, NotFoundError
 from bus.registry import check_compatibility, subject_for
-from bus.units import Hierarchy, topic_name
+from bus.units import Hierarchy, load_hierarchy, topic_name
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class Route:
     source_topic: str
     target_topic: str
     level: str  # the level of the parent (target)
+    era: str = ""  # the hierarchy the route belongs to
 
     @property
     def group_id(self) -> str:
@@ -49,30 +50,70 @@ def _units_at_or_below(h: Hierarchy, units: list[str]) -> dict[str, set[str]]:
     return carriers
 
 
+def era_names(ctx: Context) -> list[str]:
+    """The hierarchies routes run in: the configured one up to the one in force (after a
+    cut-over, both: old topics still drain into their old parents)."""
+    from bus.units.timeline import load_timeline
+
+    names = load_timeline().era_names
+    first, last = names.index(ctx.settings.hierarchy), names.index(ctx.hierarchy.name)
+    return names[first : max(first, last) + 1]
+
+
+def era_units(configured: str, units: list[str], era: str) -> list[str]:
+    """The publishing units (codes of the configured hierarchy) as units of ``era``: what
+    they became on the day that hierarchy came into force."""
+    if era == configured:
+        return list(units)
+    from bus.units.timeline import load_timeline
+
+    timeline = load_timeline()
+    day = timeline.hierarchy(era).root.valid_from
+    if day is None:
+        return []
+    return sorted(
+        {
+            s.unit.code
+            for u in units
+            for s in timeline.became(u, configured, day)
+            if s.hierarchy == era
+        },
+        key=int,
+    )
+
+
 def all_routes(
-    settings: Context | Settings, dataset: str, units: list[str] | None = None
+    settings: Context | Settings,
+    dataset: str,
+    units: list[str] | None = None,
+    eras: list[str] | None = None,
 ) -> list[Route]:
-    """Every roll-up route of a dataset (no checks), child level first."""
+    """Every roll-up route of a dataset (no checks), per hierarchy (era), child level first.
+    A level an era lacks is skipped there: after the 2025 reform wards roll up to the city."""
     ctx = Context.of(settings)
-    h = ctx.hierarchy
     publishing = units if units is not None else _publishing_units(ctx.settings, dataset)
-    carriers = _units_at_or_below(h, publishing)
-    routes = []
-    for level in reversed(h.levels):
-        for code in sorted(carriers.get(level, ())):
-            parent = h.parent(code)
-            if parent is None:
-                continue
-            routes.append(
-                Route(
+    routes: list[Route] = []
+    seen: set[tuple[str, str]] = set()
+    for era in eras if eras is not None else era_names(ctx):
+        h = load_hierarchy(era)
+        carriers = _units_at_or_below(h, era_units(ctx.settings.hierarchy, publishing, era))
+        for level in reversed(h.levels):
+            for code in sorted(carriers.get(level, ())):
+                parent = h.parent(code)
+                if parent is None:
+                    continue
+                route = Route(
                     dataset,
                     code,
                     parent.code,
                     topic_name(h, code, dataset),
                     topic_name(h, parent.code, dataset),
                     parent.level,
+                    era,
                 )
-            )
+                if (route.source_topic, route.target_topic) not in seen:
+                    seen.add((route.source_topic, route.target_topic))
+                    routes.append(route)
     return routes
 
 
@@ -84,9 +125,9 @@ def plan_routes(
 ) -> list[Route]:
     """The routes into ``level`` (all levels when None), each checked against the registry."""
     ctx = Context.of(settings)
-    h = ctx.hierarchy
-    if level is not None and level not in h.levels[:-1]:
-        targets = ", ".join(h.levels[:-1])
+    parents = [lv for era in era_names(ctx) for lv in load_hierarchy(era).levels[:-1]]
+    if level is not None and level not in parents:
+        targets = ", ".join(dict.fromkeys(parents))
         raise ConfigurationError(
             f"--level: expected one of {targets} (a parent level), got {level!r}"
         )
@@ -120,7 +161,10 @@ def plan_routes(
 
 
 def init_subjects(
-    settings: Context | Settings, dataset: str, record_schema: dict | None = None
+    settings: Context | Settings,
+    dataset: str,
+    record_schema: dict | None = None,
+    eras: list[str] | None = None,
 ) -> list[str]:
     """Register the dataset's envelope schema for every topic that carries it (idempotent)."""
     ctx = Context.of(settings)
@@ -130,7 +174,7 @@ def init_subjects(
         record_schema = get_dataset(ctx.settings, dataset).record_schema
     schema = envelope_schema(record_schema, ctx.settings.schemas_dir)
     registry = ctx.registry
-    routes = all_routes(ctx, dataset)
+    routes = all_routes(ctx, dataset, eras=eras)
     topics = {r.source_topic for r in routes} | {r.target_topic for r in routes}
     done = []
     for topic in sorted(topics):

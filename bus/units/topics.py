@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator
 
-from bus.errors import InvalidNameError
+from bus.errors import ConfigurationError, InvalidNameError
 from bus.units.hierarchy import Hierarchy, Unit
 
 TOPIC_PREFIX = "lgsp"
@@ -106,3 +106,21 @@ def parse_topic(h: Hierarchy, topic: str) -> tuple[Unit, str]:
             f"{expected} in hierarchy {h.name!r}"
         )
     return unit, dataset
+
+
+def parse_topic_dated(first: str, topic: str) -> tuple[Unit, str]:
+    """:func:`parse_topic` in hierarchy ``first``, else in any other shipped hierarchy (a
+    topic of a unit merged away keeps its name: history is never rewritten); the error of
+    ``first`` when none knows the topic."""
+    from bus.units.hierarchy import available_hierarchies, load_hierarchy
+
+    try:
+        return parse_topic(load_hierarchy(first), topic)
+    except ConfigurationError as exc:
+        for name in available_hierarchies():
+            if name != first:
+                try:
+                    return parse_topic(load_hierarchy(name), topic)
+                except ConfigurationError:
+                    continue
+        raise exc from None

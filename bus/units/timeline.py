@@ -1,0 +1,297 @@
+"""The hierarchy as dated data: every shipped hierarchy (an era, valid while its root is) and
+every unit change between them (the packaged mappings and the operators' stored files).
+
+``Timeline.hierarchy_on(day)`` is the hierarchy in force on a day; ``became(code, h, on)`` is
+what a unit turned into by a date; ``history(code)`` lists the changes that touch a code.
+A cut-over (``lgsp route reform``) is recorded in the control database: from then on the
+process context uses the new hierarchy and sources registered for replaced units are refused.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from bus.config import Settings
+from bus.errors import ConfigurationError
+from bus.units.changes import (
+    ChangeFileError,
+    SplitRule,
+    UnitChange,
+    packaged_changes,
+    parse_change_file,
+    validate_changes,
+)
+from bus.units.hierarchy import (
+    Hierarchy,
+    Unit,
+    _data_dir,
+    _read_json,
+    available_hierarchies,
+    load_hierarchy,
+)
+
+
+@dataclass(frozen=True)
+class Successor:
+    """What a unit became: the unit, its hierarchy and the changes that led there."""
+
+    unit: Unit
+    hierarchy: str
+    via: tuple[UnitChange, ...]
+
+
+class Timeline:
+    def __init__(self, eras: Sequence[Hierarchy], changes: Sequence[UnitChange]) -> None:
+        self.eras = sorted(eras, key=lambda h: h.root.valid_from or date.min)
+        self.by_name = {h.name: h for h in self.eras}
+        self.changes = sorted(changes, key=lambda c: (c.effective, c.from_hierarchy, c.old))
+        self._from: dict[tuple[str, str], list[UnitChange]] = {}
+        for c in self.changes:
+            self._from.setdefault((c.from_hierarchy, c.old), []).append(c)
+
+    @property
+    def era_names(self) -> list[str]:
+        return [h.name for h in self.eras]
+
+    def hierarchy(self, name: str) -> Hierarchy:
+        if name not in self.by_name:
+            raise ConfigurationError(
+                f"hierarchy {name!r} does not exist; expected one of {self.era_names}"
+            )
+        return self.by_name[name]
+
+    def hierarchy_on(self, day: date) -> Hierarchy:
+        """The hierarchy whose root is valid on ``day``."""
+        for h in self.eras:
+            if h.root.valid_on(day):
+                return h
+        raise ConfigurationError(f"no hierarchy is in force on {day.isoformat()}")
+
+    def changes_of(
+        self, code: str, hierarchy: str, *, until: date | None = None
+    ) -> list[UnitChange]:
+        """The changes of unit ``code`` of ``hierarchy`` (effective by ``until``), oldest first."""
+        out = self._from.get((hierarchy, str(code)), [])
+        return [c for c in out if until is None or c.effective <= until]
+
+    def became(
+        self, code: str, hierarchy: str, on: date, record: Mapping | None = None
+    ) -> list[Successor]:
+        """What unit ``code`` of ``hierarchy`` is on ``on``: itself when nothing changed it;
+        after a merge/rename/move the new unit; after a split every part (or, given a record,
+        the part its rule chooses)."""
+        h = self.hierarchy(hierarchy)
+        start = Successor(h.get(code), hierarchy, ())
+        out, todo = [], [start]
+        while todo:
+            s = todo.pop()
+            steps = [
+                c
+                for c in self.changes_of(s.unit.code, s.hierarchy, until=on)
+                if not s.via or c.effective > s.via[-1].effective
+            ]
+            if not steps:
+                out.append(s)
+                continue
+            c = steps[0]
+            targets = [c.target(record)] if record is not None else list(c.new)
+            nh = self.hierarchy(c.to_hierarchy)
+            for n in targets:
+                todo.append(Successor(_renamed(nh.get(n), c), c.to_hierarchy, (*s.via, c)))
+        return sorted(out, key=lambda s: int(s.unit.code))
+
+    def history(self, code: str) -> list[UnitChange]:
+        """Every change naming ``code`` as old or new unit, in date order."""
+        code = str(code)
+        return [c for c in self.changes if c.old == code or code in c.new]
+
+    def predecessors(self, code: str, hierarchy: str) -> list[UnitChange]:
+        """The changes into unit ``code`` of ``hierarchy``."""
+        return [c for c in self.changes if c.to_hierarchy == hierarchy and code in c.new]
+
+
+def _renamed(unit: Unit, change: UnitChange) -> Unit:
+    if change.cross_era or (change.name is None and change.parent is None):
+        return unit
+    return Unit(
+        unit.code,
+        change.name or unit.name,
+        unit.level,
+        change.parent or unit.parent,
+        unit.valid_from,
+        unit.valid_to,
+    )
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def _packaged() -> list[UnitChange]:
+    out: list[UnitChange] = []
+    for path in sorted(_data_dir().glob("unit-mapping-*.json")):
+        data = _read_json(path)
+        names = {n: {u.code: u.name for u in load_hierarchy(n)} for n in (data["from"], data["to"])}
+        out.extend(packaged_changes(data, names[data["from"]], names[data["to"]]))
+    return out
+
+
+def _stored(settings: Settings) -> list[UnitChange]:
+    from sqlalchemy import select
+
+    from bus.db import session_scope
+    from bus.units.models import UnitChangeRow
+
+    with session_scope(settings) as s:
+        rows = s.scalars(select(UnitChangeRow).order_by(UnitChangeRow.id)).all()
+        return [
+            UnitChange(
+                r.old_code,
+                tuple(r.new_codes),
+                r.effective,
+                r.kind,
+                r.mapping,
+                r.from_hierarchy,
+                r.to_hierarchy,
+                SplitRule(r.rule["default"], r.rule.get("field"), r.rule.get("values") or {})
+                if r.rule
+                else None,
+                name=r.new_name,
+                parent=r.new_parent,
+            )
+            for r in rows
+        ]
+
+
+def load_timeline(settings: Settings | None = None) -> Timeline:
+    """Every shipped hierarchy and packaged change, plus the stored ones when ``settings``."""
+    eras = [load_hierarchy(n) for n in available_hierarchies()]
+    changes = _packaged() + (_stored(settings) if settings is not None else [])
+    return Timeline(eras, changes)
+
+
+def add_change_file(settings: Settings, path: Path) -> list[UnitChange]:
+    """Validate an operator's mapping file against everything known and store it in one
+    transaction; any problem: ``ChangeFileError`` naming each bad entry, nothing stored."""
+    from bus.db import session_scope
+    from bus.units.models import UnitChangeRow
+
+    name, changes, problems = parse_change_file(path)
+    timeline = load_timeline(settings)
+    if any(c.source == name for c in timeline.changes):
+        problems.append(f"name: a mapping named {name!r} is already stored")
+    problems += validate_changes(changes, timeline.by_name, timeline.changes, timeline.era_names)
+    if problems:
+        raise ChangeFileError(name, problems)
+    now = dt.datetime.now(dt.UTC)
+    with session_scope(settings) as s:
+        for c in changes:
+            s.add(
+                UnitChangeRow(
+                    mapping=name,
+                    from_hierarchy=c.from_hierarchy,
+                    to_hierarchy=c.to_hierarchy,
+                    old_code=c.old,
+                    new_codes=list(c.new),
+                    kind=c.kind,
+                    effective=c.effective,
+                    rule=c.rule.to_dict() if c.rule else None,
+                    new_name=c.name,
+                    new_parent=c.parent,
+                    added_at=now,
+                )
+            )
+    return changes
+
+
+# --- cut-overs --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cutover:
+    from_hierarchy: str
+    to_hierarchy: str
+    effective: date
+
+
+def cutovers(settings: Settings) -> list[Cutover]:
+    from sqlalchemy import select
+
+    from bus.db import session_scope
+    from bus.units.models import UnitCutover
+
+    with session_scope(settings) as s:
+        rows = s.scalars(select(UnitCutover).order_by(UnitCutover.effective, UnitCutover.id)).all()
+        return [Cutover(r.from_hierarchy, r.to_hierarchy, r.effective) for r in rows]
+
+
+def record_cutover(settings: Settings, cut: Cutover, detail: dict | None = None) -> None:
+    from bus.db import session_scope
+    from bus.units.models import UnitCutover
+
+    with session_scope(settings) as s:
+        s.add(
+            UnitCutover(
+                from_hierarchy=cut.from_hierarchy,
+                to_hierarchy=cut.to_hierarchy,
+                effective=cut.effective,
+                applied_at=dt.datetime.now(dt.UTC),
+                detail=detail,
+            )
+        )
+
+
+def hierarchy_name_in_force(settings: Settings, today: date | None = None) -> str:
+    """The configured hierarchy, or the newest one a cut-over effective by ``today`` moved to."""
+    today = today or date.today()
+    name = settings.hierarchy
+    for cut in cutovers(settings):
+        if cut.from_hierarchy == name and cut.effective <= today:
+            name = cut.to_hierarchy
+    return name
+
+
+def refuse_replaced_unit(
+    settings: Settings, code: str, topics: Mapping[str, str] | None = None
+) -> None:
+    """After a cut-over, a source of a unit the reform ended is refused, naming what replaced
+    it. ``topics``: a registered connector's stored topics; their unit path tells which
+    hierarchy it was registered in (codes are reused across hierarchies)."""
+    today = date.today()
+    cuts = [c for c in cutovers(settings) if c.effective <= today]
+    if not cuts:
+        return
+    timeline = load_timeline(settings)
+    for cut in cuts:
+        old_h = timeline.hierarchy(cut.from_hierarchy)
+        if code not in old_h:
+            continue
+        if topics:
+            registered_old = all(_topic_in(old_h, t) for t in topics.values())
+        else:
+            registered_old = code not in timeline.hierarchy(cut.to_hierarchy)
+        ended = [
+            c for c in timeline.changes_of(code, old_h.name, until=cut.effective) if c.ends_old
+        ]
+        if not registered_old or not ended:
+            continue
+        after = timeline.became(code, cut.from_hierarchy, cut.effective)
+        names = ", ".join(f"{s.unit.code} ({s.unit.name})" for s in after)
+        raise ConfigurationError(
+            f"unit: {code} belongs to hierarchy {cut.from_hierarchy!r}, replaced by "
+            f"{cut.to_hierarchy!r} on {cut.effective.isoformat()}; its successor is {names}: "
+            "register the source under the new unit code"
+        )
+
+
+def _topic_in(h: Hierarchy, topic: str) -> bool:
+    from bus.units.topics import parse_topic
+
+    try:
+        parse_topic(h, topic)
+    except ConfigurationError:
+        return False
+    return True
