@@ -1,0 +1,33 @@
+"""``lgsp serve``: the HTTP API on uvicorn."""
+
+from __future__ import annotations
+
+import click
+
+from bus.cli._common import context
+
+
+@click.command("serve")
+@click.option("--host", default=None, help="Address to listen on [default: api.host, 127.0.0.1].")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=None, help="[default: api.port, 8088]."
+)
+def serve(host: str | None, port: int | None) -> None:
+    """Serve the HTTP API: schema registry, connectors, health and metrics.
+
+    Runs until SIGTERM or Ctrl-C; a stop lets the requests in hand finish (30 s at most)."""
+    import uvicorn
+
+    from bus.api.app import create_app
+
+    ctx = context()
+    config = uvicorn.Config(
+        create_app(ctx),
+        host=host or ctx.settings.api.host,
+        port=port or ctx.settings.api.port,
+        log_level="info",
+        access_log=True,
+        timeout_graceful_shutdown=30,
+        server_header=False,
+    )
+    uvicorn.Server(config).run()
