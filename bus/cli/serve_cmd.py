@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import click
 
 from bus.cli._common import context
@@ -30,4 +32,8 @@ def serve(host: str | None, port: int | None) -> None:
         timeout_graceful_shutdown=30,
         server_header=False,
     )
+    # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again to the handler
+    # it found: with these, the process ends with exit 0 after a graceful stop
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, lambda *_: None)
     uvicorn.Server(config).run()
