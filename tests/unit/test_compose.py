@@ -410,7 +410,7 @@ def test_bus_service_commands_are_real_lgsp_commands() -> None:
     from bus.cli.main import cli
 
     services = _compose()["services"]
-    for name in ("lgsp-migrate", "lgsp-archiver", "lgsp-router", "lgsp-api"):
+    for name in ("lgsp-migrate", "lgsp-archiver", "lgsp-router"):
         command = [c for c in services[name]["command"] if not c.startswith("${")]
         args = [c for c in command if not c.startswith("$")]
         # drop option values that are interpolated at run time
