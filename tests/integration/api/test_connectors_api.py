@@ -81,7 +81,6 @@ def test_connector_lifecycle_and_its_dag(server: Server, tmp_path: Path, unique:
 def test_secrets_are_masked(server: Server, tmp_path: Path, unique: str, pg_url: str) -> None:
     op = server.key("operator")
     data = source(tmp_path, unique)
-    data["connection"]["url"] = data["connection"]["url"]
     store_name = data["name"]
     assert server.call("POST", "/connectors", op, json=data).status_code == 201
     stored = ConnectorStore(server.settings).get(store_name)
