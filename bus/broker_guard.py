@@ -262,3 +262,21 @@ def replace_ends(settings: Settings, holders: dict[str, TopicEnds]) -> None:
                         updated_at=now,
                     )
                 )
+
+
+def consumer_lag(settings: Settings) -> dict[str, dict[str, int]]:
+    """``{consumer group: {topic: records not yet read}}``: what publishers were acknowledged
+    minus what the group committed, per topic, from the offsets the bus recorded (the broker
+    is not asked)."""
+    ends = holder_ends(settings)
+    published = ends.get(PUBLISH, {})
+    out: dict[str, dict[str, int]] = {}
+    for holder, read in ends.items():
+        if not holder.startswith("group:"):
+            continue
+        lag = out.setdefault(holder.removeprefix("group:"), {})
+        for (topic, partition), end in published.items():
+            if any(t == topic for t, _ in read):
+                behind = max(0, end - read.get((topic, partition), 0))
+                lag[topic] = lag.get(topic, 0) + behind
+    return out

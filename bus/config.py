@@ -72,6 +72,16 @@ class TopicSettings(BaseModel):
     per_dataset_retention_ms: dict[str, int] = Field(default_factory=dict)
 
 
+class ApiSettings(BaseModel):
+    """``lgsp serve``: the HTTP API."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8088, ge=1, le=65535)
+    rate_per_minute: int = Field(600, ge=1, description="requests per minute per API key")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="larger request bodies get 413")
+    key_days: int = Field(365, ge=1, description="default lifetime of an API key, in days")
+
+
 class Settings(BaseSettings):
     """Effective configuration of the bus."""
 
@@ -88,6 +98,7 @@ class Settings(BaseSettings):
     )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
     database_url: SecretStr | None = Field(
         None, description="SQLAlchemy URL of the control database; default SQLite in home"
     )

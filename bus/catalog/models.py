@@ -80,3 +80,18 @@ class AccessEntry(Base):
     records: Mapped[int] = mapped_column(Integer)
     grant_id: Mapped[int | None] = mapped_column(Integer)
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class ApiKey(Base):
+    """An agency's key to the HTTP API: only its SHA-256 is kept, the key is shown once."""
+
+    __tablename__ = "catalog_api_key"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)  # public, part of the key
+    agency: Mapped[str] = mapped_column(ForeignKey("catalog_agency.name"))
+    role: Mapped[str] = mapped_column(String(16))
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

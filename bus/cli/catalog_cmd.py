@@ -21,6 +21,7 @@ from bus.catalog import (
     search_datasets,
 )
 from bus.catalog.acls import DEFAULT_BOOTSTRAP, acl_rules, render_acl_commands
+from bus.catalog.api_keys import ROLES, create_key, list_keys, revoke_key
 from bus.catalog.errors import AccessDeniedError
 from bus.catalog.grants import get_grant
 from bus.cli._common import echo_json, echo_table, settings
@@ -178,6 +179,62 @@ def agency_list(as_json: bool) -> None:
         echo_json([a.__dict__ for a in items])
         return
     echo_table(["NAME", "DISPLAY"], [(a.name, a.display) for a in items])
+
+
+@agency_group.group("key")
+def agency_key_group() -> None:
+    """API keys of an agency for the HTTP API (lgsp serve)."""
+
+
+@agency_key_group.command("create")
+@click.argument("agency")
+@click.option("--role", type=click.Choice(ROLES), required=True, help="What the key may do.")
+@click.option(
+    "--days", type=click.IntRange(min=1), default=None, help="Lifetime [default: api.key_days]."
+)
+def agency_key_create(agency: str, role: str, days: int | None) -> None:
+    """Create a key for AGENCY; the key is printed once and only its digest is stored."""
+    info, key = create_key(settings(), agency, role, days=days)
+    click.echo(key)
+    click.echo(
+        f"key {info.id}: {info.agency} {info.role}, expires {info.expires_at:%Y-%m-%d} "
+        "(shown once: store it now)",
+        err=True,
+    )
+
+
+@agency_key_group.command("list")
+@click.argument("agency", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def agency_key_list(agency: str | None, as_json: bool) -> None:
+    """Keys (ids, roles, expiry; never the keys themselves), of AGENCY or of every agency."""
+    items = list_keys(settings(), agency)
+    if as_json:
+        echo_json([k.to_dict() for k in items])
+        return
+    echo_table(
+        ["ID", "AGENCY", "ROLE", "CREATED", "EXPIRES", "STATE"],
+        [
+            (
+                k.id,
+                k.agency,
+                k.role,
+                f"{k.created_at:%Y-%m-%d}",
+                f"{k.expires_at:%Y-%m-%d}",
+                "live" if k.live else ("revoked" if k.revoked_at else "expired"),
+            )
+            for k in items
+        ],
+    )
+
+
+@agency_key_group.command("revoke")
+@click.argument("agency")
+@click.argument("key_id")
+def agency_key_revoke(agency: str, key_id: str) -> None:
+    """Revoke AGENCY's key KEY_ID: its next request is refused (401)."""
+    info = revoke_key(settings(), agency, key_id)
+    click.echo(f"revoked key {info.id} of {info.agency}")
 
 
 # ---- grants -------------------------------------------------------------------------------

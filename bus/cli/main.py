@@ -87,6 +87,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "schema_cmd:schema_group",
         "Schema registry: subjects <topic>-value, versions, compatibility.",
     ),
+    "serve": (
+        "serve_cmd:serve",
+        "Serve the HTTP API: schema registry, connectors, health and metrics.",
+    ),
     "subscribe": (
         "catalog_cmd:subscribe_cmd",
         "Deliver DATASET's new events to an agency under its live grant (one bounded run).",

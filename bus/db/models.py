@@ -35,6 +35,8 @@ class SubjectVersion(Base):
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     schema_id: Mapped[int] = mapped_column(ForeignKey("registry_schema.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # soft-deleted (Schema Registry API): hidden from reads and checks, its id still resolves
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Run(Base):

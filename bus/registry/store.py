@@ -21,6 +21,10 @@ from bus.errors import IncompatibleSchemaError, NotFoundError, SchemaError
 from bus.registry.compat import MODES, check_compatibility, parse_avro
 
 
+class SchemaDeleteError(SchemaError):
+    """A permanent delete of a version that is not soft-deleted yet."""
+
+
 def subject_for(topic: str) -> str:
     return f"{topic}-value"
 
@@ -65,7 +69,11 @@ class Registry:
         with session_scope(self.settings) as s:
             rows = s.execute(
                 select(Subject.name, Subject.compatibility, func.max(SubjectVersion.version))
-                .join(SubjectVersion, SubjectVersion.subject == Subject.name, isouter=True)
+                .join(
+                    SubjectVersion,
+                    (SubjectVersion.subject == Subject.name) & SubjectVersion.deleted_at.is_(None),
+                    isouter=True,
+                )
                 .group_by(Subject.name, Subject.compatibility)
                 .order_by(Subject.name)
             ).all()
@@ -78,14 +86,18 @@ class Registry:
                 raise NotFoundError(f"subject {subject!r} is not registered")
             return row.compatibility or self.settings.default_compatibility
 
-    def versions(self, subject: str) -> list[RegisteredSchema]:
+    def versions(self, subject: str, *, deleted: bool = False) -> list[RegisteredSchema]:
+        """The subject's live versions, oldest first (with ``deleted``, soft-deleted ones too)."""
+        query = (
+            select(SubjectVersion.version, SchemaRow.id, SchemaRow.schema_json)
+            .join(SchemaRow, SchemaRow.id == SubjectVersion.schema_id)
+            .where(SubjectVersion.subject == subject)
+            .order_by(SubjectVersion.version)
+        )
+        if not deleted:
+            query = query.where(SubjectVersion.deleted_at.is_(None))
         with session_scope(self.settings) as s:
-            rows = s.execute(
-                select(SubjectVersion.version, SchemaRow.id, SchemaRow.schema_json)
-                .join(SchemaRow, SchemaRow.id == SubjectVersion.schema_id)
-                .where(SubjectVersion.subject == subject)
-                .order_by(SubjectVersion.version)
-            ).all()
+            rows = s.execute(query).all()
         return [RegisteredSchema(subject, v, i, json.loads(j)) for v, i, j in rows]
 
     def get(self, subject: str, version: int | None = None) -> RegisteredSchema:
@@ -130,6 +142,26 @@ class Registry:
                 self._parsed[schema_id] = parsed
         return parsed
 
+    def uses_of(self, schema_id: int) -> list[tuple[str, int]]:
+        """(subject, version) of every live version that holds ``schema_id``."""
+        self.schema_by_id(schema_id)
+        with session_scope(self.settings) as s:
+            rows = s.execute(
+                select(SubjectVersion.subject, SubjectVersion.version)
+                .where(SubjectVersion.schema_id == schema_id, SubjectVersion.deleted_at.is_(None))
+                .order_by(SubjectVersion.subject, SubjectVersion.version)
+            ).all()
+        return [(subject, int(version)) for subject, version in rows]
+
+    def find(self, subject: str, schema: dict[str, Any]) -> RegisteredSchema:
+        """The live version of ``subject`` that holds ``schema`` (same canonical form)."""
+        validate_schema(schema)
+        text = canonical_json(schema)
+        for existing in self.versions(subject):
+            if canonical_json(existing.schema) == text:
+                return existing
+        raise NotFoundError(f"subject {subject!r} holds no version of this schema")
+
     def subject_ids(self, subject: str) -> set[int]:
         with session_scope(self.settings) as s:
             return set(
@@ -162,6 +194,10 @@ class Registry:
             if canonical_json(existing.schema) == text:
                 return existing
         problems = self.check(subject, schema)
+        if not problems:
+            restored = self._restore(subject, text)
+            if restored is not None:
+                return restored
         if problems:
             raise IncompatibleSchemaError(
                 f"schema refused for {subject} ({self._mode_or_default(subject)}): "
@@ -209,3 +245,47 @@ class Registry:
                 s.add(Subject(name=subject, compatibility=mode))
             else:
                 row.compatibility = mode
+
+    def _restore(self, subject: str, text: str) -> RegisteredSchema | None:
+        """A soft-deleted version holding this schema, live again (a subject holds a schema in
+        one version only), or None."""
+        for existing in self.versions(subject, deleted=True):
+            if canonical_json(existing.schema) == text:
+                with session_scope(self.settings) as s:
+                    row = s.get(SubjectVersion, (subject, existing.version))
+                    if row is not None:
+                        row.deleted_at = None
+                return existing
+        return None
+
+    def delete(
+        self, subject: str, version: int | None = None, *, permanent: bool = False
+    ) -> list[int]:
+        """Soft-delete a version (every version when ``version`` is None): hidden from reads
+        and compatibility checks; with ``permanent``, remove versions already soft-deleted.
+        Schema ids stay resolvable either way (archived records name them). Returns the
+        versions deleted."""
+        with session_scope(self.settings) as s:
+            query = select(SubjectVersion).where(SubjectVersion.subject == subject)
+            if version is not None:
+                query = query.where(SubjectVersion.version == version)
+            rows = list(s.scalars(query.order_by(SubjectVersion.version)))
+            if not rows:
+                what = f"subject {subject!r}" + (f" version {version}" if version else "")
+                raise NotFoundError(f"{what} is not registered")
+            if permanent:
+                live = [r.version for r in rows if r.deleted_at is None]
+                if live:
+                    raise SchemaDeleteError(
+                        f"subject {subject!r} version(s) {live} must be soft-deleted first"
+                    )
+                for row in rows:
+                    s.delete(row)
+                return [r.version for r in rows]
+            live_rows = [r for r in rows if r.deleted_at is None]
+            if not live_rows:
+                raise NotFoundError(f"subject {subject!r} is already soft-deleted")
+            now = dt.datetime.now(dt.UTC)
+            for row in live_rows:
+                row.deleted_at = now
+            return [r.version for r in live_rows]

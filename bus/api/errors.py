@@ -1,0 +1,110 @@
+"""Errors as JSON: ``{"error_code": N, "message": "..."}``, the shape of Confluent Schema
+Registry and Kafka Connect; field problems add ``"errors": [{"field", "message"}]``."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from bus.catalog.errors import AccessDeniedError
+from bus.errors import (
+    ConfigurationError,
+    FatalError,
+    IncompatibleSchemaError,
+    LgspError,
+    NotFoundError,
+    RetriableError,
+)
+from connectors.errors import ConnectorExistsError
+
+
+class ApiError(Exception):
+    """An HTTP answer other than success: status, error code, message, headers."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: int | None = None,
+        headers: dict[str, str] | None = None,
+        errors: list[dict[str, str]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+        self.code = code if code is not None else status
+        self.headers = headers or {}
+        self.errors = errors
+
+
+def field_errors(lines: list[str]) -> list[dict[str, str]]:
+    """``"tables[0].dataset: expected ..."`` lines as ``{"field", "message"}``."""
+    out = []
+    for line in lines:
+        match = re.match(r"([\w.\[\]-]+): (.*)", line, flags=re.DOTALL)
+        field, message = (match.group(1), match.group(2)) if match else ("", line)
+        out.append({"field": field, "message": message})
+    return out
+
+
+def status_of(exc: LgspError) -> int:
+    """The HTTP status of a bus error (as ``ExitCode`` is its exit status)."""
+    for cls, status in (
+        (NotFoundError, 404),
+        (AccessDeniedError, 403),
+        (IncompatibleSchemaError, 409),
+        (ConnectorExistsError, 409),
+        (ConfigurationError, 422),
+        (RetriableError, 503),
+        (FatalError, 409),
+    ):
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def response(err: ApiError, media_type: str = "application/json") -> JSONResponse:
+    body: dict[str, Any] = {"error_code": err.code, "message": err.message}
+    if err.errors is not None:
+        body["errors"] = err.errors
+    return JSONResponse(body, status_code=err.status, headers=err.headers, media_type=media_type)
+
+
+def from_bus_error(exc: LgspError) -> ApiError:
+    status = status_of(exc)
+    lines = getattr(exc, "errors", None)
+    errors = field_errors(lines) if isinstance(lines, list) else None
+    return ApiError(status, str(exc) if status != 500 else "internal error", errors=errors)
+
+
+async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return response(exc, _media_type(request))
+
+
+async def on_bus_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, LgspError)
+    return response(from_bus_error(exc), _media_type(request))
+
+
+async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {
+            "field": ".".join(str(p) for p in e["loc"] if p != "body") or "body",
+            "message": e["msg"],
+        }
+        for e in exc.errors()
+    ]
+    summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return response(
+        ApiError(422, f"invalid request: {summary}", errors=errors), _media_type(request)
+    )
+
+
+def _media_type(request: Request) -> str:
+    return str(request.scope.get("lgsp_media_type", "application/json"))

@@ -1,0 +1,137 @@
+"""``/metrics`` in Prometheus's text format (no key needed: names and counts, no data).
+
+- ``lgsp_runs_total``, ``lgsp_run_rows_in_total``, ``lgsp_run_rows_out_total``,
+  ``lgsp_run_dlq_total``, ``lgsp_run_duration_seconds`` (histogram), by run kind and name
+  (connector, route, archive, ...): every finished run of the run history, read once each;
+- ``lgsp_consumer_lag_records`` by consumer group and topic, ``lgsp_archive_lag_records`` by
+  topic: acknowledged publishes minus committed reads, from the offsets the bus records;
+- ``lgsp_api_requests_total`` and ``lgsp_api_request_seconds`` by method, route and status.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+from sqlalchemy import or_, select
+
+from bus import broker_guard
+from bus.api.auth import context
+from bus.archive.archiver import GROUP_ID as ARCHIVE_GROUP
+from bus.context import Context
+from bus.db import session_scope
+from bus.db.models import Run
+
+router = APIRouter(tags=["metrics"])
+DURATION_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+class Metrics:
+    """The app's metrics in a registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        by_run = ["kind", "name"]
+        self.runs = Counter(
+            "lgsp_runs", "Finished runs", [*by_run, "status"], registry=self.registry
+        )
+        self.rows_in = Counter("lgsp_run_rows_in", "Rows read", by_run, registry=self.registry)
+        self.rows_out = Counter("lgsp_run_rows_out", "Rows written", by_run, registry=self.registry)
+        self.dlq = Counter(
+            "lgsp_run_dlq", "Records parked in a DLQ", by_run, registry=self.registry
+        )
+        self.duration = Histogram(
+            "lgsp_run_duration_seconds",
+            "Run durations",
+            by_run,
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.lag = Gauge(
+            "lgsp_consumer_lag_records",
+            "Records published but not yet read, per consumer group and topic",
+            ["group", "topic"],
+            registry=self.registry,
+        )
+        self.archive_lag = Gauge(
+            "lgsp_archive_lag_records",
+            "Records published but not yet archived, per topic",
+            ["topic"],
+            registry=self.registry,
+        )
+        self.requests = Counter(
+            "lgsp_api_requests",
+            "API requests",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "lgsp_api_request_seconds",
+            "API request latency",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self._last_run = 0
+        self._open: set[int] = set()
+        self._lock = threading.Lock()
+
+    def read_runs(self, ctx: Context) -> None:
+        """Count the runs finished since the last scrape (each run once)."""
+        with self._lock, session_scope(ctx.settings) as s:
+            query = select(Run).where(
+                or_(Run.id > self._last_run, Run.id.in_(sorted(self._open)[:1000]))
+            )
+            for run in s.scalars(query.order_by(Run.id)):
+                self._last_run = max(self._last_run, run.id)
+                if run.finished_at is None:
+                    self._open.add(run.id)
+                    continue
+                self._open.discard(run.id)
+                labels = (run.kind, run.name)
+                self.runs.labels(*labels, run.status).inc()
+                self.rows_in.labels(*labels).inc(run.rows_in or 0)
+                self.rows_out.labels(*labels).inc(run.rows_out or 0)
+                self.dlq.labels(*labels).inc(run.dlq or 0)
+                seconds = (run.finished_at - run.started_at).total_seconds()
+                self.duration.labels(*labels).observe(max(0.0, seconds))
+
+    def read_lag(self, ctx: Context) -> None:
+        lag = broker_guard.consumer_lag(ctx.settings)
+        self.lag.clear()
+        self.archive_lag.clear()
+        for group, topics in lag.items():
+            for topic, behind in topics.items():
+                self.lag.labels(group, topic).set(behind)
+                if group == ARCHIVE_GROUP:
+                    self.archive_lag.labels(topic).set(behind)
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics(request: Request, ctx: Context = Depends(context)) -> Response:
+    state: Metrics = request.app.state.metrics
+    state.read_runs(ctx)
+    state.read_lag(ctx)
+    return Response(generate_latest(state.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def instrument(app: FastAPI) -> None:
+    """Count and time every request by its route's template (not its raw path)."""
+    app.state.metrics = Metrics()
+
+    @app.middleware("http")
+    async def timed(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        labels = (request.method, template, str(response.status_code))
+        state: Metrics = request.app.state.metrics
+        state.requests.labels(*labels).inc()
+        state.latency.labels(*labels).observe(time.perf_counter() - started)
+        return response
