@@ -881,10 +881,11 @@ _TIME_CURSORS |= {"timestamp-micros", "local-timestamp-micros"}
 def _window_key(
     window: Window, row: Any, order_idx: list[int], deleted_idx: int | None, width: int
 ) -> tuple[int, bytes, bytes]:
-    """A row's place in the lookback window: its cursor value, its key (for a table without a
-    key, all its published values) and its whole published state with the soft-delete flag."""
+    """A row's place in the lookback window: its cursor value, its key (None for a table
+    without a key: ``Window`` then tells equal rows apart by their count) and its whole
+    published state with the soft-delete flag."""
     values = [row[i] for i in range(width)]
-    key = [row[i] for i in order_idx[1:]] or values
+    key = [row[i] for i in order_idx[1:]] or None
     deleted = deleted_idx is not None and is_deleted(row[deleted_idx])
     return window.key(row[order_idx[0]], key, values, deleted)
 

@@ -125,12 +125,21 @@ class Window:
             self._text[int(second)] = text
         self.size = sum(len(d) for d in self.seen.values())
         self.skipped = 0
+        self._equal: dict[tuple[int, bytes], int] = {}  # equal keyless rows of this read
 
     def key(
-        self, cursor: Any, key: list[Any], row: list[Any], deleted: bool
+        self, cursor: Any, key: list[Any] | None, row: list[Any], deleted: bool
     ) -> tuple[int, bytes, bytes]:
-        """(second, key digest, state digest) of a row read in the window."""
-        return bucket_of(cursor), digest(key), digest([cursor, row, deleted])
+        """(second, key digest, state digest) of a row read in the window. A table without a
+        key (``key`` None) may hold equal rows, each of them a record: the n-th equal row of
+        a read is told apart by n (equal rows share their cursor value, so a read always sees
+        all of them or none), and its key and state are that pair's digest."""
+        second, state = bucket_of(cursor), digest([cursor, row, deleted])
+        if key is not None:
+            return second, digest(key), state
+        count = self._equal[(second, state)] = self._equal.get((second, state), 0) + 1
+        keyless = digest([state.hex(), count])
+        return second, keyless, keyless
 
     def published(self, second: int, key: bytes, state: bytes) -> bool:
         """Whether this very state is the last one published for this key in this second."""

@@ -238,3 +238,42 @@ def test_hard_deletes_noted_at_add_and_closed_by_a_repairing_reconcile_dag(
     finally:
         engine.dispose()
         drop_tables(PG_URL, [src_table, dst_table])
+
+
+@pytest.mark.parametrize("lookback", [0, None])
+def test_equal_rows_of_a_table_without_a_key_are_each_published(
+    settings: Settings, unique: str, lookback: Any
+) -> None:
+    """A table without a key is an append-only log whose equal rows are each a record: the
+    lookback window (on by default) must not take the second for the first, on the first
+    read nor on a re-read of the window (found by review: 2 rows, 1 event, run ok)."""
+    name, table_name = f"kl-{unique}", f"poll_kl_{unique}"
+    table = sa.Table(
+        table_name,
+        sa.MetaData(),
+        sa.Column("note", sa.String(20), nullable=False),
+        sa.Column("changed", sa.DateTime, nullable=False),
+    )
+    engine = sa.create_engine(PG_URL)
+    table.create(engine)
+    t0 = dt.datetime(2025, 7, 1, 8)
+    try:
+        with engine.begin() as conn:
+            conn.execute(table.insert(), [{"note": "same", "changed": t0}] * 2)
+        entry: dict[str, Any] = {"table": table_name, "dataset": f"kl.x{unique}"}
+        entry["cursor"] = "changed"
+        if lookback is not None:
+            entry["lookback"] = lookback
+        register(settings, config("postgresql", "source", PG_URL, [entry], name=name))
+        topic = ConnectorStore(settings).get(name).topics[table_name]
+        assert run(settings, name).rows == 2
+        with engine.begin() as conn:  # a third equal row, then a re-read of the window
+            conn.execute(table.insert(), [{"note": "same", "changed": t0}])
+        assert run(settings, name).rows == (1 if lookback is None else 0)
+        out: list[Any] = []
+        with Consumer(settings, None) as consumer:  # type: ignore[arg-type]
+            consumer.run_bounded([topic], out.extend, from_beginning=True, commit=False)
+        assert len(out) == (3 if lookback is None else 2)  # lookback 0: the hole, as documented
+    finally:
+        engine.dispose()
+        drop_tables(PG_URL, [table_name])
