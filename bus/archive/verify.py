@@ -20,7 +20,10 @@ What is reported, with the position (``seq``) in its chain:
 Verification fails closed: every chain head must be covered by a signed checkpoint. Entries
 after the last signed position of their chain (an "unsigned tail": appended since the last
 checkpoint, or left when checkpoints were removed) are a problem unless the caller accepts
-them (``allow_unsigned_tail``), in which case they are a warning that counts them. ``strict``
+them (``allow_unsigned_tail``), in which case they are a warning that counts them. Signed
+checkpoints with no exported copy to compare them with (the archiver's export file gone, no
+``checkpoints_file``) are a problem too unless ``allow_missing_export``: deleting the latest
+checkpoint with the tail it signed leaves a consistent database. ``strict``
 turns every warning into a problem (no exported file compared, a file that lags the database)
 and also fails when the signatures were checked with the configured key rather than a
 published one.
@@ -363,6 +366,7 @@ def verify(
     public_keys: Iterable[Ed25519PublicKey] | None = None,
     checkpoints_file: Path | None = None,
     allow_unsigned_tail: bool = False,
+    allow_missing_export: bool = False,
     visitor: Visitor | None = None,
     strict: bool = False,
     max_problems: int = 200,
@@ -406,11 +410,24 @@ def verify(
             _check_exported(
                 exported, bad_lines, exported_path, records, keys, chosen, signed, report, out
             )
-        elif records:
+        elif records and allow_missing_export:
             report.warnings.append(
-                "no exported checkpoints compared (--checkpoints FILE; the archiver's "
-                "checkpoint_export_file does not exist): a checkpoint deleted together with the "
-                "entries it signed cannot be seen"
+                "no exported checkpoints compared (accepted with --allow-missing-export): a "
+                "checkpoint deleted together with the entries it signed cannot be seen"
+            )
+        elif records:  # the archiver exports every checkpoint: its file gone is a finding
+            out.add(
+                Problem(
+                    None,
+                    None,
+                    None,
+                    "no exported checkpoints",
+                    "the database holds signed checkpoints but the archiver's "
+                    "checkpoint_export_file does not exist and no --checkpoints FILE was given: "
+                    "a checkpoint deleted together with the entries it signed (a truncated "
+                    "tail) cannot be seen; pass the shipped copy with --checkpoints FILE "
+                    "(or accept the risk with --allow-missing-export)",
+                )
             )
         heads = {
             (r.topic, int(r.kafka_partition)): r

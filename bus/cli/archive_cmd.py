@@ -217,6 +217,12 @@ def audit_group() -> None:
     "without it they fail.",
 )
 @click.option(
+    "--allow-missing-export",
+    is_flag=True,
+    help="Accept signed checkpoints with no exported copy to compare them with (a warning); "
+    "without it that fails.",
+)
+@click.option(
     "--strict",
     is_flag=True,
     help="Every warning fails: also requires --public-key and an exported checkpoints file "
@@ -228,6 +234,7 @@ def audit_verify(
     public_keys: tuple[Path, ...],
     checkpoints_file: Path | None,
     allow_unsigned_tail: bool,
+    allow_missing_export: bool,
     strict: bool,
     as_json: bool,
 ) -> None:
@@ -242,6 +249,7 @@ def audit_verify(
         public_keys=keys,
         checkpoints_file=checkpoints_file,
         allow_unsigned_tail=allow_unsigned_tail,
+        allow_missing_export=allow_missing_export,
         strict=strict,
     )
     if dataset is not None and report.ok and not report.chains:

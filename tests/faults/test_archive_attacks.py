@@ -95,6 +95,12 @@ MUTATIONS: dict[str, Callable[[Archive], object]] = {
     "delete the latest checkpoint": lambda a: delete_checkpoints(a, 3),
     "delete checkpoints, erase a key, rechain": rechain_after_deleting_checkpoints,
     "truncate the tail": lambda a: truncate_tail(a, keep=32),
+    # the latest checkpoint deleted with the tail it signed: a consistent database (found by
+    # review: with the export file wiped too, verify said intact)
+    "delete the latest checkpoint and its tail": lambda a: (
+        delete_checkpoints(a, 3),
+        truncate_tail(a, keep=30),
+    ),
 }
 
 

@@ -60,14 +60,20 @@ def test_a_missing_checkpoints_file_is_a_clear_error(offline_settings: Settings)
         verify(offline_settings, checkpoints_file=offline_settings.home / "nothing.jsonl")
 
 
-def test_without_an_export_file_verify_warns_and_strict_fails(offline_settings: Settings) -> None:
+def test_without_an_export_file_verify_fails_unless_accepted(offline_settings: Settings) -> None:
+    """The archiver exports every checkpoint: its export file gone (and no --checkpoints) is a
+    problem, since a checkpoint deleted with the tail it signed is then invisible; accepted
+    only on request (a warning), and never with strict."""
     archiver = Archiver(offline_settings)
     archiver.append(messages(10))
     archiver.checkpoint()
     export_path(offline_settings).unlink()
     report = verify(offline_settings)
-    assert report.ok and report.checkpoints_file is None
-    assert [w for w in report.warnings if w.startswith("no exported checkpoints compared")]
+    assert not report.ok and report.checkpoints_file is None
+    assert [p.kind for p in report.problems] == ["no exported checkpoints"]
+    accepted = verify(offline_settings, allow_missing_export=True)
+    assert accepted.ok
+    assert [w for w in accepted.warnings if w.startswith("no exported checkpoints compared")]
     public = archiver.signing_key().public
-    strict = verify(offline_settings, public_keys=[public], strict=True)
+    strict = verify(offline_settings, public_keys=[public], strict=True, allow_missing_export=True)
     assert [p.kind for p in strict.problems] == ["strict"]
