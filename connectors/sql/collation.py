@@ -8,6 +8,11 @@ such a collation merges distinct source keys into one row. So a sink creates its
 MariaDB 10.2+, ``utf8mb4_0900_bin`` on MySQL 8), set per column (a table option alone is lost
 with a ``mariadb://`` URL), reads ``information_schema`` back after creating them, and refuses
 an existing table whose key column would merge keys.
+
+PostgreSQL text compares byte-exactly unless a column says otherwise: a nondeterministic ICU
+collation (``deterministic = false``: case- or accent-blind) or the ``citext`` type. A key
+column of either merges keys the same way, so an existing PostgreSQL target with one is refused
+too (a sink creates plain ``text``/``varchar`` with the database's deterministic collation).
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ def is_exact(collation: str | None) -> bool:
 
 def merges(collation: str) -> str:
     """What a collation treats as equal, for messages."""
+    if collation == "citext" or collation.endswith("(nondeterministic)"):
+        return "letter case (or accents)"
     if collation.endswith("_bin"):
         return "trailing spaces (PAD SPACE)"
     return "letter case, accents or trailing spaces"
@@ -83,7 +90,40 @@ def merging_columns(
     conn: sa.Connection, table: sa.Table, columns: list[str]
 ) -> list[tuple[str, str]]:
     """(column, collation) of those of ``columns`` whose collation merges distinct text."""
+    if conn.dialect.name == "postgresql":
+        return _pg_merging_columns(conn, table, columns)
     collations = column_collations(conn, table)
     return [
         (c, coll) for c in columns if (coll := collations.get(c)) is not None and not is_exact(coll)
     ]
+
+
+def _pg_merging_columns(
+    conn: sa.Connection, table: sa.Table, columns: list[str]
+) -> list[tuple[str, str]]:
+    """PostgreSQL: (column, what merges) of ``columns`` typed ``citext`` or under a
+    nondeterministic collation."""
+    rows = conn.execute(
+        sa.text(
+            "SELECT a.attname, t.typname, c.collname, "
+            "COALESCE(c.collisdeterministic, true) "
+            "FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+            "LEFT JOIN pg_collation c ON c.oid = a.attcollation "
+            "WHERE a.attrelid = CAST(:name AS regclass) AND a.attnum > 0 "
+            "AND a.attname = ANY(:columns)"
+        ),
+        {"name": _regclass(table), "columns": columns},
+    ).all()
+    found = {}
+    for column, type_name, coll, deterministic in rows:
+        if type_name == "citext":
+            found[str(column)] = "citext"
+        elif not deterministic:
+            found[str(column)] = f"{coll} (nondeterministic)"
+    return [(c, found[c]) for c in columns if c in found]
+
+
+def _regclass(table: sa.Table) -> str:
+    """``table`` as a ``regclass`` literal (each part double-quoted)."""
+    parts = [table.name] if table.schema is None else [table.schema, table.name]
+    return ".".join('"' + p.replace('"', '""') + '"' for p in parts)

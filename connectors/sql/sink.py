@@ -199,12 +199,19 @@ def check_exact_text(
 ) -> None:
     """Refuse ``columns`` of ``table`` whose collation makes distinct text equal (the key
     columns of an existing table; every text column of one just created, read back)."""
-    if conn.dialect.name not in MariaDbTypes.dialects:
+    if conn.dialect.name not in (*MariaDbTypes.dialects, "postgresql"):
         return
     found = collation.merging_columns(conn, table, columns)
     if not found:
         return
     column, coll = found[0]
+    if conn.dialect.name == "postgresql":
+        raise KeyCollationError(
+            f"table {table.name!r}: key column {column!r} is {coll}, which treats keys that "
+            f"differ only by {collation.merges(coll)} as equal, so distinct source keys would "
+            f"merge into one row; make it byte-exact first, e.g. ALTER TABLE ... ALTER COLUMN "
+            f'{column} TYPE text COLLATE "C"'
+        )
     if created:
         raise KeyCollationError(
             f"table {table.name!r} was created but column {column!r} got collation {coll!r}, "

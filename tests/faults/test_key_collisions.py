@@ -340,3 +340,30 @@ def test_published_records_keep_key_text_exact_and_refuse_text_that_is_not_utf8(
     )
     with pytest.raises(DataError, match=r"^ten: text that is not valid UTF-8"):
         convert({"ma": "a", "ten": "x\udc80"})
+
+
+@pytest.mark.parametrize("ci_target", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("text_type", ["collation", "citext"])
+def test_a_postgresql_key_column_that_merges_keys_is_refused_at_registration(
+    settings: Settings, unique: str, ci_target: tuple[str, str], text_type: str
+) -> None:
+    """An existing PostgreSQL target whose key is under a case-blind (nondeterministic)
+    collation, or is ``citext``, merges ``HS-001`` into ``hs-001``: refused like a MariaDB
+    one (found by review: both sink runs said ok and one row was left)."""
+    _, ci_type = ci_target
+    target = f"ci_pg_{unique}"
+    engine = sa.create_engine(PG_URL)
+    with engine.begin() as conn:
+        if text_type == "citext":
+            conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS citext"))
+        column = "CITEXT" if text_type == "citext" else ci_type
+        conn.execute(sa.text(f"CREATE TABLE {target} (ma {column} PRIMARY KEY, n INT)"))
+    engine.dispose()
+    try:
+        tables: list[dict[str, Any]] = [{"table": target, "dataset": f"kho.p{unique}"}]
+        with pytest.raises(ConnectorConfigError) as caught:
+            register(settings, config("postgresql", "sink", PG_URL, tables, name=f"p{unique}"))
+        text = str(caught.value)
+        assert "key column 'ma'" in text and "letter case" in text, text
+    finally:
+        drop_tables(PG_URL, [target])
