@@ -92,9 +92,9 @@ def stored_versions(
 
 def publish_repair(settings: Settings, report: Report, pair: ConnectorPair) -> dict[str, Any]:
     """Publish the repair events of ``report``; returns what was sent where."""
+    from bus.connector_service.registration import quiet_avro
     from bus.sync import connector_for
     from connectors.base import event_id_for, key_json, now_ms
-    from connectors.registration import quiet_avro
     from connectors.soft_delete import is_deleted
     from connectors.sql.types import split_table, ts_ms
 
