@@ -66,8 +66,8 @@ def stored_versions(
 ) -> dict[CanonKey, int | None]:
     """The copy's ``_lgsp_ts_ms`` of each key it holds (tombstones included), by canonical
     key; empty when the copy has no such column."""
-    from connectors.sql.sink import VERSION
     from connectors.sql.types import split_table
+    from connectors.sql.upsert import VERSION
 
     target = pair.target
     schema, name = split_table(target.table, "table")
