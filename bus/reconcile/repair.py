@@ -37,8 +37,7 @@ from bus.reconcile.report import Report
 from bus.registry import Registry, subject_for
 
 if TYPE_CHECKING:
-    from bus.reconcile.core import CanonKey
-    from bus.reconcile.service import ConnectorPair
+    from bus.reconcile.core import CanonKey, ConnectorPair
 
 CHUNK = 500
 
