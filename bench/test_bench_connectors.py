@@ -30,11 +30,11 @@ from kafka import KafkaProducer
 
 from bench._report import machine, peak_rss_mb, record, size
 from bus.config import Settings
+from bus.connector_service.registration import register
 from bus.envelope import envelope_schema, make_event
 from bus.kafka.options import client_options
 from bus.publish import Publisher
 from bus.registry import Registry, subject_for
-from connectors.registration import register
 
 pytestmark = pytest.mark.bench
 

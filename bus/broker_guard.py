@@ -34,6 +34,7 @@ from bus.db import retry_conflicts, session_scope
 from bus.db.engine import Base
 from bus.errors import BrokerUnavailableError, FatalError
 from bus.kafka import clients
+from bus.kafka.ends import probe_ends
 
 PUBLISH = "publish"
 RECOVERY = "run 'lgsp broker restore' (see what it would do with --dry-run)"
@@ -139,8 +140,6 @@ def judge(
 
 def probe(settings: Settings, topics: Iterable[str]) -> tuple[str | None, set[str], TopicEnds]:
     """The broker's cluster id, which of ``topics`` exist, and their exact end offsets."""
-    from bus.consume import probe_ends  # consume hooks this module in
-
     consumer = clients.consumer(settings, None)
     try:
         present = set(consumer.topics()) & set(topics)

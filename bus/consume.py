@@ -3,10 +3,10 @@
 A bounded run reads every assigned partition from the group's committed offset up to the
 end it saw at start, hands decoded batches to the handler, commits after each handled batch,
 and returns. It uses ``assign()`` and the group's committed offsets, not group rebalancing.
-The end of each partition is found exactly at start (``probe_ends``): the embedded broker
-reports a partition's end as the base offset of its last batch, so that batch is read forward
-until the broker has nothing more; Apache Kafka's answer is exact and the probe costs one
-quiet poll. Records appended after the start are left for the next run.
+The end of each partition is found exactly at start (``bus.kafka.ends.probe_ends``): the
+embedded broker reports a partition's end as the base offset of its last batch, so that batch
+is read forward until the broker has nothing more; Apache Kafka's answer is exact and the
+probe costs one quiet poll. Records appended after the start are left for the next run.
 
 Error policy: ``(exc, record, logger) -> bool``; True means "handled, go on". The default
 parks the record in ``<topic>.dlq``; ``raise_policy`` stops the run instead.
@@ -29,14 +29,13 @@ from bus.config import Settings
 from bus.dlq import safe_message, send_dead_letter
 from bus.errors import BrokerUnavailableError, ConfigurationError, DataError
 from bus.kafka import clients
+from bus.kafka.ends import probe_ends
 from bus.kafka.topics import ensure_topics
 from bus.registry import Registry, subject_for
 from bus.serde import AvroCodec, UnknownSchemaError
 from bus.serde.framing import framed_schema_id
 
 log = logging.getLogger(__name__)
-PROBE_POLL_MS = 250
-PROBE_DEADLINE_S = 15.0
 IDLE_GIVE_UP_S = 30.0
 
 
@@ -391,49 +390,6 @@ class Consumer:
                 self._commit(self._handle(polled, handler, report))
         report.dlq = self.dlq_count
         return report
-
-
-def probe_ends(consumer: Any, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-    """The exact offset after the last record of each partition, read with ``consumer``.
-
-    The embedded broker answers ``ListOffsets`` with a lower bound (the base offset of the last
-    batch), but its fetch responses carry the exact high watermark, as Apache Kafka's do: each
-    partition is fetched once from the listed offset and its end is the high watermark of that
-    fetch (never below the offsets seen). One fetch per partition, whatever a concurrent
-    producer appends meanwhile. The consumer's assignment and positions are left to the caller
-    to set afterwards.
-    """
-    if not tps:
-        return {}
-    try:
-        hints = consumer.end_offsets(tps)
-        if consumer.assignment():
-            consumer.unsubscribe()  # forget high watermarks seen before this probe
-        consumer.assign(tps)
-        for tp in tps:
-            consumer.seek(tp, hints[tp])
-        ends = {tp: hints[tp] for tp in tps}
-        pending = set(tps)
-        deadline = time.monotonic() + PROBE_DEADLINE_S
-        while pending and time.monotonic() < deadline:
-            polled = consumer.poll(timeout_ms=PROBE_POLL_MS)
-            for tp, items in polled.items():
-                ends[tp] = max(ends[tp], items[-1].offset + 1)
-            for tp in list(pending):
-                highwater = consumer.highwater(tp)
-                if highwater is not None:
-                    ends[tp] = max(ends[tp], highwater)
-                    pending.discard(tp)
-        if pending:
-            log.warning(
-                "no fetch answer with a high watermark for %s within %.0f s: ending at the "
-                "offsets seen",
-                ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(pending)),
-                PROBE_DEADLINE_S,
-            )
-        return ends
-    except KafkaError as exc:
-        raise BrokerUnavailableError(f"cannot read end offsets ({type(exc).__name__})") from exc
 
 
 def end_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], int]:

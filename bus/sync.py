@@ -31,6 +31,8 @@ from typing import Any
 
 from bus import broker_guard, longrun
 from bus.config import Settings
+from bus.connector_service.catalogue import attach_catalogue
+from bus.connector_service.registration import quiet_avro
 from bus.connectors_db import ConnectorStore
 from bus.connectors_db.store import lock_owner
 from bus.consume import Consumer, Message
@@ -46,9 +48,7 @@ from bus.runs import record_run, start_run
 from bus.units.timeline import refuse_replaced_unit
 from connectors import plugins as connector_types
 from connectors.base import Batch, Connector, Invalid, WriteReport
-from connectors.contract import attach_catalogue
 from connectors.errors import ConnectorBusyError, TableStoppedError
-from connectors.registration import quiet_avro
 
 log = logging.getLogger(__name__)
 

@@ -1,23 +1,16 @@
 """A catalogued dataset as the contract its source connectors conform to.
 
-Departments publish a dataset once (``lgsp dataset publish``): its record schema and key are
-registered under every publishing unit's topic. A source table feeding such a dataset publishes
-exactly that record schema (the same JSON, so the topic's schema stays the one registered), and
-its rows are converted to it. A dataset that is not in the catalogue keeps the schema derived
-from the source (``lookup`` answers None).
+A source table feeding a catalogued dataset publishes exactly that dataset's record schema
+(the same JSON, so the topic's schema stays the one registered), and its rows are converted to
+it. The bus hands a source connector a ``DatasetLookup`` (``Connector.datasets``); a dataset
+the lookup does not know (None) keeps the schema derived from the source.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-from bus.config import Settings
-from bus.errors import NotFoundError
-
-if TYPE_CHECKING:
-    from connectors.base import Connector
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -32,32 +25,3 @@ class DatasetContract:
 
 
 DatasetLookup = Callable[[str], DatasetContract | None]
-
-
-def catalogue_lookup(settings: Settings) -> DatasetLookup:
-    """``name -> contract`` from the catalogue (None when it is not there), cached per lookup."""
-    cache: dict[str, DatasetContract | None] = {}
-
-    def lookup(name: str) -> DatasetContract | None:
-        if name not in cache:
-            from bus.catalog.datasets import get_dataset  # the catalogue is optional here
-
-            try:
-                info = get_dataset(settings, name)
-            except NotFoundError:
-                cache[name] = None
-            else:
-                record = info.record_schema
-                keys = list(info.key_fields or record.get("primary_key") or [])
-                cache[name] = DatasetContract(info.name, record, keys, list(info.units))
-        return cache[name]
-
-    return lookup
-
-
-def attach_catalogue(connector: Connector, settings: Settings) -> Connector:
-    """A source connector that looks its datasets up in the catalogue: a catalogued dataset's
-    schema is the contract its tables conform to (sinks take the topic's schema as it is)."""
-    if connector.role == "source":
-        connector.datasets = catalogue_lookup(settings)
-    return connector

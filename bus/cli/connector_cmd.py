@@ -11,13 +11,13 @@ import click
 import yaml
 
 from bus.cli._common import confirm, context, echo_json, echo_table, settings
+from bus.connector_service.registration import Registration, register
 from bus.longrun import Follow, stop_signals
 from bus.sync import SyncReport, TableReport, connector_for
 from bus.sync import run as run_sync
 from connectors import plugins as connector_types
 from connectors import positions as connector_positions
 from connectors.config import read_file
-from connectors.registration import Registration, register
 
 
 @click.group("connector")

@@ -248,9 +248,9 @@ def _touch(url: str) -> None:
 
 
 def _connectors(settings: Settings, dbs: Databases, say: Say) -> list[str]:
+    from bus.connector_service.registration import register
     from bus.connectors_db import ConnectorStore
     from connectors.errors import ConnectorNotFoundError
-    from connectors.registration import register
 
     store = ConnectorStore(settings)
     names = []

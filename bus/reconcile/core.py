@@ -85,6 +85,23 @@ class Endpoint:
 
 
 @dataclass
+class ConnectorPair:
+    """Both sides of a connector reconciliation, and what a repair needs."""
+
+    source: Endpoint
+    target: Endpoint
+    source_name: str
+    sink_name: str
+    table: str
+    dataset: str
+    topic: str
+    pii: list[str]
+    warnings: list[str]
+    origin_unit: str | None = None  # the source's unit, when the sink gathers many units
+    json_columns: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Options:
     """How to compare; the defaults suit tables from a few rows to tens of millions."""
 

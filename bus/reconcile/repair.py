@@ -37,8 +37,7 @@ from bus.reconcile.report import Report
 from bus.registry import Registry, subject_for
 
 if TYPE_CHECKING:
-    from bus.reconcile.core import CanonKey
-    from bus.reconcile.service import ConnectorPair
+    from bus.reconcile.core import CanonKey, ConnectorPair
 
 CHUNK = 500
 
@@ -66,8 +65,8 @@ def stored_versions(
 ) -> dict[CanonKey, int | None]:
     """The copy's ``_lgsp_ts_ms`` of each key it holds (tombstones included), by canonical
     key; empty when the copy has no such column."""
-    from connectors.sql.sink import VERSION
     from connectors.sql.types import split_table
+    from connectors.sql.upsert import VERSION
 
     target = pair.target
     schema, name = split_table(target.table, "table")
@@ -92,9 +91,9 @@ def stored_versions(
 
 def publish_repair(settings: Settings, report: Report, pair: ConnectorPair) -> dict[str, Any]:
     """Publish the repair events of ``report``; returns what was sent where."""
+    from bus.connector_service.registration import quiet_avro
     from bus.sync import connector_for
     from connectors.base import event_id_for, key_json, now_ms
-    from connectors.registration import quiet_avro
     from connectors.soft_delete import is_deleted
     from connectors.sql.types import split_table, ts_ms
 

@@ -14,14 +14,14 @@ fields.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
 
 from bus.config import Settings
 from bus.errors import ConfigurationError, LgspError, NotFoundError
-from bus.reconcile.core import Endpoint, Options, reconcile
+from bus.reconcile.core import ConnectorPair, Endpoint, Options, reconcile
 from bus.reconcile.report import Report
 from bus.reconcile.store import save_report
 
@@ -29,23 +29,6 @@ log = logging.getLogger(__name__)
 
 SINK_DELETED = "_lgsp_deleted"
 SINK_UNIT = "_lgsp_unit"  # the publishing unit of each row (the event's source.unit)
-
-
-@dataclass
-class ConnectorPair:
-    """Both sides of a connector reconciliation, and what a repair needs."""
-
-    source: Endpoint
-    target: Endpoint
-    source_name: str
-    sink_name: str
-    table: str
-    dataset: str
-    topic: str
-    pii: list[str]
-    warnings: list[str]
-    origin_unit: str | None = None  # the source's unit, when the sink gathers many units
-    json_columns: list[str] = field(default_factory=list)
 
 
 def _connector(settings: Settings, name: str, role: str, option: str) -> Any:

@@ -4,7 +4,7 @@ An ``INSERT ... ON CONFLICT`` executed once per row costs the server a statement
 (about three quarters of the sink's time per row). Here a batch is streamed with ``COPY`` into
 a temporary table that lives for the transaction (``ON COMMIT DROP``), then moved with one
 ``INSERT INTO target SELECT ... FROM stage ON CONFLICT (key) DO UPDATE ... WHERE`` that has
-the very same version rule as the row-at-a-time statement (``sink.version_condition``). The
+the very same version rule as the row-at-a-time statement (``upsert.version_condition``). The
 stage has the target's column types but none of its constraints, so a refused value (too
 long, NOT NULL, a check) is refused by the target in the same transaction, with the same
 SQLSTATE classes, and the sink's row-by-row isolation still finds the refused rows.
@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from connectors.sql.sink import VERSION, on_conflict_update
+from connectors.sql.upsert import VERSION, on_conflict_update
 
 log = logging.getLogger(__name__)
 

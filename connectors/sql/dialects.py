@@ -1,21 +1,29 @@
-"""The SQL dialects: each overrides only its URL, driver options, type quirks and upsert."""
+"""The SQL connector types, one per database: ``SqlPlugin`` puts the shared surface, the
+source and the sink together; each dialect sets its class flags (``backends``,
+``default_driver``, ``sqlite_types``, ``on_conflict_insert``, ``default_lookback_s``) and
+overrides only its URL, driver options, error classification, type quirks and upsert."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Connection
 
 from bus.text import decode_utf8
+from connectors.base import Batch, Stream, WriteReport
 from connectors.errors import ConnectorConfigError
 from connectors.sql.bulk import CopyUpsert
+from connectors.sql.config import SqlTable
 from connectors.sql.connector import SqlConnector, sqlite_path
-from connectors.sql.sink import VERSION, version_condition
+from connectors.sql.sink import SinkTable, SqlSink
+from connectors.sql.source import SqlSource
 from connectors.sql.types import OutOfRangeDate
+from connectors.sql.upsert import VERSION, version_condition
 
 # PostgreSQL: connection exception, insufficient resources, operator intervention, system
 # error, transaction rollback (deadlock, serialization); lock not available
@@ -41,7 +49,37 @@ def _orig(exc: BaseException) -> BaseException:
     return getattr(exc, "orig", None) or exc
 
 
-class PostgresConnector(SqlConnector):
+class SqlPlugin(SqlConnector):
+    """A SQL connector type: the shared surface with its source and sink pieces."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.source = SqlSource(self)
+        self.sink = SqlSink(self)
+
+    def discover_table(self, conn: Connection, cfg: SqlTable, table: sa.Table | None) -> Stream:
+        if self.role == "sink":
+            return self.sink.stream(conn, cfg, table)
+        if table is None:
+            raise self.missing_table(conn, cfg.table)
+        return self.source.stream(cfg, table)
+
+    def read_stream(self, stream: Stream, position: dict[str, Any] | None) -> Iterator[Batch]:
+        return self.source.read_stream(stream, position)
+
+    def plan_sink(self, table: str, record_schema: dict[str, Any]) -> list[str]:
+        return self.sink.plan(table, record_schema)
+
+    def prepare(
+        self, table: str, record_schema: dict[str, Any], *, existing: bool = False
+    ) -> SinkTable:
+        return self.sink.prepare(table, record_schema, existing=existing)
+
+    def write(self, batch: Batch) -> WriteReport:
+        return self.sink.write(batch)
+
+
+class PostgresConnector(SqlPlugin):
     """PostgreSQL through psycopg 3; upsert with ``INSERT ... ON CONFLICT DO UPDATE WHERE``."""
 
     type_name = "postgresql"
@@ -132,7 +170,7 @@ def _tolerant_loader(adapters: Any, name: str) -> type[Any]:
     return TolerantLoader
 
 
-class MySQLConnector(SqlConnector):
+class MySQLConnector(SqlPlugin):
     """MySQL and MariaDB through PyMySQL; upsert with ``ON DUPLICATE KEY UPDATE`` guarded
     per column by the version (the version column itself is assigned last)."""
 
@@ -212,7 +250,7 @@ class MySQLConnector(SqlConnector):
         return stmt.on_duplicate_key_update(updates)
 
 
-class SQLiteConnector(SqlConnector):
+class SQLiteConnector(SqlPlugin):
     """SQLite files; upsert with ``INSERT ... ON CONFLICT DO UPDATE WHERE``. A source file must
     exist; a sink may create a new file in an existing folder."""
 

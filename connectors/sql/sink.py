@@ -6,7 +6,7 @@ batch, then upserts with the dialect's native statement, updating a stored row o
 incoming version is not older; a delete removes the row (``on_delete: delete``) or marks it
 (``on_delete: mark``, a tombstone that also stops an older update arriving later). A batch
 is one transaction; when the database refuses it for a row's values (a constraint, a type,
-a range: ``SqlConnector.is_row_error``), rows are retried one at a time so that only the
+a range: the connector's ``is_row_error``), rows are retried one at a time so that only the
 refused ones are reported (for the DLQ). Any other refusal (permission denied, a dropped
 column, a read-only database) stops the table without reporting a row, so the topic is never
 emptied into the DLQ; an unreachable database is retriable. An event that cannot be turned
@@ -19,15 +19,16 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from bus.errors import LgspError
-from connectors.base import Rejected, WriteReport
+from connectors.base import Batch, Column, Rejected, Stream, WriteReport
 from connectors.errors import (
     ColumnNotFoundError,
+    ConnectorConfigError,
     ConnectorUnavailableError,
     KeyCollationError,
     MissingPrimaryKeyError,
@@ -36,33 +37,25 @@ from connectors.errors import (
     TableStoppedError,
 )
 from connectors.sql import collation
+from connectors.sql.config import SqlTable
+from connectors.sql.connector import SqlConnector
 from connectors.sql.typemap import MariaDbTypes, column_name, key_value, type_mapper
 from connectors.sql.types import split_table
+from connectors.sql.upsert import (
+    DELETED,
+    EVENT_ID,
+    META,
+    UNIT,
+    VERSION,
+    delete_statement,
+    meta_columns,
+)
 from connectors.sql.values import Check, Problem, column_check
-
-if TYPE_CHECKING:
-    from connectors.sql.config import SqlTable
-    from connectors.sql.connector import SqlConnector
 
 log = logging.getLogger(__name__)
 
-VERSION = "_lgsp_ts_ms"
-EVENT_ID = "_lgsp_event_id"
-DELETED = "_lgsp_deleted"
-UNIT = "_lgsp_unit"  # the unit that published the row (source.unit): a city copy by ward
-META = (VERSION, EVENT_ID, DELETED, UNIT)
 ROWS_PER_STATEMENT = 1000
 BULK_MIN_ROWS = 2  # from this many upserts on, a dialect's bulk path (if any) is used
-
-
-def meta_columns(exact: Callable[[Any], Any] = lambda t: t) -> list[sa.Column[Any]]:
-    """The version columns; ``exact`` makes their text types byte-exact (MariaDB/MySQL)."""
-    return [
-        sa.Column(VERSION, sa.BigInteger, nullable=True),
-        sa.Column(EVENT_ID, exact(sa.String(64)), nullable=True),
-        sa.Column(DELETED, sa.Boolean, nullable=True),
-        sa.Column(UNIT, exact(sa.String(16)), nullable=True),
-    ]
 
 
 @dataclass
@@ -84,114 +77,243 @@ class SinkTable:
     delete: Any = None
 
 
-def prepare_sink(
-    connector: SqlConnector,
-    cfg: SqlTable,
-    record_schema: dict[str, Any],
-    *,
-    dry_run: bool,
-    existing: bool = False,
-) -> SinkTable:
-    """Plan (``dry_run``) or make the target table ready for ``record_schema``. A table the
-    sink wrote before (``existing``) that is gone stops the table: created again empty, it
-    would silently lose every row written before."""
-    fields = {f["name"]: f for f in record_schema.get("fields", [])}
-    columns = {name: column_name(f) for name, f in fields.items()}
-    by_column = {c: n for n, c in columns.items()}
-    schema, name = split_table(cfg.table)
-    actions: list[str] = []
-    engine = connector.engine
-    try:
-        with engine.begin() as conn:
-            mapper = type_mapper(conn, record_schema)
-            table = connector._reflect(conn, cfg)
-            if table is None:
-                if existing:
-                    raise TableStoppedError(
-                        cfg.table,
-                        "the target table is gone after the sink's first run (dropped or "
-                        "renamed?); it is not created again empty, which would lose the rows "
-                        "written before, and the offsets did not move: restore it and rerun, "
-                        f"or start it empty on purpose with 'lgsp connector reset "
-                        f"{connector.name} --table {cfg.table}'",
-                    )
-                if not cfg.create:
-                    raise connector._missing_table(conn, cfg)
-                key_columns = list(cfg.key or [])
-                if not key_columns:
-                    key_columns = [columns.get(k, k) for k in record_schema.get("primary_key", [])]
-                if not key_columns:
-                    raise MissingPrimaryKeyError(
-                        f"table {cfg.table!r}: the dataset {cfg.dataset!r} declares no primary key "
-                        "and 'key:' is not set; a sink upserts by primary key"
-                    )
-                for k in key_columns:
-                    if k not in by_column:
-                        raise ColumnNotFoundError(
-                            f"key: {k!r} is not a field of dataset {cfg.dataset!r}"
+class SqlSink:
+    """The sink side of a SQL connector: target tables prepared for a record schema (kept
+    per table) and batches written to them. It uses the connector's public surface only
+    (connection, reflection, the dialect's upsert statements and error classification)."""
+
+    def __init__(self, connector: SqlConnector) -> None:
+        self.connector = connector
+        self._tables: dict[str, SinkTable] = {}
+
+    def _config(self, table: str) -> SqlTable:
+        return self.connector.table_config(table)  # type: ignore[return-value]
+
+    def stream(self, conn: sa.Connection, cfg: SqlTable, table: sa.Table | None) -> Stream:
+        """The stream of a target ``table`` (None: not there yet, created by the first run
+        when ``create`` allows)."""
+        if table is None:
+            if not cfg.create:
+                raise self.connector.missing_table(conn, cfg.table)
+            warning = f"table {cfg.table!r} does not exist yet: the first run creates it"
+            key = list(cfg.key or [])
+            return Stream(cfg.table, cfg.dataset, [], key, {}, cfg, [warning], False)
+        key = list(cfg.key or [c.name for c in table.primary_key.columns])
+        if not key:
+            raise MissingPrimaryKeyError(
+                f"table {cfg.table!r} has no primary key: a sink upserts by primary key; "
+                "add one or name the key columns with 'key:'"
+            )
+        for k in key:
+            self.connector.column(table, k, "key")
+        check_exact_text(conn, table, key, created=False)
+        columns = [
+            Column(
+                c.name,
+                c.name,
+                str(c.type.compile(dialect=conn.dialect)),
+                None,
+                bool(c.nullable),
+                c.name in key,
+            )
+            for c in table.columns
+        ]
+        return Stream(cfg.table, cfg.dataset, columns, key, {}, cfg, [], True)
+
+    def plan(self, table: str, record_schema: dict[str, Any]) -> list[str]:
+        """What the first write will do to the target table (nothing is changed)."""
+        return self._prepare(self._config(table), record_schema, dry_run=True).actions
+
+    def prepare(
+        self, table: str, record_schema: dict[str, Any], *, existing: bool = False
+    ) -> SinkTable:
+        """Create or extend the target table for ``record_schema`` (idempotent, cached).
+        ``existing``: the sink has prepared it before (a run committed offsets for it), so a
+        missing table is an error, never created again empty."""
+        sink = self._tables.get(table)
+        if sink is None or sink.schema_fields != _field_names(record_schema):
+            existing = existing or sink is not None
+            sink = self._prepare(
+                self._config(table), record_schema, dry_run=False, existing=existing
+            )
+            self._tables[table] = sink
+        return sink
+
+    def write(self, batch: Batch) -> WriteReport:
+        if self.connector.role != "sink":
+            raise ConnectorConfigError([f"role: connector {self.connector.name!r} is not a sink"])
+        sink = self._tables.get(batch.stream)
+        if batch.schema is not None:
+            sink = self.prepare(batch.stream, batch.schema)
+        if sink is None:
+            raise ConnectorConfigError(
+                [f"tables: {batch.stream!r} has no record schema yet (pass Batch.schema)"]
+            )
+        return self._write(sink, batch.events)
+
+    def _prepare(
+        self,
+        cfg: SqlTable,
+        record_schema: dict[str, Any],
+        *,
+        dry_run: bool,
+        existing: bool = False,
+    ) -> SinkTable:
+        """Plan (``dry_run``) or make the target table ready for ``record_schema``. A table the
+        sink wrote before (``existing``) that is gone stops the table: created again empty, it
+        would silently lose every row written before."""
+        connector = self.connector
+        fields = {f["name"]: f for f in record_schema.get("fields", [])}
+        columns = {name: column_name(f) for name, f in fields.items()}
+        by_column = {c: n for n, c in columns.items()}
+        schema, name = split_table(cfg.table)
+        actions: list[str] = []
+        engine = connector.engine
+        try:
+            with engine.begin() as conn:
+                mapper = type_mapper(conn, record_schema)
+                table = connector.reflect(conn, cfg.table)
+                if table is None:
+                    if existing:
+                        raise TableStoppedError(
+                            cfg.table,
+                            "the target table is gone after the sink's first run (dropped or "
+                            "renamed?); it is not created again empty, which would lose the rows "
+                            "written before, and the offsets did not move: restore it and rerun, "
+                            f"or start it empty on purpose with 'lgsp connector reset "
+                            f"{connector.name} --table {cfg.table}'",
                         )
-                cols = mapper.columns(record_schema, key_columns, evolving=True)
-                meta = meta_columns(mapper.exact)
-                table = sa.Table(name, sa.MetaData(), *cols, *meta, schema=schema)
-                actions.append(f"create table {cfg.table!r} ({len(cols)} columns + 3 version)")
-                if not dry_run:
-                    table.create(conn)
-                    texts = [c.name for c in table.c if isinstance(c.type, sa.String)]
-                    check_exact_text(conn, table, texts, created=True)
-                    table = connector._reflect(conn, cfg)  # the types as the server made them
-                    assert table is not None
-            else:
-                key_columns = list(cfg.key or [c.name for c in table.primary_key.columns])
-                if not key_columns:
-                    raise MissingPrimaryKeyError(
-                        f"table {cfg.table!r} has no primary key: a sink upserts by primary key"
-                    )
-                for k in key_columns:
-                    if k not in by_column:
-                        raise ColumnNotFoundError(
-                            f"key: column {k!r} of {cfg.table!r} is not a field of dataset "
-                            f"{cfg.dataset!r}"
+                    if not cfg.create:
+                        raise connector.missing_table(conn, cfg.table)
+                    key_columns = list(cfg.key or [])
+                    if not key_columns:
+                        key_columns = [
+                            columns.get(k, k) for k in record_schema.get("primary_key", [])
+                        ]
+                    if not key_columns:
+                        raise MissingPrimaryKeyError(
+                            f"table {cfg.table!r}: the dataset {cfg.dataset!r} declares no "
+                            "primary key and 'key:' is not set; a sink upserts by primary key"
                         )
-                check_exact_text(conn, table, key_columns, created=False)
-                new_cols = [
-                    c
-                    for c in [mapper.column(f, key=False, evolving=True) for f in fields.values()]
-                    + meta_columns(mapper.exact)
-                    if c.name not in table.c
-                ]
-                if new_cols:
-                    actions.append(
-                        f"add columns {', '.join(repr(c.name) for c in new_cols)} to {cfg.table!r}"
-                    )
+                    for k in key_columns:
+                        if k not in by_column:
+                            raise ColumnNotFoundError(
+                                f"key: {k!r} is not a field of dataset {cfg.dataset!r}"
+                            )
+                    cols = mapper.columns(record_schema, key_columns, evolving=True)
+                    meta = meta_columns(mapper.exact)
+                    table = sa.Table(name, sa.MetaData(), *cols, *meta, schema=schema)
+                    actions.append(f"create table {cfg.table!r} ({len(cols)} columns + 3 version)")
                     if not dry_run:
-                        _add_columns(conn, name, schema, new_cols)
-                        table = connector._reflect(conn, cfg)
+                        table.create(conn)
+                        texts = [c.name for c in table.c if isinstance(c.type, sa.String)]
+                        check_exact_text(conn, table, texts, created=True)
+                        table = connector.reflect(
+                            conn, cfg.table
+                        )  # the types as the server made them
                         assert table is not None
-    except SQLAlchemyError as exc:
-        if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
-            raise connector.connection_error(exc) from exc
-        raise TableNotFoundError(
-            f"table {cfg.table!r}: cannot prepare the sink table ({type(exc).__name__})"
-        ) from exc
-    key_fields = [by_column[k] for k in key_columns]
-    sink = SinkTable(
-        table=table,
-        key_columns=key_columns,
-        key_fields=key_fields,
-        columns=columns,
-        fields=fields,
-        converters={n: mapper.converter(f) for n, f in fields.items()},
-        checks=_checks(engine.dialect.name, table, columns),
-        on_delete=cfg.on_delete,
-        schema_fields=tuple(fields),
-        actions=actions,
-    )
-    if not dry_run:
-        data_columns = [columns[n] for n in fields] + list(META)
-        sink.upsert = connector.upsert_statement(table, data_columns, key_columns)
-        sink.bulk = connector.bulk_upsert(table, data_columns, key_columns)
-        sink.delete = _delete_statement(table, key_columns)
-    return sink
+                else:
+                    key_columns = list(cfg.key or [c.name for c in table.primary_key.columns])
+                    if not key_columns:
+                        raise MissingPrimaryKeyError(
+                            f"table {cfg.table!r} has no primary key: a sink upserts by primary key"
+                        )
+                    for k in key_columns:
+                        if k not in by_column:
+                            raise ColumnNotFoundError(
+                                f"key: column {k!r} of {cfg.table!r} is not a field of dataset "
+                                f"{cfg.dataset!r}"
+                            )
+                    check_exact_text(conn, table, key_columns, created=False)
+                    new_cols = [
+                        c
+                        for c in [
+                            mapper.column(f, key=False, evolving=True) for f in fields.values()
+                        ]
+                        + meta_columns(mapper.exact)
+                        if c.name not in table.c
+                    ]
+                    if new_cols:
+                        added = ", ".join(repr(c.name) for c in new_cols)
+                        actions.append(f"add columns {added} to {cfg.table!r}")
+                        if not dry_run:
+                            _add_columns(conn, name, schema, new_cols)
+                            table = connector.reflect(conn, cfg.table)
+                            assert table is not None
+        except SQLAlchemyError as exc:
+            if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+                raise connector.connection_error(exc) from exc
+            raise TableNotFoundError(
+                f"table {cfg.table!r}: cannot prepare the sink table ({type(exc).__name__})"
+            ) from exc
+        key_fields = [by_column[k] for k in key_columns]
+        sink = SinkTable(
+            table=table,
+            key_columns=key_columns,
+            key_fields=key_fields,
+            columns=columns,
+            fields=fields,
+            converters={n: mapper.converter(f) for n, f in fields.items()},
+            checks=_checks(engine.dialect.name, table, columns),
+            on_delete=cfg.on_delete,
+            schema_fields=tuple(fields),
+            actions=actions,
+        )
+        if not dry_run:
+            data_columns = [columns[n] for n in fields] + list(META)
+            sink.upsert = connector.upsert_statement(table, data_columns, key_columns)
+            sink.bulk = connector.bulk_upsert(table, data_columns, key_columns)
+            sink.delete = delete_statement(table, key_columns)
+        return sink
+
+    def _write(self, sink: SinkTable, events: list[dict[str, Any]]) -> WriteReport:
+        """Apply ``events`` in one transaction; rows the database refuses for their values are
+        isolated and reported. Any other refusal (permission, a dropped column, a read-only
+        database) raises ``TableStoppedError``, an unreachable database
+        ``ConnectorUnavailableError``: then nothing is reported as rejected, so nothing is
+        parked and no offset moves."""
+        connector = self.connector
+        report = WriteReport()
+        if not events:
+            return report
+        chosen = newest_per_key(events)
+        report.superseded = len(events) - len(chosen)
+        upserts, deletes, unusable = _split(sink, chosen)
+        report.rejected.extend(unusable)
+        engine = connector.engine
+        try:
+            with engine.begin() as conn:
+                _apply(conn, sink, upserts, deletes)
+            report.applied = len(upserts)
+            report.deleted = len(deletes)
+            return report
+        except SQLAlchemyError as exc:
+            if not connector.is_row_error(exc):
+                raise _write_error(connector, sink, exc) from exc
+        # one row at a time, each in its own transaction, to find the refused ones
+        for kind, items in (("upsert", upserts), ("delete", deletes)):
+            for i, item in items:
+                try:
+                    with engine.begin() as conn:
+                        if kind == "upsert":
+                            _apply(conn, sink, [(i, item)], [])
+                        else:
+                            _apply(conn, sink, [], [(i, item)])
+                except SQLAlchemyError as exc:
+                    if not connector.is_row_error(exc):
+                        raise _write_error(connector, sink, exc) from exc
+                    report.rejected.append(Rejected(i, _rejected(connector, sink, exc)))
+                else:
+                    if kind == "upsert":
+                        report.applied += 1
+                    else:
+                        report.deleted += 1
+        report.rejected.sort(key=lambda r: r.index)
+        return report
+
+
+def _field_names(record_schema: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(f["name"] for f in record_schema.get("fields", []))
 
 
 def check_exact_text(
@@ -243,32 +365,6 @@ def _add_columns(
     ops = Operations(MigrationContext.configure(conn))
     for col in cols:
         ops.add_column(name, col, schema=schema)
-
-
-def _delete_statement(table: sa.Table, key: list[str]) -> Any:
-    conditions = [
-        table.c[k] == sa.bindparam(f"_lgsp_k{i}", type_=table.c[k].type) for i, k in enumerate(key)
-    ]
-    version = table.c[VERSION]
-    newer = sa.or_(version.is_(None), version <= sa.bindparam("_lgsp_v", type_=sa.BigInteger))
-    return sa.delete(table).where(*conditions, newer)
-
-
-def version_condition(table: sa.Table, incoming: Any) -> sa.ColumnElement[bool]:
-    """The stored row is older than or as old as the incoming one (or has no version)."""
-    stored = table.c[VERSION]
-    return sa.or_(stored.is_(None), stored <= incoming)
-
-
-def on_conflict_update(stmt: Any, table: sa.Table, columns: list[str], key: list[str]) -> Any:
-    """``stmt`` (an ``INSERT`` with ``ON CONFLICT``: PostgreSQL, SQLite) upserting by ``key``:
-    ``columns`` are updated only when the incoming version is not older."""
-    excluded = stmt.excluded
-    return stmt.on_conflict_do_update(
-        index_elements=[table.c[k] for k in key],
-        set_={c: excluded[c] for c in columns if c not in key},
-        where=version_condition(table, excluded[VERSION]),
-    )
 
 
 # ---- writing --------------------------------------------------------------------------------
@@ -412,52 +508,6 @@ def _apply(conn: sa.Connection, sink: SinkTable, upserts: list[Item], deletes: l
         conn.execute(sink.upsert, [row for _, row in upserts[start : start + ROWS_PER_STATEMENT]])
     for start in range(0, len(deletes), ROWS_PER_STATEMENT):
         conn.execute(sink.delete, [p for _, p in deletes[start : start + ROWS_PER_STATEMENT]])
-
-
-def write_batch(
-    connector: SqlConnector, sink: SinkTable, events: list[dict[str, Any]]
-) -> WriteReport:
-    """Apply ``events`` in one transaction; rows the database refuses for their values are
-    isolated and reported. Any other refusal (permission, a dropped column, a read-only
-    database) raises ``TableStoppedError``, an unreachable database ``ConnectorUnavailableError``:
-    then nothing is reported as rejected, so nothing is parked and no offset moves."""
-    report = WriteReport()
-    if not events:
-        return report
-    chosen = newest_per_key(events)
-    report.superseded = len(events) - len(chosen)
-    upserts, deletes, unusable = _split(sink, chosen)
-    report.rejected.extend(unusable)
-    engine = connector.engine
-    try:
-        with engine.begin() as conn:
-            _apply(conn, sink, upserts, deletes)
-        report.applied = len(upserts)
-        report.deleted = len(deletes)
-        return report
-    except SQLAlchemyError as exc:
-        if not connector.is_row_error(exc):
-            raise _write_error(connector, sink, exc) from exc
-    # one row at a time, each in its own transaction, to find the refused ones
-    for kind, items in (("upsert", upserts), ("delete", deletes)):
-        for i, item in items:
-            try:
-                with engine.begin() as conn:
-                    if kind == "upsert":
-                        _apply(conn, sink, [(i, item)], [])
-                    else:
-                        _apply(conn, sink, [], [(i, item)])
-            except SQLAlchemyError as exc:
-                if not connector.is_row_error(exc):
-                    raise _write_error(connector, sink, exc) from exc
-                report.rejected.append(Rejected(i, _rejected(connector, sink, exc)))
-            else:
-                if kind == "upsert":
-                    report.applied += 1
-                else:
-                    report.deleted += 1
-    report.rejected.sort(key=lambda r: r.index)
-    return report
 
 
 def _rejected(connector: SqlConnector, sink: SinkTable, exc: SQLAlchemyError) -> RowRejectedError:

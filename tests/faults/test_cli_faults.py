@@ -16,9 +16,9 @@ from click.testing import CliRunner
 
 from bus.cli.main import cli
 from bus.config import Settings, get_settings, reset_settings
+from bus.connector_service.registration import register
 from bus.consume import end_offsets
 from bus.errors import ExitCode
-from connectors.registration import register
 from tests.integration.connectors.helpers import config
 
 RECORD = {

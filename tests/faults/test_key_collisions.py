@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from bus import sync
 from bus.config import Settings
+from bus.connector_service.registration import register
 from bus.envelope import make_event
 from bus.errors import DataError
 from bus.publish import event_key
@@ -25,7 +26,6 @@ from bus.reconcile.service import run_reconcile
 from bus.serde.jsoncodec import JsonToAvro
 from conftest import MYSQL_URL, PG_URL
 from connectors.errors import ConnectorConfigError
-from connectors.registration import register
 from tests.integration.connectors.helpers import config, drop_tables
 
 pytestmark = pytest.mark.integration

@@ -17,11 +17,11 @@ import sqlalchemy as sa
 
 from bus import sync
 from bus.config import Settings
+from bus.connector_service.registration import register
 from bus.connectors_db import ConnectorStore
 from bus.dlq_ops import list_dead_letters
 from conftest import MYSQL_URL, PG_URL
 from connectors.plugins import build
-from connectors.registration import register
 from tests.integration.connectors.helpers import config, drop_tables
 
 pytestmark = pytest.mark.integration

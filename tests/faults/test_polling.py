@@ -13,12 +13,12 @@ import pytest
 import sqlalchemy as sa
 
 from bus.config import Settings
+from bus.connector_service.registration import register
 from bus.connectors_db import ConnectorStore
 from bus.consume import Consumer
 from bus.errors import LgspError
 from bus.sync import run
 from conftest import MYSQL_URL, PG_URL
-from connectors.registration import register
 from tests.integration.connectors.helpers import config, drop_tables
 
 pytestmark = pytest.mark.integration

@@ -9,10 +9,10 @@ import pytest
 import sqlalchemy as sa
 
 from bus.config import Settings
+from bus.connector_service.registration import register
 from bus.reconcile.service import run_reconcile
 from bus.sync import run
 from conftest import PG_URL
-from connectors.registration import register
 from tests.integration.connectors.helpers import config, drop_tables
 
 pytestmark = pytest.mark.integration

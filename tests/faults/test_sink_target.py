@@ -14,10 +14,10 @@ import sqlalchemy as sa
 
 from bus import sync
 from bus.config import Settings
+from bus.connector_service.registration import register
 from conftest import MYSQL_URL, PG_URL
 from connectors.base import Batch
 from connectors.plugins import build
-from connectors.registration import register
 from tests.integration.connectors.helpers import config, drop_tables, sqlite_codes
 
 pytestmark = pytest.mark.integration

@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from bus.config import Settings
+from bus.connector_service.registration import register
 from bus.connectors_db import ConnectorStore
 from bus.errors import ConfigurationError, NotFoundError, RetriableError
 from bus.registry import Registry
@@ -27,7 +28,6 @@ from connectors.errors import (
     TableNotFoundError,
 )
 from connectors.plugins import build
-from connectors.registration import register
 from tests.integration.connectors.helpers import config, drop_tables
 
 pytestmark = pytest.mark.integration

@@ -21,6 +21,7 @@ import yaml
 
 from bus.catalog.datasets import publish_dataset
 from bus.config import Settings
+from bus.connector_service.registration import register
 from bus.connectors_db import ConnectorStore
 from bus.consume import Consumer, Message
 from bus.dlq_ops import list_dead_letters
@@ -30,7 +31,6 @@ from bus.registry import Registry, subject_for
 from bus.sync import run
 from conftest import MYSQL_URL, PG_URL
 from connectors.errors import ConnectorConfigError
-from connectors.registration import register
 from tests.integration.connectors.helpers import config, drop_tables
 
 pytestmark = pytest.mark.integration

@@ -180,10 +180,10 @@ def test_bad_files_are_refused_with_every_error(cli_env: dict[str, str], tmp_pat
 def test_incompatible_change_stops_one_table_and_the_others_go_on(
     settings: Settings, unique: str, tmp_path: Path
 ) -> None:
+    from bus.connector_service.registration import register
     from bus.connectors_db import ConnectorStore
     from bus.errors import IncompatibleSchemaError
     from bus.sync import run
-    from connectors.registration import register
     from tests.integration.connectors.helpers import config
 
     url = f"sqlite:///{tmp_path}/change.db"

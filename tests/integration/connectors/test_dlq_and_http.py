@@ -11,11 +11,11 @@ import pytest
 import sqlalchemy as sa
 
 from bus.config import Settings
+from bus.connector_service.registration import register
 from bus.connectors_db import ConnectorStore
 from bus.dlq_ops import list_dead_letters
 from bus.sync import run
 from conftest import MYSQL_URL, PG_URL
-from connectors.registration import register
 from tests.integration.connectors.helpers import config, drop_tables, sqlite_codes
 from tests.unit.connectors.http_server import JsonHandler, serve
 

@@ -15,9 +15,9 @@ from click.testing import CliRunner
 
 from bus.cli.main import cli
 from bus.config import Settings
+from bus.connector_service.registration import register
 from bus.sync import Follow, SyncReport, run
 from conftest import PG_URL
-from connectors.registration import register
 from tests.helpers import wait_until
 from tests.integration.connectors.helpers import config, drop_tables, sqlite_codes
 

@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql
 
 from conftest import PG_URL
 from connectors.sql.bulk import CopyUpsert
-from connectors.sql.sink import VERSION, on_conflict_update
+from connectors.sql.upsert import VERSION, on_conflict_update
 
 pytestmark = pytest.mark.integration
 

@@ -17,13 +17,13 @@ import pytest
 import sqlalchemy as sa
 
 from bus.config import Settings
+from bus.connector_service.registration import register
 from bus.connectors_db import ConnectorStore
 from bus.db.engine import dispose_engines
 from bus.errors import RetriableError
 from bus.sync import SyncReport, TableReport, run
 from conftest import PG_URL
 from connectors.errors import ConnectorBusyError
-from connectors.registration import register
 from tests.helpers import wait_until
 from tests.integration.connectors.helpers import config
 

@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from bus.config import Settings
+from bus.connector_service.registration import register
 from bus.connectors_db import ConnectorStore
 from bus.dlq_ops import list_dead_letters
 from bus.sync import run
@@ -20,7 +21,6 @@ from conftest import MYSQL_URL, PG_URL
 from connectors.base import Batch
 from connectors.errors import TableStoppedError
 from connectors.plugins import build
-from connectors.registration import register
 from tests.integration.connectors.helpers import config, drop_tables, sqlite_codes
 
 pytestmark = pytest.mark.integration

@@ -91,7 +91,7 @@ def test_bad_input(cli_env: dict[str, str], dbs: Callable[[str], Db], unique: st
 def test_connector_repair_through_the_cli(
     cli_env: dict[str, str], dbs: Callable[[str], Db], unique: str
 ) -> None:
-    from connectors.registration import register
+    from bus.connector_service.registration import register
 
     settings = get_settings()
     src, tgt = dbs("mysql"), dbs("postgresql")

@@ -12,12 +12,12 @@ import pytest
 
 from bus import sync
 from bus.config import Settings
+from bus.connector_service.registration import register
 from bus.errors import ConfigurationError, NotFoundError
 from bus.reconcile.core import Options
 from bus.reconcile.service import pairs_for_manifest, run_reconcile
 from bus.reconcile.store import get_report, history
 from bus.timeutil import to_epoch_ms
-from connectors.registration import register
 from tests.integration.reconcile.conftest import Db, dossier
 from tests.integration.reconcile.support import publish_ward_dataset
 

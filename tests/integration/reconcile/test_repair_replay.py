@@ -14,8 +14,8 @@ from bus import sync
 from bus.archive.archiver import Archiver
 from bus.archive.replay import replay_as_of
 from bus.config import Settings
+from bus.connector_service.registration import register
 from bus.reconcile.service import run_reconcile
-from connectors.registration import register
 from tests.integration.reconcile.conftest import Db, dossier
 from tests.integration.reconcile.test_reconcile_connectors import _connector
 

@@ -19,7 +19,7 @@ from connectors import positions
 from connectors.base import Stream, event_id_for, key_json
 from connectors.plugins import build
 from connectors.soft_delete import is_deleted
-from connectors.sql.connector import keyset_after
+from connectors.sql.source import keyset_after
 from connectors.sql.typemap import TypeMapper, key_value
 from connectors.sql.types import avro_for, avro_name, field_names, record_name, split_table, ts_ms
 

@@ -20,6 +20,7 @@ from typing import Any
 from avro.errors import IgnoredLogicalType
 
 from bus.config import Settings
+from bus.connector_service.catalogue import attach_catalogue
 from bus.connectors_db import ConnectorStore
 from bus.envelope import envelope_schema, record_schema_of
 from bus.errors import IncompatibleSchemaError, LgspError, NotFoundError
@@ -29,7 +30,6 @@ from bus.units.timeline import hierarchy_name_in_force
 from connectors import plugins as connector_types
 from connectors.base import Connector, Stream
 from connectors.config import ConnectorConfig
-from connectors.contract import attach_catalogue
 from connectors.errors import ConnectorConfigError, ConnectorExistsError
 
 
