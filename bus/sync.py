@@ -32,7 +32,6 @@ from typing import Any
 from bus import broker_guard, longrun
 from bus.config import Settings
 from bus.connector_service.catalogue import attach_catalogue
-from bus.connector_service.registration import quiet_avro
 from bus.connectors_db import ConnectorStore
 from bus.connectors_db.store import lock_owner
 from bus.consume import Consumer, Message
@@ -44,6 +43,7 @@ from bus.kafka.topics import ensure_topics
 from bus.longrun import Follow
 from bus.publish import Publisher
 from bus.registry import Registry, subject_for
+from bus.registry.compat import quiet_avro
 from bus.runs import record_run, start_run
 from bus.units.timeline import refuse_replaced_unit
 from connectors import plugins as connector_types

@@ -1,8 +1,9 @@
 """Connectors in the shape of Kafka Connect's REST API where it fits: list, get (secrets
 masked), validate, create, delete, status, one run, reset. Operator role; auditors may read.
 
-Validation and registration are ``connectors.registration.register`` (what ``lgsp connector
-add`` calls); a stored or removed connector refreshes the Airflow manifest in the store.
+Validation and registration are ``bus.connector_service.registration``'s ``register`` and
+``unregister`` (what ``lgsp connector add`` and ``remove`` call); both refresh the Airflow
+manifest.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from bus import broker_guard
 from bus.api.auth import allow, context
 from bus.api.errors import field_errors
 from bus.catalog.api_keys import KeyInfo
+from bus.connector_service.registration import register, unregister
 from bus.context import Context
 from bus.runs import list_runs
 from bus.sync import run as run_sync
@@ -22,7 +24,6 @@ from bus.sync import sink_group
 from connectors import plugins as connector_types
 from connectors import positions as connector_positions
 from connectors.errors import ConnectorConfigError
-from connectors.registration import register
 
 router = APIRouter(prefix="/connectors", tags=["connectors"])
 read = allow("connectors", "operator", "auditor")
@@ -139,7 +140,7 @@ def create(
 
 @router.delete("/{name}", status_code=204)
 def delete(name: str, ctx: Context = Depends(context), _: KeyInfo = Depends(write)) -> Response:
-    ctx.connectors.remove(name)
+    unregister(ctx.settings, name)
     return Response(status_code=204)
 
 

@@ -11,7 +11,7 @@ import click
 import yaml
 
 from bus.cli._common import confirm, context, echo_json, echo_table, settings
-from bus.connector_service.registration import Registration, register
+from bus.connector_service.registration import Registration, register, unregister
 from bus.longrun import Follow, stop_signals
 from bus.sync import SyncReport, TableReport, connector_for
 from bus.sync import run as run_sync
@@ -235,10 +235,10 @@ def check(name: str) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def remove(name: str, yes: bool) -> None:
     """Forget a connector and its positions (its topics and schemas stay)."""
-    store = context().connectors
-    store.get(name)
+    ctx = context()
+    ctx.connectors.get(name)
     confirm(f"remove connector {name} and its positions?", yes=yes)
-    store.remove(name)
+    unregister(ctx.settings, name)
     click.echo(f"removed connector {name}")
 
 

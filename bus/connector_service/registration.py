@@ -10,14 +10,9 @@ error at any step leaves no connector behind. ``dry_run`` stops before the write
 from __future__ import annotations
 
 import time
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from avro.errors import IgnoredLogicalType
 
 from bus.config import Settings
 from bus.connector_service.catalogue import attach_catalogue
@@ -25,6 +20,7 @@ from bus.connectors_db import ConnectorStore
 from bus.envelope import envelope_schema, record_schema_of
 from bus.errors import IncompatibleSchemaError, LgspError, NotFoundError
 from bus.registry import Registry, subject_for
+from bus.registry.compat import quiet_avro
 from bus.units import load_hierarchy
 from bus.units.timeline import hierarchy_name_in_force
 from connectors import plugins as connector_types
@@ -88,15 +84,6 @@ class Registration:
 def _connection_display(config: ConnectorConfig) -> str:
     masked = config.masked().get("connection", {})
     return str(masked.get("url", "")) if isinstance(masked, dict) else ""
-
-
-@contextmanager
-def quiet_avro() -> Iterator[None]:
-    """The ``avro`` package warns about logical types it does not know (local-timestamp-*)
-    and then treats them as their base type, which is what the compatibility check needs."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=IgnoredLogicalType)
-        yield
 
 
 def register(
@@ -183,7 +170,22 @@ def _register(
         replace=replace,
     )
     result.stored = True
+    _refresh_manifest(settings)
     return result
+
+
+def unregister(settings: Settings, name: str) -> None:
+    """Forget connector ``name`` and its positions (its topics and schemas stay); its DAG goes."""
+    ConnectorStore(settings).remove(name)
+    _refresh_manifest(settings)
+
+
+def _refresh_manifest(settings: Settings) -> None:
+    """Rewrite the Airflow manifest: a connector's DAG appears (or goes) with it, whether it
+    was registered or removed by the CLI or the API."""
+    from bus.orchestration.manifest import write_manifest
+
+    write_manifest(settings)
 
 
 def _columns(stream: Stream) -> list[dict[str, Any]]:

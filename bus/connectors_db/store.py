@@ -168,14 +168,7 @@ class ConnectorStore:
                 )
             s.flush()
             stored = _stored(row)
-        self._refresh_manifest()
         return stored
-
-    def _refresh_manifest(self) -> None:
-        """Rewrite the Airflow manifest: a connector's DAG appears (or goes) with it."""
-        from bus.orchestration.manifest import write_manifest
-
-        write_manifest(self.settings)
 
     def get(self, name: str) -> StoredConnector:
         with session_scope(self.settings) as s:
@@ -196,7 +189,6 @@ class ConnectorStore:
             s.execute(delete(ConnectorPosition).where(ConnectorPosition.connector == name))
             s.execute(delete(ConnectorLock).where(ConnectorLock.connector == name))
             s.execute(delete(ConnectorRow).where(ConnectorRow.name == name))
-        self._refresh_manifest()
 
     def publishers_of(self, topics: list[str]) -> dict[str, str]:
         """``{topic: source connector}`` for the topics some source already publishes to."""

@@ -91,7 +91,7 @@ def stored_versions(
 
 def publish_repair(settings: Settings, report: Report, pair: ConnectorPair) -> dict[str, Any]:
     """Publish the repair events of ``report``; returns what was sent where."""
-    from bus.connector_service.registration import quiet_avro
+    from bus.registry.compat import quiet_avro
     from bus.sync import connector_for
     from connectors.base import event_id_for, key_json, now_ms
     from connectors.soft_delete import is_deleted

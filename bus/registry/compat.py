@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, get_args
 
 import avro.errors
@@ -18,9 +20,7 @@ MODES: tuple[str, ...] = get_args(CompatibilityMode)
 
 def parse_avro(schema: dict[str, Any]) -> avro.schema.Schema:
     try:
-        with warnings.catch_warnings():
-            # the avro package warns on logical types it does not know (local-timestamp-*)
-            warnings.filterwarnings("ignore", category=avro.errors.IgnoredLogicalType)
+        with quiet_avro():
             return avro.schema.parse(json.dumps(schema))
     except (avro.errors.AvroException, ValueError, TypeError, KeyError) as exc:
         raise SchemaError(f"not a valid Avro schema ({exc})") from exc
@@ -78,3 +78,12 @@ def check_compatibility(
         if mode.startswith(("FORWARD", "FULL")):
             problems += _explain(old, new, f"version {version} cannot read new schema")
     return problems
+
+
+@contextmanager
+def quiet_avro() -> Iterator[None]:
+    """The ``avro`` package warns about logical types it does not know (local-timestamp-*)
+    and then treats them as their base type, which is what the compatibility check needs."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=avro.errors.IgnoredLogicalType)
+        yield
