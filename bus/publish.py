@@ -54,12 +54,20 @@ def validate_topic(settings: Settings, topic: str) -> None:
 
 
 class Publisher:
-    """One producer for many topics; use as a context manager or call ``close``."""
+    """One producer for many topics; use as a context manager or call ``close``. ``origin``
+    names who publishes (``broker_guard.ORIGINS``): what it sent is recorded under it, so a
+    broker restore can tell whether a rerun publishes it again."""
 
     def __init__(
-        self, settings: Settings, registry: Registry | None = None, **producer_overrides: Any
+        self,
+        settings: Settings,
+        registry: Registry | None = None,
+        *,
+        origin: str = broker_guard.PUBLISH,
+        **producer_overrides: Any,
     ) -> None:
         self.settings = settings
+        self.origin = origin
         self.registry = registry or Registry(settings)
         self.codec = AvroCodec(self.registry)
         self._schemas: dict[str, RegisteredSchema] = {}
@@ -186,19 +194,4 @@ class Publisher:
         """Block until every pending record is acknowledged; raise if any was not."""
         pending, self._pending = self._pending, []
         self.acked = {}
-        try:
-            self._producer.flush(timeout=self.settings.kafka.request_timeout_ms / 1000 * 4)
-        except KafkaError as exc:
-            raise BrokerUnavailableError(f"flush failed ({type(exc).__name__})") from exc
-        acked = self.acked
-        for future in pending:
-            try:
-                meta = future.get(timeout=self.settings.kafka.request_timeout_ms / 1000)
-            except KafkaError as exc:
-                raise BrokerUnavailableError(
-                    f"the broker did not acknowledge a record ({type(exc).__name__})"
-                ) from exc
-            tp = (meta.topic, meta.partition)
-            if meta.offset >= acked.get(tp, 0):
-                acked[tp] = meta.offset + 1
-        broker_guard.record_ends(self.settings, broker_guard.PUBLISH, acked)
+        self.acked = broker_guard.acknowledge(self.settings, self._producer, pending, self.origin)
