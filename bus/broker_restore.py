@@ -59,11 +59,17 @@ class PartitionPlan:
     contiguous: bool = True  # archived offsets are 0..archived-1
     send_from: int = 0  # index of the first entry to send
     sent: int = 0
-    lined_up: bool = True
 
     @property
     def key(self) -> TP:
         return (self.topic, self.partition)
+
+    @property
+    def lined_up(self) -> bool:
+        """Whether each restored record sits at its archived offset. A lost partition holds
+        archived entry ``i`` at offset ``i`` (``_classify`` checks the prefix, ``_acknowledged``
+        each send), so this is a property of the archive, whatever this run sent."""
+        return self.contiguous
 
 
 @dataclass
@@ -222,7 +228,11 @@ def _acknowledged(
     producer.flush(timeout=settings.kafka.request_timeout_ms / 1000 * 4)
     for index, future in pending:
         meta = future.get(timeout=settings.kafka.request_timeout_ms / 1000)
-        plan.lined_up = plan.lined_up and plan.contiguous and meta.offset == index
+        if meta.offset != index:
+            raise FatalError(
+                f"broker restore: {plan.topic}[{plan.partition}] took archived entry {index} at "
+                f"offset {meta.offset}: something else writes to it; stop it and rerun"
+            )
         plan.sent += 1
     pending.clear()
 
@@ -419,7 +429,7 @@ def restore(settings: Settings, *, dry_run: bool = False) -> RestoreReport:
     rewound = _gaps(report, holders, covered, sources)
     if not dry_run:
         _send(settings, plans)
-    lined_up = {p.key: (p.lined_up if not dry_run else p.contiguous) for p in plans}
+    lined_up = {p.key: p.lined_up for p in plans}
     _move_positions(settings, report, available, {t for t, _ in lost_ends})
     groups = _reset_groups(settings, report, holders, lost_ends, lined_up, rewound)
     if not dry_run:

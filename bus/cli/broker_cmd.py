@@ -68,7 +68,7 @@ def restore_cmd(dry_run: bool) -> None:
     )
     for plan in report.lost:
         count = plan.archived - plan.send_from if dry_run else plan.sent
-        lined = "" if (plan.contiguous if dry_run else plan.lined_up) else ", offsets shifted"
+        lined = "" if plan.lined_up else ", offsets shifted"
         click.echo(f"  {plan.topic}[{plan.partition}]: {count} event(s){lined}")
     for line in report.positions:
         click.echo(f"  position {line}")

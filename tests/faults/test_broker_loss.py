@@ -301,3 +301,53 @@ def test_dead_letters_a_consumer_parked_are_reported_lost(pipeline: Pipeline) ->
     assert any(parked.fullmatch(line) for line in out.splitlines()), out
     # the foreign record itself (sent by no bus publisher) is named too
     assert re.search(rf"{re.escape(p.topic)}\[0\]: records up to offset \d+ that no publisher", out)
+
+
+class _Killed(Exception):
+    """Stands for a kill -9 between sending the archive and recording the new ends."""
+
+
+def test_a_rerun_of_an_interrupted_restore_keeps_shifted_offsets_at_0(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An archive whose first offset is not 0 (retention, a new epoch): restored records do
+    not sit at their old offsets, so a group moves to 0. The restore is killed after it sent
+    everything, then run again: it sends nothing, and must still move the group to 0 (the old
+    code: to min(committed, archived) in the old numbering, past unread records)."""
+    from kafka import TopicPartition
+
+    from bus import broker_guard, broker_restore
+    from bus.archive.models import ArchiveEntry
+    from bus.config import get_settings
+    from bus.db import open_engine
+    from bus.kafka import clients
+
+    p = pipeline
+    p.insert(_rows(FIRST))
+    p.ok("connector", "run", p.source)
+    p.ok("connector", "run", p.sink)
+    p.ok("archive", "run")
+    settings = get_settings()
+    entries = ArchiveEntry.__table__
+    at_1 = (entries.c.topic == p.topic, entries.c.kafka_partition == 1)
+    with open_engine(settings).begin() as conn:  # the archive starts at offset 3 of p1
+        first = sa.select(entries.c.seq).where(*at_1).order_by(entries.c.seq).limit(3)
+        conn.execute(sa.delete(entries).where(*at_1, entries.c.seq.in_(first.scalar_subquery())))
+    p.ok("broker", "stop")
+    p.ok("broker", "start")
+
+    def killed(*_: Any) -> None:
+        raise _Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(broker_guard, "replace_ends", killed)
+        with pytest.raises(_Killed):
+            broker_restore.restore(settings)
+    out = p.ok("broker", "restore")
+    assert out.startswith("restored 0 event(s)"), out
+    assert f"{p.topic}[1]: 0 event(s), offsets shifted" in out, out
+    consumer = clients.consumer(settings, f"lgsp.sink.{p.sink}")
+    try:
+        assert consumer.committed(TopicPartition(p.topic, 1)) == 0
+    finally:
+        consumer.close(autocommit=False)
