@@ -23,6 +23,7 @@ their loss is reported.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,8 @@ from bus import broker_guard
 from bus.archive.models import ArchiveChain, ArchiveEntry
 from bus.config import Settings
 from bus.connectors_db import ConnectorStore
+from bus.connectors_db.models import OperationLock
+from bus.connectors_db.store import lock_owner
 from bus.db import open_engine
 from bus.dlq import dlq_topic
 from bus.errors import BrokerUnavailableError, FatalError
@@ -43,6 +46,9 @@ from bus.kafka import clients
 from bus.kafka.topics import ensure_topics
 
 SEND_CHUNK = 5000
+LOCK = "broker-restore"
+LOCK_TTL_S = 6 * 3600.0  # a crashed restore of this host is taken over at once
+log = logging.getLogger(__name__)
 TP = tuple[str, int]
 
 
@@ -387,7 +393,20 @@ def _reset_groups(
 
 def restore(settings: Settings, *, dry_run: bool = False) -> RestoreReport:
     """Restore the broker from the archive (see the module's text); ``dry_run`` changes
-    nothing and reports what would be done."""
+    nothing and reports what would be done. One restore at a time: two would both send."""
+    if dry_run:
+        return _restore(settings, dry_run=True)
+    store, owner = ConnectorStore(settings), lock_owner()
+    taken = store.acquire_lock(LOCK, owner, LOCK_TTL_S, OperationLock)
+    if taken.took_over is not None:
+        log.warning("took over the lock of a crashed broker restore (%s)", taken.took_over.owner)
+    try:
+        return _restore(settings, dry_run=False)
+    finally:
+        store.release_lock(LOCK, owner, OperationLock)
+
+
+def _restore(settings: Settings, *, dry_run: bool) -> RestoreReport:
     seen = broker_guard.known(settings)
     plans = _chains(settings)
     names = {p.topic for p in plans} | {t for t, _ in seen.ends}

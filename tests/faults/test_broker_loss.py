@@ -351,3 +351,35 @@ def test_a_rerun_of_an_interrupted_restore_keeps_shifted_offsets_at_0(
         assert consumer.committed(TopicPartition(p.topic, 1)) == 0
     finally:
         consumer.close(autocommit=False)
+
+
+def test_one_restore_at_a_time(pipeline: Pipeline) -> None:
+    """A restore running elsewhere holds the restore lock: a second one sends nothing (the
+    old code: both sent, duplicating every event); a crashed one of this host is taken over."""
+    import socket
+    import subprocess
+    import sys
+
+    from bus import processes
+    from bus.config import get_settings
+    from bus.connectors_db import ConnectorStore
+    from bus.connectors_db.models import OperationLock
+
+    p = pipeline
+    _archived_then_more(p)
+    p.ok("broker", "stop")
+    p.ok("broker", "start")
+    store = ConnectorStore(get_settings())
+    lock = "broker-restore"
+    elsewhere = "otherhost:4242:1:-:r1"
+    store.acquire_lock(lock, elsewhere, 3600, OperationLock)
+    code, out, err = lgsp("broker", "restore")
+    assert code != 0 and "broker-restore is already running" in err, (code, out, err)
+    store.release_lock(lock, elsewhere, OperationLock)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    crashed = f"{socket.gethostname()}:{gone.pid}:-:{processes.pid_scope()}:r2"
+    store.acquire_lock(lock, crashed, 3600, OperationLock)
+    out = p.ok("broker", "restore")  # the crashed holder's lock is taken over at once
+    assert f"restored {FIRST} event(s)" in out, out
+    assert store.lock(lock, OperationLock) is None
