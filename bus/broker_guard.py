@@ -301,10 +301,19 @@ def record_ends(settings: Settings, holder: str, ends: TopicEnds) -> None:
 
 
 def acknowledge(
-    settings: Settings, producer: Any, futures: list[Any], origin: str, what: str = "a record"
+    settings: Settings,
+    producer: Any,
+    futures: list[Any],
+    origin: str,
+    what: str = "a record",
+    reached: TopicEnds | None = None,
 ) -> TopicEnds:
     """Wait for the broker to acknowledge every send future of ``producer`` and record the ends
-    reached under ``origin``: every record the bus produces passes here. Returns the ends."""
+    reached under ``origin``: every record the bus produces passes here. Returns the ends.
+
+    ``reached``, the ends this producer saw before (updated): a partition acknowledged at or
+    below one of them is a new log (its topic was deleted and created again meanwhile), so
+    ``BrokerDataLostError`` stops the caller before it records offsets of two logs as one."""
     try:
         producer.flush(timeout=settings.kafka.request_timeout_ms / 1000 * 4)
     except KafkaError as exc:
@@ -320,6 +329,15 @@ def acknowledge(
         tp = (meta.topic, meta.partition)
         if meta.offset >= acked.get(tp, 0):
             acked[tp] = meta.offset + 1
+    if reached is not None:
+        for (topic, partition), end in sorted(acked.items()):
+            if end <= reached.get((topic, partition), 0):
+                raise BrokerDataLostError(
+                    f"the broker lost data the bus published: {topic}[{partition}] took a "
+                    f"record at offset {end - 1} after one at offset "
+                    f"{reached[(topic, partition)] - 1} (the topic was created again); {RECOVERY}"
+                )
+        reached.update(acked)
     record_ends(settings, origin, acked)
     return acked
 

@@ -75,6 +75,7 @@ class Publisher:
         self._producer = clients.producer(settings, **producer_overrides)
         self._pending: list[Any] = []
         self.acked: broker_guard.TopicEnds = {}  # what the last flush saw acknowledged
+        self._reached: broker_guard.TopicEnds = {}  # what every flush saw acknowledged
         # topics the broker guard passed for this publisher (a run that checked them adds them)
         self.guarded: set[str] = set()
 
@@ -194,4 +195,6 @@ class Publisher:
         """Block until every pending record is acknowledged; raise if any was not."""
         pending, self._pending = self._pending, []
         self.acked = {}
-        self.acked = broker_guard.acknowledge(self.settings, self._producer, pending, self.origin)
+        self.acked = broker_guard.acknowledge(
+            self.settings, self._producer, pending, self.origin, reached=self._reached
+        )
