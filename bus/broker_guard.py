@@ -2,8 +2,9 @@
 
 The control database keeps what the bus last saw of the broker: its cluster id (the embedded
 broker gets a new one at every start, as it forgets its topics) and, per topic-partition, the
-end offset each holder knows the broker reached: ``publish`` (acknowledged sends, so also what
-a source position stands on) and ``group:<id>`` (committed offsets of sinks, routes, the
+end offset each holder knows the broker reached: ``publish:<origin>`` (acknowledged sends, per
+publishing origin, so that ``lgsp broker restore`` can tell who can publish again what the
+archive lacks: see ``ORIGINS``) and ``group:<id>`` (committed offsets of sinks, routes, the
 archiver, deliveries). The rule, in ``judge``: the broker lost data when
 
 - its cluster id changed while the bus knows of published records, or
@@ -36,7 +37,39 @@ from bus.errors import BrokerUnavailableError, FatalError
 from bus.kafka import clients
 from bus.kafka.ends import probe_ends
 
-PUBLISH = "publish"
+PUBLISH = "publish"  # a publisher that names no origin (and rows from before origins)
+CLI = "publish:cli"
+REPAIR = "publish:repair"
+REFORM = "publish:reform"
+DLQ_REPLAY = "publish:dlq-replay"
+RESTORED = "publish:restore"  # records sent back by ``lgsp broker restore`` from the archive
+REPUBLISHED = "a rerun publishes them again"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who publishes under a holder, and what to do when the broker lost what it sent:
+    ``republished`` when ``lgsp broker restore`` makes a rerun publish it again."""
+
+    what: str
+    remedy: str
+    republished: bool = False
+
+
+ORIGINS: dict[str, Origin] = {
+    PUBLISH: Origin("a publisher the bus cannot name", "publish them again from where they came"),
+    CLI: Origin("lgsp publish", "re-publish them from their files"),
+    REPAIR: Origin("lgsp reconcile --repair", "run the reconcile with --repair again"),
+    REFORM: Origin("lgsp route reform", "run the reform again"),
+    DLQ_REPLAY: Origin("lgsp dlq replay", "publish the records again from their source"),
+    "publish:dlq": Origin(
+        "the dead-letter parking of consumer group",
+        "the records they held are at the origin offsets the consumer logged",
+    ),
+    "publish:source": Origin("source connector", REPUBLISHED, True),
+    "publish:route": Origin("the route of consumer group", REPUBLISHED, True),
+    RESTORED: Origin("lgsp broker restore", "they are in the archive", True),
+}
 RECOVERY = "run 'lgsp broker restore' (see what it would do with --dry-run)"
 TopicEnds = dict[tuple[str, int], int]
 
@@ -69,6 +102,38 @@ class BrokerOffset(Base):
 
 def group_holder(group_id: str) -> str:
     return f"group:{group_id}"
+
+
+def source_origin(connector: str) -> str:
+    return f"publish:source:{connector}"
+
+
+def route_origin(group_id: str) -> str:
+    return f"publish:route:{group_id}"
+
+
+def dlq_origin(group_id: str | None) -> str:
+    """Dead letters a consumer (of ``group_id``) parks."""
+    return f"publish:dlq:{group_id or '-'}"
+
+
+def is_publisher(holder: str) -> bool:
+    return holder == PUBLISH or holder.startswith(PUBLISH + ":")
+
+
+def origin_of(holder: str) -> tuple[Origin, str]:
+    """The origin of a publishing holder and the name it carries (a connector, a group); a
+    holder that is not one of ``ORIGINS`` is a publisher the bus cannot name."""
+    kind, _, name = holder.partition(":")[2].partition(":")
+    base = f"{PUBLISH}:{kind}" if kind else PUBLISH
+    if base not in ORIGINS:
+        return ORIGINS[PUBLISH], ""
+    return ORIGINS[base], name
+
+
+def describe_origin(holder: str) -> str:
+    origin, name = origin_of(holder)
+    return f"{origin.what} {name}".rstrip()
 
 
 @dataclass(frozen=True)
@@ -234,6 +299,48 @@ def record_ends(settings: Settings, holder: str, ends: TopicEnds) -> None:
         ) from None
 
 
+def acknowledge(
+    settings: Settings,
+    producer: Any,
+    futures: list[Any],
+    origin: str,
+    what: str = "a record",
+    reached: TopicEnds | None = None,
+) -> TopicEnds:
+    """Wait for the broker to acknowledge every send future of ``producer`` and record the ends
+    reached under ``origin``: every record the bus produces passes here. Returns the ends.
+
+    ``reached``, the ends this producer saw before (updated): a partition acknowledged at or
+    below one of them is a new log (its topic was deleted and created again meanwhile), so
+    ``BrokerDataLostError`` stops the caller before it records offsets of two logs as one."""
+    try:
+        producer.flush(timeout=settings.kafka.request_timeout_ms / 1000 * 4)
+    except KafkaError as exc:
+        raise BrokerUnavailableError(f"flush failed ({type(exc).__name__})") from exc
+    acked: TopicEnds = {}
+    for future in futures:
+        try:
+            meta = future.get(timeout=settings.kafka.request_timeout_ms / 1000)
+        except KafkaError as exc:
+            raise BrokerUnavailableError(
+                f"the broker did not acknowledge {what} ({type(exc).__name__})"
+            ) from exc
+        tp = (meta.topic, meta.partition)
+        if meta.offset >= acked.get(tp, 0):
+            acked[tp] = meta.offset + 1
+    if reached is not None:
+        for (topic, partition), end in sorted(acked.items()):
+            if end <= reached.get((topic, partition), 0):
+                raise BrokerDataLostError(
+                    f"the broker lost data the bus published: {topic}[{partition}] took a "
+                    f"record at offset {end - 1} after one at offset "
+                    f"{reached[(topic, partition)] - 1} (the topic was created again); {RECOVERY}"
+                )
+        reached.update(acked)
+    record_ends(settings, origin, acked)
+    return acked
+
+
 def holder_ends(settings: Settings) -> dict[str, TopicEnds]:
     """``{holder: {(topic, partition): end}}`` of every record."""
     out: dict[str, TopicEnds] = {}
@@ -268,7 +375,11 @@ def consumer_lag(settings: Settings) -> dict[str, dict[str, int]]:
     minus what the group committed, per topic, from the offsets the bus recorded (the broker
     is not asked)."""
     ends = holder_ends(settings)
-    published = ends.get(PUBLISH, {})
+    published: TopicEnds = {}
+    for holder, reached in ends.items():
+        if is_publisher(holder):
+            for key, end in reached.items():
+                published[key] = max(published.get(key, 0), end)
     out: dict[str, dict[str, int]] = {}
     for holder, read in ends.items():
         if not holder.startswith("group:"):

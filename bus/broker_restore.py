@@ -23,6 +23,7 @@ their loss is reported.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,8 @@ from bus import broker_guard
 from bus.archive.models import ArchiveChain, ArchiveEntry
 from bus.config import Settings
 from bus.connectors_db import ConnectorStore
+from bus.connectors_db.models import OperationLock
+from bus.connectors_db.store import lock_owner
 from bus.db import open_engine
 from bus.dlq import dlq_topic
 from bus.errors import BrokerUnavailableError, FatalError
@@ -43,6 +46,9 @@ from bus.kafka import clients
 from bus.kafka.topics import ensure_topics
 
 SEND_CHUNK = 5000
+LOCK = "broker-restore"
+LOCK_TTL_S = 6 * 3600.0  # a crashed restore of this host is taken over at once
+log = logging.getLogger(__name__)
 TP = tuple[str, int]
 
 
@@ -59,11 +65,17 @@ class PartitionPlan:
     contiguous: bool = True  # archived offsets are 0..archived-1
     send_from: int = 0  # index of the first entry to send
     sent: int = 0
-    lined_up: bool = True
 
     @property
     def key(self) -> TP:
         return (self.topic, self.partition)
+
+    @property
+    def lined_up(self) -> bool:
+        """Whether each restored record sits at its archived offset. A lost partition holds
+        archived entry ``i`` at offset ``i`` (``_classify`` checks the prefix, ``_acknowledged``
+        each send), so this is a property of the archive, whatever this run sent."""
+        return self.contiguous
 
 
 @dataclass
@@ -222,7 +234,11 @@ def _acknowledged(
     producer.flush(timeout=settings.kafka.request_timeout_ms / 1000 * 4)
     for index, future in pending:
         meta = future.get(timeout=settings.kafka.request_timeout_ms / 1000)
-        plan.lined_up = plan.lined_up and plan.contiguous and meta.offset == index
+        if meta.offset != index:
+            raise FatalError(
+                f"broker restore: {plan.topic}[{plan.partition}] took archived entry {index} at "
+                f"offset {meta.offset}: something else writes to it; stop it and rerun"
+            )
         plan.sent += 1
     pending.clear()
 
@@ -262,15 +278,85 @@ def _move_positions(
                 store.rewind(connector.name, table, topic, new)
 
 
+def _sources(settings: Settings) -> dict[str, set[str]]:
+    """``{source connector: its topics}``: what a rewind of their positions publishes again."""
+    return {
+        c.name: set(c.topics.values())
+        for c in ConnectorStore(settings).list()
+        if c.role == "source"
+    }
+
+
+def _gaps(
+    report: RestoreReport,
+    holders: dict[str, broker_guard.TopicEnds],
+    covered: dict[TP, int],
+    sources: dict[str, set[str]],
+) -> set[str]:
+    """Per lost partition (``covered``: up to which offset the archive or the broker still
+    holds it), every publishing origin that was acknowledged past it: a source connector (its
+    position moves back) or a route (its group reads again from the start, returned) publishes
+    it again on a rerun; any other origin's events are reported lost for good."""
+    rewound: set[str] = set()
+    known: dict[TP, int] = {}  # the highest end any holder saw, for a loss no publisher names
+    for reached in holders.values():
+        for key, end in reached.items():
+            known[key] = max(known.get(key, 0), end)
+    for holder, reached in sorted(holders.items()):
+        if not broker_guard.is_publisher(holder):
+            continue
+        origin, name = broker_guard.origin_of(holder)
+        for key, end in sorted(reached.items()):
+            if key not in covered or end <= covered[key]:
+                continue
+            known.pop(key, None)
+            if holder.startswith("publish:route:"):
+                rewound.add(name)
+                continue
+            if origin.republished and key[0] in sources.get(name, ()):
+                continue
+            report.unrestorable.append(
+                f"{key[0]}[{key[1]}]: events up to offset {end} published by "
+                f"{broker_guard.describe_origin(holder)} after the last archive run are lost; "
+                f"{origin.remedy}"
+            )
+    for key, end in sorted(known.items()):
+        if key in covered and end > covered[key]:
+            report.unrestorable.append(
+                f"{key[0]}[{key[1]}]: records up to offset {end} that no publisher recorded "
+                "are not in the archive and are lost"
+            )
+    return rewound
+
+
+def _published_after(
+    holders: dict[str, broker_guard.TopicEnds], lost: dict[TP, int], after: broker_guard.TopicEnds
+) -> dict[str, broker_guard.TopicEnds]:
+    """The publishing holders once restored: unchanged on partitions that were not lost; on
+    lost ones at most the broker's new end, which ``RESTORED`` holds (what was lost past it is
+    reported, or is published again by a rerun that records it again)."""
+    out: dict[str, broker_guard.TopicEnds] = {broker_guard.RESTORED: {}}
+    for holder, reached in holders.items():
+        if broker_guard.is_publisher(holder):
+            out.setdefault(holder, {}).update(
+                {k: min(e, after.get(k, 0)) if k in lost else e for k, e in reached.items()}
+            )
+    out[broker_guard.RESTORED].update({k: after[k] for k in lost if after.get(k, 0) > 0})
+    return {h: {k: e for k, e in ends.items() if e > 0} for h, ends in out.items()}
+
+
 def _reset_groups(
     settings: Settings,
     report: RestoreReport,
     holders: dict[str, broker_guard.TopicEnds],
     lost: dict[TP, int],
     lined_up: dict[TP, bool],
+    rewound: set[str],
 ) -> dict[str, broker_guard.TopicEnds]:
     """The committed offsets of every group on a lost partition: what it had read, at most the
-    restored end (0 where offsets do not line up). Returns every group's offsets after."""
+    restored end (0 where offsets do not line up); those of a ``rewound`` group (a route that
+    must publish again what was lost of its output) on every partition: 0. Returns every
+    group's offsets after."""
     after: dict[str, broker_guard.TopicEnds] = {}
     for holder, ends in holders.items():
         if not holder.startswith("group:"):
@@ -279,9 +365,10 @@ def _reset_groups(
         moved: dict[TopicPartition, OffsetAndMetadata] = {}
         kept = dict(ends)
         for key, committed in ends.items():
-            if key not in lost:
+            if key not in lost and group not in rewound:
                 continue
             target = min(committed, lost[key]) if lined_up.get(key, False) else 0
+            target = 0 if group in rewound else target
             kept[key] = target
             moved[TopicPartition(*key)] = OffsetAndMetadata(target, "", -1)
         after[holder] = kept
@@ -306,7 +393,20 @@ def _reset_groups(
 
 def restore(settings: Settings, *, dry_run: bool = False) -> RestoreReport:
     """Restore the broker from the archive (see the module's text); ``dry_run`` changes
-    nothing and reports what would be done."""
+    nothing and reports what would be done. One restore at a time: two would both send."""
+    if dry_run:
+        return _restore(settings, dry_run=True)
+    store, owner = ConnectorStore(settings), lock_owner()
+    taken = store.acquire_lock(LOCK, owner, LOCK_TTL_S, OperationLock)
+    if taken.took_over is not None:
+        log.warning("took over the lock of a crashed broker restore (%s)", taken.took_over.owner)
+    try:
+        return _restore(settings, dry_run=False)
+    finally:
+        store.release_lock(LOCK, owner, OperationLock)
+
+
+def _restore(settings: Settings, *, dry_run: bool) -> RestoreReport:
     seen = broker_guard.known(settings)
     plans = _chains(settings)
     names = {p.topic for p in plans} | {t for t, _ in seen.ends}
@@ -342,19 +442,19 @@ def restore(settings: Settings, *, dry_run: bool = False) -> RestoreReport:
         if on_broker < end:
             lost_ends[key] = on_broker
             available[key] = 0
-            report.unrestorable.append(
-                f"{key[0]}[{key[1]}]: {end - on_broker} record(s) are not in the archive"
-            )
+    holders = broker_guard.holder_ends(settings)
+    sources = _sources(settings)
+    covered = {k: available[k] if k in archived else e for k, e in lost_ends.items()}
+    rewound = _gaps(report, holders, covered, sources)
     if not dry_run:
         _send(settings, plans)
-    lined_up = {p.key: (p.lined_up if not dry_run else p.contiguous) for p in plans}
+    lined_up = {p.key: p.lined_up for p in plans}
     _move_positions(settings, report, available, {t for t, _ in lost_ends})
-    holders = broker_guard.holder_ends(settings)
-    groups = _reset_groups(settings, report, holders, lost_ends, lined_up)
+    groups = _reset_groups(settings, report, holders, lost_ends, lined_up, rewound)
     if not dry_run:
         _, present, after = broker_guard.probe(settings, names)
-        published = {k: e for k, e in after.items() if e > 0}
-        broker_guard.replace_ends(settings, {broker_guard.PUBLISH: published, **groups})
+        published = _published_after(holders, lost_ends, after)
+        broker_guard.replace_ends(settings, {**published, **groups})
         if cluster_id is not None:
             broker_guard.record_identity(settings, cluster_id)
     return report

@@ -138,14 +138,13 @@ class Consumer:
     def _flush_dlq(self) -> None:
         if self._dlq_producer is None or not self._dlq_pending:
             return
-        try:
-            self._dlq_producer.flush()
-            for future in self._dlq_pending:
-                future.get(timeout=self.settings.kafka.request_timeout_ms / 1000)
-        except KafkaError as exc:
-            raise BrokerUnavailableError(
-                f"the broker did not acknowledge a dead letter ({type(exc).__name__})"
-            ) from exc
+        broker_guard.acknowledge(
+            self.settings,
+            self._dlq_producer,
+            self._dlq_pending,
+            broker_guard.dlq_origin(self.group_id),
+            "a dead letter",
+        )
         self._dlq_pending.clear()
 
     # ---- plumbing ----------------------------------------------------------------------

@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from bus import broker_guard
 from bus.config import Settings
 from bus.consume import Consumer, Message
 from bus.dlq import (
@@ -127,9 +128,7 @@ def replay_dead_letters(settings: Settings, topic: str) -> DeadLetterReplayRepor
                 continue
             futures.append(producer.send(origin, key=key, value=value))
             report.replayed += 1
-        producer.flush()
-        for future in futures:
-            future.get(timeout=settings.kafka.request_timeout_ms / 1000)
+        broker_guard.acknowledge(settings, producer, futures, broker_guard.DLQ_REPLAY)
         futures.clear()
 
     try:

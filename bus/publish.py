@@ -54,12 +54,20 @@ def validate_topic(settings: Settings, topic: str) -> None:
 
 
 class Publisher:
-    """One producer for many topics; use as a context manager or call ``close``."""
+    """One producer for many topics; use as a context manager or call ``close``. ``origin``
+    names who publishes (``broker_guard.ORIGINS``): what it sent is recorded under it, so a
+    broker restore can tell whether a rerun publishes it again."""
 
     def __init__(
-        self, settings: Settings, registry: Registry | None = None, **producer_overrides: Any
+        self,
+        settings: Settings,
+        registry: Registry | None = None,
+        *,
+        origin: str = broker_guard.PUBLISH,
+        **producer_overrides: Any,
     ) -> None:
         self.settings = settings
+        self.origin = origin
         self.registry = registry or Registry(settings)
         self.codec = AvroCodec(self.registry)
         self._schemas: dict[str, RegisteredSchema] = {}
@@ -67,6 +75,7 @@ class Publisher:
         self._producer = clients.producer(settings, **producer_overrides)
         self._pending: list[Any] = []
         self.acked: broker_guard.TopicEnds = {}  # what the last flush saw acknowledged
+        self._reached: broker_guard.TopicEnds = {}  # what every flush saw acknowledged
         # topics the broker guard passed for this publisher (a run that checked them adds them)
         self.guarded: set[str] = set()
 
@@ -186,19 +195,6 @@ class Publisher:
         """Block until every pending record is acknowledged; raise if any was not."""
         pending, self._pending = self._pending, []
         self.acked = {}
-        try:
-            self._producer.flush(timeout=self.settings.kafka.request_timeout_ms / 1000 * 4)
-        except KafkaError as exc:
-            raise BrokerUnavailableError(f"flush failed ({type(exc).__name__})") from exc
-        acked = self.acked
-        for future in pending:
-            try:
-                meta = future.get(timeout=self.settings.kafka.request_timeout_ms / 1000)
-            except KafkaError as exc:
-                raise BrokerUnavailableError(
-                    f"the broker did not acknowledge a record ({type(exc).__name__})"
-                ) from exc
-            tp = (meta.topic, meta.partition)
-            if meta.offset >= acked.get(tp, 0):
-                acked[tp] = meta.offset + 1
-        broker_guard.record_ends(self.settings, broker_guard.PUBLISH, acked)
+        self.acked = broker_guard.acknowledge(
+            self.settings, self._producer, pending, self.origin, reached=self._reached
+        )

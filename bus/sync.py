@@ -352,7 +352,9 @@ class SyncRun:
     # ---- source -----------------------------------------------------------------------------
 
     def _publisher(self, topics: Iterable[str]) -> Publisher:
-        publisher = Publisher(self.ctx.settings, self.ctx.registry)
+        publisher = Publisher(
+            self.ctx.settings, self.ctx.registry, origin=broker_guard.source_origin(self.name)
+        )
         publisher.guarded.update(topics)  # checked at the run's start (then by a Periodic)
         return publisher
 
@@ -608,7 +610,11 @@ class _SinkWriter:
 
     def _park(self, message: Message, exc: Exception) -> None:
         if self._publisher is None:
-            self._publisher = Publisher(self.settings, self.registry)
+            self._publisher = Publisher(
+                self.settings,
+                self.registry,
+                origin=broker_guard.dlq_origin(sink_group(self.connector.name)),
+            )
         if message.topic not in self._dlq_ready:
             ensure_topics(self.settings, {dlq_topic(message.topic): None})
             self._dlq_ready.add(message.topic)

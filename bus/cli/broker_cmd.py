@@ -6,7 +6,7 @@ import click
 
 from bus import broker, broker_restore
 from bus.cli._common import echo_json, settings
-from bus.errors import BrokerUnavailableError
+from bus.errors import BrokerUnavailableError, FatalError
 
 
 @click.group("broker")
@@ -68,7 +68,7 @@ def restore_cmd(dry_run: bool) -> None:
     )
     for plan in report.lost:
         count = plan.archived - plan.send_from if dry_run else plan.sent
-        lined = "" if (plan.contiguous if dry_run else plan.lined_up) else ", offsets shifted"
+        lined = "" if plan.lined_up else ", offsets shifted"
         click.echo(f"  {plan.topic}[{plan.partition}]: {count} event(s){lined}")
     for line in report.positions:
         click.echo(f"  position {line}")
@@ -78,6 +78,12 @@ def restore_cmd(dry_run: bool) -> None:
         click.echo(f"  lost for good: {line}")
     if report.positions and not dry_run:
         click.echo("next: run the source connectors again, then the sinks")
+    if report.unrestorable:
+        raise FatalError(
+            "broker restore: events that neither the archive nor a rerun brings back are lost "
+            f"({len(report.unrestorable)} line(s) 'lost for good' above); publish them again "
+            "as each line says, and keep the archive current ('lgsp archive run --follow')"
+        )
 
 
 @click.group("config")

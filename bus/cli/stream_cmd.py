@@ -16,6 +16,7 @@ import click
 from kafka import KafkaProducer
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
+from bus import broker_guard
 from bus.cli._common import echo_table, settings
 from bus.config import Settings
 from bus.consume import Consumer, Message, end_offsets
@@ -145,7 +146,7 @@ def publish(topic: str, file: Path, key: str, agency: str) -> None:
     limit): one bad line and nothing is sent.
     """
     s = settings()
-    with Publisher(s) as pub:
+    with Publisher(s, origin=broker_guard.CLI) as pub:
         schema = pub.schema_for(topic)
         events = read_events(file, topic, schema.schema, [k for k in key.split(",") if k], agency)
         pub.ensure_topic(topic)

@@ -57,6 +57,18 @@ class ConnectorLock(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class OperationLock(Base):
+    """The run lock of a bus-wide operation that must not run twice at once (``name``: e.g.
+    ``broker-restore``), taken as a connector's run lock is (``ConnectorStore.acquire_lock``)."""
+
+    __tablename__ = "operation_lock"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(255))
+    acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class ConnectorPositionMark(Base):
     """A source table's position together with the offsets (per partition of its topic, the
     most the table's batches reached so far) the broker acknowledged for the rows before it.

@@ -29,6 +29,7 @@ from bus.connectors_db.models import (
     ConnectorPosition,
     ConnectorPositionMark,
     ConnectorRow,
+    OperationLock,
 )
 from bus.db import session_scope
 from bus.timeutil import as_utc
@@ -70,6 +71,14 @@ class PositionMark:
     topic: str
     position: dict[str, Any] | None
     ends: dict[int, int]
+
+
+LockTable = type[ConnectorLock] | type[OperationLock]
+
+
+def _key(table: LockTable) -> Any:
+    """The column naming what a lock row locks."""
+    return table.connector if table is ConnectorLock else table.name
 
 
 @dataclass(frozen=True)
@@ -352,8 +361,11 @@ class ConnectorStore:
             return int(s.execute(stmt).rowcount or 0)
 
     # ---- run lock ------------------------------------------------------------------------
-    def acquire_lock(self, name: str, owner: str, ttl_s: float) -> RunLock:
-        """Take the run lock of ``name`` for ``owner`` (``ttl_s`` seconds unless extended):
+    def acquire_lock(
+        self, name: str, owner: str, ttl_s: float, table: LockTable = ConnectorLock
+    ) -> RunLock:
+        """Take the run lock of ``name`` for ``owner`` (``ttl_s`` seconds unless extended; a
+        connector's, or in ``OperationLock`` a bus-wide operation's):
         take over an expired lock, or the lock of a crashed run of this host at once
         (``holder_crashed``; the result's ``took_over`` names it), or insert a new one, each
         in one statement, so that of concurrent runs exactly one gets it; the others get
@@ -363,39 +375,34 @@ class ConnectorStore:
         values = {"owner": owner, "acquired_at": now, "expires_at": expires}
         with session_scope(self.settings) as s:
             taken = s.execute(
-                update(ConnectorLock)
-                .where(ConnectorLock.connector == name, ConnectorLock.expires_at < now)
-                .values(**values)
+                update(table).where(_key(table) == name, table.expires_at < now).values(**values)
             ).rowcount
         if taken:
             return RunLock(name, owner, now, expires)
         try:
             with session_scope(self.settings) as s:
-                s.execute(insert(ConnectorLock).values(connector=name, **values))
+                s.execute(insert(table).values({_key(table).key: name, **values}))
         except IntegrityError:
-            held = self.lock(name)
+            held = self.lock(name, table)
+            what = f"connector {name!r}" if table is ConnectorLock else name
             if held is None:  # released in between: the caller may try again at once
-                raise ConnectorBusyError(
-                    f"connector {name!r} was just running; try again"
-                ) from None
-            if holder_crashed(held.owner) and self._take_over(name, held.owner, values):
+                raise ConnectorBusyError(f"{what} was just running; try again") from None
+            if holder_crashed(held.owner) and self._take_over(name, held.owner, values, table):
                 return RunLock(name, owner, now, expires, took_over=held)
             raise ConnectorBusyError(
-                f"connector {name!r} is already running "
+                f"{what} is already running "
                 f"(since {held.acquired_at:%Y-%m-%d %H:%M:%S} UTC, by {held.owner}; "
                 f"its lock expires at {held.expires_at:%Y-%m-%d %H:%M:%S} UTC unless "
                 "that run extends it)"
             ) from None
         return RunLock(name, owner, now, expires)
 
-    def _take_over(self, name: str, holder: str, values: dict[str, Any]) -> bool:
+    def _take_over(self, name: str, holder: str, values: dict[str, Any], table: LockTable) -> bool:
         """Replace ``holder``'s lock if it still holds it (one statement: one taker wins)."""
         with session_scope(self.settings) as s:
             return bool(
                 s.execute(
-                    update(ConnectorLock)
-                    .where(ConnectorLock.connector == name, ConnectorLock.owner == holder)
-                    .values(**values)
+                    update(table).where(_key(table) == name, table.owner == holder).values(**values)
                 ).rowcount
             )
 
@@ -410,24 +417,18 @@ class ConnectorStore:
             ).rowcount
         return bool(updated)
 
-    def release_lock(self, name: str, owner: str) -> None:
+    def release_lock(self, name: str, owner: str, table: LockTable = ConnectorLock) -> None:
         """Release ``owner``'s lock of ``name`` (nothing when another run took it over)."""
         with session_scope(self.settings) as s:
-            s.execute(
-                delete(ConnectorLock).where(
-                    ConnectorLock.connector == name, ConnectorLock.owner == owner
-                )
-            )
+            s.execute(delete(table).where(_key(table) == name, table.owner == owner))
 
-    def lock(self, name: str) -> RunLock | None:
+    def lock(self, name: str, table: LockTable = ConnectorLock) -> RunLock | None:
         """The current holder of ``name``'s run lock (an expired one included), if any."""
         with session_scope(self.settings) as s:
-            row = s.get(ConnectorLock, name)
+            row = s.get(table, name)
             if row is None:
                 return None
-            return RunLock(
-                row.connector, row.owner, as_utc(row.acquired_at), as_utc(row.expires_at)
-            )
+            return RunLock(name, row.owner, as_utc(row.acquired_at), as_utc(row.expires_at))
 
     def break_lock(self, name: str) -> RunLock | None:
         """Remove ``name``'s run lock whoever holds it (after a crashed run); the old holder."""

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from bus import broker_guard
 from bus.config import Settings
 from bus.envelope import envelope_schema, make_event, to_jsonable
 from bus.errors import ConfigurationError
@@ -207,7 +208,7 @@ def publish_repair(settings: Settings, report: Report, pair: ConnectorPair) -> d
         for native, ck in deletes:
             seen = stored.get(ck)
             add("d", key_of(native), None, repair_ts(None, seen, now), seen)
-    with Publisher(settings, registry) as publisher:
+    with Publisher(settings, registry, origin=broker_guard.REPAIR) as publisher:
         sent = publisher.publish(pair.topic, events, on_invalid="dlq", dataset=pair.dataset)
     return {
         "topic": pair.topic,

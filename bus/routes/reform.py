@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bus import broker_guard
 from bus.consume import Consumer, Message
 from bus.context import Context
 from bus.envelope import stable_event_id
@@ -99,7 +100,7 @@ def run_reform(
     from bus.catalog import get_dataset
 
     try:
-        with Publisher(ctx.settings, ctx.registry) as publisher:
+        with Publisher(ctx.settings, ctx.registry, origin=broker_guard.REFORM) as publisher:
             for name in datasets:
                 info = get_dataset(ctx.settings, name)
                 init_subjects(ctx, name, eras=[old_h.name, new_h.name])

@@ -14,6 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from bus import broker_guard
 from bus.config import Settings
 from bus.consume import Consumer, Message
 from bus.context import Context
@@ -94,6 +95,7 @@ def _run(
     try:
         with Publisher(ctx.settings, ctx.registry) as publisher:
             for source, target in pairs:
+                publisher.origin = broker_guard.route_origin(f"lgsp.route.{source}")
                 forward = _Forwarder(publisher, target)
                 with Consumer(ctx.settings, f"lgsp.route.{source}", registry=ctx.registry) as c:
                     result = c.run_bounded([source], forward)
@@ -167,7 +169,8 @@ def run_fan_down(
     clock = time.monotonic()
     status = "failed"
     try:
-        with Publisher(settings, registry) as publisher:
+        group = f"lgsp.fandown.{source}"
+        with Publisher(settings, registry, origin=broker_guard.route_origin(group)) as publisher:
 
             def deliver(batch: list[Message]) -> None:
                 grouped: dict[str, list[dict]] = defaultdict(list)
@@ -193,7 +196,7 @@ def run_fan_down(
                     report.rows_out += result.sent
                     report.dlq += result.dlq
 
-            with Consumer(settings, f"lgsp.fandown.{source}", registry=registry) as consumer:
+            with Consumer(settings, group, registry=registry) as consumer:
                 result = consumer.run_bounded([source], deliver)
             report.rows_in = result.read
             report.dlq += result.dlq
