@@ -241,7 +241,9 @@ class Consumer:
             if starts is not None:
                 start = starts.get(tp)
             else:
-                start = None if from_beginning else self._consumer.committed(tp)
+                start = (
+                    None if from_beginning or not self.group_id else self._consumer.committed(tp)
+                )
             if start is None:
                 self._consumer.seek_to_beginning(tp)
             else:
@@ -299,9 +301,9 @@ class Consumer:
     ) -> ConsumeReport:
         """Read up to the end seen at start (or ``max_records``), commit, return.
 
-        Each partition starts at the group's committed offset, or at its beginning (none
-        committed, or ``from_beginning``); with ``starts``, at the offset chosen there (its
-        beginning if not named). The broker guard judges the ends first, unless ``unguarded``
+        Each partition starts at the group's committed offset, or at its beginning (no group,
+        none committed, or ``from_beginning``); with ``starts``, at the offset chosen there
+        (its beginning if not named). The broker guard judges the ends first, unless ``unguarded``
         says why this read must go on where the guard would stop it (it is logged).
         """
         report = ConsumeReport()
