@@ -82,13 +82,8 @@ class SkipCount:
         self.count = 0
 
     def __call__(self, exc: Exception, record: Any, logger: logging.Logger) -> bool:
-        logger.warning(
-            "%s[%s]@%s skipped: cannot decode (%s)",
-            record.topic,
-            record.partition,
-            record.offset,
-            type(exc).__name__,
-        )
+        where = f"{record.topic}[{record.partition}]@{record.offset}"
+        logger.warning("%s skipped: cannot decode (%s)", where, type(exc).__name__)
         self.count += 1
         return True
 
@@ -101,8 +96,7 @@ def _framed_id(value: bytes | None) -> int | None:
 
 
 class Consumer:
-    """Reads topics for a group id (or none: a reader that commits nothing) and decodes values
-    with the registry."""
+    """Reads topics for a group id (None: commits nothing), decodes values with the registry."""
 
     def __init__(
         self,
@@ -234,16 +228,13 @@ class Consumer:
         self,
         tps: list[TopicPartition],
         from_beginning: bool,
-        starts: Mapping[TopicPartition, int] | None = None,
+        starts: Mapping[TopicPartition, int | None] | None = None,
     ) -> None:
         self._consumer.assign(tps)
         for tp in tps:
-            if starts is not None:
-                start = starts.get(tp)
-            else:
-                start = (
-                    None if from_beginning or not self.group_id else self._consumer.committed(tp)
-                )
+            start = (starts or {}).get(tp)
+            if starts is None and self.group_id and not from_beginning:
+                start = self._consumer.committed(tp)
             if start is None:
                 self._consumer.seek_to_beginning(tp)
             else:
@@ -294,7 +285,7 @@ class Consumer:
         *,
         max_records: int | None = None,
         from_beginning: bool = False,
-        starts: Mapping[TopicPartition, int] | None = None,
+        starts: Mapping[TopicPartition, int | None] | None = None,
         commit: bool = True,
         poll_ms: int = 300,
         unguarded: str | None = None,
@@ -303,15 +294,13 @@ class Consumer:
 
         Each partition starts at the group's committed offset, or at its beginning (no group,
         none committed, or ``from_beginning``); with ``starts``, at the offset chosen there
-        (its beginning if not named). The broker guard judges the ends first, unless ``unguarded``
-        says why this read must go on where the guard would stop it (it is logged).
+        (its beginning if None or absent). The broker guard judges the ends first, unless
+        ``unguarded`` says why this read must go on where the guard would stop it (logged).
         """
         report = ConsumeReport()
-        seen = None
-        if unguarded is None:
-            seen = broker_guard.known(self.settings, topics)  # before the broker is asked
-        else:
+        if unguarded:
             log.debug("broker guard off for %s: %s", ", ".join(topics), unguarded)
+        seen = None if unguarded else broker_guard.known(self.settings, topics)  # before asking
         tps = self.partitions(topics)
         ends = probe_ends(self._consumer, tps)
         if seen is not None:

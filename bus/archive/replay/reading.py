@@ -176,12 +176,9 @@ def _read_broker(
         with Consumer(settings, None, registry=registry, on_error=skipped) as consumer:
             tps = consumer.partitions(sorted(topics))
             plans = plan_positions(settings, consumer.client, tps, heads=heads)
-            starts = {}
+            starts = {tp: plans[(tp.topic, tp.partition)].start for tp in tps}
             for tp in tps:
-                plan = plans[(tp.topic, tp.partition)]
-                if plan.start is not None:
-                    starts[tp] = plan.start
-                if plan.note == "new broker log":
+                if plans[(tp.topic, tp.partition)].note == "new broker log":
                     report.notes.append(
                         f"{tp.topic}[{tp.partition}]: the broker holds a new log not archived "
                         "yet (read from the broker)"
