@@ -1,22 +1,24 @@
 """Consuming change events: bounded batch runs and continuous runs, with error-policy hooks.
 
-A bounded run reads every assigned partition from the group's committed offset up to the
-end it saw at start, hands decoded batches to the handler, commits after each handled batch,
-and returns. It uses ``assign()`` and the group's committed offsets, not group rebalancing.
+A bounded run reads every assigned partition from the group's committed offset (or from
+start offsets the caller chose, with no group at all) up to the end it saw at start, hands
+decoded batches to the handler, commits after each handled batch unless told not to, and
+returns. It uses ``assign()``, not group rebalancing.
 The end of each partition is found exactly at start (``bus.kafka.ends.probe_ends``): the
 embedded broker reports a partition's end as the base offset of its last batch, so that batch
 is read forward until the broker has nothing more; Apache Kafka's answer is exact and the
 probe costs one quiet poll. Records appended after the start are left for the next run.
 
 Error policy: ``(exc, record, logger) -> bool``; True means "handled, go on". The default
-parks the record in ``<topic>.dlq``; ``raise_policy`` stops the run instead.
+parks the record in ``<topic>.dlq``; ``SkipCount`` skips and counts it (a reader that must not
+write); ``raise_policy`` stops the run.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +74,19 @@ def raise_policy(exc: Exception, record: Any, logger: logging.Logger) -> bool:
     return False
 
 
+class SkipCount:
+    """Error policy: skip and count undecodable records (position only in the log, no content)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, exc: Exception, record: Any, logger: logging.Logger) -> bool:
+        where = f"{record.topic}[{record.partition}]@{record.offset}"
+        logger.warning("%s skipped: cannot decode (%s)", where, type(exc).__name__)
+        self.count += 1
+        return True
+
+
 def _framed_id(value: bytes | None) -> int | None:
     try:
         return framed_schema_id(value)
@@ -80,12 +95,12 @@ def _framed_id(value: bytes | None) -> int | None:
 
 
 class Consumer:
-    """Reads topics for a group id and decodes values with the registry."""
+    """Reads topics for a group id (None: commits nothing), decodes values with the registry."""
 
     def __init__(
         self,
         settings: Settings,
-        group_id: str,
+        group_id: str | None,
         *,
         registry: Registry | None = None,
         on_error: ErrorPolicy | None = None,
@@ -202,14 +217,26 @@ class Consumer:
             list(record.headers or []),
         )
 
-    def _position_at_start(self, tps: list[TopicPartition], from_beginning: bool) -> None:
+    @property
+    def client(self) -> Any:
+        """The kafka-python consumer, for probes before a run (which reassigns it)."""
+        return self._consumer
+
+    def _position_at_start(
+        self,
+        tps: list[TopicPartition],
+        from_beginning: bool,
+        starts: Mapping[TopicPartition, int | None] | None = None,
+    ) -> None:
         self._consumer.assign(tps)
         for tp in tps:
-            committed = None if from_beginning else self._consumer.committed(tp)
-            if committed is None:
+            start = (starts or {}).get(tp)
+            if starts is None and self.group_id and not from_beginning:
+                start = self._consumer.committed(tp)
+            if start is None:
                 self._consumer.seek_to_beginning(tp)
             else:
-                self._consumer.seek(tp, committed)
+                self._consumer.seek(tp, start)
 
     def _handle(
         self, records: dict[TopicPartition, list[Any]], handler: Handler, report: ConsumeReport
@@ -256,24 +283,35 @@ class Consumer:
         *,
         max_records: int | None = None,
         from_beginning: bool = False,
+        starts: Mapping[TopicPartition, int | None] | None = None,
         commit: bool = True,
         poll_ms: int = 300,
+        unguarded: str | None = None,
     ) -> ConsumeReport:
-        """Read up to the end seen at start (or ``max_records``), commit, return."""
+        """Read up to the end seen at start (or ``max_records``), commit, return.
+
+        Each partition starts at the group's committed offset, or at its beginning (no group,
+        none committed, or ``from_beginning``); with ``starts``, at the offset chosen there
+        (its beginning if None or absent). The broker guard judges the ends first, unless
+        ``unguarded`` says why this read must go on where the guard would stop it (logged).
+        """
         report = ConsumeReport()
-        seen = broker_guard.known(self.settings, topics)  # before the broker is asked
+        if unguarded:
+            log.debug("broker guard off for %s: %s", ", ".join(topics), unguarded)
+        seen = None if unguarded else broker_guard.known(self.settings, topics)  # before asking
         tps = self.partitions(topics)
         ends = probe_ends(self._consumer, tps)
-        broker_guard.judge(
-            self.settings,
-            seen,
-            broker_guard.cluster_id_of(self._consumer),
-            {tp.topic for tp in tps},
-            {(tp.topic, tp.partition): end for tp, end in ends.items()},
-        )
+        if seen is not None:
+            broker_guard.judge(
+                self.settings,
+                seen,
+                broker_guard.cluster_id_of(self._consumer),
+                {tp.topic for tp in tps},
+                {(tp.topic, tp.partition): end for tp, end in ends.items()},
+            )
         if not tps:
             return report
-        self._position_at_start(tps, from_beginning)
+        self._position_at_start(tps, from_beginning, starts)
         active = {tp for tp in tps if self._consumer.position(tp) < ends[tp]}
         for tp in set(tps) - active:
             self._consumer.pause(tp)

@@ -40,7 +40,7 @@ def list_dead_letters(settings: Settings, topic: str, limit: int = 1000) -> list
     def keep(batch: list[Message]) -> None:
         entries.extend(to_dead_letter(_Raw(m)) for m in batch)
 
-    with Consumer(settings, None, decode=False) as consumer:  # type: ignore[arg-type]
+    with Consumer(settings, None, decode=False) as consumer:
         consumer.run_bounded([dlq_topic(topic)], keep, max_records=limit, from_beginning=True)
     return entries
 

@@ -21,7 +21,7 @@ from bus.catalog.errors import AccessDeniedError
 from bus.catalog.grants import get_grant, live_grant
 from bus.catalog.masking import GrantView, apply_grant
 from bus.config import Settings
-from bus.consume import Consumer, Message
+from bus.consume import Consumer, Message, SkipCount
 from bus.errors import ConfigurationError
 from bus.serde.jsoncodec import dumps
 
@@ -69,23 +69,6 @@ class JsonlSink:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _skip_policy(counter: list[int]) -> Callable[[Exception, Any, logging.Logger], bool]:
-    """Undecodable records are skipped and counted (position only in the log, no content)."""
-
-    def policy(exc: Exception, record: Any, logger: logging.Logger) -> bool:
-        logger.warning(
-            "%s[%s]@%s skipped: cannot decode (%s)",
-            record.topic,
-            record.partition,
-            record.offset,
-            type(exc).__name__,
-        )
-        counter[0] += 1
-        return True
-
-    return policy
 
 
 def _resolve(
@@ -158,7 +141,7 @@ def deliver(
         info = replace(info, units=list(units))
     topics = dataset_topics(settings, info)
     report = DeliveryReport(grant.id, grant.agency, grant.dataset, grant.purpose, topics)
-    skipped = [0]
+    skipped = SkipCount()
 
     def handle(batch: list[Message]) -> None:
         events = [apply_grant(message.value, grant) for message in batch]
@@ -167,14 +150,14 @@ def deliver(
 
     status = "failed"
     try:
-        with Consumer(settings, grant.consumer_group, on_error=_skip_policy(skipped)) as consumer:
+        with Consumer(settings, grant.consumer_group, on_error=skipped) as consumer:
             result = consumer.run_bounded(
                 topics, handle, max_records=max_records, from_beginning=from_beginning
             )
         report.lag = dict(result.lag)
         status = "ok"
     finally:
-        report.skipped = skipped[0]
+        report.skipped = skipped.count
         report.access_id = record_access(
             settings,
             principal=who,

@@ -171,7 +171,7 @@ def tail(topic: str, from_beginning: bool, max_records: int | None, idle: float 
     def emit(message: Message) -> None:
         click.echo(dumps(message.value))
 
-    with Consumer(s, None, on_error=report_bad) as consumer:  # type: ignore[arg-type]
+    with Consumer(s, None, on_error=report_bad) as consumer:
         consumer.tail(
             [topic], emit, from_beginning=from_beginning, max_records=max_records, idle_s=idle
         )

@@ -122,14 +122,10 @@ def read_topic(settings: Settings, topic: str) -> LatestDossiers:
     Records that cannot be decoded are counted (``unreadable``) and skipped, not parked: a
     report only reads.
     """
-    from bus.consume import Consumer
+    from bus.consume import Consumer, SkipCount
 
     latest = LatestDossiers()
-
-    def skip(exc: Exception, record: Any, logger: logging.Logger) -> bool:
-        latest.unreadable += 1
-        logger.warning("%s[%s]@%s skipped: %s", record.topic, record.partition, record.offset, exc)
-        return True
+    skip = SkipCount()
 
     def handle(batch: list[Any]) -> None:
         for message in batch:
@@ -139,6 +135,7 @@ def read_topic(settings: Settings, topic: str) -> LatestDossiers:
         if not consumer.partitions([topic]):
             raise NotFoundError(f"topic {topic} does not exist on the broker (nothing published?)")
         consumer.run_bounded([topic], handle, from_beginning=True, commit=False)
+    latest.unreadable = skip.count
     return latest
 
 

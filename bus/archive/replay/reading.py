@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from kafka import TopicPartition
 from kafka.errors import KafkaError
 from sqlalchemy import select
 
@@ -16,7 +15,7 @@ from bus.archive.models import ArchiveChain, ArchiveEntry
 from bus.archive.replay.selection import Candidate, ChainUsed, ReplayReport, Selector
 from bus.archive.verify import VerifyReport, verify
 from bus.config import Settings
-from bus.consume import end_offsets
+from bus.consume import Consumer, Message, SkipCount
 from bus.db import open_engine
 from bus.errors import (
     BrokerUnavailableError,
@@ -24,9 +23,7 @@ from bus.errors import (
     FatalError,
     NotFoundError,
 )
-from bus.kafka import clients
 from bus.registry import RegisteredSchema, Registry, subject_for
-from bus.serde import AvroCodec
 from bus.timeutil import from_epoch_ms
 
 log = logging.getLogger(__name__)
@@ -134,6 +131,10 @@ def _read_archive(
     return checked
 
 
+# Replay reads exactly what the guard refuses: a new broker log is events not archived yet.
+UNGUARDED = "replay reads a new broker log on purpose (events not archived yet, a new epoch)"
+
+
 def _read_broker(
     settings: Settings,
     topics: set[str],
@@ -142,82 +143,55 @@ def _read_broker(
     registry: Registry,
     heads: dict[tuple[str, int], Head],
 ) -> None:
-    """Events of ``topics`` that the archive does not hold yet, read without committing."""
+    """Events of ``topics`` that the archive does not hold yet, read without a group or commit;
+    undecodable ones are counted."""
     if not topics:
         return
-    codec = AvroCodec(registry)
-    consumer = clients.consumer(settings, None)
+    skipped = SkipCount()
+
+    def offer(batch: list[Message]) -> None:
+        for message in batch:
+            where = f"{message.topic}[{message.partition}]@{message.offset}"
+            try:
+                fields = envelope_fields(message.value, where)
+            except DataError as exc:
+                skipped(exc, message, log)
+                continue
+            selector.offer(
+                parse_dataset_topic(message.topic).unit_path,
+                Candidate(
+                    fields["ts_ms"],
+                    0,
+                    fields["op"],
+                    fields["event_key"],
+                    fields["source_unit"],
+                    fields["event_id"],
+                    message.schema_id,
+                    message.raw,
+                    "broker",
+                ),
+            )
+
     try:
-        tps = [
-            TopicPartition(t, p)
-            for t in sorted(topics)
-            for p in sorted(consumer.partitions_for_topic(t) or [])
-        ]
-        if not tps:
-            return
-        plans = plan_positions(settings, consumer, tps, heads=heads)
-        ends = end_offsets(settings, sorted(topics))
-        begins = consumer.beginning_offsets(tps)
-        consumer.assign(tps)
-        consumer.resume(*tps)
-        active: dict[TopicPartition, int] = {}
-        for tp in tps:
-            plan = plans[(tp.topic, tp.partition)]
-            start = begins[tp] if plan.start is None else plan.start
-            end = ends.get((tp.topic, tp.partition), 0)
-            if plan.note == "new broker log":
-                report.notes.append(
-                    f"{tp.topic}[{tp.partition}]: the broker holds a new log not archived yet "
-                    "(read from the broker)"
-                )
-            if start < end:
-                consumer.seek(tp, start)
-                active[tp] = end
-        allowed = {t: registry.subject_ids(subject_for(t)) for t in topics}
-        idle = 0
-        while active and idle < 10:
-            polled = consumer.poll(timeout_ms=300, max_records=settings.batch_size)
-            idle = 0 if polled else idle + 1
-            for tp, records in polled.items():
-                end = active.get(tp)
-                if end is None:
-                    continue
-                unit_path = parse_dataset_topic(tp.topic).unit_path
-                for record in records:
-                    if record.offset >= end:
-                        break
-                    where = f"{tp.topic}[{tp.partition}]@{record.offset}"
-                    try:
-                        schema_id, value = codec.decode(record.value, allowed_ids=allowed[tp.topic])
-                        fields = envelope_fields(value, where)
-                    except DataError:
-                        report.undecodable += 1
-                        continue
-                    selector.offer(
-                        unit_path,
-                        Candidate(
-                            fields["ts_ms"],
-                            0,
-                            fields["op"],
-                            fields["event_key"],
-                            fields["source_unit"],
-                            fields["event_id"],
-                            schema_id,
-                            bytes(record.value),
-                            "broker",
-                        ),
+        with Consumer(settings, None, registry=registry, on_error=skipped) as consumer:
+            tps = consumer.partitions(sorted(topics))
+            plans = plan_positions(settings, consumer.client, tps, heads=heads)
+            starts = {tp: plans[(tp.topic, tp.partition)].start for tp in tps}
+            for tp in tps:
+                if plans[(tp.topic, tp.partition)].note == "new broker log":
+                    report.notes.append(
+                        f"{tp.topic}[{tp.partition}]: the broker holds a new log not archived "
+                        "yet (read from the broker)"
                     )
-                if consumer.position(tp) >= end:
-                    active.pop(tp, None)
-                    consumer.pause(tp)
-        if active:
-            report.notes.append(
-                f"the broker stopped answering before the end of {len(active)} partition(s)"
+            result = consumer.run_bounded(
+                sorted(topics), offer, starts=starts, commit=False, unguarded=UNGUARDED
             )
     except KafkaError as exc:
         raise BrokerUnavailableError(f"cannot read the broker ({type(exc).__name__})") from exc
-    finally:
-        consumer.close(autocommit=False)
+    report.undecodable += skipped.count
+    short = sum(1 for left in result.lag.values() if left)
+    if short:
+        report.notes.append(f"the broker stopped answering before the end of {short} partition(s)")
 
 
 def collect(

@@ -24,7 +24,7 @@ from bus.errors import (
     FatalError,
     LgspError,
 )
-from connectors.sql.typemap import column_name, type_mapper
+from connectors.sql.typemap import MariaDbTypes, column_name, type_mapper
 
 META_COLUMNS = ("_lgsp_key", "_lgsp_unit", "_lgsp_ts_ms", "_lgsp_event_id")
 
@@ -109,7 +109,7 @@ def _swap(engine: sa.Engine, schema_name: str | None, staging: str, name: str) -
         return prefix + prep.quote(table)
 
     exists = sa.inspect(engine).has_table(name, schema=schema_name)
-    if engine.dialect.name == "mysql":  # DDL commits at once there: one atomic statement
+    if engine.dialect.name in MariaDbTypes.dialects:  # DDL commits at once: one statement
         old = _side_name(name, "old")
         with engine.begin() as conn:
             if exists:

@@ -8,14 +8,18 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from kafka import KafkaProducer
 
+from bus import broker_guard
 from bus.archive.access import list_access
 from bus.archive.archiver import Archiver
 from bus.archive.replay import content_hash, replay_as_of, replay_events
 from bus.archive.verify import verify
 from bus.catalog.access_log import query_access
 from bus.config import Settings
+from bus.consume import end_offsets
 from bus.errors import ConfigurationError, NotFoundError
+from bus.kafka.options import client_options
 from bus.publish import Publisher
 from bus.serde.jsoncodec import dumps
 from tests.helpers import register_topic
@@ -183,6 +187,31 @@ def test_every_replay_is_access_logged(settings: Settings, unique: str, tmp_path
         ("kiem-toan-vien-01", "thanh tra 12/2026", 3),
         ("kiem-toan-vien-01", "đối soát", 3),
     ]
+
+
+def test_replay_reads_a_log_the_guard_refuses_and_counts_undecodable_records(
+    settings: Settings, unique: str, tmp_path: Path
+) -> None:
+    """Replay reads what is not archived even where the broker guard would stop a run, and
+    counts a record it cannot decode without parking it (a replay writes nothing to the bus)."""
+    source = Source(CHANGES[:6])
+    dataset, ward, _ = dataset_topics(settings, unique)
+    publish(settings, (ward,), source.events[:3])
+    Archiver(settings).run_once(ward)
+    publish(settings, (ward,), source.events[3:])
+    raw = KafkaProducer(**client_options(settings))
+    raw.send(ward, key=b'{"id":99}', value=b"\x00\x00\x00corrupt").get(10)
+    raw.close()
+    ends = end_offsets(settings, [ward])
+    broker_guard.record_ends(settings, broker_guard.PUBLISH, {k: v + 5 for k, v in ends.items()})
+    with pytest.raises(broker_guard.BrokerDataLostError):
+        broker_guard.check(settings, [ward])
+
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    report = replay_as_of(settings, dataset, at(200), into=url, purpose="p")
+    assert (report.events_archive, report.events_broker, report.undecodable) == (3, 3, 1)
+    assert report.content_hash == content_hash(list(source.snapshot(at(200)).items()))
+    assert sum(end_offsets(settings, [f"{ward}.dlq"]).values()) == 0
 
 
 def test_unknown_dataset_and_replay_needs_purpose(settings: Settings, tmp_path: Path) -> None:

@@ -90,3 +90,30 @@ def test_a_failed_first_write_leaves_no_table(target: tuple[str, str]) -> None:
     with pytest.raises(FatalError, match="nothing was kept"):
         write_table(url, None, table, SCHEMA, *_rows(None), replace=False)
     assert _state(url, table) == ([], [])
+
+
+@pytest.mark.parametrize("scheme", ["mysql+pymysql", "mariadb+pymysql"])
+def test_a_schema_qualified_table_on_mariadb_stays_in_its_schema(
+    mysql_url: str, unique: str, scheme: str
+) -> None:
+    """Either URL spelling of MariaDB swaps with ``RENAME TABLE``; ``ALTER TABLE .. RENAME TO``
+    would move the table into the URL's database and drop the old one before the rename."""
+    url = sa.engine.make_url(mysql_url).set(drivername=scheme)
+    database, table = f"replay_db_{unique}", f"replay_t_{unique}"
+    admin = sa.create_engine(url)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {database}")
+    try:
+        target = url.render_as_string(hide_password=False)
+        write_table(target, database, table, SCHEMA, *_rows(1), replace=False)
+        write_table(target, database, table, SCHEMA, *_rows(2, 3), replace=True)
+        with admin.connect() as conn:
+            assert sa.inspect(conn).get_table_names(schema=database) == [table]
+            assert not sa.inspect(conn).has_table(table)  # not in the URL's database
+            rows = conn.scalars(sa.text(f"SELECT id FROM {database}.{table}"))  # noqa: S608
+            assert sorted(rows) == [2, 3]
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE {database}")
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+        admin.dispose()
