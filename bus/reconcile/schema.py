@@ -154,7 +154,8 @@ def reflect_table(
             metadata = sa.MetaData()
             table = sa.Table(name, metadata, schema=schema, autoload_with=conn)
             pk = list(inspector.get_pk_constraint(name, schema=schema).get("constrained_columns"))
-            charsets = _mysql_charsets(conn, schema, name) if engine.dialect.name == "mysql" else {}
+            mysql_family = engine.dialect.name in ("mysql", "mariadb")
+            charsets = _mysql_charsets(conn, schema, name) if mysql_family else {}
     except NoSuchTableError as exc:
         raise NotFoundError(f"{label} table {spec!r} does not exist") from exc
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
