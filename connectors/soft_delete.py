@@ -10,6 +10,7 @@ and reconciliation renders the same rule in SQL (``bus.reconcile.dialects``).
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 NOT_SET = ("", "0", "n", "no", "f", "false")
@@ -19,7 +20,7 @@ def is_deleted(value: Any) -> bool:
     """A soft-delete flag is set when it is not NULL, false, 0 or one of ``NOT_SET``."""
     if value is None or value is False:
         return False
-    if isinstance(value, int | float):
+    if isinstance(value, numbers.Number):  # int, float, Decimal (a NUMERIC flag column)
         return value != 0
     if isinstance(value, str):
         return value.strip(" ").lower() not in NOT_SET

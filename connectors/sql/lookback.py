@@ -158,7 +158,7 @@ class Window:
             group[key] = state
             self._text.pop(second, None)
             if self.size > MAX_SEEN:
-                self._forget(max(self.seen))
+                self._forget(min(self.seen))
 
     def _forget(self, floor: int) -> None:
         """Forget the seconds below ``floor``, then the oldest while over the cap."""

@@ -84,7 +84,9 @@ def test_window_forgets_below_the_floor_and_beyond_the_cap(
     assert not again.published(*state(60, 2, deleted=True))
     monkeypatch.setattr(lookback, "MAX_SEEN", 2)
     again.add(*state(150, 5))  # over the cap
-    assert again.size <= 2 and not again.published(*keys[2])  # the oldest went first
+    assert again.size == 2 and not again.published(*keys[2])  # the oldest went first
+    assert not again.published(*keys[3])
+    assert again.published(*keys[4]) and again.published(*state(150, 5))  # the newest stay
 
 
 def test_window_skips_only_the_last_state_published_for_a_key() -> None:

@@ -154,9 +154,10 @@ def test_keyset_after_is_bound_not_concatenated() -> None:
 
 
 def test_soft_delete_flags() -> None:
-    for value in (True, 1, "Y", "1", "true", dt.datetime(2025, 1, 1)):
+    for value in (True, 1, "Y", "1", "true", dt.datetime(2025, 1, 1), decimal.Decimal("1")):
         assert is_deleted(value), value
-    for value in (None, False, 0, "0", "N", "false", ""):
+    # a NUMERIC flag column reads as Decimal: 0 leaves the row live, as in SQL (`= 0`)
+    for value in (None, False, 0, "0", "N", "false", "", decimal.Decimal("0"), 0.0):
         assert not is_deleted(value), value
 
 
