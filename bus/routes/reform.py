@@ -3,11 +3,13 @@
 ``run_reform`` reads, for each dataset, the topic of every publishing unit the reform ends
 (the hierarchy in force the day before ``effective``), keeps the latest event per key, and
 publishes it as a snapshot read (``op`` ``r``, ``ts_ms`` = the effective day's midnight in
-Vietnam) into the topic of the unit that continues it (a split's rule picks the part per
-record), with the record's unit fields (``unit`` or ``*_unit`` holding the old code) set to
-the new code. The ``source`` block is the original one (old unit, connector, position), so the
-archive links the re-keyed event to where it came from. Old topics are never rewritten.
-The cut-over is then recorded: sources registered for old units are refused from then on.
+Vietnam, or the event's own time when later: a copy stamped earlier than its original would
+lose to it in sinks and replay) into the topic of the unit that continues it (a split's rule
+picks the part per record), with the record's unit fields (``unit`` or ``*_unit`` holding
+the old code) set to the new code. The ``source`` block is the original one (old unit,
+connector, position), so the archive links the re-keyed event to where it came from. Old
+topics are never rewritten. The cut-over is then recorded: sources registered for old units
+are refused from then on.
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ def run_reform(
                             {
                                 "event_id": stable_event_id("reform", event["event_id"], target),
                                 "op": "r",
-                                "ts_ms": ts_ms,
+                                "ts_ms": max(ts_ms, int(event["ts_ms"])),
                                 "source": event["source"],
                                 "key": event["key"],
                                 "before": None,

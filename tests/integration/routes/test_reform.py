@@ -28,7 +28,9 @@ EFFECTIVE = dt.date(2025, 7, 1)
 JUNE_2025_MS = 1_750_000_000_000  # 2025-06-15
 
 
-def publish_ward(settings: Settings, name: str, unit: str, n: int) -> None:
+def publish_ward(
+    settings: Settings, name: str, unit: str, n: int, ts_ms: int = JUNE_2025_MS
+) -> None:
     topic = f"lgsp.{load_hierarchy('hcmc-2024').path(unit)}.{name}"
     source = {"agency": "ubnd-phuong", "unit": unit, "system": "hoso", "position": "p1"}
     events = [
@@ -36,7 +38,7 @@ def publish_ward(settings: Settings, name: str, unit: str, n: int) -> None:
             op="c",
             key={"item_id": f"{unit}-{i}"},
             source=source,
-            ts_ms=JUNE_2025_MS + i,
+            ts_ms=ts_ms + i,
             after={"item_id": f"{unit}-{i}", "unit": unit, "title": f"Hồ sơ {i}"},
         )
         for i in range(n)
@@ -128,3 +130,19 @@ def test_replay_before_and_after_the_cutover_both_verify(
     # 26734 -> 26737 (merge); 26737 -> default 26740; 26746 -> default 26743
     assert units["after"] == ["26737", "26737", "26740", "26740", "26743", "26743"]
     assert verify(settings, dataset=name).ok
+
+
+def test_a_change_after_the_effective_date_keeps_its_time_when_re_keyed(
+    settings: Settings, tmp_path: Path, unique: str
+) -> None:
+    """A reform run some days after the cut-over re-keys changes made since: the copy keeps
+    the original's time (stamped at the effective date, it lost to its own original in sinks
+    and replay, which keep the newest version; found by review)."""
+    name = f"t.rl{unique}"
+    dataset(settings, tmp_path, name, ["26734"])
+    july_3_ms = int(dt.datetime(2025, 7, 3, 9, tzinfo=dt.UTC).timestamp() * 1000)
+    publish_ward(settings, name, "26734", 1, ts_ms=july_3_ms)
+    run_reform(Context.build(settings), [name], EFFECTIVE)
+    target = load_timeline(settings).changes_of("26734", "hcmc-2024")[0].target({})
+    [copy] = read_all(settings, f"lgsp.{load_hierarchy('hcmc-2025').path(target)}.{name}")
+    assert copy.value["ts_ms"] == july_3_ms
