@@ -141,7 +141,7 @@ def _chains(settings: Settings) -> list[PartitionPlan]:
     return out
 
 
-def _value_at(settings: Settings, consumer: Any, topic: str, partition: int, offset: int) -> bytes:
+def _value_at(consumer: Any, topic: str, partition: int, offset: int) -> bytes:
     tp = TopicPartition(topic, partition)
     consumer.assign([tp])
     consumer.seek(tp, offset)
@@ -169,12 +169,12 @@ def _classify(
             end = plan.on_broker if plan.topic in present else 0
             wanted = max(plan.head_offset + 1, known.get(plan.key, 0))
             if end >= wanted and end > plan.head_offset:
-                head = _value_at(settings, consumer, plan.topic, plan.partition, plan.head_offset)
+                head = _value_at(consumer, plan.topic, plan.partition, plan.head_offset)
                 if head == _archived_value(settings, plan, plan.archived - 1):
                     continue  # intact
             if end <= plan.archived and (
                 end == 0
-                or _value_at(settings, consumer, plan.topic, plan.partition, end - 1)
+                or _value_at(consumer, plan.topic, plan.partition, end - 1)
                 == _archived_value(settings, plan, end - 1)
             ):
                 plan.state, plan.send_from = "lost", end

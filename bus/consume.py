@@ -57,7 +57,6 @@ class Message:
 @dataclass
 class ConsumeReport:
     read: int = 0
-    handled: int = 0
     dlq: int = 0
     batches: int = 0
     lag: dict[str, int] = field(default_factory=dict)  # "topic[partition]" -> records left
@@ -254,7 +253,6 @@ class Consumer:
                 next_offsets[tp] = record.offset + 1
         if batch:
             keep_back = handler(batch)
-            report.handled += len(batch)
             if keep_back:
                 held = set(keep_back)
                 next_offsets = {tp: o for tp, o in next_offsets.items() if tp.topic not in held}

@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 class PublishReport:
     sent: int = 0
     dlq: int = 0
-    per_topic: dict[str, int] = field(default_factory=dict)
     # partition -> the offset after the last record of this call the broker acknowledged
     ends: dict[int, int] = field(default_factory=dict)
 
@@ -158,7 +157,6 @@ class Publisher:
             self.park_event(topic, event, exc, "publish")
         report.sent, report.dlq = len(encoded), len(refused)
         self.flush()
-        report.per_topic[topic] = report.sent
         report.ends = {p: end for (t, p), end in self.acked.items() if t == topic}
         return report
 

@@ -429,11 +429,3 @@ class ConnectorStore:
             if row is None:
                 return None
             return RunLock(name, row.owner, as_utc(row.acquired_at), as_utc(row.expires_at))
-
-    def break_lock(self, name: str) -> RunLock | None:
-        """Remove ``name``'s run lock whoever holds it (after a crashed run); the old holder."""
-        self.get(name)
-        held = self.lock(name)
-        if held is not None:
-            self.release_lock(name, held.owner)
-        return held
