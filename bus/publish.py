@@ -141,7 +141,6 @@ class Publisher:
         ``<topic>.dlq`` with the reason and sends the others.
         """
         self.ensure_topic(topic, dataset)
-        report = PublishReport()
         encoded: list[tuple[bytes, bytes]] = []
         refused: list[tuple[dict[str, Any], DataError]] = []
         encode, add = self.encode, encoded.append
@@ -152,13 +151,27 @@ class Publisher:
                 if on_invalid != "dlq":
                     raise DataError(f"event {index}: {exc}") from None
                 refused.append((event, exc))
-        self._send_all(topic, encoded)
         for event, exc in refused:
             self.park_event(topic, event, exc, "publish")
-        report.sent, report.dlq = len(encoded), len(refused)
+        return self.publish_encoded(topic, encoded, dlq=len(refused))
+
+    def publish_encoded(
+        self,
+        topic: str,
+        records: list[tuple[bytes, bytes]],
+        *,
+        dataset: str | None = None,
+        dlq: int = 0,
+    ) -> PublishReport:
+        """Send records already framed for ``topic`` (``(key, value)`` pairs, as ``encode``
+        returns them, or the original bytes of a parked record) and wait for the broker's
+        acknowledgement of them and of anything parked before; ``dlq``: how many of those
+        were parked (for the report)."""
+        self.ensure_topic(topic, dataset)
+        self._send_all(topic, records)
         self.flush()
-        report.ends = {p: end for (t, p), end in self.acked.items() if t == topic}
-        return report
+        ends = {p: end for (t, p), end in self.acked.items() if t == topic}
+        return PublishReport(sent=len(records), dlq=dlq, ends=ends)
 
     def park_event(self, topic: str, event: dict[str, Any], exc: BaseException, stage: str) -> None:
         """Send an event that cannot be published, as JSON, to ``<topic>.dlq``; acked on
