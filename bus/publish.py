@@ -15,7 +15,15 @@ from kafka.errors import KafkaError, MessageSizeTooLargeError
 
 from bus import broker_guard
 from bus.config import Settings
-from bus.dlq import dlq_topic, send_dead_letter
+from bus.dlq import (
+    H_ATTEMPTS,
+    H_GROUP,
+    H_OFFSET,
+    H_PARTITION,
+    H_STAGE,
+    dlq_topic,
+    send_dead_letter,
+)
 from bus.envelope import canonical_key
 from bus.errors import BrokerUnavailableError, DataError
 from bus.kafka import clients
@@ -199,6 +207,32 @@ class Publisher:
                 partition=message.partition,
                 offset=message.offset,
                 stage=stage,
+            )
+        )
+
+    def park_again(
+        self, topic: str, message: Any, exc: BaseException, headers: dict[str, str]
+    ) -> None:
+        """Send a dead letter of ``topic`` that still fails (``lgsp dlq replay``) back to
+        ``<topic>.dlq``: its bytes, origin offset, stage and group as parked (``headers``,
+        decoded), attempts + 1."""
+
+        def number(name: str) -> int | None:
+            text = headers.get(name, "")
+            return int(text) if text.lstrip("-").isdigit() and int(text) >= 0 else None
+
+        self._pending.append(
+            send_dead_letter(
+                self._producer,
+                topic=topic,
+                key=message.key.encode() if message.key is not None else None,
+                value=message.raw,
+                exc=exc,
+                partition=number(H_PARTITION),
+                offset=number(H_OFFSET),
+                stage=headers.get(H_STAGE) or "replay",
+                attempts=(number(H_ATTEMPTS) or 1) + 1,
+                group=headers.get(H_GROUP) or None,
             )
         )
 
