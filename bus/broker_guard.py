@@ -24,7 +24,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kafka import TopicPartition
 from kafka.errors import KafkaError
 from sqlalchemy import BigInteger, DateTime, Integer, String, case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -35,7 +34,7 @@ from bus.db import retry_conflicts, session_scope
 from bus.db.engine import Base
 from bus.errors import BrokerUnavailableError, FatalError
 from bus.kafka import clients
-from bus.kafka.ends import probe_ends
+from bus.kafka.ends import TopicEnds, topic_ends
 
 PUBLISH = "publish"  # a publisher that names no origin (and rows from before origins)
 CLI = "publish:cli"
@@ -71,7 +70,6 @@ ORIGINS: dict[str, Origin] = {
     RESTORED: Origin("lgsp broker restore", "they are in the archive", True),
 }
 RECOVERY = "run 'lgsp broker restore' (see what it would do with --dry-run)"
-TopicEnds = dict[tuple[str, int], int]
 
 
 class BrokerDataLostError(FatalError):
@@ -207,14 +205,8 @@ def probe(settings: Settings, topics: Iterable[str]) -> tuple[str | None, set[st
     """The broker's cluster id, which of ``topics`` exist, and their exact end offsets."""
     consumer = clients.consumer(settings, None)
     try:
-        present = set(consumer.topics()) & set(topics)
-        tps = [
-            TopicPartition(t, p)
-            for t in sorted(present)
-            for p in sorted(consumer.partitions_for_topic(t) or [])
-        ]
-        ends = {(tp.topic, tp.partition): end for tp, end in probe_ends(consumer, tps).items()}
-        return cluster_id_of(consumer), present, ends
+        ends = topic_ends(consumer, sorted(set(topics)))
+        return cluster_id_of(consumer), {t for t, _ in ends}, ends
     except KafkaError as exc:
         raise BrokerUnavailableError(
             f"cannot check the broker's topics ({type(exc).__name__})"

@@ -31,7 +31,7 @@ from bus.config import Settings
 from bus.dlq import safe_message, send_dead_letter
 from bus.errors import BrokerUnavailableError, ConfigurationError, DataError
 from bus.kafka import clients
-from bus.kafka.ends import probe_ends
+from bus.kafka.ends import partitions_of, probe_ends
 from bus.kafka.topics import ensure_topics
 from bus.registry import Registry, subject_for
 from bus.serde import AvroCodec, UnknownSchemaError
@@ -177,13 +177,9 @@ class Consumer:
         self.close()
 
     def partitions(self, topics: list[str]) -> list[TopicPartition]:
-        tps = []
-        for topic in topics:
-            parts = self._consumer.partitions_for_topic(topic)
-            if not parts:
-                log.info("topic %s does not exist yet: nothing to read", topic)
-                continue
-            tps.extend(TopicPartition(topic, p) for p in sorted(parts))
+        tps = partitions_of(self._consumer, topics)
+        for topic in sorted(set(topics) - {tp.topic for tp in tps}):
+            log.info("topic %s does not exist yet: nothing to read", topic)
         return tps
 
     def _allowed_ids(self, topic: str) -> set[int]:
@@ -425,17 +421,3 @@ class Consumer:
                 self._commit(self._handle(polled, handler, report))
         report.dlq = self.dlq_count
         return report
-
-
-def end_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], int]:
-    """The offset after the last record of every partition of ``topics`` (exact)."""
-    consumer = clients.consumer(settings, None)
-    try:
-        tps = []
-        for topic in topics:
-            parts = consumer.partitions_for_topic(topic) or []
-            tps += [TopicPartition(topic, p) for p in sorted(parts)]
-        ends = probe_ends(consumer, tps)
-        return {(tp.topic, tp.partition): end for tp, end in ends.items()}
-    finally:
-        consumer.close(autocommit=False)

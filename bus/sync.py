@@ -284,12 +284,13 @@ class SyncRun:
                 wanted = self._wanted(tables)
                 self.connector.check()
                 self.topics = self.connector.config.topics(self.ctx.hierarchy)
-                broker_guard.check(settings, [self.topics[t] for t in wanted])
+                if report.role == "source":
+                    broker_guard.check(settings, [self.topics[t] for t in wanted])
                 if report.role == "source" and self.follow is None:
                     self._run_source(wanted)
                 elif report.role == "source":
                     self._follow_source(wanted, self.follow)
-                else:
+                else:  # the consumer judges the broker with the ends it reads up to
                     self._run_sink(wanted)
         except BaseException as exc:
             report.seconds = time.monotonic() - started
@@ -480,6 +481,8 @@ class SyncRun:
                         )
                     tr.dlq += result.dlq
                     store.save_position(self.name, table, {"lag": result.lag}, rows=tr.rows)
+                except broker_guard.BrokerDataLostError:
+                    raise  # the broker, not this table: the run stops
                 except TABLE_ERRORS as exc:
                     self._stop(tr, exc, self._sink_step)
             if followed and follow is not None:

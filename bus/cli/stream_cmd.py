@@ -19,11 +19,12 @@ from kafka.record.default_records import DefaultRecordBatchBuilder
 from bus import broker_guard
 from bus.cli._common import echo_table, settings
 from bus.config import Settings
-from bus.consume import Consumer, Message, end_offsets
+from bus.consume import Consumer, Message
 from bus.dlq_ops import list_dead_letters, replay_dead_letters
 from bus.envelope import canonical_key, record_schema_of
 from bus.errors import ConfigurationError, DataError, ExitCode
 from bus.kafka import clients
+from bus.kafka.ends import end_offsets
 from bus.kafka.topics import describe_topic_configs
 from bus.publish import Publisher
 from bus.serde.jsoncodec import JsonToAvro, dumps

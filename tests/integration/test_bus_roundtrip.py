@@ -16,13 +16,13 @@ from kafka import KafkaProducer
 
 from bus.broker_guard import DLQ_REPLAY, holder_ends
 from bus.config import Settings
-from bus.consume import Consumer, Message, end_offsets
+from bus.consume import Consumer, Message
 from bus.dlq import H_ERROR, H_ERROR_CLASS, H_OFFSET, H_PARTITION, H_TOPIC
 from bus.dlq_ops import list_dead_letters, replay_dead_letters
 from bus.envelope import make_event
 from bus.errors import BrokerUnavailableError, DataError, UnknownUnitError
 from bus.kafka import clients
-from bus.kafka.ends import PROBE_DEADLINE_S
+from bus.kafka.ends import PROBE_DEADLINE_S, end_offsets
 from bus.kafka.options import client_options
 from bus.publish import Publisher
 from bus.registry import Registry, subject_for

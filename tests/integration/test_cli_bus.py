@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from bus.cli.main import cli
 from bus.config import Settings, get_settings, reset_settings
-from bus.consume import end_offsets
+from bus.kafka.ends import end_offsets
 from bus.serde import AvroCodec
 
 pytestmark = pytest.mark.integration
