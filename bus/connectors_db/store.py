@@ -406,13 +406,15 @@ class ConnectorStore:
                 ).rowcount
             )
 
-    def refresh_lock(self, name: str, owner: str, ttl_s: float) -> bool:
+    def refresh_lock(
+        self, name: str, owner: str, ttl_s: float, table: LockTable = ConnectorLock
+    ) -> bool:
         """Extend ``owner``'s lock of ``name``; False when ``owner`` no longer holds it."""
         expires = _now() + dt.timedelta(seconds=ttl_s)
         with session_scope(self.settings) as s:
             updated = s.execute(
-                update(ConnectorLock)
-                .where(ConnectorLock.connector == name, ConnectorLock.owner == owner)
+                update(table)
+                .where(_key(table) == name, table.owner == owner)
                 .values(expires_at=expires)
             ).rowcount
         return bool(updated)
