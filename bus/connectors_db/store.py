@@ -352,12 +352,17 @@ class ConnectorStore:
             row.updated_at = _now()
 
     def reset(self, name: str, table: str | None = None) -> int:
-        """Forget positions (all tables, or one) so that the next run starts over."""
+        """Forget positions and their marks (all tables, or one) so that the next run starts
+        over; returns how many positions were forgotten. (A sink's consumer-group offsets are
+        on the broker: ``bus.connector_service.reset`` moves them.)"""
         self.get(name)
         with session_scope(self.settings) as s:
             stmt = delete(ConnectorPosition).where(ConnectorPosition.connector == name)
+            marks = delete(ConnectorPositionMark).where(ConnectorPositionMark.connector == name)
             if table is not None:
                 stmt = stmt.where(ConnectorPosition.table_name == table)
+                marks = marks.where(ConnectorPositionMark.table_name == table)
+            s.execute(marks)
             return int(s.execute(stmt).rowcount or 0)
 
     # ---- run lock ------------------------------------------------------------------------
