@@ -413,7 +413,7 @@ def _restore(settings: Settings, *, dry_run: bool, step: Callable[[], None]) -> 
     seen = broker_guard.known(settings)
     plans = _chains(settings)
     names = {p.topic for p in plans} | {t for t, _ in seen.ends}
-    cluster_id, present, ends = broker_guard.probe(settings, names)
+    cluster_id, present, ends, _ = broker_guard.probe(settings, names)
     for plan in plans:
         plan.on_broker = ends.get(plan.key, 0)
     _classify(settings, plans, present, seen.ends)
@@ -457,10 +457,11 @@ def _restore(settings: Settings, *, dry_run: bool, step: Callable[[], None]) -> 
     step()
     groups = _reset_groups(settings, report, holders, lost_ends, lined_up, rewound)
     if not dry_run:
-        _, present, after = broker_guard.probe(settings, names)
+        _, present, after, _ = broker_guard.probe(settings, names)
         step()
         published = _published_after(holders, lost_ends, after)
         broker_guard.replace_ends(settings, {**published, **groups})
+        broker_guard.forget_anchors(settings, lost_ends)  # their logs are new ones
         if cluster_id is not None:
             broker_guard.record_identity(settings, cluster_id)
     return report

@@ -296,12 +296,14 @@ class Consumer:
         tps = self.partitions(topics)
         ends = probe_ends(self._consumer, tps)
         if seen is not None:
+            exact = {(tp.topic, tp.partition): end for tp, end in ends.items()}
             broker_guard.judge(
                 self.settings,
                 seen,
                 broker_guard.cluster_id_of(self._consumer),
                 {tp.topic for tp in tps},
-                {(tp.topic, tp.partition): end for tp, end in ends.items()},
+                exact,
+                broker_guard.anchored(self._consumer, seen, exact),
             )
         if not tps:
             return report

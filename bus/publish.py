@@ -81,6 +81,7 @@ class Publisher:
         self._ready_topics: set[str] = set()
         self._producer = clients.producer(settings, **producer_overrides)
         self._pending: list[Any] = []
+        self._records: list[tuple[bytes | None, bytes | None]] = []  # (key, value) per future
         self.acked: broker_guard.TopicEnds = {}  # what the last flush saw acknowledged
         self._reached: broker_guard.TopicEnds = {}  # what every flush saw acknowledged
         # topics the broker guard passed for this publisher (a run that checked them adds them)
@@ -120,11 +121,12 @@ class Publisher:
 
     def _send_all(self, topic: str, encoded: list[tuple[bytes, bytes]]) -> None:
         """Send encoded records (acknowledged on ``flush``), with the lookups done once."""
-        send, add = self._producer.send, self._pending.append
+        send, add, keep = self._producer.send, self._pending.append, self._records.append
         value = b""
         try:
             for key, value in encoded:
                 add(send(topic, key=key or None, value=value))
+                keep((key or None, value))
         except MessageSizeTooLargeError:
             raise DataError(
                 f"a record of {len(value)} bytes is larger than the producer accepts "
@@ -181,34 +183,34 @@ class Publisher:
         ends = {p: end for (t, p), end in self.acked.items() if t == topic}
         return PublishReport(sent=len(records), dlq=dlq, ends=ends)
 
+    def _track(self, future: Any, key: bytes | None, value: bytes | None) -> None:
+        """A send to acknowledge on ``flush``, with the bytes it sent (for the anchors)."""
+        self._pending.append(future)
+        self._records.append((key, value))
+
     def park_event(self, topic: str, event: dict[str, Any], exc: BaseException, stage: str) -> None:
         """Send an event that cannot be published, as JSON, to ``<topic>.dlq``; acked on
         flush. A DLQ replay converts it again once the schema fits."""
-        self._pending.append(
-            send_dead_letter(
-                self._producer,
-                topic=topic,
-                key=event_key(event),
-                value=dumps(event).encode(),
-                exc=exc,
-                stage=stage,
-            )
+        key, value = event_key(event), dumps(event).encode()
+        future = send_dead_letter(
+            self._producer, topic=topic, key=key, value=value, exc=exc, stage=stage
         )
+        self._track(future, key, value)
 
     def park(self, message: Any, exc: BaseException, stage: str) -> None:
         """Send a consumed record (``bus.consume.Message``) to its topic's DLQ; acked on flush."""
-        self._pending.append(
-            send_dead_letter(
-                self._producer,
-                topic=message.topic,
-                key=message.key.encode() if message.key is not None else None,
-                value=message.raw,
-                exc=exc,
-                partition=message.partition,
-                offset=message.offset,
-                stage=stage,
-            )
+        key = message.key.encode() if message.key is not None else None
+        future = send_dead_letter(
+            self._producer,
+            topic=message.topic,
+            key=key,
+            value=message.raw,
+            exc=exc,
+            partition=message.partition,
+            offset=message.offset,
+            stage=stage,
         )
+        self._track(future, key, message.raw)
 
     def park_again(
         self, topic: str, message: Any, exc: BaseException, headers: dict[str, str]
@@ -221,25 +223,31 @@ class Publisher:
             text = headers.get(name, "")
             return int(text) if text.lstrip("-").isdigit() and int(text) >= 0 else None
 
-        self._pending.append(
-            send_dead_letter(
-                self._producer,
-                topic=topic,
-                key=message.key.encode() if message.key is not None else None,
-                value=message.raw,
-                exc=exc,
-                partition=number(H_PARTITION),
-                offset=number(H_OFFSET),
-                stage=headers.get(H_STAGE) or "replay",
-                attempts=(number(H_ATTEMPTS) or 1) + 1,
-                group=headers.get(H_GROUP) or None,
-            )
+        key = message.key.encode() if message.key is not None else None
+        future = send_dead_letter(
+            self._producer,
+            topic=topic,
+            key=key,
+            value=message.raw,
+            exc=exc,
+            partition=number(H_PARTITION),
+            offset=number(H_OFFSET),
+            stage=headers.get(H_STAGE) or "replay",
+            attempts=(number(H_ATTEMPTS) or 1) + 1,
+            group=headers.get(H_GROUP) or None,
         )
+        self._track(future, key, message.raw)
 
     def flush(self) -> None:
         """Block until every pending record is acknowledged; raise if any was not."""
         pending, self._pending = self._pending, []
+        records, self._records = self._records, []
         self.acked = {}
         self.acked = broker_guard.acknowledge(
-            self.settings, self._producer, pending, self.origin, reached=self._reached
+            self.settings,
+            self._producer,
+            pending,
+            self.origin,
+            reached=self._reached,
+            records=records,
         )
