@@ -42,6 +42,7 @@ from bus.db import open_engine
 from bus.dlq import dlq_topic
 from bus.errors import BrokerUnavailableError, FatalError
 from bus.kafka import clients
+from bus.kafka.fetch import records_at
 from bus.kafka.topics import ensure_topics
 from bus.run_lock import HeldLock
 
@@ -145,15 +146,8 @@ def _chains(settings: Settings) -> list[PartitionPlan]:
 
 def _value_at(consumer: Any, topic: str, partition: int, offset: int) -> bytes:
     tp = TopicPartition(topic, partition)
-    consumer.assign([tp])
-    consumer.seek(tp, offset)
-    for _ in range(20):
-        for record in consumer.poll(timeout_ms=250).get(tp, []):
-            if record.offset == offset:
-                return bytes(record.value or b"")
-            if record.offset > offset:
-                return b""
-    return b""
+    record = records_at(consumer, {tp: offset}).get(tp)
+    return b"" if record is None else bytes(record.value or b"")
 
 
 def _archived_value(settings: Settings, plan: PartitionPlan, index: int) -> bytes:
