@@ -4,7 +4,9 @@ A SQLite source table of N rows whose cursor values all fall in its lookback win
 position carries the window's digests, about 22 bytes a row) is read by one source run in
 batches of B; every statement the control database runs on ``connector_position`` and
 ``connector_position_mark`` is counted, and the stored bytes of the position and of each mark
-are measured. N = 50,000 with LGSP_BENCH_FULL=1, else 5,000; B = 500.
+are measured; so are the broker guard's statements (``broker_offset``, ``broker_anchor``: the
+ends and anchors each acknowledged batch records). N = 50,000 with LGSP_BENCH_FULL=1, else
+5,000; B = 500.
 Targets (printed, not asserted): at most 3 statements a batch; a mark of at most 1 KB.
 """
 
@@ -32,6 +34,7 @@ pytestmark = pytest.mark.bench
 N = size(50_000, 5_000)
 BATCH = 500
 TABLES = ("connector_position", "connector_position_mark")
+GUARD = ("broker_offset", "broker_anchor")
 
 
 def test_bench_position_marks(settings: Settings, tmp_path: Path, unique: str) -> None:
@@ -72,10 +75,13 @@ def test_bench_position_marks(settings: Settings, tmp_path: Path, unique: str) -
         ),
     )
     statements: list[str] = []
+    guard: list[str] = []
 
     def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         if any(t in statement for t in TABLES):
             statements.append(statement.split()[0].upper())
+        elif any(t in statement for t in GUARD):
+            guard.append(statement.split()[0].upper())
 
     control = open_engine(settings)
     event.listen(control, "before_cursor_execute", count)
@@ -103,6 +109,7 @@ def test_bench_position_marks(settings: Settings, tmp_path: Path, unique: str) -
             "batches": batches,
             "statements_per_batch": round(len(statements) / batches, 2),
             "statements": kinds,
+            "guard_statements_per_batch": round(len(guard) / batches, 2),
             "position_bytes_last": len(json.dumps(position)),
             "mark_bytes_max": max(mark_bytes),
             "mark_bytes_total": sum(mark_bytes),

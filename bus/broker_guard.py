@@ -14,11 +14,12 @@ archiver, deliveries). The rule, in ``judge``: the broker lost data when
   there: the log was replaced by another one that is at least as long (same cluster id, a
   topic deleted and created again, then filled by others).
 
-The anchor of a partition (``broker_anchor``) is the last record a ``Publisher`` had
-acknowledged there: its offset and the digest of its key and value bytes
-(``bus.kafka.fetch.record_digest``), moved forward with every acknowledged batch. The check
-reads that one record back; an anchor the broker no longer holds (below the log start after
-retention) cannot be checked and is passed over.
+The anchor of a partition (``broker_anchor``) is a record a ``Publisher`` had acknowledged
+there: its offset and the digest of its key and value bytes (``bus.kafka.fetch.record_digest``).
+Each publisher moves it forward to the last record of its first acknowledged batch on the
+partition (once per publisher, so a long run's batches cost nothing more). The check reads that
+one record back; an anchor the broker no longer holds (below the log start after retention)
+cannot be checked and is passed over.
 
 Then the run stops with ``BrokerDataLostError`` (a ``FatalError``: retrying does not help)
 naming ``lgsp broker restore``. What the bus knows is read before the broker is asked, so a
@@ -400,11 +401,13 @@ def acknowledge(
     what: str = "a record",
     reached: TopicEnds | None = None,
     records: list[tuple[bytes | None, bytes | None]] | None = None,
+    anchored: set[tuple[str, int]] | None = None,
 ) -> TopicEnds:
     """Wait for the broker to acknowledge every send future of ``producer`` and record the ends
     reached under ``origin``: every record the bus produces passes here. Returns the ends.
     ``records``, the ``(key, value)`` of each future as sent: the last one acknowledged per
-    partition becomes its anchor.
+    partition becomes its anchor, unless the partition is in ``anchored`` (the partitions
+    this producer anchored before: updated).
 
     ``reached``, the ends this producer saw before (updated): a partition acknowledged at or
     below one of them is a new log (its topic was deleted and created again meanwhile), so
@@ -437,7 +440,13 @@ def acknowledge(
         reached.update(acked)
     anchors: Anchors = {}
     if records is not None:
-        anchors = {tp: (acked[tp] - 1, record_digest(*records[i])) for tp, i in last.items()}
+        done = anchored if anchored is not None else set()
+        anchors = {
+            tp: (acked[tp] - 1, record_digest(*records[i]))
+            for tp, i in last.items()
+            if tp not in done
+        }
+        done.update(anchors)
     record_ends(settings, origin, acked, anchors)
     return acked
 

@@ -84,6 +84,7 @@ class Publisher:
         self._records: list[tuple[bytes | None, bytes | None]] = []  # (key, value) per future
         self.acked: broker_guard.TopicEnds = {}  # what the last flush saw acknowledged
         self._reached: broker_guard.TopicEnds = {}  # what every flush saw acknowledged
+        self._anchored: set[tuple[str, int]] = set()  # partitions this publisher anchored
         # topics the broker guard passed for this publisher (a run that checked them adds them)
         self.guarded: set[str] = set()
 
@@ -250,4 +251,5 @@ class Publisher:
             self.origin,
             reached=self._reached,
             records=records,
+            anchored=self._anchored,
         )
