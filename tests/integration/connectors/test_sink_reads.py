@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 
 from bus import broker_guard
+from bus.cli.main import cli
 from bus.config import Settings
 from bus.connector_service.reset import reset_connector
 from bus.connectors_db import ConnectorStore
@@ -94,3 +96,17 @@ def test_a_reset_waits_for_no_run(pair: Pair) -> None:
         reset_connector(pair.settings, pair.source_name)
     assert pair.src_table in store.positions(pair.source_name)  # nothing forgotten
     store.release_lock(pair.source_name, "elsewhere:1:1:-:r")
+
+
+def test_lgsp_connector_reset(pair: Pair, cli_env: dict[str, str]) -> None:
+    """The command says what it forgot; a bad --table exits non-zero naming it."""
+    pair.insert([_row(1, T0)])
+    pair.sync()
+    _empty_target(pair)
+    result = CliRunner().invoke(cli, ["connector", "reset", pair.sink_name])
+    assert result.exit_code == 0, result.stderr
+    assert f"connector {pair.sink_name}: 1 position(s) forgotten" in result.stdout
+    assert run(pair.settings, pair.sink_name).rows == 1
+    result = CliRunner().invoke(cli, ["connector", "reset", pair.sink_name, "--table", "nope"])
+    assert result.exit_code != 0
+    assert "--table: 'nope' is not a table of connector" in result.stderr
