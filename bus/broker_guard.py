@@ -147,8 +147,8 @@ def describe_origin(holder: str) -> str:
 
 
 class BrokerAnchor(Base):
-    """The last record the bus wrote (and had acknowledged) at a topic-partition: its offset
-    and the digest of its key and value bytes."""
+    """A record the bus wrote (and had acknowledged) at a topic-partition, moved forward by
+    each publisher's first batch there: its offset and the digest of its key and value bytes."""
 
     __tablename__ = "broker_anchor"
 
