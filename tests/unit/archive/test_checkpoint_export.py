@@ -77,3 +77,49 @@ def test_without_an_export_file_verify_fails_unless_accepted(offline_settings: S
     public = archiver.signing_key().public
     strict = verify(offline_settings, public_keys=[public], strict=True, allow_missing_export=True)
     assert [p.kind for p in strict.problems] == ["strict"]
+
+
+@pytest.mark.parametrize("tail", ["  \n", "\r\n", "\n\n \t \n"])
+def test_a_trailing_blank_line_is_not_a_missing_checkpoint(
+    offline_settings: Settings, tail: str
+) -> None:
+    """One line rule for every reader of the file: a last line of whitespace is skipped (it
+    made the archiver see an empty file and export every checkpoint again)."""
+    archiver = Archiver(offline_settings)
+    archiver.append(messages(10))
+    archiver.checkpoint()
+    path = export_path(offline_settings)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(tail)
+    assert export_checkpoints(offline_settings) == 0
+    archiver.append(messages(5, start=10))
+    archiver.checkpoint()
+    exported, bad = read_exported(path, "test")
+    assert bad == [] and [r.n for r in exported] == [1, 2]
+    assert exported == records(offline_settings)
+
+
+def test_a_last_line_without_its_newline_gets_one_before_the_next(
+    offline_settings: Settings,
+) -> None:
+    archiver = Archiver(offline_settings)
+    archiver.append(messages(10))
+    archiver.checkpoint()
+    path = export_path(offline_settings)
+    path.write_bytes(path.read_bytes().rstrip(b"\n"))
+    archiver.append(messages(5, start=10))
+    archiver.checkpoint()
+    exported, bad = read_exported(path, "test")
+    assert bad == [] and [r.n for r in exported] == [1, 2]
+    assert path.read_bytes().count(b"\n") == 2
+
+
+def test_a_line_that_is_not_utf8_is_a_bad_line(offline_settings: Settings) -> None:
+    archiver = Archiver(offline_settings)
+    archiver.append(messages(10))
+    archiver.checkpoint()
+    path = export_path(offline_settings)
+    with open(path, "ab") as handle:
+        handle.write(b"\xff\xfe{}\n")
+    exported, bad = read_exported(path, "test")
+    assert [r.n for r in exported] == [1] and bad == ["line 2: not UTF-8 text"]
