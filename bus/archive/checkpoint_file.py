@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from bus.archive.chain import canonical_json
 from bus.errors import ConfigurationError
 
 TAIL_CHUNK = 65536
@@ -47,16 +48,13 @@ class CheckpointRecord:
     signature: bytes
 
     def line(self) -> str:
-        return json.dumps(
+        return canonical_json(
             {
                 "n": self.n,
                 "key_id": self.key_id,
                 "message": self.message,
                 "signature": base64.b64encode(self.signature).decode("ascii"),
-            },
-            sort_keys=True,
-            separators=(",", ":"),
-            ensure_ascii=False,
+            }
         )
 
 
