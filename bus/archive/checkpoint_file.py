@@ -87,9 +87,21 @@ def _lines(data: bytes) -> Iterator[tuple[int, bytes]]:
             yield number, line
 
 
-def read_exported(path: Path, where: str) -> tuple[list[CheckpointRecord], list[str]]:
+@dataclass(frozen=True)
+class BadLine:
+    """A line of the file that is not a checkpoint, and the checkpoint it follows (0: none)."""
+
+    number: int
+    reason: str
+    after: int
+
+    def __str__(self) -> str:
+        return f"line {self.number}: {self.reason}"
+
+
+def read_exported(path: Path, where: str) -> tuple[list[CheckpointRecord], list[BadLine]]:
     """The checkpoints of an exported file and the lines that are not checkpoints
-    (``"line 7: not JSON"``). ``where`` names the option or setting, for the error.
+    (``line 7: not JSON``). ``where`` names the option or setting, for the error.
 
     The file is read under a shared lock (bounded wait), so a line the archiver is appending
     under its exclusive lock is read whole or not at all."""
@@ -98,14 +110,14 @@ def read_exported(path: Path, where: str) -> tuple[list[CheckpointRecord], list[
     except OSError as exc:
         raise ConfigurationError(f"{where}: cannot read {path} ({exc.strerror})") from exc
     records: list[CheckpointRecord] = []
-    bad: list[str] = []
+    bad: list[BadLine] = []
     for number, line in _lines(data):
         try:
             records.append(parse_line(line.decode("utf-8")))
         except UnicodeDecodeError:
-            bad.append(f"line {number}: not UTF-8 text")
+            bad.append(BadLine(number, "not UTF-8 text", records[-1].n if records else 0))
         except ValueError as exc:
-            bad.append(f"line {number}: {exc}")
+            bad.append(BadLine(number, str(exc), records[-1].n if records else 0))
     return records, bad
 
 
