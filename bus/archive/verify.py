@@ -370,7 +370,8 @@ def _check_exported(
         else:
             kind = "checkpoint rewritten"
             detail = (
-                f"differs in the database from the exported copy (rewritten or re-signed): {where}"
+                "differs in the database from the exported copy (rewritten or re-signed): "
+                f"seen in {where}"
             )
         out.add(Problem(None, None, None, kind, detail, f"checkpoint {n}", n))
         if n in valid:

@@ -207,3 +207,14 @@ def test_a_line_that_is_not_utf8_is_a_bad_line(offline_settings: Settings) -> No
     exported, bad = read_exported(path, "test")
     assert [r.n for r in exported] == [1] and [str(b) for b in bad] == ["line 2: not UTF-8 text"]
     assert bad[0].after == 1
+
+
+def test_the_local_export_given_as_checkpoints_is_checked_once_as_the_local_export(
+    offline_settings: Settings,
+) -> None:
+    _three_checkpoints(offline_settings)
+    path = export_path(offline_settings)
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:2]))
+    report = verify(offline_settings, checkpoints_file=path, reread_s=0.1)
+    assert report.checkpoints_file is None and report.local_exported == 2
+    assert [(p.kind, p.checkpoint) for p in report.problems] == [("export cut", 3)]  # not a lag
