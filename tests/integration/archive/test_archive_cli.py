@@ -198,6 +198,9 @@ def test_replay_verifies_against_an_offsite_copy_of_the_checkpoints(
     code, out, err = run(*args, "--purpose", "x", "--checkpoints", str(shipped))
     assert code == 0, err
     assert f"verified against 1 exported checkpoint(s) in {shipped}" in out
+    missing = tmp_path / "nothing.jsonl"
+    code, _, err = run(*args, "--purpose", "x", "--replace", "--checkpoints", str(missing))
+    assert code == 2 and f"--checkpoints: cannot read {missing}" in err
 
     # a forger deletes the checkpoint and the archiver's local export: the host cannot tell
     settings = get_settings()
