@@ -17,6 +17,7 @@ from bus.api.auth import allow, context
 from bus.api.errors import field_errors
 from bus.catalog.api_keys import KeyInfo
 from bus.connector_service.registration import register, unregister
+from bus.connector_service.reset import reset_connector
 from bus.context import Context
 from bus.runs import list_runs
 from bus.sync import run as run_sync
@@ -162,5 +163,4 @@ def reset(
     _: KeyInfo = Depends(write),
 ) -> dict[str, Any]:
     """Forget positions (all tables, or ``table``): the next run reads from the start."""
-    ctx.connectors.get(name)
-    return {"name": name, "forgotten": ctx.connectors.reset(name, table)}
+    return {"name": name, "forgotten": reset_connector(ctx.settings, name, table)}

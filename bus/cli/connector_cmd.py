@@ -12,6 +12,7 @@ import yaml
 
 from bus.cli._common import confirm, context, echo_json, echo_table, settings
 from bus.connector_service.registration import Registration, register, unregister
+from bus.connector_service.reset import reset_connector
 from bus.longrun import Follow, stop_signals
 from bus.sync import SyncReport, TableReport, connector_for
 from bus.sync import run as run_sync
@@ -246,8 +247,9 @@ def remove(name: str, yes: bool) -> None:
 @click.argument("name")
 @click.option("--table", "table", default=None, help="Only this table.")
 def reset(name: str, table: str | None) -> None:
-    """Forget positions so that the next run reads from the start."""
-    count = context().connectors.reset(name, table)
+    """Forget positions so that the next run reads from the start (a sink's committed
+    offsets too); refused while a run of the connector holds its lock."""
+    count = reset_connector(settings(), name, table)
     click.echo(f"connector {name}: {count} position(s) forgotten")
 
 

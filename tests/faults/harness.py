@@ -48,10 +48,11 @@ from bus.archive.verify import verify
 from bus.config import Settings
 from bus.connector_service.registration import register
 from bus.connectors_db import ConnectorStore
-from bus.consume import Consumer, Message, end_offsets
+from bus.consume import Consumer, Message
 from bus.db import session_scope
 from bus.db.engine import dispose_engines
 from bus.dlq_ops import list_dead_letters
+from bus.kafka.ends import end_offsets
 from bus.runs import list_runs
 from tests.integration.connectors.helpers import config
 from tests.unit.catalog.support import write_dataset

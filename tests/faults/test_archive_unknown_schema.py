@@ -15,9 +15,9 @@ from sqlalchemy import func, select
 from bus.archive.models import ArchiveEntry
 from bus.cli.main import cli
 from bus.config import Settings
-from bus.consume import end_offsets
 from bus.db import session_scope
 from bus.dlq import dlq_topic
+from bus.kafka.ends import end_offsets
 from bus.kafka.topics import ensure_topics
 from bus.publish import Publisher
 from bus.runs import list_runs

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 from bus.cli.main import cli
 from bus.config import Settings, get_settings, reset_settings
 from bus.connector_service.registration import register
-from bus.consume import end_offsets
 from bus.errors import ExitCode
+from bus.kafka.ends import end_offsets
 from tests.integration.connectors.helpers import config
 
 RECORD = {

@@ -17,8 +17,8 @@ from bus.archive.replay import content_hash, replay_as_of, replay_events
 from bus.archive.verify import verify
 from bus.catalog.access_log import query_access
 from bus.config import Settings
-from bus.consume import end_offsets
 from bus.errors import ConfigurationError, NotFoundError
+from bus.kafka.ends import end_offsets
 from bus.kafka.options import client_options
 from bus.publish import Publisher
 from bus.serde.jsoncodec import dumps

@@ -15,9 +15,9 @@ import sqlalchemy as sa
 from bus.config import Settings
 from bus.connector_service.registration import register
 from bus.connectors_db import ConnectorStore
-from bus.consume import end_offsets
 from bus.db import session_scope
 from bus.db.models import Run
+from bus.kafka.ends import end_offsets
 from bus.sync import run
 from conftest import MYSQL_URL, PG_URL
 from tests.integration.connectors.helpers import config, drop_tables
