@@ -64,6 +64,8 @@ class ConnectorNotFoundError(NotFoundError):
 class ConnectorExistsError(ConfigurationError):
     """A connector of that name is already registered."""
 
+    http_status = 409
+
 
 class TableNotFoundError(NotFoundError):
     """A configured table does not exist in the database."""

@@ -10,16 +10,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from bus.catalog.errors import AccessDeniedError
-from bus.errors import (
-    ConfigurationError,
-    FatalError,
-    IncompatibleSchemaError,
-    LgspError,
-    NotFoundError,
-    RetriableError,
-)
-from connectors.errors import ConnectorExistsError
+from bus.errors import LgspError
 
 
 class ApiError(Exception):
@@ -51,22 +42,6 @@ def field_errors(lines: list[str]) -> list[dict[str, str]]:
     return out
 
 
-def status_of(exc: LgspError) -> int:
-    """The HTTP status of a bus error (as ``ExitCode`` is its exit status)."""
-    for cls, status in (
-        (NotFoundError, 404),
-        (AccessDeniedError, 403),
-        (IncompatibleSchemaError, 409),
-        (ConnectorExistsError, 409),
-        (ConfigurationError, 422),
-        (RetriableError, 503),
-        (FatalError, 409),
-    ):
-        if isinstance(exc, cls):
-            return status
-    return 500
-
-
 def response(err: ApiError, media_type: str = "application/json") -> JSONResponse:
     body: dict[str, Any] = {"error_code": err.code, "message": err.message}
     if err.errors is not None:
@@ -75,10 +50,14 @@ def response(err: ApiError, media_type: str = "application/json") -> JSONRespons
 
 
 def from_bus_error(exc: LgspError) -> ApiError:
-    status = status_of(exc)
+    """A bus error as an answer: its class's ``http_status`` and ``error_code`` (the one
+    mapping; ``ExitCode`` is the command line's). A 500 says no more than that."""
+    status = exc.http_status
+    if status == 500:
+        return ApiError(status, "internal error")
     lines = getattr(exc, "errors", None)
     errors = field_errors(lines) if isinstance(lines, list) else None
-    return ApiError(status, str(exc) if status != 500 else "internal error", errors=errors)
+    return ApiError(status, str(exc), code=exc.error_code, errors=errors)
 
 
 async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
