@@ -150,7 +150,16 @@ def test_metrics(server: Server) -> None:
     op = server.key("operator")
     server.call("GET", "/subjects", op)
     server.call("GET", "/subjects")
+    # label values stay bounded: unknown methods and unmatched paths count as "other"
+    for i in range(3):
+        assert server.call("GET", f"/no/such/path-{i}", op).status_code == 404
+    for method in ("PROPFIND", "MKCOL"):
+        assert server.call(method, "/subjects", op).status_code == 405
     text = server.call("GET", "/metrics").text
     assert 'lgsp_api_requests_total{method="GET",route="/subjects",status="200"} 1.0' in text
     assert 'lgsp_api_requests_total{method="GET",route="/subjects",status="401"} 1.0' in text
     assert "lgsp_api_request_seconds_bucket" in text
+    assert 'lgsp_api_requests_total{method="GET",route="other",status="404"} 3.0' in text
+    assert 'lgsp_api_requests_total{method="other",' in text
+    for raw in ("/no/such", "PROPFIND", "MKCOL"):
+        assert raw not in text
