@@ -3,7 +3,6 @@ Registry and Kafka Connect; field problems add ``"errors": [{"field", "message"}
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from fastapi import Request
@@ -11,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from bus.errors import LgspError
+from connectors.errors import ConnectorConfigError, FieldError
 
 
 class ApiError(Exception):
@@ -32,14 +32,9 @@ class ApiError(Exception):
         self.errors = errors
 
 
-def field_errors(lines: list[str]) -> list[dict[str, str]]:
-    """``"tables[0].dataset: expected ..."`` lines as ``{"field", "message"}``."""
-    out = []
-    for line in lines:
-        match = re.match(r"([\w.\[\]-]+): (.*)", line, flags=re.DOTALL)
-        field, message = (match.group(1), match.group(2)) if match else ("", line)
-        out.append({"field": field, "message": message})
-    return out
+def field_errors(errors: list[FieldError]) -> list[dict[str, str]]:
+    """A connector file's problems as ``{"field", "message"}``: the pairs they carry."""
+    return [{"field": e.field, "message": e.message} for e in errors]
 
 
 def response(err: ApiError, media_type: str = "application/json") -> JSONResponse:
@@ -55,8 +50,7 @@ def from_bus_error(exc: LgspError) -> ApiError:
     status = exc.http_status
     if status == 500:
         return ApiError(status, "internal error")
-    lines = getattr(exc, "errors", None)
-    errors = field_errors(lines) if isinstance(lines, list) else None
+    errors = field_errors(exc.errors) if isinstance(exc, ConnectorConfigError) else None
     return ApiError(status, str(exc), code=exc.error_code, errors=errors)
 
 

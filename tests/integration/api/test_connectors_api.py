@@ -46,6 +46,11 @@ def test_connector_lifecycle_and_its_dag(server: Server, tmp_path: Path, unique:
     refused = server.call("POST", "/connectors", op, json=bad)
     assert refused.status_code == 422
     assert {"role", "tables[0].mode"} <= {e["field"] for e in refused.json()["errors"]}
+    # a problem found when discovering the tables names its table's field too
+    missing = dict(data, tables=[dict(data["tables"][0], table="ho_so_x")])
+    answer = server.call("POST", "/connectors/validate", op, json=missing).json()
+    assert [e["field"] for e in answer["errors"]] == ["tables[0]"], answer
+    assert answer["errors"][0]["message"].startswith("(ho_so_x) ")
     unknown = server.call("POST", "/connectors", op, json=dict(data, colour="red"))
     assert unknown.status_code == 422 and "colour" in unknown.text
     assert server.call("POST", "/connectors", auditor, json=data).status_code == 403
