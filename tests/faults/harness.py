@@ -42,7 +42,6 @@ import sqlalchemy as sa
 from sqlalchemy import func, select
 from sqlalchemy.dialects import mysql
 
-from bus import broker
 from bus.archive.models import ArchiveEntry
 from bus.archive.verify import verify
 from bus.config import Settings
@@ -50,9 +49,9 @@ from bus.connector_service.registration import register
 from bus.connectors_db import ConnectorStore
 from bus.consume import Consumer, Message, end_offsets
 from bus.db import session_scope
-from bus.db.engine import dispose_engines
 from bus.dlq_ops import list_dead_letters
 from bus.runs import list_runs
+from tests.helpers import assert_broker_lost_refusal, drop_tables
 from tests.integration.connectors.helpers import config
 from tests.unit.catalog.support import write_dataset
 
@@ -588,17 +587,6 @@ def _kind(url: str) -> str:
     return "postgresql" if url.startswith("postgresql") else "mariadb"
 
 
-def drop(url: str, *tables: str) -> None:
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            quote = engine.dialect.identifier_preparer.quote
-            for name in tables:
-                conn.execute(sa.text(f"DROP TABLE IF EXISTS {quote(name)}"))
-    finally:
-        engine.dispose()
-
-
 @contextlib.contextmanager
 def pipeline(
     settings: Settings, tmp_path: Path, unique: str, src_url: str, dst_url: str, **kw: Any
@@ -608,8 +596,8 @@ def pipeline(
     try:
         yield made
     finally:
-        drop(src_url, made.src_table)
-        drop(dst_url, made.dst_table)
+        drop_tables(src_url, [made.src_table])
+        drop_tables(dst_url, [made.dst_table])
 
 
 # ---- broker restart -------------------------------------------------------------------------
@@ -619,23 +607,6 @@ def pipeline(
 # re-publishes the archived events and moves source positions and consumer offsets back; the
 # source rerun publishes again what never reached the archive (issue 13, hole 3). Only a
 # pipeline on a broker of its own (``own_broker``) may be restarted, never the session's.
-
-BROKER_LOST = "error: the broker lost data"
-
-
-@contextlib.contextmanager
-def own_broker(tmp_path: Path) -> Iterator[Settings]:
-    """Settings of a state folder with an embedded broker of its own, found by the state
-    folder (``broker.json``), not by ``LGSP_KAFKA_BOOTSTRAP``: restarts move its port."""
-    home = tmp_path / "own-broker-home"
-    home.mkdir()
-    settings = Settings(home=home)
-    broker.start_embedded(settings)
-    try:
-        yield settings
-    finally:
-        broker.stop_embedded(settings)
-        dispose_engines()
 
 
 def restart_broker(pipe: Pipeline) -> None:
@@ -649,10 +620,7 @@ def restart_broker(pipe: Pipeline) -> None:
 
 def assert_refused(outcome: Outcome) -> None:
     """A run on a broker that lost data: exit 4 and one line naming the recovery command."""
-    lines = outcome.err.strip().splitlines()
-    assert outcome.rc == 4, outcome.describe()
-    assert len(lines) == 1 and lines[0].startswith(BROKER_LOST), outcome.describe()
-    assert "lgsp broker restore" in lines[0], outcome.describe()
+    assert_broker_lost_refusal(outcome.rc, outcome.err, outcome.describe())
 
 
 def recover_broker(pipe: Pipeline) -> None:
@@ -759,6 +727,18 @@ class Account:
             self.admin(f"REVOKE INSERT, UPDATE ON {self.name}.{table} FROM {self.name}")
         else:  # the grant is on the database: revoke it there
             self.admin(f"REVOKE INSERT, UPDATE ON {self.name}.* FROM '{self.name}'@'%'")
+
+    def can_write(self, table: str) -> bool:
+        """Whether this login may INSERT into ``table`` (asked of the server, to know that a
+        revoke or a grant landed)."""
+        if self.kind == "postgresql":
+            query = "SELECT has_table_privilege(:u, :t, 'INSERT')"
+            return bool(self.admin(query, u=self.name, t=f"{self.name}.{table}")[0][0])
+        query = (
+            "SELECT count(*) FROM information_schema.schema_privileges "
+            "WHERE grantee = :g AND table_schema = :s AND privilege_type = 'INSERT'"
+        )
+        return bool(self.admin(query, g=f"'{self.name}'@'%'", s=self.name)[0][0])
 
     def grant_writes(self, table: str) -> None:
         if self.kind == "postgresql":

@@ -26,7 +26,8 @@ from bus.reconcile.service import run_reconcile
 from bus.serde.jsoncodec import JsonToAvro
 from conftest import MYSQL_URL, PG_URL
 from connectors.errors import ConnectorConfigError
-from tests.integration.connectors.helpers import config, drop_tables
+from tests.helpers import drop_tables
+from tests.integration.connectors.helpers import config
 
 pytestmark = pytest.mark.integration
 

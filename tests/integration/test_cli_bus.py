@@ -7,11 +7,10 @@ import socket
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from bus.cli.main import cli
 from bus.config import Settings, reset_settings
 from bus.consume import end_offsets
+from tests.helpers import run_cli as run
 
 pytestmark = pytest.mark.integration
 
@@ -29,11 +28,6 @@ RECORD = {
         {"name": "received_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
     ],
 }
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture

@@ -6,9 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from bus.cli.main import cli
 from bus.config import Settings
 from bus.connectors_db import ConnectorStore
 from bus.errors import ExitCode
@@ -17,6 +15,7 @@ from bus.registry.errors import InvalidSubjectError, SubjectInUseError
 from bus.registry.store import check_subject
 from bus.registry.usage import SubjectUse, delete_subject, subject_users
 from tests.helpers import record_schema, register_topic
+from tests.helpers import run_cli as _cli
 from tests.unit.catalog.support import publish
 
 WARD = "lgsp.79.760.26734.tthc.dossier"
@@ -80,11 +79,6 @@ def test_an_unused_subject_deletes_without_force(offline_settings: Settings) -> 
 
 def _optional(name: str) -> dict:
     return {"name": name, "type": ["null", "string"], "default": None}
-
-
-def _cli(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_cli_schema_delete(offline_cli_env: dict, tmp_path: Path) -> None:

@@ -31,7 +31,8 @@ from bus.registry import Registry, subject_for
 from bus.sync import run
 from conftest import MYSQL_URL, PG_URL
 from connectors.errors import ConnectorConfigError
-from tests.integration.connectors.helpers import config, drop_tables
+from tests.helpers import drop_tables
+from tests.integration.connectors.helpers import config
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,8 @@ from bus.db import session_scope
 from bus.db.models import Run
 from bus.sync import run
 from conftest import MYSQL_URL, PG_URL
-from tests.integration.connectors.helpers import config, drop_tables
+from tests.helpers import drop_tables
+from tests.integration.connectors.helpers import config
 
 pytestmark = pytest.mark.integration
 
