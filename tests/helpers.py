@@ -102,3 +102,15 @@ def assert_broker_lost_refusal(code: int, err: str, what: str = "") -> None:
     assert code == 4, (code, err, what)
     assert len(lines) == 1 and lines[0].startswith(BROKER_LOST), (err, what)
     assert "lgsp broker restore" in lines[0], (err, what)
+
+
+def read_rows(url: str, table: str, columns: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """Every row of ``table`` (its ``columns``, or all) in the database of ``url``, as dicts."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            t = sa.Table(table, sa.MetaData(), autoload_with=conn)
+            chosen = [t.c[c] for c in columns] if columns is not None else list(t.c)
+            return [dict(r) for r in conn.execute(sa.select(*chosen)).mappings()]
+    finally:
+        engine.dispose()

@@ -51,7 +51,7 @@ from bus.consume import Consumer, Message, end_offsets
 from bus.db import session_scope
 from bus.dlq_ops import list_dead_letters
 from bus.runs import list_runs
-from tests.helpers import assert_broker_lost_refusal, drop_tables
+from tests.helpers import assert_broker_lost_refusal, drop_tables, read_rows
 from tests.integration.connectors.helpers import config
 from tests.unit.catalog.support import write_dataset
 
@@ -238,14 +238,8 @@ def table_rows(
     url: str, table: str, columns: list[str], key: str, *, booleans: tuple[str, ...] = ()
 ) -> dict[Any, tuple[Any, ...]]:
     """``{key: (column values...)}`` of ``table``, normalised."""
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            t = sa.Table(table, sa.MetaData(), autoload_with=conn)
-            rows = conn.execute(select(*[t.c[c] for c in columns])).mappings().all()
-    finally:
-        engine.dispose()
-    return {row[key]: _values(dict(row), columns, booleans) for row in rows}
+    rows = read_rows(url, table, columns)
+    return {row[key]: _values(row, columns, booleans) for row in rows}
 
 
 def _values(row: dict[str, Any], columns: list[str], booleans: tuple[str, ...]) -> tuple:
