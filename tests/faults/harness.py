@@ -684,6 +684,14 @@ class Account:
         else:
             self.admin(f"DROP USER IF EXISTS '{n}'@'%'", f"DROP DATABASE IF EXISTS {n}")
 
+    def sessions(self) -> int:
+        """How many server sessions this login has open."""
+        if self.kind == "postgresql":
+            query = "SELECT count(*) FROM pg_stat_activity WHERE usename = :u"
+        else:
+            query = "SELECT count(*) FROM information_schema.processlist WHERE user = :u"
+        return int(self.admin(query, u=self.name)[0][0])
+
     def terminate_sessions(self) -> int:
         """End every server session of this login (``pg_terminate_backend``, ``KILL``)."""
         if self.kind == "postgresql":

@@ -3,7 +3,9 @@
 The sink writes as a login of the test's own (``harness.Account``), so each fault hits only
 its sessions: its backends terminated mid-run (``pg_terminate_backend``, MariaDB ``KILL``), its
 target table locked by another session, its INSERT/UPDATE privileges revoked then granted
-back. A source table is dropped under a running source and restored. A run that exits 0 must
+back. A source table is dropped under a running source and restored. Each fault is first
+checked to have landed (a session terminated, the sink seen waiting on the lock, the privilege
+gone from the server's tables, the table gone while the run still ran). A run that exits 0 must
 have done all its work (``Pipeline.check_completed``); one that failed must say so in the run
 history; after the faults every stage runs to the end and ``Pipeline.assert_invariant``
 holds (sink = source on every column, no dead letter; the archive is left to the kill -9
@@ -74,10 +76,13 @@ def _terminate_sessions(pipe: Pipeline, login: Account, rng: random.Random) -> i
     pipe.change(rng, inserts=rng.randrange(100, 250), updates=20, deletes=5)
     pipe.check_completed("source", pipe.procs.run(*pipe.stages["source"][0]))
     running = pipe.procs.start(*_sink(pipe))
+    while running.alive() and not login.sessions():
+        time.sleep(0.02)  # until the sink has connected: the first termination hits it
     terminated = 0
     while running.alive():
-        time.sleep(rng.uniform(0.1, 1.0))
         terminated += login.terminate_sessions()
+        time.sleep(rng.uniform(0.1, 1.0))
+    assert terminated > 0, "no session of the sink was terminated: the fault hit nothing"
     outcome = running.wait()
     pipe.procs.outcomes.append(outcome)
     _judge(pipe, outcome)
