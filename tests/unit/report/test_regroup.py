@@ -10,6 +10,7 @@ import datetime as dt
 import json
 from collections import Counter
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -182,3 +183,56 @@ def test_a_rekeyed_copy_counts_with_its_original_code() -> None:
     own = {**copy, "op": "c", "ts_ms": 3}  # a change by the new ward's own source
     latest.add(own)
     assert latest.records()[0]["receiving_unit"] == "26737"
+
+
+def test_cli_as_hierarchy_and_trend_csv_and_chart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import csv
+    import io
+
+    import sqlalchemy as sa
+    from click.testing import CliRunner
+
+    from bus.cli.main import cli
+    from bus.config import reset_settings
+    from bus.envelope import load_record_schema
+    from bus.generate import DATASETS, load_records
+
+    monkeypatch.setenv("LGSP_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("LGSP_HIERARCHY", raising=False)
+    reset_settings()
+    june, sent = generated(["26734", "26737"], 2025, 6)  # a merge and a split
+    later, _ = generated(["26737"], 2025, 8)  # the new Tân Định
+    url = f"sqlite:///{tmp_path / 'city.db'}"
+    engine = sa.create_engine(url)
+    load_records(
+        engine, "ho_so", load_record_schema(DATASETS["tthc.dossier"].schema_path), june + later
+    )
+    engine.dispose()
+    base = ["report", "sla", "--level", "ward", "--url", url, "--table", "ho_so"]
+
+    result = CliRunner().invoke(
+        cli, [*base, "--month", "2025-06", "--as-hierarchy", "hcmc-2025", "--csv"],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = {r["unit"]: r for r in csv.DictReader(io.StringIO(result.stdout)) if r["field"] == "all"}
+    assert rows["26737"]["received"] == str(sent["26734"])  # old Tân Định only
+    assert "not regrouped: 26737 Phường Đa Kao (hcmc-2024), 2 dossiers: split" in result.stderr
+
+    chart = tmp_path / "trend.png"
+    result = CliRunner().invoke(
+        cli,
+        [*base, "--month", "2025-08", "--as-hierarchy", "hcmc-2025", "--trend", "24",
+         "--csv", "--chart", str(chart)],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    trend = [r for r in csv.DictReader(io.StringIO(result.stdout)) if r["unit"] == "26737"]
+    assert [r["month"] for r in trend][:1] == ["2023-09"] and len(trend) == 24
+    assert {r["month"]: r["received"] for r in trend}["2025-06"] == "1"
+    assert {r["month"]: r["received"] for r in trend}["2025-08"] == "1"
+    assert chart.read_bytes().startswith(b"\x89PNG")
+    bad = CliRunner().invoke(cli, [*base, "--month", "2025-08", "--trend", "0"])
+    assert bad.exit_code == 2 and "--trend" in bad.output
