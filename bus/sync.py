@@ -45,7 +45,7 @@ from bus.publish import Publisher
 from bus.registry import Registry, subject_for
 from bus.registry.compat import quiet_avro
 from bus.runs import record_run, start_run
-from bus.units.timeline import refuse_replaced_unit
+from bus.units.timeline import hierarchy_of_topics, refuse_replaced_unit
 from connectors import plugins as connector_types
 from connectors.base import Batch, Connector, Invalid, WriteReport
 from connectors.errors import ConnectorBusyError, TableStoppedError
@@ -140,13 +140,21 @@ Progress = Callable[[TableReport], None]
 TABLE_ERRORS = (ConfigurationError, FatalError)
 
 
-def connector_for(settings: Context | Settings, name: str) -> Connector:
-    """The connector object of a registered connector (its stored file re-validated)."""
+def connector_for(settings: Context | Settings, name: str, *, reading: bool = False) -> Connector:
+    """The connector object of a registered connector (its stored file re-validated).
+
+    A source of a unit that a recorded cut-over ended is refused, naming what replaced it.
+    ``reading``: the connector only reads its tables (a reconciliation through a reform's
+    mapping): it is then built in the hierarchy it was registered in, not refused."""
     ctx = Context.of(settings)
     stored = ctx.connectors.get(name)
-    refuse_replaced_unit(ctx.settings, stored.unit, stored.topics)
+    hierarchy = ctx.hierarchy
+    if reading:
+        hierarchy = hierarchy_of_topics(ctx.hierarchy.name, stored.topics or {})
+    else:
+        refuse_replaced_unit(ctx.settings, stored.unit, stored.topics)
     connector = connector_types.build(
-        stored.config, hierarchy=ctx.hierarchy, batch_size=ctx.settings.batch_size
+        stored.config, hierarchy=hierarchy, batch_size=ctx.settings.batch_size
     )
     return attach_catalogue(connector, ctx.settings)
 

@@ -99,6 +99,8 @@ class ConnectorPair:
     warnings: list[str]
     origin_unit: str | None = None  # the source's unit, when the sink gathers many units
     json_columns: list[str] = field(default_factory=list)
+    mapped: Any = None  # a ThroughMapping: an old unit's table against the new unit's copy
+    unit_columns: list[str] = field(default_factory=list)  # the source's unit fields' columns
 
 
 @dataclass

@@ -96,7 +96,7 @@ class LatestDossiers:
             return after
         if new not in self._successors.get(old, ()):
             return after
-        from bus.routes.reform import rekey_record
+        from bus.units.rekey import rekey_record
 
         self.rekeyed += 1
         return rekey_record(after, new, old)

@@ -44,6 +44,7 @@ from bus.routes.plan import init_subjects
 from bus.runs import record_run
 from bus.units import Hierarchy, topic_name
 from bus.units.changes import UnitChange
+from bus.units.rekey import rekey_record
 from bus.units.timeline import (
     Cutover,
     Timeline,
@@ -90,18 +91,6 @@ class ReformReport:
             "per_target": dict(sorted(self.per_target.items())),
             "per_source": dict(sorted(self.per_source.items())),
         }
-
-
-def is_unit_field(name: str) -> bool:
-    """The record fields that hold a unit code: ``unit`` and ``*_unit``."""
-    return name == "unit" or name.endswith("_unit")
-
-
-def rekey_record(record: dict[str, Any], old: str, new: str) -> dict[str, Any]:
-    return {
-        k: (new if is_unit_field(k) and isinstance(v, str) and v == old else v)
-        for k, v in record.items()
-    }
 
 
 def _current_state(ctx: Context, topic: str) -> tuple[int, list[dict[str, Any]]]:

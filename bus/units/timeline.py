@@ -336,6 +336,18 @@ def no_successor_hint(timeline: Timeline, old_h: Hierarchy, code: str, cut: Cuto
     return f"the units below it became {shown} of {cut.to_hierarchy!r}"
 
 
+def hierarchy_of_topics(first: str, topics: Mapping[str, str]) -> Hierarchy:
+    """The hierarchy a connector was registered in: ``first`` (the one in force) when its
+    stored topics name units of it, else the shipped hierarchy whose units they name (topics
+    keep their names across a reform)."""
+    names = [first, *(n for n in available_hierarchies() if n != first)]
+    for name in names:
+        h = load_hierarchy(name)
+        if all(_topic_in(h, t) for t in topics.values()):
+            return h
+    return load_hierarchy(first)
+
+
 def _topic_in(h: Hierarchy, topic: str) -> bool:
     from bus.units.topics import parse_topic
 

@@ -1,0 +1,82 @@
+"""Reconciling across a reform (``lgsp reconcile CONNECTOR TABLE --against SINK
+--through-mapping``): an old unit's table against the new unit's copy of it.
+
+After ``lgsp route reform`` the new unit's topic holds the old unit's rows re-keyed: the same
+keys and values, the unit fields (``unit``, ``*_unit``) holding the new code, and the event's
+``source`` still the old unit (the sink's ``_lgsp_unit``). The comparison is the ordinary one
+(:func:`bus.reconcile.core.reconcile`) with the copy filtered to the rows the old unit
+published (``_lgsp_unit`` = old code) *and* whose unit fields hold the code the mapping gives
+(so a row re-keyed to the wrong unit shows as missing), the unit fields themselves left out
+of the value comparison.
+
+The sink must be of a unit the old unit's change leads to (or an ancestor of it in the new
+hierarchy, such as the city). A split whose rule chooses the part by a field cannot be
+selected in SQL and is refused; a split with only a default part sends every row there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from bus.config import Settings
+from bus.errors import ConfigurationError
+from bus.units.timeline import hierarchy_of_topics, load_timeline
+
+
+@dataclass(frozen=True)
+class ThroughMapping:
+    """The old unit, the new unit its rows go to, and both hierarchies."""
+
+    old: str
+    new: str
+    old_hierarchy: str
+    new_hierarchy: str
+    kind: str
+
+    def describe(self) -> str:
+        return (
+            f"compared through the mapping: {self.old} ({self.old_hierarchy}) -> {self.new} "
+            f"({self.new_hierarchy}, {self.kind})"
+        )
+
+
+def through_mapping(
+    settings: Settings,
+    source_unit: str,
+    source_topics: Mapping[str, str],
+    sink_unit: str,
+    sink_topics: Mapping[str, str],
+    in_force: str,
+) -> ThroughMapping:
+    """Where the source unit's rows went at the reform between the source's hierarchy and
+    the sink's; a clear error when the mapping does not lead them to that sink."""
+    timeline = load_timeline(settings)
+    old_h = hierarchy_of_topics(in_force, source_topics)
+    new_h = hierarchy_of_topics(in_force, sink_topics)
+    what = f"--through-mapping: source unit {source_unit} ({old_h.name})"
+    if old_h.name == new_h.name:
+        raise ConfigurationError(
+            f"{what} and the sink's unit {sink_unit} are in the same hierarchy: reconcile "
+            "without --through-mapping"
+        )
+    changes = [
+        c for c in timeline.changes_of(source_unit, old_h.name) if c.to_hierarchy == new_h.name
+    ]
+    if not changes:
+        raise ConfigurationError(f"{what} has no change into {new_h.name!r}")
+    change = changes[0]
+    if change.kind == "split" and change.rule is not None and change.rule.field:
+        raise ConfigurationError(
+            f"{what} was split by its field {change.rule.field!r} into {', '.join(change.new)}: "
+            "the rows of one part cannot be selected in SQL; reconcile each part with "
+            "--target-where"
+        )
+    target = change.target({})
+    chain = {target, *(u.code for u in new_h.ancestors(target))}
+    if sink_unit not in chain:
+        raise ConfigurationError(
+            f"{what} went to {target} ({new_h.get(target).name}) on "
+            f"{change.effective.isoformat()}; sink unit {sink_unit} does not receive it"
+        )
+    return ThroughMapping(source_unit, target, old_h.name, new_h.name, change.kind)
