@@ -144,12 +144,13 @@ def connector_for(settings: Context | Settings, name: str, *, reading: bool = Fa
     """The connector object of a registered connector (its stored file re-validated).
 
     A source of a unit that a recorded cut-over ended is refused, naming what replaced it.
-    ``reading``: the connector only reads its tables (a reconciliation through a reform's
-    mapping): it is then built in the hierarchy it was registered in, not refused."""
+    A sink, or a source built only to read its tables (``reading``: a reconciliation through
+    a reform's mapping), runs in its own era: it is built in the hierarchy its stored topics
+    belong to (a district's sink still drains the district topic of the old hierarchy)."""
     ctx = Context.of(settings)
     stored = ctx.connectors.get(name)
     hierarchy = ctx.hierarchy
-    if reading:
+    if reading or stored.role != "source":
         hierarchy = hierarchy_of_topics(ctx.hierarchy.name, stored.topics or {})
     else:
         refuse_replaced_unit(ctx.settings, stored.unit, stored.topics)
@@ -291,7 +292,10 @@ class SyncRun:
             with self.connector, quiet_avro():
                 wanted = self._wanted(tables)
                 self.connector.check()
-                self.topics = self.connector.config.topics(self.ctx.hierarchy)
+                era = hierarchy_of_topics(  # a sink of an ended unit drains its own era
+                    self.ctx.hierarchy.name, self.ctx.connectors.get(self.name).topics or {}
+                )
+                self.topics = self.connector.config.topics(era)
                 broker_guard.check(settings, [self.topics[t] for t in wanted])
                 if report.role == "source" and self.follow is None:
                     self._run_source(wanted)

@@ -68,38 +68,52 @@ def default_as_of(month: str, now: dt.datetime, tz: dt.tzinfo) -> dt.datetime:
 # -- reading the published dossiers ---------------------------------------------------------
 
 
+class Originals:
+    """A reform's re-keyed copy (``lgsp route reform``) holds the new unit's code in its unit
+    fields and the old unit as its ``source`` (a sink's ``_lgsp_unit``): counted with the
+    original code, the code of the era its dossier was received in (codes are reused across
+    eras, and the dossier's dates are the original's)."""
+
+    def __init__(self, timeline: Timeline) -> None:
+        self._successors: dict[str, set[str]] = {}
+        for c in timeline.changes:
+            if c.cross_era:
+                self._successors.setdefault(c.old, set()).update(c.new)
+        self.restored = 0
+
+    def __call__(self, record: dict[str, Any], source_unit: object) -> dict[str, Any]:
+        old = str(source_unit or "")
+        new = str(record.get("receiving_unit") or record.get("unit") or "")
+        if not old or old == new or new not in self._successors.get(old, ()):
+            return record
+        from bus.units.rekey import rekey_record
+
+        self.restored += 1
+        return rekey_record(record, new, old)
+
+
 class LatestDossiers:
     """The latest version of each dossier from change events (``ts_ms`` order; ties: later).
 
-    ``timeline``: a re-keyed copy of a reform (``lgsp route reform``: a snapshot read whose
-    record's unit is a successor of its ``source`` unit) counts with its original unit code,
-    the code of the era its dossier was received in (codes are reused across eras, and the
-    dossier's dates are the original's)."""
+    ``originals``: a reform's re-keyed copies (snapshot reads) count with their original
+    unit codes (see :class:`Originals`)."""
 
-    def __init__(self, timeline: Timeline | None = None) -> None:
+    def __init__(self, originals: Originals | None = None) -> None:
         self._records: dict[str, dict[str, Any]] = {}
         self._ts: dict[str, int] = {}
         self.events = 0
         self.unreadable = 0
-        self.rekeyed = 0
-        self._successors: dict[str, set[str]] = {}
-        if timeline is not None:
-            for c in timeline.changes:
-                if c.cross_era:
-                    self._successors.setdefault(c.old, set()).update(c.new)
+        self.originals = originals
+
+    @property
+    def rekeyed(self) -> int:
+        return self.originals.restored if self.originals is not None else 0
 
     def _original(self, event: Mapping[str, Any], after: dict[str, Any]) -> dict[str, Any]:
         source = event.get("source")
-        old = str(source.get("unit") or "") if isinstance(source, Mapping) else ""
-        new = str(after.get("receiving_unit") or after.get("unit") or "")
-        if event.get("op") != "r" or not old or old == new:
+        if self.originals is None or event.get("op") != "r" or not isinstance(source, Mapping):
             return after
-        if new not in self._successors.get(old, ()):
-            return after
-        from bus.units.rekey import rekey_record
-
-        self.rekeyed += 1
-        return rekey_record(after, new, old)
+        return self.originals(after, source.get("unit"))
 
     @staticmethod
     def _dossier_id(event: Mapping[str, Any]) -> str | None:
@@ -152,7 +166,7 @@ def read_topic(settings: Settings, topic: str) -> LatestDossiers:
     from bus.consume import Consumer, SkipCount
     from bus.units.timeline import load_timeline
 
-    latest = LatestDossiers(load_timeline(settings))
+    latest = LatestDossiers(Originals(load_timeline(settings)))
     skip = SkipCount()
 
     def handle(batch: list[Any]) -> None:
@@ -167,13 +181,16 @@ def read_topic(settings: Settings, topic: str) -> LatestDossiers:
     return latest
 
 
-def read_table(url: str, table: str) -> Iterator[dict[str, Any]]:
+def read_table(
+    url: str, table: str, originals: Originals | None = None
+) -> Iterator[dict[str, Any]]:
     """Dossier records from a SQL table (``schema.table`` allowed), streamed.
 
     ``status_history`` may be JSON text; rows flagged deleted (the sink's ``_lgsp_deleted``,
     or a ``__deleted``, ``_deleted``, ``deleted`` or ``is_deleted`` column, by the connectors'
     rule ``connectors.soft_delete``) are left out.
-    Naive timestamps are read as UTC.
+    Naive timestamps are read as UTC. ``originals``: a row a reform re-keyed (its
+    ``_lgsp_unit`` the old unit) counts with its original code.
     """
     from connectors.soft_delete import is_deleted
     from connectors.sql.types import split_table
@@ -201,6 +218,8 @@ def read_table(url: str, table: str) -> Iterator[dict[str, Any]]:
                 record = dict(row)
                 if any(is_deleted(record.get(c)) for c in deleted):
                     continue
+                if originals is not None and record.get("_lgsp_unit"):
+                    record = originals(record, record["_lgsp_unit"])
                 history = record.get("status_history")
                 if isinstance(history, str | bytes):
                     try:
@@ -460,7 +479,10 @@ def _read_records(
     if url is not None and table is not None:
         if topic is not None:
             raise ConfigurationError("topic: not used when reading a SQL table (url, table)")
-        return read_table(url, table), f"table {table}", 0
+        from bus.units.timeline import load_timeline
+
+        originals = Originals(load_timeline(settings))
+        return read_table(url, table, originals), f"table {table}", 0
     name = topic or city_topic(h)
     latest = read_topic(settings, name)
     return latest.records(), f"topic {name}", latest.unreadable

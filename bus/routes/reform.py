@@ -235,6 +235,7 @@ def run_reform(
                 Cutover(old_h.name, new_h.name, effective),
                 {"datasets": datasets},
             )
+        Context.forget(ctx.settings)  # the hierarchy in force changed for this process
         with Publisher(ctx.settings, ctx.registry, origin=broker_guard.REFORM) as publisher:
             for name, keyed in plans.items():
                 init_subjects(ctx, name, eras=[old_h.name, new_h.name])

@@ -17,7 +17,7 @@ import pytest
 
 from bus.errors import ConfigurationError
 from bus.report.regroup import Regrouping
-from bus.report.service import LatestDossiers, build_report, trend_report
+from bus.report.service import LatestDossiers, Originals, build_report, trend_report
 from bus.units.timeline import load_timeline
 from tests.unit.report.cases import H2024, H2025, VN, dossier
 
@@ -175,7 +175,7 @@ def test_a_rekeyed_copy_counts_with_its_original_code() -> None:
         "after": {**record, "receiving_unit": "26734"},
     }
     copy = {**original, "op": "r", "ts_ms": 2, "after": record}  # re-keyed 26734 -> 26737
-    latest = LatestDossiers(load_timeline())
+    latest = LatestDossiers(Originals(load_timeline()))
     latest.add(original)
     latest.add(copy)
     [kept] = latest.records()
