@@ -9,6 +9,11 @@ published (``_lgsp_unit`` = old code) *and* whose unit fields hold the code the 
 (so a row re-keyed to the wrong unit shows as missing), the unit fields themselves left out
 of the value comparison.
 
+Where the reform reused the old code for the new unit (old 26740 Bến Nghé, new 26740 Sài
+Gòn), the new unit's own rows carry the same ``_lgsp_unit`` and unit code: the copy is then
+also limited to rows stamped at most at the effective day (``_lgsp_ts_ms``), which a
+re-keyed copy of an older row is; a row changed since shows as missing, never hidden.
+
 The sink must be of a unit the old unit's change leads to (or an ancestor of it in the new
 hierarchy, such as the city). A split whose rule chooses the part by a field cannot be
 selected in SQL and is refused; a split with only a default part sends every row there.
@@ -16,8 +21,10 @@ selected in SQL and is refused; a split with only a default part sends every row
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from bus.config import Settings
 from bus.errors import ConfigurationError
@@ -33,6 +40,13 @@ class ThroughMapping:
     old_hierarchy: str
     new_hierarchy: str
     kind: str
+    effective_ms: int = 0  # the effective day's first millisecond in Vietnam
+
+    @property
+    def same_code(self) -> bool:
+        """The old and the new unit share a code (the reform reused it): their rows in the
+        copy differ only by time (a re-keyed copy is stamped at most at the effective day)."""
+        return self.old == self.new
 
     def describe(self) -> str:
         return (
@@ -79,4 +93,13 @@ def through_mapping(
             f"{what} went to {target} ({new_h.get(target).name}) on "
             f"{change.effective.isoformat()}; sink unit {sink_unit} does not receive it"
         )
-    return ThroughMapping(source_unit, target, old_h.name, new_h.name, change.kind)
+    return ThroughMapping(
+        source_unit, target, old_h.name, new_h.name, change.kind, effective_ms(change.effective)
+    )
+
+
+def effective_ms(day: dt.date) -> int:
+    """The first millisecond of ``day`` in Vietnam (the time a re-keyed copy is stamped with
+    when its original is older)."""
+    start = dt.datetime.combine(day, dt.time(), ZoneInfo("Asia/Ho_Chi_Minh"))
+    return int(start.timestamp() * 1000)

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from bus.config import Settings
 from bus.errors import ConfigurationError, LgspError, NotFoundError
-from bus.reconcile.core import ConnectorPair, Endpoint, Options, reconcile
+from bus.reconcile.core import Between, ConnectorPair, Endpoint, Options, reconcile
 from bus.reconcile.report import Report
 from bus.reconcile.store import save_report
 from bus.units.rekey import is_unit_field
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 SINK_DELETED = "_lgsp_deleted"
 SINK_UNIT = "_lgsp_unit"  # the publishing unit of each row (the event's source.unit)
+SINK_TS = "_lgsp_ts_ms"  # the change time of the event that wrote the row
 
 
 def _connector(settings: Settings, name: str, role: str, option: str, reading: bool = False) -> Any:
@@ -246,6 +247,14 @@ def run_reconcile(
             SINK_UNIT: pair.mapped.old,
             **dict.fromkeys(units, pair.mapped.new),
         }
+        if pair.mapped.same_code:
+            pair.target.where[SINK_TS] = Between(below=pair.mapped.effective_ms + 1)
+            pair.warnings.append(
+                f"unit code {pair.mapped.old} is both the old and the new unit's: only copy "
+                f"rows stamped at most at the effective day are compared ({SINK_TS})"
+            )
+        # the rows whose unit fields held the old code, on both sides
+        pair.source.where = {**pair.source.where, **dict.fromkeys(units, pair.mapped.old)}
         ignored = tuple(pair.unit_columns)
     elif target_where:
         pair.target.where = dict(target_where)

@@ -69,9 +69,15 @@ class Regrouping:
         self._order = {name: i for i, name in enumerate(self.timeline.era_names)}
 
     def place(
-        self, code: str, received: dt.date, record: Mapping[str, Any] | None = None
+        self,
+        code: str,
+        received: dt.date,
+        record: Mapping[str, Any] | None = None,
+        *,
+        count: bool = True,
     ) -> tuple[str | None, str]:
-        """(a code of ``target`` or None, reason: '' | 'unknown' | 'not regrouped')."""
+        """(a code of ``target`` or None, reason: '' | 'unknown' | 'not regrouped'); a dossier
+        not regrouped is counted for its unit when ``count`` (received in the report's period)."""
         try:
             era = self.timeline.hierarchy_on(received)
         except ConfigurationError:
@@ -88,7 +94,7 @@ class Regrouping:
             key = (era.name, code)
             if key not in self.refused:
                 self.refused[key] = NotRegrouped(code, era.get(code).name, era.name, why)
-            self.refused[key].dossiers += 1
+            self.refused[key].dossiers += int(count)
             return None, "not regrouped"
         return placed, ""
 
@@ -145,4 +151,6 @@ class Regrouping:
         return homes.pop(), ""
 
     def not_regrouped(self) -> list[NotRegrouped]:
-        return sorted(self.refused.values(), key=lambda n: (n.hierarchy, int(n.unit)))
+        """The units with dossiers received in the report's period that were not placed."""
+        found = [n for n in self.refused.values() if n.dossiers]
+        return sorted(found, key=lambda n: (n.hierarchy, int(n.unit)))

@@ -332,11 +332,13 @@ def place_dossiers(
     level: str,
     cal: WorkCalendar,
     regroup: Regrouping | None = None,
+    since: dt.datetime | None = None,
 ) -> list[DossierTimes]:
     """Each record as scored times of the reporting unit of ``level`` it counts for, the
     report's skip counters kept. With ``regroup``, codes are first taken from the era of the
     dossier's received date into the report's hierarchy (the ones that cannot be placed are
-    listed in ``report.not_regrouped``)."""
+    listed in ``report.not_regrouped``, counting the dossiers received from ``since`` to the
+    report's ``as_of``)."""
     roll = _Roller(h, level, report.scope, cal.local_date(report.as_of))
     times: list[DossierTimes] = []
     for record in records:
@@ -349,7 +351,8 @@ def place_dossiers(
             continue
         received = cal.local_date(d.received_at)
         if regroup is not None:
-            placed, why = regroup.place(d.unit, received, record)
+            counted = (since is None or d.received_at >= since) and d.received_at <= report.as_of
+            placed, why = regroup.place(d.unit, received, record, count=counted)
             if placed is None:
                 if why == "unknown":
                     report.unknown_unit += 1
@@ -415,7 +418,7 @@ def build_report(
         hierarchy=h.name,
         source=source,
     )
-    times = place_dossiers(records, report, h, level, cal, regroup)
+    times = place_dossiers(records, report, h, level, cal, regroup, since=start)
 
     by_field = aggregate(
         times, ("unit", "field", "month"), as_of=as_of, calendar=cal, months=[month]
@@ -590,7 +593,8 @@ def trend_report(
         unit=unit,
         calendar=cal,
     )  # checks level, unit and as_of the way a one-month report does
-    times = place_dossiers(records, probe, hierarchy, level, cal, regroup)
+    first, _ = month_window(labels[0], cal.tz)
+    times = place_dossiers(records, probe, hierarchy, level, cal, regroup, since=first)
     counted = aggregate(times, ("unit", "month"), as_of=as_of, calendar=cal, months=labels)
     table = {(r["unit"], r["month"]): r for r in counted}
     codes = {r["unit"] for r in counted}
