@@ -129,7 +129,11 @@ def _after(mode: Any, after: Any) -> Any:
 
 def describe(position: dict[str, Any] | None) -> str:
     """One line for a table: ``after 2025-07-01T08:00:00+00:00, key sha256:1a2b3c4d``."""
-    shown = display(position)
+    return summarize(display(position))
+
+
+def summarize(shown: dict[str, Any] | None) -> str:
+    """:func:`describe` of a position already passed through :func:`display`."""
     if not shown:
         return ""
     parts: list[str] = []

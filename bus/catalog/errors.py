@@ -7,3 +7,5 @@ from bus.errors import ConfigurationError
 
 class AccessDeniedError(ConfigurationError):
     """No live grant allows this delivery (never granted, revoked, expired, other purpose)."""
+
+    http_status = 403

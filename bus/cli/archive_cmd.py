@@ -207,8 +207,8 @@ def audit_group() -> None:
     "checkpoints_file",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="Exported checkpoints (JSON lines) to check the database against "
-    "(default: the archiver's checkpoint_export_file, when it exists).",
+    help="An off-host copy of the exported checkpoints (JSON lines) to check the database "
+    "against, besides the archiver's own checkpoint_export_file; --strict requires it.",
 )
 @click.option(
     "--allow-unsigned-tail",
@@ -217,16 +217,10 @@ def audit_group() -> None:
     "without it they fail.",
 )
 @click.option(
-    "--allow-missing-export",
-    is_flag=True,
-    help="Accept signed checkpoints with no exported copy to compare them with (a warning); "
-    "without it that fails.",
-)
-@click.option(
     "--strict",
     is_flag=True,
-    help="Every warning fails: also requires --public-key and an exported checkpoints file "
-    "that is up to date.",
+    help="The auditor's mode: every warning fails; requires --checkpoints FILE (an off-host "
+    "copy, up to date) and --public-key.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def audit_verify(
@@ -234,7 +228,6 @@ def audit_verify(
     public_keys: tuple[Path, ...],
     checkpoints_file: Path | None,
     allow_unsigned_tail: bool,
-    allow_missing_export: bool,
     strict: bool,
     as_json: bool,
 ) -> None:
@@ -249,7 +242,6 @@ def audit_verify(
         public_keys=keys,
         checkpoints_file=checkpoints_file,
         allow_unsigned_tail=allow_unsigned_tail,
-        allow_missing_export=allow_missing_export,
         strict=strict,
     )
     if dataset is not None and report.ok and not report.chains:
@@ -268,10 +260,26 @@ def audit_verify(
                 "latest_digest": report.latest_digest,
                 "checkpoints_file": report.checkpoints_file,
                 "exported_checkpoints": report.exported_checkpoints,
+                "local_export": {
+                    "path": report.local_export,
+                    "present": report.local_export_present,
+                    "exported_checkpoints": report.local_exported,
+                },
                 "unsigned_entries": report.unsigned_entries,
                 "unsigned_accepted": report.unsigned_accepted,
                 "key_ids": report.key_ids,
                 "problems": [str(p) for p in report.problems],
+                "problem_details": [
+                    {
+                        "kind": p.kind,
+                        "checkpoint": p.checkpoint,
+                        "topic": p.topic,
+                        "partition": p.partition,
+                        "position": p.seq,
+                        "detail": p.detail,
+                    }
+                    for p in report.problems
+                ],
                 "more_problems": report.more_problems,
                 "warnings": report.warnings,
                 "entries_per_s": round(report.rate),
@@ -301,13 +309,20 @@ def _echo_verify(report: VerifyReport, dataset: str | None) -> None:
         f"({report.rate:,.0f} entries/s); verifying key id(s): "
         f"{', '.join(report.key_ids) or 'none'}"
     )
+    if report.local_export_present:
+        click.echo(
+            f"compared with {report.local_exported} exported checkpoint(s) in "
+            f"{report.local_export} (the archiver's local export)"
+        )
+    else:
+        click.echo(f"the archiver's local export {report.local_export} is missing")
     if report.checkpoints_file is not None:
         click.echo(
             f"compared with {report.exported_checkpoints} exported checkpoint(s) in "
-            f"{report.checkpoints_file}"
+            f"{report.checkpoints_file} (off-host copy)"
         )
     else:
-        click.echo("no exported checkpoints compared (--checkpoints FILE)")
+        click.echo("no off-host copy of the checkpoints compared (--checkpoints FILE)")
     if report.latest_checkpoint is not None:
         click.echo(
             f"latest valid checkpoint {report.latest_checkpoint}, digest {report.latest_digest}"
@@ -393,6 +408,14 @@ def _echo_replay(report: ReplayReport, err: bool = False) -> None:
     type=click.Path(path_type=Path),
     help="Public key PEM(s) to verify checkpoints with.",
 )
+@click.option(
+    "--checkpoints",
+    "checkpoints_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="An off-host copy of the exported checkpoints to verify the archive against "
+    "(as 'lgsp audit verify --checkpoints').",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the as-of report as JSON.")
 def replay(
     dataset: str,
@@ -406,6 +429,7 @@ def replay(
     unit: str | None,
     purpose: str | None,
     public_keys: tuple[Path, ...],
+    checkpoints_file: Path | None,
     as_json: bool,
 ) -> None:
     """Rebuild DATASET as of a moment (--as-of, --into) or print its events (--from/--to).
@@ -437,6 +461,7 @@ def replay(
             unit=unit,
             replace=replace,
             public_keys=keys,
+            checkpoints_file=checkpoints_file,
         )
         if as_json:
             echo_json(report.to_dict())
@@ -453,7 +478,14 @@ def replay(
     begin = parse_cli_time(start, "--from") if start else None
     finish = parse_cli_time(end, "--to") if end else None
     report, events = replay_events(
-        s, dataset, purpose=purpose, start=begin, end=finish, unit=unit, public_keys=keys
+        s,
+        dataset,
+        purpose=purpose,
+        start=begin,
+        end=finish,
+        unit=unit,
+        public_keys=keys,
+        checkpoints_file=checkpoints_file,
     )
     for event in events:
         click.echo(dumps(event))

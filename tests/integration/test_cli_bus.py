@@ -7,12 +7,11 @@ import socket
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from bus.cli.main import cli
 from bus.config import Settings, get_settings, reset_settings
 from bus.kafka.ends import end_offsets
 from bus.serde import AvroCodec
+from tests.helpers import run_cli as run
 
 pytestmark = pytest.mark.integration
 
@@ -30,11 +29,6 @@ RECORD = {
         {"name": "received_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
     ],
 }
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture
