@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from bus.catalog._common import agency_name_problem, fold, utcnow
 from bus.catalog.agencies import ensure_agency
+from bus.catalog.errors import InvalidFieldsError
 from bus.catalog.models import Dataset
 from bus.config import Settings
 from bus.db import retry_conflicts, session_scope
@@ -246,7 +247,7 @@ def parse_dataset(
             problems.append("key: expected the record's key fields (or 'primary_key' in schema)")
 
     if problems or model is None or record is None:
-        raise ConfigurationError(f"{where}: " + "; ".join(problems or ["invalid"]))
+        raise InvalidFieldsError(problems or ["invalid"], where)
     return DatasetSpec(
         name=model.name,
         publisher=model.publisher,

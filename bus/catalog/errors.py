@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
-from bus.errors import ConfigurationError
+from bus.errors import ConfigurationError, NotFoundError
 
 
 class AccessDeniedError(ConfigurationError):
     """No live grant allows this delivery (never granted, revoked, expired, other purpose)."""
+
+
+class InvalidFieldsError(ConfigurationError):
+    """Input with one or more invalid fields; ``errors`` lists every one as ``field: why``
+    (what the HTTP API returns per field)."""
+
+    def __init__(self, errors: list[str], where: str | None = None) -> None:
+        self.errors = list(errors)
+        super().__init__((f"{where}: " if where else "") + "; ".join(self.errors))
+
+
+class MissingReferenceError(InvalidFieldsError, NotFoundError):
+    """Invalid fields of which at least one names a thing that does not exist."""

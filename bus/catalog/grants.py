@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 
 from bus.catalog._common import fold, today_vn, utcnow
-from bus.catalog.errors import AccessDeniedError
+from bus.catalog.errors import AccessDeniedError, InvalidFieldsError, MissingReferenceError
 from bus.catalog.masking import GrantView, load_pii_key
 from bus.catalog.models import Agency, Dataset, Grant
 from bus.config import Settings
@@ -151,7 +151,7 @@ def add_grant(
                 f"'lgsp agency add {agency} --display \"...\"'"
             )
         if problems:
-            raise (NotFoundError if missing else ConfigurationError)("; ".join(problems))
+            raise (MissingReferenceError if missing else InvalidFieldsError)(problems)
         assert ds is not None and expiry is not None
         for row in s.scalars(
             select(Grant).where(Grant.agency == agency, Grant.dataset == dataset)
@@ -305,3 +305,35 @@ def live_grant(
             "nothing delivered"
         )
     return grant_view(settings, grant)
+
+
+def auditor_view(settings: Settings, agency: str, dataset: str) -> GrantView:
+    """What an auditor of ``agency`` sees of ``dataset``'s events (history, replay): every
+    field, with the PII fields as tokens except those that a live grant of ``agency`` with
+    PII allowed covers. ``allow_pii`` is true when nothing is left to hide, so that
+    ``apply_grant`` keeps the source position then, as for such a grant."""
+    with session_scope(settings) as s:
+        ds = s.get(Dataset, dataset)
+        if ds is None:
+            raise NotFoundError(f"dataset {dataset!r} is not in the catalogue")
+        fields, pii, keys = tuple(ds.fields), frozenset(ds.pii), tuple(ds.key_fields)
+    covered: set[str] = set()
+    grant_id = 0
+    for grant in list_grants(settings, agency=agency, dataset=dataset, live_only=True):
+        if grant.allow_pii:
+            covered |= set(grant.fields)
+            grant_id = grant.id
+    hidden = pii - covered
+    return GrantView(
+        id=grant_id,
+        dataset=dataset,
+        agency=agency,
+        purpose="audit",
+        legal_basis="",
+        fields=fields,
+        allow_pii=not hidden,
+        pii_fields=frozenset(hidden),
+        key_fields=keys,
+        expires=dt.date.max,
+        token_key=load_pii_key(settings),
+    )
