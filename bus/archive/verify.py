@@ -135,6 +135,26 @@ class VerifyReport:
     def rate(self) -> float:
         return self.entries / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
+    def to_dict(self) -> dict[str, Any]:
+        """The report as ``lgsp audit verify --json`` prints it."""
+        return {
+            "ok": self.ok,
+            "entries": self.entries,
+            "chains": [c.__dict__ for c in self.chains],
+            "checkpoints": self.checkpoints,
+            "latest_checkpoint": self.latest_checkpoint,
+            "latest_digest": self.latest_digest,
+            "checkpoints_file": self.checkpoints_file,
+            "exported_checkpoints": self.exported_checkpoints,
+            "unsigned_entries": self.unsigned_entries,
+            "unsigned_accepted": self.unsigned_accepted,
+            "key_ids": self.key_ids,
+            "problems": [str(p) for p in self.problems],
+            "more_problems": self.more_problems,
+            "warnings": self.warnings,
+            "entries_per_s": round(self.rate),
+        }
+
 
 @dataclass
 class _Signed:

@@ -254,25 +254,7 @@ def audit_verify(
             "see 'lgsp archive status'"
         )
     if as_json:
-        echo_json(
-            {
-                "ok": report.ok,
-                "entries": report.entries,
-                "chains": [c.__dict__ for c in report.chains],
-                "checkpoints": report.checkpoints,
-                "latest_checkpoint": report.latest_checkpoint,
-                "latest_digest": report.latest_digest,
-                "checkpoints_file": report.checkpoints_file,
-                "exported_checkpoints": report.exported_checkpoints,
-                "unsigned_entries": report.unsigned_entries,
-                "unsigned_accepted": report.unsigned_accepted,
-                "key_ids": report.key_ids,
-                "problems": [str(p) for p in report.problems],
-                "more_problems": report.more_problems,
-                "warnings": report.warnings,
-                "entries_per_s": round(report.rate),
-            }
-        )
+        echo_json(report.to_dict())
     else:
         _echo_verify(report, dataset)
     if not report.ok:

@@ -1,0 +1,392 @@
+"""The auditor API: archive status, ``verify`` as a background job, the history of one key
+across the hash chains, and replay to JSON lines (streamed). Auditor role; every call is
+written to the access log (principal ``api-key:<id>``, the key's agency).
+
+Reads of records (history, replay) need the purpose in an ``X-Purpose`` header. Their
+personal data is tokenised (``bus.catalog.masking``) except the PII fields that a live grant
+of the auditor's agency with PII allowed covers (``bus.catalog.grants.auditor_view``).
+
+Replay is ``bus.archive.replay``'s: ``from``/``to`` gives the events of ``lgsp replay
+--from/--to`` line for line; ``as_of`` gives the rows ``lgsp replay --as-of --into`` writes
+(one JSON line per key, in key order) and their content hash in ``X-LGSP-Content-Hash``, the
+hash that command reports when nothing is masked.
+
+Verify jobs run one at a time in this process; the newest 100 are kept in memory (a restart
+forgets them; the access log keeps who started which).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from bus.api.auth import allow, context
+from bus.api.catalog import field_error, principal, renamed
+from bus.api.errors import ApiError
+from bus.archive.history import KeyHistory, key_from_text, key_history
+from bus.archive.replay import content_hash, replay_events, rows_as_of
+from bus.archive.signing import parse_public_key
+from bus.archive.status import archive_status
+from bus.archive.verify import verify
+from bus.catalog import get_dataset, record_access
+from bus.catalog.api_keys import KeyInfo
+from bus.catalog.grants import auditor_view
+from bus.catalog.masking import GrantView, apply_grant, token
+from bus.config import Settings
+from bus.context import Context
+from bus.errors import ConfigurationError, LgspError, NotFoundError
+from bus.serde.jsoncodec import dumps
+from bus.timeutil import parse_cli_time
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+auditor = allow("audit", "auditor")
+KEPT_JOBS = 100
+JSONL = "application/x-ndjson"
+
+
+def purpose_required(x_purpose: str | None = Header(None, max_length=2000)) -> str:
+    if x_purpose is None or not x_purpose.strip():
+        raise field_error(
+            422, "X-Purpose", "required: say why the history is read (it goes to the access log)"
+        )
+    return x_purpose.strip()
+
+
+def logged(
+    ctx: Context,
+    key: KeyInfo,
+    dataset: str,
+    call: str,
+    *,
+    purpose: str = "",
+    records: int = 0,
+    **detail: Any,
+) -> None:
+    record_access(
+        ctx.settings,
+        principal=principal(key),
+        agency=key.agency,
+        dataset=dataset,
+        purpose=purpose,
+        records=records,
+        action="read",
+        detail={"call": call, **detail},
+    )
+
+
+def acting(ctx: Context, key: KeyInfo) -> Settings:
+    """The settings with the key as the principal (what the replay's access log names)."""
+    return ctx.settings.model_copy(update={"principal": principal(key)})
+
+
+def masker(view: GrantView) -> Any:
+    """The event as the auditor may see it (unchanged when nothing is hidden)."""
+    if not view.pii_fields:
+        return lambda event: event
+    return lambda event: apply_grant(event, view)
+
+
+# ---- archive status -----------------------------------------------------------------------
+
+
+@router.get("/archive")
+def status(
+    dataset: str | None = Query(None, max_length=100),
+    x_purpose: str | None = Header(None, max_length=2000),
+    ctx: Context = Depends(context),
+    key: KeyInfo = Depends(auditor),
+) -> dict[str, Any]:
+    """The archive's chains and heads (of ``dataset``, or all), its latest checkpoint and
+    signing key id (as ``lgsp archive status``)."""
+    state = archive_status(ctx.settings, dataset)
+    logged(ctx, key, dataset or "archive", "archive-status", purpose=x_purpose or "")
+    return state.to_dict()
+
+
+# ---- verify jobs --------------------------------------------------------------------------
+
+
+class VerifyBody(BaseModel):
+    """What ``lgsp audit verify`` takes (no server paths: keys are given as PEM text)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str | None = Field(None, max_length=100)
+    public_keys: list[str] = Field(
+        default_factory=list, max_length=10, description="public key PEMs (lgsp archive export-key)"
+    )
+    allow_unsigned_tail: bool = False
+    allow_missing_export: bool = False
+    strict: bool = False
+
+
+@dataclass
+class Job:
+    id: str
+    request: dict[str, Any]
+    started_by: str
+    agency: str
+    created: str
+    status: str = "queued"  # queued | running | done | failed
+    finished: str | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "id": self.id,
+                "status": self.status,
+                "request": self.request,
+                "started_by": self.started_by,
+                "agency": self.agency,
+                "created": self.created,
+                "finished": self.finished,
+                "ok": self.result["ok"] if self.result is not None else None,
+                "result": self.result,
+                "error": self.error,
+            }
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+class VerifyJobs:
+    """Verify runs, one at a time, the newest ``KEPT_JOBS`` kept."""
+
+    def __init__(self) -> None:
+        self.jobs: OrderedDict[str, Job] = OrderedDict()
+        self.lock = threading.Lock()
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lgsp-verify")
+
+    def start(self, settings: Settings, body: VerifyBody, key: KeyInfo) -> Job:
+        keys = [
+            parse_public_key(pem.encode(), f"public_keys.{i}")
+            for i, pem in enumerate(body.public_keys)
+        ] or None
+        job = Job(
+            uuid.uuid4().hex[:16],
+            body.model_dump(exclude={"public_keys"}) | {"public_keys": len(body.public_keys)},
+            principal(key),
+            key.agency,
+            _now(),
+        )
+        with self.lock:
+            self.jobs[job.id] = job
+            while len(self.jobs) > KEPT_JOBS:
+                self.jobs.popitem(last=False)
+        self.pool.submit(self._run, settings, job, body, keys)
+        return job
+
+    def _run(self, settings: Settings, job: Job, body: VerifyBody, keys: Any) -> None:
+        with job.lock:
+            job.status = "running"
+        try:
+            report = verify(
+                settings,
+                dataset=body.dataset,
+                public_keys=keys,
+                allow_unsigned_tail=body.allow_unsigned_tail,
+                allow_missing_export=body.allow_missing_export,
+                strict=body.strict,
+            )
+            result, error, state = report.to_dict(), None, "done"
+        except LgspError as exc:
+            result, error, state = None, str(exc), "failed"
+        except Exception as exc:  # the job's answer, not a dead thread
+            result, error, state = None, f"internal error ({type(exc).__name__})", "failed"
+        with job.lock:
+            job.status, job.result, job.error, job.finished = state, result, error, _now()
+
+    def get(self, job_id: str) -> Job:
+        with self.lock:
+            job = self.jobs.get(job_id)
+        if job is None:
+            raise ApiError(404, "no such verify job (jobs are kept in memory, the newest 100)")
+        return job
+
+
+_jobs_lock = threading.Lock()
+
+
+def jobs_of(request: Request) -> VerifyJobs:
+    with _jobs_lock:
+        jobs = getattr(request.app.state, "verify_jobs", None)
+        if jobs is None:
+            jobs = request.app.state.verify_jobs = VerifyJobs()
+        return jobs
+
+
+@router.post("/verify", status_code=202)
+def verify_start(
+    request: Request,
+    response: Response,
+    body: VerifyBody,
+    x_purpose: str | None = Header(None, max_length=2000),
+    ctx: Context = Depends(context),
+    key: KeyInfo = Depends(auditor),
+) -> dict[str, Any]:
+    """Start ``lgsp audit verify`` in the background: 202 with the job; GET it for the
+    result."""
+    if body.strict and body.allow_unsigned_tail:
+        raise field_error(422, "strict", "cannot be combined with allow_unsigned_tail")
+    try:
+        job = jobs_of(request).start(ctx.settings, body, key)
+    except ConfigurationError as exc:
+        raise renamed(exc, {}) from exc
+    logged(ctx, key, body.dataset or "archive", "verify", purpose=x_purpose or "", job=job.id)
+    response.headers["Location"] = f"{router.prefix}/verify/{job.id}"
+    return job.to_dict()
+
+
+@router.get("/verify/{job_id}")
+def verify_job(
+    request: Request,
+    job_id: str,
+    ctx: Context = Depends(context),
+    key: KeyInfo = Depends(auditor),
+) -> dict[str, Any]:
+    """A verify job: ``queued``, ``running``, ``done`` (with the report; ``ok`` says whether
+    the archive is intact) or ``failed`` (the error)."""
+    job = jobs_of(request).get(job_id)
+    logged(ctx, key, job.request.get("dataset") or "archive", "verify-result", job=job.id)
+    return job.to_dict()
+
+
+# ---- history of one key -------------------------------------------------------------------
+
+
+def _history_dict(history: KeyHistory, view: GrantView) -> dict[str, Any]:
+    mask = masker(view)
+    events = []
+    for event in history.events:
+        events.append(
+            {
+                "event_id": event.event_id,
+                "op": event.op,
+                "ts_ms": event.ts_ms,
+                "source_unit": event.source_unit,
+                "verified": event.verified,
+                "positions": [p.__dict__ for p in event.positions],
+                "event": mask(event.event),
+            }
+        )
+    shown_key = events[0]["event"].get("key") if events else None
+    return {
+        "dataset": history.dataset,
+        "key": shown_key,
+        "verified": history.ok,
+        "events": events,
+        "chains": [c.__dict__ for c in history.chains],
+    }
+
+
+@router.get("/datasets/{name}/history/{key:path}")
+def history(
+    name: str,
+    key: str,
+    purpose: str = Depends(purpose_required),
+    ctx: Context = Depends(context),
+    who: KeyInfo = Depends(auditor),
+) -> dict[str, Any]:
+    """Every archived event of one key, in event-time order, with its positions in the hash
+    chains and whether each chain verifies. The key: its value when the dataset has one key
+    field, else the JSON object of its key fields (URL-encoded)."""
+    info = get_dataset(ctx.settings, name)
+    try:
+        canonical = key_from_text(info.record_schema, info.key_fields, key)
+    except ConfigurationError as exc:
+        raise renamed(exc, {}) from exc
+    view = auditor_view(ctx.settings, who.agency, name)
+    detail = {"key_token": token(canonical, view.token_key)}
+    try:
+        found = key_history(ctx.settings, name, canonical)
+    except NotFoundError:
+        logged(ctx, who, name, "history", purpose=purpose, **detail)
+        raise
+    logged(ctx, who, name, "history", purpose=purpose, records=len(found.events), **detail)
+    return _history_dict(found, view)
+
+
+# ---- replay -------------------------------------------------------------------------------
+
+
+def _moment(value: str | None, name: str) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_cli_time(value, name)
+    except ConfigurationError as exc:
+        raise renamed(exc, {}) from exc
+
+
+@router.get("/datasets/{name}/replay", response_class=StreamingResponse)
+def replay(
+    name: str,
+    as_of: str | None = Query(None, description="the rows as of this time (with a zone)"),
+    start: str | None = Query(None, alias="from", description="events from this time"),
+    end: str | None = Query(None, alias="to", description="events before this time"),
+    unit: str | None = Query(None, max_length=200, description="only within this unit path"),
+    purpose: str = Depends(purpose_required),
+    ctx: Context = Depends(context),
+    key: KeyInfo = Depends(auditor),
+) -> StreamingResponse:
+    """The dataset's history as JSON lines, streamed: ``from``/``to`` the events of that
+    range (as ``lgsp replay --from --to`` prints them), or ``as_of`` the rows of the dataset
+    as it stood then (as ``lgsp replay --as-of --into`` writes them, with their content hash
+    in ``X-LGSP-Content-Hash``). Access-logged as a replay."""
+    moment, begin, finish = _moment(as_of, "as_of"), _moment(start, "from"), _moment(end, "to")
+    if moment is not None and (begin or finish):
+        raise field_error(422, "as_of", "cannot be combined with from/to")
+    if moment is None and begin is None and finish is None:
+        raise field_error(422, "as_of", "give as_of, or from and/or to (times with a zone)")
+    view = auditor_view(ctx.settings, key.agency, name)
+    mask = masker(view)
+    settings = acting(ctx, key)
+    headers: dict[str, str] = {}
+    try:
+        if moment is not None:
+            report, rows = rows_as_of(
+                settings, name, moment, purpose=purpose, unit=unit, agency=key.agency
+            )
+            shown = []
+            for row in rows:
+                masked = mask({"key": row["key"], "after": row["record"]})
+                shown.append(row | {"key": masked["key"], "record": masked["after"]})
+            headers["X-LGSP-Content-Hash"] = content_hash([(r["key"], r["record"]) for r in shown])
+            headers["X-LGSP-Keys"] = str(report.keys)
+            lines: Iterator[dict[str, Any]] = iter(shown)
+        else:
+            report, events = replay_events(
+                settings,
+                name,
+                purpose=purpose,
+                start=begin,
+                end=finish,
+                unit=unit,
+                agency=key.agency,
+            )
+            lines = (mask(event) for event in events)
+    except ConfigurationError as exc:
+        names = {"--from": "from", "--to": "to", "--as-of": "as_of", "--unit": "unit"}
+        raise renamed(exc, names) from exc
+    headers["X-LGSP-Selected"] = str(report.selected)
+    headers["X-LGSP-Masked"] = ",".join(sorted(view.pii_fields)) or "none"
+
+    def body() -> Iterator[bytes]:
+        for line in lines:
+            yield (dumps(line) + "\n").encode("utf-8")
+
+    return StreamingResponse(body(), media_type=JSONL, headers=headers)
