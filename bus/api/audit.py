@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import urllib.parse
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -54,12 +55,31 @@ KEPT_JOBS = 100
 JSONL = "application/x-ndjson"
 
 
-def purpose_required(x_purpose: str | None = Header(None, max_length=2000)) -> str:
-    if x_purpose is None or not x_purpose.strip():
+def header_text(value: str | None) -> str:
+    """A header's text: UTF-8 sent raw (``curl -H``) or percent-encoded (``Thanh%20tra``)."""
+    if not value:
+        return ""
+    try:
+        value = value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        pass
+    return urllib.parse.unquote(value, errors="strict").strip()
+
+
+def purpose_optional(x_purpose: str | None = Header(None, max_length=2000)) -> str:
+    try:
+        return header_text(x_purpose)
+    except UnicodeDecodeError:
+        why = "expected UTF-8 text (raw or percent-encoded)"
+        raise field_error(422, "X-Purpose", why) from None
+
+
+def purpose_required(purpose: str = Depends(purpose_optional)) -> str:
+    if not purpose:
         raise field_error(
             422, "X-Purpose", "required: say why the history is read (it goes to the access log)"
         )
-    return x_purpose.strip()
+    return purpose
 
 
 def logged(
@@ -102,14 +122,14 @@ def masker(view: GrantView) -> Any:
 @router.get("/archive")
 def status(
     dataset: str | None = Query(None, max_length=100),
-    x_purpose: str | None = Header(None, max_length=2000),
+    purpose: str = Depends(purpose_optional),
     ctx: Context = Depends(context),
     key: KeyInfo = Depends(auditor),
 ) -> dict[str, Any]:
     """The archive's chains and heads (of ``dataset``, or all), its latest checkpoint and
     signing key id (as ``lgsp archive status``)."""
     state = archive_status(ctx.settings, dataset)
-    logged(ctx, key, dataset or "archive", "archive-status", purpose=x_purpose or "")
+    logged(ctx, key, dataset or "archive", "archive-status", purpose=purpose)
     return state.to_dict()
 
 
@@ -234,7 +254,7 @@ def verify_start(
     request: Request,
     response: Response,
     body: VerifyBody,
-    x_purpose: str | None = Header(None, max_length=2000),
+    purpose: str = Depends(purpose_optional),
     ctx: Context = Depends(context),
     key: KeyInfo = Depends(auditor),
 ) -> dict[str, Any]:
@@ -246,7 +266,7 @@ def verify_start(
         job = jobs_of(request).start(ctx.settings, body, key)
     except ConfigurationError as exc:
         raise renamed(exc, {}) from exc
-    logged(ctx, key, body.dataset or "archive", "verify", purpose=x_purpose or "", job=job.id)
+    logged(ctx, key, body.dataset or "archive", "verify", purpose=purpose, job=job.id)
     response.headers["Location"] = f"{router.prefix}/verify/{job.id}"
     return job.to_dict()
 
@@ -297,9 +317,9 @@ def _history_dict(history: KeyHistory, view: GrantView) -> dict[str, Any]:
 def history(
     name: str,
     key: str,
+    who: KeyInfo = Depends(auditor),  # first: 401/403 before any other answer
     purpose: str = Depends(purpose_required),
     ctx: Context = Depends(context),
-    who: KeyInfo = Depends(auditor),
 ) -> dict[str, Any]:
     """Every archived event of one key, in event-time order, with its positions in the hash
     chains and whether each chain verifies. The key: its value when the dataset has one key
@@ -339,9 +359,9 @@ def replay(
     start: str | None = Query(None, alias="from", description="events from this time"),
     end: str | None = Query(None, alias="to", description="events before this time"),
     unit: str | None = Query(None, max_length=200, description="only within this unit path"),
+    key: KeyInfo = Depends(auditor),  # first: 401/403 before any other answer
     purpose: str = Depends(purpose_required),
     ctx: Context = Depends(context),
-    key: KeyInfo = Depends(auditor),
 ) -> StreamingResponse:
     """The dataset's history as JSON lines, streamed: ``from``/``to`` the events of that
     range (as ``lgsp replay --from --to`` prints them), or ``as_of`` the rows of the dataset
