@@ -33,19 +33,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bus.api.auth import allow, context
 from bus.api.catalog import field_error, principal, renamed
-from bus.api.errors import ApiError
+from bus.api.errors import ApiError, status_of
 from bus.archive.history import KeyHistory, key_from_text, key_history
 from bus.archive.replay import content_hash, replay_events, rows_as_of
 from bus.archive.signing import parse_public_key
 from bus.archive.status import archive_status
-from bus.archive.verify import verify
+from bus.archive.verify import require_archived, verify
 from bus.catalog import get_dataset, record_access
 from bus.catalog.api_keys import KeyInfo
 from bus.catalog.grants import auditor_view
 from bus.catalog.masking import GrantView, apply_grant, token
 from bus.config import Settings
 from bus.context import Context
-from bus.errors import ConfigurationError, LgspError, NotFoundError
+from bus.errors import ConfigurationError, LgspError
 from bus.serde.jsoncodec import dumps
 from bus.timeutil import parse_cli_time
 
@@ -222,6 +222,7 @@ class VerifyJobs:
                 allow_missing_export=body.allow_missing_export,
                 strict=body.strict,
             )
+            require_archived(report, body.dataset, "dataset")
             result, error, state = report.to_dict(), None, "done"
         except LgspError as exc:
             result, error, state = None, str(exc), "failed"
@@ -324,20 +325,24 @@ def history(
     """Every archived event of one key, in event-time order, with its positions in the hash
     chains and whether each chain verifies. The key: its value when the dataset has one key
     field, else the JSON object of its key fields (URL-encoded)."""
-    info = get_dataset(ctx.settings, name)
+    detail: dict[str, Any] = {"outcome": "ok"}
+    records = 0
     try:
-        canonical = key_from_text(info.record_schema, info.key_fields, key)
-    except ConfigurationError as exc:
-        raise renamed(exc, {}) from exc
-    view = auditor_view(ctx.settings, who.agency, name)
-    detail = {"key_token": token(canonical, view.token_key)}
-    try:
+        info = get_dataset(ctx.settings, name)
+        try:
+            canonical = key_from_text(info.record_schema, info.key_fields, key)
+        except ConfigurationError as exc:
+            raise renamed(exc, {}) from exc
+        view = auditor_view(ctx.settings, who.agency, name)
+        detail["key_token"] = token(canonical, view.token_key)
         found = key_history(ctx.settings, name, canonical)
-    except NotFoundError:
-        logged(ctx, who, name, "history", purpose=purpose, **detail)
+        records = len(found.events)
+        return _history_dict(found, view)
+    except (ApiError, LgspError) as exc:
+        detail["outcome"] = f"error {status_of(exc) if isinstance(exc, LgspError) else exc.status}"
         raise
-    logged(ctx, who, name, "history", purpose=purpose, records=len(found.events), **detail)
-    return _history_dict(found, view)
+    finally:  # every call, answered or not, without the key itself
+        logged(ctx, who, name[:100], "history", purpose=purpose, records=records, **detail)
 
 
 # ---- replay -------------------------------------------------------------------------------

@@ -52,7 +52,7 @@ from bus.archive.models import ArchiveChain, ArchiveCheckpoint, ArchiveEntry
 from bus.archive.signing import key_id, load_signing_key, verify_signature
 from bus.config import Settings
 from bus.db import open_engine
-from bus.errors import ConfigurationError, InvalidNameError
+from bus.errors import ConfigurationError, InvalidNameError, NotFoundError
 
 entry_t = ArchiveEntry.__table__
 chain_t = ArchiveChain.__table__
@@ -492,6 +492,15 @@ def verify(
         _warnings_fail(report, out, published_key=public_keys is not None)
     report.elapsed_s = time.perf_counter() - started
     return report
+
+
+def require_archived(report: VerifyReport, dataset: str | None, option: str = "--dataset") -> None:
+    """A verify of one dataset that found nothing of it is not a pass: ``NotFoundError``."""
+    if dataset is not None and report.ok and not report.chains:
+        raise NotFoundError(
+            f"{option}: nothing of {dataset!r} is archived (no chain, no signed head); "
+            "see 'lgsp archive status'"
+        )
 
 
 def _check_signed_tails(report: VerifyReport, out: _Collector, *, accept: bool) -> None:

@@ -15,9 +15,9 @@ from bus.archive.checkpoint import export_checkpoints, export_path
 from bus.archive.replay import ReplayReport, replay_as_of, replay_events
 from bus.archive.signing import load_public_key, load_signing_key, public_pem
 from bus.archive.status import archive_status
-from bus.archive.verify import VerifyReport, verify
+from bus.archive.verify import VerifyReport, require_archived, verify
 from bus.cli._common import context, echo_json, echo_table, settings
-from bus.errors import ConfigurationError, FatalError, NotFoundError
+from bus.errors import ConfigurationError, FatalError
 from bus.serde.jsoncodec import dumps
 from bus.timeutil import as_utc, from_epoch_ms, parse_cli_time
 
@@ -248,11 +248,7 @@ def audit_verify(
         allow_missing_export=allow_missing_export,
         strict=strict,
     )
-    if dataset is not None and report.ok and not report.chains:
-        raise NotFoundError(
-            f"--dataset: nothing of {dataset!r} is archived (no chain, no signed head); "
-            "see 'lgsp archive status'"
-        )
+    require_archived(report, dataset)
     if as_json:
         echo_json(report.to_dict())
     else:

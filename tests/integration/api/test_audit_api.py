@@ -151,6 +151,8 @@ def test_history_of_one_key_across_the_chains(server: Server, archived: str) -> 
     assert citizen_id(1) not in json.dumps([c.detail for c in calls])
     refused = query_access(server.settings, agency="ubnd-q1", action="refused")
     assert len(refused) == 1
+    outcomes = [c.detail["outcome"] for c in calls]
+    assert outcomes.count("ok") == 4 and "error 404" in outcomes and "error 422" in outcomes
 
     # a tampered entry: its chain no longer verifies, and the history says so
     with open_engine(server.settings).begin() as conn:
@@ -324,6 +326,11 @@ def test_archive_status_and_verify_jobs(server: Server, archived: str) -> None:
     assert server.call("POST", "/v1/audit/verify", operator, json={}).status_code == 403
     assert server.call("POST", "/v1/audit/verify", json={}).status_code == 401
     assert server.call("GET", "/v1/audit/verify/no-such-job", auditor).status_code == 404
+    empty = server.call("POST", "/v1/audit/verify", auditor, json={"dataset": "dancu.nope"})
+    nothing = finished(empty.json()["id"])
+    assert (
+        nothing["status"] == "failed" and "nothing of 'dancu.nope' is archived" in nothing["error"]
+    )
 
     # a tampered archive: the job is done and says the archive is not intact
     with open_engine(server.settings).begin() as conn:
@@ -342,5 +349,5 @@ def test_archive_status_and_verify_jobs(server: Server, archived: str) -> None:
         for e in query_access(server.settings, agency="thanh-tra", action="read")
         if e.detail
     ]
-    assert calls.count("verify") == 3 and calls.count("archive-status") == 1
+    assert calls.count("verify") == 4 and calls.count("archive-status") == 1
     assert "verify-result" in calls
