@@ -15,7 +15,8 @@ from bus.cli._common import context
     "--port", type=click.IntRange(1, 65535), default=None, help="[default: api.port, 8088]."
 )
 def serve(host: str | None, port: int | None) -> None:
-    """Serve the HTTP API: schema registry, connectors, health and metrics.
+    """Serve the HTTP API: schema registry, connectors, catalogue and grants, auditor API,
+    health and metrics.
 
     Runs until SIGTERM or Ctrl-C; a stop lets the requests in hand finish (30 s at most)."""
     import uvicorn
