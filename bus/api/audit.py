@@ -372,6 +372,24 @@ def replay(
     range (as ``lgsp replay --from --to`` prints them), or ``as_of`` the rows of the dataset
     as it stood then (as ``lgsp replay --as-of --into`` writes them, with their content hash
     in ``X-LGSP-Content-Hash``). Access-logged as a replay."""
+    try:  # a refused call is logged here; a replay run logs itself (action "replay")
+        return _replay(name, as_of, start, end, unit, key, purpose, ctx)
+    except (ApiError, LgspError) as exc:
+        status = status_of(exc) if isinstance(exc, LgspError) else exc.status
+        logged(ctx, key, name[:100], "replay", purpose=purpose, outcome=f"error {status}")
+        raise
+
+
+def _replay(
+    name: str,
+    as_of: str | None,
+    start: str | None,
+    end: str | None,
+    unit: str | None,
+    key: KeyInfo,
+    purpose: str,
+    ctx: Context,
+) -> StreamingResponse:
     moment, begin, finish = _moment(as_of, "as_of"), _moment(start, "from"), _moment(end, "to")
     if moment is not None and (begin or finish):
         raise field_error(422, "as_of", "cannot be combined with from/to")

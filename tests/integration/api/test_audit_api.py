@@ -275,6 +275,12 @@ def test_replay_jsonl_equals_the_cli(
     )
     assert nothing.status_code == 404
     assert len(query_access(server.settings, action="replay")) == len(logged)
+    early = [
+        e.detail["outcome"]
+        for e in query_access(server.settings, agency="thanh-tra", action="read")
+        if e.detail and e.detail["call"] == "replay"
+    ]
+    assert early == ["error 422"] * 6 + ["error 404"]  # bad times and the unknown dataset
 
 
 def test_archive_status_and_verify_jobs(server: Server, archived: str) -> None:
