@@ -192,6 +192,7 @@ def test_replay_jsonl_equals_the_cli(
     api = server.call("GET", replay, auditor, headers=PURPOSE, params={"from": FROM, "to": TO})
     assert api.status_code == 200, api.text
     assert api.headers["content-type"].startswith("application/x-ndjson")
+    assert api.headers["transfer-encoding"] == "chunked"  # streamed, no length known up front
     out = cli(cli_env, "replay", name, "--from", FROM, "--to", TO, "--purpose", purpose).stdout
     assert len(out.splitlines()) == 8
     assert hashlib.sha256(api.content).hexdigest() == hashlib.sha256(out).hexdigest()

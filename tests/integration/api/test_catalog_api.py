@@ -84,6 +84,13 @@ def test_datasets_publish_list_show_search(server: Server, unique: str) -> None:
     unknown = server.call("POST", "/v1/datasets", pub, json=dict(body, colour="red"))
     assert unknown.status_code == 422 and "colour" in fields_of(unknown)
     assert server.call("POST", "/v1/datasets", pub, json=["a"]).status_code == 422
+    for path in ("/v1/datasets", "/v1/grants"):
+        broken = server.call(
+            "POST", path, pub, data=b'{"name": ', headers={"Content-Type": "application/json"}
+        )
+        assert broken.status_code == 422 and broken.json()["errors"], broken.text
+    huge = server.call("POST", "/v1/datasets", pub, json=dict(body, legal_basis="x" * 2_000_000))
+    assert huge.status_code == 413
     assert list_datasets(server.settings) == []
 
     created = server.call("POST", "/v1/datasets", pub, json=body)
