@@ -297,6 +297,8 @@ def test_archive_status_and_verify_jobs(server: Server, archived: str) -> None:
     assert state["latest_checkpoint"]["n"] >= 1 and state["signing_key"]["key_id"]
     assert server.call("GET", "/v1/audit/archive", operator).status_code == 403
     assert server.call("GET", "/v1/audit/archive").status_code == 401
+    long = server.call("GET", "/v1/audit/archive", auditor, params={"dataset": "x" * 101})
+    assert long.status_code == 422 and long.json()["errors"][0]["field"] == "query.dataset"
 
     def finished(job_id: str) -> dict[str, Any]:
         deadline = time.monotonic() + 60
@@ -313,6 +315,9 @@ def test_archive_status_and_verify_jobs(server: Server, archived: str) -> None:
     job = finished(started.json()["id"])
     assert job["status"] == "done" and job["ok"] is True, job
     assert job["result"]["entries"] == 8 and job["result"]["problems"] == []
+    job_path = f"/v1/audit/verify/{job['id']}"
+    assert server.call("GET", job_path).status_code == 401
+    assert server.call("GET", job_path, operator).status_code == 403
 
     # with the auditor's own copy of the public key (PEM text, not a server path)
     key = load_signing_key(server.settings)

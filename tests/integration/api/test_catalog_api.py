@@ -127,6 +127,8 @@ def test_datasets_publish_list_show_search(server: Server, unique: str) -> None:
     blank = server.call("GET", "/v1/datasets/search", consumer, params={"q": "   "})
     assert blank.status_code == 422 and fields_of(blank) == {"q"}
     assert server.call("GET", "/v1/datasets/search", consumer).status_code == 422
+    assert server.call("GET", "/v1/datasets/search", params={"q": "x"}).status_code == 401
+    assert server.call("GET", f"/v1/datasets/{name}").status_code == 401
 
 
 def test_grants_add_list_revoke_and_the_access_log(server: Server, unique: str) -> None:
@@ -177,8 +179,12 @@ def test_grants_add_list_revoke_and_the_access_log(server: Server, unique: str) 
     assert ids(other) == ids(stranger) == []
     assert ids(auditor, dataset="dancu.nope") == []
     assert server.call("GET", "/v1/grants", operator).status_code == 403
+    assert server.call("GET", "/v1/grants").status_code == 401
+    maybe = server.call("GET", "/v1/grants", auditor, params={"live": "maybe"})
+    assert maybe.status_code == 422 and fields_of(maybe) == {"query.live"}
 
     path = f"/v1/grants/{grant['id']}"
+    assert server.call("DELETE", path).status_code == 401
     assert server.call("DELETE", path, other).status_code == 403
     assert server.call("DELETE", path, consumer).status_code == 403
     assert list_grants(server.settings, live_only=True) != []
