@@ -19,8 +19,9 @@ concurrent publisher can never make an intact broker look short.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,11 +177,12 @@ def judge(
     seen: Known,
     cluster_id: str | None,
     present: set[str],
-    ends: TopicEnds,
+    ends: TopicEnds | None,
 ) -> None:
     """The rule: raise ``BrokerDataLostError`` if the broker (``cluster_id``, the ``present``
     topics, their exact ``ends``) lost anything of ``seen``; otherwise record the cluster id
-    when the bus had none (or knew of nothing published)."""
+    when the bus had none (or knew of nothing published). ``ends`` None: not probed (the
+    light check judges the cluster id and the topics present only)."""
     problems: list[str] = []
     changed = seen.cluster_id is not None and cluster_id is not None
     changed = changed and cluster_id != seen.cluster_id
@@ -189,7 +191,7 @@ def judge(
     for (topic, partition), end in sorted(seen.ends.items()):
         if topic not in present:
             problems.append(f"topic {topic} is missing (the bus saw it reach offset {end})")
-        elif ends.get((topic, partition), 0) < end:
+        elif ends is not None and ends.get((topic, partition), 0) < end:
             problems.append(
                 f"{topic}[{partition}] ends at offset {ends.get((topic, partition), 0)}, "
                 f"the bus saw it reach {end}"
@@ -232,19 +234,44 @@ def check(settings: Settings, topics: Iterable[str] | None = None) -> None:
     judge(settings, seen, cluster_id, present, ends)
 
 
+Listing = Callable[[], tuple[str | None, set[str]]]
+
+
+def check_listed(settings: Settings, topics: Iterable[str] | None, listing: Listing) -> None:
+    """The light check: ``check`` judged on the cluster id and topics that ``listing`` gets
+    from the broker (a listing the caller needs anyway), without the fetch per partition for
+    the exact ends. What the bus knows is read first, as in ``check``."""
+    seen = known(settings, topics)
+    cluster_id, present = listing()
+    judge(settings, seen, cluster_id, present, None)
+
+
 class Periodic:
-    """``check`` at most every ``every_s`` seconds: for followed runs, on each poll cycle."""
+    """``check`` at most every ``every_s`` seconds: for followed runs, on each poll cycle.
 
-    def __init__(self, settings: Settings, topics: Iterable[str], every_s: float = 30.0) -> None:
+    ``now``: the first call checks in full (else the caller checked at its start). A call
+    given a ``listing`` that is not due for the full check runs the light one
+    (``check_listed``) instead of nothing."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        topics: Iterable[str] | None,
+        every_s: float = 30.0,
+        *,
+        now: bool = False,
+    ) -> None:
         self.settings = settings
-        self.topics = list(topics)
+        self.topics = None if topics is None else list(topics)
         self.every_s = every_s
-        self._last = time.monotonic()
+        self._last = -math.inf if now else time.monotonic()
 
-    def __call__(self) -> None:
+    def __call__(self, listing: Listing | None = None) -> None:
         if time.monotonic() - self._last >= self.every_s:
             check(self.settings, self.topics)
             self._last = time.monotonic()
+        elif listing is not None:
+            check_listed(self.settings, self.topics, listing)
 
 
 # ---- what the bus saw ------------------------------------------------------------------------

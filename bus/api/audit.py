@@ -146,7 +146,6 @@ class VerifyBody(BaseModel):
         default_factory=list, max_length=10, description="public key PEMs (lgsp archive export-key)"
     )
     allow_unsigned_tail: bool = False
-    allow_missing_export: bool = False
     strict: bool = False
 
 
@@ -219,7 +218,6 @@ class VerifyJobs:
                 dataset=body.dataset,
                 public_keys=keys,
                 allow_unsigned_tail=body.allow_unsigned_tail,
-                allow_missing_export=body.allow_missing_export,
                 strict=body.strict,
             )
             require_archived(report, body.dataset, "dataset")

@@ -69,6 +69,7 @@ log = logging.getLogger(__name__)
 
 GROUP_ID = "lgsp.archiver"
 APPEND_ATTEMPTS = 5
+GUARD_FULL_EVERY_S = 30.0  # a followed archiver's full broker guard; the light one between
 entry_t = ArchiveEntry.__table__
 chain_t = ArchiveChain.__table__
 
@@ -97,15 +98,25 @@ class ArchiveReport:
     key_generated: str | None = None
 
 
-def list_dataset_topics(settings: Settings, pattern: str | None = None) -> list[str]:
-    """Dataset topics on the broker, optionally filtered by comma-separated glob patterns."""
+def broker_topics(settings: Settings) -> tuple[str | None, list[str]]:
+    """The broker's cluster id and every topic on it (one admin client, one listing)."""
     client = clients.admin(settings)
     try:
         names = client.list_topics()
+        return broker_guard.cluster_id_of(client), names
     except KafkaError as exc:
         raise BrokerUnavailableError(f"cannot list topics ({type(exc).__name__})") from exc
     finally:
         client.close()
+
+
+def list_dataset_topics(
+    settings: Settings, pattern: str | None = None, *, names: Iterable[str] | None = None
+) -> list[str]:
+    """Dataset topics on the broker (or among ``names``), optionally filtered by
+    comma-separated glob patterns."""
+    if names is None:
+        names = broker_topics(settings)[1]
     globs = [p.strip() for p in (pattern or "").split(",") if p.strip()]
     return sorted(
         t
@@ -491,15 +502,34 @@ class Archiver:
         return notes
 
     def run_once(
-        self, pattern: str | None = None, *, sign: bool = True, record_idle: bool = True
+        self,
+        pattern: str | None = None,
+        *,
+        sign: bool = True,
+        record_idle: bool = True,
+        guard: broker_guard.Periodic | None = None,
     ) -> ArchiveReport:
         """One bounded run: archive every dataset topic (matching ``pattern``) up to its end.
 
         The run goes to the run history (``run`` table, kind ``archive``); with
-        ``record_idle=False`` only when it archived, signed or noted something.
+        ``record_idle=False`` only when it archived, signed or noted something. Before
+        planning, the broker guard checks every topic the bus knows of: in full (exact end
+        offsets, a fetch per partition), or with ``guard`` (a followed archiver's) in full
+        when it is due and else lightly, on the cluster id and topic list this run reads
+        anyway. The read itself judges the exact ends of the topics it archives.
         """
-        broker_guard.check(self.settings)  # every topic the bus knows of, before planning
-        report = ArchiveReport(topics=list_dataset_topics(self.settings, pattern))
+        listed: dict[str, list[str]] = {}
+
+        def listing() -> tuple[str | None, set[str]]:
+            cluster_id, listed["names"] = broker_topics(self.settings)
+            return cluster_id, set(listed["names"])
+
+        if guard is None:
+            broker_guard.check(self.settings)
+        else:
+            guard(listing)  # the light check lists the topics this run reads anyway
+        names = listed["names"] if "names" in listed else broker_topics(self.settings)[1]
+        report = ArchiveReport(topics=list_dataset_topics(self.settings, pattern, names=names))
         started = dt.datetime.now(dt.UTC)
         if report.topics:
             report.notes = self.prepare(report.topics)
@@ -547,11 +577,15 @@ class Archiver:
         """
         total = ArchiveReport()
         last_sign = time.monotonic()
+        # the full guard (exact ends of every topic the bus knows of) at the start and every
+        # GUARD_FULL_EVERY_S; the light one (cluster id, topics present, from the run's own
+        # listing) on the runs between, whose reads judge the archived topics' ends anyway
+        guard = broker_guard.Periodic(self.settings, None, GUARD_FULL_EVERY_S, now=True)
 
         def one_run() -> bool:
             nonlocal last_sign
             due = time.monotonic() - last_sign >= checkpoint_every_s
-            report = self.run_once(pattern, sign=due, record_idle=False)
+            report = self.run_once(pattern, sign=due, record_idle=False, guard=guard)
             if due:
                 last_sign = time.monotonic()
             total.topics = report.topics

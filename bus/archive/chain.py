@@ -21,9 +21,11 @@ broker incarnations of the topic (an embedded broker restart resets offsets to 0
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from bus.errors import InvalidNameError
 from bus.units.topics import TOPIC_PREFIX, validate_dataset_name
@@ -34,6 +36,13 @@ SEQ = struct.Struct(">Q")
 HEAD = struct.Struct(">Iqqic" + "HHiI")
 _pack_head = HEAD.pack
 _UNIT_PATH = re.compile(r"\d+(\.\d+)*")
+
+
+def canonical_json(data: Any) -> str:
+    """The archive's one canonical JSON, for everything it hashes or signs (checkpoint
+    messages, exported checkpoint lines, replay's content hash): object keys sorted, no
+    spaces, non-ASCII text kept as UTF-8."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def genesis(topic: str, partition: int) -> bytes:

@@ -23,11 +23,11 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError
 
+from bus.archive.chain import canonical_json
 from bus.archive.checkpoint_file import CheckpointRecord, ExportedFile
 from bus.archive.models import ArchiveChain, ArchiveCheckpoint
 from bus.archive.signing import SigningKey
@@ -42,10 +42,6 @@ EXPORT_NAME = "archive-checkpoints.jsonl"
 
 chain_t = ArchiveChain.__table__
 checkpoint_t = ArchiveCheckpoint.__table__
-
-
-def canonical_json(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def message_digest(message: str) -> str:

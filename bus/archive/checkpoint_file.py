@@ -13,7 +13,9 @@ unchanged and that the chains still match the heads they sign: a checkpoint dele
 database, or a chain rewritten below an exported checkpoint, fails verification.
 
 Writers take an exclusive ``flock`` on the file, so two archivers signing at the same moment
-append whole lines in order. Only this module knows the line format.
+append whole lines in order; readers take a shared one. Only this module knows the line format,
+and one rule (``_lines``) says what a line is for the reader of the whole file and for the
+archiver's look at its last line.
 """
 
 from __future__ import annotations
@@ -23,14 +25,17 @@ import binascii
 import fcntl
 import json
 import os
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from bus.archive.chain import canonical_json
 from bus.errors import ConfigurationError
 
 TAIL_CHUNK = 65536
+LOCK_WAIT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -43,16 +48,13 @@ class CheckpointRecord:
     signature: bytes
 
     def line(self) -> str:
-        return json.dumps(
+        return canonical_json(
             {
                 "n": self.n,
                 "key_id": self.key_id,
                 "message": self.message,
                 "signature": base64.b64encode(self.signature).decode("ascii"),
-            },
-            sort_keys=True,
-            separators=(",", ":"),
-            ensure_ascii=False,
+            }
         )
 
 
@@ -74,31 +76,67 @@ def parse_line(text: str) -> CheckpointRecord:
     return CheckpointRecord(n, kid, message, raw)
 
 
-def read_exported(path: Path, where: str) -> tuple[list[CheckpointRecord], list[str]]:
+def _lines(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """The one rule for the file's lines, for every reader of it: split at ``\\n`` only (a
+    canonical JSON line holds no raw newline), whitespace around a line ignored (a ``\\r`` of
+    a copy made on Windows, trailing spaces), blank lines skipped. Yields (line number counted
+    from 1 within ``data``, the line)."""
+    for number, raw in enumerate(data.split(b"\n"), 1):
+        line = raw.strip()
+        if line:
+            yield number, line
+
+
+@dataclass(frozen=True)
+class BadLine:
+    """A line of the file that is not a checkpoint, and the checkpoint it follows (0: none)."""
+
+    number: int
+    reason: str
+    after: int
+
+    def __str__(self) -> str:
+        return f"line {self.number}: {self.reason}"
+
+
+def read_exported(path: Path, where: str) -> tuple[list[CheckpointRecord], list[BadLine]]:
     """The checkpoints of an exported file and the lines that are not checkpoints
-    (``"line 7: not JSON"``). ``where`` names the option or setting, for the error."""
+    (``line 7: not JSON``). ``where`` names the option or setting, for the error.
+
+    The file is read under a shared lock (bounded wait), so a line the archiver is appending
+    under its exclusive lock is read whole or not at all."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        data = _read_shared(path)
     except OSError as exc:
         raise ConfigurationError(f"{where}: cannot read {path} ({exc.strerror})") from exc
-    except UnicodeDecodeError:
-        raise ConfigurationError(
-            f"{where}: {path} is not UTF-8 text (expected JSON lines of checkpoints)"
-        ) from None
     records: list[CheckpointRecord] = []
-    bad: list[str] = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
+    bad: list[BadLine] = []
+    for number, line in _lines(data):
         try:
-            records.append(parse_line(line))
+            records.append(parse_line(line.decode("utf-8")))
+        except UnicodeDecodeError:
+            bad.append(BadLine(number, "not UTF-8 text", records[-1].n if records else 0))
         except ValueError as exc:
-            bad.append(f"line {number}: {exc}")
+            bad.append(BadLine(number, str(exc), records[-1].n if records else 0))
     return records, bad
 
 
+def _read_shared(path: Path) -> bytes:
+    with open(path, "rb") as handle:
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:  # a writer stuck holding it: read anyway
+                    break
+                time.sleep(0.02)
+        return handle.read()  # the lock goes with the handle
+
+
 def _last_line(handle: IO[bytes]) -> bytes:
-    """The last non-empty line of an open file, read from its end."""
+    """The last line of an open file by the ``_lines`` rule, read from its end."""
     end = handle.seek(0, os.SEEK_END)
     buffer = b""
     position = end
@@ -107,9 +145,10 @@ def _last_line(handle: IO[bytes]) -> bytes:
         position -= step
         handle.seek(position)
         buffer = handle.read(step) + buffer
-        lines = buffer.rstrip(b"\n").split(b"\n")
-        if len(lines) > 1 or position == 0:
-            return lines[-1]
+        found = list(_lines(buffer))
+        # the first piece of a chunk may be the end of a longer line: only a later one is whole
+        if found and (position == 0 or found[-1][0] > 1):
+            return found[-1][1]
     return b""
 
 
@@ -143,7 +182,7 @@ class ExportedFile:
         """The last exported checkpoint; ``ValueError`` when the last line is not one."""
         assert self._handle is not None
         line = _last_line(self._handle)
-        return parse_line(line.decode("utf-8")) if line.strip() else None
+        return parse_line(line.decode("utf-8")) if line else None
 
     def append(self, records: Iterable[CheckpointRecord]) -> int:
         """Append whole lines and flush them to disk; how many were written."""
@@ -152,7 +191,10 @@ class ExportedFile:
         if not data:
             return 0
         try:
-            self._handle.seek(0, os.SEEK_END)
+            if self._handle.seek(0, os.SEEK_END) > 0:
+                self._handle.seek(-1, os.SEEK_END)
+                if self._handle.read(1) != b"\n":  # a last line without its newline
+                    data = b"\n" + data
             self._handle.write(data)
             self._handle.flush()
             os.fsync(self._handle.fileno())
@@ -160,4 +202,4 @@ class ExportedFile:
             raise ConfigurationError(
                 f"checkpoint_export_file: cannot append to {self.path} ({exc.strerror})"
             ) from exc
-        return data.count(b"\n")
+        return len(list(_lines(data)))

@@ -11,22 +11,26 @@ What is reported, with the position (``seq``) in its chain:
 - a checkpoint that is missing from the numbering, does not link to the previous one, is not
   signed by the verifying key, or whose signature does not verify;
 - a signed head that differs from the archive (the chain was rewritten) or is gone;
-- with an exported checkpoints file (``bus.archive.checkpoint_file``): an exported checkpoint
-  that the database lacks or holds changed, a file line that is not a validly signed
-  checkpoint, a file that does not run 1, 2, 3... with each line linking to the one before.
-  The heads of exported checkpoints count as signed heads, so a chain rewritten below one of
-  them fails even when the database's checkpoints were replaced.
+- with exported copies of the checkpoints (``bus.archive.checkpoint_file``; the archiver's
+  local export file and, given, an off-host copy): an exported checkpoint that the database
+  lacks or holds changed, a file line that is not a validly signed checkpoint, a file that
+  does not run 1, 2, 3... with each line linking to the one before, and a local export that
+  lacks checkpoints of the database (cut). The heads of exported checkpoints count as signed
+  heads, so a chain rewritten below one of them fails even when the database's checkpoints
+  were replaced.
 
 Verification fails closed: every chain head must be covered by a signed checkpoint. Entries
 after the last signed position of their chain (an "unsigned tail": appended since the last
 checkpoint, or left when checkpoints were removed) are a problem unless the caller accepts
-them (``allow_unsigned_tail``), in which case they are a warning that counts them. Signed
-checkpoints with no exported copy to compare them with (the archiver's export file gone, no
-``checkpoints_file``) are a problem too unless ``allow_missing_export``: deleting the latest
-checkpoint with the tail it signed leaves a consistent database. ``strict``
-turns every warning into a problem (no exported file compared, a file that lags the database)
-and also fails when the signatures were checked with the configured key rather than a
-published one.
+them (``allow_unsigned_tail``), in which case they are a warning that counts them. A missing
+local export is a warning: then nothing exported is compared, and a checkpoint deleted with
+the tail it signed leaves a consistent database that only an off-host copy contradicts. An
+off-host copy that lags the database is a warning too (an older copy). ``strict`` is the
+auditor's mode: it requires an off-host copy (``checkpoints_file``), turns every warning into
+a problem and also fails when the signatures were checked with the configured key rather
+than a published one. A local export that lacks the database's latest checkpoints is read
+again for a moment before it counts as cut: the archiver commits a checkpoint, then appends
+it.
 Rows are streamed in chain order (``yield_per``); nothing is held in memory but the
 checkpoints' heads.
 """
@@ -47,7 +51,7 @@ from sqlalchemy import Connection, Select, select
 
 from bus.archive.chain import SEQ, canonical_bytes, genesis, parse_dataset_topic
 from bus.archive.checkpoint import ZERO_DIGEST, checkpoint_records, export_path, message_digest
-from bus.archive.checkpoint_file import CheckpointRecord, read_exported
+from bus.archive.checkpoint_file import BadLine, CheckpointRecord, read_exported
 from bus.archive.models import ArchiveChain, ArchiveCheckpoint, ArchiveEntry
 from bus.archive.signing import key_id, load_signing_key, verify_signature
 from bus.config import Settings
@@ -57,6 +61,8 @@ from bus.errors import ConfigurationError, InvalidNameError, NotFoundError
 entry_t = ArchiveEntry.__table__
 chain_t = ArchiveChain.__table__
 checkpoint_t = ArchiveCheckpoint.__table__
+REREAD_S = 2.0  # how long verify waits for the archiver's append of a just-committed checkpoint
+REREAD_POLL_S = 0.05
 
 ROW_COLUMNS = (
     "topic",
@@ -80,15 +86,21 @@ Visitor = Callable[[tuple[Any, ...]], None]
 
 @dataclass
 class Problem:
+    """One finding. ``kind`` is stable (what the tests and ``--json`` readers match on);
+    ``label`` is what the line starts with when it names more than the kind
+    (``checkpoint 3``), ``checkpoint`` the checkpoint concerned."""
+
     topic: str | None
     partition: int | None
     seq: int | None
     kind: str
     detail: str
+    label: str | None = None
+    checkpoint: int | None = None
 
     def __str__(self) -> str:
         if self.topic is None:
-            return f"{self.kind}: {self.detail}"
+            return f"{self.label or self.kind}: {self.detail}"
         where = f"{self.topic}[{self.partition}]"
         if self.seq is not None:
             where += f" position {self.seq}"
@@ -123,8 +135,11 @@ class VerifyReport:
     warnings: list[str] = field(default_factory=list)
     unsigned_entries: int = 0
     unsigned_accepted: bool = False
-    checkpoints_file: str | None = None
+    checkpoints_file: str | None = None  # the off-host copy (--checkpoints FILE)
     exported_checkpoints: int = 0
+    local_export: str | None = None  # the archiver's own export file
+    local_export_present: bool = False
+    local_exported: int = 0
     elapsed_s: float = 0.0
 
     @property
@@ -146,10 +161,26 @@ class VerifyReport:
             "latest_digest": self.latest_digest,
             "checkpoints_file": self.checkpoints_file,
             "exported_checkpoints": self.exported_checkpoints,
+            "local_export": {
+                "path": self.local_export,
+                "present": self.local_export_present,
+                "exported_checkpoints": self.local_exported,
+            },
             "unsigned_entries": self.unsigned_entries,
             "unsigned_accepted": self.unsigned_accepted,
             "key_ids": self.key_ids,
             "problems": [str(p) for p in self.problems],
+            "problem_details": [
+                {
+                    "kind": p.kind,
+                    "checkpoint": p.checkpoint,
+                    "topic": p.topic,
+                    "partition": p.partition,
+                    "position": p.seq,
+                    "detail": p.detail,
+                }
+                for p in self.problems
+            ],
             "more_problems": self.more_problems,
             "warnings": self.warnings,
             "entries_per_s": round(self.rate),
@@ -201,9 +232,9 @@ def _signed_heads(
     for topic, partition, seq, digest in data.get("heads", []):
         if topics is not None and topic not in topics:
             continue
-        signed.heads.setdefault((str(topic), int(partition)), {}).setdefault(int(seq), []).append(
-            (str(digest), record.n)
-        )
+        items = signed.heads.setdefault((str(topic), int(partition)), {}).setdefault(int(seq), [])
+        if (str(digest), record.n) not in items:  # the same checkpoint from two copies
+            items.append((str(digest), record.n))
 
 
 def _message(record: CheckpointRecord) -> dict[str, Any] | None:
@@ -233,30 +264,29 @@ def _check_sequence(
     for record in records:
         n = record.n
         label = f"{where} {n}"
+
+        def problem(kind: str, detail: str, label: str = label, number: int = n) -> None:
+            out.add(Problem(None, None, None, f"{where} {kind}", detail, label, number))
+
         if n < expected_n:  # only a file can repeat a number (the table's key is n)
-            out.add(Problem(None, None, None, label, "appears again or out of order"))
+            problem("repeated", "appears again or out of order")
             continue
         if n != expected_n:
             span = f"{expected_n}" if n == expected_n + 1 else f"{expected_n}..{n - 1}"
-            out.add(Problem(None, None, None, f"{where} missing", f"{where} {span} not found"))
+            kind = f"{where} missing"
+            out.add(Problem(None, None, None, kind, f"{where} {span} not found", None, expected_n))
         expected_n = n + 1
         data = _message(record)
         if data is None:
-            out.add(Problem(None, None, None, label, "message is not valid JSON"))
+            problem("unreadable", "message is not valid JSON")
             prev_digest = message_digest(record.message)
             continue
         if data.get("n") != n or data.get("key_id") != record.key_id:
-            out.add(Problem(None, None, None, label, "row does not match its message"))
+            problem("mismatch", "row does not match its message")
         if data.get("prev") != prev_digest:
-            out.add(
-                Problem(
-                    None,
-                    None,
-                    None,
-                    label,
-                    "does not link to the previous checkpoint (a checkpoint was removed "
-                    "or altered)",
-                )
+            problem(
+                "unlinked",
+                "does not link to the previous checkpoint (a checkpoint was removed or altered)",
             )
         prev_digest = message_digest(record.message)
         if not signatures(record):
@@ -264,27 +294,17 @@ def _check_sequence(
             continue
         key = keys.get(record.key_id)
         if key is None:
-            out.add(
-                Problem(
-                    None,
-                    None,
-                    None,
-                    label,
-                    f"signed by key id {record.key_id}, which is not a verifying key "
-                    f"({', '.join(sorted(keys)) or 'none'}): wrong signing key",
-                )
+            problem(
+                "wrong key",
+                f"signed by key id {record.key_id}, which is not a verifying key "
+                f"({', '.join(sorted(keys)) or 'none'}): wrong signing key",
             )
             continue
         if not verify_signature(key, record.signature, record.message.encode()):
-            out.add(
-                Problem(
-                    None,
-                    None,
-                    None,
-                    label,
-                    f"signature does not verify with key id {record.key_id} (message or "
-                    "signature altered, or signed with another key)",
-                )
+            problem(
+                "bad signature",
+                f"signature does not verify with key id {record.key_id} (message or "
+                "signature altered, or signed with another key)",
             )
             continue
         valid[n] = data
@@ -310,10 +330,40 @@ def _check_checkpoints(
     return signed
 
 
+@dataclass
+class _Copy:
+    """An exported copy of the checkpoints as read, before the database."""
+
+    path: Path
+    local: bool  # the archiver's own export file (else the off-host copy, --checkpoints)
+    records: list[CheckpointRecord]
+    bad_lines: list[BadLine]
+
+    @classmethod
+    def read(cls, path: Path, *, local: bool) -> _Copy:
+        where = "checkpoint_export_file" if local else "--checkpoints"
+        return cls(path, local, *read_exported(path, where))
+
+    def last(self) -> int:
+        return max((r.n for r in self.records), default=0)
+
+    def catch_up(self, last_in_db: int, wait_s: float) -> None:
+        """Read the file again for up to ``wait_s`` while it lacks the database's latest
+        checkpoints: the archiver commits a checkpoint, then appends it (a verify between the
+        two is no cut). Lines past the database's snapshot are left out; a file that is no
+        longer an extension of the first read keeps the first read."""
+        deadline = time.monotonic() + wait_s
+        while self.last() < last_in_db and time.monotonic() < deadline:
+            time.sleep(REREAD_POLL_S)
+            records, bad = read_exported(self.path, "checkpoint_export_file")
+            if records[: len(self.records)] != self.records:
+                return
+            self.records = [r for r in records if r.n <= last_in_db]
+            self.bad_lines = [b for b in bad if b.after < last_in_db]
+
+
 def _check_exported(
-    exported: list[CheckpointRecord],
-    bad_lines: list[str],
-    path: Path,
+    copy: _Copy,
     records: list[CheckpointRecord],
     keys: dict[str, Ed25519PublicKey],
     topics: set[str] | None,
@@ -321,14 +371,27 @@ def _check_exported(
     report: VerifyReport,
     out: _Collector,
 ) -> None:
-    """The exported copy against the database: every exported checkpoint must still be there
-    unchanged; those that are not still count, by their signed heads, against the chains."""
+    """An exported copy against the database: every exported checkpoint must still be there
+    unchanged; those that are not still count, by their signed heads, against the chains.
+    Checkpoints of the database that the copy lacks: the local export was cut (a problem
+    naming them), an off-host copy lags (a warning)."""
+    exported = copy.records
     _need_keys(exported, keys)
-    report.checkpoints_file = str(path)
-    report.exported_checkpoints = len(exported)
-    name = path.name
-    for bad in bad_lines:
-        out.add(Problem(None, None, None, f"exported checkpoints {name}", f"{bad} (file edited)"))
+    name = copy.path.name
+    where = f"the archiver's local export {name}" if copy.local else name
+    for bad in copy.bad_lines:
+        after = f"after checkpoint {bad.after}" if bad.after else "before any checkpoint"
+        out.add(
+            Problem(
+                None,
+                None,
+                None,
+                "export edited",
+                f"{bad} (file edited), {after}",
+                f"exported checkpoints {name}",
+                bad.after + 1,
+            )
+        )
     in_db = {r.n: r for r in records}
     by_n = {r.n: r for r in exported}
     # a line identical to the database row was checked with it; the others are checked here
@@ -337,19 +400,41 @@ def _check_exported(
         exported, keys, out, "exported checkpoint", signatures=lambda r: r.n in differs
     )
     for n in sorted(differs):
-        detail = (
-            "is in the exported file but not in the database (removed)"
-            if n not in in_db
-            else "differs in the database from the exported copy (rewritten or re-signed)"
-        )
-        out.add(Problem(None, None, None, f"checkpoint {n}", detail))
+        if n not in in_db:
+            kind = "checkpoint removed"
+            detail = f"is in the exported file but not in the database (removed): seen in {where}"
+        else:
+            kind = "checkpoint rewritten"
+            detail = (
+                "differs in the database from the exported copy (rewritten or re-signed): "
+                f"seen in {where}"
+            )
+        out.add(Problem(None, None, None, kind, detail, f"checkpoint {n}", n))
         if n in valid:
             _signed_heads(by_n[n], valid[n], topics, signed)
     last_exported = max(by_n, default=0)
-    lagging = [n for n in in_db if n > last_exported]
-    if lagging:
+    lagging = sorted(n for n in in_db if n > last_exported)
+    if not lagging:
+        return
+    span = f"{lagging[0]}" if len(lagging) == 1 else f"{lagging[0]}..{lagging[-1]}"
+    if copy.local:
+        plural = "s" if len(lagging) > 1 else ""
+        out.add(
+            Problem(
+                None,
+                None,
+                None,
+                "export cut",
+                f"in the database but not in {where} (its last lines were cut, or their "
+                f"append failed; 'lgsp archive export-checkpoints {copy.path}' appends them "
+                "again from the database)",
+                f"checkpoint{plural} {span}",
+                lagging[0],
+            )
+        )
+    else:
         report.warnings.append(
-            f"{name} lacks checkpoint(s) {min(lagging)}..{max(lagging)} of the database (an "
+            f"{name} lacks checkpoint(s) {lagging[0]}..{lagging[-1]} of the database (an "
             "older copy, or the export failed): those are checked against the database only"
         )
 
@@ -386,69 +471,73 @@ def verify(
     public_keys: Iterable[Ed25519PublicKey] | None = None,
     checkpoints_file: Path | None = None,
     allow_unsigned_tail: bool = False,
-    allow_missing_export: bool = False,
     visitor: Visitor | None = None,
     strict: bool = False,
     max_problems: int = 200,
     yield_per: int = 20000,
+    reread_s: float = REREAD_S,
 ) -> VerifyReport:
     """Recompute the chains of ``dataset`` (or of ``topics``, or all) and check checkpoints.
 
-    ``checkpoints_file`` is an exported copy of the checkpoints; by default the archiver's own
-    export file when it exists. ``visitor`` sees every entry row (columns in ``ROW_COLUMNS``
-    order) in chain order.
+    The checkpoints are compared with the archiver's local export (``export_path``) when it
+    exists and with ``checkpoints_file``, an off-host copy, when given (``strict`` requires
+    one). ``visitor`` sees every entry row (columns in ``ROW_COLUMNS`` order) in chain order.
+    ``reread_s`` bounds the wait for an append to the local export in progress.
     """
     if strict and allow_unsigned_tail:
         raise ConfigurationError(
             "--strict, --allow-unsigned-tail: strict makes every warning fail, an unsigned "
             "tail included; give one of them"
         )
+    local_path = export_path(settings)
+    if checkpoints_file is not None and _same_file(checkpoints_file, local_path):
+        checkpoints_file = None  # the archiver's own file: checked once, as the local export
+        if strict:
+            raise ConfigurationError(
+                f"--checkpoints: {local_path} is the archiver's own export file, which whoever "
+                "rewrites the archive on its host can rewrite too; --strict needs an off-host "
+                "copy (see 'lgsp archive export-checkpoints')"
+            )
+    if strict and checkpoints_file is None:
+        raise ConfigurationError(
+            "--strict: requires --checkpoints FILE, an off-host copy of the exported "
+            "checkpoints ('lgsp archive export-checkpoints FILE' starts or updates one): the "
+            "database and the archiver's local export can be rewritten together"
+        )
     started = time.perf_counter()
     report = VerifyReport()
     out = _Collector(report, max_problems)
     keys = verifying_keys(settings, public_keys)
     report.key_ids = sorted(keys)
-    exported_path = checkpoints_file
-    if exported_path is None and export_path(settings).is_file():
-        exported_path = export_path(settings)
+    report.local_export = str(local_path)
     # read before the database: the archiver commits a checkpoint before it exports it, so
     # every exported checkpoint is already in the snapshot read below
-    exported, bad_lines = (
-        read_exported(exported_path, "--checkpoints") if exported_path is not None else ([], [])
-    )
+    copies: list[_Copy] = []
+    if local_path.is_file():
+        copies.append(_Copy.read(local_path, local=True))
+    if checkpoints_file is not None:
+        copies.append(_Copy.read(checkpoints_file, local=False))
     engine = open_engine(settings)
     with engine.connect() as conn:
         _snapshot(conn)
         records = checkpoint_records(conn)
+        exported = [r for copy in copies for r in copy.records]
         chosen = _selected_topics(conn, dataset, set(topics) if topics is not None else None)
         if dataset is not None and chosen is not None:
             chosen |= {
                 t for (t, _p) in _signed_topics(records + exported) if _dataset_of(t) == dataset
             }
         signed = _check_checkpoints(records, keys, chosen, report, out)
-        if exported_path is not None:
-            _check_exported(
-                exported, bad_lines, exported_path, records, keys, chosen, signed, report, out
-            )
-        elif records and allow_missing_export:
-            report.warnings.append(
-                "no exported checkpoints compared (accepted with --allow-missing-export): a "
-                "checkpoint deleted together with the entries it signed cannot be seen"
-            )
-        elif records:  # the archiver exports every checkpoint: its file gone is a finding
-            out.add(
-                Problem(
-                    None,
-                    None,
-                    None,
-                    "no exported checkpoints",
-                    "the database holds signed checkpoints but the archiver's "
-                    "checkpoint_export_file does not exist and no --checkpoints FILE was given: "
-                    "a checkpoint deleted together with the entries it signed (a truncated "
-                    "tail) cannot be seen; pass the shipped copy with --checkpoints FILE "
-                    "(or accept the risk with --allow-missing-export)",
-                )
-            )
+        last_in_db = max((r.n for r in records), default=0)
+        for copy in copies:
+            if copy.local:
+                copy.catch_up(last_in_db, reread_s)
+                report.local_export_present = True
+                report.local_exported = len(copy.records)
+            else:
+                report.checkpoints_file = str(copy.path)
+                report.exported_checkpoints = len(copy.records)
+            _check_exported(copy, records, keys, chosen, signed, report, out)
         heads = {
             (r.topic, int(r.kafka_partition)): r
             for r in conn.execute(select(chain_t))
@@ -487,6 +576,13 @@ def verify(
                     "entries (deleted)",
                 )
             )
+    if (records or report.entries) and not copies:
+        report.warnings.append(
+            f"the archiver's local export {local_path} is missing and no off-host copy "
+            "was given: no exported checkpoint was compared, so a checkpoint deleted "
+            "together with the entries it signed cannot be seen; verify against an "
+            "off-host copy with --checkpoints FILE (--strict requires one)"
+        )
     _check_signed_tails(report, out, accept=allow_unsigned_tail)
     if strict:
         _warnings_fail(report, out, published_key=public_keys is not None)
@@ -553,6 +649,15 @@ def _warnings_fail(report: VerifyReport, out: _Collector, *, published_key: bool
     for warning in report.warnings:
         out.add(Problem(None, None, None, "strict", warning))
     report.warnings = []
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.expanduser().resolve() == b.expanduser().resolve() or (
+            a.exists() and b.exists() and a.samefile(b)
+        )
+    except OSError:
+        return False
 
 
 def _snapshot(conn: Connection) -> None:

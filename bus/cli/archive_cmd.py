@@ -203,8 +203,8 @@ def audit_group() -> None:
     "checkpoints_file",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="Exported checkpoints (JSON lines) to check the database against "
-    "(default: the archiver's checkpoint_export_file, when it exists).",
+    help="An off-host copy of the exported checkpoints (JSON lines) to check the database "
+    "against, besides the archiver's own checkpoint_export_file; --strict requires it.",
 )
 @click.option(
     "--allow-unsigned-tail",
@@ -213,16 +213,10 @@ def audit_group() -> None:
     "without it they fail.",
 )
 @click.option(
-    "--allow-missing-export",
-    is_flag=True,
-    help="Accept signed checkpoints with no exported copy to compare them with (a warning); "
-    "without it that fails.",
-)
-@click.option(
     "--strict",
     is_flag=True,
-    help="Every warning fails: also requires --public-key and an exported checkpoints file "
-    "that is up to date.",
+    help="The auditor's mode: every warning fails; requires --checkpoints FILE (an off-host "
+    "copy, up to date) and --public-key.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def audit_verify(
@@ -230,7 +224,6 @@ def audit_verify(
     public_keys: tuple[Path, ...],
     checkpoints_file: Path | None,
     allow_unsigned_tail: bool,
-    allow_missing_export: bool,
     strict: bool,
     as_json: bool,
 ) -> None:
@@ -245,7 +238,6 @@ def audit_verify(
         public_keys=keys,
         checkpoints_file=checkpoints_file,
         allow_unsigned_tail=allow_unsigned_tail,
-        allow_missing_export=allow_missing_export,
         strict=strict,
     )
     require_archived(report, dataset)
@@ -275,13 +267,20 @@ def _echo_verify(report: VerifyReport, dataset: str | None) -> None:
         f"({report.rate:,.0f} entries/s); verifying key id(s): "
         f"{', '.join(report.key_ids) or 'none'}"
     )
+    if report.local_export_present:
+        click.echo(
+            f"compared with {report.local_exported} exported checkpoint(s) in "
+            f"{report.local_export} (the archiver's local export)"
+        )
+    else:
+        click.echo(f"the archiver's local export {report.local_export} is missing")
     if report.checkpoints_file is not None:
         click.echo(
             f"compared with {report.exported_checkpoints} exported checkpoint(s) in "
-            f"{report.checkpoints_file}"
+            f"{report.checkpoints_file} (off-host copy)"
         )
     else:
-        click.echo("no exported checkpoints compared (--checkpoints FILE)")
+        click.echo("no off-host copy of the checkpoints compared (--checkpoints FILE)")
     if report.latest_checkpoint is not None:
         click.echo(
             f"latest valid checkpoint {report.latest_checkpoint}, digest {report.latest_digest}"
@@ -367,6 +366,14 @@ def _echo_replay(report: ReplayReport, err: bool = False) -> None:
     type=click.Path(path_type=Path),
     help="Public key PEM(s) to verify checkpoints with.",
 )
+@click.option(
+    "--checkpoints",
+    "checkpoints_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="An off-host copy of the exported checkpoints to verify the archive against "
+    "(as 'lgsp audit verify --checkpoints').",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the as-of report as JSON.")
 def replay(
     dataset: str,
@@ -380,6 +387,7 @@ def replay(
     unit: str | None,
     purpose: str | None,
     public_keys: tuple[Path, ...],
+    checkpoints_file: Path | None,
     as_json: bool,
 ) -> None:
     """Rebuild DATASET as of a moment (--as-of, --into) or print its events (--from/--to).
@@ -411,6 +419,7 @@ def replay(
             unit=unit,
             replace=replace,
             public_keys=keys,
+            checkpoints_file=checkpoints_file,
         )
         if as_json:
             echo_json(report.to_dict())
@@ -427,7 +436,14 @@ def replay(
     begin = parse_cli_time(start, "--from") if start else None
     finish = parse_cli_time(end, "--to") if end else None
     report, events = replay_events(
-        s, dataset, purpose=purpose, start=begin, end=finish, unit=unit, public_keys=keys
+        s,
+        dataset,
+        purpose=purpose,
+        start=begin,
+        end=finish,
+        unit=unit,
+        public_keys=keys,
+        checkpoints_file=checkpoints_file,
     )
     for event in events:
         click.echo(dumps(event))

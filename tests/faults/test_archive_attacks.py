@@ -1,5 +1,6 @@
-"""Archive attacks: every way to rewrite the archive in the database fails ``lgsp audit verify``
-without extra flags, and the exported checkpoints catch what the database alone cannot.
+"""Archive attacks: every way to rewrite the archive in the database is reported by
+``lgsp audit verify`` with the problem kinds it amounts to, and the exported checkpoints catch
+what the database alone cannot (the one consistent rewrite: only an exported copy shows it).
 
 The archive is filled without a broker (``tests.unit.archive._forge``): two chains, three
 checkpoints, every head signed, the checkpoints exported by the archiver to the state folder
@@ -11,6 +12,7 @@ said.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -85,6 +87,14 @@ def rechain_after_deleting_checkpoints(a: Archive) -> None:
     run_sql(a, update(C).values(signed_seq=0))
 
 
+def kinds(*args: str) -> tuple[int, list[str], str]:
+    """Exit code and the sorted problem kinds of ``lgsp audit verify --json ARGS``."""
+    code, out, err = run("audit", "verify", "--json", *args)
+    report = json.loads(out)
+    assert report["ok"] is (code == 0), out + err
+    return code, sorted({p["kind"] for p in report["problem_details"]}), out
+
+
 MUTATIONS: dict[str, Callable[[Archive], object]] = {
     "edit an entry's payload": edit_payload,
     "delete an entry": delete_entry,
@@ -96,10 +106,51 @@ MUTATIONS: dict[str, Callable[[Archive], object]] = {
     "delete checkpoints, erase a key, rechain": rechain_after_deleting_checkpoints,
     "truncate the tail": lambda a: truncate_tail(a, keep=32),
     # the latest checkpoint deleted with the tail it signed: a consistent database (found by
-    # review: with the export file wiped too, verify said intact)
+    # review); only an exported copy contradicts it
     "delete the latest checkpoint and its tail": lambda a: (
         delete_checkpoints(a, 3),
         truncate_tail(a, keep=30),
+    ),
+}
+
+# The problem kinds each mutation is reported with: (1) plain 'lgsp audit verify', the
+# forger having wiped the archiver's local export too; (2) the auditor's 'lgsp audit verify
+# --strict --public-key KEY --checkpoints OFFSITE' (local export wiped as well); (3) plain
+# verify with the local export left as it was.
+BROKEN = ["broken link"]
+INSERTED = ["broken link", "differs from checkpoint", "head mismatch", "out of order"]
+INSERTED += ["unsigned tail"]  # the chain's head moved past its signed position
+RECHAINED = ["differs from checkpoint", "signed entry missing", "unsigned tail"]
+EXPECTED: dict[str, tuple[list[str], list[str], list[str]]] = {
+    "edit an entry's payload": (BROKEN, BROKEN, BROKEN),
+    "delete an entry": (["missing"], ["missing"], ["missing"]),
+    "insert an entry": (INSERTED, INSERTED, INSERTED),
+    "reorder two entries": (BROKEN + ["out of order"],) * 3,
+    "erase a key and rechain": (RECHAINED, RECHAINED, RECHAINED),
+    # an exported copy still signs the heads: removed checkpoints, no unsigned tail
+    "delete every checkpoint": (
+        ["no checkpoint", "unsigned tail"],
+        ["checkpoint removed", "no checkpoint"],
+        ["checkpoint removed", "no checkpoint"],
+    ),
+    "delete the latest checkpoint": (
+        ["unsigned tail"],
+        ["checkpoint removed"],
+        ["checkpoint removed"],
+    ),
+    "delete checkpoints, erase a key, rechain": (
+        ["no checkpoint", "unsigned tail"],
+        sorted(["checkpoint removed", "no checkpoint", *RECHAINED]),
+        sorted(["checkpoint removed", "no checkpoint", *RECHAINED]),
+    ),
+    "truncate the tail": (["signed entry missing", "unsigned tail"],) * 2
+    + (["signed entry missing", "unsigned tail"],),
+    # consistent in the database: with no exported copy left on the host, plain verify passes
+    # (warning that the local export is missing); any exported copy shows it
+    "delete the latest checkpoint and its tail": (
+        [],
+        ["checkpoint removed", "signed entry missing"],
+        ["checkpoint removed", "signed entry missing"],
     ),
 }
 
@@ -115,13 +166,48 @@ def test_a_clean_archive_passes(archive: Archive, offsite: tuple[Path, Path]) ->
     assert code == 0 and "OK: the archive is intact" in out, out + err
 
 
-@pytest.mark.parametrize("mutation", list(MUTATIONS))
-def test_every_mutation_fails_verify_without_flags(archive: Archive, mutation: str) -> None:
-    MUTATIONS[mutation](archive)
+def test_the_unmutated_archive_passes_every_view(
+    archive: Archive, offsite: tuple[Path, Path]
+) -> None:
+    key, shipped = offsite
+    assert kinds()[:2] == (0, [])
+    assert kinds("--strict", "--public-key", str(key), "--checkpoints", str(shipped))[:2] == (0, [])
     forger_wipes_local_export(archive)
-    code, out, err = run("audit", "verify")
-    assert code == 4, f"{mutation}: verify passed\n{out}"
-    assert "PROBLEM" in out and "the archive is NOT intact" in err
+    code, found, out = kinds()
+    assert (code, found) == (0, [])
+    assert json.loads(out)["local_export"]["present"] is False
+    assert kinds("--strict", "--public-key", str(key), "--checkpoints", str(shipped))[:2] == (0, [])
+
+
+@pytest.mark.parametrize("mutation", list(MUTATIONS))
+def test_every_mutation_reports_its_problem_kinds(
+    archive: Archive, offsite: tuple[Path, Path], mutation: str
+) -> None:
+    key, shipped = offsite
+    plain, audited, kept = EXPECTED[mutation]
+    MUTATIONS[mutation](archive)
+    code, found, _ = kinds()
+    assert (code, found) == (4, kept), mutation
+    forger_wipes_local_export(archive)
+    code, found, out = kinds()
+    assert (code, found) == (4 if plain else 0, plain), mutation
+    if not plain:
+        assert any("is missing and no off-host copy" in w for w in json.loads(out)["warnings"])
+    strict = ("--strict", "--public-key", str(key), "--checkpoints", str(shipped))
+    assert kinds(*strict)[:2] == (4, audited), mutation
+
+
+def test_the_consistent_deletion_without_a_copy_passes_with_a_warning_only(
+    archive: Archive,
+) -> None:
+    """The text form of the one mutation plain verify cannot see: the warning says why."""
+    MUTATIONS["delete the latest checkpoint and its tail"](archive)
+    forger_wipes_local_export(archive)
+    code, out, _ = run("audit", "verify")
+    assert code == 0 and "OK: the archive is intact" in out
+    assert "warning: the archiver's local export" in out and "--checkpoints FILE" in out
+    code, _, err = run("audit", "verify", "--strict")
+    assert code == 2 and "--strict: requires --checkpoints FILE" in err
 
 
 def test_an_unsigned_tail_is_accepted_only_on_request_and_reported(archive: Archive) -> None:

@@ -8,9 +8,10 @@ resolution), plus ``_lgsp_key``, ``_lgsp_unit``, ``_lgsp_ts_ms`` and ``_lgsp_eve
 
 ``replay_events`` returns the events with ``from <= ts_ms < to``, in event-time order.
 
-Both first verify the chains they read (a failed verification stops the replay; entries not yet
-covered by a signed checkpoint are accepted and reported as such in the notes, as the replay
-also reads the broker's not yet archived events), read events
+Both first verify the chains they read, against the archiver's local export of the checkpoints
+and, given (``checkpoints_file``), an off-host copy (a failed verification stops the replay;
+entries not yet covered by a signed checkpoint are accepted and reported as such in the notes,
+as the replay also reads the broker's not yet archived events), read events
 of every topic of the dataset (ward, district and city topics carry the same rolled-up event
 under one ``event_id``, so each event counts once), and write an access-log record.
 
@@ -29,6 +30,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bus.archive.access import AUDIT_AGENCY, record_access
@@ -144,12 +146,15 @@ def _rebuild(
     as_of: dt.datetime,
     unit_path: str | None,
     public_keys: Any,
+    checkpoints_file: Path | None = None,
 ) -> _State:
     """Select the latest event per key at ``as_of`` and decode it (the rule both as-of
     replays share); fills ``report``'s counts and content hash."""
     registry = Registry(settings)
     selector = Selector(settings, report, unit=unit_path, as_of_ms=to_epoch_ms(as_of))
-    topics = collect(settings, dataset, unit_path, report, selector, registry, public_keys)
+    topics = collect(
+        settings, dataset, unit_path, report, selector, registry, public_keys, checkpoints_file
+    )
     reader = reader_schema(registry, topics, dataset)
     codec = AvroCodec(registry)
     parsed_reader = registry.parsed_by_id(reader.id)
@@ -199,6 +204,7 @@ def replay_as_of(
     unit: str | None = None,
     replace: bool = False,
     public_keys: Any = None,
+    checkpoints_file: Path | None = None,
 ) -> ReplayReport:
     """Rebuild ``dataset`` as it stood at ``as_of`` into a fresh table of ``into``."""
     unit_path = _as_of_inputs(settings, dataset, as_of, purpose, unit)
@@ -216,7 +222,7 @@ def replay_as_of(
         unit=unit_path,
         target=f"{report.target} {report.table}",
     ) as access:
-        state = _rebuild(settings, report, dataset, as_of, unit_path, public_keys)
+        state = _rebuild(settings, report, dataset, as_of, unit_path, public_keys, checkpoints_file)
         if report.selected == 0:
             report.notes[-1] += "; the table is created empty"
         write_table(
@@ -234,6 +240,7 @@ def rows_as_of(
     purpose: str,
     unit: str | None = None,
     public_keys: Any = None,
+    checkpoints_file: Path | None = None,
     agency: str = AUDIT_AGENCY,
 ) -> tuple[ReplayReport, Iterator[dict[str, Any]]]:
     """The rows ``replay_as_of`` would write, in key order, each as ``{"key", "unit",
@@ -253,7 +260,7 @@ def rows_as_of(
         target="rows",
         agency=agency,
     ) as access:
-        state = _rebuild(settings, report, dataset, as_of, unit_path, public_keys)
+        state = _rebuild(settings, report, dataset, as_of, unit_path, public_keys, checkpoints_file)
         access.records = report.keys
 
     def rows() -> Iterator[dict[str, Any]]:
@@ -278,6 +285,7 @@ def replay_events(
     end: dt.datetime | None = None,
     unit: str | None = None,
     public_keys: Any = None,
+    checkpoints_file: Path | None = None,
     agency: str = AUDIT_AGENCY,
 ) -> tuple[ReplayReport, Iterator[dict[str, Any]]]:
     """The decoded events with ``start <= ts_ms < end`` in event-time order.
@@ -318,7 +326,9 @@ def replay_events(
             from_ms=to_epoch_ms(start) if start else None,
             to_ms=to_epoch_ms(end) if end else None,
         )
-        collect(settings, dataset, unit_path, report, selector, registry, public_keys)
+        collect(
+            settings, dataset, unit_path, report, selector, registry, public_keys, checkpoints_file
+        )
         chosen = sorted(selector.events, key=lambda c: (c.ts_ms, c.order))
         if not chosen:
             report.notes.append("no event in the range")

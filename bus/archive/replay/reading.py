@@ -4,6 +4,7 @@ from where the archive ends (``collect``), and the reader schema."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from kafka.errors import KafkaError
@@ -81,6 +82,7 @@ def _read_archive(
     report: ReplayReport,
     public_keys: Any,
     heads: dict[tuple[str, int], Head],
+    checkpoints_file: Path | None = None,
 ) -> VerifyReport:
     """Verify the chains of ``topics`` and offer their entries; ``heads`` gets each chain's
     last entry as seen in this one snapshot (where the broker read continues)."""
@@ -111,7 +113,12 @@ def _read_archive(
         )
 
     checked = verify(
-        settings, topics=topics, public_keys=public_keys, visitor=visit, allow_unsigned_tail=True
+        settings,
+        topics=topics,
+        public_keys=public_keys,
+        checkpoints_file=checkpoints_file,
+        visitor=visit,
+        allow_unsigned_tail=True,
     )
     if not checked.ok:
         shown = "; ".join(str(p) for p in checked.problems[:3])
@@ -126,6 +133,11 @@ def _read_archive(
     ]
     report.checkpoint = checked.latest_checkpoint
     report.checkpoint_digest = checked.latest_digest
+    if checked.checkpoints_file is not None:
+        report.notes.append(
+            f"verified against {checked.exported_checkpoints} exported checkpoint(s) in "
+            f"{checked.checkpoints_file}"
+        )
     for warning in checked.warnings:
         report.notes.append(warning)
     return checked
@@ -202,11 +214,12 @@ def collect(
     selector: Selector,
     registry: Registry,
     public_keys: Any,
+    checkpoints_file: Path | None = None,
 ) -> set[str]:
     archived, on_broker = _topics(settings, dataset, unit, report)
     report.topics = sorted(archived | on_broker)
     heads: dict[tuple[str, int], Head] = {}
-    _read_archive(settings, archived, selector, report, public_keys, heads)
+    _read_archive(settings, archived, selector, report, public_keys, heads, checkpoints_file)
     _read_broker(settings, on_broker, selector, report, registry, heads)
     if selector.first_ms is not None:
         report.first_event = from_epoch_ms(selector.first_ms).isoformat(timespec="milliseconds")

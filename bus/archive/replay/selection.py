@@ -4,11 +4,10 @@ a time range; each event counts once (``Selector``). The rebuilt rows' content h
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from bus.archive.chain import unit_within
+from bus.archive.chain import canonical_json, unit_within
 from bus.config import Settings
 from bus.envelope import to_jsonable
 from bus.errors import (
@@ -152,8 +151,6 @@ def content_hash(rows: list[tuple[str | None, dict[str, Any]]]) -> str:
     """SHA-256 over ``canonical_json([key, record]) + "\\n"`` of the rows sorted by key."""
     digest = hashlib.sha256()
     for key, record in sorted(rows, key=lambda r: r[0] or ""):
-        line = json.dumps(
-            [key, to_jsonable(record)], sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        )
+        line = canonical_json([key, to_jsonable(record)])
         digest.update(line.encode() + b"\n")
     return digest.hexdigest()

@@ -181,3 +181,35 @@ def test_wrong_key_and_tampering_fail_verify(
         "replay", dataset, "--as-of", "2026-03-01T09:00:00Z", "--into", url, "--purpose", "x"
     )
     assert code == 4 and "failed verification" in err and "nothing was replayed" in err
+
+
+def test_replay_verifies_against_an_offsite_copy_of_the_checkpoints(
+    dataset: str, tmp_path: Path
+) -> None:
+    from bus.archive.checkpoint import export_path
+    from bus.archive.models import ArchiveCheckpoint
+    from bus.config import get_settings
+
+    assert run("archive", "run", "--topics", f"lgsp.*.{dataset}")[0] == 0
+    shipped = tmp_path / "offsite.jsonl"
+    assert run("archive", "export-checkpoints", str(shipped))[0] == 0
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    args = ["replay", dataset, "--as-of", "2026-03-01T09:00:00+07:00", "--into", url]
+    code, out, err = run(*args, "--purpose", "x", "--checkpoints", str(shipped))
+    assert code == 0, err
+    assert f"verified against 1 exported checkpoint(s) in {shipped}" in out
+    missing = tmp_path / "nothing.jsonl"
+    code, _, err = run(*args, "--purpose", "x", "--replace", "--checkpoints", str(missing))
+    assert code == 2 and f"--checkpoints: cannot read {missing}" in err
+
+    # a forger deletes the checkpoint and the archiver's local export: the host cannot tell
+    settings = get_settings()
+    with open_engine(settings).begin() as conn:
+        conn.execute(ArchiveCheckpoint.__table__.delete())
+    export_path(settings).unlink()
+    code, out, err = run(*args, "--purpose", "x", "--replace")
+    assert code == 0, err
+    assert "local export" in out and "is missing" in out  # the warning, as a note
+    code, _, err = run(*args, "--purpose", "x", "--replace", "--checkpoints", str(shipped))
+    assert code == 4 and "failed verification" in err
+    assert "checkpoint 1: is in the exported file but not in the database (removed)" in err

@@ -1,5 +1,6 @@
 """The archiver's runs: a crash on either side of the archive commit neither loses nor
-duplicates an event; DLQ topics and non-dataset topics are left out; follow mode stops."""
+duplicates an event; DLQ topics and non-dataset topics are left out; follow mode stops; a
+followed archiver runs the full broker guard at its start and when due, the light one between."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import time
 
 import pytest
 
-from bus.archive.archiver import Archiver, list_dataset_topics
+from bus import broker_guard
+from bus.archive.archiver import Archiver, broker_topics, list_dataset_topics
 from bus.archive.verify import verify
 from bus.config import Settings
 from bus.consume import Message
@@ -113,3 +115,54 @@ def test_follow_archives_new_events_until_stopped(settings: Settings, unique: st
     assert total.checkpoint is not None  # signed when stopping
     checked = verify(settings)  # fails closed: an entry left unsigned would be a problem
     assert checked.ok and checked.entries == len(events) and checked.unsigned_entries == 0
+
+
+def _published(settings: Settings, topic: str) -> dict[tuple[str, int], int]:
+    register_topic(settings, topic)
+    with Publisher(settings) as pub:
+        pub.publish(topic, Source(CHANGES).events[:4])
+    return dict(broker_guard.known(settings, [topic]).ends)
+
+
+def listed(settings: Settings) -> tuple[str | None, set[str]]:
+    cluster_id, names = broker_topics(settings)
+    return cluster_id, set(names)
+
+
+def test_the_light_guard_judges_cluster_and_topics_but_not_ends(
+    settings: Settings, unique: str
+) -> None:
+    topic = f"lgsp.79.760.26734.l{unique}.dossier"
+    ends = _published(settings, topic)
+    assert ends and all(end > 0 for end in ends.values())
+    # the bus saw the topic reach further than the broker holds: only the full check sees it
+    broker_guard.record_ends(settings, broker_guard.PUBLISH, {k: v + 5 for k, v in ends.items()})
+    broker_guard.check_listed(settings, None, lambda: listed(settings))
+    with pytest.raises(broker_guard.BrokerDataLostError, match=topic):
+        broker_guard.check(settings)
+    # a topic the bus saw that the broker does not hold: the light check sees it too
+    gone = f"lgsp.79.760.26734.m{unique}.dossier"
+    broker_guard.record_ends(settings, broker_guard.PUBLISH, {(gone, 0): 3})
+    with pytest.raises(broker_guard.BrokerDataLostError, match=f"topic {gone} is missing"):
+        broker_guard.check_listed(settings, [gone], lambda: listed(settings))
+
+
+def test_a_followed_archiver_checks_in_full_at_start_then_lightly(
+    settings: Settings, unique: str
+) -> None:
+    archived = f"lgsp.79.760.26734.a{unique}.dossier"
+    other = f"lgsp.79.760.26734.o{unique}.dossier"  # known to the bus, not archived here
+    _published(settings, archived)
+    ends = _published(settings, other)
+    broker_guard.record_ends(settings, broker_guard.PUBLISH, {k: v + 5 for k, v in ends.items()})
+    archiver = Archiver(settings)
+    with pytest.raises(broker_guard.BrokerDataLostError, match=other):
+        archiver.follow(archived, interval_s=0.1, should_stop=lambda: False)  # full at start
+    with pytest.raises(broker_guard.BrokerDataLostError, match=other):
+        archiver.run_once(archived)  # a bounded run: the full check
+    not_due = broker_guard.Periodic(settings, None, 3600)  # between two full checks
+    report = archiver.run_once(archived, guard=not_due)  # light: the other's ends unseen
+    assert report.appended == 4
+    due = broker_guard.Periodic(settings, None, 0)
+    with pytest.raises(broker_guard.BrokerDataLostError, match=other):
+        archiver.run_once(archived, guard=due)

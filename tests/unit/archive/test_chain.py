@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from pathlib import Path
 
 import pytest
 
 from bus.archive.chain import (
     canonical_bytes,
+    canonical_json,
     chain_hash,
     genesis,
     is_dataset_topic,
@@ -122,3 +124,18 @@ def test_content_hash_is_order_independent_and_defined() -> None:
     assert content_hash(rows) == expected
     assert content_hash(list(reversed(rows))) == expected
     assert content_hash([]) == hashlib.sha256(b"").hexdigest()
+
+
+def test_the_archive_has_one_canonical_json() -> None:
+    """Everything the archive hashes or signs goes through ``chain.canonical_json``: no module
+    of ``bus/archive`` spells its own (sort_keys, separators) rule."""
+    import bus.archive
+
+    root = Path(bus.archive.__file__).parent
+    spelled = sorted(
+        str(path.relative_to(root))
+        for path in root.rglob("*.py")
+        if "sort_keys" in path.read_text(encoding="utf-8")
+    )
+    assert spelled == ["chain.py"]
+    assert canonical_json({"b": [1, "Tân Định"], "a": None}) == '{"a":null,"b":[1,"Tân Định"]}'

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bus.archive.archiver import Archiver
+from bus.archive.checkpoint import export_checkpoints
 from bus.archive.signing import GENERATED_NAME, load_public_key, load_signing_key, public_pem
 from bus.archive.verify import verify
 from bus.config import Settings
@@ -67,7 +68,11 @@ def test_the_archiver_signs_with_the_command_and_keeps_no_key(
     assert checkpoint is not None and archiver.key_generated is None
     assert not (settings.home / GENERATED_NAME).exists()  # nothing private on the host
     assert load_signing_key(settings).origin == "signing_command"  # type: ignore[union-attr]
-    report = verify(settings, public_keys=[load_public_key(public)], strict=True)
+    shipped = signer[0].parent / "shipped-checkpoints.jsonl"  # an off-host copy, for strict
+    assert export_checkpoints(settings, shipped) == 1
+    report = verify(
+        settings, public_keys=[load_public_key(public)], strict=True, checkpoints_file=shipped
+    )
     assert report.ok, report.problems
     assert report.chains[0].signed_seq == 12
 

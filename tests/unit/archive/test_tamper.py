@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import delete, insert, select, update
 
 from bus.archive.archiver import Archiver, Plan
+from bus.archive.checkpoint import export_checkpoints, export_path
 from bus.archive.verify import verify
 from bus.config import Settings
 from bus.errors import ConfigurationError
@@ -55,7 +56,8 @@ def test_intact_archive_verifies_when_its_unsigned_tail_is_accepted(archive: Arc
     assert by_chain[(OTHER, 1)].signed_seq == 30 and by_chain[(OTHER, 1)].checkpoint_n == 2
     assert report.unsigned_entries == 5 and report.unsigned_accepted
     assert len(report.warnings) == 1 and "31..35 (5 entries)" in report.warnings[0]
-    assert report.exported_checkpoints == 2  # the archiver's export file, read by default
+    # the archiver's export file, read by default (reported as the local export)
+    assert report.local_export_present and report.local_exported == 2
     assert verify(archive.settings, dataset="tthc.dossier", allow_unsigned_tail=True).entries == 65
     assert verify(archive.settings, dataset="dancu.resident").entries == 0
 
@@ -69,13 +71,21 @@ def test_an_unsigned_tail_fails_unless_accepted(archive: Archive) -> None:
     assert verify(archive.settings).ok
 
 
-def test_strict_fails_on_every_warning(archive: Archive) -> None:
+def test_strict_fails_on_every_warning(archive: Archive, tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="--strict, --allow-unsigned-tail"):
         verify(archive.settings, strict=True, allow_unsigned_tail=True)
     archive.archiver.checkpoint()
     public = archive.archiver.signing_key().public
-    assert verify(archive.settings, strict=True, public_keys=[public]).ok
-    kinds = [p.detail for p in failing(verify(archive.settings, strict=True))]
+    with pytest.raises(ConfigurationError, match="--strict: requires --checkpoints FILE"):
+        verify(archive.settings, strict=True, public_keys=[public])
+    local = export_path(archive.settings)
+    with pytest.raises(ConfigurationError, match="the archiver's own export file"):
+        verify(archive.settings, strict=True, public_keys=[public], checkpoints_file=local)
+    shipped = tmp_path / "offsite.jsonl"
+    export_checkpoints(archive.settings, shipped)
+    assert verify(archive.settings, strict=True, public_keys=[public], checkpoints_file=shipped).ok
+    strict = verify(archive.settings, strict=True, checkpoints_file=shipped)
+    kinds = [p.detail for p in failing(strict)]
     assert kinds == [
         "signatures were checked with the configured signing key, not with a published "
         "public key (--public-key)"
