@@ -18,6 +18,8 @@ forgets them; the access log keeps who started which).
 from __future__ import annotations
 
 import datetime as dt
+import json
+import tempfile
 import threading
 import urllib.parse
 import uuid
@@ -25,6 +27,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -52,6 +55,7 @@ from bus.timeutil import parse_cli_time
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 auditor = allow("audit", "auditor")
 KEPT_JOBS = 100
+POSTED = "(posted checkpoints)"
 JSONL = "application/x-ndjson"
 
 
@@ -145,6 +149,11 @@ class VerifyBody(BaseModel):
     public_keys: list[str] = Field(
         default_factory=list, max_length=10, description="public key PEMs (lgsp archive export-key)"
     )
+    checkpoints: str | None = Field(
+        None,
+        description="an off-host copy of the exported checkpoints as text (the JSON lines "
+        "'lgsp archive export-checkpoints FILE' keeps); strict needs one",
+    )
     allow_unsigned_tail: bool = False
     strict: bool = False
 
@@ -212,11 +221,19 @@ class VerifyJobs:
     def _run(self, settings: Settings, job: Job, body: VerifyBody, keys: Any) -> None:
         with job.lock:
             job.status = "running"
+        copy: Path | None = None
         try:
+            if body.checkpoints is not None:  # verify reads a file: a private one, removed after
+                with tempfile.NamedTemporaryFile(
+                    "w", encoding="utf-8", suffix=".jsonl", delete=False
+                ) as fh:
+                    fh.write(body.checkpoints)
+                copy = Path(fh.name)
             report = verify(
                 settings,
                 dataset=body.dataset,
                 public_keys=keys,
+                checkpoints_file=copy,
                 allow_unsigned_tail=body.allow_unsigned_tail,
                 strict=body.strict,
             )
@@ -226,6 +243,13 @@ class VerifyJobs:
             result, error, state = None, str(exc), "failed"
         except Exception as exc:  # the job's answer, not a dead thread
             result, error, state = None, f"internal error ({type(exc).__name__})", "failed"
+        finally:
+            if copy is not None:
+                copy.unlink(missing_ok=True)
+        if copy is not None:  # name the posted copy, not the server's temporary file
+            text = json.dumps([result, error]).replace(json.dumps(str(copy))[1:-1], POSTED)
+            result, error = json.loads(text)
+            error = error.replace("--checkpoints", "checkpoints") if error else error
         with job.lock:
             job.status, job.result, job.error, job.finished = state, result, error, _now()
 

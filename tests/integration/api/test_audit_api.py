@@ -17,6 +17,7 @@ import requests
 import sqlalchemy as sa
 
 from bus.archive.archiver import Archiver
+from bus.archive.checkpoint import export_checkpoints
 from bus.archive.replay import content_hash
 from bus.archive.signing import load_signing_key, public_pem
 from bus.catalog import add_grant, query_access
@@ -284,7 +285,7 @@ def test_replay_jsonl_equals_the_cli(
     assert early == ["error 422"] * 6 + ["error 404"]  # bad times and the unknown dataset
 
 
-def test_archive_status_and_verify_jobs(server: Server, archived: str) -> None:
+def test_archive_status_and_verify_jobs(server: Server, archived: str, tmp_path: Path) -> None:
     name = archived
     auditor = server.key("auditor", "thanh-tra")
     operator = server.key("operator", "so-tttt")
@@ -328,6 +329,24 @@ def test_archive_status_and_verify_jobs(server: Server, archived: str) -> None:
     )
     assert finished(with_key.json()["id"])["ok"] is True
 
+    # strict: with an off-host copy of the checkpoints posted as text
+    copy = tmp_path / "offhost.jsonl"
+    export_checkpoints(server.settings, copy)
+    strict = {"dataset": name, "public_keys": [pem], "strict": True}
+    posted = server.call(
+        "POST", "/v1/audit/verify", auditor, json=strict | {"checkpoints": copy.read_text()}
+    )
+    done = finished(posted.json()["id"])
+    assert done["ok"] is True and done["result"]["checkpoints_file"] == "(posted checkpoints)"
+    paths = set(re.findall(r'"(/[^"]*\.jsonl)', json.dumps(done)))
+    assert paths == {done["result"]["local_export"]["path"]}  # the temporary copy is not named
+    without = finished(server.call("POST", "/v1/audit/verify", auditor, json=strict).json()["id"])
+    assert without["status"] == "failed" and "off-host copy" in without["error"]
+    cut = server.call(
+        "POST", "/v1/audit/verify", auditor, json=strict | {"checkpoints": '{"n": 1}\n'}
+    )
+    assert finished(cut.json()["id"])["ok"] is False
+
     for body, field in (
         ({"public_keys": ["not a key"]}, "public_keys.0"),
         ({"colour": "red"}, "colour"),
@@ -361,5 +380,5 @@ def test_archive_status_and_verify_jobs(server: Server, archived: str) -> None:
         for e in query_access(server.settings, agency="thanh-tra", action="read")
         if e.detail
     ]
-    assert calls.count("verify") == 4 and calls.count("archive-status") == 1
+    assert calls.count("verify") == 7 and calls.count("archive-status") == 1
     assert "verify-result" in calls
