@@ -11,8 +11,8 @@ Replay is ``bus.archive.replay``'s: ``from``/``to`` gives the events of ``lgsp r
 (one JSON line per key, in key order) and their content hash in ``X-LGSP-Content-Hash``, the
 hash that command reports when nothing is masked.
 
-Verify jobs run one at a time in this process; the newest 100 are kept in memory (a restart
-forgets them; the access log keeps who started which).
+Verify jobs run one at a time in this process (at most 10 waiting, more get 503); the newest
+100 are kept in memory (a restart forgets them; the access log keeps who started which).
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ from bus.timeutil import parse_cli_time
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 auditor = allow("audit", "auditor")
 KEPT_JOBS = 100
+MAX_QUEUED = 10  # jobs waiting for the one verify worker; more get 503
 POSTED = "(posted checkpoints)"
 JSONL = "application/x-ndjson"
 
@@ -212,6 +213,13 @@ class VerifyJobs:
             _now(),
         )
         with self.lock:
+            waiting = sum(1 for j in self.jobs.values() if j.status == "queued")
+            if waiting >= MAX_QUEUED:
+                raise ApiError(
+                    503,
+                    f"{waiting} verify jobs are waiting already; try again later",
+                    headers={"Retry-After": "30"},
+                )
             self.jobs[job.id] = job
             while len(self.jobs) > KEPT_JOBS:
                 self.jobs.popitem(last=False)

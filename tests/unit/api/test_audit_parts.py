@@ -3,15 +3,19 @@ and what an auditor sees of a dataset (tokens unless a PII grant covers the fiel
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import threading
 from pathlib import Path
 
 import pytest
 
-from bus.api.audit import header_text
+from bus.api.audit import MAX_QUEUED, VerifyBody, VerifyJobs, header_text
+from bus.api.errors import ApiError
 from bus.api.request_log import MaskKeys, mask_path
 from bus.archive.history import key_from_text
 from bus.catalog import add_agency, add_grant, apply_grant, revoke_grant
+from bus.catalog.api_keys import KeyInfo
 from bus.catalog.grants import auditor_view
 from bus.catalog.masking import is_token
 from bus.config import Settings
@@ -19,6 +23,7 @@ from bus.envelope import canonical_key
 from bus.errors import ConfigurationError
 from tests.unit.catalog.support import FAR_FUTURE, citizen_event, citizen_id, publish
 
+NOW = dt.datetime.now(dt.UTC)
 SCHEMA = {
     "type": "record",
     "name": "R",
@@ -112,3 +117,21 @@ def test_auditor_view_tokenises_pii_unless_a_pii_grant_covers_it(
     assert auditor_view(settings, "thanh-tra", "dancu.audit").pii_fields == frozenset(
         {"citizen_id", "full_name", "birth_date"}
     )
+
+
+def test_verify_jobs_wait_in_a_bounded_queue_and_finish(offline_settings: Settings) -> None:
+    jobs = VerifyJobs()
+    gate = threading.Event()
+    jobs.pool.submit(gate.wait, 30)  # the one worker is busy
+    key = KeyInfo("0123456789ab", "thanh-tra", "auditor", NOW, "t", NOW, None)
+    started = [jobs.start(offline_settings, VerifyBody(), key) for _ in range(MAX_QUEUED)]
+    assert {j.to_dict()["status"] for j in started} == {"queued"}
+    with pytest.raises(ApiError) as full:
+        jobs.start(offline_settings, VerifyBody(), key)
+    assert full.value.status == 503 and full.value.headers["Retry-After"] == "30"
+    assert len(jobs.jobs) == MAX_QUEUED  # the refused one is not kept
+    gate.set()
+    jobs.pool.shutdown(wait=True)
+    done = [j.to_dict() for j in started]
+    assert {(d["status"], d["ok"]) for d in done} == {("done", True)}  # an empty archive
+    assert done[0]["result"]["entries"] == 0 and done[0]["started_by"] == "api-key:0123456789ab"
