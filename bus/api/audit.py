@@ -24,7 +24,7 @@ import threading
 import urllib.parse
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,7 +114,10 @@ def acting(ctx: Context, key: KeyInfo) -> Settings:
     return ctx.settings.model_copy(update={"principal": principal(key)})
 
 
-def masker(view: GrantView) -> Any:
+Event = dict[str, Any]
+
+
+def masker(view: GrantView) -> Callable[[Event], Event]:
     """The event as the auditor may see it (unchanged when nothing is hidden)."""
     if not view.pii_fields:
         return lambda event: event
@@ -127,9 +130,9 @@ def masker(view: GrantView) -> Any:
 @router.get("/archive")
 def status(
     dataset: str | None = Query(None, max_length=100),
+    key: KeyInfo = Depends(auditor),
     purpose: str = Depends(purpose_optional),
     ctx: Context = Depends(context),
-    key: KeyInfo = Depends(auditor),
 ) -> dict[str, Any]:
     """The archive's chains and heads (of ``dataset``, or all), its latest checkpoint and
     signing key id (as ``lgsp archive status``)."""
@@ -285,19 +288,24 @@ def verify_start(
     request: Request,
     response: Response,
     body: VerifyBody,
+    key: KeyInfo = Depends(auditor),
     purpose: str = Depends(purpose_optional),
     ctx: Context = Depends(context),
-    key: KeyInfo = Depends(auditor),
 ) -> dict[str, Any]:
     """Start ``lgsp audit verify`` in the background: 202 with the job; GET it for the
     result."""
-    if body.strict and body.allow_unsigned_tail:
-        raise field_error(422, "strict", "cannot be combined with allow_unsigned_tail")
+    area = body.dataset or "archive"
     try:
-        job = jobs_of(request).start(ctx.settings, body, key)
-    except ConfigurationError as exc:
-        raise renamed(exc, {}) from exc
-    logged(ctx, key, body.dataset or "archive", "verify", purpose=purpose, job=job.id)
+        if body.strict and body.allow_unsigned_tail:
+            raise field_error(422, "strict", "cannot be combined with allow_unsigned_tail")
+        try:
+            job = jobs_of(request).start(ctx.settings, body, key)
+        except ConfigurationError as exc:
+            raise renamed(exc, {}) from exc
+    except ApiError as exc:
+        logged(ctx, key, area, "verify", purpose=purpose, outcome=f"error {exc.status}")
+        raise
+    logged(ctx, key, area, "verify", purpose=purpose, job=job.id, outcome="ok")
     response.headers["Location"] = f"{router.prefix}/verify/{job.id}"
     return job.to_dict()
 
@@ -311,7 +319,11 @@ def verify_job(
 ) -> dict[str, Any]:
     """A verify job: ``queued``, ``running``, ``done`` (with the report; ``ok`` says whether
     the archive is intact) or ``failed`` (the error)."""
-    job = jobs_of(request).get(job_id)
+    try:
+        job = jobs_of(request).get(job_id)
+    except ApiError:
+        logged(ctx, key, "archive", "verify-result", outcome="error 404")
+        raise
     logged(ctx, key, job.request.get("dataset") or "archive", "verify-result", job=job.id)
     return job.to_dict()
 

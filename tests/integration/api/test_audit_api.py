@@ -380,5 +380,12 @@ def test_archive_status_and_verify_jobs(server: Server, archived: str, tmp_path:
         for e in query_access(server.settings, agency="thanh-tra", action="read")
         if e.detail
     ]
-    assert calls.count("verify") == 7 and calls.count("archive-status") == 1
+    # 7 started, 2 refused by the handler (an unknown body field is refused before it)
+    assert calls.count("verify") == 9 and calls.count("archive-status") == 1
+    refused = [
+        e.detail["outcome"]
+        for e in query_access(server.settings, agency="thanh-tra", action="read")
+        if e.detail and e.detail["call"] == "verify" and e.detail["outcome"] != "ok"
+    ]
+    assert refused == ["error 422", "error 422"]
     assert "verify-result" in calls
