@@ -159,7 +159,7 @@ def publish(
     """Declare or update a dataset of the key's own agency (as ``lgsp dataset publish``):
     201 created, 200 updated or unchanged; 403 for another agency's dataset."""
     claimed, name = data.get("publisher"), data.get("name")
-    area = name if isinstance(name, str) and name else "catalogue"
+    area = name if isinstance(name, str) and 0 < len(name) <= 100 else "catalogue"
     if isinstance(claimed, str) and claimed != key.agency:
         raise refuse(ctx, request, key, area, f"publisher {claimed}: a key publishes its own")
     owner = None
