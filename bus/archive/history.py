@@ -47,6 +47,8 @@ def key_from_text(record_schema: dict[str, Any], key_fields: list[str], text: st
     the single key field); errors name the field ``key``, never the value."""
     if not text or len(text) > MAX_KEY_CHARS:
         raise ConfigurationError(f"key: expected 1 to {MAX_KEY_CHARS} characters")
+    if "\x00" in text:  # no database keeps it in text (PostgreSQL refuses it)
+        raise ConfigurationError("key: contains a NUL character")
     if text.startswith("{"):
         try:
             parsed = json.loads(text)

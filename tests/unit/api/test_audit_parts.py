@@ -47,6 +47,7 @@ def test_key_from_text() -> None:
         (["id"], '{"id": 1, "x": 2}', "key fields id"),
         (["id"], "", "1 to 1000"),
         (["id"], "1" * 1001, "1 to 1000"),
+        (["code"], "a\x00b", "NUL"),
     ):
         with pytest.raises(ConfigurationError, match=says) as caught:
             key_from_text(SCHEMA, fields, text)
