@@ -35,7 +35,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from bus.api.auth import allow, context
-from bus.api.catalog import field_error, principal, renamed
+from bus.api.catalog import field_error, no_nul, principal, renamed
 from bus.api.errors import ApiError, status_of
 from bus.archive.history import KeyHistory, key_from_text, key_history
 from bus.archive.replay import content_hash, replay_events, rows_as_of
@@ -52,7 +52,7 @@ from bus.errors import ConfigurationError, LgspError
 from bus.serde.jsoncodec import dumps
 from bus.timeutil import parse_cli_time
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"])
+router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[Depends(no_nul)])
 auditor = allow("audit", "auditor")
 KEPT_JOBS = 100
 MAX_QUEUED = 10  # jobs waiting for the one verify worker; more get 503

@@ -10,6 +10,7 @@ the access log shows an ``auditor`` every entry and any other key its own agency
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,24 @@ from bus.catalog.grants import get_grant
 from bus.context import Context
 from bus.errors import ConfigurationError, LgspError, NotFoundError
 
-router = APIRouter(prefix="/v1", tags=["catalogue"])
+NUL_ESCAPE = re.compile(rb"\\u0000", re.IGNORECASE)
+
+
+async def no_nul(request: Request) -> None:
+    """422 for a NUL character in the path, the query or a JSON body: no database keeps one
+    in text (PostgreSQL refuses it), so it is refused before any database is asked."""
+    where = None
+    if "\x00" in request.scope.get("path", ""):
+        where = "path"
+    elif any("\x00" in k or "\x00" in v for k, v in request.query_params.multi_items()):
+        where = "query"
+    elif NUL_ESCAPE.search(await request.body()):
+        where = "body"
+    if where is not None:
+        raise field_error(422, where, "contains a NUL character (\\u0000)")
+
+
+router = APIRouter(prefix="/v1", tags=["catalogue"], dependencies=[Depends(no_nul)])
 publisher = allow("catalogue", "publisher")
 
 # the CLI's option names in add_grant's messages, as the fields of the API's body

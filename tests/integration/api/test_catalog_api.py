@@ -158,6 +158,13 @@ def test_grants_add_list_revoke_and_the_access_log(server: Server, unique: str) 
     assert gone.status_code == 404
     extra = server.call("POST", "/v1/grants", pub, json=dict(grant_body(name), colour="red"))
     assert extra.status_code == 422 and fields_of(extra) == {"colour"}
+    # a NUL character, which PostgreSQL cannot keep in text: 422 before any database call
+    nul = server.call("POST", "/v1/grants", pub, json=grant_body(name, purpose="a\u0000b"))
+    assert nul.status_code == 422 and fields_of(nul) == {"body"}
+    nul = server.call("GET", "/v1/grants", auditor, params={"dataset": "a\x00"})
+    assert nul.status_code == 422 and fields_of(nul) == {"query"}
+    nul = server.call("GET", "/v1/datasets/a%00b", auditor)
+    assert nul.status_code == 422 and fields_of(nul) == {"path"}
     assert list_grants(server.settings) == []
 
     made = server.call("POST", "/v1/grants", pub, json=grant_body(name))
