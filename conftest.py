@@ -75,6 +75,18 @@ def cli_env(
 
 
 @pytest.fixture
+def offline_cli_env(monkeypatch: pytest.MonkeyPatch, home: Path) -> Iterator[dict[str, str]]:
+    """Environment for CLI commands that need only the control database."""
+    monkeypatch.setenv("LGSP_HOME", str(home))
+    for name in ("LGSP_KAFKA_BOOTSTRAP", "LGSP_DATABASE_URL", "LGSP_PII_KEY", "LGSP_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    reset_settings()
+    yield {"LGSP_HOME": str(home)}
+    reset_settings()
+    dispose_engines()
+
+
+@pytest.fixture
 def unique() -> str:
     """A short unique suffix for topic, table and group names."""
     return uuid.uuid4().hex[:10]

@@ -9,7 +9,17 @@ archiver, deliveries). The rule, in ``judge``: the broker lost data when
 
 - its cluster id changed while the bus knows of published records, or
 - a topic the bus knows holds records is missing, or
-- a partition ends below an offset the bus knows it reached.
+- a partition ends below an offset the bus knows it reached, or
+- a partition holds, at the offset of its anchor, another record than the one the bus wrote
+  there: the log was replaced by another one that is at least as long (same cluster id, a
+  topic deleted and created again, then filled by others).
+
+The anchor of a partition (``broker_anchor``) is a record a ``Publisher`` had acknowledged
+there: its offset and the digest of its key and value bytes (``bus.kafka.fetch.record_digest``).
+Each publisher moves it forward to the last record of its first acknowledged batch on the
+partition (once per publisher, so a long run's batches cost nothing more). The check reads that
+one record back; an anchor the broker no longer holds (below the log start after retention)
+cannot be checked and is passed over.
 
 Then the run stops with ``BrokerDataLostError`` (a ``FatalError``: retrying does not help)
 naming ``lgsp broker restore``. What the bus knows is read before the broker is asked, so a
@@ -36,7 +46,8 @@ from bus.db import retry_conflicts, session_scope
 from bus.db.engine import Base
 from bus.errors import BrokerUnavailableError, FatalError
 from bus.kafka import clients
-from bus.kafka.ends import probe_ends
+from bus.kafka.ends import TopicEnds, topic_ends
+from bus.kafka.fetch import record_digest, records_at
 
 PUBLISH = "publish"  # a publisher that names no origin (and rows from before origins)
 CLI = "publish:cli"
@@ -72,7 +83,6 @@ ORIGINS: dict[str, Origin] = {
     RESTORED: Origin("lgsp broker restore", "they are in the archive", True),
 }
 RECOVERY = "run 'lgsp broker restore' (see what it would do with --dry-run)"
-TopicEnds = dict[tuple[str, int], int]
 
 
 class BrokerDataLostError(FatalError):
@@ -137,6 +147,22 @@ def describe_origin(holder: str) -> str:
     return f"{origin.what} {name}".rstrip()
 
 
+class BrokerAnchor(Base):
+    """The last record the bus wrote (and had acknowledged) at a topic-partition: its offset
+    and the digest of its key and value bytes."""
+
+    __tablename__ = "broker_anchor"
+
+    topic: Mapped[str] = mapped_column(String(249), primary_key=True)
+    kafka_partition: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    anchor_offset: Mapped[int] = mapped_column(BigInteger)
+    digest: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+Anchors = dict[tuple[str, int], tuple[int, str]]  # (topic, partition) -> (offset, digest)
+
+
 @dataclass(frozen=True)
 class Known:
     """A snapshot of what the bus knows, taken before the broker is asked."""
@@ -144,6 +170,7 @@ class Known:
     cluster_id: str | None
     published_anything: bool
     ends: TopicEnds = field(default_factory=dict)  # the highest end over every holder
+    anchors: Anchors = field(default_factory=dict)
 
 
 def _now() -> dt.datetime:
@@ -162,7 +189,14 @@ def known(settings: Settings, topics: Iterable[str] | None = None) -> Known:
         if wanted is not None:
             query = query.where(BrokerOffset.topic.in_(wanted))
         ends = {(t, int(p)): int(e) for t, p, e in s.execute(query) if int(e) > 0}
-    return Known(identity.cluster_id if identity else None, anything > 0, ends)
+        marks = select(BrokerAnchor)
+        if wanted is not None:
+            marks = marks.where(BrokerAnchor.topic.in_(wanted))
+        anchors = {
+            (a.topic, int(a.kafka_partition)): (int(a.anchor_offset), a.digest)
+            for a in s.scalars(marks)
+        }
+    return Known(identity.cluster_id if identity else None, anything > 0, ends, anchors)
 
 
 def cluster_id_of(client: Any) -> str | None:
@@ -172,17 +206,33 @@ def cluster_id_of(client: Any) -> str | None:
     return str(value) if value else None
 
 
+def anchored(consumer: Any, seen: Known, ends: TopicEnds) -> dict[tuple[str, int], str]:
+    """The digest of the record the broker holds at each of ``seen``'s anchors it reaches
+    (``ends``), read with ``consumer``; an anchor below the log start is left out."""
+    wanted = {
+        TopicPartition(*key): offset
+        for key, (offset, _) in seen.anchors.items()
+        if ends.get(key, 0) > offset
+    }
+    return {
+        (tp.topic, tp.partition): record_digest(r.key, r.value)
+        for tp, r in records_at(consumer, wanted).items()
+    }
+
+
 def judge(
     settings: Settings,
     seen: Known,
     cluster_id: str | None,
     present: set[str],
     ends: TopicEnds | None,
+    held: dict[tuple[str, int], str] | None = None,
 ) -> None:
     """The rule: raise ``BrokerDataLostError`` if the broker (``cluster_id``, the ``present``
-    topics, their exact ``ends``) lost anything of ``seen``; otherwise record the cluster id
-    when the bus had none (or knew of nothing published). ``ends`` None: not probed (the
-    light check judges the cluster id and the topics present only)."""
+    topics, their exact ``ends``, the digests ``held`` at the anchors: ``anchored``) lost
+    anything of ``seen``; otherwise record the cluster id when the bus had none (or knew of
+    nothing published). ``ends`` None: not probed (the light check judges the cluster id and
+    the topics present only)."""
     problems: list[str] = []
     changed = seen.cluster_id is not None and cluster_id is not None
     changed = changed and cluster_id != seen.cluster_id
@@ -196,6 +246,13 @@ def judge(
                 f"{topic}[{partition}] ends at offset {ends.get((topic, partition), 0)}, "
                 f"the bus saw it reach {end}"
             )
+    for (topic, partition), (offset, digest) in sorted(seen.anchors.items()):
+        found = (held or {}).get((topic, partition))
+        if topic in present and found is not None and found != digest:
+            problems.append(
+                f"{topic}[{partition}] holds another record at offset {offset} than the one "
+                "the bus wrote there (the log was replaced)"
+            )
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise BrokerDataLostError(
@@ -205,18 +262,16 @@ def judge(
         record_identity(settings, cluster_id)
 
 
-def probe(settings: Settings, topics: Iterable[str]) -> tuple[str | None, set[str], TopicEnds]:
-    """The broker's cluster id, which of ``topics`` exist, and their exact end offsets."""
+def probe(
+    settings: Settings, topics: Iterable[str], seen: Known | None = None
+) -> tuple[str | None, set[str], TopicEnds, dict[tuple[str, int], str]]:
+    """The broker's cluster id, which of ``topics`` exist, their exact end offsets and (with
+    ``seen``) the digests at ``seen``'s anchors."""
     consumer = clients.consumer(settings, None)
     try:
-        present = set(consumer.topics()) & set(topics)
-        tps = [
-            TopicPartition(t, p)
-            for t in sorted(present)
-            for p in sorted(consumer.partitions_for_topic(t) or [])
-        ]
-        ends = {(tp.topic, tp.partition): end for tp, end in probe_ends(consumer, tps).items()}
-        return cluster_id_of(consumer), present, ends
+        ends = topic_ends(consumer, sorted(set(topics)))
+        held = anchored(consumer, seen, ends) if seen is not None else {}
+        return cluster_id_of(consumer), {t for t, _ in ends}, ends, held
     except KafkaError as exc:
         raise BrokerUnavailableError(
             f"cannot check the broker's topics ({type(exc).__name__})"
@@ -230,8 +285,8 @@ def check(settings: Settings, topics: Iterable[str] | None = None) -> None:
     (every topic it knows of with ``None``); the start of every run calls this."""
     seen = known(settings, topics)
     names = {t for t, _ in seen.ends} | set(topics or [])
-    cluster_id, present, ends = probe(settings, names)
-    judge(settings, seen, cluster_id, present, ends)
+    cluster_id, present, ends, held = probe(settings, names, seen)
+    judge(settings, seen, cluster_id, present, ends, held)
 
 
 Listing = Callable[[], tuple[str | None, set[str]]]
@@ -289,13 +344,52 @@ def record_identity(settings: Settings, cluster_id: str) -> None:
     retry_conflicts(write, 3)
 
 
-def record_ends(settings: Settings, holder: str, ends: TopicEnds) -> None:
-    """Raise ``holder``'s known end of each topic-partition to ``ends`` (never lower it)."""
+def _move_anchors(s: Any, anchors: Anchors) -> None:
+    """Move each partition's anchor forward to ``anchors`` (never back)."""
+    for (topic, partition), (offset, digest) in sorted(anchors.items()):
+        row = (BrokerAnchor.topic == topic, BrokerAnchor.kafka_partition == partition)
+        moved = s.execute(
+            update(BrokerAnchor)
+            .where(*row, BrokerAnchor.anchor_offset <= offset)
+            .values(anchor_offset=offset, digest=digest, updated_at=_now())
+        ).rowcount
+        if not moved and s.get(BrokerAnchor, (topic, partition)) is None:
+            s.add(
+                BrokerAnchor(
+                    topic=topic,
+                    kafka_partition=partition,
+                    anchor_offset=offset,
+                    digest=digest,
+                    updated_at=_now(),
+                )
+            )
+            s.flush()
+
+
+def forget_anchors(settings: Settings, keys: Iterable[tuple[str, int]]) -> None:
+    """Drop the anchors of partitions whose log was replaced on purpose (``lgsp broker
+    restore``); the next acknowledged batch anchors them again."""
+    with session_scope(settings) as s:
+        for topic, partition in sorted(set(keys)):
+            s.execute(
+                delete(BrokerAnchor).where(
+                    BrokerAnchor.topic == topic, BrokerAnchor.kafka_partition == partition
+                )
+            )
+
+
+def record_ends(
+    settings: Settings, holder: str, ends: TopicEnds, anchors: Anchors | None = None
+) -> None:
+    """Raise ``holder``'s known end of each topic-partition to ``ends`` (never lower it), and
+    move the ``anchors`` forward, in one transaction."""
     if not ends:
         return
 
     def write() -> None:
         with session_scope(settings) as s:
+            if anchors:
+                _move_anchors(s, anchors)
             for (topic, partition), end in sorted(ends.items()):
                 row = (
                     BrokerOffset.topic == topic,
@@ -333,9 +427,14 @@ def acknowledge(
     origin: str,
     what: str = "a record",
     reached: TopicEnds | None = None,
+    records: list[tuple[bytes | None, bytes | None]] | None = None,
+    anchored: set[tuple[str, int]] | None = None,
 ) -> TopicEnds:
     """Wait for the broker to acknowledge every send future of ``producer`` and record the ends
     reached under ``origin``: every record the bus produces passes here. Returns the ends.
+    ``records``, the ``(key, value)`` of each future as sent: the last one acknowledged per
+    partition becomes its anchor, unless the partition is in ``anchored`` (the partitions
+    this producer anchored before: updated).
 
     ``reached``, the ends this producer saw before (updated): a partition acknowledged at or
     below one of them is a new log (its topic was deleted and created again meanwhile), so
@@ -345,7 +444,8 @@ def acknowledge(
     except KafkaError as exc:
         raise BrokerUnavailableError(f"flush failed ({type(exc).__name__})") from exc
     acked: TopicEnds = {}
-    for future in futures:
+    last: dict[tuple[str, int], int] = {}  # partition -> index of its last record
+    for index, future in enumerate(futures):
         try:
             meta = future.get(timeout=settings.kafka.request_timeout_ms / 1000)
         except KafkaError as exc:
@@ -355,6 +455,7 @@ def acknowledge(
         tp = (meta.topic, meta.partition)
         if meta.offset >= acked.get(tp, 0):
             acked[tp] = meta.offset + 1
+            last[tp] = index
     if reached is not None:
         for (topic, partition), end in sorted(acked.items()):
             if end <= reached.get((topic, partition), 0):
@@ -364,7 +465,16 @@ def acknowledge(
                     f"{reached[(topic, partition)] - 1} (the topic was created again); {RECOVERY}"
                 )
         reached.update(acked)
-    record_ends(settings, origin, acked)
+    anchors: Anchors = {}
+    if records is not None:
+        done = anchored if anchored is not None else set()
+        anchors = {
+            tp: (acked[tp] - 1, record_digest(*records[i]))
+            for tp, i in last.items()
+            if tp not in done
+        }
+        done.update(anchors)
+    record_ends(settings, origin, acked, anchors)
     return acked
 
 

@@ -24,7 +24,7 @@ their loss is reported.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,16 +38,19 @@ from bus.archive.models import ArchiveChain, ArchiveEntry
 from bus.config import Settings
 from bus.connectors_db import ConnectorStore
 from bus.connectors_db.models import OperationLock
-from bus.connectors_db.store import lock_owner
 from bus.db import open_engine
 from bus.dlq import dlq_topic
 from bus.errors import BrokerUnavailableError, FatalError
 from bus.kafka import clients
+from bus.kafka.fetch import records_at
 from bus.kafka.topics import ensure_topics
+from bus.run_lock import HeldLock
 
 SEND_CHUNK = 5000
 LOCK = "broker-restore"
-LOCK_TTL_S = 6 * 3600.0  # a crashed restore of this host is taken over at once
+# the restore lock lives this long unless extended (every third of it, while the restore runs);
+# a crashed restore of this host is taken over at once, one elsewhere once this has passed
+LOCK_TTL_S = 120.0
 log = logging.getLogger(__name__)
 TP = tuple[str, int]
 
@@ -141,17 +144,10 @@ def _chains(settings: Settings) -> list[PartitionPlan]:
     return out
 
 
-def _value_at(settings: Settings, consumer: Any, topic: str, partition: int, offset: int) -> bytes:
+def _value_at(consumer: Any, topic: str, partition: int, offset: int) -> bytes:
     tp = TopicPartition(topic, partition)
-    consumer.assign([tp])
-    consumer.seek(tp, offset)
-    for _ in range(20):
-        for record in consumer.poll(timeout_ms=250).get(tp, []):
-            if record.offset == offset:
-                return bytes(record.value or b"")
-            if record.offset > offset:
-                return b""
-    return b""
+    record = records_at(consumer, {tp: offset}).get(tp)
+    return b"" if record is None else bytes(record.value or b"")
 
 
 def _archived_value(settings: Settings, plan: PartitionPlan, index: int) -> bytes:
@@ -169,12 +165,12 @@ def _classify(
             end = plan.on_broker if plan.topic in present else 0
             wanted = max(plan.head_offset + 1, known.get(plan.key, 0))
             if end >= wanted and end > plan.head_offset:
-                head = _value_at(settings, consumer, plan.topic, plan.partition, plan.head_offset)
+                head = _value_at(consumer, plan.topic, plan.partition, plan.head_offset)
                 if head == _archived_value(settings, plan, plan.archived - 1):
                     continue  # intact
             if end <= plan.archived and (
                 end == 0
-                or _value_at(settings, consumer, plan.topic, plan.partition, end - 1)
+                or _value_at(consumer, plan.topic, plan.partition, end - 1)
                 == _archived_value(settings, plan, end - 1)
             ):
                 plan.state, plan.send_from = "lost", end
@@ -186,7 +182,7 @@ def _classify(
         consumer.close(autocommit=False)
 
 
-def _send(settings: Settings, plans: list[PartitionPlan]) -> None:
+def _send(settings: Settings, plans: list[PartitionPlan], step: Callable[[], None]) -> None:
     lost = [p for p in plans if p.state == "lost"]
     if not lost:
         return
@@ -218,7 +214,9 @@ def _send(settings: Settings, plans: list[PartitionPlan]) -> None:
                 index += 1
                 if len(pending) >= SEND_CHUNK:
                     _acknowledged(settings, producer, plan, pending)
+                    step()
             _acknowledged(settings, producer, plan, pending)
+            step()
     except KafkaError as exc:
         raise BrokerUnavailableError(
             f"the broker did not take the restored records ({type(exc).__name__}); "
@@ -393,24 +391,23 @@ def _reset_groups(
 
 def restore(settings: Settings, *, dry_run: bool = False) -> RestoreReport:
     """Restore the broker from the archive (see the module's text); ``dry_run`` changes
-    nothing and reports what would be done. One restore at a time: two would both send."""
+    nothing and reports what would be done. One restore at a time: two would both send. The
+    restore's lock is short-lived and extended while this process lives (a crashed restore's
+    lock frees itself within ``LOCK_TTL_S``); a restore that lost it stops before its next
+    write."""
     if dry_run:
-        return _restore(settings, dry_run=True)
-    store, owner = ConnectorStore(settings), lock_owner()
-    taken = store.acquire_lock(LOCK, owner, LOCK_TTL_S, OperationLock)
-    if taken.took_over is not None:
-        log.warning("took over the lock of a crashed broker restore (%s)", taken.took_over.owner)
-    try:
-        return _restore(settings, dry_run=False)
-    finally:
-        store.release_lock(LOCK, owner, OperationLock)
+        return _restore(settings, dry_run=True, step=lambda: None)
+    lock = HeldLock(ConnectorStore(settings), LOCK, LOCK_TTL_S, OperationLock)
+    with lock, lock.keep_alive():
+        return _restore(settings, dry_run=False, step=lock.refresh)
 
 
-def _restore(settings: Settings, *, dry_run: bool) -> RestoreReport:
+def _restore(settings: Settings, *, dry_run: bool, step: Callable[[], None]) -> RestoreReport:
+    """The restore; ``step()`` before each write (the lock still held)."""
     seen = broker_guard.known(settings)
     plans = _chains(settings)
     names = {p.topic for p in plans} | {t for t, _ in seen.ends}
-    cluster_id, present, ends = broker_guard.probe(settings, names)
+    cluster_id, present, ends, _ = broker_guard.probe(settings, names)
     for plan in plans:
         plan.on_broker = ends.get(plan.key, 0)
     _classify(settings, plans, present, seen.ends)
@@ -447,14 +444,18 @@ def _restore(settings: Settings, *, dry_run: bool) -> RestoreReport:
     covered = {k: available[k] if k in archived else e for k, e in lost_ends.items()}
     rewound = _gaps(report, holders, covered, sources)
     if not dry_run:
-        _send(settings, plans)
+        _send(settings, plans, step)
     lined_up = {p.key: p.lined_up for p in plans}
+    step()
     _move_positions(settings, report, available, {t for t, _ in lost_ends})
+    step()
     groups = _reset_groups(settings, report, holders, lost_ends, lined_up, rewound)
     if not dry_run:
-        _, present, after = broker_guard.probe(settings, names)
+        _, present, after, _ = broker_guard.probe(settings, names)
+        step()
         published = _published_after(holders, lost_ends, after)
         broker_guard.replace_ends(settings, {**published, **groups})
+        broker_guard.forget_anchors(settings, lost_ends)  # their logs are new ones
         if cluster_id is not None:
             broker_guard.record_identity(settings, cluster_id)
     return report

@@ -31,7 +31,7 @@ from bus.config import Settings
 from bus.dlq import safe_message, send_dead_letter
 from bus.errors import BrokerUnavailableError, ConfigurationError, DataError
 from bus.kafka import clients
-from bus.kafka.ends import probe_ends
+from bus.kafka.ends import partitions_of, probe_ends
 from bus.kafka.topics import ensure_topics
 from bus.registry import Registry, subject_for
 from bus.serde import AvroCodec, UnknownSchemaError
@@ -57,7 +57,6 @@ class Message:
 @dataclass
 class ConsumeReport:
     read: int = 0
-    handled: int = 0
     dlq: int = 0
     batches: int = 0
     lag: dict[str, int] = field(default_factory=dict)  # "topic[partition]" -> records left
@@ -178,13 +177,9 @@ class Consumer:
         self.close()
 
     def partitions(self, topics: list[str]) -> list[TopicPartition]:
-        tps = []
-        for topic in topics:
-            parts = self._consumer.partitions_for_topic(topic)
-            if not parts:
-                log.info("topic %s does not exist yet: nothing to read", topic)
-                continue
-            tps.extend(TopicPartition(topic, p) for p in sorted(parts))
+        tps = partitions_of(self._consumer, topics)
+        for topic in sorted(set(topics) - {tp.topic for tp in tps}):
+            log.info("topic %s does not exist yet: nothing to read", topic)
         return tps
 
     def _allowed_ids(self, topic: str) -> set[int]:
@@ -254,7 +249,6 @@ class Consumer:
                 next_offsets[tp] = record.offset + 1
         if batch:
             keep_back = handler(batch)
-            report.handled += len(batch)
             if keep_back:
                 held = set(keep_back)
                 next_offsets = {tp: o for tp, o in next_offsets.items() if tp.topic not in held}
@@ -302,12 +296,14 @@ class Consumer:
         tps = self.partitions(topics)
         ends = probe_ends(self._consumer, tps)
         if seen is not None:
+            exact = {(tp.topic, tp.partition): end for tp, end in ends.items()}
             broker_guard.judge(
                 self.settings,
                 seen,
                 broker_guard.cluster_id_of(self._consumer),
                 {tp.topic for tp in tps},
-                {(tp.topic, tp.partition): end for tp, end in ends.items()},
+                exact,
+                broker_guard.anchored(self._consumer, seen, exact),
             )
         if not tps:
             return report
@@ -427,17 +423,3 @@ class Consumer:
                 self._commit(self._handle(polled, handler, report))
         report.dlq = self.dlq_count
         return report
-
-
-def end_offsets(settings: Settings, topics: list[str]) -> dict[tuple[str, int], int]:
-    """The offset after the last record of every partition of ``topics`` (exact)."""
-    consumer = clients.consumer(settings, None)
-    try:
-        tps = []
-        for topic in topics:
-            parts = consumer.partitions_for_topic(topic) or []
-            tps += [TopicPartition(topic, p) for p in sorted(parts)]
-        ends = probe_ends(consumer, tps)
-        return {(tp.topic, tp.partition): end for tp, end in ends.items()}
-    finally:
-        consumer.close(autocommit=False)

@@ -6,13 +6,11 @@ import functools
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from bus import broker_guard
 from bus.config import Settings
 from bus.consume import Consumer, Message
 from bus.dlq import (
-    H_ATTEMPTS,
     H_OFFSET,
     H_PARTITION,
     H_STAGE,
@@ -20,11 +18,10 @@ from bus.dlq import (
     DeadLetter,
     dlq_topic,
     parse_headers,
-    send_dead_letter,
     to_dead_letter,
 )
 from bus.errors import DataError
-from bus.kafka import clients
+from bus.publish import Publisher
 from bus.registry import Registry, subject_for
 from bus.serde import AvroCodec
 from bus.serde.jsoncodec import JsonToAvro
@@ -66,27 +63,29 @@ class DeadLetterReplayReport:
 
 def replay_dead_letters(settings: Settings, topic: str) -> DeadLetterReplayReport:
     """Re-drive the DLQ entries not replayed before: those that now decode against the origin
-    topic's subject (or, parked at publish time as JSON, now match its current schema) go back
-    to the origin topic; the others are parked again (attempts + 1). A record parked by several
-    consumer groups is re-driven once."""
+    topic's subject go back to the origin topic with their original framed bytes; one parked
+    at publish time (JSON) is encoded with the topic's current schema. Either way they go
+    through the bus's one ``Publisher`` (topic checks, broker guard, acknowledgement recorded
+    under ``DLQ_REPLAY``). The others are parked again (attempts + 1, their origin, stage and
+    group kept). A record parked by several consumer groups is re-driven once; an entry whose
+    headers name another topic than ``topic`` is parked again, never sent there."""
     registry = Registry(settings)
     codec = AvroCodec(registry)
     allowed = registry.subject_ids(subject_for(topic))
     report = DeadLetterReplayReport()
-    producer = clients.producer(settings)
-    futures: list[Any] = []
-
     seen: set[tuple[str, str, str]] = set()
 
     @functools.cache
-    def current_schema() -> tuple[int, JsonToAvro]:
-        """The topic's current schema id and its JSON converter (looked up once per replay)."""
-        latest = registry.latest(subject_for(topic))
-        return latest.id, JsonToAvro(latest.schema)
+    def converter() -> JsonToAvro:
+        """The JSON converter of the topic's current schema (built once per replay)."""
+        return JsonToAvro(publisher.schema_for(topic).schema)
 
     def value_for(message: Message, headers: dict[str, str]) -> bytes:
         """The framed record to re-drive: as parked, or (parked at publish time, as JSON)
-        converted again with the topic's current schema."""
+        encoded with the topic's current schema."""
+        origin = headers.get(H_TOPIC) or topic
+        if origin != topic:
+            raise DataError(f"lgsp.dlq.origin.topic: expected {topic}, the entry names another")
         if headers.get(H_STAGE) != "publish":
             codec.decode(message.raw, allowed_ids=allowed)
             return message.raw
@@ -94,46 +93,32 @@ def replay_dead_letters(settings: Settings, topic: str) -> DeadLetterReplayRepor
             event = json.loads(message.raw)
         except (ValueError, TypeError):
             raise DataError("the parked event is not JSON") from None
-        schema_id, convert = current_schema()
-        return codec.encode(schema_id, convert(event))
+        return publisher.encode(topic, converter()(event))[1]
 
     def redrive(batch: list[Message]) -> None:
+        records: list[tuple[bytes, bytes]] = []
         for message in batch:
             headers = parse_headers(message.headers)
-            origin = headers.get(H_TOPIC) or topic
-            where = (origin, headers.get(H_PARTITION, ""), headers.get(H_OFFSET, ""))
+            where = (topic, headers.get(H_PARTITION, ""), headers.get(H_OFFSET, ""))
             if where[2] not in ("", "-1") and where in seen:
                 report.duplicates += 1  # parked by several consumer groups: re-driven once
                 continue
             seen.add(where)
-            key = message.key.encode() if message.key is not None else None
             try:
                 value = value_for(message, headers)
             except DataError as exc:
-                attempts = int(headers.get(H_ATTEMPTS, "1") or 1) + 1
-                futures.append(
-                    send_dead_letter(
-                        producer,
-                        topic=origin,
-                        key=key,
-                        value=message.raw,
-                        exc=exc,
-                        partition=int(where[1]) if where[1].lstrip("-").isdigit() else None,
-                        offset=int(where[2]) if where[2].lstrip("-").isdigit() else None,
-                        stage=headers.get(H_STAGE, "replay"),
-                        attempts=attempts,
-                    )
-                )
+                publisher.park_again(topic, message, exc, headers)
                 report.still_failing += 1
                 continue
-            futures.append(producer.send(origin, key=key, value=value))
-            report.replayed += 1
-        broker_guard.acknowledge(settings, producer, futures, broker_guard.DLQ_REPLAY)
-        futures.clear()
+            key = message.key.encode() if message.key is not None else b""
+            records.append((key, value))
+        # re-driven and parked-again records acknowledged before the replay group commits
+        publisher.publish_encoded(topic, records)
+        report.replayed += len(records)
 
-    try:
-        with Consumer(settings, f"{REPLAY_GROUP}.{topic}", decode=False) as consumer:
-            consumer.run_bounded([dlq_topic(topic)], redrive)
-    finally:
-        producer.close(timeout=5)
+    with (
+        Publisher(settings, registry, origin=broker_guard.DLQ_REPLAY) as publisher,
+        Consumer(settings, f"{REPLAY_GROUP}.{topic}", decode=False) as consumer,
+    ):
+        consumer.run_bounded([dlq_topic(topic)], redrive)
     return report

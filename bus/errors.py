@@ -7,6 +7,11 @@
 
 Third-party errors are wrapped ``from exc`` so that the cause stays visible with ``--debug``.
 Messages never carry personal data: they name fields and expectations, not values.
+
+Each class names what it means outside Python: ``exit_code`` for ``lgsp`` and ``http_status``
+for ``lgsp serve`` (the API maps every bus error by these attributes, in one place);
+``error_code`` is a finer code for API answers (the schema registry's are Confluent's), the
+HTTP status when unset.
 """
 
 from __future__ import annotations
@@ -29,16 +34,21 @@ class LgspError(Exception):
     """Root of every error the bus raises on purpose."""
 
     exit_code = ExitCode.FAILED
+    http_status = 500
+    error_code: int | None = None
 
 
 class ConfigurationError(LgspError):
     """Bad configuration or bad input given by a person: fix and rerun."""
 
     exit_code = ExitCode.INPUT
+    http_status = 422
 
 
 class NotFoundError(ConfigurationError):
     """A named thing (unit, subject, connector, dataset, ...) does not exist."""
+
+    http_status = 404
 
 
 class UnknownUnitError(NotFoundError):
@@ -52,15 +62,21 @@ class InvalidNameError(ConfigurationError):
 class SchemaError(ConfigurationError):
     """A malformed Avro schema file."""
 
+    error_code = 42201  # Confluent: invalid schema
+
 
 class IncompatibleSchemaError(ConfigurationError):
     """A schema change that the subject's compatibility mode does not allow."""
+
+    http_status = 409
+    error_code = 409  # Confluent: incompatible schema
 
 
 class RetriableError(LgspError):
     """A transient failure: the same call may succeed later."""
 
     exit_code = ExitCode.RETRY
+    http_status = 503
 
 
 class BrokerUnavailableError(RetriableError):
@@ -76,6 +92,7 @@ class SkippableError(LgspError):
     command line (``lgsp publish``), the input is what to fix."""
 
     exit_code = ExitCode.INPUT
+    http_status = 422
 
 
 class DataError(SkippableError):
@@ -86,3 +103,4 @@ class FatalError(LgspError):
     """The run must stop."""
 
     exit_code = ExitCode.STOPPED
+    http_status = 409

@@ -15,7 +15,15 @@ from kafka.errors import KafkaError, MessageSizeTooLargeError
 
 from bus import broker_guard
 from bus.config import Settings
-from bus.dlq import dlq_topic, send_dead_letter
+from bus.dlq import (
+    H_ATTEMPTS,
+    H_GROUP,
+    H_OFFSET,
+    H_PARTITION,
+    H_STAGE,
+    dlq_topic,
+    send_dead_letter,
+)
 from bus.envelope import canonical_key
 from bus.errors import BrokerUnavailableError, DataError
 from bus.kafka import clients
@@ -32,7 +40,6 @@ log = logging.getLogger(__name__)
 class PublishReport:
     sent: int = 0
     dlq: int = 0
-    per_topic: dict[str, int] = field(default_factory=dict)
     # partition -> the offset after the last record of this call the broker acknowledged
     ends: dict[int, int] = field(default_factory=dict)
 
@@ -74,8 +81,10 @@ class Publisher:
         self._ready_topics: set[str] = set()
         self._producer = clients.producer(settings, **producer_overrides)
         self._pending: list[Any] = []
+        self._records: list[tuple[bytes | None, bytes | None]] = []  # (key, value) per future
         self.acked: broker_guard.TopicEnds = {}  # what the last flush saw acknowledged
         self._reached: broker_guard.TopicEnds = {}  # what every flush saw acknowledged
+        self._anchored: set[tuple[str, int]] = set()  # partitions this publisher anchored
         # topics the broker guard passed for this publisher (a run that checked them adds them)
         self.guarded: set[str] = set()
 
@@ -113,11 +122,12 @@ class Publisher:
 
     def _send_all(self, topic: str, encoded: list[tuple[bytes, bytes]]) -> None:
         """Send encoded records (acknowledged on ``flush``), with the lookups done once."""
-        send, add = self._producer.send, self._pending.append
+        send, add, keep = self._producer.send, self._pending.append, self._records.append
         value = b""
         try:
             for key, value in encoded:
                 add(send(topic, key=key or None, value=value))
+                keep((key or None, value))
         except MessageSizeTooLargeError:
             raise DataError(
                 f"a record of {len(value)} bytes is larger than the producer accepts "
@@ -142,7 +152,6 @@ class Publisher:
         ``<topic>.dlq`` with the reason and sends the others.
         """
         self.ensure_topic(topic, dataset)
-        report = PublishReport()
         encoded: list[tuple[bytes, bytes]] = []
         refused: list[tuple[dict[str, Any], DataError]] = []
         encode, add = self.encode, encoded.append
@@ -153,48 +162,94 @@ class Publisher:
                 if on_invalid != "dlq":
                     raise DataError(f"event {index}: {exc}") from None
                 refused.append((event, exc))
-        self._send_all(topic, encoded)
         for event, exc in refused:
             self.park_event(topic, event, exc, "publish")
-        report.sent, report.dlq = len(encoded), len(refused)
+        return self.publish_encoded(topic, encoded, dlq=len(refused))
+
+    def publish_encoded(
+        self,
+        topic: str,
+        records: list[tuple[bytes, bytes]],
+        *,
+        dataset: str | None = None,
+        dlq: int = 0,
+    ) -> PublishReport:
+        """Send records already framed for ``topic`` (``(key, value)`` pairs, as ``encode``
+        returns them, or the original bytes of a parked record) and wait for the broker's
+        acknowledgement of them and of anything parked before; ``dlq``: how many of those
+        were parked (for the report)."""
+        self.ensure_topic(topic, dataset)
+        self._send_all(topic, records)
         self.flush()
-        report.per_topic[topic] = report.sent
-        report.ends = {p: end for (t, p), end in self.acked.items() if t == topic}
-        return report
+        ends = {p: end for (t, p), end in self.acked.items() if t == topic}
+        return PublishReport(sent=len(records), dlq=dlq, ends=ends)
+
+    def _track(self, future: Any, key: bytes | None, value: bytes | None) -> None:
+        """A send to acknowledge on ``flush``, with the bytes it sent (for the anchors)."""
+        self._pending.append(future)
+        self._records.append((key, value))
 
     def park_event(self, topic: str, event: dict[str, Any], exc: BaseException, stage: str) -> None:
         """Send an event that cannot be published, as JSON, to ``<topic>.dlq``; acked on
         flush. A DLQ replay converts it again once the schema fits."""
-        self._pending.append(
-            send_dead_letter(
-                self._producer,
-                topic=topic,
-                key=event_key(event),
-                value=dumps(event).encode(),
-                exc=exc,
-                stage=stage,
-            )
+        key, value = event_key(event), dumps(event).encode()
+        future = send_dead_letter(
+            self._producer, topic=topic, key=key, value=value, exc=exc, stage=stage
         )
+        self._track(future, key, value)
 
     def park(self, message: Any, exc: BaseException, stage: str) -> None:
         """Send a consumed record (``bus.consume.Message``) to its topic's DLQ; acked on flush."""
-        self._pending.append(
-            send_dead_letter(
-                self._producer,
-                topic=message.topic,
-                key=message.key.encode() if message.key is not None else None,
-                value=message.raw,
-                exc=exc,
-                partition=message.partition,
-                offset=message.offset,
-                stage=stage,
-            )
+        key = message.key.encode() if message.key is not None else None
+        future = send_dead_letter(
+            self._producer,
+            topic=message.topic,
+            key=key,
+            value=message.raw,
+            exc=exc,
+            partition=message.partition,
+            offset=message.offset,
+            stage=stage,
         )
+        self._track(future, key, message.raw)
+
+    def park_again(
+        self, topic: str, message: Any, exc: BaseException, headers: dict[str, str]
+    ) -> None:
+        """Send a dead letter of ``topic`` that still fails (``lgsp dlq replay``) back to
+        ``<topic>.dlq``: its bytes, origin offset, stage and group as parked (``headers``,
+        decoded), attempts + 1."""
+
+        def number(name: str) -> int | None:
+            text = headers.get(name, "")
+            return int(text) if text.lstrip("-").isdigit() and int(text) >= 0 else None
+
+        key = message.key.encode() if message.key is not None else None
+        future = send_dead_letter(
+            self._producer,
+            topic=topic,
+            key=key,
+            value=message.raw,
+            exc=exc,
+            partition=number(H_PARTITION),
+            offset=number(H_OFFSET),
+            stage=headers.get(H_STAGE) or "replay",
+            attempts=(number(H_ATTEMPTS) or 1) + 1,
+            group=headers.get(H_GROUP) or None,
+        )
+        self._track(future, key, message.raw)
 
     def flush(self) -> None:
         """Block until every pending record is acknowledged; raise if any was not."""
         pending, self._pending = self._pending, []
+        records, self._records = self._records, []
         self.acked = {}
         self.acked = broker_guard.acknowledge(
-            self.settings, self._producer, pending, self.origin, reached=self._reached
+            self.settings,
+            self._producer,
+            pending,
+            self.origin,
+            reached=self._reached,
+            records=records,
+            anchored=self._anchored,
         )

@@ -32,8 +32,6 @@ from typing import Any
 from bus import broker_guard, longrun
 from bus.config import Settings
 from bus.connector_service.catalogue import attach_catalogue
-from bus.connectors_db import ConnectorStore
-from bus.connectors_db.store import lock_owner
 from bus.consume import Consumer, Message
 from bus.context import Context
 from bus.dlq import dlq_topic, safe_message
@@ -44,11 +42,12 @@ from bus.longrun import Follow
 from bus.publish import Publisher
 from bus.registry import Registry, subject_for
 from bus.registry.compat import quiet_avro
+from bus.run_lock import HeldLock
 from bus.runs import record_run, start_run
 from bus.units.timeline import refuse_replaced_unit
 from connectors import plugins as connector_types
 from connectors.base import Batch, Connector, Invalid, WriteReport
-from connectors.errors import ConnectorBusyError, TableStoppedError
+from connectors.errors import TableStoppedError
 
 log = logging.getLogger(__name__)
 
@@ -151,46 +150,6 @@ def connector_for(settings: Context | Settings, name: str) -> Connector:
     return attach_catalogue(connector, ctx.settings)
 
 
-class _HeldLock:
-    """This run's hold on the connector's run lock, extended as batches go by."""
-
-    def __init__(self, store: ConnectorStore, name: str, ttl_s: float) -> None:
-        self.store = store
-        self.name = name
-        self.ttl_s = ttl_s
-        self.owner = lock_owner()
-        taken = store.acquire_lock(name, self.owner, ttl_s)
-        if taken.took_over is not None:
-            log.warning(
-                "%s: took over the run lock of a crashed run (%s, since %s UTC): its process "
-                "is gone",
-                name,
-                taken.took_over.owner,
-                f"{taken.took_over.acquired_at:%Y-%m-%d %H:%M:%S}",
-            )
-        self._refreshed = time.monotonic()
-
-    def refresh(self) -> None:
-        """Extend the lock (at most every third of its time to live). A run whose lock is gone
-        (taken over once expired, or removed by ``lgsp connector unlock``) stops before it
-        moves another position: another run may have moved it further meanwhile."""
-        if time.monotonic() - self._refreshed < self.ttl_s / 3:
-            return
-        if not self.store.refresh_lock(self.name, self.owner, self.ttl_s):
-            raise ConnectorBusyError(
-                f"connector {self.name!r}: this run lost its lock (it expired after a batch that "
-                f"took longer than {self.ttl_s:g} s and was taken over, or it was unlocked); "
-                "this run stops"
-            )
-        self._refreshed = time.monotonic()
-
-    def release(self) -> None:
-        try:
-            self.store.release_lock(self.name, self.owner)
-        except LgspError as exc:  # the run's own outcome matters more; the lock expires
-            log.warning("%s: cannot release the run lock: %s", self.name, safe_message(exc))
-
-
 def run(
     settings: Context | Settings,
     name: str,
@@ -211,7 +170,7 @@ def run(
     """
     ctx = Context.of(settings)
     stored = ctx.connectors.get(name)
-    lock = _HeldLock(ctx.connectors, name, lock_ttl_s)
+    lock = HeldLock(ctx.connectors, name, lock_ttl_s)
     try:
         with _fewer_gc_passes():
             return SyncRun(ctx, name, stored.role, lock, progress, follow).execute(tables)
@@ -253,7 +212,7 @@ class SyncRun:
         ctx: Context,
         name: str,
         role: str,
-        lock: _HeldLock,
+        lock: HeldLock,
         progress: Progress | None = None,
         follow: Follow | None = None,
     ) -> None:
@@ -284,12 +243,13 @@ class SyncRun:
                 wanted = self._wanted(tables)
                 self.connector.check()
                 self.topics = self.connector.config.topics(self.ctx.hierarchy)
-                broker_guard.check(settings, [self.topics[t] for t in wanted])
+                if report.role == "source":
+                    broker_guard.check(settings, [self.topics[t] for t in wanted])
                 if report.role == "source" and self.follow is None:
                     self._run_source(wanted)
                 elif report.role == "source":
                     self._follow_source(wanted, self.follow)
-                else:
+                else:  # the consumer judges the broker with the ends it reads up to
                     self._run_sink(wanted)
         except BaseException as exc:
             report.seconds = time.monotonic() - started
@@ -480,6 +440,8 @@ class SyncRun:
                         )
                     tr.dlq += result.dlq
                     store.save_position(self.name, table, {"lag": result.lag}, rows=tr.rows)
+                except broker_guard.BrokerDataLostError:
+                    raise  # the broker, not this table: the run stops
                 except TABLE_ERRORS as exc:
                     self._stop(tr, exc, self._sink_step)
             if followed and follow is not None:

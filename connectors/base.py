@@ -23,7 +23,7 @@ from bus.errors import DataError
 from bus.units import Hierarchy
 from connectors.config import ConnectorConfig, TableConfig, validate_model
 from connectors.contract import DatasetLookup
-from connectors.errors import ConnectorConfigError
+from connectors.errors import ConnectorConfigError, FieldError
 
 log = logging.getLogger(__name__)
 
@@ -142,9 +142,9 @@ class Connector(abc.ABC):
         extra = []
         role = data.get("role")
         if role == "source" and not cls.can_source:
-            extra.append(f"role: connector type {cls.type_name!r} cannot be a source")
+            extra.append(FieldError("role", f"connector type {cls.type_name!r} cannot be a source"))
         if role == "sink" and not cls.can_sink:
-            extra.append(f"role: connector type {cls.type_name!r} cannot be a sink")
+            extra.append(FieldError("role", f"connector type {cls.type_name!r} cannot be a sink"))
         return validate_model(cls.config_model, data, hierarchy=hierarchy, extra_errors=extra)
 
     @classmethod
@@ -164,7 +164,9 @@ class Connector(abc.ABC):
         for t in self.config.tables:
             if t.table == table:
                 return t
-        raise ConnectorConfigError([f"tables: no table {table!r} in connector {self.name!r}"])
+        raise ConnectorConfigError(
+            [FieldError("tables", f"no table {table!r} in connector {self.name!r}")]
+        )
 
     # ---- lifecycle -----------------------------------------------------------------------
     def close(self) -> None:  # noqa: B027 - optional hook
@@ -190,7 +192,9 @@ class Connector(abc.ABC):
         for stream in self.discover():
             if stream.name == table:
                 return stream
-        raise ConnectorConfigError([f"tables: no table {table!r} in connector {self.name!r}"])
+        raise ConnectorConfigError(
+            [FieldError("tables", f"no table {table!r} in connector {self.name!r}")]
+        )
 
     def read_stream(self, stream: Stream, position: dict[str, Any] | None) -> Iterator[Batch]:
         """Batches of change events from ``position`` on, each with the position after it."""

@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from bus.units import DatasetName, Hierarchy, topic_name
-from connectors.errors import ConnectorConfigError
+from connectors.errors import ConnectorConfigError, FieldError
 from connectors.secrets import literal_secret_problem, mask
 
 NAME_PATTERN = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$"
@@ -109,20 +109,27 @@ class ConnectorConfig(Strict):
         """``{table: topic}``: a source's topics to publish to, a sink's to read."""
         return {t.table: topic_name(hierarchy, self.unit, t.dataset) for t in self.tables}
 
-    def problems(self) -> list[str]:
+    def problems(self) -> list[FieldError]:
         """Cross-field problems once every field is valid (subclasses extend)."""
-        out: list[str] = []
+        out: list[FieldError] = []
         seen: dict[str, int] = {}
         datasets: dict[str, int] = {}
         for i, t in enumerate(self.tables):
             if t.table in seen:
                 first = seen[t.table]
-                out.append(f"tables[{i}].table: {t.table!r} is listed twice (tables[{first}])")
+                out.append(
+                    FieldError(
+                        f"tables[{i}].table", f"{t.table!r} is listed twice (tables[{first}])"
+                    )
+                )
             seen.setdefault(t.table, i)
             if self.role == "source" and t.dataset in datasets:
                 out.append(
-                    f"tables[{i}].dataset: tables[{datasets[t.dataset]}] already publishes "
-                    f"{t.dataset!r}; a topic has one source table"
+                    FieldError(
+                        f"tables[{i}].dataset",
+                        f"tables[{datasets[t.dataset]}] already publishes {t.dataset!r}; "
+                        "a topic has one source table",
+                    )
                 )
             datasets.setdefault(t.dataset, i)
         return out
@@ -181,7 +188,7 @@ _MESSAGES = {
 }
 
 
-def validation_messages(exc: ValidationError) -> list[str]:
+def validation_messages(exc: ValidationError) -> list[FieldError]:
     """One line per problem naming the field; the value itself is never shown."""
     lines = []
     for err in exc.errors(include_input=False, include_url=False):
@@ -193,7 +200,7 @@ def validation_messages(exc: ValidationError) -> list[str]:
             msg = "lowercase letters, digits and single dashes, starting with a letter"
         elif err["type"] == "string_pattern_mismatch" and loc and loc[-1] == "unit":
             msg = "a unit code (digits only), quoted in YAML"
-        line = f"{_loc(loc)}: {msg}"
+        line = FieldError(_loc(loc), msg)
         if line not in lines:
             lines.append(line)
     return lines
@@ -204,7 +211,7 @@ def validate_model(
     data: Mapping[str, Any],
     *,
     hierarchy: Hierarchy | None = None,
-    extra_errors: list[str] | None = None,
+    extra_errors: list[FieldError] | None = None,
 ) -> ConnectorConfig:
     """Validate ``data`` with ``model``; every problem at once as ``ConnectorConfigError``."""
     errors = list(extra_errors or [])
@@ -222,19 +229,19 @@ def validate_model(
     return config
 
 
-def _topic_problems(config: ConnectorConfig, hierarchy: Hierarchy) -> list[str]:
+def _topic_problems(config: ConnectorConfig, hierarchy: Hierarchy) -> list[FieldError]:
     from bus.errors import LgspError
 
     try:
         hierarchy.get(config.unit)
     except LgspError as exc:
-        return [f"unit: {exc}"]
+        return [FieldError("unit", str(exc))]
     out = []
     for i, t in enumerate(config.tables):
         try:
             topic_name(hierarchy, config.unit, t.dataset)
         except LgspError as exc:
-            out.append(f"tables[{i}].dataset: {exc}")
+            out.append(FieldError(f"tables[{i}].dataset", str(exc)))
     return out
 
 
@@ -243,15 +250,19 @@ def read_file(path: Path) -> dict[str, Any]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConnectorConfigError([f"file: cannot read {path} ({exc.strerror or exc})"]) from exc
+        raise ConnectorConfigError(
+            [FieldError("file", f"cannot read {path} ({exc.strerror or exc})")]
+        ) from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConnectorConfigError([f"file: not valid YAML{where}"]) from exc
+        raise ConnectorConfigError([FieldError("file", f"not valid YAML{where}")]) from exc
     if not isinstance(data, dict):
-        raise ConnectorConfigError(["file: expected a mapping of keys (name, type, role, ...)"])
+        raise ConnectorConfigError(
+            [FieldError("file", "expected a mapping of keys (name, type, role, ...)")]
+        )
     return data
 
 

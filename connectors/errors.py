@@ -20,17 +20,42 @@ from bus.errors import (
 )
 
 
+class FieldError(str):
+    """One problem of a connector file: the ``field`` it is about (``tables[0].cursor``; ``""``
+    for no one field) and the ``message``. It reads as ``"field: message"`` (a ``str``, for
+    messages and logs) and carries the pair, so the API answers ``{"field", "message"}``
+    without parsing text back."""
+
+    field: str
+    message: str
+
+    def __new__(cls, field: str, message: str) -> FieldError:
+        self = super().__new__(cls, f"{field}: {message}" if field else message)
+        self.field, self.message = field, message
+        return self
+
+    def __getnewargs__(self) -> tuple[str, str]:  # type: ignore[override]
+        return (self.field, self.message)
+
+    def within(self, prefix: str, note: str | None = None) -> FieldError:
+        """The same problem under ``prefix`` (``tables[0]`` + ``key`` = ``tables[0].key``),
+        the message led by ``(note)`` when given (the table's name)."""
+        field = f"{prefix}.{self.field}" if self.field else prefix
+        return FieldError(field, f"({note}) {self.message}" if note else self.message)
+
+
 class ConnectorConfigError(ConfigurationError):
-    """A connector file with one or more invalid fields; ``errors`` lists every one."""
+    """A connector file with one or more invalid fields; ``errors`` lists every one as a
+    ``FieldError`` (a plain ``str`` from a plugin is kept as one naming no field)."""
 
     def __init__(
         self,
-        errors: Sequence[str],
+        errors: Sequence[FieldError | str],
         *,
         name: str | None = None,
         causes: Sequence[Exception] = (),
     ) -> None:
-        self.errors = list(errors)
+        self.errors = [e if isinstance(e, FieldError) else FieldError("", e) for e in errors]
         self.name = name
         self.causes = list(causes)  # the specific error behind each line, when there is one
         where = f"connector {name!r}: " if name else ""
@@ -63,6 +88,8 @@ class ConnectorNotFoundError(NotFoundError):
 
 class ConnectorExistsError(ConfigurationError):
     """A connector of that name is already registered."""
+
+    http_status = 409
 
 
 class TableNotFoundError(NotFoundError):

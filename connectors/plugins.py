@@ -16,7 +16,7 @@ from typing import Any
 from bus.units import Hierarchy
 from connectors.base import Connector
 from connectors.config import ConnectorConfig, LenientConfig, read_file, validate_model
-from connectors.errors import ConnectorConfigError, UnknownConnectorTypeError
+from connectors.errors import ConnectorConfigError, FieldError, UnknownConnectorTypeError
 
 GROUP = "lgsp.connectors"
 BUILTIN = {
@@ -65,13 +65,16 @@ def validate(data: dict[str, Any], *, hierarchy: Hierarchy | None = None) -> Con
     """The validated config of any type: an unknown type is reported with every other error."""
     type_name = data.get("type")
     if not isinstance(type_name, str) or not type_name:
-        errors = ["type: required; known types: " + ", ".join(known_types())]
+        errors = [FieldError("type", "required; known types: " + ", ".join(known_types()))]
         validate_model(LenientConfig, {**data, "type": "?"}, extra_errors=errors)
         raise ConnectorConfigError(errors, name=data.get("name"))  # pragma: no cover
     try:
         cls = connector_class(type_name)
     except UnknownConnectorTypeError as exc:
-        validate_model(LenientConfig, data, hierarchy=hierarchy, extra_errors=[str(exc)])
+        unknown = str(exc).removeprefix("type: ")
+        validate_model(
+            LenientConfig, data, hierarchy=hierarchy, extra_errors=[FieldError("type", unknown)]
+        )
         raise  # pragma: no cover - validate_model always raises with an extra error
     return cls.validate_config(data, hierarchy=hierarchy)
 

@@ -18,6 +18,18 @@ import hashlib
 import json
 from typing import Any
 
+# parts of a position a resumed read can do without: it only publishes again what they would
+# have let it skip (the lookback window's digests, ``connectors.sql.lookback``); a position
+# mark (``lgsp broker restore`` moves a position back to one) keeps the rest
+REBUILDABLE = ("seen",)
+
+
+def essential(position: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``position`` without its ``REBUILDABLE`` parts."""
+    if position is None:
+        return None
+    return {k: v for k, v in position.items() if k not in REBUILDABLE}
+
 
 def dump(value: Any) -> Any:
     if isinstance(value, dict):
@@ -117,7 +129,11 @@ def _after(mode: Any, after: Any) -> Any:
 
 def describe(position: dict[str, Any] | None) -> str:
     """One line for a table: ``after 2025-07-01T08:00:00+00:00, key sha256:1a2b3c4d``."""
-    shown = display(position)
+    return summarize(display(position))
+
+
+def summarize(shown: dict[str, Any] | None) -> str:
+    """:func:`describe` of a position already passed through :func:`display`."""
     if not shown:
         return ""
     parts: list[str] = []

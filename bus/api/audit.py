@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bus.api.auth import allow, context
 from bus.api.catalog import field_error, no_nul, principal, renamed
-from bus.api.errors import ApiError, status_of
+from bus.api.errors import ApiError
 from bus.archive.history import KeyHistory, key_from_text, key_history
 from bus.archive.replay import content_hash, replay_events, rows_as_of
 from bus.archive.signing import parse_public_key
@@ -301,7 +301,8 @@ def verify_start(
         try:
             job = jobs_of(request).start(ctx.settings, body, key)
         except ConfigurationError as exc:
-            raise renamed(exc, {}) from exc
+            pems = {f"public_keys.{i}": f"public_keys.{i}" for i in range(len(body.public_keys))}
+            raise renamed(exc, pems) from exc
     except ApiError as exc:
         logged(ctx, key, area, "verify", purpose=purpose, outcome=f"error {exc.status}")
         raise
@@ -374,14 +375,14 @@ def history(
         try:
             canonical = key_from_text(info.record_schema, info.key_fields, key)
         except ConfigurationError as exc:
-            raise renamed(exc, {}) from exc
+            raise renamed(exc, {"key": "key"}) from exc
         view = auditor_view(ctx.settings, who.agency, name)
         detail["key_token"] = token(canonical, view.token_key)
         found = key_history(ctx.settings, name, canonical)
         records = len(found.events)
         return _history_dict(found, view)
     except (ApiError, LgspError) as exc:
-        detail["outcome"] = f"error {status_of(exc) if isinstance(exc, LgspError) else exc.status}"
+        detail["outcome"] = f"error {exc.http_status if isinstance(exc, LgspError) else exc.status}"
         raise
     finally:  # every call, answered or not, without the key itself
         logged(ctx, who, name[:100], "history", purpose=purpose, records=records, **detail)
@@ -396,7 +397,7 @@ def _moment(value: str | None, name: str) -> dt.datetime | None:
     try:
         return parse_cli_time(value, name)
     except ConfigurationError as exc:
-        raise renamed(exc, {}) from exc
+        raise renamed(exc, {name: name}) from exc
 
 
 @router.get("/datasets/{name}/replay", response_class=StreamingResponse)
@@ -417,7 +418,7 @@ def replay(
     try:  # a refused call is logged here; a replay run logs itself (action "replay")
         return _replay(name, as_of, start, end, unit, key, purpose, ctx)
     except (ApiError, LgspError) as exc:
-        status = status_of(exc) if isinstance(exc, LgspError) else exc.status
+        status = exc.http_status if isinstance(exc, LgspError) else exc.status
         logged(ctx, key, name[:100], "replay", purpose=purpose, outcome=f"error {status}")
         raise
 

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from bus.api.auth import allow, caller, context, refuse
-from bus.api.errors import ApiError, field_errors, from_bus_error
+from bus.api.errors import ApiError, from_bus_error
 from bus.catalog import (
     add_grant,
     check_attribute_ownership,
@@ -36,6 +36,7 @@ from bus.catalog.errors import InvalidFieldsError
 from bus.catalog.grants import get_grant
 from bus.context import Context
 from bus.errors import ConfigurationError, LgspError, NotFoundError
+from connectors.errors import FieldError
 
 NUL_ESCAPE = re.compile(rb"\\u0000", re.IGNORECASE)
 
@@ -73,12 +74,21 @@ def principal(key: KeyInfo) -> str:
 
 
 def renamed(exc: LgspError, names: dict[str, str]) -> ApiError:
-    """The API error of a bus error, its fields (and message) named as in the request."""
+    """The API error of a bus error with its fields named as in the request (``names``: the
+    command line's option, e.g. ``--to``, to the request's field): the pairs of an
+    ``InvalidFieldsError``, or else the one option of ``names`` the message starts with."""
     err = from_bus_error(exc)
-    lines = getattr(exc, "errors", None)
-    err.errors = field_errors(lines if isinstance(lines, list) else [str(exc)])
-    for item in err.errors:
-        item["field"] = names.get(item["field"], item["field"])
+    text = str(exc)
+    if isinstance(exc, InvalidFieldsError):
+        pairs = list(exc.errors)
+    else:
+        pairs = [
+            FieldError(option, text.removeprefix(f"{option}: "))
+            for option in names
+            if text.startswith(f"{option}:")
+        ][:1]
+    if pairs:
+        err.errors = [{"field": names.get(p.field, p.field), "message": p.message} for p in pairs]
     for old, new in names.items():
         err.message = err.message.replace(f"{old}:", f"{new}:")
     return err

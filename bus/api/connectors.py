@@ -12,17 +12,15 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Query, Response
 
-from bus import broker_guard
 from bus.api.auth import allow, context
 from bus.api.errors import field_errors
 from bus.catalog.api_keys import KeyInfo
 from bus.connector_service.registration import register, unregister
+from bus.connector_service.reset import reset_connector
+from bus.connector_service.status import connector_status
 from bus.context import Context
-from bus.runs import list_runs
 from bus.sync import run as run_sync
-from bus.sync import sink_group
 from connectors import plugins as connector_types
-from connectors import positions as connector_positions
 from connectors.errors import ConnectorConfigError
 
 router = APIRouter(prefix="/connectors", tags=["connectors"])
@@ -66,46 +64,8 @@ def status(
     _: KeyInfo = Depends(read),
 ) -> dict[str, Any]:
     """Running or not (the run lock's holder), last runs, per-table positions, and for a sink
-    the records not yet applied per topic."""
-    stored = ctx.connectors.get(name)
-    lock = ctx.connectors.lock(name)
-    lag = (
-        broker_guard.consumer_lag(ctx.settings).get(sink_group(name), {})
-        if stored.role == "sink"
-        else {}
-    )
-    return {
-        "name": name,
-        "type": stored.role,
-        "connector": {
-            "state": "RUNNING" if lock else "IDLE",
-            "worker_id": lock.owner if lock else None,
-            "since": lock.acquired_at.isoformat() if lock else None,
-            "lock_expires": lock.expires_at.isoformat() if lock else None,
-        },
-        "runs": [
-            {
-                "id": r.id,
-                "status": r.status,
-                "started_at": r.started_at.isoformat(),
-                "seconds": r.seconds,
-                "rows_in": r.rows_in,
-                "rows_out": r.rows_out,
-                "dlq": r.dlq,
-            }
-            for r in list_runs(ctx.settings, name=name, limit=runs)
-        ],
-        "positions": {
-            table: {
-                "status": p.status,
-                "error": p.error,
-                "rows": p.rows_total,
-                "position": connector_positions.display(p.position),
-            }
-            for table, p in ctx.connectors.positions(name).items()
-        },
-        "lag": lag,
-    }
+    the records not yet applied per topic: ``connector_status``, as ``lgsp connector status``."""
+    return connector_status(ctx, name, runs)
 
 
 @router.post("/validate")
@@ -162,5 +122,4 @@ def reset(
     _: KeyInfo = Depends(write),
 ) -> dict[str, Any]:
     """Forget positions (all tables, or ``table``): the next run reads from the start."""
-    ctx.connectors.get(name)
-    return {"name": name, "forgotten": ctx.connectors.reset(name, table)}
+    return {"name": name, "forgotten": reset_connector(ctx.settings, name, table)}

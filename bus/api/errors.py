@@ -3,23 +3,15 @@ Registry and Kafka Connect; field problems add ``"errors": [{"field", "message"}
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from bus.catalog.errors import AccessDeniedError
-from bus.errors import (
-    ConfigurationError,
-    FatalError,
-    IncompatibleSchemaError,
-    LgspError,
-    NotFoundError,
-    RetriableError,
-)
-from connectors.errors import ConnectorExistsError
+from bus.catalog.errors import InvalidFieldsError
+from bus.errors import LgspError
+from connectors.errors import ConnectorConfigError, FieldError
 
 
 class ApiError(Exception):
@@ -41,30 +33,10 @@ class ApiError(Exception):
         self.errors = errors
 
 
-def field_errors(lines: list[str]) -> list[dict[str, str]]:
-    """``"tables[0].dataset: expected ..."`` lines as ``{"field", "message"}``."""
-    out = []
-    for line in lines:
-        match = re.match(r"([\w.\[\]-]+): (.*)", line, flags=re.DOTALL)
-        field, message = (match.group(1), match.group(2)) if match else ("", line)
-        out.append({"field": field, "message": message})
-    return out
-
-
-def status_of(exc: LgspError) -> int:
-    """The HTTP status of a bus error (as ``ExitCode`` is its exit status)."""
-    for cls, status in (
-        (NotFoundError, 404),
-        (AccessDeniedError, 403),
-        (IncompatibleSchemaError, 409),
-        (ConnectorExistsError, 409),
-        (ConfigurationError, 422),
-        (RetriableError, 503),
-        (FatalError, 409),
-    ):
-        if isinstance(exc, cls):
-            return status
-    return 500
+def field_errors(errors: list[FieldError]) -> list[dict[str, str]]:
+    """A connector file's (or a dataset file's, a grant's) problems as ``{"field", "message"}``:
+    the pairs they carry."""
+    return [{"field": e.field, "message": e.message} for e in errors]
 
 
 def response(err: ApiError, media_type: str = "application/json") -> JSONResponse:
@@ -75,10 +47,14 @@ def response(err: ApiError, media_type: str = "application/json") -> JSONRespons
 
 
 def from_bus_error(exc: LgspError) -> ApiError:
-    status = status_of(exc)
-    lines = getattr(exc, "errors", None)
-    errors = field_errors(lines) if isinstance(lines, list) else None
-    return ApiError(status, str(exc) if status != 500 else "internal error", errors=errors)
+    """A bus error as an answer: its class's ``http_status`` and ``error_code`` (the one
+    mapping; ``ExitCode`` is the command line's). A 500 says no more than that."""
+    status = exc.http_status
+    if status == 500:
+        return ApiError(status, "internal error")
+    fielded = isinstance(exc, ConnectorConfigError | InvalidFieldsError)
+    errors = field_errors(exc.errors) if fielded else None
+    return ApiError(status, str(exc), code=exc.error_code, errors=errors)
 
 
 async def on_api_error(request: Request, exc: Exception) -> JSONResponse:

@@ -6,6 +6,11 @@
 - ``lgsp_consumer_lag_records`` by consumer group and topic, ``lgsp_archive_lag_records`` by
   topic: acknowledged publishes minus committed reads, from the offsets the bus records;
 - ``lgsp_api_requests_total`` and ``lgsp_api_request_seconds`` by method, route and status.
+
+Label values are bounded so that no client can grow the metrics without end: a method outside
+``METHODS`` and a path no route matches count as ``other`` (a route's template, never the raw
+path); at most ``MAX_OPEN_RUNS`` unfinished runs are remembered between scrapes (the newest:
+an older one still open is a crashed run, which never finishes).
 """
 
 from __future__ import annotations
@@ -28,13 +33,17 @@ from bus.db.models import Run
 
 router = APIRouter(tags=["metrics"])
 DURATION_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER = "other"
+MAX_OPEN_RUNS = 1000
 
 
 class Metrics:
     """The app's metrics in a registry of its own."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_open_runs: int = MAX_OPEN_RUNS) -> None:
         self.registry = CollectorRegistry()
+        self.max_open_runs = max_open_runs
         by_run = ["kind", "name"]
         self.runs = Counter(
             "lgsp_runs", "Finished runs", [*by_run, "status"], registry=self.registry
@@ -82,9 +91,7 @@ class Metrics:
     def read_runs(self, ctx: Context) -> None:
         """Count the runs finished since the last scrape (each run once)."""
         with self._lock, session_scope(ctx.settings) as s:
-            query = select(Run).where(
-                or_(Run.id > self._last_run, Run.id.in_(sorted(self._open)[:1000]))
-            )
+            query = select(Run).where(or_(Run.id > self._last_run, Run.id.in_(sorted(self._open))))
             for run in s.scalars(query.order_by(Run.id)):
                 self._last_run = max(self._last_run, run.id)
                 if run.finished_at is None:
@@ -98,6 +105,8 @@ class Metrics:
                 self.dlq.labels(*labels).inc(run.dlq or 0)
                 seconds = (run.finished_at - run.started_at).total_seconds()
                 self.duration.labels(*labels).observe(max(0.0, seconds))
+            if len(self._open) > self.max_open_runs:
+                self._open = set(sorted(self._open)[-self.max_open_runs :])
 
     def read_lag(self, ctx: Context) -> None:
         lag = broker_guard.consumer_lag(ctx.settings)
@@ -128,10 +137,15 @@ def instrument(app: FastAPI) -> None:
     ) -> Response:
         started = time.perf_counter()
         response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        labels = (request.method, template, str(response.status_code))
+        labels = request_labels(request, response.status_code)
         state: Metrics = request.app.state.metrics
         state.requests.labels(*labels).inc()
         state.latency.labels(*labels).observe(time.perf_counter() - started)
         return response
+
+
+def request_labels(request: Request, status: int) -> tuple[str, str, str]:
+    """(method, route, status) of a request, each from a bounded set (``other`` outside it)."""
+    method = request.method if request.method in METHODS else OTHER
+    template = getattr(request.scope.get("route"), "path", None)
+    return method, template if isinstance(template, str) else OTHER, str(status)

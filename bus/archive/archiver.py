@@ -60,6 +60,7 @@ from bus.errors import (
     RetriableError,
 )
 from bus.kafka import clients
+from bus.kafka.ends import partitions_of
 from bus.longrun import Follow, stop_signals, uninterrupted
 from bus.registry import Registry, subject_for
 from bus.runs import record_run
@@ -476,11 +477,7 @@ class Archiver:
         notes: list[str] = []
         probe = clients.consumer(self.settings, GROUP_ID)
         try:
-            tps = [
-                TopicPartition(t, p)
-                for t in topics
-                for p in sorted(probe.partitions_for_topic(t) or [])
-            ]
+            tps = partitions_of(probe, topics)
             self.plans = plan_positions(self.settings, probe, tps)
             if not tps:
                 return notes

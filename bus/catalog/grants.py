@@ -19,6 +19,7 @@ from bus.config import Settings
 from bus.db import session_scope
 from bus.errors import ConfigurationError, NotFoundError
 from bus.timeutil import as_utc
+from connectors.errors import FieldError
 
 MAX_TEXT = 2000
 
@@ -109,46 +110,63 @@ def add_grant(
     purpose = (purpose or "").strip()
     legal_basis = (legal_basis or "").strip()
     wanted = parse_fields(fields)
-    problems: list[str] = []
+    problems: list[FieldError] = []
     missing = False
     if not purpose:
-        problems.append("--purpose: expected the purpose of the processing, got nothing")
+        problems.append(
+            FieldError("--purpose", "expected the purpose of the processing, got nothing")
+        )
     elif len(purpose) > MAX_TEXT:
-        problems.append(f"--purpose: longer than {MAX_TEXT} characters")
+        problems.append(FieldError("--purpose", f"longer than {MAX_TEXT} characters"))
     if not legal_basis:
-        problems.append("--legal-basis: expected the legal basis (law, decree), got nothing")
+        problems.append(
+            FieldError("--legal-basis", "expected the legal basis (law, decree), got nothing")
+        )
     elif len(legal_basis) > MAX_TEXT:
-        problems.append(f"--legal-basis: longer than {MAX_TEXT} characters")
+        problems.append(FieldError("--legal-basis", f"longer than {MAX_TEXT} characters"))
     try:
         expiry = parse_expiry(expires)
     except ConfigurationError as exc:
-        problems.append(str(exc))
+        problems.append(FieldError("--expires", str(exc).removeprefix("--expires: ")))
         expiry = None
     if expiry is not None and expiry < today_vn():
         problems.append(
-            f"--expires: {expiry.isoformat()} is in the past; expected today or a later date"
+            FieldError(
+                "--expires", f"{expiry.isoformat()} is in the past; expected today or a later date"
+            )
         )
     if not wanted:
-        problems.append("--fields: expected a comma-separated list of the dataset's fields")
+        problems.append(
+            FieldError("--fields", "expected a comma-separated list of the dataset's fields")
+        )
     with session_scope(settings) as s:
         ds = s.get(Dataset, dataset)
         if ds is None:
             missing = True
             problems.append(
-                f"--dataset: dataset {dataset!r} is not in the catalogue (see 'lgsp dataset list')"
+                FieldError(
+                    "--dataset",
+                    f"dataset {dataset!r} is not in the catalogue (see 'lgsp dataset list')",
+                )
             )
         else:
             unknown = [f for f in wanted if f not in ds.fields]
             if unknown:
                 problems.append(
-                    f"--fields: {', '.join(unknown)} not a field of {dataset} "
-                    f"(fields: {', '.join(ds.fields)})"
+                    FieldError(
+                        "--fields",
+                        f"{', '.join(unknown)} not a field of {dataset} "
+                        f"(fields: {', '.join(ds.fields)})",
+                    )
                 )
         if s.get(Agency, agency) is None:
             missing = True
             problems.append(
-                f"--to: agency {agency!r} is not in the catalogue; add it with "
-                f"'lgsp agency add {agency} --display \"...\"'"
+                FieldError(
+                    "--to",
+                    f"agency {agency!r} is not in the catalogue; add it with "
+                    f"'lgsp agency add {agency} --display \"...\"'",
+                )
             )
         if problems:
             raise (MissingReferenceError if missing else InvalidFieldsError)(problems)

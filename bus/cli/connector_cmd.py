@@ -1,4 +1,4 @@
-"""``lgsp connector add|list|show|check|remove|run|reset|unlock|types``."""
+"""``lgsp connector add|list|show|status|check|remove|run|reset|unlock|types``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import yaml
 
 from bus.cli._common import confirm, context, echo_json, echo_table, settings
 from bus.connector_service.registration import Registration, register, unregister
+from bus.connector_service.reset import reset_connector
+from bus.connector_service.status import connector_status
 from bus.longrun import Follow, stop_signals
 from bus.sync import SyncReport, TableReport, connector_for
 from bus.sync import run as run_sync
@@ -140,35 +142,30 @@ def show(name: str, as_json: bool) -> None:
     such as a citizen ID. The control database keeps the full position (table
     ``connector_position``); ``lgsp connector reset`` forgets it.
     """
-    store = context().connectors
+    ctx = context()
+    store = ctx.connectors
     stored = store.get(name)
     config = connector_types.validate(stored.config)
-    positions = store.positions(name)
-    lock = store.lock(name)
     if as_json:
+        status = connector_status(ctx, name)
+        running = status["connector"]
         echo_json(
             {
                 "config": config.masked(),
                 "topics": stored.topics,
                 "running": None
-                if lock is None
+                if running["state"] == "IDLE"
                 else {
-                    "owner": lock.owner,
-                    "since": lock.acquired_at.isoformat(),
-                    "lock_expires": lock.expires_at.isoformat(),
+                    "owner": running["worker_id"],
+                    "since": running["since"],
+                    "lock_expires": running["lock_expires"],
                 },
-                "positions": {
-                    t: {
-                        "status": p.status,
-                        "error": p.error,
-                        "rows": p.rows_total,
-                        "position": connector_positions.display(p.position),
-                    }
-                    for t, p in positions.items()
-                },
+                "positions": status["positions"],
             }
         )
         return
+    positions = store.positions(name)
+    lock = store.lock(name)
     click.echo(yaml.safe_dump(config.masked(), allow_unicode=True, sort_keys=False).rstrip())
     click.echo("")
     rows = []
@@ -191,6 +188,58 @@ def show(name: str, as_json: bool) -> None:
             f"running since {lock.acquired_at:%Y-%m-%d %H:%M:%S} UTC ({lock.owner}); "
             f"lock expires {lock.expires_at:%Y-%m-%d %H:%M:%S} UTC unless extended"
         )
+
+
+@connector_group.command("status")
+@click.argument("name")
+@click.option(
+    "--runs",
+    type=click.IntRange(1, 100),
+    default=5,
+    show_default=True,
+    help="How many of the last runs to show.",
+)
+@_json
+def status(name: str, runs: int, as_json: bool) -> None:
+    """Running or not (the run lock's holder), the last runs, per-table positions and, for a
+    sink, the records not yet applied per topic (as GET /connectors/NAME/status)."""
+    answer = connector_status(context(), name, runs)
+    if as_json:
+        echo_json(answer)
+        return
+    state = answer["connector"]
+    held = f" by {state['worker_id']} since {state['since']}" if state["worker_id"] else ""
+    click.echo(f"connector {name} ({answer['type']}): {state['state']}{held}")
+    echo_table(
+        ["TABLE", "STATUS", "ROWS", "POSITION", "ERROR"],
+        [
+            (
+                table,
+                p["status"],
+                p["rows"],
+                connector_positions.summarize(p["position"]),
+                p["error"] or "",
+            )
+            for table, p in answer["positions"].items()
+        ],
+    )
+    echo_table(
+        ["RUN", "STATUS", "STARTED", "SECONDS", "ROWS IN", "ROWS OUT", "DLQ"],
+        [
+            (
+                r["id"],
+                r["status"],
+                r["started_at"],
+                "" if r["seconds"] is None else f"{r['seconds']:.2f}",
+                r["rows_in"],
+                r["rows_out"],
+                r["dlq"],
+            )
+            for r in answer["runs"]
+        ],
+    )
+    for topic, behind in answer["lag"].items():
+        click.echo(f"lag {topic}: {behind} record(s) not yet applied")
 
 
 @connector_group.command("unlock")
@@ -246,8 +295,9 @@ def remove(name: str, yes: bool) -> None:
 @click.argument("name")
 @click.option("--table", "table", default=None, help="Only this table.")
 def reset(name: str, table: str | None) -> None:
-    """Forget positions so that the next run reads from the start."""
-    count = context().connectors.reset(name, table)
+    """Forget positions so that the next run reads from the start (a sink's committed
+    offsets too); refused while a run of the connector holds its lock."""
+    count = reset_connector(settings(), name, table)
     click.echo(f"connector {name}: {count} position(s) forgotten")
 
 

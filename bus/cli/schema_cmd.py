@@ -1,4 +1,4 @@
-"""``lgsp schema register|list|show|check|compat``."""
+"""``lgsp schema register|list|show|check|compat|delete``."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from bus.cli._common import echo_table, settings
+from bus.cli._common import confirm, echo_table, settings
 from bus.envelope import envelope_schema, load_record_schema
 from bus.errors import IncompatibleSchemaError
-from bus.publish import validate_topic
 from bus.registry import Registry
+from bus.registry.usage import delete_subject
 
 
 def _load(file: Path, raw: bool) -> dict:
@@ -40,8 +40,6 @@ _raw = click.option(
 @_raw
 def register(subject: str, file: Path, raw: bool) -> None:
     """Register FILE (.avsc) as the next version of SUBJECT if compatible."""
-    if subject.endswith("-value"):
-        validate_topic(settings(), subject.removesuffix("-value"))
     reg = Registry(settings())
     result = reg.register(subject, _load(file, raw))
     click.echo(f"{subject}: version {result.version}, id {result.id}")
@@ -85,3 +83,26 @@ def compat(subject: str, mode: str | None) -> None:
     if mode:
         reg.set_compatibility(subject, mode)
     click.echo(f"{subject}: {reg.compatibility(subject)}")
+
+
+@schema_group.command("delete")
+@click.argument("subject")
+@click.option(
+    "--version", "version", type=click.IntRange(min=1), default=None, help="Only this version."
+)
+@click.option(
+    "--permanent", is_flag=True, help="Remove versions already soft-deleted (ids still resolve)."
+)
+@click.option(
+    "--force", is_flag=True, help="Delete even when a connector, dataset or route uses it."
+)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete(subject: str, version: int | None, permanent: bool, force: bool, yes: bool) -> None:
+    """Soft-delete SUBJECT's versions (or one): hidden from reads and compatibility checks,
+    their schema ids still resolve. A subject in use is refused unless --force."""
+    reg = Registry(settings())
+    what = f"{subject}" + (f" version {version}" if version else "")
+    confirm(f"{'permanently ' if permanent else ''}delete {what}?", yes=yes)
+    deleted = delete_subject(reg, subject, version, permanent=permanent, force=force)
+    kind = "permanently deleted" if permanent else "soft-deleted"
+    click.echo(f"{subject}: {kind} version(s) {', '.join(map(str, deleted))}")

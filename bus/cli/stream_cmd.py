@@ -19,11 +19,12 @@ from kafka.record.default_records import DefaultRecordBatchBuilder
 from bus import broker_guard
 from bus.cli._common import echo_table, settings
 from bus.config import Settings
-from bus.consume import Consumer, Message, end_offsets
+from bus.consume import Consumer, Message
 from bus.dlq_ops import list_dead_letters, replay_dead_letters
 from bus.envelope import canonical_key, record_schema_of
 from bus.errors import ConfigurationError, DataError, ExitCode
 from bus.kafka import clients
+from bus.kafka.ends import end_offsets
 from bus.kafka.topics import describe_topic_configs
 from bus.publish import Publisher
 from bus.serde.jsoncodec import JsonToAvro, dumps
@@ -113,12 +114,13 @@ def max_record_bytes(settings: Settings, topic: str) -> tuple[int, str]:
     return limit, what
 
 
-def check_records(
+def encode_records(
     publisher: Publisher, topic: str, events: list[tuple[int, dict[str, Any]]]
-) -> None:
-    """``DataError`` naming the first line that does not match the topic's schema or whose
-    record, encoded as it will be sent, is larger than the broker takes."""
+) -> list[tuple[bytes, bytes]]:
+    """Every event encoded as it will be sent (once); ``DataError`` naming the first line that
+    does not match the topic's schema or whose record is larger than the broker takes."""
     limit, what = max_record_bytes(publisher.settings, topic)
+    encoded: list[tuple[bytes, bytes]] = []
     for number, event in events:
         try:
             key, value = publisher.encode(topic, event)
@@ -130,6 +132,8 @@ def check_records(
                 f"line {number}: the record is {size} bytes once encoded; at most {limit} "
                 f"bytes fit ({what})"
             )
+        encoded.append((key, value))
+    return encoded
 
 
 @click.command("publish")
@@ -150,8 +154,7 @@ def publish(topic: str, file: Path, key: str, agency: str) -> None:
         schema = pub.schema_for(topic)
         events = read_events(file, topic, schema.schema, [k for k in key.split(",") if k], agency)
         pub.ensure_topic(topic)
-        check_records(pub, topic, events)
-        report = pub.publish(topic, [event for _, event in events])
+        report = pub.publish_encoded(topic, encode_records(pub, topic, events))
     click.echo(f"published {report.sent} events to {topic} (schema id {schema.id})")
 
 

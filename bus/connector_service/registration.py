@@ -26,7 +26,7 @@ from bus.units.timeline import hierarchy_name_in_force
 from connectors import plugins as connector_types
 from connectors.base import Connector, Stream
 from connectors.config import ConnectorConfig
-from connectors.errors import ConnectorConfigError, ConnectorExistsError
+from connectors.errors import ConnectorConfigError, ConnectorExistsError, FieldError
 
 
 @dataclass
@@ -122,8 +122,11 @@ def _register(
     if config.role == "source":
         taken = store.publishers_of(list(topics.values()))
         clashes = [
-            f"tables[{i}].dataset: topic {topics[t.table]} is already published by connector "
-            f"{taken[topics[t.table]]!r} (a topic has one publisher)"
+            FieldError(
+                f"tables[{i}].dataset",
+                f"topic {topics[t.table]} is already published by connector "
+                f"{taken[topics[t.table]]!r} (a topic has one publisher)",
+            )
             for i, t in enumerate(config.tables)
             if taken.get(topics[t.table], config.name) != config.name
         ]
@@ -248,7 +251,7 @@ def _sink_plans(
     registry: Registry, connector: Connector, streams: list[Stream], topics: dict[str, str]
 ) -> list[TablePlan]:
     plans = []
-    problems: list[str] = []
+    problems: list[FieldError] = []
     for i, stream in enumerate(streams):
         topic = topics[stream.name]
         subject = subject_for(topic)
@@ -277,9 +280,9 @@ def _sink_plans(
         try:
             plan.actions = connector.plan_sink(stream.name, record)
         except ConnectorConfigError as exc:
-            problems.extend(f"tables[{i}] ({stream.name}): {e}" for e in exc.errors)
+            problems.extend(e.within(f"tables[{i}]", stream.name) for e in exc.errors)
         except LgspError as exc:
-            problems.append(f"tables[{i}] ({stream.name}): {exc}")
+            problems.append(FieldError(f"tables[{i}]", f"({stream.name}) {exc}"))
         plans.append(plan)
     if problems:
         raise ConnectorConfigError(problems, name=connector.name)

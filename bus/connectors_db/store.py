@@ -8,6 +8,13 @@ position (nor one back).
 A source position is saved with the offsets the broker acknowledged for the rows before it (a
 ``connector_position_mark``, the last ``MARKS_KEPT`` per table): ``lgsp broker restore`` moves
 a position back to the newest mark the archive covers after the broker lost its topics.
+
+A batch costs two statements: the position's update (an insert the first time) and its mark's
+insert. A mark is small: the position without what a resumed read can rebuild
+(``connectors.positions.essential``: not the lookback window's digests) and the ends its own
+batch was acknowledged at. What a mark stands on is the most its table's marks reached up to
+it (``marks`` adds them up); the oldest mark kept holds what the marks pruned before it
+reached, so pruning (every ``PRUNE_EVERY`` saves of a table) loses nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bus import processes
@@ -34,6 +41,7 @@ from bus.connectors_db.models import (
 from bus.db import session_scope
 from bus.timeutil import as_utc
 from connectors.errors import ConnectorBusyError, ConnectorExistsError, ConnectorNotFoundError
+from connectors.positions import essential
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,7 @@ class TablePosition:
 
 
 MARKS_KEPT = 500
+PRUNE_EVERY = 50
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,22 @@ def holder_crashed(owner: str) -> bool:
     return not processes.process_alive(int(pid), int(started) if started.isdigit() else None)
 
 
+def _added_up(marks: list[tuple[str, dict[str, int]]]) -> list[dict[int, int]]:
+    """Per mark (``(topic, ends)``, oldest first), the most the marks up to it reached per
+    partition, counted from the latest change of topic."""
+    out: list[dict[int, int]] = []
+    reached: dict[int, int] = {}
+    topic = None
+    for mark_topic, ends in marks:
+        if mark_topic != topic:
+            reached, topic = {}, mark_topic
+        reached = dict(reached)
+        for p, e in ends.items():
+            reached[int(p)] = max(reached.get(int(p), 0), int(e))
+        out.append(reached)
+    return out
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -140,6 +165,7 @@ class ConnectorStore:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._saves: dict[tuple[str, str], int] = {}  # marks saved per table (when to prune)
 
     # ---- connectors ----------------------------------------------------------------------
     def add(
@@ -241,17 +267,33 @@ class ConnectorStore:
     ) -> None:
         """Commit a table's position (after the broker acknowledged what precedes it). A
         source passes its ``topic`` and the acknowledged ``ends`` of the batch: they are
-        marked with the position, on top of the table's previous mark."""
+        marked with the position."""
+        now = _now()
         with session_scope(self.settings) as s:
-            row = s.get(ConnectorPosition, (name, table))
-            if row is None:
-                row = ConnectorPosition(connector=name, table_name=table, rows_total=0)
-                s.add(row)
-            row.position = position
-            row.status = "ok"
-            row.error = None
-            row.rows_total = int(row.rows_total or 0) + rows
-            row.updated_at = _now()
+            moved = s.execute(
+                update(ConnectorPosition)
+                .where(ConnectorPosition.connector == name, ConnectorPosition.table_name == table)
+                .values(
+                    position=position,
+                    status="ok",
+                    error=None,
+                    rows_total=func.coalesce(ConnectorPosition.rows_total, 0) + rows,
+                    updated_at=now,
+                )
+            ).rowcount
+            if not moved:
+                s.add(
+                    ConnectorPosition(
+                        connector=name,
+                        table_name=table,
+                        position=position,
+                        status="ok",
+                        error=None,
+                        rows_total=rows,
+                        updated_at=now,
+                    )
+                )
+                s.flush()
             if topic is not None:
                 self._mark(s, name, table, topic, position, ends or {})
 
@@ -264,40 +306,53 @@ class ConnectorStore:
         position: dict[str, Any] | None,
         ends: dict[int, int],
     ) -> None:
-        where = (ConnectorPositionMark.connector == name, ConnectorPositionMark.table_name == table)
-        last = s.scalars(
-            select(ConnectorPositionMark)
-            .where(*where)
-            .order_by(ConnectorPositionMark.id.desc())
-            .limit(1)
-        ).first()
-        before = last.ends if last is not None and last.topic == topic else {}
-        reached = {int(p): int(e) for p, e in before.items()}
-        for partition, end in ends.items():
-            reached[partition] = max(reached.get(partition, 0), end)
-        s.add(
-            ConnectorPositionMark(
+        s.execute(
+            insert(ConnectorPositionMark).values(
                 connector=name,
                 table_name=table,
                 topic=topic,
-                position=position,
-                ends={str(p): e for p, e in sorted(reached.items())},
+                position=essential(position),
+                ends={str(p): e for p, e in sorted(ends.items())},
                 saved_at=_now(),
             )
         )
-        s.flush()
-        old = s.scalars(
+        saves = self._saves[(name, table)] = self._saves.get((name, table), 0) + 1
+        if saves % PRUNE_EVERY == 1:  # this store's first save of the table, then every 50th
+            self._prune(s, name, table)
+
+    def _prune(self, s: Any, name: str, table: str) -> None:
+        """Keep the newest ``MARKS_KEPT`` marks of a table; the oldest kept one takes over
+        what the pruned ones reached (of its topic), so that ``marks`` adds up the same."""
+        where = (ConnectorPositionMark.connector == name, ConnectorPositionMark.table_name == table)
+        cut = s.scalars(
             select(ConnectorPositionMark.id)
             .where(*where)
             .order_by(ConnectorPositionMark.id.desc())
             .offset(MARKS_KEPT)
             .limit(1)
         ).first()
-        if old is not None:
-            s.execute(delete(ConnectorPositionMark).where(*where, ConnectorPositionMark.id <= old))
+        if cut is None:
+            return
+        kept = s.scalars(
+            select(ConnectorPositionMark)
+            .where(*where, ConnectorPositionMark.id > cut)
+            .order_by(ConnectorPositionMark.id)
+            .limit(1)
+        ).first()
+        if kept is None:  # not possible: MARKS_KEPT marks are newer than the cut
+            return
+        pruned = s.execute(
+            select(ConnectorPositionMark.topic, ConnectorPositionMark.ends)
+            .where(*where, ConnectorPositionMark.id <= cut)
+            .order_by(ConnectorPositionMark.id)
+        ).all()
+        reached = _added_up([*pruned, (kept.topic, kept.ends)])[-1]
+        kept.ends = {str(p): e for p, e in sorted(reached.items())}
+        s.execute(delete(ConnectorPositionMark).where(*where, ConnectorPositionMark.id <= cut))
 
     def marks(self, name: str, table: str) -> list[PositionMark]:
-        """The position marks of a source table, newest first."""
+        """The position marks of a source table, newest first, each with the most its table's
+        batches reached up to it (on its topic)."""
         with session_scope(self.settings) as s:
             rows = s.scalars(
                 select(ConnectorPositionMark)
@@ -305,17 +360,18 @@ class ConnectorStore:
                     ConnectorPositionMark.connector == name,
                     ConnectorPositionMark.table_name == table,
                 )
-                .order_by(ConnectorPositionMark.id.desc())
+                .order_by(ConnectorPositionMark.id)
             ).all()
+            reached = _added_up([(r.topic, r.ends) for r in rows])
             return [
                 PositionMark(
                     r.id,
                     r.table_name,
                     r.topic,
                     dict(r.position) if r.position is not None else None,
-                    {int(p): int(e) for p, e in r.ends.items()},
+                    ends,
                 )
-                for r in rows
+                for r, ends in reversed(list(zip(rows, reached, strict=True)))
             ]
 
     def rewind(self, name: str, table: str, topic: str, position: dict[str, Any] | None) -> None:
@@ -352,12 +408,17 @@ class ConnectorStore:
             row.updated_at = _now()
 
     def reset(self, name: str, table: str | None = None) -> int:
-        """Forget positions (all tables, or one) so that the next run starts over."""
+        """Forget positions and their marks (all tables, or one) so that the next run starts
+        over; returns how many positions were forgotten. (A sink's consumer-group offsets are
+        on the broker: ``bus.connector_service.reset`` moves them.)"""
         self.get(name)
         with session_scope(self.settings) as s:
             stmt = delete(ConnectorPosition).where(ConnectorPosition.connector == name)
+            marks = delete(ConnectorPositionMark).where(ConnectorPositionMark.connector == name)
             if table is not None:
                 stmt = stmt.where(ConnectorPosition.table_name == table)
+                marks = marks.where(ConnectorPositionMark.table_name == table)
+            s.execute(marks)
             return int(s.execute(stmt).rowcount or 0)
 
     # ---- run lock ------------------------------------------------------------------------
@@ -406,13 +467,15 @@ class ConnectorStore:
                 ).rowcount
             )
 
-    def refresh_lock(self, name: str, owner: str, ttl_s: float) -> bool:
+    def refresh_lock(
+        self, name: str, owner: str, ttl_s: float, table: LockTable = ConnectorLock
+    ) -> bool:
         """Extend ``owner``'s lock of ``name``; False when ``owner`` no longer holds it."""
         expires = _now() + dt.timedelta(seconds=ttl_s)
         with session_scope(self.settings) as s:
             updated = s.execute(
-                update(ConnectorLock)
-                .where(ConnectorLock.connector == name, ConnectorLock.owner == owner)
+                update(table)
+                .where(_key(table) == name, table.owner == owner)
                 .values(expires_at=expires)
             ).rowcount
         return bool(updated)
@@ -429,11 +492,3 @@ class ConnectorStore:
             if row is None:
                 return None
             return RunLock(name, row.owner, as_utc(row.acquired_at), as_utc(row.expires_at))
-
-    def break_lock(self, name: str) -> RunLock | None:
-        """Remove ``name``'s run lock whoever holds it (after a crashed run); the old holder."""
-        self.get(name)
-        held = self.lock(name)
-        if held is not None:
-            self.release_lock(name, held.owner)
-        return held

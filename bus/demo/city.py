@@ -25,8 +25,8 @@ import yaml
 
 from bus import broker
 from bus.config import PROJECT_ROOT, Settings
-from bus.consume import end_offsets
 from bus.errors import ConfigurationError, FatalError
+from bus.kafka.ends import end_offsets
 from bus.units import load_hierarchy, topic_name
 
 EXAMPLES = PROJECT_ROOT / "examples" / "demo"

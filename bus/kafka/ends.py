@@ -1,5 +1,5 @@
-"""Exact end offsets of partitions, read with a consumer (the bounded runs' stop line and the
-broker guard's check)."""
+"""Exact end offsets of partitions, read with a consumer: the one place that computes them (the
+bounded runs' stop line, the broker guard's check, ``lgsp topic list``, lag figures)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ from typing import Any
 from kafka import TopicPartition
 from kafka.errors import KafkaError
 
+from bus.config import Settings
 from bus.errors import BrokerUnavailableError
+from bus.kafka import clients
 
 log = logging.getLogger(__name__)
+TopicEnds = dict[tuple[str, int], int]
 PROBE_POLL_MS = 250
 PROBE_DEADLINE_S = 15.0
 
@@ -58,3 +61,31 @@ def probe_ends(consumer: Any, tps: list[TopicPartition]) -> dict[TopicPartition,
         return ends
     except KafkaError as exc:
         raise BrokerUnavailableError(f"cannot read end offsets ({type(exc).__name__})") from exc
+
+
+def partitions_of(consumer: Any, topics: list[str]) -> list[TopicPartition]:
+    """Every partition of those of ``topics`` the broker has (in topic, partition order)."""
+    try:
+        return [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or [])
+        ]
+    except KafkaError as exc:
+        raise BrokerUnavailableError(f"cannot list partitions ({type(exc).__name__})") from exc
+
+
+def topic_ends(consumer: Any, topics: list[str]) -> TopicEnds:
+    """``{(topic, partition): exact end}`` of every partition of ``topics`` on the broker (a
+    topic it does not have has none), read with ``consumer`` (see ``probe_ends``)."""
+    ends = probe_ends(consumer, partitions_of(consumer, topics))
+    return {(tp.topic, tp.partition): end for tp, end in ends.items()}
+
+
+def end_offsets(settings: Settings, topics: list[str]) -> TopicEnds:
+    """``topic_ends`` with a consumer of its own."""
+    consumer = clients.consumer(settings, None)
+    try:
+        return topic_ends(consumer, topics)
+    finally:
+        consumer.close(autocommit=False)

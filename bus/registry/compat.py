@@ -14,8 +14,18 @@ from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibi
 
 from bus.config import CompatibilityMode
 from bus.errors import SchemaError
+from bus.registry.errors import InvalidCompatibilityError
 
 MODES: tuple[str, ...] = get_args(CompatibilityMode)
+
+
+def check_mode(mode: str) -> str:
+    """A compatibility mode in upper case; ``InvalidCompatibilityError`` names the others."""
+    if not isinstance(mode, str) or mode.upper() not in MODES:
+        raise InvalidCompatibilityError(
+            f"compatibility: expected one of {', '.join(MODES)}, got {mode!r}"
+        )
+    return mode.upper()
 
 
 def parse_avro(schema: dict[str, Any]) -> avro.schema.Schema:
@@ -66,7 +76,9 @@ def check_compatibility(
     latest version only; ``*_TRANSITIVE`` with every version. An empty list means compatible.
     """
     if mode not in MODES:
-        raise SchemaError(f"compatibility: expected one of {', '.join(MODES)}, got {mode!r}")
+        raise InvalidCompatibilityError(
+            f"compatibility: expected one of {', '.join(MODES)}, got {mode!r}"
+        )
     if mode == "NONE" or not history:
         return []
     against = history if mode.endswith("_TRANSITIVE") else history[-1:]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -17,16 +18,44 @@ from sqlalchemy.exc import IntegrityError
 from bus.config import Settings
 from bus.db import session_scope
 from bus.db.models import SchemaRow, Subject, SubjectVersion
-from bus.errors import IncompatibleSchemaError, NotFoundError, SchemaError
-from bus.registry.compat import MODES, check_compatibility, parse_avro
+from bus.errors import IncompatibleSchemaError, LgspError, SchemaError
+from bus.registry.compat import check_compatibility, check_mode, parse_avro
+from bus.registry.errors import (
+    InvalidSubjectError,
+    SchemaDeleteError,
+    SchemaNotFoundError,
+    SubjectNotFoundError,
+    SubjectNotSoftDeletedError,
+    VersionNotFoundError,
+)
+from bus.units.topics import parse_topic_dated
 
-
-class SchemaDeleteError(SchemaError):
-    """A permanent delete of a version that is not soft-deleted yet."""
+SUBJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 
 
 def subject_for(topic: str) -> str:
     return f"{topic}-value"
+
+
+def check_subject(subject: str, hierarchy: str | None = None) -> str:
+    """The rule for subject names, for every caller (``lgsp schema``, the API, the bus):
+    1-255 letters, digits, '.', '_', '-', starting with a letter or digit. With ``hierarchy``
+    (on writes), a bus topic's subject ``lgsp.<unit path>.<domain>.<name>-value`` must also
+    name a real unit chain (in that hierarchy or an older one). ``InvalidSubjectError``
+    otherwise."""
+    if not isinstance(subject, str) or not SUBJECT.fullmatch(subject):
+        shown = subject if isinstance(subject, str) and len(subject) <= 80 else "(too long)"
+        raise InvalidSubjectError(
+            "subject: expected 1-255 letters, digits, '.', '_', '-' starting with a letter "
+            f"or digit, got {shown!r}"
+        )
+    topic = subject.removesuffix("-value")
+    if hierarchy is not None and topic != subject and topic.startswith("lgsp."):
+        try:
+            parse_topic_dated(hierarchy, topic)
+        except LgspError as exc:
+            raise InvalidSubjectError(f"subject: {exc}") from exc
+    return subject
 
 
 @dataclass(frozen=True)
@@ -80,14 +109,16 @@ class Registry:
         return [(n, c or self.settings.default_compatibility, int(v or 0)) for n, c, v in rows]
 
     def compatibility(self, subject: str) -> str:
+        check_subject(subject)
         with session_scope(self.settings) as s:
             row = s.get(Subject, subject)
             if row is None:
-                raise NotFoundError(f"subject {subject!r} is not registered")
+                raise SubjectNotFoundError(f"subject {subject!r} is not registered")
             return row.compatibility or self.settings.default_compatibility
 
     def versions(self, subject: str, *, deleted: bool = False) -> list[RegisteredSchema]:
         """The subject's live versions, oldest first (with ``deleted``, soft-deleted ones too)."""
+        check_subject(subject)
         query = (
             select(SubjectVersion.version, SchemaRow.id, SchemaRow.schema_json)
             .join(SchemaRow, SchemaRow.id == SubjectVersion.schema_id)
@@ -104,7 +135,7 @@ class Registry:
         """A version of a subject (the latest when ``version`` is None)."""
         versions = self.versions(subject)
         if not versions:
-            raise NotFoundError(
+            raise SubjectNotFoundError(
                 f"subject {subject!r} has no schema: register one with "
                 f"'lgsp schema register {subject} FILE.avsc'"
             )
@@ -113,7 +144,7 @@ class Registry:
         for item in versions:
             if item.version == version:
                 return item
-        raise NotFoundError(
+        raise VersionNotFoundError(
             f"subject {subject!r} has no version {version} (versions 1..{versions[-1].version})"
         )
 
@@ -127,7 +158,7 @@ class Registry:
         with session_scope(self.settings) as s:
             row = s.get(SchemaRow, schema_id)
             if row is None:
-                raise NotFoundError(f"schema id {schema_id} is not in the registry")
+                raise SchemaNotFoundError(f"schema id {schema_id} is not in the registry")
             schema = json.loads(row.schema_json)
         with self._lock:
             self._by_id[schema_id] = schema
@@ -160,7 +191,7 @@ class Registry:
         for existing in self.versions(subject):
             if canonical_json(existing.schema) == text:
                 return existing
-        raise NotFoundError(f"subject {subject!r} holds no version of this schema")
+        raise SchemaNotFoundError(f"subject {subject!r} holds no version of this schema")
 
     def subject_ids(self, subject: str) -> set[int]:
         with session_scope(self.settings) as s:
@@ -187,6 +218,7 @@ class Registry:
         An incompatible schema raises ``IncompatibleSchemaError`` with the checker's reasons,
         and nothing is stored.
         """
+        check_subject(subject, self.settings.hierarchy)
         validate_schema(schema)
         text = canonical_json(schema)
         fp = fingerprint(schema)
@@ -236,9 +268,8 @@ class Registry:
         return RegisteredSchema(subject, version, schema_id, json.loads(text))
 
     def set_compatibility(self, subject: str, mode: str) -> None:
-        mode = mode.upper()
-        if mode not in MODES:
-            raise SchemaError(f"compatibility: expected one of {', '.join(MODES)}, got {mode!r}")
+        check_subject(subject, self.settings.hierarchy)
+        mode = check_mode(mode)
         with session_scope(self.settings) as s:
             row = s.get(Subject, subject)
             if row is None:
@@ -264,19 +295,23 @@ class Registry:
         """Soft-delete a version (every version when ``version`` is None): hidden from reads
         and compatibility checks; with ``permanent``, remove versions already soft-deleted.
         Schema ids stay resolvable either way (archived records name them). Returns the
-        versions deleted."""
+        versions deleted. (``bus.registry.usage.delete_subject`` first refuses a subject in
+        use.)"""
+        check_subject(subject)
         with session_scope(self.settings) as s:
             query = select(SubjectVersion).where(SubjectVersion.subject == subject)
             if version is not None:
                 query = query.where(SubjectVersion.version == version)
             rows = list(s.scalars(query.order_by(SubjectVersion.version)))
             if not rows:
-                what = f"subject {subject!r}" + (f" version {version}" if version else "")
-                raise NotFoundError(f"{what} is not registered")
+                if version is None:
+                    raise SubjectNotFoundError(f"subject {subject!r} is not registered")
+                raise VersionNotFoundError(f"subject {subject!r} has no version {version}")
             if permanent:
                 live = [r.version for r in rows if r.deleted_at is None]
                 if live:
-                    raise SchemaDeleteError(
+                    refusal = SchemaDeleteError if version else SubjectNotSoftDeletedError
+                    raise refusal(
                         f"subject {subject!r} version(s) {live} must be soft-deleted first"
                     )
                 for row in rows:
@@ -284,7 +319,8 @@ class Registry:
                 return [r.version for r in rows]
             live_rows = [r for r in rows if r.deleted_at is None]
             if not live_rows:
-                raise NotFoundError(f"subject {subject!r} is already soft-deleted")
+                gone = SubjectNotFoundError if version is None else VersionNotFoundError
+                raise gone(f"subject {subject!r} is already soft-deleted")
             now = dt.datetime.now(dt.UTC)
             for row in live_rows:
                 row.deleted_at = now

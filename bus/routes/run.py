@@ -224,8 +224,8 @@ def route_lag(settings: Settings, routes: list[Route]) -> dict[str, int]:
     """Records of each child topic not yet forwarded by its route's consumer group."""
     from kafka import TopicPartition
 
-    from bus.consume import end_offsets
     from bus.kafka import clients
+    from bus.kafka.ends import end_offsets
 
     sources = sorted({r.source_topic for r in routes})
     ends = end_offsets(settings, sources)

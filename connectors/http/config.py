@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from connectors.config import ConnectorConfig, Mode, Strict, TableConfig, secret_reference
+from connectors.errors import FieldError
 from connectors.secrets import (
     MASK,
     header_problem,
@@ -118,17 +119,25 @@ class HttpConnectorConfig(ConnectorConfig):
                     params[name] = MASK
         return data
 
-    def problems(self) -> list[str]:
+    def problems(self) -> list[FieldError]:
         out = super().problems()
         for i, t in enumerate(self.tables):
             where = f"tables[{i}]"
             if self.role == "source":
                 if t.schema_file is None:
-                    out.append(f"{where}.schema: required for a source (the record schema .avsc)")
+                    out.append(
+                        FieldError(
+                            f"{where}.schema", "required for a source (the record schema .avsc)"
+                        )
+                    )
                 if t.mode == "incremental" and not t.cursor:
-                    out.append(f"{where}.cursor: required when mode is incremental")
+                    out.append(FieldError(f"{where}.cursor", "required when mode is incremental"))
                 if t.next_path and t.offset_param:
-                    out.append(f"{where}.offset_param: use either next_path or offset_param")
+                    out.append(
+                        FieldError(f"{where}.offset_param", "use either next_path or offset_param")
+                    )
             elif t.cursor or t.mode or t.deleted_flag:
-                out.append(f"{where}: mode, cursor and deleted_flag are only for sources")
+                out.append(
+                    FieldError(f"{where}", "mode, cursor and deleted_flag are only for sources")
+                )
         return out

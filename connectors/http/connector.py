@@ -47,6 +47,7 @@ from connectors.errors import (
     ConnectorConfigError,
     CursorTypeError,
     EndpointUnavailableError,
+    FieldError,
     HttpClientError,
     RowRejectedError,
 )
@@ -249,13 +250,13 @@ class HttpConnector(Connector):
 
     def discover(self) -> list[Stream]:
         streams: list[Stream] = []
-        problems: list[str] = []
+        problems: list[FieldError] = []
         causes: list[Exception] = []
         for i, table in enumerate(self.config.tables):
             try:
                 streams.append(self._discover(table))
             except LgspError as exc:
-                problems.append(f"tables[{i}] ({table.table}): {exc}")
+                problems.append(FieldError(f"tables[{i}]", f"({table.table}) {exc}"))
                 causes.append(exc)
         if problems:
             raise ConnectorConfigError(problems, name=self.name, causes=causes)
@@ -331,7 +332,11 @@ class HttpConnector(Connector):
             records = dig(body, table.records_path)
             if not isinstance(records, list):
                 raise ConnectorConfigError(
-                    [f"records_path: the answer of {self.display(url)} holds no list there"],
+                    [
+                        FieldError(
+                            "records_path", f"the answer of {self.display(url)} holds no list there"
+                        )
+                    ],
                     name=self.name,
                 )
             fresh = 0
@@ -444,7 +449,9 @@ class HttpConnector(Connector):
     # ---- sink ----------------------------------------------------------------------------
     def write(self, batch: Batch) -> WriteReport:
         if self.role != "sink":
-            raise ConnectorConfigError([f"role: connector {self.name!r} is not a sink"])
+            raise ConnectorConfigError(
+                [FieldError("role", f"connector {self.name!r} is not a sink")]
+            )
         table: HttpTable = self.table_config(batch.stream)  # type: ignore[assignment]
         url = self.endpoint(table)
         report = WriteReport()

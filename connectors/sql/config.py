@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator
 
 from connectors.config import ConnectorConfig, Mode, Strict, TableConfig
+from connectors.errors import FieldError
 from connectors.secrets import sql_url_problem
 from connectors.sql.lookback import parse_duration
 
@@ -63,27 +64,31 @@ class SqlConnectorConfig(ConnectorConfig):
     connection: SqlConnection
     tables: list[SqlTable] = Field(min_length=1)  # type: ignore[assignment]
 
-    def problems(self) -> list[str]:
+    def problems(self) -> list[FieldError]:
         out = super().problems()
         for i, t in enumerate(self.tables):
             where = f"tables[{i}]"
             if self.role == "source":
                 if t.mode == "incremental" and not t.cursor:
-                    out.append(f"{where}.cursor: required when mode is incremental")
+                    out.append(FieldError(f"{where}.cursor", "required when mode is incremental"))
                 if not t.create:
-                    out.append(f"{where}.create: only for sinks")
+                    out.append(FieldError(f"{where}.create", "only for sinks"))
                 if t.on_delete != "delete":
-                    out.append(f"{where}.on_delete: only for sinks")
+                    out.append(FieldError(f"{where}.on_delete", "only for sinks"))
                 if t.lookback is not None and t.effective_mode != "incremental":
-                    out.append(f"{where}.lookback: only for incremental tables (with a cursor)")
+                    out.append(
+                        FieldError(
+                            f"{where}.lookback", "only for incremental tables (with a cursor)"
+                        )
+                    )
             else:
                 for key in ("mode", "cursor", "deleted_flag", "columns", "lookback"):
                     if getattr(t, key) is not None:
-                        out.append(f"{where}.{key}: only for sources")
+                        out.append(FieldError(f"{where}.{key}", "only for sources"))
                 if t.reconcile != "report":
-                    out.append(f"{where}.reconcile: only for sources")
+                    out.append(FieldError(f"{where}.reconcile", "only for sources"))
             if t.columns is not None:
                 for name in (t.cursor, t.deleted_flag, *(t.key or [])):
                     if name and name not in t.columns:
-                        out.append(f"{where}.columns: must include {name!r}")
+                        out.append(FieldError(f"{where}.columns", f"must include {name!r}"))
         return out

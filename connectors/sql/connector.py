@@ -25,6 +25,7 @@ from connectors.errors import (
     ColumnNotFoundError,
     ConnectorConfigError,
     ConnectorUnavailableError,
+    FieldError,
     TableNotFoundError,
 )
 from connectors.secrets import mask_url, resolve
@@ -74,15 +75,22 @@ class SqlConnector(Connector):
             url = sa.engine.make_url(raw)
         except ArgumentError as exc:
             raise ConnectorConfigError(
-                ["connection.url: not a SQLAlchemy URL (dialect://user@host:port/database)"],
+                [
+                    FieldError(
+                        "connection.url", "not a SQLAlchemy URL (dialect://user@host:port/database)"
+                    )
+                ],
                 name=self.name,
             ) from exc
         backend = url.get_backend_name()
         if backend not in self.backends:
             raise ConnectorConfigError(
                 [
-                    f"connection.url: type {self.config.type!r} expects a "
-                    f"{' or '.join(self.backends)} URL, got {backend!r}"
+                    FieldError(
+                        "connection.url",
+                        f"type {self.config.type!r} expects a "
+                        f"{' or '.join(self.backends)} URL, got {backend!r}",
+                    )
                 ],
                 name=self.name,
             )
@@ -186,7 +194,12 @@ class SqlConnector(Connector):
                     sa.event.listen(self._engine, "connect", self.prepare_source_connection)
             except (ArgumentError, ImportError) as exc:
                 raise ConnectorConfigError(
-                    [f"connection.url: cannot use {self.display_url} ({type(exc).__name__})"],
+                    [
+                        FieldError(
+                            "connection.url",
+                            f"cannot use {self.display_url} ({type(exc).__name__})",
+                        )
+                    ],
                     name=self.name,
                 ) from exc
         return self._engine
@@ -232,14 +245,14 @@ class SqlConnector(Connector):
 
     def discover(self) -> list[Stream]:
         streams: list[Stream] = []
-        problems: list[str] = []
+        problems: list[FieldError] = []
         causes: list[LgspError] = []
         with self.connect() as conn:
             for i, t in enumerate(self.config.tables):
                 try:
                     streams.append(self._discover(conn, t))
                 except LgspError as exc:
-                    problems.append(f"tables[{i}] ({t.table}): {exc}")
+                    problems.append(FieldError(f"tables[{i}]", f"({t.table}) {exc}"))
                     causes.append(exc)
         if problems:
             raise ConnectorConfigError(problems, name=self.name, causes=causes)

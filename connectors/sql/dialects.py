@@ -16,7 +16,7 @@ from sqlalchemy.engine import URL, Connection
 
 from bus.text import decode_utf8
 from connectors.base import Batch, Stream, WriteReport
-from connectors.errors import ConnectorConfigError
+from connectors.errors import ConnectorConfigError, FieldError
 from connectors.sql.bulk import CopyUpsert
 from connectors.sql.config import SqlTable
 from connectors.sql.connector import SqlConnector, sqlite_path
@@ -281,11 +281,16 @@ class SQLiteConnector(SqlPlugin):
         if path is not None:
             if self.role == "source" and not path.is_file():
                 raise ConnectorConfigError(
-                    [f"connection.url: the SQLite file {path} does not exist"], name=self.name
+                    [FieldError("connection.url", f"the SQLite file {path} does not exist")],
+                    name=self.name,
                 )
             if not path.parent.is_dir():
                 raise ConnectorConfigError(
-                    [f"connection.url: the folder of the SQLite file {path} does not exist"],
+                    [
+                        FieldError(
+                            "connection.url", f"the folder of the SQLite file {path} does not exist"
+                        )
+                    ],
                     name=self.name,
                 )
         return url

@@ -30,6 +30,7 @@ from connectors.errors import (
     ColumnNotFoundError,
     ConnectorConfigError,
     ConnectorUnavailableError,
+    FieldError,
     KeyCollationError,
     MissingPrimaryKeyError,
     RowRejectedError,
@@ -141,13 +142,19 @@ class SqlSink:
 
     def write(self, batch: Batch) -> WriteReport:
         if self.connector.role != "sink":
-            raise ConnectorConfigError([f"role: connector {self.connector.name!r} is not a sink"])
+            raise ConnectorConfigError(
+                [FieldError("role", f"connector {self.connector.name!r} is not a sink")]
+            )
         sink = self._tables.get(batch.stream)
         if batch.schema is not None:
             sink = self.prepare(batch.stream, batch.schema)
         if sink is None:
             raise ConnectorConfigError(
-                [f"tables: {batch.stream!r} has no record schema yet (pass Batch.schema)"]
+                [
+                    FieldError(
+                        "tables", f"{batch.stream!r} has no record schema yet (pass Batch.schema)"
+                    )
+                ]
             )
         return self._write(sink, batch.events)
 

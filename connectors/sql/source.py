@@ -33,6 +33,7 @@ from connectors.errors import (
     ColumnNotFoundError,
     ConnectorConfigError,
     CursorTypeError,
+    FieldError,
     UnsupportedTypeError,
 )
 from connectors.soft_delete import is_deleted
@@ -252,7 +253,7 @@ class SqlSource:
         key = list(stream.primary_key)
         order_names = ([cursor_name] if mode == "incremental" and cursor_name else []) + key
         if mode == "incremental" and not cursor_name:  # pragma: no cover - config prevents it
-            raise ConnectorConfigError([f"{stream.name}: cursor required"])
+            raise ConnectorConfigError([FieldError("cursor", f"required for {stream.name!r}")])
 
         plan: TableContract | None = stream.contract
         record_cols = [table.c[c.name] for c in stream.columns]
@@ -371,7 +372,7 @@ class SqlSource:
         if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
             return self.connector.connection_error(exc)
         return ConnectorConfigError(
-            [f"tables: reading {stream.name!r} failed ({type(exc).__name__})"],
+            [FieldError("tables", f"reading {stream.name!r} failed ({type(exc).__name__})")],
             name=self.connector.name,
         )
 

@@ -42,17 +42,17 @@ import sqlalchemy as sa
 from sqlalchemy import func, select
 from sqlalchemy.dialects import mysql
 
-from bus import broker
 from bus.archive.models import ArchiveEntry
 from bus.archive.verify import verify
 from bus.config import Settings
 from bus.connector_service.registration import register
 from bus.connectors_db import ConnectorStore
-from bus.consume import Consumer, Message, end_offsets
+from bus.consume import Consumer, Message
 from bus.db import session_scope
-from bus.db.engine import dispose_engines
 from bus.dlq_ops import list_dead_letters
+from bus.kafka.ends import end_offsets
 from bus.runs import list_runs
+from tests.helpers import assert_broker_lost_refusal, drop_tables, read_rows
 from tests.integration.connectors.helpers import config
 from tests.unit.catalog.support import write_dataset
 
@@ -239,14 +239,8 @@ def table_rows(
     url: str, table: str, columns: list[str], key: str, *, booleans: tuple[str, ...] = ()
 ) -> dict[Any, tuple[Any, ...]]:
     """``{key: (column values...)}`` of ``table``, normalised."""
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            t = sa.Table(table, sa.MetaData(), autoload_with=conn)
-            rows = conn.execute(select(*[t.c[c] for c in columns])).mappings().all()
-    finally:
-        engine.dispose()
-    return {row[key]: _values(dict(row), columns, booleans) for row in rows}
+    rows = read_rows(url, table, columns)
+    return {row[key]: _values(row, columns, booleans) for row in rows}
 
 
 def _values(row: dict[str, Any], columns: list[str], booleans: tuple[str, ...]) -> tuple:
@@ -588,17 +582,6 @@ def _kind(url: str) -> str:
     return "postgresql" if url.startswith("postgresql") else "mariadb"
 
 
-def drop(url: str, *tables: str) -> None:
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            quote = engine.dialect.identifier_preparer.quote
-            for name in tables:
-                conn.execute(sa.text(f"DROP TABLE IF EXISTS {quote(name)}"))
-    finally:
-        engine.dispose()
-
-
 @contextlib.contextmanager
 def pipeline(
     settings: Settings, tmp_path: Path, unique: str, src_url: str, dst_url: str, **kw: Any
@@ -608,8 +591,8 @@ def pipeline(
     try:
         yield made
     finally:
-        drop(src_url, made.src_table)
-        drop(dst_url, made.dst_table)
+        drop_tables(src_url, [made.src_table])
+        drop_tables(dst_url, [made.dst_table])
 
 
 # ---- broker restart -------------------------------------------------------------------------
@@ -619,23 +602,6 @@ def pipeline(
 # re-publishes the archived events and moves source positions and consumer offsets back; the
 # source rerun publishes again what never reached the archive (issue 13, hole 3). Only a
 # pipeline on a broker of its own (``own_broker``) may be restarted, never the session's.
-
-BROKER_LOST = "error: the broker lost data"
-
-
-@contextlib.contextmanager
-def own_broker(tmp_path: Path) -> Iterator[Settings]:
-    """Settings of a state folder with an embedded broker of its own, found by the state
-    folder (``broker.json``), not by ``LGSP_KAFKA_BOOTSTRAP``: restarts move its port."""
-    home = tmp_path / "own-broker-home"
-    home.mkdir()
-    settings = Settings(home=home)
-    broker.start_embedded(settings)
-    try:
-        yield settings
-    finally:
-        broker.stop_embedded(settings)
-        dispose_engines()
 
 
 def restart_broker(pipe: Pipeline) -> None:
@@ -649,10 +615,7 @@ def restart_broker(pipe: Pipeline) -> None:
 
 def assert_refused(outcome: Outcome) -> None:
     """A run on a broker that lost data: exit 4 and one line naming the recovery command."""
-    lines = outcome.err.strip().splitlines()
-    assert outcome.rc == 4, outcome.describe()
-    assert len(lines) == 1 and lines[0].startswith(BROKER_LOST), outcome.describe()
-    assert "lgsp broker restore" in lines[0], outcome.describe()
+    assert_broker_lost_refusal(outcome.rc, outcome.err, outcome.describe())
 
 
 def recover_broker(pipe: Pipeline) -> None:
@@ -722,6 +685,14 @@ class Account:
         else:
             self.admin(f"DROP USER IF EXISTS '{n}'@'%'", f"DROP DATABASE IF EXISTS {n}")
 
+    def sessions(self) -> int:
+        """How many server sessions this login has open."""
+        if self.kind == "postgresql":
+            query = "SELECT count(*) FROM pg_stat_activity WHERE usename = :u"
+        else:
+            query = "SELECT count(*) FROM information_schema.processlist WHERE user = :u"
+        return int(self.admin(query, u=self.name)[0][0])
+
     def terminate_sessions(self) -> int:
         """End every server session of this login (``pg_terminate_backend``, ``KILL``)."""
         if self.kind == "postgresql":
@@ -759,6 +730,18 @@ class Account:
             self.admin(f"REVOKE INSERT, UPDATE ON {self.name}.{table} FROM {self.name}")
         else:  # the grant is on the database: revoke it there
             self.admin(f"REVOKE INSERT, UPDATE ON {self.name}.* FROM '{self.name}'@'%'")
+
+    def can_write(self, table: str) -> bool:
+        """Whether this login may INSERT into ``table`` (asked of the server, to know that a
+        revoke or a grant landed)."""
+        if self.kind == "postgresql":
+            query = "SELECT has_table_privilege(:u, :t, 'INSERT')"
+            return bool(self.admin(query, u=self.name, t=f"{self.name}.{table}")[0][0])
+        query = (
+            "SELECT count(*) FROM information_schema.schema_privileges "
+            "WHERE grantee = :g AND table_schema = :s AND privilege_type = 'INSERT'"
+        )
+        return bool(self.admin(query, g=f"'{self.name}'@'%'", s=self.name)[0][0])
 
     def grant_writes(self, table: str) -> None:
         if self.kind == "postgresql":

@@ -17,13 +17,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import update
 
 from bus.archive.checkpoint import export_path
-from bus.cli.main import cli
 from bus.config import Settings, reset_settings
 from bus.errors import FatalError
+from tests.helpers import run_cli as run
 from tests.unit.archive._forge import (
     Archive,
     C,
@@ -47,11 +46,6 @@ CLEAN_ENV = (
     "LGSP_CHECKPOINT_EXPORT_FILE",
     "LGSP_CONFIG",
 )
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture

@@ -9,27 +9,21 @@ import re
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from bus.archive.models import ArchiveEntry
-from bus.cli.main import cli
 from bus.config import Settings
-from bus.consume import end_offsets
 from bus.db import session_scope
 from bus.dlq import dlq_topic
+from bus.kafka.ends import end_offsets
 from bus.kafka.topics import ensure_topics
 from bus.publish import Publisher
 from bus.runs import list_runs
 from tests.helpers import record_schema, register_topic
+from tests.helpers import run_cli as lgsp
 from tests.integration.archive._scenario import CHANGES, Source
 
 pytestmark = pytest.mark.integration
-
-
-def lgsp(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture

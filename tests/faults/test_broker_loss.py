@@ -13,24 +13,17 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import yaml
-from click.testing import CliRunner
 
-from bus import broker
-from bus.cli.main import cli
-from bus.config import Settings, reset_settings
-from bus.db.engine import dispose_engines
+from bus.config import reset_settings
 from conftest import PG_URL
-from tests.integration.connectors.helpers import drop_tables
+from tests.helpers import assert_broker_lost_refusal, drop_tables
+from tests.helpers import own_broker as broker_of_its_own
+from tests.helpers import run_cli as lgsp
 
 pytestmark = pytest.mark.integration
 
 UNIT = "26734"
 FIRST, LATER = 30, 20  # rows archived before the loss, rows published after the archive run
-
-
-def lgsp(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture
@@ -43,12 +36,10 @@ def own_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     monkeypatch.delenv("LGSP_DATABASE_URL", raising=False)
     reset_settings()
     try:
-        assert lgsp("broker", "start")[0] == 0
-        yield home
+        with broker_of_its_own(home):
+            yield home
     finally:
-        broker.stop_embedded(Settings(home=home))
         reset_settings()
-        dispose_engines()
 
 
 def _rows(n: int, start: int = 0) -> list[dict[str, Any]]:
@@ -166,10 +157,7 @@ def _archived_then_more(p: Pipeline) -> None:
 
 def _refused(result: tuple[int, str, str]) -> None:
     code, out, err = result
-    assert code == 4, (code, out, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: the broker lost data"), err
-    assert "lgsp broker restore" in lines[0]
+    assert_broker_lost_refusal(code, err, out)
 
 
 def _restore_and_catch_up(p: Pipeline) -> None:

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from click.testing import CliRunner
 
-from bus.cli.main import cli
 from bus.config import Settings, get_settings, reset_settings
 from bus.connector_service.registration import register
-from bus.consume import end_offsets
 from bus.errors import ExitCode
+from bus.kafka.ends import end_offsets
+from tests.helpers import run_cli as run
 from tests.integration.connectors.helpers import config
 
 RECORD = {
@@ -27,11 +26,6 @@ RECORD = {
     "namespace": "faults",
     "fields": [{"name": "note_id", "type": "string"}, {"name": "text", "type": "string"}],
 }
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def lgsp(env: dict[str, str], *args: str, **popen: object) -> subprocess.CompletedProcess:

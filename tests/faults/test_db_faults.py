@@ -3,7 +3,9 @@
 The sink writes as a login of the test's own (``harness.Account``), so each fault hits only
 its sessions: its backends terminated mid-run (``pg_terminate_backend``, MariaDB ``KILL``), its
 target table locked by another session, its INSERT/UPDATE privileges revoked then granted
-back. A source table is dropped under a running source and restored. A run that exits 0 must
+back. A source table is dropped under a running source and restored. Each fault is first
+checked to have landed (a session terminated, the sink seen waiting on the lock, the privilege
+gone from the server's tables, the table gone while the run still ran). A run that exits 0 must
 have done all its work (``Pipeline.check_completed``); one that failed must say so in the run
 history; after the faults every stage runs to the end and ``Pipeline.assert_invariant``
 holds (sink = source on every column, no dead letter; the archive is left to the kill -9
@@ -74,10 +76,13 @@ def _terminate_sessions(pipe: Pipeline, login: Account, rng: random.Random) -> i
     pipe.change(rng, inserts=rng.randrange(100, 250), updates=20, deletes=5)
     pipe.check_completed("source", pipe.procs.run(*pipe.stages["source"][0]))
     running = pipe.procs.start(*_sink(pipe))
+    while running.alive() and not login.sessions():
+        time.sleep(0.02)  # until the sink has connected: the first termination hits it
     terminated = 0
     while running.alive():
-        time.sleep(rng.uniform(0.1, 1.0))
         terminated += login.terminate_sessions()
+        time.sleep(rng.uniform(0.1, 1.0))
+    assert terminated > 0, "no session of the sink was terminated: the fault hit nothing"
     outcome = running.wait()
     pipe.procs.outcomes.append(outcome)
     _judge(pipe, outcome)
@@ -91,9 +96,12 @@ def _lock_table(pipe: Pipeline, login: Account, rng: random.Random) -> None:
     with login.table_locked(pipe.dst_table):
         running = pipe.procs.start(*_sink(pipe))
         deadline = time.monotonic() + 30
-        while running.alive() and not login.waiting_on_lock() and time.monotonic() < deadline:
+        waited = False
+        while running.alive() and not waited and time.monotonic() < deadline:
+            waited = login.waiting_on_lock()
             time.sleep(0.05)  # until the sink waits on the lock (or gave up)
         time.sleep(rng.uniform(0.1, 1.0))  # then held a little longer
+    assert waited, "the sink never waited on the locked table: the fault hit nothing"
     outcome = running.wait()
     pipe.procs.outcomes.append(outcome)
     _judge(pipe, outcome)
@@ -104,11 +112,13 @@ def _revoke_writes(pipe: Pipeline, login: Account, rng: random.Random) -> None:
     pipe.change(rng, inserts=80, updates=10, deletes=3)
     pipe.check_completed("source", pipe.procs.run(*pipe.stages["source"][0]))
     login.revoke_writes(pipe.dst_table)
+    assert not login.can_write(pipe.dst_table), "the revoke did not land"
     refused = pipe.procs.run(*_sink(pipe))
     assert refused.rc != 0, "a sink without INSERT/UPDATE reported success"
     assert pipe.dead_letters() == [], "a permission refusal parked rows in the DLQ"
     assert list_runs(pipe.settings, name=pipe.sink, limit=1)[0].status != "ok"
     login.grant_writes(pipe.dst_table)
+    assert login.can_write(pipe.dst_table), "the grant did not land"
 
 
 def test_sink_sessions_terminated_table_locked_privileges_revoked(
@@ -146,8 +156,12 @@ def test_source_table_dropped_and_restored_under_a_run(
             with engine.connect() as conn:
                 saved = [dict(r) for r in conn.execute(sa.select(pipe.table)).mappings()]
             running = pipe.procs.start(*pipe.stages["source"][0])
-            time.sleep(rng.uniform(0.5, 2.5))
+            pipe.procs.wait_until_running(pipe.source, running)  # past its start-up
+            time.sleep(rng.uniform(0.0, 0.3))
+            under_a_run = running.alive()
             pipe.table.drop(engine)
+            assert not sa.inspect(engine).has_table(pipe.src_table), "the drop did not land"
+            assert under_a_run, "the source run ended before the drop: the fault hit nothing"
             time.sleep(rng.uniform(0.1, 1.0))
             pipe.table.create(engine)  # restored as from a backup
             with engine.begin() as conn:

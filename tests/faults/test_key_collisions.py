@@ -26,7 +26,8 @@ from bus.reconcile.service import run_reconcile
 from bus.serde.jsoncodec import JsonToAvro
 from conftest import MYSQL_URL, PG_URL
 from connectors.errors import ConnectorConfigError
-from tests.integration.connectors.helpers import config, drop_tables
+from tests.helpers import drop_tables, read_rows
+from tests.integration.connectors.helpers import config
 
 pytestmark = pytest.mark.integration
 
@@ -62,13 +63,7 @@ def _source(path: Path) -> str:
 
 
 def _rows(url: str, table: str) -> dict[bytes, int]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            t = sa.Table(table, sa.MetaData(), autoload_with=conn)
-            rows = conn.execute(sa.select(t.c.ma, t.c.n)).all()
-    finally:
-        engine.dispose()
+    rows = [(r["ma"], r["n"]) for r in read_rows(url, table, ["ma", "n"])]
     return {(ma if isinstance(ma, bytes) else ma.encode("utf-8")): n for ma, n in rows}
 
 

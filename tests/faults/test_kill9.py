@@ -25,11 +25,11 @@ from tests.faults.harness import (
     fault_count,
     fault_rng,
     full_size,
-    own_broker,
     pipeline,
     recover_broker,
     restart_broker,
 )
+from tests.helpers import own_broker
 
 pytestmark = pytest.mark.integration
 
@@ -91,7 +91,7 @@ def test_kill9_and_broker_restarts_between_bounded_runs(
     faults += [rng.choice(faults) for _ in range(max(0, fault_count() - len(faults)))]
     rng.shuffle(faults)
     with (
-        own_broker(tmp_path) as settings,
+        own_broker(tmp_path / "own-broker-home") as settings,
         pipeline(settings, tmp_path, unique, _url(src, tmp_path), _url(dst, tmp_path)) as pipe,
     ):
         pipe.change(rng, inserts=120, updates=0, deletes=0)

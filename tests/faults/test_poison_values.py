@@ -22,7 +22,8 @@ from bus.connectors_db import ConnectorStore
 from bus.dlq_ops import list_dead_letters
 from conftest import MYSQL_URL, PG_URL
 from connectors.plugins import build
-from tests.integration.connectors.helpers import config, drop_tables
+from tests.helpers import drop_tables
+from tests.integration.connectors.helpers import config
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,8 @@ from bus.consume import Consumer
 from bus.errors import LgspError
 from bus.sync import run
 from conftest import MYSQL_URL, PG_URL
-from tests.integration.connectors.helpers import config, drop_tables
+from tests.helpers import drop_tables
+from tests.integration.connectors.helpers import config
 
 pytestmark = pytest.mark.integration
 

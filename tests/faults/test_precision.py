@@ -13,7 +13,8 @@ from bus.connector_service.registration import register
 from bus.reconcile.service import run_reconcile
 from bus.sync import run
 from conftest import PG_URL
-from tests.integration.connectors.helpers import config, drop_tables
+from tests.helpers import drop_tables
+from tests.integration.connectors.helpers import config
 
 pytestmark = pytest.mark.integration
 

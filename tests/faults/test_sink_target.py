@@ -18,7 +18,8 @@ from bus.connector_service.registration import register
 from conftest import MYSQL_URL, PG_URL
 from connectors.base import Batch
 from connectors.plugins import build
-from tests.integration.connectors.helpers import config, drop_tables, sqlite_codes
+from tests.helpers import drop_tables
+from tests.integration.connectors.helpers import config, sqlite_codes
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,8 @@ from kafka import KafkaProducer, TopicPartition
 
 from bus import broker_guard
 from bus.config import Settings
-from bus.consume import Consumer, Message, SkipCount, end_offsets
+from bus.consume import Consumer, Message, SkipCount
+from bus.kafka.ends import end_offsets
 from bus.kafka.options import client_options
 from bus.publish import Publisher
 from tests.helpers import register_topic

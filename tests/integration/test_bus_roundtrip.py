@@ -14,14 +14,15 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
+from bus.broker_guard import DLQ_REPLAY, holder_ends
 from bus.config import Settings
-from bus.consume import Consumer, Message, end_offsets
+from bus.consume import Consumer, Message
 from bus.dlq import H_ERROR, H_ERROR_CLASS, H_OFFSET, H_PARTITION, H_TOPIC
 from bus.dlq_ops import list_dead_letters, replay_dead_letters
 from bus.envelope import make_event
 from bus.errors import BrokerUnavailableError, DataError, UnknownUnitError
 from bus.kafka import clients
-from bus.kafka.ends import PROBE_DEADLINE_S
+from bus.kafka.ends import PROBE_DEADLINE_S, end_offsets
 from bus.kafka.options import client_options
 from bus.publish import Publisher
 from bus.registry import Registry, subject_for
@@ -151,10 +152,39 @@ def test_dlq_headers_and_replay_after_fix(settings: Settings, unique: str) -> No
     assert (first.replayed, first.still_failing) == (0, 1)
     # the fix: register the newer schema for the topic; the replay now re-drives it
     Registry(settings).register(subject_for(topic), env)
+    again = [d for d in list_dead_letters(settings, topic) if d.attempts == 2]
+    assert [(d.origin_topic, d.origin_offset, d.stage) for d in again] == [(topic, 0, "consume")]
     second = replay_dead_letters(settings, topic)
     assert (second.replayed, second.still_failing) == (1, 0)
     seen = collect(settings, topic, f"g-{unique}")
     assert [m.value["after"]["ward"] for m in seen] == ["26734"]
+    # re-driven as parked (the original framed bytes), through the Publisher: acknowledged
+    # and recorded under the replay's origin
+    assert [m.raw for m in seen] == [value]
+    assert topic in {t for t, _ in holder_ends(settings)[DLQ_REPLAY]}
+
+
+def test_dlq_replay_sends_nothing_to_a_topic_the_entry_names_elsewhere(
+    settings: Settings, unique: str
+) -> None:
+    topic, other = topic_for(unique), topic_for(unique + "o")
+    register_topic(settings, topic)
+    register_topic(settings, other)
+    with Publisher(settings) as pub:
+        pub.publish(other, events(1))
+        value = pub.encode(topic, events(1, start=1)[0])[1]
+    raw = KafkaProducer(**client_options(settings))
+    headers = [(H_TOPIC, other.encode()), (H_PARTITION, b"0"), (H_OFFSET, b"0")]
+    raw.send(topic + ".dlq", key=b'{"id":1}', value=value, headers=headers).get(10)
+    raw.close()
+    result = replay_dead_letters(settings, topic)
+    assert (result.replayed, result.still_failing) == (0, 1)
+    assert sum(end_offsets(settings, [topic]).values()) == 0
+    assert sum(end_offsets(settings, [other]).values()) == 1
+    parked = [d for d in list_dead_letters(settings, topic) if d.attempts == 2]
+    assert [(d.origin_topic, d.error) for d in parked] == [
+        (topic, f"lgsp.dlq.origin.topic: expected {topic}, the entry names another")
+    ]
 
 
 def _crashing_consumer(settings: Settings, topic: str, group: str, out: str, crash_at: int) -> None:

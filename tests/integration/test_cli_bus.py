@@ -7,11 +7,11 @@ import socket
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from bus.cli.main import cli
-from bus.config import Settings, reset_settings
-from bus.consume import end_offsets
+from bus.config import Settings, get_settings, reset_settings
+from bus.kafka.ends import end_offsets
+from bus.serde import AvroCodec
+from tests.helpers import run_cli as run
 
 pytestmark = pytest.mark.integration
 
@@ -29,11 +29,6 @@ RECORD = {
         {"name": "received_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
     ],
 }
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture
@@ -75,6 +70,31 @@ def test_publish_and_tail(topic: str, tmp_path: Path) -> None:
     assert rows[0]["after"]["fee"] == "50000"
     code, out, _ = run("topic", "list")
     assert code == 0 and topic in out
+
+
+def test_publish_encodes_each_record_once(
+    topic: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The size check and the send use the same bytes: one Avro encode per line."""
+    calls: list[int] = []
+    encode = AvroCodec.encode
+
+    def counted(self: AvroCodec, schema_id: int, value: dict) -> bytes:
+        calls.append(schema_id)
+        return encode(self, schema_id, value)
+
+    monkeypatch.setattr(AvroCodec, "encode", counted)
+    lines = tmp_path / "in.jsonl"
+    record = {"applicant": "A", "fee": "1", "received_at": "2026-10-01T08:00:00+07:00"}
+    lines.write_text(
+        "\n".join(json.dumps({"dossier_id": f"HS-{i}", **record}) for i in range(5)),
+        encoding="utf-8",
+    )
+    code, out, err = run("publish", topic, "--file", str(lines))
+    assert code == 0, err
+    assert "published 5 events" in out
+    assert len(calls) == 5
+    assert sum(end_offsets(get_settings(), [topic]).values()) == 5
 
 
 def test_bad_json_line_sends_nothing(topic: str, tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from bus.errors import BrokerUnavailableError, ConfigurationError
 from bus.kafka import clients
 from bus.kafka.options import bootstrap_timeout_ms, client_options
 from bus.kafka.topics import describe_topic_configs, ensure_topics, topic_config
+from tests.helpers import own_broker
 
 PASSWORD = "n0t-the-Right-pw-7f3a"
 TIMEOUT_MS = 2000
@@ -104,12 +105,8 @@ def _one_line(exc: BaseException) -> str:
 
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    settings = Settings(home=tmp_path_factory.mktemp("lgsp-home"), kafka_bootstrap=None)
-    broker.start_embedded(settings)
-    try:
+    with own_broker(tmp_path_factory.mktemp("lgsp-home")) as settings:
         yield settings
-    finally:
-        broker.stop_embedded(settings)
 
 
 @pytest.fixture(scope="module")

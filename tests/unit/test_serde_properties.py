@@ -70,7 +70,7 @@ def events(draw: st.DrawFn) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def codec(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AvroCodec, int]]:
     registry = Registry(Settings(home=tmp_path_factory.mktemp("serde-home")))
-    sid = registry.register("lgsp.79.prop-value", envelope_schema(record_schema(), SCHEMAS)).id
+    sid = registry.register("lgsp.79.test.prop-value", envelope_schema(record_schema(), SCHEMAS)).id
     yield AvroCodec(registry), sid
     dispose_engines()
 

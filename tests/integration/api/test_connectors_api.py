@@ -3,12 +3,16 @@ get with secrets masked, status, one run, reset, delete; refusals store nothing.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from bus.connectors_db import ConnectorStore
-from tests.integration.api.conftest import Server
+from bus.runs import record_run
+from tests.integration.api.conftest import LGSP, Server
 from tests.integration.connectors.helpers import config, sqlite_codes
 from tests.integration.orchestration.conftest import dagbag
 
@@ -42,6 +46,11 @@ def test_connector_lifecycle_and_its_dag(server: Server, tmp_path: Path, unique:
     refused = server.call("POST", "/connectors", op, json=bad)
     assert refused.status_code == 422
     assert {"role", "tables[0].mode"} <= {e["field"] for e in refused.json()["errors"]}
+    # a problem found when discovering the tables names its table's field too
+    missing = dict(data, tables=[dict(data["tables"][0], table="ho_so_x")])
+    answer = server.call("POST", "/connectors/validate", op, json=missing).json()
+    assert [e["field"] for e in answer["errors"]] == ["tables[0]"], answer
+    assert answer["errors"][0]["message"].startswith("(ho_so_x) ")
     unknown = server.call("POST", "/connectors", op, json=dict(data, colour="red"))
     assert unknown.status_code == 422 and "colour" in unknown.text
     assert server.call("POST", "/connectors", auditor, json=data).status_code == 403
@@ -64,10 +73,31 @@ def test_connector_lifecycle_and_its_dag(server: Server, tmp_path: Path, unique:
     run = server.call("POST", f"/connectors/{name}/runs", op)
     assert run.status_code == 200, run.text
     assert run.json()["rows"] == 3
+    # a run of another kind under the same name is not the connector's
+    record_run(server.settings, kind="route", name=name, status="ok", rows_in=99)
     status = server.call("GET", f"/connectors/{name}/status", auditor).json()
     assert status["connector"]["state"] == "IDLE"
-    assert status["runs"][0]["rows_out"] == 3 or status["runs"][0]["rows_in"] == 3
+    assert [r["rows_out"] for r in status["runs"]] == [3]
     assert status["positions"]["ho_so"]["rows"] == 3
+    # the command line answers with the same function: the same JSON
+    cli = {"LGSP_HOME": str(server.settings.home)}
+    cli["LGSP_KAFKA_BOOTSTRAP"] = server.settings.kafka_bootstrap or ""
+    shown = subprocess.run(
+        [LGSP, "connector", "status", name, "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **cli},
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout) == status
+    text = subprocess.run(
+        [LGSP, "connector", "status", name],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **cli},
+    )
+    assert f"connector {name} (source): IDLE" in text.stdout
+    assert "ho_so" in text.stdout and "after 3" in text.stdout, text.stdout
     assert server.call("POST", f"/connectors/{name}/runs", auditor).status_code == 403
     reset = server.call("DELETE", f"/connectors/{name}/offsets", op)
     assert reset.json() == {"name": name, "forgotten": 1}

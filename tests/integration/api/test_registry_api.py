@@ -14,6 +14,7 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 from kafka import KafkaConsumer
 
+from bus.connectors_db import ConnectorStore
 from bus.envelope import envelope_schema
 from bus.kafka.options import client_options
 from bus.publish import Publisher
@@ -149,3 +150,35 @@ def test_registry_endpoints_error_codes_and_deletes(server: Server, unique: str)
     assert call("DELETE", f"/subjects/{subject}?permanent=true") == (200, [1])
     assert Registry(server.settings).versions(subject, deleted=True) == []
     assert call("GET", f"/schemas/ids/{schema_id}")[0] == 200
+
+
+def test_a_subject_in_use_is_refused_unless_forced(server: Server, unique: str) -> None:
+    topic = f"lgsp.79.760.26734.test.x{unique}"
+    subject = subject_for(topic)
+    register_topic(server.settings, topic)
+    ConnectorStore(server.settings).add(
+        name=f"src-{unique}",
+        type="sqlite",
+        role="source",
+        agency="ubnd-phuong-tan-dinh",
+        unit="26734",
+        config={"name": f"src-{unique}"},
+        topics={"ho_so": topic},
+    )
+    op = server.key("operator")
+    for path in (f"/subjects/{subject}", f"/subjects/{subject}/versions/latest"):
+        refused = server.call("DELETE", path, op)
+        assert (refused.status_code, refused.json()["error_code"]) == (422, 42206)
+        assert f"connector src-{unique} (writes)" in refused.json()["message"]
+    assert [v.version for v in Registry(server.settings).versions(subject)] == [1]
+    forced = server.call("DELETE", f"/subjects/{subject}?force=true", op)
+    assert (forced.status_code, forced.json()) == (200, [1])
+    assert Registry(server.settings).versions(subject) == []
+    unknown_unit = server.call(
+        "POST",
+        "/subjects/lgsp.79.760.99999.test.x-value/versions",
+        op,
+        json={"schema": json.dumps(record_schema())},
+    )
+    assert (unknown_unit.status_code, unknown_unit.json()["error_code"]) == (422, 42208)
+    assert "99999" in unknown_unit.json()["message"]

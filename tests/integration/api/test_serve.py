@@ -129,15 +129,17 @@ def test_bad_input_huge_malformed_unknown_fields_path_and_sql_in_keys(server: Se
     assert unknown.status_code == 422
     assert [e["field"] for e in unknown.json()["errors"]] == ["colour"]
     for subject in ("..%2F..%2Fetc", "x'; DROP TABLE registry_schema;--", "a b"):
+        # one subject rule (bus.registry.store.check_subject) for reads and writes: 42208
         r = server.call("GET", f"/subjects/{requests.utils.quote(subject, safe='')}/versions", op)
-        assert r.status_code == 404, (subject, r.text)
+        assert (r.status_code, r.json()["error_code"]) == (422, 42208), (subject, r.text)
+        assert r.json()["message"].startswith("subject: expected")
         r = server.call(
             "POST",
             f"/subjects/{requests.utils.quote(subject, safe='')}/versions",
             op,
             json={"schema": json.dumps({"type": "record", "name": "R", "fields": []})},
         )
-        assert r.status_code in (404, 422), (subject, r.text)
+        assert (r.status_code, r.json()["error_code"]) == (422, 42208), (subject, r.text)
     assert "registry_schema" in inspect(open_engine(server.settings)).get_table_names()
     assert Registry(server.settings).subjects() == []
     huge_key = server.call("GET", "/subjects", "x" * 100_000)
@@ -148,7 +150,16 @@ def test_metrics(server: Server) -> None:
     op = server.key("operator")
     server.call("GET", "/subjects", op)
     server.call("GET", "/subjects")
+    # label values stay bounded: unknown methods and unmatched paths count as "other"
+    for i in range(3):
+        assert server.call("GET", f"/no/such/path-{i}", op).status_code == 404
+    for method in ("PROPFIND", "MKCOL"):
+        assert server.call(method, "/subjects", op).status_code == 405
     text = server.call("GET", "/metrics").text
     assert 'lgsp_api_requests_total{method="GET",route="/subjects",status="200"} 1.0' in text
     assert 'lgsp_api_requests_total{method="GET",route="/subjects",status="401"} 1.0' in text
     assert "lgsp_api_request_seconds_bucket" in text
+    assert 'lgsp_api_requests_total{method="GET",route="other",status="404"} 3.0' in text
+    assert 'lgsp_api_requests_total{method="other",' in text
+    for raw in ("/no/such", "PROPFIND", "MKCOL"):
+        assert raw not in text

@@ -6,25 +6,19 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import update
 
 from bus.archive.models import ArchiveEntry
-from bus.cli.main import cli
 from bus.config import Settings, reset_settings
 from bus.db import open_engine
 from bus.publish import Publisher
 from tests.helpers import register_topic
+from tests.helpers import run_cli as run
 from tests.integration.archive._scenario import CHANGES, Source
 
 pytestmark = pytest.mark.integration
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture

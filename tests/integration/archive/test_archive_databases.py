@@ -17,7 +17,7 @@ from bus.config import Settings
 from bus.db import open_engine
 from bus.db.engine import dispose_engines
 from bus.publish import Publisher
-from tests.helpers import register_topic
+from tests.helpers import drop_tables, register_topic
 from tests.integration.archive._scenario import CHANGES, Source, at
 
 pytestmark = pytest.mark.integration
@@ -105,7 +105,4 @@ def test_replay_into_mariadb(settings: Settings, mysql_url: str, unique: str) ->
             assert r.amount == rec["amount"]
             assert r.seen == rec["seen"].astimezone(dt.UTC).replace(tzinfo=None)
     finally:
-        engine = sa.create_engine(mysql_url)
-        with engine.begin() as conn:
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
-        engine.dispose()
+        drop_tables(mysql_url, [table])

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from kafka import KafkaProducer
 
 from bus import broker_guard
@@ -17,12 +16,12 @@ from bus.archive.replay import content_hash, replay_as_of, replay_events
 from bus.archive.verify import verify
 from bus.catalog.access_log import query_access
 from bus.config import Settings
-from bus.consume import end_offsets
 from bus.errors import ConfigurationError, NotFoundError
+from bus.kafka.ends import end_offsets
 from bus.kafka.options import client_options
 from bus.publish import Publisher
 from bus.serde.jsoncodec import dumps
-from tests.helpers import register_topic
+from tests.helpers import read_rows, register_topic
 from tests.integration.archive._scenario import CHANGES, Source, at, publish_order
 
 pytestmark = pytest.mark.integration
@@ -46,12 +45,7 @@ def publish(settings: Settings, topics: tuple[str, ...], events: list[dict[str, 
 
 
 def table_rows(url: str, table: str) -> dict[int, tuple]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(sa.text(f'SELECT * FROM "{table}"')).mappings().all()  # noqa: S608
-    finally:
-        engine.dispose()
+    rows = read_rows(url, table)
     return {r["id"]: (r["name"], r["amount"], r["born"], r["seen"], r["_lgsp_key"]) for r in rows}
 
 

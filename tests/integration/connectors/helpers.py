@@ -1,8 +1,8 @@
-"""Shared helpers of the connector integration tests: configs and table cleanup."""
+"""Shared helpers of the connector integration tests: configs and SQLite tables (dropping
+tables is ``tests.helpers.drop_tables``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +29,6 @@ def config(
         "tables": tables,
         **extra,
     }
-
-
-def drop_tables(url: str, names: Iterable[str]) -> None:
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            quote = engine.dialect.identifier_preparer.quote
-            for name in names:
-                conn.execute(sa.text(f"DROP TABLE IF EXISTS {quote(name)}"))
-    finally:
-        engine.dispose()
 
 
 def sqlite_codes(path: Path, tables: dict[str, list[str]]) -> str:

@@ -28,7 +28,8 @@ from connectors.errors import (
     TableNotFoundError,
 )
 from connectors.plugins import build
-from tests.integration.connectors.helpers import config, drop_tables
+from tests.helpers import drop_tables
+from tests.integration.connectors.helpers import config
 
 pytestmark = pytest.mark.integration
 

@@ -31,7 +31,8 @@ from bus.registry import Registry, subject_for
 from bus.sync import run
 from conftest import MYSQL_URL, PG_URL
 from connectors.errors import ConnectorConfigError
-from tests.integration.connectors.helpers import config, drop_tables
+from tests.helpers import drop_tables, read_rows
+from tests.integration.connectors.helpers import config
 
 pytestmark = pytest.mark.integration
 
@@ -88,13 +89,7 @@ def read_topic(settings: Settings, topic: str) -> list[Message]:
 
 
 def rows_of(url: str, table: str) -> dict[str, dict[str, Any]]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            t = sa.Table(table, sa.MetaData(), autoload_with=conn)
-            return {r["dossier_id"]: dict(r) for r in conn.execute(sa.select(t)).mappings()}
-    finally:
-        engine.dispose()
+    return {r["dossier_id"]: r for r in read_rows(url, table)}
 
 
 def utc(value: Any) -> Any:

@@ -9,21 +9,15 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import yaml
-from click.testing import CliRunner
 
-from bus.cli.main import cli
 from bus.config import Settings, get_settings
 from bus.db import session_scope
 from bus.db.models import Run
 from conftest import PG_URL
-from tests.integration.connectors.helpers import drop_tables
+from tests.helpers import drop_tables
+from tests.helpers import run_cli as lgsp
 
 pytestmark = pytest.mark.integration
-
-
-def lgsp(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ from bus.connectors_db import ConnectorStore
 from bus.dlq_ops import list_dead_letters
 from bus.sync import run
 from conftest import MYSQL_URL, PG_URL
-from tests.integration.connectors.helpers import config, drop_tables, sqlite_codes
+from tests.helpers import drop_tables
+from tests.integration.connectors.helpers import config, sqlite_codes
 from tests.unit.connectors.http_server import JsonHandler, serve
 
 pytestmark = pytest.mark.integration

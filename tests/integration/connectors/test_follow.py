@@ -18,8 +18,8 @@ from bus.config import Settings
 from bus.connector_service.registration import register
 from bus.sync import Follow, SyncReport, run
 from conftest import PG_URL
-from tests.helpers import wait_until
-from tests.integration.connectors.helpers import config, drop_tables, sqlite_codes
+from tests.helpers import drop_tables, wait_until
+from tests.integration.connectors.helpers import config, sqlite_codes
 
 pytestmark = pytest.mark.integration
 

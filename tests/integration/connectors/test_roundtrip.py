@@ -15,12 +15,13 @@ import sqlalchemy as sa
 from bus.config import Settings
 from bus.connector_service.registration import register
 from bus.connectors_db import ConnectorStore
-from bus.consume import end_offsets
 from bus.db import session_scope
 from bus.db.models import Run
+from bus.kafka.ends import end_offsets
 from bus.sync import run
 from conftest import MYSQL_URL, PG_URL
-from tests.integration.connectors.helpers import config, drop_tables
+from tests.helpers import drop_tables, read_rows
+from tests.integration.connectors.helpers import config
 
 pytestmark = pytest.mark.integration
 
@@ -75,15 +76,8 @@ def _norm(value: Any) -> Any:
 
 
 def _rows(url: str, name: str, *, live_only: bool) -> dict[int, dict[str, Any]]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            table = sa.Table(name, sa.MetaData(), autoload_with=conn)
-            rows = conn.execute(sa.select(table)).mappings().all()
-    finally:
-        engine.dispose()
     out = {}
-    for row in rows:
+    for row in read_rows(url, name):
         if live_only and row["da_xoa"]:
             continue
         values = {k: _norm(v) for k, v in row.items() if not k.startswith("_lgsp_")}

@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from bus.archive.replay.table import write_table
 from bus.generate.sql import load_records
 from connectors.plugins import build
-from tests.integration.connectors.helpers import config, drop_tables
+from tests.helpers import drop_tables
+from tests.integration.connectors.helpers import config
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from bus.reconcile.dialects import dialect_for
 from bus.reconcile.schema import ColumnInfo
 from bus.report.service import read_table
 from connectors.soft_delete import is_deleted
-from tests.integration.connectors.helpers import drop_tables
+from tests.helpers import drop_tables
 
 pytestmark = pytest.mark.integration
 

@@ -15,6 +15,7 @@ from bus.cli.main import cli
 from bus.generate import generate, load_table
 from bus.report.service import build_report, read_table
 from bus.units import load_hierarchy
+from tests.helpers import drop_tables
 from tests.unit.report.cases import END_OF_OCTOBER, H2024
 
 pytestmark = pytest.mark.integration
@@ -31,12 +32,7 @@ def db_url(request: pytest.FixtureRequest, pg_url: str, mysql_url: str) -> str:
 def table(db_url: str, unique: str) -> Iterator[str]:
     name = f"gen_{unique}"
     yield name
-    engine = sa.create_engine(db_url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
-    finally:
-        engine.dispose()
+    drop_tables(db_url, [name])
 
 
 def test_dossiers_round_trip_and_report(db_url: str, table: str) -> None:
@@ -100,9 +96,8 @@ def test_residents_and_parcels_keep_their_types(db_url: str, table: str, unique:
         assert resident["citizen_id"].startswith("079")
         assert permanent == round(2000 * 332_148 / 778_298)
     finally:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {residents_table}"))
         engine.dispose()
+        drop_tables(db_url, [residents_table])
 
 
 def test_cli_generate_into_the_database_then_report(

@@ -5,15 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from click.testing import CliRunner
-
-from bus.cli.main import cli
+from tests.helpers import run_cli as run
 from tests.unit.catalog.support import FAR_FUTURE, write_dataset
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_catalogue_commands(offline_cli_env: dict, tmp_path: Path) -> None:

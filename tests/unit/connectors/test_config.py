@@ -14,6 +14,7 @@ from connectors.base import Connector
 from connectors.config import read_file
 from connectors.errors import (
     ConnectorConfigError,
+    FieldError,
     SecretReferenceError,
     UnknownConnectorTypeError,
 )
@@ -80,6 +81,35 @@ def test_every_error_is_reported_at_once_naming_its_field() -> None:
         "tables[1].table",
     ):
         assert expected in fields, (expected, errors)
+
+
+def test_every_error_carries_its_field_and_message() -> None:
+    """The pairs are built where a problem is found (validation, cross-field, hierarchy,
+    unknown type), never parsed back from text."""
+    hierarchy = load_hierarchy("hcmc-2024")
+    tables = [{"table": "a", "dataset": "tthc.one", "mode": "incremental"}]
+    errors = errors_of(source(type="nosuch", unit="99999", tables=tables), hierarchy=hierarchy)
+    assert all(isinstance(e, FieldError) for e in errors)
+    pairs = {(e.field, e.message.split(";")[0]) for e in errors}
+    assert ("type", "unknown connector type 'nosuch'") in pairs, pairs
+    errors = errors_of(source(unit="99999", tables=tables), hierarchy=hierarchy)
+    assert [e.field for e in errors] == ["tables[0].cursor", "unit"]
+    errors = errors_of(source(tables=tables))
+    assert [(e.field, e.message) for e in errors] == [
+        ("tables[0].cursor", "required when mode is incremental")
+    ]
+    assert errors[0] == "tables[0].cursor: required when mode is incremental"  # as text
+    nested = FieldError("key", "no such column").within("tables[2]", "ho_so")
+    assert (nested.field, nested.message) == ("tables[2].key", "(ho_so) no such column")
+
+
+def test_field_errors_survive_pickling_and_a_plugins_plain_text_names_no_field() -> None:
+    import pickle
+
+    error = ConnectorConfigError([FieldError("role", "bad"), "legacy text"], name="c")
+    again = pickle.loads(pickle.dumps(error))
+    assert [(e.field, e.message) for e in again.errors] == [("role", "bad"), ("", "legacy text")]
+    assert str(again) == str(error) == "connector 'c': 2 invalid fields: role: bad; legacy text"
 
 
 def test_cross_field_problems_are_reported_together() -> None:

@@ -11,16 +11,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from click.testing import CliRunner
 
-from bus.cli.main import cli
 from bus.generate import generate, load_table
 from bus.serde.jsoncodec import dumps
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
+from tests.helpers import run_cli as run
 
 
 @pytest.fixture(autouse=True)

@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from click.testing import CliRunner
 
-from bus.cli.main import cli
 from bus.config import reset_settings
 from bus.envelope import load_record_schema
 from bus.generate import DATASETS, load_records
@@ -26,16 +24,12 @@ from bus.report.render import (
     write_csv,
 )
 from bus.report.service import build_report, read_table
+from tests.helpers import run_cli as run
 from tests.unit.report.cases import CASES, END_OF_OCTOBER, H2024, QUAN3_WARD
 
 PNG = b"\x89PNG\r\n\x1a\n"
 AS_OF = "2026-10-31T23:59:59+07:00"
 VALID_CASES = [c for c in CASES if c["due_at"] is not None]
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture(autouse=True)

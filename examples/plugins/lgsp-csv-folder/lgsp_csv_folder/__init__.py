@@ -26,7 +26,12 @@ from pydantic import Field
 
 from connectors.base import Batch, Column, Connector, Stream, event_id_for, key_json
 from connectors.config import ConnectorConfig, Strict, TableConfig
-from connectors.errors import ColumnNotFoundError, ConnectorConfigError, TableNotFoundError
+from connectors.errors import (
+    ColumnNotFoundError,
+    ConnectorConfigError,
+    FieldError,
+    TableNotFoundError,
+)
 
 TYPE = re.compile(r"^(string|int|long|boolean|timestamp|decimal\(\d{1,2},\d{1,2}\))$")
 TYPES = "string, int, long, boolean, timestamp or decimal(p,s)"
@@ -48,21 +53,25 @@ class CsvFolderConfig(ConnectorConfig):
     connection: CsvFolder
     tables: list[CsvTable] = Field(min_length=1)  # type: ignore[assignment]
 
-    def problems(self) -> list[str]:
+    def problems(self) -> list[FieldError]:
         out = super().problems()
         for i, t in enumerate(self.tables):
             for name, kind in t.columns.items():
                 if not re.match(TYPE, kind):
-                    out.append(f"tables[{i}].columns.{name}: expected one of {TYPE}")
+                    out.append(
+                        FieldError(f"tables[{i}].columns.{name}", f"expected one of {TYPES}")
+                    )
             named = [("key", k) for k in t.key] + [
                 ("cursor", t.cursor),
                 ("deleted_flag", t.deleted_flag),
             ]
             for what, name in named:
                 if name is not None and name not in t.columns:
-                    out.append(f"tables[{i}].{what}: {name!r} is not one of the columns")
+                    out.append(
+                        FieldError(f"tables[{i}].{what}", f"{name!r} is not one of the columns")
+                    )
             if t.mode == "incremental" and t.cursor is None:
-                out.append(f"tables[{i}].cursor: required with mode: incremental")
+                out.append(FieldError(f"tables[{i}].cursor", "required with mode: incremental"))
         return out
 
 
@@ -113,18 +122,24 @@ class CsvFolderConnector(Connector):
     def check(self) -> None:
         if not self.config.connection.path.is_dir():
             raise ConnectorConfigError(
-                [f"connection.path: the folder {self.config.connection.path} does not exist"],
+                [
+                    FieldError(
+                        "connection.path",
+                        f"the folder {self.config.connection.path} does not exist",
+                    )
+                ],
                 name=self.name,
             )
 
     def discover(self) -> list[Stream]:
         self.check()
-        streams, problems = [], []
+        streams: list[Stream] = []
+        problems: list[FieldError] = []
         for i, t in enumerate(self.config.tables):
             try:
                 streams.append(self._stream(t))
             except (TableNotFoundError, ColumnNotFoundError) as exc:
-                problems.append(f"tables[{i}] ({t.table}): {exc}")
+                problems.append(FieldError(f"tables[{i}]", f"({t.table}) {exc}"))
         if problems:
             raise ConnectorConfigError(problems, name=self.name)
         return streams
