@@ -65,6 +65,13 @@ class Context:
             return ctx
 
     @classmethod
+    def forget(cls, settings: Settings) -> None:
+        """Drop the cached context of ``settings``: the next ``load`` builds it again (after a
+        cut-over the hierarchy in force changed)."""
+        with _cache_lock:
+            _cache.pop(id(settings), None)
+
+    @classmethod
     def of(cls, given: Context | Settings) -> Context:
         """``given`` itself, or the context of the settings given (for callers that still pass
         ``Settings``)."""

@@ -44,7 +44,7 @@ from bus.registry import Registry, subject_for
 from bus.registry.compat import quiet_avro
 from bus.run_lock import HeldLock
 from bus.runs import record_run, start_run
-from bus.units.timeline import refuse_replaced_unit
+from bus.units.timeline import hierarchy_of_topics, refuse_replaced_unit
 from connectors import plugins as connector_types
 from connectors.base import Batch, Connector, Invalid, WriteReport
 from connectors.errors import TableStoppedError
@@ -139,13 +139,22 @@ Progress = Callable[[TableReport], None]
 TABLE_ERRORS = (ConfigurationError, FatalError)
 
 
-def connector_for(settings: Context | Settings, name: str) -> Connector:
-    """The connector object of a registered connector (its stored file re-validated)."""
+def connector_for(settings: Context | Settings, name: str, *, reading: bool = False) -> Connector:
+    """The connector object of a registered connector (its stored file re-validated).
+
+    A source of a unit that a recorded cut-over ended is refused, naming what replaced it.
+    A sink, or a source built only to read its tables (``reading``: a reconciliation through
+    a reform's mapping), runs in its own era: it is built in the hierarchy its stored topics
+    belong to (a district's sink still drains the district topic of the old hierarchy)."""
     ctx = Context.of(settings)
     stored = ctx.connectors.get(name)
-    refuse_replaced_unit(ctx.settings, stored.unit, stored.topics)
+    hierarchy = ctx.hierarchy
+    if reading or stored.role != "source":
+        hierarchy = hierarchy_of_topics(ctx.hierarchy.name, stored.topics or {})
+    else:
+        refuse_replaced_unit(ctx.settings, stored.unit, stored.topics)
     connector = connector_types.build(
-        stored.config, hierarchy=ctx.hierarchy, batch_size=ctx.settings.batch_size
+        stored.config, hierarchy=hierarchy, batch_size=ctx.settings.batch_size
     )
     return attach_catalogue(connector, ctx.settings)
 
@@ -242,7 +251,10 @@ class SyncRun:
             with self.connector, quiet_avro():
                 wanted = self._wanted(tables)
                 self.connector.check()
-                self.topics = self.connector.config.topics(self.ctx.hierarchy)
+                era = hierarchy_of_topics(  # a sink of an ended unit drains its own era
+                    self.ctx.hierarchy.name, self.ctx.connectors.get(self.name).topics or {}
+                )
+                self.topics = self.connector.config.topics(era)
                 if report.role == "source":
                     broker_guard.check(settings, [self.topics[t] for t in wanted])
                 if report.role == "source" and self.follow is None:

@@ -39,6 +39,7 @@ def reconcile_group() -> None:
 
     \b
     lgsp reconcile CONNECTOR TABLE --against SINK [--json] [--repair]
+    lgsp reconcile OLD_CONNECTOR TABLE --against NEW_SINK --through-mapping
     lgsp reconcile urls SOURCE_URL TABLE TARGET_URL [TARGET_TABLE] --key ID
     lgsp reconcile history [CONNECTOR]
     """
@@ -183,6 +184,12 @@ def _finish(report: Report, as_json: bool) -> None:
     metavar="COLUMN=VALUE",
     help="Compare only target rows with this value (a city table that gathers many wards).",
 )
+@click.option(
+    "--through-mapping",
+    is_flag=True,
+    help="After a reform: CONNECTOR is an old unit's source, --against the sink of the unit "
+    "that replaced it; compare the old table with the re-keyed copy (unit fields as mapped).",
+)
 @_common
 def check_cmd(
     connector: str,
@@ -190,6 +197,7 @@ def check_cmd(
     against: str,
     repair: bool,
     target_where: tuple[str, ...],
+    through_mapping: bool,
     as_json: bool,
     pii: tuple[str, ...],
     recheck_delay: float,
@@ -209,6 +217,7 @@ def check_cmd(
         repair,
         options=opts,
         target_where=_where(target_where, "--target-where"),
+        through_mapping=through_mapping,
     )
     _finish(report, as_json)
 

@@ -12,14 +12,20 @@ from bus.cli._common import echo_table, settings
 from bus.errors import ConfigurationError
 from bus.report.render import (
     TABLE_HEADERS,
+    TREND_HEADERS,
     header_line,
+    not_regrouped_lines,
     skipped_line,
     table_rows,
     total_line,
+    trend_header,
+    trend_rows,
     write_chart,
     write_csv,
+    write_trend_chart,
+    write_trend_csv,
 )
-from bus.report.service import default_as_of, sla_report
+from bus.report.service import default_as_of, sla_report, sla_trend
 from bus.report.workdays import default_calendar
 from bus.units import available_hierarchies
 
@@ -78,6 +84,22 @@ def report_group() -> None:
     default=None,
     help="Administrative model (default: the configured one).",
 )
+@click.option(
+    "--as-hierarchy",
+    "as_hierarchy",
+    type=click.Choice(available_hierarchies()),
+    default=None,
+    help="Regroup the figures into this hierarchy's units, whatever era each dossier was "
+    "received in (e.g. June 2025 into hcmc-2025's wards); units that cannot be regrouped "
+    "are listed with the reason.",
+)
+@click.option(
+    "--trend",
+    type=click.IntRange(min=1, max=240),
+    default=None,
+    metavar="N",
+    help="The N months ending with --month, per unit and month (table, --csv, --chart).",
+)
 @click.option("--by-field/--no-by-field", default=True, show_default=True)
 @click.option(
     "--all-units/--units-with-data",
@@ -97,6 +119,8 @@ def sla_cmd(
     url: str | None,
     table: str | None,
     hierarchy: str | None,
+    as_hierarchy: str | None,
+    trend: int | None,
     by_field: bool,
     all_units: bool | None,
 ) -> None:
@@ -107,6 +131,23 @@ def sla_cmd(
         raise ConfigurationError("--source url: give --url and --table")
     if source == "topic" and (url is not None or table is not None):
         raise ConfigurationError("--source topic: --url and --table do not apply")
+    if trend is not None:
+        _trend(
+            level,
+            month,
+            trend,
+            unit,
+            as_of,
+            as_csv,
+            chart,
+            topic,
+            url,
+            table,
+            hierarchy,
+            as_hierarchy,
+            bool(all_units),
+        )
+        return
     report = sla_report(
         settings(),
         level=level,
@@ -118,7 +159,10 @@ def sla_cmd(
         table=table,
         hierarchy=hierarchy,
         all_units=all_units,
+        as_hierarchy=as_hierarchy,
     )
+    for line in not_regrouped_lines(report):
+        click.echo(line, err=True)
     skipped = skipped_line(report)
     if as_csv:
         write_csv(report, sys.stdout, by_field=by_field)
@@ -132,4 +176,45 @@ def sla_cmd(
             click.echo(skipped)
     if chart is not None:
         write_chart(report, chart)
+        click.echo(f"chart written to {chart}", err=True)
+
+
+def _trend(
+    level: str,
+    month: str,
+    months: int,
+    unit: str | None,
+    as_of: str | None,
+    as_csv: bool,
+    chart: Path | None,
+    topic: str | None,
+    url: str | None,
+    table: str | None,
+    hierarchy: str | None,
+    as_hierarchy: str | None,
+    all_units: bool,
+) -> None:
+    report = sla_trend(
+        settings(),
+        level=level,
+        month=month,
+        months=months,
+        as_of=_as_of(as_of, month),
+        unit=unit,
+        topic=topic,
+        url=url,
+        table=table,
+        hierarchy=hierarchy,
+        as_hierarchy=as_hierarchy,
+        all_units=all_units,
+    )
+    for line in not_regrouped_lines(report):
+        click.echo(line, err=True)
+    if as_csv:
+        write_trend_csv(report, sys.stdout)
+    else:
+        click.echo(trend_header(report))
+        echo_table(TREND_HEADERS, trend_rows(report))
+    if chart is not None:
+        write_trend_chart(report, chart)
         click.echo(f"chart written to {chart}", err=True)

@@ -52,20 +52,31 @@ def route_list(dataset: str | None, no_lag: bool) -> None:
 @click.argument("dataset")
 def route_plan(dataset: str) -> None:
     """The roll-up routes of DATASET in every hierarchy (era): before a reform ward ->
-    district -> city, after it ward -> city (a level that no longer exists is skipped)."""
+    district -> city, after it ward -> city (a level that no longer exists is skipped).
+    After a recorded cut-over, a route into an ended level sends the events from the
+    effective date on straight to the level kept (AFTER CUT-OVER)."""
+    from zoneinfo import ZoneInfo
+
+    from bus.routes.plan import after_cutover
     from bus.units.timeline import load_timeline
 
     ctx = context()
     timeline = load_timeline(ctx.settings)
     names = timeline.era_names
     eras = names[names.index(ctx.settings.hierarchy) :]
+    vietnam = ZoneInfo("Asia/Ho_Chi_Minh")
     rows = []
     for r in all_routes(ctx, dataset, eras=eras):
         root = timeline.hierarchy(r.era).root
         since = root.valid_from.isoformat() if root.valid_from else "…"
         until = root.valid_to.isoformat() if root.valid_to else "…"
-        rows.append((r.era, f"{since} to {until}", r.level, r.source_topic, r.target_topic))
-    echo_table(["ERA", "IN FORCE", "INTO", "FROM TOPIC", "TO TOPIC"], rows)
+        redirect = after_cutover(ctx, r)
+        later = ""
+        if redirect is not None:
+            day = dt.datetime.fromtimestamp(redirect[0] / 1000, vietnam).date()
+            later = f"from {day.isoformat()}: {redirect[1]}"
+        rows.append((r.era, f"{since} to {until}", r.level, r.source_topic, r.target_topic, later))
+    echo_table(["ERA", "IN FORCE", "INTO", "FROM TOPIC", "TO TOPIC", "AFTER CUT-OVER"], rows)
 
 
 @route_group.command("reform")
@@ -76,26 +87,41 @@ def route_plan(dataset: str) -> None:
     type=click.DateTime(formats=["%Y-%m-%d"]),
     help="The reform's effective date (YYYY-MM-DD), e.g. 2025-07-01.",
 )
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for running sources of the ended units before refusing.",
+)
 @click.option("--json", "as_json", is_flag=True)
-def route_reform(dataset: str, effective: dt.datetime, as_json: bool) -> None:
-    """Re-key DATASET (or all) at a reform: each old unit's current state is published into
-    the topic of the unit that replaced it, with the new unit code; then the cut-over is
-    recorded and sources of old units are refused."""
+def route_reform(dataset: str, effective: dt.datetime, wait: float, as_json: bool) -> None:
+    """Re-key DATASET (or all) at a reform: the cut-over is recorded first (running sources
+    of the ended units waited for, then refused from then on), then each old unit's current
+    state is published into the topic of the unit that replaced it, with the new unit code.
+    A rerun publishes only what is not re-keyed yet. Exit 1 when a publishing unit has no
+    successor (the run is partial)."""
+    from bus.errors import ExitCode
     from bus.routes.reform import run_reform
 
     report = run_reform(
-        context(), _datasets(None if dataset == "all" else dataset), effective.date()
+        context(), _datasets(None if dataset == "all" else dataset), effective.date(), wait_s=wait
     )
     if as_json:
         echo_json(report.to_dict())
-        return
-    click.echo(
-        f"reform {report.from_hierarchy} -> {report.to_hierarchy} on {report.effective}: "
-        f"{report.rows_in} events read, {report.rows_out} records re-keyed into "
-        f"{len(report.per_target)} topics"
-    )
-    for topic, n in sorted(report.per_target.items()):
-        click.echo(f"  {topic}: {n}")
+    else:
+        click.echo(
+            f"reform {report.from_hierarchy} -> {report.to_hierarchy} on {report.effective}: "
+            f"{report.rows_in} events read, {report.rows_out} records re-keyed into "
+            f"{len(report.per_target)} topics, {report.already} already re-keyed"
+            + ("" if report.cutover_recorded else " (cut-over recorded by an earlier run)")
+        )
+        for topic, n in sorted(report.per_target.items()):
+            click.echo(f"  {topic}: {n}")
+        for where, why in sorted(report.unmapped.items()):
+            click.echo(f"not re-keyed: {where.split(' ')[0]}: {why}", err=True)
+    if report.unmapped:
+        raise SystemExit(ExitCode.FAILED)
 
 
 @route_group.command("init")
@@ -136,8 +162,10 @@ def route_run(dataset: str, level: str, as_json: bool, follow: bool, interval: f
 
 
 def _route_once(dataset: str, level: str, as_json: bool) -> None:
+    from bus.routes.plan import parent_levels
+
     ctx = context()
-    levels = ctx.hierarchy.levels[:-1][::-1] if level == "all" else [level]
+    levels = parent_levels(ctx) if level == "all" else [level]
     for lvl in levels:
         routes = plan_routes(ctx, dataset, lvl)
         report = run_routes(ctx, dataset, lvl, routes)

@@ -191,7 +191,20 @@ def _catalogue(settings: Settings, say: Say) -> None:
     say(f"catalogue: dataset {DATASET} ({getattr(result, 'status', 'published')})")
 
 
-def _ward_databases(settings: Settings, dbs: Databases, rows: int, seed: int, say: Say) -> int:
+def _ward_databases(
+    settings: Settings,
+    dbs: Databases,
+    rows: int,
+    seed: int,
+    say: Say,
+    *,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    touch: bool = True,
+) -> int:
+    """One database per demo ward with ``rows`` generated dossiers (received between
+    ``start`` and ``end``: the generator's defaults when not given)."""
+    from bus.generate.datasets import DEFAULT_END, DEFAULT_START
     from bus.generate.sql import load_table
 
     total = 0
@@ -208,9 +221,11 @@ def _ward_databases(settings: Settings, dbs: Databases, rows: int, seed: int, sa
                 [code],
                 online_procedures=online_procedures(code),
                 hierarchy=settings.hierarchy,
+                start=start or DEFAULT_START,
+                end=end or DEFAULT_END,
             )
             created += 1
-        else:
+        elif touch:
             _touch(url)
         engine = sa.create_engine(url)
         with engine.connect() as conn:
@@ -219,7 +234,7 @@ def _ward_databases(settings: Settings, dbs: Databases, rows: int, seed: int, sa
     say(
         f"ward databases ({dbs.kind}): {len(ward_codes())} ({created} created), "
         f"{total} dossiers in all"
-        + ("" if created else "; a few open dossiers resolved since the last run")
+        + ("" if created or not touch else "; a few open dossiers resolved since the last run")
     )
     return total
 

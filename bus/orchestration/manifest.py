@@ -15,9 +15,18 @@ from bus.units import load_hierarchy
 def build_manifest(settings: Settings) -> dict[str, Any]:
     from bus.catalog import list_datasets
     from bus.connectors_db import ConnectorStore
+    from bus.errors import ConfigurationError
+    from bus.units.timeline import refuse_replaced_unit
 
     connectors = []
+    retired = []
     for c in ConnectorStore(settings).list():
+        if c.role == "source":
+            try:
+                refuse_replaced_unit(settings, c.unit, c.topics)
+            except ConfigurationError as exc:  # its unit ended at a recorded cut-over
+                retired.append({"name": c.name, "unit": c.unit, "reason": str(exc)})
+                continue
         config = c.config
         connectors.append(
             {
@@ -43,8 +52,11 @@ def build_manifest(settings: Settings) -> dict[str, Any]:
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "hierarchy": settings.hierarchy,
         "connectors": connectors,
+        "retired": retired,  # sources of units a cut-over ended: not scheduled
         "datasets": datasets,
-        "reconcile": reconcile_pairs(settings),
+        "reconcile": [
+            p for p in reconcile_pairs(settings) if p["source"] not in {r["name"] for r in retired}
+        ],
         "archive": {"schedule": "*/15 * * * *"},
     }
 

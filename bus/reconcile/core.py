@@ -66,7 +66,8 @@ class Endpoint:
     ``columns`` limits the compared columns (a source connector's ``columns:``);
     ``deleted_flag`` names a soft-delete column whose set rows count as absent (a source's
     ``deleted_flag``, a sink's ``_lgsp_deleted``); ``where`` keeps only rows whose columns
-    equal the given values (e.g. the unit column of a city table that gathers many wards).
+    equal the given values (e.g. the unit column of a city table that gathers many wards), or
+    lie in a :class:`Between` range (e.g. the sink's ``_lgsp_ts_ms`` since a cut-over).
     """
 
     url: str | sa.URL
@@ -84,6 +85,14 @@ class Endpoint:
         return display_url(self.url)
 
 
+@dataclass(frozen=True)
+class Between:
+    """A ``where`` value: the column at least ``low`` and below ``below`` (either open)."""
+
+    low: Any = None
+    below: Any = None
+
+
 @dataclass
 class ConnectorPair:
     """Both sides of a connector reconciliation, and what a repair needs."""
@@ -99,6 +108,8 @@ class ConnectorPair:
     warnings: list[str]
     origin_unit: str | None = None  # the source's unit, when the sink gathers many units
     json_columns: list[str] = field(default_factory=list)
+    mapped: Any = None  # a ThroughMapping: an old unit's table against the new unit's copy
+    unit_columns: list[str] = field(default_factory=list)  # the source's unit fields' columns
 
 
 @dataclass
@@ -189,6 +200,14 @@ class _Side:
         if endpoint.deleted_flag:
             conds.append(dialect.not_deleted(info.columns[endpoint.deleted_flag]))
         for i, (name, value) in enumerate(endpoint.where.items()):
+            if isinstance(value, Between):
+                if value.low is not None:
+                    conds.append(f"{dialect.q(name)} >= :rcw{i}lo")
+                    self.params[f"rcw{i}lo"] = value.low
+                if value.below is not None:
+                    conds.append(f"{dialect.q(name)} < :rcw{i}hi")
+                    self.params[f"rcw{i}hi"] = value.below
+                continue
             conds.append(f"{dialect.q(name)} = :rcw{i}")
             self.params[f"rcw{i}"] = value
         self.filter = " AND ".join(conds)

@@ -21,17 +21,19 @@ import sqlalchemy as sa
 
 from bus.config import Settings
 from bus.errors import ConfigurationError, LgspError, NotFoundError
-from bus.reconcile.core import ConnectorPair, Endpoint, Options, reconcile
+from bus.reconcile.core import Between, ConnectorPair, Endpoint, Options, reconcile
 from bus.reconcile.report import Report
 from bus.reconcile.store import save_report
+from bus.units.rekey import is_unit_field
 
 log = logging.getLogger(__name__)
 
 SINK_DELETED = "_lgsp_deleted"
 SINK_UNIT = "_lgsp_unit"  # the publishing unit of each row (the event's source.unit)
+SINK_TS = "_lgsp_ts_ms"  # the change time of the event that wrote the row
 
 
-def _connector(settings: Settings, name: str, role: str, option: str) -> Any:
+def _connector(settings: Settings, name: str, role: str, option: str, reading: bool = False) -> Any:
     from bus.context import Context
     from bus.sync import connector_for
 
@@ -39,7 +41,7 @@ def _connector(settings: Settings, name: str, role: str, option: str) -> Any:
     stored = ctx.connectors.get(name)
     if stored.role != role:
         raise ConfigurationError(f"{option}: connector {name!r} is a {stored.role}, not a {role}")
-    connector = connector_for(ctx, name)
+    connector = connector_for(ctx, name, reading=reading)
     if not hasattr(connector, "url") or not hasattr(connector, "connect_args"):
         raise ConfigurationError(
             f"{option}: connector {name!r} has type {stored.type!r}; only SQL connectors "
@@ -74,9 +76,13 @@ def pii_token(settings: Settings) -> Any:
     return lambda value: token(value, key)
 
 
-def resolve_pair(settings: Settings, connector: str, table: str, against: str) -> ConnectorPair:
-    """Both tables of ``connector``'s ``table`` and its copy in sink ``against``."""
-    source = _connector(settings, connector, "source", "CONNECTOR")
+def resolve_pair(
+    settings: Settings, connector: str, table: str, against: str, *, through: bool = False
+) -> ConnectorPair:
+    """Both tables of ``connector``'s ``table`` and its copy in sink ``against``; ``through``:
+    the source is an old unit's, the sink a new unit's after a reform (see
+    :mod:`bus.reconcile.mapping`)."""
+    source = _connector(settings, connector, "source", "CONNECTOR", reading=through)
     try:
         src_cfg = source.table_config(table)
     except ConfigurationError:
@@ -95,16 +101,35 @@ def resolve_pair(settings: Settings, connector: str, table: str, against: str) -
     sink_cfg = matches[0]
     warnings: list[str] = []
     origin_unit: str | None = None
-    src_path = _unit_path(settings, source.config.unit)
-    sink_path = _unit_path(settings, sink.config.unit)
-    if sink_path != src_path:
+    mapped = None
+    if through:
+        from bus.context import Context
+        from bus.reconcile.mapping import through_mapping
+
+        ctx = Context.load(settings)
+        stored = ctx.connectors.get(connector)
+        mapped = through_mapping(
+            settings,
+            source.config.unit,
+            stored.topics,
+            sink.config.unit,
+            ctx.connectors.get(against).topics,
+            ctx.hierarchy.name,
+        )
+        origin_unit = source.config.unit
+        warnings.append(mapped.describe())
+        topic = stored.topics[table]
+    else:
+        src_path = _unit_path(settings, source.config.unit)
+        sink_path = _unit_path(settings, sink.config.unit)
+        topic = source.config.topics(_hierarchy(settings))[table]
+    if not through and sink_path != src_path:
         if not src_path.startswith(sink_path + "."):
             raise ConfigurationError(
                 f"--against: sink {against!r} reads unit {sink.config.unit} topics, which do not "
                 f"receive unit {source.config.unit}'s data ({dataset})"
             )
         origin_unit = source.config.unit
-    topic = source.config.topics(_hierarchy(settings))[table]
     pii = catalogue_pii(settings, dataset)
     stream = source.discover_stream(table)
     by_field = {c.field: c.name for c in stream.columns}
@@ -142,6 +167,8 @@ def resolve_pair(settings: Settings, connector: str, table: str, against: str) -
         warnings,
         origin_unit,
         json_columns,
+        mapped,
+        [c.name for c in stream.columns if is_unit_field(c.field)],
     )
 
 
@@ -192,15 +219,44 @@ def run_reconcile(
     options: Options | None = None,
     target_where: dict[str, Any] | None = None,
     store: bool = True,
+    through_mapping: bool = False,
 ) -> Report:
     """Reconcile ``connector``'s ``table`` against sink ``against``; store the report; with
     ``repair``, publish the repair events on the source's topic (a sink run then applies them).
+    ``through_mapping``: an old unit's table against the new unit's copy after a reform.
     """
-    pair = resolve_pair(settings, connector, table, against)
+    pair = resolve_pair(settings, connector, table, against, through=through_mapping)
     sink_columns = _sink_columns(pair.target)
     if SINK_DELETED in sink_columns:
         pair.target.deleted_flag = SINK_DELETED
-    if target_where:
+    ignored: tuple[str, ...] = ()
+    if pair.mapped is not None:
+        if repair:
+            raise ConfigurationError(
+                "--repair: not with --through-mapping (the old unit's topic no longer feeds "
+                "the new unit; run 'lgsp route reform' again to re-key what is missing)"
+            )
+        if SINK_UNIT not in sink_columns:
+            raise ConfigurationError(
+                f"--through-mapping: sink {pair.sink_name!r} table {pair.target.table} has no "
+                f"{SINK_UNIT} column to tell the old unit's rows"
+            )
+        units = [c for c in pair.unit_columns if c in sink_columns]
+        pair.target.where = {
+            **dict(target_where or {}),
+            SINK_UNIT: pair.mapped.old,
+            **dict.fromkeys(units, pair.mapped.new),
+        }
+        if pair.mapped.same_code:
+            pair.target.where[SINK_TS] = Between(below=pair.mapped.effective_ms + 1)
+            pair.warnings.append(
+                f"unit code {pair.mapped.old} is both the old and the new unit's: only copy "
+                f"rows stamped at most at the effective day are compared ({SINK_TS})"
+            )
+        # the rows whose unit fields held the old code, on both sides
+        pair.source.where = {**pair.source.where, **dict.fromkeys(units, pair.mapped.old)}
+        ignored = tuple(pair.unit_columns)
+    elif target_where:
         pair.target.where = dict(target_where)
     elif pair.origin_unit is not None:
         if SINK_UNIT in sink_columns:  # compare only the rows this source's unit published
@@ -214,6 +270,7 @@ def run_reconcile(
     opts = options or Options(time_precision=6)
     opts = replace(
         opts,
+        ignore_columns=tuple(dict.fromkeys([*opts.ignore_columns, *ignored])),
         json_columns=tuple(dict.fromkeys([*opts.json_columns, *pair.json_columns])),
         pii=tuple(dict.fromkeys([*opts.pii, *pair.pii])),
         token=opts.token or pii_token(settings),

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bus.errors import ConfigurationError
-from bus.report.service import ALL_FIELDS, SlaReport
+from bus.report.service import ALL_FIELDS, SlaReport, TrendReport
 
 CHART_INSTALL = "pip install 'lgsp-bus[chart]'"
 TABLE_HEADERS = (
@@ -91,11 +91,125 @@ def total_line(report: SlaReport) -> str:
 
 
 def header_line(report: SlaReport) -> str:
+    regrouped = f", regrouped from {report.regrouped_from}" if report.regrouped_from else ""
     return (
         f"on-time dossiers, {report.level} level, {report.month}, as of "
-        f"{report.as_of.isoformat(timespec='seconds')} ({report.hierarchy}; {report.source}; "
-        f"{report.dossiers} dossiers read)"
+        f"{report.as_of.isoformat(timespec='seconds')} ({report.hierarchy}{regrouped}; "
+        f"{report.source}; {report.dossiers} dossiers read)"
     )
+
+
+def not_regrouped_lines(report: SlaReport | TrendReport) -> list[str]:
+    """One line per unit whose dossiers could not be regrouped (``--as-hierarchy``)."""
+    return [
+        f"not regrouped: {n.unit} {n.name} ({n.hierarchy}), {n.dossiers} dossiers: {n.why}"
+        for n in report.not_regrouped
+    ]
+
+
+TREND_HEADERS = (
+    "UNIT",
+    "NAME",
+    "MONTH",
+    "RECEIVED",
+    "RESOLVED",
+    "EARLY",
+    "ON TIME",
+    "LATE",
+    "OPEN",
+    "OVERDUE",
+    "ON-TIME RATE",
+)
+TREND_CSV_COLUMNS = tuple(c for c in CSV_COLUMNS if c not in ("kind", "field"))
+
+
+def trend_header(report: TrendReport) -> str:
+    regrouped = f", regrouped from {report.regrouped_from}" if report.regrouped_from else ""
+    return (
+        f"on-time dossiers per month, {report.level} level, {report.months[0]} to "
+        f"{report.months[-1]}, as of {report.as_of.isoformat(timespec='seconds')} "
+        f"({report.hierarchy}{regrouped}; {report.source}; {report.dossiers} dossiers read)"
+    )
+
+
+def trend_rows(report: TrendReport) -> list[list[Any]]:
+    return [
+        [
+            r["unit"],
+            r["unit_name"],
+            r["month"],
+            r["received"],
+            r["resolved"],
+            r["resolved_early"],
+            r["resolved_on_time"],
+            r["resolved_late"],
+            r["open"],
+            r["overdue"],
+            format_rate(r["on_time_rate"]),
+        ]
+        for r in report.rows
+    ]
+
+
+def write_trend_csv(report: TrendReport, out: TextIO) -> int:
+    writer = csv.DictWriter(
+        out, fieldnames=TREND_CSV_COLUMNS, extrasaction="ignore", lineterminator="\n"
+    )
+    writer.writeheader()
+    for row in report.rows:
+        rate = row["on_time_rate"]
+        writer.writerow({**row, "on_time_rate": "" if rate is None else f"{rate:.4f}"})
+    return len(report.rows)
+
+
+def write_trend_chart(report: TrendReport, path: Path) -> Path:
+    """One line per unit: its on-time rate month by month (a gap where nothing resolved);
+    PNG at ``path``."""
+    figure_cls = _matplotlib()
+    from matplotlib import rcParams
+
+    with_font = {"font.family": "DejaVu Sans"}
+    saved = {k: rcParams[k] for k in with_font}
+    rcParams.update(with_font)
+    try:
+        fig = figure_cls(figsize=(11, 6), dpi=110, layout="constrained")
+        ax = fig.add_subplot()
+        units: dict[str, list[dict[str, Any]]] = {}
+        for row in report.rows:
+            units.setdefault(row["unit"], []).append(row)
+        positions = list(range(len(report.months)))
+        for code, rows in units.items():
+            values = [
+                float("nan") if r["on_time_rate"] is None else r["on_time_rate"] * 100 for r in rows
+            ]
+            ax.plot(
+                positions,
+                values,
+                marker="o",
+                markersize=3,
+                linewidth=1.2,
+                label=f"{rows[0]['unit_name']} ({code})",
+            )
+        labels = [f"{m[5:]}/{m[:4]}" for m in report.months]
+        ax.set_xticks(positions, labels=labels, rotation=60, fontsize=8)
+        ax.set_ylim(0, 105)
+        ax.set_ylabel("% đúng hạn")
+        ax.grid(linestyle=":", linewidth=0.6)
+        level = LEVEL_LABELS.get(report.level, report.level)
+        ax.set_title(
+            f"Tỷ lệ hồ sơ giải quyết đúng hạn theo {level}, {labels[0]} - {labels[-1]}",
+            fontsize=12,
+            loc="left",
+        )
+        if len(units) <= 20:
+            ax.legend(fontsize=7.5, loc="lower left", ncols=2)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, format="png")
+    except OSError as exc:
+        raise ConfigurationError(f"--chart: cannot write {path} ({exc.strerror})") from exc
+    finally:
+        rcParams.update(saved)
+    return path
 
 
 def skipped_line(report: SlaReport) -> str | None:
@@ -105,6 +219,7 @@ def skipped_line(report: SlaReport) -> str | None:
             (report.unreadable, "undecodable events"),
             (report.invalid, "invalid dossiers"),
             (report.unknown_unit, "dossiers of units outside the hierarchy"),
+            (sum(n.dossiers for n in report.not_regrouped), "dossiers not regrouped"),
         )
         if count
     ]

@@ -26,9 +26,11 @@ from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
 
 from bus.config import Settings
 from bus.errors import ConfigurationError, DatabaseUnavailableError, DataError, NotFoundError
+from bus.report.regroup import NotRegrouped, Regrouping
 from bus.report.sla import COUNTERS, DossierTimes, aggregate, from_record
 from bus.report.workdays import WorkCalendar, default_calendar
 from bus.units import Hierarchy, Unit, load_hierarchy, topic_name
+from bus.units.timeline import Timeline
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +68,52 @@ def default_as_of(month: str, now: dt.datetime, tz: dt.tzinfo) -> dt.datetime:
 # -- reading the published dossiers ---------------------------------------------------------
 
 
-class LatestDossiers:
-    """The latest version of each dossier from change events (``ts_ms`` order; ties: later)."""
+class Originals:
+    """A reform's re-keyed copy (``lgsp route reform``) holds the new unit's code in its unit
+    fields and the old unit as its ``source`` (a sink's ``_lgsp_unit``): counted with the
+    original code, the code of the era its dossier was received in (codes are reused across
+    eras, and the dossier's dates are the original's)."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeline: Timeline) -> None:
+        self._successors: dict[str, set[str]] = {}
+        for c in timeline.changes:
+            if c.cross_era:
+                self._successors.setdefault(c.old, set()).update(c.new)
+        self.restored = 0
+
+    def __call__(self, record: dict[str, Any], source_unit: object) -> dict[str, Any]:
+        old = str(source_unit or "")
+        new = str(record.get("receiving_unit") or record.get("unit") or "")
+        if not old or old == new or new not in self._successors.get(old, ()):
+            return record
+        from bus.units.rekey import rekey_record
+
+        self.restored += 1
+        return rekey_record(record, new, old)
+
+
+class LatestDossiers:
+    """The latest version of each dossier from change events (``ts_ms`` order; ties: later).
+
+    ``originals``: a reform's re-keyed copies (snapshot reads) count with their original
+    unit codes (see :class:`Originals`)."""
+
+    def __init__(self, originals: Originals | None = None) -> None:
         self._records: dict[str, dict[str, Any]] = {}
         self._ts: dict[str, int] = {}
         self.events = 0
         self.unreadable = 0
+        self.originals = originals
+
+    @property
+    def rekeyed(self) -> int:
+        return self.originals.restored if self.originals is not None else 0
+
+    def _original(self, event: Mapping[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+        source = event.get("source")
+        if self.originals is None or event.get("op") != "r" or not isinstance(source, Mapping):
+            return after
+        return self.originals(after, source.get("unit"))
 
     @staticmethod
     def _dossier_id(event: Mapping[str, Any]) -> str | None:
@@ -105,7 +145,7 @@ class LatestDossiers:
         if event.get("op") == "d" or not isinstance(after, Mapping):
             self._records.pop(ident, None)
         else:
-            self._records[ident] = dict(after)
+            self._records[ident] = self._original(event, dict(after))
 
     def records(self) -> list[dict[str, Any]]:
         return list(self._records.values())
@@ -117,14 +157,16 @@ def city_topic(h: Hierarchy) -> str:
 
 
 def read_topic(settings: Settings, topic: str) -> LatestDossiers:
-    """Every event of ``topic`` from the beginning, reduced to the latest dossier versions.
+    """Every event of ``topic`` from the beginning, reduced to the latest dossier versions
+    (a reform's re-keyed copies with their original codes).
 
     Records that cannot be decoded are counted (``unreadable``) and skipped, not parked: a
     report only reads.
     """
     from bus.consume import Consumer, SkipCount
+    from bus.units.timeline import load_timeline
 
-    latest = LatestDossiers()
+    latest = LatestDossiers(Originals(load_timeline(settings)))
     skip = SkipCount()
 
     def handle(batch: list[Any]) -> None:
@@ -139,13 +181,16 @@ def read_topic(settings: Settings, topic: str) -> LatestDossiers:
     return latest
 
 
-def read_table(url: str, table: str) -> Iterator[dict[str, Any]]:
+def read_table(
+    url: str, table: str, originals: Originals | None = None
+) -> Iterator[dict[str, Any]]:
     """Dossier records from a SQL table (``schema.table`` allowed), streamed.
 
     ``status_history`` may be JSON text; rows flagged deleted (the sink's ``_lgsp_deleted``,
     or a ``__deleted``, ``_deleted``, ``deleted`` or ``is_deleted`` column, by the connectors'
     rule ``connectors.soft_delete``) are left out.
-    Naive timestamps are read as UTC.
+    Naive timestamps are read as UTC. ``originals``: a row a reform re-keyed (its
+    ``_lgsp_unit`` the old unit) counts with its original code.
     """
     from connectors.soft_delete import is_deleted
     from connectors.sql.types import split_table
@@ -173,6 +218,8 @@ def read_table(url: str, table: str) -> Iterator[dict[str, Any]]:
                 record = dict(row)
                 if any(is_deleted(record.get(c)) for c in deleted):
                     continue
+                if originals is not None and record.get("_lgsp_unit"):
+                    record = originals(record, record["_lgsp_unit"])
                 history = record.get("status_history")
                 if isinstance(history, str | bytes):
                     try:
@@ -216,6 +263,8 @@ class SlaReport:
     unknown_unit: int = 0
     out_of_scope: int = 0
     unreadable: int = 0
+    regrouped_from: str = ""  # --as-hierarchy: the figures were recorded in other eras
+    not_regrouped: list[NotRegrouped] = field(default_factory=list)
 
     def unit_rows(self) -> list[dict[str, Any]]:
         """The ``field == "all"`` row of every unit, in unit order."""
@@ -276,6 +325,55 @@ def _finish(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def place_dossiers(
+    records: Iterable[Mapping[str, Any]],
+    report: SlaReport,
+    h: Hierarchy,
+    level: str,
+    cal: WorkCalendar,
+    regroup: Regrouping | None = None,
+    since: dt.datetime | None = None,
+) -> list[DossierTimes]:
+    """Each record as scored times of the reporting unit of ``level`` it counts for, the
+    report's skip counters kept. With ``regroup``, codes are first taken from the era of the
+    dossier's received date into the report's hierarchy (the ones that cannot be placed are
+    listed in ``report.not_regrouped``, counting the dossiers received from ``since`` to the
+    report's ``as_of``)."""
+    roll = _Roller(h, level, report.scope, cal.local_date(report.as_of))
+    times: list[DossierTimes] = []
+    for record in records:
+        report.dossiers += 1
+        try:
+            d = from_record(record)
+        except DataError as exc:
+            report.invalid += 1
+            log.warning("dossier skipped: %s", exc)
+            continue
+        received = cal.local_date(d.received_at)
+        if regroup is not None:
+            counted = (since is None or d.received_at >= since) and d.received_at <= report.as_of
+            placed, why = regroup.place(d.unit, received, record, count=counted)
+            if placed is None:
+                if why == "unknown":
+                    report.unknown_unit += 1
+                continue
+            d, received = replace(d, unit=placed), dt.date.max  # a code of h already
+        code, reason = roll(d.unit, received)
+        if code is None:
+            if reason == "unknown":
+                report.unknown_unit += 1
+            else:
+                report.out_of_scope += 1
+            continue
+        times.append(replace(d, unit=code))
+    if regroup is not None:
+        report.not_regrouped = regroup.not_regrouped()
+        report.regrouped_from = ", ".join(
+            n for n in regroup.timeline.era_names if n != report.hierarchy
+        )
+    return times
+
+
 def build_report(
     records: Iterable[Mapping[str, Any]],
     *,
@@ -287,8 +385,10 @@ def build_report(
     calendar: WorkCalendar | None = None,
     source: str = "",
     all_units: bool | None = None,
+    regroup: Regrouping | None = None,
 ) -> SlaReport:
-    """Score ``records`` (``tthc.Dossier`` records) for ``month`` as of ``as_of``.
+    """Score ``records`` (``tthc.Dossier`` records) for ``month`` as of ``as_of``; with
+    ``regroup`` (its target is ``hierarchy``), regrouped across reforms.
 
     ``all_units``: list every unit of the level in the scope, with zeros where nothing was
     published (default: only when they are the scope's direct subunits; else the units with
@@ -318,24 +418,7 @@ def build_report(
         hierarchy=h.name,
         source=source,
     )
-    roll = _Roller(h, level, scope, cal.local_date(as_of))
-    times: list[DossierTimes] = []
-    for record in records:
-        report.dossiers += 1
-        try:
-            d = from_record(record)
-        except DataError as exc:
-            report.invalid += 1
-            log.warning("dossier skipped: %s", exc)
-            continue
-        code, reason = roll(d.unit, cal.local_date(d.received_at))
-        if code is None:
-            if reason == "unknown":
-                report.unknown_unit += 1
-            else:
-                report.out_of_scope += 1
-            continue
-        times.append(replace(d, unit=code))
+    times = place_dossiers(records, report, h, level, cal, regroup, since=start)
 
     by_field = aggregate(
         times, ("unit", "field", "month"), as_of=as_of, calendar=cal, months=[month]
@@ -386,6 +469,37 @@ def build_report(
     return report
 
 
+def _read_records(
+    settings: Settings,
+    h: Hierarchy,
+    topic: str | None,
+    url: str | None,
+    table: str | None,
+) -> tuple[Iterable[Mapping[str, Any]], str, int]:
+    """(records, what was read, undecodable events): the city topic or a SQL table."""
+    if (url is None) != (table is None):
+        raise ConfigurationError("url and table: give both to read a SQL table")
+    if url is not None and table is not None:
+        if topic is not None:
+            raise ConfigurationError("topic: not used when reading a SQL table (url, table)")
+        from bus.units.timeline import load_timeline
+
+        originals = Originals(load_timeline(settings))
+        return read_table(url, table, originals), f"table {table}", 0
+    name = topic or city_topic(h)
+    latest = read_topic(settings, name)
+    return latest.records(), f"topic {name}", latest.unreadable
+
+
+def _regrouping(settings: Settings, as_hierarchy: str | None, level: str) -> Regrouping | None:
+    if as_hierarchy is None:
+        return None
+    from bus.units.timeline import load_timeline
+
+    timeline = load_timeline(settings)
+    return Regrouping(timeline, timeline.hierarchy(as_hierarchy), level)
+
+
 def sla_report(
     settings: Settings,
     *,
@@ -399,21 +513,14 @@ def sla_report(
     hierarchy: str | None = None,
     calendar: WorkCalendar | None = None,
     all_units: bool | None = None,
+    as_hierarchy: str | None = None,
 ) -> SlaReport:
-    """The report from the city topic (default) or, with ``url`` and ``table``, a SQL table."""
-    h = load_hierarchy(hierarchy or settings.hierarchy)
-    if (url is None) != (table is None):
-        raise ConfigurationError("url and table: give both to read a SQL table")
-    unreadable = 0
-    records: Iterable[Mapping[str, Any]]
-    if url is not None and table is not None:
-        if topic is not None:
-            raise ConfigurationError("topic: not used when reading a SQL table (url, table)")
-        records, source = read_table(url, table), f"table {table}"
-    else:
-        name = topic or city_topic(h)
-        latest = read_topic(settings, name)
-        records, source, unreadable = latest.records(), f"topic {name}", latest.unreadable
+    """The report from the city topic (default) or, with ``url`` and ``table``, a SQL table.
+    ``as_hierarchy``: the figures regrouped into that hierarchy's units, whatever era each
+    dossier was received in (see :mod:`bus.report.regroup`)."""
+    h = load_hierarchy(as_hierarchy or hierarchy or settings.hierarchy)
+    regroup = _regrouping(settings, as_hierarchy, level)
+    records, source, unreadable = _read_records(settings, h, topic, url, table)
     report = build_report(
         records,
         hierarchy=h,
@@ -423,6 +530,130 @@ def sla_report(
         unit=unit,
         calendar=calendar,
         source=source,
+        all_units=all_units,
+        regroup=regroup,
+    )
+    report.unreadable = unreadable
+    return report
+
+
+def trend_months(month: str, count: int) -> list[str]:
+    """``count`` months ending with ``month`` (YYYY-MM), oldest first."""
+    if count < 1:
+        raise ConfigurationError(f"trend: expected at least 1 month, got {count}")
+    month_window(month, dt.UTC)  # checks the form
+    year, number = (int(p) for p in month.split("-"))
+    index = year * 12 + number - 1
+    return [f"{i // 12:04d}-{i % 12 + 1:02d}" for i in range(index - count + 1, index + 1)]
+
+
+@dataclass
+class TrendReport:
+    """Counts per unit and month over several months (``--trend N``), one row per pair."""
+
+    level: str
+    months: list[str]
+    as_of: dt.datetime
+    hierarchy: str
+    source: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    dossiers: int = 0
+    invalid: int = 0
+    unknown_unit: int = 0
+    out_of_scope: int = 0
+    unreadable: int = 0
+    regrouped_from: str = ""
+    not_regrouped: list[NotRegrouped] = field(default_factory=list)
+
+
+def trend_report(
+    records: Iterable[Mapping[str, Any]],
+    *,
+    hierarchy: Hierarchy,
+    level: str,
+    month: str,
+    months: int,
+    as_of: dt.datetime,
+    unit: str | None = None,
+    calendar: WorkCalendar | None = None,
+    source: str = "",
+    regroup: Regrouping | None = None,
+    all_units: bool = False,
+) -> TrendReport:
+    """Each unit of ``level`` month by month for the ``months`` months ending with ``month``
+    (the same placing and scoring as :func:`build_report`, one reporting period per month)."""
+    cal = calendar or default_calendar()
+    labels = trend_months(month, months)
+    probe = build_report(
+        [],
+        hierarchy=hierarchy,
+        level=level,
+        month=labels[-1],
+        as_of=as_of,
+        unit=unit,
+        calendar=cal,
+    )  # checks level, unit and as_of the way a one-month report does
+    first, _ = month_window(labels[0], cal.tz)
+    times = place_dossiers(records, probe, hierarchy, level, cal, regroup, since=first)
+    counted = aggregate(times, ("unit", "month"), as_of=as_of, calendar=cal, months=labels)
+    table = {(r["unit"], r["month"]): r for r in counted}
+    codes = {r["unit"] for r in counted}
+    if all_units:
+        codes |= {u.code for u in hierarchy.descendants(probe.scope.code) if u.level == level}
+    report = TrendReport(level, labels, as_of, hierarchy.name, source)
+    for code in sorted(codes, key=int):
+        info = hierarchy.get(code)
+        for label in labels:
+            row = table.get((code, label)) or dict.fromkeys(COUNTERS, 0)
+            counts = {c: row[c] for c in COUNTERS}
+            report.rows.append(
+                _finish(
+                    {
+                        "unit": code,
+                        "unit_name": info.name,
+                        "level": info.level,
+                        "month": label,
+                        **counts,
+                    }
+                )
+            )
+    for name in ("dossiers", "invalid", "unknown_unit", "out_of_scope", "regrouped_from"):
+        setattr(report, name, getattr(probe, name))
+    report.not_regrouped = probe.not_regrouped
+    return report
+
+
+def sla_trend(
+    settings: Settings,
+    *,
+    level: str,
+    month: str,
+    months: int,
+    as_of: dt.datetime,
+    unit: str | None = None,
+    topic: str | None = None,
+    url: str | None = None,
+    table: str | None = None,
+    hierarchy: str | None = None,
+    as_hierarchy: str | None = None,
+    calendar: WorkCalendar | None = None,
+    all_units: bool = False,
+) -> TrendReport:
+    """:func:`trend_report` of the city topic (default) or a SQL table."""
+    h = load_hierarchy(as_hierarchy or hierarchy or settings.hierarchy)
+    regroup = _regrouping(settings, as_hierarchy, level)
+    records, source, unreadable = _read_records(settings, h, topic, url, table)
+    report = trend_report(
+        records,
+        hierarchy=h,
+        level=level,
+        month=month,
+        months=months,
+        as_of=as_of,
+        unit=unit,
+        calendar=calendar,
+        source=source,
+        regroup=regroup,
         all_units=all_units,
     )
     report.unreadable = unreadable

@@ -60,6 +60,41 @@ def era_names(ctx: Context) -> list[str]:
     return names[first : max(first, last) + 1]
 
 
+def parent_levels(ctx: Context) -> list[str]:
+    """The levels routed into, over every era routes run in, deepest first (``district``
+    then ``city`` across the 2025 reform): what ``--level all`` runs."""
+    depth: dict[str, int] = {}
+    for era in era_names(ctx):
+        levels = load_hierarchy(era).levels
+        for i, level in enumerate(levels[:-1]):
+            depth[level] = max(depth.get(level, -1), i)
+    return sorted(depth, key=lambda lv: -depth[lv])
+
+
+def after_cutover(ctx: Context, route: Route) -> tuple[int, str] | None:
+    """Where a route's events at or after a recorded cut-over go instead, when its target's
+    level no longer exists in the hierarchy that replaced the route's era: (the effective
+    day's first millisecond in Vietnam, the topic of the target's nearest ancestor that the
+    new hierarchy keeps, e.g. the city). None when nothing redirects the route."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from bus.units.timeline import cutovers
+
+    old_h = load_hierarchy(route.era or ctx.hierarchy.name)
+    for cut in cutovers(ctx.settings):
+        if cut.from_hierarchy != old_h.name:
+            continue
+        new_h = load_hierarchy(cut.to_hierarchy)
+        if route.level in new_h.levels:
+            continue
+        for unit in old_h.ancestors(route.parent_unit):
+            if unit.level in new_h.levels and unit.code in new_h:
+                start = dt.datetime.combine(cut.effective, dt.time(), ZoneInfo("Asia/Ho_Chi_Minh"))
+                return int(start.timestamp() * 1000), topic_name(old_h, unit.code, route.dataset)
+    return None
+
+
 def era_units(configured: str, units: list[str], era: str) -> list[str]:
     """The publishing units (codes of the configured hierarchy) as units of ``era``: what
     they became on the day that hierarchy came into force."""

@@ -8,14 +8,28 @@ lose to it in sinks and replay) into the topic of the unit that continues it (a 
 picks the part per record), with the record's unit fields (``unit`` or ``*_unit`` holding
 the old code) set to the new code. The ``source`` block is the original one (old unit,
 connector, position), so the archive links the re-keyed event to where it came from. Old
-topics are never rewritten. The cut-over is then recorded: sources registered for old units
-are refused from then on.
+topics are never rewritten.
+
+Order (so that no event slips between the read and the cut-over): the reform takes its
+operation lock, then the run lock of every source connector registered for a unit it ends
+(a running source is waited for up to ``wait_s``, then the reform is refused with nothing
+recorded), records the cut-over (sources of ended units are refused from then on: a sync
+run checks after taking its lock), releases the locks, and only then reads the old topics.
+
+A rerun with the same effective date is idempotent: the cut-over is recorded once (a unique
+constraint), and a re-keyed event already on its target topic (same stable ``event_id``) is
+not published again. A publishing unit that the new hierarchy lacks and no change continues
+(a district of the 3-level model) is listed in ``unmapped``: the run is ``partial`` and the
+command exits non-zero.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -28,10 +42,22 @@ from bus.errors import ConfigurationError
 from bus.publish import Publisher
 from bus.routes.plan import init_subjects
 from bus.runs import record_run
-from bus.units import topic_name
-from bus.units.timeline import Cutover, Timeline, load_timeline, record_cutover
+from bus.units import Hierarchy, topic_name
+from bus.units.changes import UnitChange
+from bus.units.rekey import rekey_record
+from bus.units.timeline import (
+    Cutover,
+    Timeline,
+    _topic_in,
+    load_timeline,
+    no_successor_hint,
+    record_cutover,
+)
 
 VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
+LOCK = "route-reform"
+LOCK_TTL_S = 3600.0
+WAIT_S = 30.0
 
 
 @dataclass
@@ -43,9 +69,20 @@ class ReformReport:
     rows_out: int = 0
     per_target: Counter = field(default_factory=Counter)  # new topic -> records
     per_source: Counter = field(default_factory=Counter)  # old topic -> records re-keyed
+    already: int = 0  # re-keyed by an earlier run of the same reform: not published again
+    unmapped: dict[str, str] = field(default_factory=dict)  # "dataset unit" -> why
+    cutover_recorded: bool = False  # False: an earlier run recorded it
+
+    @property
+    def status(self) -> str:
+        return "partial" if self.unmapped else "success"
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "status": self.status,
+            "already_rekeyed": self.already,
+            "unmapped": dict(sorted(self.unmapped.items())),
+            "cutover_recorded": self.cutover_recorded,
             "effective": self.effective.isoformat(),
             "from": self.from_hierarchy,
             "to": self.to_hierarchy,
@@ -54,18 +91,6 @@ class ReformReport:
             "per_target": dict(sorted(self.per_target.items())),
             "per_source": dict(sorted(self.per_source.items())),
         }
-
-
-def is_unit_field(name: str) -> bool:
-    """The record fields that hold a unit code: ``unit`` and ``*_unit``."""
-    return name == "unit" or name.endswith("_unit")
-
-
-def rekey_record(record: dict[str, Any], old: str, new: str) -> dict[str, Any]:
-    return {
-        k: (new if is_unit_field(k) and isinstance(v, str) and v == old else v)
-        for k, v in record.items()
-    }
 
 
 def _current_state(ctx: Context, topic: str) -> tuple[int, list[dict[str, Any]]]:
@@ -84,8 +109,101 @@ def _current_state(ctx: Context, topic: str) -> tuple[int, list[dict[str, Any]]]
     return read, [e for e in latest.values() if e["op"] != "d" and e.get("after")]
 
 
+def _event_ids(ctx: Context, topic: str) -> set[str]:
+    """The event ids on ``topic`` (none when it does not exist yet)."""
+    ids: set[str] = set()
+
+    def keep(batch: list[Message]) -> None:
+        ids.update(m.value["event_id"] for m in batch)
+
+    with Consumer(ctx.settings, f"lgsp.reform.{topic}", registry=ctx.registry) as consumer:
+        consumer.run_bounded([topic], keep, from_beginning=True, commit=False)
+    return ids
+
+
+def plan_units(
+    timeline: Timeline,
+    units: list[str],
+    old_h: Hierarchy,
+    new_h: Hierarchy,
+    effective: dt.date,
+) -> tuple[list[tuple[str, UnitChange]], dict[str, str]]:
+    """(unit, change) for each publishing unit the reform re-keys, and the units it cannot:
+    those the new hierarchy lacks with no change into it (e.g. an abolished district)."""
+    keyed: list[tuple[str, UnitChange]] = []
+    unmapped: dict[str, str] = {}
+    for unit in units:
+        changes = [
+            c
+            for c in timeline.changes_of(unit, old_h.name, until=effective)
+            if c.effective == effective and c.to_hierarchy == new_h.name
+        ]
+        if changes:
+            keyed.append((unit, changes[0]))
+        elif unit in old_h and (unit not in new_h or old_h.get(unit).level not in new_h.levels):
+            old = old_h.get(unit)
+            cut = Cutover(old_h.name, new_h.name, effective)
+            unmapped[unit] = (
+                f"{old.level} {unit} ({old.name}) of {old_h.name!r} has no successor in "
+                f"{new_h.name!r} ({no_successor_hint(timeline, old_h, unit, cut)}); its topic "
+                "was not re-keyed: add a mapping for it (lgsp units mapping add) and run the "
+                "reform again"
+            )
+    return keyed, unmapped
+
+
+@contextmanager
+def hold_sources(
+    ctx: Context, units: set[str], old_h: Hierarchy, wait_s: float = WAIT_S
+) -> Iterator[list[str]]:
+    """The reform's operation lock and the run lock of every source connector registered (in
+    ``old_h``) for one of ``units``, held while the cut-over is recorded. A source still
+    running after ``wait_s`` seconds: ``ConnectorBusyError`` naming it, nothing held."""
+    from bus.connectors_db.models import OperationLock
+    from bus.connectors_db.store import lock_owner
+    from connectors.errors import ConnectorBusyError
+
+    store = ctx.connectors
+    owner = lock_owner()
+    store.acquire_lock(LOCK, owner, LOCK_TTL_S, OperationLock)
+    held: list[str] = []
+    try:
+        names = [
+            c.name
+            for c in store.list()
+            if c.role == "source"
+            and c.unit in units
+            and all(_topic_in(old_h, t) for t in (c.topics or {}).values())
+        ]
+        for name in names:
+            deadline = time.monotonic() + wait_s
+            while True:
+                try:
+                    store.acquire_lock(name, owner, LOCK_TTL_S)
+                    held.append(name)
+                    break
+                except ConnectorBusyError as exc:
+                    if time.monotonic() >= deadline:
+                        raise ConnectorBusyError(
+                            f"route reform: source connector {name!r} is still running after "
+                            f"{wait_s:g} s ({exc}); the cut-over was not recorded and nothing "
+                            "was re-keyed: run the reform again when it has finished"
+                        ) from None
+                    time.sleep(0.5)
+        yield held
+    finally:
+        for name in held:
+            store.release_lock(name, owner)
+        store.release_lock(LOCK, owner, OperationLock)
+
+
 def run_reform(
-    settings: Context, datasets: list[str], effective: dt.date, timeline: Timeline | None = None
+    settings: Context,
+    datasets: list[str],
+    effective: dt.date,
+    timeline: Timeline | None = None,
+    *,
+    wait_s: float = WAIT_S,
 ) -> ReformReport:
     ctx = Context.of(settings)
     timeline = timeline or load_timeline(ctx.settings)
@@ -101,29 +219,45 @@ def run_reform(
     status = "failed"
     from bus.catalog import get_dataset
 
+    plans: dict[str, list[tuple[str, UnitChange]]] = {}
+    for name in datasets:
+        plans[name], unmapped = plan_units(
+            timeline, list(get_dataset(ctx.settings, name).units), old_h, new_h, effective
+        )
+        for unit, why in unmapped.items():
+            report.unmapped[f"{name} {unit}"] = why
+    ended = {u for keyed in plans.values() for u, _ in keyed}
+    ended |= {key.split(" ", 1)[1] for key in report.unmapped}
     try:
+        with hold_sources(ctx, ended, old_h, wait_s):
+            report.cutover_recorded = record_cutover(
+                ctx.settings,
+                Cutover(old_h.name, new_h.name, effective),
+                {"datasets": datasets},
+            )
+        Context.forget(ctx.settings)  # the hierarchy in force changed for this process
         with Publisher(ctx.settings, ctx.registry, origin=broker_guard.REFORM) as publisher:
-            for name in datasets:
-                info = get_dataset(ctx.settings, name)
+            for name, keyed in plans.items():
                 init_subjects(ctx, name, eras=[old_h.name, new_h.name])
-                for unit in info.units:
-                    changes = [
-                        c
-                        for c in timeline.changes_of(unit, old_h.name, until=effective)
-                        if c.effective == effective and c.to_hierarchy == new_h.name
-                    ]
-                    if not changes:
-                        continue
-                    change = changes[0]
+                on_target: dict[str, set[str]] = {}
+                for unit, change in keyed:
                     source = topic_name(old_h, unit, name)
                     read, state = _current_state(ctx, source)
                     report.rows_in += read
                     out: dict[str, list[dict[str, Any]]] = {}
                     for event in state:
                         target = change.target(event["after"])
-                        out.setdefault(topic_name(new_h, target, name), []).append(
+                        topic = topic_name(new_h, target, name)
+                        if topic not in on_target:
+                            on_target[topic] = _event_ids(ctx, topic)
+                        event_id = stable_event_id("reform", event["event_id"], target)
+                        if event_id in on_target[topic]:
+                            report.already += 1
+                            continue
+                        on_target[topic].add(event_id)
+                        out.setdefault(topic, []).append(
                             {
-                                "event_id": stable_event_id("reform", event["event_id"], target),
+                                "event_id": event_id,
                                 "op": "r",
                                 "ts_ms": max(ts_ms, int(event["ts_ms"])),
                                 "source": event["source"],
@@ -137,12 +271,7 @@ def run_reform(
                         report.rows_out += sent.sent
                         report.per_target[topic] += sent.sent
                         report.per_source[source] += sent.sent
-        record_cutover(
-            ctx.settings,
-            Cutover(old_h.name, new_h.name, effective),
-            {"datasets": datasets, "rows_out": report.rows_out},
-        )
-        status = "success"
+        status = report.status
     finally:
         record_run(
             ctx.settings,

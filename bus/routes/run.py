@@ -21,7 +21,7 @@ from bus.context import Context
 from bus.errors import ConfigurationError, DataError, LgspError
 from bus.publish import Publisher
 from bus.registry import subject_for
-from bus.routes.plan import Route, plan_routes
+from bus.routes.plan import Route, after_cutover, plan_routes
 from bus.runs import record_run
 from bus.units import topic_name
 
@@ -81,9 +81,36 @@ class _Forwarder:
         self.dlq += report.dlq
 
 
+class _CutoverSplit:
+    """A route whose target level ended at a cut-over: events before the cut-over go to the
+    old target (the district), the others straight to the ancestor the new era keeps."""
+
+    def __init__(self, before: _Forwarder, after: _Forwarder, cut_ms: int) -> None:
+        self.before, self.after, self.cut_ms = before, after, cut_ms
+
+    @property
+    def sent(self) -> int:
+        return self.before.sent + self.after.sent
+
+    @property
+    def dlq(self) -> int:
+        return self.before.dlq + self.after.dlq
+
+    def __call__(self, batch: list[Message]) -> None:
+        late = [m for m in batch if int(m.value.get("ts_ms") or 0) >= self.cut_ms]
+        early = [m for m in batch if int(m.value.get("ts_ms") or 0) < self.cut_ms]
+        if early:
+            self.before(early)
+        if late:
+            self.after(late)
+
+
+Pair = tuple[str, str, tuple[int, str] | None]
+
+
 def _run(
     ctx: Context,
-    pairs: list[tuple[str, str]],
+    pairs: list[Pair],
     *,
     kind: str,
     name: str,
@@ -94,9 +121,12 @@ def _run(
     status = "failed"
     try:
         with Publisher(ctx.settings, ctx.registry) as publisher:
-            for source, target in pairs:
+            for source, target, redirect in pairs:
                 publisher.origin = broker_guard.route_origin(f"lgsp.route.{source}")
-                forward = _Forwarder(publisher, target)
+                forward: _Forwarder | _CutoverSplit = _Forwarder(publisher, target)
+                if redirect is not None:
+                    cut_ms, after = redirect
+                    forward = _CutoverSplit(forward, _Forwarder(publisher, after), cut_ms)
                 with Consumer(ctx.settings, f"lgsp.route.{source}", registry=ctx.registry) as c:
                     result = c.run_bounded([source], forward)
                 report.rows_in += result.read
@@ -123,10 +153,20 @@ def _run(
 def run_routes(
     settings: Context | Settings, dataset: str, level: str, routes: list[Route] | None = None
 ) -> RouteReport:
-    """One bounded run of every roll-up route into ``level`` (planned and checked first)."""
+    """One bounded run of every roll-up route into ``level`` (planned and checked first).
+    A route into a level that a recorded cut-over ended (a district after the 2025 reform)
+    sends its events at or after the effective date straight to the ancestor the new
+    hierarchy keeps (the city)."""
     ctx = Context.of(settings)
     planned = routes if routes is not None else plan_routes(ctx, dataset, level)
-    pairs = sorted({(r.source_topic, r.target_topic) for r in planned if r.level == level})
+    pairs = sorted(
+        {
+            (r.source_topic, r.target_topic, after_cutover(ctx, r))
+            for r in planned
+            if r.level == level
+        },
+        key=lambda p: (p[0], p[1]),
+    )
     report = RouteReport(dataset, level, routes=len(pairs))
     return _run(ctx, pairs, kind="route", name=f"{dataset}:{level}", report=report)
 

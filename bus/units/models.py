@@ -34,6 +34,9 @@ class UnitCutover(Base):
     """A cut-over applied by ``lgsp route reform``: from ``effective`` on, ``to_hierarchy``."""
 
     __tablename__ = "unit_cutover"
+    __table_args__ = (
+        UniqueConstraint("from_hierarchy", "to_hierarchy", "effective", name="uq_unit_cutover"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     from_hierarchy: Mapped[str] = mapped_column(String(64))

@@ -228,20 +228,37 @@ def cutovers(settings: Settings) -> list[Cutover]:
         return [Cutover(r.from_hierarchy, r.to_hierarchy, r.effective) for r in rows]
 
 
-def record_cutover(settings: Settings, cut: Cutover, detail: dict | None = None) -> None:
+def record_cutover(settings: Settings, cut: Cutover, detail: dict | None = None) -> bool:
+    """Record ``cut`` once: False when the same cut-over (from, to, effective) is already
+    recorded (a rerun of the reform), then nothing is written."""
+    from sqlalchemy import select
+    from sqlalchemy.exc import IntegrityError
+
     from bus.db import session_scope
     from bus.units.models import UnitCutover
 
+    same = select(UnitCutover.id).where(
+        UnitCutover.from_hierarchy == cut.from_hierarchy,
+        UnitCutover.to_hierarchy == cut.to_hierarchy,
+        UnitCutover.effective == cut.effective,
+    )
     with session_scope(settings) as s:
-        s.add(
-            UnitCutover(
-                from_hierarchy=cut.from_hierarchy,
-                to_hierarchy=cut.to_hierarchy,
-                effective=cut.effective,
-                applied_at=dt.datetime.now(dt.UTC),
-                detail=detail,
+        if s.scalars(same).first() is not None:
+            return False
+    try:
+        with session_scope(settings) as s:
+            s.add(
+                UnitCutover(
+                    from_hierarchy=cut.from_hierarchy,
+                    to_hierarchy=cut.to_hierarchy,
+                    effective=cut.effective,
+                    applied_at=dt.datetime.now(dt.UTC),
+                    detail=detail,
+                )
             )
-        )
+    except IntegrityError:  # recorded meanwhile by another run (the unique constraint)
+        return False
+    return True
 
 
 def hierarchy_name_in_force(settings: Settings, today: date | None = None) -> str:
@@ -259,7 +276,9 @@ def refuse_replaced_unit(
 ) -> None:
     """After a cut-over, a source of a unit the reform ended is refused, naming what replaced
     it. ``topics``: a registered connector's stored topics; their unit path tells which
-    hierarchy it was registered in (codes are reused across hierarchies)."""
+    hierarchy it was registered in (codes are reused across hierarchies). A unit that the new
+    hierarchy lacks and no change continues (a district of the 3-level model) is refused too,
+    naming the units that continue the ones below it."""
     today = date.today()
     cuts = [c for c in cutovers(settings) if c.effective <= today]
     if not cuts:
@@ -267,24 +286,66 @@ def refuse_replaced_unit(
     timeline = load_timeline(settings)
     for cut in cuts:
         old_h = timeline.hierarchy(cut.from_hierarchy)
+        new_h = timeline.hierarchy(cut.to_hierarchy)
         if code not in old_h:
             continue
         if topics:
             registered_old = all(_topic_in(old_h, t) for t in topics.values())
         else:
-            registered_old = code not in timeline.hierarchy(cut.to_hierarchy)
+            registered_old = code not in new_h
+        if not registered_old:
+            continue
         ended = [
             c for c in timeline.changes_of(code, old_h.name, until=cut.effective) if c.ends_old
         ]
-        if not registered_old or not ended:
-            continue
-        after = timeline.became(code, cut.from_hierarchy, cut.effective)
-        names = ", ".join(f"{s.unit.code} ({s.unit.name})" for s in after)
-        raise ConfigurationError(
+        where = (
             f"unit: {code} belongs to hierarchy {cut.from_hierarchy!r}, replaced by "
-            f"{cut.to_hierarchy!r} on {cut.effective.isoformat()}; its successor is {names}: "
-            "register the source under the new unit code"
+            f"{cut.to_hierarchy!r} on {cut.effective.isoformat()}"
         )
+        if ended:
+            after = timeline.became(code, cut.from_hierarchy, cut.effective)
+            names = ", ".join(f"{s.unit.code} ({s.unit.name})" for s in after)
+            raise ConfigurationError(
+                f"{where}; its successor is {names}: register the source under the new unit code"
+            )
+        if code not in new_h or old_h.get(code).level not in new_h.levels:
+            raise ConfigurationError(
+                f"{where}; the {old_h.get(code).level} {code} ({old_h.get(code).name}) has no "
+                f"successor there ({no_successor_hint(timeline, old_h, code, cut)}): register "
+                "the source under a unit of the new hierarchy, or add a mapping for it "
+                "(lgsp units mapping add)"
+            )
+
+
+def no_successor_hint(timeline: Timeline, old_h: Hierarchy, code: str, cut: Cutover) -> str:
+    """What became of the units below ``code`` (a district the reform abolished): the
+    distinct successors of its wards, or that it has none below."""
+    below = [u.code for u in old_h.descendants(code)]
+    after = sorted(
+        {
+            s.unit.code
+            for b in below
+            for s in timeline.became(b, old_h.name, cut.effective)
+            if s.hierarchy == cut.to_hierarchy
+        },
+        key=int,
+    )
+    if not after:
+        return "nor any unit below it"
+    shown = ", ".join(after[:12]) + (f" and {len(after) - 12} more" if len(after) > 12 else "")
+    return f"the units below it became {shown} of {cut.to_hierarchy!r}"
+
+
+def hierarchy_of_topics(first: str, topics: Mapping[str, str]) -> Hierarchy:
+    """The hierarchy a connector was registered in: ``first`` (the one in force) when its
+    stored topics name units of it, else the shipped hierarchy whose units they name (topics
+    keep their names across a reform)."""
+    names = [first, *(n for n in available_hierarchies() if n != first)]
+    for name in names:
+        h = load_hierarchy(name)
+        if all(_topic_in(h, t) for t in topics.values()):
+            return h
+    return load_hierarchy(first)
 
 
 def _topic_in(h: Hierarchy, topic: str) -> bool:

@@ -1,15 +1,15 @@
 """broker anchor: per topic-partition, the last record the bus wrote (offset and digest), so
 that the broker guard notices a log replaced by another one at least as long
 
-Revision ID: 0011_broker_anchor
-Revises: 0010_operation_lock
+Revision ID: 0012_broker_anchor
+Revises: 0011_cutover_unique
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011_broker_anchor"
-down_revision = "0010_operation_lock"
+revision = "0012_broker_anchor"
+down_revision = "0011_cutover_unique"
 branch_labels = None
 depends_on = None
 
