@@ -55,6 +55,20 @@ def test_datasets_publish_list_show_search(server: Server, unique: str) -> None:
     body = dataset_body(name)
 
     assert server.call("GET", "/v1/datasets").status_code == 401
+    documented = set(server.call("GET", "/openapi.json").json()["paths"])
+    assert {
+        "/v1/datasets",
+        "/v1/datasets/search",
+        "/v1/datasets/{name}",
+        "/v1/grants",
+        "/v1/grants/{grant_id}",
+        "/v1/access-log",
+        "/v1/audit/archive",
+        "/v1/audit/verify",
+        "/v1/audit/verify/{job_id}",
+        "/v1/audit/datasets/{name}/history/{key}",
+        "/v1/audit/datasets/{name}/replay",
+    } <= documented
     assert server.call("POST", "/v1/datasets", json=body).status_code == 401
     # outside the role, or another agency's dataset: 403, logged, nothing stored
     assert server.call("POST", "/v1/datasets", consumer, json=body).status_code == 403
