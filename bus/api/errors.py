@@ -9,6 +9,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from bus.catalog.errors import InvalidFieldsError
 from bus.errors import LgspError
 from connectors.errors import ConnectorConfigError, FieldError
 
@@ -33,7 +34,8 @@ class ApiError(Exception):
 
 
 def field_errors(errors: list[FieldError]) -> list[dict[str, str]]:
-    """A connector file's problems as ``{"field", "message"}``: the pairs they carry."""
+    """A connector file's (or a dataset file's, a grant's) problems as ``{"field", "message"}``:
+    the pairs they carry."""
     return [{"field": e.field, "message": e.message} for e in errors]
 
 
@@ -50,7 +52,8 @@ def from_bus_error(exc: LgspError) -> ApiError:
     status = exc.http_status
     if status == 500:
         return ApiError(status, "internal error")
-    errors = field_errors(exc.errors) if isinstance(exc, ConnectorConfigError) else None
+    fielded = isinstance(exc, ConnectorConfigError | InvalidFieldsError)
+    errors = field_errors(exc.errors) if fielded else None
     return ApiError(status, str(exc), code=exc.error_code, errors=errors)
 
 

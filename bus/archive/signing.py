@@ -209,12 +209,17 @@ def load_public_key(path: Path, where: str = "--public-key") -> Ed25519PublicKey
         data = path.read_bytes()
     except OSError as exc:
         raise ConfigurationError(f"{where}: cannot read {path} ({exc.strerror})") from exc
+    return parse_public_key(data, f"{where} {path.name}")
+
+
+def parse_public_key(data: bytes, where: str) -> Ed25519PublicKey:
+    """A public key PEM (or a private key PEM, for its public half)."""
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        return _private_from_pem(data, f"{where} {path.name}").public_key()
+        return _private_from_pem(data, where).public_key()
     if not isinstance(key, Ed25519PublicKey):
-        raise ConfigurationError(f"{where} {path.name}: not an Ed25519 public key")
+        raise ConfigurationError(f"{where}: not an Ed25519 public key")
     return key
 
 

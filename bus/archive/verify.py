@@ -56,7 +56,7 @@ from bus.archive.models import ArchiveChain, ArchiveCheckpoint, ArchiveEntry
 from bus.archive.signing import key_id, load_signing_key, verify_signature
 from bus.config import Settings
 from bus.db import open_engine
-from bus.errors import ConfigurationError, InvalidNameError
+from bus.errors import ConfigurationError, InvalidNameError, NotFoundError
 
 entry_t = ArchiveEntry.__table__
 chain_t = ArchiveChain.__table__
@@ -149,6 +149,42 @@ class VerifyReport:
     @property
     def rate(self) -> float:
         return self.entries / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as ``lgsp audit verify --json`` prints it."""
+        return {
+            "ok": self.ok,
+            "entries": self.entries,
+            "chains": [c.__dict__ for c in self.chains],
+            "checkpoints": self.checkpoints,
+            "latest_checkpoint": self.latest_checkpoint,
+            "latest_digest": self.latest_digest,
+            "checkpoints_file": self.checkpoints_file,
+            "exported_checkpoints": self.exported_checkpoints,
+            "local_export": {
+                "path": self.local_export,
+                "present": self.local_export_present,
+                "exported_checkpoints": self.local_exported,
+            },
+            "unsigned_entries": self.unsigned_entries,
+            "unsigned_accepted": self.unsigned_accepted,
+            "key_ids": self.key_ids,
+            "problems": [str(p) for p in self.problems],
+            "problem_details": [
+                {
+                    "kind": p.kind,
+                    "checkpoint": p.checkpoint,
+                    "topic": p.topic,
+                    "partition": p.partition,
+                    "position": p.seq,
+                    "detail": p.detail,
+                }
+                for p in self.problems
+            ],
+            "more_problems": self.more_problems,
+            "warnings": self.warnings,
+            "entries_per_s": round(self.rate),
+        }
 
 
 @dataclass
@@ -552,6 +588,15 @@ def verify(
         _warnings_fail(report, out, published_key=public_keys is not None)
     report.elapsed_s = time.perf_counter() - started
     return report
+
+
+def require_archived(report: VerifyReport, dataset: str | None, option: str = "--dataset") -> None:
+    """A verify of one dataset that found nothing of it is not a pass: ``NotFoundError``."""
+    if dataset is not None and report.ok and not report.chains:
+        raise NotFoundError(
+            f"{option}: nothing of {dataset!r} is archived (no chain, no signed head); "
+            "see 'lgsp archive status'"
+        )
 
 
 def _check_signed_tails(report: VerifyReport, out: _Collector, *, accept: bool) -> None:

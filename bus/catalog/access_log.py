@@ -115,14 +115,14 @@ def add_access(
     return entry
 
 
-def parse_since(value: str | dt.date | dt.datetime) -> dt.datetime:
+def parse_since(value: str | dt.date | dt.datetime, option: str = "--since") -> dt.datetime:
     """A date (its midnight) or an ISO date-time; without a zone it is Viet Nam time."""
     if isinstance(value, dt.datetime):
         moment = value if value.tzinfo is not None else value.replace(tzinfo=VN)
     elif isinstance(value, dt.date):
         moment = dt.datetime.combine(value, dt.time(), tzinfo=VN)
     else:
-        moment = parse_cli_time(str(value), "--since", naive=VN)
+        moment = parse_cli_time(str(value), option, naive=VN)
     return moment.astimezone(dt.UTC)
 
 
@@ -134,8 +134,10 @@ def query_access(
     since: str | dt.date | dt.datetime | None = None,
     action: str | None = None,
     limit: int | None = None,
+    until: str | dt.date | dt.datetime | None = None,
 ) -> list[AccessRecord]:
-    """Entries, oldest first, filtered by agency, dataset, time and action."""
+    """Entries, oldest first, filtered by agency, dataset, time (``since`` inclusive,
+    ``until`` exclusive; parsed as by ``parse_since``) and action."""
     query = select(AccessEntry).order_by(AccessEntry.at, AccessEntry.id)
     if agency:
         query = query.where(AccessEntry.agency == agency)
@@ -144,6 +146,7 @@ def query_access(
     if action:
         query = query.where(AccessEntry.action == action)
     cutoff = parse_since(since) if since is not None else None
+    end = parse_since(until, "--until") if until is not None else None
     with session_scope(settings) as s:
         rows = s.scalars(query).all()
         out = [
@@ -163,6 +166,8 @@ def query_access(
         ]
     if cutoff is not None:  # compared in Python: SQLite keeps naive UTC times
         out = [r for r in out if r.at >= cutoff]
+    if end is not None:
+        out = [r for r in out if r.at < end]
     if limit is not None:
         out = out[-limit:]
     return out

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from bus.catalog._common import agency_name_problem, fold, utcnow
 from bus.catalog.agencies import ensure_agency
+from bus.catalog.errors import InvalidFieldsError
 from bus.catalog.models import Dataset
 from bus.config import Settings
 from bus.db import retry_conflicts, session_scope
@@ -38,6 +39,7 @@ from bus.errors import (
 from bus.registry import Registry, subject_for
 from bus.timeutil import as_utc
 from bus.units import DatasetName, load_hierarchy, topic_name
+from connectors.errors import FieldError
 
 Frequency = Literal[
     "continuous", "hourly", "daily", "weekly", "monthly", "quarterly", "yearly", "on-demand"
@@ -149,12 +151,12 @@ class DatasetSpec(_DatasetFields):
     publisher_display: str | None = None
 
 
-def _error_lines(exc: ValidationError) -> list[str]:
+def _error_lines(exc: ValidationError) -> list[FieldError]:
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
         msg = str(err["msg"]).removeprefix("Value error, ")
-        lines.append(f"{loc}: {msg}")
+        lines.append(FieldError(loc, msg))
     return lines
 
 
@@ -184,13 +186,13 @@ def parse_dataset(
     """Validate a dataset file's content: fields, units, schema, PII and key fields."""
     if not isinstance(data, dict):
         raise ConfigurationError(f"{where}: expected a mapping of keys (name, publisher, ...)")
-    problems: list[str] = []
+    problems: list[FieldError] = []
     model: DatasetFile | None = None
     try:
         model = DatasetFile.model_validate(data)
     except ValidationError as exc:
         problems += _error_lines(exc)
-    bad_locs = {p.split(":")[0].split(".")[0] for p in problems}
+    bad_locs = {p.field.split(".")[0] for p in problems}
 
     # units: checked against the configured hierarchy, each one
     units = data.get("units")
@@ -199,8 +201,11 @@ def parse_dataset(
         for index, unit in enumerate(units):
             if str(unit) not in hierarchy:
                 problems.append(
-                    f"units.{index}: unit {str(unit)!r} is not in the administrative "
-                    f"hierarchy {settings.hierarchy!r}"
+                    FieldError(
+                        f"units.{index}",
+                        f"unit {str(unit)!r} is not in the administrative "
+                        f"hierarchy {settings.hierarchy!r}",
+                    )
                 )
 
     # schema: found, valid, a record
@@ -210,17 +215,20 @@ def parse_dataset(
         found = resolve_schema_path(settings, schema_value.strip(), base)
         if found is None:
             problems.append(
-                f"schema: file {schema_value!r} not found (looked next to the dataset file, "
-                "in the working folder and in schemas_dir)"
+                FieldError(
+                    "schema",
+                    f"file {schema_value!r} not found (looked next to the dataset file, "
+                    "in the working folder and in schemas_dir)",
+                )
             )
         else:
             try:
                 record = load_record_schema(found)
             except LgspError as exc:
-                problems.append(f"schema: {exc}")
+                problems.append(FieldError("schema", str(exc)))
             else:
                 if record.get("type") != "record":
-                    problems.append("schema: expected an Avro record schema")
+                    problems.append(FieldError("schema", "expected an Avro record schema"))
                     record = None
 
     fields: list[str] = []
@@ -235,18 +243,23 @@ def parse_dataset(
             unknown = [str(n) for n in listed if n not in fields]
             if unknown:
                 problems.append(
-                    f"{option}: {', '.join(unknown)} not a field of {record.get('name')} "
-                    f"(fields: {', '.join(fields)})"
+                    FieldError(
+                        option,
+                        f"{', '.join(unknown)} not a field of {record.get('name')} "
+                        f"(fields: {', '.join(fields)})",
+                    )
                 )
         listed_pii = [n for n in data.get("pii") or [] if n in fields]
         pii = [f for f in fields if f in set(listed_pii) | set(schema_pii_fields(record))]
         declared = data.get("key") or record.get("primary_key") or fields[:1]
         keys = [str(k) for k in declared if k in fields] if isinstance(declared, list) else []
         if not keys:
-            problems.append("key: expected the record's key fields (or 'primary_key' in schema)")
+            problems.append(
+                FieldError("key", "expected the record's key fields (or 'primary_key' in schema)")
+            )
 
     if problems or model is None or record is None:
-        raise ConfigurationError(f"{where}: " + "; ".join(problems or ["invalid"]))
+        raise InvalidFieldsError(problems or [FieldError("", "invalid")], where)
     return DatasetSpec(
         name=model.name,
         publisher=model.publisher,

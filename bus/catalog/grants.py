@@ -12,13 +12,14 @@ from typing import Any
 from sqlalchemy import select
 
 from bus.catalog._common import fold, today_vn, utcnow
-from bus.catalog.errors import AccessDeniedError
+from bus.catalog.errors import AccessDeniedError, InvalidFieldsError, MissingReferenceError
 from bus.catalog.masking import GrantView, load_pii_key
 from bus.catalog.models import Agency, Dataset, Grant
 from bus.config import Settings
 from bus.db import session_scope
 from bus.errors import ConfigurationError, NotFoundError
 from bus.timeutil import as_utc
+from connectors.errors import FieldError
 
 MAX_TEXT = 2000
 
@@ -109,49 +110,66 @@ def add_grant(
     purpose = (purpose or "").strip()
     legal_basis = (legal_basis or "").strip()
     wanted = parse_fields(fields)
-    problems: list[str] = []
+    problems: list[FieldError] = []
     missing = False
     if not purpose:
-        problems.append("--purpose: expected the purpose of the processing, got nothing")
+        problems.append(
+            FieldError("--purpose", "expected the purpose of the processing, got nothing")
+        )
     elif len(purpose) > MAX_TEXT:
-        problems.append(f"--purpose: longer than {MAX_TEXT} characters")
+        problems.append(FieldError("--purpose", f"longer than {MAX_TEXT} characters"))
     if not legal_basis:
-        problems.append("--legal-basis: expected the legal basis (law, decree), got nothing")
+        problems.append(
+            FieldError("--legal-basis", "expected the legal basis (law, decree), got nothing")
+        )
     elif len(legal_basis) > MAX_TEXT:
-        problems.append(f"--legal-basis: longer than {MAX_TEXT} characters")
+        problems.append(FieldError("--legal-basis", f"longer than {MAX_TEXT} characters"))
     try:
         expiry = parse_expiry(expires)
     except ConfigurationError as exc:
-        problems.append(str(exc))
+        problems.append(FieldError("--expires", str(exc).removeprefix("--expires: ")))
         expiry = None
     if expiry is not None and expiry < today_vn():
         problems.append(
-            f"--expires: {expiry.isoformat()} is in the past; expected today or a later date"
+            FieldError(
+                "--expires", f"{expiry.isoformat()} is in the past; expected today or a later date"
+            )
         )
     if not wanted:
-        problems.append("--fields: expected a comma-separated list of the dataset's fields")
+        problems.append(
+            FieldError("--fields", "expected a comma-separated list of the dataset's fields")
+        )
     with session_scope(settings) as s:
         ds = s.get(Dataset, dataset)
         if ds is None:
             missing = True
             problems.append(
-                f"--dataset: dataset {dataset!r} is not in the catalogue (see 'lgsp dataset list')"
+                FieldError(
+                    "--dataset",
+                    f"dataset {dataset!r} is not in the catalogue (see 'lgsp dataset list')",
+                )
             )
         else:
             unknown = [f for f in wanted if f not in ds.fields]
             if unknown:
                 problems.append(
-                    f"--fields: {', '.join(unknown)} not a field of {dataset} "
-                    f"(fields: {', '.join(ds.fields)})"
+                    FieldError(
+                        "--fields",
+                        f"{', '.join(unknown)} not a field of {dataset} "
+                        f"(fields: {', '.join(ds.fields)})",
+                    )
                 )
         if s.get(Agency, agency) is None:
             missing = True
             problems.append(
-                f"--to: agency {agency!r} is not in the catalogue; add it with "
-                f"'lgsp agency add {agency} --display \"...\"'"
+                FieldError(
+                    "--to",
+                    f"agency {agency!r} is not in the catalogue; add it with "
+                    f"'lgsp agency add {agency} --display \"...\"'",
+                )
             )
         if problems:
-            raise (NotFoundError if missing else ConfigurationError)("; ".join(problems))
+            raise (MissingReferenceError if missing else InvalidFieldsError)(problems)
         assert ds is not None and expiry is not None
         for row in s.scalars(
             select(Grant).where(Grant.agency == agency, Grant.dataset == dataset)
@@ -305,3 +323,35 @@ def live_grant(
             "nothing delivered"
         )
     return grant_view(settings, grant)
+
+
+def auditor_view(settings: Settings, agency: str, dataset: str) -> GrantView:
+    """What an auditor of ``agency`` sees of ``dataset``'s events (history, replay): every
+    field, with the PII fields as tokens except those that a live grant of ``agency`` with
+    PII allowed covers. ``allow_pii`` is true when nothing is left to hide, so that
+    ``apply_grant`` keeps the source position then, as for such a grant."""
+    with session_scope(settings) as s:
+        ds = s.get(Dataset, dataset)
+        if ds is None:
+            raise NotFoundError(f"dataset {dataset!r} is not in the catalogue")
+        fields, pii, keys = tuple(ds.fields), frozenset(ds.pii), tuple(ds.key_fields)
+    covered: set[str] = set()
+    grant_id = 0
+    for grant in list_grants(settings, agency=agency, dataset=dataset, live_only=True):
+        if grant.allow_pii:
+            covered |= set(grant.fields)
+            grant_id = grant.id
+    hidden = pii - covered
+    return GrantView(
+        id=grant_id,
+        dataset=dataset,
+        agency=agency,
+        purpose="audit",
+        legal_basis="",
+        fields=fields,
+        allow_pii=not hidden,
+        pii_fields=frozenset(hidden),
+        key_fields=keys,
+        expires=dt.date.max,
+        token_key=load_pii_key(settings),
+    )

@@ -8,18 +8,16 @@ import sys
 from pathlib import Path
 
 import click
-from sqlalchemy import func, select
 
 from bus.archive.access import list_access
 from bus.archive.archiver import Archiver, ArchiveReport
-from bus.archive.checkpoint import export_checkpoints, export_path, latest_checkpoint
-from bus.archive.models import ArchiveChain, ArchiveCheckpoint
+from bus.archive.checkpoint import export_checkpoints, export_path
 from bus.archive.replay import ReplayReport, replay_as_of, replay_events
 from bus.archive.signing import load_public_key, load_signing_key, public_pem
-from bus.archive.verify import VerifyReport, verify
+from bus.archive.status import archive_status
+from bus.archive.verify import VerifyReport, require_archived, verify
 from bus.cli._common import context, echo_json, echo_table, settings
-from bus.db import session_scope
-from bus.errors import ConfigurationError, FatalError, NotFoundError
+from bus.errors import ConfigurationError, FatalError
 from bus.serde.jsoncodec import dumps
 from bus.timeutil import as_utc, from_epoch_ms, parse_cli_time
 
@@ -94,40 +92,38 @@ def archive_run(
 
 @archive_group.command("status")
 @click.option("--dataset", default=None, help="Only this dataset (domain.name).")
-def archive_status(dataset: str | None) -> None:
+def archive_status_cmd(dataset: str | None) -> None:
     """Chains (per topic-partition) with their heads, and the latest checkpoint."""
     s = settings()
-    with session_scope(s) as session:
-        query = select(ArchiveChain).order_by(ArchiveChain.topic, ArchiveChain.kafka_partition)
-        if dataset:
-            query = query.where(ArchiveChain.dataset == dataset)
-        chains = list(session.scalars(query))
-        count = session.scalar(select(func.count()).select_from(ArchiveCheckpoint)) or 0
+    state = archive_status(s, dataset)
     echo_table(
         ["TOPIC", "PART", "EPOCH", "ENTRIES", "LAST OFFSET", "SIGNED", "UPDATED"],
         [
             (
                 c.topic,
-                c.kafka_partition,
+                c.partition,
                 c.epoch,
-                c.head_seq,
-                c.head_offset,
-                c.signed_seq,
+                c.entries,
+                c.last_offset,
+                c.signed,
                 _ms(c.updated_ms),
             )
-            for c in chains
+            for c in state.chains
         ],
     )
-    last = latest_checkpoint(s)
+    last = state.latest
     if last is None:
         click.echo("no checkpoint yet")
     else:
         click.echo(
-            f"{count} checkpoint(s); latest {last.n} at {_ms(last.created_ms)} by key id "
-            f"{last.key_id}, digest {last.digest}"
+            f"{state.checkpoints} checkpoint(s); latest {last.n} at {_ms(last.created_ms)} by "
+            f"key id {last.key_id}, digest {last.digest}"
         )
-    key = load_signing_key(s, create=False)
-    click.echo(f"signing key: {key.origin}, key id {key.key_id}" if key else "signing key: none")
+    click.echo(
+        f"signing key: {state.key_origin}, key id {state.key_id}"
+        if state.key_id
+        else "signing key: none"
+    )
     click.echo(f"checkpoints exported to: {export_path(s)}")
 
 
@@ -244,47 +240,9 @@ def audit_verify(
         allow_unsigned_tail=allow_unsigned_tail,
         strict=strict,
     )
-    if dataset is not None and report.ok and not report.chains:
-        raise NotFoundError(
-            f"--dataset: nothing of {dataset!r} is archived (no chain, no signed head); "
-            "see 'lgsp archive status'"
-        )
+    require_archived(report, dataset)
     if as_json:
-        echo_json(
-            {
-                "ok": report.ok,
-                "entries": report.entries,
-                "chains": [c.__dict__ for c in report.chains],
-                "checkpoints": report.checkpoints,
-                "latest_checkpoint": report.latest_checkpoint,
-                "latest_digest": report.latest_digest,
-                "checkpoints_file": report.checkpoints_file,
-                "exported_checkpoints": report.exported_checkpoints,
-                "local_export": {
-                    "path": report.local_export,
-                    "present": report.local_export_present,
-                    "exported_checkpoints": report.local_exported,
-                },
-                "unsigned_entries": report.unsigned_entries,
-                "unsigned_accepted": report.unsigned_accepted,
-                "key_ids": report.key_ids,
-                "problems": [str(p) for p in report.problems],
-                "problem_details": [
-                    {
-                        "kind": p.kind,
-                        "checkpoint": p.checkpoint,
-                        "topic": p.topic,
-                        "partition": p.partition,
-                        "position": p.seq,
-                        "detail": p.detail,
-                    }
-                    for p in report.problems
-                ],
-                "more_problems": report.more_problems,
-                "warnings": report.warnings,
-                "entries_per_s": round(report.rate),
-            }
-        )
+        echo_json(report.to_dict())
     else:
         _echo_verify(report, dataset)
     if not report.ok:

@@ -15,11 +15,13 @@ from bus.cli._common import context
     "--port", type=click.IntRange(1, 65535), default=None, help="[default: api.port, 8088]."
 )
 def serve(host: str | None, port: int | None) -> None:
-    """Serve the HTTP API: schema registry, connectors, health and metrics.
+    """Serve the HTTP API: schema registry, connectors, catalogue and grants, auditor API,
+    health and metrics.
 
     Runs until SIGTERM or Ctrl-C; a stop lets the requests in hand finish (30 s at most)."""
     import uvicorn
 
+    from bus.api import request_log
     from bus.api.app import create_app
 
     ctx = context()
@@ -32,6 +34,7 @@ def serve(host: str | None, port: int | None) -> None:
         timeout_graceful_shutdown=30,
         server_header=False,
     )
+    request_log.install()  # after uvicorn.Config, which sets up its loggers
     # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again to the handler
     # it found: with these, the process ends with exit 0 after a graceful stop
     for stop in (signal.SIGTERM, signal.SIGINT):

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bus.archive.access import record_access
+from bus.archive.access import AUDIT_AGENCY, record_access
 from bus.archive.replay.reading import collect, reader_schema
 from bus.archive.replay.selection import Candidate, ReplayReport, Selector, content_hash
 from bus.archive.replay.table import check_target, write_table
@@ -47,7 +47,14 @@ from bus.units.hierarchy import load_hierarchy
 from bus.units.topics import validate_dataset_name
 from connectors.sql.types import split_table
 
-__all__ = ["ReplayReport", "content_hash", "replay_as_of", "replay_events", "table_name"]
+__all__ = [
+    "ReplayReport",
+    "content_hash",
+    "replay_as_of",
+    "replay_events",
+    "rows_as_of",
+    "table_name",
+]
 
 TIME_EXAMPLE = "2026-03-01T00:00:00+07:00"
 
@@ -121,7 +128,71 @@ def _access_logged(
     )
 
 
-# ---- the two replays ---------------------------------------------------------------------
+# ---- the replays -------------------------------------------------------------------------
+@dataclass
+class _State:
+    """A dataset rebuilt as of a moment: the kept events (one per live key, sorted by key)
+    with their records, and the record schema of the reader."""
+
+    record_schema: dict[str, Any]
+    kept: list[Candidate]
+    records: list[dict[str, Any]]
+
+
+def _rebuild(
+    settings: Settings,
+    report: ReplayReport,
+    dataset: str,
+    as_of: dt.datetime,
+    unit_path: str | None,
+    public_keys: Any,
+    checkpoints_file: Path | None = None,
+) -> _State:
+    """Select the latest event per key at ``as_of`` and decode it (the rule both as-of
+    replays share); fills ``report``'s counts and content hash."""
+    registry = Registry(settings)
+    selector = Selector(settings, report, unit=unit_path, as_of_ms=to_epoch_ms(as_of))
+    topics = collect(
+        settings, dataset, unit_path, report, selector, registry, public_keys, checkpoints_file
+    )
+    reader = reader_schema(registry, topics, dataset)
+    codec = AvroCodec(registry)
+    parsed_reader = registry.parsed_by_id(reader.id)
+    state = _State(record_schema_of(reader.schema), [], [])
+    for candidate in sorted(selector.latest.values(), key=lambda c: c.key or ""):
+        if candidate.op == "d":
+            report.deleted_keys += 1
+            continue
+        resolve = None if candidate.schema_id == reader.id else parsed_reader
+        _sid, value = codec.decode(candidate.payload, reader=resolve)
+        record = value.get("after")
+        if record is None:
+            report.deleted_keys += 1
+            continue
+        state.kept.append(candidate)
+        state.records.append(record)
+    report.keys = len(state.kept)
+    report.content_hash = content_hash(
+        [(c.key, r) for c, r in zip(state.kept, state.records, strict=True)]
+    )
+    if report.selected == 0:
+        first = f" (the first event is at {report.first_event})" if report.first_event else ""
+        report.notes.append(
+            f"no event at or before {report.as_of}{first}: the dataset was empty then"
+        )
+    return state
+
+
+def _as_of_inputs(
+    settings: Settings, dataset: str, as_of: dt.datetime, purpose: str, unit: str | None
+) -> str | None:
+    validate_dataset_name(dataset)
+    _require_purpose(purpose)
+    if as_of.tzinfo is None:
+        raise ConfigurationError(f"--as-of: a time zone is required, e.g. {TIME_EXAMPLE}")
+    return normalise_unit(settings, unit)
+
+
 def replay_as_of(
     settings: Settings,
     dataset: str,
@@ -136,11 +207,7 @@ def replay_as_of(
     checkpoints_file: Path | None = None,
 ) -> ReplayReport:
     """Rebuild ``dataset`` as it stood at ``as_of`` into a fresh table of ``into``."""
-    validate_dataset_name(dataset)
-    _require_purpose(purpose)
-    if as_of.tzinfo is None:
-        raise ConfigurationError(f"--as-of: a time zone is required, e.g. {TIME_EXAMPLE}")
-    unit_path = normalise_unit(settings, unit)
+    unit_path = _as_of_inputs(settings, dataset, as_of, purpose, unit)
     schema_name, name = table_name(dataset, table)
     check_target(into, schema_name, name, replace)
     report = ReplayReport(dataset, "as-of", as_of=as_of.isoformat(), unit=unit_path)
@@ -155,40 +222,58 @@ def replay_as_of(
         unit=unit_path,
         target=f"{report.target} {report.table}",
     ) as access:
-        registry = Registry(settings)
-        selector = Selector(settings, report, unit=unit_path, as_of_ms=to_epoch_ms(as_of))
-        topics = collect(
-            settings, dataset, unit_path, report, selector, registry, public_keys, checkpoints_file
-        )
-        reader = reader_schema(registry, topics, dataset)
-        record_schema = record_schema_of(reader.schema)
-        codec = AvroCodec(registry)
-        parsed_reader = registry.parsed_by_id(reader.id)
-        kept: list[Candidate] = []
-        records: list[dict[str, Any]] = []
-        for candidate in sorted(selector.latest.values(), key=lambda c: c.key or ""):
-            if candidate.op == "d":
-                report.deleted_keys += 1
-                continue
-            resolve = None if candidate.schema_id == reader.id else parsed_reader
-            _sid, value = codec.decode(candidate.payload, reader=resolve)
-            record = value.get("after")
-            if record is None:
-                report.deleted_keys += 1
-                continue
-            kept.append(candidate)
-            records.append(record)
-        report.keys = len(kept)
-        report.content_hash = content_hash([(c.key, r) for c, r in zip(kept, records, strict=True)])
+        state = _rebuild(settings, report, dataset, as_of, unit_path, public_keys, checkpoints_file)
         if report.selected == 0:
-            first = f" (the first event is at {report.first_event})" if report.first_event else ""
-            report.notes.append(
-                f"no event at or before {report.as_of}{first}: the dataset was empty then; "
-                "the table is created empty"
-            )
-        write_table(into, schema_name, name, record_schema, kept, records, replace)
+            report.notes[-1] += "; the table is created empty"
+        write_table(
+            into, schema_name, name, state.record_schema, state.kept, state.records, replace
+        )
         access.records = report.keys
     return report
+
+
+def rows_as_of(
+    settings: Settings,
+    dataset: str,
+    as_of: dt.datetime,
+    *,
+    purpose: str,
+    unit: str | None = None,
+    public_keys: Any = None,
+    checkpoints_file: Path | None = None,
+    agency: str = AUDIT_AGENCY,
+) -> tuple[ReplayReport, Iterator[dict[str, Any]]]:
+    """The rows ``replay_as_of`` would write, in key order, each as ``{"key", "unit",
+    "ts_ms", "event_id", "record"}`` (the record as decoded); the report's content hash is the
+    one ``replay_as_of`` gives for the same arguments. Access-logged (``target`` "rows") for
+    ``agency``."""
+    unit_path = _as_of_inputs(settings, dataset, as_of, purpose, unit)
+    report = ReplayReport(dataset, "as-of", as_of=as_of.isoformat(), unit=unit_path)
+    report.target = "rows"
+    with _access_logged(
+        settings,
+        dataset=dataset,
+        purpose=purpose,
+        action="replay-as-of",
+        as_of=as_of,
+        unit=unit_path,
+        target="rows",
+        agency=agency,
+    ) as access:
+        state = _rebuild(settings, report, dataset, as_of, unit_path, public_keys, checkpoints_file)
+        access.records = report.keys
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for candidate, record in zip(state.kept, state.records, strict=True):
+            yield {
+                "key": candidate.key,
+                "unit": candidate.source_unit,
+                "ts_ms": candidate.ts_ms,
+                "event_id": candidate.event_id,
+                "record": record,
+            }
+
+    return report, rows()
 
 
 def replay_events(
@@ -201,10 +286,12 @@ def replay_events(
     unit: str | None = None,
     public_keys: Any = None,
     checkpoints_file: Path | None = None,
+    agency: str = AUDIT_AGENCY,
 ) -> tuple[ReplayReport, Iterator[dict[str, Any]]]:
     """The decoded events with ``start <= ts_ms < end`` in event-time order.
 
-    The access is logged before the events are handed out (the count is known by then).
+    The access is logged (for ``agency``) before the events are handed out (the count is
+    known by then).
     """
     validate_dataset_name(dataset)
     _require_purpose(purpose)
@@ -229,6 +316,7 @@ def replay_events(
         from_ts=start,
         to_ts=end,
         unit=unit_path,
+        agency=agency,
     ) as access:
         registry = Registry(settings)
         selector = Selector(

@@ -57,15 +57,19 @@ def free_port() -> int:
 def serve(settings: Settings) -> Iterator[Callable[..., Server]]:
     started: list[Server] = []
 
-    def start(**env: str) -> Server:
+    def start(control: Settings | None = None, **env: str) -> Server:
+        """A server on the test's settings, or on ``control`` (another control database)."""
+        use = control or settings
         port = free_port()
         full = {
             **os.environ,
-            "LGSP_HOME": str(settings.home),
-            "LGSP_KAFKA_BOOTSTRAP": settings.kafka_bootstrap or "",
+            "LGSP_HOME": str(use.home),
+            "LGSP_KAFKA_BOOTSTRAP": use.kafka_bootstrap or "",
             **env,
         }
         full.pop("LGSP_DATABASE_URL", None)
+        if use.database_url is not None:
+            full["LGSP_DATABASE_URL"] = use.database_url.get_secret_value()
         proc = subprocess.Popen(
             [LGSP, "serve", "--port", str(port)],
             env=full,
@@ -73,7 +77,7 @@ def serve(settings: Settings) -> Iterator[Callable[..., Server]]:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        server = Server(f"http://127.0.0.1:{port}", proc, settings)
+        server = Server(f"http://127.0.0.1:{port}", proc, use)
         started.append(server)
 
         def up() -> bool:
