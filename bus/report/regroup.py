@@ -67,6 +67,8 @@ class Regrouping:
                 f"{self.target.name!r}, got {self.level!r}"
             )
         self._order = {name: i for i, name in enumerate(self.timeline.era_names)}
+        # (era, code) -> placement, for codes whose placement does not depend on the record
+        self._placed: dict[tuple[str, str], tuple[str | None, str]] = {}
 
     def place(
         self,
@@ -86,12 +88,17 @@ class Regrouping:
             return (code, "") if code in era else (None, "unknown")
         if code not in era:
             return None, "unknown"
-        if self._order[era.name] < self._order[self.target.name]:
+        key = (era.name, code)
+        found = self._placed.get(key)
+        if found is not None:
+            placed, why = found
+        elif self._order[era.name] < self._order[self.target.name]:
             placed, why = self._forward(era, code, record)
+            if not any(c.rule and c.rule.field for c in self.timeline.changes_of(code, era.name)):
+                self._placed[key] = (placed, why)
         else:
-            placed, why = self._backward(era, code)
+            placed, why = self._placed[key] = self._backward(era, code)
         if placed is None:
-            key = (era.name, code)
             if key not in self.refused:
                 self.refused[key] = NotRegrouped(code, era.get(code).name, era.name, why)
             self.refused[key].dossiers += int(count)

@@ -8,8 +8,9 @@ a delete drops the dossier), or a SQL table whose rows are dossier records (the 
 Each dossier counts for the unit of the requested level that its receiving unit belongs to
 (ward → district → city in the 3-level model, ward → city in the 2-level one). A dossier
 received by a unit above the level (a district's own one-stop shop in a ward report) counts
-for that unit itself. Dossiers received before a reform are placed through the hierarchy's
-dated code mapping (see :class:`_Roller`). Nothing here reads the clock: ``as_of`` is an argument.
+for that unit itself. Dossiers received before a reform are placed through the dated unit
+changes (:class:`bus.report.regroup.Regrouping`: a split that names no rule field cannot be
+divided and is listed as not regrouped). Nothing here reads the clock: ``as_of`` is an argument.
 """
 
 from __future__ import annotations
@@ -272,40 +273,25 @@ class SlaReport:
 
 
 class _Roller:
-    """Receiving unit code → reporting unit code (``None``: unknown or outside the scope).
+    """Reporting unit of a code of the report's hierarchy (``None``: unknown or outside the
+    scope): the unit itself, or its ancestor at the report's level. Codes of other eras are
+    placed in the hierarchy first (:class:`bus.report.regroup.Regrouping`)."""
 
-    A hierarchy made by a reform (its units valid from the mapping's effective date, like
-    hcmc-2025) takes the codes of dossiers received before the reform through the mapping,
-    one step per effective date up to the report's date; codes recorded after it are already
-    the new ones (the reform reused some old codes for other wards).
-    """
-
-    def __init__(self, h: Hierarchy, level: str, scope: Unit, on: dt.date) -> None:
+    def __init__(self, h: Hierarchy, level: str, scope: Unit) -> None:
         self.h = h
         self.level_index = h.levels.index(level)
         self.scope = scope
-        starts = {u.valid_from for u in h if u.valid_from is not None}
-        tables: dict[dt.date, dict[str, str]] = {}
-        for m in h.mappings:
-            if m.effective <= on and m.effective in starts:
-                tables.setdefault(m.effective, {})[m.old] = m.new
-        self.steps = sorted(tables.items())
-        self._cache: dict[tuple[str, int], tuple[str | None, str]] = {}
+        self._cache: dict[str, tuple[str | None, str]] = {}
 
-    def __call__(self, code: str, received: dt.date) -> tuple[str | None, str]:
+    def __call__(self, code: str) -> tuple[str | None, str]:
         """(reporting code or None, reason: '' | 'unknown' | 'scope')."""
-        pending = sum(1 for effective, _ in self.steps if received < effective)
-        key = (code, pending)
-        found = self._cache.get(key)
+        found = self._cache.get(code)
         if found is None:
-            found = self._resolve(code, len(self.steps) - pending)
-            self._cache[key] = found
+            found = self._cache[code] = self._resolve(code)
         return found
 
-    def _resolve(self, code: str, first_step: int) -> tuple[str | None, str]:
+    def _resolve(self, code: str) -> tuple[str | None, str]:
         h = self.h
-        for _, table in self.steps[first_step:]:
-            code = table.get(code, code)
         if code not in h:
             return None, "unknown"
         unit = h.get(code)
@@ -316,6 +302,27 @@ class _Roller:
             return unit.code, ""
         wanted = h.levels[self.level_index]
         return next(u.code for u in chain if u.level == wanted), ""
+
+
+def made_by_reform(h: Hierarchy) -> bool:
+    """Whether ``h`` came into force through a reform (its units valid from the effective
+    date of a mapping into it, like hcmc-2025): dossiers received before it carry the codes
+    of the hierarchy then in force and are regrouped into ``h``."""
+    starts = {u.valid_from for u in h if u.valid_from is not None}
+    return any(m.effective in starts for m in h.mappings)
+
+
+def implied_regrouping(h: Hierarchy, level: str) -> Regrouping | None:
+    """The regrouping a report in a reform-made hierarchy applies by itself (the packaged
+    changes), or None."""
+    if not made_by_reform(h):
+        return None
+    from bus.units.timeline import load_timeline
+
+    timeline = load_timeline()
+    if h.name not in timeline.by_name:
+        return None
+    return Regrouping(timeline, timeline.hierarchy(h.name), level)
 
 
 def _finish(row: dict[str, Any]) -> dict[str, Any]:
@@ -339,7 +346,9 @@ def place_dossiers(
     dossier's received date into the report's hierarchy (the ones that cannot be placed are
     listed in ``report.not_regrouped``, counting the dossiers received from ``since`` to the
     report's ``as_of``)."""
-    roll = _Roller(h, level, report.scope, cal.local_date(report.as_of))
+    roll = _Roller(h, level, report.scope)
+    if regroup is None:
+        regroup = implied_regrouping(h, level)
     times: list[DossierTimes] = []
     for record in records:
         report.dossiers += 1
@@ -357,8 +366,8 @@ def place_dossiers(
                 if why == "unknown":
                     report.unknown_unit += 1
                 continue
-            d, received = replace(d, unit=placed), dt.date.max  # a code of h already
-        code, reason = roll(d.unit, received)
+            d = replace(d, unit=placed)
+        code, reason = roll(d.unit)
         if code is None:
             if reason == "unknown":
                 report.unknown_unit += 1

@@ -117,3 +117,22 @@ def test_differences_through_the_mapping_are_found(
     assert (
         "went to 26737 (Phường Tân Định)" in bad.output and "26743 does not receive" in bad.output
     )
+
+
+def test_through_mapping_refusals(settings: Settings, reformed: dict[str, str]) -> None:
+    with pytest.raises(ConfigurationError, match="--repair: not with --through-mapping"):
+        run_reconcile(
+            settings, reformed["source"], "items", reformed["sink"], True, through_mapping=True
+        )
+    # a new ward's own source against the new ward's sink: the same hierarchy
+    new_url = reformed["new"]
+    engine = sa.create_engine(new_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE own (item_id TEXT PRIMARY KEY, unit TEXT, title TEXT)"))
+    engine.dispose()
+    register(
+        settings,
+        _connector("own-td", "source", "26737", new_url, "own", reformed["name"]),
+    )
+    with pytest.raises(ConfigurationError, match="in the same hierarchy: reconcile without"):
+        run_reconcile(settings, "own-td", "own", reformed["sink"], through_mapping=True)

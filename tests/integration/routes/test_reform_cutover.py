@@ -121,8 +121,15 @@ def test_a_running_source_of_an_ended_ward_is_waited_for_then_refused(
     assert cutovers(settings) == []  # nothing recorded, nothing re-keyed
     assert read_all(settings, _new_topic(name, "26734")) == []
 
-    ctx.connectors.release_lock(source, "other-host:1:-:-:run")
-    report = run_reform(ctx, [name], EFFECTIVE, wait_s=0.6)
+    # the run ends while the reform waits: the reform goes on
+    import threading
+
+    ended = threading.Timer(1.0, ctx.connectors.release_lock, (source, "other-host:1:-:-:run"))
+    ended.start()
+    try:
+        report = run_reform(ctx, [name], EFFECTIVE, wait_s=20)
+    finally:
+        ended.cancel()
     assert report.rows_out == 1 and len(cutovers(settings)) == 1
     assert ctx.connectors.lock(source) is None  # the reform let go of the lock it held
     # from now on the source is refused (the sync run checks after taking its lock)
