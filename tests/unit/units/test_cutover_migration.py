@@ -34,7 +34,8 @@ def _config(conn: sa.Connection) -> Config:
 def test_one_head() -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    assert ScriptDirectory.from_config(cfg).get_heads() == ["0011_cutover_unique"]
+    heads = ScriptDirectory.from_config(cfg).get_heads()
+    assert len(heads) == 1, f"the migration tree has {len(heads)} heads: {heads}"
 
 
 def test_duplicates_removed_then_unique(tmp_path: Path) -> None:
