@@ -89,7 +89,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "serve": (
         "serve_cmd:serve",
-        "Serve the HTTP API: schema registry, connectors, health and metrics.",
+        "Serve the HTTP API: schema registry, connectors, catalogue and grants, auditor API, "
+        "health and metrics.",
     ),
     "subscribe": (
         "catalog_cmd:subscribe_cmd",
