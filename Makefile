@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,airflow,chart]'
+	$(BIN)/python -m pip install -q -e '.[dev,airflow,chart,bench]'
 	touch $(STAMP)
 
 install: $(STAMP)

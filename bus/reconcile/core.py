@@ -131,6 +131,9 @@ class Options:
     pii: tuple[str, ...] = ()
     json_columns: tuple[str, ...] = ()  # compared as JSON documents on both sides
     pii_guess: bool = False  # also mask columns named like personal identifiers (ho_ten, cccd)
+    # More PII names and a token, asked for only when masking is first needed (after the
+    # checksums), so that a catalogue read can run while the databases compute.
+    pii_from: Callable[[], tuple[tuple[str, ...], Callable[[Any], str] | None]] | None = None
     token: Callable[[Any], str] | None = None
     before_recheck: Callable[[int], None] | None = None
     chunk: int = 500
@@ -504,11 +507,8 @@ def reconcile(source: Endpoint, target: Endpoint, options: Options | None = None
         report.key = check.key
         report.columns = check.compared
         report.ignored = {"source": check.ignored_source, "target": check.ignored_target}
-        masker = _masker(opts)
-        report.masked = [
-            n for n in dict.fromkeys([*check.key, *check.compared]) if masker.is_pii(n)
-        ]
         if not check.comparable:
+            _set_masked(report, opts)
             report.finished_at = dt.datetime.now(dt.UTC)
             report.stats.seconds = time.monotonic() - started
             return report
@@ -557,6 +557,7 @@ def reconcile(source: Endpoint, target: Endpoint, options: Options | None = None
         workers = 2 * max(1, opts.parallel)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile") as pool:
             _compare(report, src, tgt, opts, pool)
+        _set_masked(report, opts)
         report.stats.queries = src.n.queries + tgt.n.queries
         report.stats.segment_rows = src.n.segment_rows + tgt.n.segment_rows
         report.stats.hash_rows_fetched = src.n.hash_rows + tgt.n.hash_rows
@@ -570,7 +571,17 @@ def reconcile(source: Endpoint, target: Endpoint, options: Options | None = None
 
 
 def _masker(opts: Options) -> Masker:
-    return Masker(opts.pii, opts.token, guess=opts.pii_guess)
+    pii, token = opts.pii, opts.token
+    if opts.pii_from is not None:
+        more, more_token = opts.pii_from()
+        pii, token = tuple(dict.fromkeys([*pii, *more])), token or more_token
+    return Masker(pii, token, guess=opts.pii_guess)
+
+
+def _set_masked(report: Report, opts: Options) -> None:
+    masker = _masker(opts)
+    names = dict.fromkeys([*report.key, *report.columns])
+    report.masked = [n for n in names if masker.is_pii(n)]
 
 
 def _check_filter_columns(endpoint: Endpoint, info: TableInfo) -> None:

@@ -14,6 +14,8 @@ fields.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -326,6 +328,21 @@ def all_catalogue_pii(settings: Settings) -> list[str]:
     return sorted({f for info in list_datasets(settings) for f in info.pii})
 
 
+def _catalogue_masking(
+    settings: Settings, warnings: list[str]
+) -> tuple[tuple[str, ...], Callable[[Any], str] | None]:
+    """The PII fields of every catalogued dataset and the token; none, with a warning, when
+    the catalogue cannot be read."""
+    try:
+        return tuple(all_catalogue_pii(settings)), pii_token(settings)
+    except (LgspError, sa.exc.SQLAlchemyError) as exc:
+        warnings.append(
+            f"catalogue not readable ({type(exc).__name__}): personal-data columns "
+            "recognised by their names only"
+        )
+        return (), None
+
+
 def run_urls(
     settings: Settings | None,
     source: Endpoint,
@@ -344,20 +361,20 @@ def run_urls(
     """
     opts = options or Options()
     warnings: list[str] = []
+    reader: ThreadPoolExecutor | None = None
     if not show_values:
-        pii = list(opts.pii)
-        token = opts.token
+        opts = replace(opts, pii_guess=True)
         if settings is not None:
-            try:
-                pii += all_catalogue_pii(settings)
-                token = token or pii_token(settings)
-            except (LgspError, sa.exc.SQLAlchemyError) as exc:
-                warnings.append(
-                    f"catalogue not readable ({type(exc).__name__}): personal-data columns "
-                    "recognised by their names only"
-                )
-        opts = replace(opts, pii=tuple(dict.fromkeys(pii)), pii_guess=True, token=token)
-    report = reconcile(source, target, opts)
+            # read while the databases compute: opening the control database (and checking
+            # its migrations) is a good part of a short run's time
+            reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalogue")
+            found = reader.submit(_catalogue_masking, settings, warnings)
+            opts = replace(opts, pii_from=found.result)
+    try:
+        report = reconcile(source, target, opts)
+    finally:
+        if reader is not None:
+            reader.shutdown(wait=True, cancel_futures=True)
     report.warnings.extend(warnings)
     if store and settings is not None:
         save_report(settings, report)
