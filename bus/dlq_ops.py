@@ -10,13 +10,14 @@ from typing import Any
 
 from bus import broker_guard
 from bus.config import Settings
-from bus.consume import Consumer, Message
+from bus.consume import Consumer, Message, end_offsets
 from bus.dlq import (
     H_ATTEMPTS,
     H_OFFSET,
     H_PARTITION,
     H_STAGE,
     H_TOPIC,
+    SUFFIX,
     DeadLetter,
     dlq_topic,
     parse_headers,
@@ -31,6 +32,19 @@ from bus.serde.jsoncodec import JsonToAvro
 
 log = logging.getLogger(__name__)
 REPLAY_GROUP = "lgsp.dlq-replay"
+
+
+def dead_letter_topics(settings: Settings) -> dict[str, int]:
+    """``{origin topic: records parked in its DLQ}`` for every DLQ topic on the broker."""
+    client = clients.admin(settings)
+    try:
+        names = sorted(t for t in client.list_topics() if t.endswith(SUFFIX))
+    finally:
+        client.close()
+    counts = dict.fromkeys((n.removesuffix(SUFFIX) for n in names), 0)
+    for (name, _), end in end_offsets(settings, names).items():
+        counts[name.removesuffix(SUFFIX)] += end
+    return counts
 
 
 def list_dead_letters(settings: Settings, topic: str, limit: int = 1000) -> list[DeadLetter]:
