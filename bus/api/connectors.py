@@ -18,6 +18,7 @@ from bus import broker_guard
 from bus.api.auth import allow, context
 from bus.api.errors import ApiError, field_errors
 from bus.catalog.api_keys import KeyInfo
+from bus.connector_service.locks import release_seen_lock
 from bus.connector_service.registration import register, unregister
 from bus.context import Context
 from bus.runs import list_runs
@@ -202,3 +203,18 @@ def reset(
     """Forget positions (all tables, or ``table``): the next run reads from the start."""
     ctx.connectors.get(name)
     return {"name": name, "forgotten": ctx.connectors.reset(name, table)}
+
+
+@router.delete("/{name}/lock")
+def unlock(
+    name: str,
+    owner: str = Query(
+        ..., min_length=1, description="The holder shown by /status (connector.worker_id)."
+    ),
+    ctx: Context = Depends(context),
+    _: KeyInfo = Depends(write),
+) -> dict[str, Any]:
+    """Release the run lock a crashed run left (as ``lgsp connector unlock``): only if
+    ``owner`` still holds it (409 otherwise); a live run whose lock goes stops at a later batch."""
+    held = release_seen_lock(ctx.connectors, name, owner)
+    return {"name": name, "released": held.owner if held else None}

@@ -16,8 +16,10 @@ from bus.context import Context
     "--port", type=click.IntRange(1, 65535), default=None, help="[default: api.port, 8088]."
 )
 def serve(host: str | None, port: int | None) -> None:
-    """Serve the HTTP API (schema registry, connectors, dead letters, reports, health, metrics)
-    and the web console at /console/.
+    """Serve the HTTP API and the web console (/console/).
+
+    The API: schema registry, connectors, dead letters, overview, on-time report, health and
+    metrics.
 
     Runs until SIGTERM or Ctrl-C; a stop lets the requests in hand finish (30 s at most)."""
     ctx = context()

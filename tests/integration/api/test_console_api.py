@@ -109,3 +109,24 @@ def test_dead_letters_and_report_refusals(server: Server) -> None:
 def test_mask_numbers_keeps_the_last_two_digits() -> None:
     assert mask_numbers("got 079123456789 at offset 12") == "got **********89 at offset 12"
     assert mask_numbers("id X079123456789 and 0901234567") == "id X079123456789 and ********67"
+
+
+def test_unlock_releases_only_the_holder_seen(server: Server, tmp_path: Path, unique: str) -> None:
+    op, auditor = server.key("operator"), server.key("auditor", "thanh-tra")
+    data = source(tmp_path, unique)
+    name = data["name"]
+    assert server.call("POST", "/connectors", op, json=data).status_code == 201
+    store = ConnectorStore(server.settings)
+    held = store.acquire_lock(name, "host-a:1:crashed", ttl_s=600)
+    status = server.call("GET", f"/connectors/{name}/status", op).json()
+    assert status["connector"]["worker_id"] == held.owner
+    assert server.call("DELETE", f"/connectors/{name}/lock", op).status_code == 422  # no owner
+    path = f"/connectors/{name}/lock?owner={held.owner}"
+    assert server.call("DELETE", path, auditor).status_code == 403
+    other = server.call("DELETE", f"/connectors/{name}/lock?owner=host-b:2:other", op)
+    assert other.status_code == 409 and "another run" in other.json()["message"]
+    assert store.lock(name) is not None
+    gone = server.call("DELETE", path, op)
+    assert gone.json() == {"name": name, "released": held.owner} and store.lock(name) is None
+    assert server.call("DELETE", path, op).json() == {"name": name, "released": None}
+    assert server.call("DELETE", "/connectors/no-such/lock?owner=x", op).status_code == 404

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from bus.connectors_db import ConnectorStore
 from bus.report.render import CSV_COLUMNS
 from tests.integration.connectors.helpers import sqlite_codes
 from tests.integration.console.conftest import CITIZEN_ID, PARKED_ID, SIZES, Console
@@ -173,6 +174,15 @@ def test_register_a_connector_through_the_form(
     page.wait_for_selector("#runs-panel svg.spark")
     assert "\tok\t" in page.inner_text("#runs-panel table")
     assert page.evaluate("document.activeElement.id") == "runs-title"
+
+    # a crashed run's lock: released from the page (the holder shown, after a confirmation)
+    store = ConnectorStore(console.settings)
+    store.acquire_lock("console-src", "host-a:1:crashed", ttl_s=600)
+    page.reload()
+    page.wait_for_selector("button[aria-label='Mở khóa chạy console-src']")
+    page.click("button[aria-label='Mở khóa chạy console-src']")
+    page.wait_for_selector("#connector-notice .msg.ok")
+    assert store.lock("console-src") is None
 
     page.click("button[aria-label='Gỡ bỏ console-src']")  # confirmed by the dialog handler
     page.wait_for_function(

@@ -146,6 +146,12 @@ export async function render(main, { me }) {
     }
   }
 
+  function unlock(item) {
+    const owner = item.status.connector.worker_id;
+    if (!confirm(t("cn.confirm.unlock", { name: item.name, owner }))) return;
+    act(() => request("DELETE", `/connectors/${enc(item.name)}/lock?${new URLSearchParams({ owner })}`), () => t("cn.unlocked", { name: item.name }));
+  }
+
   const rows = items.map((item) => {
     const runs = item.status.runs;
     const last = runs[0];
@@ -155,6 +161,9 @@ export async function render(main, { me }) {
       buttons.push(
         h("button", { type: "button", onclick: () => act(() => request("POST", `/connectors/${enc(name)}/runs`), (r) => t("cn.ran", { name, rows: r.rows })), "aria-label": `${t("cn.run")} ${name}` }, t("cn.run")),
         h("button", { type: "button", class: "secondary", onclick: () => confirm(t("cn.confirm.reset", { name })) && act(() => request("DELETE", `/connectors/${enc(name)}/offsets`), (r) => t("cn.reset.done", { name, count: r.forgotten })), "aria-label": `${t("cn.reset")} ${name}` }, t("cn.reset")),
+        item.status.connector.worker_id
+          ? h("button", { type: "button", class: "secondary", onclick: () => unlock(item), "aria-label": `${t("cn.unlock")} ${name}` }, t("cn.unlock"))
+          : null,
         h("button", { type: "button", class: "danger", onclick: () => confirm(t("cn.confirm.remove", { name })) && act(() => request("DELETE", `/connectors/${enc(name)}`), () => t("cn.removed", { name })), "aria-label": `${t("cn.remove")} ${name}` }, t("cn.remove")),
       );
     }
