@@ -151,6 +151,11 @@ def test_register_a_connector_through_the_form(
         "#yaml-result [data-field]", "els => els.map(e => e.dataset.field)"
     )
     assert {"name", "role", "tables[0].mode"} <= set(fields)
+    lines = page.eval_on_selector_all(
+        "#yaml-result [data-field]", "els => els.map(e => [e.dataset.field, e.dataset.line])"
+    )
+    assert ["role", "3"] in lines and ["tables[0].mode", "8"] in lines  # beside its line
+    assert "dòng 3" in page.inner_text("#yaml-result [data-field=role]")
     assert page.get_attribute("#connector-yaml", "aria-invalid") == "true"
     assert console.call("GET", "/connectors", "operator").json() == before
 

@@ -44,11 +44,55 @@ function history(panel, item) {
   panel.querySelector("#runs-title").focus();
 }
 
-function fieldErrors(errors) {
+// The line of the YAML text where an error's field is written ("tables[0].mode" → the line of
+// "mode:" in the first item under "tables:"), or null: shown beside the error.
+export function lineOf(text, field) {
+  const lines = text.split("\n");
+  const steps = field.match(/[^.[\]]+|\[\d+\]/g) || [];
+  let from = 0;
+  let to = lines.length;
+  let found = null;
+  for (const step of steps) {
+    if (step.startsWith("[")) {
+      const wanted = Number(step.slice(1, -1));
+      const items = [];
+      for (let i = from; i < to; i++) if (/^\s*-\s/.test(lines[i])) items.push(i);
+      if (wanted >= items.length) return found === null ? null : found + 1;
+      from = items[wanted];
+      to = wanted + 1 < items.length ? items[wanted + 1] : to;
+      found = from;
+      continue;
+    }
+    const key = new RegExp(`(^|[\\s{,-])${step.replace(/[.*+?^${}()|\\]/g, "\\$&")}\\s*:`);
+    let hit = null;
+    for (let i = from; i < to; i++) {
+      if (key.test(lines[i])) {
+        hit = i;
+        break;
+      }
+    }
+    if (hit === null) return found === null ? null : found + 1;
+    found = hit;
+    from = lines[hit].includes("{") ? hit : hit + 1;
+  }
+  return found === null ? null : found + 1;
+}
+
+function fieldErrors(errors, text = "") {
   return h(
     "ul",
     { class: "field-errors" },
-    errors.map((e) => h("li", { "data-field": e.field }, e.field ? h("code", {}, e.field) : null, e.field ? ": " : "", e.message)),
+    errors.map((e) => {
+      const line = e.field ? lineOf(text, e.field) : null;
+      return h(
+        "li",
+        { "data-field": e.field, "data-line": line },
+        line ? h("span", { class: "muted" }, `${t("cn.line", { line })} · `) : null,
+        e.field ? h("code", {}, e.field) : null,
+        e.field ? ": " : "",
+        e.message,
+      );
+    }),
   );
 }
 
@@ -66,7 +110,7 @@ function registerForm(onStored) {
     const answer = await request("POST", "/connectors/validate", { yaml: area.value });
     if (answer.error_count > 0) {
       area.setAttribute("aria-invalid", "true");
-      result.append(message("error", t("cn.errors", { count: answer.error_count }), fieldErrors(answer.errors)));
+      result.append(message("error", t("cn.errors", { count: answer.error_count }), fieldErrors(answer.errors, area.value)));
       return null;
     }
     const plan = answer.plan;
@@ -84,7 +128,7 @@ function registerForm(onStored) {
       clear(result);
       if (err instanceof ApiError && err.errors.length) {
         area.setAttribute("aria-invalid", "true");
-        result.append(message("error", t("cn.errors", { count: err.errors.length }), fieldErrors(err.errors)));
+        result.append(message("error", t("cn.errors", { count: err.errors.length }), fieldErrors(err.errors, area.value)));
       } else result.append(problem(err));
     }
   }
