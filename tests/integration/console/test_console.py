@@ -277,6 +277,16 @@ def test_catalogue_and_auditor_pages_say_not_available(browser: Any, console: Co
         assert page.get_attribute("#au-history", "data-available") == "false"
         assert page.locator("#au-key").count() == 0
         assert "/v1/audit/datasets/{name}/history/{key}" in page.inner_text("#au-history")
+    for part, path in (
+        ("au-archive", "/v1/audit/archive"),
+        ("au-verify", "/v1/audit/verify"),
+        ("au-replay", "/v1/audit/datasets/{name}/replay"),
+        ("au-access", "/v1/access-log"),
+    ):
+        if path not in paths:
+            assert page.get_attribute(f"#{part}", "data-available") == "false", part
+            assert page.locator(f"#{part} .msg.unavailable").count() == 1, part
+            assert page.locator(f"#{part} button, #{part} table").count() == 0, part
     page.context.close()
 
 

@@ -19,8 +19,8 @@ export function setKey(value) {
   else sessionStorage.removeItem(KEY);
 }
 
-export async function request(method, path, { json, yaml, raw = false } = {}) {
-  const headers = { Accept: "application/json" };
+export async function request(method, path, { json, yaml, raw = false, headers: extra = {} } = {}) {
+  const headers = { Accept: "application/json", ...extra };
   const k = key();
   if (k) headers.Authorization = `Bearer ${k}`;
   let body;
@@ -63,4 +63,22 @@ export async function paths() {
 export async function firstPath(candidates) {
   const known = await paths();
   return candidates.find((p) => known.includes(p)) || null;
+}
+
+// Why an auditor reads: sent as X-Purpose (percent-encoded, so Vietnamese text passes).
+export function purposeHeader(purpose) {
+  return { "X-Purpose": encodeURIComponent(purpose) };
+}
+
+// Fetch `path` with the key and save the answer as `filename` (a link cannot carry the key).
+export async function download(path, filename, headers = {}) {
+  const response = await request("GET", path, { raw: true, headers });
+  const url = URL.createObjectURL(await response.blob());
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = filename;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
 }

@@ -26,7 +26,7 @@ export function view(data) {
 }
 
 // A section that reads the first of `candidates` the server has, or says it has none.
-export async function section(title, id, candidates) {
+export async function section(title, id, candidates, show = view) {
   const body = h("div", { id: `${id}-body` });
   const out = h("section", { id, "aria-labelledby": `${id}-title` }, h("h3", { id: `${id}-title` }, title), body);
   const path = await firstPath(candidates);
@@ -37,7 +37,7 @@ export async function section(title, id, candidates) {
   }
   out.dataset.available = "true";
   try {
-    body.append(view(await get(path)));
+    body.append(show(await get(path)));
   } catch (err) {
     clear(body).append(problem(err));
   }

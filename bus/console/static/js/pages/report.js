@@ -1,6 +1,6 @@
 // The QĐ 766 on-time report: chart (inline SVG), table, CSV download, per ward/district/month.
-import { get, key } from "../api.js";
-import { clear, h, message, problem, table } from "../dom.js";
+import { download, get } from "../api.js";
+import { clear, h, problem, table } from "../dom.js";
 import { number, rate, t, when } from "../i18n.js";
 import { barChart } from "../svg.js";
 
@@ -44,21 +44,15 @@ function show(out, data) {
   );
 }
 
-async function download(form, status) {
+async function saveCsv(form, status) {
   const params = query(form);
   params.set("format", "csv");
-  const response = await fetch(`/reports/on-time?${params}`, { headers: { Authorization: `Bearer ${key()}` } });
-  if (!response.ok) {
-    const body = await response.json().catch(() => ({}));
-    clear(status).append(message("error", t("error", { status: response.status, message: body.message || "" })));
-    return;
+  clear(status);
+  try {
+    await download(`/reports/on-time?${params}`, `on-time-${form.month.value}.csv`);
+  } catch (err) {
+    status.append(problem(err));
   }
-  const url = URL.createObjectURL(await response.blob());
-  const link = h("a", { href: url, download: `on-time-${form.month.value}.csv` });
-  document.body.append(link);
-  link.click();
-  link.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 10000);
 }
 
 export async function render(main, { me }) {
@@ -71,7 +65,7 @@ export async function render(main, { me }) {
     h("div", {}, h("label", { for: "rp-month" }, t("rp.month")), h("input", { id: "rp-month", name: "month", type: "month", required: true, value: sessionStorage.getItem("lgsp.report.month") || lastMonth() })),
     h("div", {}, h("label", { for: "rp-level" }, t("rp.level")), h("select", { id: "rp-level", name: "level" }, levels.map((l) => h("option", { value: l }, t(`level.${l}`))))),
     h("div", {}, h("label", { for: "rp-unit" }, t("rp.unit")), h("input", { id: "rp-unit", name: "unit", inputmode: "numeric", pattern: "[0-9]*", size: 8 })),
-    h("div", { class: "actions" }, h("button", { type: "submit", id: "rp-show" }, t("rp.show")), h("button", { type: "button", class: "secondary", id: "rp-csv", onclick: () => download(form, status) }, t("rp.csv"))),
+    h("div", { class: "actions" }, h("button", { type: "submit", id: "rp-show" }, t("rp.show")), h("button", { type: "button", class: "secondary", id: "rp-csv", onclick: () => saveCsv(form, status) }, t("rp.csv"))),
   );
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
