@@ -10,18 +10,24 @@ function cell(value) {
   return String(value);
 }
 
+function rows(list) {
+  if (list.length === 0) return h("p", {}, t("empty"));
+  if (typeof list[0] !== "object" || list[0] === null) return h("ul", {}, list.map((x) => h("li", {}, String(x))));
+  const columns = [...new Set(list.flatMap((row) => Object.keys(row)))];
+  return table(null, columns, list.map((row) => columns.map((c) => cell(row[c]))));
+}
+
+// A list as a table; an object as its plain values, each list in it folded under its name.
 export function view(data) {
-  const list = Array.isArray(data) ? data : Object.values(data || {}).find(Array.isArray);
-  if (Array.isArray(list)) {
-    if (list.length === 0) return h("p", {}, t("empty"));
-    if (typeof list[0] !== "object") return h("ul", {}, list.map((x) => h("li", {}, String(x))));
-    const columns = [...new Set(list.flatMap((row) => Object.keys(row)))];
-    return table(null, columns, list.map((row) => columns.map((c) => cell(row[c]))));
-  }
+  if (Array.isArray(data)) return rows(data);
+  const entries = Object.entries(data || {});
+  const plain = entries.filter(([, v]) => !Array.isArray(v));
+  const lists = entries.filter(([, v]) => Array.isArray(v));
   return h(
-    "dl",
+    "div",
     {},
-    Object.entries(data || {}).flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, cell(v))]),
+    plain.length ? h("dl", { class: "plain" }, plain.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, cell(v))])) : null,
+    lists.map(([k, v]) => h("details", {}, h("summary", {}, `${k} (${v.length})`), rows(v))),
   );
 }
 
