@@ -23,6 +23,7 @@ def test_me_and_the_console_files(server: Server) -> None:
     assert key not in str(me) and key.split("_")[2] not in str(me)
     page = server.call("GET", "/console/")
     assert page.status_code == 200 and '<script type="module" src="js/app.js">' in page.text
+    assert "default-src 'self'" in page.headers["Content-Security-Policy"]
     assert server.call("GET", "/console", allow_redirects=False).status_code in (307, 308)
     assert server.call("GET", "/console/js/pages/overview.js").status_code == 200
     assert server.call("GET", "/console/../pyproject.toml").status_code == 404

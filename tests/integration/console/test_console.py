@@ -33,6 +33,12 @@ ROLE_VI = {"operator": "vận hành", "publisher": "đơn vị công bố", "con
 def open_page(browser: Any, console: Console, role: str, size: str = "desktop") -> Any:
     context = browser.new_context(viewport=SIZES[size], accept_downloads=True)
     page = context.new_page()
+    page.problems = []  # type: ignore[attr-defined]
+    page.on("pageerror", lambda exc: page.problems.append(str(exc)))  # type: ignore[attr-defined]
+    page.on(
+        "console",
+        lambda m: m.type == "error" and page.problems.append(m.text),  # type: ignore[attr-defined]
+    )
     page.goto(console.url + "/console/")
     page.fill("#api-key", console.logins[role].key)
     page.click("form.login button[type=submit]")
@@ -73,6 +79,8 @@ def test_each_role_logs_in_sees_its_pages_and_no_citizen_id(
                 html = page.content()
                 # no role here holds a PII grant: no page may show a 12-digit citizen id
                 assert CITIZEN_ID.findall(html) == [], (role, name)
+            # no script error, nothing refused by the Content-Security-Policy (no other host)
+            assert page.problems == [], (role, name)  # type: ignore[attr-defined]
             page.context.close()
     assert len(list(shots.glob("*.png"))) == 2 * sum(len(p) for p in NAV.values())
 
@@ -88,7 +96,7 @@ def test_a_bad_key_is_refused_and_the_language_switches(browser: Any, console: C
     assert "Khóa không hợp lệ" in page.inner_text(".login .msg.error")
     assert page.is_hidden("#nav")
     page.click("#lang")
-    page.wait_for_function("document.documentElement.lang === 'en'")
+    page.wait_for_function("() => document.documentElement.lang === 'en'")
     assert page.inner_text("#login-title") == "Log in with an API key"
     page.fill("#api-key", console.logins["auditor"].key)
     page.click("form.login button[type=submit]")
@@ -161,7 +169,9 @@ def test_register_a_connector_through_the_form(
 
     page.fill("#connector-yaml", "name: [unclosed\n")
     page.click("#validate")
-    page.wait_for_function("document.querySelector('#yaml-result [data-field=file]') !== null")
+    page.wait_for_function(
+        "() => document.querySelector('#yaml-result [data-field=file]') !== null"
+    )
     assert "line" in page.inner_text("#yaml-result")
 
     page.fill("#connector-yaml", good_yaml(tmp_path))
@@ -174,7 +184,9 @@ def test_register_a_connector_through_the_form(
     assert "console-src" in console.call("GET", "/connectors", "operator").json()
 
     page.click("button[aria-label='Chạy ngay console-src']")
-    page.wait_for_function("document.querySelector('#connector-notice')?.innerText.includes('3')")
+    page.wait_for_function(
+        "() => document.querySelector('#connector-notice')?.innerText.includes('3')"
+    )
     page.click("button[aria-label='Lịch sử console-src']")
     page.wait_for_selector("#runs-panel svg.spark")
     assert "\tok\t" in page.inner_text("#runs-panel table")
@@ -191,7 +203,8 @@ def test_register_a_connector_through_the_form(
 
     page.click("button[aria-label='Gỡ bỏ console-src']")  # confirmed by the dialog handler
     page.wait_for_function(
-        "![...document.querySelectorAll('tbody strong')].some(e => e.textContent === 'console-src')"
+        "() => ![...document.querySelectorAll('tbody strong')]"
+        ".some(e => e.textContent === 'console-src')"
     )
     assert "console-src" in page.inner_text("#connector-notice .msg.ok")
     assert "console-src" not in console.call("GET", "/connectors", "operator").json()

@@ -73,7 +73,7 @@ function grantForm(refresh) {
     h("h3", { id: "grant-title" }, t("ds.grant")),
     h("div", { class: "row" }, row("dataset", t("ds.name")), row("agency", t("ds.agency")), row("expires", t("ds.expires"))),
     h("div", { class: "row" }, row("purpose", t("ds.purpose")), row("legal_basis", t("ds.legal")), row("fields", t("ds.fieldlist"))),
-    h("p", {}, pii, " ", h("label", { for: "gr-pii", style: "display:inline" }, t("ds.allowpii"))),
+    h("p", {}, pii, " ", h("label", { for: "gr-pii", class: "inline" }, t("ds.allowpii"))),
     h("button", { type: "submit" }, t("ds.grant.go")),
     result,
   );
