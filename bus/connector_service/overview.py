@@ -19,11 +19,9 @@ from sqlalchemy import func, select
 from bus import broker_guard
 from bus.archive.models import ArchiveEntry
 from bus.catalog.datasets import list_datasets
-from bus.consume import end_offsets
 from bus.context import Context
 from bus.db import session_scope
-from bus.dlq import dlq_topic
-from bus.dlq_ops import REPLAY_GROUP
+from bus.dlq_ops import REPLAY_GROUP, dead_letter_topics
 from bus.errors import LgspError
 from bus.runs import RunInfo, list_runs
 from bus.units import Hierarchy, load_hierarchy, topic_name
@@ -123,16 +121,12 @@ def _archived_since(ctx: Context, since_ms: int) -> dict[str, int]:
     return {topic: int(count) for topic, count in rows}
 
 
-def _dead_letters(ctx: Context, topics: list[str]) -> dict[str, int] | None:
+def _dead_letters(ctx: Context) -> dict[str, int] | None:
     """Records parked in each topic's DLQ (``None``: the broker did not answer)."""
     try:
-        ends = end_offsets(ctx.settings, [dlq_topic(t) for t in topics])
+        return dead_letter_topics(ctx.settings)
     except (LgspError, KafkaError, OSError):
         return None
-    out: dict[str, int] = {}
-    for (topic, _), end in ends.items():
-        out[topic.removesuffix(".dlq")] = out.get(topic.removesuffix(".dlq"), 0) + end
-    return out
 
 
 def _latest_run(ctx: Context, names: list[str], cache: dict[str, RunInfo | None]) -> RunInfo | None:
@@ -158,7 +152,7 @@ def overview(ctx: Context, *, now: dt.datetime | None = None) -> list[DatasetOve
     archived = _archived_since(ctx, int((now - DAY).timestamp() * 1000))
     trees = {d.name: _tree(h, d.name, list(d.units)) for d in datasets}
     every_topic = [n.topic for nodes in trees.values() for n in nodes]
-    dlq = _dead_letters(ctx, every_topic) if every_topic else {}
+    dlq = _dead_letters(ctx) if every_topic else {}
     runs: dict[str, RunInfo | None] = {}
     out = []
     for info in datasets:
