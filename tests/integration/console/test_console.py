@@ -174,7 +174,12 @@ def test_register_a_connector_through_the_form(
     )
     assert "line" in page.inner_text("#yaml-result")
 
-    page.fill("#connector-yaml", good_yaml(tmp_path))
+    uploaded = tmp_path / "console-src.yaml"
+    uploaded.write_text(good_yaml(tmp_path), "utf-8")
+    page.set_input_files("#connector-file", str(uploaded))  # an uploaded file fills the text
+    page.wait_for_function(
+        "() => document.querySelector('#connector-yaml').value.includes('console-src')"
+    )
     page.click("#validate")
     page.wait_for_selector("#yaml-result .msg.ok")
     assert "lgsp.79.760.26734.test.console" in page.inner_text("#yaml-result")
