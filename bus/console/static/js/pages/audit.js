@@ -4,6 +4,7 @@
 import { download, firstPath, get, paths, purposeHeader, request } from "../api.js";
 import { clear, h, message, problem, unavailable } from "../dom.js";
 import { t, when } from "../i18n.js";
+import { accessLog } from "./access_log.js";
 import { section, view } from "./generic.js";
 
 const HISTORY = "/v1/audit/datasets/{name}/history/{key}";
@@ -157,7 +158,7 @@ export async function render(main) {
     verifyBox(),
     historyForm(),
     replayForm(),
-    section(t("au.access"), "au-access", ["/v1/access-log"]),
+    accessLog("au-access"),
   ]);
   clear(main).append(h("h2", {}, t("au.title")), ...parts);
 

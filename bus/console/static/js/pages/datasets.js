@@ -4,6 +4,7 @@
 import { firstPath, get, paths, request } from "../api.js";
 import { clear, h, message, problem, table, unavailable } from "../dom.js";
 import { lang, t } from "../i18n.js";
+import { accessLog } from "./access_log.js";
 import { section, view } from "./generic.js";
 
 function catalogue(list) {
@@ -113,7 +114,7 @@ export async function render(main, { me }) {
       section(t("ds.catalogue"), "ds-catalogue", ["/v1/datasets"], catalogue),
       searchBox(),
       section(t("ds.grants"), "ds-grants", ["/v1/grants"]),
-      section(t("ds.access"), "ds-access", ["/v1/access-log"]),
+      accessLog("ds-access"),
     ]);
   const parts = await build();
   const refresh = async () => {
