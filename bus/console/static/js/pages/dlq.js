@@ -31,7 +31,9 @@ async function show(panel, topic) {
 }
 
 export async function render(main, { me }) {
-  const topics = await get("/dlq");
+  const all = await get("/dlq");
+  const topics = all.filter((x) => x.parked > 0).sort((a, b) => b.parked - a.parked);
+  const empty = all.length - topics.length;
   const notice = h("div", { id: "dlq-notice", "aria-live": "polite" });
   const panel = h("section", { id: "dlq-panel" });
 
@@ -76,6 +78,7 @@ export async function render(main, { me }) {
           ]),
         )
       : h("p", {}, t("dl.none")),
+    empty ? h("p", { class: "muted" }, t("dl.empty", { count: empty })) : null,
     panel,
   );
 }
