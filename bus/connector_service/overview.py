@@ -68,7 +68,7 @@ class TopicNode:
     dlq: int | None = None
     connectors: list[str] = field(default_factory=list)
     last_run: LastRun | None = None
-    stuck: list[str] = field(default_factory=list)
+    stuck: list[dict[str, Any]] = field(default_factory=list)  # code, message, parameters
 
 
 @dataclass
@@ -183,17 +183,40 @@ def overview(ctx: Context, *, now: dt.datetime | None = None) -> list[DatasetOve
     return out
 
 
-def _why_stuck(ctx: Context, node: TopicNode, last: RunInfo | None, now: dt.datetime) -> list[str]:
+def _reason(code: str, message: str, **params: Any) -> dict[str, Any]:
+    """A reason to look: a code and its parameters (what a page translates) and the message."""
+    return {"code": code, "message": message, **params}
+
+
+def _why_stuck(
+    ctx: Context, node: TopicNode, last: RunInfo | None, now: dt.datetime
+) -> list[dict[str, Any]]:
     reasons = []
     if last is not None and last.status in FAILED:
-        reasons.append(f"last run {last.name} {last.status}")
+        reasons.append(
+            _reason(
+                "failed", f"last run {last.name} {last.status}", run=last.name, status=last.status
+            )
+        )
     for name in node.connectors:
         lock = ctx.connectors.lock(name)
         if lock is not None and lock.expires_at < now:
-            reasons.append(f"connector {name}: run lock of a run that is gone (expired)")
+            reasons.append(
+                _reason(
+                    "lock_expired",
+                    f"connector {name}: run lock of a run that is gone (expired)",
+                    connector=name,
+                )
+            )
     waiting = sum(node.lag.values())
     if waiting and (last is None or now - last.started_at > DAY):
-        reasons.append(f"{waiting} records waiting and no run in the last 24 h")
+        reasons.append(
+            _reason(
+                "waiting",
+                f"{waiting} records waiting and no run in the last 24 h",
+                records=waiting,
+            )
+        )
     return reasons
 
 

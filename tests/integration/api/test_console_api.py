@@ -59,7 +59,14 @@ def test_overview_tree_and_a_stuck_source(server: Server, unique: str) -> None:
     assert len(nodes) == 12 and nodes["26734"]["parent"] == "760" and nodes["760"]["parent"] == "79"
     assert nodes["26734"]["topic"] == topic and nodes["26734"]["connectors"] == [f"ward-{unique}"]
     assert nodes["26734"]["last_run"]["status"] == "failed"
-    assert nodes["26734"]["stuck"] == [f"last run ward-{unique} failed"]
+    assert nodes["26734"]["stuck"] == [
+        {
+            "code": "failed",
+            "message": f"last run ward-{unique} failed",
+            "run": f"ward-{unique}",
+            "status": "failed",
+        }
+    ]
     assert [u for u, n in nodes.items() if n["stuck"]] == ["26734"]
     assert nodes["79"]["dlq"] == 0 and nodes["79"]["records"] == 0
 

@@ -15,6 +15,7 @@ import pytest
 
 from bus.connectors_db import ConnectorStore
 from bus.report.render import CSV_COLUMNS
+from bus.runs import record_run
 from tests.integration.connectors.helpers import sqlite_codes
 from tests.integration.console.conftest import CITIZEN_ID, PARKED_ID, SIZES, Console
 
@@ -124,6 +125,18 @@ def test_overview_tree_ward_district_city(browser: Any, console: Console) -> Non
     assert nodes["26734"]["last_run"]["status"] == "ok"
     assert "15" in page.inner_text(".node[data-unit='26734']")
     assert page.locator(".node.stuck").count() == sum(1 for n in nodes.values() if n["stuck"])
+
+    # a failed run makes its ward red, with the reason in the page's language
+    record_run(console.settings, kind="sync", name="ward-26737-dossiers", status="failed")
+    page.reload()
+    page.wait_for_selector(".node.stuck[data-unit='26737']")
+    assert page.locator(".node.stuck").count() == 1
+    why = page.inner_text(".node[data-unit='26737'] li[data-code=failed]")
+    assert why == "Lần chạy cuối ward-26737-dossiers: failed"
+    color = page.eval_on_selector(
+        ".node[data-unit='26737']", "e => getComputedStyle(e).borderLeftColor"
+    )
+    assert color == "rgb(179, 38, 30)"  # the red of --bad
     page.context.close()
 
 

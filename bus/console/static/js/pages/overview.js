@@ -7,6 +7,13 @@ function figure(label, value, title) {
   return h("div", { title }, h("dt", {}, label), h("dd", {}, value));
 }
 
+// A reason from the server: translated by its code, its English message when the code is new.
+function reason(why) {
+  const key = `ov.why.${why.code}`;
+  const text = t(key, why);
+  return text === key ? why.message : text;
+}
+
 function nodeCard(node) {
   const lag = Object.values(node.lag).reduce((a, b) => a + b, 0);
   const lagTitle = Object.entries(node.lag).map(([g, n]) => `${g}: ${n}`).join("\n");
@@ -30,7 +37,7 @@ function nodeCard(node) {
         last ? `${last.kind} ${last.name}: ${last.rows_in} → ${last.rows_out}` : "",
       ),
     ),
-    stuck ? h("ul", { class: "why" }, node.stuck.map((why) => h("li", {}, why))) : null,
+    stuck ? h("ul", { class: "why" }, node.stuck.map((why) => h("li", { "data-code": why.code }, reason(why)))) : null,
   );
 }
 
