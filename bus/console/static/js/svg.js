@@ -12,6 +12,7 @@ export function sparkline(values, label, { width = 120, height = 28 } = {}) {
   const svg = el("svg", { width, height, viewBox: `0 0 ${width} ${height}`, class: "spark", role: "img", "aria-label": label });
   svg.append(el("title", {}, label));
   if (values.length === 0) return svg;
+  if (values.length === 1) values = [values[0], values[0]]; // one run: a level line, not a dot
   const max = Math.max(...values, 1);
   const step = values.length > 1 ? (width - 4) / (values.length - 1) : 0;
   const points = values.map((v, i) => `${(2 + i * step).toFixed(1)},${(height - 2 - (v / max) * (height - 4)).toFixed(1)}`);
