@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-unit lint bench install clean
+.PHONY: demo test test-unit lint bench install clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,7 +21,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	PATH=$(CURDIR)/$(BIN):$$PATH scripts/validate_compose.sh
 
-test: lint
+chromium:
+	scripts/install_chromium.sh
+
+test: lint chromium
 	$(BIN)/python -m pytest
 
 test-unit: $(STAMP)

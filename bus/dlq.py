@@ -7,6 +7,7 @@ expectations, never values; any other exception contributes only its class name.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,15 @@ H_STAGE = "lgsp.dlq.stage"
 H_TS = "lgsp.dlq.ts_ms"
 H_ATTEMPTS = "lgsp.dlq.attempts"
 H_GROUP = "lgsp.dlq.group"
+
+
+_LONG_NUMBER = re.compile(r"(?<![0-9A-Za-z])\d{9,}(?![0-9A-Za-z])")
+
+
+def mask_numbers(text: str) -> str:
+    """``text`` with every run of 9 or more digits (a citizen id, a phone) masked to its last
+    two digits: a second guard, for messages shown to people, behind ``safe_message``."""
+    return _LONG_NUMBER.sub(lambda m: "*" * (len(m.group()) - 2) + m.group()[-2:], text)
 
 
 def dlq_topic(topic: str) -> str:
@@ -97,7 +107,7 @@ def to_dead_letter(record: Any) -> DeadLetter:
         origin_partition=_int(H_PARTITION),
         origin_offset=_int(H_OFFSET),
         error_class=h.get(H_ERROR_CLASS, ""),
-        error=h.get(H_ERROR, ""),
+        error=mask_numbers(h.get(H_ERROR, "")),
         stage=h.get(H_STAGE, ""),
         ts_ms=int(h.get(H_TS, "0") or 0),
         attempts=int(h.get(H_ATTEMPTS, "1") or 1),

@@ -15,12 +15,15 @@ from bus.dlq import (
     H_PARTITION,
     H_STAGE,
     H_TOPIC,
+    SUFFIX,
     DeadLetter,
     dlq_topic,
     parse_headers,
     to_dead_letter,
 )
 from bus.errors import DataError
+from bus.kafka import clients
+from bus.kafka.ends import end_offsets
 from bus.publish import Publisher
 from bus.registry import Registry, subject_for
 from bus.serde import AvroCodec
@@ -28,6 +31,19 @@ from bus.serde.jsoncodec import JsonToAvro
 
 log = logging.getLogger(__name__)
 REPLAY_GROUP = "lgsp.dlq-replay"
+
+
+def dead_letter_topics(settings: Settings) -> dict[str, int]:
+    """``{origin topic: records parked in its DLQ}`` for every DLQ topic on the broker."""
+    client = clients.admin(settings)
+    try:
+        names = sorted(t for t in client.list_topics() if t.endswith(SUFFIX))
+    finally:
+        client.close()
+    counts = dict.fromkeys((n.removesuffix(SUFFIX) for n in names), 0)
+    for (name, _), end in end_offsets(settings, names).items():
+        counts[name.removesuffix(SUFFIX)] += end
+    return counts
 
 
 def list_dead_letters(settings: Settings, topic: str, limit: int = 1000) -> list[DeadLetter]:

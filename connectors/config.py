@@ -253,6 +253,12 @@ def read_file(path: Path) -> dict[str, Any]:
         raise ConnectorConfigError(
             [FieldError("file", f"cannot read {path} ({exc.strerror or exc})")]
         ) from exc
+    return parse_text(text)
+
+
+def parse_text(text: str) -> dict[str, Any]:
+    """The YAML mapping of a connector file's text (JSON is YAML too); the error names the
+    line, never the text."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -6,7 +6,18 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bus.api import audit, catalog, connectors, health, metrics, registry
+from bus.api import (
+    audit,
+    catalog,
+    connectors,
+    console,
+    dlq,
+    health,
+    metrics,
+    overview,
+    registry,
+    reports,
+)
 from bus.api.auth import RateLimiter
 from bus.api.errors import (
     ApiError,
@@ -64,7 +75,8 @@ def create_app(ctx: Context) -> FastAPI:
         title="LGSP bus",
         version="1",
         description="Schema registry (Confluent-compatible), connectors (Kafka Connect shape), "
-        "health and metrics of the LGSP bus. Send an agency's key as "
+        "dead letters, the overview, the on-time report, health and metrics of the LGSP bus; "
+        "the web console at /console/. Send an agency's key as "
         "'Authorization: Bearer KEY'.",
     )
     app.state.ctx = ctx
@@ -72,8 +84,9 @@ def create_app(ctx: Context) -> FastAPI:
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(LgspError, on_bus_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
-    for module in (health, registry, connectors, catalog, audit, metrics):
+    for module in (health, registry, connectors, catalog, audit, metrics, overview, dlq, reports):
         app.include_router(module.router)
+    console.mount(app)
     metrics.instrument(app)
     app.add_middleware(BodyLimit, limit=ctx.settings.api.max_body_bytes)
     return app

@@ -250,6 +250,8 @@ def unlock(name: str, yes: bool) -> None:
 
     Only for a run that is gone: a live run whose lock is removed stops at a later batch.
     """
+    from bus.connector_service.locks import release_seen_lock
+
     store = context().connectors
     store.get(name)
     held = store.lock(name)
@@ -261,7 +263,7 @@ def unlock(name: str, yes: bool) -> None:
         f"{held.acquired_at:%Y-%m-%d %H:%M:%S} UTC?",
         yes=yes,
     )
-    store.release_lock(name, held.owner)  # the holder shown, not one that came since
+    release_seen_lock(store, name, held.owner)  # the holder shown, not one that came since
     click.echo(f"connector {name}: run lock of {held.owner} released")
 
 

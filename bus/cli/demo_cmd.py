@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -33,6 +34,15 @@ from bus.errors import ExitCode
     "the wards that replaced District 1's ten and run the same pipeline on them (its own "
     "state folder, <home>/demo-hcmc-2025).",
 )
+@click.option(
+    "--serve",
+    "keep_serving",
+    is_flag=True,
+    help="Then keep serving the HTTP API and the web console (until Ctrl-C).",
+)
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=None, help="[default: api.port, 8088]."
+)
 def demo(
     rows: int,
     seed: int,
@@ -41,6 +51,8 @@ def demo(
     as_json: bool,
     db_server: str | None,
     hierarchy: str,
+    keep_serving: bool,
+    port: int | None,
 ) -> None:
     """Ten ward databases → ward topics → district → city → sinks, archive, grant, report."""
     from bus.demo.city import result_dict, run_city_demo, summary_lines
@@ -51,11 +63,14 @@ def demo(
         click.echo(f"[{time.monotonic() - started:6.1f}s] {text}", err=as_json)
 
     if hierarchy == "hcmc-2025":
+        if keep_serving:
+            raise click.UsageError("--serve: not with --hierarchy hcmc-2025 (yet)")
         _reform_demo(rows, seed, fresh, no_airflow, as_json, db_server, say)
         return
 
+    s = settings()
     result = run_city_demo(
-        settings(),
+        s,
         say,
         rows_per_ward=rows,
         seed=seed,
@@ -63,13 +78,32 @@ def demo(
         use_airflow=not no_airflow,
         db_server=db_server,
     )
+    from bus.demo.logins import console_lines, demo_logins
+
+    logins = demo_logins(s)
+    host, port = s.api.host, port or s.api.port
+    url = f"http://{host}:{port}/console/"
     if as_json:
-        echo_json(result_dict(result))
+        data = result_dict(result)
+        data["console"] = {"url": url, "logins": [vars(x) for x in logins]}
+        echo_json(data)
     else:
         for line in summary_lines(result):
             click.echo(line)
+        for line in console_lines(url, logins):
+            click.echo(line)
+        if not keep_serving:
+            click.echo(f"    serve it:  lgsp serve --port {port}   (or lgsp demo --serve)")
     if not (result.archive_ok and result.agreeing == result.reconciled):
         raise SystemExit(ExitCode.FAILED)
+    if keep_serving:
+        from bus.cli.serve_cmd import run_server
+        from bus.context import Context
+
+        # the demo's connector files name ${LGSP_DEMO_DIR}: "run now" in the console needs it
+        os.environ.setdefault("LGSP_DEMO_DIR", str((s.home / "demo").resolve()))
+        click.echo(f"serving {url} until Ctrl-C", err=True)
+        run_server(Context.load(s), host, port)
 
 
 def _reform_demo(

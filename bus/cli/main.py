@@ -89,8 +89,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "serve": (
         "serve_cmd:serve",
-        "Serve the HTTP API: schema registry, connectors, catalogue and grants, auditor API, "
-        "health and metrics.",
+        "Serve the HTTP API and the web console (/console/).",
     ),
     "subscribe": (
         "catalog_cmd:subscribe_cmd",

@@ -25,24 +25,13 @@ from bus.report.render import (
     write_trend_chart,
     write_trend_csv,
 )
-from bus.report.service import default_as_of, sla_report, sla_trend
+from bus.report.service import parse_as_of, sla_report, sla_trend
 from bus.report.workdays import default_calendar
 from bus.units import available_hierarchies
 
 
 def _as_of(value: str | None, month: str) -> dt.datetime:
-    tz = default_calendar().tz
-    if value is None:
-        return default_as_of(month, dt.datetime.now(tz), tz)
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise ConfigurationError(
-            f"--as-of: expected an ISO 8601 date or time, got {value!r}"
-        ) from exc
-    if len(value) == 10:  # a bare date: the end of that day
-        parsed = parsed.replace(hour=23, minute=59, second=59, microsecond=999999)
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=tz)
+    return parse_as_of(value, month, default_calendar().tz, option="--as-of")
 
 
 @click.group("report")

@@ -7,6 +7,7 @@ import signal
 import click
 
 from bus.cli._common import context
+from bus.context import Context
 
 
 @click.command("serve")
@@ -15,20 +16,27 @@ from bus.cli._common import context
     "--port", type=click.IntRange(1, 65535), default=None, help="[default: api.port, 8088]."
 )
 def serve(host: str | None, port: int | None) -> None:
-    """Serve the HTTP API: schema registry, connectors, catalogue and grants, auditor API,
-    health and metrics.
+    """Serve the HTTP API and the web console (/console/).
+
+    The API: schema registry, connectors, catalogue and grants, auditor API, dead letters,
+    overview, on-time report, health and metrics.
 
     Runs until SIGTERM or Ctrl-C; a stop lets the requests in hand finish (30 s at most)."""
+    ctx = context()
+    run_server(ctx, host or ctx.settings.api.host, port or ctx.settings.api.port)
+
+
+def run_server(ctx: Context, host: str, port: int) -> None:
+    """Serve the API (and the console) until SIGTERM or Ctrl-C."""
     import uvicorn
 
     from bus.api import request_log
     from bus.api.app import create_app
 
-    ctx = context()
     config = uvicorn.Config(
         create_app(ctx),
-        host=host or ctx.settings.api.host,
-        port=port or ctx.settings.api.port,
+        host=host,
+        port=port,
         log_level="info",
         access_log=True,
         timeout_graceful_shutdown=30,

@@ -66,6 +66,24 @@ def default_as_of(month: str, now: dt.datetime, tz: dt.tzinfo) -> dt.datetime:
     return min(end, now.astimezone(tz))
 
 
+def parse_as_of(
+    value: str | None, month: str, tz: dt.tzinfo, *, option: str = "as_of"
+) -> dt.datetime:
+    """``value`` (ISO 8601; a bare date is the end of that day; naive times are in ``tz``),
+    or :func:`default_as_of` of ``month`` when not given."""
+    if value is None:
+        return default_as_of(month, dt.datetime.now(tz), tz)
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"{option}: expected an ISO 8601 date or time, got {value!r}"
+        ) from exc
+    if len(value) == 10:  # a bare date: the end of that day
+        parsed = parsed.replace(hour=23, minute=59, second=59, microsecond=999999)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=tz)
+
+
 # -- reading the published dossiers ---------------------------------------------------------
 
 
@@ -383,6 +401,13 @@ def place_dossiers(
     return times
 
 
+def check_level(h: Hierarchy, level: str) -> None:
+    if level not in h.levels:
+        raise ConfigurationError(
+            f"level: expected one of {', '.join(h.levels)} for hierarchy {h.name!r}, got {level!r}"
+        )
+
+
 def build_report(
     records: Iterable[Mapping[str, Any]],
     *,
@@ -405,10 +430,7 @@ def build_report(
     """
     h = hierarchy
     cal = calendar or default_calendar()
-    if level not in h.levels:
-        raise ConfigurationError(
-            f"level: expected one of {', '.join(h.levels)} for hierarchy {h.name!r}, got {level!r}"
-        )
+    check_level(h, level)
     if as_of.tzinfo is None or as_of.utcoffset() is None:
         raise ConfigurationError("as_of: expected a timezone-aware datetime")
     start, _ = month_window(month, cal.tz)
@@ -528,6 +550,7 @@ def sla_report(
     ``as_hierarchy``: the figures regrouped into that hierarchy's units, whatever era each
     dossier was received in (see :mod:`bus.report.regroup`)."""
     h = load_hierarchy(as_hierarchy or hierarchy or settings.hierarchy)
+    check_level(h, level)  # before reading anything
     regroup = _regrouping(settings, as_hierarchy, level)
     records, source, unreadable = _read_records(settings, h, topic, url, table)
     report = build_report(

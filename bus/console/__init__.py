@@ -1,0 +1,1 @@
+"""The web console: static files (``static/``) served at ``/console/`` by ``lgsp serve``."""

@@ -1,0 +1,126 @@
+// Datasets and grants: the catalogue with fields and PII marks, "who owns this attribute",
+// a publisher's grant form, the grants and the access log, from the catalogue API when this
+// server has it (else said plainly, never made up).
+import { firstPath, get, paths, request } from "../api.js";
+import { clear, h, message, problem, table, unavailable } from "../dom.js";
+import { lang, t } from "../i18n.js";
+import { accessLog } from "./access_log.js";
+import { section, view } from "./generic.js";
+
+function catalogue(list) {
+  if (!Array.isArray(list) || (list.length && !("pii" in list[0]))) return view(list);
+  if (list.length === 0) return h("p", {}, t("empty"));
+  return table(
+    null,
+    [t("ds.name"), t("ds.publisher"), t("ds.description"), t("ds.fields"), t("ds.pii"), t("ds.legal")],
+    list.map((d) => [
+      h("strong", {}, d.name),
+      d.publisher,
+      (lang() === "en" ? d.description_en : d.description_vi) || d.description_vi || "",
+      (d.fields || []).join(", "),
+      (d.pii || []).join(", "),
+      d.legal_basis || "",
+    ]),
+  );
+}
+
+async function searchBox() {
+  const SEARCH = "/v1/datasets/search";
+  const out = h("div", { id: "ds-search-out", "aria-live": "polite" });
+  const box = h("section", { id: "ds-search", "aria-labelledby": "ds-search-title" }, h("h3", { id: "ds-search-title" }, t("ds.search")));
+  if ((await firstPath([SEARCH])) === null) {
+    box.dataset.available = "false";
+    box.append(unavailable(SEARCH));
+    return box;
+  }
+  box.dataset.available = "true";
+  const input = h("input", { id: "ds-attr", name: "q", type: "search", required: true });
+  const form = h("form", { class: "row" }, h("div", {}, h("label", { for: "ds-attr" }, t("ds.attribute")), input), h("div", {}, h("button", { type: "submit" }, t("ds.search.go"))));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const found = await get(`${SEARCH}?${new URLSearchParams({ q: input.value })}`);
+      clear(out).append(
+        found.owner
+          ? message("ok", t("ds.owner", found.owner))
+          : h("p", {}, t("ds.noowner", { q: found.q ?? input.value })),
+        view(found.hits ?? found),
+      );
+    } catch (err) {
+      clear(out).append(problem(err));
+    }
+  });
+  box.append(form, out);
+  return box;
+}
+
+// A publisher grants fields of its dataset; field errors of a 422 are shown beside the fields.
+function grantForm(refresh) {
+  const inputs = {
+    dataset: h("input", { id: "gr-dataset", name: "dataset", required: true }),
+    agency: h("input", { id: "gr-agency", name: "agency", required: true }),
+    purpose: h("input", { id: "gr-purpose", name: "purpose", required: true }),
+    legal_basis: h("input", { id: "gr-legal", name: "legal_basis", required: true }),
+    fields: h("input", { id: "gr-fields", name: "fields", required: true }),
+    expires: h("input", { id: "gr-expires", name: "expires", type: "date", required: true }),
+  };
+  const pii = h("input", { id: "gr-pii", name: "allow_pii", type: "checkbox" });
+  const result = h("div", { "aria-live": "polite" });
+  const row = (name, label) =>
+    h("div", {}, h("label", { for: inputs[name].id }, label), inputs[name], h("span", { class: "field-error", id: `${inputs[name].id}-error` }));
+  const form = h(
+    "form",
+    { id: "grant-form", "aria-labelledby": "grant-title" },
+    h("h3", { id: "grant-title" }, t("ds.grant")),
+    h("div", { class: "row" }, row("dataset", t("ds.name")), row("agency", t("ds.agency")), row("expires", t("ds.expires"))),
+    h("div", { class: "row" }, row("purpose", t("ds.purpose")), row("legal_basis", t("ds.legal")), row("fields", t("ds.fieldlist"))),
+    h("p", {}, pii, " ", h("label", { for: "gr-pii", class: "inline" }, t("ds.allowpii"))),
+    h("button", { type: "submit" }, t("ds.grant.go")),
+    result,
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clear(result);
+    for (const input of Object.values(inputs)) {
+      input.removeAttribute("aria-invalid");
+      clear(form.querySelector(`#${input.id}-error`));
+    }
+    const body = Object.fromEntries(Object.entries(inputs).map(([k, el]) => [k, el.value]));
+    body.allow_pii = pii.checked;
+    try {
+      await request("POST", "/v1/grants", { json: body });
+      result.append(message("ok", t("ds.granted", body)));
+      await refresh();
+    } catch (err) {
+      const unplaced = [];
+      for (const e of err.errors || []) {
+        const input = inputs[e.field];
+        if (input) {
+          input.setAttribute("aria-invalid", "true");
+          input.setAttribute("aria-describedby", `${input.id}-error`);
+          form.querySelector(`#${input.id}-error`).append(e.message);
+        } else unplaced.push(e);
+      }
+      if (!(err.errors || []).length || unplaced.length) result.append(problem(err));
+    }
+  });
+  return form;
+}
+
+export async function render(main, { me }) {
+  const known = await paths();
+  const build = async () =>
+    Promise.all([
+      section(t("ds.catalogue"), "ds-catalogue", ["/v1/datasets"], catalogue),
+      searchBox(),
+      section(t("ds.grants"), "ds-grants", ["/v1/grants"]),
+      accessLog("ds-access"),
+    ]);
+  const parts = await build();
+  const refresh = async () => {
+    const fresh = await build();
+    for (const part of fresh) main.querySelector(`#${part.id}`)?.replaceWith(part);
+  };
+  clear(main).append(h("h2", {}, t("ds.title")), ...parts);
+  if (me.role === "publisher" && known.includes("/v1/grants")) main.append(grantForm(refresh));
+}
