@@ -345,8 +345,11 @@ def test_labels_roles_and_keyboard(browser: Any, console: Console) -> None:
         assert nameless == [], name
         assert page.locator("main").count() == 1 and page.locator("nav[aria-label]").count() == 1
         assert page.locator("h2").count() == 1
-    # keyboard: the skip link first, then the header's buttons, then the pages' links
-    page.evaluate("document.activeElement.blur()")
+    # keyboard, on a freshly loaded page: the skip link first, then the header's buttons, then
+    # the pages' links
+    page.reload()
+    page.wait_for_selector("main h2")
+    page.wait_for_load_state("networkidle")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.className") == "skip"
     page.keyboard.press("Enter")
