@@ -20,6 +20,7 @@ from connectors.errors import ConnectorConfigError
 from connectors.sql.bulk import CopyUpsert
 from connectors.sql.config import SqlTable
 from connectors.sql.connector import SqlConnector, sqlite_path
+from connectors.sql.pglog import PgLogReader
 from connectors.sql.sink import SinkTable, SqlSink
 from connectors.sql.source import SqlSource
 from connectors.sql.types import OutOfRangeDate
@@ -89,6 +90,13 @@ class PostgresConnector(SqlPlugin):
 
     def bulk_upsert(self, table: sa.Table, columns: list[str], key: list[str]) -> CopyUpsert:
         return CopyUpsert(table, columns, key, self.engine.dialect)
+
+    def read_log(
+        self, streams: list[Stream], positions: dict[str, dict[str, Any] | None]
+    ) -> Iterator[Batch]:
+        """The ``mode: log`` tables read together from the connector's replication slot
+        (``connectors.sql.pglog``): batches of one table each, in commit order."""
+        return PgLogReader(self.source, streams).read(positions)
 
     def prepare_source_connection(self, dbapi_connection: Any, _record: Any = None) -> None:
         # a date or timestamp psycopg cannot load (infinity, BC, after 9999) would fail the

@@ -1,0 +1,163 @@
+"""``mode: log`` of the PostgreSQL source against a real ``wal_level=logical`` server and the
+real broker: snapshot then stream, every kind of change, in commit order."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from bus.config import Settings
+from bus.connector_service.registration import register
+from bus.consume import Consumer, Message
+from bus.sync import run
+from connectors.sql import pgoutput as pg
+from tests.integration.cdc.pg_cluster import Cluster
+from tests.integration.connectors.helpers import config
+
+pytestmark = pytest.mark.integration
+
+TABLE_DDL = """
+CREATE TABLE {t} (
+    id integer PRIMARY KEY,
+    ten text NOT NULL,
+    so_tien numeric(14, 2),
+    luc timestamptz,
+    du_lieu jsonb,
+    ghi_chu text
+)
+"""
+
+
+def execute(url: str, *statements: str, table: str = "") -> None:
+    """``statements`` in one transaction, ``{t}`` in them standing for ``table``."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            for statement in statements:
+                conn.exec_driver_sql(statement.replace("{t}", table))
+    finally:
+        engine.dispose()
+
+
+def read_topic(settings: Settings, topic: str) -> list[Message]:
+    out: list[Message] = []
+    with Consumer(settings, None) as consumer:  # type: ignore[arg-type]
+        consumer.run_bounded([topic], out.extend, from_beginning=True, commit=False)
+    return out
+
+
+@pytest.fixture
+def source(settings: Settings, logical_pg: Cluster, unique: str) -> Iterator[tuple[str, str]]:
+    """A registered log source over table ``hs_<unique>`` (2 rows before it starts):
+    (table, topic)."""
+    name = f"hs_{unique}"
+    execute(
+        logical_pg.url,
+        TABLE_DDL,
+        "ALTER TABLE {t} REPLICA IDENTITY FULL",
+        "INSERT INTO {t} VALUES (1, 'Nguyễn Văn An', 10.50, '2025-07-01 08:00+07', "
+        """'{"a": 1}', NULL), (2, 'Trần Thị Bích', NULL, NULL, NULL, 'ghi chú')""",
+        table=name,
+    )
+    tables = [{"table": name, "dataset": f"tthc.log{unique}", "mode": "log"}]
+    result = register(settings, config("postgresql", "source", logical_pg.url, tables, name="s"))
+    try:
+        yield name, result.tables[0].topic
+    finally:
+        engine = sa.create_engine(logical_pg.url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                "WHERE slot_name = 'lgsp_s'"
+            )
+            conn.exec_driver_sql("DROP PUBLICATION IF EXISTS lgsp_s")
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+        engine.dispose()
+
+
+def _events(settings: Settings, topic: str) -> list[dict[str, Any]]:
+    """The topic's events: snapshot reads first, then changes by position (commit LSN, index
+    in the transaction); a topic's partitions are read one after another, and each keeps the
+    order of its keys."""
+    values = [m.value for m in read_topic(settings, topic)]
+    snapshot = [e for e in values if e["op"] == "r"]
+    changes = [e for e in values if e["op"] != "r"]
+    return snapshot + sorted(changes, key=lambda e: position_key(e["source"]["position"]))
+
+
+def position_key(position: str) -> tuple[int, int]:
+    lsn, _, index = position.rpartition(":")
+    return pg.parse_lsn(lsn), int(index)
+
+
+def test_snapshot_then_every_change_in_commit_order(
+    settings: Settings, logical_pg: Cluster, source: tuple[str, str]
+) -> None:
+    table, topic = source
+    first = run(settings, "s")
+    assert first.rows == 2
+    snap = _events(settings, topic)
+    assert [e["op"] for e in snap] == ["r", "r"]
+    assert snap[0]["after"]["ten"] == "Nguyễn Văn An"
+    assert snap[0]["after"]["so_tien"] == decimal.Decimal("10.50")
+
+    url = logical_pg.url
+    execute(  # one transaction: 3 inserts
+        url,
+        "INSERT INTO {t} VALUES (3, 'Lê Hoàng Phúc', 1234567.89, "
+        "'2025-12-31 23:59:59.123456+07', '{\"ds\": [1, \"hai\"]}', NULL)",
+        "INSERT INTO {t} (id, ten) VALUES (4, 'Phạm Thu Hà')",
+        "INSERT INTO {t} (id, ten) VALUES (5, 'Võ Minh Khôi')",
+        table=table,
+    )
+    execute(url, "UPDATE {t} SET ghi_chu = 'đã sửa', so_tien = NULL WHERE id = 1", table=table)
+    execute(url, "DELETE FROM {t} WHERE id = 2", table=table)
+    execute(  # one transaction updating the same row 5 times
+        url,
+        *[
+            "UPDATE {t} SET so_tien = N, ghi_chu = 'lần N' WHERE id = 4".replace("N", str(n))
+            for n in range(1, 6)
+        ],
+        table=table,
+    )
+    commit_before = dt.datetime.now(dt.UTC)
+    second = run(settings, "s")
+    assert second.rows == 10, second.to_dict()
+    events = _events(settings, topic)[2:]
+    assert [e["op"] for e in events] == ["c", "c", "c", "u", "d"] + ["u"] * 5
+    keys = [json.loads(e["key"])["id"] for e in events]
+    assert keys == [3, 4, 5, 1, 2, 4, 4, 4, 4, 4]
+    three = events[0]["after"]
+    assert three["ten"] == "Lê Hoàng Phúc"
+    assert three["so_tien"] == decimal.Decimal("1234567.89")
+    assert three["luc"] == dt.datetime(2025, 12, 31, 16, 59, 59, 123456, tzinfo=dt.UTC)
+    assert json.loads(three["du_lieu"]) == {"ds": [1, "hai"]}
+    assert three["ghi_chu"] is None
+    # the update carries the whole old row (REPLICA IDENTITY FULL) and the new one
+    update = events[3]
+    assert update["before"]["ghi_chu"] is None and update["before"]["so_tien"] == decimal.Decimal(
+        "10.50"
+    )
+    assert update["after"]["ghi_chu"] == "đã sửa" and update["after"]["so_tien"] is None
+    # the delete: the whole old row in before, nothing after
+    delete = events[4]
+    assert delete["before"]["ten"] == "Trần Thị Bích" and delete["after"] is None
+    # all 5 states of row 4, in order, with one commit time and increasing positions
+    five = events[5:]
+    assert [e["after"]["ghi_chu"] for e in five] == [f"lần {n}" for n in range(1, 6)]
+    assert len({e["ts_ms"] for e in five}) == 1
+    lsns = {e["source"]["position"].split(":")[0] for e in five}
+    assert len(lsns) == 1
+    assert [int(e["source"]["position"].split(":")[1]) for e in five] == [0, 1, 2, 3, 4]
+    assert len({e["event_id"] for e in events}) == 10
+    # the same transaction's 3 inserts share a commit LSN; ts_ms is the commit time
+    assert len({e["source"]["position"].split(":")[0] for e in events[:3]}) == 1
+    assert all(e["ts_ms"] <= commit_before.timestamp() * 1000 + 1 for e in events)
+    # nothing new: nothing published
+    assert run(settings, "s").rows == 0
