@@ -10,7 +10,6 @@ from connectors.config import ConnectorConfig, Mode, Strict, TableConfig
 from connectors.secrets import sql_url_problem
 from connectors.sql.lookback import parse_duration
 
-
 # the capture modes of a SQL source: the common ones and log-based capture
 SqlMode = Literal["snapshot", "incremental", "log"]
 assert set(get_args(Mode)) < set(get_args(SqlMode))

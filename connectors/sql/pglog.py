@@ -41,15 +41,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
 
 from bus.errors import DataError
 from connectors.base import Batch, Invalid, Stream, event_id_for
 from connectors.errors import ConnectorConfigError, ConnectorUnavailableError, TableStoppedError
 from connectors.sql import pgoutput as pg
-from connectors.sql.config import SqlTable
 
 log = logging.getLogger(__name__)
 
@@ -522,14 +519,3 @@ class _Loaders:
             else:
                 by_name[col.name] = None
         return tuple(by_name.get(n) for n in names)
-
-
-def table_names(cfgs: list[SqlTable]) -> list[str]:
-    return [t.table for t in cfgs if t.effective_mode == MODE]
-
-
-def sql_error(exc: SQLAlchemyError) -> str:
-    return type(getattr(exc, "orig", None) or exc).__name__
-
-
-__all__ = ["PgLogReader", "SlotStatus", "drop", "server_problems", "slot_status", "sa"]
