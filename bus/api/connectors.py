@@ -139,8 +139,14 @@ def create(
 
 
 @router.delete("/{name}", status_code=204)
-def delete(name: str, ctx: Context = Depends(context), _: KeyInfo = Depends(write)) -> Response:
-    unregister(ctx.settings, name)
+def delete(
+    name: str,
+    keep_slot: bool = Query(False),
+    ctx: Context = Depends(context),
+    _: KeyInfo = Depends(write),
+) -> Response:
+    """Remove a connector (as ``lgsp connector remove``; ``keep_slot`` as ``--keep-slot``)."""
+    unregister(ctx.settings, name, keep_slot=keep_slot)
     return Response(status_code=204)
 
 

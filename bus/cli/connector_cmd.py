@@ -6,12 +6,16 @@ import sys
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import click
 import yaml
 
 from bus.cli._common import confirm, context, echo_json, echo_table, settings
 from bus.connector_service.registration import Registration, register, unregister
+from bus.context import Context
+from bus.dlq import safe_message
+from bus.errors import LgspError
 from bus.longrun import Follow, stop_signals
 from bus.sync import SyncReport, TableReport, connector_for
 from bus.sync import run as run_sync
@@ -140,15 +144,18 @@ def show(name: str, as_json: bool) -> None:
     such as a citizen ID. The control database keeps the full position (table
     ``connector_position``); ``lgsp connector reset`` forgets it.
     """
-    store = context().connectors
+    ctx = context()
+    store = ctx.connectors
     stored = store.get(name)
     config = connector_types.validate(stored.config)
     positions = store.positions(name)
     lock = store.lock(name)
+    log_status = _log_status(ctx, name) if stored.role == "source" else None
     if as_json:
         echo_json(
             {
                 "config": config.masked(),
+                "log": log_status,
                 "topics": stored.topics,
                 "running": None
                 if lock is None
@@ -186,11 +193,41 @@ def show(name: str, as_json: bool) -> None:
             )
         )
     echo_table(["TABLE", "TOPIC", "STATUS", "ROWS", "POSITION", "UPDATED", "ERROR"], rows)
+    if log_status is not None:
+        _print_log_status(log_status)
     if lock is not None:
         click.echo(
             f"running since {lock.acquired_at:%Y-%m-%d %H:%M:%S} UTC ({lock.owner}); "
             f"lock expires {lock.expires_at:%Y-%m-%d %H:%M:%S} UTC unless extended"
         )
+
+
+def _log_status(ctx: Context, name: str) -> dict[str, Any] | None:
+    """The replication slot of a log-based source (None for other connectors); an
+    unreachable server is reported in it rather than failing the whole show."""
+    try:
+        with connector_for(ctx, name) as connector:
+            return connector.log_status()
+    except LgspError as exc:
+        return {"error": safe_message(exc)}
+
+
+def _print_log_status(status: dict[str, Any]) -> None:
+    if "error" in status:
+        click.echo(f"replication slot: cannot be read ({status['error']})")
+        return
+    retained = status.get("retained_wal_bytes")
+    click.echo(
+        f"replication slot {status['slot']} (publication {status['publication']}): "
+        + (
+            f"{status['wal_status']}, {'active' if status['active'] else 'idle'}, "
+            f"confirmed up to {status['confirmed_flush_lsn']}, retains {retained} bytes of WAL"
+            if status["exists"]
+            else "not created yet"
+        )
+    )
+    if status.get("problem"):
+        click.echo(f"warning: {status['problem']}", err=True)
 
 
 @connector_group.command("unlock")
@@ -233,12 +270,26 @@ def check(name: str) -> None:
 @connector_group.command("remove")
 @click.argument("name")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def remove(name: str, yes: bool) -> None:
-    """Forget a connector and its positions (its topics and schemas stay)."""
+@click.option(
+    "--keep-slot",
+    is_flag=True,
+    help="mode: log: keep the replication slot and publication on the database server.",
+)
+def remove(name: str, yes: bool, keep_slot: bool) -> None:
+    """Forget a connector and its positions (its topics and schemas stay). A log-based
+    source's replication slot and publication are dropped too, unless --keep-slot (a slot
+    nobody reads keeps the server's WAL without bound)."""
     ctx = context()
     ctx.connectors.get(name)
     confirm(f"remove connector {name} and its positions?", yes=yes)
-    unregister(ctx.settings, name)
+    dropped = unregister(ctx.settings, name, keep_slot=keep_slot)
+    if dropped is not None:
+        gone = [
+            f"{what} {dropped[what]}"
+            for what, there in (("slot", "exists"), ("publication", "publication_exists"))
+            if dropped[there]
+        ]
+        click.echo(f"dropped {' and '.join(gone)}" if gone else "no slot or publication to drop")
     click.echo(f"removed connector {name}")
 
 

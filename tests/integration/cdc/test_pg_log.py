@@ -7,16 +7,13 @@ import datetime as dt
 import decimal
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from bus.config import Settings
 from bus.connector_service.registration import register
-from bus.consume import Consumer, Message
 from bus.sync import run
-from connectors.sql import pgoutput as pg
+from tests.integration.cdc.helpers import drop_log, events_of, execute
 from tests.integration.cdc.pg_cluster import Cluster
 from tests.integration.connectors.helpers import config
 
@@ -32,24 +29,6 @@ CREATE TABLE {t} (
     ghi_chu text
 )
 """
-
-
-def execute(url: str, *statements: str, table: str = "") -> None:
-    """``statements`` in one transaction, ``{t}`` in them standing for ``table``."""
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            for statement in statements:
-                conn.exec_driver_sql(statement.replace("{t}", table))
-    finally:
-        engine.dispose()
-
-
-def read_topic(settings: Settings, topic: str) -> list[Message]:
-    out: list[Message] = []
-    with Consumer(settings, None) as consumer:  # type: ignore[arg-type]
-        consumer.run_bounded([topic], out.extend, from_beginning=True, commit=False)
-    return out
 
 
 @pytest.fixture
@@ -70,30 +49,7 @@ def source(settings: Settings, logical_pg: Cluster, unique: str) -> Iterator[tup
     try:
         yield name, result.tables[0].topic
     finally:
-        engine = sa.create_engine(logical_pg.url)
-        with engine.begin() as conn:
-            conn.exec_driver_sql(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                "WHERE slot_name = 'lgsp_s'"
-            )
-            conn.exec_driver_sql("DROP PUBLICATION IF EXISTS lgsp_s")
-            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
-        engine.dispose()
-
-
-def _events(settings: Settings, topic: str) -> list[dict[str, Any]]:
-    """The topic's events: snapshot reads first, then changes by position (commit LSN, index
-    in the transaction); a topic's partitions are read one after another, and each keeps the
-    order of its keys."""
-    values = [m.value for m in read_topic(settings, topic)]
-    snapshot = [e for e in values if e["op"] == "r"]
-    changes = [e for e in values if e["op"] != "r"]
-    return snapshot + sorted(changes, key=lambda e: position_key(e["source"]["position"]))
-
-
-def position_key(position: str) -> tuple[int, int]:
-    lsn, _, index = position.rpartition(":")
-    return pg.parse_lsn(lsn), int(index)
+        drop_log(logical_pg.url, "s", name)
 
 
 def test_snapshot_then_every_change_in_commit_order(
@@ -102,7 +58,7 @@ def test_snapshot_then_every_change_in_commit_order(
     table, topic = source
     first = run(settings, "s")
     assert first.rows == 2
-    snap = _events(settings, topic)
+    snap = events_of(settings, topic)
     assert [e["op"] for e in snap] == ["r", "r"]
     assert snap[0]["after"]["ten"] == "Nguyễn Văn An"
     assert snap[0]["after"]["so_tien"] == decimal.Decimal("10.50")
@@ -129,7 +85,7 @@ def test_snapshot_then_every_change_in_commit_order(
     commit_before = dt.datetime.now(dt.UTC)
     second = run(settings, "s")
     assert second.rows == 10, second.to_dict()
-    events = _events(settings, topic)[2:]
+    events = events_of(settings, topic)[2:]
     assert [e["op"] for e in events] == ["c", "c", "c", "u", "d"] + ["u"] * 5
     keys = [json.loads(e["key"])["id"] for e in events]
     assert keys == [3, 4, 5, 1, 2, 4, 4, 4, 4, 4]
