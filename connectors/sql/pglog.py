@@ -348,7 +348,11 @@ class PgLogReader:
                 index = txn.next_index()
                 if done is not None and (txn.begin.final_lsn, index) <= done:
                     continue  # published before a crash: acknowledged already
-                item = self._event(loaders, txn, index, message)
+                try:
+                    item = self._event(loaders, txn, index, message)
+                except TableStoppedError:  # what came before it is published first
+                    yield from self._flush(pending)
+                    raise
                 if item is not None:
                     pending.append(item)
                     if len(pending) >= self.batch_size * 4:  # a long transaction
@@ -361,10 +365,7 @@ class PgLogReader:
                     for o in message.relation_oids
                     if o in self._relations
                 ]
-                if pending:
-                    yield from self._flush(
-                        [p for p in pending if p[3]["lsn"] != txn.begin.final_lsn]
-                    )
+                yield from self._flush(pending)  # what came before it
                 raise TableStoppedError(
                     ", ".join(names) or "?",
                     f"TRUNCATE at LSN {pg.lsn_text(txn.begin.final_lsn)}: the rows it removed are "
