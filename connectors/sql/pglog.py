@@ -318,7 +318,7 @@ class PgLogReader:
                         yield from self._flush(pending)
                         pending = []
                     if last_end > acked_end:
-                        cur.send_feedback(flush_lsn=last_end)
+                        cur.send_feedback(write_lsn=last_end, flush_lsn=last_end, force=True)
                         acked_end = last_end
                     quiet = time.monotonic() - last_data
                     if last_end >= target or quiet >= self.idle_s:
@@ -341,7 +341,7 @@ class PgLogReader:
                 if len(pending) >= self.batch_size:
                     yield from self._flush(pending)
                     pending = []
-                    cur.send_feedback(flush_lsn=last_end)
+                    cur.send_feedback(write_lsn=last_end, flush_lsn=last_end, force=True)
                     acked_end = last_end
             elif isinstance(message, pg.Insert | pg.Update | pg.Delete):
                 assert txn is not None

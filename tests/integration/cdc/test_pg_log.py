@@ -9,11 +9,13 @@ import json
 from collections.abc import Iterator
 
 import pytest
+import sqlalchemy as sa
 
 from bus.config import Settings
 from bus.connector_service.registration import register
 from bus.sync import run
-from tests.integration.cdc.helpers import drop_log, events_of, execute
+from connectors.sql import pgoutput as pg
+from tests.integration.cdc.helpers import drop_log, events_of, execute, position_key
 from tests.integration.cdc.pg_cluster import Cluster
 from tests.integration.connectors.helpers import config
 
@@ -77,7 +79,7 @@ def test_snapshot_then_every_change_in_commit_order(
     execute(  # one transaction updating the same row 5 times
         url,
         *[
-            "UPDATE {t} SET so_tien = N, ghi_chu = 'lần N' WHERE id = 4".replace("N", str(n))
+            "UPDATE {t} SET so_tien = {n}, ghi_chu = 'lần {n}' WHERE id = 4".replace("{n}", str(n))
             for n in range(1, 6)
         ],
         table=table,
@@ -117,3 +119,64 @@ def test_snapshot_then_every_change_in_commit_order(
     assert all(e["ts_ms"] <= commit_before.timestamp() * 1000 + 1 for e in events)
     # nothing new: nothing published
     assert run(settings, "s").rows == 0
+
+
+def confirmed_flush(url: str, slot: str) -> int:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            text = conn.exec_driver_sql(
+                "SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
+                "WHERE slot_name = %(s)s",
+                {"s": slot},
+            ).scalar_one()
+            return pg.parse_lsn(text)
+    finally:
+        engine.dispose()
+
+
+def test_the_slot_moves_only_past_what_the_broker_acknowledged(
+    settings: Settings, logical_pg: Cluster, unique: str
+) -> None:
+    url, table = logical_pg.url, f"ack_{unique}"
+    execute(url, "CREATE TABLE {t} (id int PRIMARY KEY, ten text)", table=table)
+    tables = [{"table": table, "dataset": f"tthc.a{unique}", "mode": "log"}]
+    topic = (
+        register(settings, config("postgresql", "source", url, tables, name="s", batch_size=1))
+        .tables[0]
+        .topic
+    )
+    try:
+        assert run(settings, "s").rows == 0  # the snapshot of an empty table; the slot exists
+        for n in range(1, 6):  # 5 transactions
+            execute(
+                url,
+                "INSERT INTO {t} VALUES ({n}, 'Lý Thị Mai {n}')".replace("{n}", str(n)),
+                table=table,
+            )
+        calls: list[int] = []
+
+        def crash_after_second_batch(_tr: object) -> None:
+            calls.append(1)
+            if len(calls) == 2:  # batch 2 acknowledged and its position stored: then a crash
+                raise RuntimeError("crash")
+
+        with pytest.raises(RuntimeError, match="crash"):
+            run(settings, "s", progress=crash_after_second_batch)
+        events = events_of(settings, topic)
+        assert len(events) == 2
+        first, second = (position_key(e["source"]["position"])[0] for e in events)
+        flushed = confirmed_flush(url, "lgsp_s")
+        # the first batch was acknowledged and the read went on: the server was told; the
+        # second was acknowledged too but the read never resumed after it
+        assert first < flushed <= second
+        # the next run re-reads from the slot and skips what was acknowledged: no duplicate
+        assert run(settings, "s").rows == 3
+        later = events_of(settings, topic)
+        positions = [e["source"]["position"] for e in later]
+        assert len(positions) == len(set(positions)) == 5
+        third = position_key(later[2]["source"]["position"])[0]
+        assert flushed < third, "the slot never moved past an unacknowledged transaction"
+        assert confirmed_flush(url, "lgsp_s") > max(position_key(p)[0] for p in positions)
+    finally:
+        drop_log(url, "s", table)
