@@ -221,6 +221,15 @@ class PgLogReader:
         exists = conn.exec_driver_sql(
             "SELECT 1 FROM pg_publication WHERE pubname = %(p)s", {"p": self.publication}
         ).first()
+        if exists:
+            held = conn.exec_driver_sql(
+                "SELECT schemaname || '.' || tablename FROM pg_publication_tables "
+                "WHERE pubname = %(p)s",
+                {"p": self.publication},
+            ).scalars()
+            if set(held) == set(tables):  # as it is (it may be a DBA's, owned by another role)
+                conn.commit()
+                return
         verb = "ALTER PUBLICATION" if exists else "CREATE PUBLICATION"
         how = "SET TABLE" if exists else "FOR TABLE"
         conn.exec_driver_sql(f'{verb} "{self.publication}" {how} {quoted}')
