@@ -21,3 +21,14 @@ def logical_pg() -> Iterator[Cluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def replica_pg() -> Iterator[Cluster]:
+    """A cluster with ``wal_level=replica`` (the default of a server nobody prepared)."""
+    base = Path(tempfile.mkdtemp(prefix="lgsp-pgrepl-"))
+    cluster = start_cluster(base, wal_level="replica")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

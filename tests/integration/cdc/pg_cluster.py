@@ -58,6 +58,7 @@ class Cluster:
     data: Path
     port: int
     bindir: Path
+    wal_level: str = "logical"
 
     @property
     def url(self) -> str:
@@ -83,7 +84,8 @@ class Cluster:
         )  # fmt: skip
         if done.returncode != 0:
             raise ClusterUnavailable(f"initdb failed: {done.stderr.strip()[-500:]}")
-        conf = "".join(f"{k} = {v}\n" for k, v in SETTINGS.items()) + f"port = {self.port}\n"
+        settings = {**SETTINGS, "wal_level": self.wal_level, "port": str(self.port)}
+        conf = "".join(f"{k} = {v}\n" for k, v in settings.items())
         with (self.data / "postgresql.conf").open("a", encoding="utf-8") as f:
             f.write(conf)
         with (self.data / "pg_hba.conf").open("a", encoding="utf-8") as f:
@@ -106,10 +108,10 @@ class Cluster:
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
 
 
-def start_cluster(base: Path) -> Cluster:
+def start_cluster(base: Path, wal_level: str = "logical") -> Cluster:
     base.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         os.chmod(base, 0o755)
-    cluster = Cluster(base / "pgdata", _free_port(), _bindir())
+    cluster = Cluster(base / "pgdata", _free_port(), _bindir(), wal_level)
     cluster.start()
     return cluster

@@ -15,7 +15,6 @@ import yaml
 from click.testing import CliRunner
 
 from bus.cli.main import cli
-from conftest import PG_URL
 from tests.integration.cdc.helpers import drop_log, execute
 from tests.integration.cdc.pg_cluster import Cluster
 
@@ -53,18 +52,15 @@ def slots(url: str) -> list[str]:
 
 
 def test_add_names_wal_level_and_the_replication_attribute(
-    cli_env: dict[str, str], logical_pg: Cluster, tmp_path: Path, unique: str
+    cli_env: dict[str, str], logical_pg: Cluster, replica_pg: Cluster, tmp_path: Path, unique: str
 ) -> None:
     table = f"cli_{unique}"
-    # the shared server runs wal_level=replica: add names the setting
-    execute(PG_URL, "CREATE TABLE {t} (id int PRIMARY KEY, ten text)", table=table)
-    try:
-        file = connector_file(tmp_path / "a.yaml", "wal", PG_URL, table, f"tthc.w{unique}")
-        code, out, err = lgsp("connector", "add", str(file))
-        assert code != 0
-        assert "server setting wal_level is 'replica', expected 'logical'" in err + out
-    finally:
-        execute(PG_URL, "DROP TABLE {t}", table=table)
+    # a server with wal_level=replica: add names the setting
+    execute(replica_pg.url, "CREATE TABLE {t} (id int PRIMARY KEY, ten text)", table=table)
+    file = connector_file(tmp_path / "a.yaml", "wal", replica_pg.url, table, f"tthc.w{unique}")
+    code, out, err = lgsp("connector", "add", str(file))
+    assert code != 0
+    assert "server setting wal_level is 'replica', expected 'logical'" in err + out
     # a role without REPLICATION on a logical server: add names the attribute
     execute(
         logical_pg.url,
