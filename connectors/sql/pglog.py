@@ -250,18 +250,29 @@ class PgLogReader:
             try:
                 cur = repl.cursor()
                 start = 0
+                if status.exists:
+                    self._wait_inactive(conn)
                 if done is None:  # first run (or a snapshot cut short): snapshot, then stream
                     if status.exists:
                         conn.exec_driver_sql(
                             "SELECT pg_drop_replication_slot(%(s)s)", {"s": self.slot}
                         )
                         conn.commit()
+                    # the snapshot rows' ts_ms: the server's clock before the slot exists, so
+                    # that every change streamed after them has a commit time at or after it
+                    # (the sinks' version rule orders by ts_ms)
+                    snapshot_ms = int(
+                        conn.exec_driver_sql(
+                            "SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+                        ).scalar_one()
+                    )
+                    conn.commit()
                     cur.execute(
                         f"CREATE_REPLICATION_SLOT {self.slot} LOGICAL pgoutput EXPORT_SNAPSHOT"
                     )
                     _slot, consistent, snapshot, _plugin = cur.fetchone()
                     start = pg.parse_lsn(consistent)
-                    yield from self._snapshot(snapshot, start)
+                    yield from self._snapshot(snapshot, start, snapshot_ms)
                     done = (start, -1)
                 elif not status.exists or status.lost:
                     why = "was invalidated (its WAL is gone)" if status.lost else "is missing"
@@ -275,7 +286,26 @@ class PgLogReader:
             finally:
                 repl.close()
 
-    def _snapshot(self, snapshot: str, start: int) -> Iterator[Batch]:
+    def _wait_inactive(self, conn: Connection, timeout_s: float = 30.0) -> None:
+        """Wait while the slot is still held by a connection the server has not yet seen die
+        (a run killed a moment ago); another live run would hold the connector's lock."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            active = conn.exec_driver_sql(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = %(s)s",
+                {"s": self.slot},
+            ).scalar()
+            conn.commit()
+            if not active:
+                return
+            if time.monotonic() > deadline:
+                raise ConnectorUnavailableError(
+                    f"replication slot {self.slot} is still in use by another connection after "
+                    f"{timeout_s:g} s (pg_stat_replication shows which)"
+                )
+            time.sleep(0.2)
+
+    def _snapshot(self, snapshot: str, start: int, snapshot_ms: int) -> Iterator[Batch]:
         """Every log table read in the slot's exported snapshot (op ``r``)."""
 
         def in_snapshot(c: Connection) -> Connection:
@@ -285,8 +315,9 @@ class PgLogReader:
 
         streams = list(self.streams.values())
         for n, stream in enumerate(streams):
+            begin = {"mode": "snapshot", "snapshot_ms": snapshot_ms, "after": None, "done": False}
             for batch in self.source.read_stream(
-                stream, None, prepare=in_snapshot, mode="snapshot"
+                stream, begin, prepare=in_snapshot, mode="snapshot"
             ):
                 inner = batch.state or {}
                 last = n == len(streams) - 1 and bool(inner.get("done"))

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import random
+import threading
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -58,5 +62,67 @@ def drop_log(url: str, connector: str, *tables: str) -> None:
             conn.exec_driver_sql(f'DROP PUBLICATION IF EXISTS "{slot}"')
             for table in tables:
                 conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{table}"')
+    finally:
+        engine.dispose()
+
+
+COLUMNS = "id, ten, so_tien, luc, du_lieu, ghi_chu"
+UPDATE = "UPDATE {t} SET ghi_chu = :g, so_tien = so_tien + 1 WHERE id = :k"
+
+
+class Writer(threading.Thread):
+    """Random inserts, updates (some 3 times in one transaction) and deletes until stopped."""
+
+    def __init__(self, url: str, table: str, rng: random.Random) -> None:
+        super().__init__(daemon=True)
+        self.engine = sa.create_engine(url)
+        self.table, self.rng = table, rng
+        self.halt = threading.Event()
+        self.transactions = 0
+
+    def run(self) -> None:
+        t = self.table
+        while not self.halt.is_set():
+            with self.engine.begin() as conn:
+                for _ in range(self.rng.randint(1, 4)):
+                    key = self.rng.randint(1, 400)
+                    kind = self.rng.random()
+                    if kind < 0.45:
+                        conn.execute(
+                            sa.text(
+                                f"INSERT INTO {t} VALUES (:k, :ten, :so, now(), :js, NULL) "  # noqa: S608
+                                "ON CONFLICT (id) DO UPDATE SET ten = excluded.ten, "
+                                "so_tien = excluded.so_tien"
+                            ),
+                            {
+                                "k": key,
+                                "ten": f"Nguyễn Thị Ánh {key}",
+                                "so": key * 1.25,
+                                "js": '{"v": 1}',
+                            },
+                        )
+                    elif kind < 0.85:
+                        for n in range(3):
+                            conn.execute(
+                                sa.text(UPDATE.replace("{t}", t)),
+                                {"g": f"lần {n} ở phường Tân Định", "k": key},
+                            )
+                    else:
+                        conn.execute(sa.text(f"DELETE FROM {t} WHERE id = :k"), {"k": key})  # noqa: S608
+            self.transactions += 1
+            time.sleep(self.rng.uniform(0, 0.02))
+        self.engine.dispose()
+
+
+def table_rows(url: str, table: str) -> dict[int, tuple]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            result = conn.exec_driver_sql(f"SELECT {COLUMNS} FROM {table}")  # noqa: S608
+            # JSONB is published as its JSON text: compared as the value it denotes
+            return {
+                r[0]: (*r[:4], json.loads(r[4]) if isinstance(r[4], str) else r[4], r[5])
+                for r in result
+            }
     finally:
         engine.dispose()
