@@ -16,6 +16,7 @@ from bus import broker_guard
 from bus.api.auth import allow, context
 from bus.api.errors import field_errors
 from bus.catalog.api_keys import KeyInfo
+from bus.connector_service import slots
 from bus.connector_service.registration import register, unregister
 from bus.context import Context
 from bus.runs import list_runs
@@ -105,6 +106,8 @@ def status(
             for table, p in ctx.connectors.positions(name).items()
         },
         "lag": lag,
+        # a mode: log source's replication slot: retained WAL in bytes, a lost slot
+        "log": slots.log_status(ctx, name),
     }
 
 

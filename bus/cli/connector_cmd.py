@@ -12,10 +12,8 @@ import click
 import yaml
 
 from bus.cli._common import confirm, context, echo_json, echo_table, settings
+from bus.connector_service import slots
 from bus.connector_service.registration import Registration, register, unregister
-from bus.context import Context
-from bus.dlq import safe_message
-from bus.errors import LgspError
 from bus.longrun import Follow, stop_signals
 from bus.sync import SyncReport, TableReport, connector_for
 from bus.sync import run as run_sync
@@ -150,7 +148,7 @@ def show(name: str, as_json: bool) -> None:
     config = connector_types.validate(stored.config)
     positions = store.positions(name)
     lock = store.lock(name)
-    log_status = _log_status(ctx, name) if stored.role == "source" else None
+    log_status = slots.log_status(ctx, name)
     if as_json:
         echo_json(
             {
@@ -200,16 +198,6 @@ def show(name: str, as_json: bool) -> None:
             f"running since {lock.acquired_at:%Y-%m-%d %H:%M:%S} UTC ({lock.owner}); "
             f"lock expires {lock.expires_at:%Y-%m-%d %H:%M:%S} UTC unless extended"
         )
-
-
-def _log_status(ctx: Context, name: str) -> dict[str, Any] | None:
-    """The replication slot of a log-based source (None for other connectors); an
-    unreachable server is reported in it rather than failing the whole show."""
-    try:
-        with connector_for(ctx, name) as connector:
-            return connector.log_status()
-    except LgspError as exc:
-        return {"error": safe_message(exc)}
 
 
 def _print_log_status(status: dict[str, Any]) -> None:
