@@ -357,13 +357,16 @@ class PgLogReader:
                     if pending:
                         yield from self._flush(pending)
                         pending = []
-                    if last_end > acked_end:
-                        cur.send_feedback(write_lsn=last_end, flush_lsn=last_end, force=True)
-                        acked_end = last_end
+                    # everything received is acknowledged: the server may forget its WAL up
+                    # to what it has sent (also what other tables' changes and empty
+                    # transactions wrote, so that a quiet table's slot does not hold WAL)
+                    sent = max(last_end, int(cur.wal_end or 0))
+                    if sent > acked_end:
+                        cur.send_feedback(write_lsn=sent, flush_lsn=sent, force=True)
+                        acked_end = sent
                     quiet = time.monotonic() - last_data
-                    if last_end >= target or quiet >= self.idle_s:
-                        if quiet >= self.idle_s or last_end >= target:
-                            break
+                    if max(last_end, sent) >= target or quiet >= self.idle_s:
+                        break
                 select.select([cur], [], [], 0.1)
                 continue
             last_data = time.monotonic()
