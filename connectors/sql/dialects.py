@@ -110,8 +110,21 @@ class PostgresConnector(SqlPlugin):
             return
         with self.connect() as conn:
             problems = pglog.server_problems(conn)
+            for i, t in enumerate(self.config.tables):
+                if t.effective_mode == "log":
+                    found = pglog.identity_problem(t.table, pglog.replica_identity(conn, t.table))
+                    if found:
+                        problems.append(f"tables[{i}]: {found}")
         if problems:
             raise ConnectorConfigError([f"mode: log: {p}" for p in problems], name=self.name)
+
+    def discover_table(self, conn: Connection, cfg: SqlTable, table: sa.Table | None) -> Stream:
+        stream = super().discover_table(conn, cfg, table)
+        if self.role == "source" and cfg.effective_mode == "log":
+            warning = pglog.identity_warning(cfg.table, pglog.replica_identity(conn, cfg.table))
+            if warning:
+                stream.warnings.append(warning)
+        return stream
 
     def log_status(self) -> dict[str, Any] | None:
         if not self._logged():

@@ -122,6 +122,46 @@ def server_problems(conn: Connection) -> list[str]:
     return problems
 
 
+def replica_identity(conn: Connection, table: str) -> tuple[str, bool] | None:
+    """A table's replica identity (d, n, f, i) and whether it has a primary key; None when
+    there is no such table."""
+    schema, _, name = table.rpartition(".")
+    row = conn.exec_driver_sql(
+        "SELECT c.relreplident, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid "
+        "AND i.indisprimary) FROM pg_class c WHERE c.oid = to_regclass("
+        "CASE WHEN %(s)s = '' THEN '' ELSE quote_ident(%(s)s) || '.' END || quote_ident(%(n)s))",
+        {"s": schema, "n": name},
+    ).first()
+    conn.commit()
+    return None if row is None else (str(row[0]), bool(row[1]))
+
+
+def identity_problem(table: str, identity: tuple[str, bool] | None) -> str | None:
+    """Why the table cannot be captured (PostgreSQL would refuse its UPDATEs and DELETEs
+    once it is in a publication), or None."""
+    if identity is None:
+        return None
+    kind, has_key = identity
+    if kind == "n" or (kind == "d" and not has_key):
+        what = "NOTHING" if kind == "n" else "DEFAULT and no primary key"
+        return (
+            f"table {table!r} has REPLICA IDENTITY {what}: in a publication, PostgreSQL "
+            "would refuse its UPDATEs and DELETEs; give it a primary key or REPLICA IDENTITY "
+            "FULL (ALTER TABLE ... REPLICA IDENTITY FULL)"
+        )
+    return None
+
+
+def identity_warning(table: str, identity: tuple[str, bool] | None) -> str | None:
+    if identity is None or identity[0] == "f":
+        return None
+    return (
+        f"table {table!r} is not REPLICA IDENTITY FULL: its updates and deletes carry no old "
+        "row (before is null), and an update that leaves a large (TOASTed) value unchanged "
+        "stops the read; ALTER TABLE ... REPLICA IDENTITY FULL avoids both"
+    )
+
+
 def slot_status(conn: Connection, connector: str) -> SlotStatus:
     slot, publication = slot_name(connector), publication_name(connector)
     status = SlotStatus(slot, publication, exists=False)

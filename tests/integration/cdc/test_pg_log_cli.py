@@ -81,6 +81,24 @@ def test_add_names_wal_level_and_the_replication_attribute(
         assert "norepl" not in out, "nothing stored"
     finally:
         execute(logical_pg.url, "DROP TABLE {t}", "DROP ROLE khong_sao_chep", table=table)
+    # a table without a primary key (REPLICA IDENTITY DEFAULT): PostgreSQL would refuse its
+    # updates once published, so add refuses it and names both ways out
+    execute(logical_pg.url, "CREATE TABLE {t} (id int, ten text)", table=table)
+    try:
+        file = connector_file(
+            tmp_path / "c.yaml", "nokey", logical_pg.url, table, f"tthc.k{unique}"
+        )
+        code, out, err = lgsp("connector", "add", str(file))
+        assert code != 0
+        assert f"table '{table}' has REPLICA IDENTITY DEFAULT and no primary key" in err + out
+        assert "primary key or REPLICA IDENTITY FULL" in err + out
+        # with a key it registers, warning that the identity is not FULL
+        execute(logical_pg.url, "ALTER TABLE {t} ADD PRIMARY KEY (id)", table=table)
+        code, out, err = lgsp("connector", "add", str(file))
+        assert code == 0, out + err
+        assert f"table '{table}' is not REPLICA IDENTITY FULL" in err
+    finally:
+        execute(logical_pg.url, "DROP TABLE {t}", table=table)
 
 
 def test_show_run_lost_slot_and_remove(
