@@ -277,8 +277,12 @@ class PgLogReader:
 
     # ---- the read ----------------------------------------------------------------------------
     def read(self, positions: dict[str, dict[str, Any] | None]) -> Iterator[Batch]:
-        keys = [k for k in (_position_key(p) for p in positions.values()) if k is not None]
-        done = max(keys) if keys else None
+        # the last acknowledged change; None (snapshot first) when a table has no log position
+        # yet: a table added to the connector, reset, or a snapshot that was cut short
+        held = [positions.get(name) for name in self.streams]
+        keys = [k for k in (_position_key(p) for p in held) if k is not None]
+        complete = all(p is not None and p.get("mode") == MODE for p in held)
+        done = max(keys) if keys and complete else None
         with self.connector.connect() as conn:
             problems = server_problems(conn)
             if problems:

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from bus.config import Settings
 from bus.connector_service.registration import register
+from bus.connectors_db import ConnectorStore
 from bus.sync import run
 from conftest import PG_URL
 from connectors.sql import pgoutput as pg
@@ -261,3 +262,30 @@ def test_a_quiet_table_does_not_make_its_slot_hold_other_tables_wal(
         assert confirmed_flush(url, "lgsp_s") >= now
     finally:
         drop_log(url, "s", table, other)
+
+
+def test_a_table_added_or_reset_snapshots_the_connector_again(
+    settings: Settings, logical_pg: Cluster, unique: str
+) -> None:
+    url, one, two = logical_pg.url, f"mot_{unique}", f"hai_{unique}"
+    for table in (one, two):
+        execute(url, "CREATE TABLE {t} (id int PRIMARY KEY, ten text)", table=table)
+        execute(url, "INSERT INTO {t} VALUES (1, 'một'), (2, 'hai')", table=table)
+    first = [{"table": one, "dataset": f"tthc.m{unique}", "mode": "log"}]
+    both = [*first, {"table": two, "dataset": f"tthc.h{unique}", "mode": "log"}]
+    try:
+        register(settings, config("postgresql", "source", url, first, name="s"))
+        assert run(settings, "s").rows == 2
+        execute(url, "UPDATE {t} SET ten = 'đổi' WHERE id = 1", table=one)
+        # a second table joins the connector: both are read again in one new snapshot, then
+        # the stream goes on from it (the update of table one is in that snapshot)
+        register(settings, config("postgresql", "source", url, both, name="s"), replace=True)
+        report = run(settings, "s")
+        assert {t.table: t.rows for t in report.tables} == {one: 2, two: 2}
+        execute(url, "INSERT INTO {t} VALUES (3, 'ba')", table=two)
+        assert {t.table: t.rows for t in run(settings, "s").tables} == {one: 0, two: 1}
+        # forgetting one table's position: the connector snapshots again
+        ConnectorStore(settings).reset("s", two)
+        assert {t.table: t.rows for t in run(settings, "s").tables} == {one: 2, two: 3}
+    finally:
+        drop_log(url, "s", one, two)
