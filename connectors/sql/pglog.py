@@ -234,6 +234,10 @@ class PgLogReader:
             "connect_timeout": max(2, int(self.connector.config.connection.connect_timeout_s)),
             "options": "-c DateStyle=ISO -c TimeZone=UTC -c extra_float_digits=3",
         }
+        # the URL's libpq parameters (sslmode, sslrootcert, ...) apply to this connection too
+        for key, value in url.query.items():
+            if isinstance(value, str) and key not in kwargs:
+                kwargs[key] = value
         try:
             return psycopg2.connect(
                 connection_factory=psycopg2.extras.LogicalReplicationConnection,
