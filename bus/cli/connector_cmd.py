@@ -57,7 +57,7 @@ def _print_registration(result: Registration) -> None:
         ]
         echo_table(["TABLE", "MODE", "CURSOR", "KEY", "COLUMNS", "PUBLISHES TO", "SCHEMA"], rows)
         for t in result.tables:
-            if not t.deleted_flag:
+            if not t.deleted_flag and t.mode != "log":  # the log sees hard deletes
                 click.echo(f"note: {t.table}: {HARD_DELETES}", err=True)
     else:
         rows = [

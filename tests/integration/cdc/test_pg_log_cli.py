@@ -111,6 +111,7 @@ def test_show_run_lost_slot_and_remove(
         file = connector_file(tmp_path / "c.yaml", name, url, table, f"tthc.s{unique}")
         code, out, err = lgsp("connector", "add", str(file))
         assert code == 0, out + err
+        assert "DELETE" not in err, "no note about invisible hard deletes: the log sees them"
         code, out, err = lgsp("connector", "show", name)
         assert f"replication slot {slot} (publication {slot}): not created yet" in out
         execute(url, "INSERT INTO {t} VALUES (1, 'Đặng Văn Lâm')", table=table)
