@@ -194,6 +194,17 @@ def drop(conn: Connection, connector: str) -> SlotStatus:
     return status
 
 
+def _server_ms(conn: Connection) -> int:
+    """The server's clock in ms: the ``ts_ms`` of snapshot rows, read before the snapshot so
+    that every change committed after it has a commit time at or after it (the sinks'
+    version rule orders by ``ts_ms``)."""
+    value = conn.exec_driver_sql(
+        "SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+    ).scalar_one()
+    conn.commit()
+    return int(value)
+
+
 def _position_key(state: dict[str, Any] | None) -> tuple[int, int] | None:
     if not state or state.get("mode") != MODE or state.get("phase") != "stream":
         return None
@@ -281,12 +292,23 @@ class PgLogReader:
 
     # ---- the read ----------------------------------------------------------------------------
     def read(self, positions: dict[str, dict[str, Any] | None]) -> Iterator[Batch]:
-        # the last acknowledged change; None (snapshot first) when a table has no log position
-        # yet: a table added to the connector, reset, or a snapshot that was cut short
+        """Snapshot when needed, then the stream until it is quiet.
+
+        - No log position at all (first run, or ``connector reset``): a new slot, created with
+          an exported snapshot that the tables are read in; the stream starts at the slot's
+          consistent point.
+        - Some table without a complete log position (a snapshot cut short, a table added or
+          reset alone) while the slot is there: the slot is kept, the tables are read again
+          in a new snapshot, and the stream resumes where the slot was confirmed. Changes
+          streamed from before that snapshot are older than its rows by ``ts_ms`` and the
+          sinks' version rule drops them, but deletes of rows the snapshot no longer has
+          reach the sinks (a new slot would lose them).
+        - Otherwise the stream resumes after the last acknowledged change.
+        """
         held = [positions.get(name) for name in self.streams]
         keys = [k for k in (_position_key(p) for p in held) if k is not None]
-        complete = all(p is not None and p.get("mode") == MODE for p in held)
-        done = max(keys) if keys and complete else None
+        acked = max(keys) if keys else None  # the last acknowledged change: never sent again
+        logged = [p is not None and p.get("mode") == MODE for p in held]
         with self.connector.connect() as conn:
             problems = server_problems(conn)
             if problems:
@@ -294,43 +316,37 @@ class PgLogReader:
             self._ensure_publication(conn)
             status = slot_status(conn, self.connector.name)
             conn.commit()
+            usable = status.exists and not status.lost
+            if any(logged) and not usable:
+                why = "was invalidated (its WAL is gone)" if status.lost else "is missing"
+                raise TableStoppedError(
+                    ", ".join(self.streams),
+                    f"replication slot {self.slot} {why}: changes since the last position "
+                    "cannot be read; re-snapshot with: " + resnapshot_command(self.connector.name),
+                )
+            if status.exists:
+                self._wait_inactive(conn)
             repl = self._replication_connection()
             try:
                 cur = repl.cursor()
-                start = 0
-                if status.exists:
-                    self._wait_inactive(conn)
-                if done is None:  # first run (or a snapshot cut short): snapshot, then stream
+                start = 0  # the slot's confirmed position
+                if not any(logged):  # a new slot and its exported snapshot
                     if status.exists:
                         conn.exec_driver_sql(
                             "SELECT pg_drop_replication_slot(%(s)s)", {"s": self.slot}
                         )
                         conn.commit()
-                    # the snapshot rows' ts_ms: the server's clock before the slot exists, so
-                    # that every change streamed after them has a commit time at or after it
-                    # (the sinks' version rule orders by ts_ms)
-                    snapshot_ms = int(
-                        conn.exec_driver_sql(
-                            "SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
-                        ).scalar_one()
-                    )
-                    conn.commit()
+                    snapshot_ms = _server_ms(conn)
                     cur.execute(
                         f"CREATE_REPLICATION_SLOT {self.slot} LOGICAL pgoutput EXPORT_SNAPSHOT"
                     )
                     _slot, consistent, snapshot, _plugin = cur.fetchone()
                     start = pg.parse_lsn(consistent)
                     yield from self._snapshot(snapshot, start, snapshot_ms)
-                    done = (start, -1)
-                elif not status.exists or status.lost:
-                    why = "was invalidated (its WAL is gone)" if status.lost else "is missing"
-                    raise TableStoppedError(
-                        ", ".join(self.streams),
-                        f"replication slot {self.slot} {why}: changes since the last position "
-                        "cannot be read; re-snapshot with: "
-                        + resnapshot_command(self.connector.name),
-                    )
-                yield from self._stream(conn, cur, start, done)
+                    acked = (start, -1)
+                elif not all(logged) or acked is None:  # a snapshot again, the slot kept
+                    yield from self._snapshot(None, 0, _server_ms(conn))
+                yield from self._stream(conn, cur, start, acked)
             finally:
                 repl.close()
 
@@ -353,12 +369,14 @@ class PgLogReader:
                 )
             time.sleep(0.2)
 
-    def _snapshot(self, snapshot: str, start: int, snapshot_ms: int) -> Iterator[Batch]:
-        """Every log table read in the slot's exported snapshot (op ``r``)."""
+    def _snapshot(self, snapshot: str | None, start: int, snapshot_ms: int) -> Iterator[Batch]:
+        """Every log table read (op ``r``) in the slot's exported ``snapshot``, or in a
+        snapshot of its own (a repeatable-read transaction per table)."""
 
         def in_snapshot(c: Connection) -> Connection:
             c = c.execution_options(isolation_level="REPEATABLE READ")
-            c.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+            if snapshot is not None:
+                c.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
             return c
 
         streams = list(self.streams.values())

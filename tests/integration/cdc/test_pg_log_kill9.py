@@ -1,7 +1,8 @@
-"""kill -9 of a followed ``mode: log`` source at random moments while a writer changes the
-table (and during its first snapshot): after a final run the sink equals the source on every
-column, and the only events published twice are ones the killed process published after its
-last acknowledged (committed) position."""
+"""kill -9 of a followed ``mode: log`` source while a writer changes the table: first during
+its first snapshot (once a snapshot batch is committed), then at random moments. After a final
+run the sink equals the source on every column (rows deleted while the snapshot was cut short
+included), and the only change events published twice are ones the killed process published
+after its last acknowledged (committed) position."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from bus.connectors_db import ConnectorStore
 from bus.sync import run
 from conftest import PG_URL
 from tests.faults.harness import Running, fault_count, fault_rng
+from tests.helpers import wait_until
 from tests.integration.cdc.helpers import (
     Writer,
     drop_log,
@@ -40,6 +42,14 @@ def acked(settings: Settings, name: str) -> tuple[int, int]:
         if p.position and p.position.get("phase") == "stream"
     ]
     return max(keys, default=(0, -1))
+
+
+def phases(settings: Settings, name: str) -> set[str]:
+    return {
+        str(p.position.get("phase"))
+        for p in ConnectorStore(settings).positions(name).values()
+        if p.position
+    }
 
 
 def published(settings: Settings, topic: str) -> list[tuple[int, int]]:
@@ -65,7 +75,7 @@ def test_kill9_during_snapshot_and_stream(
         "luc timestamptz, du_lieu jsonb, ghi_chu text)",
         "ALTER TABLE {t} REPLICA IDENTITY FULL",
         "INSERT INTO {t} SELECT g, 'Trần Văn ' || g, g, now(), '{\"a\": 1}', NULL "
-        "FROM generate_series(1, 300) g",
+        "FROM generate_series(1, 2000) g",
         table=table,
     )
     dataset = f"tthc.k{unique}"
@@ -84,11 +94,14 @@ def test_kill9_during_snapshot_and_stream(
     windows: list[tuple[tuple[int, int], tuple[int, int]]] = []  # (acked, published) at kills
     try:
         writer.start()
-        for _ in range(fault_count(3)):
+        for n in range(fault_count(3)):
             proc = Running(
                 env, tmp_path / "logs", ("connector", "run", "s", "--follow", "--poll", "0.2")
             )
-            time.sleep(rng.uniform(0.5, 4.0))
+            if n == 0:  # the first kill falls in the first snapshot, once a batch of it is in
+                wait_until(lambda: phases(settings, "s") == {"snapshot"}, 60, "snapshot batch")
+            else:
+                time.sleep(rng.uniform(0.5, 4.0))
             outcome = proc.kill9()
             assert outcome.killed, outcome.describe()
             seen = published(settings, topic)
