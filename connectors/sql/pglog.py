@@ -51,8 +51,9 @@ from connectors.sql import pgoutput as pg
 log = logging.getLogger(__name__)
 
 MODE = "log"
-# a bounded pass ends once the stream stayed quiet this long between transactions
-IDLE_S = 1.0
+# a bounded pass ends once the server has read past the WAL end seen at its start, or after
+# this long without a message between transactions
+IDLE_S = 5.0
 
 
 def slot_name(connector: str) -> str:
@@ -194,6 +195,17 @@ def drop(conn: Connection, connector: str) -> SlotStatus:
     return status
 
 
+def _confirm(cur: Any, end_lsn: int) -> None:
+    """Tell the server it may forget the WAL of every transaction that ended at or before
+    ``end_lsn`` (all acknowledged by the broker). Sent at once (``force``), and as
+    ``end_lsn - 1``: a transaction is skipped on restart when its commit record starts before
+    the confirmed position, which ``end_lsn - 1`` still is; and psycopg2 advances the flush
+    position by itself to a keepalive's WAL end once the explicit one reaches the last
+    message's start (the commit's ``end_lsn``), which must never happen while events it
+    received wait for the broker."""
+    cur.send_feedback(write_lsn=end_lsn - 1, flush_lsn=end_lsn - 1, force=True)
+
+
 def _server_ms(conn: Connection) -> int:
     """The server's clock in ms: the ``ts_ms`` of snapshot rows, read before the snapshot so
     that every change committed after it has a commit time at or after it (the sinks'
@@ -207,6 +219,8 @@ def _server_ms(conn: Connection) -> int:
 
 def _position_key(state: dict[str, Any] | None) -> tuple[int, int] | None:
     if not state or state.get("mode") != MODE or state.get("phase") != "stream":
+        return None
+    if "lsn" not in state:
         return None
     return int(state["lsn"]), int(state["index"])
 
@@ -224,6 +238,7 @@ class PgLogReader:
         self.idle_s = idle_s
         self.batch_size = int(self.connector.batch_size)
         self._relations: dict[int, pg.Relation] = {}
+        self._acked_state: dict[str, Any] = {"mode": MODE, "phase": "stream"}
         self._by_qualified: dict[str, str] = {}
 
     # ---- set-up ------------------------------------------------------------------------------
@@ -306,8 +321,15 @@ class PgLogReader:
         - Otherwise the stream resumes after the last acknowledged change.
         """
         held = [positions.get(name) for name in self.streams]
+        halted = [p["halt"] for p in held if p is not None and p.get("halt")]
+        if halted:
+            raise TableStoppedError(", ".join(self.streams), f"stopped earlier: {halted[0]}")
         keys = [k for k in (_position_key(p) for p in held) if k is not None]
         acked = max(keys) if keys else None  # the last acknowledged change: never sent again
+        if acked is not None:
+            self._acked_state = dict(
+                next(p for p in held if p is not None and _position_key(p) == acked)
+            )
         logged = [p is not None and p.get("mode") == MODE for p in held]
         with self.connector.connect() as conn:
             problems = server_problems(conn)
@@ -423,15 +445,14 @@ class PgLogReader:
                     if pending:
                         yield from self._flush(pending)
                         pending = []
-                    # everything received is acknowledged: the server may forget its WAL up
-                    # to what it has sent (also what other tables' changes and empty
-                    # transactions wrote, so that a quiet table's slot does not hold WAL)
-                    sent = max(last_end, int(cur.wal_end or 0))
-                    if sent > acked_end:
-                        cur.send_feedback(write_lsn=sent, flush_lsn=sent, force=True)
-                        acked_end = sent
+                    if last_end > acked_end:
+                        _confirm(cur, last_end)
+                        acked_end = last_end
                     quiet = time.monotonic() - last_data
-                    if max(last_end, sent) >= target or quiet >= self.idle_s:
+                    # the server has read its WAL up to where it was when the pass began
+                    # (a keepalive's WAL end: used to stop, never to confirm), or nothing came
+                    # for a while
+                    if max(last_end, int(cur.wal_end or 0)) >= target or quiet >= self.idle_s:
                         break
                 select.select([cur], [], [], 0.1)
                 continue
@@ -450,7 +471,7 @@ class PgLogReader:
                 if len(pending) >= self.batch_size:
                     yield from self._flush(pending)
                     pending = []
-                    cur.send_feedback(write_lsn=last_end, flush_lsn=last_end, force=True)
+                    _confirm(cur, last_end)
                     acked_end = last_end
             elif isinstance(message, pg.Insert | pg.Update | pg.Delete):
                 assert txn is not None
@@ -459,8 +480,9 @@ class PgLogReader:
                     continue  # published before a crash: acknowledged already
                 try:
                     item = self._event(loaders, txn, index, message)
-                except TableStoppedError:  # what came before it is published first
+                except TableStoppedError as exc:  # what came before it is published first
                     yield from self._flush(pending)
+                    yield self._halt(exc)
                     raise
                 if item is not None:
                     pending.append(item)
@@ -475,13 +497,25 @@ class PgLogReader:
                     if o in self._relations
                 ]
                 yield from self._flush(pending)  # what came before it
-                raise TableStoppedError(
+                stop = TableStoppedError(
                     ", ".join(names) or "?",
                     f"TRUNCATE at LSN {pg.lsn_text(txn.begin.final_lsn)}: the rows it removed are "
                     "not in the log, so no event can name them; the position stays before it. "
                     "Empty the table's sinks (or reconcile them with repair), then re-snapshot "
                     f"with: {resnapshot_command(self.connector.name)}",
                 )
+                yield self._halt(stop)
+                raise stop
+
+    def _halt(self, stop: TableStoppedError) -> Batch:
+        """An empty batch whose state is the last acknowledged position marked with the
+        reason the read stopped: every later run stops again with it until the connector is
+        reset. The slot may move past the change that stopped it (psycopg2 confirms what it
+        received on a server keepalive), so the stop must not depend on the slot."""
+        state = dict(self._acked_state)
+        state["halt"] = stop.reason
+        table = next(iter(self.streams))
+        return Batch(table, [], state, self.streams[table].record_schema)
 
     def _flush(
         self, pending: list[tuple[str, dict[str, Any], Invalid | None, dict[str, Any]]]
@@ -501,7 +535,9 @@ class PgLogReader:
                     invalid.append(bad)
                 i += 1
             stream = self.streams[table]
-            yield Batch(table, events, dict(pending[i - 1][3]), stream.record_schema, invalid)
+            state = dict(pending[i - 1][3])
+            yield Batch(table, events, state, stream.record_schema, invalid)
+            self._acked_state = state  # the broker acknowledged it: the read resumed
 
     def _event(
         self, loaders: _Loaders, txn: _Txn, index: int, message: pg.Insert | pg.Update | pg.Delete

@@ -245,32 +245,6 @@ def test_changes_during_the_first_snapshot_are_neither_lost_nor_doubled(
         drop_tables(PG_URL, [dst])
 
 
-def test_a_quiet_table_does_not_make_its_slot_hold_other_tables_wal(
-    settings: Settings, logical_pg: Cluster, unique: str
-) -> None:
-    url, table, other = logical_pg.url, f"yen_{unique}", f"on_{unique}"
-    execute(url, "CREATE TABLE {t} (id int PRIMARY KEY, ten text)", table=table)
-    execute(url, "CREATE TABLE {t} (id int PRIMARY KEY, ten text)", table=other)
-    tables = [{"table": table, "dataset": f"tthc.q{unique}", "mode": "log"}]
-    register(settings, config("postgresql", "source", url, tables, name="s"))
-    try:
-        run(settings, "s")
-        # another table, not captured, writes about 1 MB of WAL
-        execute(
-            url,
-            "INSERT INTO {t} SELECT g, repeat('z', 200) FROM generate_series(1, 4000) g",
-            table=other,
-        )
-        engine = sa.create_engine(url)
-        with engine.connect() as conn:
-            now = pg.parse_lsn(conn.exec_driver_sql("SELECT pg_current_wal_lsn()::text").scalar())
-        engine.dispose()
-        assert run(settings, "s").rows == 0
-        assert confirmed_flush(url, "lgsp_s") >= now
-    finally:
-        drop_log(url, "s", table, other)
-
-
 def test_a_table_added_or_reset_snapshots_the_connector_again(
     settings: Settings, logical_pg: Cluster, unique: str
 ) -> None:

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from bus.config import Settings
 from bus.connector_service.registration import register
+from bus.connectors_db import ConnectorStore
 from bus.sync import run
 from conftest import PG_URL
 from tests.integration.cdc.helpers import drop_log, events_of, execute
@@ -218,5 +219,12 @@ def test_truncate_stops_the_read_before_it_and_names_the_resnapshot(
         assert tr.status == "stopped"
         assert "TRUNCATE at LSN" in (tr.error or "")
         assert "lgsp connector reset s && lgsp connector run s" in (tr.error or "")
+        # it stays stopped (the slot may have moved past the TRUNCATE) until the reset it names
+        [again] = run(settings, "s").tables
+        assert again.status == "stopped" and "stopped earlier: TRUNCATE" in (again.error or "")
+        execute(url, "INSERT INTO {t} VALUES (5, 'năm')", table=table)
+        ConnectorStore(settings).reset("s")
+        [after] = run(settings, "s").tables
+        assert (after.status, after.rows) == ("ok", 1)  # a new snapshot: the one row there is
     finally:
         drop_log(url, "s", table)
