@@ -228,3 +228,30 @@ def test_truncate_stops_the_read_before_it_and_names_the_resnapshot(
         assert (after.status, after.rows) == ("ok", 1)  # a new snapshot: the one row there is
     finally:
         drop_log(url, "s", table)
+
+
+def test_a_role_with_replication_and_select_uses_a_publication_a_dba_made(
+    settings: Settings, logical_pg: Cluster, unique: str
+) -> None:
+    """The README's DBA set-up: the connector's role does not own the table (so it cannot
+    create the publication); a superuser made it, and the connector uses it as it is."""
+    url, table = logical_pg.url, f"dba_{unique}"
+    execute(
+        url,
+        "CREATE TABLE {t} (id int PRIMARY KEY, ten text)",
+        "INSERT INTO {t} VALUES (1, 'Phan Văn Trị')",
+        "DROP ROLE IF EXISTS lgsp_cdc",
+        "CREATE ROLE lgsp_cdc LOGIN REPLICATION",
+        "GRANT SELECT ON {t} TO lgsp_cdc",
+        "CREATE PUBLICATION lgsp_s FOR TABLE {t}",
+        table=table,
+    )
+    try:
+        topic = source(settings, logical_pg.url_for("lgsp_cdc"), "s", table, f"tthc.d{unique}")
+        assert run(settings, "s").rows == 1
+        execute(url, "DELETE FROM {t} WHERE id = 1", table=table)
+        assert run(settings, "s").rows == 1
+        assert [e["op"] for e in events_of(settings, topic)] == ["r", "d"]
+    finally:
+        drop_log(url, "s", table)
+        execute(url, "DROP ROLE lgsp_cdc")
