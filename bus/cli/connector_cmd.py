@@ -272,12 +272,15 @@ def remove(name: str, yes: bool, keep_slot: bool) -> None:
     confirm(f"remove connector {name} and its positions?", yes=yes)
     dropped = unregister(ctx.settings, name, keep_slot=keep_slot)
     if dropped is not None:
+        kept = dropped.get("publication_kept", False)
         gone = [
             f"{what} {dropped[what]}"
             for what, there in (("slot", "exists"), ("publication", "publication_exists"))
-            if dropped[there]
+            if dropped[there] and not (what == "publication" and kept)
         ]
         click.echo(f"dropped {' and '.join(gone)}" if gone else "no slot or publication to drop")
+        if kept:
+            click.echo(f"publication {dropped['publication']} is owned by another role: left to it")
     click.echo(f"removed connector {name}")
 
 

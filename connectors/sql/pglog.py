@@ -78,6 +78,7 @@ class SlotStatus:
     confirmed_flush_lsn: str | None = None
     retained_wal_bytes: int | None = None
     publication_exists: bool = False
+    publication_kept: bool = False  # on remove: owned by another role, left to it
 
     @property
     def lost(self) -> bool:
@@ -93,6 +94,7 @@ class SlotStatus:
             "confirmed_flush_lsn": self.confirmed_flush_lsn,
             "retained_wal_bytes": self.retained_wal_bytes,
             "publication_exists": self.publication_exists,
+            "publication_kept": self.publication_kept,
         }
 
 
@@ -185,11 +187,19 @@ def slot_status(conn: Connection, connector: str) -> SlotStatus:
 
 
 def drop(conn: Connection, connector: str) -> SlotStatus:
-    """Drop the connector's slot and publication (what was there, as it was)."""
+    """Drop the connector's slot and its publication (what was there, as it was). A
+    publication another role owns (a DBA made it) is left to its owner
+    (``publication_kept``)."""
     status = slot_status(conn, connector)
+    if status.publication_exists:
+        status.publication_kept = not conn.exec_driver_sql(
+            "SELECT p.pubowner = r.oid OR r.rolsuper FROM pg_publication p, pg_roles r "
+            "WHERE p.pubname = %(p)s AND r.rolname = current_user",
+            {"p": status.publication},
+        ).scalar()
     if status.exists:
         conn.exec_driver_sql("SELECT pg_drop_replication_slot(%(s)s)", {"s": status.slot})
-    if status.publication_exists:
+    if status.publication_exists and not status.publication_kept:
         conn.exec_driver_sql(f'DROP PUBLICATION IF EXISTS "{status.publication}"')
     conn.commit()
     return status

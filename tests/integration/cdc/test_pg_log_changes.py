@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from bus.config import Settings
-from bus.connector_service.registration import register
+from bus.connector_service.registration import register, unregister
 from bus.connectors_db import ConnectorStore
 from bus.sync import run
 from conftest import PG_URL
@@ -252,6 +252,26 @@ def test_a_role_with_replication_and_select_uses_a_publication_a_dba_made(
         execute(url, "DELETE FROM {t} WHERE id = 1", table=table)
         assert run(settings, "s").rows == 1
         assert [e["op"] for e in events_of(settings, topic)] == ["r", "d"]
+        # removing the connector drops its slot and leaves the DBA's publication
+        dropped = unregister(settings, "s")
+        assert dropped is not None
+        assert dropped["exists"] and dropped["publication_kept"]
+        assert slot_and_publication(url) == (False, True)
     finally:
         drop_log(url, "s", table)
         execute(url, "DROP ROLE lgsp_cdc")
+
+
+def slot_and_publication(url: str) -> tuple[bool, bool]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            slot = conn.exec_driver_sql(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = 'lgsp_s'"
+            ).first()
+            publication = conn.exec_driver_sql(
+                "SELECT 1 FROM pg_publication WHERE pubname = 'lgsp_s'"
+            ).first()
+            return slot is not None, publication is not None
+    finally:
+        engine.dispose()
