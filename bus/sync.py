@@ -336,52 +336,77 @@ class SyncRun:
 
     def _source_pass(self, tables: list[str], publisher: Publisher) -> None:
         """Each table read from its committed position, published and acknowledged batch by
-        batch, the position moving after each."""
+        batch, the position moving after each; the ``mode: log`` tables read together from
+        the connector's log (one slot per connector)."""
         connector, store = self.connector, self.store
         positions = store.positions(self.name)
+        logged = [t for t in tables if _mode(connector, t) == "log"]
         for table in tables:
+            if table in logged:
+                continue
             cfg = connector.table_config(table)
             tr = self.report.table(table, self.topics[table])
             try:
-                stream = connector.discover_stream(table)
-                tr.warnings = list(stream.warnings)
-                envelope = envelope_schema(stream.record_schema, self.ctx.settings.schemas_dir)
-                try:
-                    tr.schema_version = publisher.registry.register(
-                        subject_for(tr.topic), envelope
-                    ).version
-                except ConfigurationError as exc:
-                    raise TableStoppedError(table, str(exc)) from exc
+                stream = self._source_stream(table, tr, publisher)
                 held = positions.get(table)
                 position = held.position if held is not None else None
                 for batch in connector.read_stream(stream, position):
-                    ends: dict[int, int] = {}
-                    if batch.events:
-                        sent = publisher.publish(
-                            tr.topic, batch.events, on_invalid="dlq", dataset=cfg.dataset
-                        )
-                        ends = sent.ends
-                        tr.dlq += sent.dlq
-                        tr.rows += len(batch.events)
-                        tr.deleted += sum(1 for e in batch.events if e["op"] == "d")
-                    if batch.invalid:
-                        tr.dlq += _park_invalid(publisher, tr.topic, cfg.dataset, batch.invalid)
-                        tr.rows += len(batch.invalid)
-                    # the broker acknowledged the batch: now the position may move (if this
-                    # run still holds the connector's lock)
-                    self.lock.refresh()
-                    store.save_position(
-                        self.name,
-                        table,
-                        batch.state,
-                        rows=len(batch.events),
-                        topic=tr.topic,
-                        ends=ends,
-                    )
-                    tr.batches += 1
-                    self._told(tr)
+                    self._publish_batch(tr, cfg.dataset, batch, publisher)
             except TABLE_ERRORS as exc:
                 self._stop(tr, exc, self._told)
+        if logged:
+            self._log_pass(logged, publisher)
+
+    def _log_pass(self, tables: list[str], publisher: Publisher) -> None:
+        """The log tables' changes in commit order, each batch to its table's topic. One
+        slot serves them all: a table that cannot go on stops them all, at that position."""
+        connector = self.connector
+        positions = self.store.positions(self.name)
+        reports = {t: self.report.table(t, self.topics[t]) for t in tables}
+        try:
+            streams = [self._source_stream(t, reports[t], publisher) for t in tables]
+            held = {t: (p.position if (p := positions.get(t)) else None) for t in tables}
+            for batch in connector.read_log(streams, held):  # type: ignore[attr-defined]
+                cfg = connector.table_config(batch.stream)
+                self._publish_batch(reports[batch.stream], cfg.dataset, batch, publisher)
+        except TABLE_ERRORS as exc:
+            for tr in reports.values():
+                self._stop(tr, exc, self._told)
+
+    def _source_stream(self, table: str, tr: TableReport, publisher: Publisher) -> Any:
+        """The table's stream, its envelope schema registered (an incompatible change stops
+        the table)."""
+        stream = self.connector.discover_stream(table)
+        tr.warnings = list(stream.warnings)
+        envelope = envelope_schema(stream.record_schema, self.ctx.settings.schemas_dir)
+        try:
+            tr.schema_version = publisher.registry.register(subject_for(tr.topic), envelope).version
+        except ConfigurationError as exc:
+            raise TableStoppedError(table, str(exc)) from exc
+        return stream
+
+    def _publish_batch(
+        self, tr: TableReport, dataset: str, batch: Batch, publisher: Publisher
+    ) -> None:
+        """Publish a batch, wait for the broker's acknowledgement, then move the position."""
+        ends: dict[int, int] = {}
+        if batch.events:
+            sent = publisher.publish(tr.topic, batch.events, on_invalid="dlq", dataset=dataset)
+            ends = sent.ends
+            tr.dlq += sent.dlq
+            tr.rows += len(batch.events)
+            tr.deleted += sum(1 for e in batch.events if e["op"] == "d")
+        if batch.invalid:
+            tr.dlq += _park_invalid(publisher, tr.topic, dataset, batch.invalid)
+            tr.rows += len(batch.invalid)
+        # the broker acknowledged the batch: now the position may move (if this run still
+        # holds the connector's lock)
+        self.lock.refresh()
+        self.store.save_position(
+            self.name, tr.table, batch.state, rows=len(batch.events), topic=tr.topic, ends=ends
+        )
+        tr.batches += 1
+        self._told(tr)
 
     def _follow_source(self, tables: list[str], follow: Follow) -> None:
         """Source passes one after another, summed into the report; a pass that found nothing
@@ -503,6 +528,10 @@ class SyncRun:
                 dlq = 0
                 if tr.status == "ok":
                     self.store.save_position(self.name, tr.table, {"follow": True}, rows=tr.rows)
+
+
+def _mode(connector: Connector, table: str) -> str:
+    return str(getattr(connector.table_config(table), "effective_mode", ""))
 
 
 def _park_invalid(publisher: Publisher, topic: str, dataset: str, invalid: list[Invalid]) -> int:

@@ -206,6 +206,16 @@ class Connector(abc.ABC):
         for stream in self.discover():
             yield from self.read_stream(stream, state.get(stream.name))
 
+    def log_status(self) -> dict[str, Any] | None:
+        """Log-based sources: their replication slot as ``lgsp connector show`` reports it
+        (name, retained WAL in bytes, lost or missing); None for a connector without one."""
+        return None
+
+    def drop_log(self) -> dict[str, Any] | None:
+        """Log-based sources: drop what the server keeps for the connector (its replication
+        slot and publication) when it is removed; what was dropped, None when nothing."""
+        return None
+
     def prepare(self, table: str, record_schema: dict[str, Any], *, existing: bool = False) -> Any:
         """Sinks: make the target ready for ``record_schema`` (default: nothing to do).
         ``existing``: an earlier run wrote to it, so it must not be created again."""

@@ -72,6 +72,8 @@ def load(value: Any) -> Any:
 # ---- shown to people ------------------------------------------------------------------------
 
 _PLAIN = ("mode", "done", "rows", "snapshot_ms", "lag")
+# a log position (``connectors.sql.pglog``): WAL positions and the slot's name, no row values
+_PLAIN += ("phase", "lsn", "index", "end", "slot")
 HASH_CHARS = 8
 
 
@@ -140,6 +142,13 @@ def summarize(shown: dict[str, Any] | None) -> str:
     after = shown.get("after")
     if shown.get("mode") == "snapshot":
         parts.append("snapshot done" if shown.get("done") else "snapshot in progress")
+    if shown.get("mode") == "log" and isinstance(shown.get("lsn"), int):
+        lsn = int(shown["lsn"])
+        where = f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
+        if shown.get("phase") == "snapshot":
+            parts.append(f"log: snapshot in progress, stream from {where}")
+        else:
+            parts.append(f"log at {where}:{shown.get('index')} (slot {shown.get('slot')})")
     if isinstance(after, dict):
         if "cursor" in after:
             parts.append(f"after {after['cursor']}")

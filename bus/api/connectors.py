@@ -25,7 +25,7 @@ from bus.context import Context
 from bus.sync import run as run_sync
 from connectors import plugins as connector_types
 from connectors.config import parse_text as read_text
-from connectors.errors import ConnectorConfigError
+from connectors.errors import ConnectorConfigError, FieldError
 
 router = APIRouter(prefix="/connectors", tags=["connectors"])
 read = allow("connectors", "operator", "auditor")
@@ -55,16 +55,18 @@ async def connector_file(request: Request) -> dict[str, Any]:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConnectorConfigError(["file: expected UTF-8 text"]) from exc
+        raise ConnectorConfigError([FieldError("file", "expected UTF-8 text")]) from exc
     if media in YAML_TYPES:
         return read_text(text)
     if media in ("", "application/json"):
         try:
             data = json.loads(text)
         except ValueError as exc:
-            raise ConnectorConfigError(["file: not valid JSON"]) from exc
+            raise ConnectorConfigError([FieldError("file", "not valid JSON")]) from exc
         if not isinstance(data, dict):
-            raise ConnectorConfigError(["file: expected a mapping of keys (name, type, role, ...)"])
+            raise ConnectorConfigError(
+                [FieldError("file", "expected a mapping of keys (name, type, role, ...)")]
+            )
         return data
     raise ApiError(
         415, f"Content-Type: expected application/json or application/yaml, got {media or 'none'}"
@@ -138,8 +140,14 @@ def create(
 
 
 @router.delete("/{name}", status_code=204)
-def delete(name: str, ctx: Context = Depends(context), _: KeyInfo = Depends(write)) -> Response:
-    unregister(ctx.settings, name)
+def delete(
+    name: str,
+    keep_slot: bool = Query(False),
+    ctx: Context = Depends(context),
+    _: KeyInfo = Depends(write),
+) -> Response:
+    """Remove a connector (as ``lgsp connector remove``; ``keep_slot`` as ``--keep-slot``)."""
+    unregister(ctx.settings, name, keep_slot=keep_slot)
     return Response(status_code=204)
 
 

@@ -6,11 +6,13 @@ import sys
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import click
 import yaml
 
 from bus.cli._common import confirm, context, echo_json, echo_table, settings
+from bus.connector_service import slots
 from bus.connector_service.registration import Registration, register, unregister
 from bus.connector_service.reset import reset_connector
 from bus.connector_service.status import connector_status
@@ -57,7 +59,7 @@ def _print_registration(result: Registration) -> None:
         ]
         echo_table(["TABLE", "MODE", "CURSOR", "KEY", "COLUMNS", "PUBLISHES TO", "SCHEMA"], rows)
         for t in result.tables:
-            if not t.deleted_flag:
+            if not t.deleted_flag and t.mode != "log":  # the log sees hard deletes
                 click.echo(f"note: {t.table}: {HARD_DELETES}", err=True)
     else:
         rows = [
@@ -146,12 +148,14 @@ def show(name: str, as_json: bool) -> None:
     store = ctx.connectors
     stored = store.get(name)
     config = connector_types.validate(stored.config)
+    log_status = slots.log_status(ctx, name)
     if as_json:
         status = connector_status(ctx, name)
         running = status["connector"]
         echo_json(
             {
                 "config": config.masked(),
+                "log": log_status,
                 "topics": stored.topics,
                 "running": None
                 if running["state"] == "IDLE"
@@ -183,6 +187,8 @@ def show(name: str, as_json: bool) -> None:
             )
         )
     echo_table(["TABLE", "TOPIC", "STATUS", "ROWS", "POSITION", "UPDATED", "ERROR"], rows)
+    if log_status is not None:
+        _print_log_status(log_status)
     if lock is not None:
         click.echo(
             f"running since {lock.acquired_at:%Y-%m-%d %H:%M:%S} UTC ({lock.owner}); "
@@ -242,6 +248,24 @@ def status(name: str, runs: int, as_json: bool) -> None:
         click.echo(f"lag {topic}: {behind} record(s) not yet applied")
 
 
+def _print_log_status(status: dict[str, Any]) -> None:
+    if "error" in status:
+        click.echo(f"replication slot: cannot be read ({status['error']})")
+        return
+    retained = status.get("retained_wal_bytes")
+    click.echo(
+        f"replication slot {status['slot']} (publication {status['publication']}): "
+        + (
+            f"{status['wal_status']}, {'active' if status['active'] else 'idle'}, "
+            f"confirmed up to {status['confirmed_flush_lsn']}, retains {retained} bytes of WAL"
+            if status["exists"]
+            else "not created yet"
+        )
+    )
+    if status.get("problem"):
+        click.echo(f"warning: {status['problem']}", err=True)
+
+
 @connector_group.command("unlock")
 @click.argument("name")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
@@ -284,12 +308,29 @@ def check(name: str) -> None:
 @connector_group.command("remove")
 @click.argument("name")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def remove(name: str, yes: bool) -> None:
-    """Forget a connector and its positions (its topics and schemas stay)."""
+@click.option(
+    "--keep-slot",
+    is_flag=True,
+    help="mode: log: keep the replication slot and publication on the database server.",
+)
+def remove(name: str, yes: bool, keep_slot: bool) -> None:
+    """Forget a connector and its positions (its topics and schemas stay). A log-based
+    source's replication slot and publication are dropped too, unless --keep-slot (a slot
+    nobody reads keeps the server's WAL without bound)."""
     ctx = context()
     ctx.connectors.get(name)
     confirm(f"remove connector {name} and its positions?", yes=yes)
-    unregister(ctx.settings, name)
+    dropped = unregister(ctx.settings, name, keep_slot=keep_slot)
+    if dropped is not None:
+        kept = dropped.get("publication_kept", False)
+        gone = [
+            f"{what} {dropped[what]}"
+            for what, there in (("slot", "exists"), ("publication", "publication_exists"))
+            if dropped[there] and not (what == "publication" and kept)
+        ]
+        click.echo(f"dropped {' and '.join(gone)}" if gone else "no slot or publication to drop")
+        if kept:
+            click.echo(f"publication {dropped['publication']} is owned by another role: left to it")
     click.echo(f"removed connector {name}")
 
 

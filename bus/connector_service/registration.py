@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from bus.config import Settings
 from bus.connector_service.catalogue import attach_catalogue
 from bus.connectors_db import ConnectorStore
@@ -26,7 +28,12 @@ from bus.units.timeline import hierarchy_name_in_force
 from connectors import plugins as connector_types
 from connectors.base import Connector, Stream
 from connectors.config import ConnectorConfig
-from connectors.errors import ConnectorConfigError, ConnectorExistsError, FieldError
+from connectors.errors import (
+    ConnectorConfigError,
+    ConnectorExistsError,
+    ConnectorUnavailableError,
+    FieldError,
+)
 
 
 @dataclass
@@ -177,10 +184,27 @@ def _register(
     return result
 
 
-def unregister(settings: Settings, name: str) -> None:
-    """Forget connector ``name`` and its positions (its topics and schemas stay); its DAG goes."""
-    ConnectorStore(settings).remove(name)
+def unregister(settings: Settings, name: str, *, keep_slot: bool = False) -> dict[str, Any] | None:
+    """Forget connector ``name`` and its positions (its topics and schemas stay); its DAG goes.
+    A log-based source's replication slot and publication are dropped first (they would keep
+    the server's WAL without bound), unless ``keep_slot``; what was dropped is returned."""
+    store = ConnectorStore(settings)
+    stored = store.get(name)
+    dropped = None
+    if not keep_slot and stored.role == "source":
+        with connector_types.build(stored.config, batch_size=settings.batch_size) as connector:
+            try:
+                dropped = connector.drop_log()
+            except (LgspError, SQLAlchemyError) as exc:
+                reason = str(exc) if isinstance(exc, LgspError) else type(exc).__name__
+                raise ConnectorUnavailableError(
+                    f"connector {name}: cannot drop its replication slot ({reason}); nothing was "
+                    "removed: make the database reachable, or remove with --keep-slot and drop "
+                    "the slot and publication by hand"
+                ) from exc
+    store.remove(name)
     _refresh_manifest(settings)
+    return dropped
 
 
 def _refresh_manifest(settings: Settings) -> None:

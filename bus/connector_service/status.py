@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from bus import broker_guard
+from bus.connector_service import slots
 from bus.context import Context
 from bus.runs import list_runs
 from bus.sync import RUN_KIND, sink_group
@@ -56,4 +57,6 @@ def connector_status(ctx: Context, name: str, runs: int = 5) -> dict[str, Any]:
             for table, p in ctx.connectors.positions(name).items()
         },
         "lag": lag,
+        # a mode: log source's replication slot: retained WAL in bytes, a lost slot
+        "log": slots.log_status(ctx, name),
     }

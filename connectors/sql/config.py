@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, SecretStr, field_validator
 
@@ -10,6 +10,10 @@ from connectors.config import ConnectorConfig, Mode, Strict, TableConfig
 from connectors.errors import FieldError
 from connectors.secrets import sql_url_problem
 from connectors.sql.lookback import parse_duration
+
+# the capture modes of a SQL source: the common ones and log-based capture
+SqlMode = Literal["snapshot", "incremental", "log"]
+assert set(get_args(Mode)) < set(get_args(SqlMode))
 
 
 class SqlConnection(Strict):
@@ -36,7 +40,8 @@ class SqlConnection(Strict):
 class SqlTable(TableConfig):
     """A source table (``schema.table`` allowed) or a sink's target table."""
 
-    mode: Mode | None = None
+    # snapshot | incremental | log (PostgreSQL only: logical decoding, ``connectors.sql.pglog``)
+    mode: SqlMode | None = None
     cursor: str | None = Field(None, min_length=1)
     deleted_flag: str | None = Field(None, min_length=1)
     columns: list[str] | None = Field(None, min_length=1)
@@ -69,6 +74,13 @@ class SqlConnectorConfig(ConnectorConfig):
         for i, t in enumerate(self.tables):
             where = f"tables[{i}]"
             if self.role == "source":
+                if t.mode == "log" and self.type != "postgresql":
+                    out.append(
+                        f"{where}.mode: 'log' is available for postgresql connectors only "
+                        f"(type {self.type!r}: use snapshot or incremental)"
+                    )
+                if t.mode == "log" and t.cursor:
+                    out.append(f"{where}.cursor: not used with mode log (the log orders changes)")
                 if t.mode == "incremental" and not t.cursor:
                     out.append(FieldError(f"{where}.cursor", "required when mode is incremental"))
                 if not t.create:

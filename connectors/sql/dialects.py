@@ -17,9 +17,11 @@ from sqlalchemy.engine import URL, Connection
 from bus.text import decode_utf8
 from connectors.base import Batch, Stream, WriteReport
 from connectors.errors import ConnectorConfigError, FieldError
+from connectors.sql import pglog
 from connectors.sql.bulk import CopyUpsert
 from connectors.sql.config import SqlTable
 from connectors.sql.connector import SqlConnector, sqlite_path
+from connectors.sql.pglog import PgLogReader
 from connectors.sql.sink import SinkTable, SqlSink
 from connectors.sql.source import SqlSource
 from connectors.sql.types import OutOfRangeDate
@@ -89,6 +91,60 @@ class PostgresConnector(SqlPlugin):
 
     def bulk_upsert(self, table: sa.Table, columns: list[str], key: list[str]) -> CopyUpsert:
         return CopyUpsert(table, columns, key, self.engine.dialect)
+
+    def read_log(
+        self, streams: list[Stream], positions: dict[str, dict[str, Any] | None]
+    ) -> Iterator[Batch]:
+        """The ``mode: log`` tables read together from the connector's replication slot
+        (``connectors.sql.pglog``): batches of one table each, in commit order."""
+        return PgLogReader(self.source, streams).read(positions)
+
+    def _logged(self) -> bool:
+        return self.role == "source" and any(t.effective_mode == "log" for t in self.config.tables)
+
+    def check(self) -> None:
+        """The connection, and for ``mode: log`` tables the server's ``wal_level`` and the
+        role's REPLICATION attribute (each missing one named)."""
+        super().check()
+        if not self._logged():
+            return
+        with self.connect() as conn:
+            problems = [FieldError("mode", f"log: {p}") for p in pglog.server_problems(conn)]
+            for i, t in enumerate(self.config.tables):
+                if t.effective_mode == "log":
+                    found = pglog.identity_problem(t.table, pglog.replica_identity(conn, t.table))
+                    if found:
+                        problems.append(FieldError(f"tables[{i}].mode", f"log: {found}"))
+        if problems:
+            raise ConnectorConfigError(problems, name=self.name)
+
+    def discover_table(self, conn: Connection, cfg: SqlTable, table: sa.Table | None) -> Stream:
+        stream = super().discover_table(conn, cfg, table)
+        if self.role == "source" and cfg.effective_mode == "log":
+            warning = pglog.identity_warning(cfg.table, pglog.replica_identity(conn, cfg.table))
+            if warning:
+                stream.warnings.append(warning)
+        return stream
+
+    def log_status(self) -> dict[str, Any] | None:
+        if not self._logged():
+            return None
+        with self.connect() as conn:
+            status = pglog.slot_status(conn, self.name)
+        shown = status.to_dict()
+        if status.lost or not status.exists:
+            why = "was invalidated (its WAL is gone)" if status.lost else "does not exist"
+            shown["problem"] = (
+                f"replication slot {status.slot} {why}; it is created by the first run, and "
+                f"after a loss changes must be read again: {pglog.resnapshot_command(self.name)}"
+            )
+        return shown
+
+    def drop_log(self) -> dict[str, Any] | None:
+        if not self._logged():
+            return None
+        with self.connect() as conn:
+            return pglog.drop(conn, self.name).to_dict()
 
     def prepare_source_connection(self, dbapi_connection: Any, _record: Any = None) -> None:
         # a date or timestamp psycopg cannot load (infinity, BC, after 9999) would fail the

@@ -16,11 +16,12 @@ type mapping and keyset hooks).
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from bus.envelope import canonical_key, to_jsonable
@@ -59,6 +60,7 @@ class SqlSource:
     def __init__(self, connector: SqlConnector) -> None:
         self.connector = connector
         self._tables: dict[str, sa.Table] = {}
+        self._log_contexts: dict[str, LogContext] = {}
 
     def stream(self, cfg: SqlTable, table: sa.Table) -> Stream:
         """The stream of a reflected source ``table`` (kept for its reads)."""
@@ -245,10 +247,85 @@ class SqlSource:
             self._tables[stream.name] = table
         return table
 
-    def read_stream(self, stream: Stream, position: dict[str, Any] | None) -> Iterator[Batch]:
+    def log_context(self, stream: Stream) -> LogContext:
+        """How a row read from the log (its values in ``names`` order) becomes an event: the
+        converters a snapshot read uses (``connectors.sql.pglog``)."""
+        cached = self._log_contexts.get(stream.name)
+        if cached is not None:
+            return cached
+        table = self._source_table(stream)
+        plan: TableContract | None = stream.contract
+        names = [c.name for c in stream.columns] + (list(plan.hidden) if plan is not None else [])
+        index = {name: i for i, name in enumerate(names)}
+        ctx = self._context(stream, table, index, "log", {}, None, None)
+        ctx.cursor_idx = None  # the log's position is the commit LSN, not a cursor
+        context = LogContext(ctx, names)
+        self._log_contexts[stream.name] = context
+        return context
+
+    def _context(
+        self,
+        stream: Stream,
+        table: sa.Table,
+        index: dict[str, int],
+        mode: str,
+        state: dict[str, Any],
+        window: Window | None,
+        last: list[Any] | None,
+    ) -> _ReadContext:
+        cfg: SqlTable = stream.config  # type: ignore[assignment]
+        plan: TableContract | None = stream.contract
+        cursor_name = cfg.cursor
+        converters = [
+            (
+                c.field,
+                i,
+                self.connector.avro_mapping(table.c[c.name].type, key=c.primary_key).convert,
+            )  # type: ignore[union-attr]
+            for i, c in enumerate(stream.columns)
+            if plan is None  # a catalogued dataset's fields convert through the plan
+        ]
+        by_column = {c.name: c.field for c in stream.columns}
+        key_idx = [(by_column[k], index[k]) for k in stream.primary_key]
+        deleted_idx = index.get(cfg.deleted_flag) if cfg.deleted_flag else None
+        cursor_idx = index[cursor_name] if cursor_name and cursor_name in index else None
+        cursor_convert = (
+            self.connector.avro_mapping(table.c[cursor_name].type).convert  # type: ignore[union-attr]
+            if cursor_name
+            else None
+        )
+        return _ReadContext(
+            stream=stream,
+            source=self.connector.source_block(stream),
+            id_prefix=f"{self.connector.name}\x1f{stream.name}",
+            mode=mode,
+            initial=state.get("after") is None and mode == "incremental",
+            converters=converters,
+            key_idx=key_idx,
+            deleted_idx=deleted_idx,
+            cursor_idx=cursor_idx,
+            cursor_convert=cursor_convert,
+            snapshot_ms=state.get("snapshot_ms"),
+            plan=plan,
+            items=plan.items(index) if plan is not None else None,
+            window=window,
+            last=last,
+        )
+
+    def read_stream(
+        self,
+        stream: Stream,
+        position: dict[str, Any] | None,
+        *,
+        prepare: Callable[[Connection], Connection] | None = None,
+        mode: str | None = None,
+    ) -> Iterator[Batch]:
+        """The table's rows from ``position`` on, in batches; ``mode`` overrides the table's
+        (a log table's first read is a snapshot) and ``prepare`` sets up the connection before
+        the read (``SET TRANSACTION SNAPSHOT``)."""
         cfg: SqlTable = stream.config  # type: ignore[assignment]
         table = self._source_table(stream)
-        mode = cfg.effective_mode
+        mode = mode or cfg.effective_mode
         cursor_name = cfg.cursor
         key = list(stream.primary_key)
         order_names = ([cursor_name] if mode == "incremental" and cursor_name else []) + key
@@ -300,44 +377,12 @@ class SqlSource:
         if mode == "incremental":
             query = query.where(table.c[cursor_name].is_not(None))
 
-        converters = [
-            (
-                c.field,
-                i,
-                self.connector.avro_mapping(table.c[c.name].type, key=c.primary_key).convert,
-            )  # type: ignore[union-attr]
-            for i, c in enumerate(stream.columns)
-            if plan is None  # a catalogued dataset's fields convert through the plan
-        ]
-        by_column = {c.name: c.field for c in stream.columns}
-        key_idx = [(by_column[k], index[k]) for k in key]
-        deleted_idx = index.get(cfg.deleted_flag) if cfg.deleted_flag else None
-        cursor_idx = index[cursor_name] if cursor_name else None
-        cursor_convert = (
-            self.connector.avro_mapping(table.c[cursor_name].type).convert  # type: ignore[union-attr]
-            if cursor_name
-            else None
-        )
-        ctx = _ReadContext(
-            stream=stream,
-            source=self.connector.source_block(stream),
-            id_prefix=f"{self.connector.name}\x1f{stream.name}",
-            mode=mode,
-            initial=state.get("after") is None and mode == "incremental",
-            converters=converters,
-            key_idx=key_idx,
-            deleted_idx=deleted_idx,
-            cursor_idx=cursor_idx,
-            cursor_convert=cursor_convert,
-            snapshot_ms=state.get("snapshot_ms"),
-            plan=plan,
-            items=plan.items(index) if plan is not None else None,
-            window=window,
-            last=last,
-        )
+        ctx = self._context(stream, table, index, mode, state, window, last)
         cut_on_change = not key and mode == "incremental"
         batch_size = self.connector.batch_size
         with self.connector.connect() as conn:
+            if prepare is not None:
+                conn = prepare(conn)
             try:
                 result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(
                     query
@@ -488,6 +533,14 @@ class SqlSource:
             else:
                 invalid.append(Invalid(event, error))
         return out, invalid
+
+
+class LogContext:
+    """A log table's read context and the column order of its rows."""
+
+    def __init__(self, ctx: _ReadContext, names: list[str]) -> None:
+        self.ctx = ctx
+        self.names = names
 
 
 class _ReadContext:

@@ -376,3 +376,19 @@ def test_a_unit_code_written_as_a_number() -> None:
     errors = errors_of(source(unit=1), hierarchy=hanoi)
     assert errors[0].startswith("unit: a unit code is text")
     assert plugins.validate(source(unit="01"), hierarchy=hanoi).unit == "01"
+
+
+def test_mode_log_is_for_postgresql_sources_without_a_cursor() -> None:
+    logged = [{"table": "ho_so", "dataset": "tthc.dossier", "mode": "log"}]
+    assert plugins.validate(source(tables=logged)).tables[0].effective_mode == "log"
+    errors = errors_of(
+        source(type="mysql", connection={"url": "mysql+pymysql://root@db/hoso"}, tables=logged)
+    )
+    assert any(
+        e.startswith("tables[0].mode: 'log' is available for postgresql connectors only")
+        for e in errors
+    ), errors
+    with_cursor = [{**logged[0], "cursor": "updated_at"}]
+    assert errors_of(source(tables=with_cursor)) == [
+        "tables[0].cursor: not used with mode log (the log orders changes)"
+    ]

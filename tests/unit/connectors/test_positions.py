@@ -50,3 +50,19 @@ def test_sink_state_and_unknown_keys() -> None:
     assert shown is not None and CITIZEN_ID not in json.dumps(shown)
     assert shown["page_token"].startswith("sha256:")
     assert positions.display(None) is None and positions.describe(None) == ""
+
+
+def test_a_log_position_is_shown_as_its_wal_position() -> None:
+    state = {
+        "mode": "log",
+        "phase": "stream",
+        "lsn": 0x16_B374D848,
+        "index": 3,
+        "end": 0x16_B374D900,
+        "slot": "lgsp_tan_dinh",
+    }
+    assert positions.display(state) == state  # WAL positions carry no row values
+    assert positions.describe(state) == "log at 16/B374D848:3 (slot lgsp_tan_dinh)"
+    assert positions.describe({**state, "phase": "snapshot", "index": -1}) == (
+        "log: snapshot in progress, stream from 16/B374D848"
+    )

@@ -1,0 +1,28 @@
+"""The replication slot of a log-based source as ``lgsp connector show`` and the API's
+``GET /api/connectors/NAME/status`` report it (one place for both)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bus.context import Context
+from bus.dlq import safe_message
+from bus.errors import LgspError
+
+
+def log_status(ctx: Context, name: str) -> dict[str, Any] | None:
+    """The slot of a ``mode: log`` source (name, state, retained WAL in bytes, a problem with
+    the command that fixes it); None for a connector without one. An unreachable database is
+    reported in it (``error``) rather than failing the whole answer."""
+    from bus.sync import connector_for
+
+    stored = ctx.connectors.get(name)
+    tables = stored.config.get("tables") or []
+    logged = any(isinstance(t, dict) and t.get("mode") == "log" for t in tables)
+    if stored.role != "source" or not logged:
+        return None
+    try:
+        with connector_for(ctx, name) as connector:
+            return connector.log_status()
+    except LgspError as exc:
+        return {"error": safe_message(exc)}

@@ -1,0 +1,677 @@
+"""PostgreSQL log-based capture (``mode: log``): a publication and a logical replication slot per
+connector, read through psycopg2's ``LogicalReplicationConnection`` with the built-in
+``pgoutput`` plugin (decoded by ``connectors.sql.pgoutput``).
+
+First run: the slot is created with ``EXPORT_SNAPSHOT``; every log table is read in that
+snapshot (op ``r``, through ``SqlSource.read_stream``'s snapshot mode) while the replication
+connection holds it, then the stream starts at the slot's consistent point, so that no change
+is lost or read twice between snapshot and stream. A run that stops during the snapshot drops
+the slot and snapshots again (the snapshot it read in is gone).
+
+Streaming: each change becomes an event of the same envelope as the other modes: ``op``
+c/u/d, ``after``, ``before`` (the whole old row when the table has ``REPLICA IDENTITY FULL``,
+else null: the key is in ``key``), ``ts_ms`` = the transaction's commit time and
+``source.position`` = ``<commit LSN>:<index of the event in the transaction>``. Rows are
+converted exactly as a snapshot read converts them: each column's text goes through the
+driver's own text loader for its type, then the stream's converters or dataset plan.
+
+Positions: a batch's state holds the commit LSN, the event's index and, when the batch ends a
+transaction, the transaction's end LSN. The caller commits a state only once the broker
+acknowledged the batch (``bus.sync``); the generator resumes only after that, and only then
+tells the server that the slot may forget the WAL up to the last whole transaction
+(``send_feedback(flush_lsn=...)``). After a crash the server sends again every transaction
+not confirmed; events at or before the committed position are skipped, so duplicates can only
+come after it.
+
+An UPDATE whose new row lacks an unchanged TOASTed value (pgoutput sends a marker, not the
+value) takes it from the old row, which the server sends whole only under ``REPLICA IDENTITY
+FULL``; without it the read stops with an error naming the column and the fix (it never
+publishes a wrong or missing value). A TRUNCATE stops the read at that transaction (position
+kept before it) with an error saying how to re-snapshot: rows removed by a TRUNCATE are not
+listed in the log, so no event could name them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import select
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from bus.errors import DataError
+from connectors.base import Batch, Invalid, Stream, event_id_for
+from connectors.errors import ConnectorConfigError, ConnectorUnavailableError, TableStoppedError
+from connectors.sql import pgoutput as pg
+
+log = logging.getLogger(__name__)
+
+MODE = "log"
+# a bounded pass ends once the server has read past the WAL end seen at its start, or after
+# this long without a message between transactions
+IDLE_S = 5.0
+
+
+def slot_name(connector: str) -> str:
+    """The replication slot (and publication) name of a connector: ``lgsp_`` and the name with
+    dashes as underscores (slot names allow lowercase letters, digits and underscores)."""
+    return "lgsp_" + re.sub(r"[^a-z0-9_]", "_", connector.lower())[:58]
+
+
+def publication_name(connector: str) -> str:
+    return slot_name(connector)
+
+
+@dataclass
+class SlotStatus:
+    """What ``lgsp connector show`` reports of a connector's slot."""
+
+    slot: str
+    publication: str
+    exists: bool
+    active: bool = False
+    wal_status: str | None = None
+    confirmed_flush_lsn: str | None = None
+    retained_wal_bytes: int | None = None
+    publication_exists: bool = False
+    publication_kept: bool = False  # on remove: owned by another role, left to it
+
+    @property
+    def lost(self) -> bool:
+        return self.exists and self.wal_status == "lost"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "slot": self.slot,
+            "publication": self.publication,
+            "exists": self.exists,
+            "active": self.active,
+            "wal_status": self.wal_status,
+            "confirmed_flush_lsn": self.confirmed_flush_lsn,
+            "retained_wal_bytes": self.retained_wal_bytes,
+            "publication_exists": self.publication_exists,
+            "publication_kept": self.publication_kept,
+        }
+
+
+def resnapshot_command(connector: str) -> str:
+    return f"lgsp connector reset {connector} && lgsp connector run {connector}"
+
+
+def server_problems(conn: Connection) -> list[str]:
+    """What the server or the connection's role lacks for log capture, each naming the setting
+    or grant to change (empty when nothing is missing)."""
+    problems: list[str] = []
+    level = conn.exec_driver_sql("SHOW wal_level").scalar()
+    if level != "logical":
+        problems.append(
+            f"server setting wal_level is {level!r}, expected 'logical' (ALTER SYSTEM SET "
+            "wal_level = logical, then restart the server)"
+        )
+    row = conn.exec_driver_sql(
+        "SELECT rolname, rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user"
+    ).one()
+    if not row[1]:
+        problems.append(
+            f"role {row[0]!r} lacks the REPLICATION attribute (ALTER ROLE {row[0]} REPLICATION)"
+        )
+    slots = conn.exec_driver_sql("SHOW max_replication_slots").scalar()
+    if slots is not None and int(slots) == 0:
+        problems.append("server setting max_replication_slots is 0, expected at least 1")
+    return problems
+
+
+def replica_identity(conn: Connection, table: str) -> tuple[str, bool] | None:
+    """A table's replica identity (d, n, f, i) and whether it has a primary key; None when
+    there is no such table."""
+    schema, _, name = table.rpartition(".")
+    row = conn.exec_driver_sql(
+        "SELECT c.relreplident, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid "
+        "AND i.indisprimary) FROM pg_class c WHERE c.oid = to_regclass("
+        "CASE WHEN %(s)s = '' THEN '' ELSE quote_ident(%(s)s) || '.' END || quote_ident(%(n)s))",
+        {"s": schema, "n": name},
+    ).first()
+    conn.commit()
+    return None if row is None else (str(row[0]), bool(row[1]))
+
+
+def identity_problem(table: str, identity: tuple[str, bool] | None) -> str | None:
+    """Why the table cannot be captured (PostgreSQL would refuse its UPDATEs and DELETEs
+    once it is in a publication), or None."""
+    if identity is None:
+        return None
+    kind, has_key = identity
+    if kind == "n" or (kind == "d" and not has_key):
+        what = "NOTHING" if kind == "n" else "DEFAULT and no primary key"
+        return (
+            f"table {table!r} has REPLICA IDENTITY {what}: in a publication, PostgreSQL "
+            "would refuse its UPDATEs and DELETEs; give it a primary key or REPLICA IDENTITY "
+            "FULL (ALTER TABLE ... REPLICA IDENTITY FULL)"
+        )
+    return None
+
+
+def identity_warning(table: str, identity: tuple[str, bool] | None) -> str | None:
+    if identity is None or identity[0] == "f":
+        return None
+    return (
+        f"table {table!r} is not REPLICA IDENTITY FULL: its updates and deletes carry no old "
+        "row (before is null), and an update that leaves a large (TOASTed) value unchanged "
+        "stops the read; ALTER TABLE ... REPLICA IDENTITY FULL avoids both"
+    )
+
+
+def slot_status(conn: Connection, connector: str) -> SlotStatus:
+    slot, publication = slot_name(connector), publication_name(connector)
+    status = SlotStatus(slot, publication, exists=False)
+    status.publication_exists = bool(
+        conn.exec_driver_sql(
+            "SELECT 1 FROM pg_publication WHERE pubname = %(p)s", {"p": publication}
+        ).first()
+    )
+    row = conn.exec_driver_sql(
+        "SELECT active, wal_status, confirmed_flush_lsn::text, "
+        "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint "
+        "FROM pg_replication_slots WHERE slot_name = %(s)s",
+        {"s": slot},
+    ).first()
+    if row is not None:
+        status.exists = True
+        status.active, status.wal_status, status.confirmed_flush_lsn = row[0], row[1], row[2]
+        status.retained_wal_bytes = None if row[3] is None else int(row[3])
+    return status
+
+
+def drop(conn: Connection, connector: str) -> SlotStatus:
+    """Drop the connector's slot and its publication (what was there, as it was). A
+    publication another role owns (a DBA made it) is left to its owner
+    (``publication_kept``)."""
+    status = slot_status(conn, connector)
+    if status.publication_exists:
+        status.publication_kept = not conn.exec_driver_sql(
+            "SELECT p.pubowner = r.oid OR r.rolsuper FROM pg_publication p, pg_roles r "
+            "WHERE p.pubname = %(p)s AND r.rolname = current_user",
+            {"p": status.publication},
+        ).scalar()
+    if status.exists:
+        conn.exec_driver_sql("SELECT pg_drop_replication_slot(%(s)s)", {"s": status.slot})
+    if status.publication_exists and not status.publication_kept:
+        conn.exec_driver_sql(f'DROP PUBLICATION IF EXISTS "{status.publication}"')
+    conn.commit()
+    return status
+
+
+def _confirm(cur: Any, end_lsn: int) -> None:
+    """Tell the server it may forget the WAL of every transaction that ended at or before
+    ``end_lsn`` (all acknowledged by the broker). Sent at once (``force``), and as
+    ``end_lsn - 1``: a transaction is skipped on restart when its commit record starts before
+    the confirmed position, which ``end_lsn - 1`` still is; and psycopg2 advances the flush
+    position by itself to a keepalive's WAL end once the explicit one reaches the last
+    message's start (the commit's ``end_lsn``), which must never happen while events it
+    received wait for the broker."""
+    cur.send_feedback(write_lsn=end_lsn - 1, flush_lsn=end_lsn - 1, force=True)
+
+
+def _server_ms(conn: Connection) -> int:
+    """The server's clock in ms: the ``ts_ms`` of snapshot rows, read before the snapshot so
+    that every change committed after it has a commit time at or after it (the sinks'
+    version rule orders by ``ts_ms``)."""
+    value = conn.exec_driver_sql(
+        "SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+    ).scalar_one()
+    conn.commit()
+    return int(value)
+
+
+def _position_key(state: dict[str, Any] | None) -> tuple[int, int] | None:
+    if not state or state.get("mode") != MODE or state.get("phase") != "stream":
+        return None
+    if "lsn" not in state:
+        return None
+    return int(state["lsn"]), int(state["index"])
+
+
+class PgLogReader:
+    """One read of a connector's log tables (snapshot if needed, then the stream until it is
+    quiet), as batches of one table each."""
+
+    def __init__(self, source: Any, streams: list[Stream], idle_s: float = IDLE_S) -> None:
+        self.source = source  # connectors.sql.source.SqlSource
+        self.connector = source.connector
+        self.streams = {s.name: s for s in streams}
+        self.slot = slot_name(self.connector.name)
+        self.publication = publication_name(self.connector.name)
+        self.idle_s = idle_s
+        self.batch_size = int(self.connector.batch_size)
+        self._relations: dict[int, pg.Relation] = {}
+        self._acked_state: dict[str, Any] = {"mode": MODE, "phase": "stream"}
+        self._by_qualified: dict[str, str] = {}
+
+    # ---- set-up ------------------------------------------------------------------------------
+    def _replication_connection(self) -> Any:
+        try:
+            import psycopg2
+            import psycopg2.extras
+        except ImportError as exc:  # pragma: no cover - a dependency of the project
+            raise ConnectorConfigError(
+                ["mode: log needs psycopg2 (pip install psycopg2-binary)"]
+            ) from exc
+        url = self.connector.url
+        kwargs = {
+            "host": url.host or "localhost",
+            "port": url.port or 5432,
+            "user": url.username,
+            "password": url.password,
+            "dbname": url.database,
+            "connect_timeout": max(2, int(self.connector.config.connection.connect_timeout_s)),
+            "options": "-c DateStyle=ISO -c TimeZone=UTC -c extra_float_digits=3",
+        }
+        # the URL's libpq parameters (sslmode, sslrootcert, ...) apply to this connection too
+        for key, value in url.query.items():
+            if isinstance(value, str) and key not in kwargs:
+                kwargs[key] = value
+        try:
+            return psycopg2.connect(
+                connection_factory=psycopg2.extras.LogicalReplicationConnection,
+                **{k: v for k, v in kwargs.items() if v is not None},
+            )
+        except psycopg2.OperationalError as exc:
+            raise ConnectorUnavailableError(
+                f"connection.url: cannot open a replication connection to {url.host}:{url.port} "
+                f"as {url.username!r} ({type(exc).__name__}; the role needs the REPLICATION "
+                "attribute and pg_hba.conf must allow it)"
+            ) from exc
+
+    def _qualified(self, conn: Connection, table: str) -> str:
+        schema, _, name = table.rpartition(".")
+        if not schema:
+            schema = conn.exec_driver_sql("SELECT current_schema()").scalar() or "public"
+        return f"{schema}.{name}"
+
+    def _ensure_publication(self, conn: Connection) -> None:
+        tables = [self._qualified(conn, name) for name in self.streams]
+        self._by_qualified = dict(zip(tables, self.streams, strict=True))
+        quoted = ", ".join(
+            ".".join(f'"{part}"' for part in t.split(".", 1)) for t in sorted(tables)
+        )
+        exists = conn.exec_driver_sql(
+            "SELECT 1 FROM pg_publication WHERE pubname = %(p)s", {"p": self.publication}
+        ).first()
+        if exists:
+            held = conn.exec_driver_sql(
+                "SELECT schemaname || '.' || tablename FROM pg_publication_tables "
+                "WHERE pubname = %(p)s",
+                {"p": self.publication},
+            ).scalars()
+            if set(held) == set(tables):  # as it is (it may be a DBA's, owned by another role)
+                conn.commit()
+                return
+        verb = "ALTER PUBLICATION" if exists else "CREATE PUBLICATION"
+        how = "SET TABLE" if exists else "FOR TABLE"
+        conn.exec_driver_sql(f'{verb} "{self.publication}" {how} {quoted}')
+        conn.commit()
+
+    # ---- the read ----------------------------------------------------------------------------
+    def read(self, positions: dict[str, dict[str, Any] | None]) -> Iterator[Batch]:
+        """Snapshot when needed, then the stream until it is quiet.
+
+        - No log position at all (first run, or ``connector reset``): a new slot, created with
+          an exported snapshot that the tables are read in; the stream starts at the slot's
+          consistent point.
+        - Some table without a complete log position (a snapshot cut short, a table added or
+          reset alone) while the slot is there: the slot is kept, the tables are read again
+          in a new snapshot, and the stream resumes where the slot was confirmed. Changes
+          streamed from before that snapshot are older than its rows by ``ts_ms`` and the
+          sinks' version rule drops them, but deletes of rows the snapshot no longer has
+          reach the sinks (a new slot would lose them).
+        - Otherwise the stream resumes after the last acknowledged change.
+        """
+        held = [positions.get(name) for name in self.streams]
+        halted = [p["halt"] for p in held if p is not None and p.get("halt")]
+        if halted:
+            raise TableStoppedError(", ".join(self.streams), f"stopped earlier: {halted[0]}")
+        keys = [k for k in (_position_key(p) for p in held) if k is not None]
+        acked = max(keys) if keys else None  # the last acknowledged change: never sent again
+        if acked is not None:
+            self._acked_state = dict(
+                next(p for p in held if p is not None and _position_key(p) == acked)
+            )
+        logged = [p is not None and p.get("mode") == MODE for p in held]
+        with self.connector.connect() as conn:
+            problems = server_problems(conn)
+            if problems:
+                raise ConnectorConfigError(problems, name=self.connector.name)
+            self._ensure_publication(conn)
+            status = slot_status(conn, self.connector.name)
+            conn.commit()
+            usable = status.exists and not status.lost
+            if any(logged) and not usable:
+                why = "was invalidated (its WAL is gone)" if status.lost else "is missing"
+                raise TableStoppedError(
+                    ", ".join(self.streams),
+                    f"replication slot {self.slot} {why}: changes since the last position "
+                    "cannot be read; re-snapshot with: " + resnapshot_command(self.connector.name),
+                )
+            if status.exists:
+                self._wait_inactive(conn)
+            repl = self._replication_connection()
+            try:
+                cur = repl.cursor()
+                start = 0  # the slot's confirmed position
+                if not any(logged):  # a new slot and its exported snapshot
+                    if status.exists:
+                        conn.exec_driver_sql(
+                            "SELECT pg_drop_replication_slot(%(s)s)", {"s": self.slot}
+                        )
+                        conn.commit()
+                    snapshot_ms = _server_ms(conn)
+                    cur.execute(
+                        f"CREATE_REPLICATION_SLOT {self.slot} LOGICAL pgoutput EXPORT_SNAPSHOT"
+                    )
+                    _slot, consistent, snapshot, _plugin = cur.fetchone()
+                    start = pg.parse_lsn(consistent)
+                    yield from self._snapshot(snapshot, start, snapshot_ms)
+                    acked = (start, -1)
+                elif not all(logged) or acked is None:  # a snapshot again, the slot kept
+                    yield from self._snapshot(None, 0, _server_ms(conn))
+                yield from self._stream(conn, cur, start, acked)
+            finally:
+                repl.close()
+
+    def _wait_inactive(self, conn: Connection, timeout_s: float = 30.0) -> None:
+        """Wait while the slot is still held by a connection the server has not yet seen die
+        (a run killed a moment ago); another live run would hold the connector's lock."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            active = conn.exec_driver_sql(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = %(s)s",
+                {"s": self.slot},
+            ).scalar()
+            conn.commit()
+            if not active:
+                return
+            if time.monotonic() > deadline:
+                raise ConnectorUnavailableError(
+                    f"replication slot {self.slot} is still in use by another connection after "
+                    f"{timeout_s:g} s (pg_stat_replication shows which)"
+                )
+            time.sleep(0.2)
+
+    def _snapshot(self, snapshot: str | None, start: int, snapshot_ms: int) -> Iterator[Batch]:
+        """Every log table read (op ``r``) in the slot's exported ``snapshot``, or in a
+        snapshot of its own (a repeatable-read transaction per table)."""
+
+        def in_snapshot(c: Connection) -> Connection:
+            c = c.execution_options(isolation_level="REPEATABLE READ")
+            if snapshot is not None:
+                c.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+            return c
+
+        streams = list(self.streams.values())
+        for n, stream in enumerate(streams):
+            begin = {"mode": "snapshot", "snapshot_ms": snapshot_ms, "after": None, "done": False}
+            for batch in self.source.read_stream(
+                stream, begin, prepare=in_snapshot, mode="snapshot"
+            ):
+                inner = batch.state or {}
+                last = n == len(streams) - 1 and bool(inner.get("done"))
+                batch.state = {
+                    "mode": MODE,
+                    "phase": "stream" if last else "snapshot",
+                    "lsn": start,
+                    "index": -1,
+                    "end": start,
+                    "slot": self.slot,
+                    "rows": inner.get("rows", 0),
+                    "snapshot_ms": inner.get("snapshot_ms"),
+                }
+                yield batch
+
+    def _stream(
+        self, conn: Connection, cur: Any, start: int, done: tuple[int, int]
+    ) -> Iterator[Batch]:
+        target = pg.parse_lsn(conn.exec_driver_sql("SELECT pg_current_wal_lsn()::text").scalar())
+        conn.commit()
+        loaders = _Loaders(conn)
+        cur.start_replication(
+            slot_name=self.slot,
+            decode=False,
+            start_lsn=start,
+            options={"proto_version": "1", "publication_names": self.publication},
+        )
+        acked_end = 0
+        pending: list[tuple[str, dict[str, Any], Invalid | None, dict[str, Any]]] = []
+        txn: _Txn | None = None
+        last_data = time.monotonic()
+        last_end = 0
+        while True:
+            msg = cur.read_message()
+            if msg is None:
+                if txn is None:
+                    if pending:
+                        yield from self._flush(pending)
+                        pending = []
+                    if last_end > acked_end:
+                        _confirm(cur, last_end)
+                        acked_end = last_end
+                    quiet = time.monotonic() - last_data
+                    # the server has read its WAL up to where it was when the pass began
+                    # (a keepalive's WAL end: used to stop, never to confirm), or nothing came
+                    # for a while
+                    if max(last_end, int(cur.wal_end or 0)) >= target or quiet >= self.idle_s:
+                        break
+                select.select([cur], [], [], 0.1)
+                continue
+            last_data = time.monotonic()
+            message = pg.decode(msg.payload)
+            if isinstance(message, pg.Begin):
+                txn = _Txn(message)
+            elif isinstance(message, pg.Relation):
+                self._relations[message.oid] = message
+            elif isinstance(message, pg.Commit):
+                assert txn is not None
+                last_end = message.end_lsn
+                if pending and pending[-1][3]["lsn"] == txn.begin.final_lsn:
+                    pending[-1][3]["end"] = message.end_lsn
+                txn = None
+                if len(pending) >= self.batch_size:
+                    yield from self._flush(pending)
+                    pending = []
+                    _confirm(cur, last_end)
+                    acked_end = last_end
+            elif isinstance(message, pg.Insert | pg.Update | pg.Delete):
+                assert txn is not None
+                index = txn.next_index()
+                if done is not None and (txn.begin.final_lsn, index) <= done:
+                    continue  # published before a crash: acknowledged already
+                try:
+                    item = self._event(loaders, txn, index, message)
+                except TableStoppedError as exc:  # what came before it is published first
+                    yield from self._flush(pending)
+                    yield self._halt(exc)
+                    raise
+                if item is not None:
+                    pending.append(item)
+                    if len(pending) >= self.batch_size * 4:  # a long transaction
+                        yield from self._flush(pending)
+                        pending = []
+            elif isinstance(message, pg.Truncate):
+                assert txn is not None
+                names = [
+                    self._relations[o].qualified
+                    for o in message.relation_oids
+                    if o in self._relations
+                ]
+                yield from self._flush(pending)  # what came before it
+                stop = TableStoppedError(
+                    ", ".join(names) or "?",
+                    f"TRUNCATE at LSN {pg.lsn_text(txn.begin.final_lsn)}: the rows it removed are "
+                    "not in the log, so no event can name them; the position stays before it. "
+                    "Empty the table's sinks (or reconcile them with repair), then re-snapshot "
+                    f"with: {resnapshot_command(self.connector.name)}",
+                )
+                yield self._halt(stop)
+                raise stop
+
+    def _halt(self, stop: TableStoppedError) -> Batch:
+        """An empty batch whose state is the last acknowledged position marked with the
+        reason the read stopped: every later run stops again with it until the connector is
+        reset. The slot may move past the change that stopped it (psycopg2 confirms what it
+        received on a server keepalive), so the stop must not depend on the slot."""
+        state = dict(self._acked_state)
+        state["halt"] = stop.reason
+        table = next(iter(self.streams))
+        return Batch(table, [], state, self.streams[table].record_schema)
+
+    def _flush(
+        self, pending: list[tuple[str, dict[str, Any], Invalid | None, dict[str, Any]]]
+    ) -> Iterator[Batch]:
+        """Consecutive events of one table as one batch, in order; the batch's state is the
+        position of its last event."""
+        i = 0
+        while i < len(pending):
+            table = pending[i][0]
+            events: list[dict[str, Any]] = []
+            invalid: list[Invalid] = []
+            while i < len(pending) and pending[i][0] == table:
+                _, event, bad, state = pending[i]
+                if bad is None:
+                    events.append(event)
+                else:
+                    invalid.append(bad)
+                i += 1
+            stream = self.streams[table]
+            state = dict(pending[i - 1][3])
+            yield Batch(table, events, state, stream.record_schema, invalid)
+            self._acked_state = state  # the broker acknowledged it: the read resumed
+
+    def _event(
+        self, loaders: _Loaders, txn: _Txn, index: int, message: pg.Insert | pg.Update | pg.Delete
+    ) -> tuple[str, dict[str, Any], Invalid | None, dict[str, Any]] | None:
+        relation = self._relations.get(message.relation_oid)
+        if relation is None:
+            raise DataError(
+                f"pgoutput: a change of relation {message.relation_oid} before its Relation message"
+            )
+        table = self._by_qualified.get(relation.qualified)
+        if table is None:
+            return None  # a table added to the publication by hand
+        stream = self.streams[table]
+        old_full = None
+        after_values: tuple[pg.Value, ...] | None = None
+        before_values: tuple[pg.Value, ...] | None = None
+        if isinstance(message, pg.Insert):
+            op, after_values = "c", message.new
+        elif isinstance(message, pg.Update):
+            op, after_values = "u", message.new
+            if message.old_kind == "O":
+                old_full = before_values = message.old
+        else:
+            op = "d"
+            before_values = message.old
+            if message.old_kind == "O":
+                old_full = message.old
+        if after_values is not None:
+            after_values = self._fill_unchanged(relation, table, after_values, old_full)
+        context = self.source.log_context(stream)
+        position = f"{pg.lsn_text(txn.begin.final_lsn)}:{index}"
+        state = {
+            "mode": MODE,
+            "phase": "stream",
+            "lsn": txn.begin.final_lsn,
+            "index": index,
+            "end": None,
+            "slot": self.slot,
+        }
+        row_values = after_values if after_values is not None else before_values
+        assert row_values is not None
+        row = loaders.row(relation, row_values, context.names)
+        events, invalid = self.source._events(context.ctx, [row])
+        bad = invalid[0] if invalid else None
+        event = bad.event if bad is not None else events[0]
+        if op == "d" or event["op"] != "d":  # a soft-delete flag keeps its 'd'
+            event["op"] = op
+        event["ts_ms"] = txn.begin.commit_ms
+        event["source"]["position"] = position
+        before = None
+        if old_full is not None and op != "c":
+            old_row = loaders.row(relation, old_full, context.names)
+            olds, _ = self.source._events(context.ctx, [old_row])
+            before = olds[0]["after"] if olds else None
+        if event["op"] == "d":
+            event["before"] = before if op == "d" else event["after"] or event["before"]
+            event["after"] = None
+        else:
+            event["before"] = before
+        event["event_id"] = event_id_for(context.ctx.id_prefix, event["key"], event["op"], position)
+        return table, event, bad, state
+
+    def _fill_unchanged(
+        self,
+        relation: pg.Relation,
+        table: str,
+        new: tuple[pg.Value, ...],
+        old: tuple[pg.Value, ...] | None,
+    ) -> tuple[pg.Value, ...]:
+        if not any(v is pg.UNCHANGED for v in new):
+            return new
+        filled = list(new)
+        for i, value in enumerate(new):
+            if value is not pg.UNCHANGED:
+                continue
+            if old is not None and old[i] is not pg.UNCHANGED:
+                filled[i] = old[i]
+                continue
+            raise TableStoppedError(
+                table,
+                f"an UPDATE left column {relation.columns[i].name!r} (a large TOASTed value) "
+                "unchanged and the log does not carry it: give the table REPLICA IDENTITY "
+                f"FULL ({relation.qualified}) so that the old row carries it, "
+                f"then re-snapshot with: {resnapshot_command(self.connector.name)}",
+            )
+        return tuple(filled)
+
+
+class _Txn:
+    def __init__(self, begin: pg.Begin) -> None:
+        self.begin = begin
+        self.index = -1
+
+    def next_index(self) -> int:
+        self.index += 1
+        return self.index
+
+
+class _Loaders:
+    """Each column's text turned into the Python value a snapshot read gets, by the driver's
+    own text loader for the column's type (the source connection's adapters)."""
+
+    def __init__(self, conn: Connection) -> None:
+        from psycopg.adapt import Transformer
+        from psycopg.pq import Format
+
+        driver = conn.connection.driver_connection
+        self._tx = Transformer(driver)
+        self._format = Format.TEXT
+        self._loaders: dict[int, Any] = {}
+
+    def value(self, oid: int, data: bytes) -> Any:
+        loader = self._loaders.get(oid)
+        if loader is None:
+            loader = self._loaders[oid] = self._tx.get_loader(oid, self._format)
+        return loader.load(data)
+
+    def row(
+        self, relation: pg.Relation, values: tuple[pg.Value, ...], names: list[str]
+    ) -> tuple[Any, ...]:
+        by_name: dict[str, Any] = {}
+        for col, value in zip(relation.columns, values, strict=True):
+            if isinstance(value, bytes):
+                by_name[col.name] = self.value(col.type_oid, value)
+            else:
+                by_name[col.name] = None
+        return tuple(by_name.get(n) for n in names)

@@ -1,0 +1,128 @@
+"""Shared helpers of the log-capture tests."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from typing import Any
+
+import sqlalchemy as sa
+
+from bus.config import Settings
+from bus.consume import Consumer, Message
+from connectors.sql import pgoutput as pg
+
+
+def execute(url: str, *statements: str, table: str = "") -> None:
+    """``statements`` in one transaction, ``{t}`` in them standing for ``table``."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            for statement in statements:
+                conn.exec_driver_sql(statement.replace("{t}", table))
+    finally:
+        engine.dispose()
+
+
+def read_topic(settings: Settings, topic: str) -> list[Message]:
+    out: list[Message] = []
+    with Consumer(settings, None) as consumer:  # type: ignore[arg-type]
+        consumer.run_bounded([topic], out.extend, from_beginning=True, commit=False)
+    return out
+
+
+def events_of(settings: Settings, topic: str) -> list[dict[str, Any]]:
+    """The topic's events: snapshot reads first, then changes by position (commit LSN, index
+    in the transaction); a topic's partitions are read one after another, and each keeps the
+    order of its keys."""
+    values = [m.value for m in read_topic(settings, topic)]
+    snapshot = [e for e in values if e["op"] == "r"]
+    changes = [e for e in values if e["op"] != "r"]
+    return snapshot + sorted(changes, key=lambda e: position_key(e["source"]["position"]))
+
+
+def position_key(position: str) -> tuple[int, int]:
+    lsn, _, index = position.rpartition(":")
+    return pg.parse_lsn(lsn), int(index)
+
+
+def drop_log(url: str, connector: str, *tables: str) -> None:
+    """Drop a connector's slot and publication, and ``tables``, whatever a test left."""
+    slot = "lgsp_" + connector.replace("-", "_")
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                "WHERE slot_name = %(s)s",
+                {"s": slot},
+            )
+            conn.exec_driver_sql(f'DROP PUBLICATION IF EXISTS "{slot}"')
+            for table in tables:
+                conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{table}"')
+    finally:
+        engine.dispose()
+
+
+COLUMNS = "id, ten, so_tien, luc, du_lieu, ghi_chu"
+UPDATE = "UPDATE {t} SET ghi_chu = :g, so_tien = so_tien + 1 WHERE id = :k"
+
+
+class Writer(threading.Thread):
+    """Random inserts, updates (some 3 times in one transaction) and deletes until stopped."""
+
+    def __init__(self, url: str, table: str, rng: random.Random) -> None:
+        super().__init__(daemon=True)
+        self.engine = sa.create_engine(url)
+        self.table, self.rng = table, rng
+        self.halt = threading.Event()
+        self.transactions = 0
+
+    def run(self) -> None:
+        t = self.table
+        while not self.halt.is_set():
+            with self.engine.begin() as conn:
+                for _ in range(self.rng.randint(1, 4)):
+                    key = self.rng.randint(1, 400)
+                    kind = self.rng.random()
+                    if kind < 0.45:
+                        conn.execute(
+                            sa.text(
+                                f"INSERT INTO {t} VALUES (:k, :ten, :so, now(), :js, NULL) "  # noqa: S608
+                                "ON CONFLICT (id) DO UPDATE SET ten = excluded.ten, "
+                                "so_tien = excluded.so_tien"
+                            ),
+                            {
+                                "k": key,
+                                "ten": f"Nguyễn Thị Ánh {key}",
+                                "so": key * 1.25,
+                                "js": '{"v": 1}',
+                            },
+                        )
+                    elif kind < 0.85:
+                        for n in range(3):
+                            conn.execute(
+                                sa.text(UPDATE.replace("{t}", t)),
+                                {"g": f"lần {n} ở phường Tân Định", "k": key},
+                            )
+                    else:
+                        conn.execute(sa.text(f"DELETE FROM {t} WHERE id = :k"), {"k": key})  # noqa: S608
+            self.transactions += 1
+            time.sleep(self.rng.uniform(0, 0.02))
+        self.engine.dispose()
+
+
+def table_rows(url: str, table: str) -> dict[int, tuple]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            result = conn.exec_driver_sql(f"SELECT {COLUMNS} FROM {table}")  # noqa: S608
+            # JSONB is published as its JSON text: compared as the value it denotes
+            return {
+                r[0]: (*r[:4], json.loads(r[4]) if isinstance(r[4], str) else r[4], r[5])
+                for r in result
+            }
+    finally:
+        engine.dispose()
