@@ -18,6 +18,7 @@ from bus.connectors_db import ConnectorStore
 from bus.sync import run
 from conftest import PG_URL
 from connectors.sql import pgoutput as pg
+from tests.helpers import drop_tables
 from tests.integration.cdc.helpers import (
     Writer,
     drop_log,
@@ -28,7 +29,7 @@ from tests.integration.cdc.helpers import (
     table_rows,
 )
 from tests.integration.cdc.pg_cluster import Cluster
-from tests.integration.connectors.helpers import config, drop_tables
+from tests.integration.connectors.helpers import config
 
 pytestmark = pytest.mark.integration
 

@@ -16,9 +16,10 @@ from bus.connector_service.registration import register, unregister
 from bus.connectors_db import ConnectorStore
 from bus.sync import run
 from conftest import PG_URL
+from tests.helpers import drop_tables
 from tests.integration.cdc.helpers import drop_log, events_of, execute
 from tests.integration.cdc.pg_cluster import Cluster
-from tests.integration.connectors.helpers import config, drop_tables
+from tests.integration.connectors.helpers import config
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from bus.connectors_db import ConnectorStore
 from bus.sync import run
 from conftest import PG_URL
 from tests.faults.harness import Running, fault_count, fault_rng
-from tests.helpers import wait_until
+from tests.helpers import drop_tables, wait_until
 from tests.integration.cdc.helpers import (
     Writer,
     drop_log,
@@ -29,7 +29,7 @@ from tests.integration.cdc.helpers import (
     table_rows,
 )
 from tests.integration.cdc.pg_cluster import Cluster
-from tests.integration.connectors.helpers import config, drop_tables
+from tests.integration.connectors.helpers import config
 
 pytestmark = pytest.mark.integration
 
