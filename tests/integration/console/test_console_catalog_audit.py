@@ -200,11 +200,14 @@ def test_publisher_grants_through_the_form_and_the_consumer_sees_it(
     page = open_page(browser, console, "consumer")
     visit(page, "datasets")
     page.wait_for_selector("#ds-grants table")
-    grants = rows_of(page, "#ds-grants")
-    mine = [g for g in grants if g["purpose"] == purpose]
-    assert len(mine) == 1 and mine[0]["expires"] == "2027-06-30"
-    assert mine[0]["status"] == "live" and mine[0]["agency"] == "so-noi-vu"
-    assert {g["agency"] for g in grants} == {"so-noi-vu"}
+    grants = rows_of(page, "#ds-grants")  # headed in Vietnamese, values in words
+    mine = [g for g in grants if g["Mục đích"] == purpose]
+    assert len(mine) == 1
+    assert mine[0]["Hết hạn"] == "2027-06-30" and mine[0]["Trạng thái"] == "còn hiệu lực"
+    assert mine[0]["Trường"] == "dossier_id, status" and mine[0]["Dữ liệu cá nhân"] == "không"
+    assert {g["Cơ quan được cấp"] for g in grants} == {"so-noi-vu"}
+    revoked = [g for g in grants if g["Số"] == str(demo["id"])]
+    assert revoked[0]["Trạng thái"] == "đã thu hồi"
     assert page.locator("#grant-form").count() == 0  # a consumer grants nothing
     page.wait_for_selector("#ds-access table")
     log = rows_of(page, "#ds-access")
