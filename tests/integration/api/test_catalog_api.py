@@ -188,6 +188,7 @@ def test_grants_add_list_revoke_and_the_access_log(server: Server, unique: str) 
     assert grant["created_by"].startswith("api-key:")
     twice = server.call("POST", "/v1/grants", pub, json=grant_body(name))
     assert twice.status_code == 422 and "already holds live grant" in twice.text
+    assert fields_of(twice) == {"agency"}  # beside the receiving agency in a form
     shown = server.call("GET", f"/v1/datasets/{name}", pub).json()
     assert [g["id"] for g in shown["live_grants"]] == [grant["id"]]
 

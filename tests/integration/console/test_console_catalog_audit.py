@@ -172,8 +172,11 @@ def test_publisher_grants_through_the_form_and_the_consumer_sees_it(
     purpose = "Thống kê thời hạn giải quyết hồ sơ theo phường"
     page.fill("#gr-purpose", purpose)
     page.click("#grant-form button[type=submit]")
-    page.wait_for_selector("#grant-form .msg.error")
-    assert "already holds live grant" in page.inner_text("#grant-form .msg.error")
+    page.wait_for_function(
+        "() => document.querySelector('#gr-agency-error').textContent.includes('already holds')"
+    )
+    assert page.get_attribute("#gr-agency", "aria-invalid") == "true"
+    assert page.locator("#grant-form .msg.error").count() == 0  # beside the field only
     assert console.call("GET", "/v1/grants", "auditor").json() == grants_before
     [demo] = [g for g in grants_before if g["agency"] == "so-noi-vu" and g["status"] == "live"]
     assert console.call("DELETE", f"/v1/grants/{demo['id']}", "publisher").ok
