@@ -3,8 +3,9 @@ catalogue/grants API (``bus/api/catalog.py``) and the auditor API (``bus/api/aud
 real ``lgsp serve``: a publisher grants through the form (a bad grant refused beside its
 fields, nothing stored), the consumer sees the grant and its own access log; an auditor finds
 a resident's history by a typed citizen id (timeline with before/after and chain positions, no
-unmasked citizen id), downloads a replay as of a date, runs a verify job, filters the access
-log. Screenshots at a desk and a phone size under the test's folder."""
+unmasked citizen id) and a dossier's across the ward, district and city chains, downloads a
+replay as of a date, runs a verify job, filters the access log. Screenshots at a desk and a
+phone size under the test's folder."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 import requests
+import sqlalchemy as sa
 
 from bus.archive.archiver import Archiver
 from bus.envelope import canonical_key
@@ -402,4 +404,52 @@ def test_access_log_filters_in_the_page(
     assert len(everything) >= len(every)
     no_citizen_id(page)
     assert script_errors(page) == []
+    page.context.close()
+
+
+def test_auditor_finds_a_dossiers_history_across_ward_district_and_city(
+    browser: Any, console: Console, tmp_path: Path
+) -> None:
+    engine = sa.create_engine(f"sqlite:///{console.demo_dir / 'ward-26734.db'}")
+    try:
+        with engine.connect() as conn:
+            dossier = conn.execute(
+                sa.text("SELECT dossier_id FROM ho_so ORDER BY dossier_id LIMIT 1")
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    page = open_page(browser, console, "auditor")
+    visit(page, "audit")
+    page.fill("#au-dataset", DOSSIERS)
+    page.fill("#au-key", dossier)
+    page.fill("#au-purpose", WHY)
+    page.click("#au-history button[type=submit]")
+    page.wait_for_selector("#au-history-out ol.timeline")
+    api = console.call(
+        "GET",
+        f"/v1/audit/datasets/{DOSSIERS}/history/{requests.utils.quote(dossier, safe='')}",
+        "auditor",
+        headers={"X-Purpose": requests.utils.quote(WHY)},
+    ).json()
+    items = page.locator("#au-history-out ol.timeline > li")
+    assert items.count() == len(api["events"]) > 0
+    # the ward's event, rolled up: its place in the ward's, the district's and the city's chain
+    chains = items.first.locator(".muted").inner_text()
+    topics = {p["topic"] for p in api["events"][0]["positions"]}
+    assert topics == {
+        "lgsp.79.760.26734.tthc.dossier",
+        "lgsp.79.760.tthc.dossier",
+        "lgsp.79.tthc.dossier",
+    }
+    for p in api["events"][0]["positions"]:
+        assert f"{p['topic']}[{p['partition']}] #{p['seq']}" in chains
+    created = items.first.evaluate(
+        """li => Object.fromEntries([...li.querySelectorAll('table.diff tbody tr')].map(tr =>
+               [tr.querySelector('th').textContent, tr.children[2].textContent]))"""
+    )
+    assert created["dossier_id"] == dossier  # not personal data: shown as it is
+    assert created["applicant_citizen_id"].startswith("tok_")
+    no_citizen_id(page)
+    assert script_errors(page) == []
+    shoot(page, tmp_path / "screenshots", "auditor-dossier-history")
     page.context.close()
