@@ -340,6 +340,15 @@ def test_auditor_downloads_a_replay_as_of_a_date_and_verifies(
     notes = sorted(line["record"]["note"] for line in replay("2026-12-31T23:59"))
     assert notes == ["chuyển hộ khẩu lần 2", "khởi tạo 0", "khởi tạo 2"]
 
+    # an unknown dataset: the API's 404 shown, nothing downloaded
+    downloads: list[Any] = []
+    page.on("download", lambda d: downloads.append(d))
+    page.fill("#rp-dataset", "dancu.khong-co")
+    page.click("#au-replay button[type=submit]")
+    page.wait_for_selector("#au-replay .msg.error")
+    assert "dancu.khong-co" in page.inner_text("#au-replay .msg.error")
+    assert page.locator("#au-replay .msg.ok").count() == 0 and downloads == []
+
     # the replay reads were access-logged as this auditor's, with the purpose
     log = console.call("GET", f"/v1/access-log?dataset={residents}&action=replay", "auditor").json()
     assert len(log) >= 3 and {e["purpose"] for e in log} == {WHY}
