@@ -169,7 +169,8 @@ def test_grants_add_list_revoke_and_the_access_log(server: Server, unique: str) 
     nobody = server.call("POST", "/v1/grants", pub, json=grant_body(name, agency="no-such"))
     assert nobody.status_code == 404 and fields_of(nobody) == {"agency"}
     gone = server.call("POST", "/v1/grants", pub, json=grant_body("dancu.nope"))
-    assert gone.status_code == 404
+    assert gone.status_code == 404 and fields_of(gone) == {"dataset"}
+    assert "dancu.nope" in gone.json()["errors"][0]["message"]
     extra = server.call("POST", "/v1/grants", pub, json=dict(grant_body(name), colour="red"))
     assert extra.status_code == 422 and fields_of(extra) == {"colour"}
     # a NUL character, which PostgreSQL cannot keep in text: 422 before any database call

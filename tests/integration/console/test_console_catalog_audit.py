@@ -156,6 +156,15 @@ def test_publisher_grants_through_the_form_and_the_consumer_sees_it(
     shoot(page, shots, "publisher-grant-refused")
     assert console.call("GET", "/v1/grants", "auditor").json() == grants_before
 
+    # a dataset that is not in the catalogue: named beside the dataset field
+    page.fill("#gr-dataset", "dancu.khong-co")
+    page.click("#grant-form button[type=submit]")
+    page.wait_for_selector("#gr-dataset-error:not(:empty)")
+    assert "dancu.khong-co" in page.inner_text("#gr-dataset-error")
+    assert page.get_attribute("#gr-dataset", "aria-invalid") == "true"
+    assert console.call("GET", "/v1/grants", "auditor").json() == grants_before
+    page.fill("#gr-dataset", DOSSIERS)
+
     # an unknown agency: named beside the agency field
     page.fill("#gr-agency", "so-khong-co")
     page.fill("#gr-purpose", "Thống kê hồ sơ")
