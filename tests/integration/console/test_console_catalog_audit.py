@@ -302,6 +302,12 @@ def test_auditor_finds_a_residents_history_by_a_typed_citizen_id(
     no_citizen_id(page)  # the typed id is in the input's value only, never in the page
     assert script_errors(page) == []
     shoot(page, tmp_path / "screenshots", "auditor-history")
+    page.set_viewport_size(SIZES["phone"])  # before and after side by side on a phone too
+    overflow = page.eval_on_selector_all(
+        "table.diff", "ts => ts.map(t => t.parentElement.scrollWidth - t.parentElement.clientWidth)"
+    )
+    assert overflow == [0, 0, 0]
+    page.set_viewport_size(SIZES["desktop"])
 
     # an unknown dataset: the API's error shown, no timeline
     page.fill("#au-dataset", "dancu.khong-co")
