@@ -250,7 +250,10 @@ def grant_add(
     key: KeyInfo = Depends(publisher),
 ) -> dict[str, Any]:
     """Grant an agency some fields of a dataset the key's agency publishes."""
-    _own_dataset(ctx, request, key, body.dataset, "grant")
+    try:
+        _own_dataset(ctx, request, key, body.dataset, "grant")
+    except NotFoundError as exc:  # 404 naming the field, as the grant's other problems
+        raise renamed(exc, {"dataset": "dataset"}) from exc
     try:
         grant = add_grant(
             ctx.settings,

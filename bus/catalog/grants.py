@@ -174,10 +174,15 @@ def add_grant(
         for row in s.scalars(
             select(Grant).where(Grant.agency == agency, Grant.dataset == dataset)
         ).all():
-            if _info(row).status() == "live":
-                raise ConfigurationError(
-                    f"agency {agency} already holds live grant {row.id} for {dataset}; "
-                    f"revoke it first ('lgsp grant revoke {row.id}')"
+            if _info(row).status() == "live":  # the receiving agency's problem: named so
+                raise InvalidFieldsError(
+                    [
+                        FieldError(
+                            "--to",
+                            f"agency {agency} already holds live grant {row.id} for {dataset}; "
+                            f"revoke it first ('lgsp grant revoke {row.id}')",
+                        )
+                    ]
                 )
         ordered = [f for f in ds.fields if f in wanted]
         row = Grant(

@@ -169,7 +169,8 @@ def test_grants_add_list_revoke_and_the_access_log(server: Server, unique: str) 
     nobody = server.call("POST", "/v1/grants", pub, json=grant_body(name, agency="no-such"))
     assert nobody.status_code == 404 and fields_of(nobody) == {"agency"}
     gone = server.call("POST", "/v1/grants", pub, json=grant_body("dancu.nope"))
-    assert gone.status_code == 404
+    assert gone.status_code == 404 and fields_of(gone) == {"dataset"}
+    assert "dancu.nope" in gone.json()["errors"][0]["message"]
     extra = server.call("POST", "/v1/grants", pub, json=dict(grant_body(name), colour="red"))
     assert extra.status_code == 422 and fields_of(extra) == {"colour"}
     # a NUL character, which PostgreSQL cannot keep in text: 422 before any database call
@@ -188,6 +189,7 @@ def test_grants_add_list_revoke_and_the_access_log(server: Server, unique: str) 
     assert grant["created_by"].startswith("api-key:")
     twice = server.call("POST", "/v1/grants", pub, json=grant_body(name))
     assert twice.status_code == 422 and "already holds live grant" in twice.text
+    assert fields_of(twice) == {"agency"}  # beside the receiving agency in a form
     shown = server.call("GET", f"/v1/datasets/{name}", pub).json()
     assert [g["id"] for g in shown["live_grants"]] == [grant["id"]]
 

@@ -41,8 +41,10 @@ class Console:
     logins: dict[str, Login]
     demo_dir: Path
 
-    def call(self, method: str, path: str, role: str, **kw: object) -> requests.Response:
-        headers = {"Authorization": f"Bearer {self.logins[role].key}"}
+    def call(
+        self, method: str, path: str, role: str, headers: dict[str, str] | None = None, **kw: object
+    ) -> requests.Response:
+        headers = {**(headers or {}), "Authorization": f"Bearer {self.logins[role].key}"}
         return requests.request(method, self.url + path, headers=headers, timeout=60, **kw)  # type: ignore[arg-type]
 
 

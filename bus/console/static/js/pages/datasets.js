@@ -24,6 +24,27 @@ function catalogue(list) {
   );
 }
 
+// Grants as people read them: the fields listed, PII and status in words, the status marked.
+function grantTable(list) {
+  if (!Array.isArray(list) || (list.length && !("allow_pii" in list[0]))) return view(list);
+  if (list.length === 0) return h("p", {}, t("empty"));
+  return table(
+    null,
+    [t("gr.id"), t("ds.name"), t("ds.agency"), t("ds.purpose"), t("ds.legal"), t("ds.fields"), t("ds.pii"), t("ds.expires"), t("gr.status")],
+    list.map((g) => [
+      String(g.id),
+      g.dataset,
+      g.agency,
+      g.purpose,
+      g.legal_basis,
+      (g.fields || []).join(", "),
+      g.allow_pii ? t("gr.yes") : t("gr.no"),
+      g.expires,
+      h("span", { class: g.status === "live" ? "status-ok" : "status-failed", "data-status": g.status }, t(`gr.${g.status}`)),
+    ]),
+  );
+}
+
 async function searchBox() {
   const SEARCH = "/v1/datasets/search";
   const out = h("div", { id: "ds-search-out", "aria-live": "polite" });
@@ -117,7 +138,7 @@ export async function render(main, { me }) {
     Promise.all([
       section(t("ds.catalogue"), "ds-catalogue", ["/v1/datasets"], catalogue),
       searchBox(),
-      ...(grants ? [section(t("ds.grants"), "ds-grants", ["/v1/grants"])] : []),
+      ...(grants ? [section(t("ds.grants"), "ds-grants", ["/v1/grants"], grantTable)] : []),
       accessLog("ds-access"),
     ]);
   const parts = await build();
