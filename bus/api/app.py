@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bus.api import connectors, health, metrics, registry
+from bus.api import connectors, health, lookup, metrics, registry
 from bus.api.auth import RateLimiter
 from bus.api.errors import (
     ApiError,
@@ -72,7 +72,7 @@ def create_app(ctx: Context) -> FastAPI:
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(LgspError, on_bus_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
-    for module in (health, registry, connectors, metrics):
+    for module in (health, registry, connectors, lookup, metrics):
         app.include_router(module.router)
     metrics.instrument(app)
     app.add_middleware(BodyLimit, limit=ctx.settings.api.max_body_bytes)

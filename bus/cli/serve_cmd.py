@@ -21,6 +21,7 @@ def serve(host: str | None, port: int | None) -> None:
     import uvicorn
 
     from bus.api.app import create_app
+    from bus.api.request_log import mask_access_log
 
     ctx = context()
     config = uvicorn.Config(
@@ -32,6 +33,7 @@ def serve(host: str | None, port: int | None) -> None:
         timeout_graceful_shutdown=30,
         server_header=False,
     )
+    mask_access_log()  # after uvicorn configured its loggers: record keys never logged
     # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again to the handler
     # it found: with these, the process ends with exit 0 after a graceful stop
     for stop in (signal.SIGTERM, signal.SIGINT):
