@@ -239,8 +239,12 @@ def grant_view(settings: Settings, grant: GrantInfo) -> GrantView:
         ds = s.get(Dataset, grant.dataset)
         if ds is None:  # pragma: no cover - a foreign key keeps it
             raise NotFoundError(f"dataset {grant.dataset!r} is not in the catalogue")
-        pii = frozenset(ds.pii)
-        keys = tuple(ds.key_fields)
+        return _view(settings, grant, ds)
+
+
+def _view(settings: Settings, grant: GrantInfo, ds: Dataset) -> GrantView:
+    pii = frozenset(ds.pii)
+    keys = tuple(ds.key_fields)
     return GrantView(
         id=grant.id,
         dataset=grant.dataset,
@@ -280,28 +284,38 @@ def live_grant(
     else:
         if not agency or not dataset:
             raise ConfigurationError("a delivery needs a grant id, or an agency and a dataset")
+        # one transaction (a lookup checks this on every request): the dataset, the agency,
+        # its grants for the dataset and the view of the live one
         with session_scope(settings) as s:
-            if s.get(Dataset, dataset) is None:
+            ds = s.get(Dataset, dataset)
+            if ds is None:
                 raise NotFoundError(f"dataset {dataset!r} is not in the catalogue")
             if s.get(Agency, agency) is None:
                 raise AccessDeniedError(
                     f"agency {agency!r} is not in the catalogue and holds no grant: "
                     "nothing delivered"
                 )
-        grants = list_grants(settings, agency=agency, dataset=dataset)
-        live = [g for g in grants if g.status() == "live"]
-        if not live:
-            if grants:
-                raise AccessDeniedError(_refusal(grants[-1]) + ": nothing delivered")
-            raise AccessDeniedError(
-                f"agency {agency} holds no grant for dataset {dataset}: nothing delivered; "
-                f"the publisher can grant access with 'lgsp grant add --dataset {dataset} "
-                f"--to {agency} --purpose ... --legal-basis ... --fields ... --expires ...'"
-            )
-        grant = live[-1]
+            query = select(Grant).where(Grant.agency == agency, Grant.dataset == dataset)
+            grants = [_info(r) for r in s.scalars(query.order_by(Grant.id)).all()]
+            live = [g for g in grants if g.status() == "live"]
+            if not live:
+                if grants:
+                    raise AccessDeniedError(_refusal(grants[-1]) + ": nothing delivered")
+                raise AccessDeniedError(
+                    f"agency {agency} holds no grant for dataset {dataset}: nothing delivered; "
+                    f"the publisher can grant access with 'lgsp grant add --dataset {dataset} "
+                    f"--to {agency} --purpose ... --legal-basis ... --fields ... --expires ...'"
+                )
+            grant = live[-1]
+            _check_purpose(grant, purpose)
+            return _view(settings, grant, ds)
+    _check_purpose(grant, purpose)
+    return grant_view(settings, grant)
+
+
+def _check_purpose(grant: GrantInfo, purpose: str | None) -> None:
     if purpose is not None and purpose.strip() and not _same_purpose(purpose, grant.purpose):
         raise AccessDeniedError(
             f"grant {grant.id} allows the purpose {grant.purpose!r} only, not {purpose!r}: "
             "nothing delivered"
         )
-    return grant_view(settings, grant)
