@@ -104,6 +104,12 @@ def _mean_ms(step: Callable[[], object], runs: int = 300) -> float:
     return round((time.perf_counter() - started) / runs * 1000, 3)
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process ``pid`` used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _client(*args: str) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-m", "bench.lookup_client", *args],
@@ -186,9 +192,13 @@ def test_bench_lookup(settings: Settings, tmp_path: Path) -> None:
             assert proc.poll() is None and time.monotonic() < deadline, "lgsp serve did not start"
             time.sleep(0.2)
         args = (url, key, dataset, PURPOSE, str(RATE), str(SECONDS), str(keys_file))
+        cpu = _cpu_s(proc.pid)
         api = _client("api", *args)
+        api_cpu = _cpu_s(proc.pid) - cpu
         assert api["statuses"] == {"200": api["requests"]}, api["statuses"]
+        cpu = _cpu_s(proc.pid)
         floor = _client("health", url, str(RATE), str(SECONDS))
+        floor_cpu = _cpu_s(proc.pid) - cpu
     finally:
         proc.terminate()
         proc.wait(timeout=60)
@@ -207,8 +217,10 @@ def test_bench_lookup(settings: Settings, tmp_path: Path) -> None:
         "api_p99_ms": api["p99_ms"],
         "api_max_ms": api["max_ms"],
         "api_per_s": api["per_s"],
+        "api_server_cpu_ms_per_request": round(api_cpu / api["requests"] * 1000, 2),
         "healthz_p50_ms": floor["p50_ms"],
         "healthz_p99_ms": floor["p99_ms"],
+        "healthz_server_cpu_ms_per_request": round(floor_cpu / floor["requests"] * 1000, 2),
         "sql_p50_ms": direct["p50_ms"],
         "sql_p99_ms": direct["p99_ms"],
         "sql_per_s": direct["per_s"],
