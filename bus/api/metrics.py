@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 from sqlalchemy import or_, select
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bus import broker_guard
 from bus.api.auth import context
@@ -121,17 +121,33 @@ def metrics(request: Request, ctx: Context = Depends(context)) -> Response:
 def instrument(app: FastAPI) -> None:
     """Count and time every request by its route's template (not its raw path)."""
     app.state.metrics = Metrics()
+    app.add_middleware(_Timed, metrics=app.state.metrics)
 
-    @app.middleware("http")
-    async def timed(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+
+class _Timed:
+    """The timing middleware, plain ASGI (Starlette's ``BaseHTTPMiddleware`` runs each
+    request through extra tasks and streams: about a third of a ``/healthz`` answer's CPU)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        labels = (request.method, template, str(response.status_code))
-        state: Metrics = request.app.state.metrics
-        state.requests.labels(*labels).inc()
-        state.latency.labels(*labels).observe(time.perf_counter() - started)
-        return response
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            template = getattr(scope.get("route"), "path", "unmatched")
+            labels = (scope["method"], template, str(status))
+            self.metrics.requests.labels(*labels).inc()
+            self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
