@@ -1,6 +1,7 @@
 """The current-state store of a dataset: a registered SQL sink connector ``lookup-<dataset>``
-that reads the dataset's city-level topic and upserts by key, deleting a row when its delete
-reaches the topic.
+that reads the dataset's city-level topic and upserts by key; a delete that reaches the topic
+marks its row deleted (``on_delete: mark``: the tombstone row stops an older update arriving
+later from bringing the record back), and the lookup never answers with a marked row.
 
 The store is an ordinary sink connector (its file is made here from the catalogue and the
 ``lookup`` settings), so it is kept current by the sink's own machinery: versioned upserts,
@@ -86,7 +87,7 @@ def store_file(ctx: Context, dataset: str) -> dict[str, Any]:
         "unit": ctx.hierarchy.root.code,
         "description": f"current state of {info.name} for the once-only lookup",
         "connection": {"url": url},
-        "tables": [{"table": store_table(info.name), "dataset": info.name, "on_delete": "delete"}],
+        "tables": [{"table": store_table(info.name), "dataset": info.name, "on_delete": "mark"}],
     }
     if ctx.settings.lookup.schedule:
         doc["schedule"] = ctx.settings.lookup.schedule

@@ -186,6 +186,12 @@ def test_a_deleted_record_is_404_once_its_delete_reached_the_city_topic(
         "GET", f"/v1/datasets/{dataset}/records/{citizen_id(1)}", key, headers=purpose()
     )
     assert now.json()["record"]["household_id"] == "HK-9"  # the current state, not the first
+    # an update older than the delete, arriving after it, does not bring the record back
+    late = citizen_event(2, op="u", household_id="HK-late")
+    late["ts_ms"] += 500
+    send(settings, dataset, [late])
+    assert synced(settings, dataset) == 1
+    assert server.call("GET", path, key, headers=purpose()).status_code == 404
 
 
 def test_batch_limit_and_bad_bodies(server: Server, dataset: str) -> None:
