@@ -6,16 +6,19 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
+import sqlalchemy as sa
+from pydantic import SecretStr
 from sqlalchemy import inspect
 
 from bus.catalog import add_agency, add_grant, query_access, revoke_grant
 from bus.catalog.masking import load_pii_key, token
-from bus.config import Settings
+from bus.config import LookupSettings, Settings
 from bus.context import Context
 from bus.db import open_engine
 from bus.lookup.store import store_name, store_table, sync
@@ -287,3 +290,43 @@ def test_a_store_never_synced_is_503_and_lgsp_lookup_sync_registers_it_with_a_da
         [LGSP, "lookup", "sync", "dancu.nothing"], capture_output=True, text=True, env=cli_env
     )
     assert nothing.returncode == 2 and "not in the catalogue" in nothing.stderr
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mariadb"])
+def test_a_store_in_its_own_database_lookup_url(
+    serve: Callable[..., Server],
+    settings: Settings,
+    dataset: str,
+    backend: str,
+    pg_url: str,
+    mysql_url: str,
+) -> None:
+    url = pg_url if backend == "postgresql" else mysql_url
+    own = Settings(
+        home=settings.home,
+        kafka_bootstrap=settings.kafka_bootstrap,
+        lookup=LookupSettings(url=SecretStr(url)),
+    )
+    send(settings, dataset, [citizen_event(i) for i in range(3)])
+    send(settings, dataset, [delete_event(1)])
+    try:
+        assert synced(own, dataset) == 4
+        assert store_table(dataset) not in inspect(open_engine(settings)).get_table_names()
+        grant(settings, dataset)
+        server = serve(LGSP_LOOKUP__URL=url)
+        key = server.key("consumer", "ubnd-q1")
+        base = f"/v1/datasets/{dataset}/records/"
+        got = server.call("GET", base + citizen_id(2), key, headers=purpose())
+        assert got.status_code == 200, got.text
+        assert got.json()["record"]["birth_date"] == token(
+            citizen(2)["birth_date"], load_pii_key(settings)
+        )
+        assert server.call("GET", base + citizen_id(1), key, headers=purpose()).status_code == 404
+        for bad in ("x' OR '1'='1", "../../etc"):
+            r = server.call("GET", base + quote(bad, safe=""), key, headers=purpose())
+            assert r.status_code == 404
+    finally:
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {store_table(dataset)}"))
+        engine.dispose()
