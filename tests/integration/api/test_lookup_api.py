@@ -22,7 +22,7 @@ from bus.config import LookupSettings, Settings
 from bus.context import Context
 from bus.db import open_engine
 from bus.lookup.store import store_name, store_table, sync
-from bus.orchestration.specs import MANIFEST
+from bus.orchestration.specs import MANIFEST, dag_specs
 from bus.state import home
 from tests.integration.api.conftest import LGSP, Server
 from tests.integration.catalog.test_delivery import PURPOSE, send
@@ -285,6 +285,9 @@ def test_a_store_never_synced_is_503_and_lgsp_lookup_sync_registers_it_with_a_da
     manifest = json.loads((home(settings) / MANIFEST).read_text())
     stores = [c for c in manifest["connectors"] if c["name"] == store_name(dataset)]
     assert stores and stores[0]["role"] == "sink" and stores[0]["schedule"] == "*/5 * * * *"
+    dags = {spec.dag_id: spec for spec in dag_specs(manifest)}
+    dag = dags[f"lgsp_sync__{store_name(dataset).replace('-', '_')}"]
+    assert dag.schedule == "*/5 * * * *" and dag.params["connector"] == store_name(dataset)
     assert server.call("GET", path, key, headers=purpose()).status_code == 200
     nothing = subprocess.run(
         [LGSP, "lookup", "sync", "dancu.nothing"], capture_output=True, text=True, env=cli_env
