@@ -12,6 +12,7 @@ the answer is sent (``AccessLogWriter``: concurrent requests share a commit).
 
 from __future__ import annotations
 
+import threading
 import urllib.parse
 from typing import Any
 
@@ -47,10 +48,14 @@ class LookupBody(BaseModel):
     keys: list[Key] = Field(min_length=1)
 
 
+_made = threading.Lock()  # the app's readers and access-log writer are made once
+
+
 def readers(request: Request) -> Readers:
     state = request.app.state
-    if getattr(state, "lookup_readers", None) is None:
-        state.lookup_readers = Readers(state.ctx)
+    with _made:
+        if getattr(state, "lookup_readers", None) is None:
+            state.lookup_readers = Readers(state.ctx)
     return state.lookup_readers  # type: ignore[no-any-return]
 
 
@@ -64,8 +69,9 @@ def _consumer(request: Request) -> tuple[Context, KeyInfo]:
 
 def access_writer(request: Request) -> AccessLogWriter:
     state = request.app.state
-    if getattr(state, "access_writer", None) is None:
-        state.access_writer = AccessLogWriter(state.ctx.settings)
+    with _made:
+        if getattr(state, "access_writer", None) is None:
+            state.access_writer = AccessLogWriter(state.ctx.settings)
     return state.access_writer  # type: ignore[no-any-return]
 
 
