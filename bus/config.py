@@ -82,6 +82,21 @@ class ApiSettings(BaseModel):
     key_days: int = Field(365, ge=1, description="default lifetime of an API key, in days")
 
 
+class LookupSettings(BaseModel):
+    """The once-only lookup: where each dataset's current-state store lives and how often its
+    sink connector (``lookup-<dataset>``) runs."""
+
+    url: SecretStr | None = Field(
+        None,
+        description="SQLAlchemy URL of the current-state stores; default the control database "
+        "(a password as ${ENV}, as in a connector file)",
+    )
+    schedule: str | None = Field(
+        "*/5 * * * *", description="cron of the store's Airflow DAG (None: no schedule)"
+    )
+    max_keys: int = Field(1000, ge=1, le=100_000, description="keys per batch lookup")
+
+
 class Settings(BaseSettings):
     """Effective configuration of the bus."""
 
@@ -99,6 +114,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    lookup: LookupSettings = Field(default_factory=LookupSettings)
     database_url: SecretStr | None = Field(
         None, description="SQLAlchemy URL of the control database; default SQLite in home"
     )

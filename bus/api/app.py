@@ -13,6 +13,7 @@ from bus.api import (
     console,
     dlq,
     health,
+    lookup,
     metrics,
     overview,
     registry,
@@ -84,7 +85,8 @@ def create_app(ctx: Context) -> FastAPI:
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(LgspError, on_bus_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
-    for module in (health, registry, connectors, catalog, audit, metrics, overview, dlq, reports):
+    routers = (health, registry, connectors, catalog, audit, lookup, metrics, overview, dlq)
+    for module in (*routers, reports):
         app.include_router(module.router)
     console.mount(app)
     metrics.instrument(app)

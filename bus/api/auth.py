@@ -13,6 +13,7 @@ from collections.abc import Callable
 from fastapi import Depends, Request
 
 from bus.api.errors import ApiError
+from bus.api.request_log import mask_path
 from bus.catalog import record_access
 from bus.catalog.api_keys import KeyInfo, authenticate
 from bus.context import Context
@@ -90,7 +91,12 @@ def refuse(ctx: Context, request: Request, key: KeyInfo, area: str, why: str) ->
         purpose="",
         records=0,
         action="refused",
-        detail={"method": request.method, "path": request.url.path, "role": key.role, "why": why},
+        detail={
+            "method": request.method,
+            "path": mask_path(request.url.path),
+            "role": key.role,
+            "why": why,
+        },
     )
     return ApiError(403, f"{why} (key {key.id}, role {key.role})")
 

@@ -114,6 +114,15 @@ def _mask_record(
     return out
 
 
+def mask_record(record: Mapping[str, Any] | None, grant: GrantView) -> dict[str, Any] | None:
+    """A record as the grant lets its agency see it: granted fields only, PII among them as
+    tokens unless the grant allows PII (the rule ``apply_grant`` applies to an event)."""
+    if not grant.token_key:
+        raise ConfigurationError(f"grant {grant.id}: no token key loaded")
+    pii: frozenset[str] = frozenset() if grant.allow_pii else grant.pii_fields
+    return _mask_record(record, grant.fields, pii, grant.token_key)
+
+
 def _mask_key(raw: Any, grant: GrantView, pii: Collection[str]) -> Any:
     """Key fields that are PII, or outside the grant, become tokens (identity kept for upserts,
     value hidden)."""
@@ -152,8 +161,8 @@ def apply_grant(event: dict[str, Any], grant: GrantView) -> dict[str, Any]:
             source["position"] = None
     out["source"] = source
     out["key"] = _mask_key(event.get("key"), grant, pii)
-    out["before"] = _mask_record(event.get("before"), grant.fields, pii, grant.token_key)
-    out["after"] = _mask_record(event.get("after"), grant.fields, pii, grant.token_key)
+    out["before"] = mask_record(event.get("before"), grant)
+    out["after"] = mask_record(event.get("after"), grant)
     return out
 
 
@@ -163,5 +172,6 @@ __all__ = [
     "consumer_group",
     "is_token",
     "load_pii_key",
+    "mask_record",
     "token",
 ]

@@ -64,6 +64,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "catalog_cmd:grant_group",
         "Grants: which agency may receive which fields of a dataset, why, until when.",
     ),
+    "lookup": (
+        "lookup_cmd:lookup_group",
+        "Current-state stores of datasets, read by GET /v1/datasets/NAME/records/KEY.",
+    ),
     "publish": (
         "stream_cmd:publish",
         "Publish JSON lines (envelopes, or bare records wrapped as op c) to TOPIC.",

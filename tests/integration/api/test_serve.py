@@ -19,6 +19,13 @@ from tests.integration.api.conftest import LGSP, Server
 pytestmark = pytest.mark.integration
 
 
+def key_parts(key: str) -> tuple[str, str]:
+    """(id, secret) of a key ``lgsp_<id>_<secret>``: the secret may itself contain "_"."""
+    prefix, key_id, secret = key.split("_", 2)
+    assert prefix == "lgsp" and len(key_id) == 12 and len(secret) == 43, key
+    return key_id, secret
+
+
 def test_health_ready_openapi_docs_and_graceful_stop(server: Server) -> None:
     assert server.call("GET", "/healthz").json() == {"status": "ok"}
     ready = server.call("GET", "/readyz")
@@ -51,7 +58,7 @@ def test_401_without_a_live_key_403_outside_the_role_logged_nothing_stored(
     assert entries[0].detail["path"] == "/subjects/some-subject/versions"
     assert entries[0].principal.startswith("api-key:")
     # a revoked key is refused at once
-    key_id = auditor.split("_")[1]
+    key_id, secret = key_parts(auditor)
     revoke_key(server.settings, "thanh-tra", key_id)
     assert server.call("GET", "/subjects", auditor).status_code == 401
     # keys are shown once: neither the list nor the CLI prints the secret or its digest
@@ -59,7 +66,7 @@ def test_401_without_a_live_key_403_outside_the_role_logged_nothing_stored(
         [LGSP, "agency", "key", "list", "--json"], capture_output=True, text=True, env=cli_env
     )
     assert listed.returncode == 0, listed.stderr
-    assert auditor.split("_")[2] not in listed.stdout
+    assert secret not in listed.stdout
     assert "sha256" not in listed.stdout
     assert [k.id for k in list_keys(server.settings, "thanh-tra")] == [key_id]
 
@@ -73,10 +80,10 @@ def test_key_cli_create_list_revoke(cli_env: dict[str, str]) -> None:
     assert made.returncode == 0, made.stderr
     key = made.stdout.strip()
     assert key.startswith("lgsp_") and "shown once" in made.stderr
-    key_id = key.split("_")[1]
+    key_id, secret = key_parts(key)
     listed = lgsp("agency", "key", "list", "so-tttt")
     assert key_id in listed.stdout and "consumer" in listed.stdout and "live" in listed.stdout
-    assert key.split("_")[2] not in listed.stdout
+    assert secret not in listed.stdout
     wrong = lgsp("agency", "key", "create", "so-tttt", "--role", "root")
     assert wrong.returncode == 2 and "root" in wrong.stderr
     nobody = lgsp("agency", "key", "create", "no-such-agency", "--role", "operator")

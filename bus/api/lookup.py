@@ -1,0 +1,200 @@
+"""The once-only lookup: a record's current state for an agency under its live grant.
+
+``GET /v1/datasets/{name}/records/{key}`` and ``POST /v1/datasets/{name}/records:lookup``
+(up to ``lookup.max_keys`` keys) read the dataset's current-state store (``bus.lookup``), never
+the topic. Consumer role only. The ``X-Purpose`` header must be the purpose of the agency's
+live grant (``bus.catalog.grants.live_grant``, the rule deliveries use): otherwise 403, and
+the refusal is in the access log. Records are shown as the grant allows
+(``bus.catalog.masking.mask_record``: granted fields only, PII as tokens unless granted), and
+every answer writes one access-log entry (action ``lookup``) naming no key, committed before
+the answer is sent (``AccessLogWriter``: concurrent requests share a commit).
+"""
+
+from __future__ import annotations
+
+import threading
+import urllib.parse
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from bus.api.auth import allow, caller, context
+from bus.api.errors import ApiError
+from bus.api.request_log import mask_path
+from bus.catalog.access_log import AccessLogWriter, record_access
+from bus.catalog.api_keys import KeyInfo
+from bus.catalog.errors import AccessDeniedError
+from bus.catalog.grants import live_grant
+from bus.catalog.masking import GrantView, mask_record
+from bus.context import Context
+from bus.envelope import to_jsonable
+from bus.lookup.reader import Found, Readers
+
+router = APIRouter(prefix="/v1/datasets", tags=["lookup"])
+consumer = allow("lookup", "consumer")
+ACTION = "lookup"
+
+Key = StrictStr | dict[str, StrictStr | StrictInt]
+
+
+class LookupBody(BaseModel):
+    """A batch lookup: the keys (text for a one-field key, an object of the key fields
+    otherwise), answered in the same order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keys: list[Key] = Field(min_length=1)
+
+
+_made = threading.Lock()  # the app's readers and access-log writer are made once
+
+
+def readers(request: Request) -> Readers:
+    state = request.app.state
+    with _made:
+        if getattr(state, "lookup_readers", None) is None:
+            state.lookup_readers = Readers(state.ctx)
+    return state.lookup_readers  # type: ignore[no-any-return]
+
+
+def _consumer(request: Request) -> tuple[Context, KeyInfo]:
+    """The context and the caller's key (401, 429, or 403 logged outside the consumer role):
+    the checks of ``allow`` called in the route itself, so that a lookup's blocking work runs
+    in one worker thread instead of one per dependency."""
+    ctx = context(request)
+    return ctx, consumer(request, caller(request, ctx), ctx)
+
+
+def access_writer(request: Request) -> AccessLogWriter:
+    state = request.app.state
+    with _made:
+        if getattr(state, "access_writer", None) is None:
+            state.access_writer = AccessLogWriter(state.ctx.settings)
+    return state.access_writer  # type: ignore[no-any-return]
+
+
+def purpose_of(request: Request) -> str:
+    """The ``X-Purpose`` header as text: UTF-8 sent raw or percent-encoded (a header is
+    Latin-1 on the wire, and a Vietnamese purpose is not)."""
+    raw = request.headers.get("x-purpose", "")
+    try:
+        raw = raw.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        pass
+    return urllib.parse.unquote(raw).strip() if "%" in raw else raw.strip()
+
+
+def _refused(
+    ctx: Context, request: Request, key: KeyInfo, dataset: str, purpose: str, why: str
+) -> ApiError:
+    record_access(
+        ctx.settings,
+        principal=f"api-key:{key.id}",
+        agency=key.agency,
+        dataset=dataset,
+        purpose=purpose,
+        records=0,
+        action="refused",
+        detail={"method": request.method, "path": mask_path(request.url.path), "why": why},
+    )
+    return ApiError(403, why)
+
+
+def _grant(ctx: Context, request: Request, key: KeyInfo, dataset: str) -> tuple[GrantView, str]:
+    """The caller's live grant for ``dataset`` under the purpose it states, or a logged 403."""
+    purpose = purpose_of(request)
+    if not purpose:
+        raise _refused(
+            ctx,
+            request,
+            key,
+            dataset,
+            "",
+            "X-Purpose: required, the purpose of your agency's grant for this dataset "
+            "(percent-encoded UTF-8 when it has non-ASCII characters)",
+        )
+    try:
+        grant = live_grant(ctx.settings, agency=key.agency, dataset=dataset, purpose=purpose)
+    except AccessDeniedError as exc:
+        raise _refused(ctx, request, key, dataset, purpose, str(exc)) from None
+    return grant, purpose
+
+
+def _shown(found: Found, grant: GrantView) -> dict[str, Any]:
+    return {"record": to_jsonable(mask_record(found.record, grant)), "ts_ms": found.ts_ms}
+
+
+def _logged(
+    request: Request,
+    key: KeyInfo,
+    grant: GrantView,
+    purpose: str,
+    asked: int,
+    found: int,
+) -> None:
+    """One access-log entry, committed before the answer goes (a group commit)."""
+    access_writer(request).write(
+        principal=f"api-key:{key.id}",
+        agency=key.agency,
+        dataset=grant.dataset,
+        purpose=purpose,
+        records=found,
+        action=ACTION,
+        grant_id=grant.id,
+        detail={
+            "method": request.method,
+            "path": mask_path(request.url.path),
+            "keys": asked,
+            "found": found,
+            "fields": list(grant.fields),
+            "pii": "clear" if grant.allow_pii else "tokenised",
+        },
+    )
+
+
+@router.get("/{name}/records/{key:path}")
+def get_record(name: str, key: str, request: Request) -> JSONResponse:
+    """The current state of one record (404 when there is none: never written, or deleted)."""
+    ctx, who = _consumer(request)
+    grant, purpose = _grant(ctx, request, who, name)
+    found = readers(request).get(grant.dataset).get(key)
+    _logged(request, who, grant, purpose, 1, 0 if found is None else 1)
+    if found is None:
+        raise ApiError(404, f"dataset {grant.dataset} has no current record with this key")
+    return JSONResponse({"dataset": grant.dataset, "grant": grant.id, **_shown(found, grant)})
+
+
+@router.post("/{name}/records:lookup")
+def lookup_records(
+    name: str,
+    body: LookupBody,
+    request: Request,
+    ctx: Context = Depends(context),
+    who: KeyInfo = Depends(consumer),
+) -> dict[str, Any]:
+    """The current state of each key, in the order asked (``found: false`` for none); the
+    key is checked before the body (401/403 before 422)."""
+    limit = ctx.settings.lookup.max_keys
+    if len(body.keys) > limit:
+        raise ApiError(
+            422,
+            f"keys: at most {limit} keys per lookup, got {len(body.keys)}",
+            errors=[{"field": "keys", "message": f"at most {limit} keys per lookup"}],
+        )
+    grant, purpose = _grant(ctx, request, who, name)
+    found = readers(request).get(grant.dataset).get_many(body.keys)
+    hits = sum(1 for f in found if f is not None)
+    _logged(request, who, grant, purpose, len(body.keys), hits)
+    return {
+        "dataset": grant.dataset,
+        "grant": grant.id,
+        "found": hits,
+        "results": [
+            {"index": i, "found": False}
+            if f is None
+            else {"index": i, "found": True, **_shown(f, grant)}
+            for i, f in enumerate(found)
+        ],
+    }

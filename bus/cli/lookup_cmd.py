@@ -1,0 +1,61 @@
+"""``lgsp lookup``: the current-state stores behind the once-only lookup API."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import click
+
+from bus.cli._common import context, echo_json
+from bus.cli.connector_cmd import _follow, _print_summary, _Progress
+from bus.longrun import Follow, stop_signals
+
+
+@click.group("lookup")
+def lookup_group() -> None:
+    """Current-state stores of datasets, read by GET /v1/datasets/NAME/records/KEY."""
+
+
+@lookup_group.command("sync")
+@click.argument("dataset")
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Keep the store current: consume the city topic continuously; stops on Ctrl-C or "
+    "SIGTERM after the batch in hand.",
+)
+@click.option(
+    "--idle-exit",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="With --follow: stop after this many seconds without a record.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def sync_cmd(dataset: str, follow: bool, idle_exit: float | None, as_json: bool) -> None:
+    """Bring DATASET's store up to its city topic (registering its sink connector
+    lookup-<dataset> on first use): upserts by key, deletes what was deleted."""
+    from bus.lookup.store import ensure_store, sync
+
+    if idle_exit is not None and not follow:
+        raise click.UsageError("--idle-exit: only with --follow")
+    ctx = context()
+    made = ensure_store(ctx, dataset)
+    if made is not None:
+        click.echo(
+            f"registered connector {made.name} (table {made.tables[0].table}, "
+            f"topic {made.tables[0].topic})",
+            err=True,
+        )
+    progress = _Progress(follow)
+    try:
+        with stop_signals() if follow else nullcontext(None) as stop:
+            follower: Follow | None = _follow(stop, idle_exit, None) if stop is not None else None
+            report = sync(ctx, dataset, progress=progress, follow=follower)
+    finally:
+        progress.done()
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        _print_summary(report)
+    report.raise_if_stopped()
