@@ -72,20 +72,25 @@ def _judge(pipe: Pipeline, outcome: Outcome) -> None:
 
 
 def _terminate_sessions(pipe: Pipeline, login: Account, rng: random.Random) -> int:
-    """A sink run whose sessions are terminated at random moments until it ends."""
-    pipe.change(rng, inserts=rng.randrange(100, 250), updates=20, deletes=5)
-    pipe.check_completed("source", pipe.procs.run(*pipe.stages["source"][0]))
-    running = pipe.procs.start(*_sink(pipe))
-    while running.alive() and not login.sessions():
-        time.sleep(0.02)  # until the sink has connected: the first termination hits it
+    """A sink run whose sessions are terminated at random moments until it ends. A run that
+    finished before the first termination reached it (a busy machine) is judged and the fault
+    tried again with more rows, up to 5 times: the test needs the fault to have landed."""
     terminated = 0
-    while running.alive():
-        terminated += login.terminate_sessions()
-        time.sleep(rng.uniform(0.1, 1.0))
+    for attempt in range(5):
+        pipe.change(rng, inserts=rng.randrange(100, 250) * (attempt + 1), updates=20, deletes=5)
+        pipe.check_completed("source", pipe.procs.run(*pipe.stages["source"][0]))
+        running = pipe.procs.start(*_sink(pipe))
+        while running.alive() and not login.sessions():
+            time.sleep(0.02)  # until the sink has connected: the first termination hits it
+        while running.alive():
+            terminated += login.terminate_sessions()
+            time.sleep(rng.uniform(0.1, 1.0))
+        outcome = running.wait()
+        pipe.procs.outcomes.append(outcome)
+        _judge(pipe, outcome)
+        if terminated:
+            break
     assert terminated > 0, "no session of the sink was terminated: the fault hit nothing"
-    outcome = running.wait()
-    pipe.procs.outcomes.append(outcome)
-    _judge(pipe, outcome)
     return terminated
 
 
