@@ -477,6 +477,14 @@ class SyncRun:
                         )
                     tr.dlq += result.dlq
                     store.save_position(self.name, table, {"lag": result.lag}, rows=tr.rows)
+                    behind = {p: n for p, n in result.lag.items() if n}
+                    if behind:  # the read gave up short of the end it set out to reach
+                        tr.status = "behind"
+                        tr.error = (
+                            f"{sum(behind.values())} record(s) of {', '.join(sorted(behind))} "
+                            "below the end seen at the start were not read (no answer from the "
+                            "broker for them); the next run reads them"
+                        )
                 except broker_guard.BrokerDataLostError:
                     raise  # the broker, not this table: the run stops
                 except TABLE_ERRORS as exc:

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from bus import broker_guard
+from bus import broker_guard, consume
 from bus.cli.main import cli
 from bus.config import Settings
 from bus.connector_service.reset import reset_connector
@@ -48,6 +48,26 @@ def test_a_sink_run_consults_the_broker_guard_once(
     monkeypatch.setattr(broker_guard, "known", counted)
     assert run(pair.settings, pair.sink_name).rows == 25
     assert asked == [[pair.topic]]
+    pair.assert_equal()
+
+
+def test_a_sink_read_that_stops_short_is_not_reported_ok(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bounded read that gives up before the end it set out to reach (the broker answered no
+    fetch for a while) leaves records unread: the run says so (partial), never "ok"."""
+    pair.insert([_row(i, T0 + dt.timedelta(seconds=i)) for i in range(1, 26)])
+    run(pair.settings, pair.source_name)
+    with monkeypatch.context() as m:
+        m.setattr(consume, "IDLE_GIVE_UP_S", -1.0)  # gives up after its first poll
+        m.setattr(pair.settings, "batch_size", 1)  # which reads one record
+        short = run(pair.settings, pair.sink_name)
+    assert short.rows < 25
+    assert short.status == "partial", short.to_dict()
+    (table,) = short.tables
+    assert table.status == "behind" and "not read" in (table.error or "")
+    rest = run(pair.settings, pair.sink_name)  # the next run reads the rest
+    assert rest.status == "ok" and short.rows + rest.rows == 25
     pair.assert_equal()
 
 
