@@ -3,7 +3,10 @@
 A bounded run reads every assigned partition from the group's committed offset (or from
 start offsets the caller chose, with no group at all) up to the end it saw at start, hands
 decoded batches to the handler, commits after each handled batch unless told not to, and
-returns. It uses ``assign()``, not group rebalancing.
+returns. It uses ``assign()``, not group rebalancing. A read that hears nothing for
+``IDLE_GIVE_UP_S`` with records below that end unread gives up: it raises
+``ReadEndedShortError`` after handling (and committing) what it read, unless its caller said
+why a short read is acceptable (``short_ok``: then ``ConsumeReport.short`` names what was left).
 The end of each partition is found exactly at start (``bus.kafka.ends.probe_ends``): the
 embedded broker reports a partition's end as the base offset of its last batch, so that batch
 is read forward until the broker has nothing more; Apache Kafka's answer is exact and the
@@ -60,6 +63,19 @@ class ConsumeReport:
     dlq: int = 0
     batches: int = 0
     lag: dict[str, int] = field(default_factory=dict)  # "topic[partition]" -> records left
+    # the partitions a read gave up on (no records for IDLE_GIVE_UP_S) -> records left unread
+    # below the end seen at its start; empty when it reached that end (or ``max_records``)
+    short: dict[str, int] = field(default_factory=dict)
+
+
+class ReadEndedShortError(BrokerUnavailableError):
+    """A bounded read gave up before the end it set out to reach (the broker answered no fetch
+    for ``IDLE_GIVE_UP_S``); what it read was handled, and committed if the read commits.
+    ``report`` is the read's report (``report.short``: what was left)."""
+
+    def __init__(self, message: str, report: ConsumeReport) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 # A handler may return topics whose records of this batch must not be committed (a sink
@@ -297,6 +313,7 @@ class Consumer:
         commit: bool = True,
         poll_ms: int = 300,
         unguarded: str | None = None,
+        short_ok: str | None = None,
     ) -> ConsumeReport:
         """Read up to the end seen at start (or ``max_records``), commit, return.
 
@@ -304,6 +321,9 @@ class Consumer:
         none committed, or ``from_beginning``); with ``starts``, at the offset chosen there
         (its beginning if None or absent). The broker guard judges the ends first, unless
         ``unguarded`` says why this read must go on where the guard would stop it (logged).
+        A read that gives up short of those ends raises ``ReadEndedShortError`` (after
+        committing what it handled), unless ``short_ok`` says why its caller accepts that
+        (logged; ``report.short`` names what was left).
         """
         report = ConsumeReport()
         if unguarded:
@@ -329,6 +349,7 @@ class Consumer:
             self._consumer.pause(tp)
         batch_size = self.settings.batch_size
         idle_since = time.monotonic()
+        gave_up: set[TopicPartition] = set()  # not a read stopped by max_records
         while active:
             limit = batch_size
             if max_records is not None:
@@ -353,17 +374,36 @@ class Consumer:
                     self._consumer.pause(tp)
                     active.discard(tp)
             if active and time.monotonic() - idle_since > IDLE_GIVE_UP_S:
-                log.warning(
-                    "no records for %.0f s below the start end-offsets of %s: stopping",
-                    IDLE_GIVE_UP_S,
-                    ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(active)),
-                )
+                gave_up = set(active)
                 break
         for tp in tps:
             position = self._consumer.position(tp)
-            report.lag[f"{tp.topic}[{tp.partition}]"] = max(0, ends[tp] - position)
+            left = max(0, ends[tp] - position)
+            report.lag[f"{tp.topic}[{tp.partition}]"] = left
+            if tp in gave_up and left:
+                report.short[f"{tp.topic}[{tp.partition}]"] = left
         report.dlq = self.dlq_count
+        if report.short:
+            self._ended_short(report, committed=commit and self.group_id is not None, ok=short_ok)
         return report
+
+    @staticmethod
+    def _ended_short(report: ConsumeReport, *, committed: bool, ok: str | None) -> None:
+        """Raise ``ReadEndedShortError`` for a read that gave up short (only logged if ``ok``
+        says why its caller accepts that)."""
+        where = ", ".join(sorted(report.short))
+        problem = (
+            f"no records for {IDLE_GIVE_UP_S:.0f} s from {where}: "
+            f"{sum(report.short.values())} record(s) below the end seen at the start of the "
+            "read were not read"
+        )
+        if ok:
+            log.warning("%s (%s)", problem, ok)
+            return
+        kept = "what it read is committed; the next run reads the rest"
+        raise ReadEndedShortError(
+            f"{problem}: the read stopped ({kept if committed else 'nothing committed'})", report
+        )
 
     def tail(
         self,

@@ -137,6 +137,8 @@ Progress = Callable[[TableReport], None]
 
 # errors that stop one table while the others go on; anything else stops the run
 TABLE_ERRORS = (ConfigurationError, FatalError)
+# a sink's bounded read that gives up short leaves the table 'behind' (the run partial)
+SHORT_SINK_READ = "the table is reported behind, the run partial"
 
 
 def connector_for(settings: Context | Settings, name: str, *, reading: bool = False) -> Connector:
@@ -474,16 +476,17 @@ class SyncRun:
                         result = consumer.run_bounded(
                             [tr.topic],
                             lambda messages, tr=tr: writer.handle(tr, messages, self._sink_step),
+                            short_ok=SHORT_SINK_READ,
                         )
                     tr.dlq += result.dlq
                     store.save_position(self.name, table, {"lag": result.lag}, rows=tr.rows)
-                    behind = {p: n for p, n in result.lag.items() if n}
-                    if behind:  # the read gave up short of the end it set out to reach
+                    if result.short:
                         tr.status = "behind"
                         tr.error = (
-                            f"{sum(behind.values())} record(s) of {', '.join(sorted(behind))} "
-                            "below the end seen at the start were not read (no answer from the "
-                            "broker for them); the next run reads them"
+                            f"{sum(result.short.values())} record(s) of "
+                            f"{', '.join(sorted(result.short))} below the end seen at the start "
+                            "were not read (no answer from the broker for them); the next run "
+                            "reads them"
                         )
                 except broker_guard.BrokerDataLostError:
                     raise  # the broker, not this table: the run stops

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from kafka import KafkaProducer, TopicPartition
 
-from bus import broker_guard
+from bus import broker_guard, consume
 from bus.config import Settings
-from bus.consume import Consumer, Message, SkipCount
+from bus.consume import Consumer, Message, ReadEndedShortError, SkipCount
 from bus.kafka.ends import end_offsets
 from bus.kafka.options import client_options
 from bus.publish import Publisher
@@ -59,6 +59,35 @@ def test_the_guard_stops_a_read_of_a_short_log_unless_told_why_not(
             [topic], seen.extend, commit=False, unguarded="a test reads the new log"
         )
     assert result.read == len(seen) == 6
+
+
+def test_a_read_that_gives_up_short_raises_after_committing_what_it_read(
+    settings: Settings, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No read ends short silently: it raises (its report names what was left), what it
+    handled is committed, and the next read goes on from there; a caller that says why a short
+    read is acceptable gets the report instead."""
+    topic, ends = _published(settings, unique, 12)
+    group = f"lgsp.test.short.{unique}"
+    seen: list[Message] = []
+    with monkeypatch.context() as m:
+        m.setattr(consume, "IDLE_GIVE_UP_S", -1.0)  # gives up after its first poll
+        m.setattr(settings, "batch_size", 1)  # which reads one record
+        with Consumer(settings, group) as consumer:
+            with pytest.raises(ReadEndedShortError, match="were not read") as raised:
+                consumer.run_bounded([topic], seen.extend)
+            short = raised.value.report
+            assert short.short and sum(short.short.values()) == 12 - len(seen)
+            assert short.read == len(seen) < 12
+            accepted = consumer.run_bounded(
+                [topic], seen.extend, commit=False, short_ok="a test accepts it"
+            )
+            assert accepted.short and accepted.read <= 1
+    del seen[len(seen) - accepted.read :]  # not committed: read again below
+    with Consumer(settings, group) as consumer:
+        rest = consumer.run_bounded([topic], seen.extend)  # from what the first one committed
+    assert rest.short == {} and set(rest.lag.values()) == {0}
+    assert len(seen) == len({(m.partition, m.offset) for m in seen}) == sum(ends.values())
 
 
 def test_skip_count_counts_undecodable_records_and_parks_none(

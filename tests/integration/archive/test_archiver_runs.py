@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from bus import broker_guard
+from bus import broker_guard, consume
 from bus.archive.archiver import Archiver, broker_topics, list_dataset_topics
 from bus.archive.verify import verify
 from bus.config import Settings
-from bus.consume import Message
+from bus.consume import Message, ReadEndedShortError
 from bus.kafka.topics import ensure_topics
 from bus.publish import Publisher
 from tests.helpers import register_topic
@@ -65,6 +65,28 @@ def test_crash_and_rerun_archives_every_event_once(
     checked = verify(settings)
     assert checked.ok and checked.entries == len(events)
     assert Archiver(settings).run_once(topic).appended == 0
+
+
+def test_an_archive_run_whose_read_ends_short_fails_and_the_next_goes_on(
+    settings: Settings, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broker read that gives up before the end it set out to reach fails the run (not a
+    success with events left out); what it archived is committed, the next run adds the rest."""
+    topic = f"lgsp.79.760.26734.s{unique}.dossier"
+    register_topic(settings, topic)
+    events = Source(CHANGES).events
+    with Publisher(settings) as pub:
+        pub.publish(topic, events)
+    with monkeypatch.context() as m:
+        m.setattr(consume, "IDLE_GIVE_UP_S", -1.0)  # gives up after its first poll
+        m.setattr(settings, "batch_size", 1)  # which reads one record
+        with pytest.raises(ReadEndedShortError, match="what it read is committed") as raised:
+            Archiver(settings).run_once(topic)
+    first = raised.value.report.read
+    assert first < len(events)
+    assert Archiver(settings).run_once(topic).appended == len(events) - first
+    checked = verify(settings)
+    assert checked.ok and checked.entries == len(events)
 
 
 def test_only_dataset_topics_are_archived(settings: Settings, unique: str) -> None:
