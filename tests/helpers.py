@@ -48,6 +48,21 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> No
         time.sleep(0.05)
 
 
+def recreate_topic(settings: Settings, topic: str, dataset: str | None = None) -> None:
+    """Delete ``topic`` on the broker, wait until it is gone, and create it again (empty): a
+    new log under the same name."""
+    from bus.kafka import clients
+    from bus.kafka.topics import ensure_topics
+
+    admin = clients.admin(settings)
+    try:
+        admin.delete_topics([topic])
+        wait_until(lambda: topic not in admin.list_topics(), 10, "the topic deleted")
+    finally:
+        admin.close()
+    ensure_topics(settings, {topic: dataset})
+
+
 def drop_tables(url: str, names: Iterable[str]) -> None:
     """``DROP TABLE IF EXISTS`` each of ``names`` in the database of ``url``, then check that
     none is left (a test that drops a table as a fault knows the fault landed)."""

@@ -8,10 +8,8 @@ import pytest
 
 from bus.broker_guard import BrokerDataLostError, holder_ends
 from bus.config import Settings
-from bus.kafka import clients
-from bus.kafka.topics import ensure_topics
 from bus.publish import Publisher
-from tests.helpers import register_topic, wait_until
+from tests.helpers import recreate_topic, register_topic
 from tests.integration.test_bus_roundtrip import events, topic_for
 
 pytestmark = pytest.mark.integration
@@ -23,13 +21,7 @@ def test_a_log_created_again_mid_run_stops_the_publisher(settings: Settings, uni
     with Publisher(settings, origin="publish:cli") as pub:
         pub.publish(topic, events(20))
         before = dict(pub.acked)
-        admin = clients.admin(settings)
-        try:
-            admin.delete_topics([topic])
-            wait_until(lambda: topic not in admin.list_topics(), 10, "the topic deleted")
-        finally:
-            admin.close()
-        ensure_topics(settings, {topic: None})
+        recreate_topic(settings, topic)
         with pytest.raises(BrokerDataLostError, match=r"the broker lost data .*created again"):
             pub.publish(topic, events(1, start=20))
     # nothing of the new log was recorded over the old one

@@ -11,12 +11,10 @@ from bus import broker_guard
 from bus.broker_guard import BrokerDataLostError
 from bus.config import Settings
 from bus.consume import Consumer
-from bus.kafka import clients
 from bus.kafka.ends import end_offsets
 from bus.kafka.options import client_options
-from bus.kafka.topics import ensure_topics
 from bus.publish import Publisher
-from tests.helpers import register_topic, wait_until
+from tests.helpers import recreate_topic, register_topic
 from tests.integration.test_bus_roundtrip import events, topic_for
 
 pytestmark = pytest.mark.integration
@@ -25,13 +23,7 @@ pytestmark = pytest.mark.integration
 def _replace_log(settings: Settings, topic: str, records: int, partitions: int) -> None:
     """Delete ``topic``, create it again and fill each partition with ``records`` other
     records."""
-    admin = clients.admin(settings)
-    try:
-        admin.delete_topics([topic])
-        wait_until(lambda: topic not in admin.list_topics(), 10, "the topic deleted")
-    finally:
-        admin.close()
-    ensure_topics(settings, {topic: None})
+    recreate_topic(settings, topic)
     other = Publisher(settings, origin="publish:elsewhere")  # framed as the bus frames them
     encoded = [other.encode(topic, e) for e in events(records, start=1000)]
     other.close()

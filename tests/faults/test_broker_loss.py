@@ -16,7 +16,7 @@ import yaml
 
 from bus.config import reset_settings
 from conftest import PG_URL
-from tests.helpers import assert_broker_lost_refusal, drop_tables
+from tests.helpers import assert_broker_lost_refusal, drop_tables, recreate_topic
 from tests.helpers import own_broker as broker_of_its_own
 from tests.helpers import run_cli as lgsp
 
@@ -191,17 +191,10 @@ def test_a_restarted_broker_stops_every_run_until_restored(pipeline: Pipeline) -
 
 def test_a_topic_deleted_and_recreated_is_noticed(pipeline: Pipeline) -> None:
     from bus.config import get_settings
-    from bus.kafka import clients
-    from bus.kafka.topics import ensure_topics
 
     p = pipeline
     _archived_then_more(p)
-    client = clients.admin(get_settings())
-    try:
-        client.delete_topics([p.topic])
-    finally:
-        client.close()
-    ensure_topics(get_settings(), {p.topic: p.dataset})
+    recreate_topic(get_settings(), p.topic, p.dataset)  # waits for the delete to complete
     _refused(p.run(p.sink))
     _refused(p.run(p.source))
     _restore_and_catch_up(p)
