@@ -63,6 +63,25 @@ def recreate_topic(settings: Settings, topic: str, dataset: str | None = None) -
     ensure_topics(settings, {topic: dataset})
 
 
+@contextlib.contextmanager
+def postgres_control(settings: Settings, pg_url: str, name: str) -> Iterator[Settings]:
+    """``settings`` on a fresh PostgreSQL control database ``name`` (created on ``pg_url``'s
+    server), dropped afterwards."""
+    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = pg_url.rsplit("/", 1)[0] + "/" + name
+    try:
+        yield Settings(
+            home=settings.home, kafka_bootstrap=settings.kafka_bootstrap, database_url=url
+        )
+    finally:
+        dispose_engines()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 def drop_tables(url: str, names: Iterable[str]) -> None:
     """``DROP TABLE IF EXISTS`` each of ``names`` in the database of ``url``, then check that
     none is left (a test that drops a table as a fault knows the fault landed)."""

@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 import requests
-import sqlalchemy as sa
 
 from bus.archive.archiver import Archiver
 from bus.archive.replay import content_hash
 from bus.catalog import list_grants, query_access
 from bus.config import Settings
-from bus.db.engine import dispose_engines
 from bus.publish import Publisher
+from tests.helpers import postgres_control
 from tests.integration.api.conftest import Server
 from tests.integration.api.test_audit_api import CCCD, ODD_KEY, PURPOSE, events
 from tests.integration.api.test_catalog_api import grant_body
@@ -29,20 +28,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def pg_control(settings: Settings, pg_url: str, unique: str) -> Iterator[Settings]:
     """The test's settings on a fresh PostgreSQL control database, dropped afterwards."""
-    name = f"lgsp_api_{unique}"
-    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = pg_url.rsplit("/", 1)[0] + "/" + name
-    try:
-        yield Settings(
-            home=settings.home, kafka_bootstrap=settings.kafka_bootstrap, database_url=url
-        )
-    finally:
-        dispose_engines()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with postgres_control(settings, pg_url, f"lgsp_api_{unique}") as control:
+        yield control
 
 
 def test_catalogue_and_audit_on_postgresql(

@@ -15,9 +15,8 @@ from bus.archive.replay import content_hash, replay_as_of
 from bus.archive.verify import verify
 from bus.config import Settings
 from bus.db import open_engine
-from bus.db.engine import dispose_engines
 from bus.publish import Publisher
-from tests.helpers import drop_tables, register_topic
+from tests.helpers import drop_tables, postgres_control, register_topic
 from tests.integration.archive._scenario import CHANGES, Source, at
 
 pytestmark = pytest.mark.integration
@@ -26,20 +25,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def pg_settings(settings: Settings, pg_url: str, unique: str) -> Iterator[Settings]:
     """Settings whose control database is a fresh PostgreSQL database, dropped afterwards."""
-    name = f"lgsp_test_{unique}"
-    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = pg_url.rsplit("/", 1)[0] + "/" + name
-    try:
-        yield Settings(
-            home=settings.home, kafka_bootstrap=settings.kafka_bootstrap, database_url=url
-        )
-    finally:
-        dispose_engines()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with postgres_control(settings, pg_url, f"lgsp_test_{unique}") as control:
+        yield control
 
 
 def test_archive_verify_replay_on_postgresql(
