@@ -148,14 +148,13 @@ def show(name: str, as_json: bool) -> None:
     store = ctx.connectors
     stored = store.get(name)
     config = connector_types.validate(stored.config)
-    log_status = slots.log_status(ctx, name)
     if as_json:
-        status = connector_status(ctx, name)
+        status = connector_status(ctx, name)  # its replication slot's status included
         running = status["connector"]
         echo_json(
             {
                 "config": config.masked(),
-                "log": log_status,
+                "log": status["log"],
                 "topics": stored.topics,
                 "running": None
                 if running["state"] == "IDLE"
@@ -187,6 +186,7 @@ def show(name: str, as_json: bool) -> None:
             )
         )
     echo_table(["TABLE", "TOPIC", "STATUS", "ROWS", "POSITION", "UPDATED", "ERROR"], rows)
+    log_status = slots.log_status(ctx, name)
     if log_status is not None:
         _print_log_status(log_status)
     if lock is not None:
