@@ -3,9 +3,9 @@
 ``N`` dataset topics (60 at full size, 12 small) hold a few events each, published by the
 bus (so it knows their ends). The full check (``broker_guard.check``: the exact end offset of
 every partition the bus knows of, one fetch each) runs when ``lgsp archive run --follow``
-starts and every ``GUARD_FULL_EVERY_S``; the light check (``ends=False``: cluster id and topics
-present, one metadata request) on every run in between. Also timed: one idle followed run
-(nothing new to archive) with each guard.
+starts and every ``GUARD_FULL_EVERY_S``; the light check (``broker_guard.check_listed``: cluster
+id and topics present, from the topic listing the run makes anyway) on every run in between.
+Also timed: one idle followed run (nothing new to archive) with each guard.
 """
 
 from __future__ import annotations
