@@ -488,6 +488,7 @@ class SyncRun:
                             "were not read (no answer from the broker for them); the next run "
                             "reads them"
                         )
+                        store.set_status(self.name, table, tr.status, tr.error)  # as shown
                 except broker_guard.BrokerDataLostError:
                     raise  # the broker, not this table: the run stops
                 except TABLE_ERRORS as exc:

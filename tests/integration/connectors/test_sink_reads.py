@@ -66,8 +66,11 @@ def test_a_sink_read_that_stops_short_is_not_reported_ok(
     assert short.status == "partial", short.to_dict()
     (table,) = short.tables
     assert table.status == "behind" and "not read" in (table.error or "")
+    store = ConnectorStore(pair.settings)  # ``connector status`` shows it too
+    assert store.positions(pair.sink_name)[table.table].status == "behind"
     rest = run(pair.settings, pair.sink_name)  # the next run reads the rest
     assert rest.status == "ok" and short.rows + rest.rows == 25
+    assert store.positions(pair.sink_name)[table.table].status == "ok"
     pair.assert_equal()
 
 
