@@ -25,7 +25,7 @@ from bus.catalog.datasets import get_dataset
 from bus.context import Context
 from bus.envelope import record_schema_of
 from bus.errors import NotFoundError, RetriableError
-from bus.lookup.store import store_name, store_table
+from bus.lookup.store import registered_store, store_name, store_table
 from bus.registry import subject_for
 from bus.sync import connector_for
 from bus.units import topic_name
@@ -57,7 +57,7 @@ class StoreReader:
         info = get_dataset(ctx.settings, dataset)
         name = store_name(info.name)
         try:
-            ctx.connectors.get(name)
+            registered_store(ctx, info.name)
         except ConnectorNotFoundError:
             raise StoreNotReadyError(
                 f"dataset {info.name} has no lookup store yet: run 'lgsp lookup sync {info.name}'"
