@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ from pydantic import SecretStr
 from bus.config import LookupSettings, Settings
 from bus.context import Context
 from bus.errors import ConfigurationError
-from bus.lookup.reader import StoreReader
+from bus.lookup.reader import Readers, StoreReader
 from bus.lookup.store import StoreClashError, ensure_store, store_name, store_table, store_url
 from tests.unit.catalog.support import publish
 
@@ -65,3 +67,25 @@ def test_a_dataset_whose_store_name_is_another_datasets_store_is_refused(
         ensure_store(ctx, "dancu_ho.khau")  # it reused dancu.ho_khau's store
     with pytest.raises(StoreClashError):
         StoreReader(ctx, "dancu_ho.khau")  # it read dancu.ho_khau's records
+
+
+def test_readers_build_one_reader_for_requests_arriving_together(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[str] = []
+
+    class Slow:
+        def __init__(self, ctx: Context, dataset: str) -> None:
+            time.sleep(0.2)  # reflecting a table, reading the registry
+            built.append(dataset)
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr("bus.lookup.reader.StoreReader", Slow)
+    readers = Readers(Context.build(Settings(home=home)), ttl_s=60)
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda _: readers.get("dancu.resident"), range(8)))
+    assert built == ["dancu.resident"] and len({id(r) for r in got}) == 1
+    readers.ttl_s = 0  # stale: the next request builds a new one
+    assert readers.get("dancu.resident") is not got[0] and len(built) == 2
