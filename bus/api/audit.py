@@ -21,7 +21,6 @@ import datetime as dt
 import json
 import tempfile
 import threading
-import urllib.parse
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -34,8 +33,8 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from bus.api.auth import allow, context
-from bus.api.catalog import field_error, no_nul, principal, renamed
+from bus.api.auth import allow, context, header_text, principal
+from bus.api.catalog import field_error, no_nul, renamed
 from bus.api.errors import ApiError
 from bus.archive.history import KeyHistory, key_from_text, key_history
 from bus.archive.replay import content_hash, replay_events, rows_as_of
@@ -58,17 +57,6 @@ KEPT_JOBS = 100
 MAX_QUEUED = 10  # jobs waiting for the one verify worker; more get 503
 POSTED = "(posted checkpoints)"
 JSONL = "application/x-ndjson"
-
-
-def header_text(value: str | None) -> str:
-    """A header's text: UTF-8 sent raw (``curl -H``) or percent-encoded (``Thanh%20tra``)."""
-    if not value:
-        return ""
-    try:
-        value = value.encode("latin-1").decode("utf-8")
-    except (UnicodeEncodeError, UnicodeDecodeError):
-        pass
-    return urllib.parse.unquote(value, errors="strict").strip()
 
 
 def purpose_optional(x_purpose: str | None = Header(None, max_length=2000)) -> str:

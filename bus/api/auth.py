@@ -8,6 +8,7 @@ import binascii
 import math
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 
 from fastapi import Depends, Request
@@ -81,14 +82,33 @@ def caller(request: Request, ctx: Context = Depends(context)) -> KeyInfo:
     return key
 
 
-def refuse(ctx: Context, request: Request, key: KeyInfo, area: str, why: str) -> ApiError:
-    """Write the refusal to the access log and return the 403 to raise."""
+def principal(key: KeyInfo) -> str:
+    """The access log's principal for a key: ``api-key:<id>``."""
+    return f"api-key:{key.id}"
+
+
+def header_text(value: str | None, errors: str = "strict") -> str:
+    """A header's text: UTF-8 sent raw (``curl -H``) or percent-encoded (``Thanh%20tra``);
+    ``errors`` as for ``urllib.parse.unquote`` (``strict``: ``UnicodeDecodeError``)."""
+    if not value:
+        return ""
+    try:
+        value = value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        pass
+    return urllib.parse.unquote(value, errors=errors).strip()
+
+
+def log_refusal(
+    ctx: Context, request: Request, key: KeyInfo, area: str, why: str, purpose: str = ""
+) -> None:
+    """Write a refused call to the access log (action ``refused``, the path without keys)."""
     record_access(
         ctx.settings,
-        principal=f"api-key:{key.id}",
+        principal=principal(key),
         agency=key.agency,
         dataset=area,
-        purpose="",
+        purpose=purpose,
         records=0,
         action="refused",
         detail={
@@ -98,6 +118,11 @@ def refuse(ctx: Context, request: Request, key: KeyInfo, area: str, why: str) ->
             "why": why,
         },
     )
+
+
+def refuse(ctx: Context, request: Request, key: KeyInfo, area: str, why: str) -> ApiError:
+    """Write the refusal to the access log and return the 403 to raise."""
+    log_refusal(ctx, request, key, area, why)
     return ApiError(403, f"{why} (key {key.id}, role {key.role})")
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from bus.api.auth import allow, caller, context, refuse
+from bus.api.auth import allow, caller, context, principal, refuse
 from bus.api.errors import ApiError, from_bus_error
 from bus.catalog import (
     add_grant,
@@ -67,10 +67,6 @@ GRANT_FIELDS = {
     "--fields": "fields",
     "--expires": "expires",
 }
-
-
-def principal(key: KeyInfo) -> str:
-    return f"api-key:{key.id}"
 
 
 def renamed(exc: LgspError, names: dict[str, str]) -> ApiError:

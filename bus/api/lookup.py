@@ -13,17 +13,16 @@ the answer is sent (``AccessLogWriter``: concurrent requests share a commit).
 from __future__ import annotations
 
 import threading
-import urllib.parse
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from bus.api.auth import allow, caller, context
+from bus.api.auth import allow, caller, context, header_text, log_refusal, principal
 from bus.api.errors import ApiError
 from bus.api.request_log import mask_path
-from bus.catalog.access_log import AccessLogWriter, record_access
+from bus.catalog.access_log import AccessLogWriter
 from bus.catalog.api_keys import KeyInfo
 from bus.catalog.errors import AccessDeniedError
 from bus.catalog.grants import live_grant
@@ -77,28 +76,15 @@ def access_writer(request: Request) -> AccessLogWriter:
 
 def purpose_of(request: Request) -> str:
     """The ``X-Purpose`` header as text: UTF-8 sent raw or percent-encoded (a header is
-    Latin-1 on the wire, and a Vietnamese purpose is not)."""
-    raw = request.headers.get("x-purpose", "")
-    try:
-        raw = raw.encode("latin-1").decode("utf-8")
-    except (UnicodeEncodeError, UnicodeDecodeError):
-        pass
-    return urllib.parse.unquote(raw).strip() if "%" in raw else raw.strip()
+    Latin-1 on the wire, and a Vietnamese purpose is not); bytes that are not UTF-8 become
+    U+FFFD, a purpose no grant has."""
+    return header_text(request.headers.get("x-purpose"), errors="replace")
 
 
 def _refused(
     ctx: Context, request: Request, key: KeyInfo, dataset: str, purpose: str, why: str
 ) -> ApiError:
-    record_access(
-        ctx.settings,
-        principal=f"api-key:{key.id}",
-        agency=key.agency,
-        dataset=dataset,
-        purpose=purpose,
-        records=0,
-        action="refused",
-        detail={"method": request.method, "path": mask_path(request.url.path), "why": why},
-    )
+    log_refusal(ctx, request, key, dataset, why, purpose)
     return ApiError(403, why)
 
 
@@ -136,7 +122,7 @@ def _logged(
 ) -> None:
     """One access-log entry, committed before the answer goes (a group commit)."""
     access_writer(request).write(
-        principal=f"api-key:{key.id}",
+        principal=principal(key),
         agency=key.agency,
         dataset=grant.dataset,
         purpose=purpose,

@@ -230,16 +230,25 @@ def query_access(
     until: str | dt.date | dt.datetime | None = None,
 ) -> list[AccessRecord]:
     """Entries, oldest first, filtered by agency, dataset, time (``since`` inclusive,
-    ``until`` exclusive; parsed as by ``parse_since``) and action."""
-    query = select(AccessEntry).order_by(AccessEntry.at, AccessEntry.id)
+    ``until`` exclusive; parsed as by ``parse_since``) and action; ``limit``: the newest N.
+
+    Filtered and limited by the database (the log grows by one entry per lookup): times are
+    compared as UTC, the zone every entry is written in (SQLite keeps that wall time)."""
+    query = select(AccessEntry)
     if agency:
         query = query.where(AccessEntry.agency == agency)
     if dataset:
         query = query.where(AccessEntry.dataset == dataset)
     if action:
         query = query.where(AccessEntry.action == action)
-    cutoff = parse_since(since) if since is not None else None
-    end = parse_since(until, "--until") if until is not None else None
+    if since is not None:
+        query = query.where(AccessEntry.at >= parse_since(since))
+    if until is not None:
+        query = query.where(AccessEntry.at < parse_since(until, "--until"))
+    if limit:
+        query = query.order_by(AccessEntry.at.desc(), AccessEntry.id.desc()).limit(limit)
+    else:
+        query = query.order_by(AccessEntry.at, AccessEntry.id)
     with session_scope(settings) as s:
         rows = s.scalars(query).all()
         out = [
@@ -257,10 +266,4 @@ def query_access(
             )
             for r in rows
         ]
-    if cutoff is not None:  # compared in Python: SQLite keeps naive UTC times
-        out = [r for r in out if r.at >= cutoff]
-    if end is not None:
-        out = [r for r in out if r.at < end]
-    if limit is not None:
-        out = out[-limit:]
-    return out
+    return out[::-1] if limit else out

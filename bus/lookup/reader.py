@@ -25,7 +25,7 @@ from bus.catalog.datasets import get_dataset
 from bus.context import Context
 from bus.envelope import record_schema_of
 from bus.errors import NotFoundError, RetriableError
-from bus.lookup.store import store_name, store_table
+from bus.lookup.store import registered_store, store_name, store_table
 from bus.registry import subject_for
 from bus.sync import connector_for
 from bus.units import topic_name
@@ -57,7 +57,7 @@ class StoreReader:
         info = get_dataset(ctx.settings, dataset)
         name = store_name(info.name)
         try:
-            ctx.connectors.get(name)
+            registered_store(ctx, info.name)
         except ConnectorNotFoundError:
             raise StoreNotReadyError(
                 f"dataset {info.name} has no lookup store yet: run 'lgsp lookup sync {info.name}'"
@@ -193,25 +193,37 @@ class StoreReader:
 
 class Readers:
     """One ``StoreReader`` per dataset, rebuilt after ``ttl_s`` (a schema that gained
-    fields, a store moved) and whenever building one failed."""
+    fields, a store moved) and whenever building one failed. One thread builds at a time:
+    requests that find no fresh reader wait for that build instead of each building one."""
 
     def __init__(self, ctx: Context, ttl_s: float = 60.0) -> None:
         self.ctx = ctx
         self.ttl_s = ttl_s
         self._readers: dict[str, tuple[float, StoreReader]] = {}
         self._lock = threading.Lock()
+        self._building = threading.Lock()
 
-    def get(self, dataset: str) -> StoreReader:
-        now = time.monotonic()
+    def _fresh(self, dataset: str) -> StoreReader | None:
         with self._lock:
             held = self._readers.get(dataset)
-            if held is not None and now - held[0] < self.ttl_s:
-                return held[1]
-        reader = StoreReader(self.ctx, dataset)
-        with self._lock:
-            old = self._readers.pop(dataset, None)
-            self._readers[dataset] = (now, reader)
-        if old is not None and old[1] is not reader:
+        if held is not None and time.monotonic() - held[0] < self.ttl_s:
+            return held[1]
+        return None
+
+    def get(self, dataset: str) -> StoreReader:
+        reader = self._fresh(dataset)
+        if reader is not None:
+            return reader
+        with self._building:
+            reader = self._fresh(dataset)  # built while this thread waited
+            if reader is not None:
+                return reader
+            now = time.monotonic()
+            reader = StoreReader(self.ctx, dataset)
+            with self._lock:
+                old = self._readers.pop(dataset, None)
+                self._readers[dataset] = (now, reader)
+        if old is not None:
             old[1].close()
         return reader
 

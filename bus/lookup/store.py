@@ -18,6 +18,7 @@ from sqlalchemy.exc import ArgumentError
 
 from bus.catalog.datasets import get_dataset
 from bus.connector_service.registration import Registration, register
+from bus.connectors_db.store import StoredConnector
 from bus.context import Context
 from bus.errors import ConfigurationError
 from bus.longrun import Follow
@@ -40,6 +41,28 @@ def store_name(dataset: str) -> str:
 def store_table(dataset: str) -> str:
     """The store's table: ``dancu.resident`` -> ``lookup_dancu_resident``."""
     return TABLE_PREFIX + dataset.replace(".", "_")
+
+
+class StoreClashError(ConfigurationError):
+    """The connector named after a dataset's store keeps another dataset's store (the names
+    fold ``.`` and ``_`` alike: ``dancu.ho_khau`` and ``dancu_ho.khau``)."""
+
+    http_status = 409
+
+
+def registered_store(ctx: Context, dataset: str) -> StoredConnector:
+    """``dataset``'s registered store connector: ``ConnectorNotFoundError`` when there is
+    none, ``StoreClashError`` when the connector of its name keeps another dataset (syncing or
+    reading it would give that dataset's records as this one's)."""
+    stored = ctx.connectors.get(store_name(dataset))
+    kept = [t.get("dataset") for t in stored.config.get("tables", [])]
+    if kept != [dataset]:
+        raise StoreClashError(
+            f"connector {stored.name} keeps the lookup store of {', '.join(map(str, kept))}, "
+            f"not of {dataset} (the two names give the same store name): {dataset} cannot "
+            "have a lookup store while it is registered"
+        )
+    return stored
 
 
 def store_url(ctx: Context) -> str:
@@ -98,7 +121,7 @@ def ensure_store(ctx: Context, dataset: str) -> Registration | None:
     """Register ``dataset``'s store connector unless it is registered; returns the
     registration made, or None when it was there already."""
     try:
-        ctx.connectors.get(store_name(dataset))
+        registered_store(ctx, dataset)
     except ConnectorNotFoundError:
         return register(ctx.settings, store_file(ctx, dataset))
     get_dataset(ctx.settings, dataset)  # still in the catalogue

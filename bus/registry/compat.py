@@ -22,10 +22,14 @@ MODES: tuple[str, ...] = get_args(CompatibilityMode)
 def check_mode(mode: str) -> str:
     """A compatibility mode in upper case; ``InvalidCompatibilityError`` names the others."""
     if not isinstance(mode, str) or mode.upper() not in MODES:
-        raise InvalidCompatibilityError(
-            f"compatibility: expected one of {', '.join(MODES)}, got {mode!r}"
-        )
+        raise _unknown_mode(mode)
     return mode.upper()
+
+
+def _unknown_mode(mode: object) -> InvalidCompatibilityError:
+    return InvalidCompatibilityError(
+        f"compatibility: expected one of {', '.join(MODES)}, got {mode!r}"
+    )
 
 
 def parse_avro(schema: dict[str, Any]) -> avro.schema.Schema:
@@ -75,10 +79,8 @@ def check_compatibility(
     read data written with the new one. FULL: both. Non-transitive modes compare with the
     latest version only; ``*_TRANSITIVE`` with every version. An empty list means compatible.
     """
-    if mode not in MODES:
-        raise InvalidCompatibilityError(
-            f"compatibility: expected one of {', '.join(MODES)}, got {mode!r}"
-        )
+    if mode not in MODES:  # exactly as stored (check_mode would accept lower case)
+        raise _unknown_mode(mode)
     if mode == "NONE" or not history:
         return []
     against = history if mode.endswith("_TRANSITIVE") else history[-1:]

@@ -86,6 +86,11 @@ def test_header_text_raw_or_percent_encoded_utf8() -> None:
     assert header_text(why.encode().decode("latin-1")) == why  # as a server decodes raw bytes
     assert header_text("Thanh%20tra%20vi%E1%BB%87c%20chia%20s%E1%BA%BB") == why
     assert header_text(None) == "" and header_text("  ") == ""
+    # percent-encoded bytes that are not UTF-8: the auditor API refuses them (422), the
+    # lookup reads them as U+FFFD, a purpose no grant has (403, logged)
+    with pytest.raises(UnicodeDecodeError):
+        header_text("Thanh%FFtra")
+    assert header_text("Thanh%FFtra", errors="replace") == "Thanh\ufffdtra"
 
 
 def test_auditor_view_tokenises_pii_unless_a_pii_grant_covers_it(

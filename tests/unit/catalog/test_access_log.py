@@ -67,3 +67,24 @@ def test_since_is_viet_nam_time_unless_zoned() -> None:
     assert parse_since(dt.datetime(2025, 7, 1, 8)) == dt.datetime(2025, 7, 1, 1, tzinfo=dt.UTC)
     with pytest.raises(ConfigurationError, match="--since"):
         parse_since("yesterday")
+
+
+def test_time_window_and_limit_at_their_edges(
+    offline_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``since`` inclusive and ``until`` exclusive to the microsecond, a date meaning its
+    midnight in Viet Nam (17:00 UTC the day before); ``limit`` the newest, oldest first."""
+    midnight = dt.datetime(2025, 6, 30, 17, tzinfo=dt.UTC)  # 1 July 2025 00:00 in Viet Nam
+    tick = dt.timedelta(microseconds=1)
+    times = [midnight - tick, midnight, midnight + dt.timedelta(days=1) - tick]
+    times.append(midnight + dt.timedelta(days=1))
+    for i, at in enumerate(times):
+        monkeypatch.setattr("bus.catalog.access_log.utcnow", lambda at=at: at)
+        entry(offline_settings, records=i)
+    window = query_access(offline_settings, since="2025-07-01", until="2025-07-02")
+    assert [e.records for e in window] == [1, 2]
+    assert [e.at for e in window] == times[1:3]
+    assert [e.records for e in query_access(offline_settings, until=midnight)] == [0]
+    assert [e.records for e in query_access(offline_settings, limit=2)] == [2, 3]
+    newest = query_access(offline_settings, since=midnight, until="2025-07-02", limit=1)
+    assert [e.records for e in newest] == [2]
