@@ -2,9 +2,10 @@
 the records published, the events archived in the last 24 h, the consumer lag, the dead
 letters, the last run that wrote or read it, and whether something there is stuck.
 
-Read only. Counts come from what the bus already records (published ends and committed reads in
-the control database, the run history, the archive); only the dead-letter counts ask the broker,
-and a broker that does not answer leaves them unknown (``None``) instead of failing the page.
+Read only, and the broker is never asked: every count comes from what the bus already records
+(the ends its acknowledged sends reached and the committed reads in the control database, the run
+history, the archive). Dead letters are records the bus sent to ``<topic>.dlq`` and recorded the
+end of like any other (``broker_guard.acknowledge``), so a DLQ's count is its recorded end.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from kafka.errors import KafkaError
 from sqlalchemy import func, select
 
 from bus import broker_guard
@@ -21,8 +21,8 @@ from bus.archive.models import ArchiveEntry
 from bus.catalog.datasets import list_datasets
 from bus.context import Context
 from bus.db import session_scope
-from bus.dlq_ops import REPLAY_GROUP, dead_letter_topics
-from bus.errors import LgspError
+from bus.dlq import dlq_topic
+from bus.dlq_ops import REPLAY_GROUP
 from bus.runs import RunInfo, list_runs
 from bus.units import Hierarchy, load_hierarchy, topic_name
 
@@ -65,7 +65,7 @@ class TopicNode:
     records: int = 0
     events_24h: int = 0
     lag: dict[str, int] = field(default_factory=dict)
-    dlq: int | None = None
+    dlq: int = 0
     connectors: list[str] = field(default_factory=list)
     last_run: LastRun | None = None
     stuck: list[dict[str, Any]] = field(default_factory=list)  # code, message, parameters
@@ -121,14 +121,6 @@ def _archived_since(ctx: Context, since_ms: int) -> dict[str, int]:
     return {topic: int(count) for topic, count in rows}
 
 
-def _dead_letters(ctx: Context) -> dict[str, int] | None:
-    """Records parked in each topic's DLQ (``None``: the broker did not answer)."""
-    try:
-        return dead_letter_topics(ctx.settings)
-    except (LgspError, KafkaError, OSError):
-        return None
-
-
 def _latest_run(ctx: Context, names: list[str], cache: dict[str, RunInfo | None]) -> RunInfo | None:
     found = []
     for name in names:
@@ -151,8 +143,6 @@ def overview(ctx: Context, *, now: dt.datetime | None = None) -> list[DatasetOve
     lag = broker_guard.consumer_lag(ctx.settings)
     archived = _archived_since(ctx, int((now - DAY).timestamp() * 1000))
     trees = {d.name: _tree(h, d.name, list(d.units)) for d in datasets}
-    every_topic = [n.topic for nodes in trees.values() for n in nodes]
-    dlq = _dead_letters(ctx) if every_topic else {}
     runs: dict[str, RunInfo | None] = {}
     out = []
     for info in datasets:
@@ -165,7 +155,7 @@ def overview(ctx: Context, *, now: dt.datetime | None = None) -> list[DatasetOve
                 for group, topics in lag.items()
                 if node.topic in topics and not group.startswith(REPLAY_GROUP)
             }
-            node.dlq = None if dlq is None else dlq.get(node.topic, 0)
+            node.dlq = published.get(dlq_topic(node.topic), 0)  # parked: sent to its DLQ
             node.connectors = [c.name for c in stored if node.topic in c.topics.values()]
             route = f"{info.name}:{node.level}"  # the roll-up run that writes this level
             last = _latest_run(ctx, [*node.connectors, route], runs)

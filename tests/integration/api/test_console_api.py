@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from bus.config import Settings
 from bus.connectors_db import ConnectorStore
 from bus.dlq import mask_numbers
-from tests.integration.api.conftest import Server
+from tests.integration.api.conftest import Server, free_port
 from tests.integration.api.test_connectors_api import source
 
 pytestmark = pytest.mark.integration
@@ -69,6 +71,37 @@ def test_overview_tree_and_a_stuck_source(server: Server, unique: str) -> None:
     ]
     assert [u for u, n in nodes.items() if n["stuck"]] == ["26734"]
     assert nodes["79"]["dlq"] == 0 and nodes["79"]["records"] == 0
+
+
+def test_overview_counts_dead_letters_without_asking_the_broker(
+    serve: Callable[..., Server], settings: Settings
+) -> None:
+    """A DLQ's count is the end the bus recorded when the broker acknowledged the dead letter:
+    a server whose broker address answers nothing still shows it (it asked the broker on every
+    request before, ~0.5-0.8 s each, and showed "unknown" without one)."""
+    from bus import broker_guard
+    from bus.catalog.datasets import publish_dataset
+    from bus.demo.city import EXAMPLES
+    from bus.dlq import send_dead_letter
+    from bus.errors import DataError
+    from bus.kafka import clients
+
+    publish_dataset(settings, EXAMPLES / "datasets" / "tthc.dossier.yaml")
+    topic = "lgsp.79.760.26734.tthc.dossier"
+    producer = clients.producer(settings)  # parked on the real broker, as a consumer parks it
+    try:
+        future = send_dead_letter(
+            producer, topic=topic, key=b"k", value=b"not avro", exc=DataError("bad"), group="g"
+        )
+        broker_guard.acknowledge(
+            settings, producer, [future], broker_guard.dlq_origin("g"), "a dead letter"
+        )
+    finally:
+        producer.close(timeout=5)
+    server = serve(LGSP_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}")  # nothing listens there
+    data = server.call("GET", "/overview", server.key("consumer", "so-noi-vu")).json()
+    nodes = {n["unit"]: n for n in data["datasets"][0]["nodes"]}
+    assert nodes["26734"]["dlq"] == 1 and nodes["26737"]["dlq"] == 0 and nodes["79"]["dlq"] == 0
 
 
 def test_connector_file_as_yaml(server: Server, tmp_path: Path, unique: str) -> None:

@@ -49,15 +49,18 @@ class Console:
 
 
 def _park_one(settings: Settings) -> str:
-    """A dead letter whose reason carries a citizen id (as a careless error text might)."""
+    """A dead letter whose reason carries a citizen id (as a careless error text might),
+    acknowledged and recorded as the bus's consumers park theirs."""
+    from bus import broker_guard
     from bus.dlq import send_dead_letter
     from bus.errors import DataError
     from bus.kafka import clients
 
     topic = "lgsp.79.760.26734.tthc.dossier"
+    group = "lgsp.sink.test"
     producer = clients.producer(settings)
     try:
-        send_dead_letter(
+        future = send_dead_letter(
             producer,
             topic=topic,
             key=b'{"dossier_id": "X-1"}',
@@ -66,8 +69,11 @@ def _park_one(settings: Settings) -> str:
             partition=0,
             offset=7,
             stage="consume",
-            group="lgsp.sink.test",
-        ).get(timeout=30)
+            group=group,
+        )
+        broker_guard.acknowledge(
+            settings, producer, [future], broker_guard.dlq_origin(group), "a dead letter"
+        )
     finally:
         producer.close(timeout=5)
     return topic

@@ -30,7 +30,7 @@ function nodeCard(node) {
       figure(t("ov.records"), number(node.records)),
       figure(t("ov.events24"), number(node.events_24h)),
       figure(t("ov.lag"), number(lag), lagTitle),
-      figure(t("ov.dlq"), node.dlq === null ? t("ov.unknown") : number(node.dlq)),
+      figure(t("ov.dlq"), number(node.dlq)),
       figure(
         t("ov.lastrun"),
         last ? h("span", { class: `status-${last.status}` }, `${last.status} · ${when(last.started_at)}`) : t("ov.never"),
