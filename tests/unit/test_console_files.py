@@ -30,3 +30,18 @@ def test_no_file_reaches_another_host() -> None:
         p.name for p in STATIC.rglob("*") if p.is_file() and remote.search(p.read_text("utf-8"))
     ]
     assert offenders == []
+
+
+def test_one_panel_helper_builds_the_sections_that_may_be_unavailable() -> None:
+    """Whether this server has a part's endpoint, and the "not available" section when it has
+    not, are decided in ``panel()`` of the shared ``pages/generic.js`` only: no page builds its
+    own copy."""
+    built_here = re.compile(r"""unavailable\(|dataset\.available\s*=|firstPath\(""")
+    pages = STATIC / "js" / "pages"
+    offenders = [
+        p.name
+        for p in pages.glob("*.js")
+        if p.name != "generic.js" and built_here.search(p.read_text("utf-8"))
+    ]
+    assert offenders == []
+    assert "export async function panel(" in (pages / "generic.js").read_text("utf-8")

@@ -1,20 +1,15 @@
 // The access log with filters (agency, dataset, action, since), from /v1/access-log when this
 // server has it: each agency sees its own reads, an auditor every agency's.
-import { firstPath, get } from "../api.js";
-import { clear, h, problem, unavailable } from "../dom.js";
+import { get } from "../api.js";
+import { clear, h, problem } from "../dom.js";
 import { t } from "../i18n.js";
-import { view } from "./generic.js";
+import { panel, view } from "./generic.js";
 
 const PATH = "/v1/access-log";
 
 export async function accessLog(id) {
-  const box = h("section", { id, "aria-labelledby": `${id}-title` }, h("h3", { id: `${id}-title` }, t("ds.access")));
-  if ((await firstPath([PATH])) === null) {
-    box.dataset.available = "false";
-    box.append(unavailable(PATH));
-    return box;
-  }
-  box.dataset.available = "true";
+  const { box, path } = await panel(t("ds.access"), id, [PATH]);
+  if (path === null) return box;
   const out = h("div", { "aria-live": "polite" });
   const input = (name, label, attrs = {}) =>
     h("div", {}, h("label", { for: `${id}-${name}` }, label), h("input", { id: `${id}-${name}`, name, ...attrs }));
@@ -34,7 +29,7 @@ export async function accessLog(id) {
       if (value) params.set(name, value);
     }
     try {
-      clear(out).append(view(await get(`${PATH}?${params}`)));
+      clear(out).append(view(await get(`${path}?${params}`)));
     } catch (err) {
       clear(out).append(problem(err));
     }

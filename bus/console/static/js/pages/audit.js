@@ -1,11 +1,11 @@
 // Auditor: archive status and verification, a key's event history (the key is typed, never
 // listed) as a timeline with before/after and chain positions, a replay as of a moment to a
 // download, the access log; from the auditor API when this server has it (else said plainly).
-import { download, firstPath, get, paths, purposeHeader, request } from "../api.js";
-import { clear, h, message, problem, unavailable } from "../dom.js";
+import { download, get, purposeHeader, request } from "../api.js";
+import { clear, h, message, problem } from "../dom.js";
 import { t, when } from "../i18n.js";
 import { accessLog } from "./access_log.js";
-import { section, view } from "./generic.js";
+import { panel, section, view } from "./generic.js";
 
 const HISTORY = "/v1/audit/datasets/{name}/history/{key}";
 const REPLAY = "/v1/audit/datasets/{name}/replay";
@@ -63,13 +63,8 @@ function timeline(found) {
 
 async function historyForm() {
   const out = h("div", { id: "au-history-out", "aria-live": "polite" });
-  const box = h("section", { id: "au-history", "aria-labelledby": "au-history-title" }, h("h3", { id: "au-history-title" }, t("au.history")));
-  if ((await firstPath([HISTORY])) === null) {
-    box.dataset.available = "false";
-    box.append(unavailable(HISTORY));
-    return box;
-  }
-  box.dataset.available = "true";
+  const { box, path: endpoint } = await panel(t("au.history"), "au-history", [HISTORY]);
+  if (endpoint === null) return box;
   const form = h(
     "form",
     { class: "row" },
@@ -92,13 +87,8 @@ async function historyForm() {
 }
 
 async function replayForm() {
-  const box = h("section", { id: "au-replay", "aria-labelledby": "au-replay-title" }, h("h3", { id: "au-replay-title" }, t("au.replay")));
-  if ((await firstPath([REPLAY])) === null) {
-    box.dataset.available = "false";
-    box.append(unavailable(REPLAY));
-    return box;
-  }
-  box.dataset.available = "true";
+  const { box, path: endpoint } = await panel(t("au.replay"), "au-replay", [REPLAY]);
+  if (endpoint === null) return box;
   const status = h("div", { "aria-live": "polite" });
   const form = h(
     "form",
@@ -126,13 +116,8 @@ async function replayForm() {
 }
 
 async function verifyBox() {
-  const box = h("section", { id: "au-verify", "aria-labelledby": "au-verify-title" }, h("h3", { id: "au-verify-title" }, t("au.verify")));
-  if (!(await paths()).includes(VERIFY)) {
-    box.dataset.available = "false";
-    box.append(unavailable(VERIFY));
-    return box;
-  }
-  box.dataset.available = "true";
+  const { box, path: endpoint } = await panel(t("au.verify"), "au-verify", [VERIFY]);
+  if (endpoint === null) return box;
   const out = h("div", { "aria-live": "polite" });
   const button = h("button", { type: "button" }, t("au.verify.go"));
   button.addEventListener("click", async () => {

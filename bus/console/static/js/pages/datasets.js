@@ -1,11 +1,11 @@
 // Datasets and grants: the catalogue with fields and PII marks, "who owns this attribute",
 // a publisher's grant form, the grants and the access log, from the catalogue API when this
 // server has it (else said plainly, never made up).
-import { firstPath, get, paths, request } from "../api.js";
-import { clear, h, message, problem, table, unavailable } from "../dom.js";
+import { get, paths, request } from "../api.js";
+import { clear, h, message, problem, table } from "../dom.js";
 import { lang, t } from "../i18n.js";
 import { accessLog } from "./access_log.js";
-import { section, view } from "./generic.js";
+import { panel, section, view } from "./generic.js";
 
 function catalogue(list) {
   if (!Array.isArray(list) || (list.length && !("pii" in list[0]))) return view(list);
@@ -48,19 +48,14 @@ function grantTable(list) {
 async function searchBox() {
   const SEARCH = "/v1/datasets/search";
   const out = h("div", { id: "ds-search-out", "aria-live": "polite" });
-  const box = h("section", { id: "ds-search", "aria-labelledby": "ds-search-title" }, h("h3", { id: "ds-search-title" }, t("ds.search")));
-  if ((await firstPath([SEARCH])) === null) {
-    box.dataset.available = "false";
-    box.append(unavailable(SEARCH));
-    return box;
-  }
-  box.dataset.available = "true";
+  const { box, path } = await panel(t("ds.search"), "ds-search", [SEARCH]);
+  if (path === null) return box;
   const input = h("input", { id: "ds-attr", name: "q", type: "search", required: true });
   const form = h("form", { class: "row" }, h("div", {}, h("label", { for: "ds-attr" }, t("ds.attribute")), input), h("div", {}, h("button", { type: "submit" }, t("ds.search.go"))));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     try {
-      const found = await get(`${SEARCH}?${new URLSearchParams({ q: input.value })}`);
+      const found = await get(`${path}?${new URLSearchParams({ q: input.value })}`);
       clear(out).append(
         found.owner
           ? message("ok", t("ds.owner", found.owner))

@@ -31,21 +31,27 @@ export function view(data) {
   );
 }
 
-// A section that reads the first of `candidates` the server has, or says it has none.
-export async function section(title, id, candidates, show = view) {
-  const body = h("div", { id: `${id}-body` });
-  const out = h("section", { id, "aria-labelledby": `${id}-title` }, h("h3", { id: `${id}-title` }, title), body);
+// Every titled part of a page: a section `id` headed `title` (`${id}-title`) for the first of
+// `candidates` this server has. `path` is that endpoint, or null: then the section already says
+// the server lacks it (data-available="false") and the caller adds nothing.
+export async function panel(title, id, candidates) {
+  const box = h("section", { id, "aria-labelledby": `${id}-title` }, h("h3", { id: `${id}-title` }, title));
   const path = await firstPath(candidates);
-  if (path === null) {
-    body.append(unavailable(candidates[0]));
-    out.dataset.available = "false";
-    return out;
-  }
-  out.dataset.available = "true";
+  box.dataset.available = path === null ? "false" : "true";
+  if (path === null) box.append(unavailable(candidates[0]));
+  return { box, path };
+}
+
+// A panel showing the answer of its endpoint.
+export async function section(title, id, candidates, show = view) {
+  const { box, path } = await panel(title, id, candidates);
+  if (path === null) return box;
+  const body = h("div", { id: `${id}-body` });
+  box.append(body);
   try {
     body.append(show(await get(path)));
   } catch (err) {
     clear(body).append(problem(err));
   }
-  return out;
+  return box;
 }
