@@ -352,7 +352,11 @@ def test_labels_roles_and_keyboard(browser: Any, console: Console) -> None:
     page.wait_for_load_state("networkidle")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.className") == "skip"
-    page.keyboard.press("Enter")
+    page.keyboard.press("Enter")  # to the content, on the same page (its "#main" is no route)
+    page.wait_for_function("() => document.activeElement.id === 'main'")
+    assert page.evaluate("location.hash") == "#/datasets"
+    assert page.locator("main h2").inner_text() == "Dữ liệu và cấp quyền"
+    assert page.locator("nav a[aria-current=page]").get_attribute("href") == "#/datasets"
     seen = []
     page.evaluate("document.querySelector('#lang').focus()")
     for _ in range(8):

@@ -115,6 +115,12 @@ function updateLangButton() {
   button.lang = lang() === "vi" ? "en" : "vi";
 }
 
+// The skip link's "#main" is not a route: it moves focus to the content and leaves the page.
+document.querySelector("a.skip").addEventListener("click", (event) => {
+  event.preventDefault();
+  main.focus();
+});
+
 window.addEventListener("hashchange", () => me && renderPage(true));
 document.documentElement.lang = lang();
 updateLangButton();
