@@ -296,6 +296,31 @@ def test_dead_letters_masked_then_replayed(browser: Any, console: Console) -> No
     page.context.close()
 
 
+def test_a_late_answer_does_not_replace_the_page_shown(browser: Any, console: Console) -> None:
+    """The dead-letters page's request reaches the real server only after the user went on to
+    the overview (the browser holds it); its late answer must not replace the overview."""
+    page = open_page(browser, console, "operator")
+    held: list[Any] = []
+    page.route(console.url + "/dlq", lambda route: held.append(route))  # held, sent on later
+    page.evaluate("location.hash = '#/dlq'")
+    for _ in range(200):
+        if held:
+            break
+        page.wait_for_timeout(25)
+    assert len(held) == 1
+    visit(page, "overview")
+    page.wait_for_selector("main .tree")
+    with page.expect_response(console.url + "/dlq") as answer:
+        held[0].continue_()
+    assert answer.value.ok and answer.value.finished() is None
+    page.wait_for_timeout(300)  # the dead-letters page's render has run by now
+    assert page.locator("main h2").all_inner_texts() == ["Tổng quan: phường → quận → thành phố"]
+    assert page.locator("main .tree").count() == 1 and page.locator("#dlq-panel").count() == 0
+    assert page.evaluate("location.hash") == "#/overview"
+    assert page.problems == []  # type: ignore[attr-defined]
+    page.context.close()
+
+
 def test_catalogue_and_auditor_pages_say_not_available(browser: Any, console: Console) -> None:
     paths = console.call("GET", "/openapi.json", "auditor").json()["paths"]
     page = open_page(browser, console, "auditor")

@@ -63,21 +63,24 @@ function renderShell() {
   nav.hidden = false;
 }
 
+// Each page renders into a view of its own inside <main>: a page whose answers arrive after the
+// user went on to another one fills its view, already taken out of <main>, never the page shown.
 async function renderPage(focus) {
   const entry = current();
   renderShell();
-  clear(main);
+  const view = h("div", { class: "view", "data-page": entry.id });
+  clear(main).append(view);
   if (!entry.roles.includes(me.role)) {
-    main.append(h("h2", {}, t(`nav.${entry.id}`)), message("error", t("forbidden")));
+    view.append(h("h2", {}, t(`nav.${entry.id}`)), message("error", t("forbidden")));
     return;
   }
-  main.append(h("p", { class: "muted", role: "status" }, t("loading")));
+  view.append(h("p", { class: "muted", role: "status" }, t("loading")));
   try {
-    await entry.page.render(main, { me });
+    await entry.page.render(view, { me });
   } catch (err) {
-    clear(main).append(h("h2", {}, t(`nav.${entry.id}`)), problem(err));
+    clear(view).append(h("h2", {}, t(`nav.${entry.id}`)), problem(err));
   }
-  if (focus) main.focus();
+  if (focus && view.isConnected) main.focus();
 }
 
 async function start() {

@@ -137,7 +137,7 @@ async function verifyBox() {
   return box;
 }
 
-export async function render(main) {
+export async function render(root) {
   const parts = await Promise.all([
     section(t("au.archive"), "au-archive", ["/v1/audit/archive"]),
     verifyBox(),
@@ -145,6 +145,6 @@ export async function render(main) {
     replayForm(),
     accessLog("au-access"),
   ]);
-  clear(main).append(h("h2", {}, t("au.title")), ...parts);
+  clear(root).append(h("h2", {}, t("au.title")), ...parts);
 
 }

@@ -170,15 +170,15 @@ function registerForm(onStored) {
   return form;
 }
 
-export async function render(main, { me }) {
+export async function render(root, { me }) {
   const operator = me.role === "operator";
   const items = await load();
   const notice = h("div", { id: "connector-notice", "aria-live": "polite" });
   const panel = h("section", { id: "runs-panel", "aria-live": "polite" });
-  const refresh = () => render(main, { me });
+  const refresh = () => render(root, { me });
   const announce = async (text) => {
     await refresh();
-    main.querySelector("#connector-notice").append(message("ok", text));
+    root.querySelector("#connector-notice").append(message("ok", text));
   };
 
   async function act(action, done) {
@@ -223,7 +223,7 @@ export async function render(main, { me }) {
     ];
   });
 
-  clear(main).append(
+  clear(root).append(
     h("h2", {}, t("cn.title")),
     notice,
     h("h3", {}, t("cn.list")),

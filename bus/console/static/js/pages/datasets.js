@@ -126,7 +126,7 @@ function grantForm(refresh) {
 // roles the API lets list grants (bus/api/catalog.py): an operator has none to see
 const GRANT_READERS = ["publisher", "consumer", "auditor"];
 
-export async function render(main, { me }) {
+export async function render(root, { me }) {
   const known = await paths();
   const grants = GRANT_READERS.includes(me.role);
   const build = async () =>
@@ -139,8 +139,8 @@ export async function render(main, { me }) {
   const parts = await build();
   const refresh = async () => {
     const fresh = await build();
-    for (const part of fresh) main.querySelector(`#${part.id}`)?.replaceWith(part);
+    for (const part of fresh) root.querySelector(`#${part.id}`)?.replaceWith(part);
   };
-  clear(main).append(h("h2", {}, t("ds.title")), ...parts);
-  if (me.role === "publisher" && known.includes("/v1/grants")) main.append(grantForm(refresh));
+  clear(root).append(h("h2", {}, t("ds.title")), ...parts);
+  if (me.role === "publisher" && known.includes("/v1/grants")) root.append(grantForm(refresh));
 }

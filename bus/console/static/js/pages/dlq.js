@@ -30,7 +30,7 @@ async function show(panel, topic) {
   panel.querySelector("#dlq-entries-title").focus();
 }
 
-export async function render(main, { me }) {
+export async function render(root, { me }) {
   const all = await get("/dlq");
   const topics = all.filter((x) => x.parked > 0).sort((a, b) => b.parked - a.parked);
   const empty = all.length - topics.length;
@@ -42,8 +42,8 @@ export async function render(main, { me }) {
     clear(notice);
     try {
       const report = await request("POST", `/dlq/${enc(topic)}/replay`);
-      await render(main, { me });
-      main.querySelector("#dlq-notice").append(message("ok", t("dl.replayed", report)));
+      await render(root, { me });
+      root.querySelector("#dlq-notice").append(message("ok", t("dl.replayed", report)));
     } catch (err) {
       notice.append(problem(err));
     }
@@ -57,7 +57,7 @@ export async function render(main, { me }) {
     }
   }
 
-  clear(main).append(
+  clear(root).append(
     h("h2", {}, t("dl.title")),
     notice,
     topics.length

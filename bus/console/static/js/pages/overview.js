@@ -51,13 +51,13 @@ function tree(nodes, parent) {
   );
 }
 
-export async function render(main) {
+export async function render(root) {
   const data = await get("/overview");
-  clear(main).append(h("h2", {}, t("ov.title")), h("p", { class: "muted" }, t("ov.legend")));
-  if (data.datasets.length === 0) main.append(h("p", {}, t("ov.none")));
+  clear(root).append(h("h2", {}, t("ov.title")), h("p", { class: "muted" }, t("ov.legend")));
+  if (data.datasets.length === 0) root.append(h("p", {}, t("ov.none")));
   for (const ds of data.datasets) {
     const description = ds.description[lang()] || ds.description.vi || "";
-    main.append(
+    root.append(
       h(
         "section",
         { "aria-labelledby": `ds-${ds.name}` },

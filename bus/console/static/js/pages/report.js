@@ -55,7 +55,7 @@ async function saveCsv(form, status) {
   }
 }
 
-export async function render(main, { me }) {
+export async function render(root, { me }) {
   const out = h("section", { id: "report-out", "aria-live": "polite" });
   const status = h("div", { "aria-live": "polite" });
   const levels = ["ward", "district", "city"];
@@ -78,6 +78,6 @@ export async function render(main, { me }) {
       clear(out).append(problem(err));
     }
   });
-  clear(main).append(h("h2", {}, t("rp.title")), form, status, out);
+  clear(root).append(h("h2", {}, t("rp.title")), form, status, out);
   void me;
 }
