@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from bus.catalog import add_agency
 from bus.catalog.api_keys import create_key, list_keys, revoke_key
 from bus.config import Settings
+from bus.demo.city import SECOND_AGENCY, SECOND_AGENCY_DISPLAY
 
 # role -> (agency, its display name); the publisher and consumer are the demo's dataset owner
-# and the agency its grant serves
+# and the agency its grant serves (named once, in bus.demo.city)
 DEMO_AGENCIES: dict[str, tuple[str, str]] = {
     "operator": ("so-tttt", "Sở Thông tin và Truyền thông Thành phố Hồ Chí Minh"),
     "publisher": ("vp-ubnd-tp", "Văn phòng Ủy ban nhân dân Thành phố Hồ Chí Minh"),
-    "consumer": ("so-noi-vu", "Sở Nội vụ Thành phố Hồ Chí Minh"),
+    "consumer": (SECOND_AGENCY, SECOND_AGENCY_DISPLAY),
     "auditor": ("thanh-tra-tp", "Thanh tra Thành phố Hồ Chí Minh"),
 }
 

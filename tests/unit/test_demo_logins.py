@@ -22,3 +22,15 @@ def test_one_live_key_per_role_and_a_rerun_replaces_them(offline_settings: Setti
     lines = console_lines("http://127.0.0.1:8088/console/", second)
     assert lines[0].endswith("http://127.0.0.1:8088/console/")
     assert all(x.key in "\n".join(lines) for x in second)
+
+
+def test_the_publisher_and_consumer_logins_are_the_demos_agencies() -> None:
+    """The consumer login is the agency the demo grants (``SECOND_AGENCY``), the publisher login
+    the owner its dataset file names: a change there moves the logins with it."""
+    import yaml
+
+    from bus.demo.city import DATASET, EXAMPLES, SECOND_AGENCY, SECOND_AGENCY_DISPLAY
+
+    assert DEMO_AGENCIES["consumer"] == (SECOND_AGENCY, SECOND_AGENCY_DISPLAY)
+    dataset = yaml.safe_load((EXAMPLES / "datasets" / f"{DATASET}.yaml").read_text("utf-8"))
+    assert DEMO_AGENCIES["publisher"] == (dataset["publisher"], dataset["publisher_display"])
