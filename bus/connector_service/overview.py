@@ -21,13 +21,14 @@ from bus.archive.models import ArchiveEntry
 from bus.catalog.datasets import list_datasets
 from bus.context import Context
 from bus.db import session_scope
-from bus.dlq import dlq_topic
+from bus.dlq import dlq_topic, mask_numbers
 from bus.dlq_ops import REPLAY_GROUP
 from bus.runs import RunInfo, list_runs
 from bus.units import Hierarchy, load_hierarchy, topic_name
 
 DAY = dt.timedelta(hours=24)
 FAILED = frozenset({"failed", "error", "stopped"})
+PARTIAL = "partial"  # a run that went on around tables it left behind or stopped (bus.sync)
 
 
 @dataclass
@@ -198,6 +199,18 @@ def _why_stuck(
                     connector=name,
                 )
             )
+    short = _left_short(last, node.topic)
+    if last is not None and short is not None:
+        said = "; ".join(f"{t['table']} {t['status']}: {t['error']}" for t in short)
+        reasons.append(
+            _reason(
+                "partial",
+                f"last run {last.name} ended partial" + (f": {said}" if said else ""),
+                run=last.name,
+                status=last.status,
+                tables=", ".join(f"{t['table']} ({t['status']})" for t in short) or "–",
+            )
+        )
     waiting = sum(node.lag.values())
     if waiting and (last is None or now - last.started_at > DAY):
         reasons.append(
@@ -208,6 +221,28 @@ def _why_stuck(
             )
         )
     return reasons
+
+
+def _left_short(last: RunInfo | None, topic: str) -> list[dict[str, str]] | None:
+    """The tables on ``topic`` that a ``partial`` last run left not ok, as its report lists them
+    (``behind``: its read ended short of the end it set out to reach; ``stopped``), with their
+    reasons, long numbers masked; ``None`` when the run is not partial or left ``topic`` whole.
+    A partial run that lists no tables is short everywhere it wrote (``[]``)."""
+    if last is None or last.status != PARTIAL:
+        return None
+    tables = (last.detail or {}).get("tables")
+    if not isinstance(tables, list):
+        return []
+    short = [
+        {
+            "table": str(t.get("table", "")),
+            "status": str(t.get("status", "")),
+            "error": mask_numbers(str(t.get("error") or "")),
+        }
+        for t in tables
+        if isinstance(t, dict) and t.get("topic") == topic and t.get("status", "ok") != "ok"
+    ]
+    return short or None
 
 
 def overview_dict(items: list[DatasetOverview], now: dt.datetime) -> dict[str, Any]:

@@ -35,6 +35,7 @@ def test_overview_tree_and_a_stuck_source(server: Server, unique: str) -> None:
     from bus.catalog.datasets import publish_dataset
     from bus.demo.city import EXAMPLES
     from bus.runs import record_run
+    from bus.sync import SyncReport, TableReport
 
     assert server.call("GET", "/overview").status_code == 401
     consumer = server.key("consumer", "so-noi-vu")
@@ -53,6 +54,32 @@ def test_overview_tree_and_a_stuck_source(server: Server, unique: str) -> None:
         topics={"ho_so": topic},
     )
     record_run(server.settings, kind="sync", name=f"ward-{unique}", status="failed")
+    # a sink whose read of one topic ended short ("behind"): its run is partial
+    behind = "lgsp.79.760.26737.tthc.dossier"
+    ConnectorStore(server.settings).add(
+        name=f"copy-{unique}",
+        type="sqlite",
+        role="sink",
+        agency="so-tttt",
+        unit="26737",
+        config={},
+        topics={"ho_so": behind, "ho_so_b": "lgsp.79.760.26740.tthc.dossier"},
+    )
+    unread = "3 record(s) of x were not read (no answer from the broker for them), 079123456789"
+    whole = TableReport("ho_so_b", "lgsp.79.760.26740.tthc.dossier")  # read to its end
+    report = SyncReport(
+        f"copy-{unique}",
+        "sink",
+        0,
+        [TableReport("ho_so", behind, status="behind", error=unread), whole],
+    )
+    record_run(
+        server.settings,
+        kind="sync",
+        name=f"copy-{unique}",
+        status="partial",
+        detail=report.to_dict(),
+    )
     data = server.call("GET", "/overview", consumer).json()
     (dataset,) = data["datasets"]
     assert dataset["name"] == "tthc.dossier" and dataset["levels"] == ["city", "district", "ward"]
@@ -69,7 +96,19 @@ def test_overview_tree_and_a_stuck_source(server: Server, unique: str) -> None:
             "status": "failed",
         }
     ]
-    assert [u for u, n in nodes.items() if n["stuck"]] == ["26734"]
+    assert nodes["26737"]["last_run"]["status"] == "partial"
+    assert nodes["26737"]["stuck"] == [
+        {
+            "code": "partial",
+            "message": f"last run copy-{unique} ended partial: ho_so behind: "
+            + unread.replace("079123456789", "**********89"),
+            "run": f"copy-{unique}",
+            "status": "partial",
+            "tables": "ho_so (behind)",
+        }
+    ]
+    assert nodes["26740"]["last_run"]["status"] == "partial"  # its table was read whole
+    assert [u for u, n in nodes.items() if n["stuck"]] == ["26734", "26737"]
     assert nodes["79"]["dlq"] == 0 and nodes["79"]["records"] == 0
 
 

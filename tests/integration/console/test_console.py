@@ -16,6 +16,7 @@ import pytest
 from bus.connectors_db import ConnectorStore
 from bus.report.render import CSV_COLUMNS
 from bus.runs import record_run
+from bus.sync import SyncReport, TableReport
 from tests.integration.connectors.helpers import sqlite_codes
 from tests.integration.console.conftest import CITIZEN_ID, PARKED_ID, SIZES, Console
 
@@ -140,6 +141,30 @@ def test_overview_tree_ward_district_city(browser: Any, console: Console) -> Non
         ".node[data-unit='26737']", "e => getComputedStyle(e).borderLeftColor"
     )
     assert color == "rgb(179, 38, 30)"  # the red of --bad
+
+    # a sink run whose read of the district topic ended short ("behind"): partial, red too
+    sink = "sink-760-dossiers"
+    ((table, topic),) = ConnectorStore(console.settings).get(sink).topics.items()
+    assert topic == "lgsp.79.760.tthc.dossier"
+    unread = f"2 record(s) of {topic} below the end seen at the start were not read"
+    report = SyncReport(sink, "sink", 0, [TableReport(table, topic, status="behind", error=unread)])
+    record_run(console.settings, kind="sync", name=sink, status="partial", detail=report.to_dict())
+    page.reload()
+    page.wait_for_selector(".node.stuck[data-unit='760']")
+    assert page.locator(".node.stuck").count() == 2
+    why = page.locator(".node[data-unit='760'] > ul.why > li[data-code=partial]")
+    assert why.inner_text() == (
+        f"Lần chạy cuối {sink} chỉ xong một phần (partial), bảng chưa xong: {table} (behind)"
+    )
+    assert unread in (why.get_attribute("title") or "")  # the reason in full, on hover
+    color = page.eval_on_selector(
+        ".node[data-unit='760']", "e => getComputedStyle(e).borderLeftColor"
+    )
+    assert color == "rgb(179, 38, 30)"
+    record_run(console.settings, kind="sync", name=sink, status="ok")  # read whole again
+    page.reload()
+    page.wait_for_selector(".node.stuck[data-unit='26737']")
+    assert page.locator(".node.stuck[data-unit='760']").count() == 0
     page.context.close()
 
 

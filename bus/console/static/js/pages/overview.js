@@ -37,7 +37,7 @@ function nodeCard(node) {
         last ? `${last.kind} ${last.name}: ${last.rows_in} → ${last.rows_out}` : "",
       ),
     ),
-    stuck ? h("ul", { class: "why" }, node.stuck.map((why) => h("li", { "data-code": why.code }, reason(why)))) : null,
+    stuck ? h("ul", { class: "why" }, node.stuck.map((why) => h("li", { "data-code": why.code, title: why.message }, reason(why)))) : null,
   );
 }
 
