@@ -212,7 +212,8 @@ def write_trend_chart(report: TrendReport, path: Path) -> Path:
     return path
 
 
-def skipped_line(report: SlaReport) -> str | None:
+def skipped_line(report: SlaReport | TrendReport) -> str | None:
+    """What the report read but could not count, with why (``None``: nothing skipped)."""
     parts = [
         f"{count} {what}"
         for count, what in (
