@@ -185,8 +185,8 @@ def _count(result: ReformDemoResult, name: str, report: Any) -> None:
 
 def _reconcile(settings: Settings, result: ReformDemoResult, say: Say) -> None:
     from bus.reconcile.core import Between
-    from bus.reconcile.mapping import effective_ms
     from bus.reconcile.service import run_reconcile
+    from bus.units.timeline import effective_ms
 
     sink = f"sink-{CITY}-dossiers"
     since = Between(low=effective_ms(EFFECTIVE) + 1)

@@ -76,10 +76,7 @@ def after_cutover(ctx: Context, route: Route) -> tuple[int, str] | None:
     level no longer exists in the hierarchy that replaced the route's era: (the effective
     day's first millisecond in Vietnam, the topic of the target's nearest ancestor that the
     new hierarchy keeps, e.g. the city). None when nothing redirects the route."""
-    import datetime as dt
-    from zoneinfo import ZoneInfo
-
-    from bus.units.timeline import cutovers
+    from bus.units.timeline import cutovers, effective_ms
 
     old_h = load_hierarchy(route.era or ctx.hierarchy.name)
     for cut in cutovers(ctx.settings):
@@ -90,8 +87,7 @@ def after_cutover(ctx: Context, route: Route) -> tuple[int, str] | None:
             continue
         for unit in old_h.ancestors(route.parent_unit):
             if unit.level in new_h.levels and unit.code in new_h:
-                start = dt.datetime.combine(cut.effective, dt.time(), ZoneInfo("Asia/Ho_Chi_Minh"))
-                return int(start.timestamp() * 1000), topic_name(old_h, unit.code, route.dataset)
+                return effective_ms(cut.effective), topic_name(old_h, unit.code, route.dataset)
     return None
 
 

@@ -32,7 +32,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from bus import broker_guard
 from bus.consume import Consumer, Message
@@ -49,12 +48,12 @@ from bus.units.timeline import (
     Cutover,
     Timeline,
     _topic_in,
+    effective_ms,
     load_timeline,
     no_successor_hint,
     record_cutover,
 )
 
-VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
 LOCK = "route-reform"
 LOCK_TTL_S = 3600.0
 WAIT_S = 30.0
@@ -214,7 +213,7 @@ def run_reform(
             f"--effective {effective}: hierarchy {old_h.name!r} is in force on both sides"
         )
     report = ReformReport(effective, old_h.name, new_h.name)
-    ts_ms = int(dt.datetime.combine(effective, dt.time(), VIETNAM).timestamp() * 1000)
+    ts_ms = effective_ms(effective)
     started = dt.datetime.now(dt.UTC)
     status = "failed"
     from bus.catalog import get_dataset
