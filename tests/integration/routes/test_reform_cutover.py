@@ -16,8 +16,9 @@ from click.testing import CliRunner
 from bus.cli.main import cli
 from bus.config import Settings
 from bus.context import Context
-from bus.db import session_scope
+from bus.db import open_engine, session_scope
 from bus.errors import ConfigurationError
+from bus.routes import run_routes
 from bus.routes.reform import run_reform
 from bus.runs import list_runs
 from bus.units import load_hierarchy
@@ -194,3 +195,20 @@ def test_route_all_levels_across_the_cutover(
     again = runner.invoke(cli, ["route", "run", name, "--level", "all"], catch_exceptions=False)
     assert again.exit_code == 0 and " 0 out" in again.stdout
     assert len(read_all(settings, f"lgsp.79.{name}")) == 7
+
+    # a run reads the recorded cut-overs once, not once per route (3 routes into the city)
+    ctx = Context.build(settings)
+    queries: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "unit_cutover" in statement:
+            queries.append(statement)
+
+    engine = open_engine(settings)
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        city_run = run_routes(ctx, name, "city")
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    assert city_run.routes == 3 and city_run.rows_out == 0
+    assert len(queries) == 1
