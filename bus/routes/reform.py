@@ -18,7 +18,9 @@ run checks after taking its lock), releases the locks, and only then reads the o
 
 A rerun with the same effective date is idempotent: the cut-over is recorded once (a unique
 constraint), and a re-keyed event already on its target topic (same stable ``event_id``) is
-not published again. A publishing unit that the new hierarchy lacks and no change continues
+not published again. The first run (the one that records the cut-over) does not read the
+target topics: no run of the reform can have published there before the cut-over was recorded.
+A publishing unit that the new hierarchy lacks and no change continues
 (a district of the 3-level model) is listed in ``unmapped``: the run is ``partial`` and the
 command exits non-zero.
 """
@@ -248,7 +250,12 @@ def run_reform(
                         target = change.target(event["after"])
                         topic = topic_name(new_h, target, name)
                         if topic not in on_target:
-                            on_target[topic] = _event_ids(ctx, topic)
+                            # the re-keyed copies an earlier run of this reform published;
+                            # none when this run recorded the cut-over (a run records it
+                            # before publishing anything): the target is not read then
+                            on_target[topic] = (
+                                set() if report.cutover_recorded else _event_ids(ctx, topic)
+                            )
                         event_id = stable_event_id("reform", event["event_id"], target)
                         if event_id in on_target[topic]:
                             report.already += 1
