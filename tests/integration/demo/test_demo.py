@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bus.config import Settings
-from bus.demo.city import CITY, DISTRICT, run_city_demo, summary_lines
+from bus.demo.city import CITY, DISTRICT, demo_dir, demo_env, run_city_demo, summary_lines
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +70,7 @@ def test_demo_copy_damaged_then_repaired(
     from bus.reconcile.service import run_reconcile
 
     run_city_demo(settings, lambda _t: None, rows_per_ward=15, seed=5, use_airflow=False)
-    city = sa.create_engine(f"sqlite:///{settings.home.resolve() / 'demo' / 'unit-79.db'}")
+    city = sa.create_engine(f"sqlite:///{demo_dir(settings) / 'unit-79.db'}")
     with city.begin() as conn:
         ids = [
             r[0]
@@ -87,7 +87,8 @@ def test_demo_copy_damaged_then_repaired(
         )
     city.dispose()
     # the demo's connector files refer to ${LGSP_DEMO_DIR}, as an operator's shell would set it
-    monkeypatch.setenv("LGSP_DEMO_DIR", str(settings.home.resolve() / "demo"))
+    for key, value in demo_env(settings).items():
+        monkeypatch.setenv(key, value)
     # the city copy is filtered by its _lgsp_unit column automatically
     report = run_reconcile(settings, "ward-26734-dossiers", "ho_so", "sink-79-dossiers")
     assert not report.agree
