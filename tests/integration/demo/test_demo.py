@@ -2,36 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from bus.config import Settings
 from bus.demo.city import CITY, DISTRICT, demo_dir, demo_env, run_city_demo, summary_lines
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def settings(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """Each demo run gets its own embedded broker: the demo's topic and group names are fixed,
-    so runs must not see each other's records or committed offsets. The broker's state lives
-    outside the demo's home, which ``fresh=True`` empties (its pid file with it)."""
-    import os
-
-    from bus import broker
-    from bus.db.engine import dispose_engines
-
-    external = os.environ.get("LGSP_KAFKA_BOOTSTRAP")
-    own = Settings(home=tmp_path_factory.mktemp("demo-broker"))
-    bootstrap = external or broker.start_embedded(own).bootstrap
-    try:
-        yield Settings(home=home, kafka_bootstrap=bootstrap)
-    finally:
-        if not external:
-            broker.stop_embedded(own)
-        dispose_engines()
 
 
 def test_demo_small_then_again(settings: Settings) -> None:
