@@ -99,9 +99,11 @@ def demo(
     if keep_serving:
         from bus.cli.serve_cmd import run_server
         from bus.context import Context
+        from bus.demo.city import demo_env
 
         # the demo's connector files name ${LGSP_DEMO_DIR}: "run now" in the console needs it
-        os.environ.setdefault("LGSP_DEMO_DIR", str((s.home / "demo").resolve()))
+        for key, value in demo_env(s).items():
+            os.environ.setdefault(key, value)
         click.echo(f"serving {url} until Ctrl-C", err=True)
         run_server(Context.load(s), host, port)
 

@@ -199,11 +199,16 @@ def _trend(
     )
     for line in not_regrouped_lines(report):
         click.echo(line, err=True)
+    skipped = skipped_line(report)
     if as_csv:
         write_trend_csv(report, sys.stdout)
+        if skipped:
+            click.echo(skipped, err=True)
     else:
         click.echo(trend_header(report))
         echo_table(TREND_HEADERS, trend_rows(report))
+        if skipped:
+            click.echo(skipped)
     if chart is not None:
         write_trend_chart(report, chart)
         click.echo(f"chart written to {chart}", err=True)

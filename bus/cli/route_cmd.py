@@ -58,10 +58,11 @@ def route_plan(dataset: str) -> None:
     from zoneinfo import ZoneInfo
 
     from bus.routes.plan import after_cutover
-    from bus.units.timeline import load_timeline
+    from bus.units.timeline import cutovers, load_timeline
 
     ctx = context()
     timeline = load_timeline(ctx.settings)
+    cuts = cutovers(ctx.settings)
     names = timeline.era_names
     eras = names[names.index(ctx.settings.hierarchy) :]
     vietnam = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -70,7 +71,7 @@ def route_plan(dataset: str) -> None:
         root = timeline.hierarchy(r.era).root
         since = root.valid_from.isoformat() if root.valid_from else "…"
         until = root.valid_to.isoformat() if root.valid_to else "…"
-        redirect = after_cutover(ctx, r)
+        redirect = after_cutover(ctx, r, cuts)
         later = ""
         if redirect is not None:
             day = dt.datetime.fromtimestamp(redirect[0] / 1000, vietnam).date()

@@ -15,7 +15,8 @@ import functools
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -464,6 +465,33 @@ def _report(
     say(f"on-time report for {MONTH} read from the city's copy ({report.dossiers} dossiers)")
 
 
+def demo_dir(settings: Settings) -> Path:
+    """Where the demo keeps its databases, output files and chart: ``<home>/demo``."""
+    return (settings.home / "demo").resolve()
+
+
+def demo_env(settings: Settings) -> dict[str, str]:
+    """The environment the demo's files need: its connector files name ``${LGSP_DEMO_DIR}``
+    (the demo runs, an Airflow run they start, the console's server and tests set it)."""
+    return {"LGSP_DEMO_DIR": str(demo_dir(settings))}
+
+
+@contextmanager
+def demo_environment(settings: Settings) -> Iterator[None]:
+    """:func:`demo_env` set in this process for a demo run, the previous values put back."""
+    env = demo_env(settings)
+    previous = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def run_city_demo(
     settings: Settings,
     say: Say,
@@ -474,8 +502,8 @@ def run_city_demo(
     use_airflow: bool = True,
     db_server: str | None = None,
 ) -> DemoResult:
-    demo_dir = (settings.home / "demo").resolve()
-    dbs = Databases(demo_dir, db_server)
+    folder = demo_dir(settings)
+    dbs = Databases(folder, db_server)
     dbs.kind  # noqa: B018 - refuse a bad --db-server before anything is done
     if fresh:
         _fresh(settings, dbs, say)
@@ -483,11 +511,8 @@ def run_city_demo(
     if not settings.kafka_bootstrap:
         status = broker.start_embedded(settings)
         say(f"broker: embedded, {status.detail} at {status.bootstrap}")
-    demo_dir.mkdir(parents=True, exist_ok=True)
-    # connector files refer to ${LGSP_DEMO_DIR}; the Airflow run inherits it; set for the run
-    previous = os.environ.get("LGSP_DEMO_DIR")
-    os.environ["LGSP_DEMO_DIR"] = str(demo_dir)
-    try:
+    folder.mkdir(parents=True, exist_ok=True)
+    with demo_environment(settings):
         _catalogue(settings, say)
         result.ward_rows = _ward_databases(settings, dbs, rows_per_ward, seed, say)
         names = _connectors(settings, dbs, say)
@@ -499,13 +524,8 @@ def run_city_demo(
         _counts(settings, dbs, result)
         _reconcile(settings, result, say)
         _archive(settings, result, say)
-        _grant(settings, demo_dir, result, say)
-        _report(settings, dbs, demo_dir, result, say)
-    finally:
-        if previous is None:
-            os.environ.pop("LGSP_DEMO_DIR", None)
-        else:
-            os.environ["LGSP_DEMO_DIR"] = previous
+        _grant(settings, folder, result, say)
+        _report(settings, dbs, folder, result, say)
     return result
 
 

@@ -22,7 +22,6 @@ Steps (the city demo's own steps where they are the same):
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,8 +184,8 @@ def _count(result: ReformDemoResult, name: str, report: Any) -> None:
 
 def _reconcile(settings: Settings, result: ReformDemoResult, say: Say) -> None:
     from bus.reconcile.core import Between
-    from bus.reconcile.mapping import effective_ms
     from bus.reconcile.service import run_reconcile
+    from bus.units.timeline import effective_ms
 
     sink = f"sink-{CITY}-dossiers"
     since = Between(low=effective_ms(EFFECTIVE) + 1)
@@ -277,8 +276,8 @@ def run_reform_demo(
             f"hierarchy: the reform demo starts from the history before the reform, in {OLD!r}; "
             f"the configured hierarchy is {settings.hierarchy!r}"
         )
-    demo_dir = (settings.home / "demo").resolve()
-    dbs = Databases(demo_dir, db_server)
+    folder = city.demo_dir(settings)
+    dbs = Databases(folder, db_server)
     dbs.kind  # noqa: B018 - refuse a bad --db-server before anything is done
     if fresh:
         city._fresh(settings, dbs, say)
@@ -287,10 +286,8 @@ def run_reform_demo(
     if not settings.kafka_bootstrap:
         status = broker.start_embedded(settings)
         say(f"broker: embedded, {status.detail} at {status.bootstrap}")
-    demo_dir.mkdir(parents=True, exist_ok=True)
-    previous = os.environ.get("LGSP_DEMO_DIR")
-    os.environ["LGSP_DEMO_DIR"] = str(demo_dir)
-    try:
+    folder.mkdir(parents=True, exist_ok=True)
+    with city.demo_environment(settings):
         from bus.routes import init_subjects
         from bus.units.timeline import cutovers
 
@@ -316,11 +313,6 @@ def run_reform_demo(
         city._archive(settings, demo, say)
         result.archive_ok, result.archive_entries = demo.archive_ok, demo.archive_entries
         _reports(settings, dbs, result, say)
-    finally:
-        if previous is None:
-            os.environ.pop("LGSP_DEMO_DIR", None)
-        else:
-            os.environ["LGSP_DEMO_DIR"] = previous
     return result
 
 

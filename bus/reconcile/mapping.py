@@ -21,14 +21,12 @@ selected in SQL and is refused; a split with only a default part sends every row
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
 from bus.config import Settings
 from bus.errors import ConfigurationError
-from bus.units.timeline import hierarchy_of_topics, load_timeline
+from bus.units.timeline import effective_ms, hierarchy_of_topics, load_timeline
 
 
 @dataclass(frozen=True)
@@ -96,10 +94,3 @@ def through_mapping(
     return ThroughMapping(
         source_unit, target, old_h.name, new_h.name, change.kind, effective_ms(change.effective)
     )
-
-
-def effective_ms(day: dt.date) -> int:
-    """The first millisecond of ``day`` in Vietnam (the time a re-keyed copy is stamped with
-    when its original is older)."""
-    start = dt.datetime.combine(day, dt.time(), ZoneInfo("Asia/Ho_Chi_Minh"))
-    return int(start.timestamp() * 1000)

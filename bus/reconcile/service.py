@@ -101,8 +101,25 @@ def resolve_pair(
             f"(its datasets: {', '.join(sorted({t.dataset for t in sink.config.tables}))})"
         )
     sink_cfg = matches[0]
+    try:
+        return _pair(settings, (connector, source, src_cfg), (against, sink, sink_cfg), through)
+    finally:
+        source.close()
+        sink.close()
+
+
+def _pair(
+    settings: Settings,
+    source_side: tuple[str, Any, Any],
+    sink_side: tuple[str, Any, Any],
+    through: bool,
+) -> ConnectorPair:
+    """The pair of :func:`resolve_pair` from (name, connector, table entry) of both sides."""
+    connector, source, src_cfg = source_side
+    against, sink, sink_cfg = sink_side
+    table, dataset = src_cfg.table, src_cfg.dataset
     warnings: list[str] = []
-    origin_unit: str | None = None
+    origin_unit: str | None = source.config.unit  # the sink gathers many units
     mapped = None
     if through:
         from bus.context import Context
@@ -118,20 +135,19 @@ def resolve_pair(
             ctx.connectors.get(against).topics,
             ctx.hierarchy.name,
         )
-        origin_unit = source.config.unit
         warnings.append(mapped.describe())
         topic = stored.topics[table]
     else:
-        src_path = _unit_path(settings, source.config.unit)
-        sink_path = _unit_path(settings, sink.config.unit)
-        topic = source.config.topics(_hierarchy(settings))[table]
-    if not through and sink_path != src_path:
-        if not src_path.startswith(sink_path + "."):
+        h = _hierarchy(settings)
+        src_path, sink_path = h.path(source.config.unit), h.path(sink.config.unit)
+        if sink_path == src_path:
+            origin_unit = None  # the sink reads this unit's own topic
+        elif not src_path.startswith(sink_path + "."):
             raise ConfigurationError(
                 f"--against: sink {against!r} reads unit {sink.config.unit} topics, which do not "
                 f"receive unit {source.config.unit}'s data ({dataset})"
             )
-        origin_unit = source.config.unit
+        topic = source.config.topics(h)[table]
     pii = catalogue_pii(settings, dataset)
     stream = source.discover_stream(table)
     by_field = {c.field: c.name for c in stream.columns}
@@ -143,8 +159,8 @@ def resolve_pair(
         source.url,
         src_cfg.table,
         connector=connector,
-        key=list(src_cfg.key) if getattr(src_cfg, "key", None) else None,
-        columns=list(src_cfg.columns) if getattr(src_cfg, "columns", None) else None,
+        key=_listed(src_cfg, "key"),
+        columns=_listed(src_cfg, "columns"),
         deleted_flag=getattr(src_cfg, "deleted_flag", None),
         connect_args=source.connect_args(),
     )
@@ -152,26 +168,30 @@ def resolve_pair(
         sink.url,
         sink_cfg.table,
         connector=against,
-        key=list(sink_cfg.key) if getattr(sink_cfg, "key", None) else None,
+        key=_listed(sink_cfg, "key"),
         connect_args=sink.connect_args(),
     )
-    source.close()
-    sink.close()
     return ConnectorPair(
         src,
         tgt,
-        connector,
-        against,
-        table,
-        dataset,
-        topic,
-        pii,
-        warnings,
-        origin_unit,
-        json_columns,
-        mapped,
-        [c.name for c in stream.columns if is_unit_field(c.field)],
+        source_name=connector,
+        sink_name=against,
+        table=table,
+        dataset=dataset,
+        topic=topic,
+        pii=pii,
+        warnings=warnings,
+        origin_unit=origin_unit,
+        json_columns=json_columns,
+        mapped=mapped,
+        unit_columns=[c.name for c in stream.columns if is_unit_field(c.field)],
     )
+
+
+def _listed(table_cfg: Any, name: str) -> list[str] | None:
+    """A list option of a table entry (``key``, ``columns``), None when not set."""
+    value = getattr(table_cfg, name, None)
+    return list(value) if value else None
 
 
 def _nested_fields(record_schema: dict[str, Any]) -> list[str]:

@@ -7,7 +7,7 @@ with the Agg backend (no display) and DejaVu Sans, which has the Vietnamese glyp
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -56,28 +56,38 @@ def format_rate(rate: float | None) -> str:
     return "-" if rate is None else f"{rate * 100:.1f}%"
 
 
+def _cells(row: dict[str, Any], third: str) -> list[Any]:
+    """One table line: unit, name, ``row[third]`` (field or month), the counters, the rate."""
+    return [
+        row["unit"],
+        row["unit_name"],
+        row[third],
+        row["received"],
+        row["resolved"],
+        row["resolved_early"],
+        row["resolved_on_time"],
+        row["resolved_late"],
+        row["open"],
+        row["overdue"],
+        format_rate(row["on_time_rate"]),
+    ]
+
+
+def _write_rows(out: TextIO, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> int:
+    """CSV of ``rows`` (the rate with 4 decimals, empty when nothing resolved); the row count."""
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    count = 0
+    for row in rows:
+        rate = row["on_time_rate"]
+        writer.writerow({**row, "on_time_rate": "" if rate is None else f"{rate:.4f}"})
+        count += 1
+    return count
+
+
 def table_rows(report: SlaReport, *, by_field: bool = True) -> list[list[Any]]:
     """Rows for :data:`TABLE_HEADERS`: each unit's total, then its fields (unless not by_field)."""
-    out = []
-    for row in report.rows:
-        if not by_field and row["field"] != ALL_FIELDS:
-            continue
-        out.append(
-            [
-                row["unit"],
-                row["unit_name"],
-                row["field"],
-                row["received"],
-                row["resolved"],
-                row["resolved_early"],
-                row["resolved_on_time"],
-                row["resolved_late"],
-                row["open"],
-                row["overdue"],
-                format_rate(row["on_time_rate"]),
-            ]
-        )
-    return out
+    return [_cells(row, "field") for row in report.rows if by_field or row["field"] == ALL_FIELDS]
 
 
 def total_line(report: SlaReport) -> str:
@@ -90,13 +100,17 @@ def total_line(report: SlaReport) -> str:
     )
 
 
-def header_line(report: SlaReport) -> str:
+def _provenance(report: SlaReport | TrendReport) -> str:
+    """``as of ... (hierarchy[, regrouped from ...]; source; N dossiers read)``."""
     regrouped = f", regrouped from {report.regrouped_from}" if report.regrouped_from else ""
     return (
-        f"on-time dossiers, {report.level} level, {report.month}, as of "
-        f"{report.as_of.isoformat(timespec='seconds')} ({report.hierarchy}{regrouped}; "
+        f"as of {report.as_of.isoformat(timespec='seconds')} ({report.hierarchy}{regrouped}; "
         f"{report.source}; {report.dossiers} dossiers read)"
     )
+
+
+def header_line(report: SlaReport) -> str:
+    return f"on-time dossiers, {report.level} level, {report.month}, {_provenance(report)}"
 
 
 def not_regrouped_lines(report: SlaReport | TrendReport) -> list[str]:
@@ -124,56 +138,26 @@ TREND_CSV_COLUMNS = tuple(c for c in CSV_COLUMNS if c not in ("kind", "field"))
 
 
 def trend_header(report: TrendReport) -> str:
-    regrouped = f", regrouped from {report.regrouped_from}" if report.regrouped_from else ""
     return (
         f"on-time dossiers per month, {report.level} level, {report.months[0]} to "
-        f"{report.months[-1]}, as of {report.as_of.isoformat(timespec='seconds')} "
-        f"({report.hierarchy}{regrouped}; {report.source}; {report.dossiers} dossiers read)"
+        f"{report.months[-1]}, {_provenance(report)}"
     )
 
 
 def trend_rows(report: TrendReport) -> list[list[Any]]:
-    return [
-        [
-            r["unit"],
-            r["unit_name"],
-            r["month"],
-            r["received"],
-            r["resolved"],
-            r["resolved_early"],
-            r["resolved_on_time"],
-            r["resolved_late"],
-            r["open"],
-            r["overdue"],
-            format_rate(r["on_time_rate"]),
-        ]
-        for r in report.rows
-    ]
+    """Rows for :data:`TREND_HEADERS`: each unit month by month."""
+    return [_cells(r, "month") for r in report.rows]
 
 
 def write_trend_csv(report: TrendReport, out: TextIO) -> int:
-    writer = csv.DictWriter(
-        out, fieldnames=TREND_CSV_COLUMNS, extrasaction="ignore", lineterminator="\n"
-    )
-    writer.writeheader()
-    for row in report.rows:
-        rate = row["on_time_rate"]
-        writer.writerow({**row, "on_time_rate": "" if rate is None else f"{rate:.4f}"})
-    return len(report.rows)
+    return _write_rows(out, TREND_CSV_COLUMNS, report.rows)
 
 
 def write_trend_chart(report: TrendReport, path: Path) -> Path:
     """One line per unit: its on-time rate month by month (a gap where nothing resolved);
     PNG at ``path``."""
-    figure_cls = _matplotlib()
-    from matplotlib import rcParams
 
-    with_font = {"font.family": "DejaVu Sans"}
-    saved = {k: rcParams[k] for k in with_font}
-    rcParams.update(with_font)
-    try:
-        fig = figure_cls(figsize=(11, 6), dpi=110, layout="constrained")
-        ax = fig.add_subplot()
+    def draw(ax: Any) -> None:
         units: dict[str, list[dict[str, Any]]] = {}
         for row in report.rows:
             units.setdefault(row["unit"], []).append(row)
@@ -203,16 +187,12 @@ def write_trend_chart(report: TrendReport, path: Path) -> Path:
         )
         if len(units) <= 20:
             ax.legend(fontsize=7.5, loc="lower left", ncols=2)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, format="png")
-    except OSError as exc:
-        raise ConfigurationError(f"--chart: cannot write {path} ({exc.strerror})") from exc
-    finally:
-        rcParams.update(saved)
-    return path
+
+    return _save_chart(path, (11, 6), draw)
 
 
-def skipped_line(report: SlaReport) -> str | None:
+def skipped_line(report: SlaReport | TrendReport) -> str | None:
+    """What the report read but could not count, with why (``None``: nothing skipped)."""
     parts = [
         f"{count} {what}"
         for count, what in (
@@ -237,13 +217,7 @@ def csv_rows(report: SlaReport, *, by_field: bool = True) -> list[dict[str, Any]
 
 
 def write_csv(report: SlaReport, out: TextIO, *, by_field: bool = True) -> int:
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    rows = csv_rows(report, by_field=by_field)
-    for row in rows:
-        rate = row["on_time_rate"]
-        writer.writerow({**row, "on_time_rate": "" if rate is None else f"{rate:.4f}"})
-    return len(rows)
+    return _write_rows(out, CSV_COLUMNS, csv_rows(report, by_field=by_field))
 
 
 def _matplotlib() -> Any:
@@ -254,6 +228,27 @@ def _matplotlib() -> Any:
     return Figure
 
 
+def _save_chart(path: Path, size: tuple[float, float], draw: Callable[[Any], None]) -> Path:
+    """A PNG at ``path`` of one plot drawn by ``draw(axes)``, in DejaVu Sans (the Vietnamese
+    glyphs) without changing matplotlib's global settings."""
+    figure_cls = _matplotlib()
+    from matplotlib import rcParams
+
+    with_font = {"font.family": "DejaVu Sans"}
+    saved = {k: rcParams[k] for k in with_font}
+    rcParams.update(with_font)
+    try:
+        fig = figure_cls(figsize=size, dpi=110, layout="constrained")
+        draw(fig.add_subplot())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, format="png")
+    except OSError as exc:
+        raise ConfigurationError(f"--chart: cannot write {path} ({exc.strerror})") from exc
+    finally:
+        rcParams.update(saved)
+    return path
+
+
 def chart_title(report: SlaReport) -> str:
     year, month = report.month.split("-")
     level = LEVEL_LABELS.get(report.level, report.level)
@@ -262,17 +257,10 @@ def chart_title(report: SlaReport) -> str:
 
 def write_chart(report: SlaReport, path: Path, *, rows: Sequence[dict[str, Any]] = ()) -> Path:
     """A horizontal bar per unit: its on-time rate, with resolved counts; PNG at ``path``."""
-    figure_cls = _matplotlib()
-    from matplotlib import rcParams
-
     units = list(rows) or report.unit_rows()
     height = max(2.8, 0.42 * len(units) + 1.6)
-    with_font = {"font.family": "DejaVu Sans"}
-    saved = {k: rcParams[k] for k in with_font}
-    rcParams.update(with_font)
-    try:
-        fig = figure_cls(figsize=(9.5, height), dpi=110, layout="constrained")
-        ax = fig.add_subplot()
+
+    def draw(ax: Any) -> None:
         labels = [f"{r['unit_name']} ({r['unit']})" for r in units]
         values = [(r["on_time_rate"] or 0.0) * 100 for r in units]
         colours = [
@@ -310,10 +298,5 @@ def write_chart(report: SlaReport, path: Path, *, rows: Sequence[dict[str, Any]]
             "(Quyết định 766/QĐ-TTg)",
             fontsize=8.5,
         )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, format="png")
-    except OSError as exc:
-        raise ConfigurationError(f"--chart: cannot write {path} ({exc.strerror})") from exc
-    finally:
-        rcParams.update(saved)
-    return path
+
+    return _save_chart(path, (9.5, height), draw)

@@ -531,6 +531,37 @@ def _regrouping(settings: Settings, as_hierarchy: str | None, level: str) -> Reg
     return Regrouping(timeline, timeline.hierarchy(as_hierarchy), level)
 
 
+@dataclass
+class _Sources:
+    """What a report reads: its hierarchy, regrouping and records (see :func:`_sources`)."""
+
+    hierarchy: Hierarchy
+    regroup: Regrouping | None
+    records: Iterable[Mapping[str, Any]]
+    source: str
+    unreadable: int
+
+
+def _sources(
+    settings: Settings,
+    *,
+    level: str,
+    topic: str | None,
+    url: str | None,
+    table: str | None,
+    hierarchy: str | None,
+    as_hierarchy: str | None,
+) -> _Sources:
+    """The hierarchy (``as_hierarchy``, else ``hierarchy``, else the configured one), the
+    level checked before anything is read, the regrouping and the records of the city topic
+    (default) or a SQL table: shared by :func:`sla_report` and :func:`sla_trend`."""
+    h = load_hierarchy(as_hierarchy or hierarchy or settings.hierarchy)
+    check_level(h, level)  # before reading anything
+    regroup = _regrouping(settings, as_hierarchy, level)
+    records, source, unreadable = _read_records(settings, h, topic, url, table)
+    return _Sources(h, regroup, records, source, unreadable)
+
+
 def sla_report(
     settings: Settings,
     *,
@@ -549,23 +580,28 @@ def sla_report(
     """The report from the city topic (default) or, with ``url`` and ``table``, a SQL table.
     ``as_hierarchy``: the figures regrouped into that hierarchy's units, whatever era each
     dossier was received in (see :mod:`bus.report.regroup`)."""
-    h = load_hierarchy(as_hierarchy or hierarchy or settings.hierarchy)
-    check_level(h, level)  # before reading anything
-    regroup = _regrouping(settings, as_hierarchy, level)
-    records, source, unreadable = _read_records(settings, h, topic, url, table)
+    read = _sources(
+        settings,
+        level=level,
+        topic=topic,
+        url=url,
+        table=table,
+        hierarchy=hierarchy,
+        as_hierarchy=as_hierarchy,
+    )
     report = build_report(
-        records,
-        hierarchy=h,
+        read.records,
+        hierarchy=read.hierarchy,
         level=level,
         month=month,
         as_of=as_of,
         unit=unit,
         calendar=calendar,
-        source=source,
+        source=read.source,
         all_units=all_units,
-        regroup=regroup,
+        regroup=read.regroup,
     )
-    report.unreadable = unreadable
+    report.unreadable = read.unreadable
     return report
 
 
@@ -672,21 +708,27 @@ def sla_trend(
     all_units: bool = False,
 ) -> TrendReport:
     """:func:`trend_report` of the city topic (default) or a SQL table."""
-    h = load_hierarchy(as_hierarchy or hierarchy or settings.hierarchy)
-    regroup = _regrouping(settings, as_hierarchy, level)
-    records, source, unreadable = _read_records(settings, h, topic, url, table)
+    read = _sources(
+        settings,
+        level=level,
+        topic=topic,
+        url=url,
+        table=table,
+        hierarchy=hierarchy,
+        as_hierarchy=as_hierarchy,
+    )
     report = trend_report(
-        records,
-        hierarchy=h,
+        read.records,
+        hierarchy=read.hierarchy,
         level=level,
         month=month,
         months=months,
         as_of=as_of,
         unit=unit,
         calendar=calendar,
-        source=source,
-        regroup=regroup,
+        source=read.source,
+        regroup=read.regroup,
         all_units=all_units,
     )
-    report.unreadable = unreadable
+    report.unreadable = read.unreadable
     return report

@@ -8,7 +8,9 @@ route whose parent subject is missing or cannot read what the child writes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bus.config import Settings
 from bus.context import Context
@@ -16,6 +18,9 @@ from bus.envelope import envelope_schema
 from bus.errors import ConfigurationError, IncompatibleSchemaError, NotFoundError
 from bus.registry import check_compatibility, subject_for
 from bus.units import Hierarchy, load_hierarchy, topic_name
+
+if TYPE_CHECKING:
+    from bus.units.timeline import Cutover
 
 
 @dataclass(frozen=True)
@@ -71,18 +76,20 @@ def parent_levels(ctx: Context) -> list[str]:
     return sorted(depth, key=lambda lv: -depth[lv])
 
 
-def after_cutover(ctx: Context, route: Route) -> tuple[int, str] | None:
+def after_cutover(
+    ctx: Context, route: Route, cuts: Sequence[Cutover] | None = None
+) -> tuple[int, str] | None:
     """Where a route's events at or after a recorded cut-over go instead, when its target's
     level no longer exists in the hierarchy that replaced the route's era: (the effective
     day's first millisecond in Vietnam, the topic of the target's nearest ancestor that the
-    new hierarchy keeps, e.g. the city). None when nothing redirects the route."""
-    import datetime as dt
-    from zoneinfo import ZoneInfo
+    new hierarchy keeps, e.g. the city). None when nothing redirects the route.
 
-    from bus.units.timeline import cutovers
+    ``cuts``: the recorded cut-overs, read once by a caller that asks for many routes (one
+    control-database query per run, not per route); read here when not given."""
+    from bus.units.timeline import cutovers, effective_ms
 
     old_h = load_hierarchy(route.era or ctx.hierarchy.name)
-    for cut in cutovers(ctx.settings):
+    for cut in cutovers(ctx.settings) if cuts is None else cuts:
         if cut.from_hierarchy != old_h.name:
             continue
         new_h = load_hierarchy(cut.to_hierarchy)
@@ -90,8 +97,7 @@ def after_cutover(ctx: Context, route: Route) -> tuple[int, str] | None:
             continue
         for unit in old_h.ancestors(route.parent_unit):
             if unit.level in new_h.levels and unit.code in new_h:
-                start = dt.datetime.combine(cut.effective, dt.time(), ZoneInfo("Asia/Ho_Chi_Minh"))
-                return int(start.timestamp() * 1000), topic_name(old_h, unit.code, route.dataset)
+                return effective_ms(cut.effective), topic_name(old_h, unit.code, route.dataset)
     return None
 
 

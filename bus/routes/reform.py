@@ -18,7 +18,9 @@ run checks after taking its lock), releases the locks, and only then reads the o
 
 A rerun with the same effective date is idempotent: the cut-over is recorded once (a unique
 constraint), and a re-keyed event already on its target topic (same stable ``event_id``) is
-not published again. A publishing unit that the new hierarchy lacks and no change continues
+not published again. The first run (the one that records the cut-over) does not read the
+target topics: no run of the reform can have published there before the cut-over was recorded.
+A publishing unit that the new hierarchy lacks and no change continues
 (a district of the 3-level model) is listed in ``unmapped``: the run is ``partial`` and the
 command exits non-zero.
 """
@@ -32,7 +34,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from bus import broker_guard
 from bus.consume import Consumer, Message
@@ -49,12 +50,12 @@ from bus.units.timeline import (
     Cutover,
     Timeline,
     _topic_in,
+    effective_ms,
     load_timeline,
     no_successor_hint,
     record_cutover,
 )
 
-VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
 LOCK = "route-reform"
 LOCK_TTL_S = 3600.0
 WAIT_S = 30.0
@@ -214,7 +215,7 @@ def run_reform(
             f"--effective {effective}: hierarchy {old_h.name!r} is in force on both sides"
         )
     report = ReformReport(effective, old_h.name, new_h.name)
-    ts_ms = int(dt.datetime.combine(effective, dt.time(), VIETNAM).timestamp() * 1000)
+    ts_ms = effective_ms(effective)
     started = dt.datetime.now(dt.UTC)
     status = "failed"
     from bus.catalog import get_dataset
@@ -249,7 +250,12 @@ def run_reform(
                         target = change.target(event["after"])
                         topic = topic_name(new_h, target, name)
                         if topic not in on_target:
-                            on_target[topic] = _event_ids(ctx, topic)
+                            # the re-keyed copies an earlier run of this reform published;
+                            # none when this run recorded the cut-over (a run records it
+                            # before publishing anything): the target is not read then
+                            on_target[topic] = (
+                                set() if report.cutover_recorded else _event_ids(ctx, topic)
+                            )
                         event_id = stable_event_id("reform", event["event_id"], target)
                         if event_id in on_target[topic]:
                             report.already += 1

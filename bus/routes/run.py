@@ -24,6 +24,7 @@ from bus.registry import subject_for
 from bus.routes.plan import Route, after_cutover, plan_routes
 from bus.runs import record_run
 from bus.units import topic_name
+from bus.units.timeline import cutovers
 
 
 @dataclass
@@ -159,9 +160,10 @@ def run_routes(
     hierarchy keeps (the city)."""
     ctx = Context.of(settings)
     planned = routes if routes is not None else plan_routes(ctx, dataset, level)
+    cuts = cutovers(ctx.settings)  # once per run, not once per route
     pairs = sorted(
         {
-            (r.source_topic, r.target_topic, after_cutover(ctx, r))
+            (r.source_topic, r.target_topic, after_cutover(ctx, r, cuts))
             for r in planned
             if r.level == level
         },

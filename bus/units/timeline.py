@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from bus.config import Settings
 from bus.errors import ConfigurationError
@@ -208,6 +209,15 @@ def add_change_file(settings: Settings, path: Path) -> list[UnitChange]:
 
 
 # --- cut-overs --------------------------------------------------------------------------------
+
+
+VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+def effective_ms(day: date) -> int:
+    """The first millisecond of ``day`` in Vietnam: when a reform effective that day starts
+    (a route's redirect, a re-keyed copy's earliest stamp, reconcile's boundary)."""
+    return int(dt.datetime.combine(day, dt.time(), VIETNAM).timestamp() * 1000)
 
 
 @dataclass(frozen=True)

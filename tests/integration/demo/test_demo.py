@@ -2,36 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from bus.config import Settings
-from bus.demo.city import CITY, DISTRICT, run_city_demo, summary_lines
+from bus.demo.city import CITY, DISTRICT, demo_dir, demo_env, run_city_demo, summary_lines
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def settings(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """Each demo run gets its own embedded broker: the demo's topic and group names are fixed,
-    so runs must not see each other's records or committed offsets. The broker's state lives
-    outside the demo's home, which ``fresh=True`` empties (its pid file with it)."""
-    import os
-
-    from bus import broker
-    from bus.db.engine import dispose_engines
-
-    external = os.environ.get("LGSP_KAFKA_BOOTSTRAP")
-    own = Settings(home=tmp_path_factory.mktemp("demo-broker"))
-    bootstrap = external or broker.start_embedded(own).bootstrap
-    try:
-        yield Settings(home=home, kafka_bootstrap=bootstrap)
-    finally:
-        if not external:
-            broker.stop_embedded(own)
-        dispose_engines()
 
 
 def test_demo_small_then_again(settings: Settings) -> None:
@@ -70,7 +46,7 @@ def test_demo_copy_damaged_then_repaired(
     from bus.reconcile.service import run_reconcile
 
     run_city_demo(settings, lambda _t: None, rows_per_ward=15, seed=5, use_airflow=False)
-    city = sa.create_engine(f"sqlite:///{settings.home.resolve() / 'demo' / 'unit-79.db'}")
+    city = sa.create_engine(f"sqlite:///{demo_dir(settings) / 'unit-79.db'}")
     with city.begin() as conn:
         ids = [
             r[0]
@@ -87,7 +63,8 @@ def test_demo_copy_damaged_then_repaired(
         )
     city.dispose()
     # the demo's connector files refer to ${LGSP_DEMO_DIR}, as an operator's shell would set it
-    monkeypatch.setenv("LGSP_DEMO_DIR", str(settings.home.resolve() / "demo"))
+    for key, value in demo_env(settings).items():
+        monkeypatch.setenv(key, value)
     # the city copy is filtered by its _lgsp_unit column automatically
     report = run_reconcile(settings, "ward-26734-dossiers", "ho_so", "sink-79-dossiers")
     assert not report.agree

@@ -13,22 +13,15 @@ from pathlib import Path
 import pytest
 import requests
 
-from bus import broker
-from bus.config import Settings
 from tests.helpers import wait_until
 from tests.integration.api.conftest import LGSP, free_port
 
 pytestmark = pytest.mark.integration
 
 
-def test_demo_prints_the_console_and_keeps_serving(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    external = os.environ.get("LGSP_KAFKA_BOOTSTRAP")
-    own = Settings(home=tmp_path_factory.mktemp("demo-serve-broker"))
-    bootstrap = external or broker.start_embedded(own).bootstrap
+def test_demo_prints_the_console_and_keeps_serving(tmp_path: Path, own_broker: str) -> None:
     port = free_port()
-    env = {**os.environ, "LGSP_HOME": str(tmp_path / "home"), "LGSP_KAFKA_BOOTSTRAP": bootstrap}
+    env = {**os.environ, "LGSP_HOME": str(tmp_path / "home"), "LGSP_KAFKA_BOOTSTRAP": own_broker}
     env.pop("LGSP_DATABASE_URL", None)
     env.pop("LGSP_DEMO_DIR", None)
     proc = subprocess.Popen(
@@ -73,5 +66,3 @@ def test_demo_prints_the_console_and_keeps_serving(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        if not external:
-            broker.stop_embedded(own)

@@ -5,7 +5,6 @@ and every check of the demo passing; run twice without cleaning up."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -21,25 +20,6 @@ pytestmark = pytest.mark.integration
 
 ROWS = 12
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
-
-
-@pytest.fixture
-def settings(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """Its own embedded broker: the demo's topic and group names are fixed."""
-    import os
-
-    from bus import broker
-    from bus.db.engine import dispose_engines
-
-    external = os.environ.get("LGSP_KAFKA_BOOTSTRAP")
-    own = Settings(home=tmp_path_factory.mktemp("reform-demo-broker"))
-    bootstrap = external or broker.start_embedded(own).bootstrap
-    try:
-        yield Settings(home=home, kafka_bootstrap=bootstrap)
-    finally:
-        if not external:
-            broker.stop_embedded(own)
-        dispose_engines()
 
 
 def test_reform_demo_end_to_end_then_again(settings: Settings) -> None:

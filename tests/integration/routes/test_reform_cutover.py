@@ -16,8 +16,10 @@ from click.testing import CliRunner
 from bus.cli.main import cli
 from bus.config import Settings
 from bus.context import Context
-from bus.db import session_scope
+from bus.db import open_engine, session_scope
 from bus.errors import ConfigurationError
+from bus.routes import reform as reform_module
+from bus.routes import run_routes
 from bus.routes.reform import run_reform
 from bus.runs import list_runs
 from bus.units import load_hierarchy
@@ -38,7 +40,7 @@ def _new_topic(name: str, old_ward: str) -> str:
 
 
 def test_a_rerun_with_the_same_date_publishes_nothing_twice(
-    settings: Settings, tmp_path: Path, unique: str
+    settings: Settings, tmp_path: Path, unique: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     name = f"t.ri{unique}"
     wards = ["26734", "26737", "26746"]  # a merge and two splits, into 26737, 26740, 26743
@@ -46,8 +48,18 @@ def test_a_rerun_with_the_same_date_publishes_nothing_twice(
     for w in wards:
         publish_ward(settings, name, w, 2)
 
+    read_targets: list[str] = []
+
+    def event_ids(ctx: Context, topic: str) -> set[str]:  # the real read, recorded
+        read_targets.append(topic)
+        return real_event_ids(ctx, topic)
+
+    real_event_ids = reform_module._event_ids
+    monkeypatch.setattr(reform_module, "_event_ids", event_ids)
     first = run_reform(Context.build(settings), [name], EFFECTIVE)
+    assert read_targets == []  # nothing re-keyed before the cut-over: targets not read
     second = run_reform(Context.build(settings), [name], EFFECTIVE)
+    assert len(read_targets) == 3  # the rerun reads the 3 targets for what is already there
 
     assert first.rows_out == 6 and first.cutover_recorded and first.already == 0
     assert second.rows_out == 0 and second.already == 6 and not second.cutover_recorded
@@ -194,3 +206,20 @@ def test_route_all_levels_across_the_cutover(
     again = runner.invoke(cli, ["route", "run", name, "--level", "all"], catch_exceptions=False)
     assert again.exit_code == 0 and " 0 out" in again.stdout
     assert len(read_all(settings, f"lgsp.79.{name}")) == 7
+
+    # a run reads the recorded cut-overs once, not once per route (3 routes into the city)
+    ctx = Context.build(settings)
+    queries: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "unit_cutover" in statement:
+            queries.append(statement)
+
+    engine = open_engine(settings)
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        city_run = run_routes(ctx, name, "city")
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    assert city_run.routes == 3 and city_run.rows_out == 0
+    assert len(queries) == 1

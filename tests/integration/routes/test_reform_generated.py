@@ -12,9 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
-import yaml
 
-from bus.catalog.datasets import publish_dataset
 from bus.config import PROJECT_ROOT, Settings
 from bus.context import Context
 from bus.envelope import make_event
@@ -23,7 +21,7 @@ from bus.publish import Publisher
 from bus.routes.reform import run_reform
 from bus.units import load_hierarchy
 from tests.integration.routes.test_reform import EFFECTIVE
-from tests.integration.routes.test_routes import read_all
+from tests.integration.routes.test_routes import dataset, read_all
 
 pytestmark = pytest.mark.integration
 
@@ -38,19 +36,7 @@ CASES = {  # generated dataset -> (schema file, key field, unit field)
 
 def _catalogue(settings: Settings, tmp_path: Path, name: str, wards: list[str], case: str) -> None:
     schema, key, _ = CASES[case]
-    doc = {
-        "name": name,
-        "publisher": "vp-ubnd-tp",
-        "units": wards,
-        "schema": str(PROJECT_ROOT / "schemas" / schema),
-        "key": [key],
-        "description": {"vi": "Thử", "en": "Test"},
-        "legal_basis": "test",
-        "frequency": "daily",
-    }
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
-    publish_dataset(settings, path)
+    dataset(settings, tmp_path, name, wards, PROJECT_ROOT / "schemas" / schema, key)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

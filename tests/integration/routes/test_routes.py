@@ -6,9 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
-from bus.catalog.datasets import publish_dataset
 from bus.config import Settings
 from bus.consume import Consumer, Message
 from bus.envelope import make_event
@@ -17,6 +15,7 @@ from bus.publish import Publisher
 from bus.registry import Registry, subject_for
 from bus.routes import init_subjects, plan_routes, route_lag, run_fan_down, run_routes
 from bus.runs import list_runs
+from tests.unit.catalog.support import publish
 
 pytestmark = pytest.mark.integration
 
@@ -37,22 +36,32 @@ RECORD = {
 }
 
 
-def dataset(settings: Settings, tmp_path: Path, name: str, units: list[str]) -> None:
-    schema = tmp_path / "t.Item.avsc"
-    schema.write_text(json.dumps(RECORD), encoding="utf-8")
-    doc = {
-        "name": name,
-        "publisher": "vp-ubnd-tp",
-        "units": units,
-        "schema": str(schema),
-        "key": ["item_id"],
-        "description": {"vi": "Thử", "en": "Test"},
-        "legal_basis": "test",
-        "frequency": "daily",
-    }
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
-    publish_dataset(settings, path)
+def dataset(
+    settings: Settings,
+    tmp_path: Path,
+    name: str,
+    units: list[str],
+    schema: Path | None = None,
+    key: str = "item_id",
+) -> None:
+    """Publish ``name`` for ``units``: records of ``schema`` (default :data:`RECORD`) keyed
+    by ``key``, no PII (the catalogue tests' dataset file, :mod:`tests.unit.catalog.support`)."""
+    if schema is None:
+        schema = tmp_path / "t.Item.avsc"
+        schema.write_text(json.dumps(RECORD), encoding="utf-8")
+    publish(
+        settings,
+        tmp_path,
+        name,
+        publisher="vp-ubnd-tp",
+        units=units,
+        schema=str(schema),
+        key=[key],
+        pii=None,
+        description={"vi": "Thử", "en": "Test"},
+        legal_basis="test",
+        frequency="daily",
+    )
 
 
 def publish_ward(settings: Settings, name: str, unit: str, n: int) -> list[str]:

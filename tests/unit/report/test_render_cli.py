@@ -270,3 +270,15 @@ def test_cli_default_as_of_is_the_month_end_in_the_past(city_db: str) -> None:
     assert code == 0
     if dt.datetime.now(dt.UTC) > dt.datetime(2026, 11, 1, tzinfo=dt.UTC):
         assert "as of 2026-10-31T23:59:59+07:00" in out.splitlines()[0]
+
+
+def test_cli_trend_says_what_it_skipped(city_db: str) -> None:
+    args = ["report", "sla", "--level", "ward", "--month", "2026-10", "--as-of", AS_OF]
+    args += ["--url", city_db, "--table", "ho_so", "--trend", "2"]
+    code, out, err = run(*args)
+    assert code == 0, err
+    assert out.splitlines()[-1] == "skipped: 1 dossiers of units outside the hierarchy"
+    code, out, err = run(*args, "--csv")
+    assert code == 0, err
+    assert "skipped" not in out  # the CSV stays parseable
+    assert "skipped: 1 dossiers of units outside the hierarchy" in err
