@@ -20,10 +20,10 @@ Positions: a batch's state holds the commit LSN, the event's index and, when the
 transaction, the transaction's end LSN. The caller commits a state only once the broker
 acknowledged the batch (``bus.sync``); the generator resumes only after that, and only then
 tells the server that the slot may forget the WAL up to the last whole transaction (a Standby
-Status Update). The client sends no other position: not a keepalive's WAL end while anything
-received waits for the broker (psycopg2's replication cursor did, on its own). When nothing
-received is unacknowledged, a keepalive's WAL end is confirmed (the heartbeat): a slot over
-quiet tables moves with the WAL that other tables and databases write instead of retaining it.
+Status Update). The client sends no other position, never a keepalive's WAL end while anything
+received waits for the broker; when nothing received is unacknowledged, a keepalive's WAL end
+is confirmed (the heartbeat): a slot over quiet tables moves with the WAL that other tables and
+databases write instead of retaining it.
 After a crash the server sends again every transaction not confirmed; events at or before the
 committed position are skipped, so duplicates can only come after it.
 
