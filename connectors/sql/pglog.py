@@ -253,7 +253,11 @@ class _Replication:
                 "(OperationalError; the role needs the REPLICATION attribute and pg_hba.conf "
                 "must allow it)"
             )
-        self.command("IDENTIFY_SYSTEM")
+        try:
+            self.command("IDENTIFY_SYSTEM")  # a walsender of the database, answering
+        except BaseException:
+            self.close()
+            raise
 
     def _error(self, what: str) -> ConnectorUnavailableError:
         reason = self._conn.get_error_message(encoding="utf-8").strip() or "connection lost"
