@@ -76,11 +76,18 @@ class SqlConnectorConfig(ConnectorConfig):
             if self.role == "source":
                 if t.mode == "log" and self.type != "postgresql":
                     out.append(
-                        f"{where}.mode: 'log' is available for postgresql connectors only "
-                        f"(type {self.type!r}: use snapshot or incremental)"
+                        FieldError(
+                            f"{where}.mode",
+                            "'log' is available for postgresql connectors only "
+                            f"(type {self.type!r}: use snapshot or incremental)",
+                        )
                     )
                 if t.mode == "log" and t.cursor:
-                    out.append(f"{where}.cursor: not used with mode log (the log orders changes)")
+                    out.append(
+                        FieldError(
+                            f"{where}.cursor", "not used with mode log (the log orders changes)"
+                        )
+                    )
                 if t.mode == "incremental" and not t.cursor:
                     out.append(FieldError(f"{where}.cursor", "required when mode is incremental"))
                 if not t.create:

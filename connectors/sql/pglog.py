@@ -1,6 +1,7 @@
 """PostgreSQL log-based capture (``mode: log``): a publication and a logical replication slot per
-connector, read through psycopg2's ``LogicalReplicationConnection`` with the built-in
-``pgoutput`` plugin (decoded by ``connectors.sql.pgoutput``).
+connector, read over a replication connection of our own (``_Replication``: the streaming
+replication protocol on psycopg 3's libpq binding ``psycopg.pq``) with the built-in ``pgoutput``
+plugin (decoded by ``connectors.sql.pgoutput``).
 
 First run: the slot is created with ``EXPORT_SNAPSHOT``; every log table is read in that
 snapshot (op ``r``, through ``SqlSource.read_stream``'s snapshot mode) while the replication
@@ -18,10 +19,13 @@ driver's own text loader for its type, then the stream's converters or dataset p
 Positions: a batch's state holds the commit LSN, the event's index and, when the batch ends a
 transaction, the transaction's end LSN. The caller commits a state only once the broker
 acknowledged the batch (``bus.sync``); the generator resumes only after that, and only then
-tells the server that the slot may forget the WAL up to the last whole transaction
-(``send_feedback(flush_lsn=...)``). After a crash the server sends again every transaction
-not confirmed; events at or before the committed position are skipped, so duplicates can only
-come after it.
+tells the server that the slot may forget the WAL up to the last whole transaction (a Standby
+Status Update). The client sends no other position, never a keepalive's WAL end while anything
+received waits for the broker; when nothing received is unacknowledged, a keepalive's WAL end
+is confirmed (the heartbeat): a slot over quiet tables moves with the WAL that other tables and
+databases write instead of retaining it.
+After a crash the server sends again every transaction not confirmed; events at or before the
+committed position are skipped, so duplicates can only come after it.
 
 An UPDATE whose new row lacks an unchanged TOASTed value (pgoutput sends a marker, not the
 value) takes it from the old row, which the server sends whole only under ``REPLICA IDENTITY
@@ -36,12 +40,13 @@ from __future__ import annotations
 import logging
 import re
 import select
+import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import URL, Connection
 
 from bus.errors import DataError
 from connectors.base import Batch, Invalid, Stream, event_id_for
@@ -205,15 +210,188 @@ def drop(conn: Connection, connector: str) -> SlotStatus:
     return status
 
 
-def _confirm(cur: Any, end_lsn: int) -> None:
-    """Tell the server it may forget the WAL of every transaction that ended at or before
-    ``end_lsn`` (all acknowledged by the broker). Sent at once (``force``), and as
-    ``end_lsn - 1``: a transaction is skipped on restart when its commit record starts before
-    the confirmed position, which ``end_lsn - 1`` still is; and psycopg2 advances the flush
-    position by itself to a keepalive's WAL end once the explicit one reaches the last
-    message's start (the commit's ``end_lsn``), which must never happen while events it
-    received wait for the broker."""
-    cur.send_feedback(write_lsn=end_lsn - 1, flush_lsn=end_lsn - 1, force=True)
+# microseconds from 1970-01-01 to 2000-01-01, the epoch of the replication protocol's clocks
+_PG_EPOCH_US = 946_684_800_000_000
+
+
+@dataclass(frozen=True)
+class _XLogData:
+    """A ``w`` message: ``payload`` is one pgoutput message."""
+
+    start: int
+    end: int
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class _Keepalive:
+    """A ``k`` message: the server has sent everything before ``wal_end``."""
+
+    wal_end: int
+    reply: bool
+
+
+class _Replication:
+    """A logical replication connection (``replication=database``) over psycopg 3's libpq
+    binding: the replication commands, then the COPY BOTH stream of ``XLogData`` and keepalive
+    messages. The server hears of a position only through ``confirm`` (and ``answer``, which
+    repeats it): whole transactions the broker acknowledged, or a keepalive's WAL end when
+    nothing received waits for the broker."""
+
+    def __init__(self, conninfo: str, where: str) -> None:
+        from psycopg import pq
+
+        self._pq = pq
+        self.where = where
+        self.confirmed = 0  # the flush position last sent (never moves back)
+        self.wal_end = 0  # the server's WAL end in the last message received
+        self._conn = pq.PGconn.connect(conninfo.encode())
+        if self._conn.status != pq.ConnStatus.OK:
+            self.close()
+            raise ConnectorUnavailableError(
+                f"connection.url: cannot open a replication connection to {where} "
+                "(OperationalError; the role needs the REPLICATION attribute and pg_hba.conf "
+                "must allow it)"
+            )
+        try:
+            self.command("IDENTIFY_SYSTEM")  # a walsender of the database, answering
+        except BaseException:
+            self.close()
+            raise
+
+    def _error(self, what: str) -> ConnectorUnavailableError:
+        reason = self._conn.get_error_message(encoding="utf-8").strip() or "connection lost"
+        return ConnectorUnavailableError(
+            f"replication connection to {self.where}: {what}: {reason}"
+        )
+
+    def command(self, sql: str) -> list[tuple[str | None, ...]]:
+        """A replication command's rows, as text."""
+        pq = self._pq
+        result = self._conn.exec_(sql.encode())
+        if result.status not in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):
+            message = (result.error_message or b"").decode("utf-8", "replace").strip()
+            raise ConnectorUnavailableError(
+                f"replication connection to {self.where}: {sql.split(' (')[0]} failed: {message}"
+            )
+        return [
+            tuple(
+                None if (v := result.get_value(r, c)) is None else bytes(v).decode()
+                for c in range(result.nfields)
+            )
+            for r in range(result.ntuples)
+        ]
+
+    def create_slot(self, slot: str) -> tuple[int, str]:
+        """A new slot with an exported snapshot: (its consistent point, the snapshot's name),
+        the snapshot usable until the next command on this connection."""
+        if self._conn.server_version >= 150000:
+            how = "(SNAPSHOT 'export')"
+        else:  # the form before PostgreSQL 15
+            how = "EXPORT_SNAPSHOT"
+        row = self.command(f"CREATE_REPLICATION_SLOT {slot} LOGICAL pgoutput {how}")[0]
+        assert row[1] is not None and row[2] is not None
+        return pg.parse_lsn(row[1]), row[2]
+
+    def start(self, slot: str, lsn: int, publication: str, confirmed: int) -> None:
+        """Stream the slot from ``lsn`` (0: where it was confirmed); ``confirmed`` is the
+        slot's confirmed position (a reply never sends less)."""
+        pq = self._pq
+        self.confirmed = confirmed
+        self._conn.send_query(
+            f"START_REPLICATION SLOT {slot} LOGICAL {pg.lsn_text(lsn)} "
+            f"(proto_version '1', publication_names '{publication}')".encode()
+        )
+        result = self._conn.get_result()
+        if result is None or result.status != pq.ExecStatus.COPY_BOTH:
+            message = b"" if result is None else (result.error_message or b"")
+            raise ConnectorUnavailableError(
+                f"replication connection to {self.where}: START_REPLICATION failed: "
+                + message.decode("utf-8", "replace").strip()
+            )
+
+    def receive(self) -> _XLogData | _Keepalive | None:
+        """The next message if one has arrived, else None (never waits)."""
+        from psycopg import OperationalError
+
+        try:
+            size, data = self._conn.get_copy_data(1)
+            if size == 0:
+                self._conn.consume_input()
+                size, data = self._conn.get_copy_data(1)
+        except OperationalError as exc:
+            raise self._error("the stream broke") from exc
+        if size == 0:
+            return None
+        if size < 0:  # the server ended the stream
+            result = self._conn.get_result()
+            message = b"" if result is None else (result.error_message or b"")
+            raise ConnectorUnavailableError(
+                f"replication connection to {self.where}: the server ended the stream: "
+                + (message.decode("utf-8", "replace").strip() or "no reason given")
+            )
+        raw = bytes(data)
+        if raw[:1] == b"w":
+            start, end, _clock = struct.unpack_from(">QQq", raw, 1)
+            self.wal_end = max(self.wal_end, end)
+            return _XLogData(start, end, raw[25:])
+        if raw[:1] == b"k":
+            wal_end, _clock, reply = struct.unpack_from(">QqB", raw, 1)
+            self.wal_end = max(self.wal_end, wal_end)
+            return _Keepalive(wal_end, bool(reply))
+        raise DataError(f"replication stream: unknown message type {raw[:1]!r}")
+
+    def wait(self, timeout_s: float) -> None:
+        """Until the server sends something or ``timeout_s`` passed."""
+        select.select([self._conn.socket], [], [], timeout_s)
+
+    def confirm(self, lsn: int) -> None:
+        """Tell the server it may forget the WAL before ``lsn``: every transaction whose commit
+        starts before it is done with (the server skips them on restart)."""
+        if lsn > self.confirmed:
+            self.confirmed = lsn
+            self._status()
+
+    def answer(self) -> None:
+        """The reply a keepalive asked for: the position already confirmed, nothing more."""
+        self._status()
+
+    def _status(self) -> None:
+        from psycopg import OperationalError
+
+        lsn = self.confirmed
+        clock = time.time_ns() // 1000 - _PG_EPOCH_US
+        message = b"r" + struct.pack(">QQQqB", lsn, lsn, lsn, clock, 0)
+        try:
+            self._conn.put_copy_data(message)
+            while self._conn.flush():
+                select.select([], [self._conn.socket], [], 1.0)
+        except OperationalError as exc:
+            raise self._error("sending the confirmed position failed") from exc
+
+    def close(self) -> None:
+        self._conn.finish()
+
+
+def _replication_conninfo(url: URL, connect_timeout_s: float) -> str:
+    """The libpq connection string of a replication connection to the source's database."""
+    from psycopg.conninfo import make_conninfo
+
+    params: dict[str, Any] = {
+        "host": url.host or "localhost",
+        "port": url.port or 5432,
+        "user": url.username,
+        "password": url.password,
+        "dbname": url.database,
+        "connect_timeout": max(2, int(connect_timeout_s)),
+        "options": "-c DateStyle=ISO -c TimeZone=UTC -c extra_float_digits=3",
+        "replication": "database",
+    }
+    # the URL's libpq parameters (sslmode, sslrootcert, ...) apply to this connection too
+    for key, value in url.query.items():
+        if isinstance(value, str) and key not in params:
+            params[key] = value
+    return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
 
 
 def _server_ms(conn: Connection) -> int:
@@ -252,39 +430,10 @@ class PgLogReader:
         self._by_qualified: dict[str, str] = {}
 
     # ---- set-up ------------------------------------------------------------------------------
-    def _replication_connection(self) -> Any:
-        try:
-            import psycopg2
-            import psycopg2.extras
-        except ImportError as exc:  # pragma: no cover - a dependency of the project
-            raise ConnectorConfigError(
-                ["mode: log needs psycopg2 (pip install psycopg2-binary)"]
-            ) from exc
+    def _replication_connection(self) -> _Replication:
         url = self.connector.url
-        kwargs = {
-            "host": url.host or "localhost",
-            "port": url.port or 5432,
-            "user": url.username,
-            "password": url.password,
-            "dbname": url.database,
-            "connect_timeout": max(2, int(self.connector.config.connection.connect_timeout_s)),
-            "options": "-c DateStyle=ISO -c TimeZone=UTC -c extra_float_digits=3",
-        }
-        # the URL's libpq parameters (sslmode, sslrootcert, ...) apply to this connection too
-        for key, value in url.query.items():
-            if isinstance(value, str) and key not in kwargs:
-                kwargs[key] = value
-        try:
-            return psycopg2.connect(
-                connection_factory=psycopg2.extras.LogicalReplicationConnection,
-                **{k: v for k, v in kwargs.items() if v is not None},
-            )
-        except psycopg2.OperationalError as exc:
-            raise ConnectorUnavailableError(
-                f"connection.url: cannot open a replication connection to {url.host}:{url.port} "
-                f"as {url.username!r} ({type(exc).__name__}; the role needs the REPLICATION "
-                "attribute and pg_hba.conf must allow it)"
-            ) from exc
+        conninfo = _replication_conninfo(url, self.connector.config.connection.connect_timeout_s)
+        return _Replication(conninfo, f"{url.host}:{url.port} as {url.username!r}")
 
     def _qualified(self, conn: Connection, table: str) -> str:
         schema, _, name = table.rpartition(".")
@@ -360,8 +509,8 @@ class PgLogReader:
                 self._wait_inactive(conn)
             repl = self._replication_connection()
             try:
-                cur = repl.cursor()
                 start = 0  # the slot's confirmed position
+                confirmed = pg.parse_lsn(status.confirmed_flush_lsn or "0/0")
                 if not any(logged):  # a new slot and its exported snapshot
                     if status.exists:
                         conn.exec_driver_sql(
@@ -369,16 +518,13 @@ class PgLogReader:
                         )
                         conn.commit()
                     snapshot_ms = _server_ms(conn)
-                    cur.execute(
-                        f"CREATE_REPLICATION_SLOT {self.slot} LOGICAL pgoutput EXPORT_SNAPSHOT"
-                    )
-                    _slot, consistent, snapshot, _plugin = cur.fetchone()
-                    start = pg.parse_lsn(consistent)
+                    start, snapshot = repl.create_slot(self.slot)
+                    confirmed = start
                     yield from self._snapshot(snapshot, start, snapshot_ms)
                     acked = (start, -1)
                 elif not all(logged) or acked is None:  # a snapshot again, the slot kept
                     yield from self._snapshot(None, 0, _server_ms(conn))
-                yield from self._stream(conn, cur, start, acked)
+                yield from self._stream(conn, repl, start, confirmed, acked)
             finally:
                 repl.close()
 
@@ -432,7 +578,12 @@ class PgLogReader:
                 yield batch
 
     def _stream(
-        self, conn: Connection, cur: Any, start: int, done: tuple[int, int]
+        self,
+        conn: Connection,
+        repl: _Replication,
+        start: int,
+        confirmed: int,
+        done: tuple[int, int] | None,
     ) -> Iterator[Batch]:
         # the WAL *insert* position: a transaction committed asynchronously
         # (synchronous_commit=off) is past the write position until the WAL writer flushes it,
@@ -442,34 +593,34 @@ class PgLogReader:
         )
         conn.commit()
         loaders = _Loaders(conn)
-        cur.start_replication(
-            slot_name=self.slot,
-            decode=False,
-            start_lsn=start,
-            options={"proto_version": "1", "publication_names": self.publication},
-        )
-        acked_end = 0
+        repl.start(self.slot, start, self.publication, confirmed)
         pending: list[tuple[str, dict[str, Any], Invalid | None, dict[str, Any]]] = []
         txn: _Txn | None = None
         last_data = time.monotonic()
         last_end = 0
         while True:
-            msg = cur.read_message()
+            msg = repl.receive()
             if msg is None:
                 if txn is None:
                     if pending:
                         yield from self._flush(pending)
                         pending = []
-                    if last_end > acked_end:
-                        _confirm(cur, last_end)
-                        acked_end = last_end
+                    repl.confirm(last_end)
                     quiet = time.monotonic() - last_data
-                    # the server has read its WAL up to where it was when the pass began
-                    # (a keepalive's WAL end: used to stop, never to confirm), or nothing came
-                    # for a while
-                    if max(last_end, int(cur.wal_end or 0)) >= target or quiet >= self.idle_s:
+                    # the server has read its WAL up to where it was when the pass began, or
+                    # nothing came for a while
+                    if max(last_end, repl.wal_end) >= target or quiet >= self.idle_s:
                         break
-                select.select([cur], [], [], 0.1)
+                repl.wait(0.1)
+                continue
+            if isinstance(msg, _Keepalive):
+                # the server sent everything before wal_end: when nothing received waits for
+                # the broker, the slot may move there (the heartbeat of quiet tables); else the
+                # server hears the acknowledged position only
+                if txn is None and not pending:
+                    repl.confirm(max(last_end, msg.wal_end))
+                if msg.reply:
+                    repl.answer()
                 continue
             last_data = time.monotonic()
             message = pg.decode(msg.payload)
@@ -486,8 +637,7 @@ class PgLogReader:
                 if len(pending) >= self.batch_size:
                     yield from self._flush(pending)
                     pending = []
-                    _confirm(cur, last_end)
-                    acked_end = last_end
+                    repl.confirm(last_end)
             elif isinstance(message, pg.Insert | pg.Update | pg.Delete):
                 assert txn is not None
                 index = txn.next_index()
@@ -525,8 +675,9 @@ class PgLogReader:
     def _halt(self, stop: TableStoppedError) -> Batch:
         """An empty batch whose state is the last acknowledged position marked with the
         reason the read stopped: every later run stops again with it until the connector is
-        reset. The slot may move past the change that stopped it (psycopg2 confirms what it
-        received on a server keepalive), so the stop must not depend on the slot."""
+        reset. The stop lives in the position, not in the slot (which a DBA may move or
+        drop): a run never confirms past an unacknowledged change, so the slot stays before it
+        too, but that is not what the next run relies on."""
         state = dict(self._acked_state)
         state["halt"] = stop.reason
         table = next(iter(self.streams))

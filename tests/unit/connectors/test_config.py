@@ -392,3 +392,13 @@ def test_mode_log_is_for_postgresql_sources_without_a_cursor() -> None:
     assert errors_of(source(tables=with_cursor)) == [
         "tables[0].cursor: not used with mode log (the log orders changes)"
     ]
+    # each names its field (the API answers {field, message}), like the checks beside them
+    [error] = errors_of(source(tables=with_cursor))
+    assert (error.field, error.message) == (
+        "tables[0].cursor",
+        "not used with mode log (the log orders changes)",
+    )
+    elsewhere = errors_of(
+        source(type="sqlite", connection={"url": "sqlite:///hoso.db"}, tables=logged)
+    )
+    assert [e.field for e in elsewhere] == ["tables[0].mode"], elsewhere
