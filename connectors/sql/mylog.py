@@ -94,7 +94,7 @@ def server_problems(conn: Connection) -> list[str]:
     found = {
         str(k).lower(): str(v)
         for k, v in conn.exec_driver_sql(
-            f"SHOW GLOBAL VARIABLES WHERE Variable_name IN ({names})"  # noqa: S608
+            f"SHOW GLOBAL VARIABLES WHERE Variable_name IN ({names})"
         ).all()
     }
     problems: list[str] = []
@@ -213,7 +213,7 @@ def binlog_status(conn: Connection) -> BinlogStatus:
 def _scalar(conn: Connection, sql: str) -> Any:
     try:
         value = conn.exec_driver_sql(sql).scalar()
-    except Exception:  # noqa: BLE001 - a variable this server does not have
+    except Exception:
         conn.rollback()
         return None
     conn.commit()
@@ -339,8 +339,11 @@ def _float32(value: float) -> float:
     packed = struct.pack("<f", value)
     for digits in range(1, 10):
         text = f"{value:.{digits}g}"
-        if struct.pack("<f", float(text)) == packed:
-            return float(text)
+        try:
+            if struct.pack("<f", float(text)) == packed:
+                return float(text)
+        except OverflowError:  # rounded past the largest float
+            continue
     return float(value)
 
 
@@ -517,7 +520,7 @@ class MyLogReader:
     def _stream(self, file: str, pos: int) -> Iterator[Batch]:
         try:
             reader = self._reader(file, pos)
-        except Exception as exc:  # noqa: BLE001 - the driver's connection errors
+        except Exception as exc:
             raise ConnectorUnavailableError(
                 f"connection.url: cannot open a binlog reader ({type(exc).__name__})"
             ) from exc
