@@ -24,8 +24,10 @@ Streaming: the stream starts at the oldest position of the connector's tables (a
 boundary) and reads to the end of the binlog (a non-blocking dump); for each table, changes at
 or before its own position are skipped. Rows of WriteRows/UpdateRows/DeleteRows become events
 ``c``/``u``/``d`` with ``after`` and ``before`` (the whole old row, ``binlog_row_image =
-FULL``); ``source.position`` is ``<GTID>:<index of the event in the transaction>`` on MariaDB
-(``<file>:<offset of the transaction>:<index>`` on MySQL without GTIDs). Values go through the
+FULL``); ``source.position`` is ``<GTID>:<index of the event among the transaction's rows of
+the connector's tables>`` on MariaDB (``<file>:<offset of the transaction>:<index>`` where a
+server writes no GTID). MySQL is refused for now: it has no ``binlog_snapshot_file``, so a
+snapshot consistent with a binlog position would need a global read lock. Values go through the
 same converters as a snapshot read, after turning the binlog's Python values into the ones the
 driver gives for the same column (``_Values``): FLOAT as its shortest text, TIMESTAMP in the
 session's time zone, SET as its text, BIT as bytes. ``ts_ms`` is the event's timestamp (whole
@@ -98,6 +100,13 @@ def server_problems(conn: Connection) -> list[str]:
         ).all()
     }
     problems: list[str] = []
+    version = str(conn.exec_driver_sql("SELECT VERSION()").scalar())
+    if "mariadb" not in version.lower():
+        problems.append(
+            f"server {version} is not MariaDB: mode log needs MariaDB's binlog_snapshot_file "
+            "status variable (a snapshot consistent with a binlog position without a global "
+            "lock); MySQL is not supported yet: use snapshot or incremental"
+        )
     for name, (expected, line) in SETTINGS.items():
         value = found.get(name)
         if value is None or value.upper() != expected:
