@@ -8,6 +8,8 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import random
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -310,3 +312,68 @@ def test_connector_show_gives_the_binlog_position(
     answer = json.loads(shown.stdout)
     assert answer["log"]["kind"] == "binlog" and answer["log"]["files"] >= 1
     assert answer["positions"][table]["position"]["gtid"].startswith("0-1-")
+
+
+def test_changes_during_the_first_snapshot_are_neither_lost_nor_doubled(
+    settings: Settings, binlog_maria: MariaServer, unique: str
+) -> None:
+    url, table, dst = binlog_maria.url, f"snap_{unique}", f"snap_dst_{unique}"
+    execute(
+        url,
+        "CREATE TABLE {t} (id int PRIMARY KEY, ten varchar(60) NOT NULL, so decimal(10, 2)) "
+        "CHARSET utf8mb4",
+        "INSERT INTO {t} SELECT seq, CONCAT('Bùi Thị ', seq), seq FROM seq_1_to_300",
+        table=table,
+    )
+    dataset = f"tthc.mn{unique}"
+    topic = source(settings, url, table, dataset, batch_size=10)
+    register(settings, config("mysql", "sink", url, [{"table": dst, "dataset": dataset}], name="k"))
+    halt = threading.Event()
+    rng = random.Random(15)
+
+    def write() -> None:
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            while not halt.is_set():
+                key = rng.randint(1, 330)
+                kind = rng.random()
+                if kind < 0.4:
+                    conn.exec_driver_sql(
+                        f"INSERT INTO {table} VALUES ({key}, 'mới {key}', 1) "  # noqa: S608
+                        "ON DUPLICATE KEY UPDATE so = so + 1"
+                    )
+                elif kind < 0.85:
+                    conn.exec_driver_sql(f"UPDATE {table} SET so = so + 2 WHERE id = {key}")  # noqa: S608
+                else:
+                    conn.exec_driver_sql(f"DELETE FROM {table} WHERE id = {key}")  # noqa: S608
+                conn.commit()
+        engine.dispose()
+
+    writer = threading.Thread(target=write, daemon=True)
+    try:
+        writer.start()  # writes while the first run snapshots (30 batches) and streams
+        first = run(settings, "m")
+        halt.set()
+        writer.join(30)
+        second = run(settings, "m")
+        assert (first.status, second.status) == ("ok", "ok"), (first.to_dict(), second.to_dict())
+        events = [m.value for m in read_topic(settings, topic)]
+        stream = [e["source"]["position"] for e in events if e["op"] != "r"]
+        assert stream and len(stream) == len(set(stream)), "a change published twice"
+        run(settings, "k")
+        held = {r[0]: r for r in _rows(url, table)}
+        sunk = {r[0]: r for r in _rows(url, dst)}
+        assert sunk == held
+    finally:
+        halt.set()
+        execute(url, "DROP TABLE IF EXISTS {t}", table=dst)
+        execute(url, "DROP TABLE IF EXISTS {t}", table=table)
+
+
+def _rows(url: str, table: str) -> list[tuple[Any, ...]]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.exec_driver_sql(f"SELECT id, ten, so FROM {table}")]  # noqa: S608
+    finally:
+        engine.dispose()
