@@ -72,8 +72,9 @@ def load(value: Any) -> Any:
 # ---- shown to people ------------------------------------------------------------------------
 
 _PLAIN = ("mode", "done", "rows", "snapshot_ms", "lag")
-# a log position (``connectors.sql.pglog``): WAL positions and the slot's name, no row values
-_PLAIN += ("phase", "lsn", "index", "end", "slot")
+# a log position (``connectors.sql.pglog``): WAL positions and the slot's name, no row values;
+# (``connectors.sql.mylog``): binlog file, offsets, GTID and the last ts_ms
+_PLAIN += ("phase", "lsn", "index", "end", "slot", "file", "pos", "end_file", "gtid", "ts")
 HASH_CHARS = 8
 
 
@@ -149,6 +150,14 @@ def summarize(shown: dict[str, Any] | None) -> str:
             parts.append(f"log: snapshot in progress, stream from {where}")
         else:
             parts.append(f"log at {where}:{shown.get('index')} (slot {shown.get('slot')})")
+    if shown.get("mode") == "log" and isinstance(shown.get("file"), str):
+        where = f"{shown['file']}:{shown.get('pos')}"
+        if shown.get("phase") == "snapshot":
+            parts.append(f"binlog: snapshot in progress, stream from {where}")
+        else:
+            gtid = f", GTID {shown['gtid']}" if shown.get("gtid") else ""
+            whole = ", transaction published whole" if shown.get("end") is not None else ""
+            parts.append(f"binlog at {where}:{shown.get('index')}{gtid}{whole}")
     if isinstance(after, dict):
         if "cursor" in after:
             parts.append(f"after {after['cursor']}")

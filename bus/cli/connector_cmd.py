@@ -252,6 +252,14 @@ def _print_log_status(status: dict[str, Any]) -> None:
     if "error" in status:
         click.echo(f"replication slot: cannot be read ({status['error']})")
         return
+    if status.get("kind") == "binlog":  # MariaDB/MySQL: the server's binlog
+        click.echo(
+            f"binlog: server at {status['file']}:{status['position']}"
+            + (f" (GTID {status['gtid']})" if status.get("gtid") else "")
+            + f", keeps {status['files']} file(s) from {status['oldest_file']}, "
+            f"{status['bytes']} bytes; each table's position is shown above"
+        )
+        return
     retained = status.get("retained_wal_bytes")
     click.echo(
         f"replication slot {status['slot']} (publication {status['publication']}): "

@@ -40,7 +40,8 @@ class SqlConnection(Strict):
 class SqlTable(TableConfig):
     """A source table (``schema.table`` allowed) or a sink's target table."""
 
-    # snapshot | incremental | log (PostgreSQL only: logical decoding, ``connectors.sql.pglog``)
+    # snapshot | incremental | log (PostgreSQL: logical decoding, ``connectors.sql.pglog``;
+    # MariaDB/MySQL: the row binlog, ``connectors.sql.mylog``)
     mode: SqlMode | None = None
     cursor: str | None = Field(None, min_length=1)
     deleted_flag: str | None = Field(None, min_length=1)
@@ -74,11 +75,11 @@ class SqlConnectorConfig(ConnectorConfig):
         for i, t in enumerate(self.tables):
             where = f"tables[{i}]"
             if self.role == "source":
-                if t.mode == "log" and self.type != "postgresql":
+                if t.mode == "log" and self.type not in ("postgresql", "mysql"):
                     out.append(
                         FieldError(
                             f"{where}.mode",
-                            "'log' is available for postgresql connectors only "
+                            "'log' is available for postgresql and mysql connectors only "
                             f"(type {self.type!r}: use snapshot or incremental)",
                         )
                     )

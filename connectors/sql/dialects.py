@@ -17,7 +17,7 @@ from sqlalchemy.engine import URL, Connection
 from bus.text import decode_utf8
 from connectors.base import Batch, Stream, WriteReport
 from connectors.errors import ConnectorConfigError, FieldError
-from connectors.sql import pglog
+from connectors.sql import mylog, pglog
 from connectors.sql.bulk import CopyUpsert
 from connectors.sql.config import SqlTable
 from connectors.sql.connector import SqlConnector, sqlite_path
@@ -233,6 +233,35 @@ class MySQLConnector(SqlPlugin):
     type_name = "mysql"
     backends = ("mysql", "mariadb")
     default_driver = "pymysql"
+
+    def read_log(
+        self, streams: list[Stream], positions: dict[str, dict[str, Any] | None]
+    ) -> Iterator[Batch]:
+        """The ``mode: log`` tables read together from the server's row binlog
+        (``connectors.sql.mylog``): batches of one table each, in commit order."""
+        return mylog.MyLogReader(self.source, streams).read(positions)
+
+    def _logged(self) -> bool:
+        return self.role == "source" and any(t.effective_mode == "log" for t in self.config.tables)
+
+    def check(self) -> None:
+        """The connection, and for ``mode: log`` tables the server's binlog settings and the
+        user's replication privileges (each missing one named)."""
+        super().check()
+        if not self._logged():
+            return
+        with self.connect() as conn:
+            problems = [FieldError("mode", f"log: {p}") for p in mylog.server_problems(conn)]
+        if problems:
+            raise ConnectorConfigError(problems, name=self.name)
+
+    def log_status(self) -> dict[str, Any] | None:
+        """The server's binlog (current file, offset and GTID, the files it keeps); the
+        connector's own position is each table's, shown with the positions."""
+        if not self._logged():
+            return None
+        with self.connect() as conn:
+            return mylog.binlog_status(conn).to_dict()
 
     def get_sqlalchemy_url(self) -> URL:
         url = super().get_sqlalchemy_url()

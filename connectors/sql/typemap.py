@@ -137,8 +137,9 @@ class TypeMapper:
             return sa.Numeric(int(avro["precision"]), int(avro.get("scale", 0)))
         if logical == "date":
             return sa.Date()
-        if logical in ("time-millis", "time-micros"):
-            return sa.Time()
+        if logical in ("time-millis", "time-micros"):  # MariaDB/MySQL TIME keeps no fraction
+            fsp = 3 if logical.endswith("millis") else 6
+            return sa.Time().with_variant(mysql.TIME(fsp=fsp), "mysql", "mariadb")
         if logical in ("timestamp-millis", "timestamp-micros"):
             fsp = 3 if logical.endswith("millis") else 6
             return sa.DateTime(timezone=True).with_variant(

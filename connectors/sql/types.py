@@ -250,6 +250,8 @@ def avro_for(
         return AvroMapping({"type": "string", "logicalType": "uuid"}, _uuid, False)
     if isinstance(t, sa.JSON):
         return AvroMapping("string", _json, False)
+    if isinstance(t, mysql.SET):  # the driver's set of members: as the server writes them
+        return AvroMapping("string", _set_text(t.values, text_convert), False)
     if isinstance(t, sa.String):
         length = getattr(t, "length", None)
         return AvroMapping("string", text_convert, False, length)
@@ -258,6 +260,18 @@ def avro_for(
     if type(t).__name__.upper() in _TEXTUAL:
         return AvroMapping("string", text_convert, False)
     return None
+
+
+def _set_text(members: tuple[str, ...], text: Converter) -> Converter:
+    """A MariaDB/MySQL SET value as its text (members in the column's order, comma
+    separated), whether the driver gave the text or a Python set of members."""
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, set | frozenset):
+            value = ",".join(m for m in members if m in value)
+        return text(value)
+
+    return convert
 
 
 def fraction_digits(sql_type: TypeEngine[Any]) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.cdc.maria_server import MariaServer, start_server
 from tests.integration.cdc.pg_cluster import Cluster, start_cluster
 
 
@@ -32,3 +33,14 @@ def replica_pg() -> Iterator[Cluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def binlog_maria() -> Iterator[MariaServer]:
+    """A private MariaDB with a ROW binlog (full images and metadata) on a free port, stopped at
+    the end. It fails (never skips) when the server binaries are missing or it cannot start."""
+    server = start_server(Path(tempfile.mkdtemp(prefix="lgsp-mylog-")))
+    try:
+        yield server
+    finally:
+        server.stop()

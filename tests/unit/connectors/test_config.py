@@ -378,14 +378,16 @@ def test_a_unit_code_written_as_a_number() -> None:
     assert plugins.validate(source(unit="01"), hierarchy=hanoi).unit == "01"
 
 
-def test_mode_log_is_for_postgresql_sources_without_a_cursor() -> None:
+def test_mode_log_is_for_postgresql_and_mysql_sources_without_a_cursor() -> None:
     logged = [{"table": "ho_so", "dataset": "tthc.dossier", "mode": "log"}]
     assert plugins.validate(source(tables=logged)).tables[0].effective_mode == "log"
+    mysql = source(type="mysql", connection={"url": "mysql+pymysql://root@db/hoso"}, tables=logged)
+    assert plugins.validate(mysql).tables[0].effective_mode == "log"
     errors = errors_of(
-        source(type="mysql", connection={"url": "mysql+pymysql://root@db/hoso"}, tables=logged)
+        source(type="sqlite", connection={"url": "sqlite:////tmp/hoso.db"}, tables=logged)
     )
     assert any(
-        e.startswith("tables[0].mode: 'log' is available for postgresql connectors only")
+        e.startswith("tables[0].mode: 'log' is available for postgresql and mysql connectors")
         for e in errors
     ), errors
     with_cursor = [{**logged[0], "cursor": "updated_at"}]

@@ -1,0 +1,839 @@
+"""MariaDB/MySQL log-based capture (``mode: log``): the server's row binlog, read as a
+replica would read it (``pymysqlreplication``, a ``COM_BINLOG_DUMP`` from a binlog file and
+offset), beside PostgreSQL's ``connectors.sql.pglog`` with the same envelope and rules.
+
+The server must write whole rows to its binlog: ``log_bin`` on, ``binlog_format = ROW``,
+``binlog_row_image = FULL`` (the old row of an update or delete is whole) and
+``binlog_row_metadata = FULL`` (the log names each column and says whether an integer is
+unsigned, so that a value is never read against the wrong column or sign); the user needs
+REPLICATION SLAVE (read the binlog) and REPLICATION CLIENT (MariaDB: BINLOG MONITOR; see the
+binlog's files and position). Registration (``check``) and every run refuse a server or user
+that lacks one, naming the setting and the my.cnf line to add.
+
+First run (and a table with no complete log position: added, reset, its snapshot cut short):
+each such table is read in a transaction opened with ``START TRANSACTION WITH CONSISTENT
+SNAPSHOT`` (no global lock: InnoDB's MVCC snapshot), through ``SqlSource.read_stream``'s
+snapshot mode (op ``r``). Right after the snapshot is opened, in that transaction, the server's
+status variables ``binlog_snapshot_file`` / ``binlog_snapshot_position`` give the binlog
+position that snapshot is consistent with (MariaDB: every transaction before it is in the
+snapshot, none after it), and ``BINLOG_GTID_POS(file, position)`` its GTID. That position is
+the table's position: the stream starts there for it, so no change is lost or read twice
+between snapshot and stream. Each table has its own snapshot and position.
+
+Streaming: the stream starts at the oldest position of the connector's tables (a transaction
+boundary) and reads to the end of the binlog (a non-blocking dump); for each table, changes at
+or before its own position are skipped. Rows of WriteRows/UpdateRows/DeleteRows become events
+``c``/``u``/``d`` with ``after`` and ``before`` (the whole old row, ``binlog_row_image =
+FULL``); ``source.position`` is ``<GTID>:<index of the event among the transaction's rows of
+the connector's tables>`` on MariaDB (``<file>:<offset of the transaction>:<index>`` where a
+server writes no GTID). MySQL is refused for now: it has no ``binlog_snapshot_file``, so a
+snapshot consistent with a binlog position would need a global read lock. Values go through the
+same converters as a snapshot read, after turning the binlog's Python values into the ones the
+driver gives for the same column (``_Values``): FLOAT as its shortest text, TIMESTAMP in the
+session's time zone, SET as its text, BIT as bytes. ``ts_ms`` is the event's timestamp (whole
+seconds), never earlier than the last one published nor than the snapshot's: the sinks keep a
+row's newest version by ``ts_ms``, and a statement's timestamp is when it started, which can be
+before an earlier-committed change of the same row (it waited for a lock).
+
+Positions: a batch's state holds, per table, the binlog file, the offset where the last event's
+transaction starts, the event's index in it and, when the batch ends the transaction, the
+offset after it (``end``). The caller commits a state only once the broker acknowledged the
+batch (``bus.sync``). After a crash the next run starts again at the oldest table's last
+transaction and skips what each table had published: duplicates can only come after the
+stored position, and nothing before it is lost. When a pass ends, tables whose position is
+behind the end of what was read move to it (an empty batch), so that a quiet table does not
+keep the next run reading old binlog files the server may since have purged.
+
+A DDL statement on a captured table (ALTER, DROP, TRUNCATE, RENAME, CREATE OR REPLACE) stops
+the read at its transaction (position kept before it) with an error saying how to re-snapshot:
+TRUNCATE lists no rows, and the rows after an ALTER no longer match the table's schema.
+A binlog file the position needs that the server no longer has stops the read too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.engine import Connection
+
+from connectors.base import Batch, Invalid, Stream, event_id_for
+from connectors.errors import ConnectorConfigError, ConnectorUnavailableError, TableStoppedError
+
+log = logging.getLogger(__name__)
+
+MODE = "log"
+
+# server setting -> (expected value, the my.cnf line under [mysqld])
+SETTINGS: dict[str, tuple[str, str]] = {
+    "log_bin": ("ON", "log_bin = mysql-bin (and server_id = 1), then restart the server"),
+    "binlog_format": ("ROW", "binlog_format = ROW"),
+    "binlog_row_image": ("FULL", "binlog_row_image = FULL"),
+    "binlog_row_metadata": ("FULL", "binlog_row_metadata = FULL (MariaDB 10.5+, MySQL 8.0.14+)"),
+}
+# privilege -> the names servers list it under (MariaDB 10.5 renamed REPLICATION CLIENT)
+PRIVILEGES: dict[str, tuple[str, ...]] = {
+    "REPLICATION SLAVE": ("REPLICATION SLAVE", "REPLICATION REPLICA"),
+    "REPLICATION CLIENT": ("REPLICATION CLIENT", "BINLOG MONITOR"),
+}
+
+
+def resnapshot_command(connector: str) -> str:
+    return f"lgsp connector reset {connector} && lgsp connector run {connector}"
+
+
+def server_problems(conn: Connection) -> list[str]:
+    """What the server or the connection's user lacks for binlog capture, each naming the
+    setting (and the my.cnf line) or the privilege (empty when nothing is missing)."""
+    names = ", ".join(f"'{n}'" for n in SETTINGS)
+    found = {
+        str(k).lower(): str(v)
+        for k, v in conn.exec_driver_sql(
+            f"SHOW GLOBAL VARIABLES WHERE Variable_name IN ({names})"
+        ).all()
+    }
+    problems: list[str] = []
+    version = str(conn.exec_driver_sql("SELECT VERSION()").scalar())
+    if "mariadb" not in version.lower():
+        problems.append(
+            f"server {version} is not MariaDB: mode log needs MariaDB's binlog_snapshot_file "
+            "status variable (a snapshot consistent with a binlog position without a global "
+            "lock); MySQL is not supported yet: use snapshot or incremental"
+        )
+    for name, (expected, line) in SETTINGS.items():
+        value = found.get(name)
+        if value is None or value.upper() != expected:
+            dynamic = (
+                f"; SET GLOBAL {name} = '{expected}' applies it without a restart"
+                if name != "log_bin" and value is not None
+                else ""
+            )
+            problems.append(
+                f"server setting {name} is {value!r}, expected {expected!r} (add "
+                f"'{line}' under [mysqld] in my.cnf{dynamic})"
+            )
+    held = {
+        str(p).upper()
+        for p in conn.exec_driver_sql(
+            "SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = "
+            "CONCAT('''', SUBSTRING_INDEX(CURRENT_USER(), '@', 1), '''@''', "
+            "SUBSTRING_INDEX(CURRENT_USER(), '@', -1), '''')"
+        ).scalars()
+    }
+    user = conn.exec_driver_sql("SELECT CURRENT_USER()").scalar()
+    missing = [p for p, aliases in PRIVILEGES.items() if not held.intersection(aliases)]
+    if missing:
+        problems.append(
+            f"user {user} lacks the privilege{'s' if len(missing) > 1 else ''} "
+            f"{' and '.join(missing)} (GRANT {', '.join(missing)} ON *.* TO {user})"
+        )
+    conn.commit()
+    return problems
+
+
+# ---- positions --------------------------------------------------------------------------------
+
+
+def file_number(name: str) -> int:
+    """The sequence number of a binlog file (``mysql-bin.000042`` -> 42)."""
+    _, _, suffix = name.rpartition(".")
+    return int(suffix) if suffix.isdigit() else 0
+
+
+Key = tuple[int, int, int]  # (file number, offset of the transaction, index in it)
+
+
+def position_key(state: dict[str, Any] | None) -> Key | None:
+    """The last change a table published (a snapshot: the position it is consistent with,
+    index -1), None without a complete log position."""
+    if not state or state.get("mode") != MODE or state.get("phase") != "stream":
+        return None
+    if "file" not in state or "pos" not in state:
+        return None
+    return file_number(str(state["file"])), int(state["pos"]), int(state["index"])
+
+
+def resume_point(state: dict[str, Any]) -> tuple[str, int]:
+    """Where a table's next read starts: after its transaction when that was published whole,
+    else at its start (the events published already are skipped)."""
+    if state.get("end") is not None:
+        return str(state.get("end_file") or state["file"]), int(state["end"])
+    return str(state["file"]), int(state["pos"])
+
+
+@dataclass
+class BinlogStatus:
+    """What ``lgsp connector show`` reports of the server's binlog for a log source."""
+
+    file: str | None
+    position: int | None
+    gtid: str | None
+    oldest_file: str | None
+    files: int
+    bytes: int
+    expire_seconds: int | None = None
+    kind: str = "binlog"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "file": self.file,
+            "position": self.position,
+            "gtid": self.gtid,
+            "oldest_file": self.oldest_file,
+            "files": self.files,
+            "bytes": self.bytes,
+            "expire_seconds": self.expire_seconds,
+            **self.extra,
+        }
+
+
+def binary_logs(conn: Connection) -> list[tuple[str, int]]:
+    rows = conn.exec_driver_sql("SHOW BINARY LOGS").all()
+    conn.commit()
+    return [(str(r[0]), int(r[1])) for r in rows]
+
+
+def binlog_status(conn: Connection) -> BinlogStatus:
+    master = conn.exec_driver_sql("SHOW MASTER STATUS").first()
+    logs = binary_logs(conn)
+    gtid = _scalar(conn, "SELECT @@GLOBAL.gtid_binlog_pos")  # MariaDB only
+    expire = _scalar(conn, "SELECT @@GLOBAL.binlog_expire_logs_seconds")
+    conn.commit()
+    return BinlogStatus(
+        file=str(master[0]) if master else None,
+        position=int(master[1]) if master else None,
+        gtid=str(gtid) if gtid else None,
+        oldest_file=logs[0][0] if logs else None,
+        files=len(logs),
+        bytes=sum(size for _, size in logs),
+        expire_seconds=None if expire is None else int(expire),
+    )
+
+
+def _scalar(conn: Connection, sql: str) -> Any:
+    try:
+        value = conn.exec_driver_sql(sql).scalar()
+    except Exception:
+        conn.rollback()
+        return None
+    conn.commit()
+    return value
+
+
+def server_id_for(connector: str) -> int:
+    """The replica id the connector's binlog reads register with: stable per connector, in a
+    range servers' own ids rarely use (two readers with one id would cut each other off)."""
+    return 0x40000000 + zlib.crc32(connector.encode()) % 0x3FFFFFFF
+
+
+def session_zone(conn: Connection) -> dt.tzinfo:
+    """The time zone a snapshot read's TIMESTAMP values are in (the session's)."""
+    zone, system, offset = conn.exec_driver_sql(
+        "SELECT @@session.time_zone, @@system_time_zone, "
+        "TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(), NOW())"
+    ).one()
+    conn.commit()
+    name = str(system if str(zone).upper() == "SYSTEM" else zone)
+    match = re.fullmatch(r"([+-])(\d{1,2}):(\d{2})", name)
+    if match:
+        sign = -1 if match.group(1) == "-" else 1
+        minutes = int(match.group(2)) * 60 + int(match.group(3))
+        return dt.timezone(sign * dt.timedelta(minutes=minutes))
+    try:
+        return ZoneInfo(name)
+    except (ValueError, KeyError, OSError):  # an abbreviation ('CET', '+07'): now's offset
+        return dt.timezone(dt.timedelta(seconds=int(offset)))
+
+
+# ---- DDL --------------------------------------------------------------------------------------
+
+_IDENT = r"(?:`(?:[^`]|``)+`|[\w$]+)"
+_NAME = rf"{_IDENT}(?:\s*\.\s*{_IDENT})?"
+_DDL = re.compile(
+    r"^\s*(?P<verb>ALTER\s+(?:ONLINE\s+|IGNORE\s+)*TABLE(?:\s+IF\s+EXISTS)?|"
+    r"DROP\s+(?:TEMPORARY\s+)?TABLES?(?:\s+IF\s+EXISTS)?|TRUNCATE(?:\s+TABLE)?|"
+    r"RENAME\s+TABLES?|CREATE\s+OR\s+REPLACE\s+(?:TEMPORARY\s+)?TABLE)\s+(?P<rest>.*)$",
+    re.IGNORECASE | re.DOTALL,
+)
+_COMMENT = re.compile(r"/\*.*?\*/|--[^\n]*|#[^\n]*", re.DOTALL)
+
+
+def _unquote(name: str) -> str:
+    parts = re.findall(_IDENT, name)
+    return ".".join(p[1:-1].replace("``", "`") if p.startswith("`") else p for p in parts)
+
+
+def ddl_tables(query: str, schema: str) -> tuple[str, list[str]] | None:
+    """The statement's verb and the ``schema.table`` names it changes, or None for a
+    statement that changes no table's rows or shape (DML, CREATE TABLE, ...)."""
+    text = _COMMENT.sub(" ", query)
+    match = _DDL.match(text)
+    if match is None:
+        return None
+    verb = " ".join(match.group("verb").upper().split()[:2])
+    rest = match.group("rest")
+    if verb.startswith(("DROP", "RENAME")):
+        names = re.findall(_NAME, rest.split(";")[0])
+        names = [n for n in names if n.upper() not in ("TO", "RESTRICT", "CASCADE", "WAIT")]
+    else:
+        first = re.match(rf"\s*({_NAME})", rest)
+        names = [first.group(1)] if first else []
+    out = []
+    for name in names:
+        plain = _unquote(name)
+        out.append(plain if "." in plain else f"{schema}.{plain}")
+    return verb, out
+
+
+# ---- values -----------------------------------------------------------------------------------
+
+
+class _Values:
+    """A binlog row's values as the driver gives them for the same columns in a snapshot read
+    (``SqlSource``'s converters then make both the same Avro value)."""
+
+    # pymysqlreplication.constants.FIELD_TYPE
+    TIMESTAMP, FLOAT, SET, BIT, DATE, DATETIME = 7, 4, 248, 16, 10, 12
+    TIMESTAMP2, DATETIME2, NEWDATE, JSON = 17, 18, 14, 245
+
+    def __init__(self, zone: dt.tzinfo) -> None:
+        self.zone = zone
+
+    def value(self, column: Any, value: Any, none_source: str | None) -> Any:
+        kind = column.type
+        if value is None:
+            if none_source == "empty set":
+                return ""
+            if none_source and none_source.startswith("out of date"):
+                return "0000-00-00"  # the driver's text for a zero date: refused per row
+            return None
+        if kind == self.FLOAT:
+            return _float32(value)
+        if kind in (self.TIMESTAMP, self.TIMESTAMP2):
+            aware = value.replace(tzinfo=dt.UTC).astimezone(self.zone)
+            return aware.replace(tzinfo=None)
+        if isinstance(value, set | frozenset):  # SET: the driver gives its text
+            return ",".join(v for v in (column.set_values or []) if v in value)
+        if kind == self.BIT:
+            return int(value, 2).to_bytes(int(column.bytes), "big")
+        if kind == self.JSON and not isinstance(value, str):  # MySQL's binary JSON
+            import json
+
+            return json.dumps(_text_keys(value), ensure_ascii=False)
+        return value
+
+
+def _text_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            (k.decode() if isinstance(k, bytes) else k): _text_keys(v) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_text_keys(v) for v in value]
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _float32(value: float) -> float:
+    """A FLOAT as the server prints it: the shortest decimal that is the same 32-bit float
+    (the binlog holds the float's bits, a snapshot read its text)."""
+    packed = struct.pack("<f", value)
+    for digits in range(1, 10):
+        text = f"{value:.{digits}g}"
+        try:
+            if struct.pack("<f", float(text)) == packed:
+                return float(text)
+        except OverflowError:  # rounded past the largest float
+            continue
+    return float(value)
+
+
+# ---- the reader -------------------------------------------------------------------------------
+
+
+Pending = tuple[str, dict[str, Any], Invalid | None, dict[str, Any]]
+
+
+class MyLogReader:
+    """One read of a connector's log tables (snapshots where needed, then the binlog to its
+    end), as batches of one table each."""
+
+    def __init__(self, source: Any, streams: list[Stream]) -> None:
+        self.source = source  # connectors.sql.source.SqlSource
+        self.connector = source.connector
+        self.streams = {s.name: s for s in streams}
+        self.batch_size = int(self.connector.batch_size)
+        self._acked: dict[str, dict[str, Any]] = {}
+        self._by_qualified: dict[str, str] = {}
+        self._values = _Values(dt.UTC)
+        self._ts_floor = 0
+        self._gtids = False
+        self._processor_cache: dict[str, list[Any]] = {}
+
+    def _qualify(self, conn: Connection) -> None:
+        database = conn.exec_driver_sql("SELECT DATABASE()").scalar() or ""
+        conn.commit()
+        for name in self.streams:
+            schema, _, table = name.rpartition(".")
+            self._by_qualified[f"{schema or database}.{table}"] = name
+
+    # ---- the read ------------------------------------------------------------------------------
+    def read(self, positions: dict[str, dict[str, Any] | None]) -> Iterator[Batch]:
+        held = {name: positions.get(name) for name in self.streams}
+        halted = [p["halt"] for p in held.values() if p is not None and p.get("halt")]
+        if halted:
+            raise TableStoppedError(", ".join(self.streams), f"stopped earlier: {halted[0]}")
+        with self.connector.connect() as conn:
+            problems = server_problems(conn)
+            if problems:
+                raise ConnectorConfigError(problems, name=self.connector.name)
+            self._qualify(conn)
+            self._values = _Values(session_zone(conn))
+            self._gtids = bool(_scalar(conn, "SELECT @@GLOBAL.gtid_binlog_pos") is not None)
+        for name, state in held.items():
+            if position_key(state) is not None:
+                self._acked[name] = dict(state)  # type: ignore[arg-type]
+        for name, stream in self.streams.items():
+            if name not in self._acked:
+                yield from self._snapshot(stream)
+        self._ts_floor = max(int(s.get("ts") or 0) for s in self._acked.values())
+        start = min(
+            self._acked.values(), key=lambda s: _point_key(resume_point(s))
+        )  # the oldest table's next change
+        file, pos = resume_point(start)
+        with self.connector.connect() as conn:
+            files = [f for f, _ in binary_logs(conn)]
+        if file not in files:
+            raise TableStoppedError(
+                ", ".join(self.streams),
+                f"binlog file {file} is no longer on the server (purged; oldest: "
+                f"{files[0] if files else 'none'}): changes since the last position cannot be "
+                f"read; re-snapshot with: {resnapshot_command(self.connector.name)}",
+            )
+        yield from self._stream(file, pos)
+
+    def _snapshot(self, stream: Stream) -> Iterator[Batch]:
+        """The table read (op ``r``) in a consistent snapshot; its position is the binlog
+        position that snapshot is consistent with."""
+        at: dict[str, Any] = {}
+
+        def in_snapshot(c: Connection) -> Connection:
+            c = c.execution_options(isolation_level="REPEATABLE READ")
+            c.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            status = {
+                str(k).lower(): v
+                for k, v in c.exec_driver_sql("SHOW STATUS LIKE 'binlog_snapshot_%%'").all()
+            }
+            if "binlog_snapshot_file" in status:  # MariaDB
+                at["file"] = str(status["binlog_snapshot_file"])
+                at["pos"] = int(status["binlog_snapshot_position"])
+                gtid = c.exec_driver_sql(
+                    "SELECT BINLOG_GTID_POS(%(f)s, %(p)s)", {"f": at["file"], "p": at["pos"]}
+                ).scalar()
+                at["gtid"] = str(gtid) if gtid else None
+            else:  # MySQL: no snapshot position to read; the read stops before it starts
+                raise ConnectorConfigError(
+                    [
+                        "mode: log: this server has no binlog_snapshot_file status variable "
+                        "(MariaDB has it): a snapshot consistent with a binlog position "
+                        "cannot be taken without a global lock"
+                    ],
+                    name=self.connector.name,
+                )
+            return c
+
+        with self.connector.connect() as conn:
+            snapshot_ms = int(
+                conn.exec_driver_sql("SELECT FLOOR(UNIX_TIMESTAMP(NOW(3)) * 1000)").scalar_one()
+            )
+            conn.commit()
+        begin = {"mode": "snapshot", "snapshot_ms": snapshot_ms, "after": None, "done": False}
+        for batch in self.source.read_stream(stream, begin, prepare=in_snapshot, mode="snapshot"):
+            inner = batch.state or {}
+            done = bool(inner.get("done"))
+            batch.state = {
+                "mode": MODE,
+                "phase": "stream" if done else "snapshot",
+                "file": at["file"],
+                "pos": at["pos"],
+                "index": -1,
+                "end": at["pos"],
+                "gtid": at.get("gtid"),
+                "ts": snapshot_ms,
+                "rows": inner.get("rows", 0),
+                "snapshot_ms": inner.get("snapshot_ms"),
+            }
+            yield batch
+            if done:
+                self._acked[stream.name] = dict(batch.state)
+
+    def _reader(self, file: str, pos: int) -> Any:
+        try:
+            from pymysqlreplication import BinLogStreamReader
+            from pymysqlreplication.event import (
+                GtidEvent,
+                MariadbGtidEvent,
+                QueryEvent,
+                RotateEvent,
+                XidEvent,
+            )
+            from pymysqlreplication.row_event import (
+                DeleteRowsEvent,
+                UpdateRowsEvent,
+                WriteRowsEvent,
+            )
+        except ImportError as exc:  # pragma: no cover - a dependency of the project
+            raise ConnectorConfigError(
+                ["mode: log needs mysql-replication (pip install mysql-replication)"]
+            ) from exc
+        url = self.connector.url
+        settings = {
+            "host": url.host or "localhost",
+            "port": int(url.port or 3306),
+            "user": url.username or "",
+            "password": url.password or "",
+            "connect_timeout": max(1, int(self.connector.config.connection.connect_timeout_s)),
+        }
+        schemas = sorted({q.split(".", 1)[0] for q in self._by_qualified})
+        tables = sorted({q.split(".", 1)[1] for q in self._by_qualified})
+        return BinLogStreamReader(
+            connection_settings=settings,
+            server_id=server_id_for(self.connector.name),
+            resume_stream=True,
+            log_file=file,
+            log_pos=pos,
+            blocking=False,  # to the binlog's end, then stop
+            only_events=[
+                MariadbGtidEvent,
+                GtidEvent,
+                QueryEvent,
+                XidEvent,
+                RotateEvent,
+                WriteRowsEvent,
+                UpdateRowsEvent,
+                DeleteRowsEvent,
+            ],
+            only_schemas=schemas,  # other tables' rows are not even decoded
+            only_tables=tables,
+            enable_logging=False,
+        )
+
+    def _stream(self, file: str, pos: int) -> Iterator[Batch]:
+        try:
+            reader = self._reader(file, pos)
+        except Exception as exc:
+            raise ConnectorUnavailableError(
+                f"connection.url: cannot open a binlog reader ({type(exc).__name__})"
+            ) from exc
+        try:
+            yield from self._events(reader, file, pos)
+        finally:
+            reader.close()
+
+    def _events(self, reader: Any, file: str, pos: int) -> Iterator[Batch]:
+        from pymysqlreplication.event import (
+            GtidEvent,
+            MariadbGtidEvent,
+            QueryEvent,
+            RotateEvent,
+            XidEvent,
+        )
+        from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
+
+        pending: list[Pending] = []
+        prev_end = pos  # the offset after the last event read (a transaction starts there)
+        txn: _Txn | None = None
+        last: tuple[str, int, str | None] | None = None  # the last whole transaction's end
+        try:
+            for event in reader:
+                if isinstance(event, RotateEvent):
+                    file, prev_end = str(event.next_binlog), int(event.position)
+                    continue
+                end = int(event.packet.log_pos)
+                if isinstance(event, MariadbGtidEvent):  # a "BEGIN GTID", or standalone DDL
+                    txn = _Txn(file, prev_end, str(event.gtid), begun=not event.flags & 1)
+                elif isinstance(event, GtidEvent):  # MySQL: BEGIN follows for a transaction
+                    txn = _Txn(file, prev_end, str(event.gtid))
+                elif isinstance(event, QueryEvent):
+                    query = _text(event.query)
+                    word = query.strip().upper()
+                    if word == "BEGIN":
+                        txn = txn or _Txn(file, prev_end, None)
+                        txn.begun = True
+                    elif word == "COMMIT" or word.startswith("XA "):
+                        last = self._commit(txn, pending, file, end) or last
+                        txn = None
+                    else:
+                        here = txn or _Txn(file, prev_end, None)
+                        stop = self._ddl(here, query, _text(event.schema))
+                        if stop is not None:  # what came before it is published first
+                            yield from self._flush(pending)
+                            yield self._halt(stop)
+                            raise stop
+                        if not here.begun:  # a statement of its own: the transaction ends
+                            last = self._commit(here, pending, file, end) or last
+                            txn = None
+                elif isinstance(event, XidEvent):
+                    last = self._commit(txn, pending, file, end) or last
+                    txn = None
+                elif isinstance(event, WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent):
+                    if txn is None:
+                        txn = _Txn(file, prev_end, None)
+                    self._rows(event, txn, pending)
+                    if len(pending) >= self.batch_size * 4:  # a long transaction
+                        yield from self._flush(pending)
+                        pending = []
+                prev_end = end
+                if txn is None and len(pending) >= self.batch_size:
+                    yield from self._flush(pending)
+                    pending = []
+        except TableStoppedError:
+            raise
+        except Exception as exc:  # the server's or the protocol's errors
+            if type(exc).__module__.startswith(("pymysql", "pymysqlreplication")):
+                raise ConnectorUnavailableError(
+                    f"binlog read at {file}:{prev_end} failed ({type(exc).__name__}: "
+                    f"{str(exc)[:200]})"
+                ) from exc
+            raise
+        yield from self._flush(pending)
+        if last is not None:
+            yield from self._advance(*last)
+
+    def _commit(
+        self, txn: _Txn | None, pending: list[Pending], file: str, end: int
+    ) -> tuple[str, int, str | None] | None:
+        """A transaction ended at ``file:end``: its last pending event's state says so."""
+        if txn is None:
+            return None
+        if pending and pending[-1][3]["pos"] == txn.pos and pending[-1][3]["file"] == txn.file:
+            pending[-1][3]["end"] = end
+            pending[-1][3]["end_file"] = file
+        return file, end, txn.gtid
+
+    def _advance(self, file: str, end: int, gtid: str | None) -> Iterator[Batch]:
+        """Tables behind the end of what was read move to it (all published and acknowledged
+        before it): the next run need not read those files again."""
+        point = _point_key((file, end))
+        for name, stream in self.streams.items():
+            state = self._acked.get(name)
+            if state is not None and _point_key(resume_point(state)) >= point:
+                continue
+            moved = {
+                "mode": MODE,
+                "phase": "stream",
+                "file": file,
+                "pos": end,
+                "index": -1,
+                "end": end,
+                "gtid": gtid,
+                "ts": self._ts_floor,
+            }
+            yield Batch(name, [], moved, stream.record_schema)
+            self._acked[name] = moved
+
+    def _ddl(self, txn: _Txn, query: str, schema: str) -> TableStoppedError | None:
+        found = ddl_tables(query, schema)
+        if found is None:
+            return None
+        verb, names = found
+        hit = [self._by_qualified[n] for n in names if n in self._by_qualified]
+        if not hit:
+            return None
+        where = txn.gtid or f"{txn.file}:{txn.pos}"
+        what = (
+            "the rows it removed are not in the log, so no event can name them"
+            if (verb.startswith(("TRUNCATE", "DROP")))
+            else "rows after it may no longer match the table's published schema"
+        )
+        return TableStoppedError(
+            ", ".join(hit),
+            f"{verb} at binlog {where}: {what}; the position stays before it. Empty the "
+            "table's sinks (or reconcile them with repair), then re-snapshot with: "
+            f"{resnapshot_command(self.connector.name)}",
+        )
+
+    def _rows(self, event: Any, txn: _Txn, pending: list[Pending]) -> None:
+        from pymysqlreplication.row_event import DeleteRowsEvent, WriteRowsEvent
+
+        table = self._by_qualified.get(f"{event.schema}.{event.table}")
+        if table is None:
+            for _ in event.rows:  # a same-named table of another captured schema: counted
+                txn.next_index()
+            return
+        stream = self.streams[table]
+        context = self.source.log_context(stream)
+        processors = self._processors(stream, context.names)
+        acked = position_key(self._acked.get(table))
+        ts = max(self._ts_floor, int(event.timestamp) * 1000)
+        self._ts_floor = ts
+        columns = {c.name: c for c in event.columns}
+        missing = [n for n in context.names if n not in columns]
+        if missing:
+            raise TableStoppedError(
+                table,
+                f"the binlog's rows of {table!r} have no column {missing[0]!r} (the table "
+                "changed before this read saw the change): re-snapshot with: "
+                f"{resnapshot_command(self.connector.name)}",
+            )
+        for raw in event.rows:
+            index = txn.next_index()
+            key = (file_number(txn.file), txn.pos, index)
+            if acked is not None and key <= acked:
+                continue  # published before: acknowledged already
+            if isinstance(event, WriteRowsEvent):
+                op, after, before = "c", raw["values"], None
+                after_none = raw.get("none_sources") or {}
+                before_none: dict[str, str] = {}
+            elif isinstance(event, DeleteRowsEvent):
+                op, after, before = "d", None, raw["values"]
+                before_none = raw.get("none_sources") or {}
+                after_none = {}
+            else:
+                op, after, before = "u", raw["after_values"], raw["before_values"]
+                after_none = raw.get("after_none_sources") or {}
+                before_none = raw.get("before_none_sources") or {}
+            pending.append(
+                self._event(
+                    table,
+                    context,
+                    txn,
+                    index,
+                    op,
+                    ts,
+                    self._row(columns, after, after_none, context.names, processors),
+                    self._row(columns, before, before_none, context.names, processors),
+                )
+            )
+
+    def _row(
+        self,
+        columns: dict[str, Any],
+        values: dict[str, Any] | None,
+        none_sources: dict[str, str],
+        names: list[str],
+        processors: list[Any],
+    ) -> tuple[Any, ...] | None:
+        if values is None:
+            return None
+        convert = self._values.value
+        out = []
+        for name, process in zip(names, processors, strict=True):
+            value = convert(columns[name], values.get(name), none_sources.get(name))
+            out.append(value if process is None or value is None else process(value))
+        return tuple(out)
+
+    def _processors(self, stream: Stream, names: list[str]) -> list[Any]:
+        """Each column's SQLAlchemy result processor: what a snapshot read does to the
+        driver's value before the converters (a TIME's timedelta becomes a time, a SET's
+        text a set of members)."""
+        cached = self._processor_cache.get(stream.name)
+        if cached is None:
+            table = self.source._source_table(stream)
+            dialect = self.connector.engine.dialect
+            cached = [
+                table.c[n].type.dialect_impl(dialect).result_processor(dialect, None) for n in names
+            ]
+            self._processor_cache[stream.name] = cached
+        return cached
+
+    def _event(
+        self,
+        table: str,
+        context: Any,
+        txn: _Txn,
+        index: int,
+        op: str,
+        ts: int,
+        after_row: tuple[Any, ...] | None,
+        before_row: tuple[Any, ...] | None,
+    ) -> Pending:
+        position = (
+            f"{txn.gtid}:{index}" if txn.gtid and self._gtids else f"{txn.file}:{txn.pos}:{index}"
+        )
+        state = {
+            "mode": MODE,
+            "phase": "stream",
+            "file": txn.file,
+            "pos": txn.pos,
+            "index": index,
+            "end": None,
+            "gtid": txn.gtid,
+            "ts": ts,
+        }
+        row = after_row if after_row is not None else before_row
+        assert row is not None
+        events, invalid = self.source._events(context.ctx, [row])
+        bad = invalid[0] if invalid else None
+        event = bad.event if bad is not None else events[0]
+        if op == "d" or event["op"] != "d":  # a soft-delete flag keeps its 'd'
+            event["op"] = op
+        event["ts_ms"] = ts
+        event["source"]["position"] = position
+        before = None
+        if before_row is not None and op != "c":
+            olds, _ = self.source._events(context.ctx, [before_row])
+            before = olds[0]["after"] if olds else None
+        if event["op"] == "d":
+            event["before"] = before if op == "d" else event["after"] or event["before"]
+            event["after"] = None
+        else:
+            event["before"] = before
+        event["event_id"] = event_id_for(context.ctx.id_prefix, event["key"], event["op"], position)
+        return table, event, bad, state
+
+    def _halt(self, stop: TableStoppedError) -> Batch:
+        """An empty batch whose state is the first table's last acknowledged position marked
+        with the reason the read stopped: every later run stops again with it until the
+        connector is reset."""
+        table = next(iter(self.streams))
+        state = dict(self._acked.get(table) or {"mode": MODE, "phase": "stream"})
+        state["halt"] = stop.reason
+        return Batch(table, [], state, self.streams[table].record_schema)
+
+    def _flush(self, pending: list[Pending]) -> Iterator[Batch]:
+        """Consecutive events of one table as one batch, in order; the batch's state is the
+        position of its last event."""
+        i = 0
+        while i < len(pending):
+            table = pending[i][0]
+            events: list[dict[str, Any]] = []
+            invalid: list[Invalid] = []
+            while i < len(pending) and pending[i][0] == table:
+                _, event, bad, _state = pending[i]
+                if bad is None:
+                    events.append(event)
+                else:
+                    invalid.append(bad)
+                i += 1
+            state = dict(pending[i - 1][3])
+            yield Batch(table, events, state, self.streams[table].record_schema, invalid)
+            self._acked[table] = state  # the broker acknowledged it: the read resumed
+        pending.clear()
+
+
+class _Txn:
+    def __init__(self, file: str, pos: int, gtid: str | None, *, begun: bool = False) -> None:
+        self.file, self.pos, self.gtid = file, pos, gtid
+        self.begun = begun  # BEGIN seen: only COMMIT or an Xid ends it
+        self.index = -1
+
+    def next_index(self) -> int:
+        self.index += 1
+        return self.index
+
+
+def _point_key(point: tuple[str, int]) -> tuple[int, int]:
+    return file_number(point[0]), point[1]
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
