@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from bus.config import Settings
-from bus.demo.city import CITY, DISTRICT, run_city_demo, summary_lines
+from bus.demo.city import CITY, DISTRICT, DemoResult, run_city_demo, summary_lines
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def settings(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """Each demo run gets its own embedded broker: the demo's topic and group names are fixed,
+@contextlib.contextmanager
+def _own_broker(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Each demo state gets its own embedded broker: the demo's topic and group names are fixed,
     so runs must not see each other's records or committed offsets. The broker's state lives
     outside the demo's home, which ``fresh=True`` empties (its pid file with it)."""
-    import os
-
     from bus import broker
     from bus.db.engine import dispose_engines
 
@@ -34,9 +35,35 @@ def settings(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         dispose_engines()
 
 
-def test_demo_small_then_again(settings: Settings) -> None:
-    said: list[str] = []
-    first = run_city_demo(settings, said.append, rows_per_ward=20, seed=11)
+@pytest.fixture
+def settings(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    with _own_broker(home, tmp_path_factory) as own:
+        yield own
+
+
+@dataclass
+class TwoRuns:
+    settings: Settings
+    first: DemoResult
+    second: DemoResult
+    said: list[str]
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoRuns]:
+    """The small demo run twice in one state folder (the first through a real Airflow DAG
+    run, the second in-process without cleaning up): built once for the module, its results
+    checked by one test and its state damaged and repaired by another."""
+    home = tmp_path_factory.mktemp("demo-home")
+    with _own_broker(home, tmp_path_factory) as own:
+        said: list[str] = []
+        first = run_city_demo(own, said.append, rows_per_ward=20, seed=11)
+        second = run_city_demo(own, said.append, rows_per_ward=20, seed=11, use_airflow=False)
+        yield TwoRuns(own, first, second, said)
+
+
+def test_demo_small_then_again(two_runs: TwoRuns) -> None:
+    first = two_runs.first
     assert first.dag_state == "success"
     assert first.ward_rows == 200
     # every ward event reached the district and the city topics once
@@ -52,7 +79,7 @@ def test_demo_small_then_again(settings: Settings) -> None:
     assert any("Phường Tân Định" in line for line in summary_lines(first))
 
     # a second run without cleaning up: a few dossiers changed in each ward, nothing duplicated
-    second = run_city_demo(settings, said.append, rows_per_ward=20, seed=11, use_airflow=False)
+    second = two_runs.second
     assert second.ward_rows == 200
     assert second.sink_rows == {DISTRICT: 200, CITY: 200}
     assert (second.reconciled, second.agreeing) == (10, 10)
@@ -61,15 +88,16 @@ def test_demo_small_then_again(settings: Settings) -> None:
 
 
 def test_demo_copy_damaged_then_repaired(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+    two_runs: TwoRuns, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Reconciliation finds damage in the city copy and repairs it through the bus."""
+    """Reconciliation finds damage in the city copy (of the module's demo state, which agrees
+    everywhere after its two runs) and repairs it through the bus."""
     import sqlalchemy as sa
 
     from bus import sync
     from bus.reconcile.service import run_reconcile
 
-    run_city_demo(settings, lambda _t: None, rows_per_ward=15, seed=5, use_airflow=False)
+    settings = two_runs.settings
     city = sa.create_engine(f"sqlite:///{settings.home.resolve() / 'demo' / 'unit-79.db'}")
     with city.begin() as conn:
         ids = [
