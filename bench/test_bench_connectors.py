@@ -9,7 +9,7 @@ RSS, and, in the same run, the raw kafka-python produce rate of N pre-encoded re
 same schema with the bus's producer settings, measured before and after the pipeline (the
 faster of the two is the baseline: the machine is shared); their ratio. A first pipeline of
 N/10 rows gives the peak RSS at a tenth of the size, to show memory does not grow with the
-table. N = 1,000,000 with LGSP_BENCH_FULL=1, else 20,000.
+table. N = 1,000,000 with LGSP_BENCH_FULL=1, else 5,000 (a smoke run).
 Targets (printed, not asserted): ratio >= 0.6; peak RSS <= 300 MB and flat in row count.
 """
 
@@ -40,7 +40,7 @@ pytestmark = pytest.mark.bench
 
 PG_URL = os.environ.get("LGSP_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ROOT = Path(__file__).resolve().parent.parent
-N = size(1_000_000, 20_000)
+N = size(1_000_000, 5_000)
 BATCH = 2000
 
 DDL = (

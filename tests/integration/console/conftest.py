@@ -79,10 +79,11 @@ def _park_one(settings: Settings) -> str:
     return topic
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     """The demo (15 dossiers a ward, in-process) on a broker of its own, one dead letter, a key
-    per role, and ``lgsp serve`` on a free port."""
+    per role, and ``lgsp serve`` on a free port: built once for both console test modules
+    (their tests add only data of their own: a connector, a dataset, grants)."""
     from bus import broker
     from bus.db.engine import dispose_engines
     from bus.demo.city import run_city_demo
@@ -107,17 +108,17 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
             "LGSP_DEMO_DIR": str(demo_dir),
         }
         env.pop("LGSP_DATABASE_URL", None)
-        proc = subprocess.Popen(
-            [LGSP, "serve", "--port", str(port)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        # its output to a file, not a pipe nobody reads: a full pipe (64 KB of request log)
+        # would block the server in the middle of the session's tests
+        log = tmp_path_factory.mktemp("console-serve") / "serve.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [LGSP, "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
+            )
         url = f"http://127.0.0.1:{port}"
 
         def up() -> bool:
-            assert proc is not None and proc.poll() is None, proc and proc.communicate()[0]
+            assert proc is not None and proc.poll() is None, log.read_text("utf-8", "replace")
             try:
                 return requests.get(url + "/healthz", timeout=1).ok
             except requests.ConnectionError:
@@ -128,13 +129,13 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     finally:
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
-            proc.communicate(timeout=40)
+            proc.wait(timeout=40)
         if not external:
             broker.stop_embedded(own)
         dispose_engines()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser() -> Iterator[object]:
     if not CHROMIUM.exists():
         pytest.fail(

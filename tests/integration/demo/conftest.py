@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,12 +14,12 @@ from bus.config import Settings
 from bus.db.engine import dispose_engines
 
 
-@pytest.fixture
-def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The bootstrap of a broker for one demo run (``LGSP_KAFKA_BOOTSTRAP`` when set): the
-    demo's topic and group names are fixed, so runs must not see each other's records or
-    committed offsets. Its state lives outside the demo's home, which ``fresh=True`` empties
-    (its pid file with it)."""
+@contextlib.contextmanager
+def _broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The bootstrap of a broker for demo runs (``LGSP_KAFKA_BOOTSTRAP`` when set): the demo's
+    topic and group names are fixed, so runs must not see each other's records or committed
+    offsets. Its state lives outside the demo's home, which ``fresh=True`` empties (its pid
+    file with it)."""
     external = os.environ.get("LGSP_KAFKA_BOOTSTRAP")
     if external:
         yield external
@@ -30,6 +31,20 @@ def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield bootstrap
     finally:
         broker.stop_embedded(own)
+
+
+@pytest.fixture
+def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A broker of one test's own."""
+    with _broker(tmp_path_factory) as bootstrap:
+        yield bootstrap
+
+
+@pytest.fixture(scope="module")
+def module_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A broker shared by a module's tests that share one demo state."""
+    with _broker(tmp_path_factory) as bootstrap:
+        yield bootstrap
 
 
 @pytest.fixture

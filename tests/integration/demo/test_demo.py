@@ -2,17 +2,49 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+
 import pytest
 
 from bus.config import Settings
-from bus.demo.city import CITY, DISTRICT, demo_dir, demo_env, run_city_demo, summary_lines
+from bus.db.engine import dispose_engines
+from bus.demo.city import (
+    CITY,
+    DISTRICT,
+    DemoResult,
+    demo_dir,
+    demo_env,
+    run_city_demo,
+    summary_lines,
+)
 
 pytestmark = pytest.mark.integration
 
 
-def test_demo_small_then_again(settings: Settings) -> None:
+@dataclass
+class TwoRuns:
+    settings: Settings
+    first: DemoResult
+    second: DemoResult
+    said: list[str]
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory: pytest.TempPathFactory, module_broker: str) -> Iterator[TwoRuns]:
+    """The small demo run twice in one state folder (the first through a real Airflow DAG
+    run, the second in-process without cleaning up): built once for the module, its results
+    checked by one test and its state damaged and repaired by another."""
+    own = Settings(home=tmp_path_factory.mktemp("demo-home"), kafka_bootstrap=module_broker)
     said: list[str] = []
-    first = run_city_demo(settings, said.append, rows_per_ward=20, seed=11)
+    first = run_city_demo(own, said.append, rows_per_ward=20, seed=11)
+    second = run_city_demo(own, said.append, rows_per_ward=20, seed=11, use_airflow=False)
+    yield TwoRuns(own, first, second, said)
+    dispose_engines()
+
+
+def test_demo_small_then_again(two_runs: TwoRuns) -> None:
+    first = two_runs.first
     assert first.dag_state == "success"
     assert first.ward_rows == 200
     # every ward event reached the district and the city topics once
@@ -28,7 +60,7 @@ def test_demo_small_then_again(settings: Settings) -> None:
     assert any("Phường Tân Định" in line for line in summary_lines(first))
 
     # a second run without cleaning up: a few dossiers changed in each ward, nothing duplicated
-    second = run_city_demo(settings, said.append, rows_per_ward=20, seed=11, use_airflow=False)
+    second = two_runs.second
     assert second.ward_rows == 200
     assert second.sink_rows == {DISTRICT: 200, CITY: 200}
     assert (second.reconciled, second.agreeing) == (10, 10)
@@ -37,15 +69,16 @@ def test_demo_small_then_again(settings: Settings) -> None:
 
 
 def test_demo_copy_damaged_then_repaired(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+    two_runs: TwoRuns, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Reconciliation finds damage in the city copy and repairs it through the bus."""
+    """Reconciliation finds damage in the city copy (of the module's demo state, which agrees
+    everywhere after its two runs) and repairs it through the bus."""
     import sqlalchemy as sa
 
     from bus import sync
     from bus.reconcile.service import run_reconcile
 
-    run_city_demo(settings, lambda _t: None, rows_per_ward=15, seed=5, use_airflow=False)
+    settings = two_runs.settings
     city = sa.create_engine(f"sqlite:///{demo_dir(settings) / 'unit-79.db'}")
     with city.begin() as conn:
         ids = [
