@@ -176,13 +176,20 @@ class Settings(BaseSettings):
     def control_database_url(self) -> str:
         if self.database_url is not None:
             return self.database_url.get_secret_value()
-        return f"sqlite:///{(self.home / 'control.db').resolve()}"
+        return _sqlite_url(os.getcwd(), self.home)
 
     def masked(self) -> dict[str, Any]:
         """The effective values with every secret (and URL password) masked."""
         data = self.model_dump(mode="json")
         data["database_url"] = mask_url(self.control_database_url)
         return data
+
+
+@lru_cache(maxsize=64)
+def _sqlite_url(cwd: str, home: Path) -> str:
+    """The default control database's URL: resolving the path costs a system call per
+    folder, and every control-database access asks for the URL (a lookup, four times)."""
+    return f"sqlite:///{(Path(cwd) / home / 'control.db').resolve()}"
 
 
 _SECRET_QUERY = re.compile(r"(?i)([?&](?:password|passwd|pwd|token|secret|api_key)=)[^&]*")

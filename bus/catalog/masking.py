@@ -43,16 +43,35 @@ def load_pii_key(settings: Settings) -> bytes:
         if len(value) < 16:
             raise ConfigurationError("pii_key: expected at least 16 characters")
         return value.encode("utf-8")
+    known = settings.home.expanduser() / KEY_FILE
+    try:
+        held, seen = _read_keys.get(known), _file_id(known)
+    except OSError:
+        held = seen = None
+    if held is not None and held[0] == seen:
+        return held[1]  # the same file as read before (a lookup needs the key every time)
     path = key_file(settings)
     if not path.exists():
         write_once(path, secrets.token_hex(_KEY_BYTES).encode("ascii"))
     try:
+        seen = _file_id(path)
         data = path.read_bytes().strip()
     except OSError as exc:
         raise ConfigurationError(f"pii key file {path.name}: cannot read ({exc.strerror})") from exc
     if len(data) < 16:
         raise ConfigurationError(f"pii key file {path.name}: too short (expected 64 hex digits)")
+    _read_keys[known] = (seen, data)
     return data
+
+
+# key files read by this process: path -> (the file's identity when read, its key)
+_read_keys: dict[Path, tuple[tuple[int, int, int, int], bytes]] = {}
+
+
+def _file_id(path: Path) -> tuple[int, int, int, int]:
+    """What changes when the file is replaced or rewritten: device, inode, size, mtime."""
+    st = path.stat()
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _text(value: Any) -> str:

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import ArgumentError, NoSuchTableError, SQLAlchemyError
 
+from bus.db.engine import pool_options
 from bus.errors import LgspError, NotFoundError
 from connectors.base import Connector, Stream
 from connectors.errors import (
@@ -106,7 +107,7 @@ class SqlConnector(Connector):
         load are read, so that one such row is refused alone)."""
 
     def engine_options(self) -> dict[str, Any]:
-        return {"pool_pre_ping": True}
+        return pool_options(self.url.drivername)
 
     def avro_mapping(self, sql_type: Any, *, key: bool = False) -> AvroMapping | None:
         """How a column of ``sql_type`` travels; ``key``: a primary-key column (its text is
