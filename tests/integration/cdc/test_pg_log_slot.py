@@ -5,10 +5,6 @@ bound. And a replication connection the server refuses gives the connector's err
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Iterator
-
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
@@ -19,15 +15,13 @@ from bus.sync import run
 from connectors.errors import ConnectorUnavailableError
 from connectors.sql import pglog
 from connectors.sql import pgoutput as pg
-from tests.integration.cdc.helpers import drop_log, events_of, execute, position_key
+from tests.integration.cdc.helpers import drop_log, execute
 from tests.integration.cdc.pg_cluster import Cluster
 from tests.integration.connectors.helpers import config
 
 pytestmark = pytest.mark.integration
 
 # the walsender asks for a reply after half of it, and ends a stream silent for all of it
-SENDER_TIMEOUT_S = 4.0
-ROLE = "lgsp_nhip"
 
 
 def lsn_of(url: str, sql: str) -> int:
@@ -48,94 +42,6 @@ def confirmed_flush(url: str, slot: str) -> int:
 
 def wal_now(url: str) -> int:
     return lsn_of(url, "SELECT pg_current_wal_insert_lsn()::text")
-
-
-class OtherWrites(threading.Thread):
-    """Small transactions on a table no connector captures, until stopped: WAL moves."""
-
-    def __init__(self, url: str, table: str) -> None:
-        super().__init__(daemon=True)
-        self.engine = sa.create_engine(url)
-        self.table = table
-        self.halt = threading.Event()
-
-    def run(self) -> None:
-        while not self.halt.is_set():
-            with self.engine.begin() as conn:
-                conn.exec_driver_sql(f"INSERT INTO {self.table} (ghi_chu) VALUES ('khác')")  # noqa: S608
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        self.halt.set()
-        if self.is_alive():
-            self.join(10)
-        self.engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def short_timeout_url(logical_pg: Cluster) -> Iterator[str]:
-    """A role whose walsenders have a short ``wal_sender_timeout``: keepalives asking for a
-    reply come every 2 s."""
-    execute(
-        logical_pg.url,
-        f"DROP ROLE IF EXISTS {ROLE}",
-        f"CREATE ROLE {ROLE} LOGIN SUPERUSER",
-        f"ALTER ROLE {ROLE} SET wal_sender_timeout = '{SENDER_TIMEOUT_S:g}s'",
-    )
-    try:
-        yield logical_pg.url_for(ROLE)
-    finally:
-        execute(logical_pg.url, f"DROP OWNED BY {ROLE}", f"DROP ROLE {ROLE}")
-
-
-def test_received_changes_waiting_for_the_broker_hold_the_slot_while_keepalives_arrive(
-    settings: Settings, logical_pg: Cluster, short_timeout_url: str, unique: str
-) -> None:
-    url, table, other = logical_pg.url, f"giu_{unique}", f"khac_{unique}"
-    execute(url, "CREATE TABLE {t} (id int PRIMARY KEY, ten text)", table=table)
-    execute(url, "CREATE TABLE {t} (id serial PRIMARY KEY, ghi_chu text)", table=other)
-    tables = [{"table": table, "dataset": f"tthc.g{unique}", "mode": "log"}]
-    topic = (
-        register(settings, config("postgresql", "source", short_timeout_url, tables, name="giu"))
-        .tables[0]
-        .topic
-    )
-    writes = OtherWrites(url, other)
-    try:
-        assert run(settings, "giu").rows == 0  # the snapshot of an empty table; the slot exists
-        writes.start()
-        execute(url, "INSERT INTO {t} VALUES (1, 'Đặng Văn Lâm')", table=table)  # A
-        seen: list[int] = []
-
-        def hold(_tr: object) -> None:
-            # a batch acknowledged by the broker, its position stored; the reader resumes
-            # (and may tell the server) only when this returns
-            seen.append(confirmed_flush(url, "lgsp_giu"))
-            if len(seen) == 1:
-                # B committed while A's batch is out; WAL moves; keepalives queue, one
-                # asking for a reply: the reader reads them with B received, not acknowledged
-                execute(url, "INSERT INTO {t} VALUES (2, 'Hồ Thị Thu')", table=table)  # B
-                time.sleep(SENDER_TIMEOUT_S * 0.6)
-            else:
-                raise RuntimeError("crash")
-
-        with pytest.raises(RuntimeError, match="crash"):
-            run(settings, "giu", progress=hold)
-        crashed = confirmed_flush(url, "lgsp_giu")
-        a, b = (position_key(e["source"]["position"])[0] for e in events_of(settings, topic))
-        assert seen[0] <= a, "A confirmed before the reader heard the broker acknowledged it"
-        # A confirmed once acknowledged; B (received, keepalives read and answered after it)
-        # not: its commit starts at b and a slot confirmed past b would skip it on restart
-        assert a < seen[1] <= b
-        assert crashed <= b
-        writes.stop()
-        written = wal_now(url)
-        assert run(settings, "giu").rows == 0  # B was acknowledged: skipped, not doubled
-        # nothing waits: the slot moved past B and past the other table's WAL
-        assert confirmed_flush(url, "lgsp_giu") >= written
-    finally:
-        writes.stop()
-        drop_log(url, "giu", table, other)
 
 
 def test_a_slot_over_quiet_tables_moves_with_wal_written_elsewhere(
