@@ -367,6 +367,7 @@ class SyncRun:
         reports = {t: self.report.table(t, self.topics[t]) for t in tables}
         try:
             streams = [self._source_stream(t, reports[t], publisher) for t in tables]
+            self._guard_log(tables, reports)
             held = {t: (p.position if (p := positions.get(t)) else None) for t in tables}
             for batch in connector.read_log(streams, held):  # type: ignore[attr-defined]
                 cfg = connector.table_config(batch.stream)
@@ -374,6 +375,20 @@ class SyncRun:
         except TABLE_ERRORS as exc:
             for tr in reports.values():
                 self._stop(tr, exc, self._told)
+
+    def _guard_log(self, tables: list[str], reports: dict[str, TableReport]) -> None:
+        """The connector file's ``log:`` limits, before each read of the log
+        (``bus.connector_service.log_guard``): warnings go with the tables; past the hard
+        limit the slot is gone and the tables stop."""
+        if getattr(self.connector.config, "log", None) is None:
+            return
+        from bus.connector_service.log_guard import guard
+
+        guarded = guard(self.store, self.connector)
+        for tr in reports.values():
+            tr.warnings.extend(guarded.warnings)
+        if guarded.stopped is not None:
+            raise TableStoppedError(", ".join(tables), guarded.stopped)
 
     def _source_stream(self, table: str, tr: TableReport, publisher: Publisher) -> Any:
         """The table's stream, its envelope schema registered (an incompatible change stops

@@ -16,6 +16,7 @@ from bus.connector_service import slots
 from bus.connector_service.registration import Registration, register, unregister
 from bus.connector_service.reset import reset_connector
 from bus.connector_service.status import connector_status
+from bus.errors import FatalError
 from bus.longrun import Follow, stop_signals
 from bus.sync import SyncReport, TableReport, connector_for
 from bus.sync import run as run_sync
@@ -246,6 +247,8 @@ def status(name: str, runs: int, as_json: bool) -> None:
     )
     for topic, behind in answer["lag"].items():
         click.echo(f"lag {topic}: {behind} record(s) not yet applied")
+    if answer["log"] is not None:
+        _print_log_status(answer["log"])
 
 
 def _print_log_status(status: dict[str, Any]) -> None:
@@ -259,6 +262,7 @@ def _print_log_status(status: dict[str, Any]) -> None:
             + f", keeps {status['files']} file(s) from {status['oldest_file']}, "
             f"{status['bytes']} bytes; each table's position is shown above"
         )
+        _print_log_limits(status)
         return
     retained = status.get("retained_wal_bytes")
     click.echo(
@@ -270,6 +274,39 @@ def _print_log_status(status: dict[str, Any]) -> None:
             else "not created yet"
         )
     )
+    _print_log_limits(status)
+
+
+def _print_log_limits(status: dict[str, Any]) -> None:
+    """How far the log source is behind, its ``log:`` limits and their warnings
+    (``connectors.sql.loglimit``), and a problem with the command that fixes it."""
+    from connectors.sql.loglimit import format_bytes, format_seconds
+
+    behind, seconds = status.get("behind_bytes"), status.get("behind_seconds")
+    if status.get("kind") == "binlog" and behind is not None:
+        click.echo(
+            f"behind: {format_bytes(behind)} ({behind} bytes) of binlog not yet read, from "
+            f"{status['read_file']}:{status['read_position']}"
+            + (f"; last change read {format_seconds(seconds)} ago" if seconds else "")
+        )
+    limits = status.get("limits")
+    if limits:
+        shown = [
+            f"{what} {text}"
+            for what, value, text in (
+                ("warn at", limits["warn_bytes"], format_bytes(limits["warn_bytes"] or 0)),
+                ("warn at", limits["warn_time_s"], format_seconds(limits["warn_time_s"] or 0)),
+                ("stop at", limits["max_bytes"], format_bytes(limits["max_bytes"] or 0)),
+            )
+            if value is not None
+        ]
+        click.echo("limits (log:): " + ", ".join(shown))
+    if status.get("over_limit"):
+        click.echo(
+            f"warning: {status['over_limit']}: the next run or check drops the slot", err=True
+        )
+    for warning in status.get("warnings") or []:
+        click.echo(f"warning: {warning}", err=True)
     if status.get("problem"):
         click.echo(f"warning: {status['problem']}", err=True)
 
@@ -302,15 +339,25 @@ def unlock(name: str, yes: bool) -> None:
 @connector_group.command("check")
 @click.argument("name")
 def check(name: str) -> None:
-    """Connect and discover the tables of a registered connector (changes nothing)."""
-    connector = connector_for(context(), name)
+    """Connect and discover the tables of a registered connector (changes nothing), and judge a
+    log-based source against its ``log:`` limits: past the hard limit (PostgreSQL
+    ``log.max_bytes``) the slot is dropped, the tables stop and the command exits non-zero."""
+    from bus.connector_service.log_guard import guard
+
+    ctx = context()
+    connector = connector_for(ctx, name)
     with connector:
         connector.check()
         streams = connector.discover()
+        guarded = guard(ctx.connectors, connector)
     click.echo(f"connector {name}: connection ok, {len(streams)} table(s) found")
     for stream in streams:
         for warning in stream.warnings:
             click.echo(f"warning: {warning}", err=True)
+    if guarded.stopped is not None:
+        raise FatalError(f"connector {name}: log tables stopped: {guarded.stopped}")
+    if guarded.status is not None:
+        _print_log_status(guarded.status)
 
 
 @connector_group.command("remove")

@@ -12,8 +12,10 @@ from bus.errors import LgspError
 
 def log_status(ctx: Context, name: str) -> dict[str, Any] | None:
     """The slot of a ``mode: log`` source (name, state, retained WAL in bytes, a problem with
-    the command that fixes it); None for a connector without one. An unreachable database is
-    reported in it (``error``) rather than failing the whole answer."""
+    the command that fixes it), how far it is behind and what the ``log:`` limits say
+    (``bus.connector_service.log_guard``); None for a connector without one. An unreachable
+    database is reported in it (``error``) rather than failing the whole answer."""
+    from bus.connector_service.log_guard import assessed
     from bus.sync import connector_for
 
     stored = ctx.connectors.get(name)
@@ -23,6 +25,6 @@ def log_status(ctx: Context, name: str) -> dict[str, Any] | None:
         return None
     try:
         with connector_for(ctx, name) as connector:
-            return connector.log_status()
+            return assessed(ctx.connectors, connector)
     except LgspError as exc:
         return {"error": safe_message(exc)}

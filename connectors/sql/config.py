@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 from connectors.config import ConnectorConfig, Mode, Strict, TableConfig
 from connectors.errors import FieldError
 from connectors.secrets import sql_url_problem
+from connectors.sql.loglimit import LogLimits
 from connectors.sql.lookback import parse_duration
 
 # the capture modes of a SQL source: the common ones and log-based capture
@@ -69,9 +70,16 @@ class SqlTable(TableConfig):
 class SqlConnectorConfig(ConnectorConfig):
     connection: SqlConnection
     tables: list[SqlTable] = Field(min_length=1)  # type: ignore[assignment]
+    # a source with mode: log tables: how far it may fall behind (connectors.sql.loglimit)
+    log: LogLimits | None = None
 
     def problems(self) -> list[FieldError]:
         out = super().problems()
+        if self.log is not None:
+            if self.role != "source" or not any(t.mode == "log" for t in self.tables):
+                out.append(FieldError("log", "only for sources with mode: log tables"))
+            else:
+                out.extend(self.log.problems(self.type))
         for i, t in enumerate(self.tables):
             where = f"tables[{i}]"
             if self.role == "source":

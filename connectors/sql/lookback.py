@@ -39,8 +39,9 @@ _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)?\s*$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400, None: 1}
 
 
-def parse_duration(value: Any) -> int:
-    """Seconds of a lookback: a whole number of seconds or ``90s``, ``5m``, ``2h``, ``1d``."""
+def parse_duration(value: Any, maximum_s: int = MAX_LOOKBACK_S) -> int:
+    """Seconds of a lookback (or another duration up to ``maximum_s``): a whole number of
+    seconds or ``90s``, ``5m``, ``2h``, ``1d``."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 5m or 1h, or a number of seconds")
     if isinstance(value, int):
@@ -51,8 +52,8 @@ def parse_duration(value: Any) -> int:
         seconds = int(match.group(1)) * _UNIT_S[match.group(2)]
     else:
         raise ValueError("expected a duration such as 30s, 5m or 1h, or a number of seconds")
-    if not 0 <= seconds <= MAX_LOOKBACK_S:
-        raise ValueError(f"expected 0 to {MAX_LOOKBACK_S} seconds (7 days)")
+    if not 0 <= seconds <= maximum_s:
+        raise ValueError(f"expected 0 to {maximum_s} seconds ({maximum_s // 86_400} days)")
     return seconds
 
 
