@@ -1,5 +1,6 @@
 """The API over a ``mode: log`` source (a real ``lgsp serve`` process, requests): the status
-shows the slot and its retained WAL; DELETE drops slot and publication unless keep_slot."""
+shows the slot, its retained WAL and the ``log:`` block's warning past its threshold; DELETE
+drops slot and publication unless keep_slot."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from tests.integration.api.conftest import Server, serve, server  # noqa: F401 -
 from tests.integration.cdc.helpers import drop_log, execute
 from tests.integration.cdc.pg_cluster import Cluster
 from tests.integration.cdc.test_pg_log_cli import slots
+from tests.integration.cdc.test_pg_log_limit import emit_wal
 from tests.integration.connectors.helpers import config
 
 pytestmark = pytest.mark.integration
@@ -24,7 +26,7 @@ def test_status_shows_the_slot_and_delete_drops_it_unless_kept(
     op = server.key("operator")
     execute(url, "CREATE TABLE {t} (id int PRIMARY KEY, ten text)", table=table)
     tables = [{"table": table, "dataset": f"tthc.a{unique}", "mode": "log"}]
-    data = config("postgresql", "source", url, tables, name=name)
+    data = config("postgresql", "source", url, tables, name=name, log={"warn_bytes": "1MB"})
     try:
         assert server.call("POST", "/connectors", op, json=data).status_code == 201
         execute(url, "INSERT INTO {t} VALUES (1, 'Đỗ Thị Hạnh')", table=table)
@@ -34,6 +36,11 @@ def test_status_shows_the_slot_and_delete_drops_it_unless_kept(
         assert log["slot"] == slot and log["exists"] is True
         assert isinstance(log["retained_wal_bytes"], int) and log["retained_wal_bytes"] >= 0
         assert "problem" not in log
+        # past the log: block's warning threshold the status says so, with figure and limit
+        emit_wal(url, 2)
+        log = server.call("GET", f"/connectors/{name}/status", op).json()["log"]
+        assert log["behind_bytes"] > 1 << 20 and log["limits"]["warn_bytes"] == 1 << 20
+        assert [w for w in log["warnings"] if "over log.warn_bytes = 1.0 MB" in w], log
         kept = server.call("DELETE", f"/connectors/{name}?keep_slot=true", op)
         assert kept.status_code == 204 and slot in slots(url)
         assert server.call("POST", "/connectors", op, json=data).status_code == 201
