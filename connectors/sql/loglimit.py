@@ -182,10 +182,32 @@ def binlog_behind(
         behind += sum(size for name, size in logs if ours < mylog.file_number(name) < theirs)
     last_ms = max(int(s.get("ts") or 0) for s in held if s is not None)
     out["behind_bytes"] = behind
-    out["behind_seconds"] = (
-        0 if behind == 0 or not last_ms else max(0, int(time.time() - last_ms / 1000))
-    )
+    # the bytes left may be events of no transaction (a binlog checkpoint after a rotation):
+    # by GTID, nothing is left to read when the server's last transaction of each domain is
+    # one the connector has (a server without GTIDs: when no byte is left)
+    gtid = conn.exec_driver_sql("SELECT @@GLOBAL.gtid_binlog_pos").scalar()
+    conn.commit()
+    left = behind > 0 if gtid is None else _gtids_after(str(gtid), held)
+    out["behind_seconds"] = max(0, int(time.time() - last_ms / 1000)) if left and last_ms else 0
     return out
+
+
+def _gtids_after(server: str, held: list[dict[str, Any] | None]) -> bool:
+    """Whether the server's binlog has a transaction after every GTID the connector's
+    positions name, domain by domain (a domain they do not name is not counted)."""
+    ours: dict[str, int] = {}
+    for state in held:
+        for part in str((state or {}).get("gtid") or "").split(","):
+            domain, _, seq = part.strip().rpartition("-")
+            if domain and seq.isdigit():
+                key = domain.split("-")[0]
+                ours[key] = max(ours.get(key, -1), int(seq))
+    for part in server.split(","):
+        domain, _, seq = part.strip().rpartition("-")
+        key = domain.split("-")[0]
+        if domain and seq.isdigit() and key in ours and int(seq) > ours[key]:
+            return True
+    return False
 
 
 def server_keep_bytes(conn: Connection) -> int | None:
