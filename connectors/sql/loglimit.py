@@ -15,7 +15,9 @@ The figures (``assess``, shown by ``lgsp connector show|status``, the API's conn
   command.
 
 ``log.warn_bytes`` and ``log.warn_time`` only warn. ``log.max_bytes`` (PostgreSQL) is the hard
-limit: once the slot retains more, ``enforce`` drops the slot (ending the walsender that holds
+limit: once the slot retains more, and the connector has not confirmed that much either
+(a connector that keeps up while an open transaction holds the slot's restart point back is
+warned about, not cut off), ``enforce`` drops the slot (ending the walsender that holds
 it, if any), which frees the WAL at the server's next checkpoint; the caller
 (``bus.connector_service.log_guard``) stops the connector's log tables with the message that
 says how to resume.
@@ -217,6 +219,18 @@ def server_keep_bytes(conn: Connection) -> int | None:
     return None if raw.strip().startswith("-") else parse_size(raw)
 
 
+def unconfirmed_bytes(conn: Connection, slot: str) -> int | None:
+    """The WAL written after the slot's confirmed position (what the connector has not
+    acknowledged), None without the slot."""
+    value = conn.exec_driver_sql(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint "
+        "FROM pg_replication_slots WHERE slot_name = %(s)s",
+        {"s": slot},
+    ).scalar()
+    conn.commit()
+    return None if value is None else int(value)
+
+
 def assess(connector: Any, status: dict[str, Any], states: Iterable[dict[str, Any] | None]) -> None:
     """Add to a log source's ``status`` (``SqlConnector.log_status()``) how far it is behind
     and what its limits say: ``behind_bytes``, ``behind_seconds``, ``limits``, ``warnings``
@@ -231,13 +245,28 @@ def assess(connector: Any, status: dict[str, Any], states: Iterable[dict[str, An
         status["behind_seconds"] = None
         with connector.connect() as conn:
             status["server_max_slot_wal_keep_bytes"] = server_keep_bytes(conn)
+            status["unconfirmed_wal_bytes"] = unconfirmed_bytes(conn, str(status.get("slot")))
         what = f"replication slot {status.get('slot')} retains {{}} of WAL"
     status["limits"] = limits.shown() if limits is not None else None
     warnings: list[str] = []
     status["over_limit"] = None
     behind, seconds = status.get("behind_bytes"), status.get("behind_seconds")
+    unconfirmed = status.get("unconfirmed_wal_bytes")
     if limits is not None and behind is not None:
-        if limits.max_bytes is not None and behind > limits.max_bytes:
+        if (
+            limits.max_bytes is not None
+            and behind > limits.max_bytes
+            and unconfirmed is not None
+            and unconfirmed <= limits.max_bytes
+        ):  # the connector keeps up: the server holds the WAL for the slot's restart point
+            warnings.append(
+                f"{what.format(format_bytes(behind))}, over log.max_bytes = "
+                f"{format_bytes(limits.max_bytes)}, but the connector has confirmed all but "
+                f"{format_bytes(unconfirmed)} of it: the slot's restart point waits for a "
+                "transaction still open (pg_stat_activity shows it) or for the server's next "
+                "note of running transactions; the slot is not dropped"
+            )
+        elif limits.max_bytes is not None and behind > limits.max_bytes:
             status["over_limit"] = (
                 f"{what.format(format_bytes(behind))}, over the hard limit log.max_bytes = "
                 f"{format_bytes(limits.max_bytes)}"

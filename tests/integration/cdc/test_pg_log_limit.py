@@ -83,6 +83,8 @@ def test_warning_threshold_in_show_status_check_and_run(
 ) -> None:
     url, table, name = logical_pg.url, f"lw_{unique}", f"lw-{unique}"
     slot = f"lgsp_lw_{unique}"
+    holder = sa.create_engine(url)
+    held: sa.Connection | None = None
     execute(
         url,
         TABLE_DDL,
@@ -99,6 +101,11 @@ def test_warning_threshold_in_show_status_check_and_run(
         code, out, err = lgsp("connector", "show", name)
         assert "limits (log:): warn at 4.0 MB" in out
         assert "log.warn_bytes" not in err, "below the threshold right after a run"
+        # a transaction left open (it wrote, so it has an xid) holds the slot's restart
+        # point back whatever the connector confirms
+        execute(url, "CREATE TABLE {t} (id int)", table=f"giu_{unique}")
+        held = holder.connect()
+        held.exec_driver_sql(f"INSERT INTO giu_{unique} VALUES (1)")  # noqa: S608
         emit_wal(url, 6)
         code, out, err = lgsp("connector", "show", name)
         assert code == 0
@@ -117,14 +124,34 @@ def test_warning_threshold_in_show_status_check_and_run(
         assert code == 0, out + err
         [tr] = json.loads(out)["tables"]
         assert any("over log.warn_bytes = 4.0 MB" in w for w in tr["warnings"]), tr
-        # the slot's restart point moves once the server logs its running transactions (at a
-        # checkpoint, or every 15 s) and a run reads that: then the warning is gone
+        # the run confirmed the WAL, but the open transaction holds the slot's restart point:
+        # past a hard limit now, the slot is not dropped
+        file = source_file(
+            tmp_path / "w.yaml",
+            name,
+            url,
+            table,
+            f"tthc.lw{unique}",
+            {"warn_bytes": "4MB", "max_bytes": "5MB"},
+        )
+        assert lgsp("connector", "add", str(file), "--replace")[0] == 0
+        code, out, err = lgsp("connector", "check", name)
+        assert code == 0, out + err
+        assert "over log.max_bytes = 5.0 MB, but the connector has confirmed all but" in err
+        assert "the slot is not dropped" in err and slot in slots(url)
+        held.close()  # rolled back
+        held = None
+        # the restart point moves once the server notes its running transactions (at a
+        # checkpoint, or every 15 s) and a run reads that: then the warnings are gone
         execute(url, "CHECKPOINT")
         assert lgsp("connector", "run", name)[0] == 0
         code, out, err = lgsp("connector", "show", name)
-        assert "log.warn_bytes" not in err, "the runs confirmed the WAL: below again"
+        assert "log.warn_bytes" not in err and "log.max_bytes" not in err, err
     finally:
-        drop_log(url, name, table)
+        if held is not None:  # a failure left the transaction open
+            held.close()
+        holder.dispose()
+        drop_log(url, name, table, f"giu_{unique}")
 
 
 def test_hard_limit_drops_the_slot_stops_and_the_named_command_resumes(
