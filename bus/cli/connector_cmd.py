@@ -1,4 +1,4 @@
-"""``lgsp connector add|list|show|status|check|remove|run|reset|unlock|types``."""
+"""``lgsp connector add|list|show|status|check|remove|run|reset|snapshot|unlock|types``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from bus.cli._common import confirm, context, echo_json, echo_table, settings
 from bus.connector_service import slots
 from bus.connector_service.registration import Registration, register, unregister
 from bus.connector_service.reset import reset_connector
+from bus.connector_service.resnapshot import request_snapshot
 from bus.connector_service.status import connector_status
 from bus.errors import FatalError
 from bus.longrun import Follow, stop_signals
@@ -397,6 +398,34 @@ def reset(name: str, table: str | None) -> None:
     offsets too); refused while a run of the connector holds its lock."""
     count = reset_connector(settings(), name, table)
     click.echo(f"connector {name}: {count} position(s) forgotten")
+
+
+@connector_group.command("snapshot")
+@click.argument("name")
+@click.option("--table", "table", default=None, help="Only this table.")
+@click.option("--run", "run_now", is_flag=True, help="Run the connector now to perform it.")
+def snapshot(name: str, table: str | None, run_now: bool) -> None:
+    """Re-snapshot a log source's tables (mode: log) while its stream goes on: the next run
+    reads them in primary-key chunks between its changes, resumes after the last finished
+    chunk if it is stopped, and never publishes a row older than a change it published."""
+    done = request_snapshot(settings(), name, table)
+    for item in done:
+        if not item.requested:
+            click.echo(f"table {item.table}: not read yet: its next run snapshots it whole")
+        elif item.restarted:
+            click.echo(f"table {item.table}: chunked snapshot under way restarted from chunk 1")
+        else:
+            click.echo(f"table {item.table}: chunked snapshot requested")
+    if not run_now:
+        click.echo(f"the next run performs it: lgsp connector run {name}")
+        return
+    progress = _Progress()
+    try:
+        report = run_sync(context(), name, progress=progress)
+    finally:
+        progress.done()
+    _print_summary(report)
+    report.raise_if_stopped()
 
 
 class _Progress:

@@ -52,6 +52,7 @@ from bus.errors import DataError
 from connectors.base import Batch, Invalid, Stream, event_id_for
 from connectors.errors import ConnectorConfigError, ConnectorUnavailableError, TableStoppedError
 from connectors.sql import pgoutput as pg
+from connectors.sql.chunked_snapshot import ChunkedSnapshots, pg_chunk_reader
 
 log = logging.getLogger(__name__)
 
@@ -428,6 +429,7 @@ class PgLogReader:
         self._relations: dict[int, pg.Relation] = {}
         self._acked_state: dict[str, Any] = {"mode": MODE, "phase": "stream"}
         self._by_qualified: dict[str, str] = {}
+        self._chunks = ChunkedSnapshots(self.streams, {})  # lgsp connector snapshot
 
     # ---- set-up ------------------------------------------------------------------------------
     def _replication_connection(self) -> _Replication:
@@ -491,6 +493,11 @@ class PgLogReader:
             )
         logged = [p is not None and p.get("mode") == MODE for p in held]
         with self.connector.connect() as conn:
+            self._chunks = ChunkedSnapshots(
+                self.streams,
+                dict(zip(self.streams, held, strict=True)),
+                pg_chunk_reader(self.source, lambda: _server_ms(conn)),
+            )
             problems = server_problems(conn)
             if problems:
                 raise ConnectorConfigError(problems, name=self.connector.name)
@@ -607,6 +614,12 @@ class PgLogReader:
                         pending = []
                     repl.confirm(last_end)
                     quiet = time.monotonic() - last_data
+                    if self._chunks.busy:  # a chunked snapshot goes on while the stream is quiet
+                        if self._chunk_quiet_due(conn, max(last_end, repl.wal_end), quiet):
+                            yield self._chunk_batch()
+                        self._chunks.start()
+                        repl.wait(0.05)
+                        continue
                     # the server has read its WAL up to where it was when the pass began, or
                     # nothing came for a while
                     if max(last_end, repl.wal_end) >= target or quiet >= self.idle_s:
@@ -638,6 +651,12 @@ class PgLogReader:
                     yield from self._flush(pending)
                     pending = []
                     repl.confirm(last_end)
+                if self._chunks.busy:  # a chunked snapshot, between transactions
+                    if self._chunks.due(max(last_end, repl.wal_end)):
+                        yield from self._flush(pending)
+                        pending = []
+                        yield self._chunk_batch()
+                    self._chunks.start()
             elif isinstance(message, pg.Insert | pg.Update | pg.Delete):
                 assert txn is not None
                 index = txn.next_index()
@@ -650,6 +669,7 @@ class PgLogReader:
                     yield self._halt(exc)
                     raise
                 if item is not None:
+                    self._observe(loaders, txn, message, item)
                     pending.append(item)
                     if len(pending) >= self.batch_size * 4:  # a long transaction
                         yield from self._flush(pending)
@@ -701,9 +721,67 @@ class PgLogReader:
                     invalid.append(bad)
                 i += 1
             stream = self.streams[table]
-            state = dict(pending[i - 1][3])
+            state = self._chunks.carry(table, dict(pending[i - 1][3]))
             yield Batch(table, events, state, stream.record_schema, invalid)
             self._acked_state = state  # the broker acknowledged it: the read resumed
+
+    # ---- chunked snapshots (connectors.sql.chunked_snapshot) ---------------------------------
+    def _observe(
+        self,
+        loaders: _Loaders,
+        txn: _Txn,
+        message: pg.Insert | pg.Update | pg.Delete,
+        item: tuple[str, dict[str, Any], Invalid | None, dict[str, Any]],
+    ) -> None:
+        """Tell the chunked snapshots of a change: its key and, for an update that moved the
+        row to another key, the old one."""
+        table, event = item[0], item[1]
+        if not self._chunks.pending(table):
+            return
+        keys = [str(event["key"])]
+        if isinstance(message, pg.Update) and message.old is not None:
+            relation = self._relations[message.relation_oid]
+            context = self.source.log_context(self.streams[table])
+            row = loaders.row(relation, message.old, context.names)
+            events, invalid = self.source._events(context.ctx, [row])
+            old = events[0] if events else invalid[0].event
+            if old["key"] != keys[0]:
+                keys.append(str(old["key"]))
+        self._chunks.observe(txn.begin.xid, table, keys)
+
+    def _chunk_batch(self) -> Batch:
+        """The open chunk's rows left, published after the changes before its watermark."""
+        table, events, invalid, state = self._chunks.finish(self._acked_state)
+        return Batch(table, events, state, self.streams[table].record_schema, invalid)
+
+    def _chunk_quiet_due(self, conn: Connection, reached: int, quiet: float) -> bool:
+        """Whether the open chunk may be published while the stream is quiet: the stream
+        reached its high watermark; or the server's sender for this slot (pg_stat_replication)
+        has sent the WAL up to it, or all the WAL the server flushed a second after the chunk
+        was read (an asynchronous commit is flushed by then; WAL after the last transaction
+        that nobody flushes sends no message), and 0.1 s passed for what it sent to arrive."""
+        chunk = self._chunks.open
+        if chunk is None:
+            return False
+        if chunk.due(reached):
+            return True
+        now = time.monotonic()
+        if chunk.sent_at is not None:
+            return now - chunk.sent_at >= 0.1
+        if quiet < 0.1:
+            return False
+        row = conn.exec_driver_sql(
+            "SELECT s.sent_lsn::text, pg_current_wal_flush_lsn()::text FROM pg_stat_replication s "
+            "JOIN pg_replication_slots r ON r.active_pid = s.pid WHERE r.slot_name = %(s)s",
+            {"s": self.slot},
+        ).first()
+        conn.commit()
+        if row is not None and row[0] is not None:
+            sent, flushed = pg.parse_lsn(row[0]), pg.parse_lsn(row[1])
+            high = chunk.watermark.high
+            if sent >= high or (sent >= flushed and now - chunk.opened >= 1.0):
+                chunk.sent_at = now
+        return False
 
     def _event(
         self, loaders: _Loaders, txn: _Txn, index: int, message: pg.Insert | pg.Update | pg.Delete
