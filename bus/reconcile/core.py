@@ -86,6 +86,15 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class OneOf:
+    """A ``where`` value: the column's text one of ``values`` or (``negate``) none of them
+    or NULL (the rows a split's rule sends to its default part)."""
+
+    values: tuple[str, ...]
+    negate: bool = False
+
+
+@dataclass(frozen=True)
 class Between:
     """A ``where`` value: the column at least ``low`` and below ``below`` (either open)."""
 
@@ -110,6 +119,7 @@ class ConnectorPair:
     json_columns: list[str] = field(default_factory=list)
     mapped: Any = None  # a ThroughMapping: an old unit's table against the new unit's copy
     unit_columns: list[str] = field(default_factory=list)  # the source's unit fields' columns
+    field_columns: dict[str, str] = field(default_factory=dict)  # record field -> source column
 
 
 @dataclass
@@ -210,6 +220,18 @@ class _Side:
                 if value.below is not None:
                     conds.append(f"{dialect.q(name)} < :rcw{i}hi")
                     self.params[f"rcw{i}hi"] = value.below
+                continue
+            if isinstance(value, OneOf):
+                names = [f"rcw{i}_{j}" for j in range(len(value.values))]
+                self.params.update(zip(names, value.values, strict=True))
+                listed = ", ".join(f":{n}" for n in names)
+                column = dialect.q(name)
+                if value.negate:
+                    conds.append(
+                        f"({column} IS NULL OR {column} NOT IN ({listed}))" if names else "1 = 1"
+                    )
+                else:
+                    conds.append(f"{column} IN ({listed})" if names else "1 = 0")
                 continue
             conds.append(f"{dialect.q(name)} = :rcw{i}")
             self.params[f"rcw{i}"] = value

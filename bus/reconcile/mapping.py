@@ -15,8 +15,11 @@ also limited to rows stamped at most at the effective day (``_lgsp_ts_ms``), whi
 re-keyed copy of an older row is; a row changed since shows as missing, never hidden.
 
 The sink must be of a unit the old unit's change leads to (or an ancestor of it in the new
-hierarchy, such as the city). A split whose rule chooses the part by a field cannot be
-selected in SQL and is refused; a split with only a default part sends every row there.
+hierarchy, such as the city). A split with only a default part sends every row there. A split
+whose rule chooses the part by a field (``rule: {field, values, default}``, from an operator's
+mapping file) is compared part by part: the sink must be one part's, and the old table is
+limited to the rows the rule sends to that part: the field's value one of those mapped to it,
+or, for the default part, none of those mapped to another part (or no value).
 """
 
 from __future__ import annotations
@@ -39,6 +42,11 @@ class ThroughMapping:
     new_hierarchy: str
     kind: str
     effective_ms: int = 0  # the effective day's first millisecond in Vietnam
+    # a split by a field: the record field, and the values it sends to ``new`` or (``others``
+    # true, ``new`` the default part) the values it sends to another part
+    field: str | None = None
+    values: tuple[str, ...] = ()
+    others: bool = False
 
     @property
     def same_code(self) -> bool:
@@ -47,10 +55,15 @@ class ThroughMapping:
         return self.old == self.new
 
     def describe(self) -> str:
-        return (
+        text = (
             f"compared through the mapping: {self.old} ({self.old_hierarchy}) -> {self.new} "
             f"({self.new_hierarchy}, {self.kind})"
         )
+        if self.field:
+            which = "not one of" if self.others else "one of"
+            text += f"; the old rows whose {self.field} is {which} {list(self.values)}"
+            text += " (or empty)" if self.others else ""
+        return text
 
 
 def through_mapping(
@@ -78,11 +91,26 @@ def through_mapping(
     if not changes:
         raise ConfigurationError(f"{what} has no change into {new_h.name!r}")
     change = changes[0]
-    if change.kind == "split" and change.rule is not None and change.rule.field:
-        raise ConfigurationError(
-            f"{what} was split by its field {change.rule.field!r} into {', '.join(change.new)}: "
-            "the rows of one part cannot be selected in SQL; reconcile each part with "
-            "--target-where"
+    rule = change.rule if change.kind == "split" else None
+    if rule is not None and rule.field:
+        if sink_unit not in change.new:
+            raise ConfigurationError(
+                f"{what} was split by its field {rule.field!r} into {', '.join(change.new)} on "
+                f"{change.effective.isoformat()}: reconcile against the sink of one part "
+                f"(sink unit {sink_unit} is none of them)"
+            )
+        others = sink_unit == rule.default
+        values = sorted(v for v, part in rule.values.items() if (part != sink_unit) == others)
+        return ThroughMapping(
+            source_unit,
+            sink_unit,
+            old_h.name,
+            new_h.name,
+            change.kind,
+            effective_ms(change.effective),
+            rule.field,
+            tuple(values),
+            others,
         )
     target = change.target({})
     chain = {target, *(u.code for u in new_h.ancestors(target))}

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from bus.config import Settings
 from bus.errors import ConfigurationError, LgspError, NotFoundError
-from bus.reconcile.core import Between, ConnectorPair, Endpoint, Options, reconcile
+from bus.reconcile.core import Between, ConnectorPair, Endpoint, OneOf, Options, reconcile
 from bus.reconcile.report import Report
 from bus.reconcile.store import save_report
 from bus.units.rekey import is_unit_field
@@ -185,6 +185,7 @@ def _pair(
         json_columns=json_columns,
         mapped=mapped,
         unit_columns=[c.name for c in stream.columns if is_unit_field(c.field)],
+        field_columns=by_field,
     )
 
 
@@ -277,6 +278,9 @@ def run_reconcile(
             )
         # the rows whose unit fields held the old code, on both sides
         pair.source.where = {**pair.source.where, **dict.fromkeys(units, pair.mapped.old)}
+        if pair.mapped.field:  # a split by a field: the old rows its rule sends to this part
+            column = pair.field_columns.get(pair.mapped.field, pair.mapped.field)
+            pair.source.where[column] = OneOf(pair.mapped.values, negate=pair.mapped.others)
         ignored = tuple(pair.unit_columns)
     elif target_where:
         pair.target.where = dict(target_where)

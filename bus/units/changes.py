@@ -77,6 +77,21 @@ class UnitChange:
         """Whether the old unit stops existing on ``effective`` (merged away or into a new list)."""
         return self.cross_era or self.old not in self.new
 
+    def refines(self, other: UnitChange) -> bool:
+        """Whether this change only gives ``other`` (a split whose rule names a default part
+        alone, as the packaged mapping's do) the field its rule reads: the same old unit,
+        hierarchies, date and parts. An operator's file may do that for a packaged split
+        (the decree names the parts, not which street goes where); it then replaces it."""
+        return (
+            self.kind == other.kind == "split"
+            and (self.old, self.from_hierarchy, self.to_hierarchy, self.effective)
+            == (other.old, other.from_hierarchy, other.to_hierarchy, other.effective)
+            and set(self.new) == set(other.new)
+            and self.rule is not None
+            and bool(self.rule.field)
+            and (other.rule is None or not other.rule.field)
+        )
+
     def target(self, record: Mapping[str, Any] | None = None) -> str:
         """The unit a record of the old unit belongs to from ``effective`` on."""
         if len(self.new) == 1:
@@ -326,6 +341,8 @@ def _overlaps(changes: Sequence[UnitChange], known: Sequence[UnitChange]) -> lis
         where = f"changes[{i}] (old {c.old})"
         for j, other in seen[(c.from_hierarchy, c.old)]:
             what = f"changes[{j}]" if j is not None else f"mapping {other.source!r}"
+            if j is None and c.refines(other):
+                continue  # gives a known split the field its rule reads
             if other.effective == c.effective:
                 problems.append(
                     f"{where}: overlapping dates: {what} already changes unit {c.old} "

@@ -170,8 +170,14 @@ def _stored(settings: Settings) -> list[UnitChange]:
 def load_timeline(settings: Settings | None = None) -> Timeline:
     """Every shipped hierarchy and packaged change, plus the stored ones when ``settings``."""
     eras = [load_hierarchy(n) for n in available_hierarchies()]
-    changes = _packaged() + (_stored(settings) if settings is not None else [])
-    return Timeline(eras, changes)
+    return Timeline(eras, with_refinements(_packaged(), _stored(settings) if settings else []))
+
+
+def with_refinements(known: Sequence[UnitChange], added: Sequence[UnitChange]) -> list[UnitChange]:
+    """``known`` and ``added``, where an added split that gives a known split its rule's
+    field (:meth:`UnitChange.refines`) replaces it: one change per unit and date."""
+    out = [k for k in known if not any(a.refines(k) for a in added)]
+    return out + list(added)
 
 
 def add_change_file(settings: Settings, path: Path) -> list[UnitChange]:

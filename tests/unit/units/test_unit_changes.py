@@ -117,6 +117,26 @@ def test_operator_mapping_stored_and_followed(offline_settings: Settings, tmp_pa
         add_change_file(offline_settings, path)
 
 
+def test_a_file_gives_a_packaged_split_its_field_once(
+    offline_settings: Settings, tmp_path: Path
+) -> None:
+    head = {"from": "hcmc-2024", "to": "hcmc-2025", "effective": "2025-07-01"}
+    rule = {"field": "street", "values": {"Pasteur": "26740"}, "default": "26743"}
+    other = _file(tmp_path, [{"old": "26746", "new": ["26740"], "rule": rule}], **head)
+    with pytest.raises(ChangeFileError, match="overlapping dates"):  # not the same parts
+        add_change_file(offline_settings, other)
+    split = {"old": "26746", "new": ["26743", "26740"], "rule": rule}
+    add_change_file(offline_settings, _file(tmp_path, [split], **head, name="streets"))
+    t = load_timeline(offline_settings)
+    assert len(t.changes) == len(load_timeline().changes)  # replaced, not added
+    [change] = t.changes_of("26746", "hcmc-2024")
+    assert change.source == "streets" and change.target({"street": "Pasteur"}) == "26740"
+    assert change.target({"street": "Lê Lợi"}) == "26743"
+    again = _file(tmp_path, [split], **head, name="streets-2")
+    with pytest.raises(ChangeFileError, match="overlapping dates"):  # a field rule is there
+        add_change_file(offline_settings, again)
+
+
 def test_cli_show_on_and_history(cli_env: dict[str, str], tmp_path: Path) -> None:
     runner = CliRunner()
     out = runner.invoke(cli, ["units", "show", "26734", "--on", "2026-01-01"])
