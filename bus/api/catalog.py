@@ -33,7 +33,7 @@ from bus.catalog import (
 from bus.catalog.api_keys import KeyInfo
 from bus.catalog.datasets import DatasetInfo, canonical_attribute, parse_dataset, publish_spec
 from bus.catalog.errors import InvalidFieldsError
-from bus.catalog.grants import get_grant
+from bus.catalog.grants import get_grant, grant_coverage
 from bus.context import Context
 from bus.errors import ConfigurationError, LgspError, NotFoundError
 from connectors.errors import FieldError
@@ -66,6 +66,8 @@ GRANT_FIELDS = {
     "--legal-basis": "legal_basis",
     "--fields": "fields",
     "--expires": "expires",
+    "--unit": "units",
+    "--hierarchy": "hierarchy",
 }
 
 
@@ -223,6 +225,13 @@ class GrantBody(BaseModel):
     fields: list[str] | str = Field(description="field names (a list or comma-separated)")
     allow_pii: bool = False
     expires: str = Field(description="last day of the grant, YYYY-MM-DD")
+    units: list[str] | None = Field(
+        None,
+        description="only these units' events, followed across reforms by each event's time",
+    )
+    hierarchy: str | None = Field(
+        None, max_length=64, description="the hierarchy of 'units' (default: in force today)"
+    )
 
 
 def _own_dataset(ctx: Context, request: Request, key: KeyInfo, name: str, what: str) -> None:
@@ -261,10 +270,12 @@ def grant_add(
             allow_pii=body.allow_pii,
             expires=body.expires,
             principal=principal(key),
+            units=body.units,
+            hierarchy=body.hierarchy,
         )
     except InvalidFieldsError as exc:
         raise renamed(exc, GRANT_FIELDS) from exc
-    return grant.to_dict()
+    return grant.to_dict() | {"coverage": grant_coverage(ctx.settings, grant)}
 
 
 @router.get("/grants")
@@ -276,14 +287,15 @@ def grants(
     key: KeyInfo = Depends(allow("grants", "publisher", "consumer", "auditor")),
 ) -> list[dict[str, Any]]:
     """Grants with their status: an auditor sees all, a publisher those on its datasets, a
-    consumer its agency's own."""
+    consumer its agency's own; ``coverage``: for a grant written for some units, the units it
+    covers in each hierarchy (era), else null."""
     found = list_grants(ctx.settings, agency=agency, dataset=dataset, live_only=live)
     if key.role == "publisher":
         mine = {d.name for d in list_datasets(ctx.settings) if d.publisher == key.agency}
         found = [g for g in found if g.dataset in mine]
     elif key.role == "consumer":
         found = [g for g in found if g.agency == key.agency]
-    return [g.to_dict() for g in found]
+    return [g.to_dict() | {"coverage": grant_coverage(ctx.settings, g)} for g in found]
 
 
 @router.delete("/grants/{grant_id}")

@@ -8,6 +8,11 @@ the refusal is in the access log. Records are shown as the grant allows
 (``bus.catalog.masking.mask_record``: granted fields only, PII as tokens unless granted), and
 every answer writes one access-log entry (action ``lookup``) naming no key, committed before
 the answer is sent (``AccessLogWriter``: concurrent requests share a commit).
+
+A grant written for some units answers only for records those units cover at the record's
+time (its unit field and the change time of the event that wrote it, :mod:`bus.units.coverage`):
+one record outside them is refused (403, in the access log); in a batch it is answered
+``found: false, outside: true`` and counted in the entry's ``outside``.
 """
 
 from __future__ import annotations
@@ -25,11 +30,12 @@ from bus.api.request_log import mask_path
 from bus.catalog.access_log import AccessLogWriter
 from bus.catalog.api_keys import KeyInfo
 from bus.catalog.errors import AccessDeniedError
-from bus.catalog.grants import live_grant
+from bus.catalog.grants import live_grant, unit_scope
 from bus.catalog.masking import GrantView, mask_record
 from bus.context import Context
 from bus.envelope import to_jsonable
 from bus.lookup.reader import Found, Readers
+from bus.units.coverage import UnitScope, record_unit, vn_day
 
 router = APIRouter(prefix="/v1/datasets", tags=["lookup"])
 consumer = allow("lookup", "consumer")
@@ -108,6 +114,25 @@ def _grant(ctx: Context, request: Request, key: KeyInfo, dataset: str) -> tuple[
     return grant, purpose
 
 
+def _within(scope: UnitScope | None, found: Found) -> bool:
+    """Whether the grant's units cover ``found`` at its time (always, for a grant on every
+    unit); a record that names no unit or has no time is outside a grant for some units."""
+    if scope is None:
+        return True
+    code = record_unit(found.record)
+    if code is None or found.ts_ms is None:
+        return False
+    return scope.covers(code, vn_day(found.ts_ms), found.record)
+
+
+def _outside_why(grant: GrantView) -> str:
+    return (
+        f"grant {grant.id} is for units {', '.join(grant.units)} of {grant.unit_hierarchy} "
+        "(and what they became or came from, by each record's time): this record is outside "
+        "them"
+    )
+
+
 def _shown(found: Found, grant: GrantView) -> dict[str, Any]:
     return {"record": to_jsonable(mask_record(found.record, grant)), "ts_ms": found.ts_ms}
 
@@ -119,6 +144,7 @@ def _logged(
     purpose: str,
     asked: int,
     found: int,
+    outside: int | None = None,
 ) -> None:
     """One access-log entry, committed before the answer goes (a group commit)."""
     access_writer(request).write(
@@ -136,6 +162,12 @@ def _logged(
             "found": found,
             "fields": list(grant.fields),
             "pii": "clear" if grant.allow_pii else "tokenised",
+            **(
+                {"units": list(grant.units), "unit_hierarchy": grant.unit_hierarchy}
+                if grant.units
+                else {}
+            ),
+            **({"outside": outside} if outside is not None else {}),
         },
     )
 
@@ -146,6 +178,8 @@ def get_record(name: str, key: str, request: Request) -> JSONResponse:
     ctx, who = _consumer(request)
     grant, purpose = _grant(ctx, request, who, name)
     found = readers(request).get(grant.dataset).get(key)
+    if found is not None and not _within(unit_scope(ctx.settings, grant), found):
+        raise _refused(ctx, request, who, grant.dataset, purpose, _outside_why(grant))
     _logged(request, who, grant, purpose, 1, 0 if found is None else 1)
     if found is None:
         raise ApiError(404, f"dataset {grant.dataset} has no current record with this key")
@@ -171,14 +205,18 @@ def lookup_records(
         )
     grant, purpose = _grant(ctx, request, who, name)
     found = readers(request).get(grant.dataset).get_many(body.keys)
-    hits = sum(1 for f in found if f is not None)
-    _logged(request, who, grant, purpose, len(body.keys), hits)
+    scope = unit_scope(ctx.settings, grant)
+    outside = {i for i, f in enumerate(found) if f is not None and not _within(scope, f)}
+    hits = sum(1 for i, f in enumerate(found) if f is not None and i not in outside)
+    _logged(request, who, grant, purpose, len(body.keys), hits, len(outside) if scope else None)
     return {
         "dataset": grant.dataset,
         "grant": grant.id,
         "found": hits,
         "results": [
-            {"index": i, "found": False}
+            {"index": i, "found": False, "outside": True}
+            if i in outside
+            else {"index": i, "found": False}
             if f is None
             else {"index": i, "found": True, **_shown(f, grant)}
             for i, f in enumerate(found)

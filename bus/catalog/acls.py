@@ -2,9 +2,12 @@
 
 One principal per agency (``User:<agency>``). A publisher may Write (and Describe) only its
 dataset's unit topics and their DLQ topics; a grant holder may Read and Describe the granted
-dataset's unit topics and Read its consumer group ``lgsp.grant.<agency>.<dataset>``. Grants
-that are revoked or expired get the matching ``--remove`` commands, so that replaying the
-output brings a cluster in line with the catalogue.
+dataset's unit topics (after a reform's cut-over, of both hierarchies) and Read its consumer
+group ``lgsp.grant.<agency>.<dataset>``. A grant written for some units reads only the topics
+whose every event those units cover (:meth:`bus.units.coverage.UnitScope.whole`: an old ward
+split by a street has no topic of its own part; its records reach the agency by delivery).
+Grants that are revoked or expired get the matching ``--remove`` commands, so that replaying
+the output brings a cluster in line with the catalogue.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from bus.catalog.datasets import dataset_topics, list_datasets
-from bus.catalog.grants import list_grants
+from bus.catalog.datasets import dataset_topics, era_topics, list_datasets
+from bus.catalog.grants import list_grants, unit_scope
 from bus.catalog.masking import consumer_group
 from bus.config import Settings
 
@@ -38,6 +41,7 @@ def acl_rules(settings: Settings, *, operator: str | None = None) -> list[AclRul
     rules: list[AclRule] = []
     datasets = {d.name: d for d in list_datasets(settings)}
     topics = {name: dataset_topics(settings, d) for name, d in datasets.items()}
+    by_era = {name: era_topics(settings, d) for name, d in datasets.items()}
     for name, info in datasets.items():
         principal = f"User:{info.publisher}"
         for topic in topics[name]:
@@ -56,7 +60,14 @@ def acl_rules(settings: Settings, *, operator: str | None = None) -> list[AclRul
         principal = f"User:{grant.agency}"
         note = f"grant {grant.id} ({status}): {grant.dataset}"
         remove = status != "live"
-        for topic in topics.get(grant.dataset, []):
+        scope = unit_scope(settings, grant)
+        readable = [
+            topic
+            for era, era_list in by_era.get(grant.dataset, {}).items()
+            for topic in era_list
+            if scope is None or scope.whole(era, _unit_of(era, topic))
+        ]
+        for topic in readable:
             rules.append(
                 AclRule(
                     principal, ("Read", "Describe"), "topic", topic, remove=remove, comment=note
@@ -80,6 +91,12 @@ def acl_rules(settings: Settings, *, operator: str | None = None) -> list[AclRul
         rules.append(AclRule(who, ("All",), "topic", "lgsp.", "prefixed", comment=note))
         rules.append(AclRule(who, ("All",), "group", "lgsp", "prefixed", comment=note))
     return rules
+
+
+def _unit_of(era: str, topic: str) -> str:
+    from bus.units import load_hierarchy, parse_topic
+
+    return parse_topic(load_hierarchy(era), topic)[0].code
 
 
 def render_acl_commands(

@@ -436,6 +436,19 @@ def dataset_topics(settings: Settings, info: DatasetInfo) -> list[str]:
     return [topic_name(hierarchy, unit, info.name) for unit in info.units]
 
 
+def era_topics(settings: Settings, info: DatasetInfo) -> dict[str, list[str]]:
+    """The topic of every publishing unit in each hierarchy the bus has topics in (after a
+    reform's cut-over: the old units' and the units that replaced them), by hierarchy."""
+    from bus.units.timeline import era_names_in_force, era_units
+
+    out: dict[str, list[str]] = {}
+    for era in era_names_in_force(settings):
+        h = load_hierarchy(era)
+        units = era_units(settings.hierarchy, list(info.units), era)
+        out[era] = [topic_name(h, unit, info.name) for unit in units]
+    return out
+
+
 @dataclass(frozen=True)
 class SearchHit:
     dataset: str

@@ -4,6 +4,11 @@ A run checks for a live grant first (never granted, revoked, expired or another 
 clear refusal, nothing read, the refusal logged), reads every publishing unit's topic from the
 consumer group ``lgsp.grant.<agency>.<dataset>`` up to the end seen at start, passes each batch
 through ``apply_grant`` to the sink, commits, and writes one access-log entry.
+
+After a reform's cut-over the publishing units' topics of both hierarchies are read (the old
+units' history and the units that replaced them). A grant written for some units delivers
+only the events those units cover at each event's time (:mod:`bus.units.coverage`); the
+others are passed over (counted as ``outside`` in the report and the access log).
 """
 
 from __future__ import annotations
@@ -16,9 +21,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from bus.catalog.access_log import record_access
-from bus.catalog.datasets import dataset_topics, get_dataset
+from bus.catalog.datasets import dataset_topics, era_topics, get_dataset
 from bus.catalog.errors import AccessDeniedError
-from bus.catalog.grants import get_grant, live_grant
+from bus.catalog.grants import get_grant, live_grant, unit_scope
 from bus.catalog.masking import GrantView, apply_grant
 from bus.config import Settings
 from bus.consume import Consumer, Message, SkipCount
@@ -39,6 +44,7 @@ class DeliveryReport:
     topics: list[str]
     delivered: int = 0
     skipped: int = 0
+    outside: int = 0  # events outside the units of the grant (not delivered)
     lag: dict[str, int] = field(default_factory=dict)
     access_id: int | None = None
 
@@ -108,6 +114,18 @@ def _resolve(
         raise
 
 
+def _topic_units(by_era: dict[str, list[str]]) -> dict[str, tuple[str, str]]:
+    """topic -> (hierarchy, unit code) of the publishing unit it carries."""
+    from bus.units import load_hierarchy, parse_topic
+
+    out = {}
+    for era, topics in by_era.items():
+        h = load_hierarchy(era)
+        for topic in topics:
+            out[topic] = (era, parse_topic(h, topic)[0].code)
+    return out
+
+
 def deliver(
     settings: Settings,
     grant_or_agency: int | str | GrantView,
@@ -139,13 +157,24 @@ def deliver(
                 f"(units: {', '.join(info.units)})"
             )
         info = replace(info, units=list(units))
-    topics = dataset_topics(settings, info)
+        by_era = {settings.hierarchy: dataset_topics(settings, info)}
+    else:
+        by_era = era_topics(settings, info)
+    topics = [t for era_list in by_era.values() for t in era_list]
+    topic_units = _topic_units(by_era)
+    scope = unit_scope(settings, grant)
     report = DeliveryReport(grant.id, grant.agency, grant.dataset, grant.purpose, topics)
     skipped = SkipCount()
 
     def handle(batch: list[Message]) -> None:
-        events = [apply_grant(message.value, grant) for message in batch]
-        sink(events)
+        events = []
+        for message in batch:
+            if scope is None or scope.covers_event(message.value, topic_units.get(message.topic)):
+                events.append(apply_grant(message.value, grant))
+            else:
+                report.outside += 1
+        if events:
+            sink(events)
         report.delivered += len(events)
 
     status = "failed"
@@ -174,6 +203,15 @@ def deliver(
                 "skipped": report.skipped,
                 "fields": list(grant.fields),
                 "pii": "clear" if grant.allow_pii else "tokenised",
+                **(
+                    {
+                        "units": list(grant.units),
+                        "unit_hierarchy": grant.unit_hierarchy,
+                        "outside": report.outside,
+                    }
+                    if scope is not None
+                    else {}
+                ),
             },
         )
     log.info(

@@ -1,6 +1,7 @@
 """Grants: an agency may receive some fields of a dataset, for a purpose, on a legal basis,
-until an expiry date. At most one live grant per agency and dataset; revocation and expiry
-take effect at the next delivery run."""
+until an expiry date, optionally for some units only (``--unit``: codes of one hierarchy,
+followed across reforms by each event's time, :mod:`bus.units.coverage`). At most one live
+grant per agency and dataset; revocation and expiry take effect at the next delivery run."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from bus.config import Settings
 from bus.db import open_engine, session_scope
 from bus.errors import ConfigurationError, NotFoundError
 from bus.timeutil import as_utc
+from bus.units.coverage import UnitScope
 from connectors.errors import FieldError
 
 MAX_TEXT = 2000
@@ -38,6 +40,8 @@ class GrantInfo:
     created_by: str
     revoked_at: dt.datetime | None
     revoked_by: str | None
+    units: list[str] | None = None  # None: every unit of the dataset
+    unit_hierarchy: str | None = None
 
     def status(self, today: dt.date | None = None) -> str:
         """``live``, ``revoked`` or ``expired`` (the grant holds through its expiry day)."""
@@ -70,6 +74,8 @@ def _info(row: Grant) -> GrantInfo:
         created_by=row.created_by,
         revoked_at=as_utc(row.revoked_at) if row.revoked_at else None,
         revoked_by=row.revoked_by,
+        units=list(row.units) if row.units else None,
+        unit_hierarchy=row.unit_hierarchy,
     )
 
 
@@ -105,8 +111,12 @@ def add_grant(
     allow_pii: bool = False,
     expires: dt.date | str,
     principal: str | None = None,
+    units: Iterable[str] | None = None,
+    hierarchy: str | None = None,
 ) -> GrantInfo:
-    """Store a grant; every problem is reported at once and nothing is stored on any."""
+    """Store a grant; every problem is reported at once and nothing is stored on any.
+    ``units``: only these units' events (codes of ``hierarchy``, by default the hierarchy in
+    force today), followed across reforms; none: every unit of the dataset."""
     purpose = (purpose or "").strip()
     legal_basis = (legal_basis or "").strip()
     wanted = parse_fields(fields)
@@ -139,6 +149,7 @@ def add_grant(
         problems.append(
             FieldError("--fields", "expected a comma-separated list of the dataset's fields")
         )
+    scope, unit_h = _check_units(settings, units, hierarchy, problems)
     with session_scope(settings) as s:
         ds = s.get(Dataset, dataset)
         if ds is None:
@@ -197,10 +208,62 @@ def add_grant(
             created_by=principal or settings.principal,
             revoked_at=None,
             revoked_by=None,
+            units=scope,
+            unit_hierarchy=unit_h,
         )
         s.add(row)
         s.flush()
         return _info(row)
+
+
+def _check_units(
+    settings: Settings,
+    units: Iterable[str] | None,
+    hierarchy: str | None,
+    problems: list[FieldError],
+) -> tuple[list[str] | None, str | None]:
+    """The grant's unit codes (None: every unit) and their hierarchy; problems named."""
+    codes = parse_fields(units) if units is not None else []
+    if not codes:
+        if hierarchy:
+            problems.append(FieldError("--hierarchy", "given without --unit"))
+        return None, None
+    from bus.units.timeline import hierarchy_name_in_force, load_timeline
+
+    timeline = load_timeline(settings)
+    name = hierarchy or hierarchy_name_in_force(settings, today_vn())
+    if name not in timeline.by_name:
+        problems.append(
+            FieldError("--hierarchy", f"{name!r} is unknown; expected one of {timeline.era_names}")
+        )
+        return None, None
+    h = timeline.hierarchy(name)
+    unknown = [c for c in codes if c not in h]
+    if unknown:
+        problems.append(
+            FieldError(
+                "--unit",
+                f"{', '.join(unknown)} not a unit code of hierarchy {name!r} "
+                "(see 'lgsp units list'; --hierarchy names another list)",
+            )
+        )
+    return codes, name
+
+
+def unit_scope(settings: Settings, grant: GrantInfo | GrantView) -> UnitScope | None:
+    """The units a grant is written for, followed through the dated hierarchy (the packaged
+    and the stored changes); None for a grant on every unit."""
+    if not grant.units or not grant.unit_hierarchy:
+        return None
+    from bus.units.timeline import load_timeline
+
+    return UnitScope(load_timeline(settings), grant.unit_hierarchy, tuple(grant.units))
+
+
+def grant_coverage(settings: Settings, grant: GrantInfo) -> list[dict[str, Any]] | None:
+    """Per hierarchy (era), the units ``grant`` covers while it is in force; None: all."""
+    scope = unit_scope(settings, grant)
+    return scope.eras() if scope is not None else None
 
 
 def get_grant(settings: Settings, grant_id: int) -> GrantInfo:
@@ -282,6 +345,8 @@ def _view(
         key_fields=keys,
         expires=grant.expires,
         token_key=load_pii_key(settings),
+        units=tuple(grant.units or ()),
+        unit_hierarchy=grant.unit_hierarchy,
     )
 
 

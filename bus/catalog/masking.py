@@ -110,6 +110,8 @@ class GrantView:
     key_fields: tuple[str, ...]
     expires: date
     token_key: bytes = field(repr=False, default=b"")
+    units: tuple[str, ...] = ()  # the units the grant is written for; none: every unit
+    unit_hierarchy: str | None = None
 
     @property
     def consumer_group(self) -> str:

@@ -62,6 +62,10 @@ class Grant(Base):
     created_by: Mapped[str] = mapped_column(String(255))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_by: Mapped[str | None] = mapped_column(String(255))
+    # the units the grant is written for (codes of ``unit_hierarchy``), followed across
+    # reforms by the event's time (``bus.units.coverage``); NULL: every unit of the dataset
+    units: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    unit_hierarchy: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class AccessEntry(Base):

@@ -23,7 +23,7 @@ from bus.catalog import (
 from bus.catalog.acls import DEFAULT_BOOTSTRAP, acl_rules, render_acl_commands
 from bus.catalog.api_keys import ROLES, create_key, list_keys, revoke_key
 from bus.catalog.errors import AccessDeniedError
-from bus.catalog.grants import get_grant
+from bus.catalog.grants import get_grant, grant_coverage
 from bus.cli._common import echo_json, echo_table, settings
 from bus.serde.jsoncodec import dumps
 
@@ -253,6 +253,15 @@ def grant_group() -> None:
 @click.option("--fields", required=True, help="Comma-separated fields the agency may receive.")
 @click.option("--pii", "allow_pii", is_flag=True, help="Deliver PII fields in clear (no token).")
 @click.option("--expires", required=True, help="Last day of the grant, YYYY-MM-DD.")
+@click.option(
+    "--unit",
+    "units",
+    multiple=True,
+    help="Only this unit's events (repeatable; followed across reforms by each event's time).",
+)
+@click.option(
+    "--hierarchy", default=None, help="The hierarchy of --unit codes (default: in force today)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def grant_add(
     dataset: str,
@@ -262,11 +271,14 @@ def grant_add(
     fields: str,
     allow_pii: bool,
     expires: str,
+    units: tuple[str, ...],
+    hierarchy: str | None,
     as_json: bool,
 ) -> None:
-    """Grant an agency some fields of a dataset."""
+    """Grant an agency some fields of a dataset (of some units with --unit)."""
+    s = settings()
     grant = add_grant(
-        settings(),
+        s,
         dataset=dataset,
         agency=agency,
         purpose=purpose,
@@ -274,15 +286,19 @@ def grant_add(
         fields=fields,
         allow_pii=allow_pii,
         expires=expires,
+        units=list(units) or None,
+        hierarchy=hierarchy,
     )
     if as_json:
-        echo_json(grant.to_dict())
+        echo_json(grant.to_dict() | {"coverage": grant_coverage(s, grant)})
         return
     pii = "PII in clear" if grant.allow_pii else "PII as tokens"
     click.echo(
         f"grant {grant.id}: {grant.agency} may receive {grant.dataset} "
         f"[{', '.join(grant.fields)}] ({pii}) until {grant.expires.isoformat()}"
     )
+    for line in coverage_lines(grant_coverage(s, grant)):
+        click.echo(f"  {line}")
 
 
 @grant_group.command("list")
@@ -291,13 +307,16 @@ def grant_add(
 @click.option("--live", "live_only", is_flag=True, help="Only live grants.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def grant_list(agency: str | None, dataset: str | None, live_only: bool, as_json: bool) -> None:
-    """List grants with their status (live, revoked, expired)."""
-    items = list_grants(settings(), agency=agency, dataset=dataset, live_only=live_only)
+    """List grants with their status (live, revoked, expired) and, for a grant written for
+    some units, which units it covers in each hierarchy (era)."""
+    s = settings()
+    items = list_grants(s, agency=agency, dataset=dataset, live_only=live_only)
+    coverage = {g.id: grant_coverage(s, g) for g in items}
     if as_json:
-        echo_json([g.to_dict() for g in items])
+        echo_json([g.to_dict() | {"coverage": coverage[g.id]} for g in items])
         return
     echo_table(
-        ["ID", "DATASET", "AGENCY", "STATUS", "EXPIRES", "PII", "FIELDS", "PURPOSE"],
+        ["ID", "DATASET", "AGENCY", "STATUS", "EXPIRES", "PII", "FIELDS", "UNITS", "PURPOSE"],
         [
             (
                 g.id,
@@ -307,11 +326,29 @@ def grant_list(agency: str | None, dataset: str | None, live_only: bool, as_json
                 g.expires.isoformat(),
                 "clear" if g.allow_pii else "token",
                 ",".join(g.fields),
+                "; ".join(coverage_lines(coverage[g.id])) or "all",
                 g.purpose,
             )
             for g in items
         ],
     )
+
+
+def coverage_lines(coverage: list[dict[str, Any]] | None) -> list[str]:
+    """One line per hierarchy: ``hcmc-2025 from 2025-07-01: 26737 Phường Tân Định``."""
+    lines = []
+    for era in coverage or []:
+        when = (
+            f" from {era['from']}"
+            if era["from"] and not era["to"]
+            else f" to {era['to']}"
+            if era["to"] and not era["from"]
+            else f" {era['from']} to {era['to']}"
+            if era["from"]
+            else ""
+        )
+        lines.append(f"{era['hierarchy']}{when}: {', '.join(era['units']) or 'none'}")
+    return lines
 
 
 @grant_group.command("revoke")

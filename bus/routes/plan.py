@@ -18,6 +18,7 @@ from bus.envelope import envelope_schema
 from bus.errors import ConfigurationError, IncompatibleSchemaError, NotFoundError
 from bus.registry import check_compatibility, subject_for
 from bus.units import Hierarchy, load_hierarchy, topic_name
+from bus.units.timeline import era_units
 
 if TYPE_CHECKING:
     from bus.units.timeline import Cutover
@@ -99,28 +100,6 @@ def after_cutover(
             if unit.level in new_h.levels and unit.code in new_h:
                 return effective_ms(cut.effective), topic_name(old_h, unit.code, route.dataset)
     return None
-
-
-def era_units(configured: str, units: list[str], era: str) -> list[str]:
-    """The publishing units (codes of the configured hierarchy) as units of ``era``: what
-    they became on the day that hierarchy came into force."""
-    if era == configured:
-        return list(units)
-    from bus.units.timeline import load_timeline
-
-    timeline = load_timeline()
-    day = timeline.hierarchy(era).root.valid_from
-    if day is None:
-        return []
-    return sorted(
-        {
-            s.unit.code
-            for u in units
-            for s in timeline.became(u, configured, day)
-            if s.hierarchy == era
-        },
-        key=int,
-    )
 
 
 def all_routes(

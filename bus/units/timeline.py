@@ -214,6 +214,35 @@ def add_change_file(settings: Settings, path: Path) -> list[UnitChange]:
     return changes
 
 
+def era_units(configured: str, units: list[str], era: str) -> list[str]:
+    """The publishing units (codes of the configured hierarchy) as units of ``era``: what
+    they became on the day that hierarchy came into force."""
+    if era == configured:
+        return list(units)
+    timeline = load_timeline()
+    day = timeline.hierarchy(era).root.valid_from
+    if day is None:
+        return []
+    return sorted(
+        {
+            s.unit.code
+            for u in units
+            for s in timeline.became(u, configured, day)
+            if s.hierarchy == era
+        },
+        key=int,
+    )
+
+
+def era_names_in_force(settings: Settings) -> list[str]:
+    """The hierarchies a bus configured with ``settings.hierarchy`` has topics in: that one up
+    to the one in force (after a cut-over, both: old topics keep their history)."""
+    names = load_timeline().era_names
+    first = names.index(settings.hierarchy)
+    last = names.index(hierarchy_name_in_force(settings))
+    return names[first : max(first, last) + 1]
+
+
 # --- cut-overs --------------------------------------------------------------------------------
 
 
