@@ -425,7 +425,9 @@ def auditor_view(settings: Settings, agency: str, dataset: str) -> GrantView:
     """What an auditor of ``agency`` sees of ``dataset``'s events (history, replay): every
     field, with the PII fields as tokens except those that a live grant of ``agency`` with
     PII allowed covers. ``allow_pii`` is true when nothing is left to hide, so that
-    ``apply_grant`` keeps the source position then, as for such a grant."""
+    ``apply_grant`` keeps the source position then, as for such a grant. A grant written for
+    some units does not count here (this view covers every unit's events alike): its PII
+    stays tokenised for the auditor."""
     with session_scope(settings) as s:
         ds = s.get(Dataset, dataset)
         if ds is None:
@@ -434,7 +436,7 @@ def auditor_view(settings: Settings, agency: str, dataset: str) -> GrantView:
     covered: set[str] = set()
     grant_id = 0
     for grant in list_grants(settings, agency=agency, dataset=dataset, live_only=True):
-        if grant.allow_pii:
+        if grant.allow_pii and not grant.units:
             covered |= set(grant.fields)
             grant_id = grant.id
     hidden = pii - covered
