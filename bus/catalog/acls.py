@@ -1,7 +1,8 @@
 """``kafka-acls.sh`` commands that enforce the catalogue and the grants on Apache Kafka.
 
 One principal per agency (``User:<agency>``). A publisher may Write (and Describe) only its
-dataset's unit topics and their DLQ topics; a grant holder may Read and Describe the granted
+dataset's unit topics (after a reform's cut-over, of both hierarchies: the new units' sources
+publish there) and their DLQ topics; a grant holder may Read and Describe the granted
 dataset's unit topics (after a reform's cut-over, of both hierarchies) and Read its consumer
 group ``lgsp.grant.<agency>.<dataset>``. A grant written for some units reads only the topics
 whose every event those units cover (:meth:`bus.units.coverage.UnitScope.whole`: an old ward
@@ -15,7 +16,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from bus.catalog.datasets import dataset_topics, era_topics, list_datasets
+from bus.catalog.datasets import era_topics, list_datasets
 from bus.catalog.grants import list_grants, unit_scope
 from bus.catalog.masking import consumer_group
 from bus.config import Settings
@@ -40,11 +41,10 @@ def acl_rules(settings: Settings, *, operator: str | None = None) -> list[AclRul
     """The rules the catalogue implies, publishers first, then grants by id."""
     rules: list[AclRule] = []
     datasets = {d.name: d for d in list_datasets(settings)}
-    topics = {name: dataset_topics(settings, d) for name, d in datasets.items()}
     by_era = {name: era_topics(settings, d) for name, d in datasets.items()}
     for name, info in datasets.items():
         principal = f"User:{info.publisher}"
-        for topic in topics[name]:
+        for topic in (t for era_list in by_era[name].values() for t in era_list):
             for target in (topic, f"{topic}.dlq"):
                 rules.append(
                     AclRule(

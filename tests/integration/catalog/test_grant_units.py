@@ -167,6 +167,8 @@ def test_delivery_follows_the_units_across_the_cut_over(
         if r.principal == "User:so-a" and r.resource == "topic" and not r.remove
     }
     assert reads == {f"lgsp.79.760.26734.{name}", f"lgsp.79.26737.{name}"}
+    writes = {r.name for r in acl_rules(settings) if r.principal == "User:vp-ubnd-tp"}
+    assert {f"lgsp.79.26737.{name}", f"lgsp.79.760.26734.{name}"} <= writes  # both eras
 
     # grant list: which units each grant covers in each era
     out = CliRunner().invoke(cli, ["grant", "list", "--dataset", name, "--json"])
