@@ -51,6 +51,7 @@ from sqlalchemy.engine import URL, Connection
 from bus.errors import DataError
 from connectors.base import Batch, Invalid, Stream, event_id_for
 from connectors.errors import ConnectorConfigError, ConnectorUnavailableError, TableStoppedError
+from connectors.sql import logschema
 from connectors.sql import pgoutput as pg
 from connectors.sql.chunked_snapshot import ChunkedSnapshots, pg_chunk_reader
 
@@ -640,7 +641,12 @@ class PgLogReader:
             if isinstance(message, pg.Begin):
                 txn = _Txn(message)
             elif isinstance(message, pg.Relation):
+                stop = self._schema_stop(message, txn)
                 self._relations[message.oid] = message
+                if stop is not None:  # what came before it is published first
+                    yield from self._flush(pending)
+                    yield self._halt(stop)
+                    raise stop
             elif isinstance(message, pg.Commit):
                 assert txn is not None
                 last_end = message.end_lsn
@@ -691,6 +697,21 @@ class PgLogReader:
                 )
                 yield self._halt(stop)
                 raise stop
+
+    def _schema_stop(self, message: pg.Relation, txn: _Txn | None) -> TableStoppedError | None:
+        """The stop for an incompatible change of a streamed table's columns (logschema)."""
+        table = self._by_qualified.get(message.qualified)
+        if table is None:
+            return None
+        previous = self._relations.get(message.oid)
+        if previous is not None:
+            changes = logschema.relation_changes(previous.columns, message.columns)
+        else:
+            names = self.source.log_context(self.streams[table]).names
+            changes = logschema.missing_columns(names, message.columns)
+        at = f"LSN {pg.lsn_text(txn.begin.final_lsn)}" if txn is not None else "the stream start"
+        reason = logschema.stop_reason(changes, at, resnapshot_command(self.connector.name))
+        return None if reason is None else TableStoppedError(table, reason)
 
     def _halt(self, stop: TableStoppedError) -> Batch:
         """An empty batch whose state is the last acknowledged position marked with the
