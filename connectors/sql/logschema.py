@@ -7,6 +7,11 @@ previous Relation of the table with the new one tells what changed *at that poin
 (unlike the catalog, which shows the definition of now). A Relation carries names, type oids,
 type modifiers and the replica-identity flag, not nullability: a dropped column therefore
 always stops the table (its field may be a required one), an added column is compatible.
+
+The comparison needs the table's previous Relation *in the same read*: the decoder sends one
+before the table's first change of each read, and the stream's columns are discovered from the
+catalog (the definition of now), so a change made while the connector was not running, whose
+Relation comes first in the next read, is not seen here.
 """
 
 from __future__ import annotations
@@ -122,20 +127,13 @@ def relation_changes(
     return changes
 
 
-def missing_columns(names: Sequence[str], new: Sequence[pg.RelationColumn]) -> list[Change]:
-    """The stream's columns (from its schema) the table no longer has: when the read starts
-    with no previous Relation to compare with, a column dropped while it was not running."""
-    present = {c.name for c in new}
-    return [Change(n, "column dropped", False) for n in names if n not in present]
-
-
-def stop_reason(changes: Sequence[Change], at: str, resnapshot: str) -> str | None:
+def stop_reason(table: str, changes: Sequence[Change], at: str, resnapshot: str) -> str | None:
     """The reason a table stops for the incompatible changes among these, or None."""
     bad = [c for c in changes if not c.compatible]
     if not bad:
         return None
     listed = "; ".join(f"column {c.column!r}: {c.what}" for c in bad)
     return (
-        f"incompatible schema change at {at}: {listed}. The position stays before it; "
-        f"re-snapshot the table with: {resnapshot}"
+        f"incompatible schema change of table {table} at {at}: {listed}. The position "
+        f"stays before it; re-snapshot the table with: {resnapshot}"
     )

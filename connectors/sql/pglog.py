@@ -704,13 +704,13 @@ class PgLogReader:
         if table is None:
             return None
         previous = self._relations.get(message.oid)
-        if previous is not None:
-            changes = logschema.relation_changes(previous.columns, message.columns)
-        else:
-            names = self.source.log_context(self.streams[table]).names
-            changes = logschema.missing_columns(names, message.columns)
+        if previous is None:
+            return None  # the first of this read: nothing to compare with (see logschema)
+        changes = logschema.relation_changes(previous.columns, message.columns)
         at = f"LSN {pg.lsn_text(txn.begin.final_lsn)}" if txn is not None else "the stream start"
-        reason = logschema.stop_reason(changes, at, resnapshot_command(self.connector.name))
+        reason = logschema.stop_reason(
+            message.qualified, changes, at, resnapshot_command(self.connector.name)
+        )
         return None if reason is None else TableStoppedError(table, reason)
 
     def _halt(self, stop: TableStoppedError) -> Batch:

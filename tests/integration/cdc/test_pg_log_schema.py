@@ -1,0 +1,62 @@
+"""``mode: log`` on PostgreSQL: a column change seen in the stream's Relation messages; an
+incompatible one stops the table before it and names the column, the change and the
+re-snapshot command."""
+
+from __future__ import annotations
+
+import pytest
+
+from bus.config import Settings
+from bus.sync import run
+from tests.integration.cdc.helpers import drop_log, execute
+from tests.integration.cdc.pg_cluster import Cluster
+from tests.integration.cdc.test_pg_log_changes import source
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_narrowed_column_stops_the_table_before_the_change(
+    settings: Settings, logical_pg: Cluster, unique: str
+) -> None:
+    url, table = logical_pg.url, f"narrow_{unique}"
+    execute(url, "CREATE TABLE {t} (id bigint PRIMARY KEY, ten varchar(100), n int)", table=table)
+    try:
+        source(settings, url, "s", table, f"tthc.n{unique}")
+        run(settings, "s")
+        execute(url, "INSERT INTO {t} VALUES (1, 'một', 1)", table=table)
+        execute(url, "ALTER TABLE {t} ALTER COLUMN ten TYPE varchar(10)", table=table)
+        execute(url, "INSERT INTO {t} VALUES (2, 'hai', 2)", table=table)
+        [tr] = run(settings, "s").tables
+        assert tr.status == "stopped"
+        assert tr.rows == 1, "the insert before the change was published"
+        error = tr.error or ""
+        assert table in error and "column 'ten'" in error
+        assert "varchar(100) to varchar(10)" in error
+        assert "lgsp connector reset s && lgsp connector run s" in error
+        [again] = run(settings, "s").tables
+        assert again.status == "stopped" and again.rows == 0
+        assert "stopped earlier: incompatible schema change" in (again.error or "")
+    finally:
+        drop_log(url, "s", table)
+
+
+def test_a_dropped_column_stops_and_an_added_one_goes_on(
+    settings: Settings, logical_pg: Cluster, unique: str
+) -> None:
+    url, table = logical_pg.url, f"dropc_{unique}"
+    execute(url, "CREATE TABLE {t} (id int PRIMARY KEY, ten text NOT NULL)", table=table)
+    try:
+        source(settings, url, "s", table, f"tthc.d{unique}")
+        run(settings, "s")
+        execute(url, "ALTER TABLE {t} ADD COLUMN ghi_chu text", table=table)
+        execute(url, "INSERT INTO {t} VALUES (1, 'một', 'x')", table=table)
+        [added] = run(settings, "s").tables
+        assert (added.status, added.rows) == ("ok", 1)
+        execute(url, "INSERT INTO {t} VALUES (2, 'hai', 'y')", table=table)
+        execute(url, "ALTER TABLE {t} DROP COLUMN ten", table=table)
+        execute(url, "INSERT INTO {t} VALUES (3, 'z')", table=table)
+        [tr] = run(settings, "s").tables
+        assert tr.status == "stopped" and tr.rows == 1
+        assert "column 'ten': column dropped" in (tr.error or "")
+    finally:
+        drop_log(url, "s", table)
