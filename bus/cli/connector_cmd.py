@@ -355,6 +355,11 @@ def check(name: str) -> None:
     for stream in streams:
         for warning in stream.warnings:
             click.echo(f"warning: {warning}", err=True)
+    # a stop kept in a position (mode: log: a TRUNCATE, an incompatible schema change)
+    for table, pos in sorted(ctx.connectors.positions(name).items()):
+        halt = (pos.position or {}).get("halt")
+        if halt:
+            click.echo(f"table {table} stopped: {halt}")
     if guarded.stopped is not None:
         raise FatalError(f"connector {name}: log tables stopped: {guarded.stopped}")
     if guarded.status is not None:

@@ -11,12 +11,13 @@ from bus.sync import run
 from tests.integration.cdc.helpers import drop_log, execute
 from tests.integration.cdc.pg_cluster import Cluster
 from tests.integration.cdc.test_pg_log_changes import source
+from tests.integration.cdc.test_pg_log_cli import lgsp
 
 pytestmark = pytest.mark.integration
 
 
 def test_a_narrowed_column_stops_the_table_before_the_change(
-    settings: Settings, logical_pg: Cluster, unique: str
+    settings: Settings, cli_env: dict[str, str], logical_pg: Cluster, unique: str
 ) -> None:
     url, table = logical_pg.url, f"narrow_{unique}"
     execute(url, "CREATE TABLE {t} (id bigint PRIMARY KEY, ten varchar(100), n int)", table=table)
@@ -36,6 +37,10 @@ def test_a_narrowed_column_stops_the_table_before_the_change(
         [again] = run(settings, "s").tables
         assert again.status == "stopped" and again.rows == 0
         assert "stopped earlier: incompatible schema change" in (again.error or "")
+        code, out, err = lgsp("connector", "check", "s")
+        assert code == 0, err
+        assert f"stopped: incompatible schema change of table public.{table}" in out
+        assert "column 'ten'" in out
     finally:
         drop_log(url, "s", table)
 
