@@ -44,9 +44,24 @@ stored position, and nothing before it is lost. When a pass ends, tables whose p
 behind the end of what was read move to it (an empty batch), so that a quiet table does not
 keep the next run reading old binlog files the server may since have purged.
 
-A DDL statement on a captured table (ALTER, DROP, TRUNCATE, RENAME, CREATE OR REPLACE) stops
+Schema changes: a Table_map event precedes each row event and (``binlog_row_metadata =
+FULL``) describes the table's columns as they were when the row was written. The columns of
+the last Table_map a table's events were read with are kept in its position (``columns``);
+when a Table_map of the table differs, ``logschema.column_changes`` (the rule PostgreSQL's
+Relation messages go through too) tells what changed. An incompatible change (a dropped
+column, a narrowed type, a changed key) stops the read before the table's first row after it
+(position kept, the stop kept in it) naming the table, the column, the change, the ALTER's
+binlog position and the re-snapshot command. A compatible one goes on: the run's discovery
+(the catalog of now) already has an added column, whose value is null in rows written before
+the ALTER; a column added after the run's discovery ends the read before the first row that
+has it, so that the next run registers the schema with it and reads that row again. A table
+whose Table_map columns are not known yet (just snapshotted, or a position from before this
+rule) takes the first Table_map it meets as they are: a change between its snapshot and its
+first row in the binlog is not compared.
+
+DROP, TRUNCATE, RENAME (and ALTER ... RENAME TO), CREATE OR REPLACE of a captured table stop
 the read at its transaction (position kept before it) with an error saying how to re-snapshot:
-TRUNCATE lists no rows, and the rows after an ALTER no longer match the table's schema.
+TRUNCATE lists no rows, and the others leave the rows that follow under another table.
 A binlog file the position needs that the server no longer has stops the read too.
 """
 
@@ -66,6 +81,7 @@ from sqlalchemy.engine import Connection
 
 from connectors.base import Batch, Invalid, Stream, event_id_for
 from connectors.errors import ConnectorConfigError, ConnectorUnavailableError, TableStoppedError
+from connectors.sql import logschema
 
 log = logging.getLogger(__name__)
 
@@ -272,6 +288,20 @@ def _unquote(name: str) -> str:
     return ".".join(p[1:-1].replace("``", "`") if p.startswith("`") else p for p in parts)
 
 
+_RENAME_TABLE = re.compile(r"(?:^|,)\s*RENAME\s+(?!(?:COLUMN|INDEX|KEY)\b)", re.IGNORECASE)
+
+
+def renames_table(query: str) -> bool:
+    """Whether an ``ALTER TABLE`` statement renames the table (``RENAME [TO|AS] name``, not a
+    column's or an index's rename)."""
+    match = _DDL.match(_COMMENT.sub(" ", query))
+    if match is None:
+        return False
+    rest = re.sub(rf"^\s*{_NAME}", ",", match.group("rest"))  # the table's own name
+    rest = re.sub(r"'(?:[^']|'')*'|`(?:[^`]|``)*`", "''", rest)  # strings, quoted names
+    return bool(_RENAME_TABLE.search(rest))
+
+
 def ddl_tables(query: str, schema: str) -> tuple[str, list[str]] | None:
     """The statement's verb and the ``schema.table`` names it changes, or None for a
     statement that changes no table's rows or shape (DML, CREATE TABLE, ...)."""
@@ -377,6 +407,11 @@ class MyLogReader:
         self._ts_floor = 0
         self._gtids = False
         self._processor_cache: dict[str, list[Any]] = {}
+        # per table: the columns of the last Table_map its events were read with (and their
+        # form kept in its position), the ALTER read since then
+        self._columns: dict[str, list[logschema.Column]] = {}
+        self._columns_kept: dict[str, list[list[Any]]] = {}
+        self._altered: dict[str, str] = {}
 
     def _qualify(self, conn: Connection) -> None:
         database = conn.exec_driver_sql("SELECT DATABASE()").scalar() or ""
@@ -401,6 +436,9 @@ class MyLogReader:
         for name, state in held.items():
             if position_key(state) is not None:
                 self._acked[name] = dict(state)  # type: ignore[arg-type]
+                kept = state.get("columns") if state else None
+                if kept:
+                    self._keep_columns(name, [logschema.Column.from_list(c) for c in kept])
         for name, stream in self.streams.items():
             if name not in self._acked:
                 yield from self._snapshot(stream)
@@ -487,6 +525,7 @@ class MyLogReader:
             )
             from pymysqlreplication.row_event import (
                 DeleteRowsEvent,
+                TableMapEvent,
                 UpdateRowsEvent,
                 WriteRowsEvent,
             )
@@ -517,6 +556,7 @@ class MyLogReader:
                 QueryEvent,
                 XidEvent,
                 RotateEvent,
+                TableMapEvent,
                 WriteRowsEvent,
                 UpdateRowsEvent,
                 DeleteRowsEvent,
@@ -546,7 +586,12 @@ class MyLogReader:
             RotateEvent,
             XidEvent,
         )
-        from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
+        from pymysqlreplication.row_event import (
+            DeleteRowsEvent,
+            TableMapEvent,
+            UpdateRowsEvent,
+            WriteRowsEvent,
+        )
 
         pending: list[Pending] = []
         prev_end = pos  # the offset after the last event read (a transaction starts there)
@@ -584,6 +629,18 @@ class MyLogReader:
                 elif isinstance(event, XidEvent):
                     last = self._commit(txn, pending, file, end) or last
                     txn = None
+                elif isinstance(event, TableMapEvent):
+                    here = txn or _Txn(file, prev_end, None)
+                    verdict = self._table_map(event, here)
+                    if isinstance(verdict, TableStoppedError):
+                        yield from self._flush(pending)
+                        yield self._halt(verdict)
+                        raise verdict
+                    if verdict == "rediscover":  # the next run's schema has the new column
+                        yield from self._flush(pending)
+                        if last is not None:
+                            yield from self._advance(*last)
+                        return
                 elif isinstance(event, WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent):
                     if txn is None:
                         txn = _Txn(file, prev_end, None)
@@ -637,6 +694,8 @@ class MyLogReader:
                 "gtid": gtid,
                 "ts": self._ts_floor,
             }
+            if name in self._columns_kept:
+                moved["columns"] = self._columns_kept[name]
             yield Batch(name, [], moved, stream.record_schema)
             self._acked[name] = moved
 
@@ -645,14 +704,23 @@ class MyLogReader:
         if found is None:
             return None
         verb, names = found
-        hit = [self._by_qualified[n] for n in names if n in self._by_qualified]
+        hit = [
+            self._by_qualified[n]
+            for n in names
+            if n in self._by_qualified and self._ahead(self._by_qualified[n], txn)
+        ]
         if not hit:
             return None
-        where = txn.gtid or f"{txn.file}:{txn.pos}"
+        where = f"{txn.gtid} ({txn.file}:{txn.pos})" if txn.gtid else f"{txn.file}:{txn.pos}"
+        if verb.startswith("ALTER") and not renames_table(query):
+            # the columns after it are compared at the table's next Table_map (logschema)
+            for table in hit:
+                self._altered[table] = f"binlog {where} ({verb})"
+            return None
         what = (
             "the rows it removed are not in the log, so no event can name them"
             if (verb.startswith(("TRUNCATE", "DROP")))
-            else "rows after it may no longer match the table's published schema"
+            else "the rows after it are another table's"
         )
         return TableStoppedError(
             ", ".join(hit),
@@ -660,6 +728,57 @@ class MyLogReader:
             "table's sinks (or reconcile them with repair), then re-snapshot with: "
             f"{resnapshot_command(self.connector.name)}",
         )
+
+    def _ahead(self, table: str, txn: _Txn) -> bool:
+        """Whether the transaction comes after what the table published (a table whose
+        position is later than where the read started meets older transactions first)."""
+        acked = position_key(self._acked.get(table))
+        if acked is None:
+            return True
+        here = (file_number(txn.file), txn.pos)
+        return here > acked[:2] or (here == acked[:2] and acked[2] < 0)
+
+    def _keep_columns(self, table: str, columns: list[logschema.Column]) -> None:
+        self._columns[table] = columns
+        self._columns_kept[table] = [c.to_list() for c in columns]
+
+    def _table_map(self, event: Any, txn: _Txn) -> TableStoppedError | str | None:
+        """A Table_map of a captured table: its columns compared with the last ones its events
+        were read with (``logschema``). A stop for an incompatible change; ``"rediscover"``
+        when a compatible change added a column the run's schema lacks; else None."""
+        table = self._by_qualified.get(f"{event.schema}.{event.table}")
+        if table is None or not self._ahead(table, txn):
+            return None
+        new = logschema.binlog_columns(event.columns, event.null_bitmask)
+        old = self._columns.get(table)
+        if old == new:
+            return None
+        altered = self._altered.pop(table, None)
+        if old is not None:
+            at = altered or (
+                f"binlog {txn.gtid or f'{txn.file}:{txn.pos}'} (the first change read after it)"
+            )
+            changes = logschema.column_changes(old, new)
+            reason = logschema.stop_reason(
+                f"{event.schema}.{event.table}",
+                changes,
+                at,
+                resnapshot_command(self.connector.name),
+            )
+            if reason is not None:
+                return TableStoppedError(table, reason)
+            log.info(
+                "%s: compatible schema change at %s: %s",
+                table,
+                at,
+                "; ".join(f"column {c.column!r}: {c.what}" for c in changes),
+            )
+            names = set(self.source.log_context(self.streams[table]).names)
+            if any(c.name not in names for c in new if c.name not in {o.name for o in old}):
+                log.info("%s: a column this run's schema lacks: the next run reads on", table)
+                return "rediscover"
+        self._keep_columns(table, new)
+        return None
 
     def _rows(self, event: Any, txn: _Txn, pending: list[Pending]) -> None:
         from pymysqlreplication.row_event import DeleteRowsEvent, WriteRowsEvent
@@ -676,14 +795,18 @@ class MyLogReader:
         ts = max(self._ts_floor, int(event.timestamp) * 1000)
         self._ts_floor = ts
         columns = {c.name: c for c in event.columns}
+        nullable = {c.name for c in stream.columns if c.nullable}
         missing = [n for n in context.names if n not in columns]
-        if missing:
+        required = [n for n in missing if n not in nullable]
+        if required:
             raise TableStoppedError(
                 table,
-                f"the binlog's rows of {table!r} have no column {missing[0]!r} (the table "
-                "changed before this read saw the change): re-snapshot with: "
+                f"the binlog's rows of {table!r} at {txn.gtid or f'{txn.file}:{txn.pos}'} "
+                f"have no column {required[0]!r}, which the table has now and which is NOT "
+                "NULL (added or renamed after these rows were written): re-snapshot with: "
                 f"{resnapshot_command(self.connector.name)}",
             )
+        # a nullable column added after these rows were written: null in their events
         for raw in event.rows:
             index = txn.next_index()
             key = (file_number(txn.file), txn.pos, index)
@@ -727,7 +850,11 @@ class MyLogReader:
         convert = self._values.value
         out = []
         for name, process in zip(names, processors, strict=True):
-            value = convert(columns[name], values.get(name), none_sources.get(name))
+            column = columns.get(name)
+            if column is None:  # added to the table after this row (see _rows)
+                out.append(None)
+                continue
+            value = convert(column, values.get(name), none_sources.get(name))
             out.append(value if process is None or value is None else process(value))
         return tuple(out)
 
@@ -769,6 +896,8 @@ class MyLogReader:
             "gtid": txn.gtid,
             "ts": ts,
         }
+        if table in self._columns_kept:
+            state["columns"] = self._columns_kept[table]
         row = after_row if after_row is not None else before_row
         assert row is not None
         events, invalid = self.source._events(context.ctx, [row])
