@@ -74,6 +74,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -324,6 +325,74 @@ def ddl_tables(query: str, schema: str) -> tuple[str, list[str]] | None:
     return verb, out
 
 
+# ---- a table's columns from the catalog ----------------------------------------------------------
+
+# information_schema DATA_TYPE -> the binlog's type code (pymysqlreplication FIELD_TYPE)
+_CATALOG_TYPES = {
+    "tinyint": 1,
+    "smallint": 2,
+    "mediumint": 9,
+    "int": 3,
+    "bigint": 8,
+    "float": 4,
+    "double": 5,
+    "decimal": 246,
+    "varchar": 15,
+    "varbinary": 15,
+    "char": 254,
+    "binary": 254,
+    "enum": 247,
+    "set": 248,
+    "date": 10,
+    "time": 19,
+    "datetime": 18,
+    "timestamp": 17,
+    "year": 13,
+    "bit": 16,
+    "json": 245,  # MySQL's (MariaDB lists a JSON column as longtext)
+}
+_CATALOG_BLOBS = {"tiny": 1, "": 2, "medium": 3, "long": 4}
+
+
+def catalog_columns(conn: Connection, schema: str, table: str) -> list[logschema.Column]:
+    """A table's columns as its Table_map events would describe them (``logschema.Column``),
+    from ``information_schema`` (the definition of now): the columns a snapshot was read with,
+    until the table's first Table_map replaces them."""
+    rows = conn.exec_driver_sql(
+        "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, COLUMN_KEY, "
+        "CHARACTER_OCTET_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION, "
+        "COLLATION_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %(s)s "
+        "AND TABLE_NAME = %(t)s ORDER BY ORDINAL_POSITION",
+        {"s": schema, "t": table},
+    ).all()
+    out = []
+    for name, data_type, column_type, nullable, key, octets, precision, scale, fsp, coll in rows:
+        kind = str(data_type).lower()
+        full = str(column_type).lower()
+        blob = re.fullmatch(r"(tiny|medium|long|)(text|blob)", kind)
+        binary = kind in ("binary", "varbinary") or (blob is not None and blob.group(2) == "blob")
+        members = None
+        if kind in ("enum", "set"):
+            members = [m.replace("''", "'") for m in re.findall(r"'((?:[^']|'')*)'", full)]
+        column = SimpleNamespace(
+            type=252 if blob else _CATALOG_TYPES.get(kind, 255),  # else: named as geometry
+            name=str(name),
+            unsigned="unsigned" in full,
+            is_primary=str(key).upper() == "PRI",
+            collation_name="binary" if binary else coll,
+            max_length=int(octets or 0),
+            length_size=_CATALOG_BLOBS[blob.group(1)] if blob else 4,
+            precision=int(precision or 0),
+            decimals=int(scale or 0),
+            fsp=int(fsp or 0),
+            bits=int(precision or 0),
+            enum_values=[""] + members if members is not None and kind == "enum" else None,
+            set_values=members if kind == "set" else None,
+        )
+        out.append(logschema.binlog_column(column, str(nullable).upper() == "YES"))
+    return out
+
+
 # ---- values -----------------------------------------------------------------------------------
 
 
@@ -412,6 +481,7 @@ class MyLogReader:
         self._columns: dict[str, list[logschema.Column]] = {}
         self._columns_kept: dict[str, list[list[Any]]] = {}
         self._altered: dict[str, str] = {}
+        self._from_catalog: set[str] = set()  # columns read from the catalog at a snapshot
 
     def _qualify(self, conn: Connection) -> None:
         database = conn.exec_driver_sql("SELECT DATABASE()").scalar() or ""
@@ -438,7 +508,13 @@ class MyLogReader:
                 self._acked[name] = dict(state)  # type: ignore[arg-type]
                 kept = state.get("columns") if state else None
                 if kept:
-                    self._keep_columns(name, [logschema.Column.from_list(c) for c in kept])
+                    self._keep_columns(
+                        name,
+                        [logschema.Column.from_list(c) for c in kept],
+                        from_catalog=bool(state and state.get("columns_catalog")),
+                    )
+                if state and state.get("altered"):
+                    self._altered[name] = str(state["altered"])
         for name, stream in self.streams.items():
             if name not in self._acked:
                 yield from self._snapshot(stream)
@@ -477,6 +553,10 @@ class MyLogReader:
                     "SELECT BINLOG_GTID_POS(%(f)s, %(p)s)", {"f": at["file"], "p": at["pos"]}
                 ).scalar()
                 at["gtid"] = str(gtid) if gtid else None
+                schema, _, table = next(
+                    q for q, n in self._by_qualified.items() if n == stream.name
+                ).partition(".")
+                at["columns"] = catalog_columns(c, schema, table)
             else:  # MySQL: no snapshot position to read; the read stops before it starts
                 raise ConnectorConfigError(
                     [
@@ -508,10 +588,13 @@ class MyLogReader:
                 "ts": snapshot_ms,
                 "rows": inner.get("rows", 0),
                 "snapshot_ms": inner.get("snapshot_ms"),
+                "columns": [c.to_list() for c in at["columns"]],
+                "columns_catalog": True,
             }
             yield batch
             if done:
                 self._acked[stream.name] = dict(batch.state)
+                self._keep_columns(stream.name, at["columns"], from_catalog=True)
 
     def _reader(self, file: str, pos: int) -> Any:
         try:
@@ -696,6 +779,9 @@ class MyLogReader:
             }
             if name in self._columns_kept:
                 moved["columns"] = self._columns_kept[name]
+                moved["columns_catalog"] = name in self._from_catalog
+            if name in self._altered:  # an ALTER read, no row of the table after it yet
+                moved["altered"] = self._altered[name]
             yield Batch(name, [], moved, stream.record_schema)
             self._acked[name] = moved
 
@@ -738,9 +824,15 @@ class MyLogReader:
         here = (file_number(txn.file), txn.pos)
         return here > acked[:2] or (here == acked[:2] and acked[2] < 0)
 
-    def _keep_columns(self, table: str, columns: list[logschema.Column]) -> None:
+    def _keep_columns(
+        self, table: str, columns: list[logschema.Column], *, from_catalog: bool = False
+    ) -> None:
         self._columns[table] = columns
         self._columns_kept[table] = [c.to_list() for c in columns]
+        if from_catalog:
+            self._from_catalog.add(table)
+        else:
+            self._from_catalog.discard(table)
 
     def _table_map(self, event: Any, txn: _Txn) -> TableStoppedError | str | None:
         """A Table_map of a captured table: its columns compared with the last ones its events
@@ -754,6 +846,10 @@ class MyLogReader:
         if old == new:
             return None
         altered = self._altered.pop(table, None)
+        if old is not None and table in self._from_catalog and altered is None:
+            # the catalog's description at the snapshot, no ALTER read since: the same
+            # definition (a type the catalog names otherwise than the binlog is no change)
+            old = None
         if old is not None:
             at = altered or (
                 f"binlog {txn.gtid or f'{txn.file}:{txn.pos}'} (the first change read after it)"

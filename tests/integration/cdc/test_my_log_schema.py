@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
+import sqlalchemy as sa
 
 from bus.config import Settings
 from bus.connectors_db import ConnectorStore
@@ -156,3 +157,68 @@ def test_a_narrowed_type_stops_the_table(
     [tr] = run(settings, "m").tables
     assert (tr.status, tr.rows) == ("stopped", 0)
     assert what in (tr.error or "") and RESNAPSHOT in (tr.error or "")
+
+
+def test_a_column_dropped_right_after_the_snapshot_stops_the_table(
+    settings: Settings, binlog_maria: MariaServer, table: str, unique: str
+) -> None:
+    """No row of the table was read from the binlog yet: its columns at the snapshot (read
+    from the catalog in the snapshot's transaction) are what the ALTER is compared with."""
+    url = binlog_maria.url
+    source(settings, url, table, f"tthc.sf{unique}")
+    assert run(settings, "m").rows == 1
+    execute(
+        url,
+        "ALTER TABLE {t} DROP COLUMN n",
+        "INSERT INTO {t} VALUES (2, 'hai', NULL)",
+        table=table,
+    )
+    [tr] = run(settings, "m").tables
+    assert (tr.status, tr.rows) == ("stopped", 0)
+    assert "column 'n': column dropped" in (tr.error or "")
+
+
+def test_the_catalogs_columns_are_the_binlogs(
+    binlog_maria: MariaServer, table: str, unique: str
+) -> None:
+    """The snapshot's columns (information_schema) and a Table_map's describe every type of the
+    wide test table alike, so that the first row after a snapshot is no change."""
+    from pymysqlreplication import BinLogStreamReader
+    from pymysqlreplication.row_event import TableMapEvent
+
+    from connectors.sql.logschema import binlog_columns
+    from connectors.sql.mylog import catalog_columns
+    from tests.integration.cdc.test_my_log import ROW_3, TABLE_DDL
+
+    url, wide = binlog_maria.url, f"wide_{unique}"
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            file, pos = conn.exec_driver_sql("SHOW MASTER STATUS").one()[:2]
+        execute(url, TABLE_DDL, ROW_3, table=wide)
+        with engine.connect() as conn:
+            catalog = catalog_columns(conn, "test", wide)
+        reader = BinLogStreamReader(
+            connection_settings={"host": "127.0.0.1", "port": binlog_maria.port, "user": "root"},
+            server_id=4242,
+            log_file=file,
+            log_pos=pos,
+            resume_stream=True,
+            blocking=False,
+            only_events=[TableMapEvent],
+            only_tables=[wide],
+        )
+        try:
+            [mapped] = [binlog_columns(e.columns, e.null_bitmask) for e in reader]
+        finally:
+            reader.close()
+        assert mapped == catalog
+        assert [c.label for c in mapped][:4] == [
+            "int unsigned",
+            "varchar(100)",
+            "decimal(14,2)",
+            "datetime(6)",
+        ]
+    finally:
+        engine.dispose()
+        execute(url, "DROP TABLE IF EXISTS {t}", table=wide)
