@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.sql.mylog import _float32, ddl_tables, position_key, resume_point
+from connectors.sql.mylog import _float32, ddl_tables, position_key, renames_table, resume_point
 
 
 @pytest.mark.parametrize(
@@ -55,3 +55,21 @@ def test_a_float_is_its_shortest_text() -> None:
     assert _float32(0.10000000149011612) == 0.1
     assert _float32(1234567.0) == 1234567.0
     assert _float32(3.4028234663852886e38) == 3.4028235e38
+
+
+@pytest.mark.parametrize(
+    ("query", "renames"),
+    [
+        ("ALTER TABLE ho_so RENAME TO ho_so_cu", True),
+        ("alter table `ho_so` rename ho_so_cu", True),
+        ("ALTER TABLE hoso.ho_so ADD COLUMN x int, RENAME AS cu", True),
+        ("ALTER TABLE ho_so RENAME COLUMN ten TO ho_ten", False),
+        ("ALTER TABLE ho_so RENAME INDEX a TO b", False),
+        ("ALTER TABLE ho_so ADD COLUMN rename_me int", False),
+        ("ALTER TABLE ho_so ADD COLUMN `rename` int DEFAULT 'RENAME x'", False),
+    ],
+)
+def test_an_alter_that_renames_the_table_is_told_apart(query: str, renames: bool) -> None:
+    """A renaming ALTER keeps stopping the table (its rows continue under another name);
+    another ALTER is compared by its columns (logschema)."""
+    assert renames_table(query) is renames
