@@ -843,9 +843,9 @@ class MyLogReader:
             return None
         new = logschema.binlog_columns(event.columns, event.null_bitmask)
         old = self._columns.get(table)
+        altered = self._altered.pop(table, None)  # an ALTER of no column: nothing to compare
         if old == new:
             return None
-        altered = self._altered.pop(table, None)
         if old is not None and table in self._from_catalog and altered is None:
             # the catalog's description at the snapshot, no ALTER read since: the same
             # definition (a type the catalog names otherwise than the binlog is no change)
