@@ -220,24 +220,31 @@ def add_change_file(settings: Settings, path: Path) -> list[UnitChange]:
     return changes
 
 
-def era_units(configured: str, units: list[str], era: str) -> list[str]:
+def era_units(
+    configured: str,
+    units: list[str],
+    era: str,
+    settings: Settings | None = None,
+    today: date | None = None,
+) -> list[str]:
     """The publishing units (codes of the configured hierarchy) as units of ``era``: what
-    they became on the day that hierarchy came into force."""
+    they became on the day that hierarchy came into force, and the units that changes inside
+    ``era`` effective by ``today`` made of them (a source's later events go there:
+    :class:`EventUnits`); ``settings``: with the operators' stored changes."""
+    timeline = load_timeline(settings)
+    start = timeline.hierarchy(era).root.valid_from
     if era == configured:
-        return list(units)
-    timeline = load_timeline()
-    day = timeline.hierarchy(era).root.valid_from
-    if day is None:
+        base = list(units)
+    elif start is None:
         return []
-    return sorted(
-        {
-            s.unit.code
-            for u in units
-            for s in timeline.became(u, configured, day)
-            if s.hierarchy == era
-        },
-        key=int,
-    )
+    else:
+        became = [
+            s for u in units for s in timeline.became(u, configured, start) if s.hierarchy == era
+        ]
+        base = sorted({s.unit.code for s in became}, key=int)
+    day = max(today or date.today(), start or date.min)
+    later = {s.unit.code for u in base for s in timeline.became(u, era, day, eras=(era,))}
+    return [*dict.fromkeys(base), *sorted(later - set(base), key=int)]
 
 
 def era_names_in_force(settings: Settings) -> list[str]:
