@@ -14,11 +14,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bus.config import Settings
+from bus.cli._common import settings as cli_settings
+from bus.config import Settings, reset_settings
 from bus.connector_service.registration import register
 from bus.sync import run
 from bus.units import load_hierarchy
 from bus.units.timeline import Cutover, add_change_file, event_units, record_cutover
+from tests.helpers import run_cli
 from tests.integration.connectors.helpers import config
 from tests.integration.routes.test_routes import read_all
 
@@ -104,9 +106,12 @@ def test_a_merged_units_later_events_go_to_its_successor(
 
 
 def test_a_split_units_later_events_go_to_the_part_its_rule_picks(
-    broker_bootstrap: str, home: Path, tmp_path: Path, unique: str
+    cli_env: dict[str, str], tmp_path: Path, unique: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = Settings(home=home, kafka_bootstrap=broker_bootstrap, hierarchy="hcmc-2025")
+    monkeypatch.setenv("LGSP_HIERARCHY", "hcmc-2025")
+    reset_settings()
+    settings = cli_settings()
+    assert settings.hierarchy == "hcmc-2025"
     add_change_file(settings, _mapping(tmp_path, f"op-{unique}"))
     ds = f"t.s{unique}"
     rows = [
@@ -115,9 +120,11 @@ def test_a_split_units_later_events_go_to_the_part_its_rule_picks(
         (3, "Pasteur", "2026-03-01 08:00:00"),  # no value of the rule: the default, 26758
     ]
     _source(settings, tmp_path, f"src-{unique}", "26743", ds, rows)
-    report = run(settings, f"src-{unique}")
+    code, out, _ = run_cli("connector", "run", f"src-{unique}")
 
-    assert report.tables[0].moved == {_topic("26740", ds): 1, _topic("26758", ds): 1}
+    assert code == 0, out
+    for part in ("26740", "26758"):
+        assert f"1 dated after a change that ended the unit, into {_topic(part, ds)}" in out
     assert sorted(_ids(settings, _topic("26743", ds))) == [1]
     [(two, lê_lợi)] = _ids(settings, _topic("26740", ds)).items()
     [(three, pasteur)] = _ids(settings, _topic("26758", ds)).items()
