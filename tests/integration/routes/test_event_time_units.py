@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from bus.cli._common import settings as cli_settings
 from bus.config import Settings, reset_settings
 from bus.connector_service.registration import register
+from bus.registry import Registry, subject_for
 from bus.sync import run
 from bus.units import load_hierarchy
 from bus.units.timeline import Cutover, add_change_file, event_units, record_cutover
@@ -144,3 +145,42 @@ def test_before_a_cutover_the_new_lists_topics_are_not_used(settings: Settings) 
     assert moved is not None and (moved.hierarchy, moved.unit.code) == ("hcmc-2025", "26737")
     june = {"ts_ms": int(dt.datetime(2025, 6, 30, 16, 59, tzinfo=dt.UTC).timestamp() * 1000)}
     assert after.of({**june, "after": {"unit": "26734"}}) is None
+
+
+def test_a_grant_for_the_merged_unit_reads_its_successors_topic(
+    broker_bootstrap: str, home: Path, tmp_path: Path, unique: str
+) -> None:
+    """The dataset's topics follow the change too: a delivery under a grant for 26737 reads
+    26740's topic, where 26737's later events went, and covers them; another ward's does not."""
+    from bus.catalog.delivery import deliver
+    from bus.units.timeline import effective_ms
+    from tests.integration.catalog.test_delivery import Collect
+    from tests.integration.catalog.test_grant_units import PURPOSE, events, grant, publish_to
+    from tests.integration.routes.test_routes import dataset
+
+    settings = Settings(home=home, kafka_bootstrap=broker_bootstrap, hierarchy="hcmc-2025")
+    add_change_file(settings, _mapping(tmp_path, f"op-{unique}"))
+    name = f"t.g{unique}"
+    dataset(settings, tmp_path, name, ["26737"])
+    december, february = effective_ms(dt.date(2025, 12, 20)), effective_ms(dt.date(2026, 2, 1))
+    publish_to(settings, "hcmc-2025", "26737", name, events("26737", 2, december, "dec"))
+    moved = [  # as a run of 26737's source publishes them (unit re-keyed, source kept)
+        {**e, "after": {**e["after"], "unit": "26740"}} for e in events("26737", 1, february, "feb")
+    ]
+    registry = Registry(settings)  # as the source's run registers its schema there
+    own = registry.latest(subject_for(_topic("26737", name))).schema
+    registry.register(subject_for(_topic("26740", name)), own)
+    publish_to(settings, "hcmc-2025", "26740", name, moved)
+
+    grant(settings, name, "so-a", ["26737"], "hcmc-2025")
+    sink = Collect()
+    report = deliver(settings, "so-a", name, sink, purpose=PURPOSE)
+    assert _topic("26740", name) in report.topics
+    assert sorted(e["after"]["item_id"] for e in sink.events) == [
+        "dec-26737-0",
+        "dec-26737-1",
+        "feb-26737-0",
+    ]
+    grant(settings, name, "so-b", ["26758"], "hcmc-2025")
+    other = deliver(settings, "so-b", name, Collect(), purpose=PURPOSE)
+    assert (other.delivered, other.outside) == (0, 3)

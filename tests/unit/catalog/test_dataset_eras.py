@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bus.catalog import dated_topics, get_dataset
 from bus.config import Settings
+from bus.routes.plan import all_routes
 from bus.units.timeline import Cutover, add_change_file, record_cutover
 from tests.helpers import run_cli as run
 from tests.unit.catalog.support import publish
@@ -74,3 +75,6 @@ def test_a_unit_merged_inside_one_hierarchy_ends_and_its_successor_is_listed(
             "lgsp.79.26740.dancu.ward": ("2025-07-01", None),
         }
     }
+    # the successor's topic rolls up too, and a grant's delivery reads it (the same listing)
+    sources = {r.source_topic for r in all_routes(settings, "dancu.ward")}
+    assert sources == {"lgsp.79.26737.dancu.ward", "lgsp.79.26740.dancu.ward"}
