@@ -44,7 +44,9 @@ from bus.registry import Registry, subject_for
 from bus.registry.compat import quiet_avro
 from bus.run_lock import HeldLock
 from bus.runs import record_run, start_run
-from bus.units.timeline import hierarchy_of_topics, refuse_replaced_unit
+from bus.units import topic_name
+from bus.units.rekey import rekey_record
+from bus.units.timeline import EventUnits, event_units, hierarchy_of_topics, refuse_replaced_unit
 from connectors import plugins as connector_types
 from connectors.base import Batch, Connector, Invalid, WriteReport
 from connectors.errors import TableStoppedError
@@ -70,6 +72,8 @@ class TableReport:
     error: str | None = None
     schema_version: int | None = None
     warnings: list[str] = field(default_factory=list)
+    # events published to the topic of the unit that continues the source's (by their time)
+    moved: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -217,6 +221,7 @@ class SyncRun:
 
     connector: Connector
     topics: dict[str, str]
+    units: EventUnits | None = None  # a source's: the unit each event is published for
 
     def __init__(
         self,
@@ -259,6 +264,7 @@ class SyncRun:
                 self.topics = self.connector.config.topics(era)
                 if report.role == "source":
                     broker_guard.check(settings, [self.topics[t] for t in wanted])
+                    self.units = event_units(settings, self.connector.config.unit, era)
                 if report.role == "source" and self.follow is None:
                     self._run_source(wanted)
                 elif report.role == "source":
@@ -408,9 +414,13 @@ class SyncRun:
         """Publish a batch, wait for the broker's acknowledgement, then move the position."""
         ends: dict[int, int] = {}
         if batch.events:
-            sent = publisher.publish(tr.topic, batch.events, on_invalid="dlq", dataset=dataset)
-            ends = sent.ends
-            tr.dlq += sent.dlq
+            for topic, events in self._by_unit(tr, dataset, batch.events, publisher).items():
+                sent = publisher.publish(topic, events, on_invalid="dlq", dataset=dataset)
+                if topic == tr.topic:
+                    ends = sent.ends
+                else:
+                    tr.moved[topic] = tr.moved.get(topic, 0) + len(events)
+                tr.dlq += sent.dlq
             tr.rows += len(batch.events)
             tr.deleted += sum(1 for e in batch.events if e["op"] == "d")
         if batch.invalid:
@@ -420,10 +430,49 @@ class SyncRun:
         # holds the connector's lock)
         self.lock.refresh()
         self.store.save_position(
-            self.name, tr.table, batch.state, rows=len(batch.events), topic=tr.topic, ends=ends
+            self.name,
+            tr.table,
+            batch.state,
+            rows=len(batch.events),
+            topic=tr.topic,
+            ends=ends,  # the table's own topic (a broker restore rewinds by it)
         )
         tr.batches += 1
         self._told(tr)
+
+    def _by_unit(
+        self, tr: TableReport, dataset: str, events: list[dict[str, Any]], publisher: Publisher
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The batch's events by topic: the table's own, and for an event dated on or after a
+        change that ended the source's unit, the topic of the unit that continues it
+        (:class:`bus.units.timeline.EventUnits`), the record's unit fields re-keyed as the
+        re-keying route does, the ``source`` block (old unit, position) and event id kept.
+        The first event for a topic registers the table's schema on it."""
+        units = self.units
+        if units is None or units.since_ms is None:
+            return {tr.topic: events}
+        out: dict[str, list[dict[str, Any]]] = {}
+        for event in events:
+            to = units.of(event)
+            if to is None:
+                out.setdefault(tr.topic, []).append(event)
+                continue
+            topic = topic_name(units.timeline.hierarchy(to.hierarchy), to.unit.code, dataset)
+            if topic not in out and topic not in tr.moved:
+                schema = publisher.registry.latest(subject_for(tr.topic)).schema
+                try:
+                    publisher.registry.register(subject_for(topic), schema)
+                except ConfigurationError as exc:
+                    raise TableStoppedError(tr.table, f"{topic}: {exc}") from exc
+            old, new = units.code, to.unit.code
+            out.setdefault(topic, []).append(
+                {
+                    **event,
+                    "before": rekey_record(event["before"], old, new) if event["before"] else None,
+                    "after": rekey_record(event["after"], old, new) if event["after"] else None,
+                }
+            )
+        return out
 
     def _follow_source(self, tables: list[str], follow: Follow) -> None:
         """Source passes one after another, summed into the report; a pass that found nothing

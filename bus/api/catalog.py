@@ -22,7 +22,7 @@ from bus.api.errors import ApiError, from_bus_error
 from bus.catalog import (
     add_grant,
     check_attribute_ownership,
-    dataset_topics,
+    dated_topics,
     get_dataset,
     list_datasets,
     list_grants,
@@ -139,8 +139,9 @@ def search(
 def show(
     name: str, ctx: Context = Depends(context), key: KeyInfo = Depends(caller)
 ) -> dict[str, Any]:
-    """One dataset: fields (PII, key, doc), topics; its live grants to its publisher and to
-    auditors (as ``lgsp dataset show --json``)."""
+    """One dataset: fields (PII, key, doc), topics (``topics_by_era``: per hierarchy the bus
+    has topics in, with dates); its live grants to its publisher and to auditors (as ``lgsp
+    dataset show --json``)."""
     info = get_dataset(ctx.settings, name)
     docs = info.field_docs()
     out = info.to_dict() | {
@@ -148,8 +149,10 @@ def show(
             {"name": f, "pii": f in info.pii, "key": f in info.key_fields, "doc": docs[f]}
             for f in info.fields
         ],
-        "topics": dataset_topics(ctx.settings, info),
     }
+    eras = dated_topics(ctx.settings, info)
+    out["topics"] = [t["topic"] for era in eras for t in era["topics"]]
+    out["topics_by_era"] = eras
     if _sees_grants(key, info):
         live = list_grants(ctx.settings, dataset=name, live_only=True)
         out["live_grants"] = [g.to_dict() for g in live]

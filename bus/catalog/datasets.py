@@ -444,9 +444,74 @@ def era_topics(settings: Settings, info: DatasetInfo) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for era in era_names_in_force(settings):
         h = load_hierarchy(era)
-        units = era_units(settings.hierarchy, list(info.units), era)
+        units = era_units(settings.hierarchy, list(info.units), era, settings)
         out[era] = [topic_name(h, unit, info.name) for unit in units]
     return out
+
+
+def dated_topics(settings: Settings, info: DatasetInfo) -> list[dict[str, Any]]:
+    """:func:`era_topics` with dates, for an auditor: per hierarchy (its validity ``from`` /
+    ``to``), each topic with its unit and the days that unit was in force in it (until the
+    day before a change that ended it). A topic keeps its events after that (those published
+    before a reform's cut-over was recorded, dated by their ``ts_ms``)."""
+    from bus.units.timeline import load_timeline
+
+    timeline = load_timeline(settings)
+
+    def shown(day: dt.date | None) -> str | None:
+        return day.isoformat() if day else None
+
+    out: list[dict[str, Any]] = []
+    for era, topics in era_topics(settings, info).items():
+        h = timeline.hierarchy(era)
+        listed = []
+        for topic in topics:
+            unit = h.get(topic.split(".")[-3])
+            bounds = [d for d in (h.root.valid_to, unit.valid_to) if d]
+            bounds += [
+                c.effective - dt.timedelta(days=1)
+                for c in timeline.changes_of(unit.code, era)
+                if c.ends_old
+            ]
+            first = max((d for d in (h.root.valid_from, unit.valid_from) if d), default=None)
+            last = min(bounds, default=None)
+            listed.append(
+                {
+                    "topic": topic,
+                    "unit": unit.code,
+                    "name": unit.name,
+                    "from": shown(first),
+                    "to": shown(last),
+                }
+            )
+        out.append(
+            {
+                "hierarchy": era,
+                "from": shown(h.root.valid_from),
+                "to": shown(h.root.valid_to),
+                "topics": listed,
+            }
+        )
+    return out
+
+
+def dated_topic_lines(eras: list[dict[str, Any]]) -> list[str]:
+    """:func:`dated_topics` as text: a line per hierarchy, then one per topic."""
+
+    def span(item: dict[str, Any]) -> str:
+        if item["from"] and item["to"]:
+            return f"{item['from']} to {item['to']}"
+        if item["to"]:
+            return f"to {item['to']}"
+        return f"from {item['from']}" if item["from"] else "always"
+
+    lines: list[str] = []
+    for era in eras:
+        lines.append(f"{era['hierarchy']} ({span(era)}):")
+        for t in era["topics"]:
+            dates = "" if (t["from"], t["to"]) == (era["from"], era["to"]) else f"  ({span(t)})"
+            lines.append(f"  {t['topic']}  {t['unit']} {t['name']}{dates}")
+    return lines
 
 
 @dataclass(frozen=True)

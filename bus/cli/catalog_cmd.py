@@ -10,7 +10,8 @@ import click
 from bus.catalog import (
     add_agency,
     add_grant,
-    dataset_topics,
+    dated_topic_lines,
+    dated_topics,
     get_dataset,
     list_agencies,
     list_datasets,
@@ -97,10 +98,18 @@ def dataset_show(name: str, as_json: bool) -> None:
     """Show a dataset: publisher, fields (PII, key), topics, live grants, findings."""
     s = settings()
     info = get_dataset(s, name)
-    topics = dataset_topics(s, info)
+    eras = dated_topics(s, info)
+    topics = [t["topic"] for era in eras for t in era["topics"]]
     grants = list_grants(s, dataset=name, live_only=True)
     if as_json:
-        echo_json(info.to_dict() | {"topics": topics, "live_grants": [g.to_dict() for g in grants]})
+        echo_json(
+            info.to_dict()
+            | {
+                "topics": topics,
+                "topics_by_era": eras,
+                "live_grants": [g.to_dict() for g in grants],
+            }
+        )
         return
     rows: list[tuple[str, Any]] = [
         ("name", info.name),
@@ -125,9 +134,9 @@ def dataset_show(name: str, as_json: bool) -> None:
             for f in info.fields
         ],
     )
-    click.echo("\ntopics:")
-    for topic in topics:
-        click.echo(f"  {topic}")
+    click.echo("\ntopics (per hierarchy, with the days each unit was in force):")
+    for line in dated_topic_lines(eras):
+        click.echo(f"  {line}")
     click.echo(f"\nlive grants: {len(grants)}")
     for g in grants:
         click.echo(f"  grant {g.id}: {g.agency} until {g.expires.isoformat()} ({g.purpose})")

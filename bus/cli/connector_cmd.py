@@ -478,6 +478,8 @@ def _print_summary(report: SyncReport) -> None:
         f"time {report.seconds:.2f} s (run {report.run_id})"
     )
     for t in report.tables:
+        for topic, n in sorted(t.moved.items()):
+            click.echo(f"{t.table}: {n} dated after a change that ended the unit, into {topic}")
         for warning in t.warnings:
             click.echo(f"warning: {t.table}: {warning}", err=True)
 

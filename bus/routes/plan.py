@@ -116,7 +116,9 @@ def all_routes(
     seen: set[tuple[str, str]] = set()
     for era in eras if eras is not None else era_names(ctx):
         h = load_hierarchy(era)
-        carriers = _units_at_or_below(h, era_units(ctx.settings.hierarchy, publishing, era))
+        carriers = _units_at_or_below(
+            h, era_units(ctx.settings.hierarchy, publishing, era, ctx.settings)
+        )
         for level in reversed(h.levels):
             for code in sorted(carriers.get(level, ())):
                 parent = h.parent(code)

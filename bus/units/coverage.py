@@ -21,21 +21,15 @@ event's day and the start of either unit's hierarchy), meet:
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 from bus.units.rekey import is_unit_field
-from bus.units.timeline import VIETNAM, Timeline
+from bus.units.timeline import Timeline, vn_day
 
 Placed = tuple[str, str]  # (hierarchy name, unit code)
-
-
-def vn_day(ts_ms: int) -> date:
-    """The Vietnamese calendar day of a change time in epoch milliseconds."""
-    return dt.datetime.fromtimestamp(ts_ms / 1000, VIETNAM).date()
 
 
 def record_unit(record: Mapping[str, Any] | None) -> str | None:
@@ -117,12 +111,18 @@ class UnitScope:
         record = event.get("after") or event.get("before")
         day = vn_day(int(event.get("ts_ms") or 0))
         code = record_unit(record)
-        if code is not None and self.placed(code, day) is not None:
-            return self.covers(code, day, record)
+        below_city = None
         if topic_unit is not None:
             h = self.timeline.hierarchy(topic_unit[0])
-            if topic_unit[1] != h.root.code:
-                return self.covers(topic_unit[1], day, record, topic_unit[0])
+            below_city = topic_unit if topic_unit[1] != h.root.code else None
+        if code is not None and below_city is not None and code in h:
+            # a unit topic names its hierarchy: a record of it dated before that hierarchy
+            # began (a new ward's system holding an older record) is read in it, not by day
+            return self.covers(code, day, record, below_city[0])
+        if code is not None and self.placed(code, day) is not None:
+            return self.covers(code, day, record)
+        if below_city is not None:
+            return self.covers(below_city[1], day, record, below_city[0])
         source = event.get("source")
         unit = record_unit({"unit": source.get("unit")}) if isinstance(source, Mapping) else None
         return unit is not None and self.covers(unit, day, record)

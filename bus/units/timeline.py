@@ -10,7 +10,7 @@ process context uses the new hierarchy and sources registered for replaced units
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -80,11 +80,16 @@ class Timeline:
         return [c for c in out if until is None or c.effective <= until]
 
     def became(
-        self, code: str, hierarchy: str, on: date, record: Mapping | None = None
+        self,
+        code: str,
+        hierarchy: str,
+        on: date,
+        record: Mapping | None = None,
+        eras: Collection[str] | None = None,
     ) -> list[Successor]:
         """What unit ``code`` of ``hierarchy`` is on ``on``: itself when nothing changed it;
         after a merge/rename/move the new unit; after a split every part (or, given a record,
-        the part its rule chooses)."""
+        the part its rule chooses). ``eras``: follow only changes into those hierarchies."""
         h = self.hierarchy(hierarchy)
         start = Successor(h.get(code), hierarchy, ())
         out, todo = [], [start]
@@ -93,7 +98,8 @@ class Timeline:
             steps = [
                 c
                 for c in self.changes_of(s.unit.code, s.hierarchy, until=on)
-                if not s.via or c.effective > s.via[-1].effective
+                if (not s.via or c.effective > s.via[-1].effective)
+                and (eras is None or c.to_hierarchy in eras)
             ]
             if not steps:
                 out.append(s)
@@ -214,24 +220,31 @@ def add_change_file(settings: Settings, path: Path) -> list[UnitChange]:
     return changes
 
 
-def era_units(configured: str, units: list[str], era: str) -> list[str]:
+def era_units(
+    configured: str,
+    units: list[str],
+    era: str,
+    settings: Settings | None = None,
+    today: date | None = None,
+) -> list[str]:
     """The publishing units (codes of the configured hierarchy) as units of ``era``: what
-    they became on the day that hierarchy came into force."""
+    they became on the day that hierarchy came into force, and the units that changes inside
+    ``era`` effective by ``today`` made of them (a source's later events go there:
+    :class:`EventUnits`); ``settings``: with the operators' stored changes."""
+    timeline = load_timeline(settings)
+    start = timeline.hierarchy(era).root.valid_from
     if era == configured:
-        return list(units)
-    timeline = load_timeline()
-    day = timeline.hierarchy(era).root.valid_from
-    if day is None:
+        base = list(units)
+    elif start is None:
         return []
-    return sorted(
-        {
-            s.unit.code
-            for u in units
-            for s in timeline.became(u, configured, day)
-            if s.hierarchy == era
-        },
-        key=int,
-    )
+    else:
+        became = [
+            s for u in units for s in timeline.became(u, configured, start) if s.hierarchy == era
+        ]
+        base = sorted({s.unit.code for s in became}, key=int)
+    day = max(today or date.today(), start or date.min)
+    later = {s.unit.code for u in base for s in timeline.became(u, era, day, eras=(era,))}
+    return [*dict.fromkeys(base), *sorted(later - set(base), key=int)]
 
 
 def era_names_in_force(settings: Settings) -> list[str]:
@@ -243,10 +256,64 @@ def era_names_in_force(settings: Settings) -> list[str]:
     return names[first : max(first, last) + 1]
 
 
-# --- cut-overs --------------------------------------------------------------------------------
-
-
 VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+def vn_day(ts_ms: int) -> date:
+    """The Vietnamese calendar day of a change time in epoch milliseconds."""
+    return dt.datetime.fromtimestamp(ts_ms / 1000, VIETNAM).date()
+
+
+@dataclass(frozen=True)
+class EventUnits:
+    """The unit a source's event is published for: the hierarchy in force at the event's time.
+
+    A source is registered for unit ``code`` of ``hierarchy``. An event dated (``ts_ms``, in
+    Vietnam) before any change that ends that unit is the unit's own: its topic. An event dated
+    on or after such a change (a merge, a code change, a split) belongs to the unit that
+    continues it on that day, as :meth:`Timeline.became` follows it with the event's record
+    (a split's rule picks the part, by its field, else its default part: the re-keying route's
+    choice), but only through changes into ``eras`` (the hierarchies the bus has topics in:
+    before a reform's cut-over is recorded the new list's topics do not exist yet, and the
+    re-keying route carries such events over when it runs). Never backwards: an event dated
+    before the source's unit began (a new ward's system holding an older record) is that
+    unit's own; the units before it are closed history."""
+
+    timeline: Timeline
+    code: str
+    hierarchy: str
+    eras: tuple[str, ...]
+    since_ms: int | None  # the first moment a change ends the unit (into ``eras``); None: never
+
+    def of(self, event: Mapping) -> Successor | None:
+        """The unit that continues the source's on the event's day; None: the source's own."""
+        ts = int(event.get("ts_ms") or 0)
+        if self.since_ms is None or ts < self.since_ms:
+            return None
+        record = event.get("after") or event.get("before") or {}
+        day = vn_day(ts)
+        [unit] = self.timeline.became(self.code, self.hierarchy, day, dict(record), self.eras)
+        if (unit.hierarchy, unit.unit.code) == (self.hierarchy, self.code):
+            return None
+        return unit
+
+
+def event_units(settings: Settings, code: str, registered: Hierarchy) -> EventUnits:
+    """:class:`EventUnits` of a source registered for ``code`` of ``registered``."""
+    timeline = load_timeline(settings)
+    eras = tuple(era_names_in_force(settings))
+    if registered.name not in eras:
+        eras = (registered.name, *eras)
+    ends = [
+        c.effective
+        for c in timeline.changes_of(code, registered.name)
+        if c.ends_old and c.to_hierarchy in eras
+    ]
+    since = effective_ms(min(ends)) if ends else None
+    return EventUnits(timeline, str(code), registered.name, eras, since)
+
+
+# --- cut-overs --------------------------------------------------------------------------------
 
 
 def effective_ms(day: date) -> int:

@@ -105,3 +105,25 @@ def test_a_pii_grant_for_some_units_does_not_unmask_the_auditors_view(
     )
     assert "citizen_id" in auditor_view(settings, "thanh-tra", "dancu.audit").pii_fields
     revoke_grant(settings, grant.id)
+
+
+def test_a_unit_topics_record_is_read_in_that_topics_hierarchy() -> None:
+    """Code 26737 is old Đa Kao in hcmc-2024 and new Tân Định in hcmc-2025: a record of the
+    new ward's topic dated before the reform (its system holds an older record; it keeps the
+    new ward's topic) is the new ward's, and an old ward's late event in the old topic is Đa
+    Kao's, whatever hierarchy its day falls in."""
+    t = load_timeline()
+    new_tan_dinh = UnitScope(t, "hcmc-2025", ("26737",))
+    old_tan_dinh = UnitScope(t, "hcmc-2024", ("26734",))  # merged into new 26737
+    old_da_kao = UnitScope(t, "hcmc-2024", ("26737",))  # split: 26740 (default), 26737
+    early = {"ts_ms": effective_ms(JUNE), "after": {"unit": "26737"}}
+    late = {"ts_ms": effective_ms(date(2025, 7, 3)), "after": {"unit": "26737"}}
+    new_topic, old_topic = ("hcmc-2025", "26737"), ("hcmc-2024", "26737")
+    assert new_tan_dinh.covers_event(early, new_topic)
+    assert old_tan_dinh.covers_event(early, new_topic)  # what old Tân Định became
+    # old Đa Kao's late event in its own topic goes by the split's rule to 26740
+    assert old_da_kao.covers_event(late, old_topic)
+    assert not new_tan_dinh.covers_event(late, old_topic)
+    # without a topic (a lookup): the code is read by the day, as before
+    assert not new_tan_dinh.covers_event(early) and not old_tan_dinh.covers_event(early)
+    assert new_tan_dinh.covers_event(late)
