@@ -144,6 +144,18 @@ class Chunk:
 ReadChunk = Callable[[Stream, dict[str, Any]], Chunk]
 
 
+def snapshot_ms(clock_ms: int) -> int:
+    """The ``ts_ms`` of a chunk's ``r`` rows: the server's clock read before the chunk's
+    transaction began, less ``GUARD_MS`` (see the module's docstring)."""
+    return clock_ms - GUARD_MS
+
+
+def snapshot_position(high: int) -> str:
+    """``source.position`` of a chunk's ``r`` rows: ``<H>:-1``, after every change with a
+    commit LSN below the high watermark ``H`` (``<commit LSN>:<index>``), before the rest."""
+    return f"{pg.lsn_text(high)}:-1"
+
+
 def request(position: dict[str, Any], table: str, now_ms: int) -> dict[str, Any]:
     """``position`` with a chunked snapshot of ``table`` requested from its first chunk."""
     out = dict(position)
@@ -235,7 +247,7 @@ class ChunkedSnapshots:
         held["chunks"] = int(held.get("chunks", 0)) + 1
         held["rows"] = int(held.get("rows", 0)) + len(chunk.rows)
         held["dropped"] = int(held.get("dropped", 0)) + chunk.dropped
-        position = f"{pg.lsn_text(chunk.watermark.high)}:-1"
+        position = snapshot_position(chunk.watermark.high)
         events: list[dict[str, Any]] = []
         invalid: list[Invalid] = []
         for item in chunk.rows.values():
@@ -277,7 +289,7 @@ def pg_chunk_reader(source: Any, clock_ms: Callable[[], int]) -> ReadChunk:
 
         begin = {
             "mode": "snapshot",
-            "snapshot_ms": clock_ms() - GUARD_MS,
+            "snapshot_ms": snapshot_ms(clock_ms()),
             "after": progress.get("after"),
             "done": False,
         }
