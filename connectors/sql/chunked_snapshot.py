@@ -36,6 +36,13 @@ before every change published after. Why this is exact, key by key:
 - keys inserted after S into a chunk's range are streamed; keys above a chunk's last key are
   read by a later chunk, in a later snapshot.
 
+What is seen is kept in memory: a run does not know the changes streamed before it began (an
+earlier run, before a crash). A transaction streamed then and still not visible when the run
+reads its first chunk (held after its commit record, e.g. by a synchronous standby that does
+not answer) is not checked against that chunk; the sinks then keep the newer of the two by
+``ts_ms``. ``tests/unit/connectors/test_chunked_snapshot.py`` plays the rule against a model of
+PostgreSQL's visibility, restarts included (under that assumption).
+
 So, per key, the topic holds: the changes S saw, the ``r`` row with their result, then the
 changes S did not see: a consumer applying the topic in order ends with the source's state.
 
