@@ -6,6 +6,17 @@ The request is written into each table's position (``chunked``, from the first c
 the connector's run lock: a run going on meanwhile would overwrite it (the request is refused
 while one holds the lock, like ``lgsp connector reset``). A table that has not finished its
 first snapshot is left alone: its next run reads it whole anyway.
+
+Refused, with the command that does work (``lgsp connector reset NAME && lgsp connector run
+NAME``, a new slot and a snapshot of every table):
+
+- a connector that is not PostgreSQL: the MariaDB binlog reader has no chunked snapshot (the
+  GTID watermark is designed, not built: README);
+- a connector stopped (``halt`` in its positions: a TRUNCATE, an incompatible schema change,
+  an UPDATE without its TOASTed value, the log size limit that dropped the slot). A chunked
+  snapshot streams on from the kept position, which is before the change that stopped it: the
+  run would read that change again and stop again (or find no slot). The slot lost or
+  invalidated without a stop kept is refused by the run itself, with the same command.
 """
 
 from __future__ import annotations
@@ -41,6 +52,12 @@ def request_snapshot(settings: Settings, name: str, table: str | None = None) ->
             f"connector {name!r} is a {stored.role}: only a source's tables are snapshotted "
             f"(a sink reads its topics again after: lgsp connector reset {name})"
         )
+    again = f"lgsp connector reset {name} && lgsp connector run {name}"
+    if stored.type != "postgresql":
+        raise ConfigurationError(
+            f"connector {name!r} is a {stored.type} source: chunked snapshots are built for "
+            f"PostgreSQL only; re-snapshot with: {again}"
+        )
     modes = {str(t.get("table")): t.get("mode") for t in stored.config.get("tables", [])}
     if table is not None:
         if table not in stored.topics:
@@ -66,6 +83,12 @@ def request_snapshot(settings: Settings, name: str, table: str | None = None) ->
     now_ms = int(time.time() * 1000)
     with HeldLock(store, name, LOCK_TTL_S):
         positions = store.positions(name)
+        halts = [p.position["halt"] for p in positions.values() if (p.position or {}).get("halt")]
+        if halts:
+            raise ConfigurationError(
+                f"connector {name!r} is stopped ({halts[0]}); a chunked snapshot streams on from "
+                "the stopped position and would stop there again: re-snapshot with: " + again
+            )
         # the first snapshot is over once the stream began (its last table's end says so)
         streaming = any(
             p.position and p.position.get("phase") == "stream" and "lsn" in p.position

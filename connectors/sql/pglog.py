@@ -106,6 +106,12 @@ class SlotStatus:
 
 
 def resnapshot_command(connector: str) -> str:
+    """The re-snapshot every stop of this module names. Not the chunked ``lgsp connector
+    snapshot``: that one streams on from the kept position, and each stop leaves none to stream
+    from (the slot lost, invalidated or dropped at the log limit) or keeps one before the
+    change that stopped it (a TRUNCATE, an incompatible Relation, an UPDATE without its TOASTed
+    value), which the stream would read again and stop at again. A reset makes a new slot and
+    snapshots every table in its exported snapshot."""
     return f"lgsp connector reset {connector} && lgsp connector run {connector}"
 
 

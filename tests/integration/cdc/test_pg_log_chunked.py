@@ -202,3 +202,15 @@ def test_snapshot_command_errors(
     result = runner.invoke(cli, ["connector", "snapshot", "s"], env=cli_env)
     assert result.exit_code == 0, result.output
     assert "not read yet" in result.output
+    # a stopped connector (here: a TRUNCATE) would stop again at the same place: refused
+    assert run(settings, "s").status == "ok"
+    store = ConnectorStore(settings)
+    table = pair[0]
+    held = store.positions("s")[table].position
+    assert held is not None
+    store.save_position("s", table, {**held, "halt": "TRUNCATE at LSN 0/1: ..."})
+    result = runner.invoke(cli, ["connector", "snapshot", "s", "--table", table], env=cli_env)
+    assert result.exit_code != 0
+    assert "is stopped (TRUNCATE at LSN 0/1" in result.output
+    assert "lgsp connector reset s && lgsp connector run s" in result.output
+    assert chunked(settings, table) is None
