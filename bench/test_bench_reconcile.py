@@ -14,8 +14,7 @@ urls`` against reladiff (data-diff's maintained fork, the ``bench`` dependency g
 every column (``-c '%'``), interleaved, medians; both must find the 10 differences; target: lgsp
 at least 3x faster on both pairs. The load average is recorded with the figures. Each copy
 also exists as ``<table>_h`` with the stored row hash (``lgsp reconcile prepare``); lgsp is
-timed on both (interleaved with reladiff, which compares the plain copy), with ``--hash
-portable`` on the stored copy (a PostgreSQL pair otherwise keeps its native hash).
+timed on both (interleaved with reladiff, which compares the plain copy).
 N = 1,000,000 with LGSP_BENCH_FULL=1, else 20,000.
 """
 
@@ -212,9 +211,7 @@ PAIRS = {
 def test_bench_reconcile(tables: dict[str, tuple[str, str]], copy: str) -> None:
     src_url, table = tables["a"]
     tgt_url, tgt_table = tables[copy]
-    # the stored hash is the portable one: a PostgreSQL pair reads it only when told to hash
-    # portably (its native hash, computed on both sides, is faster; figures in results.md)
-    opts = Options(recheck_delay=0.0, hash="portable" if copy.endswith("_h") else "auto")
+    opts = Options(recheck_delay=0.0)
     reads: list[float] = []
     runs: list[float] = []
     report = None
@@ -313,7 +310,7 @@ def test_bench_reconcile_vs_reladiff(
     env.pop("LGSP_DATABASE_URL", None)
     ours = [sys.executable, "-c", LGSP, "reconcile", "urls", src_url, table, tgt_url, tgt_table]
     ours += ["--key", "id", "--recheck-delay", "0", "--no-store", "--json"]
-    stored = [*ours[:8], hashed_table, *ours[9:], "--hash", "portable"]
+    stored = [*ours[:8], hashed_table, *ours[9:]]
     env["COLUMNS"] = "100000"  # reladiff's console: one line per difference
     reladiff = Path(sys.executable).with_name("reladiff")
     assert reladiff.is_file(), "reladiff missing: pip install -e '.[bench]'"

@@ -54,7 +54,7 @@ from bus.reconcile.schema import (
     compare_schemas,
     reflect_table,
 )
-from bus.reconcile.stored import COLUMN as STORED_COLUMN
+from bus.reconcile.stored import COLUMNS as STORED_COLUMNS
 from bus.reconcile.stored import usable as stored_usable
 
 CanonKey = tuple[str | None, ...]
@@ -204,10 +204,10 @@ class _Side:
         self.key_pos = [next(i for i, c in enumerate(cols) if c.name == k.name) for k in key]
         self.tref = dialect.table_ref(info)
         self.native = native
-        # the stored hash column (bus.reconcile.stored) holds the portable hash of these cols
-        self.stored = stored and not native
+        # the stored hash column (bus.reconcile.stored) holds this hash of these cols
+        self.stored = stored and native in STORED_COLUMNS
         self.h = (
-            dialect.q(STORED_COLUMN)
+            dialect.q(STORED_COLUMNS[native])
             if self.stored
             else dialect.hash_expr(cols, native=native, nfc=nfc)
         )
@@ -534,8 +534,8 @@ def reconcile(source: Endpoint, target: Endpoint, options: Options | None = None
         )
         for endpoint, info in ((source, src_info), (target, tgt_info)):
             _check_filter_columns(endpoint, info)
-        # the stored hash column is never compared, whatever the ignore list
-        ignore = (*opts.ignore_columns, STORED_COLUMN)
+        # the stored hash columns are never compared, whatever the ignore list
+        ignore = (*opts.ignore_columns, *STORED_COLUMNS.values())
         check = compare_schemas(src_info, tgt_info, ignore, only=source.columns)
         report.schema = check.issues
         report.key = check.key
@@ -569,12 +569,11 @@ def reconcile(source: Endpoint, target: Endpoint, options: Options | None = None
             exact = {k.name: k for k in key}
             prepared.append(([exact.get(c.name, c) for c in cols], key))
         stored = [False, False]
-        # Only where the pair hashes portably anyway (PostgreSQL vs MariaDB, --hash portable):
-        # on a PostgreSQL pair the native hash computed on both sides measured about twice as
-        # fast as the portable MD5 computed on one side and read on the other.
-        if opts.stored_hash and not native and not opts.nfc_in_db:
+        # a side's stored column of the pair's hash: the portable one (PostgreSQL vs MariaDB,
+        # --hash portable) or PostgreSQL's record hash (a PostgreSQL pair)
+        if opts.stored_hash and native in STORED_COLUMNS and not opts.nfc_in_db:
             stored = [
-                stored_usable(engine, dialect, info, cols)
+                stored_usable(engine, dialect, info, cols, native)
                 for (cols, _), engine, dialect, info in zip(
                     prepared,
                     (src_engine, tgt_engine),

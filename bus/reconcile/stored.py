@@ -4,9 +4,11 @@
 (PostgreSQL 14+ ``GENERATED ALWAYS AS (...) STORED``, MariaDB ``AS (...) PERSISTENT``) holding
 the row's portable hash (the first 60 bits of the MD5 of its canonical string,
 ``bus.reconcile.canonical``) over every column but ``_lgsp_*``, keys byte-exact, timestamps to
-the microsecond: the same number the reconciliation computes for that row. A reconciliation
-then sums the column instead of building each row's canonical string, which is most of a
-segment scan's cost; the other side still computes its hashes, so the pair stays comparable
+the microsecond: the same number the reconciliation computes for that row. On PostgreSQL it
+also adds ``_lgsp_rowhash_native``, the record hash (``hash_record_extended``) a PostgreSQL
+pair uses. A reconciliation then sums the column of the pair's hash instead of computing each
+row's hash on that side (for the portable hash, building the canonical string is most of a
+segment scan's cost); the other side still computes its hashes, so the pair stays comparable
 whatever the other database.
 
 The column is trusted only when its comment names the current rule and the fingerprints of
@@ -38,6 +40,9 @@ from bus.reconcile.dialects import SqlDialect, error_code
 from bus.reconcile.schema import DEFAULT_IGNORED, ColumnInfo, TableInfo, compare_schemas
 
 COLUMN = "_lgsp_rowhash"
+NATIVE_COLUMN = "_lgsp_rowhash_native"
+# the column of each hash a reconciliation may use: portable (""), PostgreSQL's record hash
+COLUMNS = {"": COLUMN, "record": NATIVE_COLUMN}
 RULE = "lgsp-rowhash v1"
 _COMMENT = re.compile(r"^lgsp-rowhash v(\d+) e=([0-9a-f]{16}) c=([0-9a-f]{16})$")
 
@@ -75,9 +80,16 @@ def table_columns(info: TableInfo) -> list[ColumnInfo]:
     return out
 
 
-def expression(dialect: SqlDialect, cols: Sequence[ColumnInfo]) -> str:
-    """The generated column's expression over ``cols``; ``ConfigurationError`` when a column
-    has no rendering the database can keep (see the module docstring)."""
+def expression(dialect: SqlDialect, cols: Sequence[ColumnInfo], native: str = "") -> str:
+    """The generated column's expression over ``cols`` for the hash ``native`` ('' portable,
+    'record'); ``ConfigurationError`` when a column has no rendering the database can keep
+    (see the module docstring)."""
+    if native == "record":
+        if dialect.name != "postgresql" or dialect.version < (14,):
+            raise ConfigurationError("a stored native row hash needs PostgreSQL 14 or later")
+        return dialect.hash_expr(cols, native="record", nfc=False)
+    if native:
+        raise ConfigurationError(f"no stored row hash of kind {native!r}")
     if dialect.name == "postgresql":
         if dialect.version < (14,):
             raise ConfigurationError("a stored row hash needs PostgreSQL 14 or later")
@@ -102,8 +114,10 @@ def expression(dialect: SqlDialect, cols: Sequence[ColumnInfo]) -> str:
     return dialect.hash_expr(cols, native="", nfc=False, stored=True)
 
 
-def read_catalog(engine: Engine, dialect: SqlDialect, info: TableInfo) -> Catalog | None:
-    """The stored column's generation expression and comment, None when there is none."""
+def read_catalog(
+    engine: Engine, dialect: SqlDialect, info: TableInfo, column: str = COLUMN
+) -> Catalog | None:
+    """A stored column's generation expression and comment, None when there is none."""
     if dialect.name == "postgresql":
         sql = (
             "SELECT pg_get_expr(d.adbin, d.adrelid), col_description(a.attrelid, a.attnum), "
@@ -111,7 +125,7 @@ def read_catalog(engine: Engine, dialect: SqlDialect, info: TableInfo) -> Catalo
             "ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
             "WHERE a.attrelid = to_regclass(:t) AND a.attname = :c AND NOT a.attisdropped"
         )
-        params = {"t": dialect.table_ref(info), "c": COLUMN}
+        params = {"t": dialect.table_ref(info), "c": column}
     elif dialect.name == "mysql":
         sql = (
             "SELECT GENERATION_EXPRESSION, COLUMN_COMMENT, EXTRA LIKE '%%STORED%%' "
@@ -119,7 +133,7 @@ def read_catalog(engine: Engine, dialect: SqlDialect, info: TableInfo) -> Catalo
             "WHERE TABLE_SCHEMA = COALESCE(:s, DATABASE()) AND TABLE_NAME = :t "
             "AND COLUMN_NAME = :c"
         )
-        params = {"s": info.schema, "t": info.name, "c": COLUMN}
+        params = {"s": info.schema, "t": info.name, "c": column}
     else:
         return None
     try:
@@ -149,16 +163,24 @@ def trusted(catalog: Catalog | None, wanted: str) -> bool:
 
 
 def usable(
-    engine: Engine, dialect: SqlDialect, info: TableInfo, cols: Sequence[ColumnInfo]
+    engine: Engine,
+    dialect: SqlDialect,
+    info: TableInfo,
+    cols: Sequence[ColumnInfo],
+    native: str = "",
 ) -> bool:
-    """Whether a reconciliation comparing ``cols`` may read the stored column."""
-    if COLUMN not in info.columns or dialect.name not in ("postgresql", "mysql"):
+    """Whether a reconciliation comparing ``cols`` with the hash ``native`` may read the
+    stored column of that hash."""
+    column = COLUMNS.get(native)
+    if column is None or column not in info.columns:
+        return False
+    if dialect.name not in ("postgresql", "mysql"):
         return False
     try:
-        wanted = expression(dialect, cols)
+        wanted = expression(dialect, cols, native)
     except ConfigurationError:
         return False
-    return trusted(read_catalog(engine, dialect, info), wanted)
+    return trusted(read_catalog(engine, dialect, info, column), wanted)
 
 
 def _ddl(conn: sa.Connection, statement: str) -> None:
@@ -200,66 +222,81 @@ def _probe_expression(conn: sa.Connection, dialect: SqlDialect, info: TableInfo,
 
 
 def prepare(engine: Engine, dialect: SqlDialect, info: TableInfo) -> str:
-    """Add (or replace a stale) stored hash column; what was done, in words.
+    """Add (or replace stale) stored hash columns; what was done, in words. PostgreSQL gets
+    two: the portable hash (pairs with MariaDB) and the native record hash (PostgreSQL pairs,
+    which hash natively on both sides); MariaDB the portable one.
 
     Adding a stored column rewrites the table (its size in time and disk, a lock meanwhile on
     PostgreSQL): run it when the table may be locked for that long."""
     cols = table_columns(info)
-    expr = expression(dialect, cols)
-    if COLUMN in info.columns and trusted(read_catalog(engine, dialect, info), expr):
-        return f"{info.display}: {COLUMN} is up to date ({len(cols)} columns)"
-    table = dialect.table_ref(info)
-    column = dialect.q(COLUMN)
-    drop_old = f"DROP COLUMN {column}, " if COLUMN in info.columns else ""
-    try:
-        if dialect.name == "postgresql":
-            with engine.connect() as conn, conn.begin():
-                _ddl(
-                    conn,
-                    f"ALTER TABLE {table} {drop_old}ADD COLUMN {column} BIGINT "
-                    f"GENERATED ALWAYS AS ({expr}) STORED",
-                )
-                catalog = conn.execute(
-                    sa.text(
-                        "SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a "
-                        "JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
-                        "WHERE a.attrelid = to_regclass(:t) AND a.attname = :c"
-                    ),
-                    {"t": table, "c": COLUMN},
-                ).scalar_one()
-                comment = comment_for(expr, str(catalog))
-                _ddl(conn, f"COMMENT ON COLUMN {table}.{column} IS '{comment}'")
+    kinds = ["", "record"] if dialect.name == "postgresql" else [""]
+    wanted = {COLUMNS[k]: expression(dialect, cols, k) for k in kinds}
+    state: dict[str, str] = {}
+    for column, expr in wanted.items():
+        if column not in info.columns:
+            state[column] = "added"
+        elif trusted(read_catalog(engine, dialect, info, column), expr):
+            state[column] = "up to date"
         else:
+            state[column] = "replaced"
+    todo = [c for c in wanted if state[c] != "up to date"]
+    table = dialect.table_ref(info)
+    try:
+        if todo and dialect.name == "postgresql":
+            clauses = [f"DROP COLUMN {dialect.q(c)}" for c in todo if state[c] == "replaced"]
+            clauses += [
+                f"ADD COLUMN {dialect.q(c)} BIGINT GENERATED ALWAYS AS ({wanted[c]}) STORED"
+                for c in todo
+            ]
+            with engine.connect() as conn, conn.begin():
+                _ddl(conn, f"ALTER TABLE {table} {', '.join(clauses)}")
+                for column in todo:
+                    catalog = conn.execute(
+                        sa.text(
+                            "SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a "
+                            "JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+                            "WHERE a.attrelid = to_regclass(:t) AND a.attname = :c"
+                        ),
+                        {"t": table, "c": column},
+                    ).scalar_one()
+                    comment = comment_for(wanted[column], str(catalog))
+                    _ddl(conn, f"COMMENT ON COLUMN {table}.{dialect.q(column)} IS '{comment}'")
+        elif todo:
+            expr = wanted[COLUMN]
+            drop_old = f"DROP COLUMN {dialect.q(COLUMN)}, " if state[COLUMN] == "replaced" else ""
             with engine.connect() as conn:
                 catalog = _probe_expression(conn, dialect, info, expr)
                 comment = comment_for(expr, catalog)
                 _ddl(
                     conn,
-                    f"ALTER TABLE {table} {drop_old}ADD COLUMN {column} BIGINT AS ({expr}) "
-                    f"PERSISTENT COMMENT '{comment}'",
+                    f"ALTER TABLE {table} {drop_old}ADD COLUMN {dialect.q(COLUMN)} BIGINT "
+                    f"AS ({expr}) PERSISTENT COMMENT '{comment}'",
                 )
     except SQLAlchemyError as exc:
         raise FatalError(
-            f"table {info.display}: adding {COLUMN} failed ({error_code(exc)})"
+            f"table {info.display}: adding {', '.join(todo)} failed ({error_code(exc)})"
         ) from exc
-    if not trusted(read_catalog(engine, dialect, info), expr):
-        raise FatalError(f"table {info.display}: {COLUMN} was added but does not check out")
-    done = "replaced" if drop_old else "added"
-    return f"{info.display}: {COLUMN} {done} ({len(cols)} columns)"
+    for column in todo:
+        if not trusted(read_catalog(engine, dialect, info, column), wanted[column]):
+            raise FatalError(f"table {info.display}: {column} was added but does not check out")
+    done = ", ".join(f"{c} {state[c]}" for c in wanted)
+    return f"{info.display}: {done} ({len(cols)} columns)"
 
 
 def drop(engine: Engine, dialect: SqlDialect, info: TableInfo) -> str:
-    """Remove the stored hash column; what was done, in words."""
-    if COLUMN not in info.columns:
+    """Remove the stored hash columns; what was done, in words."""
+    present = [c for c in COLUMNS.values() if c in info.columns]
+    if not present:
         return f"{info.display}: no {COLUMN}"
+    clauses = ", ".join(f"DROP COLUMN {dialect.q(c)}" for c in present)
     try:
         with engine.connect() as conn:
-            _ddl(conn, f"ALTER TABLE {dialect.table_ref(info)} DROP COLUMN {dialect.q(COLUMN)}")
+            _ddl(conn, f"ALTER TABLE {dialect.table_ref(info)} {clauses}")
     except SQLAlchemyError as exc:
         raise FatalError(
-            f"table {info.display}: dropping {COLUMN} failed ({error_code(exc)})"
+            f"table {info.display}: dropping {', '.join(present)} failed ({error_code(exc)})"
         ) from exc
-    return f"{info.display}: {COLUMN} dropped"
+    return f"{info.display}: {', '.join(present)} dropped"
 
 
 def prepare_url(url: str | sa.URL, table: str, *, remove: bool = False) -> str:

@@ -80,16 +80,21 @@ def _live_vs_stored(db: Db, table: str) -> tuple[int, int]:
         dialect = dialect_for(engine)
         info = reflect_table(engine, table, "copy")
         cols = st.table_columns(info)
-        live = dialect.hash_expr(cols, native="", nfc=False)
-        assert st.usable(engine, dialect, info, cols)
-        with engine.connect() as conn:
-            total, differ = conn.execute(
-                sa.text(
-                    f"SELECT COUNT(*), SUM(CASE WHEN {dialect.q(st.COLUMN)} = {live} "  # noqa: S608 - test's own table
-                    f"THEN 0 ELSE 1 END) FROM {dialect.table_ref(info)}"
-                )
-            ).one()
-        return int(total), int(differ or 0)
+        kinds = ["", "record"] if dialect.name == "postgresql" else [""]
+        differ = 0
+        for native in kinds:
+            live = dialect.hash_expr(cols, native=native, nfc=False)
+            column = dialect.q(st.COLUMNS[native])
+            assert st.usable(engine, dialect, info, cols, native)
+            with engine.connect() as conn:
+                total, wrong = conn.execute(
+                    sa.text(
+                        f"SELECT COUNT(*), SUM(CASE WHEN {column} = {live} "  # noqa: S608 - test's own table
+                        f"THEN 0 ELSE 1 END) FROM {dialect.table_ref(info)}"
+                    )
+                ).one()
+            differ += int(wrong or 0)
+        return int(total), differ
     finally:
         engine.dispose()
 
@@ -142,17 +147,12 @@ def test_same_report_with_the_stored_hash(
     src.insert(s_name, rows)
     tgt.insert(t_name, rows)
     st.prepare_url(tgt.url, t_name)
-    # a PostgreSQL pair hashes natively unless told otherwise (and then reads no column)
-    opts = Options(recheck_delay=0.0, pii=("ho_ten",), hash="portable")
-    if a == b:
-        native = reconcile(
-            Endpoint(src.url, s_name), Endpoint(tgt.url, t_name), Options(recheck_delay=0.0)
-        )
-        assert native.agree and native.stats.stored_hash == []
-        assert native.stats.hash.startswith("native")
+    # a PostgreSQL pair reads the stored record hash, the others the portable one
+    opts = Options(recheck_delay=0.0, pii=("ho_ten",))
     agree = reconcile(Endpoint(src.url, s_name), Endpoint(tgt.url, t_name), opts)
     assert agree.agree, agree.to_dict()
     assert agree.stats.stored_hash == ["target"]
+    assert agree.stats.hash == ("native-record" if a == b else "portable")
     assert agree.stats.rows_fetched == 0
     assert st.COLUMN not in agree.columns
 
@@ -161,10 +161,11 @@ def test_same_report_with_the_stored_hash(
     computed = reconcile(
         Endpoint(src.url, s_name),
         Endpoint(tgt.url, t_name),
-        Options(recheck_delay=0.0, pii=("ho_ten",), stored_hash=False, hash="portable"),
+        Options(recheck_delay=0.0, pii=("ho_ten",), stored_hash=False),
     )
     assert with_stored.stats.stored_hash == ["target"]
     assert computed.stats.stored_hash == []
+    assert computed.stats.hash == with_stored.stats.hash
     data, expected = with_stored.to_dict(), computed.to_dict()
     for part in ("missing", "extra", "different", "counts", "schema", "columns"):
         assert data[part] == expected[part], part
@@ -215,6 +216,11 @@ def test_stale_column_is_not_trusted(dbs: Callable[[str], Db], unique: str, b: s
     used, report = _stored_used(src, s_name, tgt, t_name)
     assert not used
     assert {int(d.key["id"]): d.columns for d in report.different} == {7: ["moi"]}
+    auto = reconcile(
+        Endpoint(src.url, s_name), Endpoint(tgt.url, t_name), Options(recheck_delay=0.0)
+    )
+    assert auto.stats.stored_hash == []
+    assert {int(d.key["id"]): d.columns for d in auto.different} == {7: ["moi"]}
     assert "replaced" in st.prepare_url(tgt.url, t_name)
     used, report = _stored_used(src, s_name, tgt, t_name)
     assert used
