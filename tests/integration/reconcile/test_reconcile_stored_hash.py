@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -337,3 +338,25 @@ def test_sink_writes_into_a_prepared_copy(
     assert {d.key["id"]: d.columns for d in report.different} == {"10": ["ghi_chu"]}
     sync.run(settings, sink)
     assert run_reconcile(settings, source, s_name, sink).agree
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mysql"])
+def test_a_prepared_table_read_by_a_source_publishes_no_hash(
+    dbs: Callable[[str], Db], unique: str, kind: str
+) -> None:
+    """Should a prepared table also be a source's, its stored hashes are not fields."""
+    from connectors.plugins import build
+    from tests.integration.connectors.helpers import config
+
+    db = dbs(kind)
+    name = db.create(f"rc_srcprep_{unique}")
+    db.insert(name, [dossier(i) for i in range(1, 4)])
+    st.prepare_url(db.url, name)
+    cfg = config(kind, "source", db.url, [{"table": name, "dataset": "tthc.hoso"}])
+    with build(cfg) as source:
+        [stream] = source.discover()
+        assert not [c.name for c in stream.columns if c.name.startswith("_lgsp_rowhash")]
+        assert "_lgsp_rowhash" not in json.dumps(stream.record_schema)
+        events = [e for b in source.read_stream(stream, None) for e in b.events]
+    assert len(events) == 3
+    assert "_lgsp_rowhash" not in repr(events[0])
