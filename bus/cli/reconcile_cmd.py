@@ -293,11 +293,12 @@ def urls_cmd(
 @click.argument("table")
 @click.option("--drop", "remove", is_flag=True, help="Remove the column instead.")
 def prepare_cmd(url: str, table: str, remove: bool) -> None:
-    """Add to TABLE at URL (a copy, PostgreSQL 14+ or MariaDB/MySQL) the generated stored
-    column _lgsp_rowhash: each row's reconciliation hash, kept by the database, read by
-    reconciliations instead of computed (about half of a reconciliation's database work when
-    one side has it). Adding it rewrites the table; a column that no longer matches the
-    table or the rule is replaced. URL may write a password as ${ENV_VAR}.
+    """Add to TABLE at URL (a copy, PostgreSQL 14+ or MariaDB/MySQL) generated stored
+    columns holding each row's reconciliation hash (_lgsp_rowhash, the portable one; on
+    PostgreSQL also _lgsp_rowhash_native, for PostgreSQL pairs), kept by the database and read
+    by reconciliations instead of computed on that side. Adding them rewrites the table; a
+    column that no longer matches the table or the rule is replaced. URL may write a password
+    as ${ENV_VAR}.
     """
     from bus.reconcile.stored import prepare_url
     from connectors.secrets import resolve
