@@ -12,7 +12,9 @@ Targets: reconcile <= 2x that read; rows fetched grow with the differences, not 
 ``test_bench_reconcile_vs_reladiff`` times whole processes on the same tables: ``lgsp reconcile
 urls`` against reladiff (data-diff's maintained fork, the ``bench`` dependency group) comparing
 every column (``-c '%'``), interleaved, medians; both must find the 10 differences; target: lgsp
-at least 3x faster on both pairs. The load average is recorded with the figures.
+at least 3x faster on both pairs. The load average is recorded with the figures. Each copy
+also exists as ``<table>_h`` with the stored row hash (``lgsp reconcile prepare``); lgsp is
+timed on both (interleaved with reladiff, which compares the plain copy).
 N = 1,000,000 with LGSP_BENCH_FULL=1, else 20,000.
 """
 
@@ -34,6 +36,7 @@ import sqlalchemy as sa
 
 from bench._report import machine, record, size
 from bus.reconcile import Endpoint, Options, reconcile
+from bus.reconcile.stored import prepare_url
 
 pytestmark = pytest.mark.bench
 
@@ -42,6 +45,7 @@ MYSQL_URL = os.environ.get("LGSP_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.
 
 N = size(1_000_000, 20_000)
 DIFFERENCES = 10
+PREPARE_S: dict[str, float] = {}  # seconds of ``lgsp reconcile prepare`` per copy
 
 PG_DDL = (
     "CREATE TABLE {t} (id BIGINT PRIMARY KEY, ma_ho_so VARCHAR(40) NOT NULL, ho_ten TEXT, "
@@ -151,11 +155,35 @@ def tables() -> Iterator[dict[str, tuple[str, str]]]:
             _exec(conn, MY_FILL.format(t=name, n=N))
         _inject(engines["b"], name, N, "postgresql")
         _inject(engines["my"], name, N, "mysql")
-        yield {"a": (url_a, name), "b": (url_b, name), "my": (MYSQL_URL, name)}
+        # the same copies with the stored row hash (``lgsp reconcile prepare``), beside them
+        hashed = f"{name}_h"
+        with engines["b"].begin() as conn:
+            _exec(conn, f"CREATE TABLE {hashed} (LIKE {name} INCLUDING ALL)")
+            made.append("b_h")
+            _exec(conn, f"INSERT INTO {hashed} SELECT * FROM {name}")  # noqa: S608 - own names
+        with engines["my"].begin() as conn:
+            _exec(conn, f"CREATE TABLE {hashed} LIKE {name}")
+            made.append("my_h")
+            _exec(conn, f"INSERT INTO {hashed} SELECT * FROM {name}")  # noqa: S608 - own names
+        for key, url in (("b", url_b), ("my", MYSQL_URL)):
+            started = time.perf_counter()
+            prepare_url(url, hashed)
+            PREPARE_S[key] = time.perf_counter() - started
+        with engines["b"].connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+                f"VACUUM ANALYZE {hashed}"
+            )
+        yield {
+            "a": (url_a, name),
+            "b": (url_b, name),
+            "my": (MYSQL_URL, name),
+            "b_h": (url_b, hashed),
+            "my_h": (MYSQL_URL, hashed),
+        }
     finally:
         for key in made:
-            with engines[key].begin() as conn:
-                _exec(conn, f"DROP TABLE IF EXISTS {name}")
+            with engines[key.removesuffix("_h")].begin() as conn:
+                _exec(conn, f"DROP TABLE IF EXISTS {name}{'_h' if key.endswith('_h') else ''}")
         for engine in engines.values():
             engine.dispose()
 
@@ -171,9 +199,15 @@ def _full_read(url: str, table: str) -> float:
         engine.dispose()
 
 
-@pytest.mark.parametrize(
-    "copy", ["b", "my"], ids=["postgresql-vs-postgresql", "postgresql-vs-mariadb"]
-)
+PAIRS = {
+    "b": "postgresql-vs-postgresql",
+    "my": "postgresql-vs-mariadb",
+    "b_h": "postgresql-vs-postgresql, stored hash",
+    "my_h": "postgresql-vs-mariadb, stored hash",
+}
+
+
+@pytest.mark.parametrize("copy", list(PAIRS), ids=[p.replace(", ", "-") for p in PAIRS.values()])
 def test_bench_reconcile(tables: dict[str, tuple[str, str]], copy: str) -> None:
     src_url, table = tables["a"]
     tgt_url, tgt_table = tables[copy]
@@ -202,9 +236,9 @@ def test_bench_reconcile(tables: dict[str, tuple[str, str]], copy: str) -> None:
     # a correctness property: rows fetched follow the differences, not the table size
     assert fetched < 50 * DIFFERENCES, report.stats.to_dict()
     wall, read = min(runs), min(reads)
-    pair = "postgresql-vs-postgresql" if copy == "b" else "postgresql-vs-mariadb"
+    assert report.stats.stored_hash == (["target"] if copy.endswith("_h") else [])
     record(
-        f"reconcile {pair}",
+        f"reconcile {PAIRS[copy]}",
         {
             "rows": N,
             "seconds": round(wall, 3),
@@ -218,6 +252,7 @@ def test_bench_reconcile(tables: dict[str, tuple[str, str]], copy: str) -> None:
             "levels": report.stats.levels,
             "mode": report.stats.mode,
             "hash": report.stats.hash,
+            "stored_hash": report.stats.stored_hash,
             "machine": machine(),
         },
         target="<= 2x one full server-side read (COPY ... TO '/dev/null'); "
@@ -270,10 +305,12 @@ def test_bench_reconcile_vs_reladiff(
 ) -> None:
     src_url, table = tables["a"]
     tgt_url, tgt_table = tables[copy]
+    hashed_table = tables[f"{copy}_h"][1]  # the same copy with the stored row hash
     env = {**os.environ, "LGSP_HOME": str(tmp_path / "home")}
     env.pop("LGSP_DATABASE_URL", None)
     ours = [sys.executable, "-c", LGSP, "reconcile", "urls", src_url, table, tgt_url, tgt_table]
     ours += ["--key", "id", "--recheck-delay", "0", "--no-store", "--json"]
+    stored = [*ours[:8], hashed_table, *ours[9:]]
     env["COLUMNS"] = "100000"  # reladiff's console: one line per difference
     reladiff = Path(sys.executable).with_name("reladiff")
     assert reladiff.is_file(), "reladiff missing: pip install -e '.[bench]'"
@@ -285,15 +322,21 @@ def test_bench_reconcile_vs_reladiff(
     missing, extra, changed = _changes(N)
     expected = {*missing, *extra, *changed}
     load_before = _load()
-    times: dict[str, list[float]] = {"lgsp": [], "reladiff": []}
+    times: dict[str, list[float]] = {"lgsp": [], "lgsp_stored": [], "reladiff": []}
     for _ in range(PEER_RUNS):  # interleaved: the machine is shared, its speed drifts
         seconds, done = _timed(ours, env)
         assert _lgsp_found(done) == expected
         times["lgsp"].append(seconds)
+        seconds, done = _timed(stored, env)
+        assert _lgsp_found(done) == expected
+        assert json.loads(done.stdout)["stats"]["stored_hash"] == ["target"]
+        times["lgsp_stored"].append(seconds)
         seconds, done = _timed(theirs, env)
         assert _reladiff_found(done) == expected
         times["reladiff"].append(seconds)
-    lgsp_s, reladiff_s = (statistics.median(times[k]) for k in ("lgsp", "reladiff"))
+    lgsp_s, stored_s, reladiff_s = (
+        statistics.median(times[k]) for k in ("lgsp", "lgsp_stored", "reladiff")
+    )
     pair = "postgresql-vs-postgresql" if copy == "b" else "postgresql-vs-mariadb"
     record(
         f"reconcile {pair}: lgsp vs reladiff, whole processes",
@@ -303,7 +346,11 @@ def test_bench_reconcile_vs_reladiff(
             "lgsp_s": round(lgsp_s, 3),
             "reladiff_s": round(reladiff_s, 3),
             "speedup": round(reladiff_s / lgsp_s, 2),
+            "lgsp_stored_s": round(stored_s, 3),
+            "speedup_stored": round(reladiff_s / stored_s, 2),
+            "prepare_s": round(PREPARE_S[copy], 2),
             "lgsp_runs_s": [round(t, 2) for t in times["lgsp"]],
+            "lgsp_stored_runs_s": [round(t, 2) for t in times["lgsp_stored"]],
             "reladiff_runs_s": [round(t, 2) for t in times["reladiff"]],
             "differences_found_each": len(expected),
             "load_avg_before": load_before,

@@ -3,6 +3,7 @@
 - ``lgsp reconcile CONNECTOR TABLE --against SINK [--json] [--repair]``
 - ``lgsp reconcile urls SOURCE_URL TABLE TARGET_URL [TARGET_TABLE] --key COL``
 - ``lgsp reconcile history [CONNECTOR]`` and ``lgsp reconcile show REPORT_ID``
+- ``lgsp reconcile prepare URL TABLE [--drop]``: a stored row hash column on a copy
 
 The exit code is 0 only when the copies agree, 1 when they differ, and 2 or more for an
 error (unknown connector or table, bad option, database down).
@@ -20,7 +21,7 @@ from bus.errors import ConfigurationError, ExitCode, NotFoundError
 from bus.reconcile.core import Endpoint, Options
 from bus.reconcile.report import Report
 
-_SUBCOMMANDS = {"check", "urls", "history", "show"}
+_SUBCOMMANDS = {"check", "urls", "history", "show", "prepare"}
 
 
 class _ReconcileGroup(click.Group):
@@ -42,6 +43,7 @@ def reconcile_group() -> None:
     lgsp reconcile OLD_CONNECTOR TABLE --against NEW_SINK --through-mapping
     lgsp reconcile urls SOURCE_URL TABLE TARGET_URL [TARGET_TABLE] --key ID
     lgsp reconcile history [CONNECTOR]
+    lgsp reconcile prepare URL TABLE [--drop]
     """
 
 
@@ -284,6 +286,24 @@ def urls_cmd(
     target = Endpoint(resolve(target_url, "TARGET_URL"), target_table or table, key=key)
     report = run_urls(settings(), source, target, opts, store=not no_store, show_values=show_values)
     _finish(report, as_json)
+
+
+@reconcile_group.command("prepare")
+@click.argument("url")
+@click.argument("table")
+@click.option("--drop", "remove", is_flag=True, help="Remove the column instead.")
+def prepare_cmd(url: str, table: str, remove: bool) -> None:
+    """Add to TABLE at URL (a copy, PostgreSQL 14+ or MariaDB/MySQL) generated stored
+    columns holding each row's reconciliation hash (_lgsp_rowhash, the portable one; on
+    PostgreSQL also _lgsp_rowhash_native, for PostgreSQL pairs), kept by the database and read
+    by reconciliations instead of computed on that side. Adding them rewrites the table; a
+    column that no longer matches the table or the rule is replaced. URL may write a password
+    as ${ENV_VAR}.
+    """
+    from bus.reconcile.stored import prepare_url
+    from connectors.secrets import resolve
+
+    click.echo(prepare_url(resolve(url, "URL"), table, remove=remove))
 
 
 @reconcile_group.command("history")

@@ -54,6 +54,8 @@ from bus.reconcile.schema import (
     compare_schemas,
     reflect_table,
 )
+from bus.reconcile.stored import COLUMNS as STORED_COLUMNS
+from bus.reconcile.stored import usable as stored_usable
 
 CanonKey = tuple[str | None, ...]
 Agg = dict[int, tuple[int, int]]
@@ -148,6 +150,7 @@ class Options:
     before_recheck: Callable[[int], None] | None = None
     chunk: int = 500
     time_precision: int = 6  # 6: microseconds; 3: milliseconds (the bus's Avro timestamps)
+    stored_hash: bool = True  # read a side's trusted _lgsp_rowhash column (bus.reconcile.stored)
 
     def validate(self) -> None:
         if self.time_precision not in (3, 6):
@@ -187,6 +190,7 @@ class _Side:
         *,
         native: str,
         nfc: bool,
+        stored: bool = False,
     ) -> None:
         self.label = label
         self.endpoint = endpoint
@@ -200,7 +204,13 @@ class _Side:
         self.key_pos = [next(i for i, c in enumerate(cols) if c.name == k.name) for k in key]
         self.tref = dialect.table_ref(info)
         self.native = native
-        self.h = dialect.hash_expr(cols, native=native, nfc=nfc)
+        # the stored hash column (bus.reconcile.stored) holds this hash of these cols
+        self.stored = stored and native in STORED_COLUMNS
+        self.h = (
+            dialect.q(STORED_COLUMNS[native])
+            if self.stored
+            else dialect.hash_expr(cols, native=native, nfc=nfc)
+        )
         self.kh = dialect.hash_expr(key, native=native, nfc=nfc)
         self.k0 = dialect.q(key[0].name)
         self.key_sql = ", ".join(dialect.q(k.name) for k in key)
@@ -524,7 +534,9 @@ def reconcile(source: Endpoint, target: Endpoint, options: Options | None = None
         )
         for endpoint, info in ((source, src_info), (target, tgt_info)):
             _check_filter_columns(endpoint, info)
-        check = compare_schemas(src_info, tgt_info, opts.ignore_columns, only=source.columns)
+        # the stored hash columns are never compared, whatever the ignore list
+        ignore = (*opts.ignore_columns, *STORED_COLUMNS.values())
+        check = compare_schemas(src_info, tgt_info, ignore, only=source.columns)
         report.schema = check.issues
         report.key = check.key
         report.columns = check.compared
@@ -535,9 +547,6 @@ def reconcile(source: Endpoint, target: Endpoint, options: Options | None = None
             report.stats.seconds = time.monotonic() - started
             return report
         native = _native(opts.hash, src_dialect, tgt_dialect, src_info, tgt_info, check.compared)
-        report.stats.hash = {"": "portable", "text": "native-text", "record": "native-record"}[
-            native
-        ]
         report.stats.nfc_in_db = opts.nfc_in_db
         if src_dialect.name == "sqlite" or tgt_dialect.name == "sqlite":
             if len(check.compared) > SQLiteLimit.columns:
@@ -545,11 +554,8 @@ def reconcile(source: Endpoint, target: Endpoint, options: Options | None = None
                     f"table: {len(check.compared)} columns; SQLite functions take at most "
                     f"{SQLiteLimit.columns} (exclude some with ignore_columns)"
                 )
-        sides = []
-        for label, endpoint, engine, dialect, info in (
-            ("source", source, src_engine, src_dialect, src_info),
-            ("target", target, tgt_engine, tgt_dialect, tgt_info),
-        ):
+        prepared: list[tuple[list[ColumnInfo], list[ColumnInfo]]] = []
+        for info in (src_info, tgt_info):
             cols = [
                 _as_json_if_other_is(
                     _precise(info.columns[n], opts.time_precision),
@@ -561,20 +567,51 @@ def reconcile(source: Endpoint, target: Endpoint, options: Options | None = None
             ]
             key = [_exact_key(_precise(info.columns[n], opts.time_precision)) for n in check.key]
             exact = {k.name: k for k in key}
-            cols = [exact.get(c.name, c) for c in cols]
-            sides.append(
-                _Side(
-                    label,
-                    endpoint,
-                    engine,
-                    dialect,
-                    info,
-                    cols,
-                    key,
-                    native=native,
-                    nfc=opts.nfc_in_db,
+            prepared.append(([exact.get(c.name, c) for c in cols], key))
+        stored = [False, False]
+        # a side's stored column of the pair's hash: the portable one (PostgreSQL vs MariaDB,
+        # --hash portable) or PostgreSQL's record hash (a PostgreSQL pair)
+        if opts.stored_hash and native in STORED_COLUMNS and not opts.nfc_in_db:
+            stored = [
+                stored_usable(engine, dialect, info, cols, native)
+                for (cols, _), engine, dialect, info in zip(
+                    prepared,
+                    (src_engine, tgt_engine),
+                    (src_dialect, tgt_dialect),
+                    (src_info, tgt_info),
+                    strict=True,
                 )
+            ]
+        report.stats.hash = {"": "portable", "text": "native-text", "record": "native-record"}[
+            native
+        ]
+        report.stats.stored_hash = [
+            label for label, used in zip(("source", "target"), stored, strict=True) if used
+        ]
+        sides = [
+            _Side(
+                label,
+                endpoint,
+                engine,
+                dialect,
+                info,
+                cols,
+                key,
+                native=native,
+                nfc=opts.nfc_in_db,
+                stored=used,
             )
+            for label, endpoint, engine, dialect, info, (cols, key), used in zip(
+                ("source", "target"),
+                (source, target),
+                (src_engine, tgt_engine),
+                (src_dialect, tgt_dialect),
+                (src_info, tgt_info),
+                prepared,
+                stored,
+                strict=True,
+            )
+        ]
         src, tgt = sides
         workers = 2 * max(1, opts.parallel)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile") as pool:
@@ -793,6 +830,9 @@ def _retry_with_nfc(src: _Side, tgt: _Side, agg_s: Agg, agg_t: Agg, opts: Option
     if not buckets or differing / len(buckets) <= opts.nfc_retry_ratio:
         return False
     for side in (src, tgt):
+        if side.stored and not side.dialect.can_nfc:
+            continue  # its computed hash would be the stored one (no NFC there either)
+        side.stored = False
         side.h = side.dialect.hash_expr(side.cols, native=side.native, nfc=True)
     return True
 

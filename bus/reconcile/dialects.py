@@ -56,7 +56,11 @@ class SqlDialect:
     def canon_string(self, cols: Sequence[ColumnInfo], nfc: bool) -> str:
         raise NotImplementedError
 
-    def hash_expr(self, cols: Sequence[ColumnInfo], *, native: str, nfc: bool) -> str:
+    def hash_expr(
+        self, cols: Sequence[ColumnInfo], *, native: str, nfc: bool, stored: bool = False
+    ) -> str:
+        """The row hash of ``cols``; ``stored``: the portable hash in a form a generated
+        stored column accepts (same value as the computed portable hash)."""
         raise NotImplementedError
 
     def hsum(self, expr: str) -> str:
@@ -118,9 +122,13 @@ class PostgresDialect(SqlDialect):
         text = f'({self.q(col.name)}::text COLLATE "C")'
         return text if col.kind.startswith("key_") else self._nfc(text, nfc)
 
-    def part(self, col: ColumnInfo, nfc: bool) -> str:
+    def part(self, col: ColumnInfo, nfc: bool, *, stored: bool = False) -> str:
+        """One column's part; ``stored``: in immutable functions only (a generated column:
+        the text of dates and timestamps must not follow the writing session's DateStyle)."""
         q = self.q(col.name)
         kind = col.kind
+        if stored and kind in ("date", "datetime", "datetime_ms"):
+            return self._stored_datetime(col)
         if kind == "int":
             return q
         if kind == "bool":
@@ -151,6 +159,40 @@ class PostgresDialect(SqlDialect):
             return f"coalesce({self._escape(f'{q}::text')}, chr(30))"
         return f"coalesce({q}::text, chr(30))"
 
+    def _stored_datetime(self, col: ColumnInfo) -> str:
+        """A date or timestamp as ``canonical`` renders it, from ``extract`` (immutable on
+        ``date`` and ``timestamp``) rather than the output function (stable: DateStyle).
+        Years 1-9999 render as ``date_out`` does; others (BC) render differently, so those
+        rows' hashes differ and the row comparison in Python decides."""
+        q = self.q(col.name)
+        value = f"({q} AT TIME ZONE 'UTC')" if col.timezone else q
+        if col.kind == "datetime_ms":
+            value = f"date_trunc('milliseconds', {value})"
+
+        def pad(field: str, width: int) -> str:
+            return f"lpad(extract({field} from {value})::int::text, {width}, '0')"
+
+        year = f"extract(year from {value})::int"
+        ymd = (
+            f"(CASE WHEN {year} < 1000 THEN lpad({year}::text, 4, '0') ELSE {year}::text END"
+            f" || '-' || {pad('month', 2)} || '-' || {pad('day', 2)})"
+        )
+        if col.kind == "date":
+            text = ymd
+            finite_sample = "DATE '2000-01-01'"
+        else:
+            seconds = f"extract(second from {value})"
+            text = (
+                f"({ymd} || ' ' || {pad('hour', 2)} || ':' || {pad('minute', 2)} || ':' || "
+                f"(CASE WHEN {seconds} < 10 THEN '0' ELSE '' END) || trim_scale({seconds})::text)"
+            )
+            finite_sample = "TIMESTAMP '2000-01-01 00:00:00'"
+        return (
+            f"(CASE WHEN isfinite({value}) THEN {text} "
+            f"WHEN {value} > {finite_sample} THEN 'infinity' "
+            f"WHEN {value} < {finite_sample} THEN '-infinity' END)"
+        )
+
     @staticmethod
     def _escape(text: str) -> str:
         """``canonical.escape`` in SQL."""
@@ -166,14 +208,14 @@ class PostgresDialect(SqlDialect):
             return f"({q} IS NULL OR {q} = 0)"
         return f"({q} IS NULL OR lower(trim({q}::text)) IN ({_NOT_SET}))"
 
-    def _text_part(self, col: ColumnInfo, nfc: bool) -> str:
+    def _text_part(self, col: ColumnInfo, nfc: bool, stored: bool = False) -> str:
         """``part`` as text that is never NULL (NULL renders as ``''``, as ``concat`` does)."""
-        part = self.part(col, nfc)
+        part = self.part(col, nfc, stored=stored)
         if col.kind in MARKED_KINDS:
             return part  # already text, NULL already marked
         return f"coalesce(({part})::text, '')"
 
-    def canon_string(self, cols: Sequence[ColumnInfo], nfc: bool) -> str:
+    def canon_string(self, cols: Sequence[ColumnInfo], nfc: bool, stored: bool = False) -> str:
         """The parts joined by ``||`` (``concat()`` looks up each argument's output function
         on every row: about 10% of a level-0 scan), in groups joined by ``concat()`` so that
         expressions stay shallow on wide tables; every part is non-NULL text, so both agree."""
@@ -181,7 +223,7 @@ class PostgresDialect(SqlDialect):
         for i, col in enumerate(cols):
             if i:
                 args.append("chr(31)")
-            args.append(self._text_part(col, nfc))
+            args.append(self._text_part(col, nfc, stored))
         groups = [
             "(" + " || ".join(args[i : i + _PG_CONCAT_MAX]) + ")"
             for i in range(0, len(args), _PG_CONCAT_MAX)
@@ -193,7 +235,12 @@ class PostgresDialect(SqlDialect):
             ]
         return groups[0]
 
-    def hash_expr(self, cols: Sequence[ColumnInfo], *, native: str, nfc: bool) -> str:
+    def hash_expr(
+        self, cols: Sequence[ColumnInfo], *, native: str, nfc: bool, stored: bool = False
+    ) -> str:
+        if stored:
+            text = self.canon_string(cols, False, stored=True)
+            return f"('x' || substr(md5({text}), 1, 15))::bit({HASH_BITS})::bigint"
         if native == "record":
             return (
                 f"hash_record_extended(ROW({', '.join(self._hashable(c, nfc) for c in cols)}), 0)"
@@ -242,9 +289,10 @@ class MySQLDialect(SqlDialect):
     def _trim_fraction(expr: str) -> str:
         return f"TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM {expr}))"
 
-    def part(self, col: ColumnInfo, nfc: bool, *, escape: bool = True) -> str:
+    def part(self, col: ColumnInfo, nfc: bool, *, escape: bool = True, stored: bool = False) -> str:
         """One column's part of the canonical string; ``escape=False`` leaves text as it is
-        (the same string when the text holds none of the form's control characters)."""
+        (the same string when the text holds none of the form's control characters);
+        ``stored``: as a generated column accepts it (see ``_text``)."""
         q = self.q(col.name)
         kind = col.kind
         if kind in ("int", "bool", "date", "float"):
@@ -263,13 +311,17 @@ class MySQLDialect(SqlDialect):
             return f"COALESCE({self._trim_fraction(q)}, '')"
         if kind == "binary":
             return f"COALESCE(LOWER(HEX({q})), CHAR(30))"
-        text = self._text(col)
+        text = self._text(col, stored)
         escaped = escape and kind in ESCAPED_KINDS
         return f"COALESCE({self._escape(text) if escaped else text}, CHAR(30))"
 
-    def _text(self, col: ColumnInfo) -> str:
-        """A text-like column (text, char, JSON, other) as utf8mb4-compatible text."""
+    def _text(self, col: ColumnInfo, stored: bool = False) -> str:
+        """A text-like column (text, char, JSON, other) as utf8mb4-compatible text; ``stored``:
+        a CHAR through ``RTRIM`` (a bare CHAR's text follows the session's sql_mode, which a
+        generated column refuses; both drop the trailing spaces)."""
         q = self.q(col.name)
+        if stored and col.kind in ("char", "key_char"):
+            q = f"RTRIM({q})"
         if col.kind in ("text", "char", "json", "key_text", "key_char"):
             charset = (col.charset or "utf8mb4").lower()
             if charset.startswith("utf8") or charset == "ascii":
@@ -285,30 +337,34 @@ class MySQLDialect(SqlDialect):
         text = f"REPLACE({text}, CHAR(31 USING utf8mb4), CONCAT({esc}, '1'))"
         return f"REPLACE({text}, CHAR(30 USING utf8mb4), CONCAT({esc}, '2'))"
 
-    def _concat(self, cols: Sequence[ColumnInfo], nfc: bool, escape: bool) -> str:
+    def _concat(
+        self, cols: Sequence[ColumnInfo], nfc: bool, escape: bool, stored: bool = False
+    ) -> str:
         args: list[str] = []
         for i, col in enumerate(cols):
             if i:
                 args.append("CHAR(31)")
-            args.append(self.part(col, nfc, escape=escape))
+            args.append(self.part(col, nfc, escape=escape, stored=stored))
         return "CONCAT(" + ", ".join(args) + ")"
 
-    def canon_string(self, cols: Sequence[ColumnInfo], nfc: bool) -> str:
+    def canon_string(self, cols: Sequence[ColumnInfo], nfc: bool, stored: bool = False) -> str:
         """The parts joined by the separator. Escaping costs three ``REPLACE`` per text
         column (a third of a level-0 scan's CPU on a table with four text columns), and
         text almost never holds the form's control characters: one ``RLIKE`` over the
         row's text picks the escaped string only for rows that do. Both branches give the
         same string for the other rows, so the result is the escaped form on every row."""
-        escaped = self._concat(cols, nfc, escape=True)
-        texts = [self._text(c) for c in cols if c.kind in ESCAPED_KINDS]
+        escaped = self._concat(cols, nfc, escape=True, stored=stored)
+        texts = [self._text(c, stored) for c in cols if c.kind in ESCAPED_KINDS]
         if not texts:
             return escaped
-        plain = self._concat(cols, nfc, escape=False)
+        plain = self._concat(cols, nfc, escape=False, stored=stored)
         controls = "CONCAT('[', CHAR(29 USING utf8mb4), '-', CHAR(31 USING utf8mb4), ']')"
         return f"IF(CONCAT_WS('', {', '.join(texts)}) RLIKE {controls}, {escaped}, {plain})"
 
-    def hash_expr(self, cols: Sequence[ColumnInfo], *, native: str, nfc: bool) -> str:
-        text = self.canon_string(cols, nfc)
+    def hash_expr(
+        self, cols: Sequence[ColumnInfo], *, native: str, nfc: bool, stored: bool = False
+    ) -> str:
+        text = self.canon_string(cols, nfc, stored)
         return f"CAST(CONV(SUBSTR(MD5({text}), 1, 15), 16, 10) AS UNSIGNED)"
 
     def bucket(self, key_expr: str, lo: int, width: int) -> str:
@@ -376,7 +432,9 @@ class SQLiteDialect(SqlDialect):
     def canon_string(self, cols: Sequence[ColumnInfo], nfc: bool) -> str:
         raise NotImplementedError("SQLite renders the canonical string in Python")
 
-    def hash_expr(self, cols: Sequence[ColumnInfo], *, native: str, nfc: bool) -> str:
+    def hash_expr(
+        self, cols: Sequence[ColumnInfo], *, native: str, nfc: bool, stored: bool = False
+    ) -> str:
         spec = ",".join(c.kind for c in cols)
         if not all(ch.isalpha() or ch in ",_" for ch in spec):
             raise ValueError("column kinds must be plain words")

@@ -155,6 +155,7 @@ class Stats:
     seconds: float = 0.0
     recheck_delay: float = 0.0
     candidates: int = 0
+    stored_hash: list[str] = field(default_factory=list)  # sides that read _lgsp_rowhash
 
     @property
     def rows_fetched(self) -> int:

@@ -110,10 +110,14 @@ class SqlSource:
         return Stream(cfg.table, cfg.dataset, columns, key, schema, cfg, warnings)
 
     def _selected(self, cfg: SqlTable, table: sa.Table) -> list[sa.Column[Any]]:
-        """The columns ``columns:`` names (each checked), or all of the table's."""
+        """The columns ``columns:`` names (each checked), or all of the table's but the
+        reconciliation's stored row hashes (``lgsp reconcile prepare``): never published."""
         if cfg.columns:
             return [self.connector.column(table, c, "columns") for c in cfg.columns]
-        return list(table.columns)
+        from bus.reconcile.stored import COLUMNS as ROW_HASHES
+
+        hidden = set(ROW_HASHES.values())
+        return [c for c in table.columns if c.name not in hidden]
 
     def _source_key(self, cfg: SqlTable, table: sa.Table) -> list[str]:
         if cfg.key:
