@@ -6,11 +6,13 @@ import json
 import random
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 
 from bus.config import Settings
+from bus.connectors_db import ConnectorStore
 from bus.consume import Consumer, Message
 from connectors.sql import pgoutput as pg
 
@@ -46,6 +48,74 @@ def events_of(settings: Settings, topic: str) -> list[dict[str, Any]]:
 def position_key(position: str) -> tuple[int, int]:
     lsn, _, index = position.rpartition(":")
     return pg.parse_lsn(lsn), int(index)
+
+
+Order = tuple[int, ...]
+
+
+def pg_acked_key(state: dict[str, Any]) -> Order:
+    """A PostgreSQL ``mode: log`` position (commit LSN, index) as ``position_key`` orders it."""
+    return int(state["lsn"]), int(state["index"])
+
+
+def gtid_key(position: str) -> Order:
+    """A MariaDB change event's position (``domain-server-seq:index``): (domain, seq, index)."""
+    gtid, _, index = position.rpartition(":")
+    domain, _server, seq = gtid.split("-")
+    return int(domain), int(seq), int(index)
+
+
+def maria_acked_key(state: dict[str, Any]) -> Order:
+    """A MariaDB ``mode: log`` position as ``gtid_key`` orders the events."""
+    return gtid_key(f"{state['gtid']}:{state['index']}")
+
+
+def acked(
+    settings: Settings, name: str, key: Callable[[dict[str, Any]], Order] = pg_acked_key
+) -> Order:
+    """The last acknowledged (committed) stream position of a connector, as ``key`` orders
+    it; ``()`` before any."""
+    keys = [
+        key(p.position)
+        for p in ConnectorStore(settings).positions(name).values()
+        if p.position and p.position.get("phase") == "stream" and p.position.get("gtid", 1)
+    ]
+    return max(keys, default=())
+
+
+def phases(settings: Settings, name: str) -> set[str]:
+    """The phases (``snapshot``, ``stream``) of a connector's stored table positions."""
+    return {
+        str(p.position.get("phase"))
+        for p in ConnectorStore(settings).positions(name).values()
+        if p.position
+    }
+
+
+def published(
+    settings: Settings, topic: str, key: Callable[[str], Order] = position_key
+) -> list[Order]:
+    """The positions of the topic's change events (not snapshot reads), as ``key`` orders
+    them, one per event (a position published twice comes twice)."""
+    return [
+        key(m.value["source"]["position"])
+        for m in read_topic(settings, topic)
+        if m.value["op"] != "r"
+    ]
+
+
+def assert_doubles_after_acked(
+    counts: dict[Order, int], windows: list[tuple[Order, Order]]
+) -> None:
+    """Every position published more than once lies after the acknowledged position and at or
+    before the last published one of some killed run (``windows``: (acked, published) at each
+    kill)."""
+    for position, count in counts.items():
+        if count > 1:
+            assert any(a < position <= p for a, p in windows), (
+                f"position {position} published {count} times, not after an acknowledged "
+                f"position of a killed run (acked, published at kills: {windows})"
+            )
 
 
 def drop_log(url: str, connector: str, *tables: str) -> None:
