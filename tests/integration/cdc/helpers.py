@@ -138,14 +138,22 @@ def drop_log(url: str, connector: str, *tables: str) -> None:
 
 COLUMNS = "id, ten, so_tien, luc, du_lieu, ghi_chu"
 UPDATE = "UPDATE {t} SET ghi_chu = :g, so_tien = so_tien + 1 WHERE id = :k"
+UPSERT = {
+    "postgresql": "INSERT INTO {t} VALUES (:k, :ten, :so, now(), :js, NULL) "
+    "ON CONFLICT (id) DO UPDATE SET ten = excluded.ten, so_tien = excluded.so_tien",
+    "mysql": "INSERT INTO {t} VALUES (:k, :ten, :so, now(6), :js, NULL) "
+    "ON DUPLICATE KEY UPDATE ten = VALUES(ten), so_tien = VALUES(so_tien)",
+}
 
 
 class Writer(threading.Thread):
-    """Random inserts, updates (some 3 times in one transaction) and deletes until stopped."""
+    """Random inserts, updates (some 3 times in one transaction) and deletes until stopped, on
+    a PostgreSQL or MariaDB/MySQL table of the columns ``COLUMNS``."""
 
     def __init__(self, url: str, table: str, rng: random.Random) -> None:
         super().__init__(daemon=True)
         self.engine = sa.create_engine(url)
+        self.upsert = UPSERT["mysql" if url.startswith("mysql") else "postgresql"]
         self.table, self.rng = table, rng
         self.halt = threading.Event()
         self.transactions = 0
@@ -159,11 +167,7 @@ class Writer(threading.Thread):
                     kind = self.rng.random()
                     if kind < 0.45:
                         conn.execute(
-                            sa.text(
-                                f"INSERT INTO {t} VALUES (:k, :ten, :so, now(), :js, NULL) "  # noqa: S608
-                                "ON CONFLICT (id) DO UPDATE SET ten = excluded.ten, "
-                                "so_tien = excluded.so_tien"
-                            ),
+                            sa.text(self.upsert.replace("{t}", t)),
                             {
                                 "k": key,
                                 "ten": f"Nguyễn Thị Ánh {key}",
