@@ -517,7 +517,7 @@ class MyLogReader:
                     self._altered[name] = str(state["altered"])
         for name, stream in self.streams.items():
             if name not in self._acked:
-                yield from self._snapshot(stream)
+                yield from self._snapshot(stream, held.get(name))
         self._ts_floor = max(int(s.get("ts") or 0) for s in self._acked.values())
         start = min(
             self._acked.values(), key=lambda s: _point_key(resume_point(s))
@@ -534,9 +534,16 @@ class MyLogReader:
             )
         yield from self._stream(file, pos)
 
-    def _snapshot(self, stream: Stream) -> Iterator[Batch]:
+    def _snapshot(self, stream: Stream, earlier: dict[str, Any] | None = None) -> Iterator[Batch]:
         """The table read (op ``r``) in a consistent snapshot; its position is the binlog
-        position that snapshot is consistent with."""
+        position that snapshot is consistent with, or, when it redoes a snapshot cut short
+        (``earlier``), the older position of that one: rows the cut-short snapshot published
+        and that were deleted since must get their ``d`` from the stream (as ``pglog`` does
+        with its kept slot). The changes replayed from there carry ``ts_ms`` no earlier than
+        the new snapshot's (binlog times are whole seconds: an older floor would make the
+        sinks drop changes made after the snapshot in its second), so a sink applies them in
+        order and ends at the table's state; until the replay has passed the new snapshot's
+        point a sink may show rows older than that snapshot's."""
         at: dict[str, Any] = {}
 
         def in_snapshot(c: Connection) -> Connection:
@@ -574,17 +581,30 @@ class MyLogReader:
             )
             conn.commit()
         begin = {"mode": "snapshot", "snapshot_ms": snapshot_ms, "after": None, "done": False}
+        redo = (
+            earlier is not None
+            and earlier.get("mode") == MODE
+            and earlier.get("phase") == "snapshot"
+            and "file" in earlier
+            and "pos" in earlier
+        )
         for batch in self.source.read_stream(stream, begin, prepare=in_snapshot, mode="snapshot"):
             inner = batch.state or {}
             done = bool(inner.get("done"))
+            point = at
+            if redo and earlier is not None:
+                if _point_key((earlier["file"], int(earlier["pos"]))) < _point_key(
+                    (at["file"], at["pos"])
+                ):
+                    point = earlier
             batch.state = {
                 "mode": MODE,
                 "phase": "stream" if done else "snapshot",
-                "file": at["file"],
-                "pos": at["pos"],
+                "file": point["file"],
+                "pos": int(point["pos"]),
                 "index": -1,
-                "end": at["pos"],
-                "gtid": at.get("gtid"),
+                "end": int(point["pos"]),
+                "gtid": point.get("gtid"),
                 "ts": snapshot_ms,
                 "rows": inner.get("rows", 0),
                 "snapshot_ms": inner.get("snapshot_ms"),

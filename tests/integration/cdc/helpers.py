@@ -6,11 +6,13 @@ import json
 import random
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 
 from bus.config import Settings
+from bus.connectors_db import ConnectorStore
 from bus.consume import Consumer, Message
 from connectors.sql import pgoutput as pg
 
@@ -48,6 +50,74 @@ def position_key(position: str) -> tuple[int, int]:
     return pg.parse_lsn(lsn), int(index)
 
 
+Order = tuple[int, ...]
+
+
+def pg_acked_key(state: dict[str, Any]) -> Order:
+    """A PostgreSQL ``mode: log`` position (commit LSN, index) as ``position_key`` orders it."""
+    return int(state["lsn"]), int(state["index"])
+
+
+def gtid_key(position: str) -> Order:
+    """A MariaDB change event's position (``domain-server-seq:index``): (domain, seq, index)."""
+    gtid, _, index = position.rpartition(":")
+    domain, _server, seq = gtid.split("-")
+    return int(domain), int(seq), int(index)
+
+
+def maria_acked_key(state: dict[str, Any]) -> Order:
+    """A MariaDB ``mode: log`` position as ``gtid_key`` orders the events."""
+    return gtid_key(f"{state['gtid']}:{state['index']}")
+
+
+def acked(
+    settings: Settings, name: str, key: Callable[[dict[str, Any]], Order] = pg_acked_key
+) -> Order:
+    """The last acknowledged (committed) stream position of a connector, as ``key`` orders
+    it; ``()`` before any."""
+    keys = [
+        key(p.position)
+        for p in ConnectorStore(settings).positions(name).values()
+        if p.position and p.position.get("phase") == "stream" and p.position.get("gtid", 1)
+    ]
+    return max(keys, default=())
+
+
+def phases(settings: Settings, name: str) -> set[str]:
+    """The phases (``snapshot``, ``stream``) of a connector's stored table positions."""
+    return {
+        str(p.position.get("phase"))
+        for p in ConnectorStore(settings).positions(name).values()
+        if p.position
+    }
+
+
+def published(
+    settings: Settings, topic: str, key: Callable[[str], Order] = position_key
+) -> list[Order]:
+    """The positions of the topic's change events (not snapshot reads), as ``key`` orders
+    them, one per event (a position published twice comes twice)."""
+    return [
+        key(m.value["source"]["position"])
+        for m in read_topic(settings, topic)
+        if m.value["op"] != "r"
+    ]
+
+
+def assert_doubles_after_acked(
+    counts: dict[Order, int], windows: list[tuple[Order, Order]]
+) -> None:
+    """Every position published more than once lies after the acknowledged position and at or
+    before the last published one of some killed run (``windows``: (acked, published) at each
+    kill)."""
+    for position, count in counts.items():
+        if count > 1:
+            assert any(a < position <= p for a, p in windows), (
+                f"position {position} published {count} times, not after an acknowledged "
+                f"position of a killed run (acked, published at kills: {windows})"
+            )
+
+
 def drop_log(url: str, connector: str, *tables: str) -> None:
     """Drop a connector's slot and publication, and ``tables``, whatever a test left."""
     slot = "lgsp_" + connector.replace("-", "_")
@@ -68,14 +138,22 @@ def drop_log(url: str, connector: str, *tables: str) -> None:
 
 COLUMNS = "id, ten, so_tien, luc, du_lieu, ghi_chu"
 UPDATE = "UPDATE {t} SET ghi_chu = :g, so_tien = so_tien + 1 WHERE id = :k"
+UPSERT = {
+    "postgresql": "INSERT INTO {t} VALUES (:k, :ten, :so, now(), :js, NULL) "
+    "ON CONFLICT (id) DO UPDATE SET ten = excluded.ten, so_tien = excluded.so_tien",
+    "mysql": "INSERT INTO {t} VALUES (:k, :ten, :so, now(6), :js, NULL) "
+    "ON DUPLICATE KEY UPDATE ten = VALUES(ten), so_tien = VALUES(so_tien)",
+}
 
 
 class Writer(threading.Thread):
-    """Random inserts, updates (some 3 times in one transaction) and deletes until stopped."""
+    """Random inserts, updates (some 3 times in one transaction) and deletes until stopped, on
+    a PostgreSQL or MariaDB/MySQL table of the columns ``COLUMNS``."""
 
     def __init__(self, url: str, table: str, rng: random.Random) -> None:
         super().__init__(daemon=True)
         self.engine = sa.create_engine(url)
+        self.upsert = UPSERT["mysql" if url.startswith("mysql") else "postgresql"]
         self.table, self.rng = table, rng
         self.halt = threading.Event()
         self.transactions = 0
@@ -89,11 +167,7 @@ class Writer(threading.Thread):
                     kind = self.rng.random()
                     if kind < 0.45:
                         conn.execute(
-                            sa.text(
-                                f"INSERT INTO {t} VALUES (:k, :ten, :so, now(), :js, NULL) "  # noqa: S608
-                                "ON CONFLICT (id) DO UPDATE SET ten = excluded.ten, "
-                                "so_tien = excluded.so_tien"
-                            ),
+                            sa.text(self.upsert.replace("{t}", t)),
                             {
                                 "k": key,
                                 "ten": f"Nguyễn Thị Ánh {key}",

@@ -15,49 +15,25 @@ import pytest
 
 from bus.config import Settings
 from bus.connector_service.registration import register
-from bus.connectors_db import ConnectorStore
 from bus.sync import run
 from conftest import PG_URL
 from tests.faults.harness import Running, fault_count, fault_rng
 from tests.helpers import drop_tables, wait_until
 from tests.integration.cdc.helpers import (
+    Order,
     Writer,
+    acked,
+    assert_doubles_after_acked,
     drop_log,
     execute,
-    position_key,
-    read_topic,
+    phases,
+    published,
     table_rows,
 )
 from tests.integration.cdc.pg_cluster import Cluster
 from tests.integration.connectors.helpers import config
 
 pytestmark = pytest.mark.integration
-
-
-def acked(settings: Settings, name: str) -> tuple[int, int]:
-    """The last acknowledged (committed) stream position of the connector."""
-    keys = [
-        (int(p.position["lsn"]), int(p.position["index"]))
-        for p in ConnectorStore(settings).positions(name).values()
-        if p.position and p.position.get("phase") == "stream"
-    ]
-    return max(keys, default=(0, -1))
-
-
-def phases(settings: Settings, name: str) -> set[str]:
-    return {
-        str(p.position.get("phase"))
-        for p in ConnectorStore(settings).positions(name).values()
-        if p.position
-    }
-
-
-def published(settings: Settings, topic: str) -> list[tuple[int, int]]:
-    return [
-        position_key(m.value["source"]["position"])
-        for m in read_topic(settings, topic)
-        if m.value["op"] != "r"
-    ]
 
 
 def test_kill9_during_snapshot_and_stream(
@@ -91,7 +67,7 @@ def test_kill9_during_snapshot_and_stream(
     )
     env = {**os.environ, **cli_env}
     writer = Writer(url, table, rng)
-    windows: list[tuple[tuple[int, int], tuple[int, int]]] = []  # (acked, published) at kills
+    windows: list[tuple[Order, Order]] = []  # (acked, published) at kills
     try:
         writer.start()
         for n in range(fault_count(3)):
@@ -114,13 +90,7 @@ def test_kill9_during_snapshot_and_stream(
         run(settings, "d")
         source = table_rows(url, table)
         assert table_rows(PG_URL, dst) == source, "the sink differs from the source"
-        counts = Counter(published(settings, topic))
-        for position, count in counts.items():
-            if count > 1:
-                assert any(a < position <= p for a, p in windows), (
-                    f"position {position} published {count} times, not after an acknowledged "
-                    f"position of a killed run (acked, published at kills: {windows})"
-                )
+        assert_doubles_after_acked(Counter(published(settings, topic)), windows)
     finally:
         writer.halt.set()
         drop_log(url, "s", table)
