@@ -5,6 +5,11 @@
   (connector, route, archive, ...): every finished run of the run history, read once each;
 - ``lgsp_consumer_lag_records`` by consumer group and topic, ``lgsp_archive_lag_records`` by
   topic: acknowledged publishes minus committed reads, from the offsets the bus records;
+- ``lgsp_log_behind_bytes``, ``lgsp_log_behind_seconds``, ``lgsp_log_warnings`` and
+  ``lgsp_log_over_limit`` by connector, for each ``mode: log`` source: how far its replication
+  slot (retained WAL) or binlog read is behind the server, and what its ``log:`` limits say
+  (``bus.connector_service.slots``, the same figures as ``lgsp connector show``);
+  ``lgsp_log_status_up`` is 0 for a source whose database did not answer;
 - ``lgsp_api_requests_total`` and ``lgsp_api_request_seconds`` by method, route and status.
 
 Label values are bounded so that no client can grow the metrics without end: a method outside
@@ -27,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bus import broker_guard
 from bus.api.auth import context
 from bus.archive.archiver import GROUP_ID as ARCHIVE_GROUP
+from bus.connector_service import slots
 from bus.context import Context
 from bus.db import session_scope
 from bus.db.models import Run
@@ -70,6 +76,39 @@ class Metrics:
             "lgsp_archive_lag_records",
             "Records published but not yet archived, per topic",
             ["topic"],
+            registry=self.registry,
+        )
+        by_connector = ["connector"]
+        self.log_behind_bytes = Gauge(
+            "lgsp_log_behind_bytes",
+            "How many bytes of log (PostgreSQL WAL the slot retains, MariaDB binlog) a mode: log "
+            "source is behind its server",
+            by_connector,
+            registry=self.registry,
+        )
+        self.log_behind_seconds = Gauge(
+            "lgsp_log_behind_seconds",
+            "Age of the last change a mode: log source read, while the log has moved on "
+            "(MariaDB binlog)",
+            by_connector,
+            registry=self.registry,
+        )
+        self.log_warnings = Gauge(
+            "lgsp_log_warnings",
+            "Warnings of a mode: log source's log: limits",
+            by_connector,
+            registry=self.registry,
+        )
+        self.log_over_limit = Gauge(
+            "lgsp_log_over_limit",
+            "1 when a mode: log source is past its hard limit log.max_bytes",
+            by_connector,
+            registry=self.registry,
+        )
+        self.log_up = Gauge(
+            "lgsp_log_status_up",
+            "0 when a mode: log source's database did not answer the status query",
+            by_connector,
             registry=self.registry,
         )
         self.requests = Counter(
@@ -118,12 +157,41 @@ class Metrics:
                 if group == ARCHIVE_GROUP:
                     self.archive_lag.labels(topic).set(behind)
 
+    def read_log(self, ctx: Context) -> None:
+        """The log gauges of every ``mode: log`` source, from its status."""
+        gauges = (
+            self.log_behind_bytes,
+            self.log_behind_seconds,
+            self.log_warnings,
+            self.log_over_limit,
+            self.log_up,
+        )
+        for gauge in gauges:
+            gauge.clear()
+        for stored in ctx.connectors.list():
+            status = slots.log_status(ctx, stored.name)
+            if status is None:
+                continue
+            name = stored.name
+            self.log_up.labels(name).set(0 if "error" in status else 1)
+            if "error" in status:
+                continue
+            for gauge, key in (
+                (self.log_behind_bytes, "behind_bytes"),
+                (self.log_behind_seconds, "behind_seconds"),
+            ):
+                if isinstance(status.get(key), int | float):
+                    gauge.labels(name).set(status[key])
+            self.log_warnings.labels(name).set(len(status.get("warnings") or []))
+            self.log_over_limit.labels(name).set(1 if status.get("over_limit") else 0)
+
 
 @router.get("/metrics", include_in_schema=False)
 def metrics(request: Request, ctx: Context = Depends(context)) -> Response:
     state: Metrics = request.app.state.metrics
     state.read_runs(ctx)
     state.read_lag(ctx)
+    state.read_log(ctx)
     return Response(generate_latest(state.registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -1,6 +1,6 @@
 """The API over a ``mode: log`` source (a real ``lgsp serve`` process, requests): the status
-shows the slot, its retained WAL and the ``log:`` block's warning past its threshold; DELETE
-drops slot and publication unless keep_slot."""
+shows the slot, its retained WAL and the ``log:`` block's warning past its threshold, and
+/metrics the same as gauges; DELETE drops slot and publication unless keep_slot."""
 
 from __future__ import annotations
 
@@ -14,6 +14,16 @@ from tests.integration.cdc.test_pg_log_limit import emit_wal
 from tests.integration.connectors.helpers import config
 
 pytestmark = pytest.mark.integration
+
+
+def metric_values(text: str, connector: str) -> dict[str, float]:
+    """The ``lgsp_log_*`` samples of ``connector`` in a /metrics page."""
+    label = f'{{connector="{connector}"}}'
+    return {
+        line.split(label)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("lgsp_log_") and label in line
+    }
 
 
 def test_status_shows_the_slot_and_delete_drops_it_unless_kept(
@@ -41,6 +51,11 @@ def test_status_shows_the_slot_and_delete_drops_it_unless_kept(
         log = server.call("GET", f"/connectors/{name}/status", op).json()["log"]
         assert log["behind_bytes"] > 1 << 20 and log["limits"]["warn_bytes"] == 1 << 20
         assert [w for w in log["warnings"] if "over log.warn_bytes = 1.0 MB" in w], log
+        # and /metrics gives the same figures to a monitoring system
+        shown = metric_values(server.call("GET", "/metrics").text, name)
+        assert shown["lgsp_log_behind_bytes"] > 1 << 20, shown
+        assert shown["lgsp_log_warnings"] >= 1 and shown["lgsp_log_status_up"] == 1, shown
+        assert shown["lgsp_log_over_limit"] == 0, shown
         kept = server.call("DELETE", f"/connectors/{name}?keep_slot=true", op)
         assert kept.status_code == 204 and slot in slots(url)
         assert server.call("POST", "/connectors", op, json=data).status_code == 201
