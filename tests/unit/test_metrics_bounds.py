@@ -3,6 +3,12 @@ crashed run never finishes), and a run finished later is still counted once."""
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
+import yaml
+
 from bus.api.metrics import Metrics
 from bus.config import Settings
 from bus.context import Context
@@ -29,3 +35,21 @@ def test_open_runs_are_capped_newest_kept(offline_settings: Settings) -> None:
     assert len(metrics._open) == 3 and metrics._open == set(more[-3:])
     metrics.read_runs(ctx)
     assert _count(metrics, "c4") == 1.0  # once
+
+
+def test_dashboard_and_alerts_name_only_metrics_the_app_exposes() -> None:
+    """Every ``lgsp_*`` series the Grafana dashboard and the Prometheus alerts query is one the
+    app registers (a renamed metric would leave an empty panel or an alert that never fires)."""
+    deploy = Path(__file__).resolve().parents[2] / "deploy"
+    board = json.loads((deploy / "grafana" / "dashboards" / "lgsp.json").read_text())
+    exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
+    rules = yaml.safe_load((deploy / "prometheus" / "alerts.yml").read_text())
+    exprs += [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    exposed = {
+        name
+        for family in Metrics().registry.collect()
+        for name in (family.name, *(family.name + s for s in ("_total", "_bucket", "_count")))
+    }
+    used = {name for e in exprs for name in re.findall(r"\blgsp_[a-z_]+", e)}
+    assert "lgsp_log_behind_bytes" in used and "lgsp_log_status_up" in used
+    assert used <= exposed, sorted(used - exposed)
