@@ -32,7 +32,7 @@ test-unit: $(STAMP)
 
 bench: $(STAMP)
 	rm -f bench/out/results.jsonl
-	LGSP_BENCH_FULL=1 $(BIN)/python -m pytest bench -m bench -s -p no:cacheprovider
+	LGSP_BENCH_FULL=1 $(BIN)/python -m pytest bench -m bench -s -p no:cacheprovider --timeout 3600
 	$(BIN)/python -m bench.summary
 
 clean:
