@@ -37,7 +37,7 @@ from typing import Any
 
 from kafka import TopicPartition
 from kafka.errors import KafkaError
-from sqlalchemy import BigInteger, DateTime, Integer, String, case, delete, func, select, update
+from sqlalchemy import BigInteger, DateTime, Integer, String, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -344,26 +344,26 @@ def record_identity(settings: Settings, cluster_id: str) -> None:
     retry_conflicts(write, 3)
 
 
+def _raise_row(s: Any, model: type[Base], key: dict[str, Any], **values: Any) -> None:
+    """Set the row of ``key`` to ``values`` unless the column of the first value already
+    holds more (it only moves forward), or add the row when there is none."""
+    column, target = next(iter(values.items()))
+    stored = getattr(model, column)
+    moved = s.execute(
+        update(model)
+        .where(*(getattr(model, k) == v for k, v in key.items()), stored <= target)
+        .values(**values, updated_at=_now())
+    ).rowcount
+    if not moved and s.get(model, tuple(key.values())) is None:
+        s.add(model(**key, **values, updated_at=_now()))
+        s.flush()
+
+
 def _move_anchors(s: Any, anchors: Anchors) -> None:
     """Move each partition's anchor forward to ``anchors`` (never back)."""
     for (topic, partition), (offset, digest) in sorted(anchors.items()):
-        row = (BrokerAnchor.topic == topic, BrokerAnchor.kafka_partition == partition)
-        moved = s.execute(
-            update(BrokerAnchor)
-            .where(*row, BrokerAnchor.anchor_offset <= offset)
-            .values(anchor_offset=offset, digest=digest, updated_at=_now())
-        ).rowcount
-        if not moved and s.get(BrokerAnchor, (topic, partition)) is None:
-            s.add(
-                BrokerAnchor(
-                    topic=topic,
-                    kafka_partition=partition,
-                    anchor_offset=offset,
-                    digest=digest,
-                    updated_at=_now(),
-                )
-            )
-            s.flush()
+        key = {"topic": topic, "kafka_partition": partition}
+        _raise_row(s, BrokerAnchor, key, anchor_offset=offset, digest=digest)
 
 
 def forget_anchors(settings: Settings, keys: Iterable[tuple[str, int]]) -> None:
@@ -391,26 +391,8 @@ def record_ends(
             if anchors:
                 _move_anchors(s, anchors)
             for (topic, partition), end in sorted(ends.items()):
-                row = (
-                    BrokerOffset.topic == topic,
-                    BrokerOffset.kafka_partition == partition,
-                    BrokerOffset.holder == holder,
-                )
-                higher = case((BrokerOffset.end_offset < end, end), else_=BrokerOffset.end_offset)
-                moved = s.execute(
-                    update(BrokerOffset).where(*row).values(end_offset=higher, updated_at=_now())
-                ).rowcount
-                if not moved:
-                    s.add(
-                        BrokerOffset(
-                            topic=topic,
-                            kafka_partition=partition,
-                            holder=holder,
-                            end_offset=end,
-                            updated_at=_now(),
-                        )
-                    )
-                    s.flush()
+                key = {"topic": topic, "kafka_partition": partition, "holder": holder}
+                _raise_row(s, BrokerOffset, key, end_offset=end)
 
     try:
         retry_conflicts(write, 5)
