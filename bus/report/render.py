@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from bus.errors import ConfigurationError
 from bus.report.service import ALL_FIELDS, SlaReport, TrendReport
+from bus.report.sla import COUNTERS
 
 CHART_INSTALL = "pip install 'lgsp-bus[chart]'"
 TABLE_HEADERS = (
@@ -35,14 +36,7 @@ CSV_COLUMNS = (
     "unit",
     "unit_name",
     "field",
-    "received",
-    "resolved",
-    "resolved_early",
-    "resolved_on_time",
-    "resolved_late",
-    "open",
-    "overdue",
-    "withdrawn",
+    *COUNTERS,
     "on_time_rate",
 )
 LEVEL_LABELS = {"city": "thành phố", "district": "quận, huyện", "ward": "phường, xã"}
@@ -121,19 +115,7 @@ def not_regrouped_lines(report: SlaReport | TrendReport) -> list[str]:
     ]
 
 
-TREND_HEADERS = (
-    "UNIT",
-    "NAME",
-    "MONTH",
-    "RECEIVED",
-    "RESOLVED",
-    "EARLY",
-    "ON TIME",
-    "LATE",
-    "OPEN",
-    "OVERDUE",
-    "ON-TIME RATE",
-)
+TREND_HEADERS = tuple("MONTH" if h == "FIELD" else h for h in TABLE_HEADERS)
 TREND_CSV_COLUMNS = tuple(c for c in CSV_COLUMNS if c not in ("kind", "field"))
 
 
