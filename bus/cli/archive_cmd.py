@@ -12,7 +12,7 @@ import click
 from bus.archive.access import list_access
 from bus.archive.archiver import Archiver, ArchiveReport
 from bus.archive.checkpoint import export_checkpoints, export_path
-from bus.archive.replay import ReplayReport, replay_as_of, replay_events
+from bus.archive.replay import ReplayReport, replay_as_of, replay_events, require_purpose
 from bus.archive.signing import load_public_key, load_signing_key, public_pem
 from bus.archive.status import archive_status
 from bus.archive.verify import VerifyReport, require_archived, verify
@@ -387,10 +387,7 @@ def replay(
     Selection is by event time (the envelope's ts_ms). Times need a zone. Every replay is
     access-logged with --purpose.
     """
-    if not purpose or not purpose.strip():
-        raise ConfigurationError(
-            "--purpose: required; say why the history is read (it goes to the access log)"
-        )
+    purpose = require_purpose(purpose)
     keys = [load_public_key(p) for p in public_keys] if public_keys else None
     s = settings()
     if as_of is not None:
