@@ -30,7 +30,8 @@ _US = dt.timedelta(microseconds=1)
 _MAX_SCAN_DAYS = 3660  # a calendar with no working day for ten years is a broken calendar
 
 
-def _aware(value: dt.datetime, name: str) -> dt.datetime:
+def aware(value: dt.datetime, name: str) -> dt.datetime:
+    """``value``, or ``DataError`` naming ``name`` unless it is a datetime with a zone."""
     if not isinstance(value, dt.datetime):
         raise DataError(f"{name}: expected a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
@@ -124,7 +125,7 @@ class WorkCalendar:
     def local_date(self, value: dt.date) -> dt.date:
         """The calendar date of ``value`` in the calendar's zone (dates pass through)."""
         if isinstance(value, dt.datetime):
-            return _aware(value, "datetime").astimezone(self.tz).date()
+            return aware(value, "datetime").astimezone(self.tz).date()
         if isinstance(value, dt.date):
             return value
         raise DataError(f"day: expected a date or datetime, got {type(value).__name__}")
@@ -179,8 +180,8 @@ class WorkCalendar:
 
     def work_time(self, start: dt.datetime, end: dt.datetime) -> dt.timedelta:
         """Working time between two instants (zero when ``end`` is not after ``start``)."""
-        lo = _micros(_aware(start, "start"))
-        hi = _micros(_aware(end, "end"))
+        lo = _micros(aware(start, "start"))
+        hi = _micros(aware(end, "end"))
         if hi <= lo:
             return dt.timedelta()
         total = 0
@@ -196,7 +197,7 @@ class WorkCalendar:
 
     def add_work_time(self, start: dt.datetime, amount: dt.timedelta) -> dt.datetime:
         """The earliest instant by which ``amount`` of working time has passed since ``start``."""
-        pos = _micros(_aware(start, "start"))
+        pos = _micros(aware(start, "start"))
         left = amount // _US
         if left < 0:
             raise DataError("amount: expected a working time of zero or more")
