@@ -265,6 +265,11 @@ def parse_text(text: str) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConnectorConfigError([FieldError("file", f"not valid YAML{where}")]) from exc
+    return file_mapping(data)
+
+
+def file_mapping(data: Any) -> dict[str, Any]:
+    """``data`` read from a connector file, or the error that says it must be a mapping."""
     if not isinstance(data, dict):
         raise ConnectorConfigError(
             [FieldError("file", "expected a mapping of keys (name, type, role, ...)")]
