@@ -89,6 +89,10 @@ class BrokerDataLostError(FatalError):
     """The broker no longer holds records the bus published or read."""
 
 
+def _data_lost(problem: str) -> BrokerDataLostError:
+    return BrokerDataLostError(f"the broker lost data the bus published: {problem}; {RECOVERY}")
+
+
 class BrokerIdentity(Base):
     """The cluster id of the broker the bus last worked with (one row, ``id`` 1)."""
 
@@ -255,9 +259,7 @@ def judge(
             )
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise BrokerDataLostError(
-            f"the broker lost data the bus published: {problems[0]}{more}; {RECOVERY}"
-        )
+        raise _data_lost(f"{problems[0]}{more}")
     if cluster_id is not None and cluster_id != seen.cluster_id:
         record_identity(settings, cluster_id)
 
@@ -441,10 +443,9 @@ def acknowledge(
     if reached is not None:
         for (topic, partition), end in sorted(acked.items()):
             if end <= reached.get((topic, partition), 0):
-                raise BrokerDataLostError(
-                    f"the broker lost data the bus published: {topic}[{partition}] took a "
-                    f"record at offset {end - 1} after one at offset "
-                    f"{reached[(topic, partition)] - 1} (the topic was created again); {RECOVERY}"
+                raise _data_lost(
+                    f"{topic}[{partition}] took a record at offset {end - 1} after one at offset "
+                    f"{reached[(topic, partition)] - 1} (the topic was created again)"
                 )
         reached.update(acked)
     anchors: Anchors = {}
