@@ -48,6 +48,7 @@ from bus.errors import BrokerUnavailableError, FatalError
 from bus.kafka import clients
 from bus.kafka.ends import TopicEnds, topic_ends
 from bus.kafka.fetch import record_digest, records_at
+from bus.timeutil import utcnow
 
 PUBLISH = "publish"  # a publisher that names no origin (and rows from before origins)
 CLI = "publish:cli"
@@ -175,10 +176,6 @@ class Known:
     published_anything: bool
     ends: TopicEnds = field(default_factory=dict)  # the highest end over every holder
     anchors: Anchors = field(default_factory=dict)
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def known(settings: Settings, topics: Iterable[str] | None = None) -> Known:
@@ -339,9 +336,9 @@ def record_identity(settings: Settings, cluster_id: str) -> None:
         with session_scope(settings) as s:
             row = s.get(BrokerIdentity, 1)
             if row is None:
-                s.add(BrokerIdentity(id=1, cluster_id=cluster_id, recorded_at=_now()))
+                s.add(BrokerIdentity(id=1, cluster_id=cluster_id, recorded_at=utcnow()))
             else:
-                row.cluster_id, row.recorded_at = cluster_id, _now()
+                row.cluster_id, row.recorded_at = cluster_id, utcnow()
 
     retry_conflicts(write, 3)
 
@@ -354,10 +351,10 @@ def _raise_row(s: Any, model: type[Base], key: dict[str, Any], **values: Any) ->
     moved = s.execute(
         update(model)
         .where(*(getattr(model, k) == v for k, v in key.items()), stored <= target)
-        .values(**values, updated_at=_now())
+        .values(**values, updated_at=utcnow())
     ).rowcount
     if not moved and s.get(model, tuple(key.values())) is None:
-        s.add(model(**key, **values, updated_at=_now()))
+        s.add(model(**key, **values, updated_at=utcnow()))
         s.flush()
 
 
@@ -476,7 +473,7 @@ def replace_ends(settings: Settings, holders: dict[str, TopicEnds]) -> None:
     """Set the known ends to exactly ``holders`` (after ``lgsp broker restore``)."""
     with session_scope(settings) as s:
         s.execute(delete(BrokerOffset))
-        now = _now()
+        now = utcnow()
         for holder, ends in holders.items():
             for (topic, partition), end in ends.items():
                 s.add(

@@ -17,13 +17,12 @@ from sqlalchemy import insert as sa_insert
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bus.catalog._common import utcnow
 from bus.catalog.models import AccessEntry
 from bus.config import Settings
 from bus.db import open_engine, session_scope
 from bus.envelope import to_jsonable
 from bus.errors import ConfigurationError
-from bus.timeutil import VN, as_utc, parse_cli_time
+from bus.timeutil import VN, as_utc, parse_cli_time, utcnow
 
 ACTIONS = ("deliver", "refused", "replay", "read")
 _ACTION = re.compile(r"[a-z][a-z0-9_-]{0,31}")

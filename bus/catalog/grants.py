@@ -13,14 +13,14 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from bus.catalog._common import fold, today_vn, utcnow
+from bus.catalog._common import fold, today_vn
 from bus.catalog.errors import AccessDeniedError, InvalidFieldsError, MissingReferenceError
 from bus.catalog.masking import GrantView, load_pii_key
 from bus.catalog.models import Agency, Dataset, Grant
 from bus.config import Settings
 from bus.db import open_engine, session_scope
 from bus.errors import ConfigurationError, NotFoundError
-from bus.timeutil import as_utc
+from bus.timeutil import as_utc, utcnow
 from bus.units.coverage import UnitScope
 from connectors.errors import FieldError
 
