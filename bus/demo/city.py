@@ -542,8 +542,7 @@ def archive_line(entries: int, ok: bool) -> str:
 
 
 def summary_lines(result: DemoResult) -> list[str]:
-    def rate(value: float | None) -> str:
-        return "-" if value is None else f"{value * 100:.1f}%"
+    from bus.report.render import format_rate as rate
 
     lines = [
         "",

@@ -317,10 +317,8 @@ def run_reform_demo(
 
 
 def summary_lines(result: ReformDemoResult) -> list[str]:
+    from bus.report.render import format_rate as rate
     from bus.units import load_hierarchy
-
-    def rate(value: float | None) -> str:
-        return "-" if value is None else f"{value * 100:.1f}%"
 
     old_h, new_h = load_hierarchy(OLD), load_hierarchy(NEW)
     lines = [
