@@ -51,6 +51,13 @@ class TableConfig(Strict):
     table: str = Field(min_length=1, max_length=255)
     dataset: DatasetName
 
+    @property
+    def effective_mode(self) -> str:
+        """The table's ``mode``; without one, ``incremental`` when it names a ``cursor``, else
+        ``snapshot`` (for the types whose tables have these keys)."""
+        mode: str | None = getattr(self, "mode", None)
+        return mode or ("incremental" if getattr(self, "cursor", None) else "snapshot")
+
 
 class LenientTable(TableConfig):
     """A table entry of an unknown connector type: its own keys cannot be checked."""
