@@ -401,13 +401,6 @@ def place_dossiers(
     return times
 
 
-def check_level(h: Hierarchy, level: str) -> None:
-    if level not in h.levels:
-        raise ConfigurationError(
-            f"level: expected one of {', '.join(h.levels)} for hierarchy {h.name!r}, got {level!r}"
-        )
-
-
 def build_report(
     records: Iterable[Mapping[str, Any]],
     *,
@@ -430,7 +423,7 @@ def build_report(
     """
     h = hierarchy
     cal = calendar or default_calendar()
-    check_level(h, level)
+    h.check_level(level)
     if as_of.tzinfo is None or as_of.utcoffset() is None:
         raise ConfigurationError("as_of: expected a timezone-aware datetime")
     start, _ = month_window(month, cal.tz)
@@ -550,7 +543,7 @@ def _from_sources(
     or a SQL table, in the hierarchy ``as_hierarchy``, else ``hierarchy``, else the configured
     one; the level is checked before anything is read."""
     h = load_hierarchy(as_hierarchy or hierarchy or settings.hierarchy)
-    check_level(h, level)  # before reading anything
+    h.check_level(level)  # before reading anything
     regroup = _regrouping(settings, as_hierarchy, level)
     records, source, unreadable = _read_records(settings, h, topic, url, table)
     report = build(records, hierarchy=h, level=level, source=source, regroup=regroup, **options)
