@@ -37,7 +37,7 @@ from typing import Any
 
 from kafka import TopicPartition
 from kafka.errors import KafkaError
-from sqlalchemy import BigInteger, DateTime, Integer, String, case, delete, func, select, update
+from sqlalchemy import BigInteger, DateTime, Integer, String, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -48,6 +48,7 @@ from bus.errors import BrokerUnavailableError, FatalError
 from bus.kafka import clients
 from bus.kafka.ends import TopicEnds, topic_ends
 from bus.kafka.fetch import record_digest, records_at
+from bus.timeutil import utcnow
 
 PUBLISH = "publish"  # a publisher that names no origin (and rows from before origins)
 CLI = "publish:cli"
@@ -87,6 +88,10 @@ RECOVERY = "run 'lgsp broker restore' (see what it would do with --dry-run)"
 
 class BrokerDataLostError(FatalError):
     """The broker no longer holds records the bus published or read."""
+
+
+def _data_lost(problem: str) -> BrokerDataLostError:
+    return BrokerDataLostError(f"the broker lost data the bus published: {problem}; {RECOVERY}")
 
 
 class BrokerIdentity(Base):
@@ -173,10 +178,6 @@ class Known:
     anchors: Anchors = field(default_factory=dict)
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def known(settings: Settings, topics: Iterable[str] | None = None) -> Known:
     """What the bus knows of ``topics`` (all topics with ``None``)."""
     wanted = None if topics is None else sorted(set(topics))
@@ -255,9 +256,7 @@ def judge(
             )
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise BrokerDataLostError(
-            f"the broker lost data the bus published: {problems[0]}{more}; {RECOVERY}"
-        )
+        raise _data_lost(f"{problems[0]}{more}")
     if cluster_id is not None and cluster_id != seen.cluster_id:
         record_identity(settings, cluster_id)
 
@@ -337,33 +336,33 @@ def record_identity(settings: Settings, cluster_id: str) -> None:
         with session_scope(settings) as s:
             row = s.get(BrokerIdentity, 1)
             if row is None:
-                s.add(BrokerIdentity(id=1, cluster_id=cluster_id, recorded_at=_now()))
+                s.add(BrokerIdentity(id=1, cluster_id=cluster_id, recorded_at=utcnow()))
             else:
-                row.cluster_id, row.recorded_at = cluster_id, _now()
+                row.cluster_id, row.recorded_at = cluster_id, utcnow()
 
     retry_conflicts(write, 3)
+
+
+def _raise_row(s: Any, model: type[Base], key: dict[str, Any], **values: Any) -> None:
+    """Set the row of ``key`` to ``values`` unless the column of the first value already
+    holds more (it only moves forward), or add the row when there is none."""
+    column, target = next(iter(values.items()))
+    stored = getattr(model, column)
+    moved = s.execute(
+        update(model)
+        .where(*(getattr(model, k) == v for k, v in key.items()), stored <= target)
+        .values(**values, updated_at=utcnow())
+    ).rowcount
+    if not moved and s.get(model, tuple(key.values())) is None:
+        s.add(model(**key, **values, updated_at=utcnow()))
+        s.flush()
 
 
 def _move_anchors(s: Any, anchors: Anchors) -> None:
     """Move each partition's anchor forward to ``anchors`` (never back)."""
     for (topic, partition), (offset, digest) in sorted(anchors.items()):
-        row = (BrokerAnchor.topic == topic, BrokerAnchor.kafka_partition == partition)
-        moved = s.execute(
-            update(BrokerAnchor)
-            .where(*row, BrokerAnchor.anchor_offset <= offset)
-            .values(anchor_offset=offset, digest=digest, updated_at=_now())
-        ).rowcount
-        if not moved and s.get(BrokerAnchor, (topic, partition)) is None:
-            s.add(
-                BrokerAnchor(
-                    topic=topic,
-                    kafka_partition=partition,
-                    anchor_offset=offset,
-                    digest=digest,
-                    updated_at=_now(),
-                )
-            )
-            s.flush()
+        key = {"topic": topic, "kafka_partition": partition}
+        _raise_row(s, BrokerAnchor, key, anchor_offset=offset, digest=digest)
 
 
 def forget_anchors(settings: Settings, keys: Iterable[tuple[str, int]]) -> None:
@@ -391,26 +390,8 @@ def record_ends(
             if anchors:
                 _move_anchors(s, anchors)
             for (topic, partition), end in sorted(ends.items()):
-                row = (
-                    BrokerOffset.topic == topic,
-                    BrokerOffset.kafka_partition == partition,
-                    BrokerOffset.holder == holder,
-                )
-                higher = case((BrokerOffset.end_offset < end, end), else_=BrokerOffset.end_offset)
-                moved = s.execute(
-                    update(BrokerOffset).where(*row).values(end_offset=higher, updated_at=_now())
-                ).rowcount
-                if not moved:
-                    s.add(
-                        BrokerOffset(
-                            topic=topic,
-                            kafka_partition=partition,
-                            holder=holder,
-                            end_offset=end,
-                            updated_at=_now(),
-                        )
-                    )
-                    s.flush()
+                key = {"topic": topic, "kafka_partition": partition, "holder": holder}
+                _raise_row(s, BrokerOffset, key, end_offset=end)
 
     try:
         retry_conflicts(write, 5)
@@ -459,10 +440,9 @@ def acknowledge(
     if reached is not None:
         for (topic, partition), end in sorted(acked.items()):
             if end <= reached.get((topic, partition), 0):
-                raise BrokerDataLostError(
-                    f"the broker lost data the bus published: {topic}[{partition}] took a "
-                    f"record at offset {end - 1} after one at offset "
-                    f"{reached[(topic, partition)] - 1} (the topic was created again); {RECOVERY}"
+                raise _data_lost(
+                    f"{topic}[{partition}] took a record at offset {end - 1} after one at offset "
+                    f"{reached[(topic, partition)] - 1} (the topic was created again)"
                 )
         reached.update(acked)
     anchors: Anchors = {}
@@ -493,7 +473,7 @@ def replace_ends(settings: Settings, holders: dict[str, TopicEnds]) -> None:
     """Set the known ends to exactly ``holders`` (after ``lgsp broker restore``)."""
     with session_scope(settings) as s:
         s.execute(delete(BrokerOffset))
-        now = _now()
+        now = utcnow()
         for holder, ends in holders.items():
             for (topic, partition), end in ends.items():
                 s.add(

@@ -15,6 +15,10 @@ EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 VN = dt.timezone(dt.timedelta(hours=7), "ICT")  # Asia/Ho_Chi_Minh has no DST
 
 
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
 def as_utc(value: dt.datetime) -> dt.datetime:
     """An aware UTC datetime; a naive one is taken as UTC."""
     if value.tzinfo is None:

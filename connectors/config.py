@@ -51,6 +51,13 @@ class TableConfig(Strict):
     table: str = Field(min_length=1, max_length=255)
     dataset: DatasetName
 
+    @property
+    def effective_mode(self) -> str:
+        """The table's ``mode``; without one, ``incremental`` when it names a ``cursor``, else
+        ``snapshot`` (for the types whose tables have these keys)."""
+        mode: str | None = getattr(self, "mode", None)
+        return mode or ("incremental" if getattr(self, "cursor", None) else "snapshot")
+
 
 class LenientTable(TableConfig):
     """A table entry of an unknown connector type: its own keys cannot be checked."""
@@ -265,6 +272,11 @@ def parse_text(text: str) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConnectorConfigError([FieldError("file", f"not valid YAML{where}")]) from exc
+    return file_mapping(data)
+
+
+def file_mapping(data: Any) -> dict[str, Any]:
+    """``data`` read from a connector file, or the error that says it must be a mapping."""
     if not isinstance(data, dict):
         raise ConnectorConfigError(
             [FieldError("file", "expected a mapping of keys (name, type, role, ...)")]

@@ -83,12 +83,16 @@ def _literal_param(name: str, value: str) -> bool:
     return is_secret_param(name) and bool(value) and ENV_REF.fullmatch(value.strip()) is None
 
 
-def _query_problems(query: list[tuple[str, str]]) -> list[str]:
-    return [
-        f"the URL's query parameter {name!r} is a literal secret; {_URL_HINT}"
-        for name, value in query
-        if _literal_param(name, value)
-    ]
+def _secret_problem(passwords: tuple[str | None, ...], query: str) -> str | None:
+    """The first literal secret of a URL: a password that is no ``${VAR}``, else a query
+    parameter that names a secret."""
+    for candidate in passwords:
+        if candidate and ENV_REF.fullmatch(candidate) is None:
+            return f"the URL contains a literal password; {_URL_HINT}"
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if _literal_param(name, value):
+            return f"the URL's query parameter {name!r} is a literal secret; {_URL_HINT}"
+    return None
 
 
 def _is_http(value: str) -> bool:
@@ -110,12 +114,9 @@ def sql_url_problem(value: str) -> str | None:
             return "expected a SQLAlchemy URL such as postgresql://user:${PASSWORD}@host:5432/db"
         password = None  # read from the text below
     raw = _USERINFO.match(text)
-    for candidate in (password, raw.group("password") if raw else None):
-        if candidate and ENV_REF.fullmatch(candidate) is None:
-            return f"the URL contains a literal password; {_URL_HINT}"
     rest = text[raw.end("password") :] if raw else text
-    problems = _query_problems(parse_qsl(rest.partition("?")[2], keep_blank_values=True))
-    return problems[0] if problems else None
+    passwords = (password, raw.group("password") if raw else None)
+    return _secret_problem(passwords, rest.partition("?")[2])
 
 
 def _host_part_ok(parts: SplitResult) -> bool:
@@ -135,10 +136,7 @@ def http_url_problem(value: str) -> str | None:
     parts = urlsplit(text)
     if not _host_part_ok(parts):
         return "expected host[:port] after the scheme (percent-encode ':' '/' '?' '#' '@')"
-    if parts.password and ENV_REF.fullmatch(parts.password) is None:
-        return f"the URL contains a literal password; {_URL_HINT}"
-    problems = _query_problems(parse_qsl(parts.query, keep_blank_values=True))
-    return problems[0] if problems else None
+    return _secret_problem((parts.password,), parts.query)
 
 
 def literal_secret_problem(value: str, *, is_url: bool) -> str | None:

@@ -33,7 +33,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from bus.api.auth import allow, context, header_text, principal
+from bus.api.auth import allow, context, header_text, log_call, principal
 from bus.api.catalog import field_error, no_nul, renamed
 from bus.api.errors import ApiError
 from bus.archive.history import KeyHistory, key_from_text, key_history
@@ -41,7 +41,7 @@ from bus.archive.replay import content_hash, replay_events, rows_as_of
 from bus.archive.signing import parse_public_key
 from bus.archive.status import archive_status
 from bus.archive.verify import require_archived, verify
-from bus.catalog import get_dataset, record_access
+from bus.catalog import get_dataset
 from bus.catalog.api_keys import KeyInfo
 from bus.catalog.grants import auditor_view
 from bus.catalog.masking import GrantView, apply_grant, token
@@ -85,16 +85,7 @@ def logged(
     records: int = 0,
     **detail: Any,
 ) -> None:
-    record_access(
-        ctx.settings,
-        principal=principal(key),
-        agency=key.agency,
-        dataset=dataset,
-        purpose=purpose,
-        records=records,
-        action="read",
-        detail={"call": call, **detail},
-    )
+    log_call(ctx, key, dataset, "read", {"call": call, **detail}, purpose=purpose, records=records)
 
 
 def acting(ctx: Context, key: KeyInfo) -> Settings:

@@ -10,6 +10,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
+from typing import Any
 
 from fastapi import Depends, Request
 
@@ -103,20 +104,31 @@ def log_refusal(
     ctx: Context, request: Request, key: KeyInfo, area: str, why: str, purpose: str = ""
 ) -> None:
     """Write a refused call to the access log (action ``refused``, the path without keys)."""
+    path = mask_path(request.url.path)
+    detail = {"method": request.method, "path": path, "role": key.role, "why": why}
+    log_call(ctx, key, area, "refused", detail, purpose=purpose)
+
+
+def log_call(
+    ctx: Context,
+    key: KeyInfo,
+    dataset: str,
+    action: str,
+    detail: dict[str, Any],
+    *,
+    purpose: str = "",
+    records: int = 0,
+) -> None:
+    """One access-log entry for a call made with ``key``: its principal and agency."""
     record_access(
         ctx.settings,
         principal=principal(key),
         agency=key.agency,
-        dataset=area,
+        dataset=dataset,
         purpose=purpose,
-        records=0,
-        action="refused",
-        detail={
-            "method": request.method,
-            "path": mask_path(request.url.path),
-            "role": key.role,
-            "why": why,
-        },
+        records=records,
+        action=action,
+        detail=detail,
     )
 
 

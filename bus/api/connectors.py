@@ -24,6 +24,7 @@ from bus.connector_service.status import connector_status
 from bus.context import Context
 from bus.sync import run as run_sync
 from connectors import plugins as connector_types
+from connectors.config import file_mapping
 from connectors.config import parse_text as read_text
 from connectors.errors import ConnectorConfigError, FieldError
 
@@ -63,11 +64,7 @@ async def connector_file(request: Request) -> dict[str, Any]:
             data = json.loads(text)
         except ValueError as exc:
             raise ConnectorConfigError([FieldError("file", "not valid JSON")]) from exc
-        if not isinstance(data, dict):
-            raise ConnectorConfigError(
-                [FieldError("file", "expected a mapping of keys (name, type, role, ...)")]
-            )
-        return data
+        return file_mapping(data)
     raise ApiError(
         415, f"Content-Type: expected application/json or application/yaml, got {media or 'none'}"
     )

@@ -22,20 +22,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import struct
 from dataclasses import dataclass
 from typing import Any
 
 from bus.errors import InvalidNameError
-from bus.units.topics import TOPIC_PREFIX, validate_dataset_name
+from bus.units.topics import split_topic
 
 HASH_SIZE = 32
 GENESIS_TAG = b"LGSP-ARCHIVE-V1\x00"
 SEQ = struct.Struct(">Q")
 HEAD = struct.Struct(">Iqqic" + "HHiI")
 _pack_head = HEAD.pack
-_UNIT_PATH = re.compile(r"\d+(\.\d+)*")
 
 
 def canonical_json(data: Any) -> str:
@@ -103,16 +101,10 @@ def parse_dataset_topic(topic: str) -> DatasetTopic:
 
     The hierarchy is not consulted: the archive keeps every dataset topic it is given.
     """
-    parts = topic.split(".")
-    if len(parts) < 4 or parts[0] != TOPIC_PREFIX or topic.endswith(".dlq"):
-        raise InvalidNameError(
-            f"topic {topic!r}: expected '{TOPIC_PREFIX}.<unit path>.<domain>.<name>'"
-        )
-    unit_path = ".".join(parts[1:-2])
-    if not _UNIT_PATH.fullmatch(unit_path):
-        raise InvalidNameError(f"topic {topic!r}: unit path {unit_path!r} is not a chain of codes")
-    dataset = validate_dataset_name(".".join(parts[-2:]))
-    return DatasetTopic(topic, unit_path, dataset)
+    if isinstance(topic, str) and topic.endswith(".dlq"):
+        raise InvalidNameError(f"topic {topic!r}: a dead-letter topic, not a dataset topic")
+    codes, dataset = split_topic(topic)
+    return DatasetTopic(topic, ".".join(codes), dataset)
 
 
 def is_dataset_topic(topic: str) -> bool:

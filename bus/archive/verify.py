@@ -551,31 +551,25 @@ def verify(
             else:
                 query = query.where(entry_t.c.topic.in_(sorted(chosen)))
         seen = _walk(_stream(conn, query, yield_per), signed, heads, report, out, visitor)
-    for key, row in heads.items():
-        if key not in seen:
-            out.add(
-                Problem(
-                    key[0],
-                    key[1],
-                    None,
-                    "chain missing",
-                    f"the chain head records position {row.head_seq} but the archive has no "
-                    "entries (deleted)",
-                )
-            )
+    missing = {
+        key: f"the chain head records position {row.head_seq}"
+        for key, row in heads.items()
+        if key not in seen
+    }
     for key, by_seq in signed.heads.items():
         if key not in seen and key not in heads:
             n = max(n for items in by_seq.values() for _, n in items)
-            out.add(
-                Problem(
-                    key[0],
-                    key[1],
-                    None,
-                    "chain missing",
-                    f"checkpoint {n} signed position {max(by_seq)} but the archive has no "
-                    "entries (deleted)",
-                )
+            missing[key] = f"checkpoint {n} signed position {max(by_seq)}"
+    for key, known in missing.items():
+        out.add(
+            Problem(
+                key[0],
+                key[1],
+                None,
+                "chain missing",
+                f"{known} but the archive has no entries (deleted)",
             )
+        )
     if (records or report.entries) and not copies:
         report.warnings.append(
             f"the archiver's local export {local_path} is missing and no off-host copy "

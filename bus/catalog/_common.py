@@ -12,10 +12,6 @@ AGENCY_NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 MAX_AGENCY_NAME = 100
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def today_vn() -> dt.date:
     """Today's date in Viet Nam (grant expiry dates are Vietnamese calendar days)."""
     return dt.datetime.now(VN).date()

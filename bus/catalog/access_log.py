@@ -17,13 +17,12 @@ from sqlalchemy import insert as sa_insert
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bus.catalog._common import utcnow
 from bus.catalog.models import AccessEntry
 from bus.config import Settings
 from bus.db import open_engine, session_scope
 from bus.envelope import to_jsonable
 from bus.errors import ConfigurationError
-from bus.timeutil import VN, as_utc, parse_cli_time
+from bus.timeutil import VN, as_utc, parse_cli_time, utcnow
 
 ACTIONS = ("deliver", "refused", "replay", "read")
 _ACTION = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -46,68 +45,25 @@ class AccessRecord:
         return asdict(self) | {"at": self.at.isoformat()}
 
 
-def record_access(
-    settings: Settings,
-    *,
-    principal: str,
-    agency: str,
-    dataset: str,
-    purpose: str,
-    records: int,
-    action: str,
-    grant_id: int | None = None,
-    detail: dict[str, Any] | None = None,
-) -> int:
-    """Write one access-log entry and return its id.
+def record_access(settings: Settings, **entry: Any) -> int:
+    """Write one access-log entry (the keywords of :func:`entry_values`) and return its id.
 
     ``action``: ``deliver`` (under a grant), ``refused`` (no live grant), ``replay`` (an
     auditor's replay), ``read``, or another short lowercase word. ``detail`` is JSON
     (topics, counts); never put record values in it.
     """
     with session_scope(settings) as s:
-        entry = add_access(
-            s,
-            principal=principal,
-            agency=agency,
-            dataset=dataset,
-            purpose=purpose,
-            records=records,
-            action=action,
-            grant_id=grant_id,
-            detail=detail,
-        )
+        added = add_access(s, **entry)
         s.flush()
-        return entry.id
+        return added.id
 
 
-def add_access(
-    session: Session,
-    *,
-    principal: str,
-    agency: str,
-    dataset: str,
-    purpose: str,
-    records: int,
-    action: str,
-    grant_id: int | None = None,
-    detail: dict[str, Any] | None = None,
-) -> AccessEntry:
+def add_access(session: Session, **entry: Any) -> AccessEntry:
     """Add one access-log entry to ``session`` (written with the caller's transaction);
-    the arguments as for ``record_access``."""
-    entry = AccessEntry(
-        **entry_values(
-            principal=principal,
-            agency=agency,
-            dataset=dataset,
-            purpose=purpose,
-            records=records,
-            action=action,
-            grant_id=grant_id,
-            detail=detail,
-        )
-    )
-    session.add(entry)
-    return entry
+    the keywords of :func:`entry_values`."""
+    added = AccessEntry(**entry_values(**entry))
+    session.add(added)
+    return added
 
 
 def entry_values(
@@ -159,7 +115,7 @@ class AccessLogWriter:
         self._thread: threading.Thread | None = None
 
     def write(self, **entry: Any) -> int:
-        """Write one entry (the keywords of ``record_access``); its id once committed."""
+        """Write one entry (the keywords of :func:`entry_values`); its id once committed."""
         values = entry_values(**entry)  # a wrong argument is refused here, alone
         done: Future[int] = Future()
         with self._ready:

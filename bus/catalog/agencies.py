@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bus.catalog._common import agency_name_problem, utcnow
+from bus.catalog._common import agency_name_problem
 from bus.catalog.models import Agency
 from bus.config import Settings
 from bus.db import session_scope
 from bus.errors import InvalidNameError
+from bus.timeutil import utcnow
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,12 @@ from typing import Any, Literal, get_args
 
 from sqlalchemy import bindparam, select
 
-from bus.catalog._common import utcnow
 from bus.catalog.agencies import check_agency_name
 from bus.catalog.models import Agency, ApiKey
 from bus.config import Settings
 from bus.db import open_engine, session_scope
 from bus.errors import ConfigurationError, NotFoundError
-from bus.timeutil import as_utc
+from bus.timeutil import as_utc, utcnow
 
 Role = Literal["operator", "publisher", "consumer", "auditor"]
 ROLES: tuple[str, ...] = get_args(Role)

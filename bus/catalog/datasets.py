@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from bus.catalog._common import agency_name_problem, fold, utcnow
+from bus.catalog._common import agency_name_problem, fold
 from bus.catalog.agencies import ensure_agency
 from bus.catalog.errors import InvalidFieldsError
 from bus.catalog.models import Dataset
@@ -37,7 +37,7 @@ from bus.errors import (
     RetriableError,
 )
 from bus.registry import Registry, subject_for
-from bus.timeutil import as_utc
+from bus.timeutil import as_utc, utcnow
 from bus.units import DatasetName, load_hierarchy, topic_name
 from connectors.errors import FieldError
 

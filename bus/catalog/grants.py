@@ -11,15 +11,16 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
 
-from bus.catalog._common import fold, today_vn, utcnow
+from bus.catalog._common import fold, today_vn
 from bus.catalog.errors import AccessDeniedError, InvalidFieldsError, MissingReferenceError
 from bus.catalog.masking import GrantView, load_pii_key
 from bus.catalog.models import Agency, Dataset, Grant
 from bus.config import Settings
 from bus.db import open_engine, session_scope
 from bus.errors import ConfigurationError, NotFoundError
-from bus.timeutil import as_utc
+from bus.timeutil import as_utc, utcnow
 from bus.units.coverage import UnitScope
 from connectors.errors import FieldError
 
@@ -268,10 +269,14 @@ def grant_coverage(settings: Settings, grant: GrantInfo) -> list[dict[str, Any]]
 
 def get_grant(settings: Settings, grant_id: int) -> GrantInfo:
     with session_scope(settings) as s:
-        row = s.get(Grant, grant_id)
-        if row is None:
-            raise NotFoundError(f"grant {grant_id} does not exist (see 'lgsp grant list')")
-        return _info(row)
+        return _info(_grant_row(s, grant_id))
+
+
+def _grant_row(s: Session, grant_id: int) -> Grant:
+    row = s.get(Grant, grant_id)
+    if row is None:
+        raise NotFoundError(f"grant {grant_id} does not exist (see 'lgsp grant list')")
+    return row
 
 
 def list_grants(
@@ -296,9 +301,7 @@ def revoke_grant(
 ) -> tuple[GrantInfo, bool]:
     """Revoke a grant; returns (grant, changed). Revoking twice changes nothing."""
     with session_scope(settings) as s:
-        row = s.get(Grant, grant_id)
-        if row is None:
-            raise NotFoundError(f"grant {grant_id} does not exist (see 'lgsp grant list')")
+        row = _grant_row(s, grant_id)
         if row.revoked_at is not None:
             return _info(row), False
         row.revoked_at = utcnow()

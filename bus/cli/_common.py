@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -14,6 +14,8 @@ from bus.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from bus.context import Context
+
+F = TypeVar("F", bound=Callable[..., Any])  # a command function that an option decorator returns
 
 
 def settings() -> Settings:

@@ -12,11 +12,11 @@ import click
 from bus.archive.access import list_access
 from bus.archive.archiver import Archiver, ArchiveReport
 from bus.archive.checkpoint import export_checkpoints, export_path
-from bus.archive.replay import ReplayReport, replay_as_of, replay_events
+from bus.archive.replay import ReplayReport, replay_as_of, replay_events, require_purpose
 from bus.archive.signing import load_public_key, load_signing_key, public_pem
 from bus.archive.status import archive_status
 from bus.archive.verify import VerifyReport, require_archived, verify
-from bus.cli._common import context, echo_json, echo_table, settings
+from bus.cli._common import F, context, echo_json, echo_table, settings
 from bus.errors import ConfigurationError, FatalError
 from bus.serde.jsoncodec import dumps
 from bus.timeutil import as_utc, from_epoch_ms, parse_cli_time
@@ -184,6 +184,26 @@ def archive_log(dataset: str | None, limit: int) -> None:
     )
 
 
+def _check_options(command: F) -> F:
+    """``--public-key`` and ``--checkpoints``: what ``audit verify`` and ``replay`` check the
+    archive's chains and checkpoints against."""
+    command = click.option(
+        "--checkpoints",
+        "checkpoints_file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="An off-host copy of the exported checkpoints (JSON lines) to check the database "
+        "against, besides the archiver's own checkpoint_export_file.",
+    )(command)
+    return click.option(
+        "--public-key",
+        "public_keys",
+        multiple=True,
+        type=click.Path(path_type=Path),
+        help="Public key PEM(s) to check signatures with (default: the configured signing key).",
+    )(command)
+
+
 @click.group("audit")
 def audit_group() -> None:
     """Checks for auditors."""
@@ -191,21 +211,7 @@ def audit_group() -> None:
 
 @audit_group.command("verify")
 @click.option("--dataset", default=None, help="Only the chains of this dataset.")
-@click.option(
-    "--public-key",
-    "public_keys",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="Public key PEM(s) to check signatures with (default: the configured signing key).",
-)
-@click.option(
-    "--checkpoints",
-    "checkpoints_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="An off-host copy of the exported checkpoints (JSON lines) to check the database "
-    "against, besides the archiver's own checkpoint_export_file; --strict requires it.",
-)
+@_check_options
 @click.option(
     "--allow-unsigned-tail",
     is_flag=True,
@@ -359,21 +365,7 @@ def _echo_replay(report: ReplayReport, err: bool = False) -> None:
 @click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
 @click.option("--unit", default=None, help="Only events within this unit path, e.g. 79.760.")
 @click.option("--purpose", default=None, help="Why the history is read (required; logged).")
-@click.option(
-    "--public-key",
-    "public_keys",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="Public key PEM(s) to verify checkpoints with.",
-)
-@click.option(
-    "--checkpoints",
-    "checkpoints_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="An off-host copy of the exported checkpoints to verify the archive against "
-    "(as 'lgsp audit verify --checkpoints').",
-)
+@_check_options
 @click.option("--json", "as_json", is_flag=True, help="Print the as-of report as JSON.")
 def replay(
     dataset: str,
@@ -395,10 +387,7 @@ def replay(
     Selection is by event time (the envelope's ts_ms). Times need a zone. Every replay is
     access-logged with --purpose.
     """
-    if not purpose or not purpose.strip():
-        raise ConfigurationError(
-            "--purpose: required; say why the history is read (it goes to the access log)"
-        )
+    purpose = require_purpose(purpose)
     keys = [load_public_key(p) for p in public_keys] if public_keys else None
     s = settings()
     if as_of is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -25,7 +26,7 @@ from bus.report.render import (
     write_trend_chart,
     write_trend_csv,
 )
-from bus.report.service import parse_as_of, sla_report, sla_trend
+from bus.report.service import SlaReport, TrendReport, parse_as_of, sla_report, sla_trend
 from bus.report.workdays import default_calendar
 from bus.units import available_hierarchies
 
@@ -120,95 +121,47 @@ def sla_cmd(
         raise ConfigurationError("--source url: give --url and --table")
     if source == "topic" and (url is not None or table is not None):
         raise ConfigurationError("--source topic: --url and --table do not apply")
+    read: dict[str, Any] = {
+        "level": level,
+        "month": month,
+        "as_of": _as_of(as_of, month),
+        "unit": unit,
+        "topic": topic,
+        "url": url,
+        "table": table,
+        "hierarchy": hierarchy,
+        "as_hierarchy": as_hierarchy,
+    }
     if trend is not None:
-        _trend(
-            level,
-            month,
-            trend,
-            unit,
-            as_of,
-            as_csv,
-            chart,
-            topic,
-            url,
-            table,
-            hierarchy,
-            as_hierarchy,
-            bool(all_units),
-        )
-        return
-    report = sla_report(
-        settings(),
-        level=level,
-        month=month,
-        as_of=_as_of(as_of, month),
-        unit=unit,
-        topic=topic,
-        url=url,
-        table=table,
-        hierarchy=hierarchy,
-        all_units=all_units,
-        as_hierarchy=as_hierarchy,
-    )
+        _show(sla_trend(settings(), months=trend, all_units=bool(all_units), **read), as_csv, chart)
+    else:
+        report = sla_report(settings(), all_units=all_units, **read)
+        _show(report, as_csv, chart, by_field=by_field)
+
+
+def _show(
+    report: SlaReport | TrendReport, as_csv: bool, chart: Path | None, *, by_field: bool = True
+) -> None:
+    """A month's report or a trend: the table (or CSV on stdout), what was skipped, the chart."""
     for line in not_regrouped_lines(report):
         click.echo(line, err=True)
     skipped = skipped_line(report)
-    if as_csv:
+    if as_csv and isinstance(report, TrendReport):
+        write_trend_csv(report, sys.stdout)
+    elif as_csv and isinstance(report, SlaReport):
         write_csv(report, sys.stdout, by_field=by_field)
-        if skipped:
-            click.echo(skipped, err=True)
+    elif isinstance(report, TrendReport):
+        click.echo(trend_header(report))
+        echo_table(TREND_HEADERS, trend_rows(report))
     else:
         click.echo(header_line(report))
         echo_table(TABLE_HEADERS, table_rows(report, by_field=by_field))
         click.echo(total_line(report))
-        if skipped:
-            click.echo(skipped)
+    if skipped:
+        click.echo(skipped, err=as_csv)
     if chart is not None:
-        write_chart(report, chart)
-        click.echo(f"chart written to {chart}", err=True)
-
-
-def _trend(
-    level: str,
-    month: str,
-    months: int,
-    unit: str | None,
-    as_of: str | None,
-    as_csv: bool,
-    chart: Path | None,
-    topic: str | None,
-    url: str | None,
-    table: str | None,
-    hierarchy: str | None,
-    as_hierarchy: str | None,
-    all_units: bool,
-) -> None:
-    report = sla_trend(
-        settings(),
-        level=level,
-        month=month,
-        months=months,
-        as_of=_as_of(as_of, month),
-        unit=unit,
-        topic=topic,
-        url=url,
-        table=table,
-        hierarchy=hierarchy,
-        as_hierarchy=as_hierarchy,
-        all_units=all_units,
-    )
-    for line in not_regrouped_lines(report):
-        click.echo(line, err=True)
-    skipped = skipped_line(report)
-    if as_csv:
-        write_trend_csv(report, sys.stdout)
-        if skipped:
-            click.echo(skipped, err=True)
-    else:
-        click.echo(trend_header(report))
-        echo_table(TREND_HEADERS, trend_rows(report))
-        if skipped:
-            click.echo(skipped)
-    if chart is not None:
-        write_trend_chart(report, chart)
+        if isinstance(report, TrendReport):
+            write_trend_chart(report, chart)
+        else:
+            write_chart(report, chart)
         click.echo(f"chart written to {chart}", err=True)

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from bus.cli._common import echo_json, echo_table, settings
+from bus.cli._common import F, echo_json, echo_table, settings
 from bus.units import Hierarchy, load_hierarchy, topic_name
 from bus.units.changes import UnitChange
 from bus.units.timeline import Successor, Timeline, add_change_file, load_timeline
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _hierarchy_option(func: F) -> F:

@@ -39,7 +39,7 @@ from bus.connectors_db.models import (
     OperationLock,
 )
 from bus.db import session_scope
-from bus.timeutil import as_utc
+from bus.timeutil import as_utc, utcnow
 from connectors.errors import ConnectorBusyError, ConnectorExistsError, ConnectorNotFoundError
 from connectors.positions import essential
 
@@ -142,10 +142,6 @@ def _added_up(marks: list[tuple[str, dict[str, int]]]) -> list[dict[int, int]]:
     return out
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def _stored(row: ConnectorRow) -> StoredConnector:
     return StoredConnector(
         row.name,
@@ -181,7 +177,7 @@ class ConnectorStore:
         replace: bool = False,
     ) -> StoredConnector:
         """Store a connector; with ``replace`` an existing one is updated (positions kept)."""
-        now = _now()
+        now = utcnow()
         with session_scope(self.settings) as s:
             row = s.get(ConnectorRow, name)
             if row is not None and not replace:
@@ -268,7 +264,7 @@ class ConnectorStore:
         """Commit a table's position (after the broker acknowledged what precedes it). A
         source passes its ``topic`` and the acknowledged ``ends`` of the batch: they are
         marked with the position."""
-        now = _now()
+        now = utcnow()
         with session_scope(self.settings) as s:
             moved = s.execute(
                 update(ConnectorPosition)
@@ -313,7 +309,7 @@ class ConnectorStore:
                 topic=topic,
                 position=essential(position),
                 ends={str(p): e for p, e in sorted(ends.items())},
-                saved_at=_now(),
+                saved_at=utcnow(),
             )
         )
         saves = self._saves[(name, table)] = self._saves.get((name, table), 0) + 1
@@ -391,7 +387,7 @@ class ConnectorStore:
             row.position = position
             row.status = "ok"
             row.error = None
-            row.updated_at = _now()
+            row.updated_at = utcnow()
             s.flush()
             self._mark(s, name, table, topic, position, {})
 
@@ -405,7 +401,7 @@ class ConnectorStore:
                 s.add(row)
             row.status = status
             row.error = error
-            row.updated_at = _now()
+            row.updated_at = utcnow()
 
     def reset(self, name: str, table: str | None = None) -> int:
         """Forget positions and their marks (all tables, or one) so that the next run starts
@@ -431,7 +427,7 @@ class ConnectorStore:
         (``holder_crashed``; the result's ``took_over`` names it), or insert a new one, each
         in one statement, so that of concurrent runs exactly one gets it; the others get
         ``ConnectorBusyError``."""
-        now = _now()
+        now = utcnow()
         expires = now + dt.timedelta(seconds=ttl_s)
         values = {"owner": owner, "acquired_at": now, "expires_at": expires}
         with session_scope(self.settings) as s:
@@ -471,7 +467,7 @@ class ConnectorStore:
         self, name: str, owner: str, ttl_s: float, table: LockTable = ConnectorLock
     ) -> bool:
         """Extend ``owner``'s lock of ``name``; False when ``owner`` no longer holds it."""
-        expires = _now() + dt.timedelta(seconds=ttl_s)
+        expires = utcnow() + dt.timedelta(seconds=ttl_s)
         with session_scope(self.settings) as s:
             updated = s.execute(
                 update(table)

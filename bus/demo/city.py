@@ -529,9 +529,20 @@ def run_city_demo(
     return result
 
 
+def airflow_line(dag_state: str) -> str:
+    """The summary's Airflow line (shared by the reform demo)."""
+    if dag_state == "in-process":
+        return "  airflow        not used: the pipeline ran in-process (--no-airflow)"
+    return f"  airflow        DAG run lgsp_pipeline {dag_state}"
+
+
+def archive_line(entries: int, ok: bool) -> str:
+    """The summary's archive line (shared by the reform demo)."""
+    return f"  archive        {entries} entries, verify {'OK' if ok else 'FAILED'}"
+
+
 def summary_lines(result: DemoResult) -> list[str]:
-    def rate(value: float | None) -> str:
-        return "-" if value is None else f"{value * 100:.1f}%"
+    from bus.report.render import format_rate as rate
 
     lines = [
         "",
@@ -543,15 +554,9 @@ def summary_lines(result: DemoResult) -> list[str]:
         f"  sinks          district copy {result.sink_rows.get(DISTRICT, 0)} rows, "
         f"city copy {result.sink_rows.get(CITY, 0)} rows",
         f"  dead letters   {result.dlq}",
-        "  airflow        "
-        + (
-            "not used: the pipeline ran in-process (--no-airflow)"
-            if result.dag_state == "in-process"
-            else f"DAG run lgsp_pipeline {result.dag_state}"
-        ),
+        airflow_line(result.dag_state),
         f"  reconciliation {result.agreeing}/{result.reconciled} wards agree with the city copy",
-        f"  archive        {result.archive_entries} entries, "
-        f"verify {'OK' if result.archive_ok else 'FAILED'}",
+        archive_line(result.archive_entries, result.archive_ok),
         f"  grant          {result.delivered} events delivered, "
         f"{result.citizen_ids_leaked} citizen IDs exposed",
         f"  on time {MONTH} (working days, supplement pauses excluded):",

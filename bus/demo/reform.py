@@ -317,10 +317,8 @@ def run_reform_demo(
 
 
 def summary_lines(result: ReformDemoResult) -> list[str]:
+    from bus.report.render import format_rate as rate
     from bus.units import load_hierarchy
-
-    def rate(value: float | None) -> str:
-        return "-" if value is None else f"{value * 100:.1f}%"
 
     old_h, new_h = load_hierarchy(OLD), load_hierarchy(NEW)
     lines = [
@@ -337,17 +335,11 @@ def summary_lines(result: ReformDemoResult) -> list[str]:
         )
     lines += [
         f"  after          {result.new_rows} dossiers in {len(result.new_wards)} new wards",
-        "  airflow        "
-        + (
-            "not used: the pipeline ran in-process (--no-airflow)"
-            if result.dag_state == "in-process"
-            else f"DAG run lgsp_pipeline {result.dag_state}"
-        ),
+        city.airflow_line(result.dag_state),
         f"  city copy      {result.city_rows} rows",
         f"  reconciliation {result.agreeing}/{result.reconciled} agree",
         *(f"    differs: {line}" for line in result.disagreeing),
-        f"  archive        {result.archive_entries} entries, "
-        f"verify {'OK' if result.archive_ok else 'FAILED'}",
+        city.archive_line(result.archive_entries, result.archive_ok),
         f"  June 2025 as {NEW}:",
     ]
     for code, name, received, value in result.june:

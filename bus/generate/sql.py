@@ -12,7 +12,6 @@ strings in UTC).
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
@@ -21,8 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bus.envelope import load_record_schema
 from bus.errors import ConfigurationError, DatabaseUnavailableError
-from bus.generate.datasets import DEFAULT_END, DEFAULT_START, dataset_spec, generate
-from bus.units import Hierarchy
+from bus.generate.datasets import dataset_spec, generate
 from connectors.sql.typemap import Converter, column_name, type_mapper
 from connectors.sql.types import split_table
 
@@ -106,25 +104,14 @@ def load_table(
     seed: int,
     units: Sequence[str],
     *,
-    start: dt.date = DEFAULT_START,
-    end: dt.date = DEFAULT_END,
-    hierarchy: str | Hierarchy = "hcmc-2024",
-    online_procedures: int | None = None,
     batch_size: int = 1000,
     if_exists: IfExists = "fail",
+    **options: Any,
 ) -> int:
-    """Generate ``n`` rows of ``dataset`` (see :func:`generate`) into a new SQL table."""
+    """Generate ``n`` rows of ``dataset`` into a new SQL table; ``options`` (``start``,
+    ``end``, ``hierarchy``, ``online_procedures``) as for :func:`generate`."""
     spec = dataset_spec(dataset)
-    records = generate(
-        dataset,
-        n,
-        seed,
-        units,
-        start,
-        end,
-        hierarchy=hierarchy,
-        online_procedures=online_procedures,
-    )
+    records = generate(dataset, n, seed, units, **options)
     schema = load_record_schema(spec.schema_path)
     own = isinstance(engine, str)
     bound = sa.create_engine(engine) if isinstance(engine, str) else engine

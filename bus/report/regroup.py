@@ -61,11 +61,7 @@ class Regrouping:
     refused: dict[tuple[str, str], NotRegrouped] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.level not in self.target.levels:
-            raise ConfigurationError(
-                f"level: expected one of {', '.join(self.target.levels)} for hierarchy "
-                f"{self.target.name!r}, got {self.level!r}"
-            )
+        self.target.check_level(self.level)
         self._order = {name: i for i, name in enumerate(self.timeline.era_names)}
         # (era, code) -> placement, for codes whose placement does not depend on the record
         self._placed: dict[tuple[str, str], tuple[str | None, str]] = {}

@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from bus.errors import ConfigurationError
 from bus.report.service import ALL_FIELDS, SlaReport, TrendReport
+from bus.report.sla import COUNTERS
 
 CHART_INSTALL = "pip install 'lgsp-bus[chart]'"
 TABLE_HEADERS = (
@@ -35,14 +36,7 @@ CSV_COLUMNS = (
     "unit",
     "unit_name",
     "field",
-    "received",
-    "resolved",
-    "resolved_early",
-    "resolved_on_time",
-    "resolved_late",
-    "open",
-    "overdue",
-    "withdrawn",
+    *COUNTERS,
     "on_time_rate",
 )
 LEVEL_LABELS = {"city": "thành phố", "district": "quận, huyện", "ward": "phường, xã"}
@@ -121,19 +115,7 @@ def not_regrouped_lines(report: SlaReport | TrendReport) -> list[str]:
     ]
 
 
-TREND_HEADERS = (
-    "UNIT",
-    "NAME",
-    "MONTH",
-    "RECEIVED",
-    "RESOLVED",
-    "EARLY",
-    "ON TIME",
-    "LATE",
-    "OPEN",
-    "OVERDUE",
-    "ON-TIME RATE",
-)
+TREND_HEADERS = tuple("MONTH" if h == "FIELD" else h for h in TABLE_HEADERS)
 TREND_CSV_COLUMNS = tuple(c for c in CSV_COLUMNS if c not in ("kind", "field"))
 
 
@@ -179,12 +161,7 @@ def write_trend_chart(report: TrendReport, path: Path) -> Path:
         ax.set_ylim(0, 105)
         ax.set_ylabel("% đúng hạn")
         ax.grid(linestyle=":", linewidth=0.6)
-        level = LEVEL_LABELS.get(report.level, report.level)
-        ax.set_title(
-            f"Tỷ lệ hồ sơ giải quyết đúng hạn theo {level}, {labels[0]} - {labels[-1]}",
-            fontsize=12,
-            loc="left",
-        )
+        ax.set_title(_title(report.level, f"{labels[0]} - {labels[-1]}"), fontsize=12, loc="left")
         if len(units) <= 20:
             ax.legend(fontsize=7.5, loc="lower left", ncols=2)
 
@@ -251,8 +228,12 @@ def _save_chart(path: Path, size: tuple[float, float], draw: Callable[[Any], Non
 
 def chart_title(report: SlaReport) -> str:
     year, month = report.month.split("-")
-    level = LEVEL_LABELS.get(report.level, report.level)
-    return f"Tỷ lệ hồ sơ giải quyết đúng hạn theo {level}, tháng {int(month)}/{year}"
+    return _title(report.level, f"tháng {int(month)}/{year}")
+
+
+def _title(level: str, period: str) -> str:
+    """A chart's title: the on-time rate by ``level`` (in Vietnamese) over ``period``."""
+    return f"Tỷ lệ hồ sơ giải quyết đúng hạn theo {LEVEL_LABELS.get(level, level)}, {period}"
 
 
 def write_chart(report: SlaReport, path: Path, *, rows: Sequence[dict[str, Any]] = ()) -> Path:

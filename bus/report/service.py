@@ -18,9 +18,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
@@ -401,13 +401,6 @@ def place_dossiers(
     return times
 
 
-def check_level(h: Hierarchy, level: str) -> None:
-    if level not in h.levels:
-        raise ConfigurationError(
-            f"level: expected one of {', '.join(h.levels)} for hierarchy {h.name!r}, got {level!r}"
-        )
-
-
 def build_report(
     records: Iterable[Mapping[str, Any]],
     *,
@@ -430,7 +423,7 @@ def build_report(
     """
     h = hierarchy
     cal = calendar or default_calendar()
-    check_level(h, level)
+    h.check_level(level)
     if as_of.tzinfo is None or as_of.utcoffset() is None:
         raise ConfigurationError("as_of: expected a timezone-aware datetime")
     start, _ = month_window(month, cal.tz)
@@ -531,19 +524,12 @@ def _regrouping(settings: Settings, as_hierarchy: str | None, level: str) -> Reg
     return Regrouping(timeline, timeline.hierarchy(as_hierarchy), level)
 
 
-@dataclass
-class _Sources:
-    """What a report reads: its hierarchy, regrouping and records (see :func:`_sources`)."""
-
-    hierarchy: Hierarchy
-    regroup: Regrouping | None
-    records: Iterable[Mapping[str, Any]]
-    source: str
-    unreadable: int
+_Report = TypeVar("_Report", "SlaReport", "TrendReport")
 
 
-def _sources(
+def _from_sources(
     settings: Settings,
+    build: Callable[..., _Report],
     *,
     level: str,
     topic: str | None,
@@ -551,15 +537,18 @@ def _sources(
     table: str | None,
     hierarchy: str | None,
     as_hierarchy: str | None,
-) -> _Sources:
-    """The hierarchy (``as_hierarchy``, else ``hierarchy``, else the configured one), the
-    level checked before anything is read, the regrouping and the records of the city topic
-    (default) or a SQL table: shared by :func:`sla_report` and :func:`sla_trend`."""
+    **options: Any,
+) -> _Report:
+    """``build`` (:func:`build_report` or :func:`trend_report`) over the city topic (default)
+    or a SQL table, in the hierarchy ``as_hierarchy``, else ``hierarchy``, else the configured
+    one; the level is checked before anything is read."""
     h = load_hierarchy(as_hierarchy or hierarchy or settings.hierarchy)
-    check_level(h, level)  # before reading anything
+    h.check_level(level)  # before reading anything
     regroup = _regrouping(settings, as_hierarchy, level)
     records, source, unreadable = _read_records(settings, h, topic, url, table)
-    return _Sources(h, regroup, records, source, unreadable)
+    report = build(records, hierarchy=h, level=level, source=source, regroup=regroup, **options)
+    report.unreadable = unreadable
+    return report
 
 
 def sla_report(
@@ -580,29 +569,21 @@ def sla_report(
     """The report from the city topic (default) or, with ``url`` and ``table``, a SQL table.
     ``as_hierarchy``: the figures regrouped into that hierarchy's units, whatever era each
     dossier was received in (see :mod:`bus.report.regroup`)."""
-    read = _sources(
+    return _from_sources(
         settings,
+        build_report,
         level=level,
         topic=topic,
         url=url,
         table=table,
         hierarchy=hierarchy,
         as_hierarchy=as_hierarchy,
-    )
-    report = build_report(
-        read.records,
-        hierarchy=read.hierarchy,
-        level=level,
         month=month,
         as_of=as_of,
         unit=unit,
         calendar=calendar,
-        source=read.source,
         all_units=all_units,
-        regroup=read.regroup,
     )
-    report.unreadable = read.unreadable
-    return report
 
 
 def trend_months(month: str, count: int) -> list[str]:
@@ -708,27 +689,19 @@ def sla_trend(
     all_units: bool = False,
 ) -> TrendReport:
     """:func:`trend_report` of the city topic (default) or a SQL table."""
-    read = _sources(
+    return _from_sources(
         settings,
+        trend_report,
         level=level,
         topic=topic,
         url=url,
         table=table,
         hierarchy=hierarchy,
         as_hierarchy=as_hierarchy,
-    )
-    report = trend_report(
-        read.records,
-        hierarchy=read.hierarchy,
-        level=level,
         month=month,
         months=months,
         as_of=as_of,
         unit=unit,
         calendar=calendar,
-        source=read.source,
-        regroup=read.regroup,
         all_units=all_units,
     )
-    report.unreadable = read.unreadable
-    return report

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from bus.errors import ConfigurationError, DataError
-from bus.report.workdays import WorkCalendar, default_calendar
+from bus.report.workdays import WorkCalendar, aware, default_calendar
 
 Outcome = Literal["early", "on_time", "late", "open", "overdue", "withdrawn"]
 SUPPLEMENT_REQUESTED = "supplement_requested"
@@ -46,12 +46,8 @@ Pause = tuple[dt.datetime, dt.datetime | None]
 
 
 def _check_aware(value: dt.datetime | None, name: str) -> None:
-    if value is None:
-        return
-    if not isinstance(value, dt.datetime):
-        raise DataError(f"{name}: expected a datetime, got {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise DataError(f"{name}: expected a timezone-aware datetime, got a naive one")
+    if value is not None:
+        aware(value, name)
 
 
 @dataclass(frozen=True, slots=True)

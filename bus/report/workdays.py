@@ -30,7 +30,12 @@ _US = dt.timedelta(microseconds=1)
 _MAX_SCAN_DAYS = 3660  # a calendar with no working day for ten years is a broken calendar
 
 
-def _aware(value: dt.datetime, name: str) -> dt.datetime:
+def _no_workday() -> ConfigurationError:
+    return ConfigurationError("calendar: no working day found within ten years")
+
+
+def aware(value: dt.datetime, name: str) -> dt.datetime:
+    """``value``, or ``DataError`` naming ``name`` unless it is a datetime with a zone."""
     if not isinstance(value, dt.datetime):
         raise DataError(f"{name}: expected a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
@@ -124,28 +129,26 @@ class WorkCalendar:
     def local_date(self, value: dt.date) -> dt.date:
         """The calendar date of ``value`` in the calendar's zone (dates pass through)."""
         if isinstance(value, dt.datetime):
-            return _aware(value, "datetime").astimezone(self.tz).date()
+            return aware(value, "datetime").astimezone(self.tz).date()
         if isinstance(value, dt.date):
             return value
         raise DataError(f"day: expected a date or datetime, got {type(value).__name__}")
 
     def next_workday(self, day: dt.date) -> dt.date:
         """The first working day after ``day``."""
-        day = self.local_date(day)
-        for _ in range(_MAX_SCAN_DAYS):
-            day += dt.timedelta(days=1)
-            if self.is_workday(day):
-                return day
-        raise ConfigurationError("calendar: no working day found within ten years")
+        return self._first_workday(self.local_date(day) + dt.timedelta(days=1), 1)
 
     def workday_on_or_before(self, day: dt.date) -> dt.date:
         """``day`` if it is a working day, else the last working day before it."""
-        day = self.local_date(day)
+        return self._first_workday(self.local_date(day), -1)
+
+    def _first_workday(self, day: dt.date, step: int) -> dt.date:
+        """The first working day from ``day`` on, going ``step`` days at a time."""
         for _ in range(_MAX_SCAN_DAYS):
             if self.is_workday(day):
                 return day
-            day -= dt.timedelta(days=1)
-        raise ConfigurationError("calendar: no working day found within ten years")
+            day += dt.timedelta(days=step)
+        raise _no_workday()
 
     def workdays_between(self, a: dt.date, b: dt.date) -> int:
         """Working days ``d`` with ``a < d <= b`` (negative when ``b`` is before ``a``).
@@ -179,8 +182,8 @@ class WorkCalendar:
 
     def work_time(self, start: dt.datetime, end: dt.datetime) -> dt.timedelta:
         """Working time between two instants (zero when ``end`` is not after ``start``)."""
-        lo = _micros(_aware(start, "start"))
-        hi = _micros(_aware(end, "end"))
+        lo = _micros(aware(start, "start"))
+        hi = _micros(aware(end, "end"))
         if hi <= lo:
             return dt.timedelta()
         total = 0
@@ -196,7 +199,7 @@ class WorkCalendar:
 
     def add_work_time(self, start: dt.datetime, amount: dt.timedelta) -> dt.datetime:
         """The earliest instant by which ``amount`` of working time has passed since ``start``."""
-        pos = _micros(_aware(start, "start"))
+        pos = _micros(aware(start, "start"))
         left = amount // _US
         if left < 0:
             raise DataError("amount: expected a working time of zero or more")
@@ -213,7 +216,7 @@ class WorkCalendar:
                     return (_EPOCH + dt.timedelta(microseconds=begin + left)).astimezone(self.tz)
                 left -= available
             day += dt.timedelta(days=1)
-        raise ConfigurationError("calendar: no working day found within ten years")
+        raise _no_workday()
 
     def add_workdays(self, start: dt.datetime, n: int) -> dt.datetime:
         """``start`` plus ``n`` working days of working time (one day = the office hours)."""

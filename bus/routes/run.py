@@ -186,8 +186,7 @@ def run_fan_down(
     them when the record has no such field."""
     ctx = Context.of(settings)
     settings, h = ctx.settings, ctx.hierarchy
-    if to_level not in h.levels:
-        raise ConfigurationError(f"--to-level: expected one of {', '.join(h.levels)}")
+    h.check_level(to_level, "--to-level")
     source = topic_name(h, source_unit, dataset)
     targets = {
         u.code: topic_name(h, u.code, dataset)

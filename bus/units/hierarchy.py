@@ -214,13 +214,19 @@ class Hierarchy:
         unit = self.get(code)
         return ".".join([u.code for u in reversed(self.ancestors(unit.code))] + [unit.code])
 
+    def check_level(self, level: str, option: str = "level") -> str:
+        """``level``, or ``ConfigurationError`` naming ``option`` unless it is one of ours."""
+        if level not in self._levels:
+            raise ConfigurationError(
+                f"{option}: expected one of {', '.join(self._levels)} for hierarchy "
+                f"{self.name!r}, got level {level!r}"
+            )
+        return level
+
     def units(self, level: str | None = None, parent: str | int | None = None) -> list[Unit]:
         """Units filtered by level and/or direct parent, in (level, code) order."""
-        if level is not None and level not in self._levels:
-            raise ConfigurationError(
-                f"level {level!r} is not a level of hierarchy {self.name!r}; "
-                f"expected one of {self._levels}"
-            )
+        if level is not None:
+            self.check_level(level)
         pool = self.children(parent) if parent is not None else list(self._units.values())
         if level is not None:
             pool = [u for u in pool if u.level == level]

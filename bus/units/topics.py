@@ -82,6 +82,21 @@ def topic_name(h: Hierarchy, unit: str | int, dataset: str) -> str:
 def parse_topic(h: Hierarchy, topic: str) -> tuple[Unit, str]:
     """The publishing unit and dataset of a topic name; refuses a wrong prefix, a bad dataset
     name, an unknown unit, and a unit path that is not the unit's chain from the root."""
+    codes, dataset = split_topic(topic)
+    what = f"topic {_shown(topic)}"
+    unit = h.get(codes[-1])
+    expected = h.path(unit.code)
+    if ".".join(codes) != expected:
+        raise InvalidNameError(
+            f"{what}: unit path {'.'.join(codes)} does not match unit {unit.code}'s path "
+            f"{expected} in hierarchy {h.name!r}"
+        )
+    return unit, dataset
+
+
+def split_topic(topic: str) -> tuple[list[str], str]:
+    """The unit codes and the dataset of a topic name, without a hierarchy: refuses a wrong
+    prefix, a bad dataset name and a unit path part that is not a code."""
     if not isinstance(topic, str):
         raise InvalidNameError(f"topic name: expected a string, got {type(topic).__name__}")
     what = f"topic {_shown(topic)}"
@@ -98,14 +113,7 @@ def parse_topic(h: Hierarchy, topic: str) -> tuple[Unit, str]:
     for code in codes:
         if not code.isdigit():
             raise InvalidNameError(f"{what}: unit path part {_shown(code)} is not a unit code")
-    unit = h.get(codes[-1])
-    expected = h.path(unit.code)
-    if ".".join(codes) != expected:
-        raise InvalidNameError(
-            f"{what}: unit path {'.'.join(codes)} does not match unit {unit.code}'s path "
-            f"{expected} in hierarchy {h.name!r}"
-        )
-    return unit, dataset
+    return codes, dataset
 
 
 def parse_topic_dated(first: str, topic: str) -> tuple[Unit, str]:

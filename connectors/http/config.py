@@ -92,10 +92,6 @@ class HttpTable(TableConfig):
     def _params(cls, value: dict[str, str]) -> dict[str, str]:
         return _refuse_secrets(value, param_problem)
 
-    @property
-    def effective_mode(self) -> str:
-        return self.mode or ("incremental" if self.cursor else "snapshot")
-
 
 class HttpConnectorConfig(ConnectorConfig):
     connection: HttpConnection

@@ -62,10 +62,6 @@ class SqlTable(TableConfig):
     def _lookback(cls, value: Any) -> int | None:
         return None if value is None else parse_duration(value)
 
-    @property
-    def effective_mode(self) -> str:
-        return self.mode or ("incremental" if self.cursor else "snapshot")
-
 
 class SqlConnectorConfig(ConnectorConfig):
     connection: SqlConnection

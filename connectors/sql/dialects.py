@@ -80,6 +80,10 @@ class SqlPlugin(SqlConnector):
     def write(self, batch: Batch) -> WriteReport:
         return self.sink.write(batch)
 
+    def _logged(self) -> bool:
+        """A source with ``mode: log`` tables (the dialects check and report its log)."""
+        return self.role == "source" and any(t.effective_mode == "log" for t in self.config.tables)
+
 
 class PostgresConnector(SqlPlugin):
     """PostgreSQL through psycopg 3; upsert with ``INSERT ... ON CONFLICT DO UPDATE WHERE``."""
@@ -98,9 +102,6 @@ class PostgresConnector(SqlPlugin):
         """The ``mode: log`` tables read together from the connector's replication slot
         (``connectors.sql.pglog``): batches of one table each, in commit order."""
         return PgLogReader(self.source, streams).read(positions)
-
-    def _logged(self) -> bool:
-        return self.role == "source" and any(t.effective_mode == "log" for t in self.config.tables)
 
     def check(self) -> None:
         """The connection, and for ``mode: log`` tables the server's ``wal_level`` and the
@@ -240,9 +241,6 @@ class MySQLConnector(SqlPlugin):
         """The ``mode: log`` tables read together from the server's row binlog
         (``connectors.sql.mylog``): batches of one table each, in commit order."""
         return mylog.MyLogReader(self.source, streams).read(positions)
-
-    def _logged(self) -> bool:
-        return self.role == "source" and any(t.effective_mode == "log" for t in self.config.tables)
 
     def check(self) -> None:
         """The connection, and for ``mode: log`` tables the server's binlog settings and the

@@ -42,9 +42,7 @@ _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400, None: 1}
 def parse_duration(value: Any, maximum_s: int = MAX_LOOKBACK_S) -> int:
     """Seconds of a lookback (or another duration up to ``maximum_s``): a whole number of
     seconds or ``90s``, ``5m``, ``2h``, ``1d``."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30s, 5m or 1h, or a number of seconds")
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         seconds = value
     elif isinstance(value, float) and value.is_integer():
         seconds = int(value)

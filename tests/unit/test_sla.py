@@ -92,6 +92,15 @@ def test_workdays_between() -> None:
     assert CAL.workdays_between(day(2026, 8, 27), day(2026, 9, 4)) == 3
 
 
+def test_next_and_previous_workday_step_over_weekends_and_holidays() -> None:
+    assert CAL.next_workday(day(2026, 10, 9)) == day(2026, 10, 12)  # Fri -> Mon
+    assert CAL.workday_on_or_before(day(2026, 10, 11)) == day(2026, 10, 9)  # Sun -> Fri
+    assert CAL.workday_on_or_before(day(2026, 10, 9)) == day(2026, 10, 9)
+    # Quốc khánh 2026: Mon 31 Aug - Wed 2 Sep off, with the weekend before
+    assert CAL.workday_on_or_before(day(2026, 9, 2)) == day(2026, 8, 28)
+    assert CAL.next_workday(day(2026, 8, 28)) == day(2026, 9, 3)
+
+
 def test_friday_afternoon_one_day_deadline_is_due_monday() -> None:
     # Received Fri 9 Oct 2026 15:00: 2 h on Friday, 6 h on Monday -> Mon 12 Oct 15:00.
     assert CAL.add_workdays(t(2026, 10, 9, 15), 1) == t(2026, 10, 12, 15)

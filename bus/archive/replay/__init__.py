@@ -52,6 +52,7 @@ __all__ = [
     "content_hash",
     "replay_as_of",
     "replay_events",
+    "require_purpose",
     "rows_as_of",
     "table_name",
 ]
@@ -187,7 +188,7 @@ def _as_of_inputs(
     settings: Settings, dataset: str, as_of: dt.datetime, purpose: str, unit: str | None
 ) -> str | None:
     validate_dataset_name(dataset)
-    _require_purpose(purpose)
+    require_purpose(purpose)
     if as_of.tzinfo is None:
         raise ConfigurationError(f"--as-of: a time zone is required, e.g. {TIME_EXAMPLE}")
     return normalise_unit(settings, unit)
@@ -294,7 +295,7 @@ def replay_events(
     known by then).
     """
     validate_dataset_name(dataset)
-    _require_purpose(purpose)
+    require_purpose(purpose)
     for flag, moment in (("--from", start), ("--to", end)):
         if moment is not None and moment.tzinfo is None:
             raise ConfigurationError(f"{flag}: a time zone is required, e.g. {TIME_EXAMPLE}")
@@ -342,8 +343,10 @@ def replay_events(
     return report, events()
 
 
-def _require_purpose(purpose: str | None) -> None:
+def require_purpose(purpose: str | None) -> str:
+    """``purpose``, or ``ConfigurationError`` when there is none: every replay says why."""
     if purpose is None or not purpose.strip():
         raise ConfigurationError(
             "--purpose: required; say why the history is read (it goes to the access log)"
         )
+    return purpose
