@@ -7,14 +7,20 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+import yaml
+from click.testing import CliRunner
 
+from bus.cli.main import cli
 from bus.config import Settings
+from bus.connector_service.registration import register
 from bus.connectors_db import ConnectorStore
 from bus.consume import Consumer, Message
 from connectors.sql import pgoutput as pg
+from tests.integration.connectors.helpers import config
 
 
 def execute(url: str, *statements: str, table: str = "") -> None:
@@ -188,6 +194,60 @@ class Writer(threading.Thread):
         self.engine.dispose()
 
 
+WIDE_DDL = {
+    "postgresql": "CREATE TABLE {t} (id int PRIMARY KEY, ten text NOT NULL, "
+    "so_tien numeric(14, 2), luc timestamptz, du_lieu jsonb, ghi_chu text)",
+    "mysql": "CREATE TABLE {t} (id int PRIMARY KEY, ten varchar(100) NOT NULL, "
+    "so_tien decimal(14, 2), luc datetime(6), du_lieu json, ghi_chu text) CHARSET utf8mb4",
+}
+"""A table of the columns ``COLUMNS`` (the ones ``Writer`` changes), by engine."""
+
+
+def wide_table(
+    url: str, table: str, rows: int, name: str = "Trần Văn ", doc: str = '{"a": 1}'
+) -> None:
+    """Create a ``WIDE_DDL`` table of ``rows`` rows (id n, ten ``name`` n, so_tien n, du_lieu
+    ``doc``); on PostgreSQL with REPLICA IDENTITY FULL, so that updates and deletes carry every
+    column."""
+    if url.startswith("mysql"):
+        execute(
+            url,
+            WIDE_DDL["mysql"],
+            f"INSERT INTO {{t}} SELECT seq, CONCAT('{name}', seq), seq, now(6), '{doc}', NULL "  # noqa: S608
+            f"FROM seq_1_to_{rows}",
+            table=table,
+        )
+        return
+    execute(
+        url,
+        WIDE_DDL["postgresql"],
+        "ALTER TABLE {t} REPLICA IDENTITY FULL",
+        f"INSERT INTO {{t}} SELECT g, '{name}' || g, g, now(), '{doc}', NULL "  # noqa: S608
+        f"FROM generate_series(1, {rows}) g",
+        table=table,
+    )
+
+
+def log_pair(
+    settings: Settings,
+    kind: str,
+    url: str,
+    table: str,
+    dataset: str,
+    sink_url: str,
+    dst: str,
+    batch_size: int = 20,
+) -> str:
+    """Register a ``mode: log`` source ``s`` over ``table`` and a sink ``d`` of its dataset
+    into ``dst``: the source's topic."""
+    tables = [{"table": table, "dataset": dataset, "mode": "log"}]
+    source = config(kind, "source", url, tables, name="s", batch_size=batch_size)
+    topic = register(settings, source).tables[0].topic
+    sink = [{"table": dst, "dataset": dataset}]
+    register(settings, config(kind, "sink", sink_url, sink, name="d"))
+    return topic
+
+
 def table_rows(url: str, table: str) -> dict[int, tuple]:
     engine = sa.create_engine(url)
     try:
@@ -200,3 +260,49 @@ def table_rows(url: str, table: str) -> dict[int, tuple]:
             }
     finally:
         engine.dispose()
+
+
+def lgsp(*args: str) -> tuple[int, str, str]:
+    """``lgsp ARGS`` in this process: (exit code, stdout, stderr)."""
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def connector_file(path: Path, name: str, url: str, table: str, dataset: str, **more: Any) -> Path:
+    """A connector file: a PostgreSQL ``mode: log`` source of ``table`` into ``dataset``;
+    ``more`` adds or replaces top-level keys (``log``, ``role``, ``tables``)."""
+    data: dict[str, Any] = {
+        "name": name,
+        "type": "postgresql",
+        "role": "source",
+        "agency": "ubnd-phuong-tan-dinh",
+        "unit": "26734",
+        "connection": {"url": url},
+        "tables": [{"table": table, "dataset": dataset, "mode": "log"}],
+        **more,
+    }
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def slots(url: str) -> list[str]:
+    """The names of the server's replication slots."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return list(
+                conn.exec_driver_sql("SELECT slot_name FROM pg_replication_slots").scalars()
+            )
+    finally:
+        engine.dispose()
+
+
+def emit_wal(url: str, megabytes: int) -> None:
+    """About ``megabytes`` MB of WAL, in 1 MB messages nobody decodes."""
+    execute(
+        url,
+        *[
+            "SELECT pg_logical_emit_message(false, 'lgsp-test', repeat('x', 1048576))"
+            for _ in range(megabytes)
+        ],
+    )

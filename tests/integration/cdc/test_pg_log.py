@@ -20,29 +20,21 @@ from conftest import PG_URL
 from connectors.sql import pgoutput as pg
 from tests.helpers import drop_tables
 from tests.integration.cdc.helpers import (
+    WIDE_DDL,
     Writer,
     drop_log,
     events_of,
     execute,
+    log_pair,
     position_key,
     read_topic,
     table_rows,
+    wide_table,
 )
 from tests.integration.cdc.pg_cluster import Cluster
 from tests.integration.connectors.helpers import config
 
 pytestmark = pytest.mark.integration
-
-TABLE_DDL = """
-CREATE TABLE {t} (
-    id integer PRIMARY KEY,
-    ten text NOT NULL,
-    so_tien numeric(14, 2),
-    luc timestamptz,
-    du_lieu jsonb,
-    ghi_chu text
-)
-"""
 
 
 @pytest.fixture
@@ -52,7 +44,7 @@ def source(settings: Settings, logical_pg: Cluster, unique: str) -> Iterator[tup
     name = f"hs_{unique}"
     execute(
         logical_pg.url,
-        TABLE_DDL,
+        WIDE_DDL["postgresql"],
         "ALTER TABLE {t} REPLICA IDENTITY FULL",
         "INSERT INTO {t} VALUES (1, 'Nguyễn Văn An', 10.50, '2025-07-01 08:00+07', "
         """'{"a": 1}', NULL), (2, 'Trần Thị Bích', NULL, NULL, NULL, 'ghi chú')""",
@@ -198,24 +190,10 @@ def test_changes_during_the_first_snapshot_are_neither_lost_nor_doubled(
     settings: Settings, logical_pg: Cluster, unique: str
 ) -> None:
     url, table, dst = logical_pg.url, f"snap_{unique}", f"snap_dst_{unique}"
-    execute(
-        url,
-        "CREATE TABLE {t} (id int PRIMARY KEY, ten text NOT NULL, so_tien numeric(14, 2), "
-        "luc timestamptz, du_lieu jsonb, ghi_chu text)",
-        "ALTER TABLE {t} REPLICA IDENTITY FULL",
-        "INSERT INTO {t} SELECT g, 'Bùi Thị ' || g, g, now(), '[1]', NULL "
-        "FROM generate_series(1, 400) g",
-        table=table,
+    wide_table(url, table, 400, name="Bùi Thị ", doc="[1]")
+    topic = log_pair(
+        settings, "postgresql", url, table, f"tthc.n{unique}", PG_URL, dst, batch_size=10
     )
-    dataset = f"tthc.n{unique}"
-    tables = [{"table": table, "dataset": dataset, "mode": "log"}]
-    topic = (
-        register(settings, config("postgresql", "source", url, tables, name="s", batch_size=10))
-        .tables[0]
-        .topic
-    )
-    sink = [{"table": dst, "dataset": dataset}]
-    register(settings, config("postgresql", "sink", PG_URL, sink, name="d"))
     writer = Writer(url, table, random.Random(15))
     try:
         writer.start()  # writes while the first run snapshots (40 batches) and streams

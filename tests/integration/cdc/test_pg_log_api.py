@@ -7,10 +7,8 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.api.conftest import Server, serve, server  # noqa: F401 - fixtures
-from tests.integration.cdc.helpers import drop_log, execute
+from tests.integration.cdc.helpers import drop_log, emit_wal, execute, slots
 from tests.integration.cdc.pg_cluster import Cluster
-from tests.integration.cdc.test_pg_log_cli import slots
-from tests.integration.cdc.test_pg_log_limit import emit_wal
 from tests.integration.connectors.helpers import config
 
 pytestmark = pytest.mark.integration

@@ -7,48 +7,13 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
-import sqlalchemy as sa
-import yaml
-from click.testing import CliRunner
 
-from bus.cli.main import cli
-from tests.integration.cdc.helpers import drop_log, execute
+from tests.integration.cdc.helpers import connector_file, drop_log, execute, lgsp, slots
 from tests.integration.cdc.pg_cluster import Cluster
 
 pytestmark = pytest.mark.integration
-
-
-def lgsp(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
-
-
-def connector_file(path: Path, name: str, url: str, table: str, dataset: str) -> Path:
-    data: dict[str, Any] = {
-        "name": name,
-        "type": "postgresql",
-        "role": "source",
-        "agency": "ubnd-phuong-tan-dinh",
-        "unit": "26734",
-        "connection": {"url": url},
-        "tables": [{"table": table, "dataset": dataset, "mode": "log"}],
-    }
-    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    return path
-
-
-def slots(url: str) -> list[str]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return list(
-                conn.exec_driver_sql("SELECT slot_name FROM pg_replication_slots").scalars()
-            )
-    finally:
-        engine.dispose()
 
 
 def test_add_names_wal_level_and_the_replication_attribute(

@@ -9,73 +9,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import yaml
-from click.testing import CliRunner
 
-from bus.cli.main import cli
-from tests.integration.cdc.helpers import drop_log, execute, table_rows
+from tests.integration.cdc.helpers import (
+    WIDE_DDL,
+    connector_file,
+    drop_log,
+    emit_wal,
+    execute,
+    lgsp,
+    slots,
+    table_rows,
+)
 from tests.integration.cdc.pg_cluster import Cluster
 
 pytestmark = pytest.mark.integration
-
-TABLE_DDL = (
-    "CREATE TABLE {t} (id int PRIMARY KEY, ten text NOT NULL, so_tien numeric(14, 2), "
-    "luc timestamptz, du_lieu jsonb, ghi_chu text)"
-)
-
-
-def lgsp(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
-
-
-def write_file(path: Path, data: dict[str, Any]) -> Path:
-    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    return path
-
-
-def source_file(
-    path: Path, name: str, url: str, table: str, dataset: str, log: dict[str, Any]
-) -> Path:
-    return write_file(
-        path,
-        {
-            "name": name,
-            "type": "postgresql",
-            "role": "source",
-            "agency": "ubnd-phuong-tan-dinh",
-            "unit": "26734",
-            "connection": {"url": url},
-            "tables": [{"table": table, "dataset": dataset, "mode": "log"}],
-            "log": log,
-        },
-    )
-
-
-def emit_wal(url: str, megabytes: int) -> None:
-    """About ``megabytes`` MB of WAL, in 1 MB messages nobody decodes."""
-    execute(
-        url,
-        *[
-            "SELECT pg_logical_emit_message(false, 'lgsp-test', repeat('x', 1048576))"
-            for _ in range(megabytes)
-        ],
-    )
-
-
-def slots(url: str) -> list[str]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return list(
-                conn.exec_driver_sql("SELECT slot_name FROM pg_replication_slots").scalars()
-            )
-    finally:
-        engine.dispose()
 
 
 def test_warning_threshold_in_show_status_check_and_run(
@@ -87,13 +37,13 @@ def test_warning_threshold_in_show_status_check_and_run(
     held: sa.Connection | None = None
     execute(
         url,
-        TABLE_DDL,
+        WIDE_DDL["postgresql"],
         "INSERT INTO {t} VALUES (1, 'Ngô Bảo Châu', 1, now(), '{}', '')",
         table=table,
     )
     try:
-        file = source_file(
-            tmp_path / "w.yaml", name, url, table, f"tthc.lw{unique}", {"warn_bytes": "4MB"}
+        file = connector_file(
+            tmp_path / "w.yaml", name, url, table, f"tthc.lw{unique}", log={"warn_bytes": "4MB"}
         )
         assert lgsp("connector", "add", str(file))[0] == 0
         code, out, err = lgsp("connector", "run", name)
@@ -126,13 +76,13 @@ def test_warning_threshold_in_show_status_check_and_run(
         assert any("over log.warn_bytes = 4.0 MB" in w for w in tr["warnings"]), tr
         # the run confirmed the WAL, but the open transaction holds the slot's restart point:
         # past a hard limit now, the slot is not dropped
-        file = source_file(
+        file = connector_file(
             tmp_path / "w.yaml",
             name,
             url,
             table,
             f"tthc.lw{unique}",
-            {"warn_bytes": "4MB", "max_bytes": "5MB"},
+            log={"warn_bytes": "4MB", "max_bytes": "5MB"},
         )
         assert lgsp("connector", "add", str(file), "--replace")[0] == 0
         code, out, err = lgsp("connector", "check", name)
@@ -162,32 +112,29 @@ def test_hard_limit_drops_the_slot_stops_and_the_named_command_resumes(
     resume = f"lgsp connector reset {name} && lgsp connector run {name}"
     execute(
         url,
-        TABLE_DDL,
+        WIDE_DDL["postgresql"],
         "INSERT INTO {t} VALUES (1, 'Trịnh Công Sơn', 10.5, '2025-07-01 08:00+07', "
         "'{\"phuong\": \"Tân Định\"}', NULL), (2, 'Lý Thường Kiệt', NULL, NULL, NULL, 'hai')",
         table=table,
     )
     try:
-        file = source_file(
+        file = connector_file(
             tmp_path / "h.yaml",
             name,
             url,
             table,
             dataset,
-            {"warn_bytes": "1MB", "max_bytes": "3MB"},
+            log={"warn_bytes": "1MB", "max_bytes": "3MB"},
         )
         assert lgsp("connector", "add", str(file))[0] == 0
-        sink = write_file(
+        sink = connector_file(
             tmp_path / "s.yaml",
-            {
-                "name": f"{name}-sink",
-                "type": "postgresql",
-                "role": "sink",
-                "agency": "ubnd-phuong-tan-dinh",
-                "unit": "26734",
-                "connection": {"url": url},
-                "tables": [{"table": dst, "dataset": dataset}],
-            },
+            f"{name}-sink",
+            url,
+            dst,
+            dataset,
+            role="sink",
+            tables=[{"table": dst, "dataset": dataset}],
         )
         assert lgsp("connector", "add", str(sink))[0] == 0
         assert lgsp("connector", "run", name)[0] == 0

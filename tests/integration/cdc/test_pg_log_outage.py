@@ -19,7 +19,6 @@ import pytest
 import sqlalchemy as sa
 
 from bus.config import Settings
-from bus.connector_service.registration import register
 from bus.db.engine import dispose_engines
 from bus.runs import list_runs
 from bus.sync import run
@@ -32,13 +31,13 @@ from tests.integration.cdc.helpers import (
     Writer,
     acked,
     drop_log,
-    execute,
+    log_pair,
     published,
     table_rows,
+    wide_table,
 )
 from tests.integration.cdc.pg_cluster import Cluster
 from tests.integration.cdc.relay import Relay, broker_behind_relay
-from tests.integration.connectors.helpers import config
 
 pytestmark = pytest.mark.integration
 
@@ -75,26 +74,8 @@ def test_broker_outage_while_streaming(
     env = {**os.environ, "LGSP_HOME": str(home), "LGSP_KAFKA_BOOTSTRAP": relay.address}
     env.pop("LGSP_DATABASE_URL", None)
     url, table, dst = logical_pg.url, f"out_{unique}", f"out_dst_{unique}"
-    execute(
-        url,
-        "CREATE TABLE {t} (id int PRIMARY KEY, ten text NOT NULL, so_tien numeric(14, 2), "
-        "luc timestamptz, du_lieu jsonb, ghi_chu text)",
-        "ALTER TABLE {t} REPLICA IDENTITY FULL",
-        "INSERT INTO {t} SELECT g, 'Trần Văn ' || g, g, now(), '{\"a\": 1}', NULL "
-        "FROM generate_series(1, 300) g",
-        table=table,
-    )
-    dataset = f"tthc.o{unique}"
-    tables = [{"table": table, "dataset": dataset, "mode": "log"}]
-    topic = (
-        register(settings, config("postgresql", "source", url, tables, name="s", batch_size=20))
-        .tables[0]
-        .topic
-    )
-    register(
-        settings,
-        config("postgresql", "sink", PG_URL, [{"table": dst, "dataset": dataset}], name="d"),
-    )
+    wide_table(url, table, 300)
+    topic = log_pair(settings, "postgresql", url, table, f"tthc.o{unique}", PG_URL, dst)
     writer = Writer(url, table, rng)
     proc: Running | None = None
     try:

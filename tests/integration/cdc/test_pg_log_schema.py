@@ -8,10 +8,9 @@ import pytest
 
 from bus.config import Settings
 from bus.sync import run
-from tests.integration.cdc.helpers import drop_log, events_of, execute
+from tests.integration.cdc.helpers import drop_log, events_of, execute, lgsp
 from tests.integration.cdc.pg_cluster import Cluster
 from tests.integration.cdc.test_pg_log_changes import source
-from tests.integration.cdc.test_pg_log_cli import lgsp
 
 pytestmark = pytest.mark.integration
 
