@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from bus.config import Settings
@@ -14,12 +16,13 @@ from tests.integration.routes.test_routes import dataset, publish_ward, read_all
 pytestmark = pytest.mark.integration
 
 
-def run_dag(settings: Settings, dag_id: str) -> str:
-    result = dags_test(settings, dag_id)
+def run_dags(settings: Settings, *dag_ids: str) -> None:
+    """Run the DAGs once each, in order (one child process); each run must succeed."""
+    result = dags_test(settings, *dag_ids)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    assert "state=success" in output, output[-3000:]
-    return output
+    finished = re.findall(r"DagRun Finished: dag_id=([^,\s]+),.*?state=(\w+)", output)
+    assert finished == [(d, "success") for d in dag_ids], (finished, output[-3000:])
 
 
 def test_rollup_dags_forward_once(settings: Settings, tmp_path, unique: str) -> None:
@@ -31,13 +34,10 @@ def test_rollup_dags_forward_once(settings: Settings, tmp_path, unique: str) -> 
     assert path.is_file()
     migrate(settings)
     safe = name.replace(".", "_")
-    run_dag(settings, f"lgsp_rollup__{safe}__district")
-    run_dag(settings, f"lgsp_rollup__{safe}__city")
-    city = read_all(settings, f"lgsp.79.{name}")
-    assert sorted(m.value["event_id"] for m in city) == sorted(ids)
-    # rerunning both DAGs changes nothing
-    run_dag(settings, f"lgsp_rollup__{safe}__district")
-    run_dag(settings, f"lgsp_rollup__{safe}__city")
-    assert len(read_all(settings, f"lgsp.79.{name}")) == len(ids)
+    district, city = f"lgsp_rollup__{safe}__district", f"lgsp_rollup__{safe}__city"
+    # both DAGs, then both again: the reruns change nothing
+    run_dags(settings, district, city, district, city)
+    forwarded = read_all(settings, f"lgsp.79.{name}")
+    assert sorted(m.value["event_id"] for m in forwarded) == sorted(ids), "each event once"
     runs = list_runs(settings, kind="route")
     assert [r.rows_out for r in runs[:4]] == [0, 0, 9, 9]
