@@ -124,6 +124,21 @@ def assert_doubles_after_acked(
             )
 
 
+def confirmed_flush(url: str, slot: str) -> int:
+    """The confirmed flush LSN of replication slot ``slot`` (which must exist)."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            text = conn.exec_driver_sql(
+                "SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
+                "WHERE slot_name = %(s)s",
+                {"s": slot},
+            ).scalar_one()
+            return pg.parse_lsn(text)
+    finally:
+        engine.dispose()
+
+
 def drop_log(url: str, connector: str, *tables: str) -> None:
     """Drop a connector's slot and publication, and ``tables``, whatever a test left."""
     slot = "lgsp_" + connector.replace("-", "_")

@@ -10,18 +10,17 @@ import random
 from collections.abc import Iterator
 
 import pytest
-import sqlalchemy as sa
 
 from bus.config import Settings
 from bus.connector_service.registration import register
 from bus.connectors_db import ConnectorStore
 from bus.sync import run
 from conftest import PG_URL
-from connectors.sql import pgoutput as pg
 from tests.helpers import drop_tables
 from tests.integration.cdc.helpers import (
     WIDE_DDL,
     Writer,
+    confirmed_flush,
     drop_log,
     events_of,
     execute,
@@ -123,20 +122,6 @@ def test_snapshot_then_every_change_in_commit_order(
     assert all(e["ts_ms"] <= commit_before.timestamp() * 1000 + 1 for e in events)
     # nothing new: nothing published
     assert run(settings, "s").rows == 0
-
-
-def confirmed_flush(url: str, slot: str) -> int:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            text = conn.exec_driver_sql(
-                "SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
-                "WHERE slot_name = %(s)s",
-                {"s": slot},
-            ).scalar_one()
-            return pg.parse_lsn(text)
-    finally:
-        engine.dispose()
 
 
 def test_the_slot_moves_only_past_what_the_broker_acknowledged(

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from bus.config import Settings
 from bus.db.engine import dispose_engines
@@ -30,6 +29,7 @@ from tests.helpers import drop_tables, wait_until
 from tests.integration.cdc.helpers import (
     Writer,
     acked,
+    confirmed_flush,
     drop_log,
     log_pair,
     published,
@@ -50,20 +50,6 @@ def outage_seconds() -> float:
 def relay(tmp_path: Path) -> Iterator[Relay]:
     with broker_behind_relay(tmp_path / "broker") as made:
         yield made
-
-
-def confirmed_lsn(url: str, connector: str) -> int:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            text = conn.exec_driver_sql(
-                "SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
-                "WHERE slot_name = %(s)s",
-                {"s": slot_name(connector)},
-            ).scalar()
-    finally:
-        engine.dispose()
-    return pg.parse_lsn(text or "0/0")
 
 
 def test_broker_outage_while_streaming(
@@ -89,14 +75,15 @@ def test_broker_outage_while_streaming(
         relay.cut()
         outage_started = time.monotonic()
         before = acked(settings, "s")
-        confirmed_at_cut = confirmed_lsn(url, "s")
+        slot = slot_name("s")
+        confirmed_at_cut = confirmed_flush(url, slot)
         exited: int | None = None
         while time.monotonic() - outage_started < outage_seconds():
             if exited is None and not proc.alive():
                 exited = proc.proc.returncode
             time.sleep(0.2)
         assert writer.transactions > 0
-        confirmed = confirmed_lsn(url, "s")  # nothing can reach the broker: frozen now
+        confirmed = confirmed_flush(url, slot)  # nothing can reach the broker: frozen now
         assert confirmed >= confirmed_at_cut
         # what the broker holds, read with the connector stopped (SIGSTOP) so that nothing
         # more reaches it: every change the slot confirmed must be in it

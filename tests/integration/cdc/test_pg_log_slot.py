@@ -15,7 +15,7 @@ from bus.sync import run
 from connectors.errors import ConnectorUnavailableError
 from connectors.sql import pglog
 from connectors.sql import pgoutput as pg
-from tests.integration.cdc.helpers import drop_log, execute
+from tests.integration.cdc.helpers import confirmed_flush, drop_log, execute
 from tests.integration.cdc.pg_cluster import Cluster
 from tests.integration.connectors.helpers import config
 
@@ -31,13 +31,6 @@ def lsn_of(url: str, sql: str) -> int:
             return pg.parse_lsn(conn.exec_driver_sql(sql).scalar_one())
     finally:
         engine.dispose()
-
-
-def confirmed_flush(url: str, slot: str) -> int:
-    return lsn_of(
-        url,
-        f"SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = '{slot}'",  # noqa: S608 - a test's constant
-    )
 
 
 def wal_now(url: str) -> int:
