@@ -243,6 +243,26 @@ def wide_table(
     )
 
 
+def log_source(
+    settings: Settings,
+    url: str,
+    name: str,
+    table: str,
+    dataset: str,
+    *,
+    kind: str = "postgresql",
+    batch_size: int | None = None,
+    **table_extra: Any,
+) -> str:
+    """Register a ``mode: log`` source ``name`` of ``table`` into ``dataset`` (``table_extra``
+    added to its table entry): the table's topic."""
+    tables = [{"table": table, "dataset": dataset, "mode": "log", **table_extra}]
+    more = {} if batch_size is None else {"batch_size": batch_size}
+    return (
+        register(settings, config(kind, "source", url, tables, name=name, **more)).tables[0].topic
+    )
+
+
 def log_pair(
     settings: Settings,
     kind: str,
@@ -255,9 +275,7 @@ def log_pair(
 ) -> str:
     """Register a ``mode: log`` source ``s`` over ``table`` and a sink ``d`` of its dataset
     into ``dst``: the source's topic."""
-    tables = [{"table": table, "dataset": dataset, "mode": "log"}]
-    source = config(kind, "source", url, tables, name="s", batch_size=batch_size)
-    topic = register(settings, source).tables[0].topic
+    topic = log_source(settings, url, "s", table, dataset, kind=kind, batch_size=batch_size)
     sink = [{"table": dst, "dataset": dataset}]
     register(settings, config(kind, "sink", sink_url, sink, name="d"))
     return topic

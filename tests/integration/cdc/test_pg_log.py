@@ -25,6 +25,7 @@ from tests.integration.cdc.helpers import (
     events_of,
     execute,
     log_pair,
+    log_source,
     position_key,
     read_topic,
     table_rows,
@@ -49,10 +50,9 @@ def source(settings: Settings, logical_pg: Cluster, unique: str) -> Iterator[tup
         """'{"a": 1}', NULL), (2, 'Trần Thị Bích', NULL, NULL, NULL, 'ghi chú')""",
         table=name,
     )
-    tables = [{"table": name, "dataset": f"tthc.log{unique}", "mode": "log"}]
-    result = register(settings, config("postgresql", "source", logical_pg.url, tables, name="s"))
+    topic = log_source(settings, logical_pg.url, "s", name, f"tthc.log{unique}")
     try:
-        yield name, result.tables[0].topic
+        yield name, topic
     finally:
         drop_log(logical_pg.url, "s", name)
 
@@ -129,12 +129,7 @@ def test_the_slot_moves_only_past_what_the_broker_acknowledged(
 ) -> None:
     url, table = logical_pg.url, f"ack_{unique}"
     execute(url, "CREATE TABLE {t} (id int PRIMARY KEY, ten text)", table=table)
-    tables = [{"table": table, "dataset": f"tthc.a{unique}", "mode": "log"}]
-    topic = (
-        register(settings, config("postgresql", "source", url, tables, name="s", batch_size=1))
-        .tables[0]
-        .topic
-    )
+    topic = log_source(settings, url, "s", table, f"tthc.a{unique}", batch_size=1)
     try:
         assert run(settings, "s").rows == 0  # the snapshot of an empty table; the slot exists
         for n in range(1, 6):  # 5 transactions

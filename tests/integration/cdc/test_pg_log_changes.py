@@ -17,7 +17,7 @@ from bus.connectors_db import ConnectorStore
 from bus.sync import run
 from conftest import PG_URL
 from tests.helpers import drop_tables
-from tests.integration.cdc.helpers import drop_log, events_of, execute
+from tests.integration.cdc.helpers import drop_log, events_of, execute, log_source
 from tests.integration.cdc.pg_cluster import Cluster
 from tests.integration.connectors.helpers import config
 
@@ -34,13 +34,6 @@ def rows(url: str, table: str, columns: str = "id, ten") -> dict[int, tuple[Any,
         engine.dispose()
 
 
-def source(settings: Settings, url: str, name: str, table: str, dataset: str, **extra: Any) -> str:
-    tables = [{"table": table, "dataset": dataset, "mode": "log", **extra}]
-    return (
-        register(settings, config("postgresql", "source", url, tables, name=name)).tables[0].topic
-    )
-
-
 def test_hard_deletes_reach_postgresql_and_sqlite_sinks(
     settings: Settings, logical_pg: Cluster, unique: str, tmp_path: Path
 ) -> None:
@@ -55,7 +48,7 @@ def test_hard_deletes_reach_postgresql_and_sqlite_sinks(
     dst = f"xoa_dst_{unique}"
     lite = f"sqlite:///{tmp_path / 'sink.db'}"
     try:
-        topic = source(settings, url, "s", table, dataset)
+        topic = log_source(settings, url, "s", table, dataset)
         register(
             settings,
             config("postgresql", "sink", PG_URL, [{"table": dst, "dataset": dataset}], name="pg"),
@@ -118,7 +111,7 @@ def test_the_polling_hole_lost_by_incremental_captured_by_log(
             .tables[0]
             .topic
         )
-        logged = source(settings, url, "s", table, f"tthc.l{unique}")
+        logged = log_source(settings, url, "s", table, f"tthc.l{unique}")
         run(settings, "poll")
         run(settings, "s")
         # a transaction takes cursor value 100 and stays open while another commits 200
@@ -144,6 +137,18 @@ def big_text(seed: int) -> str:
     return "".join(hashlib.sha256(f"{seed}-{i}".encode()).hexdigest() for i in range(700))
 
 
+def insert_then_update_status(url: str, table: str, value: str) -> None:
+    """Row 1 inserted with ``noi_dung`` = ``value`` (TOASTed), then an update of its status
+    alone (the TOASTed value unchanged), in two transactions."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"INSERT INTO {table} VALUES (1, 'mới', :v)"), {"v": value})  # noqa: S608
+    finally:
+        engine.dispose()
+    execute(url, "UPDATE {t} SET trang_thai = 'đã duyệt' WHERE id = 1", table=table)
+
+
 def test_a_toasted_value_unchanged_by_an_update_is_published_whole(
     settings: Settings, logical_pg: Cluster, unique: str
 ) -> None:
@@ -157,13 +162,9 @@ def test_a_toasted_value_unchanged_by_an_update_is_published_whole(
     )
     value = big_text(1)
     try:
-        topic = source(settings, url, "s", table, f"tthc.t{unique}")
+        topic = log_source(settings, url, "s", table, f"tthc.t{unique}")
         run(settings, "s")
-        engine = sa.create_engine(url)
-        with engine.begin() as conn:
-            conn.execute(sa.text(f"INSERT INTO {table} VALUES (1, 'mới', :v)"), {"v": value})  # noqa: S608
-        engine.dispose()
-        execute(url, "UPDATE {t} SET trang_thai = 'đã duyệt' WHERE id = 1", table=table)
+        insert_then_update_status(url, table, value)
         assert run(settings, "s").rows == 2
         update = [e for e in events_of(settings, topic) if e["op"] == "u"][0]
         assert update["after"]["trang_thai"] == "đã duyệt"
@@ -184,13 +185,9 @@ def test_without_replica_identity_full_an_unchanged_toasted_value_stops_the_read
         table=table,
     )
     try:
-        source(settings, url, "s", table, f"tthc.k{unique}")
+        log_source(settings, url, "s", table, f"tthc.k{unique}")
         run(settings, "s")
-        engine = sa.create_engine(url)
-        with engine.begin() as conn:
-            conn.execute(sa.text(f"INSERT INTO {table} VALUES (1, 'mới', :v)"), {"v": big_text(2)})  # noqa: S608
-        engine.dispose()
-        execute(url, "UPDATE {t} SET trang_thai = 'đã duyệt' WHERE id = 1", table=table)
+        insert_then_update_status(url, table, big_text(2))
         report = run(settings, "s")
         [tr] = report.tables
         assert tr.status == "stopped"
@@ -211,7 +208,7 @@ def test_truncate_stops_the_read_before_it_and_names_the_resnapshot(
     url, table = logical_pg.url, f"trunc_{unique}"
     execute(url, "CREATE TABLE {t} (id int PRIMARY KEY, ten text)", table=table)
     try:
-        source(settings, url, "s", table, f"tthc.r{unique}")
+        log_source(settings, url, "s", table, f"tthc.r{unique}")
         run(settings, "s")
         execute(url, "INSERT INTO {t} VALUES (1, 'một'), (2, 'hai')", table=table)
         execute(url, "TRUNCATE {t}", table=table)
@@ -248,7 +245,7 @@ def test_a_role_with_replication_and_select_uses_a_publication_a_dba_made(
         table=table,
     )
     try:
-        topic = source(settings, logical_pg.url_for("lgsp_cdc"), "s", table, f"tthc.d{unique}")
+        topic = log_source(settings, logical_pg.url_for("lgsp_cdc"), "s", table, f"tthc.d{unique}")
         assert run(settings, "s").rows == 1
         execute(url, "DELETE FROM {t} WHERE id = 1", table=table)
         assert run(settings, "s").rows == 1

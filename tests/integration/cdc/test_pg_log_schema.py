@@ -8,9 +8,8 @@ import pytest
 
 from bus.config import Settings
 from bus.sync import run
-from tests.integration.cdc.helpers import drop_log, events_of, execute, lgsp
+from tests.integration.cdc.helpers import drop_log, events_of, execute, lgsp, log_source
 from tests.integration.cdc.pg_cluster import Cluster
-from tests.integration.cdc.test_pg_log_changes import source
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +20,7 @@ def test_a_narrowed_column_stops_the_table_before_the_change(
     url, table = logical_pg.url, f"narrow_{unique}"
     execute(url, "CREATE TABLE {t} (id bigint PRIMARY KEY, ten varchar(100), n int)", table=table)
     try:
-        source(settings, url, "s", table, f"tthc.n{unique}")
+        log_source(settings, url, "s", table, f"tthc.n{unique}")
         run(settings, "s")
         execute(url, "INSERT INTO {t} VALUES (1, 'một', 1)", table=table)
         execute(url, "ALTER TABLE {t} ALTER COLUMN ten TYPE varchar(10)", table=table)
@@ -50,7 +49,7 @@ def test_a_dropped_column_stops_and_an_added_one_goes_on(
     url, table = logical_pg.url, f"dropc_{unique}"
     execute(url, "CREATE TABLE {t} (id int PRIMARY KEY, ten text NOT NULL)", table=table)
     try:
-        topic = source(settings, url, "s", table, f"tthc.d{unique}")
+        topic = log_source(settings, url, "s", table, f"tthc.d{unique}")
         run(settings, "s")
         execute(url, "ALTER TABLE {t} ADD COLUMN ghi_chu text", table=table)
         execute(url, "INSERT INTO {t} VALUES (1, 'một', 'x')", table=table)

@@ -10,14 +10,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from bus.config import Settings
-from bus.connector_service.registration import register
 from bus.sync import run
 from connectors.errors import ConnectorUnavailableError
 from connectors.sql import pglog
 from connectors.sql import pgoutput as pg
-from tests.integration.cdc.helpers import confirmed_flush, drop_log, execute
+from tests.integration.cdc.helpers import confirmed_flush, drop_log, execute, log_source
 from tests.integration.cdc.pg_cluster import Cluster
-from tests.integration.connectors.helpers import config
 
 pytestmark = pytest.mark.integration
 
@@ -43,8 +41,7 @@ def test_a_slot_over_quiet_tables_moves_with_wal_written_elsewhere(
     url, quiet, busy = logical_pg.url, f"lang_{unique}", f"on_{unique}"
     execute(url, "CREATE TABLE {t} (id int PRIMARY KEY, ten text)", table=quiet)
     execute(url, "CREATE TABLE {t} (id serial PRIMARY KEY, ghi_chu text)", table=busy)
-    tables = [{"table": quiet, "dataset": f"tthc.l{unique}", "mode": "log"}]
-    register(settings, config("postgresql", "source", url, tables, name="lang"))
+    log_source(settings, url, "lang", quiet, f"tthc.l{unique}")
     other_db = url.rsplit("/", 1)[0] + "/postgres"
     try:
         assert run(settings, "lang").rows == 0
