@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -94,31 +94,40 @@ class ReformReport:
         }
 
 
-def _current_state(ctx: Context, topic: str) -> tuple[int, list[dict[str, Any]]]:
-    latest: dict[str, dict[str, Any]] = {}
-    read = 0
+def _current_states(
+    ctx: Context, dataset: str, topics: list[str]
+) -> dict[str, tuple[int, list[dict[str, Any]]]]:
+    """Each topic's events read and its current state (the latest event of each key, deletes
+    dropped), all topics in one bounded read (one consumer, not one per ward topic)."""
+    latest: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in topics}
+    read = dict.fromkeys(topics, 0)
 
     def keep(batch: list[Message]) -> None:
-        nonlocal read
         for m in batch:
-            read += 1
-            latest[m.value["key"]] = m.value
+            read[m.topic] += 1
+            latest[m.topic][m.value["key"]] = m.value
 
-    group = f"lgsp.reform.{topic}"
-    with Consumer(ctx.settings, group, registry=ctx.registry) as consumer:
-        consumer.run_bounded([topic], keep, from_beginning=True, commit=False)
-    return read, [e for e in latest.values() if e["op"] != "d" and e.get("after")]
+    if topics:
+        with Consumer(ctx.settings, f"lgsp.reform.{dataset}", registry=ctx.registry) as consumer:
+            consumer.run_bounded(sorted(set(topics)), keep, from_beginning=True, commit=False)
+    return {
+        t: (read[t], [e for e in latest[t].values() if e["op"] != "d" and e.get("after")])
+        for t in topics
+    }
 
 
-def _event_ids(ctx: Context, topic: str) -> set[str]:
-    """The event ids on ``topic`` (none when it does not exist yet)."""
-    ids: set[str] = set()
+def _event_ids(ctx: Context, dataset: str, topics: set[str]) -> dict[str, set[str]]:
+    """The event ids on each of ``topics`` (none on one that does not exist yet), in one
+    bounded read."""
+    ids: dict[str, set[str]] = {t: set() for t in topics}
 
     def keep(batch: list[Message]) -> None:
-        ids.update(m.value["event_id"] for m in batch)
+        for m in batch:
+            ids[m.topic].add(m.value["event_id"])
 
-    with Consumer(ctx.settings, f"lgsp.reform.{topic}", registry=ctx.registry) as consumer:
-        consumer.run_bounded([topic], keep, from_beginning=True, commit=False)
+    if topics:
+        with Consumer(ctx.settings, f"lgsp.reform.{dataset}", registry=ctx.registry) as consumer:
+            consumer.run_bounded(sorted(topics), keep, from_beginning=True, commit=False)
     return ids
 
 
@@ -240,22 +249,30 @@ def run_reform(
         with Publisher(ctx.settings, ctx.registry, origin=broker_guard.REFORM) as publisher:
             for name, keyed in plans.items():
                 init_subjects(ctx, name, eras=[old_h.name, new_h.name])
-                on_target: dict[str, set[str]] = {}
-                for unit, change in keyed:
-                    source = topic_name(old_h, unit, name)
-                    read, state = _current_state(ctx, source)
+                sources = [topic_name(old_h, unit, name) for unit, _ in keyed]
+                states = _current_states(ctx, name, sources)
+                targets = {
+                    source: [change.target(event["after"]) for event in states[source][1]]
+                    for (_, change), source in zip(keyed, sources, strict=True)
+                }
+                # the re-keyed copies an earlier run of this reform published; none when this
+                # run recorded the cut-over (a run records it before publishing anything): the
+                # targets are not read then
+                on_target: defaultdict[str, set[str]] = defaultdict(set)
+                if not report.cutover_recorded:
+                    on_target.update(
+                        _event_ids(
+                            ctx,
+                            name,
+                            {topic_name(new_h, t, name) for ts in targets.values() for t in ts},
+                        )
+                    )
+                for (unit, _), source in zip(keyed, sources, strict=True):
+                    read, state = states[source]
                     report.rows_in += read
                     out: dict[str, list[dict[str, Any]]] = {}
-                    for event in state:
-                        target = change.target(event["after"])
+                    for event, target in zip(state, targets[source], strict=True):
                         topic = topic_name(new_h, target, name)
-                        if topic not in on_target:
-                            # the re-keyed copies an earlier run of this reform published;
-                            # none when this run recorded the cut-over (a run records it
-                            # before publishing anything): the target is not read then
-                            on_target[topic] = (
-                                set() if report.cutover_recorded else _event_ids(ctx, topic)
-                            )
                         event_id = stable_event_id("reform", event["event_id"], target)
                         if event_id in on_target[topic]:
                             report.already += 1

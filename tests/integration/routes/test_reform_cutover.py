@@ -50,9 +50,9 @@ def test_a_rerun_with_the_same_date_publishes_nothing_twice(
 
     read_targets: list[str] = []
 
-    def event_ids(ctx: Context, topic: str) -> set[str]:  # the real read, recorded
-        read_targets.append(topic)
-        return real_event_ids(ctx, topic)
+    def event_ids(ctx: Context, dataset: str, topics: set[str]) -> dict[str, set[str]]:
+        read_targets.extend(sorted(topics))  # the real read, recorded
+        return real_event_ids(ctx, dataset, topics)
 
     real_event_ids = reform_module._event_ids
     monkeypatch.setattr(reform_module, "_event_ids", event_ids)
