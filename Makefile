@@ -25,7 +25,7 @@ chromium:
 	scripts/install_chromium.sh
 
 test: lint chromium
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=30
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
