@@ -17,16 +17,17 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from bus.config import Settings
 from bus.errors import ConfigurationError, LgspError, NotFoundError
 from bus.reconcile.core import Between, ConnectorPair, Endpoint, OneOf, Options, reconcile
 from bus.reconcile.report import Report
-from bus.reconcile.store import save_report
-from bus.units.rekey import is_unit_field
+
+if TYPE_CHECKING:
+    from bus.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,8 @@ def _pair(
     through: bool,
 ) -> ConnectorPair:
     """The pair of :func:`resolve_pair` from (name, connector, table entry) of both sides."""
+    from bus.units.rekey import is_unit_field
+
     connector, source, src_cfg = source_side
     against, sink, sink_cfg = sink_side
     table, dataset = src_cfg.table, src_cfg.dataset
@@ -313,6 +316,8 @@ def run_reconcile(
         else:
             report.repair = {"published": 0, "note": "schema differences cannot be repaired"}
     if store:
+        from bus.reconcile.store import save_report
+
         save_report(settings, report)
     return report
 
@@ -352,12 +357,23 @@ def all_catalogue_pii(settings: Settings) -> list[str]:
     return sorted({f for info in list_datasets(settings) for f in info.pii})
 
 
+def _control_database_exists(settings: Settings) -> bool:
+    """False only for a SQLite control database whose file is not there (yet)."""
+    url = sa.engine.make_url(settings.control_database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return True
+    return Path(url.database).exists()
+
+
 def _catalogue_masking(
     settings: Settings, warnings: list[str]
 ) -> tuple[tuple[str, ...], Callable[[Any], str] | None]:
     """The PII fields of every catalogued dataset and the token; none, with a warning, when
-    the catalogue cannot be read."""
+    the catalogue cannot be read. A SQLite control database whose file does not exist holds
+    no catalogue: it is not made (and migrated) just to find that out."""
     try:
+        if not _control_database_exists(settings):
+            return (), pii_token(settings)
         return tuple(all_catalogue_pii(settings)), pii_token(settings)
     except (LgspError, sa.exc.SQLAlchemyError) as exc:
         warnings.append(
@@ -401,6 +417,8 @@ def run_urls(
             reader.shutdown(wait=True, cancel_futures=True)
     report.warnings.extend(warnings)
     if store and settings is not None:
+        from bus.reconcile.store import save_report
+
         save_report(settings, report)
     return report
 

@@ -291,6 +291,79 @@ def test_bad_inputs(dbs: Callable[[str], Db], unique: str) -> None:
         st.prepare_url("nota://url", name)
 
 
+def _statements(engine: sa.Engine) -> list[str]:
+    seen: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+    return seen
+
+
+def test_mariadb_copy_sums_are_read_from_the_stored_hash_index(
+    dbs: Callable[[str], Db], unique: str
+) -> None:
+    """``prepare`` gives a MariaDB copy an index over its key and the portable hash; the
+    segment sums and row hashes read it alone (``FORCE INDEX``), with the same report as the
+    computed hash, and without it (a copy prepared before the index) as before."""
+    src, tgt = dbs("postgresql"), dbs("mysql")
+    s_name = src.create(f"rc_src_{unique}")
+    t_name = tgt.create(f"rc_tgt_{unique}")
+    rows = [dossier(i) for i in range(1, 301)]
+    src.insert(s_name, rows)
+    tgt.insert(t_name, rows)
+    st.prepare_url(tgt.url, t_name)
+    _inject(src, s_name, tgt, t_name)
+    engine = make_engine(tgt.url)
+    try:
+        dialect = dialect_for(engine)
+        assert st.index_columns(engine, dialect, reflect_table(engine, t_name, "copy")) == [
+            "id",
+            st.COLUMN,
+        ]
+        seen = _statements(engine)
+
+        def run(**options: Any) -> Any:
+            seen.clear()
+            opts = Options(recheck_delay=0.0, pii=("ho_ten",), **options)
+            return reconcile(
+                Endpoint(src.url, s_name), Endpoint(tgt.url, t_name, engine=engine), opts
+            )
+
+        def hinted() -> list[str]:
+            return [s for s in seen if "FORCE INDEX" in s]
+
+        indexed = run()
+        assert indexed.stats.stored_hash == ["target"]
+        sums = [s for s in seen if "COUNT(*)" in s and "GROUP BY" in s]
+        assert sums and all(f"FORCE INDEX ({st.INDEX})" in s for s in sums), sums
+        computed = run(stored_hash=False)
+        assert computed.stats.stored_hash == [] and not hinted()
+        data, expected = indexed.to_dict(), computed.to_dict()
+        for part in ("missing", "extra", "different", "counts", "schema", "columns"):
+            assert data[part] == expected[part], part
+        assert {int(d["key"]["id"]): d["columns"] for d in data["different"]} == EXPECTED_DIFFERENT
+
+        # a copy prepared before the index: the stored hash is still read, from the table
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"ALTER TABLE `{t_name}` DROP INDEX `{st.INDEX}`")
+        unindexed = run()
+        assert unindexed.stats.stored_hash == ["target"] and not hinted()
+        assert unindexed.to_dict()["different"] == data["different"]
+        # an index over other columns is not used either, and prepare puts the right one back
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"ALTER TABLE `{t_name}` ADD INDEX `{st.INDEX}` (ma_ho_so)")
+        assert not hinted() and run().stats.stored_hash == ["target"] and not hinted()
+        assert f"index {st.INDEX} replaced" in st.prepare_url(tgt.url, t_name)
+        assert "up to date (" in st.prepare_url(tgt.url, t_name)
+        run()
+        assert hinted()
+        # --drop removes the index with the column
+        st.prepare_url(tgt.url, t_name, remove=True)
+        info = reflect_table(engine, t_name, "copy")
+        assert st.index_columns(engine, dialect, info) is None
+        assert st.COLUMN not in info.columns
+    finally:
+        engine.dispose()
+
+
 def test_cli_prepare_and_drop(dbs: Callable[[str], Db], unique: str) -> None:
     db = dbs("mysql")
     name = db.create(f"rc_cli_{unique}")
