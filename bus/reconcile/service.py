@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -366,12 +366,13 @@ def _control_database_exists(settings: Settings) -> bool:
 
 
 def _catalogue_masking(
-    settings: Settings, warnings: list[str]
+    loaded: Future[Settings], warnings: list[str]
 ) -> tuple[tuple[str, ...], Callable[[Any], str] | None]:
     """The PII fields of every catalogued dataset and the token; none, with a warning, when
     the catalogue cannot be read. A SQLite control database whose file does not exist holds
     no catalogue: it is not made (and migrated) just to find that out."""
     try:
+        settings = loaded.result()
         if not _control_database_exists(settings):
             return (), pii_token(settings)
         return tuple(all_catalogue_pii(settings)), pii_token(settings)
@@ -384,7 +385,7 @@ def _catalogue_masking(
 
 
 def run_urls(
-    settings: Settings | None,
+    settings: Settings | Callable[[], Settings] | None,
     source: Endpoint,
     target: Endpoint,
     options: Options | None = None,
@@ -398,17 +399,23 @@ def run_urls(
     of columns named like a PII field of any catalogued dataset, or like a personal
     identifier (``ho_ten``, ``cccd``, ``so_dien_thoai``...), are masked, as are the
     ``options.pii`` columns always; the stored report is the masked one.
+
+    ``settings`` may be the function that loads them (the CLI's): they are then loaded, and
+    the catalogue read, while the databases compute; loading the configuration and opening
+    the control database (checking its migrations) are a good part of a short run's time.
+    Their errors are raised after the comparison.
     """
     opts = options or Options()
     warnings: list[str] = []
     reader: ThreadPoolExecutor | None = None
+    loaded: Future[Settings] | None = None
+    if settings is not None:
+        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalogue")
+        loaded = reader.submit(settings if callable(settings) else lambda: settings)
     if not show_values:
         opts = replace(opts, pii_guess=True)
-        if settings is not None:
-            # read while the databases compute: opening the control database (and checking
-            # its migrations) is a good part of a short run's time
-            reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalogue")
-            found = reader.submit(_catalogue_masking, settings, warnings)
+        if reader is not None and loaded is not None:
+            found = reader.submit(_catalogue_masking, loaded, warnings)
             opts = replace(opts, pii_from=found.result)
     try:
         report = reconcile(source, target, opts)
@@ -416,10 +423,12 @@ def run_urls(
         if reader is not None:
             reader.shutdown(wait=True, cancel_futures=True)
     report.warnings.extend(warnings)
-    if store and settings is not None:
-        from bus.reconcile.store import save_report
+    if loaded is not None:
+        ready = loaded.result()  # a configuration error is raised here, stored or not
+        if store:
+            from bus.reconcile.store import save_report
 
-        save_report(settings, report)
+            save_report(ready, report)
     return report
 
 
