@@ -410,6 +410,11 @@ def run_urls(
     reader: ThreadPoolExecutor | None = None
     loaded: Future[Settings] | None = None
     if settings is not None:
+        # The catalogue's modules import SQLAlchemy's ORM, which registers hooks that every
+        # SQL statement consults: imported in that thread while this one reflects the tables,
+        # a statement may meet a half-imported module. Imported here first, it is whole.
+        import sqlalchemy.orm  # noqa: F401
+
         reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalogue")
         loaded = reader.submit(settings if callable(settings) else lambda: settings)
     if not show_values:

@@ -6,10 +6,12 @@ the row's portable hash (the first 60 bits of the MD5 of its canonical string,
 ``bus.reconcile.canonical``) over every column but ``_lgsp_*``, keys byte-exact, timestamps to
 the microsecond: the same number the reconciliation computes for that row. On PostgreSQL it
 also adds ``_lgsp_rowhash_native``, the record hash (``hash_record_extended``) a PostgreSQL
-pair uses. A reconciliation then sums the column of the pair's hash instead of computing each
-row's hash on that side (for the portable hash, building the canonical string is most of a
-segment scan's cost); the other side still computes its hashes, so the pair stays comparable
-whatever the other database.
+pair uses; on MariaDB/MySQL an index ``_lgsp_rowhash_k`` over the primary key then the column,
+from which the segment sums read key and hash without the row (a copy prepared without it is
+still read, from the table). A reconciliation then sums the column of the pair's hash instead
+of computing each row's hash on that side (for the portable hash, building the canonical
+string is most of a segment scan's cost); the other side still computes its hashes, so the
+pair stays comparable whatever the other database.
 
 The column is trusted only when its comment names the current rule and the fingerprints of
 both the expression the reconciliation would compute for that side now and of the generation
