@@ -13,8 +13,9 @@ Targets: reconcile <= 2x that read; rows fetched grow with the differences, not 
 urls`` against reladiff (data-diff's maintained fork, the ``bench`` dependency group) comparing
 every column (``-c '%'``), interleaved, medians; both must find the 10 differences; target: lgsp
 at least 3x faster on both pairs. The load average is recorded with the figures. Each copy
-also exists as ``<table>_h`` with the stored row hash (``lgsp reconcile prepare``); lgsp is
-timed on both (interleaved with reladiff, which compares the plain copy).
+also exists as ``<table>_h`` with the stored row hash (``lgsp reconcile prepare``; on MariaDB
+with its index over key and hash); lgsp is timed on both (interleaved with reladiff, which
+compares the plain copy).
 N = 1,000,000 with LGSP_BENCH_FULL=1, else 20,000.
 """
 

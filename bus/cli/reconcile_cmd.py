@@ -11,15 +11,18 @@ error (unknown connector or table, bad option, database down).
 
 from __future__ import annotations
 
+import gc
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from bus.cli._common import echo_json, echo_table, settings
 from bus.errors import ConfigurationError, ExitCode, NotFoundError
 from bus.reconcile.core import Endpoint, Options
 from bus.reconcile.report import Report
+
+if TYPE_CHECKING:
+    from bus.config import Settings
 
 _SUBCOMMANDS = {"check", "urls", "history", "show", "prepare"}
 
@@ -125,6 +128,8 @@ def _shown(value: str | None) -> str:
 
 def _print(report: Report, as_json: bool) -> None:
     if as_json:
+        from bus.cli._common import echo_json
+
         echo_json(report.to_dict())
         return
     for issue in report.schema:
@@ -163,8 +168,20 @@ def _print(report: Report, as_json: bool) -> None:
     click.echo(report.summary)
 
 
+def _settings() -> Settings:
+    """The bus's settings; imported when needed (``bus.config`` is a tenth of a second of a
+    short run's start-up, which ``urls`` spends while the databases compute)."""
+    from bus.cli._common import settings
+
+    return settings()
+
+
 def _finish(report: Report, as_json: bool) -> None:
     _print(report, as_json)
+    # The interpreter's exit collects every object the imports made (SQLAlchemy's, the
+    # drivers'), a few tenths of a second of a short run; frozen, they are left to the
+    # process's end. Nothing here needs a finaliser: connections are closed by now.
+    gc.freeze()
     sys.exit(ExitCode.OK if report.agree else ExitCode.FAILED)
 
 
@@ -212,7 +229,7 @@ def check_cmd(
 
     opts = _options(pii, recheck_delay, no_recheck, hash_mode, max_listed, time_precision=3)
     report = run_reconcile(
-        settings(),
+        _settings(),
         connector,
         table,
         against,
@@ -284,7 +301,8 @@ def urls_cmd(
         opts.ignore_columns = tuple(ignore)
     source = Endpoint(resolve(source_url, "SOURCE_URL"), table, key=key)
     target = Endpoint(resolve(target_url, "TARGET_URL"), target_table or table, key=key)
-    report = run_urls(settings(), source, target, opts, store=not no_store, show_values=show_values)
+    # the configuration loads while the databases compute (see run_urls)
+    report = run_urls(_settings, source, target, opts, store=not no_store, show_values=show_values)
     _finish(report, as_json)
 
 
@@ -312,9 +330,10 @@ def prepare_cmd(url: str, table: str, remove: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def history_cmd(connector: str | None, limit: int, as_json: bool) -> None:
     """Stored reports, newest first (of CONNECTOR as source or sink)."""
+    from bus.cli._common import echo_json, echo_table
     from bus.reconcile.store import history
 
-    entries = history(settings(), connector, limit)
+    entries = history(_settings(), connector, limit)
     if as_json:
         echo_json([e.to_dict() for e in entries])
         return
@@ -345,9 +364,10 @@ def history_cmd(connector: str | None, limit: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def show_cmd(report_id: int, as_json: bool) -> None:
     """One stored report (masked as it was stored)."""
+    from bus.cli._common import echo_json
     from bus.reconcile.store import get_report
 
-    data = get_report(settings(), report_id)
+    data = get_report(_settings(), report_id)
     if data is None:
         raise NotFoundError(f"REPORT_ID: no reconciliation report {report_id}")
     if as_json:

@@ -55,6 +55,8 @@ from bus.reconcile.schema import (
     reflect_table,
 )
 from bus.reconcile.stored import COLUMNS as STORED_COLUMNS
+from bus.reconcile.stored import INDEX as STORED_INDEX
+from bus.reconcile.stored import covered as stored_covered
 from bus.reconcile.stored import usable as stored_usable
 
 CanonKey = tuple[str | None, ...]
@@ -191,6 +193,7 @@ class _Side:
         native: str,
         nfc: bool,
         stored: bool = False,
+        covered: bool = False,
     ) -> None:
         self.label = label
         self.endpoint = endpoint
@@ -246,7 +249,17 @@ class _Side:
             conds.append(f"{dialect.q(name)} = :rcw{i}")
             self.params[f"rcw{i}"] = value
         self.filter = " AND ".join(conds)
+        # the stored hash's index holds the key and the hash (bus.reconcile.stored.INDEX):
+        # sums and row hashes read it alone, unless a row filter needs other columns
+        self.covered = covered and not self.filter
         self.n = _Counters()
+
+    @property
+    def sums_ref(self) -> str:
+        """The table in the ``FROM`` of the segment sums and row hashes."""
+        if self.stored and self.covered:
+            return self.tref + self.dialect.index_hint(STORED_INDEX)
+        return self.tref
 
     def where(self, extra: str | None = None) -> str:
         """`` WHERE ...`` with the side's row filter and ``extra`` (or nothing)."""
@@ -394,7 +407,8 @@ Plan = _RangePlan | _HashPlan
 
 def _aggregate(side: _Side, plan: Plan, level: int, where: str | None) -> Agg:
     bucket = plan.bucket(side, level)
-    sql = f"SELECT {bucket} AS b, COUNT(*) AS n, {side.dialect.hsum(side.h)} AS s FROM {side.tref}"  # noqa: S608 - quoted identifiers and integers only
+    hsum = side.dialect.hsum(side.h)
+    sql = f"SELECT {bucket} AS b, COUNT(*) AS n, {hsum} AS s FROM {side.sums_ref}"  # noqa: S608 - quoted identifiers and integers only
     sql += side.where(where) + " GROUP BY 1"
     out: Agg = {}
     for b, n, s in side.query(sql, f"segment checksums, level {level}"):
@@ -437,7 +451,7 @@ def _leaf_rows(
     nkey = len(side.key)
     for level, indexes in sorted(leaves.items()):
         for where in plan.filters(side, level, indexes, chunk):
-            sql = f"SELECT {side.key_sql}, {side.h} AS h FROM {side.tref}{side.where(where)}"  # noqa: S608 - quoted identifiers and integers only
+            sql = f"SELECT {side.key_sql}, {side.h} AS h FROM {side.sums_ref}{side.where(where)}"  # noqa: S608 - quoted identifiers and integers only
             rows = side.query(sql, f"row hashes, level {level}")
             side.n.hash_rows += len(rows)
             for row in rows:
@@ -512,10 +526,17 @@ def reconcile(source: Endpoint, target: Endpoint, options: Options | None = None
         tgt_engine, own = _open(target, "target")
         if own:
             engines.append(tgt_engine)
-        src_dialect = _dialect(src_engine, source, "source")
-        tgt_dialect = _dialect(tgt_engine, target, "target")
-        src_info = reflect_table(src_engine, source.table, "source", source.key)
-        tgt_info = reflect_table(tgt_engine, target.table, "target", target.key or source.key)
+        # both databases at once (connect, version, reflection): two servers, two threads;
+        # the source's error first when both fail
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="reconcile-open") as opening:
+            described = [
+                opening.submit(_describe, engine, endpoint, label, key)
+                for engine, endpoint, label, key in (
+                    (src_engine, source, "source", source.key),
+                    (tgt_engine, target, "target", target.key or source.key),
+                )
+            ]
+            (src_dialect, src_info), (tgt_dialect, tgt_info) = [f.result() for f in described]
         report = Report(
             source=SideInfo(
                 "source",
@@ -582,6 +603,18 @@ def reconcile(source: Endpoint, target: Endpoint, options: Options | None = None
                     strict=True,
                 )
             ]
+        # a MariaDB copy's index over its key and portable hash (bus.reconcile.stored.INDEX)
+        covered = [
+            used and not native and stored_covered(engine, dialect, info, [k.name for k in key])
+            for used, (_, key), engine, dialect, info in zip(
+                stored,
+                prepared,
+                (src_engine, tgt_engine),
+                (src_dialect, tgt_dialect),
+                (src_info, tgt_info),
+                strict=True,
+            )
+        ]
         report.stats.hash = {"": "portable", "text": "native-text", "record": "native-record"}[
             native
         ]
@@ -600,8 +633,9 @@ def reconcile(source: Endpoint, target: Endpoint, options: Options | None = None
                 native=native,
                 nfc=opts.nfc_in_db,
                 stored=used,
+                covered=indexed,
             )
-            for label, endpoint, engine, dialect, info, (cols, key), used in zip(
+            for label, endpoint, engine, dialect, info, (cols, key), used, indexed in zip(
                 ("source", "target"),
                 (source, target),
                 (src_engine, tgt_engine),
@@ -609,6 +643,7 @@ def reconcile(source: Endpoint, target: Endpoint, options: Options | None = None
                 (src_info, tgt_info),
                 prepared,
                 stored,
+                covered,
                 strict=True,
             )
         ]
@@ -691,6 +726,14 @@ def _dialect(engine: Engine, endpoint: Endpoint, label: str) -> SqlDialect:
         raise DatabaseUnavailableError(
             f"{label} database {endpoint.masked_url} does not answer ({type(exc).__name__})"
         ) from exc
+
+
+def _describe(
+    engine: Engine, endpoint: Endpoint, label: str, key: list[str] | None
+) -> tuple[SqlDialect, TableInfo]:
+    """One side's dialect (its server's version) and table."""
+    dialect = _dialect(engine, endpoint, label)
+    return dialect, reflect_table(engine, endpoint.table, label, key)
 
 
 def _native(

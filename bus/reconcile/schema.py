@@ -151,8 +151,17 @@ def reflect_table(
                     f"{label} table {name!r} does not exist{where} "
                     f"(database {engine.url.database or '(default)'})"
                 )
-            metadata = sa.MetaData()
-            table = sa.Table(name, metadata, schema=schema, autoload_with=conn)
+            # the columns and the key only: a full autoload also reads indexes, foreign keys,
+            # constraints and comments (a query each on PostgreSQL), none of them compared
+            table = sa.Table(
+                name,
+                sa.MetaData(),
+                *[
+                    sa.Column(c["name"], c["type"], nullable=c["nullable"])
+                    for c in inspector.get_columns(name, schema=schema)
+                ],
+                schema=schema,
+            )
             pk = list(inspector.get_pk_constraint(name, schema=schema).get("constrained_columns"))
             mysql_family = engine.dialect.name in ("mysql", "mariadb")
             charsets = _mysql_charsets(conn, schema, name) if mysql_family else {}

@@ -15,18 +15,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from bus.config import Settings
 from bus.errors import ConfigurationError, LgspError, NotFoundError
 from bus.reconcile.core import Between, ConnectorPair, Endpoint, OneOf, Options, reconcile
 from bus.reconcile.report import Report
-from bus.reconcile.store import save_report
-from bus.units.rekey import is_unit_field
+
+if TYPE_CHECKING:
+    from bus.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,8 @@ def _pair(
     through: bool,
 ) -> ConnectorPair:
     """The pair of :func:`resolve_pair` from (name, connector, table entry) of both sides."""
+    from bus.units.rekey import is_unit_field
+
     connector, source, src_cfg = source_side
     against, sink, sink_cfg = sink_side
     table, dataset = src_cfg.table, src_cfg.dataset
@@ -313,6 +316,8 @@ def run_reconcile(
         else:
             report.repair = {"published": 0, "note": "schema differences cannot be repaired"}
     if store:
+        from bus.reconcile.store import save_report
+
         save_report(settings, report)
     return report
 
@@ -352,12 +357,24 @@ def all_catalogue_pii(settings: Settings) -> list[str]:
     return sorted({f for info in list_datasets(settings) for f in info.pii})
 
 
+def _control_database_exists(settings: Settings) -> bool:
+    """False only for a SQLite control database whose file is not there (yet)."""
+    url = sa.engine.make_url(settings.control_database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return True
+    return Path(url.database).exists()
+
+
 def _catalogue_masking(
-    settings: Settings, warnings: list[str]
+    loaded: Future[Settings], warnings: list[str]
 ) -> tuple[tuple[str, ...], Callable[[Any], str] | None]:
     """The PII fields of every catalogued dataset and the token; none, with a warning, when
-    the catalogue cannot be read."""
+    the catalogue cannot be read. A SQLite control database whose file does not exist holds
+    no catalogue: it is not made (and migrated) just to find that out."""
     try:
+        settings = loaded.result()
+        if not _control_database_exists(settings):
+            return (), pii_token(settings)
         return tuple(all_catalogue_pii(settings)), pii_token(settings)
     except (LgspError, sa.exc.SQLAlchemyError) as exc:
         warnings.append(
@@ -368,7 +385,7 @@ def _catalogue_masking(
 
 
 def run_urls(
-    settings: Settings | None,
+    settings: Settings | Callable[[], Settings] | None,
     source: Endpoint,
     target: Endpoint,
     options: Options | None = None,
@@ -382,17 +399,28 @@ def run_urls(
     of columns named like a PII field of any catalogued dataset, or like a personal
     identifier (``ho_ten``, ``cccd``, ``so_dien_thoai``...), are masked, as are the
     ``options.pii`` columns always; the stored report is the masked one.
+
+    ``settings`` may be the function that loads them (the CLI's): they are then loaded, and
+    the catalogue read, while the databases compute; loading the configuration and opening
+    the control database (checking its migrations) are a good part of a short run's time.
+    Their errors are raised after the comparison.
     """
     opts = options or Options()
     warnings: list[str] = []
     reader: ThreadPoolExecutor | None = None
+    loaded: Future[Settings] | None = None
+    if settings is not None:
+        # The catalogue's modules import SQLAlchemy's ORM, which registers hooks that every
+        # SQL statement consults: imported in that thread while this one reflects the tables,
+        # a statement may meet a half-imported module. Imported here first, it is whole.
+        import sqlalchemy.orm  # noqa: F401
+
+        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalogue")
+        loaded = reader.submit(settings if callable(settings) else lambda: settings)
     if not show_values:
         opts = replace(opts, pii_guess=True)
-        if settings is not None:
-            # read while the databases compute: opening the control database (and checking
-            # its migrations) is a good part of a short run's time
-            reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalogue")
-            found = reader.submit(_catalogue_masking, settings, warnings)
+        if reader is not None and loaded is not None:
+            found = reader.submit(_catalogue_masking, loaded, warnings)
             opts = replace(opts, pii_from=found.result)
     try:
         report = reconcile(source, target, opts)
@@ -400,8 +428,12 @@ def run_urls(
         if reader is not None:
             reader.shutdown(wait=True, cancel_futures=True)
     report.warnings.extend(warnings)
-    if store and settings is not None:
-        save_report(settings, report)
+    if loaded is not None:
+        ready = loaded.result()  # a configuration error is raised here, stored or not
+        if store:
+            from bus.reconcile.store import save_report
+
+            save_report(ready, report)
     return report
 
 

@@ -134,6 +134,17 @@ def test_stored_hash_equals_computed_on_every_kind(
     assert "up to date" in st.prepare_url(db.url, name)
 
 
+def _prepared_copy(src: Db, tgt: Db, unique: str, n: int = 300) -> tuple[str, str]:
+    """An ``n``-row table and its copy, the copy prepared (``lgsp reconcile prepare``)."""
+    s_name = src.create(f"rc_src_{unique}")
+    t_name = tgt.create(f"rc_tgt_{unique}")
+    rows = [dossier(i) for i in range(1, n + 1)]
+    src.insert(s_name, rows)
+    tgt.insert(t_name, rows)
+    st.prepare_url(tgt.url, t_name)
+    return s_name, t_name
+
+
 PAIRS = [("postgresql", "postgresql"), ("postgresql", "mysql"), ("mysql", "postgresql")]
 
 
@@ -142,12 +153,7 @@ def test_same_report_with_the_stored_hash(
     dbs: Callable[[str], Db], unique: str, a: str, b: str
 ) -> None:
     src, tgt = dbs(a), dbs(b)
-    s_name = src.create(f"rc_src_{unique}")
-    t_name = tgt.create(f"rc_tgt_{unique}")
-    rows = [dossier(i) for i in range(1, 301)]
-    src.insert(s_name, rows)
-    tgt.insert(t_name, rows)
-    st.prepare_url(tgt.url, t_name)
+    s_name, t_name = _prepared_copy(src, tgt, unique)
     # a PostgreSQL pair reads the stored record hash, the others the portable one
     opts = Options(recheck_delay=0.0, pii=("ho_ten",))
     agree = reconcile(Endpoint(src.url, s_name), Endpoint(tgt.url, t_name), opts)
@@ -194,12 +200,7 @@ def _stored_used(src: Db, s_name: str, tgt: Db, t_name: str) -> tuple[bool, Any]
 @pytest.mark.parametrize("b", ["postgresql", "mysql"])
 def test_stale_column_is_not_trusted(dbs: Callable[[str], Db], unique: str, b: str) -> None:
     src, tgt = dbs("postgresql"), dbs(b)
-    s_name = src.create(f"rc_src_{unique}")
-    t_name = tgt.create(f"rc_tgt_{unique}")
-    rows = [dossier(i) for i in range(1, 61)]
-    src.insert(s_name, rows)
-    tgt.insert(t_name, rows)
-    st.prepare_url(tgt.url, t_name)
+    s_name, t_name = _prepared_copy(src, tgt, unique, 60)
     used, report = _stored_used(src, s_name, tgt, t_name)
     assert used and report.agree
     # other options render otherwise (timestamps to the millisecond): computed
@@ -289,6 +290,75 @@ def test_bad_inputs(dbs: Callable[[str], Db], unique: str) -> None:
         st.prepare_url(lite.url, name)
     with pytest.raises(ConfigurationError, match="url"):
         st.prepare_url("nota://url", name)
+
+
+def _statements(engine: sa.Engine) -> list[str]:
+    seen: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+    return seen
+
+
+def test_mariadb_copy_sums_are_read_from_the_stored_hash_index(
+    dbs: Callable[[str], Db], unique: str
+) -> None:
+    """``prepare`` gives a MariaDB copy an index over its key and the portable hash; the
+    segment sums and row hashes read it alone (``FORCE INDEX``), with the same report as the
+    computed hash, and without it (a copy prepared before the index) as before."""
+    src, tgt = dbs("postgresql"), dbs("mysql")
+    s_name, t_name = _prepared_copy(src, tgt, unique)
+    _inject(src, s_name, tgt, t_name)
+    engine = make_engine(tgt.url)
+    try:
+        dialect = dialect_for(engine)
+        assert st.index_columns(engine, dialect, reflect_table(engine, t_name, "copy")) == [
+            "id",
+            st.COLUMN,
+        ]
+        seen = _statements(engine)
+
+        def run(**options: Any) -> Any:
+            seen.clear()
+            opts = Options(recheck_delay=0.0, pii=("ho_ten",), **options)
+            return reconcile(
+                Endpoint(src.url, s_name), Endpoint(tgt.url, t_name, engine=engine), opts
+            )
+
+        def hinted() -> list[str]:
+            return [s for s in seen if "FORCE INDEX" in s]
+
+        indexed = run()
+        assert indexed.stats.stored_hash == ["target"]
+        sums = [s for s in seen if "COUNT(*)" in s and "GROUP BY" in s]
+        assert sums and all(f"FORCE INDEX ({st.INDEX})" in s for s in sums), sums
+        computed = run(stored_hash=False)
+        assert computed.stats.stored_hash == [] and not hinted()
+        data, expected = indexed.to_dict(), computed.to_dict()
+        for part in ("missing", "extra", "different", "counts", "schema", "columns"):
+            assert data[part] == expected[part], part
+        assert {int(d["key"]["id"]): d["columns"] for d in data["different"]} == EXPECTED_DIFFERENT
+
+        # a copy prepared before the index: the stored hash is still read, from the table
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"ALTER TABLE `{t_name}` DROP INDEX `{st.INDEX}`")
+        unindexed = run()
+        assert unindexed.stats.stored_hash == ["target"] and not hinted()
+        assert unindexed.to_dict()["different"] == data["different"]
+        # an index over other columns is not used either, and prepare puts the right one back
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"ALTER TABLE `{t_name}` ADD INDEX `{st.INDEX}` (ma_ho_so)")
+        assert run().stats.stored_hash == ["target"]
+        assert not hinted()
+        assert f"index {st.INDEX} replaced" in st.prepare_url(tgt.url, t_name)
+        assert "up to date (" in st.prepare_url(tgt.url, t_name)
+        run()
+        assert hinted()
+        # --drop removes the index with the column
+        st.prepare_url(tgt.url, t_name, remove=True)
+        info = reflect_table(engine, t_name, "copy")
+        assert st.index_columns(engine, dialect, info) is None
+        assert st.COLUMN not in info.columns
+    finally:
+        engine.dispose()
 
 
 def test_cli_prepare_and_drop(dbs: Callable[[str], Db], unique: str) -> None:
