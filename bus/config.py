@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -217,6 +218,9 @@ def _cached() -> Settings:
         return Settings()
     except ValidationError as exc:
         raise ConfigurationError("invalid configuration: " + format_validation_error(exc)) from exc
+    except tomllib.TOMLDecodeError as exc:  # the file's syntax: its name, line and column
+        path = os.environ.get("LGSP_CONFIG", "lgsp.toml")
+        raise ConfigurationError(f"invalid configuration: {path}: not valid TOML: {exc}") from exc
 
 
 def get_settings() -> Settings:

@@ -59,3 +59,24 @@ def test_a_followed_run_says_at_once_that_a_table_stopped(
     bounded(stopped)  # the bounded run's end says it
     err = capsys.readouterr().err
     assert err.count("warning: table ho_so stopped: no INSERT") == 1
+
+
+def test_a_config_file_that_is_not_toml_is_named_with_its_line(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A syntax error in lgsp.toml is a configuration error (exit 2) naming the file, the
+    line and the column, not an unexpected one."""
+    from bus.config import reset_settings
+
+    bad = tmp_path / "lgsp.toml"
+    bad.write_text('[kafka]\nbootstrap = "127.0.0.1:9092"\nclient = confluent\n', encoding="utf-8")
+    monkeypatch.setenv("LGSP_CONFIG", str(bad))
+    monkeypatch.setenv("LGSP_HOME", str(tmp_path / "home"))
+    reset_settings()
+    try:
+        result = CliRunner().invoke(cli, ["connector", "list"])
+    finally:
+        reset_settings()
+    assert result.exit_code == 2, result.output
+    assert f"invalid configuration: {bad}: not valid TOML" in result.stderr
+    assert "line 3" in result.stderr
