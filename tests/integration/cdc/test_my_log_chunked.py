@@ -130,9 +130,14 @@ def test_resnapshot_while_a_writer_changes_the_table(
         assert chunked(settings, table) is not None
         assert chunked(settings, other) is None  # --table: only that one
         time.sleep(0.5)
-        report = run(settings, "s")
+        kept: list[bool] = []  # after each committed batch: the progress is in the position
+        report = run(
+            settings, "s", progress=lambda _tr: kept.append(bool(chunked(settings, table)))
+        )
         assert report.status == "ok", report.to_dict()
         assert chunked(settings, table) is None  # finished
+        # every batch (a chunk's, the stream's, the end's) kept the progress until the last
+        assert kept == sorted(kept, reverse=True) and kept.count(True) > 20, kept
     finally:
         writer.halt.set()
         writer.join(30)
