@@ -1,6 +1,9 @@
 """Chunked re-snapshots of ``mode: log`` tables while the stream goes on (``lgsp connector
 snapshot``): the DBLog / Debezium incremental-snapshot algorithm, with a watermark that the
-connector only *reads* (it writes no watermark table, no logical message, nothing).
+connector only *reads* (it writes no watermark table, no logical message, nothing). The
+PostgreSQL (``pglog``) and MariaDB (``mylog``) log readers share the chunks, their progress and
+their publication (``ChunkedSnapshots``, ``chunk_reader``); each has its own watermark
+(``Mark``).
 
 How the watermark works when the connector may only read (PostgreSQL)
 --------------------------------------------------------------------
@@ -57,6 +60,36 @@ The ``r`` row may be older than a change that S saw and that was published befor
 sink keeps that change, which is the same state. ``source.position`` of an ``r`` row is
 ``<H>:-1``: after every change S saw (their commit LSNs are below H) and before every change
 published after the chunk.
+
+How the watermark works when the connector may only read (MariaDB)
+------------------------------------------------------------------
+Each chunk is read in its own transaction opened with ``START TRANSACTION WITH CONSISTENT
+SNAPSHOT``, and in it the status variables ``binlog_snapshot_file`` /
+``binlog_snapshot_position`` give the binlog position P that snapshot is consistent with
+(``connectors.sql.mylog.BinlogWatermark``): MariaDB documents them as the binlog position
+consistent with the snapshot, so every transaction whose commit lies before P in the binlog
+is in the snapshot and none after it (the first snapshot of ``mylog`` relies on the same).
+The binlog is in commit order and the stream reads it in order, so, unlike PostgreSQL, there is
+no gap between visibility and log order and the watermark is one point, with no xid
+bookkeeping. P is at or after where the stream is when the chunk is read (the binlog's end at
+that moment), and the chunk is published when the stream reaches P: after a transaction ending
+at or past P, or before an event starting at or past P (a new binlog file's first events are
+not shown to the reader: its transactions begin after P), or when a read of the binlog ended
+at or past P (the dump is non-blocking; while a chunked snapshot goes on the reader opens
+another from where the last one ended). Key by key:
+
+- a transaction before P is in the chunk's rows and was published before them;
+- a transaction after P is not in them and is published after them.
+
+So no streamed change ever needs to drop a row of the chunk (a change read before the chunk is
+published lies before P) and the changes are not checked against it. The ``r`` rows' ``ts_ms``
+is set when the chunk is published: the version of the newest change the reader published
+(its floor, kept in the positions across runs). The reader gives every change a version no
+older than that floor (binlog times are whole seconds and a statement's time is when it
+started), so a change published after the chunk is never older than its rows and wins (ties
+go to the later event), and a change before P is never newer. ``source.position`` of an ``r``
+row is ``<GTID at P>:-1`` (``<file>:<P>:-1`` without GTIDs), the form of a table's snapshot
+position: the binlog state the rows hold, every transaction up to that GTID included.
 
 Progress: the table's position keeps ``chunked`` = {table, after (the last key read, as
 ``connectors.positions`` dumps it), chunks, rows (published), dropped, size (rows a chunk

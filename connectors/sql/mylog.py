@@ -44,6 +44,13 @@ stored position, and nothing before it is lost. When a pass ends, tables whose p
 behind the end of what was read move to it (an empty batch), so that a quiet table does not
 keep the next run reading old binlog files the server may since have purged.
 
+Chunked re-snapshots (``lgsp connector snapshot``, ``connectors.sql.chunked_snapshot``): while
+a table's position holds a request, the stream reads a primary-key chunk of it between two
+transactions, each in a snapshot of its own whose binlog position P is its watermark
+(``BinlogWatermark``), and publishes the chunk's rows (op ``r``) when the stream reaches P; the
+pass does not end until the chunked snapshot has (the binlog is read again and again to its
+end meanwhile). Stream batches of the table carry its progress along.
+
 Schema changes: a Table_map event precedes each row event and (``binlog_row_metadata =
 FULL``) describes the table's columns as they were when the row was written. The columns of
 the last Table_map a table's events were read with are kept in its position (``columns``);
