@@ -10,8 +10,8 @@ first snapshot is left alone: its next run reads it whole anyway.
 Refused, with the command that does work (``lgsp connector reset NAME && lgsp connector run
 NAME``, a new slot and a snapshot of every table):
 
-- a connector that is not PostgreSQL: the MariaDB binlog reader has no chunked snapshot (the
-  GTID watermark is designed, not built: README);
+- a connector that is neither PostgreSQL nor MariaDB/MySQL (``mysql``: the binlog reader,
+  whose watermark is the binlog position of ``START TRANSACTION WITH CONSISTENT SNAPSHOT``);
 - a connector stopped (``halt`` in its positions: a TRUNCATE, an incompatible schema change,
   an UPDATE without its TOASTed value, the log size limit that dropped the slot). A chunked
   snapshot streams on from the kept position, which is before the change that stopped it: the
@@ -28,9 +28,11 @@ from bus.config import Settings
 from bus.connectors_db import ConnectorStore
 from bus.errors import ConfigurationError, NotFoundError
 from bus.run_lock import HeldLock
+from connectors.sql import mylog
 from connectors.sql.chunked_snapshot import request
 
 LOCK_TTL_S = 60.0
+LOG_TYPES = ("postgresql", "mysql")  # the sources whose log readers perform chunked snapshots
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,10 @@ def request_snapshot(settings: Settings, name: str, table: str | None = None) ->
             f"(a sink reads its topics again after: lgsp connector reset {name})"
         )
     again = f"lgsp connector reset {name} && lgsp connector run {name}"
-    if stored.type != "postgresql":
+    if stored.type not in LOG_TYPES:
         raise ConfigurationError(
             f"connector {name!r} is a {stored.type} source: chunked snapshots are built for "
-            f"PostgreSQL only; re-snapshot with: {again}"
+            f"PostgreSQL and MariaDB mode: log tables only; re-snapshot with: {again}"
         )
     modes = {str(t.get("table")): t.get("mode") for t in stored.config.get("tables", [])}
     if table is not None:
@@ -97,6 +99,8 @@ def request_snapshot(settings: Settings, name: str, table: str | None = None) ->
         for t in chosen:
             held = positions.get(t)
             position = held.position if held is not None else None
+            if stored.type == "mysql":  # each table has a snapshot of its own
+                streaming = mylog.position_key(position) is not None
             if not streaming or not position or position.get("mode") != "log":
                 out.append(Requested(t, requested=False))
                 continue

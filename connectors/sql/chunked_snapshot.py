@@ -1,6 +1,9 @@
 """Chunked re-snapshots of ``mode: log`` tables while the stream goes on (``lgsp connector
 snapshot``): the DBLog / Debezium incremental-snapshot algorithm, with a watermark that the
-connector only *reads* (it writes no watermark table, no logical message, nothing).
+connector only *reads* (it writes no watermark table, no logical message, nothing). The
+PostgreSQL (``pglog``) and MariaDB (``mylog``) log readers share the chunks, their progress and
+their publication (``ChunkedSnapshots``, ``chunk_reader``); each has its own watermark
+(``Mark``).
 
 How the watermark works when the connector may only read (PostgreSQL)
 --------------------------------------------------------------------
@@ -58,6 +61,36 @@ sink keeps that change, which is the same state. ``source.position`` of an ``r``
 ``<H>:-1``: after every change S saw (their commit LSNs are below H) and before every change
 published after the chunk.
 
+How the watermark works when the connector may only read (MariaDB)
+------------------------------------------------------------------
+Each chunk is read in its own transaction opened with ``START TRANSACTION WITH CONSISTENT
+SNAPSHOT``, and in it the status variables ``binlog_snapshot_file`` /
+``binlog_snapshot_position`` give the binlog position P that snapshot is consistent with
+(``connectors.sql.mylog.BinlogWatermark``): MariaDB documents them as the binlog position
+consistent with the snapshot, so every transaction whose commit lies before P in the binlog
+is in the snapshot and none after it (the first snapshot of ``mylog`` relies on the same).
+The binlog is in commit order and the stream reads it in order, so, unlike PostgreSQL, there is
+no gap between visibility and log order and the watermark is one point, with no xid
+bookkeeping. P is at or after where the stream is when the chunk is read (the binlog's end at
+that moment), and the chunk is published when the stream reaches P: after a transaction ending
+at or past P, or before an event starting at or past P (a new binlog file's first events are
+not shown to the reader: its transactions begin after P), or when a read of the binlog ended
+at or past P (the dump is non-blocking; while a chunked snapshot goes on the reader opens
+another from where the last one ended). Key by key:
+
+- a transaction before P is in the chunk's rows and was published before them;
+- a transaction after P is not in them and is published after them.
+
+So no streamed change ever needs to drop a row of the chunk (a change read before the chunk is
+published lies before P) and the changes are not checked against it. The ``r`` rows' ``ts_ms``
+is set when the chunk is published: the version of the newest change the reader published
+(its floor, kept in the positions across runs). The reader gives every change a version no
+older than that floor (binlog times are whole seconds and a statement's time is when it
+started), so a change published after the chunk is never older than its rows and wins (ties
+go to the later event), and a change before P is never newer. ``source.position`` of an ``r``
+row is ``<GTID at P>:-1`` (``<file>:<P>:-1`` without GTIDs), the form of a table's snapshot
+position: the binlog state the rows hold, every transaction up to that GTID included.
+
 Progress: the table's position keeps ``chunked`` = {table, after (the last key read, as
 ``connectors.positions`` dumps it), chunks, rows (published), dropped, size (rows a chunk
 reads: the connector's ``batch_size``), requested_ms}. The
@@ -72,7 +105,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.engine import Connection
 
@@ -84,6 +117,28 @@ STATE = "chunked"
 # an ``r`` row's ts_ms is this far below the clock read before its chunk (see the docstring)
 GUARD_MS = 1000
 _XID32 = 1 << 32
+
+
+class Mark(Protocol):
+    """A chunk's watermark: which streamed transactions its rows saw, when the stream has gone
+    far enough for them to be published, and the ``source.position`` they get then. PostgreSQL:
+    ``Watermark``; MariaDB: ``connectors.sql.mylog.BinlogWatermark``."""
+
+    def visible(self, txn: Any) -> bool:
+        """Whether the chunk's read saw the changes of streamed transaction ``txn``."""
+        ...
+
+    def settled(self, txn: Any) -> bool:
+        """Whether every chunk read later sees ``txn`` too (it need not be kept)."""
+        ...
+
+    def due(self, reached: Any) -> bool:
+        """Whether the stream, having read up to ``reached``, may publish the chunk."""
+        ...
+
+    def position(self) -> str:
+        """``source.position`` of the chunk's ``r`` rows."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -119,6 +174,15 @@ class Watermark:
         full = self.full_xid(xid)
         return full < self.xmin or (full < self.xmax and full not in self.xip)
 
+    def settled(self, xid: int) -> bool:
+        return self.full_xid(xid) < self.xmin
+
+    def due(self, reached: int) -> bool:
+        return reached >= self.high
+
+    def position(self) -> str:
+        return snapshot_position(self.high)
+
 
 Row = tuple[str, dict[str, Any] | Invalid]  # (event key, its event or the row that did not fit)
 
@@ -128,7 +192,7 @@ class Chunk:
     """A chunk read, waiting for the stream to reach its high watermark."""
 
     table: str
-    watermark: Watermark
+    watermark: Mark
     rows: dict[str, dict[str, Any] | Invalid]  # by event key, in key order
     after: Any  # the keyset position after the chunk: its last row read (dropped or not)
     last: bool  # the table's last chunk (fewer rows than a chunk holds)
@@ -137,15 +201,15 @@ class Chunk:
     opened: float = field(default_factory=time.monotonic)
     sent_at: float | None = None  # when the server said it sent past the chunk (a quiet stream)
 
-    def observe(self, xid: int, key: str) -> None:
+    def observe(self, xid: Any, key: str) -> None:
         """A streamed change of ``key`` by transaction ``xid``: a row the snapshot read before
         that change is dropped."""
         if key in self.rows and not self.watermark.visible(xid):
             del self.rows[key]
             self.dropped += 1
 
-    def due(self, reached: int) -> bool:
-        return reached >= self.watermark.high
+    def due(self, reached: Any) -> bool:
+        return self.watermark.due(reached)
 
 
 ReadChunk = Callable[[Stream, dict[str, Any]], Chunk]
@@ -195,7 +259,7 @@ class ChunkedSnapshots:
             held = progress_of(table, positions.get(table))
             if held is not None:
                 self.progress[table] = held
-        self.history: list[tuple[int, str, str]] = []  # (xid, table, key) while pending
+        self.history: list[tuple[Any, str, str]] = []  # (xid, table, key) while pending
         self.open: Chunk | None = None
 
     @property
@@ -213,7 +277,7 @@ class ChunkedSnapshots:
             out[STATE] = dict(held)
         return out
 
-    def observe(self, xid: int, table: str, keys: list[str]) -> None:
+    def observe(self, xid: Any, table: str, keys: list[str]) -> None:
         """A streamed change of ``keys`` of ``table`` by (committed) transaction ``xid``."""
         if table not in self.progress:
             return
@@ -232,19 +296,21 @@ class ChunkedSnapshots:
             if seen_table == table:
                 chunk.observe(xid, key)
         mark = chunk.watermark
-        self.history = [h for h in self.history if mark.full_xid(h[0]) >= mark.xmin]
+        self.history = [h for h in self.history if not mark.settled(h[0])]
         self.open = chunk
         return chunk
 
-    def due(self, reached: int) -> bool:
-        """The open chunk may be published: the stream went past its high watermark."""
+    def due(self, reached: Any) -> bool:
+        """The open chunk may be published: the stream went past its watermark."""
         return self.open is not None and self.open.due(reached)
 
     def finish(
-        self, acked: dict[str, Any]
+        self, acked: dict[str, Any], ts_ms: int | None = None
     ) -> tuple[str, list[dict[str, Any]], list[Invalid], dict[str, Any]]:
         """The open chunk's rows left (events, rows that do not fit) as a batch of its table,
-        with the position: the last acknowledged stream position and the progress after it."""
+        with the position: the last acknowledged stream position and the progress after it.
+        ``ts_ms``: the rows' version when the reader sets it at publication (MariaDB), else the
+        one given when the chunk was read."""
         chunk = self.open
         assert chunk is not None
         self.open = None
@@ -254,12 +320,14 @@ class ChunkedSnapshots:
         held["chunks"] = int(held.get("chunks", 0)) + 1
         held["rows"] = int(held.get("rows", 0)) + len(chunk.rows)
         held["dropped"] = int(held.get("dropped", 0)) + chunk.dropped
-        position = snapshot_position(chunk.watermark.high)
+        position = chunk.watermark.position()
         events: list[dict[str, Any]] = []
         invalid: list[Invalid] = []
         for item in chunk.rows.values():
             event = item.event if isinstance(item, Invalid) else item
             event["source"]["position"] = position
+            if ts_ms is not None:
+                event["ts_ms"] = ts_ms
             (invalid if isinstance(item, Invalid) else events).append(item)  # type: ignore[arg-type]
         state = self.carry(table, acked)
         if chunk.last:
@@ -270,10 +338,13 @@ class ChunkedSnapshots:
         return table, events, invalid, state
 
 
-def pg_chunk_reader(source: Any, clock_ms: Callable[[], int]) -> ReadChunk:
-    """How a PostgreSQL log reader reads a chunk: ``clock_ms`` (the server's clock) first,
-    then, in one ``REPEATABLE READ`` transaction, the watermark and the chunk's rows, through
-    ``SqlSource.read_stream`` (the keyset, conversions and dataset plan of every snapshot)."""
+def chunk_reader(
+    source: Any, clock_ms: Callable[[], int], watermark: Callable[[Connection], Mark]
+) -> ReadChunk:
+    """How a log reader reads a chunk: ``clock_ms`` (the server's clock) first, then, in one
+    transaction that ``watermark`` opens on the connection (and reads the chunk's watermark
+    in), the chunk's rows, through ``SqlSource.read_stream`` (the keyset, conversions and
+    dataset plan of every snapshot)."""
 
     def read(stream: Stream, progress: dict[str, Any]) -> Chunk:
         if not stream.primary_key:
@@ -284,14 +355,11 @@ def pg_chunk_reader(source: Any, clock_ms: Callable[[], int]) -> ReadChunk:
                 "whole connector with: lgsp connector reset NAME && lgsp connector run NAME",
             )
         progress["size"] = int(source.connector.batch_size)
-        marks: list[Watermark] = []
+        marks: list[Mark] = []
 
-        def watermark(conn: Connection) -> Connection:
+        def prepare(conn: Connection) -> Connection:
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
-            row = conn.exec_driver_sql(
-                "SELECT pg_current_snapshot()::text, pg_current_wal_insert_lsn()::text"
-            ).one()
-            marks.append(Watermark.parse(str(row[0]), pg.parse_lsn(str(row[1]))))
+            marks.append(watermark(conn))
             return conn
 
         begin = {
@@ -300,7 +368,7 @@ def pg_chunk_reader(source: Any, clock_ms: Callable[[], int]) -> ReadChunk:
             "after": progress.get("after"),
             "done": False,
         }
-        reads = source.read_stream(stream, begin, prepare=watermark, mode="snapshot")
+        reads = source.read_stream(stream, begin, prepare=prepare, mode="snapshot")
         try:
             batch = next(reads)
         finally:
@@ -321,3 +389,16 @@ def pg_chunk_reader(source: Any, clock_ms: Callable[[], int]) -> ReadChunk:
         )
 
     return read
+
+
+def pg_chunk_reader(source: Any, clock_ms: Callable[[], int]) -> ReadChunk:
+    """How a PostgreSQL log reader reads a chunk: a ``REPEATABLE READ`` transaction whose first
+    statement reads the watermark (``Watermark``)."""
+
+    def watermark(conn: Connection) -> Mark:
+        row = conn.exec_driver_sql(
+            "SELECT pg_current_snapshot()::text, pg_current_wal_insert_lsn()::text"
+        ).one()
+        return Watermark.parse(str(row[0]), pg.parse_lsn(str(row[1])))
+
+    return chunk_reader(source, clock_ms, watermark)

@@ -44,6 +44,13 @@ stored position, and nothing before it is lost. When a pass ends, tables whose p
 behind the end of what was read move to it (an empty batch), so that a quiet table does not
 keep the next run reading old binlog files the server may since have purged.
 
+Chunked re-snapshots (``lgsp connector snapshot``, ``connectors.sql.chunked_snapshot``): while
+a table's position holds a request, the stream reads a primary-key chunk of it between two
+transactions, each in a snapshot of its own whose binlog position P is its watermark
+(``BinlogWatermark``), and publishes the chunk's rows (op ``r``) when the stream reaches P; the
+pass does not end until the chunked snapshot has (the binlog is read again and again to its
+end meanwhile). Stream batches of the table carry its progress along.
+
 Schema changes: a Table_map event precedes each row event and (``binlog_row_metadata =
 FULL``) describes the table's columns as they were when the row was written. The columns of
 the last Table_map a table's events were read with are kept in its position (``columns``);
@@ -71,6 +78,7 @@ import datetime as dt
 import logging
 import re
 import struct
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -83,6 +91,7 @@ from sqlalchemy.engine import Connection
 from connectors.base import Batch, Invalid, Stream, event_id_for
 from connectors.errors import ConnectorConfigError, ConnectorUnavailableError, TableStoppedError
 from connectors.sql import logschema
+from connectors.sql.chunked_snapshot import ChunkedSnapshots, Mark, chunk_reader
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +278,60 @@ def session_zone(conn: Connection) -> dt.tzinfo:
         return ZoneInfo(name)
     except (ValueError, KeyError, OSError):  # an abbreviation ('CET', '+07'): now's offset
         return dt.timezone(dt.timedelta(seconds=int(offset)))
+
+
+def snapshot_point(conn: Connection, connector: str) -> tuple[str, int, str | None]:
+    """The binlog position (file, offset, GTID) the transaction just opened with ``START
+    TRANSACTION WITH CONSISTENT SNAPSHOT`` on ``conn`` is consistent with (MariaDB: every
+    transaction committed before it is in the snapshot, none after it)."""
+    status = {
+        str(k).lower(): v
+        for k, v in conn.exec_driver_sql("SHOW STATUS LIKE 'binlog_snapshot_%%'").all()
+    }
+    if "binlog_snapshot_file" not in status:  # MySQL: the read stops before it starts
+        raise ConnectorConfigError(
+            [
+                "mode: log: this server has no binlog_snapshot_file status variable "
+                "(MariaDB has it): a snapshot consistent with a binlog position "
+                "cannot be taken without a global lock"
+            ],
+            name=connector,
+        )
+    file = str(status["binlog_snapshot_file"])
+    pos = int(status["binlog_snapshot_position"])
+    gtid = conn.exec_driver_sql("SELECT BINLOG_GTID_POS(%(f)s, %(p)s)", {"f": file, "p": pos})
+    found = gtid.scalar()
+    return file, pos, str(found) if found else None
+
+
+@dataclass(frozen=True)
+class BinlogWatermark:
+    """A chunk's watermark on MariaDB (``connectors.sql.chunked_snapshot``): the one binlog
+    position P its snapshot is consistent with. The binlog is in commit order and P splits it
+    exactly (before: in the chunk; after: not), so the chunk is published when the stream
+    reaches P, before any transaction after it, and no streamed change drops a row."""
+
+    file: str
+    pos: int
+    gtid: str | None
+
+    @property
+    def point(self) -> tuple[int, int]:
+        return file_number(self.file), self.pos
+
+    def visible(self, at: tuple[int, int]) -> bool:
+        return at < self.point
+
+    def settled(self, at: tuple[int, int]) -> bool:
+        return at < self.point  # every later chunk's position is at or after this one
+
+    def due(self, reached: tuple[int, int]) -> bool:
+        return reached >= self.point
+
+    def position(self) -> str:
+        """``<GTID at P>:-1`` (``<file>:<P>:-1`` without GTIDs), as a table's snapshot position
+        is stored: the binlog state the rows hold, every transaction up to that GTID."""
+        return f"{self.gtid}:-1" if self.gtid else f"{self.file}:{self.pos}:-1"
 
 
 # ---- DDL --------------------------------------------------------------------------------------
@@ -482,6 +545,8 @@ class MyLogReader:
         self._columns_kept: dict[str, list[list[Any]]] = {}
         self._altered: dict[str, str] = {}
         self._from_catalog: set[str] = set()  # columns read from the catalog at a snapshot
+        self._chunks = ChunkedSnapshots(self.streams, {})  # lgsp connector snapshot
+        self._reached: tuple[int, int] = (0, 0)  # where the last binlog read ended
 
     def _qualify(self, conn: Connection) -> None:
         database = conn.exec_driver_sql("SELECT DATABASE()").scalar() or ""
@@ -503,6 +568,9 @@ class MyLogReader:
             self._qualify(conn)
             self._values = _Values(session_zone(conn))
             self._gtids = bool(_scalar(conn, "SELECT @@GLOBAL.gtid_binlog_pos") is not None)
+        self._chunks = ChunkedSnapshots(
+            self.streams, held, chunk_reader(self.source, _clock_ms, self._watermark)
+        )
         for name, state in held.items():
             if position_key(state) is not None:
                 self._acked[name] = dict(state)  # type: ignore[arg-type]
@@ -549,30 +617,11 @@ class MyLogReader:
         def in_snapshot(c: Connection) -> Connection:
             c = c.execution_options(isolation_level="REPEATABLE READ")
             c.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-            status = {
-                str(k).lower(): v
-                for k, v in c.exec_driver_sql("SHOW STATUS LIKE 'binlog_snapshot_%%'").all()
-            }
-            if "binlog_snapshot_file" in status:  # MariaDB
-                at["file"] = str(status["binlog_snapshot_file"])
-                at["pos"] = int(status["binlog_snapshot_position"])
-                gtid = c.exec_driver_sql(
-                    "SELECT BINLOG_GTID_POS(%(f)s, %(p)s)", {"f": at["file"], "p": at["pos"]}
-                ).scalar()
-                at["gtid"] = str(gtid) if gtid else None
-                schema, _, table = next(
-                    q for q, n in self._by_qualified.items() if n == stream.name
-                ).partition(".")
-                at["columns"] = catalog_columns(c, schema, table)
-            else:  # MySQL: no snapshot position to read; the read stops before it starts
-                raise ConnectorConfigError(
-                    [
-                        "mode: log: this server has no binlog_snapshot_file status variable "
-                        "(MariaDB has it): a snapshot consistent with a binlog position "
-                        "cannot be taken without a global lock"
-                    ],
-                    name=self.connector.name,
-                )
+            at["file"], at["pos"], at["gtid"] = snapshot_point(c, self.connector.name)
+            schema, _, table = next(
+                q for q, n in self._by_qualified.items() if n == stream.name
+            ).partition(".")
+            at["columns"] = catalog_columns(c, schema, table)
             return c
 
         with self.connector.connect() as conn:
@@ -670,18 +719,37 @@ class MyLogReader:
         )
 
     def _stream(self, file: str, pos: int) -> Iterator[Batch]:
-        try:
-            reader = self._reader(file, pos)
-        except Exception as exc:
-            raise ConnectorUnavailableError(
-                f"connection.url: cannot open a binlog reader ({type(exc).__name__})"
-            ) from exc
-        try:
-            yield from self._events(reader, file, pos)
-        finally:
-            reader.close()
+        yield from self._events(self._binlog(file, pos), file, pos)
 
-    def _events(self, reader: Any, file: str, pos: int) -> Iterator[Batch]:
+    def _binlog(self, file: str, pos: int) -> Iterator[Any]:
+        """The binlog's events from ``file:pos`` to its end, then None; while a chunked
+        snapshot goes on, a new read from where the last one ended, to the end again, then None
+        again (the dump is non-blocking: it ends where the binlog ended when it got there)."""
+        while True:
+            try:
+                reader = self._reader(file, pos)
+            except Exception as exc:
+                raise ConnectorUnavailableError(
+                    f"connection.url: cannot open a binlog reader ({type(exc).__name__})"
+                ) from exc
+            count = 0
+            try:
+                for event in reader:
+                    count += 1
+                    yield event
+                # where the dump ended, filtered events included: the server ends a dump at
+                # the end of a whole transaction group
+                file, pos = str(reader.log_file), int(reader.log_pos)
+            finally:
+                reader.close()
+            self._reached = _point_key((file, pos))
+            yield None
+            if not self._chunks.busy:
+                return
+            if count <= 1:  # nothing new (a read begins with a Rotate of its own)
+                time.sleep(0.05)
+
+    def _events(self, reader: Iterator[Any], file: str, pos: int) -> Iterator[Batch]:
         from pymysqlreplication.event import (
             GtidEvent,
             MariadbGtidEvent,
@@ -702,10 +770,18 @@ class MyLogReader:
         last: tuple[str, int, str | None] | None = None  # the last whole transaction's end
         try:
             for event in reader:
+                if event is None:  # the binlog's end, for now
+                    if txn is None:
+                        yield from self._chunk_point(pending, self._reached)
+                    continue
                 if isinstance(event, RotateEvent):
                     file, prev_end = str(event.next_binlog), int(event.position)
                     continue
                 end = int(event.packet.log_pos)
+                if txn is None and self._chunks.open is not None:  # before the event
+                    start = end - int(event.packet.event_size)
+                    if self._chunks.due((file_number(file), start)):
+                        yield from self._chunk_point(pending, (file_number(file), start))
                 if isinstance(event, MariadbGtidEvent):  # a "BEGIN GTID", or standalone DDL
                     txn = _Txn(file, prev_end, str(event.gtid), begun=not event.flags & 1)
                 elif isinstance(event, GtidEvent):  # MySQL: BEGIN follows for a transaction
@@ -719,6 +795,7 @@ class MyLogReader:
                     elif word == "COMMIT" or word.startswith("XA "):
                         last = self._commit(txn, pending, file, end) or last
                         txn = None
+                        yield from self._chunk_point(pending, (file_number(file), end))
                     else:
                         here = txn or _Txn(file, prev_end, None)
                         stop = self._ddl(here, query, _text(event.schema))
@@ -729,9 +806,11 @@ class MyLogReader:
                         if not here.begun:  # a statement of its own: the transaction ends
                             last = self._commit(here, pending, file, end) or last
                             txn = None
+                            yield from self._chunk_point(pending, (file_number(file), end))
                 elif isinstance(event, XidEvent):
                     last = self._commit(txn, pending, file, end) or last
                     txn = None
+                    yield from self._chunk_point(pending, (file_number(file), end))
                 elif isinstance(event, TableMapEvent):
                     here = txn or _Txn(file, prev_end, None)
                     verdict = self._table_map(event, here)
@@ -802,6 +881,7 @@ class MyLogReader:
                 moved["columns_catalog"] = name in self._from_catalog
             if name in self._altered:  # an ALTER read, no row of the table after it yet
                 moved["altered"] = self._altered[name]
+            moved = self._chunks.carry(name, moved)
             yield Batch(name, [], moved, stream.record_schema)
             self._acked[name] = moved
 
@@ -1059,10 +1139,35 @@ class MyLogReader:
                 else:
                     invalid.append(bad)
                 i += 1
-            state = dict(pending[i - 1][3])
+            state = self._chunks.carry(table, dict(pending[i - 1][3]))
             yield Batch(table, events, state, self.streams[table].record_schema, invalid)
             self._acked[table] = state  # the broker acknowledged it: the read resumed
         pending.clear()
+
+    # ---- chunked snapshots (connectors.sql.chunked_snapshot) ---------------------------------
+    def _watermark(self, conn: Connection) -> Mark:
+        """A chunk's transaction opened and its watermark read (``chunk_reader``)."""
+        conn.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+        return BinlogWatermark(*snapshot_point(conn, self.connector.name))
+
+    def _chunk_point(self, pending: list[Pending], reached: tuple[int, int]) -> Iterator[Batch]:
+        """Between two transactions, the stream having read up to ``reached``: the open chunk
+        published once the stream reached its watermark (what came before first), and the
+        next chunk read when none is open. The stream's changes need not be checked against
+        a chunk (``BinlogWatermark``): every change read before the chunk is published lies
+        before its watermark, so its effect is in the chunk's rows."""
+        if not self._chunks.busy:
+            return
+        chunk = self._chunks.start()
+        while chunk is not None and self._chunks.due(reached):
+            yield from self._flush(pending)
+            acked = self._acked.get(chunk.table) or {"mode": MODE, "phase": "stream"}
+            # the version of the newest change published: every change published later
+            # carries one at least as new (binlog times never go back here) and wins
+            table, events, invalid, state = self._chunks.finish(acked, self._ts_floor)
+            yield Batch(table, events, state, self.streams[table].record_schema, invalid)
+            self._acked[table] = state
+            chunk = self._chunks.start()  # a quiet binlog: it may be due at once
 
 
 class _Txn:
@@ -1074,6 +1179,12 @@ class _Txn:
     def next_index(self) -> int:
         self.index += 1
         return self.index
+
+
+def _clock_ms() -> int:
+    """Names a chunk's ``r`` events (their ``event_id``); their ``ts_ms`` is set when the chunk
+    is published (``MyLogReader._chunk_point``)."""
+    return int(time.time() * 1000)
 
 
 def _point_key(point: tuple[str, int]) -> tuple[int, int]:
