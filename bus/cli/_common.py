@@ -18,6 +18,34 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])  # a command function that an option decorator returns
 
 
+def follow_options(keep: str, unit: str) -> Callable[[F], F]:
+    """``--follow`` and ``--idle-exit``, alike for every command that can keep going: ``keep``
+    says what following does, ``unit`` what an idle second lacks (a row, a record)."""
+
+    def wrap(fn: F) -> F:
+        fn = click.option(
+            "--idle-exit",
+            type=click.FloatRange(min=0),
+            default=None,
+            metavar="SECONDS",
+            help=f"With --follow: stop after this many seconds without a {unit}.",
+        )(fn)
+        return click.option(
+            "--follow",
+            is_flag=True,
+            help=f"{keep}; stops on Ctrl-C or SIGTERM after the batch in hand.",
+        )(fn)
+
+    return wrap
+
+
+def only_with_follow(follow: bool, flags: dict[str, object]) -> None:
+    """A usage error for each option of ``flags`` (name -> value) given without --follow."""
+    for flag, value in flags.items():
+        if value is not None and not follow:
+            raise click.UsageError(f"{flag}: only with --follow")
+
+
 def settings() -> Settings:
     return get_settings()
 

@@ -11,7 +11,15 @@ from typing import Any
 import click
 import yaml
 
-from bus.cli._common import confirm, context, echo_json, echo_table, settings
+from bus.cli._common import (
+    confirm,
+    context,
+    echo_json,
+    echo_table,
+    follow_options,
+    only_with_follow,
+    settings,
+)
 from bus.connector_service import slots
 from bus.connector_service.registration import Registration, register, unregister
 from bus.connector_service.reset import reset_connector
@@ -487,18 +495,8 @@ def _print_summary(report: SyncReport) -> None:
 @connector_group.command("run")
 @click.argument("name")
 @click.option("--table", "tables", multiple=True, help="Only these tables (repeatable).")
-@click.option(
-    "--follow",
-    is_flag=True,
-    help="Keep going: a sink consumes continuously, a source reads again once caught up; "
-    "stops on Ctrl-C or SIGTERM after the batch in hand.",
-)
-@click.option(
-    "--idle-exit",
-    type=click.FloatRange(min=0),
-    default=None,
-    metavar="SECONDS",
-    help="With --follow: stop after this many seconds without a row.",
+@follow_options(
+    "Keep going: a sink consumes continuously, a source reads again once caught up", "row"
 )
 @click.option(
     "--poll",
@@ -518,9 +516,7 @@ def run(
     as_json: bool,
 ) -> None:
     """One sync run: a source publishes its changes, a sink applies its topics."""
-    for flag, value in (("--idle-exit", idle_exit), ("--poll", poll)):
-        if value is not None and not follow:
-            raise click.UsageError(f"{flag}: only with --follow")
+    only_with_follow(follow, {"--idle-exit": idle_exit, "--poll": poll})
     progress = _Progress(follow)
     try:
         with stop_signals() if follow else nullcontext(None) as stop:

@@ -6,7 +6,7 @@ from contextlib import nullcontext
 
 import click
 
-from bus.cli._common import context, echo_json
+from bus.cli._common import context, echo_json, follow_options, only_with_follow
 from bus.cli.connector_cmd import _follow, _print_summary, _Progress
 from bus.longrun import Follow, stop_signals
 
@@ -18,27 +18,14 @@ def lookup_group() -> None:
 
 @lookup_group.command("sync")
 @click.argument("dataset")
-@click.option(
-    "--follow",
-    is_flag=True,
-    help="Keep the store current: consume the city topic continuously; stops on Ctrl-C or "
-    "SIGTERM after the batch in hand.",
-)
-@click.option(
-    "--idle-exit",
-    type=click.FloatRange(min=0),
-    default=None,
-    metavar="SECONDS",
-    help="With --follow: stop after this many seconds without a record.",
-)
+@follow_options("Keep the store current: consume the city topic continuously", "record")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def sync_cmd(dataset: str, follow: bool, idle_exit: float | None, as_json: bool) -> None:
     """Bring DATASET's store up to its city topic (registering its sink connector
     lookup-<dataset> on first use): upserts by key, deletes what was deleted."""
     from bus.lookup.store import ensure_store, sync
 
-    if idle_exit is not None and not follow:
-        raise click.UsageError("--idle-exit: only with --follow")
+    only_with_follow(follow, {"--idle-exit": idle_exit})
     ctx = context()
     made = ensure_store(ctx, dataset)
     if made is not None:

@@ -80,3 +80,17 @@ def test_a_config_file_that_is_not_toml_is_named_with_its_line(
     assert result.exit_code == 2, result.output
     assert f"invalid configuration: {bad}: not valid TOML" in result.stderr
     assert "line 3" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["connector", "run", "x", "--idle-exit", "3"],
+        ["connector", "run", "x", "--poll", "1"],
+        ["lookup", "sync", "kho.x", "--idle-exit", "3"],
+    ],
+)
+def test_follow_only_options_without_follow_are_usage_errors(argv: list[str]) -> None:
+    result = CliRunner().invoke(cli, argv)
+    assert result.exit_code == 2
+    assert f"{argv[3]}: only with --follow" in result.stderr
