@@ -128,7 +128,7 @@ class Reader:
         self.size = size
         self.kept = kept  # positions in the order they were kept (each names its table)
         held = {t: self.held(t) for t in TABLES}
-        streams = {t: cast(Stream, _Named(t)) for t in TABLES}
+        streams = {t: cast(Stream, Named(t)) for t in TABLES}
         self.chunks = ChunkedSnapshots(streams, held, self.read_chunk)
         resume = kept[-1]["lsn"]
         self.delivered = sum(1 for t in source.wal if cast(int, t.lsn) <= resume)
@@ -215,8 +215,11 @@ class Reader:
 
 
 @dataclass
-class _Named:
+class Named:
+    """What the readers use of a ``Stream``."""
+
     name: str
+    record_schema: dict[str, Any] = field(default_factory=dict)
 
 
 def _pick(items: list[Txn], n: int) -> Txn | None:
@@ -303,6 +306,15 @@ def sink(topic: list[dict[str, Any]], cuts: list[int], mark: bool) -> dict[str, 
     return {k: v for k, (_ts, v) in stored.items() if v is not None}
 
 
+def earlier(initial: dict[int, int], lost: dict[int, str]) -> list[dict[str, Any]]:
+    """The rows the sink had before (from the first snapshot, ts 0), some lost or stale."""
+    return [
+        {"key": str(k), "op": "r", "after": -1 if lost.get(k) == "stale" else v, "ts_ms": 0}
+        for k, v in initial.items()
+        if lost.get(k) != "gone"
+    ]
+
+
 def in_order(topic: list[dict[str, Any]]) -> dict[str, int]:
     state: dict[str, int | None] = {}
     for event in topic:
@@ -352,13 +364,7 @@ def test_the_topic_ends_with_the_source_state(
     src, topic, crashed = play(steps, initial, base_xid, size)
     final = src.final()
     assert in_order(topic) == final, "the topic applied in order differs from the source"
-    # the sink had the rows before (from the first snapshot, ts 0), some lost or stale
-    before = [
-        {"key": str(k), "op": "r", "after": -1 if lost.get(k) == "stale" else v, "ts_ms": 0}
-        for k, v in initial.items()
-        if lost.get(k) != "gone"
-    ]
-    assert sink(before + topic, cuts, mark) == final, "the sink differs from the source"
+    assert sink(earlier(initial, lost) + topic, cuts, mark) == final, "the sink differs"
     if not crashed:  # a crash publishes again what was not kept: positions repeat
         last: dict[str, tuple[int, int]] = {}
         for event in topic:
