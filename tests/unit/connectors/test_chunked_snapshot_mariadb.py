@@ -54,7 +54,7 @@ FILE = "mysql-bin.000001"
 HEADER = 4  # where a binlog file's first event starts
 KINDS = ("commit", "deliver", "crash", "restart")
 WEIGHTED = (*KINDS, "commit", "commit", "deliver", "deliver", "deliver")
-Step = tuple[str, int, int, bool, int]
+Step = tuple[str, int, int, bool, int, int]  # kind, key, key, flag, seconds passing, lag
 
 
 @dataclass(frozen=True)
@@ -94,10 +94,11 @@ class Source:
         return {str(k): v for k, v in self.state.items()}
 
 
-def finished(kept: list[dict[str, Any]], table: str) -> int:
-    """How many of the table's chunks were published and kept."""
+def finished(kept: list[dict[str, Any]], table: str) -> tuple[int, int]:
+    """How many of the table's chunks were published and kept, and the last key they read."""
     held = [h for p in kept if p["table"] == table and (h := progress_of(table, p)) is not None]
-    return max((int(h.get("chunks", 0)) for h in held), default=0)
+    covered = [int(p["covered"]) for p in kept if p["table"] == table and "covered" in p]
+    return max((int(h.get("chunks", 0)) for h in held), default=0), max(covered, default=-1)
 
 
 class Run:
@@ -120,17 +121,19 @@ class Run:
 
     def held(self, table: str) -> dict[str, Any]:
         kept = next(p for p in reversed(self.kept) if p["table"] == table)
-        return {k: v for k, v in kept.items() if k != "table"}
+        return {k: v for k, v in kept.items() if k not in ("table", "covered")}
 
     def read_chunk(self, stream: Stream, progress: dict[str, Any]) -> Chunk:
         src = self.source
-        assert int(progress.get("chunks", 0)) >= finished(self.kept, stream.name), (
+        chunks, covered = finished(self.kept, stream.name)
+        after = progress.get("after")
+        again = int(progress.get("chunks", 0)) < chunks or (after is None and covered >= 0)
+        assert not again and (after is None or after >= covered), (
             f"a finished chunk of {stream.name} read again: {progress}"
         )
         progress["size"] = self.size
         ts = clock_ms_of(src.clock * 1000)  # chunk_reader's; the reader sets it when published
         mark = BinlogWatermark(FILE, src.end, None)
-        after = progress.get("after")
         rows: dict[str, Any] = {}
         last = after
         for key in range(len(TABLES) * KEYS):
@@ -155,7 +158,11 @@ class Run:
         """Each batch acknowledged by the broker, its position kept, before the reader goes on."""
         for batch in batches:
             self.topic.extend(batch.events)
-            self.kept.append({**(batch.state or {}), "table": batch.stream})
+            kept = {**(batch.state or {}), "table": batch.stream}
+            rows = [int(e["key"]) for e in batch.events if e["op"] == "r"]
+            if rows:  # a chunk: the last key it read (the model's note)
+                kept["covered"] = max(rows)
+            self.kept.append(kept)
 
     def step(self) -> None:
         """The next binlog transaction read, or the read's end when there is none."""
@@ -218,10 +225,10 @@ def play(
     topic: list[dict[str, Any]] = []
     run = Run(src, kept, topic, size)
     crashed = False
-    for kind, a, b, flag, tick in steps:
+    for kind, a, b, flag, tick, lag in steps:
         src.clock += tick
         if kind == "commit":
-            src.commit({a, b}, flag, tick)
+            src.commit({a, b}, flag, lag)
         elif kind == "deliver":
             run.step()
         elif kind == "crash":  # kill -9 (flag: after the last publish, before it was kept)
@@ -254,7 +261,8 @@ STEPS = st.lists(
         st.integers(0, len(TABLES) * KEYS - 1),
         st.integers(0, len(TABLES) * KEYS - 1),
         st.booleans(),
-        st.integers(0, 3),  # seconds passing; a commit's binlog time is as many earlier
+        st.integers(0, 3),  # seconds passing
+        st.integers(0, 3),  # a commit's first statement began as many seconds before
     ),
     min_size=4,
     max_size=80,
@@ -298,10 +306,10 @@ def test_a_change_with_an_older_binlog_time_still_wins_over_the_chunk() -> None:
     (its statement began earlier): T2's change is clamped to the newest version published and
     wins over the chunk's row at the sink, even in one batch."""
     steps: list[Step] = [
-        ("commit", 0, 0, False, 0),  # T1: key 0 = 1 at 100 s
-        ("deliver", 0, 0, False, 0),  # T1 streamed, the chunk of t read at P and published
-        ("commit", 0, 0, False, 2),  # T2: key 0 = 2 at 100 s (began 2 s before the clock)
-        ("deliver", 0, 0, False, 0),  # T2 streamed after the chunk
+        ("commit", 0, 0, False, 0, 0),  # T1: key 0 = 1 at 100 s
+        ("deliver", 0, 0, False, 0, 0),  # T1 streamed, the chunk of t read at P and published
+        ("commit", 0, 0, False, 1, 3),  # T2: key 0 = 2 at 98 s (began 3 s before the clock)
+        ("deliver", 0, 0, False, 0, 0),  # T2 streamed after the chunk
     ]
     src, topic, _ = play(steps, {}, 1)
     assert [(e["key"], e["op"], e["after"]) for e in topic][:3] == [
