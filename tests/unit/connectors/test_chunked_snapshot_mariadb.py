@@ -233,8 +233,7 @@ def play(
             run.step()
         elif kind == "crash":  # kill -9 (flag: after the last publish, before it was kept)
             crashed = True
-            if flag and len(run.kept) > len(TABLES):
-                kept = run.kept[:-1]
+            kept = run.kept[:-1] if flag and len(run.kept) > len(TABLES) else run.kept
             run = Run(src, list(kept), topic, size)
         elif kind == "restart" and run.done:  # the next run
             run = Run(src, run.kept, topic, size)
@@ -319,3 +318,33 @@ def test_a_change_with_an_older_binlog_time_still_wins_over_the_chunk() -> None:
     ]
     assert len({e["ts_ms"] for e in topic[:3]}) == 1  # ties: the later event wins
     assert sink(topic, [], False) == src.final() == {"0": 2}
+
+
+def test_a_restart_resumes_the_chunks_a_stream_batch_carried() -> None:
+    """The chunk of t is read at P after T2 and waits; T1's batch of t carries the progress;
+    killed there, the next run goes on with the chunks (the sink lost t's rows)."""
+    steps: list[Step] = [
+        ("commit", 3, 3, False, 0, 0),  # T1: key 3 of t
+        ("commit", 4, 4, False, 0, 0),  # T2: key 4 of u
+        ("deliver", 0, 0, False, 0, 0),  # T1 streamed, a chunk of t read at P after T2
+        ("crash", 0, 0, False, 0, 0),
+    ]
+    initial = {0: 1, 1: 1, 2: 1}
+    src, topic, _ = play(steps, initial, 1)
+    gone = {k: "gone" for k in initial}
+    assert sink(earlier(initial, gone) + topic, [], False) == src.final()
+
+
+def test_a_restart_keeps_the_version_floor() -> None:
+    """T1 (100 s) published, the run killed, then T2 with an older binlog time (98 s): the next
+    run starts after T1 and resumes the floor from the positions, so T2's change still wins."""
+    steps: list[Step] = [
+        ("commit", 0, 0, False, 0, 0),  # T1: key 0 = 1 at 100 s
+        ("deliver", 0, 0, False, 0, 0),  # T1 streamed, the chunks read and published
+        ("deliver", 0, 0, False, 0, 0),  # the read ends: every table's position after T1
+        ("crash", 0, 0, False, 0, 0),
+        ("commit", 0, 0, False, 1, 3),  # T2: key 0 = 2 at 98 s
+        ("deliver", 0, 0, False, 0, 0),
+    ]
+    src, topic, _ = play(steps, {}, 1)
+    assert sink(topic, [1, 2, 3], False) == src.final() == {"0": 2}
