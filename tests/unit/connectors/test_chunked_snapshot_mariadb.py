@@ -41,11 +41,16 @@ from connectors.sql.mylog import (
     resume_point,
 )
 from tests.unit.connectors.test_chunked_snapshot import (
+    CUTS,
+    INITIAL,
+    KEY,
     KEYS,
+    LOST,
     TABLES,
     Named,
+    check_topic,
+    chunk_of,
     earlier,
-    in_order,
     sink,
     table_of,
 )
@@ -134,25 +139,7 @@ class Run:
         progress["size"] = self.size
         ts = clock_ms_of(src.clock * 1000)  # chunk_reader's; the reader sets it when published
         mark = BinlogWatermark(FILE, src.end, None)
-        rows: dict[str, Any] = {}
-        last = after
-        for key in range(len(TABLES) * KEYS):
-            if table_of(key) != stream.name or (after is not None and key <= after):
-                continue
-            value = src.state.get(key)
-            if value is None:
-                continue
-            rows[str(key)] = {
-                "key": str(key),
-                "op": "r",
-                "after": value,
-                "ts_ms": ts,
-                "source": {"position": None},
-            }
-            last = key
-            if len(rows) == self.size:
-                break
-        return Chunk(stream.name, mark, rows, last, len(rows) < self.size, len(rows))
+        return chunk_of(stream.name, mark, after, self.size, ts, src.state.get)
 
     def publish(self, batches: Iterator[Batch]) -> None:
         """Each batch acknowledged by the broker, its position kept, before the reader goes on."""
@@ -257,8 +244,8 @@ def position(text: str) -> tuple[int, int, int]:
 STEPS = st.lists(
     st.tuples(
         st.sampled_from(WEIGHTED),
-        st.integers(0, len(TABLES) * KEYS - 1),
-        st.integers(0, len(TABLES) * KEYS - 1),
+        KEY,
+        KEY,
         st.booleans(),
         st.integers(0, 3),  # seconds passing
         st.integers(0, 3),  # a commit's first statement began as many seconds before
@@ -271,12 +258,10 @@ STEPS = st.lists(
 @settings(max_examples=600, deadline=None)
 @given(
     steps=STEPS,
-    initial=st.dictionaries(st.integers(0, len(TABLES) * KEYS - 1), st.integers(1, 5)),
+    initial=INITIAL,
     size=st.integers(1, 3),
-    lost=st.dictionaries(
-        st.integers(0, len(TABLES) * KEYS - 1), st.sampled_from(["gone", "stale"])
-    ),
-    cuts=st.lists(st.integers(0, 400), max_size=6),
+    lost=LOST,
+    cuts=CUTS,
     mark=st.booleans(),
 )
 def test_the_topic_ends_with_the_source_state(
@@ -288,15 +273,7 @@ def test_the_topic_ends_with_the_source_state(
     mark: bool,
 ) -> None:
     src, topic, crashed = play(steps, initial, size)
-    final = src.final()
-    assert in_order(topic) == final, "the topic applied in order differs from the source"
-    assert sink(earlier(initial, lost) + topic, cuts, mark) == final, "the sink differs"
-    if not crashed:  # a crash publishes again what was not kept: positions repeat
-        last: dict[str, tuple[int, int, int]] = {}
-        for event in topic:
-            at = position(event["source"]["position"])
-            assert at >= last.get(event["key"], (0, 0, -2)), f"position went back: {event}"
-            last[event["key"]] = at
+    check_topic(topic, src.final(), initial, lost, cuts, mark, None if crashed else position)
 
 
 def test_a_change_with_an_older_binlog_time_still_wins_over_the_chunk() -> None:
