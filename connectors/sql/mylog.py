@@ -80,7 +80,7 @@ import re
 import struct
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -192,6 +192,12 @@ def resume_point(state: dict[str, Any]) -> tuple[str, int]:
     if state.get("end") is not None:
         return str(state.get("end_file") or state["file"]), int(state["end"])
     return str(state["file"]), int(state["pos"])
+
+
+def resume_floor(acked: Iterable[dict[str, Any]]) -> int:
+    """The version floor a read resumes with: the newest ``ts`` kept in the tables'
+    positions (every change and chunk published before carries one no newer)."""
+    return max((int(s.get("ts") or 0) for s in acked), default=0)
 
 
 @dataclass
@@ -586,7 +592,7 @@ class MyLogReader:
         for name, stream in self.streams.items():
             if name not in self._acked:
                 yield from self._snapshot(stream, held.get(name))
-        self._ts_floor = max(int(s.get("ts") or 0) for s in self._acked.values())
+        self._ts_floor = resume_floor(self._acked.values())
         start = min(
             self._acked.values(), key=lambda s: _point_key(resume_point(s))
         )  # the oldest table's next change
@@ -988,8 +994,7 @@ class MyLogReader:
         context = self.source.log_context(stream)
         processors = self._processors(stream, context.names)
         acked = position_key(self._acked.get(table))
-        ts = max(self._ts_floor, int(event.timestamp) * 1000)
-        self._ts_floor = ts
+        ts = self._version(int(event.timestamp))
         columns = {c.name: c for c in event.columns}
         nullable = {c.name for c in stream.columns if c.nullable}
         missing = [n for n in context.names if n not in columns]
@@ -1032,6 +1037,13 @@ class MyLogReader:
                     self._row(columns, before, before_none, context.names, processors),
                 )
             )
+
+    def _version(self, seconds: int) -> int:
+        """A change's ``ts_ms``: its binlog time (whole seconds, when its statement began:
+        it may be older than a change committed before it) raised to the newest version
+        published so far (the floor), which it becomes."""
+        self._ts_floor = max(self._ts_floor, seconds * 1000)
+        return self._ts_floor
 
     def _row(
         self,
