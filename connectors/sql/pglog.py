@@ -44,7 +44,7 @@ import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.engine import URL, Connection
 
@@ -227,8 +227,7 @@ _XLOG_HEADER = struct.Struct(">QQq").unpack_from
 _KEEPALIVE = struct.Struct(">QqB").unpack_from
 
 
-@dataclass(frozen=True, slots=True)
-class _XLogData:
+class _XLogData(NamedTuple):
     """A ``w`` message: ``payload`` is one pgoutput message."""
 
     start: int
@@ -236,8 +235,7 @@ class _XLogData:
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class _Keepalive:
+class _Keepalive(NamedTuple):
     """A ``k`` message: the server has sent everything before ``wal_end``."""
 
     wal_end: int
