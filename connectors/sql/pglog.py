@@ -930,10 +930,8 @@ class _Loaders:
             tuple[int, int], tuple[pg.Relation, list[str], list[tuple[int, Any]]]
         ] = {}
 
-    def value(self, oid: int, data: bytes) -> Any:
-        return self._load(oid)(data)
-
     def _load(self, oid: int) -> Any:
+        """The text load function of type ``oid``."""
         loader = self._loaders.get(oid)
         if loader is None:
             loader = self._loaders[oid] = self._tx.get_loader(oid, self._format)
