@@ -44,7 +44,7 @@ import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.engine import URL, Connection
 
@@ -58,6 +58,7 @@ from connectors.sql.chunked_snapshot import ChunkedSnapshots, pg_chunk_reader
 log = logging.getLogger(__name__)
 
 MODE = "log"
+_CHANGES = (pg.Insert, pg.Update, pg.Delete)
 # a bounded pass ends once the server has read past the WAL end seen at its start, or after
 # this long without a message between transactions
 IDLE_S = 5.0
@@ -222,8 +223,11 @@ def drop(conn: Connection, connector: str) -> SlotStatus:
 _PG_EPOCH_US = 946_684_800_000_000
 
 
-@dataclass(frozen=True)
-class _XLogData:
+_XLOG_HEADER = struct.Struct(">QQq").unpack_from
+_KEEPALIVE = struct.Struct(">QqB").unpack_from
+
+
+class _XLogData(NamedTuple):
     """A ``w`` message: ``payload`` is one pgoutput message."""
 
     start: int
@@ -231,8 +235,7 @@ class _XLogData:
     payload: bytes
 
 
-@dataclass(frozen=True)
-class _Keepalive:
+class _Keepalive(NamedTuple):
     """A ``k`` message: the server has sent everything before ``wal_end``."""
 
     wal_end: int
@@ -247,9 +250,10 @@ class _Replication:
     nothing received waits for the broker."""
 
     def __init__(self, conninfo: str, where: str) -> None:
-        from psycopg import pq
+        from psycopg import OperationalError, pq
 
         self._pq = pq
+        self._broken = OperationalError
         self.where = where
         self.confirmed = 0  # the flush position last sent (never moves back)
         self.wal_end = 0  # the server's WAL end in the last message received
@@ -320,14 +324,12 @@ class _Replication:
 
     def receive(self) -> _XLogData | _Keepalive | None:
         """The next message if one has arrived, else None (never waits)."""
-        from psycopg import OperationalError
-
         try:
             size, data = self._conn.get_copy_data(1)
             if size == 0:
                 self._conn.consume_input()
                 size, data = self._conn.get_copy_data(1)
-        except OperationalError as exc:
+        except self._broken as exc:
             raise self._error("the stream broke") from exc
         if size == 0:
             return None
@@ -339,13 +341,16 @@ class _Replication:
                 + (message.decode("utf-8", "replace").strip() or "no reason given")
             )
         raw = bytes(data)
-        if raw[:1] == b"w":
-            start, end, _clock = struct.unpack_from(">QQq", raw, 1)
-            self.wal_end = max(self.wal_end, end)
+        kind = raw[0]
+        if kind == 119:  # 'w'
+            start, end, _clock = _XLOG_HEADER(raw, 1)
+            if end > self.wal_end:
+                self.wal_end = end
             return _XLogData(start, end, raw[25:])
-        if raw[:1] == b"k":
-            wal_end, _clock, reply = struct.unpack_from(">QqB", raw, 1)
-            self.wal_end = max(self.wal_end, wal_end)
+        if kind == 107:  # 'k'
+            wal_end, _clock, reply = _KEEPALIVE(raw, 1)
+            if wal_end > self.wal_end:
+                self.wal_end = wal_end
             return _Keepalive(wal_end, bool(reply))
         raise DataError(f"replication stream: unknown message type {raw[:1]!r}")
 
@@ -669,7 +674,7 @@ class PgLogReader:
                         pending = []
                         yield self._chunk_batch()
                     self._chunks.start()
-            elif isinstance(message, pg.Insert | pg.Update | pg.Delete):
+            elif isinstance(message, _CHANGES):
                 assert txn is not None
                 index = txn.next_index()
                 if done is not None and (txn.begin.final_lsn, index) <= done:
@@ -878,7 +883,7 @@ class PgLogReader:
         new: tuple[pg.Value, ...],
         old: tuple[pg.Value, ...] | None,
     ) -> tuple[pg.Value, ...]:
-        if not any(v is pg.UNCHANGED for v in new):
+        if pg.UNCHANGED not in new:
             return new
         filled = list(new)
         for i, value in enumerate(new):
@@ -919,20 +924,45 @@ class _Loaders:
         self._tx = Transformer(driver)
         self._format = Format.TEXT
         self._loaders: dict[int, Any] = {}
+        # per relation and column list: the relation that plan is for, the list, and for each
+        # name the index of its value and the value's load function (-1, None: not sent)
+        self._plans: dict[
+            tuple[int, int], tuple[pg.Relation, list[str], list[tuple[int, Any]]]
+        ] = {}
 
-    def value(self, oid: int, data: bytes) -> Any:
+    def _load(self, oid: int) -> Any:
+        """The text load function of type ``oid``."""
         loader = self._loaders.get(oid)
         if loader is None:
             loader = self._loaders[oid] = self._tx.get_loader(oid, self._format)
-        return loader.load(data)
+        return loader.load
+
+    def _plan(self, relation: pg.Relation, names: list[str]) -> list[tuple[int, Any]]:
+        key = (relation.oid, id(names))
+        cached = self._plans.get(key)
+        if cached is not None and cached[0] is relation and cached[1] is names:
+            return cached[2]
+        at = {col.name: i for i, col in enumerate(relation.columns)}  # the last of a name wins
+        plan = [
+            (i, self._load(relation.columns[i].type_oid))
+            if (i := at.get(n, -1)) >= 0
+            else (-1, None)
+            for n in names
+        ]
+        self._plans[key] = (relation, names, plan)
+        return plan
 
     def row(
         self, relation: pg.Relation, values: tuple[pg.Value, ...], names: list[str]
     ) -> tuple[Any, ...]:
-        by_name: dict[str, Any] = {}
-        for col, value in zip(relation.columns, values, strict=True):
-            if isinstance(value, bytes):
-                by_name[col.name] = self.value(col.type_oid, value)
-            else:
-                by_name[col.name] = None
-        return tuple(by_name.get(n) for n in names)
+        """The values in ``names`` order (None: NULL, or a column the relation lacks)."""
+        if len(values) != len(relation.columns):
+            raise DataError(
+                f"pgoutput: a row of {len(values)} values for relation {relation.qualified} "
+                f"of {len(relation.columns)} columns (expected one value a column)"
+            )
+        out = []
+        for i, load in self._plan(relation, names):
+            value = values[i] if i >= 0 else None
+            out.append(load(value) if value.__class__ is bytes else None)
+        return tuple(out)

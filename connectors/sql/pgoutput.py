@@ -236,11 +236,102 @@ class _Reader:
         return self.int64() + PG_EPOCH_US
 
 
+class _Malformed(Exception):
+    """Raised by a fast path: the careful decoder reads the message again and names the fault."""
+
+
+_BEGIN = struct.Struct(">QqI").unpack_from
+_COMMIT = struct.Struct(">BQQq").unpack_from
+_INT16 = struct.Struct(">h").unpack_from
+_INT32 = struct.Struct(">i").unpack_from
+_UINT32 = struct.Struct(">I").unpack_from
+_N, _K, _O = ord("N"), ord("K"), ord("O")
+
+
+def _fast_tuple(data: bytes, pos: int) -> tuple[tuple[Value, ...], int]:
+    """A TupleData at ``pos`` and the position after it (the hot path of ``decode``)."""
+    (count,) = _INT16(data, pos)
+    pos += 2
+    values: list[Value] = []
+    append = values.append
+    size = len(data)
+    for _ in range(count):
+        kind = data[pos]
+        if kind == 116 or kind == 98:  # 't', 'b'
+            (length,) = _INT32(data, pos + 1)
+            pos += 5
+            end = pos + length
+            if length < 0 or end > size:
+                raise _Malformed
+            append(data[pos:end])
+            pos = end
+        elif kind == 110:  # 'n'
+            append(None)
+            pos += 1
+        elif kind == 117:  # 'u'
+            append(UNCHANGED)
+            pos += 1
+        else:
+            raise _Malformed
+    return tuple(values), pos
+
+
+def _fast(data: bytes) -> Message | None:
+    """The messages of every transaction (Begin, Commit, Insert, Update, Delete) decoded with
+    no per-field calls; None for the other kinds. Raises ``_Malformed`` (or ``struct.error``,
+    ``IndexError``) on a malformed message."""
+    kind = data[0]
+    if kind == 66:  # 'B'
+        final_lsn, commit, xid = _BEGIN(data, 1)
+        return Begin(final_lsn, commit + PG_EPOCH_US, xid)
+    if kind == 67:  # 'C'
+        flags, commit_lsn, end_lsn, commit = _COMMIT(data, 1)
+        return Commit(flags, commit_lsn, end_lsn, commit + PG_EPOCH_US)
+    if kind == 85:  # 'U'
+        (oid,) = _UINT32(data, 1)
+        tag = data[5]
+        old: tuple[Value, ...] | None = None
+        old_kind: str | None = None
+        pos = 6
+        if tag == _K or tag == _O:
+            old_kind = chr(tag)
+            old, pos = _fast_tuple(data, pos)
+            tag = data[pos]
+            pos += 1
+        if tag != _N:
+            raise _Malformed
+        return Update(oid, _fast_tuple(data, pos)[0], old, old_kind)
+    if kind == 73:  # 'I'
+        (oid,) = _UINT32(data, 1)
+        if data[5] != _N:
+            raise _Malformed
+        return Insert(oid, _fast_tuple(data, 6)[0])
+    if kind == 68:  # 'D'
+        (oid,) = _UINT32(data, 1)
+        tag = data[5]
+        if tag != _K and tag != _O:
+            raise _Malformed
+        return Delete(oid, _fast_tuple(data, 6)[0], chr(tag))
+    return None
+
+
 def decode(payload: bytes) -> Message:
     """One ``pgoutput`` message (the payload of an ``XLogData``)."""
     if not payload:
         raise DataError("pgoutput: empty message")
-    r = _Reader(bytes(payload))
+    data = payload if type(payload) is bytes else bytes(payload)
+    try:
+        message = _fast(data)
+    except (_Malformed, struct.error, IndexError):
+        message = None  # the careful reading below names what is wrong
+    if message is not None:
+        return message
+    return _decode(data)
+
+
+def _decode(data: bytes) -> Message:
+    """``decode`` field by field, each read checked."""
+    r = _Reader(data)
     kind = r.byte()
     if kind == "B":
         return Begin(final_lsn=r.uint64(), commit_us=r.timestamp_us(), xid=r.uint32())

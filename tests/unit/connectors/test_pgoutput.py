@@ -109,8 +109,44 @@ def test_lsn_text_round_trip() -> None:
         (b"D" + struct.pack(">I", 5) + b"N", "delete tag 'N'"),
         (b"U" + struct.pack(">I", 5) + b"Q", "update tag 'Q'"),
         (b"O" + struct.pack(">Q", 9) + b"no-zero", "no terminating zero"),
+        # the fast path of B, C, I, U, D leaves faults to the careful reader, which names them
+        (b"C\x00" + struct.pack(">Q", 1), "ends before byte"),
+        (
+            b"I" + struct.pack(">I", 5) + b"N" + struct.pack(">h", 1) + b"t\x00\x00\x00\x09abc",
+            "ends",
+        ),
+        (b"I" + struct.pack(">I", 5) + b"N" + struct.pack(">h", 2) + b"n", "ends before byte"),
+        (b"U" + struct.pack(">I", 5) + b"K" + _tuple(b"1") + b"X", "update tag 'X'"),
+        (b"D" + struct.pack(">I", 5) + b"K" + struct.pack(">h", 1) + b"z", "column kind 'z'"),
     ],
 )
 def test_malformed_messages_are_refused_with_where(payload: bytes, words: str) -> None:
     with pytest.raises(DataError, match=words):
         pg.decode(payload)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"B" + struct.pack(">Q", 9) + _ts(MS_2026) + struct.pack(">I", 4_000_000_000),
+        b"C\x01" + struct.pack(">QQ", 100, 180) + _ts(MS_2026),
+        b"I" + struct.pack(">I", 5) + b"N" + _tuple(b"", None, UNCHANGED, "Ánh".encode()),
+        b"I"
+        + struct.pack(">I", 5)
+        + b"N"
+        + struct.pack(">h", 1)
+        + b"b"
+        + struct.pack(">i", 2)
+        + b"\x00\x01",
+        b"U" + struct.pack(">I", 5) + b"O" + _tuple(b"1", b"big") + b"N" + _tuple(b"1", UNCHANGED),
+        b"U" + struct.pack(">I", 5) + b"K" + _tuple(b"1", None) + b"N" + _tuple(b"2", b"x"),
+        b"U" + struct.pack(">I", 5) + b"N" + _tuple(),
+        b"D" + struct.pack(">I", 5) + b"O" + _tuple(b"9", None),
+    ],
+)
+def test_fast_path_decodes_as_the_careful_reader(payload: bytes) -> None:
+    """Begin, Commit and the changes take a fast path: it must give what the field-by-field
+    reader gives (and both must read a memoryview as its bytes)."""
+    fast = pg._fast(payload)
+    assert fast is not None
+    assert fast == pg._decode(payload) == pg.decode(memoryview(payload))  # type: ignore[arg-type]
