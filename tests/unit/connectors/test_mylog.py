@@ -73,3 +73,51 @@ def test_an_alter_that_renames_the_table_is_told_apart(query: str, renames: bool
     """A renaming ALTER keeps stopping the table (its rows continue under another name);
     another ALTER is compared by its columns (logschema)."""
     assert renames_table(query) is renames
+
+
+class _Answers:
+    """A connection's answers as a MySQL 8 server would give them, for the one check that
+    tells MySQL from MariaDB (no MySQL server can be installed where the suite runs: the
+    distribution packages MariaDB only)."""
+
+    class _Result:
+        def __init__(self, rows: list[tuple[object, ...]]) -> None:
+            self.rows = rows
+
+        def all(self) -> list[tuple[object, ...]]:
+            return self.rows
+
+        def scalar(self) -> object:
+            return self.rows[0][0]
+
+        def scalars(self) -> list[object]:
+            return [r[0] for r in self.rows]
+
+    def exec_driver_sql(self, sql: str) -> _Result:
+        from connectors.sql.mylog import SETTINGS
+
+        if sql.startswith("SHOW GLOBAL VARIABLES"):
+            return self._Result([(n, expected) for n, (expected, _) in SETTINGS.items()])
+        if sql == "SELECT VERSION()":
+            return self._Result([("8.0.36",)])
+        if sql.startswith("SELECT PRIVILEGE_TYPE"):
+            return self._Result([("REPLICATION SLAVE",), ("REPLICATION CLIENT",)])
+        if sql == "SELECT CURRENT_USER()":
+            return self._Result([("lgsp@%",)])
+        raise AssertionError(f"unexpected query {sql!r}")
+
+    def commit(self) -> None:
+        pass
+
+
+def test_a_mysql_server_is_refused_by_mode_log_with_the_reason() -> None:
+    """MySQL has no binlog_snapshot_file status (the snapshot/binlog-position pairing both
+    the first snapshot and chunked re-snapshots rely on): refused, naming the other modes."""
+    from connectors.sql.mylog import server_problems
+
+    problems = server_problems(_Answers())  # type: ignore[arg-type]
+    assert problems == [
+        "server 8.0.36 is not MariaDB: mode log needs MariaDB's binlog_snapshot_file status "
+        "variable (a snapshot consistent with a binlog position without a global lock); MySQL "
+        "is not supported yet: use snapshot or incremental"
+    ]
