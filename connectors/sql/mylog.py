@@ -92,6 +92,7 @@ from connectors.base import Batch, Invalid, Stream, event_id_for
 from connectors.errors import ConnectorConfigError, ConnectorUnavailableError, TableStoppedError
 from connectors.sql import logschema
 from connectors.sql.chunked_snapshot import ChunkedSnapshots, Mark, chunk_reader
+from connectors.sql.types import split_table
 
 log = logging.getLogger(__name__)
 
@@ -558,7 +559,7 @@ class MyLogReader:
         database = conn.exec_driver_sql("SELECT DATABASE()").scalar() or ""
         conn.commit()
         for name in self.streams:
-            schema, _, table = name.rpartition(".")
+            schema, table = split_table(name)
             self._by_qualified[f"{schema or database}.{table}"] = name
 
     # ---- the read ------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ from connectors.errors import ConnectorConfigError, ConnectorUnavailableError, T
 from connectors.sql import logschema
 from connectors.sql import pgoutput as pg
 from connectors.sql.chunked_snapshot import ChunkedSnapshots, pg_chunk_reader
+from connectors.sql.types import split_table
 
 log = logging.getLogger(__name__)
 
@@ -142,12 +143,12 @@ def server_problems(conn: Connection) -> list[str]:
 def replica_identity(conn: Connection, table: str) -> tuple[str, bool] | None:
     """A table's replica identity (d, n, f, i) and whether it has a primary key; None when
     there is no such table."""
-    schema, _, name = table.rpartition(".")
+    schema, name = split_table(table)
     row = conn.exec_driver_sql(
         "SELECT c.relreplident, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid "
         "AND i.indisprimary) FROM pg_class c WHERE c.oid = to_regclass("
         "CASE WHEN %(s)s = '' THEN '' ELSE quote_ident(%(s)s) || '.' END || quote_ident(%(n)s))",
-        {"s": schema, "n": name},
+        {"s": schema or "", "n": name},
     ).first()
     conn.commit()
     return None if row is None else (str(row[0]), bool(row[1]))
@@ -450,7 +451,7 @@ class PgLogReader:
         return _Replication(conninfo, f"{url.host}:{url.port} as {url.username!r}")
 
     def _qualified(self, conn: Connection, table: str) -> str:
-        schema, _, name = table.rpartition(".")
+        schema, name = split_table(table)
         if not schema:
             schema = conn.exec_driver_sql("SELECT current_schema()").scalar() or "public"
         return f"{schema}.{name}"
