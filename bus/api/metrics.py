@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
@@ -42,6 +44,42 @@ DURATION_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 OTHER = "other"
 MAX_OPEN_RUNS = 1000
+
+
+def _figure(key: str) -> Callable[[dict[str, Any]], float | None]:
+    def value(status: dict[str, Any]) -> float | None:
+        figure = status.get(key)
+        return figure if "error" not in status and isinstance(figure, int | float) else None
+
+    return value
+
+
+# the log gauges by name: their help text and their value from a source's log status
+# (``bus.connector_service.slots.log_status``; None leaves the gauge out for that source)
+LOG_GAUGES: dict[str, tuple[str, Callable[[dict[str, Any]], float | None]]] = {
+    "lgsp_log_behind_bytes": (
+        "How many bytes of log (PostgreSQL WAL the slot retains, MariaDB binlog) a mode: log "
+        "source is behind its server",
+        _figure("behind_bytes"),
+    ),
+    "lgsp_log_behind_seconds": (
+        "Age of the last change a mode: log source read, while the log has moved on "
+        "(MariaDB binlog)",
+        _figure("behind_seconds"),
+    ),
+    "lgsp_log_warnings": (
+        "Warnings of a mode: log source's log: limits",
+        lambda s: None if "error" in s else len(s.get("warnings") or []),
+    ),
+    "lgsp_log_over_limit": (
+        "1 when a mode: log source is past its hard limit log.max_bytes",
+        lambda s: None if "error" in s else (1 if s.get("over_limit") else 0),
+    ),
+    "lgsp_log_status_up": (
+        "0 when a mode: log source's database did not answer the status query",
+        lambda s: 0 if "error" in s else 1,
+    ),
+}
 
 
 class Metrics:
@@ -78,39 +116,10 @@ class Metrics:
             ["topic"],
             registry=self.registry,
         )
-        by_connector = ["connector"]
-        self.log_behind_bytes = Gauge(
-            "lgsp_log_behind_bytes",
-            "How many bytes of log (PostgreSQL WAL the slot retains, MariaDB binlog) a mode: log "
-            "source is behind its server",
-            by_connector,
-            registry=self.registry,
-        )
-        self.log_behind_seconds = Gauge(
-            "lgsp_log_behind_seconds",
-            "Age of the last change a mode: log source read, while the log has moved on "
-            "(MariaDB binlog)",
-            by_connector,
-            registry=self.registry,
-        )
-        self.log_warnings = Gauge(
-            "lgsp_log_warnings",
-            "Warnings of a mode: log source's log: limits",
-            by_connector,
-            registry=self.registry,
-        )
-        self.log_over_limit = Gauge(
-            "lgsp_log_over_limit",
-            "1 when a mode: log source is past its hard limit log.max_bytes",
-            by_connector,
-            registry=self.registry,
-        )
-        self.log_up = Gauge(
-            "lgsp_log_status_up",
-            "0 when a mode: log source's database did not answer the status query",
-            by_connector,
-            registry=self.registry,
-        )
+        self.log = {
+            name: Gauge(name, text, ["connector"], registry=self.registry)
+            for name, (text, _) in LOG_GAUGES.items()
+        }
         self.requests = Counter(
             "lgsp_api_requests",
             "API requests",
@@ -158,32 +167,18 @@ class Metrics:
                     self.archive_lag.labels(topic).set(behind)
 
     def read_log(self, ctx: Context) -> None:
-        """The log gauges of every ``mode: log`` source, from its status."""
-        gauges = (
-            self.log_behind_bytes,
-            self.log_behind_seconds,
-            self.log_warnings,
-            self.log_over_limit,
-            self.log_up,
-        )
-        for gauge in gauges:
+        """The log gauges of every ``mode: log`` source, from its status (a figure the
+        status lacks, such as PostgreSQL's time behind, is left out, not set to 0)."""
+        for gauge in self.log.values():
             gauge.clear()
         for stored in ctx.connectors.list():
             status = slots.log_status(ctx, stored.name)
             if status is None:
                 continue
-            name = stored.name
-            self.log_up.labels(name).set(0 if "error" in status else 1)
-            if "error" in status:
-                continue
-            for gauge, key in (
-                (self.log_behind_bytes, "behind_bytes"),
-                (self.log_behind_seconds, "behind_seconds"),
-            ):
-                if isinstance(status.get(key), int | float):
-                    gauge.labels(name).set(status[key])
-            self.log_warnings.labels(name).set(len(status.get("warnings") or []))
-            self.log_over_limit.labels(name).set(1 if status.get("over_limit") else 0)
+            for name, (_, value) in LOG_GAUGES.items():
+                figure = value(status)
+                if figure is not None:
+                    self.log[name].labels(stored.name).set(figure)
 
 
 @router.get("/metrics", include_in_schema=False)
