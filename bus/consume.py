@@ -31,8 +31,8 @@ from kafka.structs import OffsetAndMetadata
 
 from bus import broker_guard
 from bus.config import Settings
-from bus.dlq import safe_message, send_dead_letter
-from bus.errors import BrokerUnavailableError, ConfigurationError, DataError
+from bus.dlq import send_dead_letter
+from bus.errors import BrokerUnavailableError, ConfigurationError, DataError, safe_message
 from bus.kafka import clients
 from bus.kafka.ends import partitions_of, probe_ends
 from bus.kafka.topics import ensure_topics

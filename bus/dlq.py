@@ -14,7 +14,7 @@ from typing import Any
 
 from kafka import KafkaProducer
 
-from bus.errors import DataError, LgspError
+from bus.errors import safe_message
 
 SUFFIX = ".dlq"
 H_TOPIC = "lgsp.dlq.origin.topic"
@@ -39,13 +39,6 @@ def mask_numbers(text: str) -> str:
 
 def dlq_topic(topic: str) -> str:
     return topic if topic.endswith(SUFFIX) else topic + SUFFIX
-
-
-def safe_message(exc: BaseException) -> str:
-    """A PII-free description of an error for headers and logs."""
-    if isinstance(exc, DataError | LgspError):
-        return str(exc)[:500]
-    return type(exc).__name__
 
 
 @dataclass(frozen=True)

@@ -104,3 +104,10 @@ class FatalError(LgspError):
 
     exit_code = ExitCode.STOPPED
     http_status = 409
+
+
+def safe_message(exc: BaseException) -> str:
+    """A PII-free description of an error for headers and logs."""
+    if isinstance(exc, DataError | LgspError):
+        return str(exc)[:500]
+    return type(exc).__name__

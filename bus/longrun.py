@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from bus.dlq import safe_message
+from bus.errors import safe_message
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,7 @@ from contextlib import contextmanager
 from bus.connectors_db import ConnectorStore
 from bus.connectors_db.models import ConnectorLock
 from bus.connectors_db.store import LockTable, lock_owner
-from bus.dlq import safe_message
-from bus.errors import LgspError
+from bus.errors import LgspError, safe_message
 from connectors.errors import ConnectorBusyError
 
 log = logging.getLogger(__name__)

@@ -34,9 +34,9 @@ from bus.config import Settings
 from bus.connector_service.catalogue import attach_catalogue
 from bus.consume import Consumer, Message
 from bus.context import Context
-from bus.dlq import dlq_topic, safe_message
+from bus.dlq import dlq_topic
 from bus.envelope import envelope_schema, record_schema_of
-from bus.errors import ConfigurationError, FatalError, LgspError, NotFoundError
+from bus.errors import ConfigurationError, FatalError, LgspError, NotFoundError, safe_message
 from bus.kafka.topics import ensure_topics
 from bus.longrun import Follow
 from bus.publish import Publisher

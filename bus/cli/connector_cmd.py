@@ -6,10 +6,9 @@ import sys
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import yaml
 
 from bus.cli._common import (
     confirm,
@@ -20,18 +19,15 @@ from bus.cli._common import (
     only_with_follow,
     settings,
 )
-from bus.connector_service import slots
-from bus.connector_service.registration import Registration, register, unregister
-from bus.connector_service.reset import reset_connector
-from bus.connector_service.resnapshot import request_snapshot
-from bus.connector_service.status import connector_status
 from bus.errors import FatalError
 from bus.longrun import Follow, stop_signals
-from bus.sync import SyncReport, TableReport, connector_for
-from bus.sync import run as run_sync
-from connectors import plugins as connector_types
-from connectors import positions as connector_positions
-from connectors.config import read_file
+
+if TYPE_CHECKING:
+    from bus.connector_service.registration import Registration
+    from bus.sync import SyncReport, TableReport
+
+# Each command imports what it uses: `lgsp connector list` need not load the sync engine,
+# the Kafka client or every connector type (start-up, issue 14).
 
 
 @click.group("connector")
@@ -88,6 +84,9 @@ def _print_registration(result: Registration) -> None:
 @_json
 def add(file: Path, dry_run: bool, replace: bool, as_json: bool) -> None:
     """Validate FILE, connect, discover tables, check schemas, show topics, and store it."""
+    from bus.connector_service.registration import register
+    from connectors.config import read_file
+
     result = register(
         settings(),
         read_file(file),
@@ -154,6 +153,13 @@ def show(name: str, as_json: bool) -> None:
     such as a citizen ID. The control database keeps the full position (table
     ``connector_position``); ``lgsp connector reset`` forgets it.
     """
+    import yaml
+
+    from bus.connector_service import slots
+    from bus.connector_service.status import connector_status
+    from connectors import plugins as connector_types
+    from connectors import positions as connector_positions
+
     ctx = context()
     store = ctx.connectors
     stored = store.get(name)
@@ -219,6 +225,9 @@ def show(name: str, as_json: bool) -> None:
 def status(name: str, runs: int, as_json: bool) -> None:
     """Running or not (the run lock's holder), the last runs, per-table positions and, for a
     sink, the records not yet applied per topic (as GET /connectors/NAME/status)."""
+    from bus.connector_service.status import connector_status
+    from connectors import positions as connector_positions
+
     answer = connector_status(context(), name, runs)
     if as_json:
         echo_json(answer)
@@ -352,6 +361,7 @@ def check(name: str) -> None:
     log-based source against its ``log:`` limits: past the hard limit (PostgreSQL
     ``log.max_bytes``) the slot is dropped, the tables stop and the command exits non-zero."""
     from bus.connector_service.log_guard import guard
+    from bus.sync import connector_for
 
     ctx = context()
     connector = connector_for(ctx, name)
@@ -386,6 +396,8 @@ def remove(name: str, yes: bool, keep_slot: bool) -> None:
     """Forget a connector and its positions (its topics and schemas stay). A log-based
     source's replication slot and publication are dropped too, unless --keep-slot (a slot
     nobody reads keeps the server's WAL without bound)."""
+    from bus.connector_service.registration import unregister
+
     ctx = context()
     ctx.connectors.get(name)
     confirm(f"remove connector {name} and its positions?", yes=yes)
@@ -409,6 +421,8 @@ def remove(name: str, yes: bool, keep_slot: bool) -> None:
 def reset(name: str, table: str | None) -> None:
     """Forget positions so that the next run reads from the start (a sink's committed
     offsets too); refused while a run of the connector holds its lock."""
+    from bus.connector_service.reset import reset_connector
+
     count = reset_connector(settings(), name, table)
     click.echo(f"connector {name}: {count} position(s) forgotten")
 
@@ -421,6 +435,9 @@ def snapshot(name: str, table: str | None, run_now: bool) -> None:
     """Re-snapshot a log source's tables (mode: log) while its stream goes on: the next run
     reads them in primary-key chunks between its changes, resumes after the last finished
     chunk if it is stopped, and never publishes a row older than a change it published."""
+    from bus.connector_service.resnapshot import request_snapshot
+    from bus.sync import run as run_sync
+
     done = request_snapshot(settings(), name, table)
     for item in done:
         if not item.requested:
@@ -516,6 +533,8 @@ def run(
     as_json: bool,
 ) -> None:
     """One sync run: a source publishes its changes, a sink applies its topics."""
+    from bus.sync import run as run_sync
+
     only_with_follow(follow, {"--idle-exit": idle_exit, "--poll": poll})
     progress = _Progress(follow)
     try:
@@ -539,6 +558,8 @@ def run(
 @connector_group.command("types")
 def types() -> None:
     """Installed connector types and what they can do."""
+    from connectors import plugins as connector_types
+
     rows = []
     for name in connector_types.known_types():
         cls = connector_types.connector_class(name)

@@ -6,8 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bus.context import Context
-from bus.dlq import safe_message
-from bus.errors import LgspError
+from bus.errors import LgspError, safe_message
 
 
 def log_status(ctx: Context, name: str) -> dict[str, Any] | None:
