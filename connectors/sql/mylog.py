@@ -83,15 +83,16 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Connection
 
-from connectors.base import Batch, Invalid, Stream, event_id_for
+from connectors.base import Batch, Stream
 from connectors.errors import ConnectorConfigError, ConnectorUnavailableError, TableStoppedError
-from connectors.sql import logschema
+from connectors.sql import logbatch, logschema
 from connectors.sql.chunked_snapshot import ChunkedSnapshots, Mark, chunk_reader
+from connectors.sql.logbatch import Pending
 from connectors.sql.types import split_table
 
 log = logging.getLogger(__name__)
@@ -528,9 +529,6 @@ def _float32(value: float) -> float:
 # ---- the reader -------------------------------------------------------------------------------
 
 
-Pending = tuple[str, dict[str, Any], Invalid | None, dict[str, Any]]
-
-
 class MyLogReader:
     """One read of a connector's log tables (snapshots where needed, then the binlog to its
     end), as batches of one table each."""
@@ -673,25 +671,9 @@ class MyLogReader:
                 self._keep_columns(stream.name, at["columns"], from_catalog=True)
 
     def _reader(self, file: str, pos: int) -> Any:
-        try:
-            from pymysqlreplication import BinLogStreamReader
-            from pymysqlreplication.event import (
-                GtidEvent,
-                MariadbGtidEvent,
-                QueryEvent,
-                RotateEvent,
-                XidEvent,
-            )
-            from pymysqlreplication.row_event import (
-                DeleteRowsEvent,
-                TableMapEvent,
-                UpdateRowsEvent,
-                WriteRowsEvent,
-            )
-        except ImportError as exc:  # pragma: no cover - a dependency of the project
-            raise ConnectorConfigError(
-                ["mode: log needs mysql-replication (pip install mysql-replication)"]
-            ) from exc
+        kinds = _kinds()
+        from pymysqlreplication import BinLogStreamReader
+
         url = self.connector.url
         settings = {
             "host": url.host or "localhost",
@@ -709,17 +691,7 @@ class MyLogReader:
             log_file=file,
             log_pos=pos,
             blocking=False,  # to the binlog's end, then stop
-            only_events=[
-                MariadbGtidEvent,
-                GtidEvent,
-                QueryEvent,
-                XidEvent,
-                RotateEvent,
-                TableMapEvent,
-                WriteRowsEvent,
-                UpdateRowsEvent,
-                DeleteRowsEvent,
-            ],
+            only_events=list(kinds),
             only_schemas=schemas,  # other tables' rows are not even decoded
             only_tables=tables,
             enable_logging=False,
@@ -757,20 +729,7 @@ class MyLogReader:
                 time.sleep(0.05)
 
     def _events(self, reader: Iterator[Any], file: str, pos: int) -> Iterator[Batch]:
-        from pymysqlreplication.event import (
-            GtidEvent,
-            MariadbGtidEvent,
-            QueryEvent,
-            RotateEvent,
-            XidEvent,
-        )
-        from pymysqlreplication.row_event import (
-            DeleteRowsEvent,
-            TableMapEvent,
-            UpdateRowsEvent,
-            WriteRowsEvent,
-        )
-
+        kinds = _kinds()
         pending: list[Pending] = []
         prev_end = pos  # the offset after the last event read (a transaction starts there)
         txn: _Txn | None = None
@@ -781,7 +740,7 @@ class MyLogReader:
                     if txn is None:
                         yield from self._chunk_point(pending, self._reached)
                     continue
-                if isinstance(event, RotateEvent):
+                if isinstance(event, kinds.rotate):
                     file, prev_end = str(event.next_binlog), int(event.position)
                     continue
                 end = int(event.packet.log_pos)
@@ -789,11 +748,11 @@ class MyLogReader:
                     start = end - int(event.packet.event_size)
                     if self._chunks.due((file_number(file), start)):
                         yield from self._chunk_point(pending, (file_number(file), start))
-                if isinstance(event, MariadbGtidEvent):  # a "BEGIN GTID", or standalone DDL
+                if isinstance(event, kinds.mariadb_gtid):  # a "BEGIN GTID", or standalone DDL
                     txn = _Txn(file, prev_end, str(event.gtid), begun=not event.flags & 1)
-                elif isinstance(event, GtidEvent):  # MySQL: BEGIN follows for a transaction
+                elif isinstance(event, kinds.gtid):  # MySQL: BEGIN follows for a transaction
                     txn = _Txn(file, prev_end, str(event.gtid))
-                elif isinstance(event, QueryEvent):
+                elif isinstance(event, kinds.query):
                     query = _text(event.query)
                     word = query.strip().upper()
                     if word == "BEGIN":
@@ -814,11 +773,11 @@ class MyLogReader:
                             last = self._commit(here, pending, file, end) or last
                             txn = None
                             yield from self._chunk_point(pending, (file_number(file), end))
-                elif isinstance(event, XidEvent):
+                elif isinstance(event, kinds.xid):
                     last = self._commit(txn, pending, file, end) or last
                     txn = None
                     yield from self._chunk_point(pending, (file_number(file), end))
-                elif isinstance(event, TableMapEvent):
+                elif isinstance(event, kinds.table_map):
                     here = txn or _Txn(file, prev_end, None)
                     verdict = self._table_map(event, here)
                     if isinstance(verdict, TableStoppedError):
@@ -830,7 +789,7 @@ class MyLogReader:
                         if last is not None:
                             yield from self._advance(*last)
                         return
-                elif isinstance(event, WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent):
+                elif isinstance(event, (kinds.write, kinds.update, kinds.delete)):
                     if txn is None:
                         txn = _Txn(file, prev_end, None)
                     self._rows(event, txn, pending)
@@ -1109,23 +1068,7 @@ class MyLogReader:
             state["columns"] = self._columns_kept[table]
         row = after_row if after_row is not None else before_row
         assert row is not None
-        events, invalid = self.source._events(context.ctx, [row])
-        bad = invalid[0] if invalid else None
-        event = bad.event if bad is not None else events[0]
-        if op == "d" or event["op"] != "d":  # a soft-delete flag keeps its 'd'
-            event["op"] = op
-        event["ts_ms"] = ts
-        event["source"]["position"] = position
-        before = None
-        if before_row is not None and op != "c":
-            olds, _ = self.source._events(context.ctx, [before_row])
-            before = olds[0]["after"] if olds else None
-        if event["op"] == "d":
-            event["before"] = before if op == "d" else event["after"] or event["before"]
-            event["after"] = None
-        else:
-            event["before"] = before
-        event["event_id"] = event_id_for(context.ctx.id_prefix, event["key"], event["op"], position)
+        event, bad = self.source.log_event(context, op, ts, position, row, before_row)
         return table, event, bad, state
 
     def _halt(self, stop: TableStoppedError) -> Batch:
@@ -1138,23 +1081,9 @@ class MyLogReader:
         return Batch(table, [], state, self.streams[table].record_schema)
 
     def _flush(self, pending: list[Pending]) -> Iterator[Batch]:
-        """Consecutive events of one table as one batch, in order; the batch's state is the
-        position of its last event."""
-        i = 0
-        while i < len(pending):
-            table = pending[i][0]
-            events: list[dict[str, Any]] = []
-            invalid: list[Invalid] = []
-            while i < len(pending) and pending[i][0] == table:
-                _, event, bad, _state = pending[i]
-                if bad is None:
-                    events.append(event)
-                else:
-                    invalid.append(bad)
-                i += 1
-            state = self._chunks.carry(table, dict(pending[i - 1][3]))
-            yield Batch(table, events, state, self.streams[table].record_schema, invalid)
-            self._acked[table] = state  # the broker acknowledged it: the read resumed
+        """The pending events as batches of one table each (``logbatch.flush``), then none
+        pending; each batch acknowledged is its table's position."""
+        yield from logbatch.flush(pending, self.streams, self._chunks, self._acked.__setitem__)
         pending.clear()
 
     # ---- chunked snapshots (connectors.sql.chunked_snapshot) ---------------------------------
@@ -1192,6 +1121,54 @@ class _Txn:
     def next_index(self) -> int:
         self.index += 1
         return self.index
+
+
+class _Kinds(NamedTuple):
+    """The binlog events a read asks for and tells apart (mysql-replication's classes)."""
+
+    mariadb_gtid: type
+    gtid: type
+    query: type
+    xid: type
+    rotate: type
+    table_map: type
+    write: type
+    update: type
+    delete: type
+
+
+def _kinds() -> _Kinds:
+    """The binlog event classes, imported when a read begins (``ConnectorConfigError`` when
+    mysql-replication is not installed)."""
+    try:
+        from pymysqlreplication.event import (
+            GtidEvent,
+            MariadbGtidEvent,
+            QueryEvent,
+            RotateEvent,
+            XidEvent,
+        )
+        from pymysqlreplication.row_event import (
+            DeleteRowsEvent,
+            TableMapEvent,
+            UpdateRowsEvent,
+            WriteRowsEvent,
+        )
+    except ImportError as exc:  # pragma: no cover - a dependency of the project
+        raise ConnectorConfigError(
+            ["mode: log needs mysql-replication (pip install mysql-replication)"]
+        ) from exc
+    return _Kinds(
+        MariadbGtidEvent,
+        GtidEvent,
+        QueryEvent,
+        XidEvent,
+        RotateEvent,
+        TableMapEvent,
+        WriteRowsEvent,
+        UpdateRowsEvent,
+        DeleteRowsEvent,
+    )
 
 
 def _clock_ms() -> int:

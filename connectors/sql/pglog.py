@@ -49,11 +49,12 @@ from typing import Any, NamedTuple
 from sqlalchemy.engine import URL, Connection
 
 from bus.errors import DataError
-from connectors.base import Batch, Invalid, Stream, event_id_for
+from connectors.base import Batch, Stream
 from connectors.errors import ConnectorConfigError, ConnectorUnavailableError, TableStoppedError
-from connectors.sql import logschema
+from connectors.sql import logbatch, logschema
 from connectors.sql import pgoutput as pg
 from connectors.sql.chunked_snapshot import ChunkedSnapshots, pg_chunk_reader
+from connectors.sql.logbatch import Pending
 from connectors.sql.types import split_table
 
 log = logging.getLogger(__name__)
@@ -614,7 +615,7 @@ class PgLogReader:
         conn.commit()
         loaders = _Loaders(conn)
         repl.start(self.slot, start, self.publication, confirmed)
-        pending: list[tuple[str, dict[str, Any], Invalid | None, dict[str, Any]]] = []
+        pending: list[Pending] = []
         txn: _Txn | None = None
         last_data = time.monotonic()
         last_end = 0
@@ -736,27 +737,14 @@ class PgLogReader:
         table = next(iter(self.streams))
         return Batch(table, [], state, self.streams[table].record_schema)
 
-    def _flush(
-        self, pending: list[tuple[str, dict[str, Any], Invalid | None, dict[str, Any]]]
-    ) -> Iterator[Batch]:
-        """Consecutive events of one table as one batch, in order; the batch's state is the
-        position of its last event."""
-        i = 0
-        while i < len(pending):
-            table = pending[i][0]
-            events: list[dict[str, Any]] = []
-            invalid: list[Invalid] = []
-            while i < len(pending) and pending[i][0] == table:
-                _, event, bad, state = pending[i]
-                if bad is None:
-                    events.append(event)
-                else:
-                    invalid.append(bad)
-                i += 1
-            stream = self.streams[table]
-            state = self._chunks.carry(table, dict(pending[i - 1][3]))
-            yield Batch(table, events, state, stream.record_schema, invalid)
-            self._acked_state = state  # the broker acknowledged it: the read resumed
+    def _flush(self, pending: list[Pending]) -> Iterator[Batch]:
+        """The pending events as batches of one table each (``logbatch.flush``); each batch
+        acknowledged is the position a halt keeps."""
+        yield from logbatch.flush(pending, self.streams, self._chunks, self._ack)
+
+    def _ack(self, table: str, state: dict[str, Any]) -> None:
+        """A batch of ``table`` acknowledged: its state is the last acknowledged position."""
+        self._acked_state = state
 
     # ---- chunked snapshots (connectors.sql.chunked_snapshot) ---------------------------------
     def _observe(
@@ -764,7 +752,7 @@ class PgLogReader:
         loaders: _Loaders,
         txn: _Txn,
         message: pg.Insert | pg.Update | pg.Delete,
-        item: tuple[str, dict[str, Any], Invalid | None, dict[str, Any]],
+        item: Pending,
     ) -> None:
         """Tell the chunked snapshots of a change: its key and, for an update that moved the
         row to another key, the old one."""
@@ -776,8 +764,7 @@ class PgLogReader:
             relation = self._relations[message.relation_oid]
             context = self.source.log_context(self.streams[table])
             row = loaders.row(relation, message.old, context.names)
-            events, invalid = self.source._events(context.ctx, [row])
-            old = events[0] if events else invalid[0].event
+            old, _ = self.source.row_event(context, row)
             if old["key"] != keys[0]:
                 keys.append(str(old["key"]))
         self._chunks.observe(txn.begin.xid, table, keys)
@@ -818,7 +805,7 @@ class PgLogReader:
 
     def _event(
         self, loaders: _Loaders, txn: _Txn, index: int, message: pg.Insert | pg.Update | pg.Delete
-    ) -> tuple[str, dict[str, Any], Invalid | None, dict[str, Any]] | None:
+    ) -> Pending | None:
         relation = self._relations.get(message.relation_oid)
         if relation is None:
             raise DataError(
@@ -857,24 +844,8 @@ class PgLogReader:
         row_values = after_values if after_values is not None else before_values
         assert row_values is not None
         row = loaders.row(relation, row_values, context.names)
-        events, invalid = self.source._events(context.ctx, [row])
-        bad = invalid[0] if invalid else None
-        event = bad.event if bad is not None else events[0]
-        if op == "d" or event["op"] != "d":  # a soft-delete flag keeps its 'd'
-            event["op"] = op
-        event["ts_ms"] = txn.begin.commit_ms
-        event["source"]["position"] = position
-        before = None
-        if old_full is not None and op != "c":
-            old_row = loaders.row(relation, old_full, context.names)
-            olds, _ = self.source._events(context.ctx, [old_row])
-            before = olds[0]["after"] if olds else None
-        if event["op"] == "d":
-            event["before"] = before if op == "d" else event["after"] or event["before"]
-            event["after"] = None
-        else:
-            event["before"] = before
-        event["event_id"] = event_id_for(context.ctx.id_prefix, event["key"], event["op"], position)
+        old_row = None if old_full is None else loaders.row(relation, old_full, context.names)
+        event, bad = self.source.log_event(context, op, txn.begin.commit_ms, position, row, old_row)
         return table, event, bad, state
 
     def _fill_unchanged(

@@ -267,6 +267,45 @@ class SqlSource:
         self._log_contexts[stream.name] = context
         return context
 
+    def row_event(
+        self, context: LogContext, row: tuple[Any, ...]
+    ) -> tuple[dict[str, Any], Invalid | None]:
+        """A row read from the log (``context.names`` order) as a read's event, and the
+        ``Invalid`` when it does not fit the dataset's schema (the event is then its own)."""
+        events, invalid = self._events(context.ctx, [row])
+        bad = invalid[0] if invalid else None
+        return (bad.event if bad is not None else events[0]), bad
+
+    def log_event(
+        self,
+        context: LogContext,
+        op: str,
+        ts_ms: int,
+        position: str,
+        row: tuple[Any, ...],
+        before_row: tuple[Any, ...] | None = None,
+    ) -> tuple[dict[str, Any], Invalid | None]:
+        """A change read from the log (``connectors.sql.pglog``, ``connectors.sql.mylog``) as
+        an event: ``row`` is the row after it (before it, for a delete), ``before_row`` the
+        whole row before it when the log carries one; ``position`` names the change in the
+        log. The ``Invalid`` when the row does not fit the dataset's schema, else None."""
+        event, bad = self.row_event(context, row)
+        if op == "d" or event["op"] != "d":  # a soft-delete flag keeps its 'd'
+            event["op"] = op
+        event["ts_ms"] = ts_ms
+        event["source"]["position"] = position
+        before = None
+        if before_row is not None and op != "c":
+            old, old_bad = self.row_event(context, before_row)
+            before = old["after"] if old_bad is None else None
+        if event["op"] == "d":
+            event["before"] = before if op == "d" else event["after"] or event["before"]
+            event["after"] = None
+        else:
+            event["before"] = before
+        event["event_id"] = event_id_for(context.ctx.id_prefix, event["key"], event["op"], position)
+        return event, bad
+
     def _context(
         self,
         stream: Stream,
