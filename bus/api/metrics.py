@@ -9,7 +9,8 @@
   ``lgsp_log_over_limit`` by connector, for each ``mode: log`` source: how far its replication
   slot (retained WAL) or binlog read is behind the server, and what its ``log:`` limits say
   (``bus.connector_service.slots``, the same figures as ``lgsp connector show``);
-  ``lgsp_log_status_up`` is 0 for a source whose database did not answer;
+  ``lgsp_log_status_up`` is 0 for a source whose database did not answer (the sources are
+  asked at once, ``LOG_READERS`` at a time);
 - ``lgsp_api_requests_total`` and ``lgsp_api_request_seconds`` by method, route and status.
 
 Label values are bounded so that no client can grow the metrics without end: a method outside
@@ -23,6 +24,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -44,6 +46,7 @@ DURATION_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 OTHER = "other"
 MAX_OPEN_RUNS = 1000
+LOG_READERS = 8  # log sources' databases asked at once per scrape
 
 
 def _figure(key: str) -> Callable[[dict[str, Any]], float | None]:
@@ -168,17 +171,24 @@ class Metrics:
 
     def read_log(self, ctx: Context) -> None:
         """The log gauges of every ``mode: log`` source, from its status (a figure the
-        status lacks, such as PostgreSQL's time behind, is left out, not set to 0)."""
+        status lacks, such as PostgreSQL's time behind, is left out, not set to 0). The
+        sources' databases are asked at once (``LOG_READERS`` at a time), so that one that does
+        not answer delays the scrape by its own connect timeout, not by one per source; the
+        gauges are replaced only once every answer is in."""
+        names = [stored.name for stored in ctx.connectors.list()]
+        with ThreadPoolExecutor(
+            max_workers=max(1, min(LOG_READERS, len(names))), thread_name_prefix="metrics-log"
+        ) as pool:
+            statuses = list(pool.map(lambda name: slots.log_status(ctx, name), names))
         for gauge in self.log.values():
             gauge.clear()
-        for stored in ctx.connectors.list():
-            status = slots.log_status(ctx, stored.name)
+        for connector, status in zip(names, statuses, strict=True):
             if status is None:
                 continue
             for name, (_, value) in LOG_GAUGES.items():
                 figure = value(status)
                 if figure is not None:
-                    self.log[name].labels(stored.name).set(figure)
+                    self.log[name].labels(connector).set(figure)
 
 
 @router.get("/metrics", include_in_schema=False)
