@@ -181,7 +181,7 @@ def _register(
         replace=replace,
     )
     result.stored = True
-    _refresh_manifest(settings)
+    _refresh_manifest(ctx)
     return result
 
 
@@ -208,7 +208,7 @@ def unregister(settings: Settings, name: str, *, keep_slot: bool = False) -> dic
     return dropped
 
 
-def _refresh_manifest(settings: Settings) -> None:
+def _refresh_manifest(settings: Context | Settings) -> None:
     """Rewrite the Airflow manifest: a connector's DAG appears (or goes) with it, whether it
     was registered or removed by the CLI or the API."""
     from bus.orchestration.manifest import write_manifest
