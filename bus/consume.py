@@ -110,7 +110,8 @@ def _framed_id(value: bytes | None) -> int | None:
 
 
 class Consumer:
-    """Reads topics for a group id (None: commits nothing), decodes values with the registry."""
+    """Reads topics for a group id (None: commits nothing), decodes values with the registry
+    (the process context's, ``Context.registry``; without one, a registry of its own)."""
 
     def __init__(
         self,

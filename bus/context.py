@@ -4,6 +4,13 @@ Settings, the administrative hierarchy, the schema registry and the connector st
 where a process starts work (a CLI command, an Airflow task, the demo) and handed on as one
 ``Context``, instead of each function rebuilding them from ``Settings``.
 
+Two hierarchies, two names. ``Context.hierarchy`` is the hierarchy *in force*: the configured
+one, or after an effective cut-over the one it moved to; connectors are validated and their
+topics named in it. ``Context.configured_hierarchy`` (or :func:`configured_hierarchy`, which
+needs no control database) is the one the ``hierarchy`` setting names: dataset files give their
+units in it, and the catalogue's dataset topics are named in it, before and after a cut-over.
+A load of a named era (``load_hierarchy(era)``) is neither.
+
 ``Context.load(settings)`` returns the same context for the same ``Settings`` object while it
 stays among the last few loaded (the registry's cache of schemas by id is then shared by every
 run of the process; an id names one schema for good). Another ``Settings`` object (another
@@ -27,6 +34,12 @@ _cache: OrderedDict[int, Context] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
+def configured_hierarchy(settings: Settings) -> Hierarchy:
+    """The hierarchy the ``hierarchy`` setting names (not the one in force after a cut-over):
+    dataset units are given, and dataset topics named, in it."""
+    return load_hierarchy(settings.hierarchy)
+
+
 @dataclass(frozen=True)
 class Context:
     """Settings and what is built from them once per process."""
@@ -35,6 +48,11 @@ class Context:
     hierarchy: Hierarchy
     registry: Registry
     connectors: ConnectorStore
+
+    @property
+    def configured_hierarchy(self) -> Hierarchy:
+        """:func:`configured_hierarchy` of the settings (``hierarchy`` is the one in force)."""
+        return configured_hierarchy(self.settings)
 
     @classmethod
     def build(cls, settings: Settings) -> Context:

@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bus import broker_guard
 from bus.config import Settings
@@ -25,9 +26,12 @@ from bus.errors import DataError
 from bus.kafka import clients
 from bus.kafka.ends import end_offsets
 from bus.publish import Publisher
-from bus.registry import Registry, subject_for
+from bus.registry import subject_for
 from bus.serde import AvroCodec
 from bus.serde.jsoncodec import JsonToAvro
+
+if TYPE_CHECKING:
+    from bus.context import Context
 
 log = logging.getLogger(__name__)
 REPLAY_GROUP = "lgsp.dlq-replay"
@@ -77,7 +81,7 @@ class DeadLetterReplayReport:
     duplicates: int = 0
 
 
-def replay_dead_letters(settings: Settings, topic: str) -> DeadLetterReplayReport:
+def replay_dead_letters(ctx: Context, topic: str) -> DeadLetterReplayReport:
     """Re-drive the DLQ entries not replayed before: those that now decode against the origin
     topic's subject go back to the origin topic with their original framed bytes; one parked
     at publish time (JSON) is encoded with the topic's current schema. Either way they go
@@ -85,7 +89,7 @@ def replay_dead_letters(settings: Settings, topic: str) -> DeadLetterReplayRepor
     under ``DLQ_REPLAY``). The others are parked again (attempts + 1, their origin, stage and
     group kept). A record parked by several consumer groups is re-driven once; an entry whose
     headers name another topic than ``topic`` is parked again, never sent there."""
-    registry = Registry(settings)
+    registry = ctx.registry
     codec = AvroCodec(registry)
     allowed = registry.subject_ids(subject_for(topic))
     report = DeadLetterReplayReport()
@@ -133,8 +137,10 @@ def replay_dead_letters(settings: Settings, topic: str) -> DeadLetterReplayRepor
         report.replayed += len(records)
 
     with (
-        Publisher(settings, registry, origin=broker_guard.DLQ_REPLAY) as publisher,
-        Consumer(settings, f"{REPLAY_GROUP}.{topic}", decode=False) as consumer,
+        Publisher(ctx.settings, registry, origin=broker_guard.DLQ_REPLAY) as publisher,
+        Consumer(
+            ctx.settings, f"{REPLAY_GROUP}.{topic}", registry=registry, decode=False
+        ) as consumer,
     ):
         consumer.run_bounded([dlq_topic(topic)], redrive)
     return report

@@ -63,7 +63,8 @@ def validate_topic(settings: Settings, topic: str) -> None:
 class Publisher:
     """One producer for many topics; use as a context manager or call ``close``. ``origin``
     names who publishes (``broker_guard.ORIGINS``): what it sent is recorded under it, so a
-    broker restore can tell whether a rerun publishes it again."""
+    broker restore can tell whether a rerun publishes it again. ``registry``: the process
+    context's (``Context.registry``); without one (a test), a registry of its own."""
 
     def __init__(
         self,

@@ -200,8 +200,8 @@ def publish(
     if owner is not None and owner != key.agency:
         raise refuse(ctx, request, key, area, f"dataset {name} is published by {owner}")
     _schema_in_schemas_dir(ctx, data.get("schema"))
-    spec = parse_dataset(ctx.settings, data, base=ctx.settings.schemas_dir, where="dataset")
-    result = publish_spec(ctx.settings, spec, strict=strict)
+    spec = parse_dataset(ctx, data, base=ctx.settings.schemas_dir, where="dataset")
+    result = publish_spec(ctx, spec, strict=strict)
     response.status_code = 201 if result.status == "created" else 200
     return {
         "dataset": result.dataset,

@@ -133,7 +133,7 @@ def create(
     _: KeyInfo = Depends(write),
 ) -> dict[str, Any]:
     """Register a connector (as ``lgsp connector add``); 422 with per-field errors."""
-    return register(ctx.settings, data, replace=replace).to_dict()
+    return register(ctx, data, replace=replace).to_dict()
 
 
 @router.delete("/{name}", status_code=204)

@@ -56,4 +56,4 @@ def replay(
 ) -> dict[str, Any]:
     """Re-drive TOPIC.dlq: entries that now decode go back to TOPIC, the others are parked
     again with one more attempt."""
-    return {"topic": topic, **asdict(replay_dead_letters(ctx.settings, topic))}
+    return {"topic": topic, **asdict(replay_dead_letters(ctx, topic))}

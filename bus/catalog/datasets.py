@@ -25,6 +25,7 @@ from bus.catalog.agencies import ensure_agency
 from bus.catalog.errors import InvalidFieldsError
 from bus.catalog.models import Dataset
 from bus.config import Settings
+from bus.context import Context
 from bus.db import retry_conflicts, session_scope
 from bus.envelope import envelope_schema, load_record_schema
 from bus.errors import (
@@ -36,7 +37,7 @@ from bus.errors import (
     NotFoundError,
     RetriableError,
 )
-from bus.registry import Registry, subject_for
+from bus.registry import subject_for
 from bus.timeutil import as_utc, utcnow
 from bus.units import DatasetName, load_hierarchy, topic_name
 from connectors.errors import FieldError
@@ -181,9 +182,15 @@ def schema_pii_fields(record_schema: dict[str, Any]) -> list[str]:
 
 
 def parse_dataset(
-    settings: Settings, data: Any, *, base: Path | None = None, where: str = "dataset file"
+    settings: Context | Settings,
+    data: Any,
+    *,
+    base: Path | None = None,
+    where: str = "dataset file",
 ) -> DatasetSpec:
     """Validate a dataset file's content: fields, units, schema, PII and key fields."""
+    ctx = Context.of(settings)
+    settings = ctx.settings
     if not isinstance(data, dict):
         raise ConfigurationError(f"{where}: expected a mapping of keys (name, publisher, ...)")
     problems: list[FieldError] = []
@@ -197,7 +204,7 @@ def parse_dataset(
     # units: checked against the configured hierarchy, each one
     units = data.get("units")
     if "units" not in bad_locs and isinstance(units, list):
-        hierarchy = load_hierarchy(settings.hierarchy)
+        hierarchy = ctx.configured_hierarchy
         for index, unit in enumerate(units):
             if str(unit) not in hierarchy:
                 problems.append(
@@ -277,7 +284,7 @@ def parse_dataset(
     )
 
 
-def load_dataset_file(settings: Settings, path: Path) -> DatasetSpec:
+def load_dataset_file(settings: Context | Settings, path: Path) -> DatasetSpec:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -430,9 +437,9 @@ def list_datasets(settings: Settings) -> list[DatasetInfo]:
         return [_info(r) for r in s.scalars(select(Dataset).order_by(Dataset.name)).all()]
 
 
-def dataset_topics(settings: Settings, info: DatasetInfo) -> list[str]:
+def dataset_topics(settings: Context | Settings, info: DatasetInfo) -> list[str]:
     """The topic of every publishing unit, in the configured hierarchy."""
-    hierarchy = load_hierarchy(settings.hierarchy)
+    hierarchy = Context.of(settings).configured_hierarchy
     return [topic_name(hierarchy, unit, info.name) for unit in info.units]
 
 
@@ -678,7 +685,9 @@ def _registration_failed(
     return FatalError(message)
 
 
-def publish_spec(settings: Settings, spec: DatasetSpec, *, strict: bool = False) -> PublishResult:
+def publish_spec(
+    settings: Context | Settings, spec: DatasetSpec, *, strict: bool = False
+) -> PublishResult:
     """Register a dataset (or update it, for its own publisher).
 
     Everything is checked first: nothing is stored when the publisher differs, a schema is
@@ -688,6 +697,8 @@ def publish_spec(settings: Settings, spec: DatasetSpec, *, strict: bool = False)
     back (removed, or its previous version restored) and the error names the subjects that
     were registered already; publishing again finishes the job.
     """
+    ctx = Context.of(settings)
+    settings = ctx.settings
     with session_scope(settings) as s:
         existing = s.get(Dataset, spec.name)
         if existing is not None and existing.publisher != spec.publisher:
@@ -695,8 +706,8 @@ def publish_spec(settings: Settings, spec: DatasetSpec, *, strict: bool = False)
     findings = check_attribute_ownership(settings, spec.name, spec.fields)
     if strict and findings:
         raise ConfigurationError("refused (--strict): " + "; ".join(f.message for f in findings))
-    hierarchy = load_hierarchy(settings.hierarchy)
-    registry = Registry(settings)
+    hierarchy = ctx.configured_hierarchy
+    registry = ctx.registry
     envelope = envelope_schema(spec.record_schema, settings.schemas_dir)
     subjects = [subject_for(topic_name(hierarchy, unit, spec.name)) for unit in spec.units]
     problems = []
@@ -722,6 +733,9 @@ def publish_spec(settings: Settings, spec: DatasetSpec, *, strict: bool = False)
     )
 
 
-def publish_dataset(settings: Settings, path: Path, *, strict: bool = False) -> PublishResult:
+def publish_dataset(
+    settings: Context | Settings, path: Path, *, strict: bool = False
+) -> PublishResult:
     """``lgsp dataset publish FILE.yaml``."""
-    return publish_spec(settings, load_dataset_file(settings, path), strict=strict)
+    ctx = Context.of(settings)
+    return publish_spec(ctx, load_dataset_file(ctx, path), strict=strict)

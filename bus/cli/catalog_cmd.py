@@ -25,7 +25,7 @@ from bus.catalog.acls import DEFAULT_BOOTSTRAP, acl_rules, render_acl_commands
 from bus.catalog.api_keys import ROLES, create_key, list_keys, revoke_key
 from bus.catalog.errors import AccessDeniedError
 from bus.catalog.grants import get_grant, grant_coverage
-from bus.cli._common import echo_json, echo_table, settings
+from bus.cli._common import context, echo_json, echo_table, settings
 from bus.serde.jsoncodec import dumps
 
 # ---- datasets -----------------------------------------------------------------------------
@@ -42,7 +42,7 @@ def dataset_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def dataset_publish(file: Path, strict: bool, as_json: bool) -> None:
     """Declare or update a dataset from FILE.yaml and register its topics' schemas."""
-    result = publish_dataset(settings(), file, strict=strict)
+    result = publish_dataset(context(), file, strict=strict)
     if as_json:
         echo_json(
             {

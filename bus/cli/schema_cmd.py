@@ -7,10 +7,9 @@ from pathlib import Path
 
 import click
 
-from bus.cli._common import confirm, echo_table, settings
+from bus.cli._common import confirm, context, echo_table, settings
 from bus.envelope import envelope_schema, load_record_schema
 from bus.errors import IncompatibleSchemaError
-from bus.registry import Registry
 from bus.registry.usage import delete_subject
 
 
@@ -40,7 +39,7 @@ _raw = click.option(
 @_raw
 def register(subject: str, file: Path, raw: bool) -> None:
     """Register FILE (.avsc) as the next version of SUBJECT if compatible."""
-    reg = Registry(settings())
+    reg = context().registry
     result = reg.register(subject, _load(file, raw))
     click.echo(f"{subject}: version {result.version}, id {result.id}")
 
@@ -51,7 +50,7 @@ def register(subject: str, file: Path, raw: bool) -> None:
 @_raw
 def check(subject: str, file: Path, raw: bool) -> None:
     """Check FILE against SUBJECT's history without registering it (exit 0 when compatible)."""
-    reg = Registry(settings())
+    reg = context().registry
     problems = reg.check(subject, _load(file, raw))
     if problems:
         raise IncompatibleSchemaError(f"{subject}: incompatible: " + " | ".join(problems))
@@ -61,7 +60,7 @@ def check(subject: str, file: Path, raw: bool) -> None:
 @schema_group.command("list")
 def list_cmd() -> None:
     """Subjects with their compatibility mode and latest version."""
-    echo_table(["SUBJECT", "COMPATIBILITY", "LATEST"], Registry(settings()).subjects())
+    echo_table(["SUBJECT", "COMPATIBILITY", "LATEST"], context().registry.subjects())
 
 
 @schema_group.command("show")
@@ -69,7 +68,7 @@ def list_cmd() -> None:
 @click.option("--version", "version", type=int, default=None, help="A version (default latest).")
 def show(subject: str, version: int | None) -> None:
     """Print a version's id and schema."""
-    item = Registry(settings()).get(subject, version)
+    item = context().registry.get(subject, version)
     click.echo(f"subject {item.subject} version {item.version} id {item.id}")
     click.echo(json.dumps(item.schema, indent=2, ensure_ascii=False))
 
@@ -79,7 +78,7 @@ def show(subject: str, version: int | None) -> None:
 @click.argument("mode", required=False)
 def compat(subject: str, mode: str | None) -> None:
     """Show or set SUBJECT's compatibility mode (NONE, BACKWARD, FORWARD, FULL, *_TRANSITIVE)."""
-    reg = Registry(settings())
+    reg = context().registry
     if mode:
         reg.set_compatibility(subject, mode)
     click.echo(f"{subject}: {reg.compatibility(subject)}")
@@ -100,7 +99,7 @@ def compat(subject: str, mode: str | None) -> None:
 def delete(subject: str, version: int | None, permanent: bool, force: bool, yes: bool) -> None:
     """Soft-delete SUBJECT's versions (or one): hidden from reads and compatibility checks,
     their schema ids still resolve. A subject in use is refused unless --force."""
-    reg = Registry(settings())
+    reg = context().registry
     what = f"{subject}" + (f" version {version}" if version else "")
     confirm(f"{'permanently ' if permanent else ''}delete {what}?", yes=yes)
     deleted = delete_subject(reg, subject, version, permanent=permanent, force=force)

@@ -17,7 +17,7 @@ from kafka import KafkaProducer
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
 from bus import broker_guard
-from bus.cli._common import echo_table, settings
+from bus.cli._common import context, echo_table, settings
 from bus.config import Settings
 from bus.consume import Consumer, Message
 from bus.dlq_ops import list_dead_letters, replay_dead_letters
@@ -149,8 +149,8 @@ def publish(topic: str, file: Path, key: str, agency: str) -> None:
     Every line is checked first (UTF-8, JSON, the topic's schema, the broker's record size
     limit): one bad line and nothing is sent.
     """
-    s = settings()
-    with Publisher(s, origin=broker_guard.CLI) as pub:
+    ctx = context()
+    with Publisher(ctx.settings, ctx.registry, origin=broker_guard.CLI) as pub:
         schema = pub.schema_for(topic)
         events = read_events(file, topic, schema.schema, [k for k in key.split(",") if k], agency)
         pub.ensure_topic(topic)
@@ -165,7 +165,7 @@ def publish(topic: str, file: Path, key: str, agency: str) -> None:
 @click.option("--idle", type=float, default=None, help="Stop after S seconds without records.")
 def tail(topic: str, from_beginning: bool, max_records: int | None, idle: float | None) -> None:
     """Print TOPIC's records as decoded JSON lines (undecodable ones are reported on stderr)."""
-    s = settings()
+    ctx = context()
 
     def report_bad(exc: Exception, record: Any, logger: logging.Logger) -> bool:
         click.echo(f"{record.topic}[{record.partition}]@{record.offset}: {exc}", err=True)
@@ -174,7 +174,7 @@ def tail(topic: str, from_beginning: bool, max_records: int | None, idle: float 
     def emit(message: Message) -> None:
         click.echo(dumps(message.value))
 
-    with Consumer(s, None, on_error=report_bad) as consumer:
+    with Consumer(ctx.settings, None, registry=ctx.registry, on_error=report_bad) as consumer:
         consumer.tail(
             [topic], emit, from_beginning=from_beginning, max_records=max_records, idle_s=idle
         )
@@ -232,7 +232,7 @@ def dlq_list(topic: str, limit: int) -> None:
 @click.argument("topic")
 def dlq_replay(topic: str) -> None:
     """Re-drive TOPIC.dlq after a fix: entries that now decode go back to TOPIC."""
-    report = replay_dead_letters(settings(), topic)
+    report = replay_dead_letters(context(), topic)
     click.echo(f"replayed {report.replayed}, still failing {report.still_failing} (parked again)")
     if report.still_failing:
         raise SystemExit(ExitCode.FAILED)

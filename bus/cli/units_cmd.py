@@ -25,7 +25,10 @@ def _hierarchy_option(func: F) -> F:
 
 
 def _hierarchy(name: str | None) -> Hierarchy:
-    return load_hierarchy(name if name else settings().hierarchy)
+    """The era ``name``, else the configured hierarchy (no control database needed)."""
+    from bus.context import configured_hierarchy
+
+    return load_hierarchy(name) if name else configured_hierarchy(settings())
 
 
 @click.group("units")

@@ -24,7 +24,7 @@ from bus.db import session_scope
 from bus.dlq import dlq_topic, mask_numbers
 from bus.dlq_ops import REPLAY_GROUP
 from bus.runs import RunInfo, list_runs
-from bus.units import Hierarchy, load_hierarchy, topic_name
+from bus.units import Hierarchy, topic_name
 
 DAY = dt.timedelta(hours=24)
 FAILED = frozenset({"failed", "error", "stopped"})
@@ -136,7 +136,7 @@ def _latest_run(ctx: Context, names: list[str], cache: dict[str, RunInfo | None]
 def overview(ctx: Context, *, now: dt.datetime | None = None) -> list[DatasetOverview]:
     """Every dataset of the catalogue as its tree of topics with their figures."""
     now = now or dt.datetime.now(dt.UTC)
-    h = load_hierarchy(ctx.settings.hierarchy)  # the hierarchy dataset topics are named in
+    h = ctx.configured_hierarchy  # the hierarchy dataset topics are named in
     datasets = list_datasets(ctx.settings)
     stored = ctx.connectors.list()
     ends = broker_guard.holder_ends(ctx.settings)

@@ -19,12 +19,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from bus.config import Settings
 from bus.connector_service.catalogue import attach_catalogue
 from bus.connectors_db import ConnectorStore
+from bus.context import Context
 from bus.envelope import envelope_schema, record_schema_of
 from bus.errors import IncompatibleSchemaError, LgspError, NotFoundError
 from bus.registry import Registry, subject_for
 from bus.registry.compat import quiet_avro
-from bus.units import load_hierarchy
-from bus.units.timeline import hierarchy_name_in_force
 from connectors import plugins as connector_types
 from connectors.base import Connector, Stream
 from connectors.config import ConnectorConfig
@@ -94,7 +93,7 @@ def _connection_display(config: ConnectorConfig) -> str:
 
 
 def register(
-    settings: Settings,
+    settings: Context | Settings,
     data: dict[str, Any],
     *,
     dry_run: bool = False,
@@ -103,22 +102,24 @@ def register(
 ) -> Registration:
     """Check everything about a connector file, then (unless ``dry_run``) store it."""
     with quiet_avro():
-        return _register(settings, data, dry_run=dry_run, replace=replace, base_dir=base_dir)
+        return _register(
+            Context.of(settings), data, dry_run=dry_run, replace=replace, base_dir=base_dir
+        )
 
 
 def _register(
-    settings: Settings,
+    ctx: Context,
     data: dict[str, Any],
     *,
     dry_run: bool,
     replace: bool,
     base_dir: Path | None,
 ) -> Registration:
-    hierarchy = load_hierarchy(hierarchy_name_in_force(settings))
+    settings, hierarchy = ctx.settings, ctx.hierarchy  # connectors register in the one in force
     if base_dir is not None:
         data = connector_types.normalize(data, base_dir)
     config = connector_types.validate(data, hierarchy=hierarchy)
-    store = ConnectorStore(settings)
+    store = ctx.connectors
     exists = any(c.name == config.name for c in store.list())
     if exists and not replace:
         raise ConnectorExistsError(
@@ -141,7 +142,7 @@ def _register(
             raise ConnectorConfigError(clashes, name=config.name)
     connector = connector_types.build(config, hierarchy=hierarchy, batch_size=settings.batch_size)
     attach_catalogue(connector, settings)
-    registry = Registry(settings)
+    registry = ctx.registry
     with connector:
         started = time.monotonic()
         connector.check()
@@ -180,7 +181,7 @@ def _register(
         replace=replace,
     )
     result.stored = True
-    _refresh_manifest(settings)
+    _refresh_manifest(ctx)
     return result
 
 
@@ -207,7 +208,7 @@ def unregister(settings: Settings, name: str, *, keep_slot: bool = False) -> dic
     return dropped
 
 
-def _refresh_manifest(settings: Settings) -> None:
+def _refresh_manifest(settings: Context | Settings) -> None:
     """Rewrite the Airflow manifest: a connector's DAG appears (or goes) with it, whether it
     was registered or removed by the CLI or the API."""
     from bus.orchestration.manifest import write_manifest

@@ -26,9 +26,10 @@ import yaml
 
 from bus import broker
 from bus.config import PROJECT_ROOT, Settings
+from bus.context import Context
 from bus.errors import ConfigurationError, FatalError
 from bus.kafka.ends import end_offsets
-from bus.units import load_hierarchy, topic_name
+from bus.units import topic_name
 
 EXAMPLES = PROJECT_ROOT / "examples" / "demo"
 DATASET = "tthc.dossier"
@@ -180,15 +181,16 @@ def _fresh(settings: Settings, dbs: Databases, say: Say) -> None:
     from bus.db.engine import dispose_engines
 
     dispose_engines()
+    Context.forget(settings)  # built on the emptied control database (cut-overs, schema ids)
     say(f"fresh start: emptied {home}")
 
 
-def _catalogue(settings: Settings, say: Say) -> None:
+def _catalogue(ctx: Context, say: Say) -> None:
     from bus.catalog import add_agency
     from bus.catalog.datasets import publish_dataset
 
-    result = publish_dataset(settings, EXAMPLES / "datasets" / "tthc.dossier.yaml")
-    add_agency(settings, SECOND_AGENCY, SECOND_AGENCY_DISPLAY)
+    result = publish_dataset(ctx, EXAMPLES / "datasets" / "tthc.dossier.yaml")
+    add_agency(ctx.settings, SECOND_AGENCY, SECOND_AGENCY_DISPLAY)
     say(f"catalogue: dataset {DATASET} ({getattr(result, 'status', 'published')})")
 
 
@@ -263,12 +265,11 @@ def _touch(url: str) -> None:
     engine.dispose()
 
 
-def _connectors(settings: Settings, dbs: Databases, say: Say) -> list[str]:
+def _connectors(ctx: Context, dbs: Databases, say: Say) -> list[str]:
     from bus.connector_service.registration import register
-    from bus.connectors_db import ConnectorStore
     from connectors.errors import ConnectorNotFoundError
 
-    store = ConnectorStore(settings)
+    store = ctx.connectors
     names = []
     added = 0
     for path in sorted((EXAMPLES / "connectors").glob("*.yaml")):
@@ -281,27 +282,26 @@ def _connectors(settings: Settings, dbs: Databases, say: Say) -> list[str]:
             pass
         if data.get("role") == "sink":
             dbs.has_table(Path(str(data["connection"]["url"])).stem)  # the database exists
-        register(settings, dbs.connector(data), base_dir=path.parent)
+        register(ctx, dbs.connector(data), base_dir=path.parent)
         added += 1
     say(f"connectors: {len(names)} registered from examples/demo/connectors ({added} new)")
     return names
 
 
-def _broker_forgot(settings: Settings, names: list[str], say: Say) -> None:
+def _broker_forgot(ctx: Context, names: list[str], say: Say) -> None:
     """The embedded broker keeps topics in memory only: after a restart, replay the sources
     from the start (the sinks' versioned upserts make the replay harmless)."""
-    from bus.connectors_db import ConnectorStore
     from bus.kafka import clients
 
-    h = load_hierarchy(settings.hierarchy)
-    admin = clients.admin(settings)
+    h = ctx.configured_hierarchy  # the demo's wards are the configured hierarchy's
+    admin = clients.admin(ctx.settings)
     try:
         existing = set(admin.list_topics())
     finally:
         admin.close()
     if topic_name(h, ward_codes()[0], DATASET) in existing:
         return
-    store = ConnectorStore(settings)
+    store = ctx.connectors
     reset = 0
     for name in names:
         if name.startswith("ward-"):
@@ -327,13 +327,12 @@ def _pipeline(settings: Settings, use_airflow: bool, say: Say) -> str:
             raise FatalError(f"DAG lgsp_pipeline failed:\n{tail}")
         say("Airflow: DAG run lgsp_pipeline succeeded")
         return state
-    from bus.context import Context
     from bus.orchestration.specs import dag_specs, pipeline_stages, read_manifest
     from bus.orchestration.tasks import run_step
 
     # the lgsp_pipeline DAG's own steps, run here one after another
     spec = next(s for s in dag_specs(read_manifest(manifest)) if s.dag_id == "lgsp_pipeline")
-    ctx = Context.load(settings)
+    ctx = Context.load(settings)  # loaded now: a reform before this run changed its hierarchy
     for stage in pipeline_stages(spec):
         for step in stage:
             run_step(ctx, step)
@@ -341,8 +340,8 @@ def _pipeline(settings: Settings, use_airflow: bool, say: Say) -> str:
     return "in-process"
 
 
-def _counts(settings: Settings, dbs: Databases, result: DemoResult) -> None:
-    h = load_hierarchy(settings.hierarchy)
+def _counts(ctx: Context, dbs: Databases, result: DemoResult) -> None:
+    settings, h = ctx.settings, ctx.configured_hierarchy
     topics = {
         "wards": [topic_name(h, c, DATASET) for c in ward_codes()],
         "district": [topic_name(h, DISTRICT, DATASET)],
@@ -513,15 +512,16 @@ def run_city_demo(
         say(f"broker: embedded, {status.detail} at {status.bootstrap}")
     folder.mkdir(parents=True, exist_ok=True)
     with demo_environment(settings):
-        _catalogue(settings, say)
+        ctx = Context.load(settings)
+        _catalogue(ctx, say)
         result.ward_rows = _ward_databases(settings, dbs, rows_per_ward, seed, say)
-        names = _connectors(settings, dbs, say)
+        names = _connectors(ctx, dbs, say)
         from bus.routes import init_subjects
 
-        init_subjects(settings, DATASET)
-        _broker_forgot(settings, names, say)
+        init_subjects(ctx, DATASET)
+        _broker_forgot(ctx, names, say)
         result.dag_state = _pipeline(settings, use_airflow, say)
-        _counts(settings, dbs, result)
+        _counts(ctx, dbs, result)
         _reconcile(settings, result, say)
         _archive(settings, result, say)
         _grant(settings, folder, result, say)

@@ -288,20 +288,22 @@ def run_reform_demo(
         say(f"broker: embedded, {status.detail} at {status.bootstrap}")
     folder.mkdir(parents=True, exist_ok=True)
     with city.demo_environment(settings):
+        from bus.context import Context
         from bus.routes import init_subjects
         from bus.units.timeline import cutovers
 
-        city._catalogue(settings, say)
+        ctx = Context.load(settings)  # before the reform (a rerun: after it)
+        city._catalogue(ctx, say)
         say(f"before the reform ({OLD}): District 1's ten wards, dossiers from {HISTORY_FROM}")
         before = not cutovers(settings)  # a rerun after the cut-over leaves the old wards be
         result.old_rows = city._ward_databases(
             settings, dbs, rows_per_ward, seed, say, start=HISTORY_FROM,
             end=EFFECTIVE - dt.timedelta(days=1), touch=before,
         )  # fmt: skip
-        names = city._connectors(settings, dbs, say)
+        names = city._connectors(ctx, dbs, say)
         if before:
             init_subjects(settings, DATASET)
-            city._broker_forgot(settings, names, say)
+            city._broker_forgot(ctx, names, say)
             city._pipeline(settings, use_airflow, say)
         _reform(settings, result, say)
         say(f"after the reform ({NEW}): the wards that replaced District 1's")

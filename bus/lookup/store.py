@@ -123,7 +123,7 @@ def ensure_store(ctx: Context, dataset: str) -> Registration | None:
     try:
         registered_store(ctx, dataset)
     except ConnectorNotFoundError:
-        return register(ctx.settings, store_file(ctx, dataset))
+        return register(ctx, store_file(ctx, dataset))
     get_dataset(ctx.settings, dataset)  # still in the catalogue
     return None
 

@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bus.config import Settings
 from bus.orchestration.specs import MANIFEST, dag_specs
 from bus.state import home, write_json
-from bus.units import load_hierarchy
+
+if TYPE_CHECKING:
+    from bus.context import Context
 
 
-def build_manifest(settings: Settings) -> dict[str, Any]:
+def build_manifest(settings: Context | Settings) -> dict[str, Any]:
     from bus.catalog import list_datasets
-    from bus.connectors_db import ConnectorStore
+    from bus.context import Context
     from bus.errors import ConfigurationError
     from bus.units.timeline import refuse_replaced_unit
 
+    ctx = Context.of(settings)
+    settings = ctx.settings
     connectors = []
     retired = []
-    for c in ConnectorStore(settings).list():
+    for c in ctx.connectors.list():
         if c.role == "source":
             try:
                 refuse_replaced_unit(settings, c.unit, c.topics)
@@ -39,11 +43,12 @@ def build_manifest(settings: Settings) -> dict[str, Any]:
                 "tables": [t.get("table") for t in config.get("tables", [])],
             }
         )
-    levels = load_hierarchy(settings.hierarchy).levels
+    hierarchy = ctx.configured_hierarchy  # the one dataset units are given in
+    levels = hierarchy.levels
     parent_levels = list(reversed(levels[:-1]))  # e.g. district, city
     datasets = []
     for d in list_datasets(settings):
-        unit_levels = {load_hierarchy(settings.hierarchy).get(u).level for u in d.units}
+        unit_levels = {hierarchy.get(u).level for u in d.units}
         deepest = max(levels.index(lv) for lv in unit_levels)
         into = [lv for lv in parent_levels if levels.index(lv) < deepest]
         datasets.append({"name": d.name, "frequency": d.frequency, "levels": into})
@@ -70,10 +75,13 @@ def reconcile_pairs(settings: Settings) -> list[dict[str, Any]]:
     return pairs_for_manifest(settings)
 
 
-def write_manifest(settings: Settings) -> Path:
+def write_manifest(settings: Context | Settings) -> Path:
     """Write ``manifest.json`` in the state folder (atomically); return its path."""
-    path = home(settings) / MANIFEST
-    manifest = build_manifest(settings)
+    from bus.context import Context
+
+    ctx = Context.of(settings)
+    path = home(ctx.settings) / MANIFEST
+    manifest = build_manifest(ctx)
     dag_specs(manifest)  # refuse to write a manifest the DAG file could not turn into DAGs
     write_json(path, manifest)
     return path

@@ -17,6 +17,7 @@ from kafka import KafkaProducer
 from bus.broker_guard import DLQ_REPLAY, holder_ends
 from bus.config import Settings
 from bus.consume import Consumer, Message
+from bus.context import Context
 from bus.dlq import H_ERROR, H_ERROR_CLASS, H_OFFSET, H_PARTITION, H_TOPIC
 from bus.dlq_ops import list_dead_letters, replay_dead_letters
 from bus.envelope import make_event
@@ -148,13 +149,13 @@ def test_dlq_headers_and_replay_after_fix(settings: Settings, unique: str) -> No
     assert b"not a version" in headers[H_ERROR]
     assert records[0].value == value
     # still failing: parked again, not lost
-    first = replay_dead_letters(settings, topic)
+    first = replay_dead_letters(Context.load(settings), topic)
     assert (first.replayed, first.still_failing) == (0, 1)
     # the fix: register the newer schema for the topic; the replay now re-drives it
     Registry(settings).register(subject_for(topic), env)
     again = [d for d in list_dead_letters(settings, topic) if d.attempts == 2]
     assert [(d.origin_topic, d.origin_offset, d.stage) for d in again] == [(topic, 0, "consume")]
-    second = replay_dead_letters(settings, topic)
+    second = replay_dead_letters(Context.load(settings), topic)
     assert (second.replayed, second.still_failing) == (1, 0)
     seen = collect(settings, topic, f"g-{unique}")
     assert [m.value["after"]["ward"] for m in seen] == ["26734"]
@@ -177,7 +178,7 @@ def test_dlq_replay_sends_nothing_to_a_topic_the_entry_names_elsewhere(
     headers = [(H_TOPIC, other.encode()), (H_PARTITION, b"0"), (H_OFFSET, b"0")]
     raw.send(topic + ".dlq", key=b'{"id":1}', value=value, headers=headers).get(10)
     raw.close()
-    result = replay_dead_letters(settings, topic)
+    result = replay_dead_letters(Context.load(settings), topic)
     assert (result.replayed, result.still_failing) == (0, 1)
     assert sum(end_offsets(settings, [topic]).values()) == 0
     assert sum(end_offsets(settings, [other]).values()) == 1
@@ -392,7 +393,7 @@ def test_dlq_replay_of_publish_stage_json_and_of_records_parked_twice(
 
     newer = record_schema(extra=[{"name": "ward", "type": "string", "default": ""}])
     Registry(settings).register(subject_for(topic), envelope_schema(newer, settings.schemas_dir))
-    result = replay_dead_letters(settings, topic)
+    result = replay_dead_letters(Context.load(settings), topic)
     assert (result.replayed, result.still_failing, result.duplicates) == (1, 1, 1)
     seen = collect(settings, topic, f"c-{unique}")
     assert [m.value["after"]["ward"] for m in seen] == ["26734"]

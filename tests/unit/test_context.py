@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
 
 from bus import context as context_module
 from bus.config import Settings, reset_settings
-from bus.context import Context
+from bus.context import Context, configured_hierarchy
 from bus.units import load_hierarchy
+from bus.units.timeline import Cutover, record_cutover
 
 
 def test_the_context_holds_what_the_settings_build(tmp_path: Path) -> None:
@@ -20,6 +22,18 @@ def test_the_context_holds_what_the_settings_build(tmp_path: Path) -> None:
     assert ctx.registry.settings is settings
     assert ctx.connectors.settings is settings
     assert ctx.connectors.list() == []  # a usable store on the control database
+
+
+def test_after_a_cutover_the_hierarchy_in_force_moves_the_configured_one_stays(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(home=tmp_path)
+    assert Context.build(settings).hierarchy is Context.build(settings).configured_hierarchy
+    record_cutover(settings, Cutover("hcmc-2024", "hcmc-2025", dt.date(2025, 7, 1)))
+    ctx = Context.build(settings)
+    assert ctx.hierarchy is load_hierarchy("hcmc-2025")
+    assert ctx.configured_hierarchy is load_hierarchy("hcmc-2024")
+    assert configured_hierarchy(settings) is ctx.configured_hierarchy
 
 
 def test_the_same_settings_get_the_same_context_others_their_own(tmp_path: Path) -> None:

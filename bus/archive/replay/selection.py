@@ -9,11 +9,12 @@ from typing import Any
 
 from bus.archive.chain import canonical_json, unit_within
 from bus.config import Settings
+from bus.context import Context
 from bus.envelope import to_jsonable
 from bus.errors import (
     UnknownUnitError,
 )
-from bus.units.hierarchy import load_hierarchy
+from bus.units.hierarchy import Hierarchy
 
 
 @dataclass
@@ -76,7 +77,7 @@ class Selector:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: Context | Settings,
         report: ReplayReport,
         *,
         unit: str | None,
@@ -94,7 +95,7 @@ class Selector:
         self.seen: set[str] = set()
         self.order = 0
         self.first_ms: int | None = None
-        self._hierarchy: Any = None
+        self._hierarchy: Hierarchy | None = None
         self._settings = settings
         self._unit_paths: dict[str, str | None] = {}
 
@@ -103,7 +104,7 @@ class Selector:
         path = self._unit_paths.get(source_unit, "?")
         if path == "?":
             if self._hierarchy is None:
-                self._hierarchy = load_hierarchy(self._settings.hierarchy)
+                self._hierarchy = Context.of(self._settings).configured_hierarchy
             try:
                 path = self._hierarchy.path(source_unit)
             except UnknownUnitError:
