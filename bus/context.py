@@ -20,11 +20,13 @@ control database) gets its own context.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from bus.config import Settings, get_settings
 from bus.connectors_db import ConnectorStore
+from bus.errors import LgspError
 from bus.registry import Registry
 from bus.units import Hierarchy, load_hierarchy
 from bus.units.timeline import hierarchy_name_in_force
@@ -32,6 +34,9 @@ from bus.units.timeline import hierarchy_name_in_force
 _KEEP = 8  # contexts kept per process (one per Settings object in use)
 _cache: OrderedDict[int, Context] = OrderedDict()
 _cache_lock = threading.Lock()
+# how often a long-lived process (the API server, a followed run) asks again which hierarchy
+# is in force: a cut-over recorded by another process, or whose date came, is seen by then
+RECHECK_S = 60.0
 
 
 def configured_hierarchy(settings: Settings) -> Hierarchy:
@@ -48,11 +53,28 @@ class Context:
     hierarchy: Hierarchy
     registry: Registry
     connectors: ConnectorStore
+    checked_at: float = field(default_factory=time.monotonic, compare=False, repr=False)
 
     @property
     def configured_hierarchy(self) -> Hierarchy:
         """:func:`configured_hierarchy` of the settings (``hierarchy`` is the one in force)."""
         return configured_hierarchy(self.settings)
+
+    def current(self) -> Context:
+        """This context, or once a cut-over has taken effect since it was built (recorded by
+        any process, or its date reached) the same one with the new hierarchy in force; asked
+        at most every ``RECHECK_S`` seconds. A control database that does not answer keeps
+        the hierarchy as it was (asked again next time)."""
+        now = time.monotonic()
+        if now - self.checked_at < RECHECK_S:
+            return self
+        try:
+            name = hierarchy_name_in_force(self.settings)
+        except LgspError:
+            return self
+        if name == self.hierarchy.name:
+            return replace(self, checked_at=now)
+        return replace(self, hierarchy=load_hierarchy(name), checked_at=now)
 
     @classmethod
     def build(cls, settings: Settings) -> Context:
@@ -74,6 +96,7 @@ class Context:
         with _cache_lock:
             ctx = _cache.get(id(settings))
             if ctx is not None and ctx.settings is settings:
+                ctx = _cache[id(settings)] = ctx.current()
                 _cache.move_to_end(id(settings))
                 return ctx
             ctx = cls.build(settings)

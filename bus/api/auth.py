@@ -60,7 +60,9 @@ class RateLimiter:
 
 
 def context(request: Request) -> Context:
-    return request.app.state.ctx
+    """The server's context, the hierarchy in force re-read now and then (``Context.current``)."""
+    ctx = request.app.state.ctx = request.app.state.ctx.current()
+    return ctx
 
 
 def caller(request: Request, ctx: Context = Depends(context)) -> KeyInfo:

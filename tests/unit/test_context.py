@@ -75,3 +75,21 @@ def test_a_context_is_frozen(tmp_path: Path) -> None:
     ctx = Context.load(Settings(home=tmp_path))
     with pytest.raises(AttributeError):
         ctx.settings = Settings(home=tmp_path / "x")  # type: ignore[misc]
+
+
+def test_a_long_lived_context_sees_a_cutover_recorded_after_it_was_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API server builds its context once: a cut-over recorded later (by another process)
+    moves its hierarchy in force at the next check, not only after a restart."""
+    settings = Settings(home=tmp_path)
+    ctx = Context.load(settings)
+    assert ctx.hierarchy.name == "hcmc-2024"
+    record_cutover(settings, Cutover("hcmc-2024", "hcmc-2025", dt.date(2025, 7, 1)))
+    assert ctx.current() is ctx  # checked less than RECHECK_S ago: not asked again
+    monkeypatch.setattr(context_module, "RECHECK_S", 0.0)
+    moved = ctx.current()
+    assert moved.hierarchy is load_hierarchy("hcmc-2025")
+    assert moved.registry is ctx.registry and moved.connectors is ctx.connectors
+    assert Context.load(settings).hierarchy is load_hierarchy("hcmc-2025")
+    assert moved.configured_hierarchy is load_hierarchy("hcmc-2024")
