@@ -140,58 +140,74 @@ class _State:
     records: list[dict[str, Any]]
 
 
-def _rebuild(
+@contextmanager
+def _rebuilt(
     settings: Settings,
     report: ReplayReport,
-    dataset: str,
     as_of: dt.datetime,
-    unit_path: str | None,
+    purpose: str,
     public_keys: Any,
-    checkpoints_file: Path | None = None,
-) -> _State:
-    """Select the latest event per key at ``as_of`` and decode it (the rule both as-of
-    replays share); fills ``report``'s counts and content hash."""
-    registry = Registry(settings)
-    selector = Selector(settings, report, unit=unit_path, as_of_ms=to_epoch_ms(as_of))
-    topics = collect(
-        settings, dataset, unit_path, report, selector, registry, public_keys, checkpoints_file
-    )
-    reader = reader_schema(registry, topics, dataset)
-    codec = AvroCodec(registry)
-    parsed_reader = registry.parsed_by_id(reader.id)
-    state = _State(record_schema_of(reader.schema), [], [])
-    for candidate in sorted(selector.latest.values(), key=lambda c: c.key or ""):
-        if candidate.op == "d":
-            report.deleted_keys += 1
-            continue
-        resolve = None if candidate.schema_id == reader.id else parsed_reader
-        _sid, value = codec.decode(candidate.payload, reader=resolve)
-        record = value.get("after")
-        if record is None:
-            report.deleted_keys += 1
-            continue
-        state.kept.append(candidate)
-        state.records.append(record)
-    report.keys = len(state.kept)
-    report.content_hash = content_hash(
-        [(c.key, r) for c, r in zip(state.kept, state.records, strict=True)]
-    )
-    if report.selected == 0:
-        first = f" (the first event is at {report.first_event})" if report.first_event else ""
-        report.notes.append(
-            f"no event at or before {report.as_of}{first}: the dataset was empty then"
+    checkpoints_file: Path | None,
+    **fields: Any,
+) -> Iterator[_State]:
+    """``report``'s dataset within ``report.unit`` as of ``as_of`` for the block: the latest
+    event per key selected and decoded (the rule both as-of replays share), ``report``'s counts
+    and content hash filled. The run, block included, is access-logged as ``replay-as-of``
+    with the kept keys as its count (``fields``: the log's target and agency)."""
+    dataset, unit_path = report.dataset, report.unit
+    with _access_logged(
+        settings,
+        dataset=dataset,
+        purpose=purpose,
+        action="replay-as-of",
+        as_of=as_of,
+        unit=unit_path,
+        **fields,
+    ) as access:
+        registry = Registry(settings)
+        selector = Selector(settings, report, unit=unit_path, as_of_ms=to_epoch_ms(as_of))
+        topics = collect(
+            settings, dataset, unit_path, report, selector, registry, public_keys, checkpoints_file
         )
-    return state
+        reader = reader_schema(registry, topics, dataset)
+        codec = AvroCodec(registry)
+        parsed_reader = registry.parsed_by_id(reader.id)
+        state = _State(record_schema_of(reader.schema), [], [])
+        for candidate in sorted(selector.latest.values(), key=lambda c: c.key or ""):
+            if candidate.op == "d":
+                report.deleted_keys += 1
+                continue
+            resolve = None if candidate.schema_id == reader.id else parsed_reader
+            _sid, value = codec.decode(candidate.payload, reader=resolve)
+            record = value.get("after")
+            if record is None:
+                report.deleted_keys += 1
+                continue
+            state.kept.append(candidate)
+            state.records.append(record)
+        report.keys = len(state.kept)
+        report.content_hash = content_hash(
+            [(c.key, r) for c, r in zip(state.kept, state.records, strict=True)]
+        )
+        if report.selected == 0:
+            first = f" (the first event is at {report.first_event})" if report.first_event else ""
+            report.notes.append(
+                f"no event at or before {report.as_of}{first}: the dataset was empty then"
+            )
+        yield state
+        access.records = report.keys
 
 
-def _as_of_inputs(
+def _as_of_report(
     settings: Settings, dataset: str, as_of: dt.datetime, purpose: str, unit: str | None
-) -> str | None:
+) -> ReplayReport:
+    """The report of an as-of replay, its inputs checked (``unit`` as a unit path)."""
     validate_dataset_name(dataset)
     require_purpose(purpose)
     if as_of.tzinfo is None:
         raise ConfigurationError(f"--as-of: a time zone is required, e.g. {TIME_EXAMPLE}")
-    return normalise_unit(settings, unit)
+    unit_path = normalise_unit(settings, unit)
+    return ReplayReport(dataset, "as-of", as_of=as_of.isoformat(), unit=unit_path)
 
 
 def replay_as_of(
@@ -208,28 +224,20 @@ def replay_as_of(
     checkpoints_file: Path | None = None,
 ) -> ReplayReport:
     """Rebuild ``dataset`` as it stood at ``as_of`` into a fresh table of ``into``."""
-    unit_path = _as_of_inputs(settings, dataset, as_of, purpose, unit)
+    report = _as_of_report(settings, dataset, as_of, purpose, unit)
     schema_name, name = table_name(dataset, table)
     check_target(into, schema_name, name, replace)
-    report = ReplayReport(dataset, "as-of", as_of=as_of.isoformat(), unit=unit_path)
     report.table = f"{schema_name}.{name}" if schema_name else name
     report.target = mask_url(into)
-    with _access_logged(
-        settings,
-        dataset=dataset,
-        purpose=purpose,
-        action="replay-as-of",
-        as_of=as_of,
-        unit=unit_path,
-        target=f"{report.target} {report.table}",
-    ) as access:
-        state = _rebuild(settings, report, dataset, as_of, unit_path, public_keys, checkpoints_file)
+    target = f"{report.target} {report.table}"
+    with _rebuilt(
+        settings, report, as_of, purpose, public_keys, checkpoints_file, target=target
+    ) as state:
         if report.selected == 0:
             report.notes[-1] += "; the table is created empty"
         write_table(
             into, schema_name, name, state.record_schema, state.kept, state.records, replace
         )
-        access.records = report.keys
     return report
 
 
@@ -248,21 +256,19 @@ def rows_as_of(
     "ts_ms", "event_id", "record"}`` (the record as decoded); the report's content hash is the
     one ``replay_as_of`` gives for the same arguments. Access-logged (``target`` "rows") for
     ``agency``."""
-    unit_path = _as_of_inputs(settings, dataset, as_of, purpose, unit)
-    report = ReplayReport(dataset, "as-of", as_of=as_of.isoformat(), unit=unit_path)
+    report = _as_of_report(settings, dataset, as_of, purpose, unit)
     report.target = "rows"
-    with _access_logged(
+    with _rebuilt(
         settings,
-        dataset=dataset,
-        purpose=purpose,
-        action="replay-as-of",
-        as_of=as_of,
-        unit=unit_path,
+        report,
+        as_of,
+        purpose,
+        public_keys,
+        checkpoints_file,
         target="rows",
         agency=agency,
-    ) as access:
-        state = _rebuild(settings, report, dataset, as_of, unit_path, public_keys, checkpoints_file)
-        access.records = report.keys
+    ) as state:
+        pass  # the rows are handed out after the logged run
 
     def rows() -> Iterator[dict[str, Any]]:
         for candidate, record in zip(state.kept, state.records, strict=True):
