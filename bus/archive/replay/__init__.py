@@ -38,9 +38,9 @@ from bus.archive.replay.reading import collect, reader_schema
 from bus.archive.replay.selection import Candidate, ReplayReport, Selector, content_hash
 from bus.archive.replay.table import check_target, write_table
 from bus.config import Settings, mask_url
+from bus.context import Context
 from bus.envelope import record_schema_of
 from bus.errors import ConfigurationError, UnknownUnitError
-from bus.registry import Registry
 from bus.serde import AvroCodec
 from bus.timeutil import to_epoch_ms
 from bus.units.hierarchy import load_hierarchy
@@ -64,7 +64,10 @@ log = logging.getLogger(__name__)
 
 # ---- inputs ------------------------------------------------------------------------------
 def normalise_unit(settings: Settings, unit: str | None) -> str | None:
-    """A unit path (``79.760``); a single code is expanded with the configured hierarchy."""
+    """A unit path (``79.760``); a single code is expanded with the configured hierarchy, not
+    the one in force after cut-overs (``Context.hierarchy``): a replay reads history, a unit
+    a cut-over ended is only in the configured one, and the selection places each event's
+    source unit in the configured one too (``Selector``)."""
     if unit is None or unit == "":
         return None
     unit = unit.strip()
@@ -142,7 +145,7 @@ class _State:
 
 @contextmanager
 def _rebuilt(
-    settings: Settings,
+    ctx: Context,
     report: ReplayReport,
     as_of: dt.datetime,
     purpose: str,
@@ -155,6 +158,7 @@ def _rebuilt(
     and content hash filled. The run, block included, is access-logged as ``replay-as-of``
     with the kept keys as its count (``fields``: the log's target and agency)."""
     dataset, unit_path = report.dataset, report.unit
+    settings, registry = ctx.settings, ctx.registry
     with _access_logged(
         settings,
         dataset=dataset,
@@ -164,7 +168,6 @@ def _rebuilt(
         unit=unit_path,
         **fields,
     ) as access:
-        registry = Registry(settings)
         selector = Selector(settings, report, unit=unit_path, as_of_ms=to_epoch_ms(as_of))
         topics = collect(
             settings, dataset, unit_path, report, selector, registry, public_keys, checkpoints_file
@@ -199,19 +202,21 @@ def _rebuilt(
 
 
 def _as_of_report(
-    settings: Settings, dataset: str, as_of: dt.datetime, purpose: str, unit: str | None
-) -> ReplayReport:
-    """The report of an as-of replay, its inputs checked (``unit`` as a unit path)."""
+    settings: Context | Settings, dataset: str, as_of: dt.datetime, purpose: str, unit: str | None
+) -> tuple[Context, ReplayReport]:
+    """The context and the report of an as-of replay, its inputs checked first (``unit`` as a
+    unit path)."""
     validate_dataset_name(dataset)
     require_purpose(purpose)
     if as_of.tzinfo is None:
         raise ConfigurationError(f"--as-of: a time zone is required, e.g. {TIME_EXAMPLE}")
-    unit_path = normalise_unit(settings, unit)
-    return ReplayReport(dataset, "as-of", as_of=as_of.isoformat(), unit=unit_path)
+    ctx = Context.of(settings)
+    unit_path = normalise_unit(ctx.settings, unit)
+    return ctx, ReplayReport(dataset, "as-of", as_of=as_of.isoformat(), unit=unit_path)
 
 
 def replay_as_of(
-    settings: Settings,
+    settings: Context | Settings,
     dataset: str,
     as_of: dt.datetime,
     *,
@@ -224,14 +229,14 @@ def replay_as_of(
     checkpoints_file: Path | None = None,
 ) -> ReplayReport:
     """Rebuild ``dataset`` as it stood at ``as_of`` into a fresh table of ``into``."""
-    report = _as_of_report(settings, dataset, as_of, purpose, unit)
+    ctx, report = _as_of_report(settings, dataset, as_of, purpose, unit)
     schema_name, name = table_name(dataset, table)
     check_target(into, schema_name, name, replace)
     report.table = f"{schema_name}.{name}" if schema_name else name
     report.target = mask_url(into)
     target = f"{report.target} {report.table}"
     with _rebuilt(
-        settings, report, as_of, purpose, public_keys, checkpoints_file, target=target
+        ctx, report, as_of, purpose, public_keys, checkpoints_file, target=target
     ) as state:
         if report.selected == 0:
             report.notes[-1] += "; the table is created empty"
@@ -242,7 +247,7 @@ def replay_as_of(
 
 
 def rows_as_of(
-    settings: Settings,
+    settings: Context | Settings,
     dataset: str,
     as_of: dt.datetime,
     *,
@@ -256,10 +261,10 @@ def rows_as_of(
     "ts_ms", "event_id", "record"}`` (the record as decoded); the report's content hash is the
     one ``replay_as_of`` gives for the same arguments. Access-logged (``target`` "rows") for
     ``agency``."""
-    report = _as_of_report(settings, dataset, as_of, purpose, unit)
+    ctx, report = _as_of_report(settings, dataset, as_of, purpose, unit)
     report.target = "rows"
     with _rebuilt(
-        settings,
+        ctx,
         report,
         as_of,
         purpose,
@@ -284,7 +289,7 @@ def rows_as_of(
 
 
 def replay_events(
-    settings: Settings,
+    settings: Context | Settings,
     dataset: str,
     *,
     purpose: str,
@@ -307,6 +312,8 @@ def replay_events(
             raise ConfigurationError(f"{flag}: a time zone is required, e.g. {TIME_EXAMPLE}")
     if start is not None and end is not None and end <= start:
         raise ConfigurationError("--to: must be later than --from")
+    ctx = Context.of(settings)
+    settings, registry = ctx.settings, ctx.registry
     unit_path = normalise_unit(settings, unit)
     report = ReplayReport(
         dataset,
@@ -325,7 +332,6 @@ def replay_events(
         unit=unit_path,
         agency=agency,
     ) as access:
-        registry = Registry(settings)
         selector = Selector(
             settings,
             report,
