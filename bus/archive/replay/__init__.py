@@ -43,7 +43,6 @@ from bus.envelope import record_schema_of
 from bus.errors import ConfigurationError, UnknownUnitError
 from bus.serde import AvroCodec
 from bus.timeutil import to_epoch_ms
-from bus.units.hierarchy import load_hierarchy
 from bus.units.topics import validate_dataset_name
 from connectors.sql.types import split_table
 
@@ -63,7 +62,7 @@ log = logging.getLogger(__name__)
 
 
 # ---- inputs ------------------------------------------------------------------------------
-def normalise_unit(settings: Settings, unit: str | None) -> str | None:
+def normalise_unit(settings: Context | Settings, unit: str | None) -> str | None:
     """A unit path (``79.760``); a single code is expanded with the configured hierarchy, not
     the one in force after cut-overs (``Context.hierarchy``): a replay reads history, a unit
     a cut-over ended is only in the configured one, and the selection places each event's
@@ -77,7 +76,7 @@ def normalise_unit(settings: Settings, unit: str | None) -> str | None:
         )
     if "." not in unit:
         try:
-            return load_hierarchy(settings.hierarchy).path(unit)
+            return Context.of(settings).configured_hierarchy.path(unit)
         except UnknownUnitError:
             return unit
     return unit
@@ -168,7 +167,7 @@ def _rebuilt(
         unit=unit_path,
         **fields,
     ) as access:
-        selector = Selector(settings, report, unit=unit_path, as_of_ms=to_epoch_ms(as_of))
+        selector = Selector(ctx, report, unit=unit_path, as_of_ms=to_epoch_ms(as_of))
         topics = collect(
             settings, dataset, unit_path, report, selector, registry, public_keys, checkpoints_file
         )
@@ -211,7 +210,7 @@ def _as_of_report(
     if as_of.tzinfo is None:
         raise ConfigurationError(f"--as-of: a time zone is required, e.g. {TIME_EXAMPLE}")
     ctx = Context.of(settings)
-    unit_path = normalise_unit(ctx.settings, unit)
+    unit_path = normalise_unit(ctx, unit)
     return ctx, ReplayReport(dataset, "as-of", as_of=as_of.isoformat(), unit=unit_path)
 
 
@@ -314,7 +313,7 @@ def replay_events(
         raise ConfigurationError("--to: must be later than --from")
     ctx = Context.of(settings)
     settings, registry = ctx.settings, ctx.registry
-    unit_path = normalise_unit(settings, unit)
+    unit_path = normalise_unit(ctx, unit)
     report = ReplayReport(
         dataset,
         "events",
@@ -333,7 +332,7 @@ def replay_events(
         agency=agency,
     ) as access:
         selector = Selector(
-            settings,
+            ctx,
             report,
             unit=unit_path,
             from_ms=to_epoch_ms(start) if start else None,
