@@ -25,7 +25,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,9 +88,9 @@ def logged(
     log_call(ctx, key, dataset, "read", {"call": call, **detail}, purpose=purpose, records=records)
 
 
-def acting(ctx: Context, key: KeyInfo) -> Settings:
-    """The settings with the key as the principal (what the replay's access log names)."""
-    return ctx.settings.model_copy(update={"principal": principal(key)})
+def acting(ctx: Context, key: KeyInfo) -> Context:
+    """The context with the key as the principal (what the replay's access log names)."""
+    return replace(ctx, settings=ctx.settings.model_copy(update={"principal": principal(key)}))
 
 
 Event = dict[str, Any]
@@ -419,12 +419,12 @@ def _replay(
         raise field_error(422, "as_of", "give as_of, or from and/or to (times with a zone)")
     view = auditor_view(ctx.settings, key.agency, name)
     mask = masker(view)
-    settings = acting(ctx, key)
+    as_key = acting(ctx, key)
     headers: dict[str, str] = {}
     try:
         if moment is not None:
             report, rows = rows_as_of(
-                settings, name, moment, purpose=purpose, unit=unit, agency=key.agency
+                as_key, name, moment, purpose=purpose, unit=unit, agency=key.agency
             )
             shown = []
             for row in rows:
@@ -435,7 +435,7 @@ def _replay(
             lines: Iterator[dict[str, Any]] = iter(shown)
         else:
             report, events = replay_events(
-                settings,
+                as_key,
                 name,
                 purpose=purpose,
                 start=begin,

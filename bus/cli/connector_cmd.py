@@ -449,13 +449,7 @@ def snapshot(name: str, table: str | None, run_now: bool) -> None:
     if not run_now:
         click.echo(f"the next run performs it: lgsp connector run {name}")
         return
-    progress = _Progress()
-    try:
-        report = run_sync(context(), name, progress=progress)
-    finally:
-        progress.done()
-    _print_summary(report)
-    report.raise_if_stopped()
+    run_reported(lambda progress, _: run_sync(context(), name, progress=progress))
 
 
 class _Progress:
@@ -536,16 +530,32 @@ def run(
     from bus.sync import run as run_sync
 
     only_with_follow(follow, {"--idle-exit": idle_exit, "--poll": poll})
+    run_reported(
+        lambda progress, follower: run_sync(
+            context(), name, tables=list(tables) or None, progress=progress, follow=follower
+        ),
+        follow=follow,
+        idle_exit=idle_exit,
+        poll=poll,
+        as_json=as_json,
+    )
+
+
+def run_reported(
+    run: Callable[[_Progress, Follow | None], SyncReport],
+    *,
+    follow: bool = False,
+    idle_exit: float | None = None,
+    poll: float | None = None,
+    as_json: bool = False,
+) -> None:
+    """``run`` (a sync run, given its progress line and its follow) once, or with ``follow``
+    until a stop signal or ``idle_exit``; then its summary (``as_json``: its report as JSON),
+    and a stopped run's error."""
     progress = _Progress(follow)
     try:
         with stop_signals() if follow else nullcontext(None) as stop:
-            report = run_sync(
-                context(),
-                name,
-                tables=list(tables) or None,
-                progress=progress,
-                follow=_follow(stop, idle_exit, poll) if stop is not None else None,
-            )
+            report = run(progress, _follow(stop, idle_exit, poll) if stop is not None else None)
     finally:
         progress.done()
     if as_json:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 
 import click
 
@@ -55,21 +54,27 @@ def demo(
     port: int | None,
 ) -> None:
     """Ten ward databases → ward topics → district → city → sinks, archive, grant, report."""
-    from bus.demo.city import result_dict, run_city_demo, summary_lines
+    from bus.demo import city, reform
 
     started = time.monotonic()
 
     def say(text: str) -> None:
         click.echo(f"[{time.monotonic() - started:6.1f}s] {text}", err=as_json)
 
-    if hierarchy == "hcmc-2025":
-        if keep_serving:
-            raise click.UsageError("--serve: not with --hierarchy hcmc-2025 (yet)")
-        _reform_demo(rows, seed, fresh, no_airflow, as_json, db_server, say)
-        return
-
+    reforming = hierarchy == "hcmc-2025"
+    if reforming and keep_serving:
+        raise click.UsageError("--serve: not with --hierarchy hcmc-2025 (yet)")
     s = settings()
-    result = run_city_demo(
+    if reforming:
+        s = s.model_copy(
+            update={
+                "home": s.home / "demo-hcmc-2025",
+                "hierarchy": reform.OLD,
+                "database_url": None,
+            }
+        )  # its own control database and broker: the cut-over must not touch the city demo's
+    run = reform.run_reform_demo if reforming else city.run_city_demo
+    result = run(
         s,
         say,
         rows_per_ward=rows,
@@ -78,68 +83,32 @@ def demo(
         use_airflow=not no_airflow,
         db_server=db_server,
     )
-    from bus.demo.logins import console_lines, demo_logins
-
-    logins = demo_logins(s)
     host, port = s.api.host, port or s.api.port
     url = f"http://{host}:{port}/console/"
-    if as_json:
-        data = result_dict(result)
+    if isinstance(result, reform.ReformDemoResult):
+        data, lines = reform.result_dict(result), reform.summary_lines(result)
+    else:
+        from bus.demo.logins import console_lines, demo_logins
+
+        logins = demo_logins(s)
+        data, lines = city.result_dict(result), city.summary_lines(result)
         data["console"] = {"url": url, "logins": [vars(x) for x in logins]}
+        lines += console_lines(url, logins)
+        if not keep_serving:
+            lines.append(f"    serve it:  lgsp serve --port {port}   (or lgsp demo --serve)")
+    if as_json:
         echo_json(data)
     else:
-        for line in summary_lines(result):
+        for line in lines:
             click.echo(line)
-        for line in console_lines(url, logins):
-            click.echo(line)
-        if not keep_serving:
-            click.echo(f"    serve it:  lgsp serve --port {port}   (or lgsp demo --serve)")
     if not (result.archive_ok and result.agreeing == result.reconciled):
         raise SystemExit(ExitCode.FAILED)
     if keep_serving:
         from bus.cli.serve_cmd import run_server
         from bus.context import Context
-        from bus.demo.city import demo_env
 
         # the demo's connector files name ${LGSP_DEMO_DIR}: "run now" in the console needs it
-        for key, value in demo_env(s).items():
+        for key, value in city.demo_env(s).items():
             os.environ.setdefault(key, value)
         click.echo(f"serving {url} until Ctrl-C", err=True)
         run_server(Context.load(s), host, port)
-
-
-def _reform_demo(
-    rows: int,
-    seed: int,
-    fresh: bool,
-    no_airflow: bool,
-    as_json: bool,
-    db_server: str | None,
-    say: Callable[[str], None],
-) -> None:
-    from bus.demo import reform
-
-    base = settings()
-    own = base.model_copy(
-        update={
-            "home": base.home / "demo-hcmc-2025",
-            "hierarchy": reform.OLD,
-            "database_url": None,
-        }
-    )  # its own control database and broker: the cut-over must not touch the city demo's
-    result = reform.run_reform_demo(
-        own,
-        say,
-        rows_per_ward=rows,
-        seed=seed,
-        fresh=fresh,
-        use_airflow=not no_airflow,
-        db_server=db_server,
-    )
-    if as_json:
-        echo_json(reform.result_dict(result))
-    else:
-        for line in reform.summary_lines(result):
-            click.echo(line)
-    if not (result.archive_ok and result.agreeing == result.reconciled):
-        raise SystemExit(ExitCode.FAILED)

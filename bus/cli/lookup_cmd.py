@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import click
 
-from bus.cli._common import context, echo_json, follow_options, only_with_follow
-from bus.cli.connector_cmd import _follow, _print_summary, _Progress
-from bus.longrun import Follow, stop_signals
+from bus.cli._common import context, follow_options, only_with_follow
+from bus.cli.connector_cmd import run_reported
 
 
 @click.group("lookup")
@@ -34,15 +31,9 @@ def sync_cmd(dataset: str, follow: bool, idle_exit: float | None, as_json: bool)
             f"topic {made.tables[0].topic})",
             err=True,
         )
-    progress = _Progress(follow)
-    try:
-        with stop_signals() if follow else nullcontext(None) as stop:
-            follower: Follow | None = _follow(stop, idle_exit, None) if stop is not None else None
-            report = sync(ctx, dataset, progress=progress, follow=follower)
-    finally:
-        progress.done()
-    if as_json:
-        echo_json(report.to_dict())
-    else:
-        _print_summary(report)
-    report.raise_if_stopped()
+    run_reported(
+        lambda progress, follower: sync(ctx, dataset, progress=progress, follow=follower),
+        follow=follow,
+        idle_exit=idle_exit,
+        as_json=as_json,
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -26,7 +25,14 @@ from bus.report.render import (
     write_trend_chart,
     write_trend_csv,
 )
-from bus.report.service import SlaReport, TrendReport, parse_as_of, sla_report, sla_trend
+from bus.report.service import (
+    ReportRead,
+    SlaReport,
+    TrendReport,
+    parse_as_of,
+    sla_report,
+    sla_trend,
+)
 from bus.report.workdays import default_calendar
 from bus.units import available_hierarchies
 
@@ -121,7 +127,7 @@ def sla_cmd(
         raise ConfigurationError("--source url: give --url and --table")
     if source == "topic" and (url is not None or table is not None):
         raise ConfigurationError("--source topic: --url and --table do not apply")
-    read: dict[str, Any] = {
+    read: ReportRead = {
         "level": level,
         "month": month,
         "as_of": _as_of(as_of, month),

@@ -20,7 +20,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any, Required, TypedDict, TypeVar, Unpack
 
 import sqlalchemy as sa
 from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
@@ -527,16 +527,34 @@ def _regrouping(settings: Settings, as_hierarchy: str | None, level: str) -> Reg
 _Report = TypeVar("_Report", "SlaReport", "TrendReport")
 
 
+class ReportRead(TypedDict, total=False):
+    """What a report reads and for which scope: the keywords :func:`sla_report` and
+    :func:`sla_trend` share (``lgsp report sla`` builds one)."""
+
+    level: Required[str]
+    month: Required[str]
+    as_of: Required[dt.datetime]
+    unit: str | None
+    topic: str | None
+    url: str | None
+    table: str | None
+    hierarchy: str | None
+    as_hierarchy: str | None
+    calendar: WorkCalendar | None
+
+
 def _from_sources(
     settings: Settings,
     build: Callable[..., _Report],
     *,
     level: str,
-    topic: str | None,
-    url: str | None,
-    table: str | None,
-    hierarchy: str | None,
-    as_hierarchy: str | None,
+    month: str,
+    as_of: dt.datetime,
+    topic: str | None = None,
+    url: str | None = None,
+    table: str | None = None,
+    hierarchy: str | None = None,
+    as_hierarchy: str | None = None,
     **options: Any,
 ) -> _Report:
     """``build`` (:func:`build_report` or :func:`trend_report`) over the city topic (default)
@@ -546,44 +564,27 @@ def _from_sources(
     h.check_level(level)  # before reading anything
     regroup = _regrouping(settings, as_hierarchy, level)
     records, source, unreadable = _read_records(settings, h, topic, url, table)
-    report = build(records, hierarchy=h, level=level, source=source, regroup=regroup, **options)
+    report = build(
+        records,
+        hierarchy=h,
+        level=level,
+        month=month,
+        as_of=as_of,
+        source=source,
+        regroup=regroup,
+        **options,
+    )
     report.unreadable = unreadable
     return report
 
 
 def sla_report(
-    settings: Settings,
-    *,
-    level: str,
-    month: str,
-    as_of: dt.datetime,
-    unit: str | None = None,
-    topic: str | None = None,
-    url: str | None = None,
-    table: str | None = None,
-    hierarchy: str | None = None,
-    calendar: WorkCalendar | None = None,
-    all_units: bool | None = None,
-    as_hierarchy: str | None = None,
+    settings: Settings, *, all_units: bool | None = None, **read: Unpack[ReportRead]
 ) -> SlaReport:
     """The report from the city topic (default) or, with ``url`` and ``table``, a SQL table.
     ``as_hierarchy``: the figures regrouped into that hierarchy's units, whatever era each
     dossier was received in (see :mod:`bus.report.regroup`)."""
-    return _from_sources(
-        settings,
-        build_report,
-        level=level,
-        topic=topic,
-        url=url,
-        table=table,
-        hierarchy=hierarchy,
-        as_hierarchy=as_hierarchy,
-        month=month,
-        as_of=as_of,
-        unit=unit,
-        calendar=calendar,
-        all_units=all_units,
-    )
+    return _from_sources(settings, build_report, all_units=all_units, **read)
 
 
 def trend_months(month: str, count: int) -> list[str]:
@@ -673,35 +674,7 @@ def trend_report(
 
 
 def sla_trend(
-    settings: Settings,
-    *,
-    level: str,
-    month: str,
-    months: int,
-    as_of: dt.datetime,
-    unit: str | None = None,
-    topic: str | None = None,
-    url: str | None = None,
-    table: str | None = None,
-    hierarchy: str | None = None,
-    as_hierarchy: str | None = None,
-    calendar: WorkCalendar | None = None,
-    all_units: bool = False,
+    settings: Settings, *, months: int, all_units: bool = False, **read: Unpack[ReportRead]
 ) -> TrendReport:
     """:func:`trend_report` of the city topic (default) or a SQL table."""
-    return _from_sources(
-        settings,
-        trend_report,
-        level=level,
-        topic=topic,
-        url=url,
-        table=table,
-        hierarchy=hierarchy,
-        as_hierarchy=as_hierarchy,
-        month=month,
-        months=months,
-        as_of=as_of,
-        unit=unit,
-        calendar=calendar,
-        all_units=all_units,
-    )
+    return _from_sources(settings, trend_report, months=months, all_units=all_units, **read)

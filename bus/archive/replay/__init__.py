@@ -38,12 +38,11 @@ from bus.archive.replay.reading import collect, reader_schema
 from bus.archive.replay.selection import Candidate, ReplayReport, Selector, content_hash
 from bus.archive.replay.table import check_target, write_table
 from bus.config import Settings, mask_url
+from bus.context import Context
 from bus.envelope import record_schema_of
 from bus.errors import ConfigurationError, UnknownUnitError
-from bus.registry import Registry
 from bus.serde import AvroCodec
 from bus.timeutil import to_epoch_ms
-from bus.units.hierarchy import load_hierarchy
 from bus.units.topics import validate_dataset_name
 from connectors.sql.types import split_table
 
@@ -63,8 +62,11 @@ log = logging.getLogger(__name__)
 
 
 # ---- inputs ------------------------------------------------------------------------------
-def normalise_unit(settings: Settings, unit: str | None) -> str | None:
-    """A unit path (``79.760``); a single code is expanded with the configured hierarchy."""
+def normalise_unit(settings: Context | Settings, unit: str | None) -> str | None:
+    """A unit path (``79.760``); a single code is expanded with the configured hierarchy, not
+    the one in force after cut-overs (``Context.hierarchy``): a replay reads history, a unit
+    a cut-over ended is only in the configured one, and the selection places each event's
+    source unit in the configured one too (``Selector``)."""
     if unit is None or unit == "":
         return None
     unit = unit.strip()
@@ -74,7 +76,7 @@ def normalise_unit(settings: Settings, unit: str | None) -> str | None:
         )
     if "." not in unit:
         try:
-            return load_hierarchy(settings.hierarchy).path(unit)
+            return Context.of(settings).configured_hierarchy.path(unit)
         except UnknownUnitError:
             return unit
     return unit
@@ -140,62 +142,80 @@ class _State:
     records: list[dict[str, Any]]
 
 
-def _rebuild(
-    settings: Settings,
+@contextmanager
+def _rebuilt(
+    ctx: Context,
     report: ReplayReport,
-    dataset: str,
     as_of: dt.datetime,
-    unit_path: str | None,
+    purpose: str,
     public_keys: Any,
-    checkpoints_file: Path | None = None,
-) -> _State:
-    """Select the latest event per key at ``as_of`` and decode it (the rule both as-of
-    replays share); fills ``report``'s counts and content hash."""
-    registry = Registry(settings)
-    selector = Selector(settings, report, unit=unit_path, as_of_ms=to_epoch_ms(as_of))
-    topics = collect(
-        settings, dataset, unit_path, report, selector, registry, public_keys, checkpoints_file
-    )
-    reader = reader_schema(registry, topics, dataset)
-    codec = AvroCodec(registry)
-    parsed_reader = registry.parsed_by_id(reader.id)
-    state = _State(record_schema_of(reader.schema), [], [])
-    for candidate in sorted(selector.latest.values(), key=lambda c: c.key or ""):
-        if candidate.op == "d":
-            report.deleted_keys += 1
-            continue
-        resolve = None if candidate.schema_id == reader.id else parsed_reader
-        _sid, value = codec.decode(candidate.payload, reader=resolve)
-        record = value.get("after")
-        if record is None:
-            report.deleted_keys += 1
-            continue
-        state.kept.append(candidate)
-        state.records.append(record)
-    report.keys = len(state.kept)
-    report.content_hash = content_hash(
-        [(c.key, r) for c, r in zip(state.kept, state.records, strict=True)]
-    )
-    if report.selected == 0:
-        first = f" (the first event is at {report.first_event})" if report.first_event else ""
-        report.notes.append(
-            f"no event at or before {report.as_of}{first}: the dataset was empty then"
+    checkpoints_file: Path | None,
+    **fields: Any,
+) -> Iterator[_State]:
+    """``report``'s dataset within ``report.unit`` as of ``as_of`` for the block: the latest
+    event per key selected and decoded (the rule both as-of replays share), ``report``'s counts
+    and content hash filled. The run, block included, is access-logged as ``replay-as-of``
+    with the kept keys as its count (``fields``: the log's target and agency)."""
+    dataset, unit_path = report.dataset, report.unit
+    settings, registry = ctx.settings, ctx.registry
+    with _access_logged(
+        settings,
+        dataset=dataset,
+        purpose=purpose,
+        action="replay-as-of",
+        as_of=as_of,
+        unit=unit_path,
+        **fields,
+    ) as access:
+        selector = Selector(ctx, report, unit=unit_path, as_of_ms=to_epoch_ms(as_of))
+        topics = collect(
+            settings, dataset, unit_path, report, selector, registry, public_keys, checkpoints_file
         )
-    return state
+        reader = reader_schema(registry, topics, dataset)
+        codec = AvroCodec(registry)
+        parsed_reader = registry.parsed_by_id(reader.id)
+        state = _State(record_schema_of(reader.schema), [], [])
+        for candidate in sorted(selector.latest.values(), key=lambda c: c.key or ""):
+            if candidate.op == "d":
+                report.deleted_keys += 1
+                continue
+            resolve = None if candidate.schema_id == reader.id else parsed_reader
+            _sid, value = codec.decode(candidate.payload, reader=resolve)
+            record = value.get("after")
+            if record is None:
+                report.deleted_keys += 1
+                continue
+            state.kept.append(candidate)
+            state.records.append(record)
+        report.keys = len(state.kept)
+        report.content_hash = content_hash(
+            [(c.key, r) for c, r in zip(state.kept, state.records, strict=True)]
+        )
+        if report.selected == 0:
+            first = f" (the first event is at {report.first_event})" if report.first_event else ""
+            report.notes.append(
+                f"no event at or before {report.as_of}{first}: the dataset was empty then"
+            )
+        yield state
+        access.records = report.keys
 
 
-def _as_of_inputs(
-    settings: Settings, dataset: str, as_of: dt.datetime, purpose: str, unit: str | None
-) -> str | None:
+def _as_of_report(
+    settings: Context | Settings, dataset: str, as_of: dt.datetime, purpose: str, unit: str | None
+) -> tuple[Context, ReplayReport]:
+    """The context and the report of an as-of replay, its inputs checked first (``unit`` as a
+    unit path)."""
     validate_dataset_name(dataset)
     require_purpose(purpose)
     if as_of.tzinfo is None:
         raise ConfigurationError(f"--as-of: a time zone is required, e.g. {TIME_EXAMPLE}")
-    return normalise_unit(settings, unit)
+    ctx = Context.of(settings)
+    unit_path = normalise_unit(ctx, unit)
+    return ctx, ReplayReport(dataset, "as-of", as_of=as_of.isoformat(), unit=unit_path)
 
 
 def replay_as_of(
-    settings: Settings,
+    settings: Context | Settings,
     dataset: str,
     as_of: dt.datetime,
     *,
@@ -208,33 +228,25 @@ def replay_as_of(
     checkpoints_file: Path | None = None,
 ) -> ReplayReport:
     """Rebuild ``dataset`` as it stood at ``as_of`` into a fresh table of ``into``."""
-    unit_path = _as_of_inputs(settings, dataset, as_of, purpose, unit)
+    ctx, report = _as_of_report(settings, dataset, as_of, purpose, unit)
     schema_name, name = table_name(dataset, table)
     check_target(into, schema_name, name, replace)
-    report = ReplayReport(dataset, "as-of", as_of=as_of.isoformat(), unit=unit_path)
     report.table = f"{schema_name}.{name}" if schema_name else name
     report.target = mask_url(into)
-    with _access_logged(
-        settings,
-        dataset=dataset,
-        purpose=purpose,
-        action="replay-as-of",
-        as_of=as_of,
-        unit=unit_path,
-        target=f"{report.target} {report.table}",
-    ) as access:
-        state = _rebuild(settings, report, dataset, as_of, unit_path, public_keys, checkpoints_file)
+    target = f"{report.target} {report.table}"
+    with _rebuilt(
+        ctx, report, as_of, purpose, public_keys, checkpoints_file, target=target
+    ) as state:
         if report.selected == 0:
             report.notes[-1] += "; the table is created empty"
         write_table(
             into, schema_name, name, state.record_schema, state.kept, state.records, replace
         )
-        access.records = report.keys
     return report
 
 
 def rows_as_of(
-    settings: Settings,
+    settings: Context | Settings,
     dataset: str,
     as_of: dt.datetime,
     *,
@@ -248,21 +260,19 @@ def rows_as_of(
     "ts_ms", "event_id", "record"}`` (the record as decoded); the report's content hash is the
     one ``replay_as_of`` gives for the same arguments. Access-logged (``target`` "rows") for
     ``agency``."""
-    unit_path = _as_of_inputs(settings, dataset, as_of, purpose, unit)
-    report = ReplayReport(dataset, "as-of", as_of=as_of.isoformat(), unit=unit_path)
+    ctx, report = _as_of_report(settings, dataset, as_of, purpose, unit)
     report.target = "rows"
-    with _access_logged(
-        settings,
-        dataset=dataset,
-        purpose=purpose,
-        action="replay-as-of",
-        as_of=as_of,
-        unit=unit_path,
+    with _rebuilt(
+        ctx,
+        report,
+        as_of,
+        purpose,
+        public_keys,
+        checkpoints_file,
         target="rows",
         agency=agency,
-    ) as access:
-        state = _rebuild(settings, report, dataset, as_of, unit_path, public_keys, checkpoints_file)
-        access.records = report.keys
+    ) as state:
+        pass  # the rows are handed out after the logged run
 
     def rows() -> Iterator[dict[str, Any]]:
         for candidate, record in zip(state.kept, state.records, strict=True):
@@ -278,7 +288,7 @@ def rows_as_of(
 
 
 def replay_events(
-    settings: Settings,
+    settings: Context | Settings,
     dataset: str,
     *,
     purpose: str,
@@ -301,7 +311,9 @@ def replay_events(
             raise ConfigurationError(f"{flag}: a time zone is required, e.g. {TIME_EXAMPLE}")
     if start is not None and end is not None and end <= start:
         raise ConfigurationError("--to: must be later than --from")
-    unit_path = normalise_unit(settings, unit)
+    ctx = Context.of(settings)
+    settings, registry = ctx.settings, ctx.registry
+    unit_path = normalise_unit(ctx, unit)
     report = ReplayReport(
         dataset,
         "events",
@@ -319,9 +331,8 @@ def replay_events(
         unit=unit_path,
         agency=agency,
     ) as access:
-        registry = Registry(settings)
         selector = Selector(
-            settings,
+            ctx,
             report,
             unit=unit_path,
             from_ms=to_epoch_ms(start) if start else None,
