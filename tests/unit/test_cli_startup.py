@@ -9,6 +9,7 @@ import os
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import pytest
@@ -80,3 +81,18 @@ def test_every_top_level_command_is_in_the_table() -> None:
             if id(command) not in children:
                 top_level[str(command.name)] = f"{info.name}:{attribute}"
     assert top_level == {name: target for name, (target, _) in COMMANDS.items()}
+
+
+def test_connector_list_loads_neither_the_kafka_client_nor_alembic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connector command imports what it uses: listing reads the control database only,
+    and a control database already at the newest migration is not handed to Alembic."""
+    monkeypatch.setenv("LGSP_HOME", str(tmp_path))
+    monkeypatch.delenv("LGSP_DATABASE_URL", raising=False)
+    run_in_fresh_process("connector", "list")  # the first use creates the control database
+    out, modules = run_in_fresh_process("connector", "list")
+    assert out.startswith("NAME")
+    loaded = {m.split(".")[0] for m in modules}
+    assert not loaded & {"kafka", "confluent_kafka", "airflow", "alembic"}, loaded
+    assert "bus.sync" not in modules
