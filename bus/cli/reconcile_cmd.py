@@ -11,8 +11,10 @@ error (unknown connector or table, bad option, database down).
 
 from __future__ import annotations
 
+import functools
 import gc
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -51,6 +53,7 @@ def reconcile_group() -> None:
 
 
 def _common(func: Any) -> Any:
+    """The options every comparison takes (``--json`` and those of ``Options``)."""
     options = [
         click.option("--json", "as_json", is_flag=True, help="Print the report as JSON."),
         click.option(
@@ -85,27 +88,30 @@ def _common(func: Any) -> Any:
             help="List at most this many keys per kind (the counts stay exact).",
         ),
     ]
+
+    @functools.wraps(func)
+    def with_options(
+        *args: Any,
+        pii: tuple[str, ...],
+        recheck_delay: float,
+        no_recheck: bool,
+        hash_mode: str,
+        max_listed: int,
+        **kwargs: Any,
+    ) -> Any:
+        """The command called with the options above as one ``opts`` (``Options``)."""
+        opts = Options(
+            hash=hash_mode,
+            pii=tuple(pii),
+            recheck=not no_recheck,
+            recheck_delay=recheck_delay,
+            max_listed=max_listed,
+        )
+        return func(*args, opts=opts, **kwargs)
+
     for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def _options(
-    pii: tuple[str, ...],
-    recheck_delay: float,
-    no_recheck: bool,
-    hash_mode: str,
-    max_listed: int,
-    time_precision: int,
-) -> Options:
-    return Options(
-        hash=hash_mode,
-        pii=tuple(pii),
-        recheck=not no_recheck,
-        recheck_delay=recheck_delay,
-        max_listed=max_listed,
-        time_precision=time_precision,
-    )
+        with_options = option(with_options)
+    return with_options
 
 
 def _where(pairs: tuple[str, ...], option: str) -> dict[str, str]:
@@ -218,23 +224,18 @@ def check_cmd(
     target_where: tuple[str, ...],
     through_mapping: bool,
     as_json: bool,
-    pii: tuple[str, ...],
-    recheck_delay: float,
-    no_recheck: bool,
-    hash_mode: str,
-    max_listed: int,
+    opts: Options,
 ) -> None:
     """Reconcile CONNECTOR's TABLE against its copy in sink connector --against."""
     from bus.reconcile.service import run_reconcile
 
-    opts = _options(pii, recheck_delay, no_recheck, hash_mode, max_listed, time_precision=3)
     report = run_reconcile(
         _settings(),
         connector,
         table,
         against,
         repair,
-        options=opts,
+        options=replace(opts, time_precision=3),
         target_where=_where(target_where, "--target-where"),
         through_mapping=through_mapping,
     )
@@ -280,11 +281,7 @@ def urls_cmd(
     no_store: bool,
     show_values: bool,
     as_json: bool,
-    pii: tuple[str, ...],
-    recheck_delay: float,
-    no_recheck: bool,
-    hash_mode: str,
-    max_listed: int,
+    opts: Options,
 ) -> None:
     """Reconcile TABLE at SOURCE_URL with TARGET_TABLE (default: the same name) at TARGET_URL.
 
@@ -296,7 +293,7 @@ def urls_cmd(
     from connectors.secrets import resolve
 
     key = [k.strip() for item in keys for k in item.split(",") if k.strip()] or None
-    opts = _options(pii, recheck_delay, no_recheck, hash_mode, max_listed, 3 if milliseconds else 6)
+    opts = replace(opts, time_precision=3 if milliseconds else 6)
     if ignore:
         opts.ignore_columns = tuple(ignore)
     source = Endpoint(resolve(source_url, "SOURCE_URL"), table, key=key)
