@@ -1,6 +1,7 @@
-"""Start-up: wall time of ``lgsp --help``, ``--version``, ``units show 26734`` and ``dataset
-list`` (on an empty state folder: the first run creates the control database), each the median
-of N runs in a new process, beside a bare ``python -c pass`` measured in the same run.
+"""Start-up: wall time of ``lgsp --help``, ``--version``, ``units show 26734``, ``dataset
+list`` and ``connector list`` (on an empty state folder: the first run creates the control
+database), each the median of N runs in a new process, beside a bare ``python -c pass``
+measured in the same run.
 Target: ``--help`` and ``--version`` <= 0.3 s. N = 15 with LGSP_BENCH_FULL=1, else 3.
 """
 
@@ -27,6 +28,7 @@ COMMANDS = {
     "version": ["--version"],
     "units_show": ["units", "show", "26734"],
     "dataset_list": ["dataset", "list"],
+    "connector_list": ["connector", "list"],
 }
 
 
